@@ -1,0 +1,256 @@
+//! Entries: the vectors a shard tree holds, keyed by id, stamped for last-writer-wins merges.
+
+use std::{cmp::Ordering, fmt};
+
+use ipld_core::ipld::Ipld;
+use serde::{Deserialize, Serialize};
+
+use crate::{dagcbor, hlc::Hlc, limits, ProtocolError};
+
+/// Tag byte of an unsigned-integer id in its key form.
+const KEY_TAG_INT: u8 = 0x00;
+/// Tag byte of a string id in its key form.
+const KEY_TAG_STR: u8 = 0x01;
+
+/// A point id as users give it: an unsigned integer or a string.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EntryId {
+    /// An unsigned integer id.
+    Int(u64),
+    /// A UTF-8 string id.
+    Str(String),
+}
+
+impl EntryId {
+    /// The key bytes the tree orders by: `0x00` + 8 big-endian bytes for integers, `0x01` +
+    /// UTF-8 for strings. Integers sort numerically and before all strings.
+    pub fn to_key(&self) -> Result<EntryKey, ProtocolError> {
+        let bytes = match self {
+            EntryId::Int(n) => {
+                let mut k = Vec::with_capacity(9);
+                k.push(KEY_TAG_INT);
+                k.extend_from_slice(&n.to_be_bytes());
+                k
+            }
+            EntryId::Str(s) => {
+                let mut k = Vec::with_capacity(1 + s.len());
+                k.push(KEY_TAG_STR);
+                k.extend_from_slice(s.as_bytes());
+                k
+            }
+        };
+        EntryKey::new(bytes)
+    }
+}
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EntryId::Int(n) => write!(f, "{n}"),
+            EntryId::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+/// The key form of an [`EntryId`]: the bytes the shard tree is ordered by.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EntryKey(#[serde(with = "serde_bytes")] Vec<u8>);
+
+impl EntryKey {
+    /// Checks the key form: a known tag, valid UTF-8 for strings, and the length limit.
+    pub fn new(bytes: Vec<u8>) -> Result<Self, ProtocolError> {
+        if bytes.len() > limits::MAX_ID_BYTES {
+            return Err(ProtocolError::TooLarge {
+                what: "entry id",
+                actual: bytes.len(),
+                limit: limits::MAX_ID_BYTES,
+            });
+        }
+        match bytes.split_first() {
+            Some((&KEY_TAG_INT, rest)) if rest.len() == 8 => {}
+            Some((&KEY_TAG_STR, rest)) if !rest.is_empty() => {
+                std::str::from_utf8(rest)
+                    .map_err(|_| ProtocolError::invalid("entry id", "string id is not UTF-8"))?;
+            }
+            _ => {
+                return Err(ProtocolError::invalid(
+                    "entry id",
+                    "key must be 0x00 + 8 bytes (integer) or 0x01 + UTF-8 (non-empty string)",
+                ))
+            }
+        }
+        Ok(Self(bytes))
+    }
+
+    /// The key bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The id this key stands for.
+    pub fn id(&self) -> EntryId {
+        match self.0.split_first() {
+            Some((&KEY_TAG_INT, rest)) if rest.len() == 8 => {
+                let mut n = [0u8; 8];
+                n.copy_from_slice(rest);
+                EntryId::Int(u64::from_be_bytes(n))
+            }
+            Some((_, rest)) => EntryId::Str(String::from_utf8_lossy(rest).into_owned()),
+            None => EntryId::Str(String::new()),
+        }
+    }
+}
+
+impl fmt::Debug for EntryKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EntryKey({})", self.id())
+    }
+}
+
+/// One entry of a shard tree leaf: a vector with metadata, or a tombstone.
+///
+/// Encoded as a DAG-CBOR map `{id, hlc, vec, meta, writer, deleted}` (canonical key order).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The id in key form.
+    pub id: EntryKey,
+    /// The vector, little-endian in the collection's storage quantization; empty for tombstones.
+    #[serde(with = "serde_bytes")]
+    pub vec: Vec<u8>,
+    /// Metadata: a DAG-CBOR map, or null.
+    pub meta: Option<Ipld>,
+    /// When it was written (hybrid logical clock).
+    pub hlc: u64,
+    /// Who wrote it: a 32-byte ed25519 public key.
+    #[serde(with = "serde_bytes")]
+    pub writer: Vec<u8>,
+    /// True for a tombstone: the id was deleted at `hlc`.
+    pub deleted: bool,
+}
+
+impl Entry {
+    /// A live entry.
+    pub fn put(id: EntryKey, vec: Vec<u8>, meta: Option<Ipld>, hlc: Hlc, writer: [u8; 32]) -> Self {
+        Self { id, vec, meta, hlc: hlc.0, writer: writer.to_vec(), deleted: false }
+    }
+
+    /// A tombstone for `id`.
+    pub fn tombstone(id: EntryKey, hlc: Hlc, writer: [u8; 32]) -> Self {
+        Self { id, vec: Vec::new(), meta: None, hlc: hlc.0, writer: writer.to_vec(), deleted: true }
+    }
+
+    /// Checks the schema rules and limits, and returns the entry's canonical encoding.
+    pub fn encode_checked(&self) -> Result<Vec<u8>, ProtocolError> {
+        if self.writer.len() != 32 {
+            return Err(ProtocolError::invalid("writer", "must be a 32-byte ed25519 public key"));
+        }
+        if self.vec.len() > limits::MAX_VECTOR_BYTES {
+            return Err(ProtocolError::TooLarge {
+                what: "vector",
+                actual: self.vec.len(),
+                limit: limits::MAX_VECTOR_BYTES,
+            });
+        }
+        if self.deleted && (!self.vec.is_empty() || self.meta.is_some()) {
+            return Err(ProtocolError::invalid("deleted", "a tombstone has no vector and no metadata"));
+        }
+        if let Some(meta) = &self.meta {
+            if !matches!(meta, Ipld::Map(_)) {
+                return Err(ProtocolError::invalid("metadata", "must be a map (JSON object)"));
+            }
+            let size = dagcbor::encode(meta)?.len();
+            if size > limits::MAX_METADATA_BYTES {
+                return Err(ProtocolError::TooLarge {
+                    what: "metadata",
+                    actual: size,
+                    limit: limits::MAX_METADATA_BYTES,
+                });
+            }
+        }
+        let bytes = dagcbor::encode(self)?;
+        if bytes.len() > limits::MAX_ENTRY_BYTES {
+            return Err(ProtocolError::TooLarge {
+                what: "entry",
+                actual: bytes.len(),
+                limit: limits::MAX_ENTRY_BYTES,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The last-writer-wins order between two versions of one id: later `hlc` wins, then the
+    /// greater writer key, then a tombstone over a put, then the greater encoding. It is a total
+    /// order, so merging by "keep the greater" is commutative, associative and idempotent.
+    pub fn lww_cmp(&self, other: &Entry) -> Ordering {
+        self.hlc
+            .cmp(&other.hlc)
+            .then_with(|| self.writer.cmp(&other.writer))
+            .then_with(|| self.deleted.cmp(&other.deleted))
+            .then_with(|| {
+                let a = dagcbor::encode(self).unwrap_or_default();
+                let b = dagcbor::encode(other).unwrap_or_default();
+                a.cmp(&b)
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_keys_sort_numerically_and_before_strings() {
+        let k = |id: EntryId| id.to_key().unwrap();
+        assert!(k(EntryId::Int(2)) < k(EntryId::Int(10)));
+        assert!(k(EntryId::Int(u64::MAX)) < k(EntryId::Str("0".into())));
+        assert_eq!(k(EntryId::Int(42)).id(), EntryId::Int(42));
+        assert_eq!(k(EntryId::Str("doc-7".into())).id(), EntryId::Str("doc-7".into()));
+    }
+
+    #[test]
+    fn rejects_bad_keys() {
+        assert!(EntryId::Str("x".repeat(200)).to_key().is_err());
+        assert!(EntryKey::new(vec![0x00, 1, 2]).is_err());
+        assert!(EntryKey::new(vec![0x01, 0xff]).is_err());
+        assert!(EntryKey::new(vec![0x07, 1]).is_err());
+        assert!(EntryKey::new(vec![]).is_err());
+    }
+
+    #[test]
+    fn entry_fields_are_encoded_in_canonical_order() {
+        let e = Entry::put(EntryId::Int(1).to_key().unwrap(), vec![0; 4], None, Hlc(5), [9; 32]);
+        let bytes = e.encode_checked().unwrap();
+        assert!(dagcbor::check_canonical(&bytes).is_ok());
+        let back: Entry = dagcbor::decode(&bytes).unwrap();
+        assert_eq!(back, e);
+        // Keys: id(2) hlc(3) vec(3) meta(4) writer(6) deleted(7).
+        let text = String::from_utf8_lossy(&bytes);
+        let pos = |k: &str| text.find(k).unwrap();
+        assert!(pos("id") < pos("hlc") && pos("hlc") < pos("vec") && pos("vec") < pos("meta"));
+        assert!(pos("meta") < pos("writer") && pos("writer") < pos("deleted"));
+    }
+
+    #[test]
+    fn metadata_must_be_a_small_map() {
+        let key = EntryId::Int(1).to_key().unwrap();
+        let mut e = Entry::put(key, vec![], Some(Ipld::Integer(3)), Hlc(1), [0; 32]);
+        assert!(e.encode_checked().is_err());
+        let big = Ipld::Map([("x".to_string(), Ipld::Bytes(vec![0; 70_000]))].into());
+        e.meta = Some(big);
+        assert!(matches!(e.encode_checked(), Err(ProtocolError::TooLarge { what: "metadata", .. })));
+    }
+
+    #[test]
+    fn lww_prefers_later_then_writer_then_tombstone() {
+        let key = EntryId::Int(1).to_key().unwrap();
+        let a = Entry::put(key.clone(), vec![1], None, Hlc(10), [1; 32]);
+        let b = Entry::put(key.clone(), vec![2], None, Hlc(11), [0; 32]);
+        let c = Entry::tombstone(key.clone(), Hlc(10), [1; 32]);
+        let d = Entry::put(key, vec![3], None, Hlc(10), [2; 32]);
+        assert_eq!(a.lww_cmp(&b), Ordering::Less);
+        assert_eq!(c.lww_cmp(&a), Ordering::Greater);
+        assert_eq!(d.lww_cmp(&c), Ordering::Greater);
+        assert_eq!(a.lww_cmp(&a), Ordering::Equal);
+    }
+}

@@ -1,0 +1,31 @@
+//! ipvec's vocabulary: everything two ipvec implementations must agree on byte for byte.
+//!
+//! Every block is a CIDv1 whose multihash is BLAKE3-256 (code `0x1e`); structure is canonical
+//! DAG-CBOR (`0x71`) and packed payloads are raw (`0x55`). This crate holds the codecs, the
+//! schemas of the blocks that make up a collection, signed head records and the documented
+//! limits. It does no I/O: no tokio, no sockets, no files.
+//!
+//! # Layout
+//! - [`cid`]: making and checking BLAKE3 CIDs.
+//! - [`dagcbor`]: canonical DAG-CBOR encoding and strict decoding, link extraction.
+//! - [`entry`]: entry ids, vector entries with hybrid logical clocks, writers and tombstones.
+//! - [`node`]: the blocks of the history-independent shard tree (leaves and branches).
+//! - [`manifest`]: collection manifests and shard roots.
+//! - [`head`]: signed collection head records.
+//! - [`hlc`]: the hybrid logical clock.
+//! - [`limits`]: sizes every implementation must enforce.
+//! - [`error`]: the one error type of this crate.
+
+pub mod cid;
+pub mod dagcbor;
+pub mod entry;
+pub mod error;
+pub mod head;
+pub mod hlc;
+pub mod limits;
+pub mod manifest;
+pub mod node;
+
+pub use ::cid::Cid;
+pub use error::ProtocolError;
+pub use ipld_core::ipld::Ipld;
