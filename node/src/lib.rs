@@ -1,1 +1,9 @@
-//! ipvec node
+//! The ipvec engine and daemon.
+//!
+//! # Layout
+//! - [`store`]: block storage (iroh-blobs and in-memory backends), pins, GC, CAR files.
+//! - [`tree`]: the history-independent shard tree: build, edit, lookup, range, diff, merge.
+//! - [`repo`]: the on-disk repository: config, node key, store.
+//! - [`cli`]: the `ipvec` command line.
+
+pub mod store;

@@ -1,0 +1,166 @@
+//! Block storage: content-addressed blocks, pins, garbage collection, CAR files.
+//!
+//! Blocks are stored by their BLAKE3 digest (the iroh-blobs hash); the codec travels in the
+//! CIDs that link to them, as in Kubo's multihash-keyed blockstore. Every block read back is
+//! verified against its CID. Pins are recursive: garbage collection keeps every block reachable
+//! from a pinned root and removes the rest.
+//!
+//! # Layout
+//! - [`BlockStore`]: the trait every backend implements.
+//! - [`iroh`]: the iroh-blobs backend (`FsStore` on disk by default, `MemStore` in memory).
+//! - [`memory`]: a plain in-memory backend, the reference implementation.
+//! - [`dag`]: walking DAGs: reachable sets, completeness checks.
+//! - [`gc`]: mark and sweep.
+//! - [`car`]: CAR v1 export and import.
+
+pub mod car;
+pub mod dag;
+pub mod gc;
+pub mod iroh;
+pub mod memory;
+
+#[cfg(test)]
+mod conformance;
+
+use std::{collections::HashSet, future::Future};
+
+use bytes::Bytes;
+use cid::Cid;
+use ipvec_protocol::{cid as pcid, ProtocolError};
+
+pub use self::iroh::IrohBlockStore;
+pub use self::memory::MemBlockStore;
+
+/// A block's 32-byte BLAKE3 digest: its key in the store.
+pub type Digest = [u8; 32];
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The block is not in the store.
+    #[error("block {0} is not in the local store; import it (ipvec dag import) or fetch it from a peer")]
+    NotFound(Cid),
+    /// A stored block no longer matches its CID: the disk or the store is damaged.
+    #[error("stored block {cid} is corrupt ({detail}); remove the repository's damaged data and re-import it")]
+    Corrupt { cid: Cid, detail: String },
+    /// The block or CID breaks the protocol's rules.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The backend failed.
+    #[error("block store failure: {0}")]
+    Backend(String),
+    /// A CAR file is malformed, truncated or holds a bad block.
+    #[error("invalid CAR file at byte {offset}: {reason}; nothing from it was pinned")]
+    Car { offset: u64, reason: String },
+    /// A file could not be read or written.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Block count and bytes of a store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreStats {
+    /// Blocks stored.
+    pub blocks: u64,
+    /// Bytes of block data stored.
+    pub bytes: u64,
+}
+
+/// A stored block's key and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlockInfo {
+    /// BLAKE3 digest.
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// What a sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepStats {
+    /// Blocks removed.
+    pub blocks: u64,
+    /// Bytes removed.
+    pub bytes: u64,
+}
+
+/// A content-addressed block store with recursive pins.
+///
+/// Implementations share the conformance suite in `store/conformance.rs`.
+pub trait BlockStore: Clone + Send + Sync + 'static {
+    /// Stores `bytes` (already verified to hash to `digest`). Storing a block twice is a no-op.
+    fn put_raw(&self, digest: Digest, bytes: Bytes) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The bytes stored under `digest`, unverified, or `None`.
+    fn get_raw(&self, digest: Digest) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
+
+    /// Whether a block is stored under `digest`.
+    fn has_digest(&self, digest: Digest) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Every stored block.
+    fn list(&self) -> impl Future<Output = Result<Vec<BlockInfo>, StoreError>> + Send;
+
+    /// Records a recursive pin on `root`. Callers check the DAG is complete first.
+    fn pin(&self, root: &Cid) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes the pin on `root`; returns whether there was one.
+    fn unpin(&self, root: &Cid) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Every pinned root.
+    fn pins(&self) -> impl Future<Output = Result<Vec<Cid>, StoreError>> + Send;
+
+    /// Removes every block whose digest is not in `live` (nor otherwise protected by the
+    /// backend, such as a write in progress).
+    fn delete_unpinned(&self, live: &HashSet<Digest>) -> impl Future<Output = Result<SweepStats, StoreError>> + Send;
+
+    /// Makes everything written so far durable.
+    fn flush(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Stores a block under `codec` and returns its CID.
+    fn put(&self, codec: u64, bytes: Bytes) -> impl Future<Output = Result<Cid, StoreError>> + Send {
+        async move {
+            let cid = pcid::block_cid(codec, &bytes);
+            self.put_raw(pcid::digest(&cid)?, bytes).await?;
+            Ok(cid)
+        }
+    }
+
+    /// Stores a block that claims to be `cid`, after checking that it is.
+    fn put_verified(&self, cid: &Cid, bytes: Bytes) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            pcid::verify_block(cid, &bytes)?;
+            self.put_raw(pcid::digest(cid)?, bytes).await
+        }
+    }
+
+    /// The block named `cid`, verified against it; `None` if it is not stored.
+    fn get(&self, cid: &Cid) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send {
+        async move {
+            let digest = pcid::digest(cid)?;
+            let Some(bytes) = self.get_raw(digest).await? else { return Ok(None) };
+            if blake3::hash(&bytes).as_bytes() != &digest {
+                return Err(StoreError::Corrupt { cid: *cid, detail: "bytes do not hash to the CID".into() });
+            }
+            Ok(Some(bytes))
+        }
+    }
+
+    /// The block named `cid`, or [`StoreError::NotFound`].
+    fn require(&self, cid: &Cid) -> impl Future<Output = Result<Bytes, StoreError>> + Send {
+        async move { self.get(cid).await?.ok_or(StoreError::NotFound(*cid)) }
+    }
+
+    /// Whether the block named `cid` is stored.
+    fn has(&self, cid: &Cid) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        async move { self.has_digest(pcid::digest(cid)?).await }
+    }
+
+    /// Block count and bytes.
+    fn stats(&self) -> impl Future<Output = Result<StoreStats, StoreError>> + Send {
+        async move {
+            let blocks = self.list().await?;
+            Ok(StoreStats { blocks: blocks.len() as u64, bytes: blocks.iter().map(|b| b.size).sum() })
+        }
+    }
+}
