@@ -7,3 +7,4 @@
 //! - [`cli`]: the `ipvec` command line.
 
 pub mod store;
+pub mod tree;

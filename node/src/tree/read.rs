@@ -1,0 +1,136 @@
+//! Point lookups and ordered range scans.
+
+use std::{collections::VecDeque, ops::Bound, sync::Arc};
+
+use cid::Cid;
+use ipvec_protocol::{entry::{Entry, EntryKey}, node::Node};
+
+use super::{cursor::LevelCursor, NodeLoader, TreeError};
+use crate::store::BlockStore;
+
+/// The entry for `key` (tombstones included), and the CID of the leaf that holds it.
+pub async fn get<S: BlockStore>(store: &S, root: &Cid, key: &EntryKey) -> Result<Option<(Entry, Cid)>, TreeError> {
+    let mut loader = NodeLoader::new(store);
+    let mut cid = *root;
+    loop {
+        let node = loader.load(&cid).await?;
+        match node.as_ref() {
+            Node::Branch { children, .. } => {
+                let index = children.partition_point(|c| &c.key <= key);
+                if index == 0 {
+                    return Ok(None);
+                }
+                cid = children[index - 1].cid;
+            }
+            Node::Leaf(entries) => {
+                return Ok(entries.binary_search_by(|e| e.id.cmp(key)).ok().map(|i| (entries[i].clone(), cid)));
+            }
+        }
+    }
+}
+
+/// Entries in key order between two bounds, read one leaf at a time.
+pub struct RangeIter<'a, S> {
+    loader: NodeLoader<'a, S>,
+    root: Cid,
+    cursor: Option<LevelCursor>,
+    start: Bound<EntryKey>,
+    end: Bound<EntryKey>,
+    buffer: VecDeque<(Entry, Cid)>,
+    done: bool,
+}
+
+impl<S> std::fmt::Debug for RangeIter<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RangeIter").field("start", &self.start).field("end", &self.end).finish()
+    }
+}
+
+/// Scans the entries of the tree under `root` whose keys fall between `start` and `end`.
+pub fn range<S: BlockStore>(store: &S, root: Cid, start: Bound<EntryKey>, end: Bound<EntryKey>) -> RangeIter<'_, S> {
+    RangeIter {
+        loader: NodeLoader::new(store),
+        root,
+        cursor: None,
+        start,
+        end,
+        buffer: VecDeque::new(),
+        done: false,
+    }
+}
+
+impl<S: BlockStore> RangeIter<'_, S> {
+    fn after_start(&self, key: &EntryKey) -> bool {
+        match &self.start {
+            Bound::Included(s) => key >= s,
+            Bound::Excluded(s) => key > s,
+            Bound::Unbounded => true,
+        }
+    }
+
+    fn before_end(&self, key: &EntryKey) -> bool {
+        match &self.end {
+            Bound::Included(e) => key <= e,
+            Bound::Excluded(e) => key < e,
+            Bound::Unbounded => true,
+        }
+    }
+
+    async fn fill(&mut self) -> Result<(), TreeError> {
+        let cursor = match self.cursor.as_mut() {
+            Some(cursor) => {
+                if !cursor.advance(&mut self.loader).await? {
+                    self.done = true;
+                    return Ok(());
+                }
+                cursor
+            }
+            None => {
+                let height = self.loader.load(&self.root).await?.level();
+                let mut cursor = LevelCursor::new(self.root, height, 0);
+                match &self.start {
+                    Bound::Included(k) | Bound::Excluded(k) => cursor.seek(&mut self.loader, k).await?,
+                    Bound::Unbounded => cursor.seek_first(&mut self.loader).await?,
+                }
+                self.cursor.insert(cursor)
+            }
+        };
+        let leaf_cid = cursor.current().cid;
+        let node: Arc<Node> = self.loader.load(&leaf_cid).await?;
+        let Node::Leaf(entries) = node.as_ref() else {
+            return Err(TreeError::Malformed { cid: leaf_cid, reason: "a branch where a leaf was expected".into() });
+        };
+        for entry in entries {
+            if !self.before_end(&entry.id) {
+                self.done = true;
+                break;
+            }
+            if self.after_start(&entry.id) {
+                self.buffer.push_back((entry.clone(), leaf_cid));
+            }
+        }
+        Ok(())
+    }
+
+    /// The next entry and the CID of its leaf, or `None` past the end of the range.
+    pub async fn next(&mut self) -> Result<Option<(Entry, Cid)>, TreeError> {
+        loop {
+            if let Some(item) = self.buffer.pop_front() {
+                return Ok(Some(item));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Collects the rest of the range.
+    pub async fn collect(mut self) -> Result<Vec<Entry>, TreeError> {
+        let mut out = Vec::new();
+        while let Some((entry, _)) = self.next().await? {
+            out.push(entry);
+        }
+        Ok(out)
+    }
+}
