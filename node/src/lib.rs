@@ -6,5 +6,7 @@
 //! - [`repo`]: the on-disk repository: config, node key, store.
 //! - [`cli`]: the `ipvec` command line.
 
+pub mod cli;
+pub mod repo;
 pub mod store;
 pub mod tree;

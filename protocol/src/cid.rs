@@ -50,7 +50,9 @@ pub fn check_supported(cid: &Cid) -> Result<(), ProtocolError> {
         ));
     }
     if cid.codec() != DAG_CBOR && cid.codec() != RAW {
-        return Err(unsupported("ipvec stores only dag-cbor (0x71) and raw (0x55) blocks"));
+        return Err(unsupported(
+            "ipvec stores only dag-cbor (0x71) and raw (0x55) blocks",
+        ));
     }
     Ok(())
 }
@@ -60,15 +62,20 @@ pub fn verify_block(cid: &Cid, bytes: &[u8]) -> Result<(), ProtocolError> {
     let expected = digest(cid)?;
     let actual = blake3::hash(bytes);
     if actual.as_bytes() != &expected {
-        return Err(ProtocolError::HashMismatch { cid: *cid, actual: actual.to_hex().to_string() });
+        return Err(ProtocolError::HashMismatch {
+            cid: *cid,
+            actual: actual.to_hex().to_string(),
+        });
     }
     Ok(())
 }
 
 /// Parses a CID from its string form, with an error that says what a CID looks like.
 pub fn parse_cid(input: &str) -> Result<Cid, ProtocolError> {
-    Cid::try_from(input.trim())
-        .map_err(|e| ProtocolError::BadCid { input: input.to_string(), reason: e.to_string() })
+    Cid::try_from(input.trim()).map_err(|e| ProtocolError::BadCid {
+        input: input.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// The name of a codec for people: `dag-cbor`, `raw` or the hex code.
@@ -90,7 +97,10 @@ mod tests {
         assert_eq!(cid.hash().code(), BLAKE3_256);
         assert_eq!(cid.hash().digest(), blake3::hash(b"hello").as_bytes());
         assert!(verify_block(&cid, b"hello").is_ok());
-        assert!(matches!(verify_block(&cid, b"hellp"), Err(ProtocolError::HashMismatch { .. })));
+        assert!(matches!(
+            verify_block(&cid, b"hellp"),
+            Err(ProtocolError::HashMismatch { .. })
+        ));
         let parsed = parse_cid(&cid.to_string()).unwrap();
         assert_eq!(parsed, cid);
     }
@@ -99,7 +109,10 @@ mod tests {
     fn rejects_foreign_hashes() {
         // CIDv0 (sha2-256) of the empty directory, as Kubo makes.
         let v0 = parse_cid("QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn").unwrap();
-        assert!(matches!(check_supported(&v0), Err(ProtocolError::UnsupportedCid { .. })));
+        assert!(matches!(
+            check_supported(&v0),
+            Err(ProtocolError::UnsupportedCid { .. })
+        ));
         assert!(parse_cid("not-a-cid").is_err());
     }
 }

@@ -132,18 +132,35 @@ pub struct Entry {
 impl Entry {
     /// A live entry.
     pub fn put(id: EntryKey, vec: Vec<u8>, meta: Option<Ipld>, hlc: Hlc, writer: [u8; 32]) -> Self {
-        Self { id, vec, meta, hlc: hlc.0, writer: writer.to_vec(), deleted: false }
+        Self {
+            id,
+            vec,
+            meta,
+            hlc: hlc.0,
+            writer: writer.to_vec(),
+            deleted: false,
+        }
     }
 
     /// A tombstone for `id`.
     pub fn tombstone(id: EntryKey, hlc: Hlc, writer: [u8; 32]) -> Self {
-        Self { id, vec: Vec::new(), meta: None, hlc: hlc.0, writer: writer.to_vec(), deleted: true }
+        Self {
+            id,
+            vec: Vec::new(),
+            meta: None,
+            hlc: hlc.0,
+            writer: writer.to_vec(),
+            deleted: true,
+        }
     }
 
     /// Checks the schema rules and limits, and returns the entry's canonical encoding.
     pub fn encode_checked(&self) -> Result<Vec<u8>, ProtocolError> {
         if self.writer.len() != 32 {
-            return Err(ProtocolError::invalid("writer", "must be a 32-byte ed25519 public key"));
+            return Err(ProtocolError::invalid(
+                "writer",
+                "must be a 32-byte ed25519 public key",
+            ));
         }
         if self.vec.len() > limits::MAX_VECTOR_BYTES {
             return Err(ProtocolError::TooLarge {
@@ -153,11 +170,17 @@ impl Entry {
             });
         }
         if self.deleted && (!self.vec.is_empty() || self.meta.is_some()) {
-            return Err(ProtocolError::invalid("deleted", "a tombstone has no vector and no metadata"));
+            return Err(ProtocolError::invalid(
+                "deleted",
+                "a tombstone has no vector and no metadata",
+            ));
         }
         if let Some(meta) = &self.meta {
             if !matches!(meta, Ipld::Map(_)) {
-                return Err(ProtocolError::invalid("metadata", "must be a map (JSON object)"));
+                return Err(ProtocolError::invalid(
+                    "metadata",
+                    "must be a map (JSON object)",
+                ));
             }
             let size = dagcbor::encode(meta)?.len();
             if size > limits::MAX_METADATA_BYTES {
@@ -205,7 +228,10 @@ mod tests {
         assert!(k(EntryId::Int(2)) < k(EntryId::Int(10)));
         assert!(k(EntryId::Int(u64::MAX)) < k(EntryId::Str("0".into())));
         assert_eq!(k(EntryId::Int(42)).id(), EntryId::Int(42));
-        assert_eq!(k(EntryId::Str("doc-7".into())).id(), EntryId::Str("doc-7".into()));
+        assert_eq!(
+            k(EntryId::Str("doc-7".into())).id(),
+            EntryId::Str("doc-7".into())
+        );
     }
 
     #[test]
@@ -219,7 +245,13 @@ mod tests {
 
     #[test]
     fn entry_fields_are_encoded_in_canonical_order() {
-        let e = Entry::put(EntryId::Int(1).to_key().unwrap(), vec![0; 4], None, Hlc(5), [9; 32]);
+        let e = Entry::put(
+            EntryId::Int(1).to_key().unwrap(),
+            vec![0; 4],
+            None,
+            Hlc(5),
+            [9; 32],
+        );
         let bytes = e.encode_checked().unwrap();
         assert!(dagcbor::check_canonical(&bytes).is_ok());
         let back: Entry = dagcbor::decode(&bytes).unwrap();
@@ -238,7 +270,13 @@ mod tests {
         assert!(e.encode_checked().is_err());
         let big = Ipld::Map([("x".to_string(), Ipld::Bytes(vec![0; 70_000]))].into());
         e.meta = Some(big);
-        assert!(matches!(e.encode_checked(), Err(ProtocolError::TooLarge { what: "metadata", .. })));
+        assert!(matches!(
+            e.encode_checked(),
+            Err(ProtocolError::TooLarge {
+                what: "metadata",
+                ..
+            })
+        ));
     }
 
     #[test]

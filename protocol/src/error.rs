@@ -26,7 +26,11 @@ pub enum ProtocolError {
     Encode(String),
     /// A value breaks a documented limit.
     #[error("{what} is {actual} bytes, over the limit of {limit} bytes")]
-    TooLarge { what: &'static str, actual: usize, limit: usize },
+    TooLarge {
+        what: &'static str,
+        actual: usize,
+        limit: usize,
+    },
     /// A field holds a value the schema does not allow.
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
@@ -37,6 +41,9 @@ pub enum ProtocolError {
 
 impl ProtocolError {
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
-        Self::Invalid { field, reason: reason.into() }
+        Self::Invalid {
+            field,
+            reason: reason.into(),
+        }
     }
 }

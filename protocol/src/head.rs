@@ -76,7 +76,12 @@ impl HeadRecord {
     }
 
     /// Signs a head for `collection` (the owner's public key) with `writer`.
-    pub fn sign(collection: [u8; 32], seq: u64, manifest: Cid, writer: &Keypair) -> Result<Self, ProtocolError> {
+    pub fn sign(
+        collection: [u8; 32],
+        seq: u64,
+        manifest: Cid,
+        writer: &Keypair,
+    ) -> Result<Self, ProtocolError> {
         let mut head = HeadRecord {
             collection: collection.to_vec(),
             seq,
@@ -85,7 +90,9 @@ impl HeadRecord {
             signature: Vec::new(),
         };
         let payload = head.signing_bytes()?;
-        head.signature = writer.sign(&payload).map_err(|e| ProtocolError::Signature(e.to_string()))?;
+        head.signature = writer
+            .sign(&payload)
+            .map_err(|e| ProtocolError::Signature(e.to_string()))?;
         Ok(head)
     }
 
@@ -93,7 +100,9 @@ impl HeadRecord {
     pub fn verify(&self, allowed: &[&[u8]]) -> Result<(), ProtocolError> {
         let key = ed25519_key(&self.writer)?;
         if !key.verify(&self.signing_bytes()?, &self.signature) {
-            return Err(ProtocolError::Signature("head signature does not verify".into()));
+            return Err(ProtocolError::Signature(
+                "head signature does not verify".into(),
+            ));
         }
         if !allowed.iter().any(|w| *w == self.writer.as_slice()) {
             return Err(ProtocolError::Signature(
@@ -124,9 +133,15 @@ mod tests {
 
         let mut bumped = head.clone();
         bumped.seq = 4;
-        assert!(bumped.verify(&[&owner_pk]).is_err(), "changed seq must break the signature");
+        assert!(
+            bumped.verify(&[&owner_pk]).is_err(),
+            "changed seq must break the signature"
+        );
         let forged = HeadRecord::sign(owner_pk, 5, cid, &other).unwrap();
-        assert!(forged.verify(&[&owner_pk]).is_err(), "a key outside the writer list is refused");
+        assert!(
+            forged.verify(&[&owner_pk]).is_err(),
+            "a key outside the writer list is refused"
+        );
         forged.verify(&[&owner_pk, &other_pk]).unwrap();
         assert!(collection_id(&owner_pk).unwrap().starts_with("12D3KooW"));
     }

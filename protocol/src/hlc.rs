@@ -38,7 +38,11 @@ impl HlcClock {
     /// A timestamp later than every one handed out or observed, given the wall time now.
     pub fn tick(&mut self, wall_millis: u64) -> Hlc {
         let wall = Hlc::new(wall_millis, 0);
-        self.last = if wall > self.last { wall } else { Hlc(self.last.0 + 1) };
+        self.last = if wall > self.last {
+            wall
+        } else {
+            Hlc(self.last.0 + 1)
+        };
         self.last
     }
 

@@ -56,7 +56,11 @@ pub struct HnswParams {
 
 impl Default for HnswParams {
     fn default() -> Self {
-        Self { m: 16, ef_construction: 128, ef_search: 64 }
+        Self {
+            m: 16,
+            ef_construction: 128,
+            ef_search: 64,
+        }
     }
 }
 
@@ -127,7 +131,11 @@ pub fn shard_range(shard: u32, shards: u32) -> (u64, u64) {
     let n = u128::from(shards.max(1));
     let start = |s: u128| ((s << 64).div_ceil(n)) as u64;
     let first = start(u128::from(shard));
-    let last = if u128::from(shard) + 1 >= n { u64::MAX } else { start(u128::from(shard) + 1) - 1 };
+    let last = if u128::from(shard) + 1 >= n {
+        u64::MAX
+    } else {
+        start(u128::from(shard) + 1) - 1
+    };
     (first, last)
 }
 
@@ -135,7 +143,10 @@ impl Manifest {
     /// Checks the settings every reader relies on.
     pub fn validate(&self) -> Result<(), ProtocolError> {
         if self.format != 1 {
-            return Err(ProtocolError::invalid("format", format!("unknown manifest format {}", self.format)));
+            return Err(ProtocolError::invalid(
+                "format",
+                format!("unknown manifest format {}", self.format),
+            ));
         }
         if self.dimension == 0 || self.dimension as usize > limits::MAX_DIMENSION {
             return Err(ProtocolError::invalid(
@@ -144,10 +155,16 @@ impl Manifest {
             ));
         }
         if self.owner.len() != 32 || self.writers.iter().any(|w| w.len() != 32) {
-            return Err(ProtocolError::invalid("writers", "keys must be 32-byte ed25519 public keys"));
+            return Err(ProtocolError::invalid(
+                "writers",
+                "keys must be 32-byte ed25519 public keys",
+            ));
         }
         if self.shards.is_empty() {
-            return Err(ProtocolError::invalid("shards", "a collection has at least one shard"));
+            return Err(ProtocolError::invalid(
+                "shards",
+                "a collection has at least one shard",
+            ));
         }
         Ok(())
     }

@@ -9,7 +9,11 @@
 use ::cid::Cid;
 use serde::{Deserialize, Serialize};
 
-use crate::{dagcbor, entry::{Entry, EntryKey}, limits, ProtocolError};
+use crate::{
+    dagcbor,
+    entry::{Entry, EntryKey},
+    limits, ProtocolError,
+};
 
 /// A link from a branch to a child node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,10 +64,16 @@ impl Node {
     /// Encodes the node as canonical DAG-CBOR.
     pub fn encode(&self) -> Result<Vec<u8>, ProtocolError> {
         let repr = match self {
-            Node::Leaf(entries) => NodeRepr { level: 0, entries: Some(entries.clone()), children: None },
-            Node::Branch { level, children } => {
-                NodeRepr { level: *level, entries: None, children: Some(children.clone()) }
-            }
+            Node::Leaf(entries) => NodeRepr {
+                level: 0,
+                entries: Some(entries.clone()),
+                children: None,
+            },
+            Node::Branch { level, children } => NodeRepr {
+                level: *level,
+                entries: None,
+                children: Some(children.clone()),
+            },
         };
         dagcbor::encode(&repr)
     }
@@ -86,7 +96,10 @@ impl Node {
             }
             (level, None, Some(children)) if level >= 1 => {
                 if children.is_empty() {
-                    return Err(ProtocolError::invalid("children", "a branch has at least one child"));
+                    return Err(ProtocolError::invalid(
+                        "children",
+                        "a branch has at least one child",
+                    ));
                 }
                 check_increasing(children.iter().map(|c| &c.key))?;
                 Node::Branch { level, children }
@@ -106,7 +119,10 @@ fn check_increasing<'a>(keys: impl Iterator<Item = &'a EntryKey>) -> Result<(), 
     let mut prev: Option<&EntryKey> = None;
     for key in keys {
         if prev.is_some_and(|p| p >= key) {
-            return Err(ProtocolError::invalid("node", "keys must be strictly increasing"));
+            return Err(ProtocolError::invalid(
+                "node",
+                "keys must be strictly increasing",
+            ));
         }
         prev = Some(key);
     }
@@ -181,26 +197,52 @@ mod tests {
     use crate::{cid::block_cid, entry::EntryId, hlc::Hlc};
 
     fn entry(n: u64) -> Entry {
-        Entry::put(EntryId::Int(n).to_key().unwrap(), vec![1, 2, 3, 4], None, Hlc(n), [7; 32])
+        Entry::put(
+            EntryId::Int(n).to_key().unwrap(),
+            vec![1, 2, 3, 4],
+            None,
+            Hlc(n),
+            [7; 32],
+        )
     }
 
     #[test]
     fn framing_matches_serde_encoding() {
         for n in [0usize, 1, 23, 24, 300] {
             let entries: Vec<Entry> = (0..n as u64).map(entry).collect();
-            let items: Vec<Vec<u8>> = entries.iter().map(|e| e.encode_checked().unwrap()).collect();
+            let items: Vec<Vec<u8>> = entries
+                .iter()
+                .map(|e| e.encode_checked().unwrap())
+                .collect();
             let refs: Vec<&[u8]> = items.iter().map(|i| i.as_slice()).collect();
             let framed = frame_node(0, &refs);
-            assert_eq!(framed, Node::Leaf(entries.clone()).encode().unwrap(), "n = {n}");
-            assert_eq!(framed.len(), frame_len(0, n) + items.iter().map(Vec::len).sum::<usize>());
+            assert_eq!(
+                framed,
+                Node::Leaf(entries.clone()).encode().unwrap(),
+                "n = {n}"
+            );
+            assert_eq!(
+                framed.len(),
+                frame_len(0, n) + items.iter().map(Vec::len).sum::<usize>()
+            );
             assert_eq!(Node::decode(&framed).unwrap(), Node::Leaf(entries));
         }
         let children: Vec<ChildRef> = (0..30)
-            .map(|i| ChildRef { cid: block_cid(0x71, &[i]), key: EntryId::Int(u64::from(i)).to_key().unwrap(), count: 5 })
+            .map(|i| ChildRef {
+                cid: block_cid(0x71, &[i]),
+                key: EntryId::Int(u64::from(i)).to_key().unwrap(),
+                count: 5,
+            })
             .collect();
-        let items: Vec<Vec<u8>> = children.iter().map(|c| dagcbor::encode(c).unwrap()).collect();
+        let items: Vec<Vec<u8>> = children
+            .iter()
+            .map(|c| dagcbor::encode(c).unwrap())
+            .collect();
         let refs: Vec<&[u8]> = items.iter().map(|i| i.as_slice()).collect();
-        let node = Node::Branch { level: 300, children };
+        let node = Node::Branch {
+            level: 300,
+            children,
+        };
         assert_eq!(frame_node(300, &refs), node.encode().unwrap());
         assert_eq!(Node::decode(&node.encode().unwrap()).unwrap().count(), 150);
     }
@@ -211,9 +253,19 @@ mod tests {
         assert!(Node::decode(&bad).is_err());
         let dup = Node::Leaf(vec![entry(1), entry(1)]).encode().unwrap();
         assert!(Node::decode(&dup).is_err());
-        let empty_branch = Node::Branch { level: 1, children: vec![] }.encode().unwrap();
+        let empty_branch = Node::Branch {
+            level: 1,
+            children: vec![],
+        }
+        .encode()
+        .unwrap();
         assert!(Node::decode(&empty_branch).is_err());
-        let level0_branch = Node::Branch { level: 0, children: vec![] }.encode().unwrap();
+        let level0_branch = Node::Branch {
+            level: 0,
+            children: vec![],
+        }
+        .encode()
+        .unwrap();
         assert!(Node::decode(&level0_branch).is_err());
     }
 }

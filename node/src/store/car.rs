@@ -69,7 +69,10 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, out);
-    let header = dagcbor::encode(&CarHeader { roots: vec![*root], version: 1 })?;
+    let header = dagcbor::encode(&CarHeader {
+        roots: vec![*root],
+        version: 1,
+    })?;
     let mut frame = Vec::with_capacity(16);
     write_varint(&mut frame, header.len() as u64);
     out.write_all(&frame).await?;
@@ -106,7 +109,10 @@ struct Reader<R> {
 
 impl<R: AsyncRead + Unpin> Reader<R> {
     fn error(&self, reason: impl Into<String>) -> StoreError {
-        StoreError::Car { offset: self.offset, reason: reason.into() }
+        StoreError::Car {
+            offset: self.offset,
+            reason: reason.into(),
+        }
     }
 
     /// Reads a varint; `None` at a clean end of file.
@@ -116,7 +122,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             let mut byte = [0u8; 1];
             let n = self.inner.read(&mut byte).await?;
             if n == 0 {
-                return if i == 0 { Ok(None) } else { Err(self.error("file ends inside a length prefix")) };
+                return if i == 0 {
+                    Ok(None)
+                } else {
+                    Err(self.error("file ends inside a length prefix"))
+                };
             }
             self.offset += 1;
             value |= u64::from(byte[0] & 0x7f) << (7 * i);
@@ -134,36 +144,54 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 self.offset += len as u64;
                 Ok(buf)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                Err(self.error(format!("file is truncated inside {what} ({len} bytes expected)")))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(self.error(format!(
+                "file is truncated inside {what} ({len} bytes expected)"
+            ))),
             Err(e) => Err(e.into()),
         }
     }
 }
 
 /// Reads a CAR v1 stream into `store`, checking every block, then pins its roots.
-pub async fn import<S, R>(store: &S, input: R, mut progress: impl FnMut(CarProgress)) -> Result<ImportSummary, StoreError>
+pub async fn import<S, R>(
+    store: &S,
+    input: R,
+    mut progress: impl FnMut(CarProgress),
+) -> Result<ImportSummary, StoreError>
 where
     S: BlockStore,
     R: AsyncRead + Unpin,
 {
-    let mut reader = Reader { inner: tokio::io::BufReader::with_capacity(1 << 20, input), offset: 0 };
-    let header_len = reader.varint().await?.ok_or_else(|| reader.error("empty file: no CAR header"))?;
+    let mut reader = Reader {
+        inner: tokio::io::BufReader::with_capacity(1 << 20, input),
+        offset: 0,
+    };
+    let header_len = reader
+        .varint()
+        .await?
+        .ok_or_else(|| reader.error("empty file: no CAR header"))?;
     if header_len == 0 || header_len as usize > MAX_HEADER_BYTES {
         return Err(reader.error(format!("header length {header_len} is out of range")));
     }
     let header_bytes = reader.exact(header_len as usize, "the header").await?;
-    let header: CarHeader = dagcbor::decode(&header_bytes)
-        .map_err(|e| StoreError::Car { offset: 0, reason: format!("bad header: {e}") })?;
+    let header: CarHeader = dagcbor::decode(&header_bytes).map_err(|e| StoreError::Car {
+        offset: 0,
+        reason: format!("bad header: {e}"),
+    })?;
     if header.version != 1 {
         return Err(StoreError::Car {
             offset: 0,
-            reason: format!("CAR version {} is not supported; export it as CAR v1", header.version),
+            reason: format!(
+                "CAR version {} is not supported; export it as CAR v1",
+                header.version
+            ),
         });
     }
     if header.roots.is_empty() {
-        return Err(StoreError::Car { offset: 0, reason: "the header names no roots".into() });
+        return Err(StoreError::Car {
+            offset: 0,
+            reason: "the header names no roots".into(),
+        });
     }
     for root in &header.roots {
         pcid::check_supported(root)?;
@@ -174,9 +202,13 @@ where
     let mut links: HashMap<Digest, Vec<Cid>> = HashMap::new();
     loop {
         let section_start = reader.offset;
-        let Some(len) = reader.varint().await? else { break };
+        let Some(len) = reader.varint().await? else {
+            break;
+        };
         if len as usize > MAX_SECTION_BYTES || len == 0 {
-            return Err(reader.error(format!("section of {len} bytes is over the {MAX_SECTION_BYTES}-byte limit")));
+            return Err(reader.error(format!(
+                "section of {len} bytes is over the {MAX_SECTION_BYTES}-byte limit"
+            )));
         }
         let section = reader.exact(len as usize, "a block section").await?;
         let mut cursor = std::io::Cursor::new(section.as_slice());
@@ -185,7 +217,10 @@ where
             reason: format!("bad CID in section: {e}"),
         })?;
         let data = &section[cursor.position() as usize..];
-        let located = |e: &dyn std::fmt::Display| StoreError::Car { offset: section_start, reason: format!("block {cid}: {e}") };
+        let located = |e: &dyn std::fmt::Display| StoreError::Car {
+            offset: section_start,
+            reason: format!("block {cid}: {e}"),
+        };
         pcid::verify_block(&cid, data).map_err(|e| located(&e))?;
         if cid.codec() == pcid::DAG_CBOR {
             let value = dagcbor::decode_ipld(data).map_err(|e| located(&e))?;
@@ -193,7 +228,9 @@ where
         } else {
             links.insert(pcid::digest(&cid)?, Vec::new());
         }
-        store.put_raw(pcid::digest(&cid)?, Bytes::copy_from_slice(data)).await?;
+        store
+            .put_raw(pcid::digest(&cid)?, Bytes::copy_from_slice(data))
+            .await?;
         totals.blocks += 1;
         totals.bytes += data.len() as u64;
         progress(totals);
@@ -212,7 +249,9 @@ where
             None => {
                 let bytes = store.get(&cid).await?.ok_or_else(|| StoreError::Car {
                     offset: reader.offset,
-                    reason: format!("block {cid} under a root is neither in the file nor in the store"),
+                    reason: format!(
+                        "block {cid} under a root is neither in the file nor in the store"
+                    ),
                 })?;
                 stack.extend(dag::block_links(&cid, &bytes)?);
             }
@@ -223,5 +262,8 @@ where
         store.pin(root).await?;
     }
     store.flush().await?;
-    Ok(ImportSummary { roots: header.roots, totals })
+    Ok(ImportSummary {
+        roots: header.roots,
+        totals,
+    })
 }

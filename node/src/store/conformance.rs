@@ -11,29 +11,65 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 use super::{car, dag, gc, BlockStore, IrohBlockStore, MemBlockStore, StoreError};
 
 async fn put_get_has_list_stats<S: BlockStore>(store: S) {
-    let a = store.put(pcid::RAW, Bytes::from_static(b"alpha")).await.unwrap();
-    let b = store.put(pcid::RAW, Bytes::from(vec![7u8; 100_000])).await.unwrap();
-    store.put(pcid::RAW, Bytes::from_static(b"alpha")).await.unwrap();
-    assert_eq!(store.get(&a).await.unwrap().unwrap(), Bytes::from_static(b"alpha"));
+    let a = store
+        .put(pcid::RAW, Bytes::from_static(b"alpha"))
+        .await
+        .unwrap();
+    let b = store
+        .put(pcid::RAW, Bytes::from(vec![7u8; 100_000]))
+        .await
+        .unwrap();
+    store
+        .put(pcid::RAW, Bytes::from_static(b"alpha"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(&a).await.unwrap().unwrap(),
+        Bytes::from_static(b"alpha")
+    );
     assert!(store.has(&b).await.unwrap());
     let missing = pcid::block_cid(pcid::RAW, b"never stored");
     assert!(!store.has(&missing).await.unwrap());
     assert!(store.get(&missing).await.unwrap().is_none());
-    assert!(matches!(store.require(&missing).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.require(&missing).await,
+        Err(StoreError::NotFound(_))
+    ));
     let stats = store.stats().await.unwrap();
     assert_eq!(stats.blocks, 2);
     assert_eq!(stats.bytes, 100_005);
-    let listed: HashSet<_> = store.list().await.unwrap().into_iter().map(|b| b.digest).collect();
-    assert_eq!(listed, HashSet::from([pcid::digest(&a).unwrap(), pcid::digest(&b).unwrap()]));
+    let listed: HashSet<_> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.digest)
+        .collect();
+    assert_eq!(
+        listed,
+        HashSet::from([pcid::digest(&a).unwrap(), pcid::digest(&b).unwrap()])
+    );
     // put_verified refuses bytes that do not match.
-    let err = store.put_verified(&a, Bytes::from_static(b"alphb")).await.unwrap_err();
+    let err = store
+        .put_verified(&a, Bytes::from_static(b"alphb"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Protocol(_)), "{err}");
     assert_eq!(store.stats().await.unwrap().blocks, 2);
 }
 
 async fn pins_roundtrip<S: BlockStore>(store: S) {
-    let a = store.put(pcid::RAW, Bytes::from_static(b"x")).await.unwrap();
-    let b = store.put(pcid::DAG_CBOR, Bytes::from(dagcbor::encode(&Ipld::Link(a)).unwrap())).await.unwrap();
+    let a = store
+        .put(pcid::RAW, Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let b = store
+        .put(
+            pcid::DAG_CBOR,
+            Bytes::from(dagcbor::encode(&Ipld::Link(a)).unwrap()),
+        )
+        .await
+        .unwrap();
     store.pin(&b).await.unwrap();
     store.pin(&b).await.unwrap();
     assert_eq!(store.pins().await.unwrap(), vec![b]);
@@ -43,7 +79,11 @@ async fn pins_roundtrip<S: BlockStore>(store: S) {
 }
 
 /// A random DAG: node i links to random earlier nodes; some are raw leaves.
-async fn random_dag<S: BlockStore>(store: &S, rng: &mut StdRng, n: usize) -> (Vec<Cid>, HashMap<Cid, Vec<Cid>>) {
+async fn random_dag<S: BlockStore>(
+    store: &S,
+    rng: &mut StdRng,
+    n: usize,
+) -> (Vec<Cid>, HashMap<Cid, Vec<Cid>>) {
     let mut cids = Vec::new();
     let mut edges = HashMap::new();
     for i in 0..n {
@@ -53,12 +93,23 @@ async fn random_dag<S: BlockStore>(store: &S, rng: &mut StdRng, n: usize) -> (Ve
             for _ in 0..k {
                 children.push(cids[rng.gen_range(0..i)]);
             }
-            let value = Ipld::Map([
-                ("n".to_string(), Ipld::Integer(i as i128)),
-                ("links".to_string(), Ipld::List(children.iter().map(|c| Ipld::Link(*c)).collect())),
-            ]
-            .into());
-            let cid = store.put(pcid::DAG_CBOR, Bytes::from(dagcbor::encode(&value).unwrap())).await.unwrap();
+            let value = Ipld::Map(
+                [
+                    ("n".to_string(), Ipld::Integer(i as i128)),
+                    (
+                        "links".to_string(),
+                        Ipld::List(children.iter().map(|c| Ipld::Link(*c)).collect()),
+                    ),
+                ]
+                .into(),
+            );
+            let cid = store
+                .put(
+                    pcid::DAG_CBOR,
+                    Bytes::from(dagcbor::encode(&value).unwrap()),
+                )
+                .await
+                .unwrap();
             edges.insert(cid, children);
             cid
         } else {
@@ -87,7 +138,11 @@ fn closure(edges: &HashMap<Cid, Vec<Cid>>, roots: &[Cid]) -> HashSet<Cid> {
 async fn gc_removes_exactly_the_unreachable<S: BlockStore>(store: S, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let (cids, edges) = random_dag(&store, &mut rng, 60).await;
-    let pinned: Vec<Cid> = cids.iter().copied().filter(|_| rng.gen_bool(0.15)).collect();
+    let pinned: Vec<Cid> = cids
+        .iter()
+        .copied()
+        .filter(|_| rng.gen_bool(0.15))
+        .collect();
     for p in &pinned {
         store.pin(p).await.unwrap();
     }
@@ -95,7 +150,11 @@ async fn gc_removes_exactly_the_unreachable<S: BlockStore>(store: S, seed: u64) 
     let report = gc::collect_garbage(&store).await.unwrap();
     assert_eq!(report.live_blocks as usize, keep.len());
     for cid in &cids {
-        assert_eq!(store.has(cid).await.unwrap(), keep.contains(cid), "block {cid} (seed {seed})");
+        assert_eq!(
+            store.has(cid).await.unwrap(),
+            keep.contains(cid),
+            "block {cid} (seed {seed})"
+        );
     }
     let distinct: HashSet<&Cid> = cids.iter().collect();
     assert_eq!(report.removed.blocks as usize, distinct.len() - keep.len());
@@ -111,13 +170,18 @@ async fn car_roundtrip<S: BlockStore, T: BlockStore>(source: S, target: T) {
     let (cids, edges) = random_dag(&source, &mut rng, 40).await;
     let root = *cids.last().unwrap();
     let mut file = Vec::new();
-    let totals = car::export(&source, &root, &mut file, |_| {}).await.unwrap();
+    let totals = car::export(&source, &root, &mut file, |_| {})
+        .await
+        .unwrap();
     assert_eq!(totals.blocks as usize, closure(&edges, &[root]).len());
     let summary = car::import(&target, file.as_slice(), |_| {}).await.unwrap();
     assert_eq!(summary.roots, vec![root]);
     assert_eq!(target.pins().await.unwrap(), vec![root]);
     for cid in closure(&edges, &[root]) {
-        assert_eq!(target.get(&cid).await.unwrap(), source.get(&cid).await.unwrap());
+        assert_eq!(
+            target.get(&cid).await.unwrap(),
+            source.get(&cid).await.unwrap()
+        );
     }
 }
 

@@ -18,6 +18,15 @@ pub async fn collect_garbage<S: BlockStore>(store: &S) -> Result<GcReport, Store
     let pins = store.pins().await?;
     let walk = dag::reachable(store, &pins).await?;
     let removed = store.delete_unpinned(&walk.live).await?;
-    tracing::info!(removed_blocks = removed.blocks, removed_bytes = removed.bytes, live = walk.live.len(), "gc done");
-    Ok(GcReport { removed, live_blocks: walk.live.len() as u64, missing_blocks: walk.missing.len() as u64 })
+    tracing::info!(
+        removed_blocks = removed.blocks,
+        removed_bytes = removed.bytes,
+        live = walk.live.len(),
+        "gc done"
+    );
+    Ok(GcReport {
+        removed,
+        live_blocks: walk.live.len() as u64,
+        missing_blocks: walk.missing.len() as u64,
+    })
 }

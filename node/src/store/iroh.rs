@@ -17,13 +17,13 @@ use std::{
 use bytes::Bytes;
 use cid::Cid;
 use futures::StreamExt;
+use ipvec_protocol::cid::parse_cid;
 use iroh_blobs::{
     api::{blobs::BlobStatus, Store},
     store::{fs::FsStore, mem::MemStore, GcConfig, ProtectCb, ProtectOutcome},
     Hash, HashAndFormat,
 };
 use tokio::sync::oneshot;
-use ipvec_protocol::cid::parse_cid;
 
 use super::{BlockInfo, BlockStore, Digest, StoreError, SweepStats};
 
@@ -62,7 +62,10 @@ impl SweepQueue {
             let outcome = queue.next_run(live);
             Box::pin(async move { outcome })
         });
-        GcConfig { interval: GC_POLL, add_protected: Some(callback) }
+        GcConfig {
+            interval: GC_POLL,
+            add_protected: Some(callback),
+        }
     }
 
     /// Called by the collector before each run.
@@ -88,7 +91,9 @@ impl SweepQueue {
         {
             let mut state = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             if state.pending.is_some() || state.running.is_some() {
-                return Err(StoreError::Backend("a garbage collection is already running; try again when it ends".into()));
+                return Err(StoreError::Backend(
+                    "a garbage collection is already running; try again when it ends".into(),
+                ));
             }
             state.pending = Some((live, tx));
         }
@@ -117,14 +122,22 @@ impl IrohBlockStore {
                 dir.display()
             ))
         })?;
-        Ok(Self { store: Store::from(fs), sweeps })
+        Ok(Self {
+            store: Store::from(fs),
+            sweeps,
+        })
     }
 
     /// A store that lives in memory.
     pub fn memory() -> Self {
         let sweeps = SweepQueue::default();
-        let mem = MemStore::new_with_opts(iroh_blobs::store::mem::Options { gc_config: Some(sweeps.config()) });
-        Self { store: Store::from(mem), sweeps }
+        let mem = MemStore::new_with_opts(iroh_blobs::store::mem::Options {
+            gc_config: Some(sweeps.config()),
+        });
+        Self {
+            store: Store::from(mem),
+            sweeps,
+        }
     }
 
     /// The underlying iroh-blobs store, for serving blobs to iroh peers.
@@ -144,9 +157,16 @@ impl BlockStore for IrohBlockStore {
         if self.has_digest(digest).await? {
             return Ok(());
         }
-        let tag = self.store.add_bytes(bytes).temp_tag().await.map_err(backend)?;
+        let tag = self
+            .store
+            .add_bytes(bytes)
+            .temp_tag()
+            .await
+            .map_err(backend)?;
         if tag.hash().as_bytes() != &digest {
-            return Err(StoreError::Backend("iroh-blobs hashed the block differently".into()));
+            return Err(StoreError::Backend(
+                "iroh-blobs hashed the block differently".into(),
+            ));
         }
         // Dropping the temp tag leaves the block unprotected: it lives until a sweep that does
         // not find it reachable from a pin.
@@ -171,7 +191,10 @@ impl BlockStore for IrohBlockStore {
         let mut out = Vec::with_capacity(hashes.len());
         for hash in hashes {
             if let BlobStatus::Complete { size } = self.store.status(hash).await.map_err(backend)? {
-                out.push(BlockInfo { digest: *hash.as_bytes(), size });
+                out.push(BlockInfo {
+                    digest: *hash.as_bytes(),
+                    size,
+                });
             }
         }
         Ok(out)
@@ -180,7 +203,11 @@ impl BlockStore for IrohBlockStore {
     async fn pin(&self, root: &Cid) -> Result<(), StoreError> {
         let digest = ipvec_protocol::cid::digest(root)?;
         let name = format!("{PIN_PREFIX}{root}");
-        self.store.tags().set(name, HashAndFormat::raw(Hash::from(digest))).await.map_err(backend)
+        self.store
+            .tags()
+            .set(name, HashAndFormat::raw(Hash::from(digest)))
+            .await
+            .map_err(backend)
     }
 
     async fn unpin(&self, root: &Cid) -> Result<bool, StoreError> {
@@ -190,12 +217,20 @@ impl BlockStore for IrohBlockStore {
     }
 
     async fn pins(&self) -> Result<Vec<Cid>, StoreError> {
-        let mut tags = self.store.tags().list_prefix(PIN_PREFIX).await.map_err(backend)?;
+        let mut tags = self
+            .store
+            .tags()
+            .list_prefix(PIN_PREFIX)
+            .await
+            .map_err(backend)?;
         let mut out = Vec::new();
         while let Some(tag) = tags.next().await {
             let tag = tag.map_err(backend)?;
             let name = String::from_utf8_lossy(tag.name.as_ref()).into_owned();
-            if let Some(cid) = name.strip_prefix(PIN_PREFIX).and_then(|s| parse_cid(s).ok()) {
+            if let Some(cid) = name
+                .strip_prefix(PIN_PREFIX)
+                .and_then(|s| parse_cid(s).ok())
+            {
                 out.push(cid);
             }
         }
@@ -204,7 +239,9 @@ impl BlockStore for IrohBlockStore {
 
     async fn delete_unpinned(&self, live: &HashSet<Digest>) -> Result<SweepStats, StoreError> {
         let before = self.list().await?;
-        self.sweeps.sweep(live.iter().map(|d| Hash::from(*d)).collect()).await?;
+        self.sweeps
+            .sweep(live.iter().map(|d| Hash::from(*d)).collect())
+            .await?;
         self.store.sync_db().await.map_err(backend)?;
         let mut stats = SweepStats::default();
         for block in before {

@@ -50,7 +50,15 @@ impl BlockStore for MemBlockStore {
     }
 
     async fn list(&self) -> Result<Vec<BlockInfo>, StoreError> {
-        Ok(self.lock().blocks.iter().map(|(d, b)| BlockInfo { digest: *d, size: b.len() as u64 }).collect())
+        Ok(self
+            .lock()
+            .blocks
+            .iter()
+            .map(|(d, b)| BlockInfo {
+                digest: *d,
+                size: b.len() as u64,
+            })
+            .collect())
     }
 
     async fn pin(&self, root: &Cid) -> Result<(), StoreError> {

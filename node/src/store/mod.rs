@@ -39,7 +39,9 @@ pub type Digest = [u8; 32];
 #[non_exhaustive]
 pub enum StoreError {
     /// The block is not in the store.
-    #[error("block {0} is not in the local store; import it (ipvec dag import) or fetch it from a peer")]
+    #[error(
+        "block {0} is not in the local store; import it (ipvec dag import) or fetch it from a peer"
+    )]
     NotFound(Cid),
     /// A stored block no longer matches its CID: the disk or the store is damaged.
     #[error("stored block {cid} is corrupt ({detail}); remove the repository's damaged data and re-import it")]
@@ -90,10 +92,17 @@ pub struct SweepStats {
 /// Implementations share the conformance suite in `store/conformance.rs`.
 pub trait BlockStore: Clone + Send + Sync + 'static {
     /// Stores `bytes` (already verified to hash to `digest`). Storing a block twice is a no-op.
-    fn put_raw(&self, digest: Digest, bytes: Bytes) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn put_raw(
+        &self,
+        digest: Digest,
+        bytes: Bytes,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The bytes stored under `digest`, unverified, or `None`.
-    fn get_raw(&self, digest: Digest) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
+    fn get_raw(
+        &self,
+        digest: Digest,
+    ) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
 
     /// Whether a block is stored under `digest`.
     fn has_digest(&self, digest: Digest) -> impl Future<Output = Result<bool, StoreError>> + Send;
@@ -112,13 +121,20 @@ pub trait BlockStore: Clone + Send + Sync + 'static {
 
     /// Removes every block whose digest is not in `live` (nor otherwise protected by the
     /// backend, such as a write in progress).
-    fn delete_unpinned(&self, live: &HashSet<Digest>) -> impl Future<Output = Result<SweepStats, StoreError>> + Send;
+    fn delete_unpinned(
+        &self,
+        live: &HashSet<Digest>,
+    ) -> impl Future<Output = Result<SweepStats, StoreError>> + Send;
 
     /// Makes everything written so far durable.
     fn flush(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Stores a block under `codec` and returns its CID.
-    fn put(&self, codec: u64, bytes: Bytes) -> impl Future<Output = Result<Cid, StoreError>> + Send {
+    fn put(
+        &self,
+        codec: u64,
+        bytes: Bytes,
+    ) -> impl Future<Output = Result<Cid, StoreError>> + Send {
         async move {
             let cid = pcid::block_cid(codec, &bytes);
             self.put_raw(pcid::digest(&cid)?, bytes).await?;
@@ -127,7 +143,11 @@ pub trait BlockStore: Clone + Send + Sync + 'static {
     }
 
     /// Stores a block that claims to be `cid`, after checking that it is.
-    fn put_verified(&self, cid: &Cid, bytes: Bytes) -> impl Future<Output = Result<(), StoreError>> + Send {
+    fn put_verified(
+        &self,
+        cid: &Cid,
+        bytes: Bytes,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
         async move {
             pcid::verify_block(cid, &bytes)?;
             self.put_raw(pcid::digest(cid)?, bytes).await
@@ -138,9 +158,14 @@ pub trait BlockStore: Clone + Send + Sync + 'static {
     fn get(&self, cid: &Cid) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send {
         async move {
             let digest = pcid::digest(cid)?;
-            let Some(bytes) = self.get_raw(digest).await? else { return Ok(None) };
+            let Some(bytes) = self.get_raw(digest).await? else {
+                return Ok(None);
+            };
             if blake3::hash(&bytes).as_bytes() != &digest {
-                return Err(StoreError::Corrupt { cid: *cid, detail: "bytes do not hash to the CID".into() });
+                return Err(StoreError::Corrupt {
+                    cid: *cid,
+                    detail: "bytes do not hash to the CID".into(),
+                });
             }
             Ok(Some(bytes))
         }
@@ -160,7 +185,10 @@ pub trait BlockStore: Clone + Send + Sync + 'static {
     fn stats(&self) -> impl Future<Output = Result<StoreStats, StoreError>> + Send {
         async move {
             let blocks = self.list().await?;
-            Ok(StoreStats { blocks: blocks.len() as u64, bytes: blocks.iter().map(|b| b.size).sum() })
+            Ok(StoreStats {
+                blocks: blocks.len() as u64,
+                bytes: blocks.iter().map(|b| b.size).sum(),
+            })
         }
     }
 }

@@ -4,9 +4,16 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 use cid::Cid;
-use ipvec_protocol::{cid::DAG_CBOR, entry::{Entry, EntryKey}, node::{frame_node, ChildRef}};
+use ipvec_protocol::{
+    cid::DAG_CBOR,
+    entry::{Entry, EntryKey},
+    node::{frame_node, ChildRef},
+};
 
-use super::{chunker::{Chunk, LevelChunker, Shape}, Item, TreeError, WriteStats};
+use super::{
+    chunker::{Chunk, LevelChunker, Shape},
+    Item, TreeError, WriteStats,
+};
 use crate::store::BlockStore;
 
 /// Builds a tree bottom-up from a stream of items, holding only the open node of each level.
@@ -32,7 +39,11 @@ struct Level {
 
 impl Level {
     fn new(shape: Shape, level: u32) -> Self {
-        Self { chunker: LevelChunker::new(shape, level), received: 0, first: None }
+        Self {
+            chunker: LevelChunker::new(shape, level),
+            received: 0,
+            first: None,
+        }
     }
 }
 
@@ -45,7 +56,14 @@ impl<'a, S: BlockStore> TreeBuilder<'a, S> {
     /// A builder of a tree of another shape whose pushed items sit at `base` (above 0 to grow
     /// a tree upward from nodes already written).
     pub(crate) fn with_shape(store: &'a S, shape: Shape, base: u32) -> Self {
-        Self { store, shape, base, levels: vec![Level::new(shape, base)], last_key: None, stats: WriteStats::default() }
+        Self {
+            store,
+            shape,
+            base,
+            levels: vec![Level::new(shape, base)],
+            last_key: None,
+            stats: WriteStats::default(),
+        }
     }
 
     /// Adds the next entry; ids must strictly increase.
@@ -68,10 +86,15 @@ impl<'a, S: BlockStore> TreeBuilder<'a, S> {
         let mut queue: VecDeque<(usize, Chunk)> = chunks.into_iter().map(|c| (index, c)).collect();
         while let Some((i, chunk)) = queue.pop_front() {
             let cid = self.write(chunk.bytes).await?;
-            let item = Item::child(&ChildRef { cid, key: chunk.key, count: chunk.count })?;
+            let item = Item::child(&ChildRef {
+                cid,
+                key: chunk.key,
+                count: chunk.count,
+            })?;
             let parent = i + 1;
             if self.levels.len() <= parent {
-                self.levels.push(Level::new(self.shape, self.base + parent as u32));
+                self.levels
+                    .push(Level::new(self.shape, self.base + parent as u32));
             }
             let level = &mut self.levels[parent];
             level.received += 1;
@@ -130,7 +153,11 @@ pub async fn build<S: BlockStore>(store: &S, entries: Vec<Entry>) -> Result<Cid,
     build_with_shape(store, Shape::STANDARD, entries).await
 }
 
-pub(crate) async fn build_with_shape<S: BlockStore>(store: &S, shape: Shape, mut entries: Vec<Entry>) -> Result<Cid, TreeError> {
+pub(crate) async fn build_with_shape<S: BlockStore>(
+    store: &S,
+    shape: Shape,
+    mut entries: Vec<Entry>,
+) -> Result<Cid, TreeError> {
     entries.sort_by(|a, b| a.id.cmp(&b.id).then_with(|| a.lww_cmp(b)));
     let mut builder = TreeBuilder::with_shape(store, shape, 0);
     let mut iter = entries.into_iter().peekable();

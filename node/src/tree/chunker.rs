@@ -29,8 +29,11 @@ pub struct Shape {
 
 impl Shape {
     /// The shape of the ipvec format.
-    pub const STANDARD: Shape =
-        Shape { leaf_target: LEAF_TARGET_BYTES, branch_target: BRANCH_TARGET_BYTES, max_block: MAX_BLOCK_BYTES };
+    pub const STANDARD: Shape = Shape {
+        leaf_target: LEAF_TARGET_BYTES,
+        branch_target: BRANCH_TARGET_BYTES,
+        max_block: MAX_BLOCK_BYTES,
+    };
 }
 
 impl Default for Shape {
@@ -44,7 +47,11 @@ pub fn is_boundary(shape: &Shape, level: u32, key: &EntryKey, size: usize) -> bo
     if level >= MAX_HASHED_LEVEL {
         return false;
     }
-    let target = if level == 0 { shape.leaf_target } else { shape.branch_target };
+    let target = if level == 0 {
+        shape.leaf_target
+    } else {
+        shape.branch_target
+    };
     let mut hasher = blake3::Hasher::new();
     hasher.update(&level.to_be_bytes());
     hasher.update(key.as_bytes());
@@ -75,7 +82,12 @@ pub(crate) struct LevelChunker {
 
 impl LevelChunker {
     pub fn new(shape: Shape, level: u32) -> Self {
-        Self { shape, level, items: Vec::new(), body: 0 }
+        Self {
+            shape,
+            level,
+            items: Vec::new(),
+            body: 0,
+        }
     }
 
     /// True when no node is open: the chunker is at a boundary.
@@ -86,7 +98,9 @@ impl LevelChunker {
     /// Adds the next item (keys strictly increasing); closed nodes go to `out`.
     pub fn push(&mut self, item: Item, out: &mut Vec<Chunk>) {
         let len = item.bytes.len();
-        if !self.items.is_empty() && frame_len(self.level, self.items.len() + 1) + self.body + len > self.shape.max_block {
+        if !self.items.is_empty()
+            && frame_len(self.level, self.items.len() + 1) + self.body + len > self.shape.max_block
+        {
             out.extend(self.close());
         }
         let boundary = is_boundary(&self.shape, self.level, &item.key, len);

@@ -7,9 +7,16 @@
 use std::{cmp::Ordering, collections::VecDeque};
 
 use cid::Cid;
-use ipvec_protocol::{entry::{Entry, EntryKey}, node::Node};
+use ipvec_protocol::{
+    entry::{Entry, EntryKey},
+    node::Node,
+};
 
-use super::{chunker::Shape, edit::{apply_with_shape, EditStats}, Edit, NodeLoader, TreeError};
+use super::{
+    chunker::Shape,
+    edit::{apply_with_shape, EditStats},
+    Edit, NodeLoader, TreeError,
+};
 use crate::store::BlockStore;
 
 /// One id whose entry differs between two trees.
@@ -36,7 +43,11 @@ impl Change {
 /// What is left to compare on one side: whole subtrees and single entries, in key order.
 #[derive(Debug)]
 enum Unit {
-    Node { cid: Cid, level: u32, key: Option<EntryKey> },
+    Node {
+        cid: Cid,
+        level: u32,
+        key: Option<EntryKey>,
+    },
     Entry(Entry),
 }
 
@@ -49,14 +60,25 @@ pub struct Diff<'a, S> {
 
 impl<S> std::fmt::Debug for Diff<'_, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Diff").field("a", &self.a.len()).field("b", &self.b.len()).finish()
+        f.debug_struct("Diff")
+            .field("a", &self.a.len())
+            .field("b", &self.b.len())
+            .finish()
     }
 }
 
 /// Diffs the tree under `a` against the tree under `b`.
 pub fn diff<S: BlockStore>(store: &S, a: Cid, b: Cid) -> Diff<'_, S> {
-    let root = |cid| Unit::Node { cid, level: u32::MAX, key: None };
-    Diff { loader: NodeLoader::new(store), a: VecDeque::from([root(a)]), b: VecDeque::from([root(b)]) }
+    let root = |cid| Unit::Node {
+        cid,
+        level: u32::MAX,
+        key: None,
+    };
+    Diff {
+        loader: NodeLoader::new(store),
+        a: VecDeque::from([root(a)]),
+        b: VecDeque::from([root(b)]),
+    }
 }
 
 enum Step {
@@ -75,8 +97,13 @@ impl<S: BlockStore> Diff<'_, S> {
         self.loader.reads
     }
 
-    async fn expand(loader: &mut NodeLoader<'_, S>, side: &mut VecDeque<Unit>) -> Result<(), TreeError> {
-        let Some(Unit::Node { cid, .. }) = side.pop_front() else { return Ok(()) };
+    async fn expand(
+        loader: &mut NodeLoader<'_, S>,
+        side: &mut VecDeque<Unit>,
+    ) -> Result<(), TreeError> {
+        let Some(Unit::Node { cid, .. }) = side.pop_front() else {
+            return Ok(());
+        };
         let node = loader.load(&cid).await?;
         match node.as_ref() {
             Node::Leaf(entries) => {
@@ -86,7 +113,11 @@ impl<S: BlockStore> Diff<'_, S> {
             }
             Node::Branch { level, children } => {
                 for child in children.iter().rev() {
-                    side.push_front(Unit::Node { cid: child.cid, level: level - 1, key: Some(child.key.clone()) });
+                    side.push_front(Unit::Node {
+                        cid: child.cid,
+                        level: level - 1,
+                        key: Some(child.key.clone()),
+                    });
                 }
             }
         }
@@ -102,11 +133,26 @@ impl<S: BlockStore> Diff<'_, S> {
             (Some(E(_)), None) => Step::EmitA,
             (None, Some(E(_))) => Step::EmitB,
             (Some(E(_)), Some(E(_))) => Step::Compare,
-            (Some(N { cid: ca, level: la, key: ka }), Some(N { cid: cb, level: lb, key: kb })) => {
+            (
+                Some(N {
+                    cid: ca,
+                    level: la,
+                    key: ka,
+                }),
+                Some(N {
+                    cid: cb,
+                    level: lb,
+                    key: kb,
+                }),
+            ) => {
                 if ca == cb {
                     Step::SkipBoth
                 } else if la != lb {
-                    if la > lb { Step::ExpandA } else { Step::ExpandB }
+                    if la > lb {
+                        Step::ExpandA
+                    } else {
+                        Step::ExpandB
+                    }
                 } else {
                     match (ka, kb) {
                         (Some(ka), Some(kb)) if ka < kb => Step::ExpandA,
@@ -130,7 +176,9 @@ impl<S: BlockStore> Diff<'_, S> {
     /// The next change in key order, or `None` when the trees have been fully compared.
     pub async fn next(&mut self) -> Result<Option<Change>, TreeError> {
         loop {
-            let Some(step) = self.step() else { return Ok(None) };
+            let Some(step) = self.step() else {
+                return Ok(None);
+            };
             match step {
                 Step::SkipBoth => {
                     self.a.pop_front();
@@ -144,37 +192,60 @@ impl<S: BlockStore> Diff<'_, S> {
                 }
                 Step::EmitA => {
                     if let Some(Unit::Entry(e)) = self.a.pop_front() {
-                        return Ok(Some(Change { key: e.id.clone(), old: Some(e), new: None }));
+                        return Ok(Some(Change {
+                            key: e.id.clone(),
+                            old: Some(e),
+                            new: None,
+                        }));
                     }
                 }
                 Step::EmitB => {
                     if let Some(Unit::Entry(e)) = self.b.pop_front() {
-                        return Ok(Some(Change { key: e.id.clone(), old: None, new: Some(e) }));
+                        return Ok(Some(Change {
+                            key: e.id.clone(),
+                            old: None,
+                            new: Some(e),
+                        }));
                     }
                 }
                 Step::Compare => {
-                    let (Some(Unit::Entry(ea)), Some(Unit::Entry(eb))) = (self.a.front(), self.b.front()) else {
+                    let (Some(Unit::Entry(ea)), Some(Unit::Entry(eb))) =
+                        (self.a.front(), self.b.front())
+                    else {
                         continue;
                     };
                     match ea.id.cmp(&eb.id) {
                         Ordering::Less => {
                             if let Some(Unit::Entry(e)) = self.a.pop_front() {
-                                return Ok(Some(Change { key: e.id.clone(), old: Some(e), new: None }));
+                                return Ok(Some(Change {
+                                    key: e.id.clone(),
+                                    old: Some(e),
+                                    new: None,
+                                }));
                             }
                         }
                         Ordering::Greater => {
                             if let Some(Unit::Entry(e)) = self.b.pop_front() {
-                                return Ok(Some(Change { key: e.id.clone(), old: None, new: Some(e) }));
+                                return Ok(Some(Change {
+                                    key: e.id.clone(),
+                                    old: None,
+                                    new: Some(e),
+                                }));
                             }
                         }
                         Ordering::Equal => {
                             let same = ea == eb;
-                            let (Some(Unit::Entry(ea)), Some(Unit::Entry(eb))) = (self.a.pop_front(), self.b.pop_front())
+                            let (Some(Unit::Entry(ea)), Some(Unit::Entry(eb))) =
+                                (self.a.pop_front(), self.b.pop_front())
                             else {
                                 continue;
                             };
                             if !same {
-                                return Ok(Some(Change { key: ea.id.clone(), old: Some(ea), new: Some(eb) }));
+                                return Ok(Some(Change {
+                                    key: ea.id.clone(),
+                                    old: Some(ea),
+                                    new: Some(eb),
+                                }));
                             }
                         }
                     }
@@ -196,7 +267,11 @@ impl<S: BlockStore> Diff<'_, S> {
 /// Merges two versions of a shard: the union of their entries, keeping for each id the
 /// last-writer-wins winner ([`Entry::lww_cmp`]). Commutative, associative and idempotent; the
 /// result is a tree, so equal merges have equal root CIDs.
-pub async fn merge<S: BlockStore>(store: &S, a: Cid, b: Cid) -> Result<(Cid, EditStats), TreeError> {
+pub async fn merge<S: BlockStore>(
+    store: &S,
+    a: Cid,
+    b: Cid,
+) -> Result<(Cid, EditStats), TreeError> {
     merge_with_shape(store, Shape::STANDARD, a, b).await
 }
 
@@ -210,7 +285,10 @@ pub(crate) async fn merge_with_shape<S: BlockStore>(
     let mut edits = Vec::new();
     while let Some(change) = changes.next().await? {
         if let Some(theirs) = change.new {
-            let wins = change.old.as_ref().is_none_or(|ours| theirs.lww_cmp(ours) == Ordering::Greater);
+            let wins = change
+                .old
+                .as_ref()
+                .is_none_or(|ours| theirs.lww_cmp(ours) == Ordering::Greater);
             if wins {
                 edits.push(Edit::Put(theirs));
             }

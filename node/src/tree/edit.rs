@@ -10,9 +10,18 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use cid::Cid;
-use ipvec_protocol::{cid::DAG_CBOR, entry::{Entry, EntryKey}, node::{frame_node, ChildRef, Node}};
+use ipvec_protocol::{
+    cid::DAG_CBOR,
+    entry::{Entry, EntryKey},
+    node::{frame_node, ChildRef, Node},
+};
 
-use super::{build::TreeBuilder, chunker::{LevelChunker, Shape}, cursor::LevelCursor, Item, NodeLoader, TreeError, WriteStats};
+use super::{
+    build::TreeBuilder,
+    chunker::{LevelChunker, Shape},
+    cursor::LevelCursor,
+    Item, NodeLoader, TreeError, WriteStats,
+};
 use crate::store::BlockStore;
 
 /// One change to a tree.
@@ -51,7 +60,11 @@ struct LevelEdit {
 
 /// Applies `edits` to the tree under `root` and returns the new root. Of several edits to one
 /// id, the last one counts.
-pub async fn apply<S: BlockStore>(store: &S, root: Cid, edits: Vec<Edit>) -> Result<(Cid, EditStats), TreeError> {
+pub async fn apply<S: BlockStore>(
+    store: &S,
+    root: Cid,
+    edits: Vec<Edit>,
+) -> Result<(Cid, EditStats), TreeError> {
     apply_with_shape(store, Shape::STANDARD, root, edits).await
 }
 
@@ -67,7 +80,13 @@ pub(crate) async fn apply_with_shape<S: BlockStore>(
             Edit::Put(entry) => Some(Item::entry(entry)?),
             Edit::Remove(_) => None,
         };
-        level_edits.push((order, LevelEdit { key: edit.key().clone(), item }));
+        level_edits.push((
+            order,
+            LevelEdit {
+                key: edit.key().clone(),
+                item,
+            },
+        ));
     }
     // Sort by key, the last edit of each key last, and keep that one.
     level_edits.sort_by(|a, b| a.1.key.cmp(&b.1.key).then(a.0.cmp(&b.0)));
@@ -79,7 +98,12 @@ pub(crate) async fn apply_with_shape<S: BlockStore>(
         edits.push(edit);
     }
 
-    let mut editor = Editor { store, shape, loader: NodeLoader::new(store), written: WriteStats::default() };
+    let mut editor = Editor {
+        store,
+        shape,
+        loader: NodeLoader::new(store),
+        written: WriteStats::default(),
+    };
     let height = editor.loader.load(&root).await?.level();
     let mut level = 0;
     loop {
@@ -112,7 +136,8 @@ pub(crate) async fn apply_with_shape<S: BlockStore>(
 /// Turns "these old nodes were replaced by these new ones" into edits of the level above.
 fn parent_edits(consumed: &[ChildRef], added: &[ChildRef]) -> Result<Vec<LevelEdit>, TreeError> {
     let old: HashMap<&EntryKey, &ChildRef> = consumed.iter().map(|c| (&c.key, c)).collect();
-    let mut edits: BTreeMap<EntryKey, Option<Item>> = consumed.iter().map(|c| (c.key.clone(), None)).collect();
+    let mut edits: BTreeMap<EntryKey, Option<Item>> =
+        consumed.iter().map(|c| (c.key.clone(), None)).collect();
     for child in added {
         if old.get(&child.key).is_some_and(|o| *o == child) {
             edits.remove(&child.key);
@@ -120,7 +145,10 @@ fn parent_edits(consumed: &[ChildRef], added: &[ChildRef]) -> Result<Vec<LevelEd
             edits.insert(child.key.clone(), Some(Item::child(child)?));
         }
     }
-    Ok(edits.into_iter().map(|(key, item)| LevelEdit { key, item }).collect())
+    Ok(edits
+        .into_iter()
+        .map(|(key, item)| LevelEdit { key, item })
+        .collect())
 }
 
 struct Editor<'a, S> {
@@ -132,7 +160,10 @@ struct Editor<'a, S> {
 
 impl<S: BlockStore> Editor<'_, S> {
     fn stats(&self) -> EditStats {
-        EditStats { written: self.written, reads: self.loader.reads }
+        EditStats {
+            written: self.written,
+            reads: self.loader.reads,
+        }
     }
 
     async fn write(&mut self, bytes: Vec<u8>) -> Result<Cid, TreeError> {
@@ -175,14 +206,20 @@ impl<S: BlockStore> Editor<'_, S> {
                     None => edits.len(),
                 };
                 let mut chunks = Vec::new();
-                merge(items, &edits[i..end], |item| chunker.push(item, &mut chunks));
+                merge(items, &edits[i..end], |item| {
+                    chunker.push(item, &mut chunks)
+                });
                 i = end;
                 if next_key.is_none() {
                     chunker.finish(&mut chunks);
                 }
                 for chunk in chunks {
                     let cid = self.write(chunk.bytes).await?;
-                    added.push(ChildRef { cid, key: chunk.key, count: chunk.count });
+                    added.push(ChildRef {
+                        cid,
+                        key: chunk.key,
+                        count: chunk.count,
+                    });
                 }
                 consumed.push(current);
                 if chunker.is_empty() {

@@ -28,7 +28,12 @@ mod tests;
 use std::{collections::HashMap, sync::Arc};
 
 use cid::Cid;
-use ipvec_protocol::{dagcbor, entry::{Entry, EntryKey}, node::{ChildRef, Node}, ProtocolError};
+use ipvec_protocol::{
+    dagcbor,
+    entry::{Entry, EntryKey},
+    node::{ChildRef, Node},
+    ProtocolError,
+};
 
 use crate::store::{BlockStore, StoreError};
 
@@ -66,11 +71,19 @@ pub(crate) struct Item {
 
 impl Item {
     pub fn entry(entry: &Entry) -> Result<Item, ProtocolError> {
-        Ok(Item { key: entry.id.clone(), bytes: entry.encode_checked()?, count: 1 })
+        Ok(Item {
+            key: entry.id.clone(),
+            bytes: entry.encode_checked()?,
+            count: 1,
+        })
     }
 
     pub fn child(child: &ChildRef) -> Result<Item, ProtocolError> {
-        Ok(Item { key: child.key.clone(), bytes: dagcbor::encode(child)?, count: child.count })
+        Ok(Item {
+            key: child.key.clone(),
+            bytes: dagcbor::encode(child)?,
+            count: child.count,
+        })
     }
 }
 
@@ -84,7 +97,11 @@ pub(crate) struct NodeLoader<'a, S> {
 
 impl<'a, S: BlockStore> NodeLoader<'a, S> {
     pub fn new(store: &'a S) -> Self {
-        Self { store, cache: HashMap::new(), reads: 0 }
+        Self {
+            store,
+            cache: HashMap::new(),
+            reads: 0,
+        }
     }
 
     pub async fn load(&mut self, cid: &Cid) -> Result<Arc<Node>, TreeError> {
@@ -92,7 +109,10 @@ impl<'a, S: BlockStore> NodeLoader<'a, S> {
             return Ok(node.clone());
         }
         let bytes = self.store.require(cid).await?;
-        let node = Arc::new(Node::decode(&bytes).map_err(|e| TreeError::Malformed { cid: *cid, reason: e.to_string() })?);
+        let node = Arc::new(Node::decode(&bytes).map_err(|e| TreeError::Malformed {
+            cid: *cid,
+            reason: e.to_string(),
+        })?);
         self.reads += 1;
         if self.cache.len() > 4096 {
             self.cache.clear();
@@ -107,9 +127,18 @@ impl<'a, S: BlockStore> NodeLoader<'a, S> {
         let items = match node.as_ref() {
             Node::Leaf(entries) => entries
                 .iter()
-                .map(|e| Ok(Item { key: e.id.clone(), bytes: dagcbor::encode(e)?, count: 1 }))
+                .map(|e| {
+                    Ok(Item {
+                        key: e.id.clone(),
+                        bytes: dagcbor::encode(e)?,
+                        count: 1,
+                    })
+                })
                 .collect::<Result<Vec<_>, ProtocolError>>()?,
-            Node::Branch { children, .. } => children.iter().map(Item::child).collect::<Result<Vec<_>, _>>()?,
+            Node::Branch { children, .. } => children
+                .iter()
+                .map(Item::child)
+                .collect::<Result<Vec<_>, _>>()?,
         };
         Ok(items)
     }

@@ -3,13 +3,20 @@
 use std::{collections::VecDeque, ops::Bound, sync::Arc};
 
 use cid::Cid;
-use ipvec_protocol::{entry::{Entry, EntryKey}, node::Node};
+use ipvec_protocol::{
+    entry::{Entry, EntryKey},
+    node::Node,
+};
 
 use super::{cursor::LevelCursor, NodeLoader, TreeError};
 use crate::store::BlockStore;
 
 /// The entry for `key` (tombstones included), and the CID of the leaf that holds it.
-pub async fn get<S: BlockStore>(store: &S, root: &Cid, key: &EntryKey) -> Result<Option<(Entry, Cid)>, TreeError> {
+pub async fn get<S: BlockStore>(
+    store: &S,
+    root: &Cid,
+    key: &EntryKey,
+) -> Result<Option<(Entry, Cid)>, TreeError> {
     let mut loader = NodeLoader::new(store);
     let mut cid = *root;
     loop {
@@ -23,7 +30,10 @@ pub async fn get<S: BlockStore>(store: &S, root: &Cid, key: &EntryKey) -> Result
                 cid = children[index - 1].cid;
             }
             Node::Leaf(entries) => {
-                return Ok(entries.binary_search_by(|e| e.id.cmp(key)).ok().map(|i| (entries[i].clone(), cid)));
+                return Ok(entries
+                    .binary_search_by(|e| e.id.cmp(key))
+                    .ok()
+                    .map(|i| (entries[i].clone(), cid)));
             }
         }
     }
@@ -42,12 +52,20 @@ pub struct RangeIter<'a, S> {
 
 impl<S> std::fmt::Debug for RangeIter<'_, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RangeIter").field("start", &self.start).field("end", &self.end).finish()
+        f.debug_struct("RangeIter")
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .finish()
     }
 }
 
 /// Scans the entries of the tree under `root` whose keys fall between `start` and `end`.
-pub fn range<S: BlockStore>(store: &S, root: Cid, start: Bound<EntryKey>, end: Bound<EntryKey>) -> RangeIter<'_, S> {
+pub fn range<S: BlockStore>(
+    store: &S,
+    root: Cid,
+    start: Bound<EntryKey>,
+    end: Bound<EntryKey>,
+) -> RangeIter<'_, S> {
     RangeIter {
         loader: NodeLoader::new(store),
         root,
@@ -89,7 +107,9 @@ impl<S: BlockStore> RangeIter<'_, S> {
                 let height = self.loader.load(&self.root).await?.level();
                 let mut cursor = LevelCursor::new(self.root, height, 0);
                 match &self.start {
-                    Bound::Included(k) | Bound::Excluded(k) => cursor.seek(&mut self.loader, k).await?,
+                    Bound::Included(k) | Bound::Excluded(k) => {
+                        cursor.seek(&mut self.loader, k).await?
+                    }
                     Bound::Unbounded => cursor.seek_first(&mut self.loader).await?,
                 }
                 self.cursor.insert(cursor)
@@ -98,7 +118,10 @@ impl<S: BlockStore> RangeIter<'_, S> {
         let leaf_cid = cursor.current().cid;
         let node: Arc<Node> = self.loader.load(&leaf_cid).await?;
         let Node::Leaf(entries) = node.as_ref() else {
-            return Err(TreeError::Malformed { cid: leaf_cid, reason: "a branch where a leaf was expected".into() });
+            return Err(TreeError::Malformed {
+                cid: leaf_cid,
+                reason: "a branch where a leaf was expected".into(),
+            });
         };
         for entry in entries {
             if !self.before_end(&entry.id) {

@@ -14,18 +14,27 @@ use ipvec_protocol::{
 };
 use proptest::prelude::*;
 
-use super::{
-    build::build_with_shape, diff::merge_with_shape, edit::apply_with_shape, *,
-};
+use super::{build::build_with_shape, diff::merge_with_shape, edit::apply_with_shape, *};
 use crate::store::{BlockStore, MemBlockStore};
 
 /// Small nodes, so a few hundred entries make trees four or five levels deep.
-const SMALL: Shape = Shape { leaf_target: 300, branch_target: 200, max_block: 2_000 };
+const SMALL: Shape = Shape {
+    leaf_target: 300,
+    branch_target: 200,
+    max_block: 2_000,
+};
 /// A block cap so low that size splits happen all the time.
-const CRAMPED: Shape = Shape { leaf_target: 600, branch_target: 300, max_block: 420 };
+const CRAMPED: Shape = Shape {
+    leaf_target: 600,
+    branch_target: 300,
+    max_block: 420,
+};
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn key(id: u64) -> EntryKey {
@@ -36,13 +45,22 @@ fn entry(id: u64, version: u64, writer: u8, deleted: bool) -> Entry {
     if deleted {
         return Entry::tombstone(key(id), Hlc(version), [writer; 32]);
     }
-    let vec: Vec<u8> = (0..16).map(|i| (id as u8).wrapping_mul(31).wrapping_add(i).wrapping_add(version as u8)).collect();
-    let meta = (id % 3 == 0).then(|| Ipld::Map([("v".to_string(), Ipld::Integer(i128::from(version)))].into()));
+    let vec: Vec<u8> = (0..16)
+        .map(|i| {
+            (id as u8)
+                .wrapping_mul(31)
+                .wrapping_add(i)
+                .wrapping_add(version as u8)
+        })
+        .collect();
+    let meta = (id % 3 == 0)
+        .then(|| Ipld::Map([("v".to_string(), Ipld::Integer(i128::from(version)))].into()));
     Entry::put(key(id), vec, meta, Hlc(version), [writer; 32])
 }
 
 fn arb_entry() -> impl Strategy<Value = Entry> {
-    (0u64..400, 0u64..6, 0u8..3, prop::bool::weighted(0.15)).prop_map(|(id, v, w, d)| entry(id, v, w, d))
+    (0u64..400, 0u64..6, 0u8..3, prop::bool::weighted(0.15))
+        .prop_map(|(id, v, w, d)| entry(id, v, w, d))
 }
 
 fn arb_entries(max: usize) -> impl Strategy<Value = Vec<Entry>> {
@@ -64,7 +82,10 @@ fn model(entries: &[Entry]) -> BTreeMap<EntryKey, Entry> {
 }
 
 async fn all_entries(store: &MemBlockStore, root: Cid) -> Vec<Entry> {
-    range(store, root, Bound::Unbounded, Bound::Unbounded).collect().await.unwrap()
+    range(store, root, Bound::Unbounded, Bound::Unbounded)
+        .collect()
+        .await
+        .unwrap()
 }
 
 /// Checks the tree is well formed: levels step down by one, keys and counts agree with the
@@ -75,7 +96,12 @@ async fn check_shape(store: &MemBlockStore, root: Cid, shape: &Shape) -> usize {
     while let Some((cid, expect)) = stack.pop() {
         nodes += 1;
         let bytes = store.require(&cid).await.unwrap();
-        assert!(bytes.len() <= shape.max_block, "node of {} bytes over the cap {}", bytes.len(), shape.max_block);
+        assert!(
+            bytes.len() <= shape.max_block,
+            "node of {} bytes over the cap {}",
+            bytes.len(),
+            shape.max_block
+        );
         let node = Node::decode(&bytes).unwrap();
         if let Some((level, first, count)) = expect.clone() {
             assert_eq!(node.level(), level);
@@ -88,7 +114,10 @@ async fn check_shape(store: &MemBlockStore, root: Cid, shape: &Shape) -> usize {
         }
         if let Node::Branch { level, children } = &node {
             if expect.is_none() {
-                assert!(children.len() > 1, "a root branch with one child is not canonical");
+                assert!(
+                    children.len() > 1,
+                    "a root branch with one child is not canonical"
+                );
             }
             for c in children {
                 stack.push((c.cid, Some((level - 1, c.key.clone(), c.count))));
@@ -214,7 +243,9 @@ proptest! {
 }
 
 fn vector_entry(id: u64, version: u64, dim: usize) -> Entry {
-    let vec: Vec<u8> = (0..dim).flat_map(|i| ((id * 7 + i as u64 + version) as f32).to_le_bytes()).collect();
+    let vec: Vec<u8> = (0..dim)
+        .flat_map(|i| ((id * 7 + i as u64 + version) as f32).to_le_bytes())
+        .collect();
     Entry::put(key(id), vec, None, Hlc(version), [1; 32])
 }
 
@@ -224,11 +255,21 @@ fn one_update_rewrites_one_path() {
         let store = MemBlockStore::new();
         let entries: Vec<Entry> = (0..6_000).map(|i| vector_entry(i, 1, 128)).collect();
         let root = build(&store, entries).await.unwrap();
-        let height = store.require(&root).await.map(|b| Node::decode(&b).unwrap().level()).unwrap();
+        let height = store
+            .require(&root)
+            .await
+            .map(|b| Node::decode(&b).unwrap().level())
+            .unwrap();
         assert!(height >= 1, "6,000 entries of 128 dims span several leaves");
-        let (new_root, stats) = apply(&store, root, vec![Edit::Put(vector_entry(4_321, 2, 128))]).await.unwrap();
+        let (new_root, stats) = apply(&store, root, vec![Edit::Put(vector_entry(4_321, 2, 128))])
+            .await
+            .unwrap();
         assert_ne!(new_root, root);
-        assert!(stats.written.blocks <= u64::from(height) + 2, "wrote {} blocks for one entry (height {height})", stats.written.blocks);
+        assert!(
+            stats.written.blocks <= u64::from(height) + 2,
+            "wrote {} blocks for one entry (height {height})",
+            stats.written.blocks
+        );
         // Diffing the two versions reads only the changed path on each side.
         let mut d = diff(&store, root, new_root);
         let changes = {
@@ -239,7 +280,11 @@ fn one_update_rewrites_one_path() {
             out
         };
         assert_eq!(changes.len(), 1);
-        assert!(d.reads() <= 2 * (u64::from(height) + 2), "diff read {} nodes", d.reads());
+        assert!(
+            d.reads() <= 2 * (u64::from(height) + 2),
+            "diff read {} nodes",
+            d.reads()
+        );
     });
 }
 
@@ -247,7 +292,8 @@ fn one_update_rewrites_one_path() {
 fn large_metadata_never_makes_a_block_over_one_mib() {
     rt().block_on(async {
         let store = MemBlockStore::new();
-        let meta = |i: u64| Ipld::Map([("blob".to_string(), Ipld::Bytes(vec![i as u8; 60_000]))].into());
+        let meta =
+            |i: u64| Ipld::Map([("blob".to_string(), Ipld::Bytes(vec![i as u8; 60_000]))].into());
         let entries: Vec<Entry> = (0..60)
             .map(|i| Entry::put(key(i), vec![0; 16_384 * 4], Some(meta(i)), Hlc(1), [3; 32]))
             .collect();
@@ -269,7 +315,9 @@ fn deleting_everything_gives_the_empty_tree() {
         let entries: Vec<Entry> = (0..500).map(|i| entry(i, 1, 0, false)).collect();
         let root = build_with_shape(&store, SMALL, entries).await.unwrap();
         let removes = (0..500).map(|i| Edit::Remove(key(i))).collect();
-        let (after, _) = apply_with_shape(&store, SMALL, root, removes).await.unwrap();
+        let (after, _) = apply_with_shape(&store, SMALL, root, removes)
+            .await
+            .unwrap();
         assert_eq!(after, empty);
         let distinct: HashSet<Cid> = [root, after].into();
         assert_eq!(distinct.len(), 2);
