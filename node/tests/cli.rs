@@ -1,0 +1,196 @@
+//! The `ipvec` binary driven as a user would: real processes, real repositories on disk.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+};
+
+struct Repo {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repo");
+        let repo = Repo { _dir: dir, path };
+        let out = repo.run(&["init"], None);
+        assert!(out.status.success(), "init failed: {}", stderr(&out));
+        repo
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        run_in(&self.path, args, stdin)
+    }
+
+    /// Runs a command that must succeed; returns its stdout.
+    fn ok(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
+        let out = self.run(args, stdin);
+        assert!(out.status.success(), "ipvec {args:?} failed: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail; returns its stderr.
+    fn fails(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
+        let out = self.run(args, stdin);
+        assert!(!out.status.success(), "ipvec {args:?} should have failed");
+        stderr(&out)
+    }
+}
+
+fn run_in(repo: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ipvec"))
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .env_remove("IPVEC_PATH")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Puts a two-block DAG; returns (child, root).
+fn put_dag(repo: &Repo, pin: bool) -> (String, String) {
+    let child = repo.ok(&["dag", "put"], Some(br#"{"hello": "world", "n": 1}"#)).trim().to_string();
+    let doc = format!(r#"{{"child": {{"/": "{child}"}}, "tags": ["a", "b"], "bytes": {{"/": {{"bytes": "AQID"}}}}}}"#);
+    let args: &[&str] = if pin { &["dag", "put", "--pin"] } else { &["dag", "put"] };
+    let root = repo.ok(args, Some(doc.as_bytes())).trim().to_string();
+    (child, root)
+}
+
+#[test]
+fn dag_put_get_stat_roundtrip() {
+    let repo = Repo::new();
+    let (child, root) = put_dag(&repo, false);
+    assert!(child.starts_with("bafyr4i"), "dag-cbor + blake3 CIDs start with bafyr4i: {child}");
+    let json = repo.ok(&["dag", "get", &root], None);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["child"]["/"], child.as_str());
+    assert_eq!(value["tags"], serde_json::json!(["a", "b"]));
+    assert_eq!(value["bytes"]["/"]["bytes"], "AQID");
+    let stat = repo.ok(&["block", "stat", &child], None);
+    assert!(stat.contains("Codec: dag-cbor"), "{stat}");
+    let stat: serde_json::Value = serde_json::from_str(&repo.ok(&["--json", "block", "stat", &child], None)).unwrap();
+    assert_eq!(stat["size"], 16);
+    // Putting the same document again gives the same CID.
+    let again = repo.ok(&["dag", "put"], Some(br#"{"n": 1, "hello": "world"}"#));
+    assert_eq!(again.trim(), child);
+}
+
+#[test]
+fn pins_keep_dags_through_gc_and_unpinned_blocks_go() {
+    let repo = Repo::new();
+    let (child, root) = put_dag(&repo, true);
+    let orphan = repo.ok(&["dag", "put"], Some(br#"{"orphan": true}"#)).trim().to_string();
+    assert!(repo.ok(&["pin", "ls"], None).contains(&root));
+    let gc: serde_json::Value = serde_json::from_str(&repo.ok(&["--json", "gc"], None)).unwrap();
+    assert_eq!(gc["removed_blocks"], 1, "only the orphan goes: {gc}");
+    assert_eq!(gc["live_blocks"], 2);
+    repo.ok(&["dag", "get", &child], None);
+    let err = repo.fails(&["dag", "get", &orphan], None);
+    assert!(err.contains("not in the local store"), "{err}");
+
+    repo.ok(&["pin", "rm", &root], None);
+    let err = repo.fails(&["pin", "rm", &root], None);
+    assert!(err.contains("not pinned"), "{err}");
+    let gc: serde_json::Value = serde_json::from_str(&repo.ok(&["--json", "gc"], None)).unwrap();
+    assert_eq!(gc["removed_blocks"], 2);
+    repo.fails(&["dag", "get", &root], None);
+    // Pinning a DAG that is not all here is refused.
+    let err = repo.fails(&["pin", "add", &root], None);
+    assert!(err.contains("import it first"), "{err}");
+}
+
+#[test]
+fn export_then_import_into_another_repository() {
+    let a = Repo::new();
+    let (child, root) = put_dag(&a, true);
+    let car = a.path.parent().unwrap().join("dag.car");
+    a.ok(&["dag", "export", &root, "-o", car.to_str().unwrap()], None);
+    // Export to stdout gives the same bytes.
+    let stdout = a.run(&["dag", "export", &root], None);
+    assert!(stdout.status.success());
+    assert_eq!(stdout.stdout, std::fs::read(&car).unwrap());
+
+    let b = Repo::new();
+    let out = b.ok(&["dag", "import", car.to_str().unwrap()], None);
+    assert!(out.contains(&format!("pinned root {root}")), "{out}");
+    assert_eq!(b.ok(&["dag", "get", &child], None), a.ok(&["dag", "get", &child], None));
+    assert!(b.ok(&["pin", "ls"], None).contains(&root));
+    let gc: serde_json::Value = serde_json::from_str(&b.ok(&["--json", "gc"], None)).unwrap();
+    assert_eq!(gc["removed_blocks"], 0);
+}
+
+#[test]
+fn bad_car_files_are_rejected_and_leave_nothing_pinned() {
+    let a = Repo::new();
+    let (_, root) = put_dag(&a, true);
+    let dir = a.path.parent().unwrap().to_path_buf();
+    let car = dir.join("dag.car");
+    a.ok(&["dag", "export", &root, "-o", car.to_str().unwrap()], None);
+    let bytes = std::fs::read(&car).unwrap();
+
+    // Flip the last byte: the last block no longer matches its CID.
+    let mut corrupt = bytes.clone();
+    *corrupt.last_mut().unwrap() ^= 0x01;
+    let corrupt_path = dir.join("corrupt.car");
+    std::fs::write(&corrupt_path, &corrupt).unwrap();
+    // Cut the file inside a block.
+    let truncated_path = dir.join("truncated.car");
+    std::fs::write(&truncated_path, &bytes[..bytes.len() - 5]).unwrap();
+    // Not a CAR at all.
+    let garbage_path = dir.join("garbage.car");
+    std::fs::write(&garbage_path, b"\x05hello").unwrap();
+
+    let b = Repo::new();
+    for (path, expect) in [
+        (&corrupt_path, "corrupt"),
+        (&truncated_path, "truncated"),
+        (&garbage_path, "bad header"),
+    ] {
+        let err = b.fails(&["dag", "import", path.to_str().unwrap()], None);
+        assert!(err.contains("invalid CAR file") && err.contains(expect), "{expect}: {err}");
+    }
+    assert_eq!(b.ok(&["pin", "ls"], None).trim(), "", "a failed import pins nothing");
+    // Whatever the failed imports stored is garbage.
+    let gc: serde_json::Value = serde_json::from_str(&b.ok(&["--json", "gc"], None)).unwrap();
+    assert_eq!(gc["live_blocks"], 0);
+    let stats: serde_json::Value = serde_json::from_str(&b.ok(&["--json", "gc"], None)).unwrap();
+    assert_eq!(stats["removed_blocks"], 0);
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nothing-here");
+    let out = run_in(&missing, &["pin", "ls"], None);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("run `ipvec init`"), "{}", stderr(&out));
+
+    let repo = Repo::new();
+    let err = repo.fails(&["dag", "get", "not-a-cid"], None);
+    assert!(err.contains("not a valid CID"), "{err}");
+    let err = repo.fails(&["dag", "get", "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"], None);
+    assert!(err.contains("CIDv1"), "{err}");
+    let err = repo.fails(&["dag", "put"], Some(b"{not json"));
+    assert!(err.contains("not valid DAG-JSON"), "{err}");
+    let err = repo.fails(&["dag", "put"], Some(br#"{"link": {"/": "bafy-nope"}}"#));
+    assert!(err.contains("DAG-JSON"), "{err}");
+    let err = repo.fails(&["dag", "import", "/no/such/file.car"], None);
+    assert!(err.contains("/no/such/file.car"), "{err}");
+    let err = repo.fails(&["init"], None);
+    assert!(err.contains("already exists"), "{err}");
+}
