@@ -24,6 +24,8 @@ pub mod read;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod worked_example;
 
 use std::{collections::HashMap, sync::Arc};
 
