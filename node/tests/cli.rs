@@ -1,5 +1,7 @@
 //! The `ipvec` binary driven as a user would: real processes, real repositories on disk.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::{
     io::Write,
     path::{Path, PathBuf},
@@ -28,7 +30,11 @@ impl Repo {
     /// Runs a command that must succeed; returns its stdout.
     fn ok(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
         let out = self.run(args, stdin);
-        assert!(out.status.success(), "ipvec {args:?} failed: {}", stderr(&out));
+        assert!(
+            out.status.success(),
+            "ipvec {args:?} failed: {}",
+            stderr(&out)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -64,9 +70,18 @@ fn stderr(out: &Output) -> String {
 
 /// Puts a two-block DAG; returns (child, root).
 fn put_dag(repo: &Repo, pin: bool) -> (String, String) {
-    let child = repo.ok(&["dag", "put"], Some(br#"{"hello": "world", "n": 1}"#)).trim().to_string();
-    let doc = format!(r#"{{"child": {{"/": "{child}"}}, "tags": ["a", "b"], "bytes": {{"/": {{"bytes": "AQID"}}}}}}"#);
-    let args: &[&str] = if pin { &["dag", "put", "--pin"] } else { &["dag", "put"] };
+    let child = repo
+        .ok(&["dag", "put"], Some(br#"{"hello": "world", "n": 1}"#))
+        .trim()
+        .to_string();
+    let doc = format!(
+        r#"{{"child": {{"/": "{child}"}}, "tags": ["a", "b"], "bytes": {{"/": {{"bytes": "AQID"}}}}}}"#
+    );
+    let args: &[&str] = if pin {
+        &["dag", "put", "--pin"]
+    } else {
+        &["dag", "put"]
+    };
     let root = repo.ok(args, Some(doc.as_bytes())).trim().to_string();
     (child, root)
 }
@@ -75,7 +90,10 @@ fn put_dag(repo: &Repo, pin: bool) -> (String, String) {
 fn dag_put_get_stat_roundtrip() {
     let repo = Repo::new();
     let (child, root) = put_dag(&repo, false);
-    assert!(child.starts_with("bafyr4i"), "dag-cbor + blake3 CIDs start with bafyr4i: {child}");
+    assert!(
+        child.starts_with("bafyr4i"),
+        "dag-cbor + blake3 CIDs start with bafyr4i: {child}"
+    );
     let json = repo.ok(&["dag", "get", &root], None);
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(value["child"]["/"], child.as_str());
@@ -83,7 +101,8 @@ fn dag_put_get_stat_roundtrip() {
     assert_eq!(value["bytes"]["/"]["bytes"], "AQID");
     let stat = repo.ok(&["block", "stat", &child], None);
     assert!(stat.contains("Codec: dag-cbor"), "{stat}");
-    let stat: serde_json::Value = serde_json::from_str(&repo.ok(&["--json", "block", "stat", &child], None)).unwrap();
+    let stat: serde_json::Value =
+        serde_json::from_str(&repo.ok(&["--json", "block", "stat", &child], None)).unwrap();
     assert_eq!(stat["size"], 16);
     // Putting the same document again gives the same CID.
     let again = repo.ok(&["dag", "put"], Some(br#"{"n": 1, "hello": "world"}"#));
@@ -94,7 +113,10 @@ fn dag_put_get_stat_roundtrip() {
 fn pins_keep_dags_through_gc_and_unpinned_blocks_go() {
     let repo = Repo::new();
     let (child, root) = put_dag(&repo, true);
-    let orphan = repo.ok(&["dag", "put"], Some(br#"{"orphan": true}"#)).trim().to_string();
+    let orphan = repo
+        .ok(&["dag", "put"], Some(br#"{"orphan": true}"#))
+        .trim()
+        .to_string();
     assert!(repo.ok(&["pin", "ls"], None).contains(&root));
     let gc: serde_json::Value = serde_json::from_str(&repo.ok(&["--json", "gc"], None)).unwrap();
     assert_eq!(gc["removed_blocks"], 1, "only the orphan goes: {gc}");
@@ -128,7 +150,10 @@ fn export_then_import_into_another_repository() {
     let b = Repo::new();
     let out = b.ok(&["dag", "import", car.to_str().unwrap()], None);
     assert!(out.contains(&format!("pinned root {root}")), "{out}");
-    assert_eq!(b.ok(&["dag", "get", &child], None), a.ok(&["dag", "get", &child], None));
+    assert_eq!(
+        b.ok(&["dag", "get", &child], None),
+        a.ok(&["dag", "get", &child], None)
+    );
     assert!(b.ok(&["pin", "ls"], None).contains(&root));
     let gc: serde_json::Value = serde_json::from_str(&b.ok(&["--json", "gc"], None)).unwrap();
     assert_eq!(gc["removed_blocks"], 0);
@@ -162,9 +187,16 @@ fn bad_car_files_are_rejected_and_leave_nothing_pinned() {
         (&garbage_path, "bad header"),
     ] {
         let err = b.fails(&["dag", "import", path.to_str().unwrap()], None);
-        assert!(err.contains("invalid CAR file") && err.contains(expect), "{expect}: {err}");
+        assert!(
+            err.contains("invalid CAR file") && err.contains(expect),
+            "{expect}: {err}"
+        );
     }
-    assert_eq!(b.ok(&["pin", "ls"], None).trim(), "", "a failed import pins nothing");
+    assert_eq!(
+        b.ok(&["pin", "ls"], None).trim(),
+        "",
+        "a failed import pins nothing"
+    );
     // Whatever the failed imports stored is garbage.
     let gc: serde_json::Value = serde_json::from_str(&b.ok(&["--json", "gc"], None)).unwrap();
     assert_eq!(gc["live_blocks"], 0);
@@ -178,12 +210,23 @@ fn errors_say_what_to_do() {
     let missing = dir.path().join("nothing-here");
     let out = run_in(&missing, &["pin", "ls"], None);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("run `ipvec init`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("run `ipvec init`"),
+        "{}",
+        stderr(&out)
+    );
 
     let repo = Repo::new();
     let err = repo.fails(&["dag", "get", "not-a-cid"], None);
     assert!(err.contains("not a valid CID"), "{err}");
-    let err = repo.fails(&["dag", "get", "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"], None);
+    let err = repo.fails(
+        &[
+            "dag",
+            "get",
+            "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn",
+        ],
+        None,
+    );
     assert!(err.contains("CIDv1"), "{err}");
     let err = repo.fails(&["dag", "put"], Some(b"{not json"));
     assert!(err.contains("not valid DAG-JSON"), "{err}");

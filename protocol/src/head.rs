@@ -104,7 +104,7 @@ impl HeadRecord {
                 "head signature does not verify".into(),
             ));
         }
-        if !allowed.iter().any(|w| *w == self.writer.as_slice()) {
+        if !allowed.contains(&self.writer.as_slice()) {
             return Err(ProtocolError::Signature(
                 "head is signed by a key the manifest does not list as a writer".into(),
             ));

@@ -60,7 +60,7 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
                 pcid::DAG_CBOR => dagcbor::decode_trusted(&bytes)?,
                 _ => Ipld::Bytes(bytes.to_vec()),
             };
-            let text = serde_ipld_dagjson::to_vec(&value).context("encoding DAG-JSON")?;
+            let text = super::dag_json(&value)?;
             println!("{}", String::from_utf8_lossy(&text));
         }
         Command::Dag(DagCommand::Export { cid, output }) => {

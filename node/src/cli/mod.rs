@@ -99,6 +99,12 @@ pub enum PinCommand {
     },
 }
 
+/// A value as DAG-JSON, the text form `dag get` prints and `dag put` reads.
+pub fn dag_json(value: &ipld_core::ipld::Ipld) -> anyhow::Result<Vec<u8>> {
+    serde_ipld_dagjson::to_vec(value)
+        .map_err(|e| anyhow::anyhow!("cannot write the block as DAG-JSON: {e}"))
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let path = cli.repo.clone().unwrap_or_else(Repo::default_path);

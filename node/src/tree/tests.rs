@@ -53,7 +53,8 @@ fn entry(id: u64, version: u64, writer: u8, deleted: bool) -> Entry {
                 .wrapping_add(version as u8)
         })
         .collect();
-    let meta = (id % 3 == 0)
+    let meta = id
+        .is_multiple_of(3)
         .then(|| Ipld::Map([("v".to_string(), Ipld::Integer(i128::from(version)))].into()));
     Entry::put(key(id), vec, meta, Hlc(version), [writer; 32])
 }

@@ -9,7 +9,10 @@ use ipvec_protocol::{
     node::Node,
 };
 
-use super::{build, chunker::{is_boundary, Shape}};
+use super::{
+    build,
+    chunker::{is_boundary, Shape},
+};
 use crate::store::{car, MemBlockStore};
 
 const FORMAT_MD: &str = include_str!("../../../docs/format.md");
@@ -24,15 +27,33 @@ pub(crate) fn example_entries() -> Vec<Entry> {
     let hlc = Hlc::new(1_700_000_000_000, 0);
     let meta = Ipld::Map([("tag".to_string(), Ipld::String("a".into()))].into());
     vec![
-        Entry::put(EntryId::Int(1).to_key().unwrap(), f32s(&[1.0, 0.0]), Some(meta), hlc, writer),
+        Entry::put(
+            EntryId::Int(1).to_key().unwrap(),
+            f32s(&[1.0, 0.0]),
+            Some(meta),
+            hlc,
+            writer,
+        ),
         Entry::tombstone(EntryId::Int(3).to_key().unwrap(), Hlc(hlc.0 + 1), writer),
-        Entry::put(EntryId::Str("doc-2".into()).to_key().unwrap(), f32s(&[0.5, 0.25]), None, hlc, writer),
+        Entry::put(
+            EntryId::Str("doc-2".into()).to_key().unwrap(),
+            f32s(&[0.5, 0.25]),
+            None,
+            hlc,
+            writer,
+        ),
     ]
 }
 
 fn assert_documented(what: &str, value: &str) {
-    if std::env::var_os("IPVEC_PRINT_EXAMPLE").is_some() { println!("{what}: {value}"); return; }
-    assert!(FORMAT_MD.contains(value), "docs/format.md must show {what} = {value}");
+    if std::env::var_os("IPVEC_PRINT_EXAMPLE").is_some() {
+        println!("{what}: {value}");
+        return;
+    }
+    assert!(
+        FORMAT_MD.contains(value),
+        "docs/format.md must show {what} = {value}"
+    );
 }
 
 #[tokio::test]
@@ -40,9 +61,17 @@ async fn worked_example_matches_the_document() {
     let entries = example_entries();
     let first = dagcbor::encode(&entries[0]).unwrap();
     assert_documented("the first entry's encoding", &hex::encode(&first));
-    assert_documented("the first entry's size", &format!("({} bytes)", first.len()));
+    assert_documented(
+        "the first entry's size",
+        &format!("({} bytes)", first.len()),
+    );
     for e in &entries {
-        let b = is_boundary(&Shape::STANDARD, 0, &e.id, dagcbor::encode(e).unwrap().len());
+        let b = is_boundary(
+            &Shape::STANDARD,
+            0,
+            &e.id,
+            dagcbor::encode(e).unwrap().len(),
+        );
         assert!(!b, "no example entry is a boundary");
     }
     let store = MemBlockStore::new();
@@ -55,7 +84,10 @@ async fn worked_example_matches_the_document() {
     assert_documented("the empty tree's CID", &empty.to_string());
     let mut file = Vec::new();
     car::export(&store, &root, &mut file, |_| {}).await.unwrap();
-    assert_documented("the CAR file", &hex::encode(&file[..file.len() - leaf.len()]));
+    assert_documented(
+        "the CAR file",
+        &hex::encode(&file[..file.len() - leaf.len()]),
+    );
     let boundary_hash = {
         let mut h = blake3::Hasher::new();
         h.update(&0u32.to_be_bytes());
