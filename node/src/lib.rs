@@ -7,6 +7,7 @@
 //! - [`cli`]: the `ipvec` command line.
 
 pub mod cli;
+pub mod index;
 pub mod repo;
 pub mod store;
 pub mod tree;

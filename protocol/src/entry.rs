@@ -182,6 +182,7 @@ impl Entry {
                     "must be a map (JSON object)",
                 ));
             }
+            check_metadata_numbers(meta)?;
             let size = dagcbor::encode(meta)?.len();
             if size > limits::MAX_METADATA_BYTES {
                 return Err(ProtocolError::TooLarge {
@@ -215,6 +216,47 @@ impl Entry {
                 let b = dagcbor::encode(other).unwrap_or_default();
                 a.cmp(&b)
             })
+    }
+}
+
+/// Largest integer every IPLD implementation (JavaScript's included) holds exactly: 2^53.
+const SAFE_INTEGER: f64 = 9_007_199_254_740_992.0;
+
+/// Whether a float must be written as an integer: it has no fractional part (negative zero
+/// included) and is in the safe integer range. JavaScript cannot tell `1.0` from `1`, so a block holding the float `1.0`
+/// would re-encode differently there, and its CID would not be reproducible.
+fn float_is_integral(f: f64) -> bool {
+    f.fract() == 0.0 && f.abs() <= SAFE_INTEGER
+}
+
+fn check_metadata_numbers(value: &Ipld) -> Result<(), ProtocolError> {
+    match value {
+        Ipld::Float(f) if float_is_integral(*f) => Err(ProtocolError::invalid(
+            "metadata",
+            format!(
+                "the number {f} has no fractional part and must be stored as the integer {}",
+                *f as i64
+            ),
+        )),
+        Ipld::List(items) => items.iter().try_for_each(check_metadata_numbers),
+        Ipld::Map(map) => map.values().try_for_each(check_metadata_numbers),
+        _ => Ok(()),
+    }
+}
+
+/// Rewrites metadata so it follows the format's number rule: floats with no fractional part
+/// (within ±2^53) become integers. Apply it to metadata parsed from JSON, where `1.0` and `1`
+/// are the same number anyway.
+pub fn normalize_metadata(value: Ipld) -> Ipld {
+    match value {
+        Ipld::Float(f) if float_is_integral(f) => Ipld::Integer(f as i128),
+        Ipld::List(items) => Ipld::List(items.into_iter().map(normalize_metadata).collect()),
+        Ipld::Map(map) => Ipld::Map(
+            map.into_iter()
+                .map(|(k, v)| (k, normalize_metadata(v)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
@@ -277,6 +319,35 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn integral_floats_in_metadata_are_refused_and_normalized() {
+        let key = EntryId::Int(1).to_key().unwrap();
+        let meta = |v: Ipld| Some(Ipld::Map([("x".to_string(), Ipld::List(vec![v]))].into()));
+        for bad in [1.0, 0.0, -0.0, -3.0, 1e15] {
+            let e = Entry::put(key.clone(), vec![], meta(Ipld::Float(bad)), Hlc(1), [0; 32]);
+            assert!(e.encode_checked().is_err(), "{bad} must be refused");
+            let fixed = Entry {
+                meta: meta(Ipld::Float(bad)).map(normalize_metadata),
+                ..e
+            };
+            assert!(fixed.encode_checked().is_ok());
+            assert_eq!(fixed.meta, meta(Ipld::Integer(bad as i128)));
+        }
+        for fine in [0.5, -1.25, 1e300] {
+            let e = Entry::put(
+                key.clone(),
+                vec![],
+                meta(Ipld::Float(fine)),
+                Hlc(1),
+                [0; 32],
+            );
+            assert!(
+                e.encode_checked().is_ok(),
+                "{fine} is a float in every implementation"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,279 @@
+//! Approximate search with usearch's HNSW graph.
+//!
+//! usearch grows only when told to (`reserve`), rejects a key added twice, and keeps one
+//! `expansion_search` for all queries; this wrapper reserves ahead, removes before re-adding,
+//! and serialises queries that ask for another `ef`.
+
+use std::{path::Path, sync::Mutex};
+
+use ipvec_protocol::manifest::{Metric, Quantization};
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+
+use super::{check_vector, Hit, IndexError, IndexSpec, VectorIndex};
+
+/// An HNSW index over f32 queries, storing vectors in the spec's quantization.
+pub struct HnswIndex {
+    spec: IndexSpec,
+    index: Index,
+    /// The `expansion_search` the index is set to; held while searching.
+    ef: Mutex<usize>,
+}
+
+impl std::fmt::Debug for HnswIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HnswIndex")
+            .field("spec", &self.spec)
+            .field("len", &self.index.size())
+            .finish()
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> IndexError {
+    IndexError::Backend(e.to_string())
+}
+
+fn options(spec: &IndexSpec) -> IndexOptions {
+    IndexOptions {
+        dimensions: spec.dimension,
+        metric: match spec.metric {
+            Metric::Cosine => MetricKind::Cos,
+            Metric::L2 => MetricKind::L2sq,
+            Metric::Dot => MetricKind::IP,
+        },
+        quantization: match spec.quantization {
+            Quantization::F32 => ScalarKind::F32,
+            Quantization::F16 => ScalarKind::F16,
+            Quantization::I8 => ScalarKind::I8,
+        },
+        connectivity: spec.hnsw.m as usize,
+        expansion_add: spec.hnsw.ef_construction as usize,
+        expansion_search: spec.hnsw.ef_search as usize,
+        multi: false,
+    }
+}
+
+impl HnswIndex {
+    /// An empty index.
+    pub fn new(spec: IndexSpec) -> Result<Self, IndexError> {
+        let index = Index::new(&options(&spec)).map_err(backend)?;
+        Ok(Self {
+            spec,
+            index,
+            ef: Mutex::new(spec.hnsw.ef_search as usize),
+        })
+    }
+
+    /// Reserves room for `n` vectors in total (avoids growing step by step during a bulk load).
+    pub fn reserve(&self, n: usize) -> Result<(), IndexError> {
+        if n > self.index.capacity() {
+            self.index.reserve(n).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the index to a file.
+    pub fn save(&self, path: &Path) -> Result<(), IndexError> {
+        self.index.save(&path.to_string_lossy()).map_err(backend)
+    }
+
+    /// Reads an index written by [`HnswIndex::save`] with the same spec.
+    pub fn load(spec: IndexSpec, path: &Path) -> Result<Self, IndexError> {
+        let this = Self::new(spec)?;
+        this.index.load(&path.to_string_lossy()).map_err(backend)?;
+        if this.index.dimensions() != spec.dimension {
+            return Err(IndexError::Dimension {
+                expected: spec.dimension,
+                actual: this.index.dimensions(),
+            });
+        }
+        // Loading restores the saved expansion values; put back the spec's.
+        this.index
+            .change_expansion_search(spec.hnsw.ef_search as usize);
+        Ok(this)
+    }
+
+    fn to_score(&self, distance: f32) -> f32 {
+        match self.spec.metric {
+            Metric::Cosine | Metric::Dot => 1.0 - distance,
+            Metric::L2 => -distance,
+        }
+    }
+}
+
+impl VectorIndex for HnswIndex {
+    fn len(&self) -> usize {
+        self.index.size()
+    }
+
+    fn upsert(&mut self, key: u64, vector: &[f32]) -> Result<(), IndexError> {
+        check_vector(vector, self.spec.dimension)?;
+        if self.index.contains(key) {
+            self.index.remove(key).map_err(backend)?;
+        }
+        if self.index.size() + 1 > self.index.capacity() {
+            let grown = (self.index.capacity() * 2).max(1024);
+            self.index.reserve(grown).map_err(backend)?;
+        }
+        self.index.add(key, vector).map_err(backend)
+    }
+
+    fn remove(&mut self, key: u64) -> Result<bool, IndexError> {
+        Ok(self.index.remove(key).map_err(backend)? > 0)
+    }
+
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
+    ) -> Result<Vec<Hit>, IndexError> {
+        check_vector(query, self.spec.dimension)?;
+        if k == 0 || self.index.size() == 0 {
+            return Ok(Vec::new());
+        }
+        let wanted = ef.unwrap_or(self.spec.hnsw.ef_search as usize).max(k);
+        let mut current = self.ef.lock().unwrap_or_else(|p| p.into_inner());
+        if *current != wanted {
+            self.index.change_expansion_search(wanted);
+            *current = wanted;
+        }
+        let matches = match filter {
+            Some(f) => self.index.filtered_search(query, k, f),
+            None => self.index.search(query, k),
+        }
+        .map_err(backend)?;
+        drop(current);
+        Ok(matches
+            .keys
+            .iter()
+            .zip(&matches.distances)
+            .map(|(key, d)| Hit {
+                key: *key,
+                score: self.to_score(*d),
+            })
+            .collect())
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.index.memory_usage()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ipvec_protocol::manifest::HnswParams;
+
+    use super::*;
+    use crate::index::{testdata::clustered, FlatIndex};
+
+    fn spec(metric: Metric, quantization: Quantization) -> IndexSpec {
+        IndexSpec {
+            dimension: 24,
+            metric,
+            quantization,
+            hnsw: HnswParams {
+                m: 16,
+                ef_construction: 100,
+                ef_search: 64,
+            },
+        }
+    }
+
+    fn recall(metric: Metric, quantization: Quantization) -> f32 {
+        // Queries come from the same distribution as the data, held out of the index.
+        let mut data = clustered(3_100, 24, 1);
+        let queries = data.split_off(3_000);
+        let mut exact = FlatIndex::new(24, metric);
+        let mut hnsw = HnswIndex::new(spec(metric, quantization)).unwrap();
+        for (i, v) in data.iter().enumerate() {
+            exact.upsert(i as u64, v).unwrap();
+            hnsw.upsert(i as u64, v).unwrap();
+        }
+        // A hit counts when its exact score reaches the tenth true score (ties are common in
+        // tight clusters, and any of the tied points is a correct answer).
+        let mut found = 0;
+        for q in &queries {
+            let tenth = exact.search(q, 10, None, None).unwrap()[9].score;
+            let got = hnsw.search(q, 10, Some(64), None).unwrap();
+            let tolerance = 1e-5 * tenth.abs().max(1.0);
+            found += got
+                .iter()
+                .filter(|h| {
+                    crate::index::score(metric, q, exact.vector(h.key).unwrap())
+                        >= tenth - tolerance
+                })
+                .count();
+        }
+        found as f32 / (10 * queries.len()) as f32
+    }
+
+    #[test]
+    fn recall_against_exact_search() {
+        for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
+            let r = recall(metric, Quantization::F32);
+            assert!(r >= 0.95, "{metric:?} recall@10 {r}");
+        }
+        let r = recall(Metric::Cosine, Quantization::F16);
+        assert!(r >= 0.9, "f16 recall@10 {r}");
+    }
+
+    #[test]
+    fn scores_match_the_exact_definition() {
+        let data = clustered(200, 24, 3);
+        for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
+            let mut exact = FlatIndex::new(24, metric);
+            let mut hnsw = HnswIndex::new(spec(metric, Quantization::F32)).unwrap();
+            for (i, v) in data.iter().enumerate() {
+                exact.upsert(i as u64, v).unwrap();
+                hnsw.upsert(i as u64, v).unwrap();
+            }
+            let top = hnsw.search(&data[5], 1, None, None).unwrap()[0];
+            let want = crate::index::score(metric, &data[5], exact.vector(top.key).unwrap());
+            assert!(
+                (top.score - want).abs() <= 1e-3 * want.abs().max(1.0),
+                "{metric:?}: {} vs {want}",
+                top.score
+            );
+        }
+    }
+
+    #[test]
+    fn upsert_replaces_remove_forgets_filter_restricts_and_save_load_roundtrips() {
+        let data = clustered(500, 24, 4);
+        let mut hnsw = HnswIndex::new(spec(Metric::L2, Quantization::F32)).unwrap();
+        for (i, v) in data.iter().enumerate() {
+            hnsw.upsert(i as u64, v).unwrap();
+        }
+        hnsw.upsert(7, &data[300]).unwrap();
+        assert_eq!(hnsw.len(), 500);
+        let hits = hnsw.search(&data[300], 2, Some(200), None).unwrap();
+        let keys: Vec<u64> = hits.iter().map(|h| h.key).collect();
+        assert!(keys.contains(&7) && keys.contains(&300), "{keys:?}");
+        assert!(hnsw.remove(300).unwrap());
+        assert!(hnsw
+            .search(&data[300], 5, None, None)
+            .unwrap()
+            .iter()
+            .all(|h| h.key != 300));
+        let even = |k: u64| k.is_multiple_of(2);
+        assert!(hnsw
+            .search(&data[11], 10, None, Some(&even))
+            .unwrap()
+            .iter()
+            .all(|h| h.key % 2 == 0));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.usearch");
+        hnsw.save(&path).unwrap();
+        let loaded = HnswIndex::load(spec(Metric::L2, Quantization::F32), &path).unwrap();
+        assert_eq!(loaded.len(), hnsw.len());
+        assert_eq!(
+            loaded.search(&data[42], 3, None, None).unwrap(),
+            hnsw.search(&data[42], 3, None, None).unwrap()
+        );
+        assert!(matches!(
+            hnsw.search(&[0.0; 3], 1, None, None),
+            Err(IndexError::Dimension { .. })
+        ));
+    }
+}
