@@ -7,6 +7,7 @@
 //! - [`cli`]: the `ipvec` command line.
 
 pub mod cli;
+pub mod collection;
 pub mod index;
 pub mod repo;
 pub mod store;

@@ -92,6 +92,24 @@ impl HnswIndex {
         Ok(this)
     }
 
+    /// The exact top `k` by scanning every stored vector (the brute-force reference).
+    pub fn exact(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, IndexError> {
+        check_vector(query, self.spec.dimension)?;
+        if k == 0 || self.index.size() == 0 {
+            return Ok(Vec::new());
+        }
+        let matches = self.index.exact_search(query, k).map_err(backend)?;
+        Ok(matches
+            .keys
+            .iter()
+            .zip(&matches.distances)
+            .map(|(key, d)| Hit {
+                key: *key,
+                score: self.to_score(*d),
+            })
+            .collect())
+    }
+
     fn to_score(&self, distance: f32) -> f32 {
         match self.spec.metric {
             Metric::Cosine | Metric::Dot => 1.0 - distance,

@@ -1,0 +1,122 @@
+//! The saved index: the usearch file and the map from point ids to index keys, tagged with the
+//! manifest CID they reflect. A cache for another version, or a damaged one, is ignored and
+//! the index rebuilt from the trees.
+
+use std::{collections::HashMap, path::Path};
+
+use cid::Cid;
+use ipvec_protocol::{dagcbor, entry::EntryKey};
+use serde::{Deserialize, Serialize};
+
+use super::{catalog::write_atomic, CollectionError};
+use crate::index::{HnswIndex, IndexSpec, VectorIndex};
+
+/// Point ids ↔ index keys. Keys are handed out in sequence and never reused.
+#[derive(Debug, Clone, Default)]
+pub struct KeyMap {
+    by_id: HashMap<EntryKey, u64>,
+    by_key: HashMap<u64, EntryKey>,
+    next: u64,
+}
+
+impl KeyMap {
+    /// The key of `id`, handing out a new one if it has none.
+    pub fn assign(&mut self, id: &EntryKey) -> u64 {
+        if let Some(key) = self.by_id.get(id) {
+            return *key;
+        }
+        let key = self.next;
+        self.next += 1;
+        self.by_id.insert(id.clone(), key);
+        self.by_key.insert(key, id.clone());
+        key
+    }
+
+    /// The key of a live id.
+    pub fn get(&self, id: &EntryKey) -> Option<u64> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Forgets an id; returns its key.
+    pub fn remove(&mut self, id: &EntryKey) -> Option<u64> {
+        let key = self.by_id.remove(id)?;
+        self.by_key.remove(&key);
+        Some(key)
+    }
+
+    /// The id of a key.
+    pub fn id_of(&self, key: u64) -> Option<&EntryKey> {
+        self.by_key.get(&key)
+    }
+
+    /// Live ids.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// True when no id is live.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    manifest: Cid,
+    next: u64,
+    keys: Vec<(u64, EntryKey)>,
+}
+
+/// Saves the index and key map for `manifest`.
+pub(crate) fn save(
+    dir: &Path,
+    index: &HnswIndex,
+    keys: &KeyMap,
+    manifest: &Cid,
+) -> Result<(), CollectionError> {
+    // The key file names the manifest; write the index first, so a crash between the two leaves
+    // a key file for an older manifest, which is ignored.
+    let index_path = dir.join("index.usearch");
+    let tmp = dir.join("index.usearch.tmp");
+    index.save(&tmp)?;
+    std::fs::rename(&tmp, &index_path).map_err(super::io_at(&index_path))?;
+    let mut pairs: Vec<(u64, EntryKey)> =
+        keys.by_key.iter().map(|(k, id)| (*k, id.clone())).collect();
+    pairs.sort_by_key(|(k, _)| *k);
+    let file = KeyFile {
+        manifest: *manifest,
+        next: keys.next,
+        keys: pairs,
+    };
+    write_atomic(&dir.join("index.keys"), &dagcbor::encode(&file)?)
+}
+
+/// Loads the saved index if it reflects `manifest`.
+pub(crate) fn load(dir: &Path, spec: IndexSpec, manifest: &Cid) -> Option<(HnswIndex, KeyMap)> {
+    let bytes = std::fs::read(dir.join("index.keys")).ok()?;
+    let file: KeyFile = dagcbor::decode_trusted(&bytes).ok()?;
+    if &file.manifest != manifest {
+        tracing::info!(cached = %file.manifest, current = %manifest, "index cache is for another version; rebuilding");
+        return None;
+    }
+    let index = match HnswIndex::load(spec, &dir.join("index.usearch")) {
+        Ok(index) => index,
+        Err(e) => {
+            tracing::warn!(error = %e, "index cache is damaged; rebuilding");
+            return None;
+        }
+    };
+    if index.len() != file.keys.len() {
+        tracing::warn!("index cache and key map disagree; rebuilding");
+        return None;
+    }
+    let mut keys = KeyMap {
+        next: file.next,
+        ..KeyMap::default()
+    };
+    for (key, id) in file.keys {
+        keys.by_id.insert(id.clone(), key);
+        keys.by_key.insert(key, id);
+    }
+    Some((index, keys))
+}

@@ -1,0 +1,234 @@
+//! Collection behaviour on a real on-disk store.
+
+use ipvec_protocol::{
+    entry::EntryId,
+    manifest::{HnswParams, Metric, Quantization},
+    Ipld,
+};
+
+use super::*;
+use crate::{index::testdata::clustered, store::IrohBlockStore};
+
+fn spec(name: &str, shards: u32) -> CollectionSpec {
+    CollectionSpec {
+        name: name.into(),
+        dimension: 24,
+        metric: Metric::Cosine,
+        quantization: Quantization::F32,
+        hnsw: HnswParams::default(),
+        shards,
+    }
+}
+
+fn points(vectors: &[Vec<f32>], offset: u64) -> Vec<Point> {
+    vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Point {
+            id: EntryId::Int(offset + i as u64),
+            vector: v.clone(),
+            metadata: Some(Ipld::Map(
+                [("n".to_string(), Ipld::Integer(i as i128))].into(),
+            )),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn write_search_reopen_and_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = IrohBlockStore::open(&dir.path().join("blocks"))
+        .await
+        .unwrap();
+    let cdir = dir.path().join("c");
+    let mut c = Collection::create(store.clone(), &cdir, &spec("c", 4))
+        .await
+        .unwrap();
+    let data = clustered(600, 24, 7);
+    let report = c.upsert(points(&data, 0)).await.unwrap();
+    assert_eq!(report.points, 600);
+    // Searches find each point itself first, with a leaf CID that really holds it.
+    for probe in [0usize, 123, 599] {
+        let hits = c
+            .search(
+                &data[probe],
+                SearchOptions {
+                    k: 3,
+                    ef: None,
+                    exact: false,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(hits[0].id, EntryId::Int(probe as u64));
+        let leaf = ipvec_protocol::node::Node::decode(&store.require(&hits[0].leaf).await.unwrap())
+            .unwrap();
+        assert!(
+            matches!(leaf, ipvec_protocol::node::Node::Leaf(es) if es.iter().any(|e| e.id == EntryId::Int(probe as u64).to_key().unwrap()))
+        );
+    }
+    // Replace one point, delete another.
+    c.upsert(vec![Point {
+        id: EntryId::Int(5),
+        vector: data[77].clone(),
+        metadata: None,
+    }])
+    .await
+    .unwrap();
+    let report = c
+        .delete(&[EntryId::Int(6), EntryId::Int(100_000)])
+        .await
+        .unwrap();
+    assert_eq!((report.changed, report.points), (1, 599));
+    assert!(c.get(&EntryId::Int(6)).await.unwrap().is_none());
+    let exact = c
+        .search(
+            &data[77],
+            SearchOptions {
+                k: 2,
+                ef: None,
+                exact: true,
+            },
+        )
+        .await
+        .unwrap();
+    let ids: Vec<EntryId> = exact.iter().map(|h| h.id.clone()).collect();
+    assert!(
+        ids.contains(&EntryId::Int(5)) && ids.contains(&EntryId::Int(77)),
+        "{ids:?}"
+    );
+    let root = c.root();
+    c.close().await.unwrap();
+
+    // Reopen: the saved index is used and answers the same.
+    let c = Collection::open(store.clone(), &cdir).await.unwrap();
+    assert_eq!(c.root(), root);
+    assert_eq!(c.manifest().points, 599);
+    let again = c
+        .search(
+            &data[77],
+            SearchOptions {
+                k: 2,
+                ef: None,
+                exact: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, exact);
+    c.close().await.unwrap();
+
+    // Without the cache the index is rebuilt from the trees.
+    std::fs::remove_file(cdir.join("index.keys")).unwrap();
+    let c = Collection::open(store.clone(), &cdir).await.unwrap();
+    let rebuilt = c
+        .search(
+            &data[77],
+            SearchOptions {
+                k: 2,
+                ef: None,
+                exact: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rebuilt.iter().map(|h| &h.id).collect::<Vec<_>>(),
+        exact.iter().map(|h| &h.id).collect::<Vec<_>>()
+    );
+    assert!(c
+        .search(
+            &data[6],
+            SearchOptions {
+                k: 600,
+                ef: Some(600),
+                exact: true
+            }
+        )
+        .await
+        .unwrap()
+        .iter()
+        .all(|h| h.id != EntryId::Int(6)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_batches_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = IrohBlockStore::open(&dir.path().join("blocks"))
+        .await
+        .unwrap();
+    let mut c = Collection::create(store, &dir.path().join("c"), &spec("c", 1))
+        .await
+        .unwrap();
+    let good = clustered(3, 24, 1);
+    c.upsert(points(&good, 0)).await.unwrap();
+    let root = c.root();
+    let cases: Vec<(Vec<Point>, &str)> = vec![
+        (
+            vec![Point {
+                id: EntryId::Int(9),
+                vector: vec![1.0; 3],
+                metadata: None,
+            }],
+            "dimensions",
+        ),
+        (
+            vec![Point {
+                id: EntryId::Int(9),
+                vector: {
+                    let mut v = good[0].clone();
+                    v[4] = f32::NAN;
+                    v
+                },
+                metadata: None,
+            }],
+            "NaN",
+        ),
+        (
+            vec![Point {
+                id: EntryId::Str("x".repeat(300)),
+                vector: good[0].clone(),
+                metadata: None,
+            }],
+            "entry id",
+        ),
+        (
+            vec![Point {
+                id: EntryId::Int(9),
+                vector: good[0].clone(),
+                metadata: Some(Ipld::Integer(1)),
+            }],
+            "JSON object",
+        ),
+        (
+            points(&[good[0].clone(), good[1].clone()], 50)
+                .into_iter()
+                .chain(points(&[good[2].clone()], 50))
+                .collect(),
+            "twice",
+        ),
+        (
+            vec![Point {
+                id: EntryId::Int(9),
+                vector: good[0].clone(),
+                metadata: Some(Ipld::Map(
+                    [("b".to_string(), Ipld::Bytes(vec![0; 70_000]))].into(),
+                )),
+            }],
+            "metadata",
+        ),
+    ];
+    for (batch, expect) in cases {
+        let err = c.upsert(batch).await.unwrap_err().to_string();
+        assert!(
+            err.contains(expect) && err.contains("nothing from this batch was stored"),
+            "{expect}: {err}"
+        );
+        assert_eq!(
+            c.root(),
+            root,
+            "a rejected batch must not change the collection"
+        );
+    }
+    assert_eq!(c.manifest().points, 3);
+}
