@@ -104,18 +104,107 @@ fn mbps(bytes: u64, d: Duration) -> f64 {
 /// Rows of the summary table printed at the end.
 #[derive(Default)]
 struct Summary {
-    rows: Vec<[String; 4]>,
+    rows: Vec<[String; 5]>,
 }
 
 impl Summary {
     fn add(&mut self, what: &str, secs: Option<Duration>, rate: String, notes: String) {
+        self.add_cpu(what, secs, None, rate, notes);
+    }
+
+    fn add_cpu(
+        &mut self,
+        what: &str,
+        secs: Option<Duration>,
+        cpu: Option<&Timing>,
+        rate: String,
+        notes: String,
+    ) {
         self.rows.push([
             what.to_string(),
             secs.map_or("–".into(), |d| format!("{:.3}", d.as_secs_f64())),
+            cpu.map_or(String::new(), |c| format!("{:.2}", c.user + c.sys)),
             rate,
             notes,
         ]);
     }
+}
+
+/// Process CPU seconds (user, system) over all threads, from /proc/self/stat.
+fn cpu_now() -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return (0.0, 0.0);
+    };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return (0.0, 0.0);
+    };
+    // After the command name: state is field 3, utime field 14, stime field 15 (clock ticks).
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 100.0
+    };
+    (tick(11), tick(12))
+}
+
+/// Wall and CPU time of one phase.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    wall: Duration,
+    user: f64,
+    sys: f64,
+}
+
+impl Timing {
+    fn describe(&self) -> String {
+        format!(
+            "cpu {:.2} s (user {:.2} + sys {:.2}) = {:.0}% of one core",
+            self.user + self.sys,
+            self.user,
+            self.sys,
+            100.0 * (self.user + self.sys) / self.wall.as_secs_f64()
+        )
+    }
+}
+
+struct Timer {
+    start: Instant,
+    cpu: (f64, f64),
+}
+
+impl Timer {
+    fn start() -> Self {
+        let cpu = cpu_now();
+        Self {
+            start: Instant::now(),
+            cpu,
+        }
+    }
+
+    fn stop(&self) -> Timing {
+        let wall = self.start.elapsed();
+        let (u, s) = cpu_now();
+        Timing {
+            wall,
+            user: u - self.cpu.0,
+            sys: s - self.cpu.1,
+        }
+    }
+}
+
+/// Writes dirty pages back (the `sync` command), so a phase does not pay for the previous
+/// phase's writeback.
+fn sync_disks() {
+    let _ = std::process::Command::new("sync").status();
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------

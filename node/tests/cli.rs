@@ -237,3 +237,102 @@ fn errors_say_what_to_do() {
     let err = repo.fails(&["init"], None);
     assert!(err.contains("already exists"), "{err}");
 }
+
+fn jsonl(lines: &[serde_json::Value]) -> String {
+    lines
+        .iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn collections_from_the_command_line() {
+    let repo = Repo::new();
+    let dir = repo.path.parent().unwrap().to_path_buf();
+    repo.ok(
+        &[
+            "collection",
+            "create",
+            "docs",
+            "--dim",
+            "3",
+            "--metric",
+            "cosine",
+        ],
+        None,
+    );
+    let file = dir.join("points.jsonl");
+    std::fs::write(
+        &file,
+        jsonl(&[
+            serde_json::json!({"id": 1, "vector": [1.0, 0.0, 0.0], "metadata": {"tag": "a"}}),
+            serde_json::json!({"id": "doc-2", "vector": [0.9, 0.1, 0.0], "metadata": {"tag": "b", "n": 2}}),
+            serde_json::json!({"id": 3, "vector": [0.0, 1.0, 0.0]}),
+        ]),
+    )
+    .unwrap();
+    repo.ok(&["add", "docs", file.to_str().unwrap()], None);
+    let text = repo.ok(&["search", "docs", "--vector", "1,0,0", "-k", "2"], None);
+    let ids: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(ids, vec!["1", "doc-2"]);
+    let json: serde_json::Value = serde_json::from_str(&repo.ok(
+        &["--json", "search", "docs", "--vector", "1,0,0", "-k", "2"],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(json["hits"][0]["id"], 1);
+    assert_eq!(json["hits"][1]["metadata"]["tag"], "b");
+    let leaf = json["hits"][0]["cid"].as_str().unwrap().to_string();
+    assert!(repo
+        .ok(&["block", "stat", &leaf], None)
+        .contains("dag-cbor"));
+
+    // Same results reopening with the index cache removed (rebuilt from the tree).
+    let info: serde_json::Value =
+        serde_json::from_str(&repo.ok(&["--json", "collection", "info", "docs"], None)).unwrap();
+    assert_eq!(
+        (info["points"].as_u64(), info["dim"].as_u64()),
+        (Some(3), Some(3))
+    );
+    std::fs::remove_file(repo.path.join("collections/docs/index.keys")).unwrap();
+    assert_eq!(
+        repo.ok(&["search", "docs", "--vector", "1,0,0", "-k", "2"], None),
+        text
+    );
+
+    repo.ok(&["delete", "docs", "1"], None);
+    let after = repo.ok(&["search", "docs", "--vector", "1,0,0", "-k", "1"], None);
+    assert!(after.starts_with("doc-2 "), "{after}");
+    let err = repo.fails(&["get", "docs", "1"], None);
+    assert!(err.contains("no point 1"), "{err}");
+    let log = repo.ok(&["collection", "log", "docs"], None);
+    assert_eq!(log.lines().count(), 3, "create, add, delete: {log}");
+
+    // Bad input names the problem and changes nothing.
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        jsonl(&[serde_json::json!({"id": 9, "vector": [1.0, 2.0]})]),
+    )
+    .unwrap();
+    let err = repo.fails(&["add", "docs", bad.to_str().unwrap()], None);
+    assert!(
+        err.contains("2 dimensions") && err.contains("nothing from this batch"),
+        "{err}"
+    );
+    std::fs::write(&bad, "{\"id\": 9, \"vector\": [1, 2, 3]}\nnot json\n").unwrap();
+    let err = repo.fails(&["add", "docs", bad.to_str().unwrap()], None);
+    assert!(err.contains("line 2"), "{err}");
+    let info2: serde_json::Value =
+        serde_json::from_str(&repo.ok(&["--json", "collection", "info", "docs"], None)).unwrap();
+    assert_eq!(info2["points"], 2);
+    let err = repo.fails(&["search", "nope", "--vector", "1,2,3"], None);
+    assert!(err.contains("collection list"), "{err}");
+
+    repo.ok(&["collection", "drop", "docs"], None);
+    assert_eq!(repo.ok(&["collection", "list"], None).trim(), "");
+    let gc: serde_json::Value = serde_json::from_str(&repo.ok(&["--json", "gc"], None)).unwrap();
+    assert!(gc["removed_blocks"].as_u64().unwrap() > 0);
+    assert_eq!(gc["live_blocks"], 0);
+}

@@ -29,6 +29,13 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
     let store = repo.store();
     match command {
         Command::Init => unreachable!("init is handled before the repository is opened"),
+        Command::Collection(_)
+        | Command::Add { .. }
+        | Command::Search { .. }
+        | Command::Get { .. }
+        | Command::Delete { .. } => {
+            unreachable!("collection commands are run by cli::collection")
+        }
         Command::Dag(DagCommand::Put { pin }) => {
             let mut input = Vec::new();
             std::io::stdin()

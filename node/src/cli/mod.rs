@@ -1,7 +1,9 @@
 //! The `ipvec` command line, Kubo style: commands act on a repository (`--repo DIR`,
 //! `$IPVEC_PATH`, default `~/.ipvec`).
 
+mod collection;
 mod dag;
+mod input;
 mod output;
 
 use std::path::PathBuf;
@@ -40,6 +42,148 @@ pub enum Command {
     Pin(PinCommand),
     /// Remove every block no pin reaches.
     Gc,
+    /// Create, list, inspect and drop collections.
+    #[command(subcommand)]
+    Collection(CollectionCommand),
+    /// Add points from a .npy (2-D float32), .fvecs or .jsonl file.
+    Add {
+        /// Collection name.
+        name: String,
+        /// The file: .npy or .fvecs (ids are row numbers unless --ids), or .jsonl
+        /// ({"id": …, "vector": […], "metadata": {…}} a line).
+        file: PathBuf,
+        /// A text file of ids, one a line, for .npy and .fvecs rows.
+        #[arg(long, value_name = "FILE")]
+        ids: Option<PathBuf>,
+        /// Points per committed batch.
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+    },
+    /// Find the nearest points to a vector (or to each row of a query file).
+    Search {
+        /// Collection name.
+        name: String,
+        /// The query vector, comma-separated.
+        #[arg(long, allow_hyphen_values = true)]
+        vector: Option<String>,
+        /// Query vectors from a .npy or .fvecs file.
+        #[arg(long, value_name = "FILE")]
+        query_file: Option<PathBuf>,
+        /// Number of hits.
+        #[arg(short, default_value_t = 10)]
+        k: usize,
+        /// HNSW candidate list size (default: the collection's ef_search).
+        #[arg(long)]
+        ef: Option<usize>,
+        /// Exact (brute-force) search.
+        #[arg(long)]
+        exact: bool,
+    },
+    /// Print one point.
+    Get {
+        /// Collection name.
+        name: String,
+        /// Point id.
+        id: String,
+    },
+    /// Delete points by id.
+    Delete {
+        /// Collection name.
+        name: String,
+        /// Point ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+}
+
+/// Metric names on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum MetricArg {
+    /// Cosine similarity.
+    Cosine,
+    /// Negated squared Euclidean distance.
+    L2,
+    /// Inner product.
+    Dot,
+}
+
+impl From<MetricArg> for ipvec_protocol::manifest::Metric {
+    fn from(m: MetricArg) -> Self {
+        match m {
+            MetricArg::Cosine => Self::Cosine,
+            MetricArg::L2 => Self::L2,
+            MetricArg::Dot => Self::Dot,
+        }
+    }
+}
+
+/// Quantization names on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum QuantizationArg {
+    /// 32-bit floats.
+    F32,
+    /// 16-bit floats.
+    F16,
+    /// Signed bytes (cosine only).
+    I8,
+}
+
+impl From<QuantizationArg> for ipvec_protocol::manifest::Quantization {
+    fn from(q: QuantizationArg) -> Self {
+        match q {
+            QuantizationArg::F32 => Self::F32,
+            QuantizationArg::F16 => Self::F16,
+            QuantizationArg::I8 => Self::I8,
+        }
+    }
+}
+
+/// `ipvec collection …`
+#[derive(Debug, Subcommand)]
+pub enum CollectionCommand {
+    /// Create a collection.
+    Create {
+        /// Name: letters, digits, '-' and '_'.
+        name: String,
+        /// Vector dimension.
+        #[arg(long)]
+        dim: u32,
+        /// Similarity metric.
+        #[arg(long, value_enum, default_value = "cosine")]
+        metric: MetricArg,
+        /// Storage quantization.
+        #[arg(long, value_enum, default_value = "f32")]
+        quantization: QuantizationArg,
+        /// HNSW links per node.
+        #[arg(long, default_value_t = 16)]
+        m: u32,
+        /// HNSW candidate list size while building.
+        #[arg(long, default_value_t = 128)]
+        ef_construction: u32,
+        /// Default HNSW candidate list size while searching.
+        #[arg(long, default_value_t = 64)]
+        ef_search: u32,
+        /// Number of hash-range shards.
+        #[arg(long, default_value_t = 1)]
+        shards: u32,
+    },
+    /// List collections.
+    List,
+    /// Show a collection's settings, counts and root CID.
+    Info {
+        /// Collection name.
+        name: String,
+    },
+    /// List a collection's versions, newest first.
+    Log {
+        /// Collection name.
+        name: String,
+    },
+    /// Delete a collection (its blocks go at the next gc).
+    Drop {
+        /// Collection name.
+        name: String,
+    },
 }
 
 /// `ipvec dag …`
@@ -116,7 +260,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let repo = Repo::open(&path).await?;
-    let result = dag::run(&repo, &out, cli.command).await;
+    let result = match cli.command {
+        command @ (Command::Collection(_)
+        | Command::Add { .. }
+        | Command::Search { .. }
+        | Command::Get { .. }
+        | Command::Delete { .. }) => collection::run(&repo, &out, command).await,
+        command => dag::run(&repo, &out, command).await,
+    };
     let closed = repo.close().await;
     result?;
     closed?;
