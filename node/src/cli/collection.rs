@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use ipvec_protocol::{dagcbor, manifest::Manifest, Ipld};
+use ipvec_protocol::Ipld;
 use serde_json::json;
 
 use super::{
@@ -124,20 +124,13 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
         }
         Command::Collection(CollectionCommand::Log { name }) => {
             let c = open(repo, &name).await?;
-            let mut cursor = Some(c.root());
             let mut versions = Vec::new();
             let mut text = Vec::new();
-            while let Some(cid) = cursor {
-                let Some(bytes) = repo.store().get(&cid).await? else {
-                    text.push(format!("{cid}\t(not in this repository)"));
-                    break;
-                };
-                let m: Manifest = dagcbor::decode_trusted(&bytes)?;
+            for (cid, m) in c.versions().await? {
                 text.push(format!("{cid}\t{} points\tupdated {}", m.points, m.updated));
                 versions.push(
                     json!({ "root": cid.to_string(), "points": m.points, "updated": m.updated }),
                 );
-                cursor = m.prev;
             }
             out.print(text.join("\n"), json!({ "versions": versions }));
             c.close().await?;
@@ -168,6 +161,7 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
             k,
             ef,
             exact,
+            at,
         } => {
             let queries = match (vector, query_file) {
                 (Some(v), None) => vec![parse_vector(&v)?],
@@ -176,11 +170,13 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
             };
             let c = open(repo, &name).await?;
             let options = SearchOptions { k, ef, exact };
+            let at = at.map(|s| ipvec_protocol::cid::parse_cid(&s)).transpose()?;
             for (i, query) in queries.iter().enumerate() {
-                let hits = c
-                    .search(query, options)
-                    .await
-                    .with_context(|| format!("query {i}"))?;
+                let hits = match &at {
+                    Some(at) => c.search_at(at, query, k).await,
+                    None => c.search(query, options).await,
+                }
+                .with_context(|| format!("query {i}"))?;
                 if out.json {
                     let hits: Vec<serde_json::Value> = hits
                         .iter()

@@ -78,6 +78,9 @@ pub enum Command {
         /// Exact (brute-force) search.
         #[arg(long)]
         exact: bool,
+        /// Search an older version (a manifest CID from `collection log`), exactly.
+        #[arg(long, value_name = "CID")]
+        at: Option<String>,
     },
     /// Print one point.
     Get {

@@ -15,6 +15,7 @@
 
 pub mod cache;
 pub mod catalog;
+pub mod history;
 pub mod points;
 pub mod quantize;
 
@@ -508,6 +509,21 @@ impl<S: BlockStore> Collection<S> {
             });
         }
         Ok(out)
+    }
+
+    /// Exact search of an older version (a manifest CID from [`history::versions`]).
+    pub async fn search_at(
+        &self,
+        at: &Cid,
+        query: &[f32],
+        k: usize,
+    ) -> Result<Vec<SearchHit>, CollectionError> {
+        history::search_at(&self.store, &self.manifest.owner, at, query, k).await
+    }
+
+    /// This collection's versions, newest first.
+    pub async fn versions(&self) -> Result<Vec<(Cid, Manifest)>, CollectionError> {
+        history::versions(&self.store, self.root()).await
     }
 
     fn save_index(&mut self) -> Result<(), CollectionError> {

@@ -232,3 +232,69 @@ async fn bad_batches_store_nothing() {
     }
     assert_eq!(c.manifest().points, 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn old_versions_stay_searchable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = IrohBlockStore::open(&dir.path().join("blocks"))
+        .await
+        .unwrap();
+    let mut c = Collection::create(store.clone(), &dir.path().join("c"), &spec("c", 2))
+        .await
+        .unwrap();
+    let data = clustered(200, 24, 9);
+    c.upsert(points(&data, 0)).await.unwrap();
+    let v1 = c.root();
+    c.delete(&[EntryId::Int(10)]).await.unwrap();
+    c.upsert(vec![Point {
+        id: EntryId::Int(11),
+        vector: data[150].clone(),
+        metadata: None,
+    }])
+    .await
+    .unwrap();
+    let versions = c.versions().await.unwrap();
+    assert_eq!(versions.len(), 4);
+    assert_eq!(versions[2].0, v1);
+    // At v1, point 10 is there and 11 still has its old vector.
+    let old = c.search_at(&v1, &data[10], 1).await.unwrap();
+    assert_eq!(old[0].id, EntryId::Int(10));
+    let now = c
+        .search(
+            &data[10],
+            SearchOptions {
+                k: 1,
+                ef: None,
+                exact: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_ne!(now[0].id, EntryId::Int(10));
+    let old11 = c.search_at(&v1, &data[11], 1).await.unwrap();
+    assert_eq!(old11[0].id, EntryId::Int(11));
+    // The exact scan of the current version agrees with the index's exact search.
+    let current = c.search_at(&c.root(), &data[42], 5).await.unwrap();
+    let indexed = c
+        .search(
+            &data[42],
+            SearchOptions {
+                k: 5,
+                ef: None,
+                exact: true,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        current.iter().map(|h| &h.id).collect::<Vec<_>>(),
+        indexed.iter().map(|h| &h.id).collect::<Vec<_>>()
+    );
+    let unrelated = ipvec_protocol::cid::block_cid(0x71, b"nothing");
+    assert!(c
+        .search_at(&unrelated, &data[0], 1)
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("collection log"));
+}

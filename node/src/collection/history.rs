@@ -1,0 +1,107 @@
+//! Old versions: listing them, and searching one read-only by scanning its trees.
+
+use std::{cmp::Ordering, collections::BinaryHeap, ops::Bound};
+
+use cid::Cid;
+use ipvec_protocol::{
+    dagcbor,
+    manifest::{Manifest, ShardRoot},
+};
+
+use super::{quantize, CollectionError, SearchHit};
+use crate::{
+    index::{check_vector, score},
+    store::BlockStore,
+    tree,
+};
+
+/// The versions from `root` back to the first, newest first; stops at a version not stored.
+pub async fn versions<S: BlockStore>(
+    store: &S,
+    root: Cid,
+) -> Result<Vec<(Cid, Manifest)>, CollectionError> {
+    let mut out = Vec::new();
+    let mut cursor = Some(root);
+    while let Some(cid) = cursor {
+        let Some(bytes) = store.get(&cid).await? else {
+            break;
+        };
+        let manifest: Manifest = dagcbor::decode_trusted(&bytes)?;
+        cursor = manifest.prev;
+        out.push((cid, manifest));
+    }
+    Ok(out)
+}
+
+struct Ranked(f32, SearchHit);
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ranked {
+    // Reversed, so the heap's top is the worst hit kept.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.0.total_cmp(&self.0)
+    }
+}
+
+/// Exact top-`k` search of the version `at` of the collection owned by `owner`.
+pub async fn search_at<S: BlockStore>(
+    store: &S,
+    owner: &[u8],
+    at: &Cid,
+    query: &[f32],
+    k: usize,
+) -> Result<Vec<SearchHit>, CollectionError> {
+    let bytes = store.get(at).await?.ok_or_else(|| {
+        CollectionError::Invalid(format!("version {at} is not in this repository; `ipvec collection log NAME` lists the versions"))
+    })?;
+    let manifest: Manifest = dagcbor::decode_trusted(&bytes)
+        .map_err(|_| CollectionError::Invalid(format!("{at} is not a collection manifest")))?;
+    if manifest.owner != owner {
+        return Err(CollectionError::Invalid(format!(
+            "{at} is a version of another collection"
+        )));
+    }
+    check_vector(query, manifest.dimension as usize)?;
+    let mut heap: BinaryHeap<Ranked> = BinaryHeap::new();
+    for shard_cid in &manifest.shards {
+        let shard: ShardRoot = dagcbor::decode_trusted(&store.require(shard_cid).await?)?;
+        let mut scan = tree::range(store, shard.tree, Bound::Unbounded, Bound::Unbounded);
+        while let Some((entry, leaf)) = scan.next().await? {
+            if entry.deleted {
+                continue;
+            }
+            let s = score(
+                manifest.metric,
+                query,
+                &quantize::decode(manifest.quantization, &entry.vec),
+            );
+            if heap.len() < k || heap.peek().is_some_and(|worst| s > worst.0) {
+                heap.push(Ranked(
+                    s,
+                    SearchHit {
+                        id: entry.id.id(),
+                        score: s,
+                        metadata: entry.meta,
+                        leaf,
+                    },
+                ));
+                if heap.len() > k {
+                    heap.pop();
+                }
+            }
+        }
+    }
+    let mut hits: Vec<SearchHit> = heap.into_iter().map(|r| r.1).collect();
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+    Ok(hits)
+}
