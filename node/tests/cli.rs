@@ -288,6 +288,37 @@ fn collections_from_the_command_line() {
         .ok(&["block", "stat", &leaf], None)
         .contains("dag-cbor"));
 
+    let filtered = repo.ok(
+        &[
+            "search",
+            "docs",
+            "--vector",
+            "1,0,0",
+            "--filter",
+            r#"{"must": [{"key": "tag", "match": "b"}]}"#,
+        ],
+        None,
+    );
+    assert_eq!(
+        filtered
+            .lines()
+            .map(|l| l.split(' ').next().unwrap())
+            .collect::<Vec<_>>(),
+        vec!["doc-2"]
+    );
+    let err = repo.fails(
+        &[
+            "search",
+            "docs",
+            "--vector",
+            "1,0,0",
+            "--filter",
+            r#"{"must": [{"key": "tag"}]}"#,
+        ],
+        None,
+    );
+    assert!(err.contains("invalid filter"), "{err}");
+
     // Same results reopening with the index cache removed (rebuilt from the tree).
     let info: serde_json::Value =
         serde_json::from_str(&repo.ok(&["--json", "collection", "info", "docs"], None)).unwrap();

@@ -12,7 +12,7 @@ use super::{
     CollectionCommand, Command,
 };
 use crate::{
-    collection::{catalog, Collection, CollectionSpec, SearchOptions},
+    collection::{catalog, Collection, CollectionSpec, Filter, SearchOptions},
     repo::Repo,
     store::{BlockStore, IrohBlockStore},
 };
@@ -162,6 +162,7 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
             ef,
             exact,
             at,
+            filter,
         } => {
             let queries = match (vector, query_file) {
                 (Some(v), None) => vec![parse_vector(&v)?],
@@ -171,16 +172,19 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
             let c = open(repo, &name).await?;
             let options = SearchOptions { k, ef, exact };
             let at = at.map(|s| ipvec_protocol::cid::parse_cid(&s)).transpose()?;
+            let filter = filter
+                .map(|f| Filter::parse(&f).and_then(Filter::compile))
+                .transpose()?;
             for (i, query) in queries.iter().enumerate() {
                 let hits = match &at {
-                    Some(at) => c.search_at(at, query, k).await,
-                    None => c.search(query, options).await,
+                    Some(at) => c.search_at(at, query, k, filter.as_ref()).await,
+                    None => c.search(query, options, filter.as_ref()).await,
                 }
                 .with_context(|| format!("query {i}"))?;
                 if out.json {
                     let hits: Vec<serde_json::Value> = hits
                         .iter()
-                        .map(|h| json!({ "id": id_json(&h.id), "score": h.score, "cid": h.leaf.to_string(), "metadata": h.metadata.as_ref().map(input::ipld_to_json) }))
+                        .map(|h| json!({ "id": id_json(&h.id), "score": h.score, "cid": h.leaf.to_string(), "metadata": h.metadata.as_ref().map(crate::collection::points::ipld_to_json) }))
                         .collect();
                     println!("{}", json!({ "hits": hits }));
                 } else {
@@ -201,7 +205,10 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
                 bail!("collection {name} has no point {id}");
             };
             let vector = c.vector_of(&entry);
-            let meta = entry.meta.as_ref().map(input::ipld_to_json);
+            let meta = entry
+                .meta
+                .as_ref()
+                .map(crate::collection::points::ipld_to_json);
             out.print(
                 format!("id: {id}\nvector: {vector:?}\nmetadata: {}\nleaf: {leaf}", meta.clone().unwrap_or(serde_json::Value::Null)),
                 json!({ "id": id_json(&id), "vector": vector, "metadata": meta, "cid": leaf.to_string() }),

@@ -3,58 +3,15 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context};
-use ipvec_protocol::{entry::EntryId, Ipld};
+use ipvec_protocol::entry::EntryId;
 
-use crate::collection::Point;
+use crate::collection::{points::json_to_ipld, Point};
 
 /// An id typed on the command line: digits make an integer id, anything else a string id.
 pub fn parse_id(text: &str) -> EntryId {
     match text.parse::<u64>() {
         Ok(n) => EntryId::Int(n),
         Err(_) => EntryId::Str(text.to_string()),
-    }
-}
-
-/// Converts JSON to IPLD (integers stay integers; objects become maps).
-pub fn json_to_ipld(value: serde_json::Value) -> Ipld {
-    use serde_json::Value;
-    match value {
-        Value::Null => Ipld::Null,
-        Value::Bool(b) => Ipld::Bool(b),
-        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => Ipld::Integer(i128::from(i)),
-            (_, Some(u)) => Ipld::Integer(i128::from(u)),
-            _ => Ipld::Float(n.as_f64().unwrap_or(0.0)),
-        },
-        Value::String(s) => Ipld::String(s),
-        Value::Array(items) => Ipld::List(items.into_iter().map(json_to_ipld).collect()),
-        Value::Object(map) => {
-            Ipld::Map(map.into_iter().map(|(k, v)| (k, json_to_ipld(v))).collect())
-        }
-    }
-}
-
-/// Converts IPLD metadata to JSON for printing.
-pub fn ipld_to_json(value: &Ipld) -> serde_json::Value {
-    use serde_json::Value;
-    match value {
-        Ipld::Null => Value::Null,
-        Ipld::Bool(b) => Value::Bool(*b),
-        Ipld::Integer(i) => i64::try_from(*i)
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::String(i.to_string())),
-        Ipld::Float(f) => serde_json::Number::from_f64(*f)
-            .map(Value::Number)
-            .unwrap_or(Value::Null),
-        Ipld::String(s) => Value::String(s.clone()),
-        Ipld::Bytes(b) => serde_json::json!({ "/": { "bytes": hex::encode(b) } }),
-        Ipld::List(items) => Value::Array(items.iter().map(ipld_to_json).collect()),
-        Ipld::Map(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), ipld_to_json(v)))
-                .collect(),
-        ),
-        Ipld::Link(cid) => serde_json::json!({ "/": cid.to_string() }),
     }
 }
 

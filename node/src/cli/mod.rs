@@ -81,6 +81,9 @@ pub enum Command {
         /// Search an older version (a manifest CID from `collection log`), exactly.
         #[arg(long, value_name = "CID")]
         at: Option<String>,
+        /// Only points that pass this filter (JSON: {"must": […], "should": […], "must_not": […]}).
+        #[arg(long, value_name = "JSON")]
+        filter: Option<String>,
     },
     /// Print one point.
     Get {

@@ -5,17 +5,19 @@
 use std::{collections::HashMap, path::Path};
 
 use cid::Cid;
-use ipvec_protocol::{dagcbor, entry::EntryKey};
+use ipvec_protocol::{dagcbor, entry::EntryKey, Ipld};
 use serde::{Deserialize, Serialize};
 
 use super::{catalog::write_atomic, CollectionError};
 use crate::index::{HnswIndex, IndexSpec, VectorIndex};
 
-/// Point ids ↔ index keys. Keys are handed out in sequence and never reused.
+/// Point ids ↔ index keys, and each live point's metadata for filters. Keys are handed out in
+/// sequence and never reused.
 #[derive(Debug, Clone, Default)]
 pub struct KeyMap {
     by_id: HashMap<EntryKey, u64>,
     by_key: HashMap<u64, EntryKey>,
+    metadata: HashMap<u64, Ipld>,
     next: u64,
 }
 
@@ -41,7 +43,28 @@ impl KeyMap {
     pub fn remove(&mut self, id: &EntryKey) -> Option<u64> {
         let key = self.by_id.remove(id)?;
         self.by_key.remove(&key);
+        self.metadata.remove(&key);
         Some(key)
+    }
+
+    /// Records the metadata of a live key.
+    pub fn set_metadata(&mut self, key: u64, metadata: Option<Ipld>) {
+        match metadata {
+            Some(m) => self.metadata.insert(key, m),
+            None => self.metadata.remove(&key),
+        };
+    }
+
+    /// The metadata of a live key.
+    pub fn metadata(&self, key: u64) -> Option<&Ipld> {
+        self.metadata.get(&key)
+    }
+
+    /// Every live key with its id and metadata.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &EntryKey, Option<&Ipld>)> + '_ {
+        self.by_key
+            .iter()
+            .map(|(k, id)| (*k, id, self.metadata.get(k)))
     }
 
     /// The id of a key.
@@ -64,7 +87,7 @@ impl KeyMap {
 struct KeyFile {
     manifest: Cid,
     next: u64,
-    keys: Vec<(u64, EntryKey)>,
+    keys: Vec<(u64, EntryKey, Option<Ipld>)>,
 }
 
 /// Saves the index and key map for `manifest`.
@@ -80,9 +103,11 @@ pub(crate) fn save(
     let tmp = dir.join("index.usearch.tmp");
     index.save(&tmp)?;
     std::fs::rename(&tmp, &index_path).map_err(super::io_at(&index_path))?;
-    let mut pairs: Vec<(u64, EntryKey)> =
-        keys.by_key.iter().map(|(k, id)| (*k, id.clone())).collect();
-    pairs.sort_by_key(|(k, _)| *k);
+    let mut pairs: Vec<(u64, EntryKey, Option<Ipld>)> = keys
+        .iter()
+        .map(|(k, id, meta)| (k, id.clone(), meta.cloned()))
+        .collect();
+    pairs.sort_by_key(|(k, _, _)| *k);
     let file = KeyFile {
         manifest: *manifest,
         next: keys.next,
@@ -114,9 +139,10 @@ pub(crate) fn load(dir: &Path, spec: IndexSpec, manifest: &Cid) -> Option<(HnswI
         next: file.next,
         ..KeyMap::default()
     };
-    for (key, id) in file.keys {
+    for (key, id, meta) in file.keys {
         keys.by_id.insert(id.clone(), key);
         keys.by_key.insert(key, id);
+        keys.set_metadata(key, meta);
     }
     Some((index, keys))
 }

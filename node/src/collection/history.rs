@@ -8,7 +8,7 @@ use ipvec_protocol::{
     manifest::{Manifest, ShardRoot},
 };
 
-use super::{quantize, CollectionError, SearchHit};
+use super::{quantize, CollectionError, CompiledFilter, SearchHit};
 use crate::{
     index::{check_vector, score},
     store::BlockStore,
@@ -53,13 +53,15 @@ impl Ord for Ranked {
     }
 }
 
-/// Exact top-`k` search of the version `at` of the collection owned by `owner`.
+/// Exact top-`k` search of the version `at` of the collection owned by `owner`, among the
+/// points `filter` accepts.
 pub async fn search_at<S: BlockStore>(
     store: &S,
     owner: &[u8],
     at: &Cid,
     query: &[f32],
     k: usize,
+    filter: Option<&CompiledFilter>,
 ) -> Result<Vec<SearchHit>, CollectionError> {
     let bytes = store.get(at).await?.ok_or_else(|| {
         CollectionError::Invalid(format!("version {at} is not in this repository; `ipvec collection log NAME` lists the versions"))
@@ -77,7 +79,7 @@ pub async fn search_at<S: BlockStore>(
         let shard: ShardRoot = dagcbor::decode_trusted(&store.require(shard_cid).await?)?;
         let mut scan = tree::range(store, shard.tree, Bound::Unbounded, Bound::Unbounded);
         while let Some((entry, leaf)) = scan.next().await? {
-            if entry.deleted {
+            if entry.deleted || filter.is_some_and(|f| !f.test(&entry.id, entry.meta.as_ref())) {
                 continue;
             }
             let s = score(

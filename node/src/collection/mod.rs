@@ -15,6 +15,7 @@
 
 pub mod cache;
 pub mod catalog;
+pub mod filter;
 pub mod history;
 pub mod points;
 pub mod quantize;
@@ -43,7 +44,14 @@ use crate::{
     store::{BlockStore, StoreError},
     tree::{self, Edit, TreeError},
 };
+pub use filter::{CompiledFilter, Filter};
 pub use points::Point;
+
+/// Filtered searches fall back to exact search over the matching points when at most this many
+/// match, or at most [`EXACT_FALLBACK_FRACTION`] of the collection.
+pub const EXACT_FALLBACK_POINTS: usize = 2_000;
+/// See [`EXACT_FALLBACK_POINTS`].
+pub const EXACT_FALLBACK_FRACTION: f64 = 0.02;
 
 /// Errors of the collection layer.
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +200,8 @@ pub struct Collection<S> {
     clock: HlcClock,
     /// Whether the in-memory index differs from the saved cache.
     index_dirty: bool,
+    /// When a filtered search scores the matching points exactly: (points, fraction).
+    exact_fallback: (usize, f64),
 }
 
 impl<S> std::fmt::Debug for Collection<S> {
@@ -268,6 +278,7 @@ impl<S: BlockStore> Collection<S> {
             keys: cache::KeyMap::default(),
             clock: HlcClock::default(),
             index_dirty: true,
+            exact_fallback: (EXACT_FALLBACK_POINTS, EXACT_FALLBACK_FRACTION),
         };
         this.save_index()?;
         Ok(this)
@@ -306,6 +317,7 @@ impl<S: BlockStore> Collection<S> {
             keys,
             clock,
             index_dirty: dirty,
+            exact_fallback: (EXACT_FALLBACK_POINTS, EXACT_FALLBACK_FRACTION),
         })
     }
 
@@ -362,6 +374,7 @@ impl<S: BlockStore> Collection<S> {
             .await?;
         for p in &prepared {
             let key = self.keys.assign(&p.key);
+            self.keys.set_metadata(key, p.metadata.clone());
             // Index what readers of the tree will see: the stored (possibly quantized) vector.
             let stored = quantize::decode(
                 self.manifest.quantization,
@@ -480,35 +493,83 @@ impl<S: BlockStore> Collection<S> {
         quantize::decode(self.manifest.quantization, &entry.vec)
     }
 
-    /// The `k` best points for `query`.
+    /// The `k` best points for `query` among those `filter` accepts.
+    ///
+    /// A filter is evaluated once per point into a key set, which the HNSW walk then consults;
+    /// when few points match (see [`EXACT_FALLBACK_POINTS`]) the matching points are scored
+    /// exactly instead, where a graph walk would have to visit most of the graph to find them.
     pub async fn search(
         &self,
         query: &[f32],
         options: SearchOptions,
+        filter: Option<&CompiledFilter>,
     ) -> Result<Vec<SearchHit>, CollectionError> {
         crate::index::check_vector(query, self.manifest.dimension as usize)?;
-        let hits = if options.exact {
-            self.index.exact(query, options.k)?
-        } else {
-            self.index.search(query, options.k, options.ef, None)?
+        let hits = match filter {
+            None if options.exact => self.index.exact(query, options.k)?,
+            None => self.index.search(query, options.k, options.ef, None)?,
+            Some(filter) => {
+                let allowed: std::collections::HashSet<u64> = self
+                    .keys
+                    .iter()
+                    .filter(|(_, id, meta)| filter.test(id, *meta))
+                    .map(|(k, _, _)| k)
+                    .collect();
+                let (points, fraction) = self.exact_fallback;
+                let small = allowed.len() <= points
+                    || (allowed.len() as f64) <= fraction * self.keys.len() as f64;
+                if options.exact || small {
+                    self.exact_among(query, options.k, &allowed)
+                } else {
+                    let test = |key: u64| allowed.contains(&key);
+                    self.index
+                        .search(query, options.k, options.ef, Some(&test))?
+                }
+            }
         };
         let mut out = Vec::with_capacity(hits.len());
         for hit in hits {
-            let Some(key) = self.keys.id_of(hit.key) else {
+            let Some(id) = self.keys.id_of(hit.key) else {
                 continue;
             };
-            let id = key.id();
-            let Some((entry, leaf)) = self.get(&id).await? else {
-                continue;
-            };
+            let shard = shard_of(id, self.shards.len() as u32) as usize;
+            let leaf = tree::locate(&self.store, &self.shards[shard].tree, id).await?;
             out.push(SearchHit {
-                id,
+                id: id.id(),
                 score: hit.score,
-                metadata: entry.meta,
+                metadata: self.keys.metadata(hit.key).cloned(),
                 leaf,
             });
         }
         Ok(out)
+    }
+
+    /// Sets when filtered searches score the matching points exactly instead of walking the
+    /// graph: when at most `points` match, or at most `fraction` of the collection.
+    pub fn set_exact_fallback(&mut self, points: usize, fraction: f64) {
+        self.exact_fallback = (points, fraction);
+    }
+
+    /// Scores every key of `allowed` exactly.
+    fn exact_among(
+        &self,
+        query: &[f32],
+        k: usize,
+        allowed: &std::collections::HashSet<u64>,
+    ) -> Vec<crate::index::Hit> {
+        let metric = self.manifest.metric;
+        let mut hits: Vec<crate::index::Hit> = allowed
+            .iter()
+            .filter_map(|key| {
+                self.index.vector(*key).map(|v| crate::index::Hit {
+                    key: *key,
+                    score: crate::index::score(metric, query, &v),
+                })
+            })
+            .collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.key.cmp(&b.key)));
+        hits.truncate(k);
+        hits
     }
 
     /// Exact search of an older version (a manifest CID from [`history::versions`]).
@@ -517,8 +578,9 @@ impl<S: BlockStore> Collection<S> {
         at: &Cid,
         query: &[f32],
         k: usize,
+        filter: Option<&CompiledFilter>,
     ) -> Result<Vec<SearchHit>, CollectionError> {
-        history::search_at(&self.store, &self.manifest.owner, at, query, k).await
+        history::search_at(&self.store, &self.manifest.owner, at, query, k, filter).await
     }
 
     /// This collection's versions, newest first.
@@ -578,6 +640,7 @@ async fn rebuild_index<S: BlockStore>(
                 continue;
             }
             let key = keys.assign(&entry.id);
+            keys.set_metadata(key, entry.meta.clone());
             index.upsert(key, &quantize::decode(spec.quantization, &entry.vec))?;
         }
     }

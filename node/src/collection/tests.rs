@@ -57,6 +57,7 @@ async fn write_search_reopen_and_rebuild() {
                     ef: None,
                     exact: false,
                 },
+                None,
             )
             .await
             .unwrap();
@@ -89,6 +90,7 @@ async fn write_search_reopen_and_rebuild() {
                 ef: None,
                 exact: true,
             },
+            None,
         )
         .await
         .unwrap();
@@ -112,6 +114,7 @@ async fn write_search_reopen_and_rebuild() {
                 ef: None,
                 exact: true,
             },
+            None,
         )
         .await
         .unwrap();
@@ -129,6 +132,7 @@ async fn write_search_reopen_and_rebuild() {
                 ef: None,
                 exact: true,
             },
+            None,
         )
         .await
         .unwrap();
@@ -143,7 +147,8 @@ async fn write_search_reopen_and_rebuild() {
                 k: 600,
                 ef: Some(600),
                 exact: true
-            }
+            },
+            None
         )
         .await
         .unwrap()
@@ -257,7 +262,7 @@ async fn old_versions_stay_searchable() {
     assert_eq!(versions.len(), 4);
     assert_eq!(versions[2].0, v1);
     // At v1, point 10 is there and 11 still has its old vector.
-    let old = c.search_at(&v1, &data[10], 1).await.unwrap();
+    let old = c.search_at(&v1, &data[10], 1, None).await.unwrap();
     assert_eq!(old[0].id, EntryId::Int(10));
     let now = c
         .search(
@@ -267,14 +272,15 @@ async fn old_versions_stay_searchable() {
                 ef: None,
                 exact: true,
             },
+            None,
         )
         .await
         .unwrap();
     assert_ne!(now[0].id, EntryId::Int(10));
-    let old11 = c.search_at(&v1, &data[11], 1).await.unwrap();
+    let old11 = c.search_at(&v1, &data[11], 1, None).await.unwrap();
     assert_eq!(old11[0].id, EntryId::Int(11));
     // The exact scan of the current version agrees with the index's exact search.
-    let current = c.search_at(&c.root(), &data[42], 5).await.unwrap();
+    let current = c.search_at(&c.root(), &data[42], 5, None).await.unwrap();
     let indexed = c
         .search(
             &data[42],
@@ -283,6 +289,7 @@ async fn old_versions_stay_searchable() {
                 ef: None,
                 exact: true,
             },
+            None,
         )
         .await
         .unwrap();
@@ -292,9 +299,115 @@ async fn old_versions_stay_searchable() {
     );
     let unrelated = ipvec_protocol::cid::block_cid(0x71, b"nothing");
     assert!(c
-        .search_at(&unrelated, &data[0], 1)
+        .search_at(&unrelated, &data[0], 1, None)
         .await
         .unwrap_err()
         .to_string()
         .contains("collection log"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filtered_search_matches_exact_filtered_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = IrohBlockStore::open(&dir.path().join("blocks"))
+        .await
+        .unwrap();
+    let mut c = Collection::create(store, &dir.path().join("c"), &spec("c", 2))
+        .await
+        .unwrap();
+    let data = clustered(3_000, 24, 21);
+    let pts: Vec<Point> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Point {
+            id: EntryId::Int(i as u64),
+            vector: v.clone(),
+            metadata: Some(super::points::json_to_ipld(serde_json::json!({
+                "half": if i % 2 == 0 { "even" } else { "odd" },
+                "tenth": (i % 10) as i64,
+                "rare": i % 100 == 0,
+            }))),
+        })
+        .collect();
+    c.upsert(pts).await.unwrap();
+    let filters = [
+        r#"{"must": [{"key": "half", "match": "even"}]}"#,
+        r#"{"must": [{"key": "tenth", "range": {"gte": 3, "lt": 4}}]}"#,
+        r#"{"must": [{"key": "rare", "match": true}]}"#,
+        r#"{"should": [{"ids": [5, 6, 7]}], "must_not": [{"key": "tenth", "match": 6}]}"#,
+    ];
+    // Once through the HNSW walk with the filter inside it, once through the exact fallback.
+    for (f, fallback) in filters
+        .iter()
+        .flat_map(|f| [(f, 0usize), (f, EXACT_FALLBACK_POINTS)])
+    {
+        c.set_exact_fallback(fallback, 0.0);
+        let compiled = Filter::parse(f).unwrap().compile().unwrap();
+        let mut found = 0;
+        let mut total = 0;
+        for q in data.iter().step_by(97).take(20) {
+            let truth = c
+                .search(
+                    q,
+                    SearchOptions {
+                        k: 10,
+                        ef: None,
+                        exact: true,
+                    },
+                    Some(&compiled),
+                )
+                .await
+                .unwrap();
+            let got = c
+                .search(
+                    q,
+                    SearchOptions {
+                        k: 10,
+                        ef: Some(128),
+                        exact: false,
+                    },
+                    Some(&compiled),
+                )
+                .await
+                .unwrap();
+            for h in &got {
+                let id = h.id.to_key().unwrap();
+                let meta = h.metadata.as_ref();
+                assert!(
+                    compiled.test(&id, meta),
+                    "{f}: hit {:?} does not pass the filter",
+                    h.id
+                );
+            }
+            let truth_ids: Vec<&EntryId> = truth.iter().map(|h| &h.id).collect();
+            found += got.iter().filter(|h| truth_ids.contains(&&h.id)).count();
+            total += truth.len();
+        }
+        let recall = found as f64 / total as f64;
+        assert!(
+            recall >= 0.95,
+            "{f} (fallback {fallback}): filtered recall@10 {recall}"
+        );
+    }
+    let ids = Filter::parse(
+        r#"{"should": [{"ids": [5, 6, 7]}], "must_not": [{"key": "tenth", "match": 6}]}"#,
+    )
+    .unwrap()
+    .compile()
+    .unwrap();
+    let hits = c
+        .search(
+            &data[0],
+            SearchOptions {
+                k: 10,
+                ef: None,
+                exact: false,
+            },
+            Some(&ids),
+        )
+        .await
+        .unwrap();
+    let mut got: Vec<EntryId> = hits.into_iter().map(|h| h.id).collect();
+    got.sort();
+    assert_eq!(got, vec![EntryId::Int(5), EntryId::Int(7)]);
 }

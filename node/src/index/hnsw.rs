@@ -92,6 +92,15 @@ impl HnswIndex {
         Ok(this)
     }
 
+    /// The stored vector of `key` (after quantization), as f32.
+    pub fn vector(&self, key: u64) -> Option<Vec<f32>> {
+        let mut buffer = vec![0f32; self.spec.dimension];
+        match self.index.get(key, &mut buffer) {
+            Ok(n) if n > 0 => Some(buffer),
+            _ => None,
+        }
+    }
+
     /// The exact top `k` by scanning every stored vector (the brute-force reference).
     pub fn exact(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, IndexError> {
         check_vector(query, self.spec.dimension)?;

@@ -39,6 +39,32 @@ pub async fn get<S: BlockStore>(
     }
 }
 
+/// The CID of the leaf that holds `key` if the tree has it, reading only branches.
+pub async fn locate<S: BlockStore>(
+    store: &S,
+    root: &Cid,
+    key: &EntryKey,
+) -> Result<Cid, TreeError> {
+    let mut loader = NodeLoader::new(store);
+    let mut cid = *root;
+    loop {
+        let node = loader.load(&cid).await?;
+        match node.as_ref() {
+            Node::Branch { children, .. } => {
+                let index = children
+                    .partition_point(|c| &c.key <= key)
+                    .saturating_sub(1);
+                let child = &children[index];
+                if let Node::Branch { level: 1, .. } = node.as_ref() {
+                    return Ok(child.cid);
+                }
+                cid = child.cid;
+            }
+            Node::Leaf(_) => return Ok(cid),
+        }
+    }
+}
+
 /// Entries in key order between two bounds, read one leaf at a time.
 pub struct RangeIter<'a, S> {
     loader: NodeLoader<'a, S>,

@@ -233,7 +233,11 @@ proptest! {
             let store = MemBlockStore::new();
             let root = build_with_shape(&store, CRAMPED, entries.clone()).await.unwrap();
             let m = model(&entries);
-            let got = get(&store, &root, &key(probe)).await.unwrap().map(|(e, _)| e);
+            let found = get(&store, &root, &key(probe)).await.unwrap();
+            if let Some((_, leaf)) = &found {
+                prop_assert_eq!(&locate(&store, &root, &key(probe)).await.unwrap(), leaf);
+            }
+            let got = found.map(|(e, _)| e);
             prop_assert_eq!(got, m.get(&key(probe)).cloned());
             let scanned = range(&store, root, Bound::Included(key(lo)), Bound::Excluded(key(lo + len))).collect().await.unwrap();
             let want: Vec<Entry> = m.range(key(lo)..key(lo + len)).map(|(_, e)| e.clone()).collect();
