@@ -367,3 +367,124 @@ fn collections_from_the_command_line() {
     assert!(gc["removed_blocks"].as_u64().unwrap() > 0);
     assert_eq!(gc["live_blocks"], 0);
 }
+
+#[test]
+fn collection_export_import_keeps_root_and_results() {
+    let a = Repo::new();
+    let dir = a.path.parent().unwrap().to_path_buf();
+    a.ok(
+        &[
+            "collection",
+            "create",
+            "docs",
+            "--dim",
+            "4",
+            "--metric",
+            "l2",
+        ],
+        None,
+    );
+    let lines: Vec<serde_json::Value> = (0..300)
+        .map(|i| serde_json::json!({"id": i, "vector": [i as f32, (i % 7) as f32, (i % 3) as f32, 1.5], "metadata": {"even": i % 2 == 0}}))
+        .collect();
+    let file = dir.join("p.jsonl");
+    std::fs::write(&file, jsonl(&lines)).unwrap();
+    a.ok(
+        &["add", "docs", file.to_str().unwrap(), "--batch", "100"],
+        None,
+    );
+    a.ok(&["delete", "docs", "5"], None);
+    let car = dir.join("docs.car");
+    a.ok(
+        &["collection", "export", "docs", "-o", car.to_str().unwrap()],
+        None,
+    );
+    let info_a: serde_json::Value =
+        serde_json::from_str(&a.ok(&["--json", "collection", "info", "docs"], None)).unwrap();
+    let query = [
+        "search",
+        "docs",
+        "--vector",
+        "40,5,1,1.5",
+        "-k",
+        "5",
+        "--filter",
+        r#"{"must": [{"key": "even", "match": true}]}"#,
+    ];
+    let results_a = a.ok(&query, None);
+
+    let b = Repo::new();
+    let out: serde_json::Value = serde_json::from_str(&b.ok(
+        &["--json", "collection", "import", car.to_str().unwrap()],
+        None,
+    ))
+    .unwrap();
+    assert_eq!(out["writable"], false);
+    let info_b: serde_json::Value =
+        serde_json::from_str(&b.ok(&["--json", "collection", "info", "docs"], None)).unwrap();
+    for field in ["root", "id", "points", "dim"] {
+        assert_eq!(info_a[field], info_b[field], "{field}");
+    }
+    assert_eq!(b.ok(&query, None), results_a);
+    // History came along.
+    assert_eq!(
+        b.ok(&["collection", "log", "docs"], None),
+        a.ok(&["collection", "log", "docs"], None)
+    );
+    let err = b.fails(&["delete", "docs", "1"], None);
+    assert!(err.contains("read-only"), "{err}");
+
+    // The same export under a second name: dropping one leaves the other whole after gc.
+    b.ok(
+        &[
+            "collection",
+            "import",
+            car.to_str().unwrap(),
+            "--name",
+            "copy",
+        ],
+        None,
+    );
+    b.ok(&["collection", "drop", "docs"], None);
+    b.ok(&["gc"], None);
+    assert_eq!(
+        b.ok(
+            &[
+                "search",
+                "copy",
+                "--vector",
+                "40,5,1,1.5",
+                "-k",
+                "5",
+                "--filter",
+                r#"{"must": [{"key": "even", "match": true}]}"#
+            ],
+            None
+        ),
+        results_a
+    );
+    b.ok(
+        &[
+            "search",
+            "copy",
+            "--vector",
+            "1,1,1,1",
+            "--at",
+            info_a["root"].as_str().unwrap(),
+        ],
+        None,
+    );
+
+    // A plain DAG is not a collection export.
+    let plain = a
+        .ok(&["dag", "put"], Some(br#"{"x": 1}"#))
+        .trim()
+        .to_string();
+    let plain_car = dir.join("plain.car");
+    a.ok(
+        &["dag", "export", &plain, "-o", plain_car.to_str().unwrap()],
+        None,
+    );
+    let err = b.fails(&["collection", "import", plain_car.to_str().unwrap()], None);
+    assert!(err.contains("not a collection export"), "{err}");
+}

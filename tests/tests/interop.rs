@@ -255,7 +255,7 @@ async fn ipvec_imports_a_car_written_by_javascript() {
     assert_eq!(summary.roots, vec![root]);
     assert!(summary.totals.blocks >= 3);
     dag::check_complete(&store, &root).await.unwrap();
-    assert_eq!(store.pins().await.unwrap(), vec![root]);
+    assert_eq!(store.pins().await.unwrap(), vec![(root.to_string(), root)]);
     // And back out: our export of it is read by the JavaScript verifier.
     let again = dir.path().join("again.car");
     car::export(

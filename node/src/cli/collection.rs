@@ -14,7 +14,7 @@ use super::{
 use crate::{
     collection::{catalog, Collection, CollectionSpec, Filter, SearchOptions},
     repo::Repo,
-    store::{BlockStore, IrohBlockStore},
+    store::{car, BlockStore, IrohBlockStore},
 };
 
 fn collections_root(repo: &Repo) -> PathBuf {
@@ -140,13 +140,84 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
             let root = c.root();
             let dir = catalog::dir_of(&collections_root(repo), &name)?;
             c.close().await?;
-            repo.store().unpin(&root).await?;
+            repo.store()
+                .unpin_name(&crate::collection::pin_name(&name))
+                .await?;
             repo.store().flush().await?;
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
             out.print(
                 format!("dropped {name}; `ipvec gc` reclaims its blocks"),
                 json!({ "dropped": name, "root": root.to_string() }),
             );
+        }
+        Command::Collection(CollectionCommand::Export { name, output }) => {
+            let c = open(repo, &name).await?;
+            let store = repo.store();
+            // The CAR's root is the signed head; it links the manifest and so everything else.
+            let head = store
+                .put(
+                    ipvec_protocol::cid::DAG_CBOR,
+                    bytes::Bytes::from(ipvec_protocol::dagcbor::encode(c.head())?),
+                )
+                .await?;
+            let tmp = output.with_extension("car.tmp");
+            let file = tokio::fs::File::create(&tmp)
+                .await
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            let bar = progress_bar(None, "exporting");
+            let result = car::export(store, &head, file, |p| bar.set_position(p.bytes)).await;
+            bar.finish_and_clear();
+            let totals = match result {
+                Ok(t) => t,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e.into());
+                }
+            };
+            std::fs::rename(&tmp, &output)
+                .with_context(|| format!("writing {}", output.display()))?;
+            out.print(
+                format!("exported {name} (root {}) as {} blocks, {} bytes, to {}", c.root(), totals.blocks, totals.bytes, output.display()),
+                json!({ "name": name, "root": c.root().to_string(), "head": head.to_string(), "blocks": totals.blocks, "bytes": totals.bytes }),
+            );
+            c.close().await?;
+        }
+        Command::Collection(CollectionCommand::Import { file, name }) => {
+            let store = repo.store();
+            let input = tokio::fs::File::open(&file)
+                .await
+                .with_context(|| format!("opening {}", file.display()))?;
+            let size = input.metadata().await.map(|m| m.len()).ok();
+            let bar = progress_bar(size, "importing");
+            let summary = car::import(store, input, |p| bar.set_position(p.bytes))
+                .await
+                .with_context(|| format!("importing {}", file.display()))?;
+            bar.finish_and_clear();
+            let [root] = summary.roots[..] else {
+                bail!(
+                    "{} has {} roots; a collection export has exactly one (its signed head)",
+                    file.display(),
+                    summary.roots.len()
+                );
+            };
+            let adopted = async {
+                let head: ipvec_protocol::head::HeadRecord = ipvec_protocol::dagcbor::decode(&store.require(&root).await?)
+                    .map_err(|_| anyhow::anyhow!("{} is not a collection export (its root is no signed head); use `ipvec dag import` for other DAGs", file.display()))?;
+                let manifest: ipvec_protocol::manifest::Manifest = ipvec_protocol::dagcbor::decode(&store.require(&head.manifest).await?)?;
+                let name = name.clone().unwrap_or(manifest.name);
+                let dir = catalog::dir_of(&collections_root(repo), &name)?;
+                anyhow::Ok((name, Collection::adopt(store.clone(), &dir, head).await?))
+            }
+            .await;
+            // The collection's own pin (on its manifest) now keeps the DAG; the file's root pin goes.
+            store.unpin(&root).await?;
+            store.flush().await?;
+            let (name, c) = adopted?;
+            out.print(
+                format!("imported collection {name} ({} points, root {}){}", c.manifest().points, c.root(), if c.writable() { "" } else { ", read-only" }),
+                json!({ "name": name, "id": c.id()?, "root": c.root().to_string(), "points": c.manifest().points, "writable": c.writable() }),
+            );
+            c.close().await?;
         }
         Command::Add {
             name,

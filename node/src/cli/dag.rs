@@ -142,12 +142,20 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
             );
         }
         Command::Pin(PinCommand::Ls) => {
-            let pins: Vec<String> = store.pins().await?.iter().map(|c| c.to_string()).collect();
-            let text = pins
+            // Pins made with `pin add` are named by their CID; others (collections) by their owner.
+            let all = store.pins().await?;
+            let text = all
                 .iter()
-                .map(|p| format!("{p} recursive"))
+                .map(|(name, cid)| match *name == cid.to_string() {
+                    true => format!("{cid} recursive"),
+                    false => format!("{cid} recursive ({name})"),
+                })
                 .collect::<Vec<_>>()
                 .join("\n");
+            let pins: Vec<serde_json::Value> = all
+                .iter()
+                .map(|(name, cid)| json!({ "cid": cid.to_string(), "name": name }))
+                .collect();
             if out.json || !pins.is_empty() {
                 out.print(text, json!({ "pins": pins }));
             }

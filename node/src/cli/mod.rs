@@ -190,6 +190,23 @@ pub enum CollectionCommand {
         /// Collection name.
         name: String,
     },
+    /// Write a collection (signed head, manifest, shards, trees and history) as a CAR v1 file.
+    Export {
+        /// Collection name.
+        name: String,
+        /// Output file.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Add a collection from a CAR file written by `collection export` (read-only here unless
+    /// this node holds its owner key).
+    Import {
+        /// The CAR file.
+        file: PathBuf,
+        /// Name to register it under (default: its own name).
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 /// `ipvec dag …`

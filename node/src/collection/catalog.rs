@@ -73,10 +73,11 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CollectionEr
     Ok(())
 }
 
-/// Creates a collection's folder with its owner key and first head.
+/// Creates a collection's folder with its owner key (none for an imported, read-only
+/// collection) and first head.
 pub(crate) fn write_new(
     dir: &Path,
-    owner: &Keypair,
+    owner: Option<&Keypair>,
     head: &HeadRecord,
 ) -> Result<(), CollectionError> {
     if dir.join("head").exists() {
@@ -87,6 +88,9 @@ pub(crate) fn write_new(
         return Err(CollectionError::Exists(name));
     }
     std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+    let Some(owner) = owner else {
+        return write_head(dir, head);
+    };
     let key_path = dir.join("owner.key");
     let key = owner
         .to_protobuf_encoding()
@@ -107,8 +111,8 @@ pub(crate) fn write_head(dir: &Path, head: &HeadRecord) -> Result<(), Collection
     write_atomic(&dir.join("head"), &dagcbor::encode(head)?)
 }
 
-/// Reads a collection's owner key and head.
-pub(crate) fn read(dir: &Path) -> Result<(Keypair, HeadRecord), CollectionError> {
+/// Reads a collection's owner key (absent for an imported collection) and head.
+pub(crate) fn read(dir: &Path) -> Result<(Option<Keypair>, HeadRecord), CollectionError> {
     let head_path = dir.join("head");
     let bytes = match std::fs::read(&head_path) {
         Ok(b) => b,
@@ -123,14 +127,18 @@ pub(crate) fn read(dir: &Path) -> Result<(Keypair, HeadRecord), CollectionError>
     };
     let head: HeadRecord = dagcbor::decode(&bytes)?;
     let key_path = dir.join("owner.key");
-    let key_bytes = std::fs::read(&key_path).map_err(io_at(&key_path))?;
+    let key_bytes = match std::fs::read(&key_path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, head)),
+        Err(e) => return Err(io_at(&key_path)(e)),
+    };
     let owner = Keypair::from_protobuf_encoding(&key_bytes).map_err(|e| {
         CollectionError::Invalid(format!(
             "owner key {} is unreadable: {e}",
             key_path.display()
         ))
     })?;
-    Ok((owner, head))
+    Ok((Some(owner), head))
 }
 
 #[cfg(test)]

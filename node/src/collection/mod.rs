@@ -82,6 +82,9 @@ pub enum CollectionError {
     /// The index failed.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// The collection was imported without its owner key.
+    #[error("collection {0:?} is read-only here: it was imported, and only its owner's node can write to it")]
+    ReadOnly(String),
     /// A block or record broke the format.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
@@ -191,7 +194,8 @@ fn now_millis() -> u64 {
 pub struct Collection<S> {
     store: S,
     dir: PathBuf,
-    owner: Keypair,
+    /// The owner key; `None` for a collection imported from elsewhere (read-only).
+    owner: Option<Keypair>,
     head: HeadRecord,
     manifest: Manifest,
     shards: Vec<ShardRoot>,
@@ -263,14 +267,14 @@ impl<S: BlockStore> Collection<S> {
             .put(DAG_CBOR, Bytes::from(dagcbor::encode(&manifest)?))
             .await?;
         let head = HeadRecord::sign(owner_pk, 1, manifest_cid, &owner)?;
-        catalog::write_new(dir, &owner, &head)?;
-        store.pin(&manifest_cid).await?;
+        catalog::write_new(dir, Some(&owner), &head)?;
+        store.pin_as(&pin_name(&spec.name), &manifest_cid).await?;
         store.flush().await?;
         let index = HnswIndex::new(index_spec(&manifest))?;
         let mut this = Self {
             store,
             dir: dir.to_path_buf(),
-            owner,
+            owner: Some(owner),
             head,
             manifest,
             shards,
@@ -282,6 +286,41 @@ impl<S: BlockStore> Collection<S> {
         };
         this.save_index()?;
         Ok(this)
+    }
+
+    /// Registers a collection from a signed head whose DAG is already in the store (as after a
+    /// CAR import). Without the owner key it is read-only.
+    pub async fn adopt(store: S, dir: &Path, head: HeadRecord) -> Result<Self, CollectionError> {
+        let manifest: Manifest = dagcbor::decode(&store.require(&head.manifest).await?)?;
+        manifest.validate()?;
+        let writers: Vec<&[u8]> = manifest.writers.iter().map(|w| w.as_slice()).collect();
+        head.verify(&writers)?;
+        if head.collection != manifest.owner {
+            return Err(CollectionError::Invalid(
+                "the head names another collection than its manifest".into(),
+            ));
+        }
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        store.pin_as(&pin_name(&name), &head.manifest).await?;
+        catalog::write_new(dir, None, &head)?;
+        store.flush().await?;
+        Self::open(store, dir).await
+    }
+
+    /// The name the collection is registered under here (its folder name).
+    pub fn name(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Whether this node holds the owner key and can write.
+    pub fn writable(&self) -> bool {
+        self.owner.is_some()
     }
 
     /// Opens the collection in `dir`, loading its index cache or rebuilding the index.
@@ -346,8 +385,14 @@ impl<S: BlockStore> Collection<S> {
         self.index.memory_bytes()
     }
 
+    fn owner(&self) -> Result<&Keypair, CollectionError> {
+        self.owner
+            .as_ref()
+            .ok_or_else(|| CollectionError::ReadOnly(self.manifest.name.clone()))
+    }
+
     fn writer(&self) -> Result<[u8; 32], CollectionError> {
-        Ok(public_key_bytes(&self.owner)?)
+        Ok(public_key_bytes(self.owner()?)?)
     }
 
     /// Inserts or replaces points. The whole batch is checked before anything is written.
@@ -465,14 +510,19 @@ impl<S: BlockStore> Collection<S> {
             .store
             .put(DAG_CBOR, Bytes::from(dagcbor::encode(&manifest)?))
             .await?;
-        let head = HeadRecord::sign(self.writer()?, self.head.seq + 1, manifest_cid, &self.owner)?;
-        // Durable order: blocks, then the new pin, then the head file, then the old pin goes.
-        self.store.pin(&manifest_cid).await?;
+        let head = HeadRecord::sign(
+            self.writer()?,
+            self.head.seq + 1,
+            manifest_cid,
+            self.owner()?,
+        )?;
+        // Durable order: blocks, then the pin moves to the new manifest (which links the old
+        // one), then the head file.
+        self.store
+            .pin_as(&pin_name(&self.name()), &manifest_cid)
+            .await?;
         self.store.flush().await?;
         catalog::write_head(&self.dir, &head)?;
-        if old != manifest_cid {
-            self.store.unpin(&old).await?;
-        }
         self.head = head;
         self.manifest = manifest;
         self.shards = shards;
@@ -602,6 +652,11 @@ impl<S: BlockStore> Collection<S> {
         self.store.flush().await?;
         Ok(())
     }
+}
+
+/// The name of the pin that keeps the collection registered as `name` (its folder name).
+pub fn pin_name(name: &str) -> String {
+    format!("collection:{name}")
 }
 
 fn index_spec(manifest: &Manifest) -> IndexSpec {

@@ -72,10 +72,28 @@ async fn pins_roundtrip<S: BlockStore>(store: S) {
         .unwrap();
     store.pin(&b).await.unwrap();
     store.pin(&b).await.unwrap();
-    assert_eq!(store.pins().await.unwrap(), vec![b]);
+    assert_eq!(store.pins().await.unwrap(), vec![(b.to_string(), b)]);
+    // A named pin moves from one root to another; two names may pin one root.
+    store.pin_as("col:x", &a).await.unwrap();
+    store.pin_as("col:x", &b).await.unwrap();
+    store.pin_as("col:y", &b).await.unwrap();
+    let mut pins = store.pins().await.unwrap();
+    pins.sort();
+    let mut want = vec![
+        (b.to_string(), b),
+        ("col:x".to_string(), b),
+        ("col:y".to_string(), b),
+    ];
+    want.sort();
+    assert_eq!(pins, want);
+    assert!(store.unpin_name("col:x").await.unwrap());
+    assert!(!store.unpin_name("col:x").await.unwrap());
     assert!(store.unpin(&b).await.unwrap());
     assert!(!store.unpin(&b).await.unwrap());
-    assert!(store.pins().await.unwrap().is_empty());
+    assert_eq!(store.pins().await.unwrap(), vec![("col:y".to_string(), b)]);
+    // What a named pin still reaches survives gc.
+    gc::collect_garbage(&store).await.unwrap();
+    assert!(store.has(&a).await.unwrap());
 }
 
 /// A random DAG: node i links to random earlier nodes; some are raw leaves.
@@ -176,7 +194,7 @@ async fn car_roundtrip<S: BlockStore, T: BlockStore>(source: S, target: T) {
     assert_eq!(totals.blocks as usize, closure(&edges, &[root]).len());
     let summary = car::import(&target, file.as_slice(), |_| {}).await.unwrap();
     assert_eq!(summary.roots, vec![root]);
-    assert_eq!(target.pins().await.unwrap(), vec![root]);
+    assert_eq!(target.pins().await.unwrap(), vec![(root.to_string(), root)]);
     for cid in closure(&edges, &[root]) {
         assert_eq!(
             target.get(&cid).await.unwrap(),

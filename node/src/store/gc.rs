@@ -15,8 +15,13 @@ pub struct GcReport {
 
 /// Marks every block reachable from a pin, then sweeps every other block.
 pub async fn collect_garbage<S: BlockStore>(store: &S) -> Result<GcReport, StoreError> {
-    let pins = store.pins().await?;
-    let walk = dag::reachable(store, &pins).await?;
+    let roots: Vec<_> = store
+        .pins()
+        .await?
+        .into_iter()
+        .map(|(_, root)| root)
+        .collect();
+    let walk = dag::reachable(store, &roots).await?;
     let removed = store.delete_unpinned(&walk.live).await?;
     tracing::info!(
         removed_blocks = removed.blocks,

@@ -1,7 +1,8 @@
 //! The iroh-blobs backend: `FsStore` on disk (the default) or `MemStore` in memory.
 //!
 //! A block is a blob whose hash is the block's BLAKE3 digest. A pin is a tag named
-//! `pin/<cid>` on the root blob. iroh-blobs has no delete and no public one-shot collector:
+//! `pin/<name>/<cid>` on the root blob (the CID keeps the root's codec, which the blob hash
+//! alone does not). iroh-blobs has no delete and no public one-shot collector:
 //! the store runs its garbage collector on a short interval with a protect callback that
 //! aborts every run unless a sweep was asked for. A sweep hands the live set we computed to the
 //! next run, which removes every blob outside it (and not held by a tag or a temp tag), and
@@ -111,6 +112,21 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
 }
 
 impl IrohBlockStore {
+    /// The tags that make up the pin called `name`.
+    async fn tags_of(&self, name: &str) -> Result<Vec<String>, StoreError> {
+        let mut tags = self
+            .store
+            .tags()
+            .list_prefix(format!("{PIN_PREFIX}{name}/"))
+            .await
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        while let Some(tag) = tags.next().await {
+            out.push(String::from_utf8_lossy(tag.map_err(backend)?.name.as_ref()).into_owned());
+        }
+        Ok(out)
+    }
+
     /// Opens (creating if needed) an on-disk store in `dir`.
     pub async fn open(dir: &Path) -> Result<Self, StoreError> {
         let sweeps = SweepQueue::default();
@@ -200,23 +216,37 @@ impl BlockStore for IrohBlockStore {
         Ok(out)
     }
 
-    async fn pin(&self, root: &Cid) -> Result<(), StoreError> {
+    async fn pin_as(&self, name: &str, root: &Cid) -> Result<(), StoreError> {
+        if name.contains('/') {
+            return Err(StoreError::Backend(format!(
+                "pin name {name:?} must not contain '/'"
+            )));
+        }
         let digest = ipvec_protocol::cid::digest(root)?;
-        let name = format!("{PIN_PREFIX}{root}");
+        let new_tag = format!("{PIN_PREFIX}{name}/{root}");
+        let old = self.tags_of(name).await?;
         self.store
             .tags()
-            .set(name, HashAndFormat::raw(Hash::from(digest)))
+            .set(&new_tag, HashAndFormat::raw(Hash::from(digest)))
             .await
-            .map_err(backend)
+            .map_err(backend)?;
+        for tag in old.into_iter().filter(|t| *t != new_tag) {
+            self.store.tags().delete(tag).await.map_err(backend)?;
+        }
+        Ok(())
     }
 
-    async fn unpin(&self, root: &Cid) -> Result<bool, StoreError> {
-        let name = format!("{PIN_PREFIX}{root}");
-        let removed = self.store.tags().delete(name).await.map_err(backend)?;
+    async fn unpin_name(&self, name: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .store
+            .tags()
+            .delete_prefix(format!("{PIN_PREFIX}{name}/"))
+            .await
+            .map_err(backend)?;
         Ok(removed > 0)
     }
 
-    async fn pins(&self) -> Result<Vec<Cid>, StoreError> {
+    async fn pins(&self) -> Result<Vec<(String, Cid)>, StoreError> {
         let mut tags = self
             .store
             .tags()
@@ -226,12 +256,14 @@ impl BlockStore for IrohBlockStore {
         let mut out = Vec::new();
         while let Some(tag) = tags.next().await {
             let tag = tag.map_err(backend)?;
-            let name = String::from_utf8_lossy(tag.name.as_ref()).into_owned();
-            if let Some(cid) = name
+            let text = String::from_utf8_lossy(tag.name.as_ref()).into_owned();
+            let parsed = text
                 .strip_prefix(PIN_PREFIX)
-                .and_then(|s| parse_cid(s).ok())
-            {
-                out.push(cid);
+                .and_then(|rest| rest.rsplit_once('/'))
+                .and_then(|(name, cid)| parse_cid(cid).ok().map(|cid| (name.to_string(), cid)));
+            match parsed {
+                Some(pin) => out.push(pin),
+                None => tracing::warn!(tag = %text, "ignoring a malformed pin tag"),
             }
         }
         Ok(out)

@@ -1,7 +1,7 @@
 //! A plain in-memory block store: the reference the other backends are tested against.
 
 use std::{
-    collections::{BTreeSet, HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{Arc, Mutex, MutexGuard},
 };
 
@@ -19,7 +19,7 @@ pub struct MemBlockStore {
 #[derive(Debug, Default)]
 struct Inner {
     blocks: HashMap<Digest, Bytes>,
-    pins: BTreeSet<Cid>,
+    pins: BTreeMap<String, Cid>,
 }
 
 impl MemBlockStore {
@@ -61,17 +61,22 @@ impl BlockStore for MemBlockStore {
             .collect())
     }
 
-    async fn pin(&self, root: &Cid) -> Result<(), StoreError> {
-        self.lock().pins.insert(*root);
+    async fn pin_as(&self, name: &str, root: &Cid) -> Result<(), StoreError> {
+        self.lock().pins.insert(name.to_string(), *root);
         Ok(())
     }
 
-    async fn unpin(&self, root: &Cid) -> Result<bool, StoreError> {
-        Ok(self.lock().pins.remove(root))
+    async fn unpin_name(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().pins.remove(name).is_some())
     }
 
-    async fn pins(&self) -> Result<Vec<Cid>, StoreError> {
-        Ok(self.lock().pins.iter().copied().collect())
+    async fn pins(&self) -> Result<Vec<(String, Cid)>, StoreError> {
+        Ok(self
+            .lock()
+            .pins
+            .iter()
+            .map(|(n, c)| (n.clone(), *c))
+            .collect())
     }
 
     async fn delete_unpinned(&self, live: &HashSet<Digest>) -> Result<SweepStats, StoreError> {

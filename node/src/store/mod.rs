@@ -110,14 +110,27 @@ pub trait BlockStore: Clone + Send + Sync + 'static {
     /// Every stored block.
     fn list(&self) -> impl Future<Output = Result<Vec<BlockInfo>, StoreError>> + Send;
 
-    /// Records a recursive pin on `root`. Callers check the DAG is complete first.
-    fn pin(&self, root: &Cid) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Points the recursive pin called `name` at `root`, replacing what it pinned before (the
+    /// new root is pinned before the old one is released). Callers check the DAG is complete.
+    /// Names hold no `/`.
+    fn pin_as(&self, name: &str, root: &Cid)
+        -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Removes the pin on `root`; returns whether there was one.
-    fn unpin(&self, root: &Cid) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    /// Removes the pin called `name`; returns whether there was one.
+    fn unpin_name(&self, name: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Every pinned root.
-    fn pins(&self) -> impl Future<Output = Result<Vec<Cid>, StoreError>> + Send;
+    /// Every pin: its name and root.
+    fn pins(&self) -> impl Future<Output = Result<Vec<(String, Cid)>, StoreError>> + Send;
+
+    /// Pins `root` under its own CID as the name (what `ipvec pin add` does).
+    fn pin(&self, root: &Cid) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move { self.pin_as(&root.to_string(), root).await }
+    }
+
+    /// Removes the pin named by `root`'s CID; returns whether there was one.
+    fn unpin(&self, root: &Cid) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        async move { self.unpin_name(&root.to_string()).await }
+    }
 
     /// Removes every block whose digest is not in `live` (nor otherwise protected by the
     /// backend, such as a write in progress).
