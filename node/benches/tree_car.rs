@@ -195,6 +195,26 @@ impl Timer {
     }
 }
 
+/// Profiling one phase: with `IPVEC_BENCH_PERF_CTL=<fifo>` and `IPVEC_BENCH_PERF_PHASE=<name>`,
+/// writes `enable` / `disable` to the control fifo of `perf record --control=fifo:<fifo> -D -1`
+/// around that phase (names: build-fs, export-fs, import-fs, update-contiguous-fs,
+/// update-scattered-fs, build-mem, export-mem).
+fn perf_ctl(phase: &str, on: bool) {
+    let (Some(ctl), Ok(want)) = (
+        std::env::var_os("IPVEC_BENCH_PERF_CTL"),
+        std::env::var("IPVEC_BENCH_PERF_PHASE"),
+    ) else {
+        return;
+    };
+    if want != phase {
+        return;
+    }
+    let cmd = if on { "enable\n" } else { "disable\n" };
+    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(ctl) {
+        let _ = f.write_all(cmd.as_bytes());
+    }
+}
+
 /// Writes dirty pages back (the `sync` command), so a phase does not pay for the previous
 /// phase's writeback.
 fn sync_disks() {
@@ -355,6 +375,10 @@ impl BlockStore for NullStore {
 struct Shape {
     /// Blocks in CAR export order (depth-first pre-order), each once.
     order: Vec<Cid>,
+    /// Block sizes, in `order`.
+    sizes: Vec<u64>,
+    /// Whether each block is a leaf, in `order`.
+    is_leaf: Vec<bool>,
     digests: HashSet<Digest>,
     height: u32,
     leaves: u64,
@@ -389,7 +413,10 @@ async fn walk<S: BlockStore>(store: &S, root: &Cid) -> Result<Shape> {
         shape.order.push(cid);
         let bytes = store.require(&cid).await?;
         shape.max_block = shape.max_block.max(bytes.len() as u64);
-        match Node::decode(&bytes)? {
+        shape.sizes.push(bytes.len() as u64);
+        let node = Node::decode(&bytes)?;
+        shape.is_leaf.push(matches!(node, Node::Leaf(_)));
+        match node {
             Node::Leaf(entries) => {
                 let n = entries.len() as u64;
                 shape.leaves += 1;
@@ -438,75 +465,154 @@ fn print_shape(label: &str, s: &Shape) {
 
 struct Built {
     root: Cid,
-    secs: Duration,
+    time: Timing,
     written_blocks: u64,
     written_bytes: u64,
 }
 
-async fn build_tree<S: BlockStore>(store: &S, n: u64) -> Result<Built> {
-    let start = Instant::now();
+async fn build_tree<S: BlockStore>(store: &S, n: u64, phase: &str) -> Result<Built> {
+    let timer = Timer::start();
     let mut builder = TreeBuilder::new(store);
+    perf_ctl(phase, true);
     for id in 0..n {
         builder.push(&entry(id, 0.0, HLC_BUILD)?).await?;
     }
     let (root, stats) = builder.finish().await?;
+    perf_ctl(phase, false);
     Ok(Built {
         root,
-        secs: start.elapsed(),
+        time: timer.stop(),
         written_blocks: stats.blocks,
         written_bytes: stats.bytes,
     })
 }
 
-fn report_build(label: &str, b: &Built, shape: &Shape, n: u64) -> String {
-    let line = format!(
-        "{:.3} s, {:.0} entries/s, {:.1} MB/s of leaf bytes; {} blocks written, {:.1} MB",
-        b.secs.as_secs_f64(),
-        n as f64 / b.secs.as_secs_f64(),
-        mbps(shape.leaf_bytes, b.secs),
+fn report_build(label: &str, b: &Built, shape: &Shape, n: u64) {
+    println!(
+        "  build {label}: {:.3} s, {:.0} entries/s, {:.1} MB/s of leaf bytes; {} blocks written, {:.1} MB; {}",
+        b.time.wall.as_secs_f64(),
+        n as f64 / b.time.wall.as_secs_f64(),
+        mbps(shape.leaf_bytes, b.time.wall),
         b.written_blocks,
-        mb(b.written_bytes)
+        mb(b.written_bytes),
+        b.time.describe()
     );
-    println!("  build {label}: {line}");
-    line
 }
 
 struct Exported {
-    secs: Duration,
+    time: Timing,
     blocks: u64,
     block_bytes: u64,
     file_bytes: u64,
 }
 
-async fn export_car<S: BlockStore>(store: &S, root: &Cid, path: &Path) -> Result<Exported> {
+async fn export_car<S: BlockStore>(
+    store: &S,
+    root: &Cid,
+    path: &Path,
+    phase: &str,
+) -> Result<Exported> {
     let file = tokio::fs::File::create(path).await?;
-    let start = Instant::now();
+    let timer = Timer::start();
+    perf_ctl(phase, true);
     let totals = car::export(store, root, file, |_| {}).await?;
-    let secs = start.elapsed();
+    perf_ctl(phase, false);
+    let time = timer.stop();
     let file_bytes = std::fs::metadata(path)?.len();
     Ok(Exported {
-        secs,
+        time,
         blocks: totals.blocks,
         block_bytes: totals.bytes,
         file_bytes,
     })
 }
 
-fn report_export(label: &str, e: &Exported) -> String {
-    let line = format!(
-        "{:.3} s, {:.0} MB/s of file, {} blocks, file {:.1} MB ({:.1} MB of blocks)",
-        e.secs.as_secs_f64(),
-        mbps(e.file_bytes, e.secs),
+fn report_export(label: &str, e: &Exported) {
+    println!(
+        "  export {label}: {:.3} s, {:.0} MB/s of file, {} blocks, file {:.1} MB ({:.1} MB of blocks); {}",
+        e.time.wall.as_secs_f64(),
+        mbps(e.file_bytes, e.time.wall),
         e.blocks,
         mb(e.file_bytes),
-        mb(e.block_bytes)
+        mb(e.block_bytes),
+        e.time.describe()
     );
-    println!("  export {label}: {line}");
-    line
+}
+
+/// The exact size of the CAR `car::export` writes for a tree.
+fn car_size(root: &Cid, shape: &Shape) -> Result<u64> {
+    let header = ipvec_protocol::dagcbor::encode(&ipld_core::ipld!({
+        "roots": [*root], "version": 1
+    }))?;
+    let mut frame = Vec::new();
+    varint(&mut frame, header.len() as u64);
+    let mut total = (frame.len() + header.len()) as u64;
+    for (cid, size) in shape.order.iter().zip(&shape.sizes) {
+        let section = cid.to_bytes().len() as u64 + size;
+        frame.clear();
+        varint(&mut frame, section);
+        total += frame.len() as u64 + section;
+    }
+    Ok(total)
+}
+
+/// The links of a DAG-CBOR block, found by walking the encoding without building values:
+/// byte and text strings are skipped by length, only tag 42 is looked at. A prototype of a
+/// cheaper `dag::block_links`.
+fn scan_links(bytes: &[u8]) -> Result<Vec<Cid>> {
+    fn head(bytes: &[u8], pos: usize) -> Result<(u8, u64, usize)> {
+        let b = *bytes.get(pos).context("truncated")?;
+        let (major, info) = (b >> 5, b & 0x1f);
+        let (arg, len) = match info {
+            0..=23 => (u64::from(info), 0),
+            24 => (0, 1),
+            25 => (0, 2),
+            26 => (0, 4),
+            27 => (0, 8),
+            _ => bail!("indefinite or reserved length"),
+        };
+        if len == 0 {
+            return Ok((major, arg, pos + 1));
+        }
+        let raw = bytes.get(pos + 1..pos + 1 + len).context("truncated")?;
+        let arg = raw.iter().fold(0u64, |a, &x| (a << 8) | u64::from(x));
+        Ok((major, arg, pos + 1 + len))
+    }
+    let mut links = Vec::new();
+    let mut pos = 0usize;
+    // Items left to read at each open array / map / tag.
+    let mut stack: Vec<u64> = vec![1];
+    while let Some(top) = stack.last_mut() {
+        if *top == 0 {
+            stack.pop();
+            continue;
+        }
+        *top -= 1;
+        let (major, arg, next) = head(bytes, pos)?;
+        pos = next;
+        match major {
+            2 | 3 => pos += usize::try_from(arg)?,
+            4 => stack.push(arg),
+            5 => stack.push(arg.checked_mul(2).context("map too long")?),
+            6 if arg == 42 => {
+                let (m, len, start) = head(bytes, pos)?;
+                if m != 2 || len == 0 {
+                    bail!("tag 42 must hold a byte string");
+                }
+                let end = start + usize::try_from(len)?;
+                let raw = bytes.get(start + 1..end).context("truncated")?;
+                links.push(Cid::try_from(raw)?);
+                pos = end;
+            }
+            6 => stack.push(1),
+            _ => {} // integers, simple values, floats: the head was the whole item
+        }
+    }
+    Ok(links)
 }
 
 /// Where the FsStore export's time goes: each step of `car::export` timed alone over the same
-/// blocks in the same order.
+/// blocks in the same order. Returns the blocks.
 async fn export_breakdown(
     store: &IrohBlockStore,
     shape: &Shape,
@@ -519,31 +625,37 @@ async fn export_breakdown(
         .iter()
         .map(|c| pcid::digest(c).map(Hash::from))
         .collect::<Result<_, _>>()?;
+    let count = hashes.len() as f64;
 
     // 1. status() alone: one actor round trip per block.
-    let t = Instant::now();
+    let timer = Timer::start();
     for h in &hashes {
         blobs.status(*h).await?;
     }
-    let status = t.elapsed();
+    let status = timer.stop();
 
-    // 2. get_bytes() alone: export_bao streamed as 16 KiB chunk groups through a channel.
-    let t = Instant::now();
+    // 2. get_bytes() alone: export_bao, validated against the outboard, streamed as 16 KiB
+    //    chunk groups through a channel, concatenated.
+    let timer = Timer::start();
     let mut got = 0u64;
     for h in &hashes {
         got += blobs.get_bytes(*h).await?.len() as u64;
     }
-    let get_bytes = t.elapsed();
+    let get_bytes = timer.stop();
 
-    // 3. has() alone, for comparison with status().
-    let t = Instant::now();
+    // 3. get_raw (status + get_bytes), what BlockStore::get calls; each block dropped at once,
+    //    as in the export.
+    let timer = Timer::start();
     for h in &hashes {
-        blobs.has(*h).await?;
+        store
+            .get_raw(*h.as_bytes())
+            .await?
+            .context("block vanished")?;
     }
-    let has = t.elapsed();
+    let get_raw = timer.stop();
 
-    // 4. get_raw (status + get_bytes), what require() calls.
-    let t = Instant::now();
+    // 4. The same, keeping every block (fresh memory for all of them), for the steps below.
+    let timer = Timer::start();
     let mut blocks = Vec::with_capacity(hashes.len());
     for h in &hashes {
         blocks.push(
@@ -553,117 +665,156 @@ async fn export_breakdown(
                 .context("block vanished")?,
         );
     }
-    let get_raw = t.elapsed();
+    let get_raw_kept = timer.stop();
 
-    // 5. Verify: BLAKE3 of every block (in memory).
-    let t = Instant::now();
+    // 5. Verify: BLAKE3 of every block, as BlockStore::get does.
+    let timer = Timer::start();
     let mut x = 0u8;
     for b in &blocks {
         x ^= blake3::hash(b).as_bytes()[0];
     }
-    let verify = t.elapsed();
+    let verify = timer.stop();
     std::hint::black_box(x);
 
     // 6. dag::block_links: full DAG-CBOR decode of every block into Ipld.
-    let t = Instant::now();
-    let mut links = 0usize;
+    let timer = Timer::start();
+    let mut links = Vec::with_capacity(blocks.len());
     for (cid, b) in shape.order.iter().zip(&blocks) {
-        links += dag::block_links(cid, b)?.len();
+        links.push(dag::block_links(cid, b)?);
     }
-    let decode = t.elapsed();
-    std::hint::black_box(links);
+    let decode = timer.stop();
 
-    // 7. Framing + writing from memory, through the same 1 MiB tokio BufWriter on a tokio File.
+    // 7. The prototype scanner: same links, no Ipld values.
+    let timer = Timer::start();
+    let mut scanned = Vec::with_capacity(blocks.len());
+    for b in &blocks {
+        scanned.push(scan_links(b)?);
+    }
+    let scan = timer.stop();
+    let scan_agrees = scanned == links;
+
+    // 8. Framing + writing from memory, through the same 1 MiB tokio BufWriter on a tokio File.
+    sync_disks();
     let path = dir.join("breakdown.car");
-    let t = Instant::now();
+    let timer = Timer::start();
     let file = tokio::fs::File::create(&path).await?;
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+    let mut frame = Vec::with_capacity(10);
     for (cid, b) in shape.order.iter().zip(&blocks) {
         let cid_bytes = cid.to_bytes();
-        let mut frame = Vec::with_capacity(10);
+        frame.clear();
         varint(&mut frame, (cid_bytes.len() + b.len()) as u64);
         out.write_all(&frame).await?;
         out.write_all(&cid_bytes).await?;
         out.write_all(b).await?;
     }
     out.flush().await?;
-    let write = t.elapsed();
+    let write = timer.stop();
     std::fs::remove_file(&path)?;
 
-    let total = get_raw + verify + decode + write;
-    let per = |d: Duration| d.as_secs_f64() * 1e6 / hashes.len() as f64;
+    let per = |t: &Timing| t.wall.as_secs_f64() * 1e6 / count;
+    let line = |name: &str, t: &Timing, extra: String| {
+        println!(
+            "    {name:<44} {:>7.3} s  cpu {:>5.2} s  {extra}",
+            t.wall.as_secs_f64(),
+            t.user + t.sys
+        );
+    };
     println!(
         "  export fs breakdown over {} blocks ({:.1} MB), each step alone:",
         hashes.len(),
         mb(got)
     );
-    println!(
-        "    store.get_raw (status + get_bytes)  {:.3} s  ({:.0} µs/block, {:.0} MB/s)",
-        get_raw.as_secs_f64(),
-        per(get_raw),
-        mbps(got, get_raw)
-    );
-    println!(
-        "      of which blobs().status()         {:.3} s  ({:.0} µs/block)",
-        status.as_secs_f64(),
-        per(status)
-    );
-    println!(
-        "      of which blobs().get_bytes()      {:.3} s  ({:.0} µs/block, {:.0} MB/s)",
-        get_bytes.as_secs_f64(),
-        per(get_bytes),
-        mbps(got, get_bytes)
-    );
-    println!(
-        "      (blobs().has() for comparison     {:.3} s  ({:.0} µs/block))",
-        has.as_secs_f64(),
-        per(has)
-    );
-    println!(
-        "    blake3 verify (BlockStore::get)     {:.3} s  ({:.0} MB/s)",
-        verify.as_secs_f64(),
-        mbps(got, verify)
-    );
-    println!(
-        "    dag::block_links (Ipld decode)      {:.3} s  ({:.0} MB/s)",
-        decode.as_secs_f64(),
-        mbps(got, decode)
-    );
-    println!(
-        "    frame + write (tokio BufWriter)     {:.3} s  ({:.0} MB/s)",
-        write.as_secs_f64(),
-        mbps(got, write)
-    );
-    println!(
-        "    sum of steps                        {:.3} s",
-        total.as_secs_f64()
-    );
-    summary.add(
-        "  export fs: store reads (get_raw)",
-        Some(get_raw),
-        format!("{:.0} MB/s", mbps(got, get_raw)),
+    line(
+        "store.get_raw = status + get_bytes",
+        &get_raw,
         format!(
-            "status {:.3} s + get_bytes {:.3} s",
-            status.as_secs_f64(),
-            get_bytes.as_secs_f64()
+            "{:.0} µs/block, {:.0} MB/s",
+            per(&get_raw),
+            mbps(got, get_raw.wall)
         ),
     );
-    summary.add(
-        "  export: blake3 verify",
-        Some(verify),
-        format!("{:.0} MB/s", mbps(got, verify)),
+    line(
+        "  blobs().status() alone",
+        &status,
+        format!("{:.0} µs/block", per(&status)),
+    );
+    line(
+        "  blobs().get_bytes() alone",
+        &get_bytes,
+        format!(
+            "{:.0} µs/block, {:.0} MB/s",
+            per(&get_bytes),
+            mbps(got, get_bytes.wall)
+        ),
+    );
+    line(
+        "  get_raw keeping every block (fresh memory)",
+        &get_raw_kept,
+        format!("{:.0} MB/s", mbps(got, get_raw_kept.wall)),
+    );
+    line(
+        "blake3 verify (BlockStore::get)",
+        &verify,
+        format!("{:.0} MB/s", mbps(got, verify.wall)),
+    );
+    line(
+        "dag::block_links (decode to Ipld)",
+        &decode,
+        format!("{:.0} MB/s", mbps(got, decode.wall)),
+    );
+    line(
+        "  prototype CBOR link scan (no Ipld)",
+        &scan,
+        format!(
+            "{:.0} MB/s, same links: {scan_agrees}",
+            mbps(got, scan.wall)
+        ),
+    );
+    line(
+        "frame + write (tokio BufWriter, new file)",
+        &write,
+        format!("{:.0} MB/s", mbps(got, write.wall)),
+    );
+    let sum = get_raw.wall + verify.wall + decode.wall + write.wall;
+    println!(
+        "    {:<44} {:>7.3} s",
+        "sum (get_raw + verify + links + write)",
+        sum.as_secs_f64()
+    );
+    summary.add_cpu(
+        "· export step: store reads (get_raw)",
+        Some(get_raw.wall),
+        Some(&get_raw),
+        format!("{:.0} MB/s", mbps(got, get_raw.wall)),
+        format!(
+            "status {:.3} s + get_bytes {:.3} s",
+            status.wall.as_secs_f64(),
+            get_bytes.wall.as_secs_f64()
+        ),
+    );
+    summary.add_cpu(
+        "· export step: blake3 verify",
+        Some(verify.wall),
+        Some(&verify),
+        format!("{:.0} MB/s", mbps(got, verify.wall)),
         String::new(),
     );
-    summary.add(
-        "  export: block_links (Ipld decode)",
-        Some(decode),
-        format!("{:.0} MB/s", mbps(got, decode)),
-        String::new(),
+    summary.add_cpu(
+        "· export step: block_links (Ipld decode)",
+        Some(decode.wall),
+        Some(&decode),
+        format!("{:.0} MB/s", mbps(got, decode.wall)),
+        format!(
+            "prototype scan without Ipld: {:.3} s, same links: {scan_agrees}",
+            scan.wall.as_secs_f64()
+        ),
     );
-    summary.add(
-        "  export: frame + write",
-        Some(write),
-        format!("{:.0} MB/s", mbps(got, write)),
+    summary.add_cpu(
+        "· export step: frame + write",
+        Some(write.wall),
+        Some(&write),
+        format!("{:.0} MB/s", mbps(got, write.wall)),
         String::new(),
     );
     Ok(blocks)
@@ -681,17 +832,18 @@ fn varint(out: &mut Vec<u8>, mut n: u64) {
     }
 }
 
-/// A prototype of a tree-aware export: read the branches (≈0.5% of the bytes) to learn the
-/// depth-first order, then fetch the leaves `window` at a time concurrently, verify, and write
-/// in order. Leaves are not decoded (a leaf has no links). Same bytes as `car::export`.
+/// A prototype of a tree-aware export: read the branches (≈0.03% of the bytes) to learn the
+/// depth-first order, then fetch the leaves `window` at a time concurrently (each read verified
+/// as `BlockStore::get` does), and write in order. Leaves are not decoded: a leaf has no links.
+/// Writes the same bytes as `car::export`.
 async fn prototype_export(
     store: &IrohBlockStore,
     root: &Cid,
     path: &Path,
     window: usize,
-) -> Result<(Duration, u64)> {
-    let start = Instant::now();
-    // Order: depth-first pre-order; children of a level-1 branch are leaves, not read here.
+) -> Result<(Timing, u64)> {
+    let timer = Timer::start();
+    // Depth-first pre-order; children of a level-1 branch are leaves, not read here.
     let mut order: Vec<(Cid, Option<Bytes>)> = Vec::new();
     let mut stack: Vec<(Cid, bool)> = vec![(*root, false)];
     while let Some((cid, is_leaf)) = stack.pop() {
@@ -700,11 +852,8 @@ async fn prototype_export(
             continue;
         }
         let bytes = store.require(&cid).await?;
-        match Node::decode(&bytes)? {
-            Node::Branch { level, children } => {
-                stack.extend(children.iter().rev().map(|c| (c.cid, level == 1)));
-            }
-            Node::Leaf(_) => {}
+        if let Node::Branch { level, children } = Node::decode(&bytes)? {
+            stack.extend(children.iter().rev().map(|c| (c.cid, level == 1)));
         }
         order.push((cid, Some(bytes)));
     }
@@ -748,87 +897,108 @@ async fn prototype_export(
         bytes_out += bytes.len() as u64;
     }
     out.flush().await?;
-    Ok((start.elapsed(), bytes_out))
+    Ok((timer.stop(), bytes_out))
 }
 
 struct Imported {
-    secs: Duration,
+    time: Timing,
     blocks: u64,
     bytes: u64,
 }
 
-async fn import_car<S: BlockStore>(store: &S, path: &Path) -> Result<Imported> {
+async fn import_car<S: BlockStore>(store: &S, path: &Path, phase: &str) -> Result<Imported> {
     let file = tokio::fs::File::open(path).await?;
-    let start = Instant::now();
+    let timer = Timer::start();
+    perf_ctl(phase, true);
     let summary = car::import(store, file, |_| {}).await?;
+    perf_ctl(phase, false);
     Ok(Imported {
-        secs: start.elapsed(),
+        time: timer.stop(),
         blocks: summary.totals.blocks,
         bytes: summary.totals.bytes,
     })
 }
 
 /// Where the import's time goes: its per-block steps timed alone over blocks held in memory.
-async fn import_breakdown(shape: &Shape, blocks: &[Bytes], dir: &Path) -> Result<()> {
+async fn import_breakdown(
+    shape: &Shape,
+    blocks: &[Bytes],
+    dir: &Path,
+    summary: &mut Summary,
+) -> Result<()> {
     let total: u64 = blocks.iter().map(|b| b.len() as u64).sum();
-    let t = Instant::now();
+    let timer = Timer::start();
     for (cid, b) in shape.order.iter().zip(blocks) {
         pcid::verify_block(cid, b)?;
     }
-    let verify = t.elapsed();
-    let t = Instant::now();
+    let verify = timer.stop();
+    let timer = Timer::start();
     for b in blocks {
         std::hint::black_box(ipvec_protocol::dagcbor::decode_ipld(b)?);
     }
-    let decode = t.elapsed();
-    let t = Instant::now();
-    for b in blocks {
-        std::hint::black_box(Bytes::copy_from_slice(b));
-    }
-    let copy = t.elapsed();
-    let store_dir = tempfile::tempdir_in(dir)?;
-    let store = IrohBlockStore::open(store_dir.path()).await?;
-    let t = Instant::now();
+    let decode = timer.stop();
+    let store = IrohBlockStore::open(&dir.join("put-sequential")).await?;
+    sync_disks();
+    let timer = Timer::start();
     for (cid, b) in shape.order.iter().zip(blocks) {
         store.put_raw(pcid::digest(cid)?, b.clone()).await?;
     }
-    let put = t.elapsed();
-    let t = Instant::now();
-    store.flush().await?;
-    let flush = t.elapsed();
+    let put = timer.stop();
+    store.shutdown().await?;
+    // The same puts, 4 in flight (a write-behind queue in import or in the tree builder).
+    let store = IrohBlockStore::open(&dir.join("put-concurrent")).await?;
+    sync_disks();
+    let timer = Timer::start();
+    let mut puts = futures::stream::iter(shape.order.iter().zip(blocks).map(|(cid, b)| {
+        let store = store.clone();
+        let b = b.clone();
+        let digest = pcid::digest(cid);
+        async move { store.put_raw(digest?, b).await }
+    }))
+    .buffer_unordered(4);
+    while let Some(r) = puts.next().await {
+        r?;
+    }
+    let put4 = timer.stop();
     store.shutdown().await?;
     println!(
         "  import breakdown over {} blocks ({:.1} MB), each step alone:",
         blocks.len(),
         mb(total)
     );
-    println!(
-        "    verify_block (blake3)               {:.3} s  ({:.0} MB/s)",
-        verify.as_secs_f64(),
-        mbps(total, verify)
+    for (name, t) in [
+        ("verify_block (blake3)", &verify),
+        ("decode_ipld (decode + re-encode + compare)", &decode),
+        ("FsStore put_raw (has + add_bytes)", &put),
+        ("  the same, 4 puts in flight", &put4),
+    ] {
+        println!(
+            "    {name:<44} {:>7.3} s  cpu {:>5.2} s  {:.0} MB/s",
+            t.wall.as_secs_f64(),
+            t.user + t.sys,
+            mbps(total, t.wall)
+        );
+    }
+    summary.add_cpu(
+        "· import step: decode_ipld (canonical check)",
+        Some(decode.wall),
+        Some(&decode),
+        format!("{:.0} MB/s", mbps(total, decode.wall)),
+        String::new(),
     );
-    println!(
-        "    decode_ipld (decode + re-encode)    {:.3} s  ({:.0} MB/s)",
-        decode.as_secs_f64(),
-        mbps(total, decode)
-    );
-    println!(
-        "    Bytes::copy_from_slice              {:.3} s  ({:.0} MB/s)",
-        copy.as_secs_f64(),
-        mbps(total, copy)
-    );
-    println!(
-        "    FsStore put_raw (has + add_bytes)   {:.3} s  ({:.0} MB/s), then flush {:.3} s",
-        put.as_secs_f64(),
-        mbps(total, put),
-        flush.as_secs_f64()
+    summary.add_cpu(
+        "· import step: FsStore put_raw",
+        Some(put.wall),
+        Some(&put),
+        format!("{:.0} MB/s", mbps(total, put.wall)),
+        format!("4 puts in flight: {:.3} s", put4.wall.as_secs_f64()),
     );
     Ok(())
 }
 
 struct Updated {
     label: &'static str,
-    secs: Duration,
+    time: Timing,
     written_blocks: u64,
     written_bytes: u64,
     reads: u64,
@@ -838,6 +1008,15 @@ struct Updated {
     tree_bytes: u64,
     changed_leaves: u64,
     leaves: u64,
+}
+
+impl Updated {
+    fn block_pct(&self) -> f64 {
+        100.0 * self.new_blocks as f64 / self.tree_blocks as f64
+    }
+    fn byte_pct(&self) -> f64 {
+        100.0 * self.new_bytes as f64 / self.tree_bytes as f64
+    }
 }
 
 fn update_ids(n: u64, contiguous: bool) -> Vec<u64> {
@@ -862,15 +1041,18 @@ async fn update<S: BlockStore>(
     old: &Shape,
     label: &'static str,
     ids: &[u64],
+    phase: &str,
 ) -> Result<Updated> {
     let edits: Vec<Edit> = ids
         .iter()
         .map(|&id| entry(id, 1.0, HLC_UPDATE).map(Edit::Put))
         .collect::<Result<_>>()?;
     let before: HashSet<Digest> = store.list().await?.into_iter().map(|b| b.digest).collect();
-    let start = Instant::now();
+    let timer = Timer::start();
+    perf_ctl(phase, true);
     let (new_root, stats) = tree::apply(store, root, edits).await?;
-    let secs = start.elapsed();
+    perf_ctl(phase, false);
+    let time = timer.stop();
     let after = store.list().await?;
     let (mut new_blocks, mut new_bytes) = (0, 0);
     for b in &after {
@@ -887,19 +1069,16 @@ async fn update<S: BlockStore>(
             shape.entries
         );
     }
-    // Leaves of the new tree not in the old one.
+    // Leaves of the new tree that the old tree does not have.
     let mut changed_leaves = 0;
-    for cid in &shape.order {
-        if !old.digests.contains(&pcid::digest(cid)?) {
-            let bytes = store.require(cid).await?;
-            if matches!(Node::decode(&bytes)?, Node::Leaf(_)) {
-                changed_leaves += 1;
-            }
+    for (cid, is_leaf) in shape.order.iter().zip(&shape.is_leaf) {
+        if *is_leaf && !old.digests.contains(&pcid::digest(cid)?) {
+            changed_leaves += 1;
         }
     }
     Ok(Updated {
         label,
-        secs,
+        time,
         written_blocks: stats.written.blocks,
         written_bytes: stats.written.bytes,
         reads: stats.reads,
@@ -912,70 +1091,74 @@ async fn update<S: BlockStore>(
     })
 }
 
-fn report_update(store: &str, u: &Updated, k: usize) -> String {
-    let line = format!(
-        "{:.3} s ({:.0} edits/s); EditStats: {} blocks / {:.1} MB written, {} nodes read; new in store: {} blocks = {:.2}% of the tree's {} blocks, {:.1} MB = {:.2}% of its {:.1} MB; leaves rewritten {} of {} ({:.1}%)",
-        u.secs.as_secs_f64(),
-        k as f64 / u.secs.as_secs_f64(),
+fn report_update(store: &str, u: &Updated, k: usize) {
+    println!(
+        "  update {store} {}: {:.3} s ({:.0} edits/s; {}); EditStats: {} blocks / {:.1} MB written, {} nodes read; new in store: {} blocks = {:.2}% of the tree's {} blocks, {:.1} MB = {:.2}% of its {:.1} MB; leaves rewritten {} of {} ({:.1}%)",
+        u.label,
+        u.time.wall.as_secs_f64(),
+        k as f64 / u.time.wall.as_secs_f64(),
+        u.time.describe(),
         u.written_blocks,
         mb(u.written_bytes),
         u.reads,
         u.new_blocks,
-        100.0 * u.new_blocks as f64 / u.tree_blocks as f64,
+        u.block_pct(),
         u.tree_blocks,
         mb(u.new_bytes),
-        100.0 * u.new_bytes as f64 / u.tree_bytes as f64,
+        u.byte_pct(),
         mb(u.tree_bytes),
         u.changed_leaves,
         u.leaves,
         100.0 * u.changed_leaves as f64 / u.leaves as f64,
     );
-    println!("  update {store} {}: {line}", u.label);
-    line
 }
 
-/// The hardware reference: plain buffered writes of `bytes` bytes, fsync, read back, BLAKE3.
+/// The hardware reference: plain buffered writes of `bytes` bytes to a new file, fsync, read
+/// back, and BLAKE3 of as many bytes.
 fn physical_reference(dir: &Path, bytes: u64, summary: &mut Summary) -> Result<()> {
     let chunk = vec![0xa5u8; 256 << 10];
     let path = dir.join("reference.bin");
-    let t = Instant::now();
-    {
-        let file = std::fs::File::create(&path)?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(chunk.len() as u64) as usize;
-            out.write_all(&chunk[..n])?;
-            left -= n as u64;
-        }
-        out.flush()?;
-        let write = t.elapsed();
-        let file = out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let t2 = Instant::now();
-        file.sync_all()?;
-        let sync = t2.elapsed();
-        println!(
-            "  ref   std BufWriter write {:.1} MB: {:.3} s ({:.0} MB/s, page cache); + fsync {:.3} s ({:.0} MB/s to disk overall)",
-            mb(bytes),
-            write.as_secs_f64(),
-            mbps(bytes, write),
-            sync.as_secs_f64(),
-            mbps(bytes, write + sync)
-        );
-        summary.add(
-            "reference: buffered write (page cache)",
-            Some(write),
-            format!("{:.0} MB/s", mbps(bytes, write)),
-            format!("{:.1} MB", mb(bytes)),
-        );
-        summary.add(
-            "reference: write + fsync",
-            Some(write + sync),
-            format!("{:.0} MB/s", mbps(bytes, write + sync)),
-            String::new(),
-        );
+    sync_disks();
+    let timer = Timer::start();
+    let file = std::fs::File::create(&path)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        out.write_all(&chunk[..n])?;
+        left -= n as u64;
     }
-    let t = Instant::now();
+    out.flush()?;
+    let write = timer.stop();
+    let file = out.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let timer = Timer::start();
+    file.sync_all()?;
+    let sync = timer.stop();
+    drop(file);
+    println!(
+        "  ref   std BufWriter write {:.1} MB to a new file: {:.3} s ({:.0} MB/s, page cache; {}); then fsync {:.3} s ({:.0} MB/s to disk overall)",
+        mb(bytes),
+        write.wall.as_secs_f64(),
+        mbps(bytes, write.wall),
+        write.describe(),
+        sync.wall.as_secs_f64(),
+        mbps(bytes, write.wall + sync.wall)
+    );
+    summary.add_cpu(
+        "reference: buffered write, new file (page cache)",
+        Some(write.wall),
+        Some(&write),
+        format!("{:.0} MB/s", mbps(bytes, write.wall)),
+        format!("{:.1} MB", mb(bytes)),
+    );
+    summary.add(
+        "reference: write + fsync",
+        Some(write.wall + sync.wall),
+        format!("{:.0} MB/s", mbps(bytes, write.wall + sync.wall)),
+        String::new(),
+    );
+
+    let timer = Timer::start();
     let mut file = std::fs::File::open(&path)?;
     let mut buf = vec![0u8; 1 << 20];
     let mut read = 0u64;
@@ -986,22 +1169,46 @@ fn physical_reference(dir: &Path, bytes: u64, summary: &mut Summary) -> Result<(
         }
         read += n as u64;
     }
-    let read_secs = t.elapsed();
+    let read_time = timer.stop();
     println!(
-        "  ref   read back {:.1} MB: {:.3} s ({:.0} MB/s, page cache)",
-        mb(read),
-        read_secs.as_secs_f64(),
-        mbps(read, read_secs)
+        "  ref   read it back: {:.3} s ({:.0} MB/s, page cache)",
+        read_time.wall.as_secs_f64(),
+        mbps(read, read_time.wall)
     );
     summary.add(
         "reference: read file (page cache)",
-        Some(read_secs),
-        format!("{:.0} MB/s", mbps(read, read_secs)),
+        Some(read_time.wall),
+        format!("{:.0} MB/s", mbps(read, read_time.wall)),
+        String::new(),
+    );
+
+    // Overwriting the same file in place: page cache pages already allocated.
+    let timer = Timer::start();
+    let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        out.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    out.flush()?;
+    let overwrite = timer.stop();
+    drop(out);
+    println!(
+        "  ref   overwrite it in place (no new pages): {:.3} s ({:.0} MB/s)",
+        overwrite.wall.as_secs_f64(),
+        mbps(bytes, overwrite.wall)
+    );
+    summary.add(
+        "reference: overwrite in place (no new pages)",
+        Some(overwrite.wall),
+        format!("{:.0} MB/s", mbps(bytes, overwrite.wall)),
         String::new(),
     );
     std::fs::remove_file(&path)?;
 
-    let t = Instant::now();
+    let timer = Timer::start();
     let mut left = bytes;
     let mut x = 0u8;
     while left > 0 {
@@ -1009,24 +1216,26 @@ fn physical_reference(dir: &Path, bytes: u64, summary: &mut Summary) -> Result<(
         x ^= blake3::hash(&chunk[..n]).as_bytes()[0];
         left -= n as u64;
     }
-    let hash = t.elapsed();
+    let hash = timer.stop();
     std::hint::black_box(x);
     println!(
         "  ref   blake3 {:.1} MB in 256 KiB pieces, one thread: {:.3} s ({:.0} MB/s)",
         mb(bytes),
-        hash.as_secs_f64(),
-        mbps(bytes, hash)
+        hash.wall.as_secs_f64(),
+        mbps(bytes, hash.wall)
     );
     summary.add(
         "reference: blake3, one thread",
-        Some(hash),
-        format!("{:.0} MB/s", mbps(bytes, hash)),
+        Some(hash.wall),
+        format!("{:.0} MB/s", mbps(bytes, hash.wall)),
         String::new(),
     );
     Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
+
+const EXPORT_RUNS: usize = 3;
 
 async fn run(opts: Options) -> Result<()> {
     let n = opts.entries;
@@ -1044,57 +1253,62 @@ async fn run(opts: Options) -> Result<()> {
                 .map(|s| s.trim().to_string())
         })
         .unwrap_or_else(|| "?".into());
-    println!("tree_car: N = {n} entries, {DIM}-dim f32 vectors, no metadata");
+    println!("tree_car: N = {n} entries, {DIM}-dim f32 vectors, no metadata; MB = 10^6 bytes");
     println!(
-        "  cpu {cpu}, {} threads available; work dir {}",
+        "  cpu {cpu}, {} threads available; work dir {}; load average at start {}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        work.path().display()
+        work.path().display(),
+        loadavg()
     );
 
     // 0. Cost without storage: generating + encoding entries, and building into a null store.
-    let t = Instant::now();
+    let timer = Timer::start();
     let mut encoded = 0u64;
     for id in 0..n {
         encoded += entry(id, 0.0, HLC_BUILD)?.encode_checked()?.len() as u64;
     }
-    let gen = t.elapsed();
+    let gen = timer.stop();
     println!(
-        "  gen   generate + encode {n} entries: {:.3} s ({:.0} B/entry encoded, {:.1} MB)",
-        gen.as_secs_f64(),
+        "  gen   generate + encode {n} entries (no tree): {:.3} s ({:.0} B/entry encoded, {:.1} MB); {}",
+        gen.wall.as_secs_f64(),
         encoded as f64 / n as f64,
-        mb(encoded)
+        mb(encoded),
+        gen.describe()
     );
-    let null = build_tree(&NullStore, n).await?;
+    let null = build_tree(&NullStore, n, "build-null").await?;
     println!(
-        "  build null store (chunk + frame + CID hash, nothing stored): {:.3} s, {:.0} entries/s, {} blocks, {:.1} MB",
-        null.secs.as_secs_f64(),
-        n as f64 / null.secs.as_secs_f64(),
+        "  build null store (chunk + frame + CID hash, nothing stored): {:.3} s, {:.0} entries/s, {} blocks, {:.1} MB; {}",
+        null.time.wall.as_secs_f64(),
+        n as f64 / null.time.wall.as_secs_f64(),
         null.written_blocks,
-        mb(null.written_bytes)
+        mb(null.written_bytes),
+        null.time.describe()
     );
-    summary.add(
+    summary.add_cpu(
         "generate + encode entries (no tree)",
-        Some(gen),
-        format!("{:.0} entries/s", n as f64 / gen.as_secs_f64()),
+        Some(gen.wall),
+        Some(&gen),
+        format!("{:.0} entries/s", n as f64 / gen.wall.as_secs_f64()),
         format!("{:.0} B/entry", encoded as f64 / n as f64),
     );
 
     // 1a. Build into the on-disk FsStore.
     let fs_dir = tempfile::tempdir_in(work.path())?;
     let fs = IrohBlockStore::open(fs_dir.path()).await?;
+    sync_disks();
     mem.phase_start();
-    let built = build_tree(&fs, n).await?;
-    let t = Instant::now();
+    let built = build_tree(&fs, n, "build-fs").await?;
+    let timer = Timer::start();
     fs.flush().await?;
-    let flush = t.elapsed();
-    let rss_build = mem.report("after FsStore build");
+    let flush = timer.stop();
+    let rss_build = mem.report("FsStore build");
     let shape = walk(&fs, &built.root).await?;
     println!("  root  {}", built.root);
     print_shape("fs", &shape);
-    let line = report_build("fs", &built, &shape, n);
+    report_build("fs", &built, &shape, n);
     println!(
         "  build fs: then flush (sync_db) {:.3} s",
-        flush.as_secs_f64()
+        flush.wall.as_secs_f64()
     );
     let stats = fs.stats().await?;
     println!(
@@ -1103,64 +1317,91 @@ async fn run(opts: Options) -> Result<()> {
         mb(stats.bytes),
         mb(dir_size(fs_dir.path()))
     );
-    summary.add(
-        "build null store (no storage)",
-        Some(null.secs),
-        format!("{:.0} entries/s", n as f64 / null.secs.as_secs_f64()),
+    summary.add_cpu(
+        "build, null store (no storage)",
+        Some(null.time.wall),
+        Some(&null.time),
+        format!("{:.0} entries/s", n as f64 / null.time.wall.as_secs_f64()),
         format!(
             "{:.1} MB/s of leaf bytes",
-            mbps(shape.leaf_bytes, null.secs)
+            mbps(shape.leaf_bytes, null.time.wall)
         ),
     );
-    summary.add(
+    summary.add_cpu(
         "**build, iroh FsStore**",
-        Some(built.secs),
+        Some(built.time.wall),
+        Some(&built.time),
         format!(
             "{:.0} entries/s, {:.1} MB/s",
-            n as f64 / built.secs.as_secs_f64(),
-            mbps(shape.leaf_bytes, built.secs)
+            n as f64 / built.time.wall.as_secs_f64(),
+            mbps(shape.leaf_bytes, built.time.wall)
         ),
         format!(
             "{} blocks, {:.1} MB; + flush {:.3} s",
             built.written_blocks,
             mb(built.written_bytes),
-            flush.as_secs_f64()
+            flush.wall.as_secs_f64()
         ),
     );
-    let _ = line;
 
-    // 2a. Export from the FsStore.
+    // The physical reference, right before the export it is for.
+    let car_bytes = car_size(&built.root, &shape)?;
+    physical_reference(work.path(), car_bytes, &mut summary)?;
+
+    // 2a. Export from the FsStore, a few times.
     let car_fs = work.path().join("fs.car");
-    mem.phase_start();
-    let exported = export_car(&fs, &built.root, &car_fs).await?;
-    let rss_export = mem.report("after FsStore export");
-    report_export("fs", &exported);
-    summary.add(
-        "**export CAR from FsStore**",
-        Some(exported.secs),
-        format!("{:.0} MB/s", mbps(exported.file_bytes, exported.secs)),
-        format!(
-            "file {:.1} MB, {} blocks",
-            mb(exported.file_bytes),
-            exported.blocks
-        ),
+    let mut export_walls = Vec::new();
+    let mut rss_export = String::new();
+    let mut exported = None;
+    for run in 0..EXPORT_RUNS {
+        if car_fs.exists() {
+            std::fs::remove_file(&car_fs)?;
+        }
+        sync_disks();
+        mem.phase_start();
+        let e = export_car(&fs, &built.root, &car_fs, "export-fs").await?;
+        if run == 0 {
+            rss_export = mem.report("FsStore export");
+            if e.file_bytes != car_bytes {
+                bail!("CAR is {} bytes, expected {car_bytes}", e.file_bytes);
+            }
+        }
+        report_export(&format!("fs (run {})", run + 1), &e);
+        export_walls.push(e.time.wall);
+        summary.add_cpu(
+            &format!("**export CAR from FsStore**, run {}", run + 1),
+            Some(e.time.wall),
+            Some(&e.time),
+            format!("{:.0} MB/s", mbps(e.file_bytes, e.time.wall)),
+            format!("file {:.1} MB, {} blocks", mb(e.file_bytes), e.blocks),
+        );
+        exported = Some(e);
+    }
+    let exported = exported.context("no export ran")?;
+    export_walls.sort();
+    println!(
+        "  export fs: best {:.3} s, median {:.3} s of {EXPORT_RUNS}",
+        export_walls[0].as_secs_f64(),
+        export_walls[EXPORT_RUNS / 2].as_secs_f64()
     );
 
-    // Where the time goes, and a concurrent-read prototype.
-    let blocks = export_breakdown(&fs, &shape, work.path(), &mut summary).await?;
-    for window in [4usize, 16] {
+    // Prototypes of a faster export.
+    for window in [1usize, 4, 16] {
         let path = work.path().join("proto.car");
-        let (secs, bytes) = prototype_export(&fs, &built.root, &path, window).await?;
-        let same = std::fs::read(&path)? == std::fs::read(&car_fs)?;
+        sync_disks();
+        let (time, bytes) = prototype_export(&fs, &built.root, &path, window).await?;
+        let same = same_file(&path, &car_fs)?;
         println!(
-            "  export fs prototype (branches first, {window} leaf reads in flight, no leaf decode): {:.3} s, {:.0} MB/s, identical file: {same}",
-            secs.as_secs_f64(),
-            mbps(bytes, secs)
+            "  export fs prototype (branches first, {window} leaf reads in flight, leaves not decoded): {:.3} s, {:.0} MB/s, identical CAR: {same}; {}",
+            time.wall.as_secs_f64(),
+            mbps(bytes, time.wall),
+            time.describe()
         );
-        summary.add(
-            &format!("  export fs prototype, {window} reads in flight"),
-            Some(secs),
-            format!("{:.0} MB/s", mbps(bytes, secs)),
+        summary.add_cpu(
+            &format!("· prototype export, {window} leaf reads in flight, no leaf decode"),
+            Some(time.wall),
+            Some(&time),
+            format!("{:.0} MB/s", mbps(bytes, time.wall)),
             format!("identical CAR: {same}"),
         );
         std::fs::remove_file(&path)?;
@@ -1169,20 +1410,23 @@ async fn run(opts: Options) -> Result<()> {
     // 5. Import the CAR into a fresh FsStore.
     let fs2_dir = tempfile::tempdir_in(work.path())?;
     let fs2 = IrohBlockStore::open(fs2_dir.path()).await?;
+    sync_disks();
     mem.phase_start();
-    let imported = import_car(&fs2, &car_fs).await?;
-    let rss_import = mem.report("after FsStore import");
+    let imported = import_car(&fs2, &car_fs, "import-fs").await?;
+    let rss_import = mem.report("FsStore import");
     println!(
-        "  import fs: {:.3} s, {:.0} MB/s of file, {} blocks, {:.1} MB",
-        imported.secs.as_secs_f64(),
-        mbps(exported.file_bytes, imported.secs),
+        "  import fs: {:.3} s, {:.0} MB/s of file, {} blocks, {:.1} MB; {}",
+        imported.time.wall.as_secs_f64(),
+        mbps(exported.file_bytes, imported.time.wall),
         imported.blocks,
-        mb(imported.bytes)
+        mb(imported.bytes),
+        imported.time.describe()
     );
-    summary.add(
+    summary.add_cpu(
         "**import CAR into fresh FsStore**",
-        Some(imported.secs),
-        format!("{:.0} MB/s", mbps(exported.file_bytes, imported.secs)),
+        Some(imported.time.wall),
+        Some(&imported.time),
+        format!("{:.0} MB/s", mbps(exported.file_bytes, imported.time.wall)),
         format!("{} blocks", imported.blocks),
     );
     let again = walk(&fs2, &built.root).await?;
@@ -1194,33 +1438,44 @@ async fn run(opts: Options) -> Result<()> {
         );
     }
     fs2.shutdown().await?;
-    drop(fs2_dir);
-    import_breakdown(&shape, &blocks, work.path()).await?;
+
+    // Where the export's and import's time goes.
+    let blocks = export_breakdown(&fs, &shape, work.path(), &mut summary).await?;
+    import_breakdown(&shape, &blocks, work.path(), &mut summary).await?;
     drop(blocks);
 
-    // 4. 1% updates on the FsStore.
+    // 4. 1% updates on the FsStore, each from the original root.
     let k = (n / 100) as usize;
     let contiguous = update_ids(n, true);
     let scattered = update_ids(n, false);
     println!(
-        "  update: {k} entries each; contiguous ids {}..{}, scattered ids uniform over 0..{n} (seed {SEED:#x})",
+        "  update: {k} entries each (new vector, later hlc), from the original root; contiguous ids {}..{}, scattered ids uniform over 0..{n} (seed {SEED:#x})",
         contiguous[0],
         contiguous[k - 1] + 1
     );
     let mut updates = Vec::new();
     for (label, ids) in [("contiguous", &contiguous), ("scattered", &scattered)] {
-        let u = update(&fs, built.root, &shape, label, ids).await?;
+        let u = update(
+            &fs,
+            built.root,
+            &shape,
+            label,
+            ids,
+            &format!("update-{label}-fs"),
+        )
+        .await?;
         report_update("fs", &u, k);
-        summary.add(
+        summary.add_cpu(
             &format!("**update 1% {label}, FsStore**"),
-            Some(u.secs),
+            Some(u.time.wall),
+            Some(&u.time),
             format!(
                 "{:.2}% new blocks, {:.2}% new bytes",
-                100.0 * u.new_blocks as f64 / u.tree_blocks as f64,
-                100.0 * u.new_bytes as f64 / u.tree_bytes as f64
+                u.block_pct(),
+                u.byte_pct()
             ),
             format!(
-                "{} of {} blocks, {:.1} of {:.1} MB; {} of {} leaves",
+                "{} of {} blocks, {:.1} of {:.1} MB new; {} of {} leaves rewritten",
                 u.new_blocks,
                 u.tree_blocks,
                 mb(u.new_bytes),
@@ -1232,102 +1487,126 @@ async fn run(opts: Options) -> Result<()> {
         updates.push(u);
     }
     fs.shutdown().await?;
-    drop(fs_dir);
 
     // 1b, 2b. The same on MemBlockStore.
     if !opts.skip_mem {
         let store = MemBlockStore::new();
         mem.phase_start();
-        let built_mem = build_tree(&store, n).await?;
-        let rss_mem = mem.report("after MemBlockStore build");
+        let built_mem = build_tree(&store, n, "build-mem").await?;
+        let rss_mem = mem.report("MemBlockStore build");
         if built_mem.root != built.root {
             bail!("MemBlockStore built a different root");
         }
         report_build("mem", &built_mem, &shape, n);
-        summary.add(
+        summary.add_cpu(
             "build, MemBlockStore",
-            Some(built_mem.secs),
+            Some(built_mem.time.wall),
+            Some(&built_mem.time),
             format!(
                 "{:.0} entries/s, {:.1} MB/s",
-                n as f64 / built_mem.secs.as_secs_f64(),
-                mbps(shape.leaf_bytes, built_mem.secs)
+                n as f64 / built_mem.time.wall.as_secs_f64(),
+                mbps(shape.leaf_bytes, built_mem.time.wall)
             ),
             rss_mem,
         );
         let car_mem = work.path().join("mem.car");
+        sync_disks();
         mem.phase_start();
-        let e = export_car(&store, &built_mem.root, &car_mem).await?;
-        mem.report("after MemBlockStore export");
+        let e = export_car(&store, &built_mem.root, &car_mem, "export-mem").await?;
+        mem.report("MemBlockStore export");
         report_export("mem", &e);
-        let same = std::fs::read(&car_mem)? == std::fs::read(&car_fs)?;
+        let same = same_file(&car_mem, &car_fs)?;
         println!("  export mem: identical to the FsStore's CAR: {same}");
-        summary.add(
+        summary.add_cpu(
             "export CAR from MemBlockStore",
-            Some(e.secs),
-            format!("{:.0} MB/s", mbps(e.file_bytes, e.secs)),
+            Some(e.time.wall),
+            Some(&e.time),
+            format!("{:.0} MB/s", mbps(e.file_bytes, e.time.wall)),
             format!("identical CAR: {same}"),
         );
         std::fs::remove_file(&car_mem)?;
         let mem2 = MemBlockStore::new();
-        let i = import_car(&mem2, &car_fs).await?;
+        let i = import_car(&mem2, &car_fs, "import-mem").await?;
         println!(
-            "  import mem: {:.3} s, {:.0} MB/s of file",
-            i.secs.as_secs_f64(),
-            mbps(exported.file_bytes, i.secs)
+            "  import mem: {:.3} s, {:.0} MB/s of file; {}",
+            i.time.wall.as_secs_f64(),
+            mbps(exported.file_bytes, i.time.wall),
+            i.time.describe()
         );
-        summary.add(
+        summary.add_cpu(
             "import CAR into MemBlockStore",
-            Some(i.secs),
-            format!("{:.0} MB/s", mbps(exported.file_bytes, i.secs)),
+            Some(i.time.wall),
+            Some(&i.time),
+            format!("{:.0} MB/s", mbps(exported.file_bytes, i.time.wall)),
             String::new(),
         );
         drop(mem2);
         for (label, ids) in [("contiguous", &contiguous), ("scattered", &scattered)] {
-            let u = update(&store, built.root, &shape, label, ids).await?;
+            let u = update(
+                &store,
+                built.root,
+                &shape,
+                label,
+                ids,
+                &format!("update-{label}-mem"),
+            )
+            .await?;
             report_update("mem", &u, k);
-            summary.add(
+            summary.add_cpu(
                 &format!("update 1% {label}, MemBlockStore"),
-                Some(u.secs),
-                format!(
-                    "{:.2}% new blocks",
-                    100.0 * u.new_blocks as f64 / u.tree_blocks as f64
-                ),
+                Some(u.time.wall),
+                Some(&u.time),
+                format!("{:.2}% new blocks", u.block_pct()),
                 String::new(),
             );
         }
     }
 
-    // Physical reference for the export's bytes.
-    physical_reference(work.path(), exported.file_bytes, &mut summary)?;
-
     // Summary.
     println!();
-    println!("summary (N = {n}; MB = 10^6 bytes)");
+    println!(
+        "summary (N = {n}; MB = 10^6 bytes; cpu = user + sys seconds over all threads; load average at end {})",
+        loadavg()
+    );
     println!();
-    println!("| step | seconds | rate | notes |");
-    println!("|---|---:|---|---|");
-    for [a, b, c, d] in &summary.rows {
-        println!("| {a} | {b} | {c} | {d} |");
+    println!("| step | wall s | cpu s | rate | notes |");
+    println!("|---|---:|---:|---|---|");
+    for [a, b, c, d, e] in &summary.rows {
+        println!("| {a} | {b} | {c} | {d} | {e} |");
     }
     println!();
-    println!("- tree: {} blocks ({} leaves, {} branches, height {}), {:.1} MB; {:.0} entries per leaf on average",
-        shape.blocks(), shape.leaves, shape.branches, shape.height, mb(shape.bytes()),
-        shape.entries as f64 / shape.leaves as f64);
+    println!(
+        "- tree: {} blocks ({} leaves, {} branches, height {}), {:.1} MB; {:.0} entries per leaf on average (min {}, max {})",
+        shape.blocks(),
+        shape.leaves,
+        shape.branches,
+        shape.height,
+        mb(shape.bytes()),
+        shape.entries as f64 / shape.leaves as f64,
+        shape.min_leaf_entries,
+        shape.max_leaf_entries
+    );
     println!("- CAR file: {:.1} MB", mb(exported.file_bytes));
-    println!("- peak RSS: {rss_build}");
-    println!("- peak RSS: {rss_export}");
-    println!("- peak RSS: {rss_import}");
+    println!(
+        "- export from FsStore: best {:.3} s, median {:.3} s of {EXPORT_RUNS} (target 1.5 s)",
+        export_walls[0].as_secs_f64(),
+        export_walls[EXPORT_RUNS / 2].as_secs_f64()
+    );
+    println!("- peak RSS, {rss_build}");
+    println!("- peak RSS, {rss_export}");
+    println!("- peak RSS, {rss_import}");
     for u in &updates {
         println!(
-            "- update {}: {} new blocks / {} ({:.2}%), {:.1} / {:.1} MB ({:.2}%); EditStats.written {} blocks",
+            "- update {}: {} new blocks of {} ({:.2}%), {:.1} of {:.1} MB ({:.2}%); EditStats.written {} blocks, {:.1} MB",
             u.label,
             u.new_blocks,
             u.tree_blocks,
-            100.0 * u.new_blocks as f64 / u.tree_blocks as f64,
+            u.block_pct(),
             mb(u.new_bytes),
             mb(u.tree_bytes),
-            100.0 * u.new_bytes as f64 / u.tree_bytes as f64,
-            u.written_blocks
+            u.byte_pct(),
+            u.written_blocks,
+            mb(u.written_bytes)
         );
     }
     mem.note();
@@ -1336,6 +1615,26 @@ async fn run(opts: Options) -> Result<()> {
         mem.process_peak_kb as f64 / 1e3
     );
     Ok(())
+}
+
+/// Whether two files hold the same bytes, read in 1 MiB pieces.
+fn same_file(a: &Path, b: &Path) -> Result<bool> {
+    use std::io::Read;
+    let (mut fa, mut fb) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
 }
 
 fn dir_size(path: &Path) -> u64 {
