@@ -36,7 +36,7 @@ fn info_json(c: &Collection<IrohBlockStore>) -> anyhow::Result<serde_json::Value
         "quantization": m.quantization,
         "hnsw": { "m": m.hnsw.m, "ef_construction": m.hnsw.ef_construction, "ef_search": m.hnsw.ef_search },
         "shards": m.shards.len(),
-        "points": m.points,
+        "points": c.points(),
         "root": c.root().to_string(),
         "version": c.head().seq,
         "index_memory_bytes": c.index_memory(),
@@ -96,7 +96,7 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
                 let m = c.manifest();
                 text.push(format!(
                     "{name}\t{} points\tdim {}\t{:?}\t{}",
-                    m.points,
+                    c.points(),
                     m.dimension,
                     m.metric,
                     c.root()
@@ -115,7 +115,7 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
             out.print(
                 format!(
                     "name:         {}\nid:           {}\nroot:         {}\nversion:      {}\npoints:       {}\ndimension:    {}\nmetric:       {:?}\nquantization: {:?}\nhnsw:         m={} ef_construction={} ef_search={}\nshards:       {}\nindex memory: {} bytes",
-                    m.name, c.id()?, c.root(), c.head().seq, m.points, m.dimension, m.metric, m.quantization,
+                    m.name, c.id()?, c.root(), c.head().seq, c.points(), m.dimension, m.metric, m.quantization,
                     m.hnsw.m, m.hnsw.ef_construction, m.hnsw.ef_search, m.shards.len(), c.index_memory()
                 ),
                 info,
@@ -214,8 +214,8 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
             store.flush().await?;
             let (name, c) = adopted?;
             out.print(
-                format!("imported collection {name} ({} points, root {}){}", c.manifest().points, c.root(), if c.writable() { "" } else { ", read-only" }),
-                json!({ "name": name, "id": c.id()?, "root": c.root().to_string(), "points": c.manifest().points, "writable": c.writable() }),
+                format!("imported collection {name} ({} points, root {}){}", c.points(), c.root(), if c.writable() { "" } else { ", read-only" }),
+                json!({ "name": name, "id": c.id()?, "root": c.root().to_string(), "points": c.points(), "writable": c.writable() }),
             );
             c.close().await?;
         }
@@ -255,7 +255,7 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
                 if out.json {
                     let hits: Vec<serde_json::Value> = hits
                         .iter()
-                        .map(|h| json!({ "id": id_json(&h.id), "score": h.score, "cid": h.leaf.to_string(), "metadata": h.metadata.as_ref().map(crate::collection::points::ipld_to_json) }))
+                        .map(|h| json!({ "id": id_json(&h.id), "score": h.score, "cid": h.leaf.map(|c| c.to_string()), "metadata": h.metadata.as_ref().map(crate::collection::points::ipld_to_json) }))
                         .collect();
                     println!("{}", json!({ "hits": hits }));
                 } else {
@@ -281,8 +281,12 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
                 .as_ref()
                 .map(crate::collection::points::ipld_to_json);
             out.print(
-                format!("id: {id}\nvector: {vector:?}\nmetadata: {}\nleaf: {leaf}", meta.clone().unwrap_or(serde_json::Value::Null)),
-                json!({ "id": id_json(&id), "vector": vector, "metadata": meta, "cid": leaf.to_string() }),
+                format!(
+                    "id: {id}\nvector: {vector:?}\nmetadata: {}\nleaf: {}",
+                    meta.clone().unwrap_or(serde_json::Value::Null),
+                    leaf.map_or("(in the write-ahead log)".to_string(), |c| c.to_string())
+                ),
+                json!({ "id": id_json(&id), "vector": vector, "metadata": meta, "cid": leaf.map(|c| c.to_string()) }),
             );
             c.close().await?;
         }
@@ -376,10 +380,10 @@ async fn add(
     out.print(
         format!(
             "added {total} points to {name}; {} points, root {}",
-            c.manifest().points,
+            c.points(),
             c.root()
         ),
-        json!({ "added": total, "points": c.manifest().points, "root": c.root().to_string() }),
+        json!({ "added": total, "points": c.points(), "root": c.root().to_string() }),
     );
     c.close().await?;
     Ok(())

@@ -13,6 +13,7 @@ use std::{
 
 use ipvec_protocol::{dagcbor, head::HeadRecord};
 use libp2p_identity::Keypair;
+use serde::{Deserialize, Serialize};
 
 use super::{io_at, CollectionError};
 
@@ -89,7 +90,7 @@ pub(crate) fn write_new(
     }
     std::fs::create_dir_all(dir).map_err(io_at(dir))?;
     let Some(owner) = owner else {
-        return write_head(dir, head);
+        return write_head(dir, head, 0);
     };
     let key_path = dir.join("owner.key");
     let key = owner
@@ -103,16 +104,30 @@ pub(crate) fn write_new(
     file.write_all(&key).map_err(io_at(&key_path))?;
     file.sync_all().map_err(io_at(&key_path))?;
     // The head goes last: its presence marks a complete collection.
-    write_head(dir, head)
+    write_head(dir, head, 0)
+}
+
+/// The head file: the signed head, and the last write-ahead log record its trees hold.
+#[derive(Serialize, Deserialize)]
+struct HeadFile {
+    head: HeadRecord,
+    wal: u64,
 }
 
 /// Replaces the head file.
-pub(crate) fn write_head(dir: &Path, head: &HeadRecord) -> Result<(), CollectionError> {
-    write_atomic(&dir.join("head"), &dagcbor::encode(head)?)
+pub(crate) fn write_head(dir: &Path, head: &HeadRecord, wal: u64) -> Result<(), CollectionError> {
+    write_atomic(
+        &dir.join("head"),
+        &dagcbor::encode(&HeadFile {
+            head: head.clone(),
+            wal,
+        })?,
+    )
 }
 
-/// Reads a collection's owner key (absent for an imported collection) and head.
-pub(crate) fn read(dir: &Path) -> Result<(Option<Keypair>, HeadRecord), CollectionError> {
+/// Reads a collection's owner key (absent for an imported collection), head, and the last log
+/// record the head's trees hold.
+pub(crate) fn read(dir: &Path) -> Result<(Option<Keypair>, HeadRecord, u64), CollectionError> {
     let head_path = dir.join("head");
     let bytes = match std::fs::read(&head_path) {
         Ok(b) => b,
@@ -125,11 +140,11 @@ pub(crate) fn read(dir: &Path) -> Result<(Option<Keypair>, HeadRecord), Collecti
         }
         Err(e) => return Err(io_at(&head_path)(e)),
     };
-    let head: HeadRecord = dagcbor::decode(&bytes)?;
+    let HeadFile { head, wal } = dagcbor::decode(&bytes)?;
     let key_path = dir.join("owner.key");
     let key_bytes = match std::fs::read(&key_path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, head)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, head, wal)),
         Err(e) => return Err(io_at(&key_path)(e)),
     };
     let owner = Keypair::from_protobuf_encoding(&key_bytes).map_err(|e| {
@@ -138,7 +153,7 @@ pub(crate) fn read(dir: &Path) -> Result<(Option<Keypair>, HeadRecord), Collecti
             key_path.display()
         ))
     })?;
-    Ok((Some(owner), head))
+    Ok((Some(owner), head, wal))
 }
 
 #[cfg(test)]

@@ -94,7 +94,7 @@ pub async fn search_at<S: BlockStore>(
                         id: entry.id.id(),
                         score: s,
                         metadata: entry.meta,
-                        leaf,
+                        leaf: Some(leaf),
                     },
                 ));
                 if heap.len() > k {

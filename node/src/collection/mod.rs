@@ -1,10 +1,12 @@
 //! Collections: named sets of points split into hash-range shards, each shard a tree.
 //!
-//! A write validates the whole batch first (nothing is stored from a rejected batch), applies it
-//! to the shard trees, writes a new manifest whose `prev` is the old one, pins it, and replaces
-//! the signed head file. The HNSW index is derived: it is updated in memory with each write,
-//! saved on close next to the manifest CID it reflects, and rebuilt from the trees whenever
-//! that CID is not the current one.
+//! A write validates the whole batch first (nothing is stored from a rejected batch), appends
+//! it to the write-ahead log and returns once the log is synced; the index sees it at once.
+//! Checkpoints (on close, or when the log grows large) apply the logged writes to the shard
+//! trees, write a new manifest whose `prev` is the old one, move the collection's pin to it and
+//! replace the signed head file, which records the last log record the trees hold. The HNSW
+//! index is derived: saved on close next to the manifest CID it reflects, and rebuilt from the
+//! trees whenever that CID is not the current one.
 //!
 //! # Layout
 //! - [`Collection`]: one open collection.
@@ -12,6 +14,9 @@
 //! - [`points`]: points as users give them, and their validation.
 //! - [`quantize`]: stored vector encodings.
 //! - [`cache`]: the saved index and its key map.
+//! - [`wal`]: the write-ahead log with group commit.
+//! - `write`: upserts, deletes and checkpoints; `search`: reads and searches.
+//! - [`filter`]: the filter language; [`history`]: old versions.
 
 pub mod cache;
 pub mod catalog;
@@ -19,9 +24,12 @@ pub mod filter;
 pub mod history;
 pub mod points;
 pub mod quantize;
+mod search;
+pub mod wal;
+mod write;
 
 use std::{
-    collections::HashMap,
+    collections::BTreeMap,
     path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -31,10 +39,10 @@ use cid::Cid;
 use ipvec_protocol::{
     cid::DAG_CBOR,
     dagcbor,
-    entry::{Entry, EntryId},
+    entry::{Entry, EntryId, EntryKey},
     head::{collection_id, public_key_bytes, HeadRecord},
     hlc::HlcClock,
-    manifest::{shard_of, shard_range, HnswParams, Manifest, Metric, Quantization, ShardRoot},
+    manifest::{shard_range, HnswParams, Manifest, Metric, Quantization, ShardRoot},
     Ipld, ProtocolError,
 };
 use libp2p_identity::Keypair;
@@ -42,7 +50,7 @@ use libp2p_identity::Keypair;
 use crate::{
     index::{HnswIndex, IndexError, IndexSpec, VectorIndex},
     store::{BlockStore, StoreError},
-    tree::{self, Edit, TreeError},
+    tree::{self, TreeError},
 };
 pub use filter::{CompiledFilter, Filter};
 pub use points::Point;
@@ -159,8 +167,8 @@ pub struct SearchHit {
     pub score: f32,
     /// Metadata, if any.
     pub metadata: Option<Ipld>,
-    /// The tree leaf that holds the point's vector.
-    pub leaf: Cid,
+    /// The tree leaf that holds the point's vector; `None` while the write is only in the log.
+    pub leaf: Option<Cid>,
 }
 
 /// How a search runs.
@@ -206,6 +214,12 @@ pub struct Collection<S> {
     index_dirty: bool,
     /// When a filtered search scores the matching points exactly: (points, fraction).
     exact_fallback: (usize, f64),
+    /// The write-ahead log.
+    wal: wal::Wal,
+    /// Entries acknowledged (logged) but not yet in the trees, by id.
+    pending: BTreeMap<EntryKey, Entry>,
+    /// How the pending entries change each shard's live count.
+    pending_delta: Vec<i64>,
 }
 
 impl<S> std::fmt::Debug for Collection<S> {
@@ -268,6 +282,7 @@ impl<S: BlockStore> Collection<S> {
             .await?;
         let head = HeadRecord::sign(owner_pk, 1, manifest_cid, &owner)?;
         catalog::write_new(dir, Some(&owner), &head)?;
+        let (wal, _) = wal::Wal::open(&dir.join("wal"), 0)?;
         store.pin_as(&pin_name(&spec.name), &manifest_cid).await?;
         store.flush().await?;
         let index = HnswIndex::new(index_spec(&manifest))?;
@@ -283,6 +298,9 @@ impl<S: BlockStore> Collection<S> {
             clock: HlcClock::default(),
             index_dirty: true,
             exact_fallback: (EXACT_FALLBACK_POINTS, EXACT_FALLBACK_FRACTION),
+            wal,
+            pending: BTreeMap::new(),
+            pending_delta: vec![0; spec.shards as usize],
         };
         this.save_index()?;
         Ok(this)
@@ -325,7 +343,7 @@ impl<S: BlockStore> Collection<S> {
 
     /// Opens the collection in `dir`, loading its index cache or rebuilding the index.
     pub async fn open(store: S, dir: &Path) -> Result<Self, CollectionError> {
-        let (owner, head) = catalog::read(dir)?;
+        let (owner, head, committed) = catalog::read(dir)?;
         let manifest: Manifest = dagcbor::decode_trusted(&store.require(&head.manifest).await?)?;
         let writers: Vec<&[u8]> = manifest.writers.iter().map(|w| w.as_slice()).collect();
         head.verify(&writers)?;
@@ -345,7 +363,9 @@ impl<S: BlockStore> Collection<S> {
         };
         let mut clock = HlcClock::default();
         clock.observe(ipvec_protocol::hlc::Hlc::new(manifest.updated, 0));
-        Ok(Self {
+        let (wal, records) = wal::Wal::open(&dir.join("wal"), committed)?;
+        let shard_count = shards.len();
+        let mut this = Self {
             store,
             dir: dir.to_path_buf(),
             owner,
@@ -357,10 +377,33 @@ impl<S: BlockStore> Collection<S> {
             clock,
             index_dirty: dirty,
             exact_fallback: (EXACT_FALLBACK_POINTS, EXACT_FALLBACK_FRACTION),
-        })
+            wal,
+            pending: BTreeMap::new(),
+            pending_delta: vec![0; shard_count],
+        };
+        // Writes acknowledged after the last checkpoint: replay, then put them in the trees.
+        let replay: Vec<_> = records.into_iter().filter(|r| r.seq > committed).collect();
+        if !replay.is_empty() {
+            let count: usize = replay.iter().map(|r| r.entries.len()).sum();
+            tracing::info!(
+                records = replay.len(),
+                entries = count,
+                "replaying the write-ahead log"
+            );
+            for record in replay {
+                this.apply_in_memory(record.entries)?;
+            }
+            this.checkpoint().await?;
+        }
+        Ok(this)
     }
 
-    /// The current manifest.
+    /// Live points, counting writes still in the log.
+    pub fn points(&self) -> u64 {
+        (self.manifest.points as i64 + self.pending_delta.iter().sum::<i64>()).max(0) as u64
+    }
+
+    /// The current manifest (of the last checkpoint).
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
@@ -395,247 +438,9 @@ impl<S: BlockStore> Collection<S> {
         Ok(public_key_bytes(self.owner()?)?)
     }
 
-    /// Inserts or replaces points. The whole batch is checked before anything is written.
-    pub async fn upsert(&mut self, points: Vec<Point>) -> Result<WriteReport, CollectionError> {
-        let dimension = self.manifest.dimension as usize;
-        let prepared = points::prepare(points, dimension)?;
-        let hlc = self.clock.tick(now_millis());
-        let writer = self.writer()?;
-        let mut entries = Vec::with_capacity(prepared.len());
-        for (position, p) in prepared.iter().enumerate() {
-            let vec = quantize::encode(self.manifest.quantization, &p.vector);
-            let entry = Entry::put(p.key.clone(), vec, p.metadata.clone(), hlc, writer);
-            entry
-                .encode_checked()
-                .map_err(|e| CollectionError::BadPoint {
-                    position,
-                    id: p.key.id().to_string(),
-                    reason: e.to_string(),
-                })?;
-            entries.push(entry);
-        }
-        let changed = entries.len() as u64;
-        self.commit(entries.into_iter().map(Edit::Put).collect())
-            .await?;
-        for p in &prepared {
-            let key = self.keys.assign(&p.key);
-            self.keys.set_metadata(key, p.metadata.clone());
-            // Index what readers of the tree will see: the stored (possibly quantized) vector.
-            let stored = quantize::decode(
-                self.manifest.quantization,
-                &quantize::encode(self.manifest.quantization, &p.vector),
-            );
-            self.index.upsert(key, &stored)?;
-        }
-        self.index_dirty = true;
-        Ok(WriteReport {
-            changed,
-            points: self.manifest.points,
-        })
-    }
-
-    /// Deletes points by id; ids that are not present are skipped. Returns how many went.
-    pub async fn delete(&mut self, ids: &[EntryId]) -> Result<WriteReport, CollectionError> {
-        let hlc = self.clock.tick(now_millis());
-        let writer = self.writer()?;
-        let mut keys = Vec::new();
-        for id in ids {
-            let key = id.to_key()?;
-            if self.keys.get(&key).is_some() && !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
-        if keys.is_empty() {
-            return Ok(WriteReport {
-                changed: 0,
-                points: self.manifest.points,
-            });
-        }
-        self.commit(
-            keys.iter()
-                .map(|k| Edit::Put(Entry::tombstone(k.clone(), hlc, writer)))
-                .collect(),
-        )
-        .await?;
-        for key in &keys {
-            if let Some(k) = self.keys.remove(key) {
-                self.index.remove(k)?;
-            }
-        }
-        self.index_dirty = true;
-        Ok(WriteReport {
-            changed: keys.len() as u64,
-            points: self.manifest.points,
-        })
-    }
-
-    /// Applies edits to the shard trees and publishes a new version.
-    async fn commit(&mut self, edits: Vec<Edit>) -> Result<(), CollectionError> {
-        let shard_count = self.shards.len() as u32;
-        // Edits per shard, and how each shard's live count moves.
-        let mut by_shard: HashMap<u32, (Vec<Edit>, i64)> = HashMap::new();
-        for edit in edits {
-            let Edit::Put(entry) = &edit else { continue };
-            let delta = match (self.keys.get(&entry.id).is_some(), entry.deleted) {
-                (false, false) => 1,
-                (true, true) => -1,
-                _ => 0,
-            };
-            let slot = by_shard
-                .entry(shard_of(&entry.id, shard_count))
-                .or_default();
-            slot.1 += delta;
-            slot.0.push(edit);
-        }
-        let live_delta: i64 = by_shard.values().map(|(_, d)| d).sum();
-        let mut shard_cids = self.manifest.shards.clone();
-        let mut shards = self.shards.clone();
-        for (shard, (edits, delta)) in by_shard {
-            let root = &mut shards[shard as usize];
-            let (tree, _) = tree::apply(&self.store, root.tree, edits).await?;
-            root.tree = tree;
-            root.points = (root.points as i64 + delta).max(0) as u64;
-            shard_cids[shard as usize] = self
-                .store
-                .put(DAG_CBOR, Bytes::from(dagcbor::encode(root)?))
-                .await?;
-        }
-        let old = self.head.manifest;
-        let mut manifest = self.manifest.clone();
-        manifest.shards = shard_cids;
-        manifest.prev = Some(old);
-        manifest.updated = now_millis().max(manifest.updated);
-        manifest.points = (manifest.points as i64 + live_delta).max(0) as u64;
-        let manifest_cid = self
-            .store
-            .put(DAG_CBOR, Bytes::from(dagcbor::encode(&manifest)?))
-            .await?;
-        let head = HeadRecord::sign(
-            self.writer()?,
-            self.head.seq + 1,
-            manifest_cid,
-            self.owner()?,
-        )?;
-        // Durable order: blocks, then the pin moves to the new manifest (which links the old
-        // one), then the head file.
-        self.store
-            .pin_as(&pin_name(&self.name()), &manifest_cid)
-            .await?;
-        self.store.flush().await?;
-        catalog::write_head(&self.dir, &head)?;
-        self.head = head;
-        self.manifest = manifest;
-        self.shards = shards;
-        Ok(())
-    }
-
-    /// The point with `id`, and the CID of its leaf; `None` if absent or deleted.
-    pub async fn get(&self, id: &EntryId) -> Result<Option<(Entry, Cid)>, CollectionError> {
-        let key = id.to_key()?;
-        let shard = shard_of(&key, self.shards.len() as u32) as usize;
-        Ok(tree::get(&self.store, &self.shards[shard].tree, &key)
-            .await?
-            .filter(|(e, _)| !e.deleted))
-    }
-
     /// The vector of a stored entry, as f32.
     pub fn vector_of(&self, entry: &Entry) -> Vec<f32> {
         quantize::decode(self.manifest.quantization, &entry.vec)
-    }
-
-    /// The `k` best points for `query` among those `filter` accepts.
-    ///
-    /// A filter is evaluated once per point into a key set, which the HNSW walk then consults;
-    /// when few points match (see [`EXACT_FALLBACK_POINTS`]) the matching points are scored
-    /// exactly instead, where a graph walk would have to visit most of the graph to find them.
-    pub async fn search(
-        &self,
-        query: &[f32],
-        options: SearchOptions,
-        filter: Option<&CompiledFilter>,
-    ) -> Result<Vec<SearchHit>, CollectionError> {
-        crate::index::check_vector(query, self.manifest.dimension as usize)?;
-        let hits = match filter {
-            None if options.exact => self.index.exact(query, options.k)?,
-            None => self.index.search(query, options.k, options.ef, None)?,
-            Some(filter) => {
-                let allowed: std::collections::HashSet<u64> = self
-                    .keys
-                    .iter()
-                    .filter(|(_, id, meta)| filter.test(id, *meta))
-                    .map(|(k, _, _)| k)
-                    .collect();
-                let (points, fraction) = self.exact_fallback;
-                let small = allowed.len() <= points
-                    || (allowed.len() as f64) <= fraction * self.keys.len() as f64;
-                if options.exact || small {
-                    self.exact_among(query, options.k, &allowed)
-                } else {
-                    let test = |key: u64| allowed.contains(&key);
-                    self.index
-                        .search(query, options.k, options.ef, Some(&test))?
-                }
-            }
-        };
-        let mut out = Vec::with_capacity(hits.len());
-        for hit in hits {
-            let Some(id) = self.keys.id_of(hit.key) else {
-                continue;
-            };
-            let shard = shard_of(id, self.shards.len() as u32) as usize;
-            let leaf = tree::locate(&self.store, &self.shards[shard].tree, id).await?;
-            out.push(SearchHit {
-                id: id.id(),
-                score: hit.score,
-                metadata: self.keys.metadata(hit.key).cloned(),
-                leaf,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Sets when filtered searches score the matching points exactly instead of walking the
-    /// graph: when at most `points` match, or at most `fraction` of the collection.
-    pub fn set_exact_fallback(&mut self, points: usize, fraction: f64) {
-        self.exact_fallback = (points, fraction);
-    }
-
-    /// Scores every key of `allowed` exactly.
-    fn exact_among(
-        &self,
-        query: &[f32],
-        k: usize,
-        allowed: &std::collections::HashSet<u64>,
-    ) -> Vec<crate::index::Hit> {
-        let metric = self.manifest.metric;
-        let mut hits: Vec<crate::index::Hit> = allowed
-            .iter()
-            .filter_map(|key| {
-                self.index.vector(*key).map(|v| crate::index::Hit {
-                    key: *key,
-                    score: crate::index::score(metric, query, &v),
-                })
-            })
-            .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.key.cmp(&b.key)));
-        hits.truncate(k);
-        hits
-    }
-
-    /// Exact search of an older version (a manifest CID from [`history::versions`]).
-    pub async fn search_at(
-        &self,
-        at: &Cid,
-        query: &[f32],
-        k: usize,
-        filter: Option<&CompiledFilter>,
-    ) -> Result<Vec<SearchHit>, CollectionError> {
-        history::search_at(&self.store, &self.manifest.owner, at, query, k, filter).await
-    }
-
-    /// This collection's versions, newest first.
-    pub async fn versions(&self) -> Result<Vec<(Cid, Manifest)>, CollectionError> {
-        history::versions(&self.store, self.root()).await
     }
 
     fn save_index(&mut self) -> Result<(), CollectionError> {
@@ -646,8 +451,9 @@ impl<S: BlockStore> Collection<S> {
         Ok(())
     }
 
-    /// Saves the index cache and closes the collection.
+    /// Commits pending writes to the trees, saves the index cache and closes the collection.
     pub async fn close(mut self) -> Result<(), CollectionError> {
+        self.checkpoint().await?;
         self.save_index()?;
         self.store.flush().await?;
         Ok(())

@@ -47,6 +47,26 @@ async fn write_search_reopen_and_rebuild() {
     let data = clustered(600, 24, 7);
     let report = c.upsert(points(&data, 0)).await.unwrap();
     assert_eq!(report.points, 600);
+    // Searchable at once, from the log; the leaf comes with the checkpoint.
+    let early = c
+        .search(
+            &data[9],
+            SearchOptions {
+                k: 1,
+                ef: None,
+                exact: false,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (early[0].id.clone(), early[0].leaf),
+        (EntryId::Int(9), None)
+    );
+    assert_eq!(c.manifest().points, 0, "not yet in the trees");
+    c.checkpoint().await.unwrap();
+    assert_eq!(c.manifest().points, 600);
     // Searches find each point itself first, with a leaf CID that really holds it.
     for probe in [0usize, 123, 599] {
         let hits = c
@@ -62,8 +82,10 @@ async fn write_search_reopen_and_rebuild() {
             .await
             .unwrap();
         assert_eq!(hits[0].id, EntryId::Int(probe as u64));
-        let leaf = ipvec_protocol::node::Node::decode(&store.require(&hits[0].leaf).await.unwrap())
-            .unwrap();
+        let leaf = ipvec_protocol::node::Node::decode(
+            &store.require(&hits[0].leaf.unwrap()).await.unwrap(),
+        )
+        .unwrap();
         assert!(
             matches!(leaf, ipvec_protocol::node::Node::Leaf(es) if es.iter().any(|e| e.id == EntryId::Int(probe as u64).to_key().unwrap()))
         );
@@ -81,6 +103,7 @@ async fn write_search_reopen_and_rebuild() {
         .await
         .unwrap();
     assert_eq!((report.changed, report.points), (1, 599));
+    c.checkpoint().await.unwrap();
     assert!(c.get(&EntryId::Int(6)).await.unwrap().is_none());
     let exact = c
         .search(
@@ -167,6 +190,7 @@ async fn bad_batches_store_nothing() {
         .unwrap();
     let good = clustered(3, 24, 1);
     c.upsert(points(&good, 0)).await.unwrap();
+    c.checkpoint().await.unwrap();
     let root = c.root();
     let cases: Vec<(Vec<Point>, &str)> = vec![
         (
@@ -230,11 +254,14 @@ async fn bad_batches_store_nothing() {
             "{expect}: {err}"
         );
         assert_eq!(
-            c.root(),
-            root,
+            c.points(),
+            3,
             "a rejected batch must not change the collection"
         );
+        assert!(c.get(&EntryId::Int(9)).await.unwrap().is_none());
     }
+    c.checkpoint().await.unwrap();
+    assert_eq!(c.root(), root, "nothing was logged by the rejected batches");
     assert_eq!(c.manifest().points, 3);
 }
 
@@ -249,8 +276,10 @@ async fn old_versions_stay_searchable() {
         .unwrap();
     let data = clustered(200, 24, 9);
     c.upsert(points(&data, 0)).await.unwrap();
+    c.checkpoint().await.unwrap();
     let v1 = c.root();
     c.delete(&[EntryId::Int(10)]).await.unwrap();
+    c.checkpoint().await.unwrap();
     c.upsert(vec![Point {
         id: EntryId::Int(11),
         vector: data[150].clone(),
@@ -258,6 +287,7 @@ async fn old_versions_stay_searchable() {
     }])
     .await
     .unwrap();
+    c.checkpoint().await.unwrap();
     let versions = c.versions().await.unwrap();
     assert_eq!(versions.len(), 4);
     assert_eq!(versions[2].0, v1);
@@ -410,4 +440,54 @@ async fn filtered_search_matches_exact_filtered_truth() {
     let mut got: Vec<EntryId> = hits.into_iter().map(|h| h.id).collect();
     got.sort();
     assert_eq!(got, vec![EntryId::Int(5), EntryId::Int(7)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logged_writes_survive_a_crash_before_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = IrohBlockStore::open(&dir.path().join("blocks"))
+        .await
+        .unwrap();
+    let cdir = dir.path().join("c");
+    let mut c = Collection::create(store.clone(), &cdir, &spec("c", 2))
+        .await
+        .unwrap();
+    let data = clustered(300, 24, 3);
+    c.upsert(points(&data[..200], 0)).await.unwrap();
+    c.checkpoint().await.unwrap();
+    let checkpointed = c.root();
+    c.upsert(points(&data[200..], 200)).await.unwrap();
+    c.delete(&[EntryId::Int(3)]).await.unwrap();
+    // Drop without close: what a crash leaves (the log, an old head, a stale index cache).
+    drop(c);
+    let c = Collection::open(store.clone(), &cdir).await.unwrap();
+    assert_ne!(
+        c.root(),
+        checkpointed,
+        "opening replays the log into a new version"
+    );
+    assert_eq!(c.points(), 299);
+    assert_eq!(c.manifest().points, 299);
+    assert!(c.get(&EntryId::Int(3)).await.unwrap().is_none());
+    let (entry, leaf) = c.get(&EntryId::Int(250)).await.unwrap().unwrap();
+    assert!(leaf.is_some());
+    assert_eq!(c.vector_of(&entry), data[250]);
+    let hit = c
+        .search(
+            &data[250],
+            SearchOptions {
+                k: 1,
+                ef: None,
+                exact: true,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(hit[0].id, EntryId::Int(250));
+    c.close().await.unwrap();
+    // The log is empty after the replay's checkpoint; reopening changes nothing.
+    let again = Collection::open(store, &cdir).await.unwrap();
+    assert_eq!(again.points(), 299);
+    assert_eq!(std::fs::metadata(cdir.join("wal")).unwrap().len(), 0);
 }

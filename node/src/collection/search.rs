@@ -1,0 +1,127 @@
+//! Reads: points by id, searches, old versions.
+
+use std::collections::HashSet;
+
+use cid::Cid;
+use ipvec_protocol::{
+    entry::{Entry, EntryId},
+    manifest::{shard_of, Manifest},
+};
+
+use super::{history, Collection, CollectionError, CompiledFilter, SearchHit, SearchOptions};
+use crate::{
+    index::{check_vector, score, Hit, VectorIndex},
+    store::BlockStore,
+    tree,
+};
+
+impl<S: BlockStore> Collection<S> {
+    /// The point with `id` and the CID of its leaf (`None` while the write is only in the log);
+    /// `None` if absent or deleted.
+    pub async fn get(&self, id: &EntryId) -> Result<Option<(Entry, Option<Cid>)>, CollectionError> {
+        let key = id.to_key()?;
+        if let Some(entry) = self.pending.get(&key) {
+            return Ok((!entry.deleted).then(|| (entry.clone(), None)));
+        }
+        let shard = shard_of(&key, self.shards.len() as u32) as usize;
+        let found = tree::get(&self.store, &self.shards[shard].tree, &key).await?;
+        Ok(found
+            .filter(|(e, _)| !e.deleted)
+            .map(|(e, leaf)| (e, Some(leaf))))
+    }
+
+    /// The `k` best points for `query` among those `filter` accepts.
+    ///
+    /// A filter is evaluated once per point into a key set, which the HNSW walk then consults;
+    /// when few points match (see [`super::EXACT_FALLBACK_POINTS`]) the matching points are
+    /// scored exactly instead, where a graph walk would have to visit most of the graph.
+    pub async fn search(
+        &self,
+        query: &[f32],
+        options: SearchOptions,
+        filter: Option<&CompiledFilter>,
+    ) -> Result<Vec<SearchHit>, CollectionError> {
+        check_vector(query, self.manifest.dimension as usize)?;
+        let hits = match filter {
+            None if options.exact => self.index.exact(query, options.k)?,
+            None => self.index.search(query, options.k, options.ef, None)?,
+            Some(filter) => {
+                let allowed: HashSet<u64> = self
+                    .keys
+                    .iter()
+                    .filter(|(_, id, meta)| filter.test(id, *meta))
+                    .map(|(k, _, _)| k)
+                    .collect();
+                let (points, fraction) = self.exact_fallback;
+                let small = allowed.len() <= points
+                    || (allowed.len() as f64) <= fraction * self.keys.len() as f64;
+                if options.exact || small {
+                    self.exact_among(query, options.k, &allowed)
+                } else {
+                    let test = |key: u64| allowed.contains(&key);
+                    self.index
+                        .search(query, options.k, options.ef, Some(&test))?
+                }
+            }
+        };
+        let mut out = Vec::with_capacity(hits.len());
+        for hit in hits {
+            let Some(id) = self.keys.id_of(hit.key) else {
+                continue;
+            };
+            let leaf = match self.pending.contains_key(id) {
+                true => None,
+                false => {
+                    let shard = shard_of(id, self.shards.len() as u32) as usize;
+                    Some(tree::locate(&self.store, &self.shards[shard].tree, id).await?)
+                }
+            };
+            out.push(SearchHit {
+                id: id.id(),
+                score: hit.score,
+                metadata: self.keys.metadata(hit.key).cloned(),
+                leaf,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Sets when filtered searches score the matching points exactly instead of walking the
+    /// graph: when at most `points` match, or at most `fraction` of the collection.
+    pub fn set_exact_fallback(&mut self, points: usize, fraction: f64) {
+        self.exact_fallback = (points, fraction);
+    }
+
+    /// Scores every key of `allowed` exactly.
+    fn exact_among(&self, query: &[f32], k: usize, allowed: &HashSet<u64>) -> Vec<Hit> {
+        let metric = self.manifest.metric;
+        let mut hits: Vec<Hit> = allowed
+            .iter()
+            .filter_map(|key| {
+                self.index.vector(*key).map(|v| Hit {
+                    key: *key,
+                    score: score(metric, query, &v),
+                })
+            })
+            .collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.key.cmp(&b.key)));
+        hits.truncate(k);
+        hits
+    }
+
+    /// Exact search of a checkpointed version (a manifest CID from [`Collection::versions`]).
+    pub async fn search_at(
+        &self,
+        at: &Cid,
+        query: &[f32],
+        k: usize,
+        filter: Option<&CompiledFilter>,
+    ) -> Result<Vec<SearchHit>, CollectionError> {
+        history::search_at(&self.store, &self.manifest.owner, at, query, k, filter).await
+    }
+
+    /// This collection's checkpointed versions, newest first.
+    pub async fn versions(&self) -> Result<Vec<(Cid, Manifest)>, CollectionError> {
+        history::versions(&self.store, self.root()).await
+    }
+}
