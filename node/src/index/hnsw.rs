@@ -108,22 +108,24 @@ impl HnswIndex {
             return Ok(Vec::new());
         }
         let matches = self.index.exact_search(query, k).map_err(backend)?;
-        Ok(matches
+        Ok(self.hits(&matches))
+    }
+
+    /// usearch's matches as hits with scores (higher is better).
+    fn hits(&self, matches: &usearch::ffi::Matches) -> Vec<Hit> {
+        let score = |d: f32| match self.spec.metric {
+            Metric::Cosine | Metric::Dot => 1.0 - d,
+            Metric::L2 => -d,
+        };
+        matches
             .keys
             .iter()
             .zip(&matches.distances)
             .map(|(key, d)| Hit {
                 key: *key,
-                score: self.to_score(*d),
+                score: score(*d),
             })
-            .collect())
-    }
-
-    fn to_score(&self, distance: f32) -> f32 {
-        match self.spec.metric {
-            Metric::Cosine | Metric::Dot => 1.0 - distance,
-            Metric::L2 => -distance,
-        }
+            .collect()
     }
 }
 
@@ -171,15 +173,7 @@ impl VectorIndex for HnswIndex {
         }
         .map_err(backend)?;
         drop(current);
-        Ok(matches
-            .keys
-            .iter()
-            .zip(&matches.distances)
-            .map(|(key, d)| Hit {
-                key: *key,
-                score: self.to_score(*d),
-            })
-            .collect())
+        Ok(self.hits(&matches))
     }
 
     fn memory_bytes(&self) -> usize {

@@ -86,9 +86,12 @@ enum Step {
     ExpandA,
     ExpandB,
     ExpandBoth,
+    /// The front entry of `a` is not in `b`.
     EmitA,
+    /// The front entry of `b` is not in `a`.
     EmitB,
-    Compare,
+    /// Both fronts are entries with the same id.
+    Same,
 }
 
 impl<S: BlockStore> Diff<'_, S> {
@@ -132,7 +135,11 @@ impl<S: BlockStore> Diff<'_, S> {
             (None, Some(N { .. })) => Step::ExpandB,
             (Some(E(_)), None) => Step::EmitA,
             (None, Some(E(_))) => Step::EmitB,
-            (Some(E(_)), Some(E(_))) => Step::Compare,
+            (Some(E(ea)), Some(E(eb))) => match ea.id.cmp(&eb.id) {
+                Ordering::Less => Step::EmitA,
+                Ordering::Greater => Step::EmitB,
+                Ordering::Equal => Step::Same,
+            },
             (
                 Some(N {
                     cid: ca,
@@ -208,45 +215,16 @@ impl<S: BlockStore> Diff<'_, S> {
                         }));
                     }
                 }
-                Step::Compare => {
-                    let (Some(Unit::Entry(ea)), Some(Unit::Entry(eb))) =
-                        (self.a.front(), self.b.front())
-                    else {
-                        continue;
-                    };
-                    match ea.id.cmp(&eb.id) {
-                        Ordering::Less => {
-                            if let Some(Unit::Entry(e)) = self.a.pop_front() {
-                                return Ok(Some(Change {
-                                    key: e.id.clone(),
-                                    old: Some(e),
-                                    new: None,
-                                }));
-                            }
-                        }
-                        Ordering::Greater => {
-                            if let Some(Unit::Entry(e)) = self.b.pop_front() {
-                                return Ok(Some(Change {
-                                    key: e.id.clone(),
-                                    old: None,
-                                    new: Some(e),
-                                }));
-                            }
-                        }
-                        Ordering::Equal => {
-                            let same = ea == eb;
-                            let (Some(Unit::Entry(ea)), Some(Unit::Entry(eb))) =
-                                (self.a.pop_front(), self.b.pop_front())
-                            else {
-                                continue;
-                            };
-                            if !same {
-                                return Ok(Some(Change {
-                                    key: ea.id.clone(),
-                                    old: Some(ea),
-                                    new: Some(eb),
-                                }));
-                            }
+                Step::Same => {
+                    if let (Some(Unit::Entry(ea)), Some(Unit::Entry(eb))) =
+                        (self.a.pop_front(), self.b.pop_front())
+                    {
+                        if ea != eb {
+                            return Ok(Some(Change {
+                                key: ea.id.clone(),
+                                old: Some(ea),
+                                new: Some(eb),
+                            }));
                         }
                     }
                 }

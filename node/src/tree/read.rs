@@ -18,25 +18,18 @@ pub async fn get<S: BlockStore>(
     key: &EntryKey,
 ) -> Result<Option<(Entry, Cid)>, TreeError> {
     let mut loader = NodeLoader::new(store);
-    let mut cid = *root;
-    loop {
-        let node = loader.load(&cid).await?;
-        match node.as_ref() {
-            Node::Branch { children, .. } => {
-                let index = children.partition_point(|c| &c.key <= key);
-                if index == 0 {
-                    return Ok(None);
-                }
-                cid = children[index - 1].cid;
-            }
-            Node::Leaf(entries) => {
-                return Ok(entries
-                    .binary_search_by(|e| e.id.cmp(key))
-                    .ok()
-                    .map(|i| (entries[i].clone(), cid)));
-            }
-        }
-    }
+    let leaf = leaf_for(&mut loader, root, key).await?;
+    let node = loader.load(&leaf).await?;
+    let Node::Leaf(entries) = node.as_ref() else {
+        return Err(TreeError::Malformed {
+            cid: leaf,
+            reason: "a branch where a leaf was expected".into(),
+        });
+    };
+    Ok(entries
+        .binary_search_by(|e| e.id.cmp(key))
+        .ok()
+        .map(|i| (entries[i].clone(), leaf)))
 }
 
 /// The CID of the leaf that holds `key` if the tree has it, reading only branches.
@@ -45,23 +38,28 @@ pub async fn locate<S: BlockStore>(
     root: &Cid,
     key: &EntryKey,
 ) -> Result<Cid, TreeError> {
-    let mut loader = NodeLoader::new(store);
+    leaf_for(&mut NodeLoader::new(store), root, key).await
+}
+
+/// Descends branches to the leaf whose key range holds `key`, without loading that leaf.
+async fn leaf_for<S: BlockStore>(
+    loader: &mut NodeLoader<'_, S>,
+    root: &Cid,
+    key: &EntryKey,
+) -> Result<Cid, TreeError> {
     let mut cid = *root;
     loop {
         let node = loader.load(&cid).await?;
-        match node.as_ref() {
-            Node::Branch { children, .. } => {
-                let index = children
-                    .partition_point(|c| &c.key <= key)
-                    .saturating_sub(1);
-                let child = &children[index];
-                if let Node::Branch { level: 1, .. } = node.as_ref() {
-                    return Ok(child.cid);
-                }
-                cid = child.cid;
-            }
-            Node::Leaf(_) => return Ok(cid),
+        let Node::Branch { level, children } = node.as_ref() else {
+            return Ok(cid);
+        };
+        let child = &children[children
+            .partition_point(|c| &c.key <= key)
+            .saturating_sub(1)];
+        if *level == 1 {
+            return Ok(child.cid);
         }
+        cid = child.cid;
     }
 }
 
