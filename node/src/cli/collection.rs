@@ -12,7 +12,7 @@ use super::{
     CollectionCommand, Command,
 };
 use crate::{
-    collection::{catalog, Collection, CollectionSpec, Filter, SearchOptions},
+    collection::{catalog, Collection, CollectionError, CollectionSpec, Filter, SearchOptions},
     repo::Repo,
     store::{car, BlockStore, IrohBlockStore},
 };
@@ -320,42 +320,52 @@ async fn add(
     ids: Option<&Path>,
     batch: usize,
 ) -> anyhow::Result<()> {
-    let points = match file.extension().and_then(|e| e.to_str()) {
-        Some("jsonl") => {
-            if ids.is_some() {
-                bail!("--ids is for .npy and .fvecs files; .jsonl lines carry their own ids");
-            }
-            input::read_jsonl(file)?
-        }
-        _ => {
-            let vectors = input::read_matrix(file)?;
-            let ids = match ids {
-                Some(path) => {
-                    let ids = input::read_ids(path)?;
-                    if ids.len() != vectors.len() {
-                        bail!(
-                            "{} has {} ids for {} vectors",
-                            path.display(),
-                            ids.len(),
-                            vectors.len()
-                        );
-                    }
-                    ids
+    // Each point with where it came from, for error messages.
+    let (points, unit): (Vec<(usize, crate::collection::Point)>, &str) =
+        match file.extension().and_then(|e| e.to_str()) {
+            Some("jsonl") => {
+                if ids.is_some() {
+                    bail!("--ids is for .npy and .fvecs files; .jsonl lines carry their own ids");
                 }
-                None => (0..vectors.len() as u64)
-                    .map(ipvec_protocol::entry::EntryId::Int)
-                    .collect(),
-            };
-            ids.into_iter()
-                .zip(vectors)
-                .map(|(id, vector)| crate::collection::Point {
-                    id,
-                    vector,
-                    metadata: None::<Ipld>,
-                })
-                .collect()
-        }
-    };
+                (input::read_jsonl(file)?, "line")
+            }
+            _ => {
+                let vectors = input::read_matrix(file)?;
+                let ids = match ids {
+                    Some(path) => {
+                        let ids = input::read_ids(path)?;
+                        if ids.len() != vectors.len() {
+                            bail!(
+                                "{} has {} ids for {} vectors",
+                                path.display(),
+                                ids.len(),
+                                vectors.len()
+                            );
+                        }
+                        ids
+                    }
+                    None => (0..vectors.len() as u64)
+                        .map(ipvec_protocol::entry::EntryId::Int)
+                        .collect(),
+                };
+                let points = ids
+                    .into_iter()
+                    .zip(vectors)
+                    .enumerate()
+                    .map(|(row, (id, vector))| {
+                        (
+                            row,
+                            crate::collection::Point {
+                                id,
+                                vector,
+                                metadata: None::<Ipld>,
+                            },
+                        )
+                    })
+                    .collect();
+                (points, "row")
+            }
+        };
     let mut c = open(repo, name).await?;
     let total = points.len();
     let bar = progress_bar(Some(total as u64), "adding");
@@ -368,11 +378,30 @@ async fn add(
     let mut iter = points.into_iter().peekable();
     let mut done = 0usize;
     while iter.peek().is_some() {
-        let chunk: Vec<_> = iter.by_ref().take(batch.max(1)).collect();
+        let (places, chunk): (Vec<usize>, Vec<_>) = iter.by_ref().take(batch.max(1)).unzip();
         let n = chunk.len();
-        c.upsert(chunk)
-            .await
-            .with_context(|| format!("points {}..{} of {}", done, done + n, file.display()))?;
+        match c.upsert(chunk).await {
+            Ok(_) => {}
+            Err(CollectionError::BadPoint {
+                position,
+                id,
+                reason,
+            }) => {
+                bail!(
+                    "{} {unit} {}: point {id}: {reason}; nothing from this batch ({unit}s {}..={}) was stored{}",
+                    file.display(),
+                    places[position],
+                    places[0],
+                    places[n - 1],
+                    if done > 0 { format!(", the {done} points before it were added") } else { String::new() }
+                )
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("points {}..{} of {}", done, done + n, file.display())
+                })
+            }
+        }
         done += n;
         bar.set_position(done as u64);
     }

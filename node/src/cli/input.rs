@@ -134,8 +134,9 @@ fn parse_fvecs(bytes: &[u8]) -> anyhow::Result<Vec<Vec<f32>>> {
     Ok(out)
 }
 
-/// Points from a `.jsonl` file: `{"id": …, "vector": […], "metadata": {…}}` a line.
-pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<Point>> {
+/// Points from a `.jsonl` file (`{"id": …, "vector": […], "metadata": {…}}` a line), each with
+/// its 1-based line number.
+pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<(usize, Point)>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut points = Vec::new();
@@ -166,11 +167,14 @@ pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<Point>> {
             Some(m @ serde_json::Value::Object(_)) => Some(json_to_ipld(m.clone())),
             Some(_) => bail!("{}: \"metadata\" must be a JSON object", at()),
         };
-        points.push(Point {
-            id,
-            vector,
-            metadata,
-        });
+        points.push((
+            i + 1,
+            Point {
+                id,
+                vector,
+                metadata,
+            },
+        ));
     }
     Ok(points)
 }
