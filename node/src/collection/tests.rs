@@ -491,3 +491,37 @@ async fn logged_writes_survive_a_crash_before_checkpoint() {
     assert_eq!(again.points(), 299);
     assert_eq!(std::fs::metadata(cdir.join("wal")).unwrap().len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_index_cache_is_rebuilt_from_the_trees() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = IrohBlockStore::open(&dir.path().join("blocks"))
+        .await
+        .unwrap();
+    let cdir = dir.path().join("c");
+    let mut c = Collection::create(store.clone(), &cdir, &spec("c", 1))
+        .await
+        .unwrap();
+    let data = clustered(400, 24, 5);
+    c.upsert(points(&data, 0)).await.unwrap();
+    c.close().await.unwrap();
+    let opts = SearchOptions {
+        k: 5,
+        ef: None,
+        exact: true,
+    };
+    let before = Collection::open(store.clone(), &cdir)
+        .await
+        .unwrap()
+        .search(&data[17], opts, None)
+        .await
+        .unwrap();
+    // Garble the saved index: the key map still names the current manifest.
+    let path = cdir.join("index.usearch");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(&path, bytes).unwrap();
+    let c = Collection::open(store, &cdir).await.unwrap();
+    assert_eq!(c.points(), 400);
+    assert_eq!(c.search(&data[17], opts, None).await.unwrap(), before);
+}
