@@ -42,7 +42,7 @@ pub fn check_canonical(bytes: &[u8]) -> Result<(), ProtocolError> {
     decode_ipld(bytes).map(|_| ())
 }
 
-/// Every link (CID) inside a decoded value, in document order.
+/// Every link (CID) inside a decoded value, in the order they appear in its canonical encoding.
 pub fn links(value: &Ipld) -> Vec<Cid> {
     let mut out = Vec::new();
     collect_links(value, &mut out);
@@ -53,8 +53,114 @@ fn collect_links(value: &Ipld, out: &mut Vec<Cid>) {
     match value {
         Ipld::Link(cid) => out.push(*cid),
         Ipld::List(items) => items.iter().for_each(|v| collect_links(v, out)),
-        Ipld::Map(map) => map.values().for_each(|v| collect_links(v, out)),
+        Ipld::Map(map) => {
+            // Canonical order: keys by length, then bytes; the order the links have in the block.
+            let mut entries: Vec<(&String, &Ipld)> = map.iter().collect();
+            entries.sort_by(|(a, _), (b, _)| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+            entries.into_iter().for_each(|(_, v)| collect_links(v, out));
+        }
         _ => {}
+    }
+}
+
+/// Deepest nesting [`scan_links`] follows before refusing the block.
+const MAX_SCAN_DEPTH: usize = 128;
+
+/// Every link (CID) in a DAG-CBOR block, in document order, found by walking the encoding
+/// without building the value: no allocation but the result. Use it where only the links
+/// matter (DAG walks, exports, garbage collection); it checks the structure it walks but not
+/// canonical form.
+pub fn scan_links(bytes: &[u8]) -> Result<Vec<Cid>, ProtocolError> {
+    let mut links = Vec::new();
+    let end = scan_item(bytes, 0, 0, &mut links)?;
+    if end != bytes.len() {
+        return Err(ProtocolError::Decode(format!(
+            "{} bytes after the value",
+            bytes.len() - end
+        )));
+    }
+    Ok(links)
+}
+
+fn truncated() -> ProtocolError {
+    ProtocolError::Decode("block ends inside a value".into())
+}
+
+/// Reads the head of the item at `pos`: (major type, argument, position after the head).
+fn read_head(bytes: &[u8], pos: usize) -> Result<(u8, u64, usize), ProtocolError> {
+    let first = *bytes.get(pos).ok_or_else(truncated)?;
+    let (major, info) = (first >> 5, first & 0x1f);
+    let width = match info {
+        0..=23 => return Ok((major, u64::from(info), pos + 1)),
+        24 => 1,
+        25 => 2,
+        26 => 4,
+        27 => 8,
+        _ => {
+            return Err(ProtocolError::Decode(
+                "indefinite lengths and reserved values are not DAG-CBOR".into(),
+            ))
+        }
+    };
+    let arg = bytes.get(pos + 1..pos + 1 + width).ok_or_else(truncated)?;
+    let value = arg.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    Ok((major, value, pos + 1 + width))
+}
+
+/// Skips the item at `pos`, collecting links; returns the position after it.
+fn scan_item(
+    bytes: &[u8],
+    pos: usize,
+    depth: usize,
+    links: &mut Vec<Cid>,
+) -> Result<usize, ProtocolError> {
+    if depth > MAX_SCAN_DEPTH {
+        return Err(ProtocolError::Decode("nesting too deep".into()));
+    }
+    let (major, arg, mut at) = read_head(bytes, pos)?;
+    let len = |n: u64| usize::try_from(n).map_err(|_| truncated());
+    match major {
+        0 | 1 | 7 => Ok(at), // integers; simple values and floats (their bytes are the argument)
+        2 | 3 => {
+            let end = at
+                .checked_add(len(arg)?)
+                .filter(|e| *e <= bytes.len())
+                .ok_or_else(truncated)?;
+            Ok(end)
+        }
+        4 | 5 => {
+            let items = if major == 5 {
+                arg.checked_mul(2).ok_or_else(truncated)?
+            } else {
+                arg
+            };
+            for _ in 0..items {
+                at = scan_item(bytes, at, depth + 1, links)?;
+            }
+            Ok(at)
+        }
+        6 if arg == 42 => {
+            let (inner, n, start) = read_head(bytes, at)?;
+            let end = start
+                .checked_add(len(n)?)
+                .filter(|e| *e <= bytes.len())
+                .ok_or_else(truncated)?;
+            match (inner, bytes.get(start..end)) {
+                (2, Some([0x00, cid @ ..])) => {
+                    links.push(
+                        Cid::try_from(cid)
+                            .map_err(|e| ProtocolError::Decode(format!("bad link: {e}")))?,
+                    );
+                    Ok(end)
+                }
+                _ => Err(ProtocolError::Decode(
+                    "tag 42 must wrap a byte string starting with 0x00".into(),
+                )),
+            }
+        }
+        _ => Err(ProtocolError::Decode(format!(
+            "tag {arg} is not allowed in DAG-CBOR"
+        ))),
     }
 }
 
@@ -89,6 +195,60 @@ mod tests {
         assert!(check_canonical(&hex::decode("0101").unwrap()).is_err());
         // Truncated.
         assert!(check_canonical(&hex::decode("a26161").unwrap()).is_err());
+    }
+
+    fn arb_ipld() -> impl proptest::strategy::Strategy<Value = Ipld> {
+        use proptest::prelude::*;
+        let cid = any::<[u8; 8]>().prop_map(|b| crate::cid::block_cid(crate::cid::RAW, &b));
+        let leaf = prop_oneof![
+            Just(Ipld::Null),
+            any::<bool>().prop_map(Ipld::Bool),
+            any::<i64>().prop_map(|i| Ipld::Integer(i.into())),
+            (-1e6f64..1e6).prop_map(Ipld::Float),
+            ".{0,30}".prop_map(Ipld::String),
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(Ipld::Bytes),
+            cid.prop_map(Ipld::Link),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Ipld::List),
+                proptest::collection::btree_map(".{0,8}", inner, 0..8).prop_map(Ipld::Map),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn scanning_finds_the_links_decoding_finds(value in arb_ipld()) {
+            let bytes = encode(&value).unwrap();
+            proptest::prop_assert_eq!(scan_links(&bytes).unwrap(), links(&value));
+            // Every truncation is refused, never a panic.
+            for cut in 0..bytes.len() {
+                proptest::prop_assert!(scan_links(&bytes[..cut]).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn scanning_refuses_what_is_not_dag_cbor() {
+        assert!(
+            scan_links(&hex::decode("9f01ff").unwrap()).is_err(),
+            "indefinite list"
+        );
+        assert!(
+            scan_links(&hex::decode("c11a00000001").unwrap()).is_err(),
+            "tag 1"
+        );
+        assert!(
+            scan_links(&hex::decode("d82a4101").unwrap()).is_err(),
+            "tag 42 without the 0x00 prefix"
+        );
+        assert!(
+            scan_links(&hex::decode("0101").unwrap()).is_err(),
+            "trailing bytes"
+        );
+        let deep = [vec![0x81u8; 200], vec![0x01]].concat();
+        assert!(scan_links(&deep).is_err(), "nesting limit");
     }
 
     #[test]

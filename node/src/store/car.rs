@@ -18,6 +18,8 @@ use super::{dag, BlockStore, Digest, StoreError};
 
 /// Largest CAR header accepted.
 pub const MAX_HEADER_BYTES: usize = 1 << 20;
+/// Blocks an export reads at once.
+const READ_AHEAD: usize = 4;
 /// Largest section accepted: a foreign block plus its CID.
 pub const MAX_SECTION_BYTES: usize = limits::MAX_FOREIGN_BLOCK_BYTES + 128;
 
@@ -81,11 +83,36 @@ where
     let mut totals = CarProgress::default();
     let mut seen: HashSet<Digest> = HashSet::new();
     let mut stack = vec![*root];
+    // Blocks read ahead of the walk: at most READ_AHEAD - 1, so memory stays bounded.
+    let mut ahead: HashMap<Digest, Bytes> = HashMap::new();
     while let Some(cid) = stack.pop() {
-        if !seen.insert(pcid::digest(&cid)?) {
+        let digest = pcid::digest(&cid)?;
+        if !seen.insert(digest) {
             continue;
         }
-        let bytes = store.require(&cid).await?;
+        let bytes = match ahead.remove(&digest) {
+            Some(bytes) => bytes,
+            None => {
+                // Read this block together with the next ones the walk will visit (the top
+                // of the stack), so the store serves several reads at once.
+                let mut batch = vec![cid];
+                for next in stack.iter().rev() {
+                    if batch.len() == READ_AHEAD {
+                        break;
+                    }
+                    let d = pcid::digest(next)?;
+                    if !seen.contains(&d) && !ahead.contains_key(&d) && !batch.contains(next) {
+                        batch.push(*next);
+                    }
+                }
+                let mut blocks =
+                    futures::future::try_join_all(batch.iter().map(|c| store.require(c))).await?;
+                for (c, b) in batch.iter().skip(1).zip(blocks.drain(1..)) {
+                    ahead.insert(pcid::digest(c)?, b);
+                }
+                blocks.swap_remove(0)
+            }
+        };
         let cid_bytes = cid.to_bytes();
         frame.clear();
         write_varint(&mut frame, (cid_bytes.len() + bytes.len()) as u64);

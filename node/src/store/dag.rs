@@ -3,18 +3,15 @@
 use std::collections::HashSet;
 
 use cid::Cid;
-use ipld_core::ipld::Ipld;
 use ipvec_protocol::{cid as pcid, dagcbor};
 
 use super::{BlockStore, Digest, StoreError};
 
-/// The links inside a block: none for raw blocks, every CID in the value for dag-cbor.
+/// The links inside a block, in the order they appear: none for raw blocks, every CID for
+/// dag-cbor (found by scanning the encoding, without decoding the value).
 pub fn block_links(cid: &Cid, bytes: &[u8]) -> Result<Vec<Cid>, StoreError> {
     match cid.codec() {
-        pcid::DAG_CBOR => {
-            let value: Ipld = dagcbor::decode_trusted(bytes)?;
-            Ok(dagcbor::links(&value))
-        }
+        pcid::DAG_CBOR => Ok(dagcbor::scan_links(bytes)?),
         _ => Ok(Vec::new()),
     }
 }
