@@ -10,7 +10,20 @@
 //! the temporary stores and CAR files go; default the system temp dir), `--skip-mem` (skip the
 //! MemBlockStore comparison runs).
 //!
-//! It prints numbers and asserts nothing about time. MB = 10^6 bytes. See docs/benchmarks.md.
+//! Profiling one phase with perf (phase names at `perf_ctl`):
+//!
+//! ```text
+//! mkfifo /tmp/ctl.fifo
+//! IPVEC_BENCH_PERF_CTL=/tmp/ctl.fifo IPVEC_BENCH_PERF_PHASE=export-fs \
+//!   perf record -F 999 --control=fifo:/tmp/ctl.fifo -D -1 -- target/release/deps/tree_car-<hash>
+//! ```
+//!
+//! Every store stays on disk until the end of the run, then is deleted. On ext4 without a
+//! journal, inode allocation is slow for a few minutes after many files were deleted, so leave
+//! about six minutes between runs (see docs/benchmarks.md).
+//!
+//! It prints numbers and asserts nothing about time, only that results are correct (same root,
+//! same CAR, same entry count). MB = 10^6 bytes. See docs/benchmarks.md.
 
 use std::{
     collections::HashSet,
@@ -25,10 +38,7 @@ use bytes::Bytes;
 use cid::Cid;
 use futures::StreamExt;
 use ipvec_node::{
-    store::{
-        car, dag, BlockInfo, BlockStore, Digest, IrohBlockStore, MemBlockStore, StoreError,
-        SweepStats,
-    },
+    store::{car, dag, BlockStore, Digest, IrohBlockStore, MemBlockStore},
     tree::{self, Edit, TreeBuilder},
 };
 use ipvec_protocol::{
@@ -331,43 +341,6 @@ fn entry(id: u64, phase: f64, hlc: u64) -> Result<Entry> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A store that keeps nothing: the cost of building without storage.
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Default)]
-struct NullStore;
-
-impl BlockStore for NullStore {
-    async fn put_raw(&self, _: Digest, _: Bytes) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn get_raw(&self, _: Digest) -> Result<Option<Bytes>, StoreError> {
-        Ok(None)
-    }
-    async fn has_digest(&self, _: Digest) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-    async fn list(&self) -> Result<Vec<BlockInfo>, StoreError> {
-        Ok(Vec::new())
-    }
-    async fn pin(&self, _: &Cid) -> Result<(), StoreError> {
-        Ok(())
-    }
-    async fn unpin(&self, _: &Cid) -> Result<bool, StoreError> {
-        Ok(false)
-    }
-    async fn pins(&self) -> Result<Vec<Cid>, StoreError> {
-        Ok(Vec::new())
-    }
-    async fn delete_unpinned(&self, _: &HashSet<Digest>) -> Result<SweepStats, StoreError> {
-        Ok(SweepStats::default())
-    }
-    async fn flush(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Tree shape
 // ---------------------------------------------------------------------------------------------
 
@@ -556,60 +529,6 @@ fn car_size(root: &Cid, shape: &Shape) -> Result<u64> {
     Ok(total)
 }
 
-/// The links of a DAG-CBOR block, found by walking the encoding without building values:
-/// byte and text strings are skipped by length, only tag 42 is looked at. A prototype of a
-/// cheaper `dag::block_links`.
-fn scan_links(bytes: &[u8]) -> Result<Vec<Cid>> {
-    fn head(bytes: &[u8], pos: usize) -> Result<(u8, u64, usize)> {
-        let b = *bytes.get(pos).context("truncated")?;
-        let (major, info) = (b >> 5, b & 0x1f);
-        let (arg, len) = match info {
-            0..=23 => (u64::from(info), 0),
-            24 => (0, 1),
-            25 => (0, 2),
-            26 => (0, 4),
-            27 => (0, 8),
-            _ => bail!("indefinite or reserved length"),
-        };
-        if len == 0 {
-            return Ok((major, arg, pos + 1));
-        }
-        let raw = bytes.get(pos + 1..pos + 1 + len).context("truncated")?;
-        let arg = raw.iter().fold(0u64, |a, &x| (a << 8) | u64::from(x));
-        Ok((major, arg, pos + 1 + len))
-    }
-    let mut links = Vec::new();
-    let mut pos = 0usize;
-    // Items left to read at each open array / map / tag.
-    let mut stack: Vec<u64> = vec![1];
-    while let Some(top) = stack.last_mut() {
-        if *top == 0 {
-            stack.pop();
-            continue;
-        }
-        *top -= 1;
-        let (major, arg, next) = head(bytes, pos)?;
-        pos = next;
-        match major {
-            2 | 3 => pos += usize::try_from(arg)?,
-            4 => stack.push(arg),
-            5 => stack.push(arg.checked_mul(2).context("map too long")?),
-            6 if arg == 42 => {
-                let (m, len, start) = head(bytes, pos)?;
-                if m != 2 || len == 0 {
-                    bail!("tag 42 must hold a byte string");
-                }
-                let end = start + usize::try_from(len)?;
-                let raw = bytes.get(start + 1..end).context("truncated")?;
-                links.push(Cid::try_from(raw)?);
-                pos = end;
-            }
-            6 => stack.push(1),
-            _ => {} // integers, simple values, floats: the head was the whole item
-        }
-    }
-    Ok(links)
-}
 
 /// Where the FsStore export's time goes: each step of `car::export` timed alone over the same
 /// blocks in the same order. Returns the blocks.
@@ -676,19 +595,20 @@ async fn export_breakdown(
     let verify = timer.stop();
     std::hint::black_box(x);
 
-    // 6. dag::block_links: full DAG-CBOR decode of every block into Ipld.
+    // 6. What link finding cost before the scanner: decode every block into Ipld.
     let timer = Timer::start();
     let mut links = Vec::with_capacity(blocks.len());
-    for (cid, b) in shape.order.iter().zip(&blocks) {
-        links.push(dag::block_links(cid, b)?);
+    for b in &blocks {
+        let value: ipvec_protocol::Ipld = ipvec_protocol::dagcbor::decode_trusted(b)?;
+        links.push(ipvec_protocol::dagcbor::links(&value));
     }
     let decode = timer.stop();
 
-    // 7. The prototype scanner: same links, no Ipld values.
+    // 7. dag::block_links as export runs it: a scan of the encoding, no values built.
     let timer = Timer::start();
     let mut scanned = Vec::with_capacity(blocks.len());
-    for b in &blocks {
-        scanned.push(scan_links(b)?);
+    for (cid, b) in shape.order.iter().zip(&blocks) {
+        scanned.push(dag::block_links(cid, b)?);
     }
     let scan = timer.stop();
     let scan_agrees = scanned == links;
@@ -759,12 +679,12 @@ async fn export_breakdown(
         format!("{:.0} MB/s", mbps(got, verify.wall)),
     );
     line(
-        "dag::block_links (decode to Ipld)",
+        "links by decoding to Ipld (before)",
         &decode,
         format!("{:.0} MB/s", mbps(got, decode.wall)),
     );
     line(
-        "  prototype CBOR link scan (no Ipld)",
+        "dag::block_links (scan, no Ipld)",
         &scan,
         format!(
             "{:.0} MB/s, same links: {scan_agrees}",
@@ -776,7 +696,7 @@ async fn export_breakdown(
         &write,
         format!("{:.0} MB/s", mbps(got, write.wall)),
     );
-    let sum = get_raw.wall + verify.wall + decode.wall + write.wall;
+    let sum = get_raw.wall + verify.wall + scan.wall + write.wall;
     println!(
         "    {:<44} {:>7.3} s",
         "sum (get_raw + verify + links + write)",
@@ -801,13 +721,13 @@ async fn export_breakdown(
         String::new(),
     );
     summary.add_cpu(
-        "· export step: block_links (Ipld decode)",
-        Some(decode.wall),
-        Some(&decode),
-        format!("{:.0} MB/s", mbps(got, decode.wall)),
+        "· export step: dag::block_links (scan)",
+        Some(scan.wall),
+        Some(&scan),
+        format!("{:.0} MB/s", mbps(got, scan.wall)),
         format!(
-            "prototype scan without Ipld: {:.3} s, same links: {scan_agrees}",
-            scan.wall.as_secs_f64()
+            "decoding to Ipld instead: {:.3} s; same links: {scan_agrees}",
+            decode.wall.as_secs_f64()
         ),
     );
     summary.add_cpu(
@@ -832,73 +752,6 @@ fn varint(out: &mut Vec<u8>, mut n: u64) {
     }
 }
 
-/// A prototype of a tree-aware export: read the branches (≈0.03% of the bytes) to learn the
-/// depth-first order, then fetch the leaves `window` at a time concurrently (each read verified
-/// as `BlockStore::get` does), and write in order. Leaves are not decoded: a leaf has no links.
-/// Writes the same bytes as `car::export`.
-async fn prototype_export(
-    store: &IrohBlockStore,
-    root: &Cid,
-    path: &Path,
-    window: usize,
-) -> Result<(Timing, u64)> {
-    let timer = Timer::start();
-    // Depth-first pre-order; children of a level-1 branch are leaves, not read here.
-    let mut order: Vec<(Cid, Option<Bytes>)> = Vec::new();
-    let mut stack: Vec<(Cid, bool)> = vec![(*root, false)];
-    while let Some((cid, is_leaf)) = stack.pop() {
-        if is_leaf {
-            order.push((cid, None));
-            continue;
-        }
-        let bytes = store.require(&cid).await?;
-        if let Node::Branch { level, children } = Node::decode(&bytes)? {
-            stack.extend(children.iter().rev().map(|c| (c.cid, level == 1)));
-        }
-        order.push((cid, Some(bytes)));
-    }
-    let file = tokio::fs::File::create(path).await?;
-    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    let header = ipvec_protocol::dagcbor::encode(&ipld_core::ipld!({
-        "roots": [*root], "version": 1
-    }))?;
-    let mut frame = Vec::new();
-    varint(&mut frame, header.len() as u64);
-    out.write_all(&frame).await?;
-    out.write_all(&header).await?;
-    let mut seen = HashSet::new();
-    let mut fetches = futures::stream::iter(
-        order
-            .into_iter()
-            .filter(|(c, _)| pcid::digest(c).map_or(true, |d| seen.insert(d))),
-    )
-    .map(|(cid, bytes)| {
-        let store = store.clone();
-        async move {
-            let bytes = match bytes {
-                Some(b) => b,
-                None => tokio::spawn(async move { store.require(&cid).await })
-                    .await
-                    .map_err(|e| anyhow::anyhow!(e))??,
-            };
-            Ok::<_, anyhow::Error>((cid, bytes))
-        }
-    })
-    .buffered(window);
-    let mut bytes_out = 0u64;
-    while let Some(item) = fetches.next().await {
-        let (cid, bytes) = item?;
-        let cid_bytes = cid.to_bytes();
-        frame.clear();
-        varint(&mut frame, (cid_bytes.len() + bytes.len()) as u64);
-        out.write_all(&frame).await?;
-        out.write_all(&cid_bytes).await?;
-        out.write_all(&bytes).await?;
-        bytes_out += bytes.len() as u64;
-    }
-    out.flush().await?;
-    Ok((timer.stop(), bytes_out))
-}
 
 struct Imported {
     time: Timing,
@@ -1261,7 +1114,8 @@ async fn run(opts: Options) -> Result<()> {
         loadavg()
     );
 
-    // 0. Cost without storage: generating + encoding entries, and building into a null store.
+    // 0. The cost of the input alone: generating + encoding entries (MemBlockStore's build, below,
+    //    adds the tree's own cost with next to no storage cost).
     let timer = Timer::start();
     let mut encoded = 0u64;
     for id in 0..n {
@@ -1274,15 +1128,6 @@ async fn run(opts: Options) -> Result<()> {
         encoded as f64 / n as f64,
         mb(encoded),
         gen.describe()
-    );
-    let null = build_tree(&NullStore, n, "build-null").await?;
-    println!(
-        "  build null store (chunk + frame + CID hash, nothing stored): {:.3} s, {:.0} entries/s, {} blocks, {:.1} MB; {}",
-        null.time.wall.as_secs_f64(),
-        n as f64 / null.time.wall.as_secs_f64(),
-        null.written_blocks,
-        mb(null.written_bytes),
-        null.time.describe()
     );
     summary.add_cpu(
         "generate + encode entries (no tree)",
@@ -1316,16 +1161,6 @@ async fn run(opts: Options) -> Result<()> {
         stats.blocks,
         mb(stats.bytes),
         mb(dir_size(fs_dir.path()))
-    );
-    summary.add_cpu(
-        "build, null store (no storage)",
-        Some(null.time.wall),
-        Some(&null.time),
-        format!("{:.0} entries/s", n as f64 / null.time.wall.as_secs_f64()),
-        format!(
-            "{:.1} MB/s of leaf bytes",
-            mbps(shape.leaf_bytes, null.time.wall)
-        ),
     );
     summary.add_cpu(
         "**build, iroh FsStore**",
@@ -1384,28 +1219,6 @@ async fn run(opts: Options) -> Result<()> {
         export_walls[0].as_secs_f64(),
         export_walls[EXPORT_RUNS / 2].as_secs_f64()
     );
-
-    // Prototypes of a faster export.
-    for window in [1usize, 4, 16] {
-        let path = work.path().join("proto.car");
-        sync_disks();
-        let (time, bytes) = prototype_export(&fs, &built.root, &path, window).await?;
-        let same = same_file(&path, &car_fs)?;
-        println!(
-            "  export fs prototype (branches first, {window} leaf reads in flight, leaves not decoded): {:.3} s, {:.0} MB/s, identical CAR: {same}; {}",
-            time.wall.as_secs_f64(),
-            mbps(bytes, time.wall),
-            time.describe()
-        );
-        summary.add_cpu(
-            &format!("· prototype export, {window} leaf reads in flight, no leaf decode"),
-            Some(time.wall),
-            Some(&time),
-            format!("{:.0} MB/s", mbps(bytes, time.wall)),
-            format!("identical CAR: {same}"),
-        );
-        std::fs::remove_file(&path)?;
-    }
 
     // 5. Import the CAR into a fresh FsStore.
     let fs2_dir = tempfile::tempdir_in(work.path())?;
