@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use cid::Cid;
 use ipvec_protocol::{
-    entry::{Entry, EntryId},
+    entry::{Entry, EntryId, EntryKey},
     manifest::{shard_of, Manifest},
 };
 
@@ -64,22 +64,34 @@ impl<S: BlockStore> Collection<S> {
                 }
             }
         };
-        let mut out = Vec::with_capacity(hits.len());
-        for hit in hits {
-            let Some(id) = self.keys.id_of(hit.key) else {
-                continue;
-            };
-            let leaf = match self.pending.contains_key(id) {
-                true => None,
-                false => {
-                    let shard = shard_of(id, self.shards.len() as u32) as usize;
-                    Some(tree::locate(&self.store, &self.shards[shard].tree, id).await?)
-                }
+        // Leaf CIDs of the hits already in the trees, with one branch decode per query.
+        let shard_count = self.shards.len() as u32;
+        let found: Vec<(&EntryKey, u64, f32)> = hits
+            .iter()
+            .filter_map(|h| self.keys.id_of(h.key).map(|id| (id, h.key, h.score)))
+            .collect();
+        let lookups: Vec<(Cid, EntryKey)> = found
+            .iter()
+            .filter(|(id, _, _)| !self.pending.contains_key(*id))
+            .map(|(id, _, _)| {
+                (
+                    self.shards[shard_of(id, shard_count) as usize].tree,
+                    (*id).clone(),
+                )
+            })
+            .collect();
+        let mut leaves = tree::locate_many(&self.store, &lookups).await?.into_iter();
+        let mut out = Vec::with_capacity(found.len());
+        for (id, key, score) in found {
+            let leaf = if self.pending.contains_key(id) {
+                None
+            } else {
+                leaves.next()
             };
             out.push(SearchHit {
                 id: id.id(),
-                score: hit.score,
-                metadata: self.keys.metadata(hit.key).cloned(),
+                score,
+                metadata: self.keys.metadata(key).cloned(),
                 leaf,
             });
         }

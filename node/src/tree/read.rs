@@ -41,6 +41,19 @@ pub async fn locate<S: BlockStore>(
     leaf_for(&mut NodeLoader::new(store), root, key).await
 }
 
+/// Like [`locate`] for many keys, decoding each branch once.
+pub async fn locate_many<S: BlockStore>(
+    store: &S,
+    lookups: &[(Cid, EntryKey)],
+) -> Result<Vec<Cid>, TreeError> {
+    let mut loader = NodeLoader::new(store);
+    let mut out = Vec::with_capacity(lookups.len());
+    for (root, key) in lookups {
+        out.push(leaf_for(&mut loader, root, key).await?);
+    }
+    Ok(out)
+}
+
 /// Descends branches to the leaf whose key range holds `key`, without loading that leaf.
 async fn leaf_for<S: BlockStore>(
     loader: &mut NodeLoader<'_, S>,
