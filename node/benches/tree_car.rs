@@ -529,7 +529,6 @@ fn car_size(root: &Cid, shape: &Shape) -> Result<u64> {
     Ok(total)
 }
 
-
 /// Where the FsStore export's time goes: each step of `car::export` timed alone over the same
 /// blocks in the same order. Returns the blocks.
 async fn export_breakdown(
@@ -751,7 +750,6 @@ fn varint(out: &mut Vec<u8>, mut n: u64) {
         out.push(byte | 0x80);
     }
 }
-
 
 struct Imported {
     time: Timing,

@@ -1,0 +1,378 @@
+//! Engine benchmark on Fashion-MNIST (60,000 × 784, L2): ingest, recall/QPS sweep, filtered
+//! search and memory per quantization, for an ipvec collection, the raw usearch wrapper it is
+//! built on, and faiss / hnswlib baselines (through node/benches/baselines.py).
+//!
+//! ```text
+//! apt-get install dataset-fashion-mnist          # the data
+//! pip install faiss-cpu hnswlib numpy            # the baselines (optional)
+//! cargo bench -p ipvec-node --bench engine
+//! cargo bench -p ipvec-node --bench engine -- --queries 200
+//! ```
+//!
+//! Options: `--queries N` (t10k queries, default 1,000), `--dir PATH` (where the temporary
+//! stores go; default the system temp dir), `--skip-baselines`, `--skip-memory`.
+//! Everything runs on one thread with M = 16 and ef_construction = 128. It prints numbers and
+//! asserts nothing about time. MB = 10^6 bytes. See docs/benchmarks.md.
+
+#[path = "engine/baselines.rs"]
+mod baselines;
+#[path = "engine/data.rs"]
+mod data;
+#[path = "engine/engines.rs"]
+mod engines;
+#[path = "engine/memory.rs"]
+mod memory;
+#[path = "engine/report.rs"]
+mod report;
+#[path = "engine/util.rs"]
+mod util;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use ipvec_node::collection::Filter;
+use ipvec_protocol::manifest::Quantization;
+
+use crate::{
+    data::{Dataset, Exact, Measure, Truth},
+    engines::{Coll, BATCH},
+    report::{FilterRow, IngestRow, Quality, SearchRow},
+    util::{Stopwatch, Timing},
+};
+
+/// The ef sweep.
+pub const EFS: [usize; 6] = [16, 32, 64, 128, 256, 512];
+/// The ef values of the filtered searches.
+const FILTER_EFS: [usize; 2] = [64, 128];
+/// Whether the raw index reserves room for every point before the load. ipvec's collection
+/// grows the index by doubling as points arrive; the raw run does the same, so the two differ
+/// only by what ipvec adds.
+const RAW_RESERVES: bool = false;
+
+struct Options {
+    queries: usize,
+    dir: Option<PathBuf>,
+    memory_child: Option<String>,
+    skip_baselines: bool,
+    skip_memory: bool,
+}
+
+fn options() -> Result<Options> {
+    let mut opts = Options {
+        queries: 1_000,
+        dir: None,
+        memory_child: None,
+        skip_baselines: false,
+        skip_memory: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--queries" | "-q" => {
+                let v = args.next().context("--queries needs a value")?;
+                opts.queries = v.replace(['_', ','], "").parse().context("--queries N")?;
+            }
+            "--dir" => opts.dir = Some(args.next().context("--dir needs a path")?.into()),
+            "--memory-child" => opts.memory_child = args.next(),
+            "--skip-baselines" => opts.skip_baselines = true,
+            "--skip-memory" => opts.skip_memory = true,
+            // cargo bench passes `--bench`; libtest-style filters are ignored too.
+            _ => {}
+        }
+    }
+    Ok(opts)
+}
+
+fn main() -> Result<()> {
+    let opts = options()?;
+    let dir = opts.dir.clone().unwrap_or_else(std::env::temp_dir);
+    if let Some(kind) = &opts.memory_child {
+        return memory::child(kind, opts.queries, &dir);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(&opts, &dir))
+}
+
+async fn run(opts: &Options, dir: &Path) -> Result<()> {
+    report::machine(opts.queries);
+    let watch = Stopwatch::start();
+    let data = data::load(opts.queries)?;
+    println!(
+        "data: {} base × {} dims, {} queries (loaded in {:.1} s)",
+        data.len(),
+        data.dim,
+        data.queries_len(),
+        watch.stop().secs()
+    );
+    let filters = data::filter_cases();
+    let watch = Stopwatch::start();
+    let truths = data::ground_truth(&data, Measure::L2, &filters);
+    println!(
+        "ground truth: exact top-{} by brute force for {} queries, unfiltered and {} filters, in {:.1} s; {} queries have a tie at rank {}",
+        data::K,
+        data.queries_len(),
+        filters.len(),
+        watch.stop().secs(),
+        truths[0].ties,
+        data::K
+    );
+    let work = tempfile::Builder::new()
+        .prefix("ipvec-engine-bench")
+        .tempdir_in(dir)?;
+    println!("work dir: {}\n", work.path().display());
+    let exact = Exact::new(&data, Measure::L2);
+    let queries = data.queries_f32();
+
+    // Ingest: raw first, so that the diagnostic passes between ipvec's upserts and its
+    // checkpoint can compare both indexes at the same moment.
+    let (raw, raw_timing) = ingest_raw(&data)?;
+    let (store, mut collection, mut ingest, diagnostic) =
+        ingest_ipvec(&data, work.path(), &queries, &raw).await?;
+    ingest.push(IngestRow::new(
+        "usearch raw (HnswIndex::upsert)",
+        raw_timing,
+        data.len(),
+    ));
+
+    // Search.
+    let mut search = sweep(&collection, &raw, &queries, &exact, &truths[0]).await?;
+    let filtered = filtered(&mut collection, &data, &queries, &exact, &truths[1..]).await?;
+    let filter_costs = filter_eval_costs(&data)?;
+    let watch = Stopwatch::start();
+    collection.close().await?;
+    let close = watch.stop();
+    store.shutdown().await?;
+    drop(raw);
+
+    // Baselines and memory, in child processes.
+    let python = match opts.skip_baselines {
+        true => Vec::new(),
+        false => run_baselines(
+            work.path(),
+            &data,
+            &exact,
+            &truths[0],
+            &mut ingest,
+            &mut search,
+        )?,
+    };
+    let memory = match opts.skip_memory {
+        true => Vec::new(),
+        false => run_memory(opts.queries, work.path())?,
+    };
+
+    report::ingest(&ingest, data.len());
+    println!(
+        "- ipvec close() after the run (saves the HNSW index cache): {:.2} s",
+        close.secs()
+    );
+    report::search(&search);
+    report::search_diagnostics(&search, &diagnostic);
+    report::filtered(&filtered, &filter_costs);
+    report::memory(&memory, &python);
+    Ok(())
+}
+
+/// Upserts every point into a new collection in batches, then checkpoints. In between, the
+/// diagnostic: ipvec and raw search passes at ef = 64 while every point is only in ipvec's
+/// write-ahead log (hits then need no shard-tree lookup).
+async fn ingest_ipvec(
+    data: &Dataset,
+    dir: &Path,
+    queries: &[Vec<f32>],
+    raw: &ipvec_node::index::HnswIndex,
+) -> Result<(
+    ipvec_node::store::IrohBlockStore,
+    Coll,
+    Vec<IngestRow>,
+    report::Diagnostic,
+)> {
+    println!(
+        "ingest: ipvec collection (on-disk iroh store, f32, L2, 1 shard), batches of {BATCH} …"
+    );
+    let (store, mut collection) =
+        engines::create(&dir.join("ipvec"), Measure::L2, Quantization::F32).await?;
+    let upserts = engines::upsert_all(&mut collection, data).await?;
+    let diagnostic = report::Diagnostic {
+        ipvec_in_log: engines::search_ipvec_best(&collection, queries, 64).await?,
+        raw: engines::search_raw_best(raw, queries, 64)?,
+    };
+    let checkpoint = engines::checkpoint(&mut collection).await?;
+    let mut total = upserts;
+    total.add(checkpoint);
+    let n = data.len();
+    let rows = vec![
+        IngestRow::new("ipvec upserts (WAL fsync + index)", upserts, n),
+        IngestRow::new("ipvec checkpoint (Merkle trees)", checkpoint, n),
+        IngestRow::new("ipvec total", total, n),
+    ];
+    Ok((store, collection, rows, diagnostic))
+}
+
+fn ingest_raw(data: &Dataset) -> Result<(ipvec_node::index::HnswIndex, Timing)> {
+    println!("ingest: raw usearch HnswIndex, same parameters …");
+    let mut index = engines::raw_index(Measure::L2, Quantization::F32)?;
+    let timing = engines::upsert_raw(&mut index, data, RAW_RESERVES)?;
+    Ok((index, timing))
+}
+
+/// Recall@10 and QPS over the ef sweep, for ipvec and raw usearch.
+async fn sweep(
+    collection: &Coll,
+    raw: &ipvec_node::index::HnswIndex,
+    queries: &[Vec<f32>],
+    exact: &Exact<'_>,
+    truth: &Truth,
+) -> Result<Vec<SearchRow>> {
+    println!("search: ef sweep …");
+    // Warm both up (first touches of the graph and of the store's blocks).
+    engines::search_ipvec(collection, &queries[..queries.len().min(50)], 64, None).await?;
+    engines::search_raw(raw, &queries[..queries.len().min(50)], 64)?;
+    let mut rows = Vec::new();
+    for ef in EFS {
+        let ipvec = engines::search_ipvec_best(collection, queries, ef).await?;
+        let raw = engines::search_raw_best(raw, queries, ef)?;
+        rows.push(SearchRow {
+            ef,
+            ipvec: Quality::of(exact, truth, &ipvec.ids, ipvec.qps()),
+            raw: Quality::of(exact, truth, &raw.ids, raw.qps()),
+            faiss: None,
+            hnswlib: None,
+        });
+    }
+    Ok(rows)
+}
+
+/// Filtered searches at the three selectivities, then the 1% case with the exact fallback off.
+async fn filtered(
+    collection: &mut Coll,
+    data: &Dataset,
+    queries: &[Vec<f32>],
+    exact: &Exact<'_>,
+    truths: &[Truth],
+) -> Result<Vec<FilterRow>> {
+    println!("search: filtered …");
+    let mut rows = Vec::new();
+    let cases = data::filter_cases();
+    for (case, truth) in cases.iter().zip(truths) {
+        let matching = data::matching(data, case);
+        let fallback = matching <= ipvec_node::collection::EXACT_FALLBACK_POINTS
+            || matching as f64
+                <= ipvec_node::collection::EXACT_FALLBACK_FRACTION * data.len() as f64;
+        let path = if fallback {
+            "exact among matches"
+        } else {
+            "HNSW + filter"
+        };
+        let compiled = Filter::parse(case.json)?.compile()?;
+        for ef in FILTER_EFS {
+            let pass = engines::search_ipvec(collection, queries, ef, Some(&compiled)).await?;
+            rows.push(FilterRow::new(
+                case.name, matching, path, ef, exact, truth, &pass,
+            ));
+        }
+    }
+    // The 1% case again with the graph walk forced (no exact fallback).
+    let (case, truth) = (&cases[2], &truths[2]);
+    collection.set_exact_fallback(0, 0.0);
+    let compiled = Filter::parse(case.json)?.compile()?;
+    for ef in FILTER_EFS {
+        let pass = engines::search_ipvec(collection, queries, ef, Some(&compiled)).await?;
+        let matching = data::matching(data, case);
+        rows.push(FilterRow::new(
+            case.name,
+            matching,
+            "HNSW + filter (fallback off)",
+            ef,
+            exact,
+            truth,
+            &pass,
+        ));
+    }
+    collection.set_exact_fallback(
+        ipvec_node::collection::EXACT_FALLBACK_POINTS,
+        ipvec_node::collection::EXACT_FALLBACK_FRACTION,
+    );
+    Ok(rows)
+}
+
+/// What evaluating a filter over every point costs, as `Collection::search` does per query:
+/// `CompiledFilter::test` on each point's metadata, the matches collected into a HashSet.
+fn filter_eval_costs(data: &Dataset) -> Result<Vec<(String, f64)>> {
+    use ipvec_node::collection::points::json_to_ipld;
+    use ipvec_protocol::entry::EntryId;
+    let points: Vec<_> = (0..data.len())
+        .map(|i| {
+            let key = EntryId::Int(i as u64).to_key()?;
+            let meta =
+                json_to_ipld(serde_json::json!({"label": data.labels[i], "id_mod10": i % 10}));
+            anyhow::Ok((
+                i as u64,
+                key,
+                ipvec_protocol::entry::normalize_metadata(meta),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let mut out = Vec::new();
+    for case in data::filter_cases() {
+        let compiled = Filter::parse(case.json)?.compile()?;
+        let per_call = engines::per_call(20, || {
+            let allowed: std::collections::HashSet<u64> = points
+                .iter()
+                .filter(|(_, key, meta)| compiled.test(key, Some(meta)))
+                .map(|(k, _, _)| *k)
+                .collect();
+            std::hint::black_box(allowed);
+        });
+        out.push((case.name.to_string(), per_call));
+    }
+    Ok(out)
+}
+
+fn run_baselines(
+    dir: &Path,
+    data: &Dataset,
+    exact: &Exact,
+    truth: &Truth,
+    ingest: &mut Vec<IngestRow>,
+    search: &mut [SearchRow],
+) -> Result<Vec<baselines::LibResult>> {
+    let mut results = Vec::new();
+    if !baselines::available() {
+        return Ok(results);
+    }
+    baselines::write_inputs(dir, data)?;
+    for lib in baselines::LIBS {
+        println!("baselines: {lib} (python3, one thread) …");
+        let result = baselines::run(dir, lib, &EFS)?;
+        ingest.push(IngestRow::external(
+            &format!("{} {} (Python)", result.lib, result.version),
+            result.build_s,
+            data.len(),
+        ));
+        for row in search.iter_mut() {
+            let Some(run) = result.run(row.ef) else {
+                continue;
+            };
+            let quality = Quality::of(exact, truth, &run.ids_u64(), run.qps());
+            match lib {
+                "faiss" => row.faiss = Some(quality),
+                _ => row.hnswlib = Some(quality),
+            }
+        }
+        report::python_memory(&result);
+        results.push(result);
+    }
+    Ok(results)
+}
+
+fn run_memory(queries: usize, dir: &Path) -> Result<Vec<memory::MemoryRow>> {
+    let mut rows = Vec::new();
+    for kind in memory::KINDS {
+        println!("memory: {kind} in a child process …");
+        rows.push(memory::measure(kind, queries, dir)?);
+    }
+    Ok(rows)
+}

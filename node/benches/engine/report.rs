@@ -1,0 +1,317 @@
+//! The bench's tables.
+
+use crate::{
+    baselines::LibResult,
+    data::{self, Exact, Truth},
+    engines::{Pass, EF_CONSTRUCTION, M},
+    memory::{self, MemoryRow},
+    util::{mb_from_kb, print_table, thousands, Timing},
+};
+
+/// Prints the machine and the settings.
+pub fn machine(queries: usize) {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("# ipvec engine benchmark (Fashion-MNIST, L2)");
+    println!("machine: {cpu}, {cores} cores; every engine single-threaded");
+    println!(
+        "HNSW: M = {M}, ef_construction = {EF_CONSTRUCTION}; k = {}; queries = {queries}",
+        data::K
+    );
+}
+
+pub struct IngestRow {
+    pub name: String,
+    pub secs: f64,
+    pub rate: f64,
+    /// CPU time over wall time (None when measured in another process).
+    pub cores: Option<f64>,
+}
+
+impl IngestRow {
+    pub fn new(name: &str, timing: Timing, n: usize) -> Self {
+        Self {
+            name: name.into(),
+            secs: timing.secs(),
+            rate: n as f64 / timing.secs(),
+            cores: Some(timing.cores()),
+        }
+    }
+
+    pub fn external(name: &str, secs: f64, n: usize) -> Self {
+        Self {
+            name: name.into(),
+            secs,
+            rate: n as f64 / secs,
+            cores: None,
+        }
+    }
+}
+
+pub fn ingest(rows: &[IngestRow], n: usize) {
+    println!("\n## Ingest ({n} vectors, f32)\n");
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                format!("{:.2}", r.secs),
+                thousands(r.rate),
+                r.cores.map_or("–".into(), |c| format!("{c:.2}")),
+            ]
+        })
+        .collect();
+    print_table(
+        &["engine / phase", "seconds", "vectors/s", "CPU cores used"],
+        &table,
+    );
+    let find = |prefix: &str| rows.iter().find(|r| r.name.starts_with(prefix));
+    if let (Some(total), Some(upserts), Some(raw)) = (
+        find("ipvec total"),
+        find("ipvec upserts"),
+        find("usearch raw"),
+    ) {
+        println!(
+            "\nratio ipvec/raw (vectors/s): {:.3} with the checkpoint, {:.3} upserts only (goal ≥ 0.8)",
+            total.rate / raw.rate,
+            upserts.rate / raw.rate
+        );
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Quality {
+    pub recall: f64,
+    pub qps: f64,
+}
+
+impl Quality {
+    pub fn of(exact: &Exact, truth: &Truth, ids: &[Vec<u64>], qps: f64) -> Self {
+        Self {
+            recall: data::recall(exact, truth, ids),
+            qps,
+        }
+    }
+
+    fn cells(q: Option<Quality>) -> [String; 2] {
+        match q {
+            Some(q) => [format!("{:.4}", q.recall), thousands(q.qps)],
+            None => ["–".into(), "–".into()],
+        }
+    }
+}
+
+pub struct SearchRow {
+    pub ef: usize,
+    pub ipvec: Quality,
+    pub raw: Quality,
+    pub faiss: Option<Quality>,
+    pub hnswlib: Option<Quality>,
+}
+
+pub fn search(rows: &[SearchRow]) {
+    println!(
+        "\n## Search: recall@10 and QPS (one thread; fastest of {} passes over the queries)\n",
+        crate::engines::REPEATS
+    );
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut cells = vec![r.ef.to_string()];
+            for q in [Some(r.ipvec), Some(r.raw), r.faiss, r.hnswlib] {
+                cells.extend(Quality::cells(q));
+            }
+            cells.push(format!("{:.2}", r.ipvec.qps / r.raw.qps));
+            cells
+        })
+        .collect();
+    print_table(
+        &[
+            "ef",
+            "ipvec recall",
+            "ipvec QPS",
+            "usearch recall",
+            "usearch QPS",
+            "faiss recall",
+            "faiss QPS",
+            "hnswlib recall",
+            "hnswlib QPS",
+            "ipvec/usearch QPS",
+        ],
+        &table,
+    );
+}
+
+/// Passes at ef = 64 taken while every point was only in ipvec's write-ahead log.
+pub struct Diagnostic {
+    pub ipvec_in_log: Pass,
+    pub raw: Pass,
+}
+
+/// What `Collection::search` adds to the raw index, per query.
+pub fn search_diagnostics(rows: &[SearchRow], diagnostic: &Diagnostic) {
+    let Some(row) = rows.iter().find(|r| r.ef == 64) else {
+        return;
+    };
+    let ms = |qps: f64| 1e3 / qps;
+    let (in_log, raw_then) = (ms(diagnostic.ipvec_in_log.qps()), ms(diagnostic.raw.qps()));
+    println!(
+        "\nper query at ef = 64, before ipvec's checkpoint (its hits then come from the write-ahead \
+         log, no tree lookup): ipvec {in_log:.3} ms, usearch raw {raw_then:.3} ms → the wrapper adds {:.3} ms",
+        in_log - raw_then
+    );
+    println!(
+        "after the checkpoint (the sweep above): ipvec {:.3} ms, usearch raw {:.3} ms → resolving the \
+         hits' leaf CIDs in the shard tree costs ≈ {:.3} ms per query",
+        ms(row.ipvec.qps),
+        ms(row.raw.qps),
+        ms(row.ipvec.qps) - in_log - (ms(row.raw.qps) - raw_then)
+    );
+}
+
+pub struct FilterRow {
+    pub name: String,
+    pub matching: usize,
+    pub path: String,
+    pub ef: usize,
+    pub quality: Quality,
+}
+
+impl FilterRow {
+    pub fn new(
+        name: &str,
+        matching: usize,
+        path: &str,
+        ef: usize,
+        exact: &Exact,
+        truth: &Truth,
+        pass: &Pass,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            matching,
+            path: path.into(),
+            ef,
+            quality: Quality::of(exact, truth, &pass.ids, pass.qps()),
+        }
+    }
+}
+
+pub fn filtered(rows: &[FilterRow], eval_costs: &[(String, f64)]) {
+    println!("\n## Filtered search (ipvec, exact filtered ground truth; goal recall ≥ 0.95)\n");
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                thousands(r.matching as f64),
+                r.path.clone(),
+                r.ef.to_string(),
+                format!("{:.4}", r.quality.recall),
+                thousands(r.quality.qps),
+            ]
+        })
+        .collect();
+    print_table(
+        &["filter", "matching", "path", "ef", "recall@10", "QPS"],
+        &table,
+    );
+    println!("\nfilter evaluation over every point (what each filtered search does first, measured outside ipvec):");
+    for (name, secs) in eval_costs {
+        println!("- {name}: {:.2} ms per query", secs * 1e3);
+    }
+}
+
+/// Peak memory of a Python baseline process.
+pub fn python_memory(result: &LibResult) {
+    println!(
+        "  {}: build {:.1} s; VmRSS after loading the data {:.0} MB, VmHWM {:.0} MB",
+        result.lib,
+        result.build_s,
+        mb_from_kb(result.rss_after_load_kb),
+        mb_from_kb(result.hwm_kb)
+    );
+}
+
+pub fn memory(rows: &[MemoryRow], python: &[LibResult]) {
+    if rows.is_empty() && python.is_empty() {
+        return;
+    }
+    println!(
+        "\n## Memory per storage quantization (one process each; recall@10 and QPS at ef = {})\n",
+        memory::EF
+    );
+    let mb = |kb: u64| format!("{:.0}", mb_from_kb(kb));
+    let mut table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.kind.clone(),
+                r.metric.clone(),
+                mb(r.hwm_kb),
+                mb(r.hwm_kb.saturating_sub(r.rss_after_load_kb)),
+                format!("{:.0}", r.index_bytes as f64 / 1e6),
+                format!("{:.1}", r.build_s),
+                format!("{:.4}", r.recall),
+                thousands(r.qps),
+            ]
+        })
+        .collect();
+    for p in python {
+        table.push(vec![
+            format!("{} (Python, f32)", p.lib),
+            "l2".into(),
+            mb(p.hwm_kb),
+            mb(p.hwm_kb.saturating_sub(p.rss_after_load_kb)),
+            "–".into(),
+            format!("{:.1}", p.build_s),
+            "see above".into(),
+            "see above".into(),
+        ]);
+    }
+    print_table(
+        &[
+            "configuration",
+            "metric",
+            "VmHWM MB",
+            "VmHWM − data MB",
+            "usearch index MB",
+            "build s",
+            "recall@10",
+            "QPS",
+        ],
+        &table,
+    );
+    println!(
+        "\n\"VmHWM − data\" is the peak above the RSS right after loading the data: the Rust children \
+         hold the pixels as u8 (47 MB) and convert one batch at a time; the Python processes hold the \
+         base as f32 (188 MB). usearch index MB is usearch's own memory_usage()."
+    );
+    for r in rows.iter().filter(|r| r.kind.starts_with("ipvec")) {
+        println!(
+            "\n{} memory by phase (MB; RSS = anonymous + file-backed):\n",
+            r.kind
+        );
+        let table: Vec<Vec<String>> = r
+            .phases
+            .iter()
+            .map(|p| {
+                vec![
+                    p.phase.clone(),
+                    mb(p.rss_anon_kb),
+                    mb(p.rss_file_kb),
+                    mb(p.hwm_kb),
+                ]
+            })
+            .collect();
+        print_table(&["after", "RssAnon", "RssFile", "VmHWM so far"], &table);
+    }
+}
