@@ -518,12 +518,12 @@ fn car_size(root: &Cid, shape: &Shape) -> Result<u64> {
         "roots": [*root], "version": 1
     }))?;
     let mut frame = Vec::new();
-    varint(&mut frame, header.len() as u64);
+    ipvec_node::store::car::write_varint(&mut frame, header.len() as u64);
     let mut total = (frame.len() + header.len()) as u64;
     for (cid, size) in shape.order.iter().zip(&shape.sizes) {
         let section = cid.to_bytes().len() as u64 + size;
         frame.clear();
-        varint(&mut frame, section);
+        ipvec_node::store::car::write_varint(&mut frame, section);
         total += frame.len() as u64 + section;
     }
     Ok(total)
@@ -622,7 +622,7 @@ async fn export_breakdown(
     for (cid, b) in shape.order.iter().zip(&blocks) {
         let cid_bytes = cid.to_bytes();
         frame.clear();
-        varint(&mut frame, (cid_bytes.len() + b.len()) as u64);
+        ipvec_node::store::car::write_varint(&mut frame, (cid_bytes.len() + b.len()) as u64);
         out.write_all(&frame).await?;
         out.write_all(&cid_bytes).await?;
         out.write_all(b).await?;
@@ -737,18 +737,6 @@ async fn export_breakdown(
         String::new(),
     );
     Ok(blocks)
-}
-
-fn varint(out: &mut Vec<u8>, mut n: u64) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
 }
 
 struct Imported {

@@ -47,7 +47,8 @@ pub struct ImportSummary {
     pub totals: CarProgress,
 }
 
-fn write_varint(out: &mut Vec<u8>, mut n: u64) {
+/// Appends `n` as an unsigned LEB128 varint, the length prefix of CAR sections.
+pub fn write_varint(out: &mut Vec<u8>, mut n: u64) {
     loop {
         let byte = (n & 0x7f) as u8;
         n >>= 7;
