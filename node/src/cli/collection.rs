@@ -14,7 +14,7 @@ use super::{
 use crate::{
     collection::{catalog, Collection, CollectionError, CollectionSpec, Filter, SearchOptions},
     repo::Repo,
-    store::{car, BlockStore, IrohBlockStore},
+    store::{BlockStore, IrohBlockStore},
 };
 
 fn collections_root(repo: &Repo) -> PathBuf {
@@ -160,22 +160,7 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
                     bytes::Bytes::from(ipvec_protocol::dagcbor::encode(c.head())?),
                 )
                 .await?;
-            let tmp = output.with_extension("car.tmp");
-            let file = tokio::fs::File::create(&tmp)
-                .await
-                .with_context(|| format!("creating {}", tmp.display()))?;
-            let bar = progress_bar(None, "exporting");
-            let result = car::export(store, &head, file, |p| bar.set_position(p.bytes)).await;
-            bar.finish_and_clear();
-            let totals = match result {
-                Ok(t) => t,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(e.into());
-                }
-            };
-            std::fs::rename(&tmp, &output)
-                .with_context(|| format!("writing {}", output.display()))?;
+            let totals = super::carfile::export_to_file(store, &head, &output).await?;
             out.print(
                 format!("exported {name} (root {}) as {} blocks, {} bytes, to {}", c.root(), totals.blocks, totals.bytes, output.display()),
                 json!({ "name": name, "root": c.root().to_string(), "head": head.to_string(), "blocks": totals.blocks, "bytes": totals.bytes }),
@@ -184,15 +169,7 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
         }
         Command::Collection(CollectionCommand::Import { file, name }) => {
             let store = repo.store();
-            let input = tokio::fs::File::open(&file)
-                .await
-                .with_context(|| format!("opening {}", file.display()))?;
-            let size = input.metadata().await.map(|m| m.len()).ok();
-            let bar = progress_bar(size, "importing");
-            let summary = car::import(store, input, |p| bar.set_position(p.bytes))
-                .await
-                .with_context(|| format!("importing {}", file.display()))?;
-            bar.finish_and_clear();
+            let summary = super::carfile::import_file(store, &file).await?;
             let [root] = summary.roots[..] else {
                 bail!(
                     "{} has {} roots; a collection export has exactly one (its signed head)",

@@ -72,32 +72,18 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
         }
         Command::Dag(DagCommand::Export { cid, output }) => {
             let cid = parse(&cid)?;
-            let bar = progress_bar(None, "exporting");
-            let report = |p: car::CarProgress| bar.set_position(p.bytes);
             let totals = match &output {
-                Some(path) => {
-                    // Write beside the target and rename, so a failed export leaves no half file.
-                    let tmp = path.with_extension("car.tmp");
-                    let file = tokio::fs::File::create(&tmp)
-                        .await
-                        .with_context(|| format!("creating {}", tmp.display()))?;
-                    let result = car::export(store, &cid, file, report).await;
-                    match result {
-                        Ok(totals) => {
-                            tokio::fs::rename(&tmp, path)
-                                .await
-                                .with_context(|| format!("renaming to {}", path.display()))?;
-                            totals
-                        }
-                        Err(e) => {
-                            let _ = tokio::fs::remove_file(&tmp).await;
-                            return Err(e.into());
-                        }
-                    }
+                Some(path) => super::carfile::export_to_file(store, &cid, path).await?,
+                None => {
+                    let bar = progress_bar(None, "exporting");
+                    let totals = car::export(store, &cid, tokio::io::stdout(), |p| {
+                        bar.set_position(p.bytes)
+                    })
+                    .await?;
+                    bar.finish_and_clear();
+                    totals
                 }
-                None => car::export(store, &cid, tokio::io::stdout(), report).await?,
             };
-            bar.finish_and_clear();
             if let Some(path) = output {
                 out.print(
                     format!("exported {} blocks ({} bytes) to {}", totals.blocks, totals.bytes, path.display()),
@@ -107,15 +93,7 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
         }
         Command::Dag(DagCommand::Import { files }) => {
             for path in files {
-                let file = tokio::fs::File::open(&path)
-                    .await
-                    .with_context(|| format!("opening {}", path.display()))?;
-                let size = file.metadata().await.map(|m| m.len()).ok();
-                let bar = progress_bar(size, "importing");
-                let summary = car::import(store, file, |p| bar.set_position(p.bytes))
-                    .await
-                    .with_context(|| format!("importing {}", path.display()))?;
-                bar.finish_and_clear();
+                let summary = super::carfile::import_file(store, &path).await?;
                 let roots: Vec<String> = summary.roots.iter().map(|c| c.to_string()).collect();
                 let text = roots
                     .iter()

@@ -1,6 +1,7 @@
 //! The `ipvec` command line, Kubo style: commands act on a repository (`--repo DIR`,
 //! `$IPVEC_PATH`, default `~/.ipvec`).
 
+mod carfile;
 mod collection;
 mod dag;
 mod input;

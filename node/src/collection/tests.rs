@@ -20,6 +20,26 @@ fn spec(name: &str, shards: u32) -> CollectionSpec {
     }
 }
 
+/// A new collection with `shards` shards in a fresh on-disk store; keep the dir alive.
+async fn fresh(
+    shards: u32,
+) -> (
+    tempfile::TempDir,
+    IrohBlockStore,
+    std::path::PathBuf,
+    Collection<IrohBlockStore>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = IrohBlockStore::open(&dir.path().join("blocks"))
+        .await
+        .unwrap();
+    let cdir = dir.path().join("c");
+    let c = Collection::create(store.clone(), &cdir, &spec("c", shards))
+        .await
+        .unwrap();
+    (dir, store, cdir, c)
+}
+
 fn points(vectors: &[Vec<f32>], offset: u64) -> Vec<Point> {
     vectors
         .iter()
@@ -36,14 +56,7 @@ fn points(vectors: &[Vec<f32>], offset: u64) -> Vec<Point> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn write_search_reopen_and_rebuild() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = IrohBlockStore::open(&dir.path().join("blocks"))
-        .await
-        .unwrap();
-    let cdir = dir.path().join("c");
-    let mut c = Collection::create(store.clone(), &cdir, &spec("c", 4))
-        .await
-        .unwrap();
+    let (_dir, store, cdir, mut c) = fresh(4).await;
     let data = clustered(600, 24, 7);
     let report = c.upsert(points(&data, 0)).await.unwrap();
     assert_eq!(report.points, 600);
@@ -181,13 +194,7 @@ async fn write_search_reopen_and_rebuild() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_batches_store_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = IrohBlockStore::open(&dir.path().join("blocks"))
-        .await
-        .unwrap();
-    let mut c = Collection::create(store, &dir.path().join("c"), &spec("c", 1))
-        .await
-        .unwrap();
+    let (_dir, _store, _cdir, mut c) = fresh(1).await;
     let good = clustered(3, 24, 1);
     c.upsert(points(&good, 0)).await.unwrap();
     c.checkpoint().await.unwrap();
@@ -267,13 +274,7 @@ async fn bad_batches_store_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn old_versions_stay_searchable() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = IrohBlockStore::open(&dir.path().join("blocks"))
-        .await
-        .unwrap();
-    let mut c = Collection::create(store.clone(), &dir.path().join("c"), &spec("c", 2))
-        .await
-        .unwrap();
+    let (_dir, _store, _cdir, mut c) = fresh(2).await;
     let data = clustered(200, 24, 9);
     c.upsert(points(&data, 0)).await.unwrap();
     c.checkpoint().await.unwrap();
@@ -338,13 +339,7 @@ async fn old_versions_stay_searchable() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn filtered_search_matches_exact_filtered_truth() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = IrohBlockStore::open(&dir.path().join("blocks"))
-        .await
-        .unwrap();
-    let mut c = Collection::create(store, &dir.path().join("c"), &spec("c", 2))
-        .await
-        .unwrap();
+    let (_dir, _store, _cdir, mut c) = fresh(2).await;
     let data = clustered(3_000, 24, 21);
     let pts: Vec<Point> = data
         .iter()
@@ -444,14 +439,7 @@ async fn filtered_search_matches_exact_filtered_truth() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logged_writes_survive_a_crash_before_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = IrohBlockStore::open(&dir.path().join("blocks"))
-        .await
-        .unwrap();
-    let cdir = dir.path().join("c");
-    let mut c = Collection::create(store.clone(), &cdir, &spec("c", 2))
-        .await
-        .unwrap();
+    let (_dir, store, cdir, mut c) = fresh(2).await;
     let data = clustered(300, 24, 3);
     c.upsert(points(&data[..200], 0)).await.unwrap();
     c.checkpoint().await.unwrap();
@@ -494,14 +482,7 @@ async fn logged_writes_survive_a_crash_before_checkpoint() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_damaged_index_cache_is_rebuilt_from_the_trees() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = IrohBlockStore::open(&dir.path().join("blocks"))
-        .await
-        .unwrap();
-    let cdir = dir.path().join("c");
-    let mut c = Collection::create(store.clone(), &cdir, &spec("c", 1))
-        .await
-        .unwrap();
+    let (_dir, store, cdir, mut c) = fresh(1).await;
     let data = clustered(400, 24, 5);
     c.upsert(points(&data, 0)).await.unwrap();
     c.close().await.unwrap();
