@@ -1,22 +1,51 @@
 //! Approximate search with usearch's HNSW graph.
 //!
-//! usearch grows only when told to (`reserve`), rejects a key added twice, and keeps one
-//! `expansion_search` for all queries; this wrapper reserves ahead, removes before re-adding,
-//! and serialises queries that ask for another `ef`.
+//! usearch grows only when told to (`reserve`), rejects a key added twice, keeps a fixed pool
+//! of per-thread contexts (a call that finds none free fails), and keeps one
+//! `expansion_search` for all queries. This wrapper reserves ahead, removes before re-adding,
+//! makes callers beyond the context pool wait for a free context, and lets searches run
+//! together while they ask for the `ef` the index is set to: a search that asks for another
+//! `ef` waits for the running ones, switches the index to its `ef` and runs alone (later
+//! searches at that `ef` run together again). A server whose clients use a handful of `ef`
+//! values therefore serialises only at the switches.
 
-use std::{path::Path, sync::Mutex};
+use std::{
+    path::Path,
+    sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
+};
 
 use ipvec_protocol::manifest::{Metric, Quantization};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
-use super::{check_vector, Hit, IndexError, IndexSpec, VectorIndex};
+use super::{check_vector, permits::Permits, Hit, IndexError, IndexSpec, VectorIndex};
+
+/// How an [`HnswIndex`] runs in this process (nothing of it is saved with the index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HnswRuntime {
+    /// Calls that may run inside usearch at once (its thread contexts); more callers wait.
+    /// Each context costs about one bit per indexed vector plus a few `ef`-sized heaps.
+    pub contexts: usize,
+}
+
+impl Default for HnswRuntime {
+    /// One context per available core, and at least four.
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            contexts: cores.max(4),
+        }
+    }
+}
 
 /// An HNSW index over f32 queries, storing vectors in the spec's quantization.
 pub struct HnswIndex {
     spec: IndexSpec,
     index: Index,
-    /// The `expansion_search` the index is set to; held while searching.
-    ef: Mutex<usize>,
+    /// One permit per usearch thread context.
+    contexts: Permits,
+    /// The `expansion_search` the index is set to: searches hold it shared, a change of `ef`
+    /// holds it exclusively.
+    ef: RwLock<usize>,
 }
 
 impl std::fmt::Debug for HnswIndex {
@@ -24,6 +53,7 @@ impl std::fmt::Debug for HnswIndex {
         f.debug_struct("HnswIndex")
             .field("spec", &self.spec)
             .field("len", &self.index.size())
+            .field("contexts", &self.contexts.total())
             .finish()
     }
 }
@@ -53,22 +83,39 @@ fn options(spec: &IndexSpec) -> IndexOptions {
 }
 
 impl HnswIndex {
-    /// An empty index.
+    /// An empty index with the default [`HnswRuntime`].
     pub fn new(spec: IndexSpec) -> Result<Self, IndexError> {
+        Self::with_runtime(spec, HnswRuntime::default())
+    }
+
+    /// An empty index.
+    pub fn with_runtime(spec: IndexSpec, runtime: HnswRuntime) -> Result<Self, IndexError> {
         let index = Index::new(&options(&spec)).map_err(backend)?;
-        Ok(Self {
+        let this = Self {
             spec,
             index,
-            ef: Mutex::new(spec.hnsw.ef_search as usize),
-        })
+            contexts: Permits::new(runtime.contexts),
+            ef: RwLock::new(spec.hnsw.ef_search as usize),
+        };
+        this.grow_to(0)?;
+        Ok(this)
     }
 
     /// Reserves room for `n` vectors in total (avoids growing step by step during a bulk load).
-    pub fn reserve(&self, n: usize) -> Result<(), IndexError> {
+    pub fn reserve(&mut self, n: usize) -> Result<(), IndexError> {
         if n > self.index.capacity() {
-            self.index.reserve(n).map_err(backend)?;
+            self.grow_to(n)?;
         }
         Ok(())
+    }
+
+    /// Sets the capacity to at least `n` and the thread contexts to one per permit. usearch
+    /// requires that nothing else runs meanwhile: callers hold `&mut self`, or own the index
+    /// alone.
+    fn grow_to(&self, n: usize) -> Result<(), IndexError> {
+        self.index
+            .reserve_capacity_and_threads(n.max(self.index.capacity()), self.contexts.total())
+            .map_err(backend)
     }
 
     /// Writes the index to a file.
@@ -78,7 +125,16 @@ impl HnswIndex {
 
     /// Reads an index written by [`HnswIndex::save`] with the same spec.
     pub fn load(spec: IndexSpec, path: &Path) -> Result<Self, IndexError> {
-        let this = Self::new(spec)?;
+        Self::load_with_runtime(spec, HnswRuntime::default(), path)
+    }
+
+    /// [`HnswIndex::load`] with a runtime.
+    pub fn load_with_runtime(
+        spec: IndexSpec,
+        runtime: HnswRuntime,
+        path: &Path,
+    ) -> Result<Self, IndexError> {
+        let this = Self::with_runtime(spec, runtime)?;
         this.index.load(&path.to_string_lossy()).map_err(backend)?;
         if this.index.dimensions() != spec.dimension {
             return Err(IndexError::Dimension {
@@ -86,9 +142,11 @@ impl HnswIndex {
                 actual: this.index.dimensions(),
             });
         }
-        // Loading restores the saved expansion values; put back the spec's.
+        // Loading restores the saved expansion values; put back the spec's. The thread
+        // contexts survive a load, but set them again rather than rely on it.
         this.index
             .change_expansion_search(spec.hnsw.ef_search as usize);
+        this.grow_to(this.index.size())?;
         Ok(this)
     }
 
@@ -107,6 +165,9 @@ impl HnswIndex {
         if k == 0 || self.index.size() == 0 {
             return Ok(Vec::new());
         }
+        // usearch reads `expansion_search` on this path too.
+        let _ef = self.ef_shared();
+        let _context = self.contexts.acquire();
         let matches = self.index.exact_search(query, k).map_err(backend)?;
         Ok(self.hits(&matches))
     }
@@ -127,6 +188,35 @@ impl HnswIndex {
             })
             .collect()
     }
+
+    // The guarded value is a plain integer, consistent after any panic: poisoning is ignored.
+    fn ef_shared(&self) -> RwLockReadGuard<'_, usize> {
+        self.ef
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn ef_exclusive(&self) -> RwLockWriteGuard<'_, usize> {
+        self.ef
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// One usearch search at `ef`, holding a thread context.
+    fn search_at_ef(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
+    ) -> Result<Vec<Hit>, IndexError> {
+        let _context = self.contexts.acquire();
+        let matches = match filter {
+            Some(f) => self.index.filtered_search(query, k, f),
+            None => self.index.search(query, k),
+        }
+        .map_err(backend)?;
+        Ok(self.hits(&matches))
+    }
 }
 
 impl VectorIndex for HnswIndex {
@@ -140,8 +230,7 @@ impl VectorIndex for HnswIndex {
             self.index.remove(key).map_err(backend)?;
         }
         if self.index.size() + 1 > self.index.capacity() {
-            let grown = (self.index.capacity() * 2).max(1024);
-            self.index.reserve(grown).map_err(backend)?;
+            self.grow_to((self.index.capacity() * 2).max(1024))?;
         }
         self.index.add(key, vector).map_err(backend)
     }
@@ -162,18 +251,17 @@ impl VectorIndex for HnswIndex {
             return Ok(Vec::new());
         }
         let wanted = ef.unwrap_or(self.spec.hnsw.ef_search as usize).max(k);
-        let mut current = self.ef.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.ef_shared();
+        if *current == wanted {
+            return self.search_at_ef(query, k, filter);
+        }
+        drop(current);
+        let mut current = self.ef_exclusive();
         if *current != wanted {
             self.index.change_expansion_search(wanted);
             *current = wanted;
         }
-        let matches = match filter {
-            Some(f) => self.index.filtered_search(query, k, f),
-            None => self.index.search(query, k),
-        }
-        .map_err(backend)?;
-        drop(current);
-        Ok(self.hits(&matches))
+        self.search_at_ef(query, k, filter)
     }
 
     fn memory_bytes(&self) -> usize {
@@ -296,5 +384,80 @@ mod tests {
             hnsw.search(&[0.0; 3], 1, None, None),
             Err(IndexError::Dimension { .. })
         ));
+    }
+
+    fn filled(n: usize, runtime: HnswRuntime) -> (Vec<Vec<f32>>, HnswIndex) {
+        let data = clustered(n, 24, 6);
+        let mut hnsw =
+            HnswIndex::with_runtime(spec(Metric::L2, Quantization::F32), runtime).unwrap();
+        for (i, v) in data.iter().enumerate() {
+            hnsw.upsert(i as u64, v).unwrap();
+        }
+        (data, hnsw)
+    }
+
+    /// More threads than usearch has contexts (it has at least one per core): without the
+    /// permits, calls that find every context taken fail with "Reserve capacity ahead of
+    /// searches!".
+    #[test]
+    fn more_threads_than_contexts_all_get_answers() {
+        let (data, hnsw) = filled(3_000, HnswRuntime { contexts: 2 });
+        let queries = &data[..40];
+        let want: Vec<Vec<Hit>> = queries
+            .iter()
+            .map(|q| hnsw.search(q, 10, None, None).unwrap())
+            .collect();
+        let odd = |k: u64| k % 2 == 1;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) * 4;
+        std::thread::scope(|s| {
+            for t in 0..threads.max(16) {
+                let (hnsw, want) = (&hnsw, &want);
+                s.spawn(move || {
+                    for round in 0..15 {
+                        for (q, want) in queries.iter().zip(want) {
+                            if (t + round) % 5 == 0 {
+                                let hits = hnsw.search(q, 10, None, Some(&odd)).unwrap();
+                                assert!(hits.iter().all(|h| h.key % 2 == 1));
+                            } else if (t + round) % 7 == 0 {
+                                assert_eq!(hnsw.exact(q, 1).unwrap()[0].score, 0.0);
+                            } else {
+                                assert_eq!(&hnsw.search(q, 10, None, None).unwrap(), want);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    /// Threads asking for different `ef` values each get what a lone caller at that `ef` gets.
+    #[test]
+    fn concurrent_searches_at_different_ef_values_keep_their_own() {
+        let (data, hnsw) = filled(2_000, HnswRuntime { contexts: 3 });
+        let queries = &data[..30];
+        let efs = [10, 64, 300];
+        let want: Vec<Vec<Vec<Hit>>> = efs
+            .iter()
+            .map(|ef| {
+                queries
+                    .iter()
+                    .map(|q| hnsw.search(q, 10, Some(*ef), None).unwrap())
+                    .collect()
+            })
+            .collect();
+        std::thread::scope(|s| {
+            for t in 0..12 {
+                let (hnsw, want) = (&hnsw, &want);
+                s.spawn(move || {
+                    for round in 0..10 {
+                        // Most threads stay at one ef, some alternate.
+                        let which = if t < 8 { t % 3 } else { (t + round) % 3 };
+                        for (q, want) in queries.iter().zip(&want[which]) {
+                            assert_eq!(&hnsw.search(q, 10, Some(efs[which]), None).unwrap(), want);
+                        }
+                    }
+                });
+            }
+        });
     }
 }

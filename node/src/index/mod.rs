@@ -8,14 +8,16 @@
 //! - [`VectorIndex`]: the trait.
 //! - [`flat`]: exact search by scanning every vector, the reference the others are measured by.
 //! - [`hnsw`]: approximate search with usearch's HNSW graph.
+//! - [`permits`]: the counting semaphore that keeps callers within usearch's thread contexts.
 
 pub mod flat;
 pub mod hnsw;
+pub mod permits;
 
 use ipvec_protocol::manifest::{HnswParams, Metric, Quantization};
 
 pub use flat::FlatIndex;
-pub use hnsw::HnswIndex;
+pub use hnsw::{HnswIndex, HnswRuntime};
 
 /// Errors of the index layer.
 #[derive(Debug, thiserror::Error)]
