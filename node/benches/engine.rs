@@ -298,33 +298,22 @@ async fn filtered(
     Ok(rows)
 }
 
-/// What evaluating a filter over every point costs, as `Collection::search` does per query:
-/// `CompiledFilter::test` on each point's metadata, the matches collected into a HashSet.
+/// What evaluating a filter over every point costs when its set is not cached (the first
+/// search with a filter after a write): `allowed::evaluate` over a key map of every point.
 fn filter_eval_costs(data: &Dataset) -> Result<Vec<(String, f64)>> {
-    use ipvec_node::collection::points::json_to_ipld;
+    use ipvec_node::collection::{allowed, cache::KeyMap, points::json_to_ipld};
     use ipvec_protocol::entry::EntryId;
-    let points: Vec<_> = (0..data.len())
-        .map(|i| {
-            let key = EntryId::Int(i as u64).to_key()?;
-            let meta =
-                json_to_ipld(serde_json::json!({"label": data.labels[i], "id_mod10": i % 10}));
-            anyhow::Ok((
-                i as u64,
-                key,
-                ipvec_protocol::entry::normalize_metadata(meta),
-            ))
-        })
-        .collect::<Result<_>>()?;
+    let mut keys = KeyMap::default();
+    for i in 0..data.len() {
+        let key = keys.assign(&EntryId::Int(i as u64).to_key()?);
+        let meta = json_to_ipld(serde_json::json!({"label": data.labels[i], "id_mod10": i % 10}));
+        keys.set_metadata(key, Some(ipvec_protocol::entry::normalize_metadata(meta)));
+    }
     let mut out = Vec::new();
     for case in data::filter_cases() {
         let compiled = Filter::parse(case.json)?.compile()?;
-        let per_call = engines::per_call(20, || {
-            let allowed: std::collections::HashSet<u64> = points
-                .iter()
-                .filter(|(_, key, meta)| compiled.test(key, Some(meta)))
-                .map(|(k, _, _)| *k)
-                .collect();
-            std::hint::black_box(allowed);
+        let per_call = engines::per_call(50, || {
+            std::hint::black_box(allowed::evaluate(&compiled, &keys));
         });
         out.push((case.name.to_string(), per_call));
     }

@@ -224,7 +224,10 @@ pub fn filtered(rows: &[FilterRow], eval_costs: &[(String, f64)]) {
         &["filter", "matching", "path", "ef", "recall@10", "QPS"],
         &table,
     );
-    println!("\nfilter evaluation over every point (what each filtered search does first, measured outside ipvec):");
+    println!(
+        "\nfilter evaluation over every point into a bitset (the first search with a filter after \
+         a write; later ones reuse the set), allowed::evaluate:"
+    );
     for (name, secs) in eval_costs {
         println!("- {name}: {:.2} ms per query", secs * 1e3);
     }

@@ -12,13 +12,20 @@ use super::{catalog::write_atomic, CollectionError};
 use crate::index::{HnswIndex, IndexSpec, VectorIndex};
 
 /// Point ids ↔ index keys, and each live point's metadata for filters. Keys are handed out in
-/// sequence and never reused.
+/// sequence and never reused, so everything but the id lookup is a `Vec` indexed by key.
 #[derive(Debug, Clone, Default)]
 pub struct KeyMap {
     by_id: HashMap<EntryKey, u64>,
-    by_key: HashMap<u64, EntryKey>,
-    metadata: HashMap<u64, Ipld>,
-    next: u64,
+    /// By key: the live point that has it, `None` once deleted. Its length is the next key.
+    slots: Vec<Option<Slot>>,
+    /// Counts changes, so that what is derived from the map can tell it is stale.
+    version: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Slot {
+    id: EntryKey,
+    metadata: Option<Ipld>,
 }
 
 impl KeyMap {
@@ -27,10 +34,13 @@ impl KeyMap {
         if let Some(key) = self.by_id.get(id) {
             return *key;
         }
-        let key = self.next;
-        self.next += 1;
+        let key = self.slots.len() as u64;
         self.by_id.insert(id.clone(), key);
-        self.by_key.insert(key, id.clone());
+        self.slots.push(Some(Slot {
+            id: id.clone(),
+            metadata: None,
+        }));
+        self.version += 1;
         key
     }
 
@@ -42,34 +52,41 @@ impl KeyMap {
     /// Forgets an id; returns its key.
     pub fn remove(&mut self, id: &EntryKey) -> Option<u64> {
         let key = self.by_id.remove(id)?;
-        self.by_key.remove(&key);
-        self.metadata.remove(&key);
+        if let Some(slot) = self.slots.get_mut(key as usize) {
+            *slot = None;
+        }
+        self.version += 1;
         Some(key)
     }
 
     /// Records the metadata of a live key.
     pub fn set_metadata(&mut self, key: u64, metadata: Option<Ipld>) {
-        match metadata {
-            Some(m) => self.metadata.insert(key, m),
-            None => self.metadata.remove(&key),
-        };
+        if let Some(Some(slot)) = self.slots.get_mut(key as usize) {
+            slot.metadata = metadata;
+            self.version += 1;
+        }
+    }
+
+    fn slot(&self, key: u64) -> Option<&Slot> {
+        self.slots.get(usize::try_from(key).ok()?)?.as_ref()
     }
 
     /// The metadata of a live key.
     pub fn metadata(&self, key: u64) -> Option<&Ipld> {
-        self.metadata.get(&key)
+        self.slot(key)?.metadata.as_ref()
     }
 
-    /// Every live key with its id and metadata.
+    /// Every live key with its id and metadata, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &EntryKey, Option<&Ipld>)> + '_ {
-        self.by_key
-            .iter()
-            .map(|(k, id)| (*k, id, self.metadata.get(k)))
+        self.slots.iter().enumerate().filter_map(|(key, slot)| {
+            slot.as_ref()
+                .map(|s| (key as u64, &s.id, s.metadata.as_ref()))
+        })
     }
 
     /// The id of a key.
     pub fn id_of(&self, key: u64) -> Option<&EntryKey> {
-        self.by_key.get(&key)
+        self.slot(key).map(|s| &s.id)
     }
 
     /// Live ids.
@@ -80,6 +97,16 @@ impl KeyMap {
     /// True when no id is live.
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
+    }
+
+    /// One more than the highest key ever handed out.
+    pub fn key_limit(&self) -> u64 {
+        self.slots.len() as u64
+    }
+
+    /// A number that changes whenever an id, key or metadata value does.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 }
 
@@ -110,7 +137,7 @@ pub(crate) fn save(
     pairs.sort_by_key(|(k, _, _)| *k);
     let file = KeyFile {
         manifest: *manifest,
-        next: keys.next,
+        next: keys.key_limit(),
         keys: pairs,
     };
     write_atomic(&dir.join("index.keys"), &dagcbor::encode(&file)?)
@@ -122,6 +149,17 @@ pub(crate) fn load(dir: &Path, spec: IndexSpec, manifest: &Cid) -> Option<(HnswI
     let file: KeyFile = dagcbor::decode_trusted(&bytes).ok()?;
     if &file.manifest != manifest {
         tracing::info!(cached = %file.manifest, current = %manifest, "index cache is for another version; rebuilding");
+        return None;
+    }
+    // Keys index a Vec. Deleted keys leave holes; when they outnumber the live ones, rebuilding
+    // (which hands out keys afresh) is worth its cost. A damaged limit lands here too.
+    let limit = usize::try_from(file.next).ok()?;
+    if limit > 2 * file.keys.len() + 1024 || file.keys.iter().any(|(key, _, _)| *key >= file.next) {
+        tracing::info!(
+            keys = limit,
+            live = file.keys.len(),
+            "index cache has mostly deleted keys; rebuilding"
+        );
         return None;
     }
     let index = match HnswIndex::load(spec, &dir.join("index.usearch")) {
@@ -136,13 +174,12 @@ pub(crate) fn load(dir: &Path, spec: IndexSpec, manifest: &Cid) -> Option<(HnswI
         return None;
     }
     let mut keys = KeyMap {
-        next: file.next,
+        slots: vec![None; limit],
         ..KeyMap::default()
     };
-    for (key, id, meta) in file.keys {
+    for (key, id, metadata) in file.keys {
         keys.by_id.insert(id.clone(), key);
-        keys.by_key.insert(key, id);
-        keys.set_metadata(key, meta);
+        keys.slots[key as usize] = Some(Slot { id, metadata });
     }
     Some((index, keys))
 }

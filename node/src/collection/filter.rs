@@ -11,7 +11,10 @@
 //! integer or bool, equal to the metadata value or contained in a metadata list), a numeric
 //! range on a key, a set of ids, or a nested filter. `key` may name nested fields with dots.
 
-use std::collections::HashSet;
+use std::{
+    collections::HashSet,
+    hash::{Hash, Hasher},
+};
 
 use ipvec_protocol::{
     entry::{EntryId, EntryKey},
@@ -100,11 +103,37 @@ pub struct Range {
     pub lte: Option<f64>,
 }
 
-/// A filter ready to test points: id sets turned into key sets.
+/// A filter ready to test points: dotted keys split into paths, id sets turned into key sets.
 #[derive(Debug, Clone)]
 pub struct CompiledFilter {
+    /// The filter as parsed, which identifies it (see [`CompiledFilter::same_as`]).
     filter: Filter,
-    ids: Vec<HashSet<EntryKey>>,
+    /// A hash of `filter`, to tell filters apart quickly.
+    fingerprint: u64,
+    root: Clauses,
+}
+
+/// The compiled form of one [`Filter`] level.
+#[derive(Debug, Clone)]
+struct Clauses {
+    must: Vec<Test>,
+    should: Vec<Test>,
+    must_not: Vec<Test>,
+}
+
+/// The compiled form of one [`Condition`].
+#[derive(Debug, Clone)]
+enum Test {
+    Match {
+        path: Vec<String>,
+        value: MatchValue,
+    },
+    Range {
+        path: Vec<String>,
+        range: Range,
+    },
+    Ids(HashSet<EntryKey>),
+    Nested(Clauses),
 }
 
 impl Filter {
@@ -119,40 +148,58 @@ impl Filter {
 
     /// Prepares the filter for testing points.
     pub fn compile(self) -> Result<CompiledFilter, CollectionError> {
-        let mut ids = Vec::new();
-        collect_ids(&self, &mut ids)?;
-        Ok(CompiledFilter { filter: self, ids })
+        let root = compile_clauses(&self)?;
+        // Debug output is exact (floats print so that they parse back to the same value).
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        format!("{self:?}").hash(&mut hasher);
+        Ok(CompiledFilter {
+            fingerprint: hasher.finish(),
+            filter: self,
+            root,
+        })
     }
 }
 
-fn collect_ids(filter: &Filter, out: &mut Vec<HashSet<EntryKey>>) -> Result<(), CollectionError> {
-    for c in filter
-        .must
-        .iter()
-        .chain(&filter.should)
-        .chain(&filter.must_not)
-    {
-        match c {
-            Condition::Ids { ids } => {
-                let set = ids
-                    .iter()
-                    .map(|id| match id {
-                        IdValue::Int(n) => EntryId::Int(*n).to_key(),
-                        IdValue::Str(s) => EntryId::Str(s.clone()).to_key(),
-                    })
-                    .collect::<Result<HashSet<_>, _>>()?;
-                out.push(set);
-            }
-            Condition::Nested(inner) => collect_ids(inner, out)?,
-            _ => {}
-        }
-    }
-    Ok(())
+fn compile_clauses(filter: &Filter) -> Result<Clauses, CollectionError> {
+    let compile_all = |conditions: &[Condition]| {
+        conditions
+            .iter()
+            .map(compile_condition)
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(Clauses {
+        must: compile_all(&filter.must)?,
+        should: compile_all(&filter.should)?,
+        must_not: compile_all(&filter.must_not)?,
+    })
 }
 
-fn lookup<'a>(meta: &'a Ipld, key: &str) -> Option<&'a Ipld> {
-    key.split('.').try_fold(meta, |value, part| match value {
-        Ipld::Map(map) => map.get(part),
+fn compile_condition(condition: &Condition) -> Result<Test, CollectionError> {
+    let path = |key: &str| key.split('.').map(str::to_owned).collect();
+    Ok(match condition {
+        Condition::Match { key, value } => Test::Match {
+            path: path(key),
+            value: value.clone(),
+        },
+        Condition::Range { key, range } => Test::Range {
+            path: path(key),
+            range: *range,
+        },
+        Condition::Ids { ids } => Test::Ids(
+            ids.iter()
+                .map(|id| match id {
+                    IdValue::Int(n) => EntryId::Int(*n).to_key(),
+                    IdValue::Str(s) => EntryId::Str(s.clone()).to_key(),
+                })
+                .collect::<Result<HashSet<_>, _>>()?,
+        ),
+        Condition::Nested(inner) => Test::Nested(compile_clauses(inner)?),
+    })
+}
+
+fn lookup<'a>(meta: &'a Ipld, path: &[String]) -> Option<&'a Ipld> {
+    path.iter().try_fold(meta, |value, part| match value {
+        Ipld::Map(map) => map.get(part.as_str()),
         _ => None,
     })
 }
@@ -182,58 +229,39 @@ fn in_range(value: &Ipld, range: &Range) -> bool {
 impl CompiledFilter {
     /// Whether the point with `id` and `metadata` passes.
     pub fn test(&self, id: &EntryKey, metadata: Option<&Ipld>) -> bool {
-        let mut next_ids = 0;
-        self.test_filter(&self.filter, id, metadata, &mut next_ids)
+        self.root.test(id, metadata)
     }
 
-    fn test_filter(
-        &self,
-        f: &Filter,
-        id: &EntryKey,
-        meta: Option<&Ipld>,
-        next_ids: &mut usize,
-    ) -> bool {
-        // Evaluate every condition (in a fixed order, so id sets line up with conditions).
-        let must: Vec<bool> = f
-            .must
-            .iter()
-            .map(|c| self.test_condition(c, id, meta, next_ids))
-            .collect();
-        let should: Vec<bool> = f
-            .should
-            .iter()
-            .map(|c| self.test_condition(c, id, meta, next_ids))
-            .collect();
-        let must_not: Vec<bool> = f
-            .must_not
-            .iter()
-            .map(|c| self.test_condition(c, id, meta, next_ids))
-            .collect();
-        must.iter().all(|b| *b)
-            && (should.is_empty() || should.iter().any(|b| *b))
-            && !must_not.iter().any(|b| *b)
+    /// The filter it was compiled from.
+    pub fn filter(&self) -> &Filter {
+        &self.filter
     }
 
-    fn test_condition(
-        &self,
-        c: &Condition,
-        id: &EntryKey,
-        meta: Option<&Ipld>,
-        next_ids: &mut usize,
-    ) -> bool {
-        match c {
-            Condition::Match { key, value } => meta
-                .and_then(|m| lookup(m, key))
+    /// Whether both were compiled from equal filters (and so accept the same points).
+    pub fn same_as(&self, other: &CompiledFilter) -> bool {
+        self.fingerprint == other.fingerprint && self.filter == other.filter
+    }
+}
+
+impl Clauses {
+    fn test(&self, id: &EntryKey, meta: Option<&Ipld>) -> bool {
+        self.must.iter().all(|t| t.test(id, meta))
+            && (self.should.is_empty() || self.should.iter().any(|t| t.test(id, meta)))
+            && !self.must_not.iter().any(|t| t.test(id, meta))
+    }
+}
+
+impl Test {
+    fn test(&self, id: &EntryKey, meta: Option<&Ipld>) -> bool {
+        match self {
+            Test::Match { path, value } => meta
+                .and_then(|m| lookup(m, path))
                 .is_some_and(|v| matches_value(v, value)),
-            Condition::Range { key, range } => meta
-                .and_then(|m| lookup(m, key))
+            Test::Range { path, range } => meta
+                .and_then(|m| lookup(m, path))
                 .is_some_and(|v| in_range(v, range)),
-            Condition::Ids { .. } => {
-                let hit = self.ids.get(*next_ids).is_some_and(|set| set.contains(id));
-                *next_ids += 1;
-                hit
-            }
-            Condition::Nested(inner) => self.test_filter(inner, id, meta, next_ids),
+            Test::Ids(set) => set.contains(id),
+            Test::Nested(inner) => inner.test(id, meta),
         }
     }
 }
@@ -283,6 +311,11 @@ mod tests {
             !f.test(&key(7), None),
             "no metadata fails the must conditions"
         );
+        let same = Filter::parse(r#"{"must": [{"key": "tag", "match": "shoe"}]}"#).unwrap();
+        let other = Filter::parse(r#"{"must": [{"key": "tag", "match": "boot"}]}"#).unwrap();
+        let same = same.compile().unwrap();
+        assert!(same.same_as(&same.clone()));
+        assert!(!same.same_as(&other.compile().unwrap()) && !same.same_as(&f));
         assert!(Filter::parse(r#"{"must": [{"key": "a", "matches": 1}]}"#).is_err());
         assert!(Filter::parse(r#"{"mustt": []}"#).is_err());
         assert!(Filter::parse("[1]")

@@ -14,10 +14,12 @@
 //! - [`points`]: points as users give them, and their validation.
 //! - [`quantize`]: stored vector encodings.
 //! - [`cache`]: the saved index and its key map.
+//! - [`allowed`]: the points a filter allows, as a bitset, cached per filter.
 //! - [`wal`]: the write-ahead log with group commit.
 //! - `write`: upserts, deletes and checkpoints; `search`: reads and searches.
 //! - [`filter`]: the filter language; [`history`]: old versions.
 
+pub mod allowed;
 pub mod cache;
 pub mod catalog;
 pub mod filter;
@@ -214,6 +216,8 @@ pub struct Collection<S> {
     index_dirty: bool,
     /// When a filtered search scores the matching points exactly: (points, fraction).
     exact_fallback: (usize, f64),
+    /// The points recent filters allow.
+    allowed: allowed::AllowedCache,
     /// The write-ahead log.
     wal: wal::Wal,
     /// Entries acknowledged (logged) but not yet in the trees, by id.
@@ -298,6 +302,7 @@ impl<S: BlockStore> Collection<S> {
             clock: HlcClock::default(),
             index_dirty: true,
             exact_fallback: (EXACT_FALLBACK_POINTS, EXACT_FALLBACK_FRACTION),
+            allowed: allowed::AllowedCache::default(),
             wal,
             pending: BTreeMap::new(),
             pending_delta: vec![0; spec.shards as usize],
@@ -377,6 +382,7 @@ impl<S: BlockStore> Collection<S> {
             clock,
             index_dirty: dirty,
             exact_fallback: (EXACT_FALLBACK_POINTS, EXACT_FALLBACK_FRACTION),
+            allowed: allowed::AllowedCache::default(),
             wal,
             pending: BTreeMap::new(),
             pending_delta: vec![0; shard_count],
@@ -451,12 +457,23 @@ impl<S: BlockStore> Collection<S> {
         Ok(())
     }
 
-    /// Commits pending writes to the trees, saves the index cache and closes the collection.
-    pub async fn close(mut self) -> Result<(), CollectionError> {
+    /// Commits pending writes to the trees, saves the index cache and flushes the store; the
+    /// collection stays open (what [`Collection::close`] does, for a shared collection).
+    pub async fn sync(&mut self) -> Result<(), CollectionError> {
         self.checkpoint().await?;
         self.save_index()?;
         self.store.flush().await?;
         Ok(())
+    }
+
+    /// Commits pending writes to the trees, saves the index cache and closes the collection.
+    pub async fn close(mut self) -> Result<(), CollectionError> {
+        self.sync().await
+    }
+
+    /// Bytes in the write-ahead log (acknowledged writes not yet in the trees).
+    pub fn wal_bytes(&self) -> u64 {
+        self.wal.bytes()
     }
 }
 

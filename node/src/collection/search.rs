@@ -1,7 +1,5 @@
 //! Reads: points by id, searches, old versions.
 
-use std::collections::HashSet;
-
 use cid::Cid;
 use ipvec_protocol::{
     entry::{Entry, EntryId, EntryKey},
@@ -10,7 +8,7 @@ use ipvec_protocol::{
 
 use super::{history, Collection, CollectionError, CompiledFilter, SearchHit, SearchOptions};
 use crate::{
-    index::{check_vector, score, Hit, VectorIndex},
+    index::{check_vector, VectorIndex},
     store::BlockStore,
     tree,
 };
@@ -32,9 +30,10 @@ impl<S: BlockStore> Collection<S> {
 
     /// The `k` best points for `query` among those `filter` accepts.
     ///
-    /// A filter is evaluated once per point into a key set, which the HNSW walk then consults;
-    /// when few points match (see [`super::EXACT_FALLBACK_POINTS`]) the matching points are
-    /// scored exactly instead, where a graph walk would have to visit most of the graph.
+    /// A filter is evaluated over every point into a key set, kept for later searches with an
+    /// equal filter until the next write; the HNSW walk then consults it. When few points match
+    /// (see [`super::EXACT_FALLBACK_POINTS`]) they are scored exactly instead, where a graph
+    /// walk would have to visit most of the graph.
     pub async fn search(
         &self,
         query: &[f32],
@@ -46,19 +45,14 @@ impl<S: BlockStore> Collection<S> {
             None if options.exact => self.index.exact(query, options.k)?,
             None => self.index.search(query, options.k, options.ef, None)?,
             Some(filter) => {
-                let allowed: HashSet<u64> = self
-                    .keys
-                    .iter()
-                    .filter(|(_, id, meta)| filter.test(id, *meta))
-                    .map(|(k, _, _)| k)
-                    .collect();
+                let allowed = self.allowed.get(filter, &self.keys);
                 let (points, fraction) = self.exact_fallback;
                 let small = allowed.len() <= points
                     || (allowed.len() as f64) <= fraction * self.keys.len() as f64;
                 if options.exact || small {
-                    self.exact_among(query, options.k, &allowed)
+                    self.index.exact_among(query, options.k, allowed.iter())?
                 } else {
-                    let test = |key: u64| allowed.contains(&key);
+                    let test = |key: u64| allowed.contains(key);
                     self.index
                         .search(query, options.k, options.ef, Some(&test))?
                 }
@@ -102,23 +96,6 @@ impl<S: BlockStore> Collection<S> {
     /// graph: when at most `points` match, or at most `fraction` of the collection.
     pub fn set_exact_fallback(&mut self, points: usize, fraction: f64) {
         self.exact_fallback = (points, fraction);
-    }
-
-    /// Scores every key of `allowed` exactly.
-    fn exact_among(&self, query: &[f32], k: usize, allowed: &HashSet<u64>) -> Vec<Hit> {
-        let metric = self.manifest.metric;
-        let mut hits: Vec<Hit> = allowed
-            .iter()
-            .filter_map(|key| {
-                self.index.vector(*key).map(|v| Hit {
-                    key: *key,
-                    score: score(metric, query, &v),
-                })
-            })
-            .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.key.cmp(&b.key)));
-        hits.truncate(k);
-        hits
     }
 
     /// Exact search of a checkpointed version (a manifest CID from [`Collection::versions`]).

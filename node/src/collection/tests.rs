@@ -506,3 +506,73 @@ async fn a_damaged_index_cache_is_rebuilt_from_the_trees() {
     assert_eq!(c.points(), 400);
     assert_eq!(c.search(&data[17], opts, None).await.unwrap(), before);
 }
+
+/// The allowed set of a filter is cached; every write must make searches see the new state.
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_filter_sets_follow_upserts_and_deletes() {
+    let (_dir, _store, _cdir, mut c) = fresh(1).await;
+    let data = clustered(400, 24, 31);
+    let tagged = |i: usize, tag: &str| Point {
+        id: EntryId::Int(i as u64),
+        vector: data[i].clone(),
+        metadata: Some(super::points::json_to_ipld(serde_json::json!({"tag": tag}))),
+    };
+    let pts = (0..300)
+        .map(|i| tagged(i, if i % 3 == 0 { "a" } else { "b" }))
+        .collect();
+    c.upsert(pts).await.unwrap();
+    let json = r#"{"must": [{"key": "tag", "match": "a"}]}"#;
+    let compiled = Filter::parse(json).unwrap().compile().unwrap();
+    // Every "a" point, and whether `probe` (searched by its own vector) comes first.
+    async fn check(
+        c: &mut Collection<IrohBlockStore>,
+        compiled: &CompiledFilter,
+        probe: &[f32],
+    ) -> (usize, EntryId) {
+        let mut seen = Vec::new();
+        // The exact fallback, then the graph walk with the bitset inside it.
+        for fallback in [usize::MAX, 0] {
+            c.set_exact_fallback(fallback, 0.0);
+            let all = c
+                .search(
+                    probe,
+                    SearchOptions {
+                        k: 1_000,
+                        ef: Some(1_000),
+                        exact: false,
+                    },
+                    Some(compiled),
+                )
+                .await
+                .unwrap();
+            seen.push((all.len(), all[0].id.clone()));
+        }
+        assert_eq!(seen[0].1, seen[1].1, "both paths agree on the best hit");
+        seen.swap_remove(0)
+    }
+    assert_eq!(
+        check(&mut c, &compiled, &data[0]).await,
+        (100, EntryId::Int(0))
+    );
+    // Metadata changes into the filter, and out of it.
+    c.upsert(vec![tagged(1, "a"), tagged(3, "b")])
+        .await
+        .unwrap();
+    assert_eq!(
+        check(&mut c, &compiled, &data[1]).await,
+        (100, EntryId::Int(1))
+    );
+    let (_, best) = check(&mut c, &compiled, &data[3]).await;
+    assert_ne!(best, EntryId::Int(3), "3 left the filter");
+    // A delete, then a new point, with an equal filter compiled afresh.
+    c.delete(&[EntryId::Int(0)]).await.unwrap();
+    let again = Filter::parse(json).unwrap().compile().unwrap();
+    let (count, best) = check(&mut c, &again, &data[0]).await;
+    assert_eq!(count, 99);
+    assert_ne!(best, EntryId::Int(0), "0 is deleted");
+    c.upsert(vec![tagged(350, "a")]).await.unwrap();
+    assert_eq!(
+        check(&mut c, &compiled, &data[350]).await,
+        (100, EntryId::Int(350))
+    );
+}

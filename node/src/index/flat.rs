@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use ipvec_protocol::manifest::Metric;
 
-use super::{check_vector, score, Hit, IndexError, VectorIndex};
+use super::{check_vector, score, top_k, Hit, IndexError, VectorIndex};
 
 /// Vectors in one contiguous buffer, scanned in full per query.
 #[derive(Debug, Clone)]
@@ -82,7 +82,7 @@ impl VectorIndex for FlatIndex {
         filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
     ) -> Result<Vec<Hit>, IndexError> {
         check_vector(query, self.dimension)?;
-        let mut hits: Vec<Hit> = self
+        let hits: Vec<Hit> = self
             .keys
             .iter()
             .enumerate()
@@ -96,15 +96,7 @@ impl VectorIndex for FlatIndex {
                 ),
             })
             .collect();
-        let k = k.min(hits.len());
-        if k == 0 {
-            return Ok(Vec::new());
-        }
-        let by_score = |a: &Hit, b: &Hit| b.score.total_cmp(&a.score).then(a.key.cmp(&b.key));
-        hits.select_nth_unstable_by(k - 1, by_score);
-        hits.truncate(k);
-        hits.sort_by(by_score);
-        Ok(hits)
+        Ok(top_k(hits, k))
     }
 
     fn memory_bytes(&self) -> usize {

@@ -17,7 +17,9 @@ use std::{
 use ipvec_protocol::manifest::{Metric, Quantization};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
-use super::{check_vector, permits::Permits, Hit, IndexError, IndexSpec, VectorIndex};
+use super::{
+    check_vector, permits::Permits, score, top_k, Hit, IndexError, IndexSpec, VectorIndex,
+};
 
 /// How an [`HnswIndex`] runs in this process (nothing of it is saved with the index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +172,28 @@ impl HnswIndex {
         let _context = self.contexts.acquire();
         let matches = self.index.exact_search(query, k).map_err(backend)?;
         Ok(self.hits(&matches))
+    }
+
+    /// The `k` best of `keys` for `query`, scored exactly against the stored vectors (keys not
+    /// in the index are skipped).
+    pub fn exact_among(
+        &self,
+        query: &[f32],
+        k: usize,
+        keys: impl IntoIterator<Item = u64>,
+    ) -> Result<Vec<Hit>, IndexError> {
+        check_vector(query, self.spec.dimension)?;
+        let mut stored = vec![0f32; self.spec.dimension];
+        let mut hits = Vec::new();
+        for key in keys {
+            if matches!(self.index.get(key, &mut stored), Ok(n) if n > 0) {
+                hits.push(Hit {
+                    key,
+                    score: score(self.spec.metric, query, &stored),
+                });
+            }
+        }
+        Ok(top_k(hits, k))
     }
 
     /// usearch's matches as hits with scores (higher is better).

@@ -100,6 +100,19 @@ pub fn check_vector(vector: &[f32], dimension: usize) -> Result<(), IndexError> 
     }
 }
 
+/// The `k` best of `hits`, best first (ties by key).
+pub fn top_k(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
+    let k = k.min(hits.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    let by_score = |a: &Hit, b: &Hit| b.score.total_cmp(&a.score).then(a.key.cmp(&b.key));
+    hits.select_nth_unstable_by(k - 1, by_score);
+    hits.truncate(k);
+    hits.sort_by(by_score);
+    hits
+}
+
 /// The score of `b` for query `a` under `metric` (higher is better).
 pub fn score(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
     match metric {
