@@ -3,9 +3,13 @@
 //! # Layout
 //! - [`store`]: block storage (iroh-blobs and in-memory backends), pins, GC, CAR files.
 //! - [`tree`]: the history-independent shard tree: build, edit, lookup, range, diff, merge.
-//! - [`repo`]: the on-disk repository: config, node key, store.
-//! - [`cli`]: the `ipvec` command line.
+//! - [`index`]: vector indexes: usearch HNSW and the exact reference.
+//! - [`collection`]: collections: points, search, filters, write-ahead log, versions.
+//! - [`repo`]: the on-disk repository: config, node key, store, lock.
+//! - [`api`]: the node's operations, the HTTP daemon that serves them and its client.
+//! - [`cli`]: the `ipvec` command line (over the daemon's API when one runs).
 
+pub mod api;
 pub mod cli;
 pub mod collection;
 pub mod index;

@@ -1,46 +1,34 @@
 //! Commands on collections and points.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context};
-use ipvec_protocol::Ipld;
 use serde_json::json;
 
 use super::{
+    backend::Backend,
+    carfile::{self, ImportAs, Imported},
     input,
     output::{progress_bar, Output},
     CollectionCommand, Command,
 };
-use crate::{
-    collection::{catalog, Collection, CollectionError, CollectionSpec, Filter, SearchOptions},
-    repo::Repo,
-    store::{BlockStore, IrohBlockStore},
+use crate::api::{
+    service::parse_point_id,
+    types::{CollectionInfo, CreateCollection, PointId, PointIn, SearchRequest},
+    ApiError, ExportTarget,
 };
 
-fn collections_root(repo: &Repo) -> PathBuf {
-    repo.path().join("collections")
+fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
 }
 
-async fn open(repo: &Repo, name: &str) -> anyhow::Result<Collection<IrohBlockStore>> {
-    let dir = catalog::dir_of(&collections_root(repo), name)?;
-    Ok(Collection::open(repo.store().clone(), &dir).await?)
-}
-
-fn info_json(c: &Collection<IrohBlockStore>) -> anyhow::Result<serde_json::Value> {
-    let m = c.manifest();
-    Ok(json!({
-        "name": m.name,
-        "id": c.id()?,
-        "dim": m.dimension,
-        "metric": m.metric,
-        "quantization": m.quantization,
-        "hnsw": { "m": m.hnsw.m, "ef_construction": m.hnsw.ef_construction, "ef_search": m.hnsw.ef_search },
-        "shards": m.shards.len(),
-        "points": c.points(),
-        "root": c.root().to_string(),
-        "version": c.head().seq,
-        "index_memory_bytes": c.index_memory(),
-    }))
+fn info_text(c: &CollectionInfo) -> String {
+    format!(
+        "name:         {}\nid:           {}\nroot:         {}\nversion:      {}\npoints:       {}\ndimension:    {}\nmetric:       {:?}\nquantization: {:?}\nhnsw:         m={} ef_construction={} ef_search={}\nshards:       {}\nindex memory: {} bytes\nlog:          {} bytes{}",
+        c.name, c.id, c.root, c.version, c.points, c.dim, c.metric, c.quantization,
+        c.hnsw.m, c.hnsw.ef_construction, c.hnsw.ef_search, c.shards, c.index_memory_bytes,
+        c.wal_bytes, if c.writable { "" } else { "\nread-only:    imported without its owner key" }
+    )
 }
 
 fn parse_vector(text: &str) -> anyhow::Result<Vec<f32>> {
@@ -54,7 +42,7 @@ fn parse_vector(text: &str) -> anyhow::Result<Vec<f32>> {
 }
 
 /// Runs a collection or point command.
-pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<()> {
+pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Collection(CollectionCommand::Create {
             name,
@@ -66,142 +54,90 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
             ef_search,
             shards,
         }) => {
-            let spec = CollectionSpec {
+            let request = CreateCollection {
                 name: name.clone(),
-                dimension: dim,
+                dim,
                 metric: metric.into(),
                 quantization: quantization.into(),
-                hnsw: ipvec_protocol::manifest::HnswParams {
-                    m,
-                    ef_construction,
-                    ef_search,
-                },
+                m,
+                ef_construction,
+                ef_search,
                 shards,
             };
-            let dir = catalog::dir_of(&collections_root(repo), &name)?;
-            let c = Collection::create(repo.store().clone(), &dir, &spec).await?;
-            let info = info_json(&c)?;
+            let c = backend.create_collection(request).await?;
             out.print(
-                format!("created collection {name} ({})\nroot {}", c.id()?, c.root()),
-                info,
+                format!("created collection {name} ({})\nroot {}", c.id, c.root),
+                to_json(&c),
             );
-            c.close().await?;
         }
         Command::Collection(CollectionCommand::List) => {
-            let names = catalog::list(&collections_root(repo))?;
-            let mut rows = Vec::new();
-            let mut text = Vec::new();
-            for name in names {
-                let c = open(repo, &name).await?;
-                let m = c.manifest();
-                text.push(format!(
-                    "{name}\t{} points\tdim {}\t{:?}\t{}",
-                    c.points(),
-                    m.dimension,
-                    m.metric,
-                    c.root()
-                ));
-                rows.push(info_json(&c)?);
-                c.close().await?;
-            }
-            if out.json || !rows.is_empty() {
-                out.print(text.join("\n"), json!({ "collections": rows }));
+            let list = backend.list_collections().await?;
+            let text: Vec<String> = list
+                .collections
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}\t{} points\tdim {}\t{:?}\t{}",
+                        c.name, c.points, c.dim, c.metric, c.root
+                    )
+                })
+                .collect();
+            if out.json || !text.is_empty() {
+                out.print(text.join("\n"), to_json(&list));
             }
         }
         Command::Collection(CollectionCommand::Info { name }) => {
-            let c = open(repo, &name).await?;
-            let info = info_json(&c)?;
-            let m = c.manifest();
-            out.print(
-                format!(
-                    "name:         {}\nid:           {}\nroot:         {}\nversion:      {}\npoints:       {}\ndimension:    {}\nmetric:       {:?}\nquantization: {:?}\nhnsw:         m={} ef_construction={} ef_search={}\nshards:       {}\nindex memory: {} bytes",
-                    m.name, c.id()?, c.root(), c.head().seq, c.points(), m.dimension, m.metric, m.quantization,
-                    m.hnsw.m, m.hnsw.ef_construction, m.hnsw.ef_search, m.shards.len(), c.index_memory()
-                ),
-                info,
-            );
-            c.close().await?;
+            let c = backend.collection_info(&name).await?;
+            out.print(info_text(&c), to_json(&c));
         }
         Command::Collection(CollectionCommand::Log { name }) => {
-            let c = open(repo, &name).await?;
-            let mut versions = Vec::new();
-            let mut text = Vec::new();
-            for (cid, m) in c.versions().await? {
-                text.push(format!("{cid}\t{} points\tupdated {}", m.points, m.updated));
-                versions.push(
-                    json!({ "root": cid.to_string(), "points": m.points, "updated": m.updated }),
-                );
-            }
-            out.print(text.join("\n"), json!({ "versions": versions }));
-            c.close().await?;
+            let log = backend.collection_log(&name).await?;
+            let text: Vec<String> = log
+                .versions
+                .iter()
+                .map(|v| format!("{}\t{} points\tupdated {}", v.root, v.points, v.updated))
+                .collect();
+            out.print(text.join("\n"), to_json(&log));
         }
         Command::Collection(CollectionCommand::Drop { name }) => {
-            let c = open(repo, &name).await?;
-            let root = c.root();
-            let dir = catalog::dir_of(&collections_root(repo), &name)?;
-            c.close().await?;
-            repo.store()
-                .unpin_name(&crate::collection::pin_name(&name))
-                .await?;
-            repo.store().flush().await?;
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            let dropped = backend.drop_collection(&name).await?;
             out.print(
                 format!("dropped {name}; `ipvec gc` reclaims its blocks"),
-                json!({ "dropped": name, "root": root.to_string() }),
+                to_json(&dropped),
             );
         }
         Command::Collection(CollectionCommand::Export { name, output }) => {
-            let c = open(repo, &name).await?;
-            let store = repo.store();
-            // The CAR's root is the signed head; it links the manifest and so everything else.
-            let head = store
-                .put(
-                    ipvec_protocol::cid::DAG_CBOR,
-                    bytes::Bytes::from(ipvec_protocol::dagcbor::encode(c.head())?),
-                )
-                .await?;
-            let totals = super::carfile::export_to_file(store, &head, &output).await?;
+            let root = backend.collection_info(&name).await?.root;
+            let totals =
+                carfile::export_to_file(backend, ExportTarget::Collection(&name), &output).await?;
             out.print(
-                format!("exported {name} (root {}) as {} blocks, {} bytes, to {}", c.root(), totals.blocks, totals.bytes, output.display()),
-                json!({ "name": name, "root": c.root().to_string(), "head": head.to_string(), "blocks": totals.blocks, "bytes": totals.bytes }),
+                format!("exported {name} (root {root}) as {} blocks, {} bytes, to {}", totals.blocks, totals.bytes, output.display()),
+                json!({ "name": name, "root": root, "head": totals.root, "blocks": totals.blocks, "bytes": totals.bytes }),
             );
-            c.close().await?;
         }
         Command::Collection(CollectionCommand::Import { file, name }) => {
-            let store = repo.store();
-            let summary = super::carfile::import_file(store, &file).await?;
-            let [root] = summary.roots[..] else {
-                bail!(
-                    "{} has {} roots; a collection export has exactly one (its signed head)",
-                    file.display(),
-                    summary.roots.len()
-                );
+            let Imported::Collection(c) =
+                carfile::import_file(backend, &file, ImportAs::Collection(name)).await?
+            else {
+                bail!("the import did not register a collection");
             };
-            let adopted = async {
-                let head: ipvec_protocol::head::HeadRecord = ipvec_protocol::dagcbor::decode(&store.require(&root).await?)
-                    .map_err(|_| anyhow::anyhow!("{} is not a collection export (its root is no signed head); use `ipvec dag import` for other DAGs", file.display()))?;
-                let manifest: ipvec_protocol::manifest::Manifest = ipvec_protocol::dagcbor::decode(&store.require(&head.manifest).await?)?;
-                let name = name.clone().unwrap_or(manifest.name);
-                let dir = catalog::dir_of(&collections_root(repo), &name)?;
-                anyhow::Ok((name, Collection::adopt(store.clone(), &dir, head).await?))
-            }
-            .await;
-            // The collection's own pin (on its manifest) now keeps the DAG; the file's root pin goes.
-            store.unpin(&root).await?;
-            store.flush().await?;
-            let (name, c) = adopted?;
             out.print(
-                format!("imported collection {name} ({} points, root {}){}", c.points(), c.root(), if c.writable() { "" } else { ", read-only" }),
-                json!({ "name": name, "id": c.id()?, "root": c.root().to_string(), "points": c.points(), "writable": c.writable() }),
+                format!(
+                    "imported collection {} ({} points, root {}){}",
+                    c.name,
+                    c.points,
+                    c.root,
+                    if c.writable { "" } else { ", read-only" }
+                ),
+                to_json(&c),
             );
-            c.close().await?;
         }
         Command::Add {
             name,
             file,
             ids,
             batch,
-        } => add(repo, out, &name, &file, ids.as_deref(), batch).await?,
+        } => add(backend, out, &name, &file, ids.as_deref(), batch).await?,
         Command::Search {
             name,
             vector,
@@ -217,80 +153,72 @@ pub async fn run(repo: &Repo, out: &Output, command: Command) -> anyhow::Result<
                 (None, Some(f)) => input::read_matrix(&f)?,
                 _ => bail!("give exactly one of --vector \"0.1,0.2,…\" or --query-file FILE (.npy or .fvecs)"),
             };
-            let c = open(repo, &name).await?;
-            let options = SearchOptions { k, ef, exact };
-            let at = at.map(|s| ipvec_protocol::cid::parse_cid(&s)).transpose()?;
             let filter = filter
-                .map(|f| Filter::parse(&f).and_then(Filter::compile))
+                .map(|f| {
+                    serde_json::from_str::<serde_json::Value>(&f)
+                        .with_context(|| format!("--filter is not valid JSON: {f}"))
+                })
                 .transpose()?;
-            for (i, query) in queries.iter().enumerate() {
-                let hits = match &at {
-                    Some(at) => c.search_at(at, query, k, filter.as_ref()).await,
-                    None => c.search(query, options, filter.as_ref()).await,
-                }
-                .with_context(|| format!("query {i}"))?;
+            let many = queries.len() > 1;
+            for (i, query) in queries.into_iter().enumerate() {
+                let request = SearchRequest {
+                    vector: query,
+                    k,
+                    ef,
+                    exact,
+                    filter: filter.clone(),
+                    at: at.clone(),
+                };
+                let response = backend
+                    .search(&name, request)
+                    .await
+                    .with_context(|| format!("query {i}"))?;
                 if out.json {
-                    let hits: Vec<serde_json::Value> = hits
-                        .iter()
-                        .map(|h| json!({ "id": id_json(&h.id), "score": h.score, "cid": h.leaf.map(|c| c.to_string()), "metadata": h.metadata.as_ref().map(crate::collection::points::ipld_to_json) }))
-                        .collect();
-                    println!("{}", json!({ "hits": hits }));
+                    println!("{}", to_json(&response));
                 } else {
-                    if queries.len() > 1 {
+                    if many {
                         println!("# query {i}");
                     }
-                    for h in hits {
+                    for h in &response.hits {
                         println!("{} {}", h.id, h.score);
                     }
                 }
             }
-            c.close().await?;
         }
         Command::Get { name, id } => {
-            let c = open(repo, &name).await?;
-            let id = input::parse_id(&id);
-            let Some((entry, leaf)) = c.get(&id).await? else {
-                bail!("collection {name} has no point {id}");
-            };
-            let vector = c.vector_of(&entry);
-            let meta = entry
-                .meta
-                .as_ref()
-                .map(crate::collection::points::ipld_to_json);
+            let point = backend.get_point(&name, parse_point_id(&id)).await?;
             out.print(
                 format!(
-                    "id: {id}\nvector: {vector:?}\nmetadata: {}\nleaf: {}",
-                    meta.clone().unwrap_or(serde_json::Value::Null),
-                    leaf.map_or("(in the write-ahead log)".to_string(), |c| c.to_string())
+                    "id: {}\nvector: {:?}\nmetadata: {}\nleaf: {}",
+                    point.id,
+                    point.vector,
+                    point.metadata.clone().unwrap_or(serde_json::Value::Null),
+                    point
+                        .cid
+                        .clone()
+                        .unwrap_or_else(|| "(in the write-ahead log)".to_string())
                 ),
-                json!({ "id": id_json(&id), "vector": vector, "metadata": meta, "cid": leaf.map(|c| c.to_string()) }),
+                to_json(&point),
             );
-            c.close().await?;
         }
         Command::Delete { name, ids } => {
-            let mut c = open(repo, &name).await?;
-            let ids: Vec<_> = ids.iter().map(|s| input::parse_id(s)).collect();
-            let report = c.delete(&ids).await?;
+            let ids: Vec<PointId> = ids.iter().map(|s| parse_point_id(s)).collect();
+            let report = backend.delete(&name, ids).await?;
             out.print(
-                format!("deleted {} points; {} remain", report.changed, report.points),
-                json!({ "deleted": report.changed, "points": report.points, "root": c.root().to_string() }),
+                format!(
+                    "deleted {} points; {} remain",
+                    report.changed, report.points
+                ),
+                json!({ "deleted": report.changed, "points": report.points, "root": report.root }),
             );
-            c.close().await?;
         }
         _ => unreachable!("only collection and point commands come here"),
     }
     Ok(())
 }
 
-fn id_json(id: &ipvec_protocol::entry::EntryId) -> serde_json::Value {
-    match id {
-        ipvec_protocol::entry::EntryId::Int(n) => json!(n),
-        ipvec_protocol::entry::EntryId::Str(s) => json!(s),
-    }
-}
-
 async fn add(
-    repo: &Repo,
+    backend: &Backend,
     out: &Output,
     name: &str,
     file: &Path,
@@ -298,7 +226,7 @@ async fn add(
     batch: usize,
 ) -> anyhow::Result<()> {
     // Each point with where it came from, for error messages.
-    let (points, unit): (Vec<(usize, crate::collection::Point)>, &str) =
+    let (points, unit): (Vec<(usize, PointIn)>, &str) =
         match file.extension().and_then(|e| e.to_str()) {
             Some("jsonl") => {
                 if ids.is_some() {
@@ -321,9 +249,7 @@ async fn add(
                         }
                         ids
                     }
-                    None => (0..vectors.len() as u64)
-                        .map(ipvec_protocol::entry::EntryId::Int)
-                        .collect(),
+                    None => (0..vectors.len() as u64).map(PointId::Int).collect(),
                 };
                 let points = ids
                     .into_iter()
@@ -332,10 +258,10 @@ async fn add(
                     .map(|(row, (id, vector))| {
                         (
                             row,
-                            crate::collection::Point {
+                            PointIn {
                                 id,
                                 vector,
-                                metadata: None::<Ipld>,
+                                metadata: None,
                             },
                         )
                     })
@@ -343,7 +269,8 @@ async fn add(
                 (points, "row")
             }
         };
-    let mut c = open(repo, name).await?;
+    // Fail early, before a progress bar, if the collection is not there.
+    backend.collection_info(name).await?;
     let total = points.len();
     let bar = progress_bar(Some(total as u64), "adding");
     bar.set_style(
@@ -354,43 +281,48 @@ async fn add(
     );
     let mut iter = points.into_iter().peekable();
     let mut done = 0usize;
+    let mut last = None;
     while iter.peek().is_some() {
         let (places, chunk): (Vec<usize>, Vec<_>) = iter.by_ref().take(batch.max(1)).unzip();
         let n = chunk.len();
-        match c.upsert(chunk).await {
-            Ok(_) => {}
-            Err(CollectionError::BadPoint {
-                position,
-                id,
-                reason,
-            }) => {
+        match backend.upsert(name, chunk).await {
+            Ok(result) => last = Some(result),
+            Err(ApiError {
+                point: Some(bad), ..
+            }) if bad.position < n => {
+                bar.finish_and_clear();
                 bail!(
-                    "{} {unit} {}: point {id}: {reason}; nothing from this batch ({unit}s {}..={}) was stored{}",
+                    "{} {unit} {}: point {}: {}; nothing from this batch ({unit}s {}..={}) was stored{}",
                     file.display(),
-                    places[position],
+                    places[bad.position],
+                    bad.id,
+                    bad.reason,
                     places[0],
                     places[n - 1],
                     if done > 0 { format!(", the {done} points before it were added") } else { String::new() }
                 )
             }
             Err(e) => {
+                bar.finish_and_clear();
                 return Err(e).with_context(|| {
                     format!("points {}..{} of {}", done, done + n, file.display())
-                })
+                });
             }
         }
         done += n;
         bar.set_position(done as u64);
     }
     bar.finish_and_clear();
+    let (points, root) = match last {
+        Some(r) => (r.points, r.root),
+        None => {
+            let info = backend.collection_info(name).await?;
+            (info.points, info.root)
+        }
+    };
     out.print(
-        format!(
-            "added {total} points to {name}; {} points, root {}",
-            c.points(),
-            c.root()
-        ),
-        json!({ "added": total, "points": c.points(), "root": c.root().to_string() }),
+        format!("added {total} points to {name}; {points} points, root {root}"),
+        json!({ "added": total, "points": points, "root": root }),
     );
-    c.close().await?;
     Ok(())
 }

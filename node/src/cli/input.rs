@@ -3,17 +3,11 @@
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context};
-use ipvec_protocol::entry::EntryId;
 
-use crate::collection::{points::json_to_ipld, Point};
-
-/// An id typed on the command line: digits make an integer id, anything else a string id.
-pub fn parse_id(text: &str) -> EntryId {
-    match text.parse::<u64>() {
-        Ok(n) => EntryId::Int(n),
-        Err(_) => EntryId::Str(text.to_string()),
-    }
-}
+use crate::api::{
+    service::parse_point_id,
+    types::{PointId, PointIn},
+};
 
 /// Vectors from a `.npy` or `.fvecs` file.
 pub fn read_matrix(path: &Path) -> anyhow::Result<Vec<Vec<f32>>> {
@@ -136,7 +130,7 @@ fn parse_fvecs(bytes: &[u8]) -> anyhow::Result<Vec<Vec<f32>>> {
 
 /// Points from a `.jsonl` file (`{"id": …, "vector": […], "metadata": {…}}` a line), each with
 /// its 1-based line number.
-pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<(usize, Point)>> {
+pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<(usize, PointIn)>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut points = Vec::new();
@@ -148,11 +142,11 @@ pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<(usize, Point)>> {
         let value: serde_json::Value =
             serde_json::from_str(line).with_context(|| format!("{}: not valid JSON", at()))?;
         let id = match &value["id"] {
-            serde_json::Value::Number(n) => EntryId::Int(
+            serde_json::Value::Number(n) => PointId::Int(
                 n.as_u64()
                     .ok_or_else(|| anyhow!("{}: integer ids must be unsigned", at()))?,
             ),
-            serde_json::Value::String(s) => EntryId::Str(s.clone()),
+            serde_json::Value::String(s) => PointId::Str(s.clone()),
             _ => bail!("{}: \"id\" must be an unsigned integer or a string", at()),
         };
         let vector = value["vector"]
@@ -164,12 +158,12 @@ pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<(usize, Point)>> {
             .ok_or_else(|| anyhow!("{}: \"vector\" must hold only numbers", at()))?;
         let metadata = match value.get("metadata") {
             None | Some(serde_json::Value::Null) => None,
-            Some(m @ serde_json::Value::Object(_)) => Some(json_to_ipld(m.clone())),
+            Some(m @ serde_json::Value::Object(_)) => Some(m.clone()),
             Some(_) => bail!("{}: \"metadata\" must be a JSON object", at()),
         };
         points.push((
             i + 1,
-            Point {
+            PointIn {
                 id,
                 vector,
                 metadata,
@@ -180,13 +174,13 @@ pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<(usize, Point)>> {
 }
 
 /// Ids from a text file, one a line.
-pub fn read_ids(path: &Path) -> anyhow::Result<Vec<EntryId>> {
+pub fn read_ids(path: &Path) -> anyhow::Result<Vec<PointId>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(text
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| parse_id(l.trim()))
+        .map(|l| parse_point_id(l.trim()))
         .collect())
 }
 

@@ -1,8 +1,11 @@
 //! The `ipvec` command line, Kubo style: commands act on a repository (`--repo DIR`,
-//! `$IPVEC_PATH`, default `~/.ipvec`).
+//! `$IPVEC_PATH`, default `~/.ipvec`), through the API of the daemon that holds it when one
+//! runs, else on the repository directly.
 
+mod backend;
 mod carfile;
 mod collection;
+mod daemon;
 mod dag;
 mod input;
 mod output;
@@ -11,7 +14,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::repo::Repo;
+use crate::repo::{Config, Repo};
+
+pub use backend::Backend;
 
 /// ipvec: a peer-to-peer vector database whose data is IPFS/IPLD content.
 #[derive(Debug, Parser)]
@@ -23,6 +28,16 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Use the daemon API at this URL (default: the one the repository's daemon wrote into
+    /// DIR/api, if it answers; else open the repository directly).
+    #[arg(long, global = true, value_name = "URL", env = "IPVEC_API")]
+    pub api: Option<String>,
+    /// Log level: error, warn, info, debug or trace (RUST_LOG overrides it).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log line format: text or json.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -30,8 +45,18 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a repository: config, node key and block store.
+    /// Create a repository: config, node key, API token and block store.
     Init,
+    /// Run the node: serve the HTTP API until SIGINT or SIGTERM (initialises the repository
+    /// on first run).
+    Daemon {
+        /// Address of the HTTP API (default: api.listen in the config, 127.0.0.1:5080).
+        #[arg(long, value_name = "ADDR")]
+        api_listen: Option<String>,
+    },
+    /// Show the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Work with IPLD DAGs: put, get, export and import CAR files.
     #[command(subcommand)]
     Dag(DagCommand),
@@ -56,8 +81,8 @@ pub enum Command {
         /// A text file of ids, one a line, for .npy and .fvecs rows.
         #[arg(long, value_name = "FILE")]
         ids: Option<PathBuf>,
-        /// Points per committed batch.
-        #[arg(long, default_value_t = 10_000)]
+        /// Points per batch (each batch is stored whole or not at all).
+        #[arg(long, default_value_t = 1_000)]
         batch: usize,
     },
     /// Find the nearest points to a vector (or to each row of a query file).
@@ -210,6 +235,14 @@ pub enum CollectionCommand {
     },
 }
 
+/// `ipvec config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (file, then IPVEC_… variables, then flags), as the
+    /// daemon runs it when one runs.
+    Show,
+}
+
 /// `ipvec dag …`
 #[derive(Debug, Subcommand)]
 pub enum DagCommand {
@@ -273,26 +306,74 @@ pub fn dag_json(value: &ipld_core::ipld::Ipld) -> anyhow::Result<Vec<u8>> {
         .map_err(|e| anyhow::anyhow!("cannot write the block as DAG-JSON: {e}"))
 }
 
+impl Cli {
+    /// The repository folder.
+    pub fn repo_path(&self) -> PathBuf {
+        self.repo.clone().unwrap_or_else(Repo::default_path)
+    }
+
+    /// Applies the command-line flags to a configuration.
+    pub fn adjust(&self, config: &mut Config) {
+        if let Some(level) = &self.log_level {
+            config.log.level = level.clone();
+        }
+        if let Some(format) = &self.log_format {
+            config.log.format = format.clone();
+        }
+        if let Command::Daemon {
+            api_listen: Some(addr),
+        } = &self.command
+        {
+            config.api.listen = addr.clone();
+        }
+    }
+
+    /// The log level and format to use: the repository's config (if it has one), the
+    /// environment, the flags. Commands other than `daemon` log warnings only unless told.
+    pub fn log_settings(&self) -> (String, String) {
+        let mut config = Config::load(&self.repo_path().join("config.toml"))
+            .and_then(Config::with_env)
+            .unwrap_or_default();
+        if !matches!(self.command, Command::Daemon { .. }) {
+            config.log.level = "warn".into();
+        }
+        self.adjust(&mut config);
+        (config.log.level, config.log.format)
+    }
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let path = cli.repo.clone().unwrap_or_else(Repo::default_path);
+    let path = cli.repo_path();
     let out = output::Output { json: cli.json };
-    if let Command::Init = cli.command {
-        let repo = Repo::init(&path).await?;
-        out.init(repo.path(), &repo.peer_id().to_string());
-        repo.close().await?;
-        return Ok(());
+    match &cli.command {
+        Command::Init => {
+            let repo = Repo::init(&path).await?;
+            out.init(repo.path(), &repo.peer_id().to_string());
+            repo.close().await?;
+            return Ok(());
+        }
+        Command::Daemon { .. } => return daemon::run(&cli, &path).await,
+        _ => {}
     }
-    let repo = Repo::open(&path).await?;
+    let backend = Backend::connect(&path, cli.api.as_deref(), |c| cli.adjust(c)).await?;
     let result = match cli.command {
+        Command::Config(ConfigCommand::Show) => match backend.config().await {
+            Ok(config) => {
+                let text = toml::to_string_pretty(&config)?;
+                out.print(text.trim_end(), serde_json::to_value(&config)?);
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        },
         command @ (Command::Collection(_)
         | Command::Add { .. }
         | Command::Search { .. }
         | Command::Get { .. }
-        | Command::Delete { .. }) => collection::run(&repo, &out, command).await,
-        command => dag::run(&repo, &out, command).await,
+        | Command::Delete { .. }) => collection::run(&backend, &out, command).await,
+        command => dag::run(&backend, &out, command).await,
     };
-    let closed = repo.close().await;
+    let closed = backend.close().await;
     result?;
     closed?;
     Ok(())

@@ -1,6 +1,10 @@
-//! The repository's configuration file.
+//! The repository's configuration: `config.toml`, then `IPVEC_<SECTION>_<KEY>` environment
+//! variables, then command-line flags, each overriding the one before.
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +17,7 @@ pub enum ConfigError {
     Parse { path: PathBuf, reason: String },
     /// A value is out of range.
     #[error("config value {key} is invalid: {reason}")]
-    Invalid { key: &'static str, reason: String },
+    Invalid { key: String, reason: String },
     /// The file could not be read.
     #[error("cannot read config file {path}: {source}")]
     Io {
@@ -26,8 +30,77 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The HTTP API.
+    pub api: ApiConfig,
+    /// Peer-to-peer networking.
+    pub p2p: P2pConfig,
+    /// Storage limits.
+    pub storage: StorageConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// HTTP API options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address the daemon's HTTP API listens on (port 0: any free port).
+    pub listen: String,
+    /// Ask for the bearer token (keys/api.token) on every request but /health and /ready,
+    /// even on loopback. Off loopback it is always asked for.
+    pub require_token: bool,
+    /// Largest request body accepted, in bytes (CAR imports are streamed and not limited).
+    pub max_body_bytes: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:5080".into(),
+            require_token: false,
+            max_body_bytes: 32 << 20,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// The listen address, parsed.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|e| ConfigError::Invalid {
+            key: "api.listen".into(),
+            reason: format!(
+                "{:?} is not an address like 127.0.0.1:5080 ({e})",
+                self.listen
+            ),
+        })
+    }
+}
+
+/// Peer-to-peer options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct P2pConfig {
+    /// libp2p multiaddresses to listen on.
+    pub listen: Vec<String>,
+}
+
+impl Default for P2pConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4080".into(),
+                "/ip4/0.0.0.0/udp/4080/quic-v1".into(),
+            ],
+        }
+    }
+}
+
+/// Storage limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Refuse new writes once the block store holds this many bytes (0: no limit).
+    pub max_bytes: u64,
 }
 
 /// Logging options.
@@ -64,34 +137,129 @@ impl Config {
         Ok(config)
     }
 
+    /// This config with the `IPVEC_<SECTION>_<KEY>` environment variables applied.
+    pub fn with_env(self) -> Result<Config, ConfigError> {
+        self.with_vars(|name| std::env::var(name).ok())
+    }
+
+    /// This config with overrides from `var` (a variable name to its value) applied: every
+    /// key `section.key` is looked up as `IPVEC_SECTION_KEY`; lists are comma-separated.
+    pub fn with_vars(self, var: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut table = toml::Value::try_from(&self).map_err(|e| ConfigError::Invalid {
+            key: "(config)".into(),
+            reason: e.to_string(),
+        })?;
+        let Some(sections) = table.as_table_mut() else {
+            return Ok(self);
+        };
+        for (section, values) in sections.iter_mut() {
+            let Some(values) = values.as_table_mut() else {
+                continue;
+            };
+            for (key, value) in values.iter_mut() {
+                let name = format!("IPVEC_{section}_{key}").to_uppercase();
+                let Some(text) = var(&name) else { continue };
+                let invalid = |reason: String| ConfigError::Invalid {
+                    key: format!("{section}.{key} (from ${name})"),
+                    reason,
+                };
+                *value = match value {
+                    toml::Value::String(_) => toml::Value::String(text),
+                    toml::Value::Integer(_) => toml::Value::Integer(
+                        text.trim()
+                            .parse()
+                            .map_err(|_| invalid(format!("{text:?} is not a whole number")))?,
+                    ),
+                    toml::Value::Boolean(_) => toml::Value::Boolean(
+                        text.trim()
+                            .parse()
+                            .map_err(|_| invalid(format!("{text:?} is not true or false")))?,
+                    ),
+                    toml::Value::Array(_) => toml::Value::Array(
+                        text.split(',')
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(|s| toml::Value::String(s.to_string()))
+                            .collect(),
+                    ),
+                    _ => continue,
+                };
+            }
+        }
+        let config: Config = table.try_into().map_err(|e| ConfigError::Invalid {
+            key: "(environment)".into(),
+            reason: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Checks every value.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        };
         if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
-            return Err(ConfigError::Invalid {
-                key: "log.level",
-                reason: "use error, warn, info, debug or trace".into(),
-            });
+            return Err(invalid(
+                "log.level",
+                "use error, warn, info, debug or trace",
+            ));
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
-            return Err(ConfigError::Invalid {
-                key: "log.format",
-                reason: "use text or json".into(),
-            });
+            return Err(invalid("log.format", "use text or json"));
+        }
+        self.api.listen_addr()?;
+        if self.api.max_body_bytes < 1024 {
+            return Err(invalid("api.max_body_bytes", "must be at least 1024"));
         }
         Ok(())
     }
 
     /// The file `ipvec init` writes: every option with its meaning.
     pub fn to_documented_toml(&self) -> String {
+        let list = |items: &[String]| {
+            items
+                .iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         format!(
-            "# ipvec repository configuration. Environment variables (IPVEC_…) and flags override it.\n\
+            "# ipvec repository configuration.\n\
+             # Environment variables IPVEC_<SECTION>_<KEY> (e.g. IPVEC_API_LISTEN) override it, and\n\
+             # command-line flags override both. `ipvec config show` prints the result.\n\
+             \n\
+             [api]\n\
+             # Address the daemon's HTTP API listens on (port 0: any free port). Anything but\n\
+             # loopback makes every request but /health and /ready need the bearer token in\n\
+             # keys/api.token.\n\
+             listen = {:?}\n\
+             # Ask for the token on loopback too.\n\
+             require_token = {}\n\
+             # Largest request body accepted, in bytes (CAR imports are streamed and not limited).\n\
+             max_body_bytes = {}\n\
+             \n\
+             [p2p]\n\
+             # libp2p multiaddresses to listen on.\n\
+             listen = [{}]\n\
+             \n\
+             [storage]\n\
+             # Refuse new writes once the block store holds this many bytes (0: no limit).\n\
+             max_bytes = {}\n\
              \n\
              [log]\n\
              # Least severe level logged: error, warn, info, debug or trace. RUST_LOG overrides it.\n\
              level = {:?}\n\
              # Line format: \"text\" or \"json\".\n\
              format = {:?}\n",
-            self.log.level, self.log.format
+            self.api.listen,
+            self.api.require_token,
+            self.api.max_body_bytes,
+            list(&self.p2p.listen),
+            self.storage.max_bytes,
+            self.log.level,
+            self.log.format
         )
     }
 }
@@ -114,7 +282,39 @@ mod tests {
                 level: "loud".into(),
                 ..LogConfig::default()
             },
+            ..Config::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn environment_overrides_each_kind_of_value() {
+        let vars = |name: &str| match name {
+            "IPVEC_API_LISTEN" => Some("127.0.0.1:0".to_string()),
+            "IPVEC_API_REQUIRE_TOKEN" => Some("true".to_string()),
+            "IPVEC_STORAGE_MAX_BYTES" => Some("1000000".to_string()),
+            "IPVEC_P2P_LISTEN" => Some("/ip4/127.0.0.1/tcp/1, /ip4/127.0.0.1/tcp/2".to_string()),
+            "IPVEC_LOG_FORMAT" => Some("json".to_string()),
+            _ => None,
+        };
+        let config = Config::default().with_vars(vars).unwrap();
+        assert_eq!(config.api.listen, "127.0.0.1:0");
+        assert!(config.api.require_token);
+        assert_eq!(config.storage.max_bytes, 1_000_000);
+        assert_eq!(
+            config.p2p.listen,
+            ["/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/tcp/2"]
+        );
+        assert_eq!(config.log.format, "json");
+        assert_eq!(config.log.level, "info", "untouched keys keep their value");
+
+        let err = Config::default()
+            .with_vars(|n| (n == "IPVEC_STORAGE_MAX_BYTES").then(|| "lots".to_string()))
+            .unwrap_err();
+        assert!(err.to_string().contains("IPVEC_STORAGE_MAX_BYTES"), "{err}");
+        let err = Config::default()
+            .with_vars(|n| (n == "IPVEC_LOG_LEVEL").then(|| "loud".to_string()))
+            .unwrap_err();
+        assert!(err.to_string().contains("log.level"), "{err}");
     }
 }

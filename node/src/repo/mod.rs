@@ -4,17 +4,23 @@
 //! ~/.ipvec/              (or --repo DIR, or $IPVEC_PATH)
 //!   config.toml          every option, documented
 //!   keys/node.key        the node's ed25519 key (libp2p protobuf encoding, mode 0600)
+//!   keys/api.token       the bearer token the HTTP API asks for off loopback (mode 0600)
 //!   blocks/              the iroh-blobs store
+//!   collections/         one folder a collection: owner key, head, write-ahead log, index cache
+//!   repo.lock            held by the process that has the repository open
+//!   api                  while a daemon runs: the URL of its HTTP API
 //!   version              repository format version
 //! ```
 
 mod config;
+mod lock;
 
 use std::path::{Path, PathBuf};
 
 use libp2p_identity::{Keypair, PeerId};
 
-pub use config::{Config, ConfigError};
+pub use config::{ApiConfig, Config, ConfigError, LogConfig, P2pConfig, StorageConfig};
+pub use lock::{lock_path, RepoLock};
 
 use crate::store::{IrohBlockStore, StoreError};
 
@@ -41,6 +47,9 @@ pub enum RepoError {
     /// The node key is unreadable.
     #[error("node key {path} is unreadable ({reason}); restore it from a backup")]
     Key { path: PathBuf, reason: String },
+    /// Another process has the repository open.
+    #[error("the repository at {path} is in use by {holder}; stop that process, or use the daemon's API (a running `ipvec daemon` is found through {path}/api)")]
+    Locked { path: PathBuf, holder: String },
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -69,6 +78,20 @@ pub struct Repo {
     config: Config,
     key: Keypair,
     store: IrohBlockStore,
+    _lock: RepoLock,
+}
+
+/// The file a running daemon writes its API URL into.
+pub fn api_file(repo: &Path) -> PathBuf {
+    repo.join("api")
+}
+
+/// The API token of the repository at `repo`, if `ipvec init` (or a daemon) has made one.
+pub fn read_api_token(repo: &Path) -> Option<String> {
+    std::fs::read_to_string(repo.join("keys").join("api.token"))
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
 }
 
 impl Repo {
@@ -96,6 +119,7 @@ impl Repo {
             reason: e.to_string(),
         })?;
         write_private(&key_path, &encoded)?;
+        new_api_token(path)?;
         let config_path = path.join("config.toml");
         std::fs::write(&config_path, Config::default().to_documented_toml())
             .map_err(io_at(&config_path))?;
@@ -121,7 +145,8 @@ impl Repo {
                 found: version.trim().to_string(),
             });
         }
-        let config = Config::load(&path.join("config.toml"))?;
+        let lock = RepoLock::acquire(path)?;
+        let config = Config::load(&path.join("config.toml"))?.with_env()?;
         let key_path = path.join("keys").join("node.key");
         let key_bytes = std::fs::read(&key_path).map_err(io_at(&key_path))?;
         let key = Keypair::from_protobuf_encoding(&key_bytes).map_err(|e| RepoError::Key {
@@ -134,7 +159,16 @@ impl Repo {
             config,
             key,
             store,
+            _lock: lock,
         })
+    }
+
+    /// The API token, made now if this repository predates tokens.
+    pub fn api_token(&self) -> Result<String, RepoError> {
+        match read_api_token(&self.path) {
+            Some(token) => Ok(token),
+            None => new_api_token(&self.path),
+        }
     }
 
     /// The repository folder.
@@ -167,6 +201,15 @@ impl Repo {
         self.store.shutdown().await?;
         Ok(())
     }
+}
+
+fn new_api_token(repo: &Path) -> Result<String, RepoError> {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    let token = hex::encode(bytes);
+    let path = repo.join("keys").join("api.token");
+    write_private(&path, format!("{token}\n").as_bytes())?;
+    Ok(token)
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RepoError> {

@@ -180,20 +180,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 }
 
-/// Reads a CAR v1 stream into `store`, checking every block, then pins its roots.
-pub async fn import<S, R>(
-    store: &S,
-    input: R,
-    mut progress: impl FnMut(CarProgress),
-) -> Result<ImportSummary, StoreError>
-where
-    S: BlockStore,
-    R: AsyncRead + Unpin,
-{
-    let mut reader = Reader {
-        inner: tokio::io::BufReader::with_capacity(1 << 20, input),
-        offset: 0,
-    };
+/// Reads and checks a CAR v1 header.
+async fn read_header<R: AsyncRead + Unpin>(
+    reader: &mut Reader<R>,
+) -> Result<CarHeader, StoreError> {
     let header_len = reader
         .varint()
         .await?
@@ -221,6 +211,52 @@ where
             reason: "the header names no roots".into(),
         });
     }
+    Ok(header)
+}
+
+/// Reads a CAR v1 stream's framing without checking its blocks: its roots and how many blocks
+/// (and block bytes) it holds. For reporting on a CAR that someone else verified.
+pub async fn scan<R: AsyncRead + Unpin>(input: R) -> Result<ImportSummary, StoreError> {
+    let mut reader = Reader {
+        inner: tokio::io::BufReader::with_capacity(1 << 20, input),
+        offset: 0,
+    };
+    let header = read_header(&mut reader).await?;
+    let mut totals = CarProgress::default();
+    while let Some(len) = reader.varint().await? {
+        if len as usize > MAX_SECTION_BYTES || len == 0 {
+            return Err(reader.error(format!(
+                "section of {len} bytes is over the {MAX_SECTION_BYTES}-byte limit"
+            )));
+        }
+        let section = reader.exact(len as usize, "a block section").await?;
+        let mut cursor = std::io::Cursor::new(section.as_slice());
+        Cid::read_bytes(&mut cursor)
+            .map_err(|e| reader.error(format!("bad CID in section: {e}")))?;
+        totals.blocks += 1;
+        totals.bytes += section.len() as u64 - cursor.position();
+    }
+    Ok(ImportSummary {
+        roots: header.roots,
+        totals,
+    })
+}
+
+/// Reads a CAR v1 stream into `store`, checking every block, then pins its roots.
+pub async fn import<S, R>(
+    store: &S,
+    input: R,
+    mut progress: impl FnMut(CarProgress),
+) -> Result<ImportSummary, StoreError>
+where
+    S: BlockStore,
+    R: AsyncRead + Unpin,
+{
+    let mut reader = Reader {
+        inner: tokio::io::BufReader::with_capacity(1 << 20, input),
+        offset: 0,
+    };
+    let header = read_header(&mut reader).await?;
     for root in &header.roots {
         pcid::check_supported(root)?;
     }

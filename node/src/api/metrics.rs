@@ -1,0 +1,249 @@
+//! The node's Prometheus metrics (`GET /metrics`, OpenMetrics text). Counters and histograms
+//! move as requests and operations happen; the gauges are read from the node at scrape time.
+
+use std::time::Duration;
+
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{exponential_buckets, Histogram},
+    },
+    registry::Registry,
+};
+
+/// Labels of an HTTP request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// HTTP method.
+    pub method: String,
+    /// The matched route pattern (`/v1/collections/{name}/search`), not the raw path.
+    pub route: String,
+    /// Response status code.
+    pub status: u16,
+}
+
+/// Labels of an HTTP route's latency.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// HTTP method.
+    pub method: String,
+    /// The matched route pattern.
+    pub route: String,
+}
+
+/// Labels of an engine operation.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// search, upsert, delete, get, create, drop, export, import, gc, …
+    pub operation: String,
+    /// The collection, or "" for repository-wide operations.
+    pub collection: String,
+}
+
+/// Labels of a per-collection gauge.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CollectionLabels {
+    /// The collection.
+    pub collection: String,
+}
+
+type Latency = Family<RouteLabels, Histogram, fn() -> Histogram>;
+type OperationLatency = Family<OperationLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to ~26 s.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+/// Every metric the node exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Latency,
+    operations: Family<OperationLabels, Counter>,
+    operation_errors: Family<OperationLabels, Counter>,
+    operation_seconds: OperationLatency,
+    search_hits: Family<CollectionLabels, Counter>,
+    points_written: Family<CollectionLabels, Counter>,
+    /// Live points per collection (set at scrape).
+    pub points: Family<CollectionLabels, Gauge>,
+    /// HNSW index bytes per collection (set at scrape).
+    pub index_memory: Family<CollectionLabels, Gauge>,
+    /// Write-ahead log bytes per collection (set at scrape).
+    pub wal_bytes: Family<CollectionLabels, Gauge>,
+    /// Blocks in the store (set at scrape).
+    pub store_blocks: Gauge,
+    /// Bytes in the store (set at scrape).
+    pub store_bytes: Gauge,
+    /// 1 once every collection is open and its log replayed.
+    pub ready: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered under the `ipvec_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ipvec");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            requests.clone(),
+        );
+        let request_seconds: Latency = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method and route",
+            request_seconds.clone(),
+        );
+        let operations = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "operations",
+            "Engine operations by operation and collection",
+            operations.clone(),
+        );
+        let operation_errors = Family::<OperationLabels, Counter>::default();
+        registry.register(
+            "operation_errors",
+            "Engine operations that failed, by operation and collection",
+            operation_errors.clone(),
+        );
+        let operation_seconds: OperationLatency = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "operation_duration_seconds",
+            "Engine operation latency by operation and collection",
+            operation_seconds.clone(),
+        );
+        let search_hits = Family::<CollectionLabels, Counter>::default();
+        registry.register(
+            "search_hits",
+            "Search hits returned, by collection",
+            search_hits.clone(),
+        );
+        let points_written = Family::<CollectionLabels, Counter>::default();
+        registry.register(
+            "points_written",
+            "Points upserted or deleted (acknowledged), by collection",
+            points_written.clone(),
+        );
+        let points = Family::<CollectionLabels, Gauge>::default();
+        registry.register(
+            "collection_points",
+            "Live points per collection",
+            points.clone(),
+        );
+        let index_memory = Family::<CollectionLabels, Gauge>::default();
+        registry.register(
+            "index_memory_bytes",
+            "Memory of each collection's HNSW index",
+            index_memory.clone(),
+        );
+        let wal_bytes = Family::<CollectionLabels, Gauge>::default();
+        registry.register(
+            "wal_bytes",
+            "Bytes in each collection's write-ahead log (acknowledged, not yet in the tree)",
+            wal_bytes.clone(),
+        );
+        let store_blocks = Gauge::default();
+        registry.register(
+            "store_blocks",
+            "Blocks in the block store",
+            store_blocks.clone(),
+        );
+        let store_bytes = Gauge::default();
+        registry.register(
+            "store_bytes",
+            "Bytes of block data in the block store",
+            store_bytes.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 once the repository is open and every log replayed",
+            ready.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            operations,
+            operation_errors,
+            operation_seconds,
+            search_hits,
+            points_written,
+            points,
+            index_memory,
+            wal_bytes,
+            store_blocks,
+            store_bytes,
+            ready,
+        }
+    }
+
+    /// Counts one HTTP request.
+    pub fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_string(),
+                route: route.to_string(),
+                status,
+            })
+            .inc();
+        self.request_seconds
+            .get_or_create(&RouteLabels {
+                method: method.to_string(),
+                route: route.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one engine operation.
+    pub fn operation(&self, operation: &str, collection: &str, ok: bool, elapsed: Duration) {
+        let labels = OperationLabels {
+            operation: operation.to_string(),
+            collection: collection.to_string(),
+        };
+        self.operations.get_or_create(&labels).inc();
+        if !ok {
+            self.operation_errors.get_or_create(&labels).inc();
+        }
+        self.operation_seconds
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts search hits returned.
+    pub fn hits(&self, collection: &str, n: usize) {
+        self.search_hits
+            .get_or_create(&CollectionLabels {
+                collection: collection.to_string(),
+            })
+            .inc_by(n as u64);
+    }
+
+    /// Counts points written.
+    pub fn written(&self, collection: &str, n: u64) {
+        self.points_written
+            .get_or_create(&CollectionLabels {
+                collection: collection.to_string(),
+            })
+            .inc_by(n);
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}

@@ -1,0 +1,23 @@
+//! The node's API: its operations ([`Node`]), the HTTP/JSON daemon that serves them
+//! ([`server`]), and the client the CLI uses to reach a running daemon ([`Client`]).
+//!
+//! # Layout
+//! - [`types`]: request and response bodies (JSON), shared by all three.
+//! - [`error`]: [`ApiError`], an HTTP status, a stable code and a message.
+//! - [`service`]: [`Node`], the operations on an open repository.
+//! - [`server`]: axum routes, auth, body limits, metrics middleware, OpenAPI, graceful shutdown.
+//! - [`client`]: [`Client`], the same operations over HTTP.
+//! - [`metrics`]: the Prometheus registry.
+//! - [`jobs`]: long operations in flight and their progress.
+
+pub mod client;
+pub mod error;
+pub mod jobs;
+pub mod metrics;
+pub mod server;
+pub mod service;
+pub mod types;
+
+pub use client::{Client, ExportTarget};
+pub use error::ApiError;
+pub use service::Node;

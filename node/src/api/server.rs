@@ -1,0 +1,553 @@
+//! The daemon's HTTP API (axum): routes under `/v1/`, `/health`, `/ready`, `/metrics` and
+//! `/openapi.json`. Handlers are thin: they decode the request, call [`Node`] and encode the
+//! answer; every failure is an [`ApiError`] sent as `{"error": {"code", "message"}}`.
+
+use std::{
+    future::{Future, IntoFuture},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    body::Body,
+    extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State},
+    http::{header, HeaderMap, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+    Json, Router,
+};
+use futures::{StreamExt, TryStreamExt};
+use serde::{de::DeserializeOwned, Deserialize};
+use tokio_util::io::{ReaderStream, StreamReader};
+use utoipa::OpenApi;
+
+use super::{error::ApiError, service::Node, types::*};
+
+/// The CAR media type.
+pub const CAR_MEDIA_TYPE: &str = "application/vnd.ipld.car";
+
+#[derive(Debug, Clone)]
+struct AppState {
+    node: Node,
+    /// The bearer token every request but /health and /ready must carry, when required.
+    token: Option<Arc<str>>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.body())).into_response()
+    }
+}
+
+/// A JSON body whose rejections are [`ApiError`]s.
+struct ApiJson<T>(T);
+
+fn rejection(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::too_large(
+            "the request body is over the daemon's limit (api.max_body_bytes); send smaller batches",
+        )
+    } else {
+        ApiError::bad_request(format!(
+            "{text}; /openapi.json describes every request body"
+        ))
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(e) => Err(rejection(e.status(), e.body_text())),
+        }
+    }
+}
+
+/// A whole (limited) body whose rejections are [`ApiError`]s.
+struct ApiBytes(bytes::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match bytes::Bytes::from_request(req, state).await {
+            Ok(b) => Ok(ApiBytes(b)),
+            Err(e) => Err(rejection(e.status(), e.body_text())),
+        }
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+/// Liveness: the process serves requests.
+#[utoipa::path(get, path = "/health", responses((status = 200, description = "alive")))]
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: the repository is open and every collection's log replayed.
+#[utoipa::path(get, path = "/ready", responses((status = 200, description = "ready"), (status = 503, body = ErrorBody)))]
+async fn ready(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    if s.node.is_ready() {
+        Ok(Json(serde_json::json!({ "status": "ready" })))
+    } else {
+        Err(ApiError::unavailable(
+            "the node is opening its collections (replaying their logs) or shutting down",
+        ))
+    }
+}
+
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text")))]
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.node.metrics_text().await,
+    )
+        .into_response()
+}
+
+/// This OpenAPI document.
+async fn openapi() -> Response {
+    match ApiDoc::openapi().to_pretty_json() {
+        Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Err(e) => ApiError::internal(e.to_string()).into_response(),
+    }
+}
+
+/// Node facts: peer id, version, repository, store totals.
+#[utoipa::path(get, path = "/v1/node", responses((status = 200, body = NodeInfo)))]
+async fn node_info(State(s): State<AppState>) -> ApiResult<NodeInfo> {
+    Ok(Json(s.node.node_info().await?))
+}
+
+/// The effective configuration (file, then environment, then flags).
+#[utoipa::path(get, path = "/v1/config", responses((status = 200, description = "the configuration as JSON")))]
+async fn config(State(s): State<AppState>) -> Json<crate::repo::Config> {
+    Json(s.node.config().clone())
+}
+
+/// Long operations running now, with their progress.
+#[utoipa::path(get, path = "/v1/jobs", responses((status = 200, body = JobList)))]
+async fn jobs(State(s): State<AppState>) -> Json<JobList> {
+    Json(s.node.jobs())
+}
+
+/// Every collection.
+#[utoipa::path(get, path = "/v1/collections", responses((status = 200, body = CollectionList)))]
+async fn list_collections(State(s): State<AppState>) -> ApiResult<CollectionList> {
+    Ok(Json(s.node.list_collections().await?))
+}
+
+/// Creates a collection.
+#[utoipa::path(post, path = "/v1/collections", request_body = CreateCollection,
+    responses((status = 200, body = CollectionInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn create_collection(
+    State(s): State<AppState>,
+    ApiJson(request): ApiJson<CreateCollection>,
+) -> ApiResult<CollectionInfo> {
+    Ok(Json(s.node.create_collection(request).await?))
+}
+
+/// A collection's settings, counts and current manifest CID.
+#[utoipa::path(get, path = "/v1/collections/{name}", params(("name" = String, Path, description = "collection name")),
+    responses((status = 200, body = CollectionInfo), (status = 404, body = ErrorBody)))]
+async fn collection_info(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<CollectionInfo> {
+    Ok(Json(s.node.collection_info(&name).await?))
+}
+
+/// Drops a collection (its blocks go at the next gc).
+#[utoipa::path(delete, path = "/v1/collections/{name}", params(("name" = String, Path, description = "collection name")),
+    responses((status = 200, body = Dropped), (status = 404, body = ErrorBody)))]
+async fn drop_collection(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Dropped> {
+    Ok(Json(s.node.drop_collection(&name).await?))
+}
+
+/// A collection's versions, newest first.
+#[utoipa::path(get, path = "/v1/collections/{name}/log", params(("name" = String, Path, description = "collection name")),
+    responses((status = 200, body = VersionList), (status = 404, body = ErrorBody)))]
+async fn collection_log(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<VersionList> {
+    Ok(Json(s.node.collection_log(&name).await?))
+}
+
+/// Upserts a batch of points; answered once the batch is durable (all or nothing).
+#[utoipa::path(put, path = "/v1/collections/{name}/points", params(("name" = String, Path, description = "collection name")),
+    request_body = UpsertPoints,
+    responses((status = 200, body = WriteResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn upsert(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<UpsertPoints>,
+) -> ApiResult<WriteResult> {
+    Ok(Json(s.node.upsert(&name, request.points).await?))
+}
+
+/// Deletes points by id.
+#[utoipa::path(post, path = "/v1/collections/{name}/points/delete", params(("name" = String, Path, description = "collection name")),
+    request_body = DeletePoints,
+    responses((status = 200, body = WriteResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_points(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<DeletePoints>,
+) -> ApiResult<WriteResult> {
+    Ok(Json(s.node.delete(&name, request.ids).await?))
+}
+
+/// One point (ids made of digits are integer ids).
+#[utoipa::path(get, path = "/v1/collections/{name}/points/{id}",
+    params(("name" = String, Path, description = "collection name"), ("id" = String, Path, description = "point id")),
+    responses((status = 200, body = PointOut), (status = 404, body = ErrorBody)))]
+async fn get_point(
+    State(s): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> ApiResult<PointOut> {
+    let id = super::service::parse_point_id(&id);
+    Ok(Json(s.node.get_point(&name, id).await?))
+}
+
+/// The `k` nearest points to a vector, optionally filtered, or in an older version (`at`).
+#[utoipa::path(post, path = "/v1/collections/{name}/search", params(("name" = String, Path, description = "collection name")),
+    request_body = SearchRequest,
+    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn search(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(request): ApiJson<SearchRequest>,
+) -> ApiResult<SearchResponse> {
+    Ok(Json(s.node.search(&name, request).await?))
+}
+
+/// The collection's current version as a CAR v1 stream (root: its signed head).
+#[utoipa::path(get, path = "/v1/collections/{name}/export", params(("name" = String, Path, description = "collection name")),
+    responses((status = 200, description = "CAR v1", content_type = "application/vnd.ipld.car"), (status = 404, body = ErrorBody)))]
+async fn export_collection(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let root = s.node.collection_export_root(&name).await?;
+    Ok(car_stream(s.node, root))
+}
+
+#[derive(Debug, Deserialize)]
+struct ImportQuery {
+    name: Option<String>,
+}
+
+/// Registers a collection from a CAR written by its export (streamed request body).
+#[utoipa::path(post, path = "/v1/collections/import", params(("name" = Option<String>, Query, description = "name to register it under")),
+    request_body(content = Vec<u8>, content_type = "application/vnd.ipld.car"),
+    responses((status = 200, body = CollectionImported), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn import_collection(
+    State(s): State<AppState>,
+    Query(query): Query<ImportQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<CollectionImported> {
+    let imported = import_body(&s.node, &headers, body).await?;
+    Ok(Json(s.node.adopt_collection(&imported, query.name).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct PutQuery {
+    #[serde(default)]
+    pin: bool,
+}
+
+/// Stores a DAG-JSON value as a DAG-CBOR block.
+#[utoipa::path(post, path = "/v1/dag", params(("pin" = Option<bool>, Query, description = "also pin it")),
+    request_body(content = Object, content_type = "application/json"),
+    responses((status = 200, body = DagPut), (status = 400, body = ErrorBody)))]
+async fn dag_put(
+    State(s): State<AppState>,
+    Query(query): Query<PutQuery>,
+    ApiBytes(body): ApiBytes,
+) -> ApiResult<DagPut> {
+    Ok(Json(s.node.dag_put(&body, query.pin).await?))
+}
+
+/// A block as DAG-JSON.
+#[utoipa::path(get, path = "/v1/dag/{cid}", params(("cid" = String, Path, description = "block CID")),
+    responses((status = 200, description = "DAG-JSON"), (status = 404, body = ErrorBody)))]
+async fn dag_get(State(s): State<AppState>, Path(cid): Path<String>) -> Result<Response, ApiError> {
+    let text = s.node.dag_get(&cid).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/vnd.ipld.dag-json")],
+        text,
+    )
+        .into_response())
+}
+
+/// The DAG under a root as a CAR v1 stream.
+#[utoipa::path(get, path = "/v1/dag/{cid}/export", params(("cid" = String, Path, description = "root CID")),
+    responses((status = 200, description = "CAR v1", content_type = "application/vnd.ipld.car"), (status = 404, body = ErrorBody)))]
+async fn dag_export(
+    State(s): State<AppState>,
+    Path(cid): Path<String>,
+) -> Result<Response, ApiError> {
+    let root = super::service::parse_cid(&cid)?;
+    // Fail before streaming when the root itself is missing.
+    s.node.block_stat(&cid).await?;
+    Ok(car_stream(s.node, root))
+}
+
+/// Imports a CAR v1 stream, checking every block; pins its roots if all of it is good.
+#[utoipa::path(post, path = "/v1/dag/import", request_body(content = Vec<u8>, content_type = "application/vnd.ipld.car"),
+    responses((status = 200, body = CarImported), (status = 400, body = ErrorBody)))]
+async fn dag_import(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<CarImported> {
+    Ok(Json(import_body(&s.node, &headers, body).await?))
+}
+
+/// A block's size and codec.
+#[utoipa::path(get, path = "/v1/blocks/{cid}", params(("cid" = String, Path, description = "block CID")),
+    responses((status = 200, body = BlockStat), (status = 404, body = ErrorBody)))]
+async fn block_stat(State(s): State<AppState>, Path(cid): Path<String>) -> ApiResult<BlockStat> {
+    Ok(Json(s.node.block_stat(&cid).await?))
+}
+
+/// Every pin.
+#[utoipa::path(get, path = "/v1/pins", responses((status = 200, body = PinList)))]
+async fn pins(State(s): State<AppState>) -> ApiResult<PinList> {
+    Ok(Json(s.node.pins().await?))
+}
+
+/// Pins the DAG under a root (all of it must be stored).
+#[utoipa::path(post, path = "/v1/pins/{cid}", params(("cid" = String, Path, description = "root CID")),
+    responses((status = 200, body = Pin), (status = 400, body = ErrorBody)))]
+async fn pin_add(State(s): State<AppState>, Path(cid): Path<String>) -> ApiResult<Pin> {
+    Ok(Json(s.node.pin_add(&cid).await?))
+}
+
+/// Removes a pin.
+#[utoipa::path(delete, path = "/v1/pins/{cid}", params(("cid" = String, Path, description = "root CID")),
+    responses((status = 200, body = Pin), (status = 404, body = ErrorBody)))]
+async fn pin_rm(State(s): State<AppState>, Path(cid): Path<String>) -> ApiResult<Pin> {
+    Ok(Json(s.node.pin_rm(&cid).await?))
+}
+
+/// Removes every block no pin reaches.
+#[utoipa::path(post, path = "/v1/gc", responses((status = 200, body = GcResult)))]
+async fn gc(State(s): State<AppState>) -> ApiResult<GcResult> {
+    Ok(Json(s.node.gc().await?))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such API route; /openapi.json lists them")
+}
+
+/// A streamed CAR export; a failure midway aborts the response, so a client never mistakes
+/// a cut-off CAR for a whole one.
+fn car_stream(node: Node, root: cid::Cid) -> Response {
+    let (writer, reader) = tokio::io::duplex(256 * 1024);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let result = node.export_car(&root, writer, |_| {}).await;
+        let _ = done_tx.send(result);
+    });
+    let tail = futures::stream::once(async move {
+        match done_rx.await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(Err(std::io::Error::other(e.message))),
+            Err(_) => Some(Err(std::io::Error::other("the export stopped"))),
+        }
+    })
+    .filter_map(futures::future::ready);
+    let body = Body::from_stream(ReaderStream::new(reader).chain(tail));
+    ([(header::CONTENT_TYPE, CAR_MEDIA_TYPE)], body).into_response()
+}
+
+async fn import_body(
+    node: &Node,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<CarImported, ApiError> {
+    let total = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    node.import_car(StreamReader::new(stream), total, |_| {})
+        .await
+}
+
+fn same_token(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+async fn authorize(State(s): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &s.token {
+        let open = matches!(request.uri().path(), "/health" | "/ready");
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ok = given.is_some_and(|g| same_token(g.trim().as_bytes(), token.as_bytes()));
+        if !open && !ok {
+            return ApiError::unauthorized(
+                "this API needs `Authorization: Bearer <token>`; the token is in the repository's keys/api.token",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn track(State(s): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "(unmatched)".to_string());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    s.node.metrics().request(&method, &route, status, elapsed);
+    tracing::debug!(%method, %route, status, elapsed_us = elapsed.as_micros() as u64, "request");
+    response
+}
+
+/// The OpenAPI document, generated from the handlers and types above.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "ipvec node API",
+        description = "HTTP/JSON API of an ipvec node. Errors are {\"error\": {\"code\", \"message\"}}."
+    ),
+    paths(
+        health,
+        ready,
+        metrics,
+        node_info,
+        config,
+        jobs,
+        list_collections,
+        create_collection,
+        collection_info,
+        drop_collection,
+        collection_log,
+        upsert,
+        delete_points,
+        get_point,
+        search,
+        export_collection,
+        import_collection,
+        dag_put,
+        dag_get,
+        dag_export,
+        dag_import,
+        block_stat,
+        pins,
+        pin_add,
+        pin_rm,
+        gc
+    )
+)]
+pub struct ApiDoc;
+
+/// The API's routes over `node`; `token` is the bearer token to require, if any.
+pub fn router(node: Node, token: Option<String>) -> Router {
+    let max_body = node.config().api.max_body_bytes as usize;
+    let state = AppState {
+        node,
+        token: token.map(Arc::from),
+    };
+    let streamed = Router::new()
+        .route("/v1/collections/import", post(import_collection))
+        .route("/v1/dag/import", post(dag_import))
+        .layer(DefaultBodyLimit::disable());
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/node", get(node_info))
+        .route("/v1/config", get(config))
+        .route("/v1/jobs", get(jobs))
+        .route(
+            "/v1/collections",
+            get(list_collections).post(create_collection),
+        )
+        .route(
+            "/v1/collections/{name}",
+            get(collection_info).delete(drop_collection),
+        )
+        .route("/v1/collections/{name}/log", get(collection_log))
+        .route("/v1/collections/{name}/points", put(upsert))
+        .route("/v1/collections/{name}/points/delete", post(delete_points))
+        .route("/v1/collections/{name}/points/{id}", get(get_point))
+        .route("/v1/collections/{name}/search", post(search))
+        .route("/v1/collections/{name}/export", get(export_collection))
+        .route("/v1/dag", post(dag_put))
+        .route("/v1/dag/{cid}", get(dag_get))
+        .route("/v1/dag/{cid}/export", get(dag_export))
+        .route("/v1/blocks/{cid}", get(block_stat))
+        .route("/v1/pins", get(pins))
+        .route("/v1/pins/{cid}", post(pin_add).delete(pin_rm))
+        .route("/v1/gc", post(gc))
+        .layer(DefaultBodyLimit::max(max_body))
+        .merge(streamed)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets requests in flight
+/// finish (for at most `drain`).
+pub async fn serve(
+    node: Node,
+    listener: tokio::net::TcpListener,
+    token: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let app = router(node, token);
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopped_tx.send(());
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => return result,
+        _ = stopped_rx => {}
+    }
+    match tokio::time::timeout(drain, server).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(
+                seconds = drain.as_secs(),
+                "requests still running after the drain period; closing"
+            );
+            Ok(())
+        }
+    }
+}

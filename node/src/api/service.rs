@@ -1,0 +1,783 @@
+//! The node's operations on an open repository. The daemon's HTTP handlers and the CLI's
+//! direct path (no daemon running) both call these, so the two answer alike.
+//!
+//! Collections stay open in a shared map, each behind a read/write lock: searches and reads
+//! share it, writes take it alone. Index and log work runs on tokio's blocking pool so the
+//! async workers stay free to accept requests. Garbage collection excludes every operation
+//! that writes blocks (it must not sweep blocks written but not yet pinned).
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use cid::Cid;
+use ipvec_protocol::{cid as pcid, dagcbor, head::HeadRecord, limits, manifest::Manifest, Ipld};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::RwLock,
+};
+
+use super::{error::ApiError, jobs::Jobs, metrics::Metrics, types::*};
+use crate::{
+    collection::{
+        catalog,
+        points::{ipld_to_json, json_to_ipld},
+        Collection, CollectionError, CollectionSpec, Filter, Point, SearchOptions,
+    },
+    repo::{Config, Repo},
+    store::{car, dag, gc, BlockStore, IrohBlockStore},
+};
+
+/// An open collection shared between requests.
+pub type SharedCollection = Arc<RwLock<Collection<IrohBlockStore>>>;
+
+/// How long a measured store size is trusted by the storage limit check.
+const STORE_SIZE_TTL: Duration = Duration::from_secs(5);
+
+/// A cloneable handle on an open repository and its open collections.
+#[derive(Debug, Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    repo: Repo,
+    config: Config,
+    collections: tokio::sync::Mutex<HashMap<String, SharedCollection>>,
+    /// Held shared by every operation that writes blocks, alone by gc.
+    gc_lock: RwLock<()>,
+    metrics: Metrics,
+    jobs: Jobs,
+    ready: AtomicBool,
+    store_size: Mutex<Option<(Instant, u64)>>,
+}
+
+/// Runs `work` on the blocking pool (it may search an index or fsync a log for a while).
+async fn offload<T: Send + 'static>(
+    work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(work))
+        .await
+        .map_err(|e| ApiError::internal(format!("operation failed: {e}")))?
+}
+
+/// Parses a CID from a request.
+pub fn parse_cid(text: &str) -> Result<Cid, ApiError> {
+    let cid = pcid::parse_cid(text)?;
+    pcid::check_supported(&cid)?;
+    Ok(cid)
+}
+
+/// A point id as the CLI and URL paths spell it: digits are an integer id.
+pub fn parse_point_id(text: &str) -> PointId {
+    match text.parse::<u64>() {
+        Ok(n) => PointId::Int(n),
+        Err(_) => PointId::Str(text.to_string()),
+    }
+}
+
+/// Turns request points into engine points; metadata must be an object.
+fn to_points(points: Vec<PointIn>) -> Result<Vec<Point>, ApiError> {
+    points
+        .into_iter()
+        .enumerate()
+        .map(|(position, p)| {
+            let metadata = match p.metadata {
+                None | Some(serde_json::Value::Null) => None,
+                Some(m @ serde_json::Value::Object(_)) => Some(json_to_ipld(m)),
+                Some(_) => {
+                    return Err(CollectionError::BadPoint {
+                        position,
+                        id: p.id.to_string(),
+                        reason: "metadata must be a JSON object".into(),
+                    }
+                    .into())
+                }
+            };
+            Ok(Point {
+                id: p.id.into(),
+                vector: p.vector,
+                metadata,
+            })
+        })
+        .collect()
+}
+
+fn info_of(name: &str, c: &Collection<IrohBlockStore>) -> Result<CollectionInfo, ApiError> {
+    let m = c.manifest();
+    Ok(CollectionInfo {
+        name: name.to_string(),
+        id: c.id()?,
+        dim: m.dimension,
+        metric: m.metric,
+        quantization: m.quantization,
+        hnsw: HnswInfo {
+            m: m.hnsw.m,
+            ef_construction: m.hnsw.ef_construction,
+            ef_search: m.hnsw.ef_search,
+        },
+        shards: m.shards.len(),
+        points: c.points(),
+        root: c.root().to_string(),
+        version: c.head().seq,
+        index_memory_bytes: c.index_memory(),
+        wal_bytes: c.wal_bytes(),
+        writable: c.writable(),
+    })
+}
+
+fn write_result(c: &Collection<IrohBlockStore>, changed: u64) -> WriteResult {
+    WriteResult {
+        changed,
+        points: c.points(),
+        root: c.root().to_string(),
+    }
+}
+
+impl Node {
+    /// Wraps an open repository; `config` is its effective configuration (file, environment
+    /// and flags). Collections open on first use, or all at once with [`Node::open_all`].
+    pub fn new(repo: Repo, config: Config) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                repo,
+                config,
+                collections: Default::default(),
+                gc_lock: RwLock::new(()),
+                metrics: Metrics::new(),
+                jobs: Jobs::default(),
+                ready: AtomicBool::new(false),
+                store_size: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The repository.
+    pub fn repo(&self) -> &Repo {
+        &self.inner.repo
+    }
+
+    /// The effective configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Whether every collection is open and its log replayed.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    fn store(&self) -> &IrohBlockStore {
+        self.inner.repo.store()
+    }
+
+    fn collections_root(&self) -> PathBuf {
+        self.inner.repo.path().join("collections")
+    }
+
+    /// Times `work` as operation `op` on `collection` in the metrics.
+    async fn observed<T>(
+        &self,
+        op: &str,
+        collection: &str,
+        work: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<T, ApiError> {
+        let start = Instant::now();
+        let result = work.await;
+        self.inner
+            .metrics
+            .operation(op, collection, result.is_ok(), start.elapsed());
+        result
+    }
+
+    /// Opens every collection (replaying its log), then marks the node ready.
+    pub async fn open_all(&self) -> Result<(), ApiError> {
+        for name in catalog::list(&self.collections_root())? {
+            let started = Instant::now();
+            let c = self.collection(&name).await?;
+            let points = c.read().await.points();
+            tracing::info!(collection = %name, points, elapsed_ms = started.elapsed().as_millis() as u64, "collection open");
+        }
+        self.inner.ready.store(true, Ordering::Release);
+        self.inner.metrics.ready.set(1);
+        Ok(())
+    }
+
+    /// The open collection `name`, opening it if needed.
+    pub async fn collection(&self, name: &str) -> Result<SharedCollection, ApiError> {
+        let dir = catalog::dir_of(&self.collections_root(), name)?;
+        let mut open = self.inner.collections.lock().await;
+        if let Some(c) = open.get(name) {
+            return Ok(c.clone());
+        }
+        if !dir.exists() {
+            return Err(CollectionError::NotFound(name.to_string()).into());
+        }
+        let c = Arc::new(RwLock::new(
+            Collection::open(self.store().clone(), &dir).await?,
+        ));
+        open.insert(name.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Refuses a write when the store has reached `storage.max_bytes`.
+    async fn check_storage(&self) -> Result<(), ApiError> {
+        let max = self.inner.config.storage.max_bytes;
+        if max == 0 {
+            return Ok(());
+        }
+        let cached = self
+            .inner
+            .store_size
+            .lock()
+            .ok()
+            .and_then(|s| *s)
+            .filter(|(at, _)| at.elapsed() < STORE_SIZE_TTL);
+        let bytes = match cached {
+            Some((_, bytes)) => bytes,
+            None => {
+                let bytes = self.store().stats().await?.bytes;
+                if let Ok(mut s) = self.inner.store_size.lock() {
+                    *s = Some((Instant::now(), bytes));
+                }
+                bytes
+            }
+        };
+        if bytes >= max {
+            return Err(ApiError::insufficient_storage(format!(
+                "the block store holds {bytes} bytes, at its limit storage.max_bytes = {max}; \
+                 raise the limit, drop collections and run `ipvec gc`"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Node facts.
+    pub async fn node_info(&self) -> Result<NodeInfo, ApiError> {
+        let stats = self.store().stats().await?;
+        Ok(NodeInfo {
+            peer_id: self.inner.repo.peer_id().to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            repo: self.inner.repo.path().display().to_string(),
+            collections: catalog::list(&self.collections_root())?.len(),
+            store: StoreInfo {
+                blocks: stats.blocks,
+                bytes: stats.bytes,
+            },
+        })
+    }
+
+    /// The running long operations.
+    pub fn jobs(&self) -> JobList {
+        JobList {
+            jobs: self.inner.jobs.list(),
+        }
+    }
+
+    /// Creates a collection.
+    pub async fn create_collection(
+        &self,
+        request: CreateCollection,
+    ) -> Result<CollectionInfo, ApiError> {
+        let name = request.name.clone();
+        self.observed("create", &name, async {
+            let spec = CollectionSpec {
+                name: request.name.clone(),
+                dimension: request.dim,
+                metric: request.metric,
+                quantization: request.quantization,
+                hnsw: ipvec_protocol::manifest::HnswParams {
+                    m: request.m,
+                    ef_construction: request.ef_construction,
+                    ef_search: request.ef_search,
+                },
+                shards: request.shards,
+            };
+            spec.validate()?;
+            let _writing = self.inner.gc_lock.read().await;
+            let dir = catalog::dir_of(&self.collections_root(), &name)?;
+            let mut open = self.inner.collections.lock().await;
+            if open.contains_key(&name) {
+                return Err(CollectionError::Exists(name.clone()).into());
+            }
+            let c = Collection::create(self.store().clone(), &dir, &spec).await?;
+            let info = info_of(&name, &c)?;
+            open.insert(name.clone(), Arc::new(RwLock::new(c)));
+            Ok(info)
+        })
+        .await
+    }
+
+    /// Every collection.
+    pub async fn list_collections(&self) -> Result<CollectionList, ApiError> {
+        let mut collections = Vec::new();
+        for name in catalog::list(&self.collections_root())? {
+            collections.push(self.collection_info(&name).await?);
+        }
+        Ok(CollectionList { collections })
+    }
+
+    /// One collection's settings and counts.
+    pub async fn collection_info(&self, name: &str) -> Result<CollectionInfo, ApiError> {
+        let c = self.collection(name).await?;
+        let c = c.read().await;
+        info_of(name, &c)
+    }
+
+    /// A collection's versions, newest first.
+    pub async fn collection_log(&self, name: &str) -> Result<VersionList, ApiError> {
+        let c = self.collection(name).await?;
+        let c = c.read().await;
+        let versions = c
+            .versions()
+            .await?
+            .into_iter()
+            .map(|(cid, m)| VersionInfo {
+                root: cid.to_string(),
+                points: m.points,
+                updated: m.updated,
+            })
+            .collect();
+        Ok(VersionList { versions })
+    }
+
+    /// Drops a collection: its folder goes now, its blocks at the next gc.
+    pub async fn drop_collection(&self, name: &str) -> Result<Dropped, ApiError> {
+        self.observed("drop", name, async {
+            let shared = self.collection(name).await?;
+            // Wait for operations in flight on it, and keep new ones out.
+            let c = shared.write().await;
+            let root = c.root();
+            let dir = catalog::dir_of(&self.collections_root(), name)?;
+            self.inner.collections.lock().await.remove(name);
+            self.store()
+                .unpin_name(&crate::collection::pin_name(name))
+                .await?;
+            self.store().flush().await?;
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| ApiError::internal(format!("removing {}: {e}", dir.display())))?;
+            for family in [
+                &self.inner.metrics.points,
+                &self.inner.metrics.index_memory,
+                &self.inner.metrics.wal_bytes,
+            ] {
+                family.remove(&super::metrics::CollectionLabels {
+                    collection: name.to_string(),
+                });
+            }
+            Ok(Dropped {
+                dropped: name.to_string(),
+                root: root.to_string(),
+            })
+        })
+        .await
+    }
+
+    /// Upserts a batch: stored whole once durable, or not at all.
+    pub async fn upsert(&self, name: &str, points: Vec<PointIn>) -> Result<WriteResult, ApiError> {
+        let n = points.len() as u64;
+        self.observed("upsert", name, async {
+            let points = to_points(points)?;
+            self.check_storage().await?;
+            let shared = self.collection(name).await?;
+            let node = self.clone();
+            let job = self.inner.jobs.start("upsert", name, "points", Some(n));
+            let result = offload(async move {
+                let _writing = node.inner.gc_lock.read().await;
+                let mut c = shared.write_owned().await;
+                let report = c.upsert(points).await?;
+                Ok(write_result(&c, report.changed))
+            })
+            .await?;
+            job.set(n);
+            self.inner.metrics.written(name, result.changed);
+            Ok(result)
+        })
+        .await
+    }
+
+    /// Deletes points by id.
+    pub async fn delete(&self, name: &str, ids: Vec<PointId>) -> Result<WriteResult, ApiError> {
+        self.observed("delete", name, async {
+            let shared = self.collection(name).await?;
+            let node = self.clone();
+            let ids: Vec<_> = ids.into_iter().map(Into::into).collect();
+            let result = offload(async move {
+                let _writing = node.inner.gc_lock.read().await;
+                let mut c = shared.write_owned().await;
+                let report = c.delete(&ids).await?;
+                Ok(write_result(&c, report.changed))
+            })
+            .await?;
+            self.inner.metrics.written(name, result.changed);
+            Ok(result)
+        })
+        .await
+    }
+
+    /// One point.
+    pub async fn get_point(&self, name: &str, id: PointId) -> Result<PointOut, ApiError> {
+        self.observed("get", name, async {
+            let c = self.collection(name).await?;
+            let c = c.read().await;
+            let entry_id = id.clone().into();
+            let Some((entry, leaf)) = c.get(&entry_id).await? else {
+                return Err(ApiError::not_found(format!(
+                    "collection {name} has no point {id}"
+                )));
+            };
+            Ok(PointOut {
+                id,
+                vector: c.vector_of(&entry),
+                metadata: entry.meta.as_ref().map(ipld_to_json),
+                cid: leaf.map(|c| c.to_string()),
+            })
+        })
+        .await
+    }
+
+    /// Searches a collection (or, with `at`, an older version of it).
+    pub async fn search(
+        &self,
+        name: &str,
+        request: SearchRequest,
+    ) -> Result<SearchResponse, ApiError> {
+        let response = self
+            .observed("search", name, async {
+                let filter = request
+                    .filter
+                    .as_ref()
+                    .map(|f| Filter::parse(&f.to_string()).and_then(Filter::compile))
+                    .transpose()?;
+                let at = request.at.as_deref().map(parse_cid).transpose()?;
+                let shared = self.collection(name).await?;
+                offload(async move {
+                    let c = shared.read_owned().await;
+                    let hits = match at {
+                        Some(at) => {
+                            c.search_at(&at, &request.vector, request.k, filter.as_ref())
+                                .await?
+                        }
+                        None => {
+                            let options = SearchOptions {
+                                k: request.k,
+                                ef: request.ef,
+                                exact: request.exact,
+                            };
+                            c.search(&request.vector, options, filter.as_ref()).await?
+                        }
+                    };
+                    Ok(SearchResponse {
+                        hits: hits
+                            .into_iter()
+                            .map(|h| Hit {
+                                id: PointId::from(&h.id),
+                                score: h.score,
+                                cid: h.leaf.map(|c| c.to_string()),
+                                metadata: h.metadata.as_ref().map(ipld_to_json),
+                            })
+                            .collect(),
+                    })
+                })
+                .await
+            })
+            .await?;
+        self.inner.metrics.hits(name, response.hits.len());
+        Ok(response)
+    }
+
+    /// Stores the signed head of collection `name` as a block and returns its CID: the root
+    /// of the collection's export.
+    pub async fn collection_export_root(&self, name: &str) -> Result<Cid, ApiError> {
+        let c = self.collection(name).await?;
+        let c = c.read().await;
+        let head = self
+            .store()
+            .put(pcid::DAG_CBOR, Bytes::from(dagcbor::encode(c.head())?))
+            .await?;
+        Ok(head)
+    }
+
+    /// Writes the DAG under `root` as a CAR v1 stream into `out`.
+    pub async fn export_car<W: AsyncWrite + Unpin + Send>(
+        &self,
+        root: &Cid,
+        out: W,
+        progress: impl FnMut(car::CarProgress),
+    ) -> Result<car::CarProgress, ApiError> {
+        self.observed("export", "", async {
+            let job = self
+                .inner
+                .jobs
+                .start("export", root.to_string(), "bytes", None);
+            let mut progress = progress;
+            let totals = car::export(self.store(), root, out, |p| {
+                job.set(p.bytes);
+                progress(p)
+            })
+            .await?;
+            Ok(totals)
+        })
+        .await
+    }
+
+    /// Reads a CAR v1 stream into the store, checking every block; pins its roots only if
+    /// all of it is good.
+    pub async fn import_car<R: AsyncRead + Unpin + Send>(
+        &self,
+        input: R,
+        total: Option<u64>,
+        progress: impl FnMut(car::CarProgress),
+    ) -> Result<CarImported, ApiError> {
+        self.observed("import", "", async {
+            self.check_storage().await?;
+            let _writing = self.inner.gc_lock.read().await;
+            let job = self.inner.jobs.start("import", "car", "bytes", total);
+            let mut progress = progress;
+            let summary = car::import(self.store(), input, |p| {
+                job.set(p.bytes);
+                progress(p)
+            })
+            .await?;
+            Ok(CarImported {
+                roots: summary.roots.iter().map(|c| c.to_string()).collect(),
+                blocks: summary.totals.blocks,
+                bytes: summary.totals.bytes,
+            })
+        })
+        .await
+    }
+
+    /// Registers a collection from an imported CAR (from `collection export`) whose root
+    /// is its signed head, under `name` or its own name.
+    pub async fn adopt_collection(
+        &self,
+        imported: &CarImported,
+        name: Option<String>,
+    ) -> Result<CollectionImported, ApiError> {
+        let store = self.store();
+        let [ref root] = imported.roots[..] else {
+            return Err(ApiError::bad_request(format!(
+                "the CAR has {} roots; a collection export has exactly one (its signed head)",
+                imported.roots.len()
+            )));
+        };
+        let root = parse_cid(root.as_str())?;
+        let adopted = async {
+            let head: HeadRecord = dagcbor::decode(&store.require(&root).await?).map_err(|_| {
+                ApiError::bad_request(
+                    "the CAR is not a collection export (its root is no signed head); \
+                     use `ipvec dag import` for other DAGs",
+                )
+            })?;
+            let manifest: Manifest = dagcbor::decode(&store.require(&head.manifest).await?)?;
+            let name = name.unwrap_or(manifest.name);
+            let dir = catalog::dir_of(&self.collections_root(), &name)?;
+            let mut open = self.inner.collections.lock().await;
+            if open.contains_key(&name) {
+                return Err(CollectionError::Exists(name).into());
+            }
+            let c = Collection::adopt(store.clone(), &dir, head).await?;
+            let imported = CollectionImported {
+                name: name.clone(),
+                id: c.id()?,
+                root: c.root().to_string(),
+                points: c.points(),
+                writable: c.writable(),
+            };
+            open.insert(name, Arc::new(RwLock::new(c)));
+            Ok(imported)
+        }
+        .await;
+        // The collection's own pin (on its manifest) now keeps the DAG; the file's root pin goes.
+        store.unpin(&root).await?;
+        store.flush().await?;
+        adopted
+    }
+
+    /// Stores a DAG-JSON value as one DAG-CBOR block, pinned if asked (its links must then
+    /// all be stored).
+    pub async fn dag_put(&self, dag_json: &[u8], pin: bool) -> Result<DagPut, ApiError> {
+        self.observed("dag_put", "", async {
+            let value: Ipld = serde_ipld_dagjson::from_slice(dag_json).map_err(|e| {
+                ApiError::bad_request(format!("the input is not valid DAG-JSON ({e}); write links as {{\"/\": \"<cid>\"}} and bytes as {{\"/\": {{\"bytes\": \"<base64>\"}}}}"))
+            })?;
+            let bytes = dagcbor::encode(&value)?;
+            if bytes.len() > limits::MAX_BLOCK_BYTES {
+                return Err(ApiError::bad_request(format!(
+                    "the block is {} bytes as DAG-CBOR, over the {}-byte limit; split it into linked blocks",
+                    bytes.len(),
+                    limits::MAX_BLOCK_BYTES
+                )));
+            }
+            self.check_storage().await?;
+            let _writing = self.inner.gc_lock.read().await;
+            let cid = self.store().put(pcid::DAG_CBOR, Bytes::from(bytes)).await?;
+            if pin {
+                dag::check_complete(self.store(), &cid).await?;
+                self.store().pin(&cid).await?;
+            }
+            self.store().flush().await?;
+            Ok(DagPut {
+                cid: cid.to_string(),
+                pinned: pin,
+            })
+        })
+        .await
+    }
+
+    /// A block as DAG-JSON (raw blocks as DAG-JSON bytes).
+    pub async fn dag_get(&self, cid: &str) -> Result<Vec<u8>, ApiError> {
+        let cid = parse_cid(cid)?;
+        let bytes = self.store().require(&cid).await?;
+        let value: Ipld = match cid.codec() {
+            pcid::DAG_CBOR => dagcbor::decode_trusted(&bytes)?,
+            _ => Ipld::Bytes(bytes.to_vec()),
+        };
+        serde_ipld_dagjson::to_vec(&value)
+            .map_err(|e| ApiError::internal(format!("cannot write the block as DAG-JSON: {e}")))
+    }
+
+    /// A block's size and codec.
+    pub async fn block_stat(&self, cid: &str) -> Result<BlockStat, ApiError> {
+        let cid = parse_cid(cid)?;
+        let bytes = self.store().require(&cid).await?;
+        Ok(BlockStat {
+            cid: cid.to_string(),
+            size: bytes.len(),
+            codec: pcid::codec_name(cid.codec()).to_string(),
+        })
+    }
+
+    /// Every pin.
+    pub async fn pins(&self) -> Result<PinList, ApiError> {
+        let pins = self
+            .store()
+            .pins()
+            .await?
+            .into_iter()
+            .map(|(name, cid)| Pin {
+                cid: cid.to_string(),
+                name,
+            })
+            .collect();
+        Ok(PinList { pins })
+    }
+
+    /// Pins the DAG under `cid` (all of it must be stored).
+    pub async fn pin_add(&self, cid: &str) -> Result<Pin, ApiError> {
+        let cid = parse_cid(cid)?;
+        let _writing = self.inner.gc_lock.read().await;
+        dag::check_complete(self.store(), &cid).await.map_err(|e| {
+            ApiError::bad_request(format!("cannot pin {cid}: its DAG is not complete in this repository; import it first (ipvec dag import): {e}"))
+        })?;
+        self.store().pin(&cid).await?;
+        self.store().flush().await?;
+        Ok(Pin {
+            cid: cid.to_string(),
+            name: cid.to_string(),
+        })
+    }
+
+    /// Removes a `pin add` pin.
+    pub async fn pin_rm(&self, cid: &str) -> Result<Pin, ApiError> {
+        let cid = parse_cid(cid)?;
+        if !self.store().unpin(&cid).await? {
+            return Err(ApiError::not_found(format!(
+                "{cid} is not pinned; `ipvec pin ls` lists the pins"
+            )));
+        }
+        self.store().flush().await?;
+        Ok(Pin {
+            cid: cid.to_string(),
+            name: cid.to_string(),
+        })
+    }
+
+    /// Removes every block no pin reaches.
+    pub async fn gc(&self) -> Result<GcResult, ApiError> {
+        self.observed("gc", "", async {
+            let _alone = self.inner.gc_lock.write().await;
+            let _job = self.inner.jobs.start("gc", "", "blocks", None);
+            let report = gc::collect_garbage(self.store()).await?;
+            if let Ok(mut size) = self.inner.store_size.lock() {
+                *size = None;
+            }
+            Ok(GcResult {
+                removed_blocks: report.removed.blocks,
+                removed_bytes: report.removed.bytes,
+                live_blocks: report.live_blocks,
+                missing_blocks: report.missing_blocks,
+            })
+        })
+        .await
+    }
+
+    /// Sets the scrape-time gauges and returns the metrics text.
+    pub async fn metrics_text(&self) -> String {
+        let metrics = &self.inner.metrics;
+        let open: Vec<(String, SharedCollection)> = self
+            .inner
+            .collections
+            .lock()
+            .await
+            .iter()
+            .map(|(n, c)| (n.clone(), c.clone()))
+            .collect();
+        for (name, c) in open {
+            let labels = super::metrics::CollectionLabels { collection: name };
+            // A collection busy with a long write keeps its last values.
+            if let Ok(c) = c.try_read() {
+                metrics.points.get_or_create(&labels).set(c.points() as i64);
+                metrics
+                    .index_memory
+                    .get_or_create(&labels)
+                    .set(c.index_memory() as i64);
+                metrics
+                    .wal_bytes
+                    .get_or_create(&labels)
+                    .set(c.wal_bytes() as i64);
+            }
+        }
+        if let Ok(stats) = self.store().stats().await {
+            metrics.store_blocks.set(stats.blocks as i64);
+            metrics.store_bytes.set(stats.bytes as i64);
+        }
+        metrics.encode()
+    }
+
+    /// Commits every open collection's log into its tree and saves its index (the daemon
+    /// calls this at shutdown; the CLI after each command).
+    pub async fn close(&self) -> Result<(), ApiError> {
+        self.inner.ready.store(false, Ordering::Release);
+        let open: Vec<(String, SharedCollection)> =
+            self.inner.collections.lock().await.drain().collect();
+        let mut first_error = None;
+        for (name, c) in open {
+            let mut c = c.write().await;
+            if let Err(e) = c.sync().await {
+                tracing::error!(collection = %name, error = %e, "closing the collection failed");
+                first_error.get_or_insert(ApiError::from(e));
+            }
+        }
+        if let Err(e) = self.store().shutdown().await {
+            first_error.get_or_insert(ApiError::from(e));
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

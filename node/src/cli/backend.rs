@@ -1,0 +1,165 @@
+//! Where a command runs, Kubo style: through the API of the daemon that holds the repository
+//! when one runs, else on the repository opened directly. Both answer with the same types, so
+//! a command prints the same either way.
+
+use std::{path::Path, time::Duration};
+
+use crate::{
+    api::{types::*, ApiError, Client, Node},
+    repo::{self, Config, Repo},
+};
+
+/// A running daemon's API, or the repository itself.
+#[derive(Debug)]
+pub enum Backend {
+    /// The repository, opened (and locked) by this process.
+    Local(Node),
+    /// A daemon's HTTP API.
+    Remote(Client),
+}
+
+/// Runs the same operation on either backend.
+macro_rules! either {
+    ($self:ident, $op:ident ( $($arg:expr),* )) => {
+        match $self {
+            Backend::Local(node) => node.$op($($arg),*).await,
+            Backend::Remote(client) => client.$op($($arg),*).await,
+        }
+    };
+}
+
+impl Backend {
+    /// Finds the daemon of the repository at `path` (its `api` file, answering `/health`),
+    /// or opens the repository. `api` forces a daemon URL; `adjust` applies command-line flags
+    /// to the configuration of a directly opened repository.
+    pub async fn connect(
+        path: &Path,
+        api: Option<&str>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Backend> {
+        let token = repo::read_api_token(path);
+        if let Some(url) = api {
+            return Ok(Backend::Remote(Client::new(url, token)?));
+        }
+        if let Ok(url) = std::fs::read_to_string(repo::api_file(path)) {
+            let client = Client::new(url.trim(), token)?;
+            if client.alive(Duration::from_secs(3)).await {
+                return Ok(Backend::Remote(client));
+            }
+            // A stale file from a daemon that did not shut down cleanly: if it somehow still
+            // holds the repository, opening it below says which process does.
+        }
+        let repo = Repo::open(path).await?;
+        let mut config = repo.config().clone();
+        adjust(&mut config);
+        config.validate()?;
+        Ok(Backend::Local(Node::new(repo, config)))
+    }
+
+    /// Whether a daemon serves this command.
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Backend::Remote(_))
+    }
+
+    /// Finishes: a directly opened repository commits its logs and closes.
+    pub async fn close(self) -> Result<(), ApiError> {
+        match self {
+            Backend::Local(node) => node.close().await,
+            Backend::Remote(_) => Ok(()),
+        }
+    }
+
+    pub async fn node_info(&self) -> Result<NodeInfo, ApiError> {
+        either!(self, node_info())
+    }
+
+    pub async fn config(&self) -> Result<Config, ApiError> {
+        match self {
+            Backend::Local(node) => Ok(node.config().clone()),
+            Backend::Remote(client) => client.config().await,
+        }
+    }
+
+    pub async fn create_collection(
+        &self,
+        request: CreateCollection,
+    ) -> Result<CollectionInfo, ApiError> {
+        match self {
+            Backend::Local(node) => node.create_collection(request).await,
+            Backend::Remote(client) => client.create_collection(&request).await,
+        }
+    }
+
+    pub async fn list_collections(&self) -> Result<CollectionList, ApiError> {
+        either!(self, list_collections())
+    }
+
+    pub async fn collection_info(&self, name: &str) -> Result<CollectionInfo, ApiError> {
+        either!(self, collection_info(name))
+    }
+
+    pub async fn collection_log(&self, name: &str) -> Result<VersionList, ApiError> {
+        either!(self, collection_log(name))
+    }
+
+    pub async fn drop_collection(&self, name: &str) -> Result<Dropped, ApiError> {
+        either!(self, drop_collection(name))
+    }
+
+    pub async fn upsert(&self, name: &str, points: Vec<PointIn>) -> Result<WriteResult, ApiError> {
+        either!(self, upsert(name, points))
+    }
+
+    pub async fn delete(&self, name: &str, ids: Vec<PointId>) -> Result<WriteResult, ApiError> {
+        either!(self, delete(name, ids))
+    }
+
+    pub async fn get_point(&self, name: &str, id: PointId) -> Result<PointOut, ApiError> {
+        match self {
+            Backend::Local(node) => node.get_point(name, id).await,
+            Backend::Remote(client) => client.get_point(name, &id).await,
+        }
+    }
+
+    pub async fn search(
+        &self,
+        name: &str,
+        request: SearchRequest,
+    ) -> Result<SearchResponse, ApiError> {
+        match self {
+            Backend::Local(node) => node.search(name, request).await,
+            Backend::Remote(client) => client.search(name, &request).await,
+        }
+    }
+
+    pub async fn dag_put(&self, dag_json: Vec<u8>, pin: bool) -> Result<DagPut, ApiError> {
+        match self {
+            Backend::Local(node) => node.dag_put(&dag_json, pin).await,
+            Backend::Remote(client) => client.dag_put(dag_json, pin).await,
+        }
+    }
+
+    pub async fn dag_get(&self, cid: &str) -> Result<Vec<u8>, ApiError> {
+        either!(self, dag_get(cid))
+    }
+
+    pub async fn block_stat(&self, cid: &str) -> Result<BlockStat, ApiError> {
+        either!(self, block_stat(cid))
+    }
+
+    pub async fn pins(&self) -> Result<PinList, ApiError> {
+        either!(self, pins())
+    }
+
+    pub async fn pin_add(&self, cid: &str) -> Result<Pin, ApiError> {
+        either!(self, pin_add(cid))
+    }
+
+    pub async fn pin_rm(&self, cid: &str) -> Result<Pin, ApiError> {
+        either!(self, pin_rm(cid))
+    }
+
+    pub async fn gc(&self) -> Result<GcResult, ApiError> {
+        either!(self, gc())
+    }
+}

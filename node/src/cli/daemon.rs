@@ -1,0 +1,102 @@
+//! `ipvec daemon`: the long-lived node. Opens (or on first run initialises) the repository,
+//! holds its lock, serves the HTTP API and writes its address into `DIR/api` so CLI commands
+//! find it; on SIGINT or SIGTERM it stops taking requests, lets those in flight finish,
+//! commits every collection's log, and removes `DIR/api`.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use anyhow::Context;
+
+use super::Cli;
+use crate::{
+    api::{server, Node},
+    repo::{self, Repo, RepoError},
+};
+
+/// How long requests in flight may run on after a shutdown signal.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT: shutting down"),
+        _ = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+/// The URL clients on this machine use for a listen address (an unspecified address is
+/// reached through loopback).
+fn local_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Runs the daemon until a shutdown signal.
+pub async fn run(cli: &Cli, path: &Path) -> anyhow::Result<()> {
+    let repo = match Repo::open(path).await {
+        Err(RepoError::NotInitialised(_)) => {
+            let repo = Repo::init(path).await?;
+            eprintln!("initialised ipvec repository at {}", path.display());
+            repo
+        }
+        other => other?,
+    };
+    let mut config = repo.config().clone();
+    cli.adjust(&mut config);
+    config.validate()?;
+    let addr = config.api.listen_addr()?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (api.listen); is another program using it? pick another with --api-listen ADDR"))?;
+    let local = listener.local_addr()?;
+    let token = (config.api.require_token || !local.ip().is_loopback())
+        .then(|| repo.api_token())
+        .transpose()?;
+    let peer_id = repo.peer_id();
+    let node = Node::new(repo, config);
+    let url = local_url(local);
+    let api_file = repo::api_file(path);
+    std::fs::write(&api_file, format!("{url}\n"))
+        .with_context(|| format!("writing {}", api_file.display()))?;
+    tracing::info!(%peer_id, api = %url, repo = %path.display(), token_required = token.is_some(), "daemon started");
+    println!("ipvec daemon: peer {peer_id}\nAPI listening on {url}");
+
+    // Serve at once (/health answers, /ready says 503) while the collections open.
+    let opening = {
+        let node = node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = node.open_all().await {
+                tracing::error!(error = %e, "opening the collections failed");
+            } else {
+                tracing::info!("ready");
+            }
+        })
+    };
+    let served = server::serve(node.clone(), listener, token, shutdown_signal(), DRAIN).await;
+    opening.abort();
+    let closed = node.close().await;
+    let _ = std::fs::remove_file(&api_file);
+    served.context("the API server failed")?;
+    closed?;
+    tracing::info!("daemon stopped; every acknowledged write is committed");
+    println!("ipvec daemon stopped");
+    Ok(())
+}
