@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Options: `--queries N` (t10k queries, default 1,000), `--dir PATH` (where the temporary
-//! stores go; default the system temp dir), `--skip-baselines`, `--skip-memory`.
+//! stores go; default the system temp dir), `--skip-baselines`, `--skip-memory`,
+//! `--skip-usearch-kernel` (no second raw index with usearch's own f32 kernel).
 //! Everything runs on one thread with M = 16 and ef_construction = 128. It prints numbers and
 //! asserts nothing about time. MB = 10^6 bytes. See docs/benchmarks.md.
 
@@ -30,7 +31,7 @@ mod util;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use ipvec_node::collection::Filter;
+use ipvec_node::{collection::Filter, index::HnswRuntime};
 use ipvec_protocol::manifest::Quantization;
 
 use crate::{
@@ -55,6 +56,7 @@ struct Options {
     memory_child: Option<String>,
     skip_baselines: bool,
     skip_memory: bool,
+    skip_own_kernel: bool,
 }
 
 fn options() -> Result<Options> {
@@ -64,6 +66,7 @@ fn options() -> Result<Options> {
         memory_child: None,
         skip_baselines: false,
         skip_memory: false,
+        skip_own_kernel: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -76,6 +79,7 @@ fn options() -> Result<Options> {
             "--memory-child" => opts.memory_child = args.next(),
             "--skip-baselines" => opts.skip_baselines = true,
             "--skip-memory" => opts.skip_memory = true,
+            "--skip-usearch-kernel" => opts.skip_own_kernel = true,
             // cargo bench passes `--bench`; libtest-style filters are ignored too.
             _ => {}
         }
@@ -127,7 +131,7 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
 
     // Ingest: raw first, so that the diagnostic passes between ipvec's upserts and its
     // checkpoint can compare both indexes at the same moment.
-    let (raw, raw_timing) = ingest_raw(&data)?;
+    let (raw, raw_timing) = ingest_raw(&data, HnswRuntime::default())?;
     let (store, mut collection, mut ingest, diagnostic) =
         ingest_ipvec(&data, work.path(), &queries, &raw).await?;
     ingest.push(IngestRow::new(
@@ -136,8 +140,36 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
         data.len(),
     ));
 
+    let kernel = engines::kernel_name(&raw);
+    // The same raw index with usearch's own f32 kernel, when ipvec's replaced it.
+    let own_kernel = match opts.skip_own_kernel || raw.kernel().is_none() {
+        true => None,
+        false => {
+            let runtime = HnswRuntime {
+                f32_kernel: false,
+                ..HnswRuntime::default()
+            };
+            let (index, timing) = ingest_raw(&data, runtime)?;
+            ingest.push(IngestRow::new(
+                "usearch raw, usearch's kernel",
+                timing,
+                data.len(),
+            ));
+            Some(index)
+        }
+    };
+
     // Search.
-    let mut search = sweep(&collection, &raw, &queries, &exact, &truths[0]).await?;
+    let mut search = sweep(
+        &collection,
+        &raw,
+        own_kernel.as_ref(),
+        &queries,
+        &exact,
+        &truths[0],
+    )
+    .await?;
+    drop(own_kernel);
     let filtered = filtered(&mut collection, &data, &queries, &exact, &truths[1..]).await?;
     let filter_costs = filter_eval_costs(&data)?;
     let watch = Stopwatch::start();
@@ -168,7 +200,7 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
         "- ipvec close() after the run (saves the HNSW index cache): {:.2} s",
         close.secs()
     );
-    report::search(&search);
+    report::search(&search, &kernel);
     report::search_diagnostics(&search, &diagnostic);
     report::filtered(&filtered, &filter_costs);
     report::memory(&memory, &python);
@@ -211,33 +243,52 @@ async fn ingest_ipvec(
     Ok((store, collection, rows, diagnostic))
 }
 
-fn ingest_raw(data: &Dataset) -> Result<(ipvec_node::index::HnswIndex, Timing)> {
-    println!("ingest: raw usearch HnswIndex, same parameters …");
-    let mut index = engines::raw_index(Measure::L2, Quantization::F32)?;
+fn ingest_raw(
+    data: &Dataset,
+    runtime: HnswRuntime,
+) -> Result<(ipvec_node::index::HnswIndex, Timing)> {
+    let mut index = engines::raw_index(Measure::L2, Quantization::F32, runtime)?;
+    println!(
+        "ingest: raw usearch HnswIndex, same parameters, {} f32 kernel …",
+        engines::kernel_name(&index)
+    );
     let timing = engines::upsert_raw(&mut index, data, RAW_RESERVES)?;
     Ok((index, timing))
 }
 
-/// Recall@10 and QPS over the ef sweep, for ipvec and raw usearch.
+/// Recall@10 and QPS over the ef sweep, for ipvec and raw usearch (and raw usearch with its own
+/// kernel, when given).
 async fn sweep(
     collection: &Coll,
     raw: &ipvec_node::index::HnswIndex,
+    own_kernel: Option<&ipvec_node::index::HnswIndex>,
     queries: &[Vec<f32>],
     exact: &Exact<'_>,
     truth: &Truth,
 ) -> Result<Vec<SearchRow>> {
     println!("search: ef sweep …");
-    // Warm both up (first touches of the graph and of the store's blocks).
-    engines::search_ipvec(collection, &queries[..queries.len().min(50)], 64, None).await?;
-    engines::search_raw(raw, &queries[..queries.len().min(50)], 64)?;
+    // Warm every index up (first touches of the graph and of the store's blocks).
+    let warm = &queries[..queries.len().min(50)];
+    engines::search_ipvec(collection, warm, 64, None).await?;
+    for index in std::iter::once(raw).chain(own_kernel) {
+        engines::search_raw(index, warm, 64)?;
+    }
     let mut rows = Vec::new();
     for ef in EFS {
         let ipvec = engines::search_ipvec_best(collection, queries, ef).await?;
         let raw = engines::search_raw_best(raw, queries, ef)?;
+        let raw_own_kernel = match own_kernel {
+            Some(index) => {
+                let pass = engines::search_raw_best(index, queries, ef)?;
+                Some(Quality::of(exact, truth, &pass.ids, pass.qps()))
+            }
+            None => None,
+        };
         rows.push(SearchRow {
             ef,
             ipvec: Quality::of(exact, truth, &ipvec.ids, ipvec.qps()),
             raw: Quality::of(exact, truth, &raw.ids, raw.qps()),
+            raw_own_kernel,
             faiss: None,
             hnswlib: None,
         });

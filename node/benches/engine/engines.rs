@@ -8,7 +8,7 @@ use ipvec_node::{
     collection::{
         points::json_to_ipld, Collection, CollectionSpec, CompiledFilter, Point, SearchOptions,
     },
-    index::{HnswIndex, IndexSpec, VectorIndex},
+    index::{HnswIndex, HnswRuntime, IndexSpec, VectorIndex},
     store::IrohBlockStore,
 };
 use ipvec_protocol::{
@@ -180,13 +180,27 @@ pub fn search_raw_best(index: &HnswIndex, queries: &[Vec<f32>], ef: usize) -> Re
 // Raw usearch (the HnswIndex wrapper)
 // ---------------------------------------------------------------------------------------------
 
-pub fn raw_index(measure: Measure, quantization: Quantization) -> Result<HnswIndex> {
-    Ok(HnswIndex::new(IndexSpec {
+/// An empty raw index; `runtime` chooses (among others) whose f32 distance kernel it uses.
+pub fn raw_index(
+    measure: Measure,
+    quantization: Quantization,
+    runtime: HnswRuntime,
+) -> Result<HnswIndex> {
+    let spec = IndexSpec {
         dimension: 784,
         metric: metric_of(measure),
         quantization,
         hnsw: hnsw_params(),
-    })?)
+    };
+    Ok(HnswIndex::with_runtime(spec, runtime)?)
+}
+
+/// Whose f32 distance kernel an index uses.
+pub fn kernel_name(index: &HnswIndex) -> String {
+    match index.kernel() {
+        Some(isa) => format!("ipvec's ({isa:?})"),
+        None => "usearch's (NumKong)".into(),
+    }
 }
 
 /// Adds every base point under key = row number, converting each batch to f32 outside the

@@ -119,7 +119,7 @@ fn run_raw(
     phases: &mut Vec<Snapshot>,
 ) -> Result<(f64, usize, engines::Pass)> {
     use ipvec_node::index::VectorIndex;
-    let mut index = engines::raw_index(measure, quantization)?;
+    let mut index = engines::raw_index(measure, quantization, Default::default())?;
     let build = engines::upsert_raw(&mut index, data, false)?.secs();
     phases.push(Snapshot::take("built"));
     let pass = engines::search_raw(&index, queries, EF)?;

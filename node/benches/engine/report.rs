@@ -113,20 +113,32 @@ pub struct SearchRow {
     pub ef: usize,
     pub ipvec: Quality,
     pub raw: Quality,
+    /// Raw usearch with its own f32 kernel instead of ipvec's.
+    pub raw_own_kernel: Option<Quality>,
     pub faiss: Option<Quality>,
     pub hnswlib: Option<Quality>,
 }
 
-pub fn search(rows: &[SearchRow]) {
+pub fn search(rows: &[SearchRow], kernel: &str) {
     println!(
         "\n## Search: recall@10 and QPS (one thread; fastest of {} passes over the queries)\n",
         crate::engines::REPEATS
+    );
+    println!(
+        "ipvec and usearch: {kernel} f32 kernel; usearch NK: the same index with usearch's own \
+         (NumKong) kernel\n"
     );
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
             let mut cells = vec![r.ef.to_string()];
-            for q in [Some(r.ipvec), Some(r.raw), r.faiss, r.hnswlib] {
+            for q in [
+                Some(r.ipvec),
+                Some(r.raw),
+                r.raw_own_kernel,
+                r.faiss,
+                r.hnswlib,
+            ] {
                 cells.extend(Quality::cells(q));
             }
             cells.push(format!("{:.2}", r.ipvec.qps / r.raw.qps));
@@ -140,6 +152,8 @@ pub fn search(rows: &[SearchRow]) {
             "ipvec QPS",
             "usearch recall",
             "usearch QPS",
+            "usearch NK recall",
+            "usearch NK QPS",
             "faiss recall",
             "faiss QPS",
             "hnswlib recall",

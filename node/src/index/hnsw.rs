@@ -15,10 +15,13 @@ use std::{
 };
 
 use ipvec_protocol::manifest::{Metric, Quantization};
-use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind, VectorType};
 
 use super::{
-    check_vector, permits::Permits, score, top_k, Hit, IndexError, IndexSpec, VectorIndex,
+    check_vector,
+    kernel::{self, Isa, Kernels},
+    permits::Permits,
+    score, top_k, Hit, IndexError, IndexSpec, VectorIndex,
 };
 
 /// How an [`HnswIndex`] runs in this process (nothing of it is saved with the index).
@@ -27,6 +30,9 @@ pub struct HnswRuntime {
     /// Calls that may run inside usearch at once (its thread contexts); more callers wait.
     /// Each context costs about one bit per indexed vector plus a few `ef`-sized heaps.
     pub contexts: usize,
+    /// Whether f32 indexes compute distances with ipvec's [`kernel`](super::kernel)s (when the
+    /// CPU has AVX2 and FMA, or AVX-512) instead of usearch's own.
+    pub f32_kernel: bool,
 }
 
 impl Default for HnswRuntime {
@@ -35,6 +41,7 @@ impl Default for HnswRuntime {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
             contexts: cores.max(4),
+            f32_kernel: true,
         }
     }
 }
@@ -48,6 +55,8 @@ pub struct HnswIndex {
     /// The `expansion_search` the index is set to: searches hold it shared, a change of `ef`
     /// holds it exclusively.
     ef: RwLock<usize>,
+    /// The instruction set of ipvec's kernel, when it replaces usearch's.
+    kernel: Option<Isa>,
 }
 
 impl std::fmt::Debug for HnswIndex {
@@ -56,6 +65,7 @@ impl std::fmt::Debug for HnswIndex {
             .field("spec", &self.spec)
             .field("len", &self.index.size())
             .field("contexts", &self.contexts.total())
+            .field("kernel", &self.kernel)
             .finish()
     }
 }
@@ -92,15 +102,43 @@ impl HnswIndex {
 
     /// An empty index.
     pub fn with_runtime(spec: IndexSpec, runtime: HnswRuntime) -> Result<Self, IndexError> {
+        let mut this = Self::without_kernel(spec, runtime)?;
+        this.install_kernel(runtime)?;
+        Ok(this)
+    }
+
+    fn without_kernel(spec: IndexSpec, runtime: HnswRuntime) -> Result<Self, IndexError> {
         let index = Index::new(&options(&spec)).map_err(backend)?;
         let this = Self {
             spec,
             index,
             contexts: Permits::new(runtime.contexts),
             ef: RwLock::new(spec.hnsw.ef_search as usize),
+            kernel: None,
         };
         this.grow_to(0)?;
         Ok(this)
+    }
+
+    /// Replaces usearch's distance function with ipvec's kernel when `runtime` asks for it and
+    /// the index and CPU allow it. usearch's `Index` keeps one replacement: call this once.
+    fn install_kernel(&mut self, runtime: HnswRuntime) -> Result<(), IndexError> {
+        let kernels = Kernels::best();
+        if !runtime.f32_kernel
+            || self.spec.quantization != Quantization::F32
+            || kernels.isa() == Isa::Portable
+        {
+            return Ok(());
+        }
+        let metric = kernel::usearch_metric(kernels, self.spec.metric, self.spec.dimension);
+        <f32 as VectorType>::change_metric(&mut self.index, metric).map_err(backend)?;
+        self.kernel = Some(kernels.isa());
+        Ok(())
+    }
+
+    /// The instruction set of ipvec's distance kernel, `None` when usearch's own is in use.
+    pub fn kernel(&self) -> Option<Isa> {
+        self.kernel
     }
 
     /// Reserves room for `n` vectors in total (avoids growing step by step during a bulk load).
@@ -136,7 +174,8 @@ impl HnswIndex {
         runtime: HnswRuntime,
         path: &Path,
     ) -> Result<Self, IndexError> {
-        let this = Self::with_runtime(spec, runtime)?;
+        // Loading puts back usearch's distance function: the kernel goes in afterwards.
+        let mut this = Self::without_kernel(spec, runtime)?;
         this.index.load(&path.to_string_lossy()).map_err(backend)?;
         if this.index.dimensions() != spec.dimension {
             return Err(IndexError::Dimension {
@@ -144,6 +183,7 @@ impl HnswIndex {
                 actual: this.index.dimensions(),
             });
         }
+        this.install_kernel(runtime)?;
         // Loading restores the saved expansion values; put back the spec's. The thread
         // contexts survive a load, but set them again rather than rely on it.
         this.index
@@ -425,7 +465,13 @@ mod tests {
     /// searches!".
     #[test]
     fn more_threads_than_contexts_all_get_answers() {
-        let (data, hnsw) = filled(3_000, HnswRuntime { contexts: 2 });
+        let (data, hnsw) = filled(
+            3_000,
+            HnswRuntime {
+                contexts: 2,
+                ..HnswRuntime::default()
+            },
+        );
         let queries = &data[..40];
         let want: Vec<Vec<Hit>> = queries
             .iter()
@@ -457,7 +503,13 @@ mod tests {
     /// Threads asking for different `ef` values each get what a lone caller at that `ef` gets.
     #[test]
     fn concurrent_searches_at_different_ef_values_keep_their_own() {
-        let (data, hnsw) = filled(2_000, HnswRuntime { contexts: 3 });
+        let (data, hnsw) = filled(
+            2_000,
+            HnswRuntime {
+                contexts: 3,
+                ..HnswRuntime::default()
+            },
+        );
         let queries = &data[..30];
         let efs = [10, 64, 300];
         let want: Vec<Vec<Vec<Hit>>> = efs
@@ -483,5 +535,44 @@ mod tests {
                 });
             }
         });
+    }
+
+    /// With ipvec's kernel, a search wide enough to see every point finds the exact top 10, and
+    /// the index keeps the kernel through save and load.
+    #[test]
+    fn kernel_search_finds_the_exact_neighbours() {
+        let data = clustered(400, 37, 8);
+        let dir = tempfile::tempdir().unwrap();
+        for metric in [Metric::L2, Metric::Dot, Metric::Cosine] {
+            let spec = IndexSpec {
+                dimension: 37,
+                ..spec(metric, Quantization::F32)
+            };
+            let mut exact = FlatIndex::new(37, metric);
+            let mut hnsw = HnswIndex::new(spec).unwrap();
+            for (i, v) in data.iter().enumerate() {
+                exact.upsert(i as u64, v).unwrap();
+                hnsw.upsert(i as u64, v).unwrap();
+            }
+            let path = dir.path().join(format!("{metric:?}.usearch"));
+            hnsw.save(&path).unwrap();
+            let loaded = HnswIndex::load(spec, &path).unwrap();
+            assert_eq!(loaded.kernel(), hnsw.kernel());
+            assert_eq!(
+                hnsw.kernel().is_some(),
+                Kernels::best().isa() != Isa::Portable
+            );
+            for q in data.iter().step_by(40) {
+                let want = exact.search(q, 10, None, None).unwrap();
+                for index in [&hnsw, &loaded] {
+                    let got = index.search(q, 10, Some(400), None).unwrap();
+                    let keys = |hits: &[Hit]| hits.iter().map(|h| h.key).collect::<Vec<_>>();
+                    assert_eq!(keys(&got), keys(&want), "{metric:?}");
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!((g.score - w.score).abs() <= 1e-4 * w.score.abs().max(1.0));
+                    }
+                }
+            }
+        }
     }
 }

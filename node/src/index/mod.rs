@@ -8,10 +8,12 @@
 //! - [`VectorIndex`]: the trait.
 //! - [`flat`]: exact search by scanning every vector, the reference the others are measured by.
 //! - [`hnsw`]: approximate search with usearch's HNSW graph.
+//! - [`kernel`]: f32 distance kernels chosen for the CPU at run time.
 //! - [`permits`]: the counting semaphore that keeps callers within usearch's thread contexts.
 
 pub mod flat;
 pub mod hnsw;
+pub mod kernel;
 pub mod permits;
 
 use ipvec_protocol::manifest::{HnswParams, Metric, Quantization};
@@ -113,22 +115,21 @@ pub fn top_k(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
     hits
 }
 
-/// The score of `b` for query `a` under `metric` (higher is better).
+/// The score of `b` for query `a` under `metric` (higher is better): negated squared
+/// Euclidean distance, inner product, or cosine similarity (0 when either vector is zero).
+/// Computed with the CPU's fastest [`kernel`].
 pub fn score(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
+    static KERNELS: std::sync::OnceLock<kernel::Kernels> = std::sync::OnceLock::new();
+    let kernels = KERNELS.get_or_init(kernel::Kernels::best);
     match metric {
-        Metric::Dot => a.iter().zip(b).map(|(x, y)| x * y).sum(),
-        Metric::L2 => -a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>(),
+        Metric::L2 => -kernels.l2sq(a, b),
+        Metric::Dot => kernels.dot(a, b),
         Metric::Cosine => {
-            let (mut dot, mut na, mut nb) = (0f32, 0f32, 0f32);
-            for (x, y) in a.iter().zip(b) {
-                dot += x * y;
-                na += x * x;
-                nb += y * y;
-            }
-            if na == 0.0 || nb == 0.0 {
+            let [ab, aa, bb] = kernels.dot_norms(a, b);
+            if aa == 0.0 || bb == 0.0 {
                 0.0
             } else {
-                dot / (na.sqrt() * nb.sqrt())
+                ab / (aa.sqrt() * bb.sqrt())
             }
         }
     }
