@@ -19,7 +19,7 @@ use prometheus_client::{
 pub struct RequestLabels {
     /// HTTP method.
     pub method: String,
-    /// The matched route pattern (`/v1/collections/{name}/search`), not the raw path.
+    /// The matched route pattern (`/v1/collections/:name/search`), not the raw path.
     pub route: String,
     /// Response status code.
     pub status: u16,

@@ -424,7 +424,8 @@ async fn track(State(s): State<AppState>, request: Request, next: Next) -> Respo
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
+        // `/v1/collections/:name/search`: braces in label values trip some parsers.
+        .map(|p| p.as_str().replace('{', ":").replace('}', ""))
         .unwrap_or_else(|| "(unmatched)".to_string());
     let response = next.run(request).await;
     let status = response.status().as_u16();

@@ -18,8 +18,13 @@ use crate::api::{
     ApiError, ExportTarget,
 };
 
+/// A response as JSON, printed as the daemon sends it (through text, so f32 scores print in
+/// their shortest form rather than widened to f64).
 fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+    serde_json::to_string(value)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or(serde_json::Value::Null)
 }
 
 fn info_text(c: &CollectionInfo) -> String {

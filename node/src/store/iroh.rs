@@ -107,8 +107,36 @@ impl SweepQueue {
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// First wait before retrying a read the store called busy; it doubles up to the last.
+const BUSY_FIRST_DELAY: std::time::Duration = std::time::Duration::from_micros(500);
+/// Last wait before a busy read gives up (about 1 s of waiting in all).
+const BUSY_LAST_DELAY: std::time::Duration = std::time::Duration::from_millis(512);
+
+/// Whether an iroh error is its per-blob inbox being full (a transient condition).
+fn is_busy(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(e) = current {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ResourceBusy)
+            || e.to_string().contains("resource busy")
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// The backend's error with its whole chain of causes (iroh's outer messages are terse).
+fn backend(e: impl std::error::Error) -> StoreError {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    StoreError::Backend(message)
 }
 
 impl IrohBlockStore {
@@ -191,11 +219,30 @@ impl BlockStore for IrohBlockStore {
 
     async fn get_raw(&self, digest: Digest) -> Result<Option<Bytes>, StoreError> {
         let hash = Hash::from(digest);
-        match self.store.status(hash).await.map_err(backend)? {
-            BlobStatus::Complete { .. } => {}
-            _ => return Ok(None),
+        // iroh serialises work on one blob through a small per-blob inbox and answers "busy"
+        // when it is full (many concurrent searches read the same root block): wait and retry.
+        let mut delay = BUSY_FIRST_DELAY;
+        loop {
+            let read = async {
+                match self.store.status(hash).await? {
+                    BlobStatus::Complete { .. } => {}
+                    _ => return Ok(None),
+                }
+                self.store
+                    .get_bytes(hash)
+                    .await
+                    .map(Some)
+                    .map_err(Into::into)
+            };
+            let result: Result<Option<Bytes>, iroh_blobs::api::Error> = read.await;
+            match result {
+                Err(e) if is_busy(&e) && delay <= BUSY_LAST_DELAY => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                other => return other.map_err(backend),
+            }
         }
-        self.store.get_bytes(hash).await.map(Some).map_err(backend)
     }
 
     async fn has_digest(&self, digest: Digest) -> Result<bool, StoreError> {

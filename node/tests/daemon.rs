@@ -1,0 +1,829 @@
+//! `ipvec daemon` as a real process on a free loopback port, driven by the CLI (which finds
+//! it through the repository's `api` file) and by raw HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+
+fn ipvec(repo: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ipvec"))
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .env_remove("IPVEC_PATH")
+        .env_remove("IPVEC_API")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Runs a command that must succeed; its stdout.
+fn ok(repo: &Path, args: &[&str]) -> String {
+    let out = ipvec(repo, args, &[]);
+    assert!(
+        out.status.success(),
+        "ipvec {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail; its stderr.
+fn fails(repo: &Path, args: &[&str]) -> String {
+    let out = ipvec(repo, args, &[]);
+    assert!(!out.status.success(), "ipvec {args:?} should have failed");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+struct TestRepo {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn new_repo() -> TestRepo {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    ok(&path, &["init"]);
+    TestRepo { _dir: dir, path }
+}
+
+/// A running daemon; killed if the test ends without stopping it.
+struct Daemon {
+    child: Option<Child>,
+    url: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Daemon {
+    fn start(repo: &Path, envs: &[(&str, &str)]) -> Daemon {
+        let _ = std::fs::remove_file(repo.join("api"));
+        let child = Command::new(env!("CARGO_BIN_EXE_ipvec"))
+            .arg("--repo")
+            .arg(repo)
+            .args(["daemon", "--api-listen", "127.0.0.1:0"])
+            .env_remove("IPVEC_PATH")
+            .envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let url = loop {
+            if let Ok(url) = std::fs::read_to_string(repo.join("api")) {
+                break url.trim().to_string();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the daemon wrote no api file"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let daemon = Daemon {
+            child: Some(child),
+            url,
+            http: reqwest::Client::new(),
+            token: std::fs::read_to_string(repo.join("keys/api.token"))
+                .ok()
+                .map(|t| t.trim().to_string()),
+        };
+        // Ready once every collection's log is replayed.
+        while !daemon.ready() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the daemon never became ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon
+    }
+
+    /// Whether `/ready` answers 200 (a plain HTTP/1.0 request, usable outside any runtime).
+    fn ready(&self) -> bool {
+        use std::io::{Read, Write};
+        let Some(addr) = self.url.strip_prefix("http://") else {
+            return false;
+        };
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+            return false;
+        };
+        let _ = stream.write_all(b"GET /ready HTTP/1.0\r\n\r\n");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn stop(&mut self) {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let status = child.wait().unwrap();
+        assert!(status.success(), "the daemon exited with {status}");
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.url));
+        match &self.token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn metrics(&self) -> prometheus_parse::Scrape {
+        let text = self
+            .request(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A sample's value by metric name (with or without `_total`) and labels.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name || s.metric == format!("{name}_total"))
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(buckets) => {
+                buckets.last().map(|b| b.count).unwrap_or(0.0)
+            }
+            prometheus_parse::Value::Summary(_) => 0.0,
+        })
+        .sum()
+}
+
+fn points_jsonl(range: std::ops::Range<u64>) -> String {
+    range
+        .map(|i| {
+            let v = [
+                (i % 7) as f32,
+                (i % 11) as f32 / 2.0,
+                (i % 13) as f32 - 6.0,
+                (i as f32).sqrt(),
+            ];
+            json!({ "id": i, "vector": v, "metadata": { "even": i % 2 == 0, "group": i % 5 } })
+                .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+#[test]
+fn the_cli_answers_alike_through_the_daemon_and_directly() {
+    let repo = new_repo();
+    let r = &repo.path;
+    let dir = r.parent().unwrap();
+    std::fs::write(dir.join("a.jsonl"), points_jsonl(0..300)).unwrap();
+    std::fs::write(dir.join("b.jsonl"), points_jsonl(300..400)).unwrap();
+    let a = dir.join("a.jsonl");
+    let b = dir.join("b.jsonl");
+
+    // Direct: no daemon.
+    ok(
+        r,
+        &["collection", "create", "c", "--dim", "4", "--metric", "l2"],
+    );
+    ok(r, &["add", "c", a.to_str().unwrap(), "--batch", "64"]);
+    let reads = |r: &Path| -> Vec<String> {
+        vec![
+            ok(
+                r,
+                &["--json", "search", "c", "--vector", "1,2,-3,4", "-k", "7"],
+            ),
+            ok(
+                r,
+                &["search", "c", "--vector", "3,0.5,1,9", "-k", "5", "--exact"],
+            ),
+            ok(
+                r,
+                &[
+                    "--json",
+                    "search",
+                    "c",
+                    "--vector",
+                    "1,1,1,1",
+                    "-k",
+                    "5",
+                    "--filter",
+                    r#"{"must": [{"key": "group", "match": 3}]}"#,
+                ],
+            ),
+            ok(r, &["--json", "get", "c", "17"]),
+            ok(r, &["--json", "collection", "info", "c"]),
+            ok(r, &["--json", "collection", "log", "c"]),
+            ok(r, &["--json", "collection", "list"]),
+            ok(r, &["--json", "pin", "ls"]),
+        ]
+    };
+    let direct = reads(r);
+    ok(
+        r,
+        &[
+            "collection",
+            "export",
+            "c",
+            "-o",
+            dir.join("direct.car").to_str().unwrap(),
+        ],
+    );
+
+    let mut daemon = Daemon::start(r, &[]);
+    // The daemon holds the repository: a command that worked must have gone through it.
+    assert!(fails(r, &["daemon", "--api-listen", "127.0.0.1:0"])
+        .contains(&format!("pid {}", daemon.pid())));
+    assert_eq!(reads(r), direct, "daemon and direct paths print the same");
+    ok(
+        r,
+        &[
+            "collection",
+            "export",
+            "c",
+            "-o",
+            dir.join("daemon.car").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read(dir.join("daemon.car")).unwrap(),
+        std::fs::read(dir.join("direct.car")).unwrap(),
+        "the streamed export is the same CAR"
+    );
+
+    // Writes through the daemon.
+    let added = json_of(&ok(r, &["--json", "add", "c", b.to_str().unwrap()]));
+    assert_eq!(added["points"], 400);
+    let deleted = json_of(&ok(r, &["--json", "delete", "c", "0", "1", "2", "999999"]));
+    assert_eq!(
+        (deleted["deleted"].as_u64(), deleted["points"].as_u64()),
+        (Some(3), Some(397))
+    );
+    let err = fails(r, &["get", "c", "1"]);
+    assert!(err.contains("has no point 1"), "{err}");
+    let imported = json_of(&ok(
+        r,
+        &[
+            "--json",
+            "collection",
+            "import",
+            dir.join("daemon.car").to_str().unwrap(),
+            "--name",
+            "copy",
+        ],
+    ));
+    assert_eq!(imported["points"], 300);
+    let copy_hits = ok(
+        r,
+        &[
+            "--json", "search", "copy", "--vector", "1,2,-3,4", "-k", "7",
+        ],
+    );
+    assert_eq!(
+        copy_hits, direct[0],
+        "the imported copy answers as the original did"
+    );
+    ok(r, &["gc"]);
+
+    // Raw HTTP gives what the CLI printed.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (status, body) = rt.block_on(daemon.call(
+        reqwest::Method::POST,
+        "/v1/collections/c/search",
+        Some(json!({ "vector": [1, 2, -3, 4], "k": 7 })),
+    ));
+    assert_eq!(status, 200);
+    let after_writes = reads(r);
+    assert_eq!(body, json_of(&after_writes[0]));
+    let (status, openapi) = rt.block_on(daemon.call(reqwest::Method::GET, "/openapi.json", None));
+    assert_eq!(status, 200);
+    for path in [
+        "/v1/collections/{name}/search",
+        "/v1/collections/{name}/points",
+        "/v1/gc",
+        "/metrics",
+    ] {
+        assert!(openapi["paths"].get(path).is_some(), "openapi lacks {path}");
+    }
+
+    assert_eq!(json_of(&after_writes[4])["points"], 397);
+
+    // A clean stop commits the daemon's log; direct reads then match a restarted daemon's.
+    daemon.stop();
+    assert!(!r.join("api").exists(), "a clean stop removes the api file");
+    let direct = reads(r);
+    assert_eq!(json_of(&direct[4])["wal_bytes"], 0, "the log was committed");
+    assert_eq!(json_of(&direct[4])["points"], 397);
+    let mut daemon = Daemon::start(r, &[]);
+    assert_eq!(reads(r), direct);
+    daemon.stop();
+    let copy = json_of(&ok(r, &["--json", "collection", "info", "copy"]));
+    assert_eq!(copy["writable"], false, "imported without its owner key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metrics_move_with_requests() {
+    let repo = new_repo();
+    ok(&repo.path, &["collection", "create", "m", "--dim", "4"]);
+    let daemon = Daemon::start(&repo.path, &[]);
+    let before = daemon.metrics().await;
+    let (s, _) = daemon
+        .call(
+            reqwest::Method::PUT,
+            "/v1/collections/m/points",
+            Some(json!({ "points": [
+                { "id": 1, "vector": [1, 0, 0, 0] },
+                { "id": 2, "vector": [0, 1, 0, 0] },
+                { "id": "three", "vector": [0, 0, 1, 0], "metadata": { "k": "v" } },
+            ] })),
+        )
+        .await;
+    assert_eq!(s, 200);
+    for _ in 0..5 {
+        let (s, body) = daemon
+            .call(
+                reqwest::Method::POST,
+                "/v1/collections/m/search",
+                Some(json!({ "vector": [1, 0.5, 0, 0], "k": 2 })),
+            )
+            .await;
+        assert_eq!((s, body["hits"].as_array().unwrap().len()), (200, 2));
+    }
+    let (s, _) = daemon
+        .call(reqwest::Method::GET, "/v1/collections/nope", None)
+        .await;
+    assert_eq!(s, 404);
+    let after = daemon.metrics().await;
+    let search = [("operation", "search"), ("collection", "m")];
+    assert_eq!(
+        sample(&after, "ipvec_operations", &search) - sample(&before, "ipvec_operations", &search),
+        5.0
+    );
+    assert_eq!(
+        sample(&after, "ipvec_operation_duration_seconds", &search),
+        5.0,
+        "one latency observation per search"
+    );
+    assert_eq!(
+        sample(&after, "ipvec_search_hits", &[("collection", "m")]),
+        10.0
+    );
+    assert_eq!(
+        sample(&after, "ipvec_points_written", &[("collection", "m")]),
+        3.0
+    );
+    assert_eq!(
+        sample(&after, "ipvec_collection_points", &[("collection", "m")]),
+        3.0
+    );
+    assert!(sample(&after, "ipvec_index_memory_bytes", &[("collection", "m")]) > 0.0);
+    assert!(sample(&after, "ipvec_wal_bytes", &[("collection", "m")]) > 0.0);
+    assert!(sample(&after, "ipvec_store_blocks", &[]) > 0.0);
+    assert_eq!(sample(&after, "ipvec_ready", &[]), 1.0);
+    let route = [
+        ("route", "/v1/collections/:name/search"),
+        ("status", "200"),
+        ("method", "POST"),
+    ];
+    assert_eq!(sample(&after, "ipvec_http_requests", &route), 5.0);
+    let missing = [("route", "/v1/collections/:name"), ("status", "404")];
+    assert_eq!(sample(&after, "ipvec_http_requests", &missing), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_requests_get_clear_errors_and_change_nothing() {
+    let repo = new_repo();
+    ok(&repo.path, &["collection", "create", "b", "--dim", "3"]);
+    let daemon = Daemon::start(
+        &repo.path,
+        &[
+            ("IPVEC_API_REQUIRE_TOKEN", "true"),
+            ("IPVEC_API_MAX_BODY_BYTES", "4096"),
+        ],
+    );
+    let seed = json!({ "points": [{ "id": 1, "vector": [1, 2, 3] }] });
+    let (s, _) = daemon
+        .call(reqwest::Method::PUT, "/v1/collections/b/points", Some(seed))
+        .await;
+    assert_eq!(s, 200);
+
+    // No token, or a wrong one.
+    let url = format!("{}/v1/collections", daemon.url);
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("api.token"));
+    let r = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth("nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        reqwest::get(format!("{}/health", daemon.url))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let raw = |body: &'static str| {
+        daemon
+            .request(reqwest::Method::PUT, "/v1/collections/b/points")
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let r = raw(r#"{"points": [{"id": 2, "vector": [1, 2"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_request");
+
+    let cases: Vec<(&str, Value, u16, &str, &str)> = vec![
+        (
+            "/v1/collections/b/points",
+            json!({ "points": [{ "id": 2, "vector": [1, 2] }] }),
+            400,
+            "bad_point",
+            "dimensions",
+        ),
+        (
+            "/v1/collections/b/points",
+            json!({ "points": [{ "id": 2, "vector": [1, 2, 1e39] }] }),
+            400,
+            "bad_request",
+            "out of range",
+        ),
+        (
+            "/v1/collections/b/points",
+            json!({ "points": [{ "id": 5, "vector": [1, 2, 3] }, { "id": 5, "vector": [3, 2, 1] }] }),
+            400,
+            "bad_point",
+            "twice",
+        ),
+        (
+            "/v1/collections/b/points",
+            json!({ "points": [{ "id": 6, "vector": [1, 2, 3], "metadata": [1] }] }),
+            400,
+            "bad_point",
+            "object",
+        ),
+        (
+            "/v1/collections/b/points",
+            json!({ "points": [{ "id": "x".repeat(200), "vector": [1, 2, 3] }] }),
+            400,
+            "bad_point",
+            "id",
+        ),
+        (
+            "/v1/collections/nope/points",
+            json!({ "points": [{ "id": 2, "vector": [1, 2, 3] }] }),
+            404,
+            "not_found",
+            "nope",
+        ),
+        (
+            "/v1/collections/b/points",
+            json!({ "points": (0..200).map(|i| json!({ "id": i, "vector": [1, 2, 3] })).collect::<Vec<_>>() }),
+            413,
+            "payload_too_large",
+            "max_body_bytes",
+        ),
+    ];
+    for (path, body, status, code, says) in cases {
+        let (s, answer) = daemon.call(reqwest::Method::PUT, path, Some(body)).await;
+        assert_eq!(s, status, "{answer}");
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(says),
+            "{message:?} should mention {says:?}"
+        );
+    }
+    let searches = [
+        (json!({ "vector": [1, 2] }), 400),
+        (
+            json!({ "vector": [1, 2, 3], "filter": { "must": [{ "key": "a", "bogus": 1 }] } }),
+            400,
+        ),
+        (json!({ "vector": [1, 2, 3], "at": "not-a-cid" }), 400),
+        (json!({ "vector": [1, 2, 3], "k": 1, "extra": true }), 400),
+    ];
+    for (body, status) in searches {
+        let (s, answer) = daemon
+            .call(
+                reqwest::Method::POST,
+                "/v1/collections/b/search",
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, status, "{answer}");
+        assert!(answer["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+    let (s, answer) = daemon
+        .call(reqwest::Method::GET, "/v1/no/such/route", None)
+        .await;
+    assert_eq!(
+        (s, answer["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+
+    // Still serving, nothing stored from the rejected requests; the CLI finds the token itself.
+    let (s, info) = daemon
+        .call(reqwest::Method::GET, "/v1/collections/b", None)
+        .await;
+    assert_eq!((s, info["points"].as_u64()), (200, Some(1)));
+    let info = json_of(&ok(&repo.path, &["--json", "collection", "info", "b"]));
+    assert_eq!(info["points"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_during_ingest_keeps_every_acknowledged_point() {
+    let repo = new_repo();
+    ok(
+        &repo.path,
+        &["collection", "create", "s", "--dim", "8", "--metric", "l2"],
+    );
+    let mut daemon = Daemon::start(&repo.path, &[]);
+    let acked = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let writers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let request = daemon.request(reqwest::Method::PUT, "/v1/collections/s/points");
+            let acked = acked.clone();
+            tokio::spawn(async move {
+                for batch in 0u64.. {
+                    let ids: Vec<u64> = (0..20).map(|i| w * 1_000_000 + batch * 20 + i).collect();
+                    let points: Vec<Value> = ids
+                        .iter()
+                        .map(|id| json!({ "id": id, "vector": [*id as f32 % 97.0, 1, 2, 3, 4, 5, 6, (*id / 20) as f32] }))
+                        .collect();
+                    let sent = request.try_clone().unwrap().json(&json!({ "points": points })).send().await;
+                    match sent {
+                        Ok(r) if r.status() == 200 => acked.lock().unwrap().extend(ids),
+                        // The daemon refused or closed: it is shutting down.
+                        _ => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    while acked.lock().unwrap().len() < 2_000 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::task::spawn_blocking(move || daemon.stop())
+        .await
+        .unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    // Reopen directly: every acknowledged point is there.
+    let repo_path = repo.path.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let opened = ipvec_node::repo::Repo::open(&repo_path).await.unwrap();
+            let config = opened.config().clone();
+            let node = ipvec_node::api::Node::new(opened, config);
+            let mut missing = Vec::new();
+            for id in &acked {
+                let id = ipvec_node::api::types::PointId::Int(*id);
+                if node.get_point("s", id.clone()).await.is_err() {
+                    missing.push(id);
+                }
+            }
+            let points = node.collection_info("s").await.unwrap().points;
+            node.close().await.unwrap();
+            (acked.len(), missing, points)
+        })
+    })
+    .await
+    .unwrap();
+    let (acked, missing, points) = found;
+    assert!(
+        missing.is_empty(),
+        "{} of {acked} acknowledged points are missing: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert!(
+        points >= acked as u64,
+        "{points} points for {acked} acknowledged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_clients_mixing_searches_and_upserts() {
+    let repo = new_repo();
+    let r = &repo.path;
+    ok(
+        r,
+        &[
+            "collection",
+            "create",
+            "l",
+            "--dim",
+            "4",
+            "--metric",
+            "cosine",
+        ],
+    );
+    let file = r.parent().unwrap().join("seed.jsonl");
+    std::fs::write(&file, points_jsonl(1..501)).unwrap();
+    ok(r, &["add", "l", file.to_str().unwrap()]);
+    let daemon = Arc::new(Daemon::start(r, &[]));
+    let errors = Arc::new(Mutex::new(Vec::<String>::new()));
+    let searches = Arc::new(AtomicU64::new(0));
+    let written = Arc::new(Mutex::new(BTreeSet::<u64>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..64u64)
+        .map(|c| {
+            let (daemon, errors, searches, written, stop) =
+                (daemon.clone(), errors.clone(), searches.clone(), written.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    if n.is_multiple_of(4) {
+                        let ids: Vec<u64> = (0..5).map(|i| 10_000 + c * 100_000 + n * 5 + i).collect();
+                        let points: Vec<Value> = ids
+                            .iter()
+                            .map(|id| json!({ "id": id, "vector": [1, (*id % 9) as f32, 2, 0.5], "metadata": { "client": c } }))
+                            .collect();
+                        let (s, body) = daemon.call(reqwest::Method::PUT, "/v1/collections/l/points", Some(json!({ "points": points }))).await;
+                        if s == 200 {
+                            written.lock().unwrap().extend(ids);
+                        } else {
+                            errors.lock().unwrap().push(format!("upsert: {s} {body}"));
+                        }
+                    } else {
+                        let filter = n.is_multiple_of(3).then(|| json!({ "must": [{ "key": "group", "match": (c % 5) as i64 }] }));
+                        let (s, body) = daemon
+                            .call(
+                                reqwest::Method::POST,
+                                "/v1/collections/l/search",
+                                Some(json!({ "vector": [c as f32, 1, n as f32 % 7.0, 2], "k": 5, "ef": 16 + (n % 3) * 16, "filter": filter })),
+                            )
+                            .await;
+                        if s == 200 && body["hits"].as_array().is_some_and(|h| !h.is_empty()) {
+                            searches.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            errors.lock().unwrap().push(format!("search: {s} {body}"));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let errors = errors.lock().unwrap().clone();
+    assert!(
+        errors.is_empty(),
+        "{} requests failed under load: {:?}",
+        errors.len(),
+        &errors[..errors.len().min(3)]
+    );
+    let written = written.lock().unwrap().len() as u64;
+    assert!(searches.load(Ordering::Relaxed) > 64 && written > 0);
+    let (s, info) = daemon
+        .call(reqwest::Method::GET, "/v1/collections/l", None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        info["points"].as_u64(),
+        Some(500 + written),
+        "no write lost"
+    );
+}
+
+#[test]
+fn config_layers_and_a_stale_api_file() {
+    let repo = new_repo();
+    let r = &repo.path;
+    let shown = |envs: &[(&str, &str)], args: &[&str]| {
+        let mut all = vec!["--json", "config", "show"];
+        all.extend_from_slice(args);
+        let out = ipvec(r, &all, envs);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json_of(&String::from_utf8(out.stdout).unwrap())
+    };
+    assert_eq!(
+        shown(&[], &[])["api"]["listen"],
+        "127.0.0.1:5080",
+        "the file's default"
+    );
+    let env = [
+        ("IPVEC_LOG_LEVEL", "debug"),
+        ("IPVEC_STORAGE_MAX_BYTES", "12345"),
+    ];
+    let config = shown(&env, &[]);
+    assert_eq!(
+        (
+            config["log"]["level"].as_str(),
+            config["storage"]["max_bytes"].as_u64()
+        ),
+        (Some("debug"), Some(12345))
+    );
+    let config = shown(&env, &["--log-level", "trace"]);
+    assert_eq!(
+        config["log"]["level"], "trace",
+        "flags override the environment"
+    );
+    let out = ipvec(
+        r,
+        &["config", "show"],
+        &[("IPVEC_API_LISTEN", "not an address")],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("api.listen"));
+
+    // Through a running daemon, `config show` prints the daemon's own configuration.
+    let mut daemon = Daemon::start(r, &[("IPVEC_STORAGE_MAX_BYTES", "777")]);
+    let config = shown(&[], &[]);
+    assert_eq!(
+        (
+            config["api"]["listen"].as_str(),
+            config["storage"]["max_bytes"].as_u64()
+        ),
+        (Some("127.0.0.1:0"), Some(777))
+    );
+    // A daemon killed outright leaves its api file; the CLI sees it answer no more and
+    // opens the repository itself.
+    let mut child = daemon.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    daemon.child = None;
+    assert!(r.join("api").exists());
+    let listed = json_of(&ok(r, &["--json", "collection", "list"]));
+    assert_eq!(listed["collections"], json!([]));
+}
