@@ -136,8 +136,9 @@ impl Daemon {
     /// Sends SIGTERM and waits for a clean exit.
     fn stop(&mut self) {
         let mut child = self.child.take().unwrap();
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+        // The shell's own `kill`: no procps needed on a fresh machine.
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", child.id())])
             .status()
             .unwrap();
         assert!(status.success());
@@ -826,4 +827,63 @@ fn config_layers_and_a_stale_api_file() {
     assert!(r.join("api").exists());
     let listed = json_of(&ok(r, &["--json", "collection", "list"]));
     assert_eq!(listed["collections"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn long_operations_report_progress_as_jobs() {
+    let repo = new_repo();
+    let r = &repo.path;
+    ok(r, &["collection", "create", "j", "--dim", "4"]);
+    let file = r.parent().unwrap().join("j.jsonl");
+    std::fs::write(&file, points_jsonl(0..2_000)).unwrap();
+    ok(r, &["add", "j", file.to_str().unwrap()]);
+    let daemon = Daemon::start(r, &[]);
+    let car = daemon
+        .request(reqwest::Method::GET, "/v1/collections/j/export")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(car.len() > 20_000, "{} bytes", car.len());
+
+    // Import it again, slowly, and watch the job.
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = car
+        .chunks(2_048)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    let slow = futures::StreamExt::then(futures::stream::iter(chunks), |chunk| async {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        chunk
+    });
+    let import = daemon
+        .request(reqwest::Method::POST, "/v1/dag/import")
+        .body(reqwest::Body::wrap_stream(slow))
+        .send();
+    let watch = async {
+        let mut seen = Vec::new();
+        for _ in 0..400 {
+            let (_, jobs) = daemon.call(reqwest::Method::GET, "/v1/jobs", None).await;
+            for job in jobs["jobs"].as_array().unwrap() {
+                if job["kind"] == "import" {
+                    seen.push(job["done"].as_u64().unwrap());
+                }
+            }
+            if seen.len() > 3 && seen.last() > seen.first() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        seen
+    };
+    let (imported, seen) = tokio::join!(import, watch);
+    let imported: Value = imported.unwrap().json().await.unwrap();
+    assert!(imported["blocks"].as_u64().unwrap() > 2, "{imported}");
+    assert!(
+        seen.last() > seen.first(),
+        "the import's progress moved: {seen:?}"
+    );
+    let (_, jobs) = daemon.call(reqwest::Method::GET, "/v1/jobs", None).await;
+    assert_eq!(jobs["jobs"], json!([]), "a finished job leaves the list");
 }

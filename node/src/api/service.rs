@@ -339,8 +339,9 @@ impl Node {
         info_of(name, &c)
     }
 
-    /// A collection's versions, newest first.
+    /// A collection's versions, newest first (its acknowledged writes committed first).
     pub async fn collection_log(&self, name: &str) -> Result<VersionList, ApiError> {
+        self.commit(name).await?;
         let c = self.collection(name).await?;
         let c = c.read().await;
         let versions = c
@@ -501,9 +502,48 @@ impl Node {
         Ok(response)
     }
 
+    /// Commits collection `name`'s acknowledged writes into its tree (a new version), if it
+    /// has any.
+    pub async fn commit(&self, name: &str) -> Result<(), ApiError> {
+        let shared = self.collection(name).await?;
+        if shared.read().await.wal_bytes() == 0 {
+            return Ok(());
+        }
+        let node = self.clone();
+        self.observed("commit", name, async move {
+            offload(async move {
+                let _writing = node.inner.gc_lock.read().await;
+                let mut c = shared.write_owned().await;
+                c.checkpoint().await?;
+                Ok(())
+            })
+            .await
+        })
+        .await
+    }
+
+    /// Commits every open collection's acknowledged writes (the daemon does this every
+    /// `storage.commit_interval_ms`, so leaf CIDs and versions follow writes closely).
+    pub async fn commit_all(&self) {
+        let names: Vec<String> = self
+            .inner
+            .collections
+            .lock()
+            .await
+            .keys()
+            .cloned()
+            .collect();
+        for name in names {
+            if let Err(e) = self.commit(&name).await {
+                tracing::warn!(collection = %name, error = %e, "committing the log failed; it stays in the log and is retried");
+            }
+        }
+    }
+
     /// Stores the signed head of collection `name` as a block and returns its CID: the root
-    /// of the collection's export.
+    /// of the collection's export (its acknowledged writes committed first).
     pub async fn collection_export_root(&self, name: &str) -> Result<Cid, ApiError> {
+        self.commit(name).await?;
         let c = self.collection(name).await?;
         let c = c.read().await;
         let head = self

@@ -90,8 +90,21 @@ pub async fn run(cli: &Cli, path: &Path) -> anyhow::Result<()> {
             }
         })
     };
+    let committing = {
+        let node = node.clone();
+        let every = Duration::from_millis(node.config().storage.commit_interval_ms);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                node.commit_all().await;
+            }
+        })
+    };
     let served = server::serve(node.clone(), listener, token, shutdown_signal(), DRAIN).await;
     opening.abort();
+    committing.abort();
     let closed = node.close().await;
     let _ = std::fs::remove_file(&api_file);
     served.context("the API server failed")?;

@@ -95,12 +95,24 @@ impl Default for P2pConfig {
     }
 }
 
-/// Storage limits.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Storage limits and commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// Refuse new writes once the block store holds this many bytes (0: no limit).
     pub max_bytes: u64,
+    /// How often the daemon commits acknowledged writes from each collection's log into its
+    /// tree (a new version), in milliseconds. Writes are durable and searchable before that.
+    pub commit_interval_ms: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 0,
+            commit_interval_ms: 2_000,
+        }
+    }
 }
 
 /// Logging options.
@@ -210,6 +222,9 @@ impl Config {
             return Err(invalid("log.format", "use text or json"));
         }
         self.api.listen_addr()?;
+        if self.storage.commit_interval_ms < 10 {
+            return Err(invalid("storage.commit_interval_ms", "must be at least 10"));
+        }
         if self.api.max_body_bytes < 1024 {
             return Err(invalid("api.max_body_bytes", "must be at least 1024"));
         }
@@ -247,6 +262,9 @@ impl Config {
              [storage]\n\
              # Refuse new writes once the block store holds this many bytes (0: no limit).\n\
              max_bytes = {}\n\
+             # How often the daemon commits acknowledged writes from each collection's log into\n\
+             # its tree (a new version), in milliseconds. Writes are durable and searchable at once.\n\
+             commit_interval_ms = {}\n\
              \n\
              [log]\n\
              # Least severe level logged: error, warn, info, debug or trace. RUST_LOG overrides it.\n\
@@ -258,6 +276,7 @@ impl Config {
             self.api.max_body_bytes,
             list(&self.p2p.listen),
             self.storage.max_bytes,
+            self.storage.commit_interval_ms,
             self.log.level,
             self.log.format
         )
