@@ -519,7 +519,7 @@ async fn rebuild_index<S: BlockStore>(
             }
             let key = keys.assign(&entry.id);
             keys.set_metadata(key, entry.meta.clone());
-            index.upsert(key, &quantize::decode(spec.quantization, &entry.vec))?;
+            quantize::index_stored(&mut index, spec.quantization, key, &entry.vec)?;
         }
     }
     Ok((index, keys))

@@ -7,6 +7,7 @@ use half::f16;
 use ipvec_protocol::manifest::{Metric, Quantization};
 
 use super::CollectionError;
+use crate::index::{i8_codes, HnswIndex, IndexError, VectorIndex};
 
 /// Checks that `quantization` can represent vectors compared with `metric`.
 pub fn check_pairing(metric: Metric, quantization: Quantization) -> Result<(), CollectionError> {
@@ -26,14 +27,7 @@ pub fn encode(quantization: Quantization, vector: &[f32]) -> Vec<u8> {
             .iter()
             .flat_map(|v| f16::from_f32(*v).to_le_bytes())
             .collect(),
-        Quantization::I8 => {
-            let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
-            let scale = if norm > 0.0 { 127.0 / norm } else { 0.0 };
-            vector
-                .iter()
-                .map(|v| (v * scale).round().clamp(-127.0, 127.0) as i8 as u8)
-                .collect()
-        }
+        Quantization::I8 => i8_codes(vector).into_iter().map(|c| c as u8).collect(),
     }
 }
 
@@ -49,6 +43,24 @@ pub fn decode(quantization: Quantization, bytes: &[u8]) -> Vec<f32> {
             .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
             .collect(),
         Quantization::I8 => bytes.iter().map(|b| f32::from(*b as i8) / 127.0).collect(),
+    }
+}
+
+/// Adds a stored vector to `index` under `key`: i8 codes exactly as stored (decoding them to
+/// f32 would have the index quantize them a second time, losing up to a step per component),
+/// f32 and f16 decoded to f32 (which the index holds exactly: f16 → f32 → f16 is lossless).
+pub(crate) fn index_stored(
+    index: &mut HnswIndex,
+    quantization: Quantization,
+    key: u64,
+    bytes: &[u8],
+) -> Result<(), IndexError> {
+    match quantization {
+        Quantization::I8 => {
+            let codes: Vec<i8> = bytes.iter().map(|b| *b as i8).collect();
+            index.upsert_i8(key, &codes)
+        }
+        _ => index.upsert(key, &decode(quantization, bytes)),
     }
 }
 

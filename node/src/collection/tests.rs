@@ -576,3 +576,44 @@ async fn cached_filter_sets_follow_upserts_and_deletes() {
         (100, EntryId::Int(350))
     );
 }
+
+/// An i8 collection's index holds exactly the codes the trees store, whether it was fed by the
+/// writes or rebuilt from the trees.
+#[tokio::test(flavor = "multi_thread")]
+async fn i8_index_holds_the_stored_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = IrohBlockStore::open(&dir.path().join("blocks"))
+        .await
+        .unwrap();
+    let cdir = dir.path().join("c");
+    let spec = CollectionSpec {
+        quantization: Quantization::I8,
+        ..spec("c", 2)
+    };
+    let mut c = Collection::create(store.clone(), &cdir, &spec)
+        .await
+        .unwrap();
+    let data = clustered(200, 24, 12);
+    c.upsert(points(&data, 0)).await.unwrap();
+    c.checkpoint().await.unwrap();
+    async fn check(c: &Collection<IrohBlockStore>) {
+        for n in [0u64, 77, 199] {
+            let (entry, _) = c.get(&EntryId::Int(n)).await.unwrap().unwrap();
+            let key = c.keys.get(&entry.id).unwrap();
+            let held: Vec<u8> = c
+                .index
+                .vector(key)
+                .unwrap()
+                .iter()
+                .map(|x| (x * 127.0).round() as i8 as u8)
+                .collect();
+            assert_eq!(held, entry.vec, "point {n}");
+        }
+    }
+    check(&c).await;
+    drop(c);
+    std::fs::remove_file(cdir.join("index.usearch")).unwrap();
+    let c = Collection::open(store, &cdir).await.unwrap();
+    assert!(c.index_dirty, "rebuilt from the trees");
+    check(&c).await;
+}

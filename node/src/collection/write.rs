@@ -102,9 +102,11 @@ impl<S: BlockStore> Collection<S> {
                 let key = self.keys.assign(&entry.id);
                 self.keys.set_metadata(key, entry.meta.clone());
                 // Index what readers of the tree will see: the stored (quantized) vector.
-                self.index.upsert(
+                quantize::index_stored(
+                    &mut self.index,
+                    self.manifest.quantization,
                     key,
-                    &quantize::decode(self.manifest.quantization, &entry.vec),
+                    &entry.vec,
                 )?;
             }
             self.pending.insert(entry.id.clone(), entry);

@@ -210,7 +210,11 @@ impl HnswIndex {
         // usearch reads `expansion_search` on this path too.
         let _ef = self.ef_shared();
         let _context = self.contexts.acquire();
-        let matches = self.index.exact_search(query, k).map_err(backend)?;
+        let matches = match self.spec.quantization {
+            Quantization::I8 => self.index.exact_search(&i8_codes(query), k),
+            _ => self.index.exact_search(query, k),
+        }
+        .map_err(backend)?;
         Ok(self.hits(&matches))
     }
 
@@ -274,13 +278,65 @@ impl HnswIndex {
         filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
     ) -> Result<Vec<Hit>, IndexError> {
         let _context = self.contexts.acquire();
-        let matches = match filter {
+        let matches = match self.spec.quantization {
+            Quantization::I8 => self.usearch_search(&i8_codes(query), k, filter),
+            _ => self.usearch_search(query, k, filter),
+        }?;
+        Ok(self.hits(&matches))
+    }
+
+    fn usearch_search<T: VectorType>(
+        &self,
+        query: &[T],
+        k: usize,
+        filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
+    ) -> Result<usearch::ffi::Matches, IndexError> {
+        match filter {
             Some(f) => self.index.filtered_search(query, k, f),
             None => self.index.search(query, k),
         }
-        .map_err(backend)?;
-        Ok(self.hits(&matches))
+        .map_err(backend)
     }
+
+    /// Adds or replaces the stored i8 codes of `key` (`i8_codes` of the vector), which an i8
+    /// index then holds exactly as given; other indexes take them as the vector `codes / 127`.
+    pub fn upsert_i8(&mut self, key: u64, codes: &[i8]) -> Result<(), IndexError> {
+        if codes.len() != self.spec.dimension {
+            return Err(IndexError::Dimension {
+                expected: self.spec.dimension,
+                actual: codes.len(),
+            });
+        }
+        match self.spec.quantization {
+            Quantization::I8 => self.replace(key, codes),
+            _ => {
+                let vector: Vec<f32> = codes.iter().map(|c| f32::from(*c) / 127.0).collect();
+                self.upsert(key, &vector)
+            }
+        }
+    }
+
+    /// Removes `key` if present, makes room, adds `vector`.
+    fn replace<T: VectorType>(&mut self, key: u64, vector: &[T]) -> Result<(), IndexError> {
+        if self.index.contains(key) {
+            self.index.remove(key).map_err(backend)?;
+        }
+        if self.index.size() + 1 > self.index.capacity() {
+            self.grow_to((self.index.capacity() * 2).max(1024))?;
+        }
+        self.index.add(key, vector).map_err(backend)
+    }
+}
+
+/// The i8 codes of a vector: its unit vector scaled by 127 and rounded (usearch's own cast
+/// truncates instead). The zero vector has zero codes.
+pub fn i8_codes(vector: &[f32]) -> Vec<i8> {
+    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+    let scale = if norm > 0.0 { 127.0 / norm } else { 0.0 };
+    vector
+        .iter()
+        .map(|v| (v * scale).round().clamp(-127.0, 127.0) as i8)
+        .collect()
 }
 
 impl VectorIndex for HnswIndex {
@@ -290,13 +346,10 @@ impl VectorIndex for HnswIndex {
 
     fn upsert(&mut self, key: u64, vector: &[f32]) -> Result<(), IndexError> {
         check_vector(vector, self.spec.dimension)?;
-        if self.index.contains(key) {
-            self.index.remove(key).map_err(backend)?;
+        match self.spec.quantization {
+            Quantization::I8 => self.replace(key, &i8_codes(vector)),
+            _ => self.replace(key, vector),
         }
-        if self.index.size() + 1 > self.index.capacity() {
-            self.grow_to((self.index.capacity() * 2).max(1024))?;
-        }
-        self.index.add(key, vector).map_err(backend)
     }
 
     fn remove(&mut self, key: u64) -> Result<bool, IndexError> {
@@ -574,5 +627,44 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An i8 index holds the codes it is given; f32 vectors become the same (rounded) codes,
+    /// and queries are rounded the same way.
+    #[test]
+    fn i8_indexes_hold_the_given_codes_and_round_vectors_and_queries() {
+        let data = clustered(300, 24, 10);
+        let i8_spec = spec(Metric::Cosine, Quantization::I8);
+        let mut from_codes = HnswIndex::new(i8_spec).unwrap();
+        let mut from_f32 = HnswIndex::new(i8_spec).unwrap();
+        for (i, v) in data.iter().enumerate() {
+            from_codes.upsert_i8(i as u64, &i8_codes(v)).unwrap();
+            from_f32.upsert(i as u64, v).unwrap();
+        }
+        let held = |index: &HnswIndex, key: u64| -> Vec<i8> {
+            let v = index.vector(key).unwrap();
+            v.iter().map(|x| (x * 127.0).round() as i8).collect()
+        };
+        for key in [0, 17, 299] {
+            let codes = i8_codes(&data[key as usize]);
+            assert!(codes.iter().any(|c| c.abs() > 20), "{codes:?}");
+            assert_eq!(held(&from_codes, key), codes);
+            assert_eq!(held(&from_f32, key), codes);
+        }
+        for q in data.iter().step_by(50) {
+            assert_eq!(
+                from_codes.search(q, 5, None, None).unwrap(),
+                from_f32.search(q, 5, None, None).unwrap()
+            );
+            assert_eq!(
+                from_codes.exact(q, 1).unwrap()[0].key,
+                from_f32.exact(q, 1).unwrap()[0].key
+            );
+        }
+        assert!(matches!(
+            from_codes.upsert_i8(1, &[1, 2]),
+            Err(IndexError::Dimension { .. })
+        ));
+        assert_eq!(i8_codes(&[0.0; 3]), vec![0; 3]);
     }
 }

@@ -19,7 +19,7 @@ pub mod permits;
 use ipvec_protocol::manifest::{HnswParams, Metric, Quantization};
 
 pub use flat::FlatIndex;
-pub use hnsw::{HnswIndex, HnswRuntime};
+pub use hnsw::{i8_codes, HnswIndex, HnswRuntime};
 
 /// Errors of the index layer.
 #[derive(Debug, thiserror::Error)]
