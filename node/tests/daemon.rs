@@ -380,6 +380,15 @@ async fn metrics_move_with_requests() {
     let repo = new_repo();
     ok(&repo.path, &["collection", "create", "m", "--dim", "4"]);
     let daemon = Daemon::start(&repo.path, &[]);
+    // One failed operation (wrong dimension), before the first scrape.
+    let (s, _) = daemon
+        .call(
+            reqwest::Method::POST,
+            "/v1/collections/m/search",
+            Some(json!({ "vector": [1] })),
+        )
+        .await;
+    assert_eq!(s, 400);
     let before = daemon.metrics().await;
     let (s, _) = daemon
         .call(
@@ -415,9 +424,10 @@ async fn metrics_move_with_requests() {
     );
     assert_eq!(
         sample(&after, "ipvec_operation_duration_seconds", &search),
-        5.0,
-        "one latency observation per search"
+        6.0,
+        "one latency observation per search, failed ones too"
     );
+    assert_eq!(sample(&after, "ipvec_operation_errors", &search), 1.0);
     assert_eq!(
         sample(&after, "ipvec_search_hits", &[("collection", "m")]),
         10.0
@@ -442,6 +452,30 @@ async fn metrics_move_with_requests() {
     assert_eq!(sample(&after, "ipvec_http_requests", &route), 5.0);
     let missing = [("route", "/v1/collections/:name"), ("status", "404")];
     assert_eq!(sample(&after, "ipvec_http_requests", &missing), 1.0);
+
+    // The Grafana dashboard in docs/ queries only metrics the node exports.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/grafana-dashboard.json"
+    ))
+    .unwrap();
+    let exported: BTreeSet<&str> = after.samples.iter().map(|s| s.metric.as_str()).collect();
+    let mut used = BTreeSet::new();
+    for (i, _) in dashboard.match_indices("ipvec_") {
+        let name: String = dashboard[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        used.insert(name);
+    }
+    assert!(used.len() >= 10, "{used:?}");
+    for name in &used {
+        let base = name.strip_suffix("_bucket").unwrap_or(name);
+        assert!(
+            exported.iter().any(|e| *e == name || e.starts_with(base)),
+            "the dashboard uses {name}, which /metrics does not export"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
