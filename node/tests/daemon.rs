@@ -81,7 +81,8 @@ impl Daemon {
             .env_remove("IPVEC_PATH")
             .envs(envs.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // Its log, for tests that read it.
+            .stderr(std::fs::File::create(repo.parent().unwrap().join("daemon.log")).unwrap())
             .spawn()
             .unwrap();
         let started = Instant::now();
@@ -920,4 +921,58 @@ async fn long_operations_report_progress_as_jobs() {
     );
     let (_, jobs) = daemon.call(reqwest::Method::GET, "/v1/jobs", None).await;
     assert_eq!(jobs["jobs"], json!([]), "a finished job leaves the list");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_limit_refuses_writes_and_logs_are_json_lines() {
+    let repo = new_repo();
+    ok(&repo.path, &["collection", "create", "q", "--dim", "2"]);
+    let mut daemon = Daemon::start(
+        &repo.path,
+        &[
+            ("IPVEC_STORAGE_MAX_BYTES", "1"),
+            ("IPVEC_LOG_FORMAT", "json"),
+            ("IPVEC_LOG_LEVEL", "debug"),
+        ],
+    );
+    let (s, answer) = daemon
+        .call(
+            reqwest::Method::PUT,
+            "/v1/collections/q/points",
+            Some(json!({ "points": [{ "id": 1, "vector": [1, 2] }] })),
+        )
+        .await;
+    assert_eq!(
+        (s, answer["error"]["code"].as_str()),
+        (507, Some("insufficient_storage"))
+    );
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("storage.max_bytes"));
+    let (s, info) = daemon
+        .call(reqwest::Method::GET, "/v1/collections/q", None)
+        .await;
+    assert_eq!((s, info["points"].as_u64()), (200, Some(0)));
+    tokio::task::spawn_blocking(move || daemon.stop())
+        .await
+        .unwrap();
+
+    let log = std::fs::read_to_string(repo.path.parent().unwrap().join("daemon.log")).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+        })
+        .collect();
+    let message = |m: &str| lines.iter().any(|l| l["fields"]["message"] == m);
+    assert!(message("daemon started") && message("request"), "{log}");
+    let request = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "request")
+        .unwrap();
+    assert!(
+        request["fields"]["route"].as_str().is_some() && request["fields"]["status"].is_number()
+    );
 }
