@@ -296,7 +296,9 @@ async fn sweep(
     Ok(rows)
 }
 
-/// Filtered searches at the three selectivities, then the 1% case with the exact fallback off.
+/// Filtered searches at the three selectivities, each through both paths: exact scoring of
+/// the matching points, and the HNSW walk with the filter inside it (at each of
+/// [`FILTER_EFS`]). `default` marks the path `Collection::search` takes by itself.
 async fn filtered(
     collection: &mut Coll,
     data: &Dataset,
@@ -304,48 +306,28 @@ async fn filtered(
     exact: &Exact<'_>,
     truths: &[Truth],
 ) -> Result<Vec<FilterRow>> {
+    use ipvec_node::collection::{EXACT_FALLBACK_FRACTION, EXACT_FALLBACK_POINTS};
     println!("search: filtered …");
     let mut rows = Vec::new();
-    let cases = data::filter_cases();
-    for (case, truth) in cases.iter().zip(truths) {
+    for (case, truth) in data::filter_cases().iter().zip(truths) {
         let matching = data::matching(data, case);
-        let fallback = matching <= ipvec_node::collection::EXACT_FALLBACK_POINTS
-            || matching as f64
-                <= ipvec_node::collection::EXACT_FALLBACK_FRACTION * data.len() as f64;
-        let path = if fallback {
-            "exact among matches"
-        } else {
-            "HNSW + filter"
-        };
+        let default_exact = matching <= EXACT_FALLBACK_POINTS
+            || matching as f64 <= EXACT_FALLBACK_FRACTION * data.len() as f64;
         let compiled = Filter::parse(case.json)?.compile()?;
+        let row = |path: &str, ef: Option<usize>, default: bool, pass: &engines::Pass| {
+            FilterRow::new(case.name, matching, path, ef, default, exact, truth, pass)
+        };
+        collection.set_exact_fallback(usize::MAX, 1.0);
+        let pass =
+            engines::search_ipvec(collection, queries, FILTER_EFS[0], Some(&compiled)).await?;
+        rows.push(row("exact among matches", None, default_exact, &pass));
+        collection.set_exact_fallback(0, 0.0);
         for ef in FILTER_EFS {
             let pass = engines::search_ipvec(collection, queries, ef, Some(&compiled)).await?;
-            rows.push(FilterRow::new(
-                case.name, matching, path, ef, exact, truth, &pass,
-            ));
+            rows.push(row("HNSW + filter", Some(ef), !default_exact, &pass));
         }
     }
-    // The 1% case again with the graph walk forced (no exact fallback).
-    let (case, truth) = (&cases[2], &truths[2]);
-    collection.set_exact_fallback(0, 0.0);
-    let compiled = Filter::parse(case.json)?.compile()?;
-    for ef in FILTER_EFS {
-        let pass = engines::search_ipvec(collection, queries, ef, Some(&compiled)).await?;
-        let matching = data::matching(data, case);
-        rows.push(FilterRow::new(
-            case.name,
-            matching,
-            "HNSW + filter (fallback off)",
-            ef,
-            exact,
-            truth,
-            &pass,
-        ));
-    }
-    collection.set_exact_fallback(
-        ipvec_node::collection::EXACT_FALLBACK_POINTS,
-        ipvec_node::collection::EXACT_FALLBACK_FRACTION,
-    );
+    collection.set_exact_fallback(EXACT_FALLBACK_POINTS, EXACT_FALLBACK_FRACTION);
     Ok(rows)
 }
 

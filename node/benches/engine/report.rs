@@ -195,16 +195,21 @@ pub struct FilterRow {
     pub name: String,
     pub matching: usize,
     pub path: String,
-    pub ef: usize,
+    /// The HNSW candidate list size (`None` for exact scoring).
+    pub ef: Option<usize>,
+    /// Whether `Collection::search` takes this path by itself.
+    pub default: bool,
     pub quality: Quality,
 }
 
 impl FilterRow {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: &str,
         matching: usize,
         path: &str,
-        ef: usize,
+        ef: Option<usize>,
+        default: bool,
         exact: &Exact,
         truth: &Truth,
         pass: &Pass,
@@ -214,6 +219,7 @@ impl FilterRow {
             matching,
             path: path.into(),
             ef,
+            default,
             quality: Quality::of(exact, truth, &pass.ids, pass.qps()),
         }
     }
@@ -228,14 +234,23 @@ pub fn filtered(rows: &[FilterRow], eval_costs: &[(String, f64)]) {
                 r.name.clone(),
                 thousands(r.matching as f64),
                 r.path.clone(),
-                r.ef.to_string(),
+                if r.default { "yes" } else { "" }.into(),
+                r.ef.map_or("–".into(), |ef| ef.to_string()),
                 format!("{:.4}", r.quality.recall),
                 thousands(r.quality.qps),
             ]
         })
         .collect();
     print_table(
-        &["filter", "matching", "path", "ef", "recall@10", "QPS"],
+        &[
+            "filter",
+            "matching",
+            "path",
+            "default",
+            "ef",
+            "recall@10",
+            "QPS",
+        ],
         &table,
     );
     println!(
