@@ -30,6 +30,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use ipvec_node::{
     api::{
+        ready_blocking,
         types::{CreateCollection, PointId, PointIn, SearchRequest, SearchResponse},
         Node,
     },
@@ -143,7 +144,7 @@ fn start_daemon(repo: &Path) -> Result<(Daemon, String)> {
     loop {
         if let Ok(url) = std::fs::read_to_string(repo.join("api")) {
             let url = url.trim().to_string();
-            if is_ready(&url) {
+            if ready_blocking(&url, Duration::from_secs(5)) {
                 return Ok((daemon, url));
             }
         }
@@ -152,21 +153,6 @@ fn start_daemon(repo: &Path) -> Result<(Daemon, String)> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// Whether the daemon at `url` answers `/ready` (a plain HTTP/1.0 request, no runtime).
-fn is_ready(url: &str) -> bool {
-    use std::io::{Read, Write};
-    let Some(addr) = url.strip_prefix("http://") else {
-        return false;
-    };
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = stream.write_all(b"GET /ready HTTP/1.0\r\n\r\n");
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.contains(" 200 ")
 }
 
 fn main() -> Result<()> {

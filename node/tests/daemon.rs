@@ -115,19 +115,8 @@ impl Daemon {
         daemon
     }
 
-    /// Whether `/ready` answers 200 (a plain HTTP/1.0 request, usable outside any runtime).
     fn ready(&self) -> bool {
-        use std::io::{Read, Write};
-        let Some(addr) = self.url.strip_prefix("http://") else {
-            return false;
-        };
-        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-            return false;
-        };
-        let _ = stream.write_all(b"GET /ready HTTP/1.0\r\n\r\n");
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+        ipvec_node::api::ready_blocking(&self.url, Duration::from_secs(5))
     }
 
     fn pid(&self) -> u32 {

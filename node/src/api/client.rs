@@ -281,6 +281,35 @@ impl Client {
     }
 }
 
+/// Whether the daemon at `url` (`http://host:port`) answers `/ready` with 200: a plain
+/// HTTP/1.0 request over a blocking socket, for callers without an async runtime (scripts,
+/// tests, benchmarks waiting for a daemon to start).
+pub fn ready_blocking(url: &str, timeout: Duration) -> bool {
+    use std::io::{Read, Write};
+    let Some(addr) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let Some(addr) = std::net::ToSocketAddrs::to_socket_addrs(addr)
+        .ok()
+        .and_then(|mut a| a.next())
+    else {
+        return false;
+    };
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    if stream.write_all(b"GET /ready HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .lines()
+        .next()
+        .is_some_and(|status| status.split(' ').nth(1) == Some("200"))
+}
+
 /// What to export as a CAR.
 #[derive(Debug, Clone, Copy)]
 pub enum ExportTarget<'a> {

@@ -18,6 +18,6 @@ pub mod server;
 pub mod service;
 pub mod types;
 
-pub use client::{Client, ExportTarget};
+pub use client::{ready_blocking, Client, ExportTarget};
 pub use error::ApiError;
 pub use service::Node;
