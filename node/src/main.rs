@@ -1,8 +1,11 @@
 //! The `ipvec` binary.
 
 use clap::Parser;
-use ipvec_node::cli::{self, Cli};
-use tracing_subscriber::EnvFilter;
+use ipvec_node::{
+    api::logs::FeedLayer,
+    cli::{self, Cli},
+};
+use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -10,14 +13,18 @@ fn main() -> std::process::ExitCode {
     // RUST_LOG wins; else the level applies to ipvec, and other crates log warnings.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,ipvec_node={level},ipvec={level}")));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        logs.json().init();
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let stderr = if format == "json" {
+        stderr.json().boxed()
     } else {
-        logs.init();
-    }
+        stderr.boxed()
+    };
+    // Log lines go to stderr and to the daemon's /v1/logs feed.
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(FeedLayer)
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

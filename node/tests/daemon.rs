@@ -965,3 +965,57 @@ async fn storage_limit_refuses_writes_and_logs_are_json_lines() {
         request["fields"]["route"].as_str().is_some() && request["fields"]["status"].is_number()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_events_stream_live_and_end_at_shutdown() {
+    use futures::StreamExt;
+    let repo = new_repo();
+    let mut daemon = Daemon::start(&repo.path, &[("IPVEC_LOG_LEVEL", "debug")]);
+    let mut events = daemon
+        .request(reqwest::Method::GET, "/v1/logs?level=debug")
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+    let mut text = String::new();
+    // Kept events first: the start-up line.
+    while !text.contains("daemon started") {
+        text.push_str(&String::from_utf8_lossy(
+            &events.next().await.unwrap().unwrap(),
+        ));
+    }
+    // Then live ones: the request just made.
+    let (s, _) = daemon.call(reqwest::Method::GET, "/v1/node", None).await;
+    assert_eq!(s, 200);
+    while !text.contains("/v1/node") {
+        text.push_str(&String::from_utf8_lossy(
+            &events.next().await.unwrap().unwrap(),
+        ));
+    }
+    let line = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["fields"].as_str().is_some_and(|f| f.contains("/v1/node")))
+        .unwrap();
+    assert_eq!(
+        (line["level"].as_str(), line["message"].as_str()),
+        (Some("DEBUG"), Some("request"))
+    );
+    let (s, answer) = daemon
+        .call(reqwest::Method::GET, "/v1/logs?level=loud", None)
+        .await;
+    assert_eq!(
+        (s, answer["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+
+    // A stop ends the stream (the daemon does not wait on it).
+    let stopping = tokio::task::spawn_blocking(move || daemon.stop());
+    while let Some(chunk) = events.next().await {
+        if chunk.is_err() {
+            break;
+        }
+    }
+    stopping.await.unwrap();
+}

@@ -9,10 +9,12 @@
 //! - [`client`]: [`Client`], the same operations over HTTP.
 //! - [`metrics`]: the Prometheus registry.
 //! - [`jobs`]: long operations in flight and their progress.
+//! - [`logs`]: recent log events for `GET /v1/logs` (a `tracing` layer).
 
 pub mod client;
 pub mod error;
 pub mod jobs;
+pub mod logs;
 pub mod metrics;
 pub mod server;
 pub mod service;

@@ -32,6 +32,8 @@ struct AppState {
     node: Node,
     /// The bearer token every request but /health and /ready must carry, when required.
     token: Option<Arc<str>>,
+    /// Turns true when the server starts shutting down (ends event streams).
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl IntoResponse for ApiError {
@@ -351,6 +353,51 @@ async fn gc(State(s): State<AppState>) -> ApiResult<GcResult> {
     Ok(Json(s.node.gc().await?))
 }
 
+#[derive(Debug, Deserialize)]
+struct LogQuery {
+    level: Option<String>,
+}
+
+/// The node's recent log events, then new ones as they happen: server-sent events named
+/// `log`, each a JSON `LogLine`. The stream ends when the daemon stops.
+#[utoipa::path(get, path = "/v1/logs", params(("level" = Option<String>, Query, description = "least severe level sent: error, warn, info (default), debug or trace")),
+    responses((status = 200, description = "text/event-stream of LogLine objects", content_type = "text/event-stream"), (status = 400, body = ErrorBody)))]
+async fn logs(
+    State(s): State<AppState>,
+    Query(query): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    use super::logs::{at_least, feed};
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let least: tracing::Level = query
+        .level
+        .as_deref()
+        .unwrap_or("info")
+        .parse()
+        .map_err(|_| ApiError::bad_request("level must be error, warn, info, debug or trace"))?;
+    let (recent, live) = feed().subscribe();
+    let live = futures::stream::unfold(live, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(line) => return Some((line, rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    let mut stopping = s.stopping.clone();
+    let stopped = async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let events = futures::stream::iter(recent)
+        .chain(live)
+        .filter(move |line| futures::future::ready(at_least(line, least)))
+        .map(|line| Event::default().event("log").json_data(&line))
+        .take_until(stopped);
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no such API route; /openapi.json lists them")
 }
@@ -475,10 +522,21 @@ pub struct ApiDoc;
 
 /// The API's routes over `node`; `token` is the bearer token to require, if any.
 pub fn router(node: Node, token: Option<String>) -> Router {
+    // Never stopping: event streams end with their connection.
+    let (_, stopping) = tokio::sync::watch::channel(false);
+    routes(node, token, stopping)
+}
+
+fn routes(
+    node: Node,
+    token: Option<String>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> Router {
     let max_body = node.config().api.max_body_bytes as usize;
     let state = AppState {
         node,
         token: token.map(Arc::from),
+        stopping,
     };
     let streamed = Router::new()
         .route("/v1/collections/import", post(import_collection))
@@ -492,6 +550,7 @@ pub fn router(node: Node, token: Option<String>) -> Router {
         .route("/v1/node", get(node_info))
         .route("/v1/config", get(config))
         .route("/v1/jobs", get(jobs))
+        .route("/v1/logs", get(logs))
         .route(
             "/v1/collections",
             get(list_collections).post(create_collection),
@@ -530,10 +589,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> std::io::Result<()> {
-    let app = router(node, token);
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let app = routes(node, token, stopping);
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
+        let _ = stopping_tx.send(true);
         let _ = stopped_tx.send(());
     });
     let mut server = std::pin::pin!(server.into_future());
