@@ -9,22 +9,10 @@ use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt, EnvFilte
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let (level, format) = cli.log_settings();
-    // RUST_LOG wins; else the level applies to ipvec, and other crates log warnings.
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,ipvec_node={level},ipvec={level}")));
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let stderr = if format == "json" {
-        stderr.json().boxed()
-    } else {
-        stderr.boxed()
-    };
-    // Log lines go to stderr and to the daemon's /v1/logs feed.
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(stderr)
-        .with(FeedLayer)
-        .init();
+    // The dashboard owns the terminal: it logs to a file of its own.
+    if !matches!(cli.command, cli::Command::Tui) {
+        log_to_stderr(&cli);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -42,4 +30,23 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Log lines go to stderr and to the daemon's /v1/logs feed.
+fn log_to_stderr(cli: &Cli) {
+    let (level, format) = cli.log_settings();
+    // RUST_LOG wins; else the level applies to ipvec, and other crates log warnings.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,ipvec_node={level},ipvec={level}")));
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let stderr = if format == "json" {
+        stderr.json().boxed()
+    } else {
+        stderr.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(FeedLayer)
+        .init();
 }

@@ -126,6 +126,8 @@ pub enum Command {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Open the terminal dashboard on the repository's daemon (or the one --api names).
+    Tui,
 }
 
 /// Metric names on the command line.
@@ -354,6 +356,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::Daemon { .. } => return daemon::run(&cli, &path).await,
+        Command::Tui => {
+            let endpoint = match &cli.api {
+                Some(url) => ipvec_tui::Endpoint::Url(url.clone()),
+                None => ipvec_tui::Endpoint::ApiFile(crate::repo::api_file(&path)),
+            };
+            let token = crate::repo::read_api_token(&path);
+            return Ok(ipvec_tui::run(endpoint, token, path.join("tui.log")).await?);
+        }
         _ => {}
     }
     let backend = Backend::connect(&path, cli.api.as_deref(), |c| cli.adjust(c)).await?;
