@@ -135,6 +135,7 @@ fn start_daemon(repo: &Path) -> Result<(Daemon, String)> {
         .arg("--repo")
         .arg(repo)
         .args(["daemon", "--api-listen", "127.0.0.1:0"])
+        .args(["--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

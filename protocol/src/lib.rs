@@ -14,8 +14,10 @@
 //! - [`head`]: signed collection head records.
 //! - [`hlc`]: the hybrid logical clock.
 //! - [`limits`]: sizes every implementation must enforce.
+//! - [`announce`]: the DHT keys peers announce collections and shards under.
 //! - [`error`]: the one error type of this crate.
 
+pub mod announce;
 pub mod cid;
 pub mod dagcbor;
 pub mod entry;

@@ -113,6 +113,31 @@ impl Client {
         self.json(self.http.get(self.url("/v1/jobs"))).await
     }
 
+    /// `GET /v1/id`.
+    pub async fn id(&self) -> Result<IdInfo, ApiError> {
+        self.json(self.http.get(self.url("/v1/id"))).await
+    }
+
+    /// `GET /v1/peers`.
+    pub async fn peers(&self) -> Result<PeerList, ApiError> {
+        self.json(self.http.get(self.url("/v1/peers"))).await
+    }
+
+    /// `POST /v1/peers/connect`.
+    pub async fn connect(&self, address: &str) -> Result<Connected, ApiError> {
+        let body = Connect {
+            address: address.to_string(),
+        };
+        self.json(self.http.post(self.url("/v1/peers/connect")).json(&body))
+            .await
+    }
+
+    /// `GET /v1/dht/providers/{cid}`.
+    pub async fn providers(&self, cid: &str) -> Result<ProviderList, ApiError> {
+        let path = format!("/v1/dht/providers/{}", Self::name(cid));
+        self.json(self.http.get(self.url(&path))).await
+    }
+
     /// `POST /v1/collections`.
     pub async fn create_collection(
         &self,

@@ -161,6 +161,18 @@ impl From<ProtocolError> for ApiError {
     }
 }
 
+impl From<crate::net::NetError> for ApiError {
+    fn from(e: crate::net::NetError) -> Self {
+        match e {
+            crate::net::NetError::Config(_) | crate::net::NetError::Dial { .. } => {
+                Self::bad_request(e.to_string())
+            }
+            crate::net::NetError::Stopped => Self::unavailable(e.to_string()),
+            _ => Self::internal(e.to_string()),
+        }
+    }
+}
+
 impl From<crate::repo::RepoError> for ApiError {
     fn from(e: crate::repo::RepoError) -> Self {
         Self::internal(e.to_string())

@@ -398,6 +398,35 @@ async fn logs(
         .into_response())
 }
 
+/// This node on the network: peer id and addresses.
+#[utoipa::path(get, path = "/v1/id", responses((status = 200, body = IdInfo)))]
+async fn id(State(s): State<AppState>) -> ApiResult<IdInfo> {
+    Ok(Json(s.node.id().await?))
+}
+
+/// The connected peers.
+#[utoipa::path(get, path = "/v1/peers", responses((status = 200, body = PeerList), (status = 503, body = ErrorBody)))]
+async fn peers(State(s): State<AppState>) -> ApiResult<PeerList> {
+    Ok(Json(s.node.peers().await?))
+}
+
+/// Connects to a peer by multiaddress.
+#[utoipa::path(post, path = "/v1/peers/connect", request_body = Connect,
+    responses((status = 200, body = Connected), (status = 400, body = ErrorBody)))]
+async fn connect(
+    State(s): State<AppState>,
+    ApiJson(request): ApiJson<Connect>,
+) -> ApiResult<Connected> {
+    Ok(Json(s.node.connect(&request.address).await?))
+}
+
+/// The peers the DHT knows to provide a key (a collection or shard key, or any CID).
+#[utoipa::path(get, path = "/v1/dht/providers/{cid}", params(("cid" = String, Path, description = "the key")),
+    responses((status = 200, body = ProviderList), (status = 400, body = ErrorBody)))]
+async fn providers(State(s): State<AppState>, Path(cid): Path<String>) -> ApiResult<ProviderList> {
+    Ok(Json(s.node.providers(&cid).await?))
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no such API route; /openapi.json lists them")
 }
@@ -551,6 +580,10 @@ fn routes(
         .route("/v1/config", get(config))
         .route("/v1/jobs", get(jobs))
         .route("/v1/logs", get(logs))
+        .route("/v1/id", get(id))
+        .route("/v1/peers", get(peers))
+        .route("/v1/peers/connect", post(connect))
+        .route("/v1/dht/providers/{cid}", get(providers))
         .route(
             "/v1/collections",
             get(list_collections).post(create_collection),

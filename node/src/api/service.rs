@@ -59,6 +59,8 @@ struct Inner {
     jobs: Jobs,
     ready: AtomicBool,
     store_size: Mutex<Option<(Instant, u64)>>,
+    /// The swarm, in a daemon.
+    network: std::sync::OnceLock<crate::net::Network>,
 }
 
 /// Runs `work` on the blocking pool (it may search an index or fsync a log for a while).
@@ -158,7 +160,133 @@ impl Node {
                 jobs: Jobs::default(),
                 ready: AtomicBool::new(false),
                 store_size: Mutex::new(None),
+                network: std::sync::OnceLock::new(),
             }),
+        }
+    }
+
+    /// Gives the node its running swarm (the daemon does, once).
+    pub fn attach_network(&self, network: crate::net::Network) {
+        let _ = self.inner.network.set(network);
+    }
+
+    fn network(&self) -> Result<&crate::net::Network, ApiError> {
+        self.inner.network.get().ok_or_else(|| {
+            ApiError::unavailable(
+                "the peer-to-peer layer runs in the daemon: start `ipvec daemon` and run this again",
+            )
+        })
+    }
+
+    /// This node on the network.
+    pub async fn id(&self) -> Result<IdInfo, ApiError> {
+        let peer_id = self.inner.repo.peer_id().to_string();
+        let agent = crate::net::AGENT.to_string();
+        let Some(network) = self.inner.network.get() else {
+            return Ok(IdInfo {
+                peer_id,
+                addresses: Vec::new(),
+                listen: self.inner.config.p2p.listen.clone(),
+                observed: Vec::new(),
+                agent,
+            });
+        };
+        let local = network.local().await?;
+        let with_id = |a: &libp2p::Multiaddr| format!("{a}/p2p/{peer_id}");
+        let mut addresses: Vec<String> = local.listen.iter().map(with_id).collect();
+        for a in local.observed.iter().map(with_id) {
+            if !addresses.contains(&a) {
+                addresses.push(a);
+            }
+        }
+        Ok(IdInfo {
+            addresses,
+            listen: local.listen.iter().map(|a| a.to_string()).collect(),
+            observed: local.observed.iter().map(|a| a.to_string()).collect(),
+            peer_id,
+            agent,
+        })
+    }
+
+    /// The connected peers.
+    pub async fn peers(&self) -> Result<PeerList, ApiError> {
+        let peers = self.network()?.peers().await?;
+        Ok(PeerList {
+            peers: peers
+                .into_iter()
+                .map(|p| PeerOut {
+                    peer_id: p.peer_id.to_string(),
+                    address: p.address.to_string(),
+                    direction: if p.outbound { "outbound" } else { "inbound" }.to_string(),
+                    latency_ms: p.rtt.map(|d| d.as_secs_f64() * 1e3),
+                    protocols: p.protocols,
+                    agent: p.agent,
+                })
+                .collect(),
+        })
+    }
+
+    /// Connects to a peer.
+    pub async fn connect(&self, address: &str) -> Result<Connected, ApiError> {
+        let address: libp2p::Multiaddr = address.parse().map_err(|e| {
+            ApiError::bad_request(format!(
+                "{address:?} is not a multiaddress ({e}); `ipvec id` on the other node prints its addresses"
+            ))
+        })?;
+        let peer = self.network()?.dial(address).await?;
+        Ok(Connected {
+            peer_id: peer.to_string(),
+        })
+    }
+
+    /// The peers the DHT knows to provide `cid`.
+    pub async fn providers(&self, cid: &str) -> Result<ProviderList, ApiError> {
+        let key = pcid::parse_cid(cid)?;
+        let found = self.network()?.providers(key).await?;
+        Ok(ProviderList {
+            key: key.to_string(),
+            providers: found
+                .into_iter()
+                .map(|p| ProviderOut {
+                    peer_id: p.peer_id.to_string(),
+                    addresses: p.addresses.iter().map(|a| a.to_string()).collect(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Announces in the DHT that this node hosts collection `name` and each of its shards.
+    pub async fn announce(&self, name: &str) -> Result<(), ApiError> {
+        let Some(network) = self.inner.network.get() else {
+            return Ok(());
+        };
+        let c = self.collection(name).await?;
+        let (id, shards) = {
+            let c = c.read().await;
+            (c.id()?, c.manifest().shards.len() as u32)
+        };
+        network
+            .provide(ipvec_protocol::announce::collection_key(&id))
+            .await?;
+        for shard in 0..shards {
+            network
+                .provide(ipvec_protocol::announce::shard_key(&id, shard))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Withdraws the announcements of a collection with id `id` and `shards` shards.
+    async fn withdraw(&self, id: &str, shards: u32) {
+        if let Some(network) = self.inner.network.get() {
+            let _ = network
+                .stop_providing(ipvec_protocol::announce::collection_key(id))
+                .await;
+            for shard in 0..shards {
+                let _ = network
+                    .stop_providing(ipvec_protocol::announce::shard_key(id, shard))
+                    .await;
+            }
         }
     }
 
@@ -212,6 +340,7 @@ impl Node {
             let c = self.collection(&name).await?;
             let points = c.read().await.points();
             tracing::info!(collection = %name, points, elapsed_ms = started.elapsed().as_millis() as u64, "collection open");
+            self.announce(&name).await?;
         }
         self.inner.ready.store(true, Ordering::Release);
         self.inner.metrics.ready.set(1);
@@ -318,6 +447,8 @@ impl Node {
             let c = Collection::create(self.store().clone(), &dir, &spec).await?;
             let info = info_of(&name, &c)?;
             open.insert(name.clone(), Arc::new(RwLock::new(c)));
+            drop(open);
+            self.announce(&name).await?;
             Ok(info)
         })
         .await
@@ -364,6 +495,8 @@ impl Node {
             // Wait for operations in flight on it, and keep new ones out.
             let c = shared.write().await;
             let root = c.root();
+            self.withdraw(&c.id()?, c.manifest().shards.len() as u32)
+                .await;
             let dir = catalog::dir_of(&self.collections_root(), name)?;
             self.inner.collections.lock().await.remove(name);
             self.store()
@@ -640,7 +773,9 @@ impl Node {
                 points: c.points(),
                 writable: c.writable(),
             };
-            open.insert(name, Arc::new(RwLock::new(c)));
+            open.insert(name.clone(), Arc::new(RwLock::new(c)));
+            drop(open);
+            self.announce(&name).await?;
             Ok(imported)
         }
         .await;

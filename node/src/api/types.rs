@@ -431,3 +431,76 @@ pub struct BadPoint {
     /// What is wrong with it.
     pub reason: String,
 }
+
+/// `GET /v1/id`: this node on the network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct IdInfo {
+    /// Its peer id.
+    pub peer_id: String,
+    /// Addresses to reach it at, each ending in `/p2p/<peer id>` (give one to `ipvec connect`
+    /// or `--bootstrap` elsewhere).
+    pub addresses: Vec<String>,
+    /// Addresses it listens on.
+    pub listen: Vec<String>,
+    /// Addresses peers said they see it at.
+    pub observed: Vec<String>,
+    /// ipvec's version.
+    pub agent: String,
+}
+
+/// A connected peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PeerOut {
+    /// Its peer id.
+    pub peer_id: String,
+    /// The address of the connection.
+    pub address: String,
+    /// `outbound` (we dialed) or `inbound`.
+    pub direction: String,
+    /// Last ping round trip in milliseconds.
+    pub latency_ms: Option<f64>,
+    /// Protocols it speaks.
+    pub protocols: Vec<String>,
+    /// Its agent string.
+    pub agent: Option<String>,
+}
+
+/// `GET /v1/peers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct PeerList {
+    /// The connected peers.
+    pub peers: Vec<PeerOut>,
+}
+
+/// `POST /v1/peers/connect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Connect {
+    /// A multiaddress, e.g. `/ip4/192.0.2.7/tcp/4080/p2p/12D3KooW…`.
+    pub address: String,
+}
+
+/// A peer that connected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Connected {
+    /// Its peer id.
+    pub peer_id: String,
+}
+
+/// A provider record's peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProviderOut {
+    /// Its peer id.
+    pub peer_id: String,
+    /// Addresses known for it.
+    pub addresses: Vec<String>,
+}
+
+/// `GET /v1/dht/providers/{cid}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProviderList {
+    /// The key looked up.
+    pub key: String,
+    /// Peers that provide it.
+    pub providers: Vec<ProviderOut>,
+}

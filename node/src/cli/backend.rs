@@ -90,6 +90,22 @@ impl Backend {
         }
     }
 
+    pub async fn id(&self) -> Result<IdInfo, ApiError> {
+        either!(self, id())
+    }
+
+    pub async fn peers(&self) -> Result<PeerList, ApiError> {
+        either!(self, peers())
+    }
+
+    pub async fn connect_peer(&self, address: &str) -> Result<Connected, ApiError> {
+        either!(self, connect(address))
+    }
+
+    pub async fn providers(&self, cid: &str) -> Result<ProviderList, ApiError> {
+        either!(self, providers(cid))
+    }
+
     pub async fn list_collections(&self) -> Result<CollectionList, ApiError> {
         either!(self, list_collections())
     }

@@ -71,7 +71,10 @@ pub async fn run(cli: &Cli, path: &Path) -> anyhow::Result<()> {
         .then(|| repo.api_token())
         .transpose()?;
     let peer_id = repo.peer_id();
+    let net_config = crate::net::NetConfig::from_config(&config.p2p)?;
+    let network = crate::net::Network::start(repo.key(), net_config).await?;
     let node = Node::new(repo, config);
+    node.attach_network(network);
     let url = local_url(local);
     let api_file = repo::api_file(path);
     std::fs::write(&api_file, format!("{url}\n"))

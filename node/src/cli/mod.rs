@@ -9,6 +9,7 @@ mod daemon;
 mod dag;
 mod input;
 mod output;
+mod p2p;
 
 use std::path::PathBuf;
 
@@ -53,7 +54,29 @@ pub enum Command {
         /// Address of the HTTP API (default: api.listen in the config, 127.0.0.1:5080).
         #[arg(long, value_name = "ADDR")]
         api_listen: Option<String>,
+        /// A libp2p address to listen on (repeatable; port 0: any free port; default:
+        /// p2p.listen in the config).
+        #[arg(long, value_name = "MULTIADDR")]
+        p2p_listen: Vec<String>,
+        /// A peer to connect to at start and seed the DHT with (repeatable; ends in /p2p/<id>).
+        #[arg(long, value_name = "MULTIADDR")]
+        bootstrap: Vec<String>,
+        /// Do not look for peers on the local network (mDNS).
+        #[arg(long)]
+        no_mdns: bool,
     },
+    /// Print this node's peer id and addresses.
+    Id,
+    /// List connected peers.
+    Peers,
+    /// Connect to a peer.
+    Connect {
+        /// Its multiaddress, e.g. /ip4/192.0.2.7/tcp/4080/p2p/12D3KooW…
+        address: String,
+    },
+    /// Query the DHT.
+    #[command(subcommand)]
+    Dht(DhtCommand),
     /// Show the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -237,6 +260,16 @@ pub enum CollectionCommand {
     },
 }
 
+/// `ipvec dht …`
+#[derive(Debug, Subcommand)]
+pub enum DhtCommand {
+    /// Peers that announce a key (a collection or shard key, or any CID).
+    Providers {
+        /// The key.
+        cid: String,
+    },
+}
+
 /// `ipvec config …`
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
@@ -323,10 +356,24 @@ impl Cli {
             config.log.format = format.clone();
         }
         if let Command::Daemon {
-            api_listen: Some(addr),
+            api_listen,
+            p2p_listen,
+            bootstrap,
+            no_mdns,
         } = &self.command
         {
-            config.api.listen = addr.clone();
+            if let Some(addr) = api_listen {
+                config.api.listen = addr.clone();
+            }
+            if !p2p_listen.is_empty() {
+                config.p2p.listen = p2p_listen.clone();
+            }
+            if !bootstrap.is_empty() {
+                config.p2p.bootstrap = bootstrap.clone();
+            }
+            if *no_mdns {
+                config.p2p.mdns = false;
+            }
         }
     }
 
@@ -376,6 +423,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Err(e) => Err(e.into()),
         },
+        command @ (Command::Id | Command::Peers | Command::Connect { .. } | Command::Dht(_)) => {
+            p2p::run(&backend, &out, command).await
+        }
         command @ (Command::Collection(_)
         | Command::Add { .. }
         | Command::Search { .. }

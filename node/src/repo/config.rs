@@ -82,6 +82,10 @@ impl ApiConfig {
 pub struct P2pConfig {
     /// libp2p multiaddresses to listen on.
     pub listen: Vec<String>,
+    /// Peers to connect to at start and to seed the DHT with (`…/p2p/<peer id>`).
+    pub bootstrap: Vec<String>,
+    /// Find peers on the local network with mDNS.
+    pub mdns: bool,
 }
 
 impl Default for P2pConfig {
@@ -91,6 +95,8 @@ impl Default for P2pConfig {
                 "/ip4/0.0.0.0/tcp/4080".into(),
                 "/ip4/0.0.0.0/udp/4080/quic-v1".into(),
             ],
+            bootstrap: Vec::new(),
+            mdns: true,
         }
     }
 }
@@ -256,8 +262,12 @@ impl Config {
              max_body_bytes = {}\n\
              \n\
              [p2p]\n\
-             # libp2p multiaddresses to listen on.\n\
+             # libp2p multiaddresses to listen on (port 0: any free port).\n\
              listen = [{}]\n\
+             # Peers to connect to at start and to seed the DHT with, each ending in /p2p/<peer id>.\n\
+             bootstrap = [{}]\n\
+             # Find peers on the local network with mDNS.\n\
+             mdns = {}\n\
              \n\
              [storage]\n\
              # Refuse new writes once the block store holds this many bytes (0: no limit).\n\
@@ -275,6 +285,8 @@ impl Config {
             self.api.require_token,
             self.api.max_body_bytes,
             list(&self.p2p.listen),
+            list(&self.p2p.bootstrap),
+            self.p2p.mdns,
             self.storage.max_bytes,
             self.storage.commit_interval_ms,
             self.log.level,

@@ -1,0 +1,60 @@
+//! Commands on the peer-to-peer layer: id, peers, connect, dht.
+
+use super::{backend::Backend, output::Output, Command, DhtCommand};
+
+/// Runs a peer-to-peer command.
+pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Id => {
+            let id = backend.id().await?;
+            let mut text = format!("peer id: {}\nagent:   {}", id.peer_id, id.agent);
+            for a in &id.addresses {
+                text.push_str(&format!("\naddress: {a}"));
+            }
+            if id.addresses.is_empty() {
+                text.push_str("\n(no daemon running: no addresses; `ipvec daemon` listens on ");
+                text.push_str(&id.listen.join(", "));
+                text.push(')');
+            }
+            out.print(text, serde_json::to_value(&id)?);
+        }
+        Command::Peers => {
+            let list = backend.peers().await?;
+            let text: Vec<String> = list
+                .peers
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}\t{}\t{}\t{}",
+                        p.peer_id,
+                        p.address,
+                        p.direction,
+                        p.latency_ms
+                            .map_or("-".to_string(), |ms| format!("{ms:.1} ms"))
+                    )
+                })
+                .collect();
+            if out.json || !text.is_empty() {
+                out.print(text.join("\n"), serde_json::to_value(&list)?);
+            }
+        }
+        Command::Connect { address } => {
+            let connected = backend.connect_peer(&address).await?;
+            out.print(
+                format!("connected to {}", connected.peer_id),
+                serde_json::to_value(&connected)?,
+            );
+        }
+        Command::Dht(DhtCommand::Providers { cid }) => {
+            let list = backend.providers(&cid).await?;
+            let text: Vec<String> = list
+                .providers
+                .iter()
+                .map(|p| format!("{}\t{}", p.peer_id, p.addresses.join(" ")))
+                .collect();
+            out.print(text.join("\n"), serde_json::to_value(&list)?);
+        }
+        _ => unreachable!("only peer-to-peer commands come here"),
+    }
+    Ok(())
+}

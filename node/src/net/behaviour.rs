@@ -1,0 +1,68 @@
+//! The libp2p behaviours a node runs, combined into one.
+
+use std::time::Duration;
+
+use libp2p::{
+    connection_limits::{self, ConnectionLimits},
+    identify,
+    identity::Keypair,
+    kad, mdns, ping,
+    swarm::behaviour::toggle::Toggle,
+    swarm::NetworkBehaviour,
+    StreamProtocol,
+};
+
+use super::{NetConfig, AGENT, IDENTIFY_PROTOCOL, KAD_PROTOCOL};
+
+/// Identify, ping, Kademlia on `/ipvec/kad/1.0.0`, mDNS (if on) and connection limits.
+// libp2p's behaviours do not all implement Debug.
+#[allow(missing_debug_implementations)]
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub limits: connection_limits::Behaviour,
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+impl Behaviour {
+    /// The behaviours for the node with `key`.
+    pub fn new(key: &Keypair, config: &NetConfig) -> std::io::Result<Self> {
+        let peer_id = key.public().to_peer_id();
+        let limits = ConnectionLimits::default()
+            .with_max_established(Some(config.max_connections))
+            .with_max_established_per_peer(Some(2))
+            .with_max_pending_incoming(Some(64))
+            .with_max_pending_outgoing(Some(64));
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.to_string(), key.public())
+                .with_agent_version(AGENT.to_string())
+                .with_interval(Duration::from_secs(5 * 60)),
+        );
+        let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
+        kad_config
+            .set_query_timeout(Duration::from_secs(30))
+            .set_periodic_bootstrap_interval(Some(config.bootstrap_interval))
+            .set_provider_publication_interval(Some(config.reprovide_interval));
+        let mut kad =
+            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+        // Answer DHT queries even where no address is confirmed as public (LANs, loopback).
+        kad.set_mode(Some(kad::Mode::Server));
+        let mdns = if config.mdns {
+            Some(mdns::tokio::Behaviour::new(
+                mdns::Config::default(),
+                peer_id,
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
+            limits: connection_limits::Behaviour::new(limits),
+            identify,
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
+            kad,
+            mdns: mdns.into(),
+        })
+    }
+}

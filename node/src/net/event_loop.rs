@@ -1,0 +1,327 @@
+//! The task that owns the swarm: it answers [`Command`]s from [`super::Network`] handles and
+//! turns swarm events into state (peers, addresses) and replies.
+
+use std::collections::{HashMap, HashSet};
+
+use futures::StreamExt;
+use libp2p::{
+    core::ConnectedPoint,
+    identify,
+    identity::Keypair,
+    kad, mdns, noise, ping,
+    swarm::{dial_opts::DialOpts, ConnectionId, SwarmEvent},
+    tcp, yamux, Multiaddr, PeerId, Swarm,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    behaviour::{Behaviour, BehaviourEvent},
+    peer_of, Command, LocalInfo, NetConfig, NetError, PeerState, Provider, KAD_PROTOCOL,
+};
+
+type ProvidersReply = oneshot::Sender<Result<Vec<Provider>, NetError>>;
+
+/// The swarm and what the loop tracks about it.
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    inbox: mpsc::Receiver<Command>,
+    listen: Vec<Multiaddr>,
+    observed: Vec<Multiaddr>,
+    peers: HashMap<PeerId, PeerState>,
+    dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NetError>>)>,
+    provider_queries: HashMap<kad::QueryId, (HashSet<PeerId>, ProvidersReply)>,
+}
+
+impl std::fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("peer_id", self.swarm.local_peer_id())
+            .field("peers", &self.peers.len())
+            .finish()
+    }
+}
+
+impl EventLoop {
+    /// Builds the swarm and starts listening and dialing the bootstrap peers.
+    pub(crate) fn new(
+        key: &Keypair,
+        config: &NetConfig,
+        inbox: mpsc::Receiver<Command>,
+    ) -> Result<Self, NetError> {
+        let start = |e: &dyn std::fmt::Display| NetError::Start(e.to_string());
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| start(&e))?
+            .with_quic()
+            .with_behaviour(|key| {
+                Behaviour::new(key, config)
+                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            })
+            .map_err(|e| start(&e))?
+            .with_swarm_config(|c| {
+                c.with_idle_connection_timeout(std::time::Duration::from_secs(120))
+            })
+            .build();
+        for addr in &config.listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Start(format!("cannot listen on {addr}: {e}")))?;
+        }
+        for addr in &config.bootstrap {
+            if let Some(peer) = peer_of(addr) {
+                swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            }
+            if let Err(e) = swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
+            }
+        }
+        Ok(Self {
+            swarm,
+            inbox,
+            listen: Vec::new(),
+            observed: Vec::new(),
+            peers: HashMap::new(),
+            dials: HashMap::new(),
+            provider_queries: HashMap::new(),
+        })
+    }
+
+    /// Runs until every [`super::Network`] handle is dropped.
+    pub async fn run(mut self) {
+        loop {
+            tokio::select! {
+                biased;
+                command = self.inbox.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => break,
+                },
+                event = self.swarm.select_next_some() => self.on_event(event),
+            }
+        }
+        tracing::info!("peer-to-peer layer stopped");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Local(reply) => {
+                let _ = reply.send(LocalInfo {
+                    peer_id: *self.swarm.local_peer_id(),
+                    listen: self.listen.clone(),
+                    observed: self.observed.clone(),
+                });
+            }
+            Command::Peers(reply) => {
+                let mut peers: Vec<PeerState> = self.peers.values().cloned().collect();
+                peers.sort_by_key(|p| p.peer_id.to_string());
+                let _ = reply.send(peers);
+            }
+            Command::Dial(address, reply) => {
+                if let Some(peer) = peer_of(&address) {
+                    if self.swarm.is_connected(&peer) {
+                        let _ = reply.send(Ok(peer));
+                        return;
+                    }
+                }
+                let opts = DialOpts::unknown_peer_id().address(address.clone()).build();
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.dials.insert(id, (address, reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Dial {
+                            address: address.to_string(),
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+            }
+            Command::Provide(key) => {
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .start_providing(key.to_bytes().into())
+                {
+                    tracing::warn!(%key, error = %e, "cannot store a provider record");
+                }
+            }
+            Command::StopProviding(key) => {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .stop_providing(&key.to_bytes().into());
+            }
+            Command::Providers(key, reply) => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_providers(key.to_bytes().into());
+                self.provider_queries.insert(id, (HashSet::new(), reply));
+            }
+        }
+    }
+
+    fn addresses_of(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        if *peer == *self.swarm.local_peer_id() {
+            return self.listen.clone();
+        }
+        self.peers
+            .get(peer)
+            .map(|p| {
+                if p.listen.is_empty() {
+                    vec![p.address.clone()]
+                } else {
+                    p.listen.clone()
+                }
+            })
+            .unwrap_or_default()
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "p2p listening");
+                self.listen.push(address);
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.listen.retain(|a| *a != address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
+                let (address, outbound) = match &endpoint {
+                    ConnectedPoint::Dialer { address, .. } => (address.clone(), true),
+                    ConnectedPoint::Listener { send_back_addr, .. } => {
+                        (send_back_addr.clone(), false)
+                    }
+                };
+                tracing::debug!(%peer_id, %address, outbound, "connected");
+                self.peers.entry(peer_id).or_insert_with(|| PeerState {
+                    peer_id,
+                    address,
+                    outbound,
+                    rtt: None,
+                    protocols: Vec::new(),
+                    agent: None,
+                    listen: Vec::new(),
+                });
+                if let Some((_, reply)) = self.dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                tracing::debug!(%peer_id, "disconnected");
+                self.peers.remove(&peer_id);
+            }
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                error,
+                ..
+            } => {
+                if let Some((address, reply)) = self.dials.remove(&connection_id) {
+                    let _ = reply.send(Err(NetError::Dial {
+                        address: address.to_string(),
+                        reason: error.to_string(),
+                    }));
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let speaks_kad = info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL);
+                if speaks_kad {
+                    for addr in &info.listen_addrs {
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer_id, addr.clone());
+                    }
+                }
+                if !self.observed.contains(&info.observed_addr) {
+                    self.observed.push(info.observed_addr.clone());
+                }
+                if let Some(peer) = self.peers.get_mut(&peer_id) {
+                    peer.protocols = info.protocols.iter().map(|p| p.to_string()).collect();
+                    peer.agent = Some(info.agent_version);
+                    peer.listen = info.listen_addrs;
+                }
+            }
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            }) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.rtt = Some(rtt);
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    if !self.swarm.is_connected(&peer) {
+                        tracing::debug!(%peer, %addr, "found on the local network");
+                        let _ = self.swarm.dial(addr);
+                    }
+                }
+            }
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            }) => match result {
+                kad::QueryResult::GetProviders(result) => {
+                    let done = step.last;
+                    let finished = match result {
+                        Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
+                            if let Some((found, _)) = self.provider_queries.get_mut(&id) {
+                                found.extend(providers);
+                            }
+                            done
+                        }
+                        Ok(kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. }) => true,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "provider lookup ended");
+                            true
+                        }
+                    };
+                    if finished {
+                        if let Some((found, reply)) = self.provider_queries.remove(&id) {
+                            let providers = found
+                                .into_iter()
+                                .map(|peer_id| Provider {
+                                    peer_id,
+                                    addresses: self.addresses_of(&peer_id),
+                                })
+                                .collect();
+                            let _ = reply.send(Ok(providers));
+                        }
+                    }
+                }
+                kad::QueryResult::StartProviding(Err(e)) => {
+                    tracing::debug!(error = %e, "provider record not placed on enough peers yet");
+                }
+                kad::QueryResult::Bootstrap(Err(e)) => {
+                    tracing::debug!(error = %e, "DHT bootstrap incomplete");
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+}

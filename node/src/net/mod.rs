@@ -1,0 +1,248 @@
+//! The peer-to-peer layer: a libp2p swarm (TCP and QUIC, noise, yamux, identify, ping, mDNS,
+//! Kademlia on `/ipvec/kad/1.0.0`) owned by one event loop, driven through a cloneable
+//! [`Network`] handle.
+//!
+//! # Layout
+//! - [`behaviour`]: the combined libp2p behaviour.
+//! - [`event_loop`]: the task that owns the swarm, answers [`Network`] commands and reacts to
+//!   swarm events.
+
+pub mod behaviour;
+pub mod event_loop;
+
+use std::time::Duration;
+
+use cid::Cid;
+use libp2p::{identity::Keypair, Multiaddr, PeerId};
+use tokio::sync::{mpsc, oneshot};
+
+/// Our Kademlia protocol (a DHT of ipvec peers, apart from the public IPFS one).
+pub const KAD_PROTOCOL: &str = "/ipvec/kad/1.0.0";
+/// The protocol version sent in identify.
+pub const IDENTIFY_PROTOCOL: &str = "/ipvec/1.0.0";
+/// The agent sent in identify.
+pub const AGENT: &str = concat!("ipvec/", env!("CARGO_PKG_VERSION"));
+/// Commands queued for the event loop at most.
+const COMMAND_QUEUE: usize = 256;
+
+/// Settings of the swarm.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Addresses to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to dial at start and to seed the DHT with (each with a `/p2p/<peer id>` part).
+    pub bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the local network with mDNS.
+    pub mdns: bool,
+    /// Most connections at once.
+    pub max_connections: u32,
+    /// How often the DHT routing table is refreshed.
+    pub bootstrap_interval: Duration,
+    /// How often provider records are published again.
+    pub reprovide_interval: Duration,
+}
+
+impl NetConfig {
+    /// The swarm settings of a repository configuration; addresses that do not parse are
+    /// an error naming the key.
+    pub fn from_config(config: &crate::repo::P2pConfig) -> Result<Self, NetError> {
+        let parse = |key: &str, text: &String| {
+            text.parse::<Multiaddr>().map_err(|e| {
+                NetError::Config(format!(
+                    "{key}: {text:?} is not a multiaddress ({e}), e.g. /ip4/0.0.0.0/tcp/4080"
+                ))
+            })
+        };
+        let listen = config
+            .listen
+            .iter()
+            .map(|a| parse("p2p.listen", a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let bootstrap = config
+            .bootstrap
+            .iter()
+            .map(|a| parse("p2p.bootstrap", a))
+            .collect::<Result<Vec<_>, _>>()?;
+        for addr in &bootstrap {
+            if peer_of(addr).is_none() {
+                return Err(NetError::Config(format!(
+                    "p2p.bootstrap: {addr} has no /p2p/<peer id> part; `ipvec id` on that node prints its full addresses"
+                )));
+            }
+        }
+        Ok(Self {
+            listen,
+            bootstrap,
+            mdns: config.mdns,
+            max_connections: 256,
+            bootstrap_interval: Duration::from_secs(60),
+            reprovide_interval: Duration::from_secs(60 * 60),
+        })
+    }
+}
+
+/// The peer id at the end of a multiaddress, if any.
+pub fn peer_of(addr: &Multiaddr) -> Option<PeerId> {
+    addr.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+        _ => None,
+    })
+}
+
+/// Failures of the peer-to-peer layer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// A setting is invalid.
+    #[error("{0}")]
+    Config(String),
+    /// The swarm could not start.
+    #[error("cannot start the peer-to-peer layer: {0}")]
+    Start(String),
+    /// Dialing a peer failed.
+    #[error("cannot connect to {address}: {reason}")]
+    Dial { address: String, reason: String },
+    /// A DHT operation failed.
+    #[error("DHT: {0}")]
+    Dht(String),
+    /// The event loop has stopped.
+    #[error("the peer-to-peer layer is not running")]
+    Stopped,
+}
+
+/// What this node knows of itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalInfo {
+    /// Our peer id.
+    pub peer_id: PeerId,
+    /// Addresses we listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Addresses peers told us they see us at.
+    pub observed: Vec<Multiaddr>,
+}
+
+/// A connected peer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerState {
+    /// Its id.
+    pub peer_id: PeerId,
+    /// The address of our connection to it.
+    pub address: Multiaddr,
+    /// Whether we dialed it (`outbound`) or it dialed us (`inbound`).
+    pub outbound: bool,
+    /// Last ping round trip.
+    pub rtt: Option<Duration>,
+    /// Protocols it said it speaks (identify).
+    pub protocols: Vec<String>,
+    /// Its agent string (identify).
+    pub agent: Option<String>,
+    /// Addresses it listens on (identify).
+    pub listen: Vec<Multiaddr>,
+}
+
+/// A provider found in the DHT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provider {
+    /// Its id.
+    pub peer_id: PeerId,
+    /// Addresses known for it.
+    pub addresses: Vec<Multiaddr>,
+}
+
+/// A request to the event loop.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Local(oneshot::Sender<LocalInfo>),
+    Peers(oneshot::Sender<Vec<PeerState>>),
+    Dial(Multiaddr, oneshot::Sender<Result<PeerId, NetError>>),
+    Provide(Cid),
+    StopProviding(Cid),
+    Providers(Cid, oneshot::Sender<Result<Vec<Provider>, NetError>>),
+}
+
+/// A cloneable handle on the running swarm.
+#[derive(Debug, Clone)]
+pub struct Network {
+    peer_id: PeerId,
+    commands: mpsc::Sender<Command>,
+}
+
+impl Network {
+    /// Starts the swarm for `key` on the current tokio runtime; it runs until every handle is
+    /// dropped.
+    pub async fn start(key: &Keypair, config: NetConfig) -> Result<Network, NetError> {
+        let (commands, inbox) = mpsc::channel(COMMAND_QUEUE);
+        let event_loop = event_loop::EventLoop::new(key, &config, inbox)?;
+        let peer_id = key.public().to_peer_id();
+        tokio::spawn(event_loop.run());
+        let network = Network { peer_id, commands };
+        // Report listen failures (a port in use) now rather than never.
+        let started = std::time::Instant::now();
+        loop {
+            let local = network.local().await?;
+            if !local.listen.is_empty() || config.listen.is_empty() {
+                return Ok(network);
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err(NetError::Start(format!(
+                    "listening on {:?} failed (p2p.listen); is the port in use? pick another with --p2p-listen",
+                    config.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Our peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NetError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(command(tx))
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        rx.await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Our addresses.
+    pub async fn local(&self) -> Result<LocalInfo, NetError> {
+        self.ask(Command::Local).await
+    }
+
+    /// The connected peers.
+    pub async fn peers(&self) -> Result<Vec<PeerState>, NetError> {
+        self.ask(Command::Peers).await
+    }
+
+    /// Connects to a peer; its id once connected.
+    pub async fn dial(&self, address: Multiaddr) -> Result<PeerId, NetError> {
+        self.ask(|tx| Command::Dial(address, tx)).await?
+    }
+
+    /// Announces in the DHT that we provide `key` (kept and republished until withdrawn).
+    pub async fn provide(&self, key: Cid) -> Result<(), NetError> {
+        self.commands
+            .send(Command::Provide(key))
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Withdraws an announcement.
+    pub async fn stop_providing(&self, key: Cid) -> Result<(), NetError> {
+        self.commands
+            .send(Command::StopProviding(key))
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// The peers the DHT knows to provide `key`.
+    pub async fn providers(&self, key: Cid) -> Result<Vec<Provider>, NetError> {
+        self.ask(|tx| Command::Providers(key, tx)).await?
+    }
+}

@@ -1,0 +1,205 @@
+//! What the daemon and peer-to-peer tests share: running the `ipvec` binary, temporary
+//! repositories, and daemons as real processes.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+
+pub fn ipvec(repo: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ipvec"))
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .env_remove("IPVEC_PATH")
+        .env_remove("IPVEC_API")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Runs a command that must succeed; its stdout.
+pub fn ok(repo: &Path, args: &[&str]) -> String {
+    let out = ipvec(repo, args, &[]);
+    assert!(
+        out.status.success(),
+        "ipvec {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail; its stderr.
+pub fn fails(repo: &Path, args: &[&str]) -> String {
+    let out = ipvec(repo, args, &[]);
+    assert!(!out.status.success(), "ipvec {args:?} should have failed");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+pub fn json_of(text: &str) -> Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+pub struct TestRepo {
+    pub _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+pub fn new_repo() -> TestRepo {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("repo");
+    ok(&path, &["init"]);
+    TestRepo { _dir: dir, path }
+}
+
+/// A running daemon; killed if the test ends without stopping it.
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub url: String,
+    pub http: reqwest::Client,
+    pub token: Option<String>,
+}
+
+impl Daemon {
+    pub fn start(repo: &Path, envs: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(repo, envs, &[])
+    }
+
+    /// A daemon on loopback ports with `args` added to its command line.
+    pub fn start_with(repo: &Path, envs: &[(&str, &str)], args: &[&str]) -> Daemon {
+        let _ = std::fs::remove_file(repo.join("api"));
+        let child = Command::new(env!("CARGO_BIN_EXE_ipvec"))
+            .arg("--repo")
+            .arg(repo)
+            .args(["daemon", "--api-listen", "127.0.0.1:0"])
+            .args(["--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+            .args(args)
+            .env_remove("IPVEC_PATH")
+            .envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            // Its log, for tests that read it.
+            .stderr(std::fs::File::create(repo.parent().unwrap().join("daemon.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let url = loop {
+            if let Ok(url) = std::fs::read_to_string(repo.join("api")) {
+                break url.trim().to_string();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the daemon wrote no api file"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let daemon = Daemon {
+            child: Some(child),
+            url,
+            http: reqwest::Client::new(),
+            token: std::fs::read_to_string(repo.join("keys/api.token"))
+                .ok()
+                .map(|t| t.trim().to_string()),
+        };
+        // Ready once every collection's log is replayed.
+        while !daemon.ready() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the daemon never became ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        daemon
+    }
+
+    pub fn ready(&self) -> bool {
+        ipvec_node::api::ready_blocking(&self.url, Duration::from_secs(5))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(&mut self) {
+        let mut child = self.child.take().unwrap();
+        // The shell's own `kill`: no procps needed on a fresh machine.
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", child.id())])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let status = child.wait().unwrap();
+        assert!(status.success(), "the daemon exited with {status}");
+    }
+
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.url));
+        match &self.token {
+            Some(t) => request.bearer_auth(t),
+            None => request,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn metrics(&self) -> prometheus_parse::Scrape {
+        let text = self
+            .request(reqwest::Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// JSON lines of points with 4-d vectors and metadata `{"even", "group"}`.
+pub fn points_jsonl(range: std::ops::Range<u64>) -> String {
+    range
+        .map(|i| {
+            let v = [
+                (i % 7) as f32,
+                (i % 11) as f32 / 2.0,
+                (i % 13) as f32 - 6.0,
+                (i as f32).sqrt(),
+            ];
+            json!({ "id": i, "vector": v, "metadata": { "even": i % 2 == 0, "group": i % 5 } })
+                .to_string()
+                + "\n"
+        })
+        .collect()
+}

@@ -1,0 +1,164 @@
+//! The peer-to-peer layer between real daemons on loopback: identity, connections,
+//! bootstrap, and provider records in the DHT.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// Polls `check` until it holds (or fails the test after 30 s).
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn peers_of(repo: &std::path::Path) -> Vec<String> {
+    json_of(&ok(repo, &["--json", "peers"]))["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["peer_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn daemons_connect_bootstrap_and_find_providers_in_the_dht() {
+    // A hosts a collection.
+    let a = new_repo();
+    ok(
+        &a.path,
+        &[
+            "collection",
+            "create",
+            "shared",
+            "--dim",
+            "4",
+            "--shards",
+            "2",
+        ],
+    );
+    let _da = Daemon::start(&a.path, &[]);
+    let id_a = json_of(&ok(&a.path, &["--json", "id"]));
+    let peer_a = id_a["peer_id"].as_str().unwrap().to_string();
+    let addr_a = id_a["addresses"][0].as_str().unwrap().to_string();
+    assert!(
+        addr_a.starts_with("/ip4/127.0.0.1/tcp/") && addr_a.ends_with(&format!("/p2p/{peer_a}")),
+        "{addr_a}"
+    );
+
+    // B knows only A's address, as a bootstrap peer.
+    let b = new_repo();
+    let _db = Daemon::start_with(&b.path, &[], &["--bootstrap", &addr_a]);
+    let peer_b = json_of(&ok(&b.path, &["--json", "id"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually("B connected to A", || peers_of(&b.path).contains(&peer_a));
+    eventually("A sees B", || peers_of(&a.path).contains(&peer_b));
+    let peers: Value = json_of(&ok(&b.path, &["--json", "peers"]));
+    let a_seen = peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer_id"] == peer_a.as_str())
+        .unwrap();
+    assert_eq!(a_seen["direction"], "outbound");
+    eventually("identify told B A's protocols", || {
+        json_of(&ok(&b.path, &["--json", "peers"]))["peers"][0]["protocols"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p == "/ipvec/kad/1.0.0"))
+    });
+
+    // The collection and its shards are announced: B finds A as their provider.
+    let info = json_of(&ok(&a.path, &["--json", "collection", "info", "shared"]));
+    let collection = info["id"].as_str().unwrap();
+    let keys = [
+        ipvec_protocol::announce::collection_key(collection),
+        ipvec_protocol::announce::shard_key(collection, 0),
+        ipvec_protocol::announce::shard_key(collection, 1),
+    ];
+    for key in keys {
+        eventually("B finds A providing the key", || {
+            let found = json_of(&ok(
+                &b.path,
+                &["--json", "dht", "providers", &key.to_string()],
+            ));
+            found["providers"].as_array().unwrap().iter().any(|p| {
+                p["peer_id"] == peer_a.as_str()
+                    && p["addresses"].as_array().is_some_and(|a| !a.is_empty())
+            })
+        });
+    }
+    let unknown = ipvec_protocol::announce::collection_key("nobody");
+    let found = json_of(&ok(
+        &b.path,
+        &["--json", "dht", "providers", &unknown.to_string()],
+    ));
+    assert_eq!(found["providers"], serde_json::json!([]));
+
+    // C connects to B by hand; B's DHT then tells C about A's records too.
+    let c = new_repo();
+    let _dc = Daemon::start(&c.path, &[]);
+    let addr_b = json_of(&ok(&b.path, &["--json", "id"]))["addresses"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let connected = json_of(&ok(&c.path, &["--json", "connect", &addr_b]));
+    assert_eq!(connected["peer_id"], peer_b.as_str());
+    eventually("C finds A through B", || {
+        let found = json_of(&ok(
+            &c.path,
+            &["--json", "dht", "providers", &keys[0].to_string()],
+        ));
+        found["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["peer_id"] == peer_a.as_str())
+    });
+
+    // Bad input: a clear error, the daemon keeps serving.
+    let err = fails(&c.path, &["connect", "not-an-address"]);
+    assert!(err.contains("is not a multiaddress"), "{err}");
+    let err = fails(&c.path, &["connect", "/ip4/127.0.0.1/tcp/1"]);
+    assert!(
+        err.contains("cannot connect to /ip4/127.0.0.1/tcp/1"),
+        "{err}"
+    );
+    let err = fails(&c.path, &["dht", "providers", "nonsense"]);
+    assert!(err.contains("not a valid CID"), "{err}");
+    assert!(peers_of(&c.path).contains(&peer_b));
+}
+
+#[test]
+fn without_a_daemon_id_works_and_peers_say_what_to_do() {
+    let r = new_repo();
+    let id = json_of(&ok(&r.path, &["--json", "id"]));
+    assert!(id["peer_id"].as_str().unwrap().starts_with("12D3KooW"));
+    assert_eq!(id["addresses"], serde_json::json!([]));
+    let err = fails(&r.path, &["peers"]);
+    assert!(err.contains("start `ipvec daemon`"), "{err}");
+    let err = ipvec(
+        &r.path,
+        &[
+            "daemon",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--bootstrap",
+            "/ip4/127.0.0.1/tcp/1",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&err.stderr);
+    assert!(err.contains("/p2p/<peer id>"), "{err}");
+}
