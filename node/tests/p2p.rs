@@ -162,3 +162,80 @@ fn without_a_daemon_id_works_and_peers_say_what_to_do() {
     let err = String::from_utf8_lossy(&err.stderr);
     assert!(err.contains("/p2p/<peer id>"), "{err}");
 }
+
+#[test]
+fn bitswap_fetches_a_whole_dag_checks_it_and_skips_what_it_has() {
+    let a = new_repo();
+    ok(&a.path, &["collection", "create", "big", "--dim", "4"]);
+    let file = a.path.parent().unwrap().join("points.jsonl");
+    std::fs::write(&file, points_jsonl(0..3_000)).unwrap();
+    ok(&a.path, &["add", "big", file.to_str().unwrap()]);
+    let root = json_of(&ok(&a.path, &["--json", "collection", "info", "big"]))["root"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let _da = Daemon::start(&a.path, &[]);
+    let addr_a = json_of(&ok(&a.path, &["--json", "id"]))["addresses"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let b = new_repo();
+    let _db = Daemon::start(&b.path, &[]);
+    let fetched = json_of(&ok(
+        &b.path,
+        &["--json", "dag", "fetch", &root, "--from", &addr_a],
+    ));
+    let blocks = fetched["blocks"].as_u64().unwrap();
+    assert!(blocks > 3, "{fetched}");
+    assert_eq!(
+        fetched["fetched"].as_u64(),
+        Some(blocks),
+        "everything was new to B"
+    );
+    assert!(fetched["bytes"].as_u64().unwrap() > 3_000 * 16);
+    // Pinned, and the same DAG byte for byte.
+    let pins = ok(&b.path, &["pin", "ls"]);
+    assert!(pins.contains(&root), "{pins}");
+    let dir = b.path.parent().unwrap();
+    ok(
+        &a.path,
+        &[
+            "dag",
+            "export",
+            &root,
+            "-o",
+            dir.join("a.car").to_str().unwrap(),
+        ],
+    );
+    ok(
+        &b.path,
+        &[
+            "dag",
+            "export",
+            &root,
+            "-o",
+            dir.join("b.car").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read(dir.join("a.car")).unwrap(),
+        std::fs::read(dir.join("b.car")).unwrap()
+    );
+
+    // Again, from the connected peers: nothing new to fetch.
+    let again = json_of(&ok(&b.path, &["--json", "dag", "fetch", &root]));
+    assert_eq!(
+        (again["blocks"].as_u64(), again["fetched"].as_u64()),
+        (Some(blocks), Some(0))
+    );
+
+    // A block nobody has: a clear error, nothing pinned.
+    let missing = ipvec_protocol::cid::block_cid(ipvec_protocol::cid::RAW, b"nobody has this");
+    let err = fails(
+        &b.path,
+        &["dag", "fetch", &missing.to_string(), "--from", &addr_a],
+    );
+    assert!(err.contains("no peer in the session has block"), "{err}");
+    assert!(!ok(&b.path, &["pin", "ls"]).contains(&missing.to_string()));
+}

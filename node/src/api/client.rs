@@ -118,6 +118,16 @@ impl Client {
         self.json(self.http.get(self.url("/v1/id"))).await
     }
 
+    /// `POST /v1/dag/fetch`.
+    pub async fn dag_fetch(&self, cid: &str, from: &[String]) -> Result<Fetched, ApiError> {
+        let body = DagFetch {
+            cid: cid.to_string(),
+            from: from.to_vec(),
+        };
+        self.json(self.http.post(self.url("/v1/dag/fetch")).json(&body))
+            .await
+    }
+
     /// `GET /v1/peers`.
     pub async fn peers(&self) -> Result<PeerList, ApiError> {
         self.json(self.http.get(self.url("/v1/peers"))).await

@@ -427,6 +427,16 @@ async fn providers(State(s): State<AppState>, Path(cid): Path<String>) -> ApiRes
     Ok(Json(s.node.providers(&cid).await?))
 }
 
+/// Fetches a DAG from peers over Bitswap (every block checked) and pins it.
+#[utoipa::path(post, path = "/v1/dag/fetch", request_body = DagFetch,
+    responses((status = 200, body = Fetched), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn dag_fetch(
+    State(s): State<AppState>,
+    ApiJson(request): ApiJson<DagFetch>,
+) -> ApiResult<Fetched> {
+    Ok(Json(s.node.dag_fetch(&request.cid, &request.from).await?))
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no such API route; /openapi.json lists them")
 }
@@ -599,6 +609,7 @@ fn routes(
         .route("/v1/collections/{name}/search", post(search))
         .route("/v1/collections/{name}/export", get(export_collection))
         .route("/v1/dag", post(dag_put))
+        .route("/v1/dag/fetch", post(dag_fetch))
         .route("/v1/dag/{cid}", get(dag_get))
         .route("/v1/dag/{cid}/export", get(dag_export))
         .route("/v1/blocks/{cid}", get(block_stat))

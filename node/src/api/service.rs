@@ -255,6 +255,64 @@ impl Node {
         })
     }
 
+    /// Fetches the DAG under `cid` over Bitswap from the peers at `from` (dialed first), or
+    /// from every connected peer, checking every block; pins it once complete. Blocks already
+    /// stored are not fetched again, so an interrupted fetch resumes.
+    pub async fn dag_fetch(&self, cid: &str, from: &[String]) -> Result<Fetched, ApiError> {
+        self.observed("fetch", "", async {
+            let root = parse_cid(cid)?;
+            let network = self.network()?;
+            let mut peers = Vec::new();
+            for address in from {
+                let peer = self.connect(address).await?.peer_id;
+                peers.push(
+                    peer.parse()
+                        .map_err(|_| ApiError::internal("bad peer id"))?,
+                );
+            }
+            if from.is_empty() {
+                peers = network
+                    .peers()
+                    .await?
+                    .into_iter()
+                    .map(|p| p.peer_id)
+                    .collect();
+            }
+            self.check_storage().await?;
+            let _writing = self.inner.gc_lock.read().await;
+            let job = self
+                .inner
+                .jobs
+                .start("fetch", root.to_string(), "blocks", None);
+            let totals = network
+                .bitswap()
+                .fetch_dag(root, &peers, |t| job.set(t.blocks))
+                .await
+                .map_err(|e| match e {
+                    crate::net::bitswap::FetchError::NoPeers => {
+                        ApiError::bad_request(e.to_string())
+                    }
+                    crate::net::bitswap::FetchError::NotFound(_) => {
+                        ApiError::not_found(e.to_string())
+                    }
+                    crate::net::bitswap::FetchError::Timeout(_) => {
+                        ApiError::unavailable(e.to_string())
+                    }
+                    _ => ApiError::internal(e.to_string()),
+                })?;
+            dag::check_complete(self.store(), &root).await?;
+            self.store().pin(&root).await?;
+            self.store().flush().await?;
+            Ok(Fetched {
+                root: root.to_string(),
+                blocks: totals.blocks,
+                fetched: totals.fetched,
+                bytes: totals.bytes,
+            })
+        })
+        .await
+    }
+
     /// Announces in the DHT that this node hosts collection `name` and each of its shards.
     pub async fn announce(&self, name: &str) -> Result<(), ApiError> {
         let Some(network) = self.inner.network.get() else {

@@ -504,3 +504,27 @@ pub struct ProviderList {
     /// Peers that provide it.
     pub providers: Vec<ProviderOut>,
 }
+
+/// `POST /v1/dag/fetch`: fetch a DAG from peers over Bitswap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DagFetch {
+    /// The root CID.
+    pub cid: String,
+    /// Peers to ask (multiaddresses, dialed first); empty: every connected peer.
+    #[serde(default)]
+    pub from: Vec<String>,
+}
+
+/// A fetched DAG, now pinned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Fetched {
+    /// The root CID.
+    pub root: String,
+    /// Blocks in the DAG.
+    pub blocks: u64,
+    /// Of those, fetched from peers (the rest were already stored).
+    pub fetched: u64,
+    /// Bytes fetched.
+    pub bytes: u64,
+}

@@ -94,6 +94,10 @@ impl Backend {
         either!(self, id())
     }
 
+    pub async fn dag_fetch(&self, cid: &str, from: &[String]) -> Result<Fetched, ApiError> {
+        either!(self, dag_fetch(cid, from))
+    }
+
     pub async fn peers(&self) -> Result<PeerList, ApiError> {
         either!(self, peers())
     }

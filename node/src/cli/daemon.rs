@@ -72,7 +72,7 @@ pub async fn run(cli: &Cli, path: &Path) -> anyhow::Result<()> {
         .transpose()?;
     let peer_id = repo.peer_id();
     let net_config = crate::net::NetConfig::from_config(&config.p2p)?;
-    let network = crate::net::Network::start(repo.key(), net_config).await?;
+    let network = crate::net::Network::start(repo.key(), net_config, repo.store().clone()).await?;
     let node = Node::new(repo, config);
     node.attach_network(network);
     let url = local_url(local);

@@ -68,6 +68,20 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 );
             }
         }
+        Command::Dag(DagCommand::Fetch { cid, from }) => {
+            let bar = super::output::progress_bar(None, "fetching");
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            let fetched = backend.dag_fetch(&cid, &from).await;
+            bar.finish_and_clear();
+            let fetched = fetched?;
+            out.print(
+                format!(
+                    "fetched {} of {} blocks ({} bytes); pinned {}",
+                    fetched.fetched, fetched.blocks, fetched.bytes, fetched.root
+                ),
+                serde_json::to_value(&fetched)?,
+            );
+        }
         Command::Block(BlockCommand::Stat { cid }) => {
             let stat = backend.block_stat(&cid).await?;
             out.print(

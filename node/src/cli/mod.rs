@@ -300,6 +300,14 @@ pub enum DagCommand {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Fetch the DAG under a root from peers over Bitswap (checking every block) and pin it.
+    Fetch {
+        /// The root CID.
+        cid: String,
+        /// A peer to fetch from (repeatable; default: every connected peer).
+        #[arg(long, value_name = "MULTIADDR")]
+        from: Vec<String>,
+    },
     /// Import CAR v1 files, checking every block, and pin their roots.
     Import {
         /// CAR files to import.

@@ -14,7 +14,8 @@ use libp2p::{
 
 use super::{NetConfig, AGENT, IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 
-/// Identify, ping, Kademlia on `/ipvec/kad/1.0.0`, mDNS (if on) and connection limits.
+/// Identify, ping, Kademlia on `/ipvec/kad/1.0.0`, mDNS (if on), connection limits and raw
+/// streams.
 // libp2p's behaviours do not all implement Debug.
 #[allow(missing_debug_implementations)]
 #[derive(NetworkBehaviour)]
@@ -24,6 +25,8 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Raw streams for the protocols written here (Bitswap).
+    pub stream: libp2p_stream::Behaviour,
 }
 
 impl Behaviour {
@@ -63,6 +66,7 @@ impl Behaviour {
             ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
             kad,
             mdns: mdns.into(),
+            stream: libp2p_stream::Behaviour::new(),
         })
     }
 }

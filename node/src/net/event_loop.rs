@@ -47,7 +47,7 @@ impl EventLoop {
         key: &Keypair,
         config: &NetConfig,
         inbox: mpsc::Receiver<Command>,
-    ) -> Result<Self, NetError> {
+    ) -> Result<(Self, libp2p_stream::Control), NetError> {
         let start = |e: &dyn std::fmt::Display| NetError::Start(e.to_string());
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
             .with_tokio()
@@ -80,7 +80,8 @@ impl EventLoop {
                 tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
             }
         }
-        Ok(Self {
+        let control = swarm.behaviour().stream.new_control();
+        let this = Self {
             swarm,
             inbox,
             listen: Vec::new(),
@@ -88,7 +89,8 @@ impl EventLoop {
             peers: HashMap::new(),
             dials: HashMap::new(),
             provider_queries: HashMap::new(),
-        })
+        };
+        Ok((this, control))
     }
 
     /// Runs until every [`super::Network`] handle is dropped.

@@ -6,8 +6,10 @@
 //! - [`behaviour`]: the combined libp2p behaviour.
 //! - [`event_loop`]: the task that owns the swarm, answers [`Network`] commands and reacts to
 //!   swarm events.
+//! - [`bitswap`]: Bitswap 1.2.0, serving the block store and fetching DAGs.
 
 pub mod behaviour;
+pub mod bitswap;
 pub mod event_loop;
 
 use std::time::Duration;
@@ -165,17 +167,27 @@ pub(crate) enum Command {
 pub struct Network {
     peer_id: PeerId,
     commands: mpsc::Sender<Command>,
+    bitswap: bitswap::Bitswap<crate::store::IrohBlockStore>,
 }
 
 impl Network {
-    /// Starts the swarm for `key` on the current tokio runtime; it runs until every handle is
-    /// dropped.
-    pub async fn start(key: &Keypair, config: NetConfig) -> Result<Network, NetError> {
+    /// Starts the swarm for `key` on the current tokio runtime, serving `store` over Bitswap;
+    /// it runs until every handle is dropped.
+    pub async fn start(
+        key: &Keypair,
+        config: NetConfig,
+        store: crate::store::IrohBlockStore,
+    ) -> Result<Network, NetError> {
         let (commands, inbox) = mpsc::channel(COMMAND_QUEUE);
-        let event_loop = event_loop::EventLoop::new(key, &config, inbox)?;
+        let (event_loop, control) = event_loop::EventLoop::new(key, &config, inbox)?;
         let peer_id = key.public().to_peer_id();
         tokio::spawn(event_loop.run());
-        let network = Network { peer_id, commands };
+        let bitswap = bitswap::Bitswap::start(store, control);
+        let network = Network {
+            peer_id,
+            commands,
+            bitswap,
+        };
         // Report listen failures (a port in use) now rather than never.
         let started = std::time::Instant::now();
         loop {
@@ -196,6 +208,11 @@ impl Network {
     /// Our peer id.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// The Bitswap engine.
+    pub fn bitswap(&self) -> &bitswap::Bitswap<crate::store::IrohBlockStore> {
+        &self.bitswap
     }
 
     async fn ask<T>(
