@@ -224,8 +224,8 @@ pub struct Collection<S> {
     allowed: allowed::AllowedCache,
     /// The write-ahead log.
     wal: wal::Wal,
-    /// Entries acknowledged (logged) but not yet in the trees, by id.
-    pending: BTreeMap<EntryKey, Entry>,
+    /// Writes acknowledged (logged) but not yet in the trees, by id.
+    pending: BTreeMap<EntryKey, write::Pending>,
     /// How the pending entries change each shard's live count.
     pending_delta: Vec<i64>,
 }
@@ -473,6 +473,37 @@ impl<S: BlockStore> Collection<S> {
     /// Commits pending writes to the trees, saves the index cache and closes the collection.
     pub async fn close(mut self) -> Result<(), CollectionError> {
         self.sync().await
+    }
+
+    /// Moves a replica (a collection this node does not write) to a newer signed head whose
+    /// whole DAG is in the store: the head must be of this collection, newer, and signed by a
+    /// writer the current manifest allows. Pins the new manifest, records the head and reopens
+    /// (the index is rebuilt from the new trees). An older or equal head changes nothing.
+    pub async fn advance(&mut self, head: HeadRecord) -> Result<(), CollectionError> {
+        if self.writable() {
+            return Err(CollectionError::Invalid(
+                "this node writes the collection; it does not follow other heads".into(),
+            ));
+        }
+        if head.collection != self.manifest.owner {
+            return Err(CollectionError::Invalid(
+                "the head is of another collection".into(),
+            ));
+        }
+        if head.seq <= self.head.seq {
+            return Ok(());
+        }
+        let writers: Vec<&[u8]> = self.manifest.writers.iter().map(|w| w.as_slice()).collect();
+        head.verify(&writers)?;
+        let manifest: Manifest = dagcbor::decode(&self.store.require(&head.manifest).await?)?;
+        manifest.validate()?;
+        crate::store::dag::check_complete(&self.store, &head.manifest).await?;
+        let name = self.name();
+        self.store.pin_as(&pin_name(&name), &head.manifest).await?;
+        catalog::write_head(&self.dir, &head, self.wal.last_seq())?;
+        self.store.flush().await?;
+        *self = Self::open(self.store.clone(), &self.dir).await?;
+        Ok(())
     }
 
     /// Bytes in the write-ahead log (acknowledged writes not yet in the trees).

@@ -64,6 +64,19 @@ pub(crate) fn index_stored(
     }
 }
 
+/// The stored form of the vector `index` holds under `key`, the inverse of [`index_stored`]:
+/// exact, since the index holds f32 and f16 vectors losslessly and i8 codes as given.
+pub(crate) fn stored_from_index(
+    index: &HnswIndex,
+    quantization: Quantization,
+    key: u64,
+) -> Option<Vec<u8>> {
+    match quantization {
+        Quantization::I8 => Some(index.vector_i8(key)?.into_iter().map(|c| c as u8).collect()),
+        _ => Some(encode(quantization, &index.vector(key)?)),
+    }
+}
+
 /// Bytes a stored vector of `dimension` components takes.
 pub fn stored_len(quantization: Quantization, dimension: usize) -> usize {
     quantization.bytes_per_component() * dimension

@@ -18,8 +18,9 @@ impl<S: BlockStore> Collection<S> {
     /// `None` if absent or deleted.
     pub async fn get(&self, id: &EntryId) -> Result<Option<(Entry, Option<Cid>)>, CollectionError> {
         let key = id.to_key()?;
-        if let Some(entry) = self.pending.get(&key) {
-            return Ok((!entry.deleted).then(|| (entry.clone(), None)));
+        if let Some(pending) = self.pending.get(&key) {
+            let entry = self.pending_entry(key, pending)?;
+            return Ok((!entry.deleted).then_some((entry, None)));
         }
         let shard = shard_of(&key, self.shards.len() as u32) as usize;
         let found = tree::get(&self.store, &self.shards[shard].tree, &key).await?;

@@ -617,3 +617,67 @@ async fn i8_index_holds_the_stored_codes() {
     assert!(c.index_dirty, "rebuilt from the trees");
     check(&c).await;
 }
+
+/// Pending writes keep no copy of their vectors: what `get` returns before the checkpoint, and
+/// what the checkpoint writes into the trees, is read back from the index and the key map, and
+/// must be exactly what was stored, in every quantization.
+#[tokio::test(flavor = "multi_thread")]
+async fn pending_writes_reach_the_trees_exactly_as_stored() {
+    for quantization in [Quantization::F32, Quantization::F16, Quantization::I8] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = IrohBlockStore::open(&dir.path().join("blocks"))
+            .await
+            .unwrap();
+        let spec = CollectionSpec {
+            quantization,
+            ..spec("c", 3)
+        };
+        let mut c = Collection::create(store, &dir.path().join("c"), &spec)
+            .await
+            .unwrap();
+        let data = clustered(120, 24, 14);
+        let sent = points(&data, 0);
+        c.upsert(sent.clone()).await.unwrap();
+        c.delete(&[EntryId::Int(5)]).await.unwrap();
+        let expect = |n: usize| {
+            let p = &sent[n];
+            (
+                quantize::encode(quantization, &p.vector),
+                p.metadata.clone(),
+            )
+        };
+        for checkpointed in [false, true] {
+            for n in [0usize, 1, 64, 119] {
+                let (entry, leaf) = c.get(&EntryId::Int(n as u64)).await.unwrap().unwrap();
+                assert_eq!((entry.vec, entry.meta), expect(n), "{quantization:?} {n}");
+                assert_eq!(leaf.is_some(), checkpointed);
+            }
+            assert!(c.get(&EntryId::Int(5)).await.unwrap().is_none());
+            c.checkpoint().await.unwrap();
+        }
+        assert_eq!(c.points(), 119);
+    }
+}
+
+/// A checkpoint applies many writes in several runs; the tree must still be the one tree of
+/// its entries (as if built in one go), with every point in it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checkpoint_in_several_runs_builds_the_canonical_tree() {
+    let (_dir, store, _cdir, mut c) = fresh(1).await;
+    let data = clustered(write::CHECKPOINT_RUN + 700, 24, 15);
+    c.upsert(points(&data, 0)).await.unwrap();
+    c.checkpoint().await.unwrap();
+    let root = c.shards[0].tree;
+    let mut scan = tree::range(
+        &store,
+        root,
+        std::ops::Bound::Unbounded,
+        std::ops::Bound::Unbounded,
+    );
+    let mut entries = Vec::new();
+    while let Some((entry, _)) = scan.next().await.unwrap() {
+        entries.push(entry);
+    }
+    assert_eq!(entries.len(), data.len());
+    assert_eq!(tree::build(&store, entries).await.unwrap(), root);
+}

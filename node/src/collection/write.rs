@@ -1,13 +1,13 @@
 //! The write path: upserts and deletes go to the log and the index; checkpoints put them in
 //! the trees.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use ipvec_protocol::{
     cid::DAG_CBOR,
     dagcbor,
-    entry::{Entry, EntryId},
+    entry::{Entry, EntryId, EntryKey},
     head::HeadRecord,
     manifest::shard_of,
 };
@@ -26,6 +26,8 @@ use crate::{
 pub const CHECKPOINT_ENTRIES: usize = 100_000;
 /// …or when the log holds this many bytes.
 pub const CHECKPOINT_LOG_BYTES: u64 = 256 << 20;
+/// A checkpoint applies a shard's writes to its tree in runs of this many consecutive ids.
+pub(super) const CHECKPOINT_RUN: usize = 4_096;
 
 impl<S: BlockStore> Collection<S> {
     /// Inserts or replaces points. The whole batch is checked before anything is written; the
@@ -109,7 +111,10 @@ impl<S: BlockStore> Collection<S> {
                     &entry.vec,
                 )?;
             }
-            self.pending.insert(entry.id.clone(), entry);
+            self.pending.insert(
+                entry.id,
+                Pending::of(entry.hlc, entry.writer, entry.deleted),
+            );
         }
         self.index_dirty = true;
         Ok(())
@@ -129,18 +134,26 @@ impl<S: BlockStore> Collection<S> {
         }
         let through = self.wal.last_seq();
         let shard_count = self.shards.len() as u32;
-        let mut by_shard: HashMap<u32, Vec<Edit>> = HashMap::new();
-        for (_, entry) in std::mem::take(&mut self.pending) {
+        let mut by_shard: BTreeMap<u32, Vec<(EntryKey, Pending)>> = BTreeMap::new();
+        for (id, pending) in std::mem::take(&mut self.pending) {
             by_shard
-                .entry(shard_of(&entry.id, shard_count))
+                .entry(shard_of(&id, shard_count))
                 .or_default()
-                .push(Edit::Put(entry));
+                .push((id, pending));
         }
         let mut shard_cids = self.manifest.shards.clone();
         let mut shards = self.shards.clone();
-        for (shard, edits) in by_shard {
+        // A run of consecutive ids at a time: besides the index, only that run's vectors are
+        // held (as entries, and as the items and leaves the tree encodes from them).
+        for (shard, writes) in by_shard {
             let root = &mut shards[shard as usize];
-            root.tree = tree::apply(&self.store, root.tree, edits).await?.0;
+            for run in writes.chunks(CHECKPOINT_RUN) {
+                let edits = run
+                    .iter()
+                    .map(|(id, pending)| self.pending_entry(id.clone(), pending).map(Edit::Put))
+                    .collect::<Result<Vec<_>, _>>()?;
+                root.tree = tree::apply(&self.store, root.tree, edits).await?.0;
+            }
             root.points = (root.points as i64 + self.pending_delta[shard as usize]).max(0) as u64;
             shard_cids[shard as usize] = self
                 .store
@@ -175,5 +188,59 @@ impl<S: BlockStore> Collection<S> {
         self.shards = shards;
         self.pending_delta.iter_mut().for_each(|d| *d = 0);
         Ok(())
+    }
+}
+
+impl<S> Collection<S> {
+    /// The entry of a pending write, its vector and metadata read back from the index and the
+    /// key map (which hold them exactly as stored).
+    pub(super) fn pending_entry(
+        &self,
+        id: EntryKey,
+        pending: &Pending,
+    ) -> Result<Entry, CollectionError> {
+        let (vec, meta) = if pending.deleted {
+            (Vec::new(), None)
+        } else {
+            let lost = || {
+                CollectionError::Invalid(format!(
+                    "the index lost the vector of pending point {}; reopen the collection to \
+                     replay its write-ahead log",
+                    id.id()
+                ))
+            };
+            let key = self.keys.get(&id).ok_or_else(lost)?;
+            let vec = quantize::stored_from_index(&self.index, self.manifest.quantization, key)
+                .ok_or_else(lost)?;
+            (vec, self.keys.metadata(key).cloned())
+        };
+        Ok(Entry {
+            id,
+            vec,
+            meta,
+            hlc: pending.hlc,
+            writer: pending.writer.clone(),
+            deleted: pending.deleted,
+        })
+    }
+}
+
+/// A write that is in the log but not yet in the trees. Its vector and metadata are not kept
+/// here: the index and the key map hold them, and [`Collection::pending_entry`] reads them
+/// back, so acknowledged points are not held a third time until the checkpoint.
+#[derive(Debug, Clone)]
+pub(super) struct Pending {
+    hlc: u64,
+    writer: Vec<u8>,
+    deleted: bool,
+}
+
+impl Pending {
+    fn of(hlc: u64, writer: Vec<u8>, deleted: bool) -> Self {
+        Self {
+            hlc,
+            writer,
+            deleted,
+        }
     }
 }

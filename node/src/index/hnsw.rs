@@ -201,6 +201,16 @@ impl HnswIndex {
         }
     }
 
+    /// The stored i8 codes of `key` in an i8 index (other indexes give their vector as i8
+    /// codes of its unit vector, truncated).
+    pub fn vector_i8(&self, key: u64) -> Option<Vec<i8>> {
+        let mut buffer = vec![0i8; self.spec.dimension];
+        match self.index.get(key, &mut buffer) {
+            Ok(n) if n > 0 => Some(buffer),
+            _ => None,
+        }
+    }
+
     /// The exact top `k` by scanning every stored vector (the brute-force reference).
     pub fn exact(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, IndexError> {
         check_vector(query, self.spec.dimension)?;
