@@ -239,3 +239,108 @@ fn bitswap_fetches_a_whole_dag_checks_it_and_skips_what_it_has() {
     assert!(err.contains("no peer in the session has block"), "{err}");
     assert!(!ok(&b.path, &["pin", "ls"]).contains(&missing.to_string()));
 }
+
+#[test]
+fn replicas_fetch_a_collection_by_id_through_the_dht_and_catch_up() {
+    let a = new_repo();
+    ok(
+        &a.path,
+        &[
+            "collection",
+            "create",
+            "films",
+            "--dim",
+            "4",
+            "--metric",
+            "l2",
+        ],
+    );
+    let file = a.path.parent().unwrap().join("points.jsonl");
+    std::fs::write(&file, points_jsonl(0..2_000)).unwrap();
+    ok(&a.path, &["add", "films", file.to_str().unwrap()]);
+    let _da = Daemon::start(&a.path, &[]);
+    let info_a = json_of(&ok(&a.path, &["--json", "collection", "info", "films"]));
+    let id = info_a["id"].as_str().unwrap().to_string();
+    let addr_a = json_of(&ok(&a.path, &["--json", "id"]))["addresses"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // B knows A only as a bootstrap peer; C knows only B.
+    let b = new_repo();
+    let _db = Daemon::start_with(&b.path, &[], &["--bootstrap", &addr_a]);
+    let addr_b = json_of(&ok(&b.path, &["--json", "id"]))["addresses"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let c = new_repo();
+    let _dc = Daemon::start_with(&c.path, &[], &["--bootstrap", &addr_b]);
+    eventually("B connected", || !peers_of(&b.path).is_empty());
+    eventually("C connected", || !peers_of(&c.path).is_empty());
+
+    let search = |r: &std::path::Path, name: &str| {
+        ok(
+            r,
+            &["--json", "search", name, "--vector", "3,1,-2,5", "-k", "10"],
+        )
+    };
+    for replica in [&b.path, &c.path] {
+        let fetched = json_of(&ok(replica, &["--json", "fetch", &id]));
+        assert_eq!(fetched["id"], id.as_str());
+        assert_eq!(
+            fetched["root"], info_a["root"],
+            "same root CID as the writer"
+        );
+        assert_eq!(fetched["points"], 2_000);
+        assert_eq!(fetched["writable"], false);
+        let info = json_of(&ok(replica, &["--json", "collection", "info", "films"]));
+        assert_eq!(
+            (info["root"].clone(), info["id"].clone()),
+            (info_a["root"].clone(), info_a["id"].clone())
+        );
+    }
+    // Same hits and scores; leaf CIDs too, as the trees are the same blocks.
+    let hits_a = search(&a.path, "films");
+    assert_eq!(search(&b.path, "films"), hits_a);
+    assert_eq!(search(&c.path, "films"), hits_a);
+    // Replicas announce it too: C now finds B among the providers.
+    let key = ipvec_protocol::announce::collection_key(&id).to_string();
+    let peer_b = json_of(&ok(&b.path, &["--json", "id"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually("C sees B providing the collection", || {
+        json_of(&ok(&c.path, &["--json", "dht", "providers", &key]))["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["peer_id"] == peer_b.as_str())
+    });
+
+    // A writes 1%; B fetches again and moves to the new version.
+    let more = a.path.parent().unwrap().join("more.jsonl");
+    std::fs::write(&more, points_jsonl(2_000..2_020)).unwrap();
+    ok(&a.path, &["add", "films", more.to_str().unwrap()]);
+    let log = json_of(&ok(&a.path, &["--json", "collection", "log", "films"]));
+    let new_root = log["versions"][0]["root"].as_str().unwrap().to_string();
+    assert_ne!(new_root, info_a["root"].as_str().unwrap());
+    let again = json_of(&ok(&b.path, &["--json", "fetch", &id]));
+    assert_eq!(
+        (again["root"].as_str(), again["points"].as_u64()),
+        (Some(new_root.as_str()), Some(2_020))
+    );
+    assert_eq!(search(&b.path, "films"), search(&a.path, "films"));
+
+    // Unknown collection, and a writer fetching its own: clear answers.
+    let err = fails(
+        &c.path,
+        &[
+            "fetch",
+            "12D3KooWGzBa6MmMKvSzvZpn1h6Si4q8nrRA4AmBxnRaSkkTcXZh",
+        ],
+    );
+    assert!(
+        err.contains("no reachable peer provides collection"),
+        "{err}"
+    );
+}

@@ -118,6 +118,26 @@ impl Client {
         self.json(self.http.get(self.url("/v1/id"))).await
     }
 
+    /// `POST /v1/collections/fetch`.
+    pub async fn fetch_collection(
+        &self,
+        id: &str,
+        name: Option<String>,
+        from: &[String],
+    ) -> Result<CollectionImported, ApiError> {
+        let body = FetchCollection {
+            id: id.to_string(),
+            name,
+            from: from.to_vec(),
+        };
+        self.json(
+            self.http
+                .post(self.url("/v1/collections/fetch"))
+                .json(&body),
+        )
+        .await
+    }
+
     /// `POST /v1/dag/fetch`.
     pub async fn dag_fetch(&self, cid: &str, from: &[String]) -> Result<Fetched, ApiError> {
         let body = DagFetch {

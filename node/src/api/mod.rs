@@ -6,6 +6,7 @@
 //! - [`error`]: [`ApiError`], an HTTP status, a stable code and a message.
 //! - [`service`]: [`Node`], the operations on an open repository.
 //! - [`server`]: axum routes, auth, body limits, metrics middleware, OpenAPI, graceful shutdown.
+//! - [`replicate`]: fetching other nodes' collections, answering head requests.
 //! - [`client`]: [`Client`], the same operations over HTTP.
 //! - [`metrics`]: the Prometheus registry.
 //! - [`jobs`]: long operations in flight and their progress.
@@ -16,6 +17,7 @@ pub mod error;
 pub mod jobs;
 pub mod logs;
 pub mod metrics;
+pub mod replicate;
 pub mod server;
 pub mod service;
 pub mod types;

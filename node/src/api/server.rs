@@ -437,6 +437,21 @@ async fn dag_fetch(
     Ok(Json(s.node.dag_fetch(&request.cid, &request.from).await?))
 }
 
+/// Replicates another node's collection by id: its providers (or the given peers) are asked
+/// for its newest signed head, and its DAG is fetched over Bitswap.
+#[utoipa::path(post, path = "/v1/collections/fetch", request_body = FetchCollection,
+    responses((status = 200, body = CollectionImported), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn fetch_collection(
+    State(s): State<AppState>,
+    ApiJson(request): ApiJson<FetchCollection>,
+) -> ApiResult<CollectionImported> {
+    Ok(Json(
+        s.node
+            .fetch_collection(&request.id, request.name, &request.from)
+            .await?,
+    ))
+}
+
 async fn not_found() -> ApiError {
     ApiError::not_found("no such API route; /openapi.json lists them")
 }
@@ -602,6 +617,7 @@ fn routes(
             "/v1/collections/{name}",
             get(collection_info).delete(drop_collection),
         )
+        .route("/v1/collections/fetch", post(fetch_collection))
         .route("/v1/collections/{name}/log", get(collection_log))
         .route("/v1/collections/{name}/points", put(upsert))
         .route("/v1/collections/{name}/points/delete", post(delete_points))

@@ -45,26 +45,26 @@ const STORE_SIZE_TTL: Duration = Duration::from_secs(5);
 /// A cloneable handle on an open repository and its open collections.
 #[derive(Debug, Clone)]
 pub struct Node {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    repo: Repo,
-    config: Config,
-    collections: tokio::sync::Mutex<HashMap<String, SharedCollection>>,
+pub(super) struct Inner {
+    pub(super) repo: Repo,
+    pub(super) config: Config,
+    pub(super) collections: tokio::sync::Mutex<HashMap<String, SharedCollection>>,
     /// Held shared by every operation that writes blocks, alone by gc.
-    gc_lock: RwLock<()>,
-    metrics: Metrics,
-    jobs: Jobs,
-    ready: AtomicBool,
-    store_size: Mutex<Option<(Instant, u64)>>,
+    pub(super) gc_lock: RwLock<()>,
+    pub(super) metrics: Metrics,
+    pub(super) jobs: Jobs,
+    pub(super) ready: AtomicBool,
+    pub(super) store_size: Mutex<Option<(Instant, u64)>>,
     /// The swarm, in a daemon.
-    network: std::sync::OnceLock<crate::net::Network>,
+    pub(super) network: std::sync::OnceLock<crate::net::Network>,
 }
 
 /// Runs `work` on the blocking pool (it may search an index or fsync a log for a while).
-async fn offload<T: Send + 'static>(
+pub(super) async fn offload<T: Send + 'static>(
     work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
 ) -> Result<T, ApiError> {
     let handle = tokio::runtime::Handle::current();
@@ -167,10 +167,11 @@ impl Node {
 
     /// Gives the node its running swarm (the daemon does, once).
     pub fn attach_network(&self, network: crate::net::Network) {
+        self.serve_heads(&network);
         let _ = self.inner.network.set(network);
     }
 
-    fn network(&self) -> Result<&crate::net::Network, ApiError> {
+    pub(super) fn network(&self) -> Result<&crate::net::Network, ApiError> {
         self.inner.network.get().ok_or_else(|| {
             ApiError::unavailable(
                 "the peer-to-peer layer runs in the daemon: start `ipvec daemon` and run this again",
@@ -368,16 +369,16 @@ impl Node {
         self.inner.ready.load(Ordering::Acquire)
     }
 
-    fn store(&self) -> &IrohBlockStore {
+    pub(super) fn store(&self) -> &IrohBlockStore {
         self.inner.repo.store()
     }
 
-    fn collections_root(&self) -> PathBuf {
+    pub(super) fn collections_root(&self) -> PathBuf {
         self.inner.repo.path().join("collections")
     }
 
     /// Times `work` as operation `op` on `collection` in the metrics.
-    async fn observed<T>(
+    pub(super) async fn observed<T>(
         &self,
         op: &str,
         collection: &str,
@@ -816,31 +817,42 @@ impl Node {
                      use `ipvec dag import` for other DAGs",
                 )
             })?;
-            let manifest: Manifest = dagcbor::decode(&store.require(&head.manifest).await?)?;
-            let name = name.unwrap_or(manifest.name);
-            let dir = catalog::dir_of(&self.collections_root(), &name)?;
-            let mut open = self.inner.collections.lock().await;
-            if open.contains_key(&name) {
-                return Err(CollectionError::Exists(name).into());
-            }
-            let c = Collection::adopt(store.clone(), &dir, head).await?;
-            let imported = CollectionImported {
-                name: name.clone(),
-                id: c.id()?,
-                root: c.root().to_string(),
-                points: c.points(),
-                writable: c.writable(),
-            };
-            open.insert(name.clone(), Arc::new(RwLock::new(c)));
-            drop(open);
-            self.announce(&name).await?;
-            Ok(imported)
+            self.register(head, name).await
         }
         .await;
         // The collection's own pin (on its manifest) now keeps the DAG; the file's root pin goes.
         store.unpin(&root).await?;
         store.flush().await?;
         adopted
+    }
+
+    /// Registers the collection of `head` (whose DAG is in the store) under `name` or the
+    /// manifest's own name, and announces it.
+    pub(super) async fn register(
+        &self,
+        head: HeadRecord,
+        name: Option<String>,
+    ) -> Result<CollectionImported, ApiError> {
+        let store = self.store();
+        let manifest: Manifest = dagcbor::decode(&store.require(&head.manifest).await?)?;
+        let name = name.unwrap_or(manifest.name);
+        let dir = catalog::dir_of(&self.collections_root(), &name)?;
+        let mut open = self.inner.collections.lock().await;
+        if open.contains_key(&name) || dir.exists() {
+            return Err(CollectionError::Exists(name).into());
+        }
+        let c = Collection::adopt(store.clone(), &dir, head).await?;
+        let imported = CollectionImported {
+            name: name.clone(),
+            id: c.id()?,
+            root: c.root().to_string(),
+            points: c.points(),
+            writable: c.writable(),
+        };
+        open.insert(name.clone(), Arc::new(RwLock::new(c)));
+        drop(open);
+        self.announce(&name).await?;
+        Ok(imported)
     }
 
     /// Stores a DAG-JSON value as one DAG-CBOR block, pinned if asked (its links must then

@@ -528,3 +528,17 @@ pub struct Fetched {
     /// Bytes fetched.
     pub bytes: u64,
 }
+
+/// `POST /v1/collections/fetch`: replicate another node's collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FetchCollection {
+    /// The collection id (its owner's peer id, as `collection info` prints it).
+    pub id: String,
+    /// Name to register it under (default: its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Peers to fetch from (multiaddresses); empty: its providers in the DHT.
+    #[serde(default)]
+    pub from: Vec<String>,
+}

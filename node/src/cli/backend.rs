@@ -94,6 +94,15 @@ impl Backend {
         either!(self, id())
     }
 
+    pub async fn fetch_collection(
+        &self,
+        id: &str,
+        name: Option<String>,
+        from: &[String],
+    ) -> Result<CollectionImported, ApiError> {
+        either!(self, fetch_collection(id, name, from))
+    }
+
     pub async fn dag_fetch(&self, cid: &str, from: &[String]) -> Result<Fetched, ApiError> {
         either!(self, dag_fetch(cid, from))
     }

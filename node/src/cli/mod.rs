@@ -65,6 +65,18 @@ pub enum Command {
         #[arg(long)]
         no_mdns: bool,
     },
+    /// Replicate another node's collection by its id (from its providers in the DHT, or
+    /// --from), and keep it up to date.
+    Fetch {
+        /// The collection id (`collection info` on the writer's node prints it).
+        id: String,
+        /// Name to register it under (default: its own).
+        #[arg(long)]
+        name: Option<String>,
+        /// A peer to fetch from (repeatable; default: the collection's providers in the DHT).
+        #[arg(long, value_name = "MULTIADDR")]
+        from: Vec<String>,
+    },
     /// Print this node's peer id and addresses.
     Id,
     /// List connected peers.
@@ -431,9 +443,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Err(e) => Err(e.into()),
         },
-        command @ (Command::Id | Command::Peers | Command::Connect { .. } | Command::Dht(_)) => {
-            p2p::run(&backend, &out, command).await
-        }
+        command @ (Command::Id
+        | Command::Peers
+        | Command::Connect { .. }
+        | Command::Dht(_)
+        | Command::Fetch { .. }) => p2p::run(&backend, &out, command).await,
         command @ (Command::Collection(_)
         | Command::Add { .. }
         | Command::Search { .. }

@@ -1,4 +1,4 @@
-//! Commands on the peer-to-peer layer: id, peers, connect, dht.
+//! Commands on the peer-to-peer layer: id, peers, connect, dht, fetch.
 
 use super::{backend::Backend, output::Output, Command, DhtCommand};
 
@@ -53,6 +53,28 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 .map(|p| format!("{}\t{}", p.peer_id, p.addresses.join(" ")))
                 .collect();
             out.print(text.join("\n"), serde_json::to_value(&list)?);
+        }
+        Command::Fetch { id, name, from } => {
+            let bar = super::output::progress_bar(None, "fetching");
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            let fetched = backend.fetch_collection(&id, name, &from).await;
+            bar.finish_and_clear();
+            let c = fetched?;
+            out.print(
+                format!(
+                    "collection {} ({}): {} points, root {}{}",
+                    c.name,
+                    c.id,
+                    c.points,
+                    c.root,
+                    if c.writable {
+                        ""
+                    } else {
+                        ", read-only replica"
+                    }
+                ),
+                serde_json::to_value(&c)?,
+            );
         }
         _ => unreachable!("only peer-to-peer commands come here"),
     }

@@ -143,6 +143,25 @@ impl EventLoop {
                     }
                 }
             }
+            Command::DialPeer(peer, reply) => {
+                if self.swarm.is_connected(&peer) {
+                    let _ = reply.send(Ok(peer));
+                    return;
+                }
+                let opts = DialOpts::peer_id(peer).build();
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.dials.insert(id, (Multiaddr::empty(), reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Dial {
+                            address: peer.to_string(),
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+            }
             Command::Provide(key) => {
                 if let Err(e) = self
                     .swarm
@@ -291,6 +310,13 @@ impl EventLoop {
                     let done = step.last;
                     let finished = match result {
                         Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
+                            // Dial them while the query still knows their addresses.
+                            let me = *self.swarm.local_peer_id();
+                            for peer in &providers {
+                                if *peer != me && !self.swarm.is_connected(peer) {
+                                    let _ = self.swarm.dial(*peer);
+                                }
+                            }
                             if let Some((found, _)) = self.provider_queries.get_mut(&id) {
                                 found.extend(providers);
                             }

@@ -7,10 +7,12 @@
 //! - [`event_loop`]: the task that owns the swarm, answers [`Network`] commands and reacts to
 //!   swarm events.
 //! - [`bitswap`]: Bitswap 1.2.0, serving the block store and fetching DAGs.
+//! - [`heads`]: `/ipvec/head/1.0.0`, asking a peer for a collection's signed head.
 
 pub mod behaviour;
 pub mod bitswap;
 pub mod event_loop;
+pub mod heads;
 
 use std::time::Duration;
 
@@ -157,17 +159,27 @@ pub(crate) enum Command {
     Local(oneshot::Sender<LocalInfo>),
     Peers(oneshot::Sender<Vec<PeerState>>),
     Dial(Multiaddr, oneshot::Sender<Result<PeerId, NetError>>),
+    DialPeer(PeerId, oneshot::Sender<Result<PeerId, NetError>>),
     Provide(Cid),
     StopProviding(Cid),
     Providers(Cid, oneshot::Sender<Result<Vec<Provider>, NetError>>),
 }
 
 /// A cloneable handle on the running swarm.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Network {
     peer_id: PeerId,
     commands: mpsc::Sender<Command>,
     bitswap: bitswap::Bitswap<crate::store::IrohBlockStore>,
+    control: libp2p_stream::Control,
+}
+
+impl std::fmt::Debug for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("peer_id", &self.peer_id)
+            .finish()
+    }
 }
 
 impl Network {
@@ -182,11 +194,12 @@ impl Network {
         let (event_loop, control) = event_loop::EventLoop::new(key, &config, inbox)?;
         let peer_id = key.public().to_peer_id();
         tokio::spawn(event_loop.run());
-        let bitswap = bitswap::Bitswap::start(store, control);
+        let bitswap = bitswap::Bitswap::start(store, control.clone());
         let network = Network {
             peer_id,
             commands,
             bitswap,
+            control,
         };
         // Report listen failures (a port in use) now rather than never.
         let started = std::time::Instant::now();
@@ -208,6 +221,25 @@ impl Network {
     /// Our peer id.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// Answers `/ipvec/head/1.0.0` requests from `source`.
+    pub fn serve_heads(&self, source: heads::HeadSource) {
+        heads::serve(self.control.clone(), source);
+    }
+
+    /// Asks `peer` for its signed head of `collection` (DAG-CBOR), if it holds one.
+    pub async fn ask_head(
+        &self,
+        peer: PeerId,
+        collection: &str,
+    ) -> Result<Option<Vec<u8>>, NetError> {
+        heads::ask(self.control.clone(), peer, collection)
+            .await
+            .map_err(|reason| NetError::Dial {
+                address: peer.to_string(),
+                reason,
+            })
     }
 
     /// The Bitswap engine.
@@ -240,6 +272,11 @@ impl Network {
     /// Connects to a peer; its id once connected.
     pub async fn dial(&self, address: Multiaddr) -> Result<PeerId, NetError> {
         self.ask(|tx| Command::Dial(address, tx)).await?
+    }
+
+    /// Connects to a peer by id, at addresses the DHT or identify told us.
+    pub async fn dial_peer(&self, peer: PeerId) -> Result<PeerId, NetError> {
+        self.ask(|tx| Command::DialPeer(peer, tx)).await?
     }
 
     /// Announces in the DHT that we provide `key` (kept and republished until withdrawn).

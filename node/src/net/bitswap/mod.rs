@@ -38,6 +38,8 @@ use crate::store::{dag, BlockStore};
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.2.0");
 /// Blocks a DAG fetch asks for at once.
 pub const PARALLEL_WANTS: usize = 32;
+/// Times a message is sent again when its stream fails.
+const SEND_ATTEMPTS: u32 = 4;
 /// How long a want waits for a block before the fetch gives up on it.
 pub const WANT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -322,23 +324,39 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
         }
     }
 
-    /// Sends one message to `peer` on a new stream.
+    /// Sends one message to `peer` on a new stream, trying again a few times when the stream
+    /// cannot be opened or written (a busy peer refuses streams beyond its limit).
     async fn send(&self, peer: PeerId, message: &Message) -> Result<(), String> {
-        let mut control = match self.inner.control.lock() {
-            Ok(c) => c.clone(),
-            Err(_) => return Err("bitswap is shutting down".into()),
-        };
-        let mut stream = control
-            .open_stream(peer, PROTOCOL)
-            .await
-            .map_err(|e| e.to_string())?;
         let body = message.encode();
         let mut framed = Vec::with_capacity(body.len() + 5);
         crate::store::car::write_varint(&mut framed, body.len() as u64);
         framed.extend_from_slice(&body);
-        stream.write_all(&framed).await.map_err(|e| e.to_string())?;
-        stream.close().await.map_err(|e| e.to_string())?;
-        Ok(())
+        let mut delay = Duration::from_millis(20);
+        let mut attempt = 0;
+        loop {
+            let mut control = match self.inner.control.lock() {
+                Ok(c) => c.clone(),
+                Err(_) => return Err("bitswap is shutting down".into()),
+            };
+            let sent = async {
+                let mut stream = control
+                    .open_stream(peer, PROTOCOL)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                stream.write_all(&framed).await.map_err(|e| e.to_string())?;
+                stream.close().await.map_err(|e| e.to_string())
+            };
+            match sent.await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < SEND_ATTEMPTS => {
+                    tracing::debug!(%peer, error = %e, attempt, "bitswap send failed; trying again");
+                    attempt += 1;
+                    tokio::time::sleep(delay).await;
+                    delay *= 3;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// One block from `peers`: from the store if it is there, else asked of every peer at

@@ -1,0 +1,180 @@
+//! Replication: fetching another node's collection by its id, and answering peers that ask
+//! for the heads of ours. The tree, manifests and history move over Bitswap; only blocks the
+//! store lacks are fetched, so a second fetch moves just what changed.
+
+use std::sync::{Arc, Weak};
+
+use ipvec_protocol::{announce, dagcbor, head::HeadRecord};
+use libp2p::PeerId;
+
+use crate::store::BlockStore;
+
+use super::{
+    error::ApiError,
+    service::{Inner, Node},
+    types::CollectionImported,
+};
+
+impl Node {
+    /// Answers `/ipvec/head/1.0.0` from this node's collections (a weak handle, so the
+    /// network does not keep the node alive).
+    pub(super) fn serve_heads(&self, network: &crate::net::Network) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        network.serve_heads(Arc::new(move |id: String| {
+            let weak = weak.clone();
+            Box::pin(async move {
+                let node = Node {
+                    inner: weak.upgrade()?,
+                };
+                node.head_of(&id).await
+            })
+        }));
+    }
+
+    /// The open collection whose id is `id`, by name.
+    pub(super) async fn name_of_id(&self, id: &str) -> Option<String> {
+        let open: Vec<_> = self
+            .inner
+            .collections
+            .lock()
+            .await
+            .iter()
+            .map(|(n, c)| (n.clone(), c.clone()))
+            .collect();
+        for (name, c) in open {
+            if c.read().await.id().ok().as_deref() == Some(id) {
+                return Some(name);
+            }
+        }
+        None
+    }
+
+    /// The DAG-CBOR signed head of collection `id`, if this node holds it.
+    async fn head_of(&self, id: &str) -> Option<Vec<u8>> {
+        let name = self.name_of_id(id).await?;
+        let c = self.collection(&name).await.ok()?;
+        let c = c.read().await;
+        dagcbor::encode(c.head()).ok()
+    }
+
+    /// Fetches collection `id` from the peers at `from` (dialed first), or from the peers the
+    /// DHT names as its providers: the newest signed head any of them holds, then its whole
+    /// DAG over Bitswap (every block checked), registered as a read-only replica under `name`
+    /// (default: its own). Fetching a collection already replicated here moves it to the
+    /// newest head, fetching only the blocks it lacks.
+    pub async fn fetch_collection(
+        &self,
+        id: &str,
+        name: Option<String>,
+        from: &[String],
+    ) -> Result<CollectionImported, ApiError> {
+        self.observed("fetch", "", async {
+            let network = self.network()?;
+            let peers = self.peers_for(id, from).await?;
+            // The newest head among the peers' answers, its signature checked.
+            let mut best: Option<HeadRecord> = None;
+            for peer in &peers {
+                let Ok(Some(bytes)) = network.ask_head(*peer, id).await else {
+                    continue;
+                };
+                let Ok(head) = dagcbor::decode::<HeadRecord>(&bytes) else {
+                    tracing::debug!(%peer, "a peer answered a malformed head");
+                    continue;
+                };
+                let owner_ok = ipvec_protocol::head::collection_id(&head.collection)
+                    .is_ok_and(|c| c == id);
+                if !owner_ok || head.verify(&[head.writer.as_slice()]).is_err() {
+                    tracing::warn!(%peer, "a peer answered a head that is not of this collection or badly signed");
+                    continue;
+                }
+                if best.as_ref().is_none_or(|b| head.seq > b.seq) {
+                    best = Some(head);
+                }
+            }
+            let head = best.ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "none of the {} peers found holds collection {id}",
+                    peers.len()
+                ))
+            })?;
+            let job = self
+                .inner
+                .jobs
+                .start("fetch", id.to_string(), "blocks", None);
+            {
+                let _writing = self.inner.gc_lock.read().await;
+                network
+                    .bitswap()
+                    .fetch_dag(head.manifest, &peers, |t| job.set(t.blocks))
+                    .await
+                    .map_err(|e| ApiError::unavailable(e.to_string()))?;
+                self.store()
+                    .put(
+                        ipvec_protocol::cid::DAG_CBOR,
+                        bytes::Bytes::from(dagcbor::encode(&head)?),
+                    )
+                    .await?;
+            }
+            match self.name_of_id(id).await {
+                Some(existing) => self.advance(&existing, head).await,
+                None => self.register(head, name).await,
+            }
+        })
+        .await
+    }
+
+    /// Moves replica `name` to `head` (its DAG already stored).
+    pub(super) async fn advance(
+        &self,
+        name: &str,
+        head: HeadRecord,
+    ) -> Result<CollectionImported, ApiError> {
+        let shared = self.collection(name).await?;
+        let mut guard = shared.write().await;
+        // A collection this node writes has nothing to follow; an older head changes nothing.
+        if !guard.writable() {
+            guard.advance(head).await?;
+        }
+        Ok(CollectionImported {
+            name: name.to_string(),
+            id: guard.id()?,
+            root: guard.root().to_string(),
+            points: guard.points(),
+            writable: guard.writable(),
+        })
+    }
+
+    /// The peers to fetch collection `id` from: `from` dialed, else its providers.
+    async fn peers_for(&self, id: &str, from: &[String]) -> Result<Vec<PeerId>, ApiError> {
+        let network = self.network()?;
+        let mut peers = Vec::new();
+        for address in from {
+            let peer = self.connect(address).await?.peer_id;
+            peers.push(
+                peer.parse()
+                    .map_err(|_| ApiError::internal("a peer id that does not parse"))?,
+            );
+        }
+        if from.is_empty() {
+            let me = network.peer_id();
+            for provider in network.providers(announce::collection_key(id)).await? {
+                if provider.peer_id == me {
+                    continue;
+                }
+                match network.dial_peer(provider.peer_id).await {
+                    Ok(peer) => peers.push(peer),
+                    Err(e) => {
+                        tracing::debug!(peer = %provider.peer_id, error = %e, "provider unreachable")
+                    }
+                }
+            }
+        }
+        if peers.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "no reachable peer provides collection {id}; check that its node runs and \
+                 that this one is connected to the network (ipvec peers), or pass --from ADDR"
+            )));
+        }
+        Ok(peers)
+    }
+}

@@ -1,0 +1,98 @@
+//! `/ipvec/head/1.0.0`: ask a peer for the latest signed head it holds of a collection.
+//!
+//! On a stream the asker opens: request = varint length ‖ collection id (UTF-8, at most
+//! [`MAX_ID_BYTES`]); answer = varint length ‖ the head record as DAG-CBOR (at most
+//! [`MAX_HEAD_BYTES`]), or length 0 when the peer does not hold the collection. The asker
+//! checks the signature; the answer is only a hint of where to start fetching.
+
+use std::{future::Future, pin::Pin, sync::Arc};
+
+use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, StreamProtocol};
+
+/// The protocol.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/ipvec/head/1.0.0");
+/// Longest collection id asked for.
+pub const MAX_ID_BYTES: usize = 128;
+/// Largest head record answered.
+pub const MAX_HEAD_BYTES: usize = 4096;
+
+/// Looks up the DAG-CBOR head record of a collection id, if this node holds it.
+pub type HeadSource =
+    Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>> + Send + Sync>;
+
+async fn read_frame(stream: &mut libp2p::Stream, max: usize) -> Result<Vec<u8>, String> {
+    let mut len = 0u64;
+    for i in 0..10 {
+        let mut byte = [0u8; 1];
+        stream
+            .read_exact(&mut byte)
+            .await
+            .map_err(|e| e.to_string())?;
+        len |= u64::from(byte[0] & 0x7f) << (7 * i);
+        if byte[0] & 0x80 == 0 {
+            if len as usize > max {
+                return Err(format!("a frame of {len} bytes, over the {max}-byte limit"));
+            }
+            let mut buffer = vec![0u8; len as usize];
+            stream
+                .read_exact(&mut buffer)
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(buffer);
+        }
+    }
+    Err("length prefix longer than 10 bytes".into())
+}
+
+async fn write_frame(stream: &mut libp2p::Stream, bytes: &[u8]) -> Result<(), String> {
+    let mut framed = Vec::with_capacity(bytes.len() + 5);
+    crate::store::car::write_varint(&mut framed, bytes.len() as u64);
+    framed.extend_from_slice(bytes);
+    stream.write_all(&framed).await.map_err(|e| e.to_string())?;
+    stream.close().await.map_err(|e| e.to_string())
+}
+
+/// Answers head requests from `source` on the streams `control` hands us.
+pub fn serve(mut control: libp2p_stream::Control, source: HeadSource) {
+    let Ok(mut incoming) = control.accept(PROTOCOL) else {
+        tracing::error!("cannot accept head requests");
+        return;
+    };
+    tokio::spawn(async move {
+        while let Some((peer, mut stream)) = incoming.next().await {
+            let source = source.clone();
+            tokio::spawn(async move {
+                let answer = async {
+                    let id = read_frame(&mut stream, MAX_ID_BYTES).await?;
+                    let id =
+                        String::from_utf8(id).map_err(|_| "a collection id that is not UTF-8")?;
+                    let head = source(id).await.unwrap_or_default();
+                    write_frame(&mut stream, &head).await
+                };
+                if let Err(e) = answer.await {
+                    tracing::debug!(%peer, error = %e, "head request refused");
+                }
+            });
+        }
+    });
+}
+
+/// Asks `peer` for its head of `collection`: the DAG-CBOR bytes, or `None` if it has none.
+pub async fn ask(
+    mut control: libp2p_stream::Control,
+    peer: PeerId,
+    collection: &str,
+) -> Result<Option<Vec<u8>>, String> {
+    let mut stream = control
+        .open_stream(peer, PROTOCOL)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut framed = Vec::new();
+    crate::store::car::write_varint(&mut framed, collection.len() as u64);
+    framed.extend_from_slice(collection.as_bytes());
+    stream.write_all(&framed).await.map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())?;
+    let head = read_frame(&mut stream, MAX_HEAD_BYTES).await?;
+    Ok((!head.is_empty()).then_some(head))
+}
