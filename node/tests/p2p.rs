@@ -317,19 +317,64 @@ fn replicas_fetch_a_collection_by_id_through_the_dht_and_catch_up() {
             .any(|p| p["peer_id"] == peer_b.as_str())
     });
 
-    // A writes 1%; B fetches again and moves to the new version.
+    // A writes 20 points and commits: B and C follow the gossiped head by themselves,
+    // fetching only blocks they lack.
+    let received = |r: &std::path::Path| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let url = std::fs::read_to_string(r.join("api")).unwrap();
+        let text = rt.block_on(async {
+            reqwest::get(format!("{}/metrics", url.trim()))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        });
+        text.lines()
+            .find(|l| l.starts_with("ipvec_bitswap{kind=\"bytes_received\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0.0, |v| v.parse::<f64>().unwrap())
+    };
+    let before = received(&b.path);
     let more = a.path.parent().unwrap().join("more.jsonl");
     std::fs::write(&more, points_jsonl(2_000..2_020)).unwrap();
     ok(&a.path, &["add", "films", more.to_str().unwrap()]);
     let log = json_of(&ok(&a.path, &["--json", "collection", "log", "films"]));
     let new_root = log["versions"][0]["root"].as_str().unwrap().to_string();
     assert_ne!(new_root, info_a["root"].as_str().unwrap());
+    for replica in [&b.path, &c.path] {
+        eventually("the replica follows the new head", || {
+            json_of(&ok(replica, &["--json", "collection", "info", "films"]))["root"]
+                == new_root.as_str()
+        });
+        assert_eq!(search(replica, "films"), search(&a.path, "films"));
+    }
+    let exported = json_of(&ok(
+        &a.path,
+        &[
+            "--json",
+            "dag",
+            "export",
+            &new_root,
+            "-o",
+            a.path.parent().unwrap().join("v2.car").to_str().unwrap(),
+        ],
+    ));
+    let moved = received(&b.path) - before;
+    let total = exported["bytes"].as_f64().unwrap();
+    assert!(
+        moved > 0.0 && moved < total,
+        "B fetched {moved} bytes of a {total}-byte version"
+    );
+    // An explicit fetch now has nothing to move.
     let again = json_of(&ok(&b.path, &["--json", "fetch", &id]));
     assert_eq!(
         (again["root"].as_str(), again["points"].as_u64()),
         (Some(new_root.as_str()), Some(2_020))
     );
-    assert_eq!(search(&b.path, "films"), search(&a.path, "films"));
 
     // Unknown collection, and a writer fetching its own: clear answers.
     let err = fails(

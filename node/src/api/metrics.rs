@@ -43,6 +43,13 @@ pub struct OperationLabels {
     pub collection: String,
 }
 
+/// Labels of a gossiped head's verdict.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    /// accepted, ignored or rejected.
+    pub verdict: String,
+}
+
 /// Labels of a per-collection gauge.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CollectionLabels {
@@ -69,6 +76,7 @@ pub struct Metrics {
     operation_seconds: OperationLatency,
     search_hits: Family<CollectionLabels, Counter>,
     points_written: Family<CollectionLabels, Counter>,
+    heads: Family<VerdictLabels, Counter>,
     /// Live points per collection (set at scrape).
     pub points: Family<CollectionLabels, Gauge>,
     /// HNSW index bytes per collection (set at scrape).
@@ -81,6 +89,15 @@ pub struct Metrics {
     pub store_bytes: Gauge,
     /// 1 once every collection is open and its log replayed.
     pub ready: Gauge,
+    /// Bitswap totals since start, by kind (set at scrape).
+    pub bitswap: Family<KindLabels, Gauge>,
+}
+
+/// Labels of a Bitswap total.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// blocks_sent, blocks_received, bytes_received or refused.
+    pub kind: String,
 }
 
 impl Default for Metrics {
@@ -135,6 +152,12 @@ impl Metrics {
             "Points upserted or deleted (acknowledged), by collection",
             points_written.clone(),
         );
+        let heads = Family::<VerdictLabels, Counter>::default();
+        registry.register(
+            "gossip_heads",
+            "Signed heads received over gossipsub, by verdict (rejected: bad signature, writer or form)",
+            heads.clone(),
+        );
         let points = Family::<CollectionLabels, Gauge>::default();
         registry.register(
             "collection_points",
@@ -171,7 +194,14 @@ impl Metrics {
             "1 once the repository is open and every log replayed",
             ready.clone(),
         );
+        let bitswap = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "bitswap",
+            "Bitswap totals since the daemon started: blocks_sent, blocks_received, bytes_received, refused (malformed messages, unsolicited or wrong blocks)",
+            bitswap.clone(),
+        );
         Self {
+            bitswap,
             registry,
             requests,
             request_seconds,
@@ -180,6 +210,7 @@ impl Metrics {
             operation_seconds,
             search_hits,
             points_written,
+            heads,
             points,
             index_memory,
             wal_bytes,
@@ -237,6 +268,15 @@ impl Metrics {
                 collection: collection.to_string(),
             })
             .inc_by(n);
+    }
+
+    /// Counts a gossiped head by its verdict.
+    pub fn head(&self, verdict: &str) {
+        self.heads
+            .get_or_create(&VerdictLabels {
+                verdict: verdict.to_string(),
+            })
+            .inc();
     }
 
     /// The OpenMetrics text of every metric.

@@ -144,6 +144,118 @@ impl Node {
         })
     }
 
+    /// Joins collection `name`'s heads topic; its writer also publishes its current head.
+    pub(super) async fn gossip_head(&self, name: &str) -> Result<(), ApiError> {
+        let Ok(network) = self.network() else {
+            return Ok(());
+        };
+        let c = self.collection(name).await?;
+        let (id, head, writable) = {
+            let c = c.read().await;
+            (c.id()?, dagcbor::encode(c.head())?, c.writable())
+        };
+        let topic = crate::net::heads_topic(&id);
+        network.subscribe(topic.clone()).await?;
+        if writable {
+            network.publish(topic, head).await?;
+        }
+        Ok(())
+    }
+
+    /// Judges the heads that arrive over gossipsub, forwarding only valid news, and moves
+    /// replicas to them (fetching only the blocks they lack). Runs until the network stops.
+    pub fn follow(&self) {
+        let Ok(network) = self.network() else { return };
+        let Some(mut gossip) = network.take_gossip() else {
+            return;
+        };
+        let node = self.clone();
+        tokio::spawn(async move {
+            while let Some(message) = gossip.recv().await {
+                let (verdict, next) = node.judge(&message).await;
+                node.inner.metrics.head(match verdict {
+                    crate::net::Verdict::Accept => "accepted",
+                    crate::net::Verdict::Ignore => "ignored",
+                    crate::net::Verdict::Reject => "rejected",
+                });
+                let Ok(network) = node.network() else { return };
+                let _ = network.judge(message.clone(), verdict).await;
+                if let Some((name, head)) = next {
+                    let node = node.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = node.catch_up(&name, head, message.from).await {
+                            tracing::warn!(collection = %name, error = %e, "cannot follow the new head yet");
+                        }
+                    });
+                }
+            }
+        });
+    }
+
+    /// A gossiped head's verdict, and the replica to move when it is news.
+    async fn judge(
+        &self,
+        message: &crate::net::Gossip,
+    ) -> (crate::net::Verdict, Option<(String, HeadRecord)>) {
+        use crate::net::Verdict;
+        let Some(id) = message.topic.strip_prefix(&crate::net::heads_topic("")) else {
+            return (Verdict::Reject, None);
+        };
+        let Ok(head) = dagcbor::decode::<HeadRecord>(&message.data) else {
+            return (Verdict::Reject, None);
+        };
+        if ipvec_protocol::head::collection_id(&head.collection)
+            .ok()
+            .as_deref()
+            != Some(id)
+        {
+            return (Verdict::Reject, None);
+        }
+        let Some(name) = self.name_of_id(id).await else {
+            return (Verdict::Ignore, None);
+        };
+        let Ok(c) = self.collection(&name).await else {
+            return (Verdict::Ignore, None);
+        };
+        let c = c.read().await;
+        let writers: Vec<&[u8]> = c.manifest().writers.iter().map(|w| w.as_slice()).collect();
+        if head.verify(&writers).is_err() {
+            tracing::warn!(collection = %name, from = %message.from, "rejected a head not signed by an allowed writer");
+            return (Verdict::Reject, None);
+        }
+        if head.seq <= c.head().seq {
+            return (Verdict::Ignore, None);
+        }
+        let follow = (!c.writable()).then(|| (name.clone(), head));
+        (Verdict::Accept, follow)
+    }
+
+    /// Fetches the DAG of `head` from `from` and the connected peers, then moves replica
+    /// `name` to it.
+    async fn catch_up(&self, name: &str, head: HeadRecord, from: PeerId) -> Result<(), ApiError> {
+        let network = self.network()?;
+        let mut peers = vec![from];
+        peers.extend(
+            network
+                .peers()
+                .await?
+                .into_iter()
+                .map(|p| p.peer_id)
+                .filter(|p| *p != from),
+        );
+        {
+            let _writing = self.inner.gc_lock.read().await;
+            network
+                .bitswap()
+                .fetch_dag(head.manifest, &peers, |_| {})
+                .await
+                .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        }
+        let moved = self.advance(name, head).await?;
+        tracing::info!(collection = %name, root = %moved.root, points = moved.points, "followed a new head");
+        Ok(())
+    }
+
     /// The peers to fetch collection `id` from: `from` dialed, else its providers.
     async fn peers_for(&self, id: &str, from: &[String]) -> Result<Vec<PeerId>, ApiError> {
         let network = self.network()?;

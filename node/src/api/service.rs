@@ -327,6 +327,7 @@ impl Node {
         network
             .provide(ipvec_protocol::announce::collection_key(&id))
             .await?;
+        self.gossip_head(name).await?;
         for shard in 0..shards {
             network
                 .provide(ipvec_protocol::announce::shard_key(&id, shard))
@@ -711,7 +712,9 @@ impl Node {
             })
             .await
         })
-        .await
+        .await?;
+        // A new version: tell the followers.
+        self.gossip_head(name).await
     }
 
     /// Commits every open collection's acknowledged writes (the daemon does this every
@@ -997,6 +1000,23 @@ impl Node {
                     .wal_bytes
                     .get_or_create(&labels)
                     .set(c.wal_bytes() as i64);
+            }
+        }
+        if let Some(network) = self.inner.network.get() {
+            use std::sync::atomic::Ordering::Relaxed;
+            let stats = network.bitswap().stats();
+            for (kind, value) in [
+                ("blocks_sent", stats.blocks_sent.load(Relaxed)),
+                ("blocks_received", stats.blocks_received.load(Relaxed)),
+                ("bytes_received", stats.bytes_received.load(Relaxed)),
+                ("refused", stats.refused.load(Relaxed)),
+            ] {
+                metrics
+                    .bitswap
+                    .get_or_create(&super::metrics::KindLabels {
+                        kind: kind.to_string(),
+                    })
+                    .set(value as i64);
             }
         }
         if let Ok(stats) = self.store().stats().await {

@@ -75,6 +75,7 @@ pub async fn run(cli: &Cli, path: &Path) -> anyhow::Result<()> {
     let network = crate::net::Network::start(repo.key(), net_config, repo.store().clone()).await?;
     let node = Node::new(repo, config);
     node.attach_network(network);
+    node.follow();
     let url = local_url(local);
     let api_file = repo::api_file(path);
     std::fs::write(&api_file, format!("{url}\n"))

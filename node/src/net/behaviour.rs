@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use libp2p::{
     connection_limits::{self, ConnectionLimits},
-    identify,
+    gossipsub, identify,
     identity::Keypair,
     kad, mdns, ping,
     swarm::behaviour::toggle::Toggle,
@@ -25,8 +25,10 @@ pub struct Behaviour {
     pub ping: ping::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    /// Raw streams for the protocols written here (Bitswap).
+    /// Raw streams for the protocols written here (Bitswap, heads).
     pub stream: libp2p_stream::Behaviour,
+    /// Signed heads of new versions, one topic per collection.
+    pub gossipsub: gossipsub::Behaviour,
 }
 
 impl Behaviour {
@@ -60,7 +62,24 @@ impl Behaviour {
         } else {
             None
         };
+        let gossip_config = gossipsub::ConfigBuilder::default()
+            .validation_mode(gossipsub::ValidationMode::Strict)
+            // Every head is checked (signature, writer, sequence) before it is forwarded.
+            .validate_messages()
+            .max_transmit_size(super::MAX_GOSSIP_BYTES)
+            .heartbeat_interval(Duration::from_secs(1))
+            .message_id_fn(|m: &gossipsub::Message| {
+                gossipsub::MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+            })
+            .build()
+            .map_err(std::io::Error::other)?;
+        let gossipsub = gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossip_config,
+        )
+        .map_err(std::io::Error::other)?;
         Ok(Self {
+            gossipsub,
             limits: connection_limits::Behaviour::new(limits),
             identify,
             ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),

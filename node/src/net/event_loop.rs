@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use futures::StreamExt;
 use libp2p::{
     core::ConnectedPoint,
-    identify,
+    gossipsub, identify,
     identity::Keypair,
     kad, mdns, noise, ping,
     swarm::{dial_opts::DialOpts, ConnectionId, SwarmEvent},
@@ -16,7 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     behaviour::{Behaviour, BehaviourEvent},
-    peer_of, Command, LocalInfo, NetConfig, NetError, PeerState, Provider, KAD_PROTOCOL,
+    peer_of, Command, Gossip, LocalInfo, NetConfig, NetError, PeerState, Provider, Verdict,
+    KAD_PROTOCOL,
 };
 
 type ProvidersReply = oneshot::Sender<Result<Vec<Provider>, NetError>>;
@@ -30,6 +31,7 @@ pub struct EventLoop {
     peers: HashMap<PeerId, PeerState>,
     dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NetError>>)>,
     provider_queries: HashMap<kad::QueryId, (HashSet<PeerId>, ProvidersReply)>,
+    gossip: mpsc::Sender<Gossip>,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -47,6 +49,7 @@ impl EventLoop {
         key: &Keypair,
         config: &NetConfig,
         inbox: mpsc::Receiver<Command>,
+        gossip: mpsc::Sender<Gossip>,
     ) -> Result<(Self, libp2p_stream::Control), NetError> {
         let start = |e: &dyn std::fmt::Display| NetError::Start(e.to_string());
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
@@ -89,6 +92,7 @@ impl EventLoop {
             peers: HashMap::new(),
             dials: HashMap::new(),
             provider_queries: HashMap::new(),
+            gossip,
         };
         Ok((this, control))
     }
@@ -177,6 +181,35 @@ impl EventLoop {
                     .behaviour_mut()
                     .kad
                     .stop_providing(&key.to_bytes().into());
+            }
+            Command::Subscribe(topic) => {
+                let topic = gossipsub::IdentTopic::new(topic);
+                if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&topic) {
+                    tracing::warn!(%topic, error = %e, "cannot join a gossip topic");
+                }
+            }
+            Command::Publish(topic, data) => {
+                let topic = gossipsub::IdentTopic::new(topic);
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(topic.clone(), data)
+                {
+                    // No peer on the topic yet is normal; they fetch the head when they come.
+                    tracing::debug!(%topic, error = %e, "head not published");
+                }
+            }
+            Command::Judge(gossip, verdict) => {
+                let acceptance = match verdict {
+                    Verdict::Accept => gossipsub::MessageAcceptance::Accept,
+                    Verdict::Ignore => gossipsub::MessageAcceptance::Ignore,
+                    Verdict::Reject => gossipsub::MessageAcceptance::Reject,
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&gossip.id, &gossip.from, acceptance);
             }
             Command::Providers(key, reply) => {
                 let id = self
@@ -293,6 +326,29 @@ impl EventLoop {
             }) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.rtt = Some(rtt);
+                }
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                let gossip = Gossip {
+                    topic: message.topic.to_string(),
+                    data: message.data,
+                    from: propagation_source,
+                    id: message_id,
+                };
+                if let Err(mpsc::error::TrySendError::Full(gossip)) = self.gossip.try_send(gossip) {
+                    // Too much to judge: drop it without penalty.
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &gossip.id,
+                            &gossip.from,
+                            gossipsub::MessageAcceptance::Ignore,
+                        );
                 }
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {

@@ -26,6 +26,39 @@ pub const KAD_PROTOCOL: &str = "/ipvec/kad/1.0.0";
 pub const IDENTIFY_PROTOCOL: &str = "/ipvec/1.0.0";
 /// The agent sent in identify.
 pub const AGENT: &str = concat!("ipvec/", env!("CARGO_PKG_VERSION"));
+/// Largest gossip message (a signed head is a few hundred bytes).
+pub const MAX_GOSSIP_BYTES: usize = 16 * 1024;
+/// Gossip messages queued for validation at most; more are ignored.
+const GOSSIP_QUEUE: usize = 256;
+/// The gossipsub topic of a collection's heads.
+pub fn heads_topic(collection_id: &str) -> String {
+    format!("/ipvec/heads/1.0.0/{collection_id}")
+}
+
+/// A gossip message waiting for the node's verdict.
+#[derive(Debug, Clone)]
+pub struct Gossip {
+    /// The topic.
+    pub topic: String,
+    /// Its bytes.
+    pub data: Vec<u8>,
+    /// The peer that forwarded it to us.
+    pub from: PeerId,
+    /// Its id, for the verdict.
+    pub id: libp2p::gossipsub::MessageId,
+}
+
+/// What the node makes of a gossip message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid and new: forward it.
+    Accept,
+    /// Valid but not news: drop it quietly.
+    Ignore,
+    /// Invalid: drop it and lower the sender's score.
+    Reject,
+}
+
 /// Commands queued for the event loop at most.
 const COMMAND_QUEUE: usize = 256;
 
@@ -163,6 +196,9 @@ pub(crate) enum Command {
     Provide(Cid),
     StopProviding(Cid),
     Providers(Cid, oneshot::Sender<Result<Vec<Provider>, NetError>>),
+    Subscribe(String),
+    Publish(String, Vec<u8>),
+    Judge(Gossip, Verdict),
 }
 
 /// A cloneable handle on the running swarm.
@@ -172,6 +208,7 @@ pub struct Network {
     commands: mpsc::Sender<Command>,
     bitswap: bitswap::Bitswap<crate::store::IrohBlockStore>,
     control: libp2p_stream::Control,
+    gossip: std::sync::Arc<std::sync::Mutex<Option<mpsc::Receiver<Gossip>>>>,
 }
 
 impl std::fmt::Debug for Network {
@@ -191,7 +228,8 @@ impl Network {
         store: crate::store::IrohBlockStore,
     ) -> Result<Network, NetError> {
         let (commands, inbox) = mpsc::channel(COMMAND_QUEUE);
-        let (event_loop, control) = event_loop::EventLoop::new(key, &config, inbox)?;
+        let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
+        let (event_loop, control) = event_loop::EventLoop::new(key, &config, inbox, gossip_tx)?;
         let peer_id = key.public().to_peer_id();
         tokio::spawn(event_loop.run());
         let bitswap = bitswap::Bitswap::start(store, control.clone());
@@ -200,6 +238,7 @@ impl Network {
             commands,
             bitswap,
             control,
+            gossip: std::sync::Arc::new(std::sync::Mutex::new(Some(gossip_rx))),
         };
         // Report listen failures (a port in use) now rather than never.
         let started = std::time::Instant::now();
@@ -221,6 +260,35 @@ impl Network {
     /// Our peer id.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
+    }
+
+    /// The gossip messages to judge (once: the first caller gets the receiver).
+    pub fn take_gossip(&self) -> Option<mpsc::Receiver<Gossip>> {
+        self.gossip.lock().ok().and_then(|mut g| g.take())
+    }
+
+    /// Joins a gossip topic.
+    pub async fn subscribe(&self, topic: String) -> Result<(), NetError> {
+        self.commands
+            .send(Command::Subscribe(topic))
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Publishes on a gossip topic.
+    pub async fn publish(&self, topic: String, data: Vec<u8>) -> Result<(), NetError> {
+        self.commands
+            .send(Command::Publish(topic, data))
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Gives the verdict on a gossip message (forward, drop, or drop and penalise).
+    pub async fn judge(&self, gossip: Gossip, verdict: Verdict) -> Result<(), NetError> {
+        self.commands
+            .send(Command::Judge(gossip, verdict))
+            .await
+            .map_err(|_| NetError::Stopped)
     }
 
     /// Answers `/ipvec/head/1.0.0` requests from `source`.

@@ -40,6 +40,8 @@ pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.2.0");
 pub const PARALLEL_WANTS: usize = 32;
 /// Times a message is sent again when its stream fails.
 const SEND_ATTEMPTS: u32 = 4;
+/// How long a want waits for an answer before it is sent again.
+pub const REBROADCAST: Duration = Duration::from_secs(2);
 /// How long a want waits for a block before the fetch gives up on it.
 pub const WANT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -394,14 +396,25 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
                 }
             }
         }
-        let result = match tokio::time::timeout(WANT_TIMEOUT, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(FetchError::NotFound(cid)),
-            Err(_) => {
-                if let Ok(mut wanted) = self.inner.wanted.lock() {
-                    wanted.remove(&cid);
+        // Ask again now and then: a busy peer may have dropped the want's stream.
+        let started = tokio::time::Instant::now();
+        let mut rx = rx;
+        let result = loop {
+            match tokio::time::timeout(REBROADCAST, &mut rx).await {
+                Ok(Ok(result)) => break result,
+                Ok(Err(_)) => break Err(FetchError::NotFound(cid)),
+                Err(_) if started.elapsed() < WANT_TIMEOUT => {
+                    tracing::debug!(%cid, "no answer yet; asking again");
+                    for peer in peers {
+                        let _ = self.send(*peer, &want).await;
+                    }
                 }
-                Err(FetchError::Timeout(cid))
+                Err(_) => {
+                    if let Ok(mut wanted) = self.inner.wanted.lock() {
+                        wanted.remove(&cid);
+                    }
+                    break Err(FetchError::Timeout(cid));
+                }
             }
         };
         if reached > 1 {
