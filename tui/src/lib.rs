@@ -1,33 +1,38 @@
-//! The ipvec terminal dashboard (`ipvec tui`). It talks to a node only through the node's
-//! HTTP API, so it never depends on the node's crate (the node depends on it).
+//! The ipvec terminal dashboard (`ipvec tui`): a node's identity, peers, collections, a
+//! search box and the live log, over the node's HTTP API only. The node's crate depends on
+//! this one (for the `ipvec tui` command), never the other way round, so the dashboard
+//! keeps its own copies of the JSON it reads.
+//!
+//! # Layout
+//! - `api/`: the node's API from the outside — `types` (the JSON fields shown), `client`
+//!   (requests with timeouts, the [`Endpoint`]), `sse` (the log stream's event parser),
+//!   `metrics` (totals from `/metrics` and the rates between scrapes).
+//! - `app/`: the dashboard's state without I/O — [`App`] takes [`Update`]s and keys, and
+//!   returns the searches to run; `history`, `stats`, `log` and `search` are its parts.
+//! - `ui/`: drawing [`App`] with ratatui, one file per view, plus `format` for numbers.
+//! - `runtime`: the poller, the log follower, search tasks and the event loop.
+//! - [`terminal`]: raw mode and the alternate screen, given back on exit and on panic.
+//! - `logging`: the dashboard's own log, to a file.
 
-use std::path::PathBuf;
+pub mod api;
+pub mod app;
+mod logging;
+mod runtime;
+pub mod terminal;
+pub mod ui;
 
-/// Where the dashboard finds the daemon's API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// A fixed URL (`ipvec --api URL tui`).
-    Url(String),
-    /// The file a repository's daemon writes its URL into (`DIR/api`), read again at each
-    /// reconnection, so a restarted daemon on another port is found.
-    ApiFile(PathBuf),
-}
+pub use api::client::Endpoint;
+pub use app::{App, Update};
+pub use runtime::{run, REFRESH};
 
-/// Why the dashboard could not run.
+/// Why the dashboard stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TuiError {
-    /// The dashboard is not built yet.
-    #[error("the terminal dashboard is not built yet")]
-    NotBuilt,
-}
-
-/// Runs the dashboard until the user quits.
-pub async fn run(
-    endpoint: Endpoint,
-    token: Option<String>,
-    log_file: PathBuf,
-) -> Result<(), TuiError> {
-    let _ = (endpoint, token, log_file);
-    Err(TuiError::NotBuilt)
+    /// The terminal failed (it may not be a terminal at all).
+    #[error("the terminal failed (ipvec tui needs an interactive terminal)")]
+    Terminal(#[from] std::io::Error),
+    /// The HTTP client could not be set up.
+    #[error("{0}")]
+    Http(api::client::ClientError),
 }

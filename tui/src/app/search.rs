@@ -1,0 +1,222 @@
+//! The Search view's state: which collection, the query being typed, and the last answer.
+
+use super::history::History;
+use crate::api::types::Hit;
+
+/// A query as typed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Query {
+    /// A vector, typed as comma-separated numbers.
+    Vector(Vec<f32>),
+    /// `id:<point id>`: search with that point's vector.
+    Point(String),
+}
+
+impl Query {
+    /// Parses `0.1, 0.2, 0.3` (brackets and spaces allowed) or `id:42`.
+    pub fn parse(text: &str) -> Result<Query, String> {
+        let text = text.trim();
+        if let Some(id) = text.strip_prefix("id:") {
+            let id = id.trim();
+            if id.is_empty() {
+                return Err("type a point id after id:".into());
+            }
+            return Ok(Query::Point(id.to_string()));
+        }
+        let inner = text.trim_start_matches('[').trim_end_matches(']');
+        if inner.trim().is_empty() {
+            return Err("type a vector (1, 0, 0.5) or id:<point id>".into());
+        }
+        inner
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|part| !part.is_empty())
+            .map(|part| {
+                part.parse::<f32>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .ok_or_else(|| format!("{part:?} is not a number"))
+            })
+            .collect::<Result<Vec<f32>, String>>()
+            .map(Query::Vector)
+    }
+}
+
+/// A search the dashboard asks the runtime to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchCall {
+    /// Its number; answers to older calls are dropped.
+    pub seq: u64,
+    /// The collection.
+    pub collection: String,
+    /// The query.
+    pub query: Query,
+    /// Number of hits.
+    pub k: usize,
+    /// The query as typed, to show beside the answer.
+    pub text: String,
+}
+
+/// A search's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchResult {
+    /// The collection searched.
+    pub collection: String,
+    /// The query as the user typed it.
+    pub query: String,
+    /// Hits, best first.
+    pub hits: Vec<Hit>,
+    /// Round trip in milliseconds (including the point lookup for `id:` queries).
+    pub millis: f64,
+}
+
+/// Default number of hits.
+pub const DEFAULT_K: usize = 10;
+/// Most hits the view asks for.
+pub const MAX_K: usize = 100;
+
+/// The Search view.
+#[derive(Debug, Clone)]
+pub struct SearchState {
+    /// The chosen collection's name (None: the first one).
+    pub collection: Option<String>,
+    /// The query being typed.
+    pub input: String,
+    /// Whether keys go into the query.
+    pub editing: bool,
+    /// Number of hits to ask for.
+    pub k: usize,
+    /// The search running now, by number.
+    pub pending: Option<u64>,
+    next_seq: u64,
+    /// The last answer.
+    pub result: Option<SearchResult>,
+    /// The last failure (a bad query, or the node's error).
+    pub error: Option<String>,
+    /// Round trips of this dashboard's searches, in milliseconds.
+    pub latencies: History,
+}
+
+impl Default for SearchState {
+    fn default() -> Self {
+        SearchState {
+            collection: None,
+            input: String::new(),
+            editing: false,
+            k: DEFAULT_K,
+            pending: None,
+            next_seq: 1,
+            result: None,
+            error: None,
+            latencies: History::default(),
+        }
+    }
+}
+
+impl SearchState {
+    /// Starts a search of `collection` (of dimension `dim`) with the typed query.
+    pub fn submit(&mut self, collection: &str, dim: u32) -> Option<SearchCall> {
+        let query = match Query::parse(&self.input) {
+            Ok(Query::Vector(v)) if v.len() != dim as usize => {
+                self.error = Some(format!(
+                    "the vector has {} numbers; {collection} has dimension {dim}",
+                    v.len()
+                ));
+                return None;
+            }
+            Ok(query) => query,
+            Err(e) => {
+                self.error = Some(e);
+                return None;
+            }
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.pending = Some(seq);
+        self.error = None;
+        self.editing = false;
+        Some(SearchCall {
+            seq,
+            collection: collection.to_string(),
+            query,
+            k: self.k,
+            text: self.input.trim().to_string(),
+        })
+    }
+
+    /// The runtime's answer to search `seq`.
+    pub fn answered(&mut self, seq: u64, outcome: Result<SearchResult, String>) {
+        if self.pending != Some(seq) {
+            return;
+        }
+        self.pending = None;
+        match outcome {
+            Ok(result) => {
+                self.latencies.push(Some(result.millis));
+                self.result = Some(result);
+                self.error = None;
+            }
+            Err(e) => self.error = Some(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn queries() {
+        assert_eq!(
+            Query::parse(" 1, 0,-0.5 ").unwrap(),
+            Query::Vector(vec![1.0, 0.0, -0.5])
+        );
+        assert_eq!(
+            Query::parse("[1 2 3]").unwrap(),
+            Query::Vector(vec![1.0, 2.0, 3.0])
+        );
+        assert_eq!(
+            Query::parse("id: doc-2").unwrap(),
+            Query::Point("doc-2".into())
+        );
+        assert!(Query::parse("1, x").unwrap_err().contains("\"x\""));
+        assert!(Query::parse("").is_err() && Query::parse("id:").is_err());
+        assert!(Query::parse("1, NaN").is_err());
+    }
+
+    #[test]
+    fn a_vector_of_the_wrong_dimension_is_refused_before_sending() {
+        let mut s = SearchState {
+            input: "1, 2".into(),
+            ..SearchState::default()
+        };
+        assert_eq!(s.submit("docs", 3), None);
+        assert!(s.error.as_deref().unwrap().contains("dimension 3"));
+        s.input = "1, 2, 3".into();
+        let call = s.submit("docs", 3).unwrap();
+        assert_eq!(call.k, DEFAULT_K);
+        assert_eq!(s.pending, Some(call.seq));
+    }
+
+    #[test]
+    fn answers_to_older_searches_are_dropped() {
+        let mut s = SearchState {
+            input: "id:1".into(),
+            ..SearchState::default()
+        };
+        let first = s.submit("docs", 3).unwrap();
+        let second = s.submit("docs", 3).unwrap();
+        s.answered(first.seq, Err("late".into()));
+        assert_eq!(s.error, None);
+        let result = SearchResult {
+            collection: "docs".into(),
+            query: "id:1".into(),
+            hits: vec![],
+            millis: 2.5,
+        };
+        s.answered(second.seq, Ok(result));
+        assert_eq!(s.pending, None);
+        assert_eq!(s.latencies.last(), Some(2.5));
+    }
+}

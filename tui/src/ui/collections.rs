@@ -1,0 +1,181 @@
+//! The Collections view: one row per collection (size, version, root, write-ahead log,
+//! replication), and the selected one in full below.
+
+use ratatui::{
+    layout::{Constraint, Layout, Rect},
+    style::{Color, Style, Stylize},
+    text::{Line, Span},
+    widgets::{Block, Cell, Paragraph, Row, Table, TableState},
+    Frame,
+};
+
+use super::{absent, format};
+use crate::{api::types::CollectionInfo, app::App};
+
+/// Lines the details box needs, borders included.
+const DETAILS: u16 = 8;
+
+/// Draws the view.
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let title = format!(" Collections ({}) ", app.collections.len());
+    if app.collections.is_empty() {
+        let text = if app.node.is_some() {
+            "No collections. Create one with `ipvec collection create NAME --dim N`."
+        } else {
+            "Waiting for the node …"
+        };
+        let paragraph = Paragraph::new(vec![Line::default(), Line::from(text)])
+            .block(Block::bordered().title(title))
+            .centered()
+            .fg(Color::Gray);
+        frame.render_widget(paragraph, area);
+        return;
+    }
+    let rows_height = (app.collections.len() as u16 + 3).min(area.height.saturating_sub(DETAILS));
+    let [table_area, details_area] =
+        Layout::vertical([Constraint::Length(rows_height), Constraint::Min(0)]).areas(area);
+    let header = Row::new([
+        "Name", "Points", "Dim", "Metric", "Root", "Ver", "WAL", "RW", "Replicas", "State",
+    ])
+    .style(Style::new().bold());
+    let rows = app.collections.iter().map(|c| {
+        Row::new(vec![
+            Cell::from(c.name.clone()),
+            Cell::from(Line::from(compact_count(c.points)).right_aligned()),
+            Cell::from(Line::from(c.dim.to_string()).right_aligned()),
+            Cell::from(c.metric.clone()),
+            Cell::from(format::short_id(&c.root)),
+            Cell::from(Line::from(c.version.to_string()).right_aligned()),
+            Cell::from(Line::from(format::bytes(c.wal_bytes as f64)).right_aligned()),
+            Cell::from(if c.writable { "rw" } else { "ro" }),
+            replicas(c),
+            c.state
+                .clone()
+                .map(Cell::from)
+                .unwrap_or_else(|| absent().into()),
+        ])
+    });
+    let widths = [
+        Constraint::Fill(1),
+        Constraint::Length(6),
+        Constraint::Length(4),
+        Constraint::Length(6),
+        Constraint::Length(13),
+        Constraint::Length(4),
+        Constraint::Length(8),
+        Constraint::Length(2),
+        Constraint::Length(8),
+        Constraint::Length(9),
+    ];
+    let table = Table::new(rows, widths)
+        .header(header)
+        .block(Block::bordered().title(title))
+        .row_highlight_style(Style::new().bg(Color::DarkGray));
+    let mut state = TableState::default().with_selected(Some(app.collection_selected));
+    frame.render_stateful_widget(table, table_area, &mut state);
+    if let Some(c) = app.collections.get(app.collection_selected) {
+        details(frame, details_area, c);
+    }
+}
+
+/// The selected collection in full.
+fn details(frame: &mut Frame, area: Rect, c: &CollectionInfo) {
+    let field = |name: &'static str, value: Vec<Span<'static>>| {
+        let mut spans = vec![Span::styled(format!(" {name:<12} "), Style::new().bold())];
+        spans.extend(value);
+        Line::from(spans)
+    };
+    let text = |s: String| vec![Span::raw(s)];
+    let shards = if c.shards == 1 {
+        "1 shard".to_string()
+    } else {
+        format!("{} shards", c.shards)
+    };
+    let access = if c.writable {
+        "writable: this node holds the owner key"
+    } else {
+        "read-only: imported without the owner key"
+    };
+    let replication = match (c.replicas, c.replication_factor, &c.state) {
+        (None, None, None) => vec![
+            absent(),
+            Span::styled(
+                " (the node does not report replication yet)",
+                Style::new().fg(Color::DarkGray),
+            ),
+        ],
+        (replicas, target, state) => text(format!(
+            "{} of {} replicas{}",
+            replicas.map_or("?".into(), |r| r.to_string()),
+            target.map_or("?".into(), |t| t.to_string()),
+            state.as_ref().map_or(String::new(), |s| format!(", {s}")),
+        )),
+    };
+    let lines = vec![
+        field("Root", text(c.root.clone())),
+        field("Id", text(c.id.clone())),
+        field(
+            "Vectors",
+            text(format!(
+                "{} points, {} dims, {}, {}, {shards}, version {}",
+                format::count(c.points),
+                c.dim,
+                c.metric,
+                c.quantization,
+                c.version
+            )),
+        ),
+        field(
+            "Memory",
+            text(format!(
+                "index {}; log {} not yet committed into the tree",
+                format::bytes(c.index_memory_bytes as f64),
+                format::bytes(c.wal_bytes as f64),
+            )),
+        ),
+        field("Access", text(access.to_string())),
+        field("Replication", replication),
+    ];
+    let block = Block::bordered().title(format!(" {} ", c.name));
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// Replicas present of the target, or "—" while the node does not say.
+fn replicas(c: &CollectionInfo) -> Cell<'static> {
+    match (c.replicas, c.replication_factor) {
+        (None, None) => absent().into(),
+        (r, t) => Cell::from(format!(
+            "{}/{}",
+            r.map_or("?".into(), |r| r.to_string()),
+            t.map_or("?".into(), |t| t.to_string())
+        )),
+    }
+}
+
+/// A count in at most six characters: `99,999`, `123k`, `1.2M`.
+fn compact_count(n: u64) -> String {
+    match n {
+        0..=99_999 => format::count(n),
+        100_000..=999_999 => format!("{}k", n / 1000),
+        1_000_000..=9_999_999 => format!("{:.1}M", n as f64 / 1e6),
+        _ => format!("{}M", n / 1_000_000),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_counts_fit_six_characters() {
+        for (n, text) in [
+            (7, "7"),
+            (60_000, "60,000"),
+            (123_456, "123k"),
+            (1_234_567, "1.2M"),
+            (123_456_789, "123M"),
+        ] {
+            assert_eq!(compact_count(n), text);
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! Every view drawn from known state into ratatui's `TestBackend`, compared with the text
+//! snapshots in `tests/snapshots/` (colours aside). `UPDATE_SNAPSHOTS=1` rewrites them after
+//! a deliberate change; review the diff. docs/tui.md shows the same screens.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ipvec_tui::{
+    api::{
+        metrics::MetricsSample,
+        types::{CollectionInfo, Hit, IdInfo, LogLine, NodeInfo, Peer, StoreInfo},
+    },
+    app::{Connection, PeerSort, PeersState, SearchResult, Snapshot, Tab},
+    ui, App, Update,
+};
+use ratatui::{backend::TestBackend, Terminal};
+
+const PEER: &str = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+const ROOT: &str = "bafyr4igdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
+const LEAF: &str = "bafyr4ibq7vsmjcyowqk3xqjx4n6oyd7p5fkv6tjxddmu7wsqvkcqy3t6ia";
+
+/// The screen as text, one line per row, trailing spaces cut.
+fn render(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| ui::draw(frame, app)).unwrap();
+    let buffer = terminal.backend().buffer();
+    let mut text = String::new();
+    for y in 0..buffer.area.height {
+        let row: String = (0..buffer.area.width)
+            .map(|x| buffer[(x, y)].symbol().to_string())
+            .collect();
+        text.push_str(row.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// Compares with `tests/snapshots/NAME.txt`.
+fn snapshot(name: &str, screen: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, screen).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "no snapshot {}; run with UPDATE_SNAPSHOTS=1 to write it:\n{screen}",
+            path.display()
+        )
+    });
+    assert!(
+        expected == screen,
+        "{name} changed; run with UPDATE_SNAPSHOTS=1 if that is intended\n--- expected\n{expected}\n--- got\n{screen}"
+    );
+}
+
+fn collection(name: &str, points: u64, writable: bool) -> CollectionInfo {
+    CollectionInfo {
+        name: name.into(),
+        id: PEER.into(),
+        dim: 3,
+        metric: "cosine".into(),
+        quantization: "f32".into(),
+        shards: 1,
+        points,
+        root: ROOT.into(),
+        version: 4,
+        index_memory_bytes: 9_312,
+        wal_bytes: 0,
+        writable,
+        ..CollectionInfo::default()
+    }
+}
+
+/// A dashboard connected to a node with two collections, after five refreshes.
+fn connected() -> App {
+    let mut app = App::new("http://127.0.0.1:5080");
+    let node = NodeInfo {
+        peer_id: PEER.into(),
+        version: "0.1.0".into(),
+        repo: "/home/op/.ipvec".into(),
+        collections: 2,
+        store: StoreInfo {
+            blocks: 1_204,
+            bytes: 3_481_600,
+        },
+        ..NodeInfo::default()
+    };
+    let mut fm = collection("fashion", 60_000, false);
+    fm.dim = 784;
+    fm.metric = "l2".into();
+    fm.wal_bytes = 0;
+    let mut docs = collection("docs", 2, true);
+    docs.wal_bytes = 1_536;
+    docs.version = 7;
+    for (i, (ops, searches, seconds, bytes)) in [
+        (0.0, 0.0, 0.0, 3_000_000.0),
+        (40.0, 30.0, 0.060, 3_100_000.0),
+        (90.0, 70.0, 0.100, 3_300_000.0),
+        (100.0, 75.0, 0.130, 3_400_000.0),
+        (180.0, 140.0, 0.260, 3_481_600.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        app.apply(Update::Snapshot(Box::new(Snapshot {
+            url: "http://127.0.0.1:5080".into(),
+            node: node.clone(),
+            id: Some(IdInfo {
+                peer_id: PEER.into(),
+                listen: vec![
+                    "/ip4/0.0.0.0/tcp/4001".into(),
+                    "/ip4/0.0.0.0/udp/4001/quic-v1".into(),
+                ],
+                ..IdInfo::default()
+            }),
+            collections: vec![docs.clone(), fm.clone()],
+            peers: PeersState::NotAvailable(
+                "GET /v1/peers answered 404: peers appear here once the node runs it.".into(),
+            ),
+            metrics: Some(MetricsSample {
+                operations: ops,
+                searches,
+                search_seconds: seconds,
+                store_bytes: bytes,
+            }),
+            at_secs: i as f64,
+        })));
+    }
+    app
+}
+
+fn press(app: &mut App, code: KeyCode) {
+    app.on_key(KeyEvent::new(code, KeyModifiers::NONE));
+}
+
+#[test]
+fn node_view() {
+    let app = connected();
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains(PEER));
+    assert!(screen.contains("1,204 blocks, 3.3 MiB"));
+    assert!(screen.contains("● connected"));
+    assert!(
+        screen.contains("Listening    /ip4/0.0.0.0/tcp/4001"),
+        "{screen}"
+    );
+    assert!(screen.contains("ops 80.0/s"), "{screen}");
+    assert!(screen.contains("search 2.0 ms"), "{screen}");
+    snapshot("node", &screen);
+}
+
+#[test]
+fn node_view_with_uptime_and_addresses() {
+    let mut app = connected();
+    app.node.as_mut().unwrap().uptime_secs = Some(3_723);
+    app.id = Some(IdInfo {
+        peer_id: PEER.into(),
+        listen: (1..=5)
+            .map(|i| format!("/ip4/0.0.0.0/tcp/400{i}"))
+            .collect(),
+        ..IdInfo::default()
+    });
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("1h 02m 03s"));
+    assert!(
+        screen.contains("Listening    /ip4/0.0.0.0/tcp/4001"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("/ip4/0.0.0.0/tcp/4003 (+2 more)"),
+        "{screen}"
+    );
+    assert!(!screen.contains("tcp/4004"));
+}
+
+#[test]
+fn unreachable_daemon_banner_over_the_last_known_state() {
+    let mut app = connected();
+    for _ in 0..3 {
+        app.apply(Update::Unreachable {
+            url: Some("http://127.0.0.1:5080".into()),
+            error: "tcp connect error: Connection refused (os error 111)".into(),
+        });
+    }
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains(
+        "Daemon unreachable at http://127.0.0.1:5080: retrying every second (attempt 3)"
+    ));
+    assert!(screen.contains("Connection refused"));
+    assert!(screen.contains("✖ offline"));
+    assert!(screen.contains(PEER), "the last known state stays visible");
+    snapshot("unreachable", &screen);
+}
+
+#[test]
+fn waiting_for_a_daemon_that_never_answered() {
+    let mut app = App::new("/home/op/.ipvec/api");
+    assert_eq!(app.connection, Connection::Connecting);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("Connecting to /home/op/.ipvec/api"));
+    app.apply(Update::Unreachable {
+        url: None,
+        error: "no daemon is running for this repository (/home/op/.ipvec/api is missing): \
+                start one with `ipvec daemon`"
+            .into(),
+    });
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("no daemon is running for this repository"));
+    snapshot("no-daemon", &screen);
+}
+
+#[test]
+fn peers_view_without_the_peer_to_peer_layer() {
+    let mut app = connected();
+    press(&mut app, KeyCode::Char('2'));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("peer-to-peer layer is not available on this node"));
+    snapshot("peers-unavailable", &screen);
+}
+
+#[test]
+fn peers_view_sorted_by_latency() {
+    let mut app = connected();
+    let peer = |id: &str, address: &str, direction: &str, latency: Option<f64>| Peer {
+        peer_id: id.into(),
+        address: address.into(),
+        direction: direction.into(),
+        latency_ms: latency,
+        protocols: vec!["/ipfs/ping/1.0.0".into(), "/ipfs/bitswap/1.2.0".into()],
+        ..Peer::default()
+    };
+    app.peers = PeersState::Connected(vec![
+        peer(
+            "12D3KooWAbc1111111111111111111111111111111111111111zz",
+            "/ip4/10.0.0.7/tcp/4001",
+            "outbound",
+            Some(12.5),
+        ),
+        Peer {
+            agent: Some("ipvec/0.1.0".into()),
+            blocks_sent: Some(1_200),
+            blocks_received: Some(34),
+            ..peer(
+                "12D3KooWXyz2222222222222222222222222222222222222222yy",
+                "/ip4/192.168.1.20/udp/4001/quic-v1",
+                "inbound",
+                Some(0.8),
+            )
+        },
+        peer(
+            "12D3KooWMno3333333333333333333333333333333333333333xx",
+            "/ip6/::1/tcp/4002",
+            "inbound",
+            None,
+        ),
+    ]);
+    press(&mut app, KeyCode::Char('2'));
+    for _ in 0..3 {
+        press(&mut app, KeyCode::Char('s'));
+    }
+    assert_eq!(app.peer_sort, PeerSort::Latency);
+    let screen = render(&app, 80, 24);
+    let rows: Vec<&str> = screen.lines().filter(|l| l.contains("12D3Ko")).collect();
+    assert!(rows[0].contains("0.80 ms") && rows[0].contains("1,200/34"));
+    assert!(rows[1].contains("12.5 ms"));
+    assert!(rows[2].contains("—"), "unknown latency sorts last");
+    assert!(
+        screen.contains("Address    /ip4/192.168.1.20/udp/4001/quic-v1 (inbound)"),
+        "the selected peer in full: {screen}"
+    );
+    assert!(screen.contains("Agent      ipvec/0.1.0"), "{screen}");
+    snapshot("peers", &screen);
+}
+
+#[test]
+fn collections_view() {
+    let mut app = connected();
+    press(&mut app, KeyCode::Char('3'));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("Collections (2)"));
+    assert!(screen.contains("60,000"));
+    assert!(screen.contains("bafyr4…5fbzdi"), "{screen}");
+    assert!(screen.contains(ROOT), "the selected collection's full root");
+    assert!(screen.contains("the node does not report replication yet"));
+    snapshot("collections", &screen);
+    press(&mut app, KeyCode::Down);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("read-only: imported without the owner key"));
+}
+
+#[test]
+fn collections_view_with_replication_reported() {
+    let mut app = connected();
+    app.collections[0].replicas = Some(2);
+    app.collections[0].replication_factor = Some(3);
+    app.collections[0].state = Some("syncing".into());
+    press(&mut app, KeyCode::Char('3'));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("2/3"));
+    assert!(screen.contains("2 of 3 replicas, syncing"));
+}
+
+#[test]
+fn search_view_with_hits() {
+    let mut app = connected();
+    press(&mut app, KeyCode::Char('4'));
+    press(&mut app, KeyCode::Char('/'));
+    for c in "id:1".chars() {
+        press(&mut app, KeyCode::Char(c));
+    }
+    let call = app
+        .on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE))
+        .unwrap();
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("searching …"));
+    app.apply(Update::Searched {
+        seq: call.seq,
+        outcome: Ok(SearchResult {
+            collection: "docs".into(),
+            query: "id:1".into(),
+            hits: vec![
+                Hit {
+                    id: 1.into(),
+                    score: 1.0,
+                    cid: Some(LEAF.into()),
+                },
+                Hit {
+                    id: "doc-2".into(),
+                    score: 0.993_884,
+                    cid: Some(LEAF.into()),
+                },
+                Hit {
+                    id: 3.into(),
+                    score: 0.5,
+                    cid: None,
+                },
+            ],
+            millis: 2.74,
+        }),
+    });
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("3 hits in 2.7 ms for id:1 in docs"));
+    assert!(screen.contains("doc-2") && screen.contains("0.9939"));
+    assert!(screen.contains("bafyr4ibq7vsmjcyowqk3"), "{screen}");
+    assert!(screen.contains("in the log, not yet in a leaf"));
+    snapshot("search", &screen);
+}
+
+#[test]
+fn search_view_while_typing_and_after_a_bad_query() {
+    let mut app = connected();
+    press(&mut app, KeyCode::Char('4'));
+    press(&mut app, KeyCode::Enter);
+    for c in "1, 0".chars() {
+        press(&mut app, KeyCode::Char(c));
+    }
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("Enter search"));
+    press(&mut app, KeyCode::Enter);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("the vector has 2 numbers; docs has dimension 3"));
+    snapshot("search-error", &screen);
+}
+
+fn log_line(second: u64, level: &str, target: &str, message: &str, fields: &str) -> LogLine {
+    LogLine {
+        time_ms: 1_764_000_000_000 + second * 1000,
+        level: level.into(),
+        target: target.into(),
+        message: message.into(),
+        fields: fields.into(),
+    }
+}
+
+#[test]
+fn log_view_filters_by_level() {
+    let mut app = connected();
+    app.apply(Update::LogConnected);
+    for line in [
+        log_line(
+            0,
+            "INFO",
+            "ipvec_node::cli::daemon",
+            "daemon started",
+            "peer_id=12D3KooWDpJ7 api=http://127.0.0.1:5080",
+        ),
+        log_line(
+            1,
+            "DEBUG",
+            "ipvec_node::collection",
+            "opening",
+            "collection=\"docs\"",
+        ),
+        log_line(
+            2,
+            "INFO",
+            "ipvec_node::api::server",
+            "request",
+            "route=\"/v1/node\" status=200",
+        ),
+        log_line(
+            3,
+            "WARN",
+            "ipvec_node::store",
+            "store busy, retrying",
+            "attempt=1",
+        ),
+        log_line(
+            4,
+            "ERROR",
+            "ipvec_node::api::server",
+            "request failed",
+            "status=500",
+        ),
+    ] {
+        app.apply(Update::Log(line));
+    }
+    press(&mut app, KeyCode::Char('5'));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("Log: INFO and above, 4 of 5 lines, following, live"));
+    assert!(!screen.contains("opening"));
+    assert!(
+        screen.contains("16:00:03 WARN  store: store busy, retrying attempt=1"),
+        "{screen}"
+    );
+    snapshot("log", &screen);
+    press(&mut app, KeyCode::Char('l'));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("opening"));
+    press(&mut app, KeyCode::Char('l'));
+    press(&mut app, KeyCode::Char('l'));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("ERROR and above, 1 of 5 lines"));
+    assert!(!screen.contains("store busy"));
+}
+
+#[test]
+fn help_overlay() {
+    let mut app = connected();
+    press(&mut app, KeyCode::Char('?'));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("Keys"));
+    assert!(screen.contains("level: error → warn → info → debug → trace"));
+    snapshot("help", &screen);
+}
+
+#[test]
+fn every_view_draws_at_any_size() {
+    let mut app = connected();
+    app.apply(Update::Log(log_line(0, "INFO", "x", "hello", "")));
+    for tab in Tab::ALL {
+        app.tab = tab;
+        for help in [false, true] {
+            app.help = help;
+            for (w, h) in [(80, 24), (120, 40), (40, 12), (20, 6), (1, 1), (0, 0)] {
+                render(&app, w, h);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_resize_redraws_to_the_new_size() {
+    let app = connected();
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|frame| ui::draw(frame, &app)).unwrap();
+    terminal.backend_mut().resize(100, 30);
+    terminal.draw(|frame| ui::draw(frame, &app)).unwrap();
+    let buffer = terminal.backend().buffer();
+    assert_eq!((buffer.area.width, buffer.area.height), (100, 30));
+    let last: String = (0..100)
+        .map(|x| buffer[(x, 29)].symbol().to_string())
+        .collect();
+    assert!(
+        last.contains("quit"),
+        "the key hints move to the new last line: {last}"
+    );
+}
+
+#[test]
+fn the_docs_show_the_current_snapshots() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(root.join("../docs/tui.md")).unwrap();
+    for entry in std::fs::read_dir(root.join("tests/snapshots")).unwrap() {
+        let path = entry.unwrap().path();
+        let screen = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            docs.contains(screen.trim_end()),
+            "docs/tui.md does not show {} as it is now; paste it in",
+            path.display()
+        );
+    }
+}
