@@ -222,6 +222,7 @@ impl Node {
                     latency_ms: p.rtt.map(|d| d.as_secs_f64() * 1e3),
                     protocols: p.protocols,
                     agent: p.agent,
+                    gossip_score: p.score,
                 })
                 .collect(),
         })

@@ -463,6 +463,8 @@ pub struct PeerOut {
     pub protocols: Vec<String>,
     /// Its agent string.
     pub agent: Option<String>,
+    /// Its gossipsub score (negative after it forwarded invalid heads).
+    pub gossip_score: Option<f64>,
 }
 
 /// `GET /v1/peers`.

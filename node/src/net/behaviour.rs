@@ -73,11 +73,18 @@ impl Behaviour {
             })
             .build()
             .map_err(std::io::Error::other)?;
-        let gossipsub = gossipsub::Behaviour::new(
+        let mut gossipsub = gossipsub::Behaviour::new(
             gossipsub::MessageAuthenticity::Signed(key.clone()),
             gossip_config,
         )
         .map_err(std::io::Error::other)?;
+        // Peers that forward invalid heads lose score (see `topic_score`).
+        gossipsub
+            .with_peer_score(
+                gossipsub::PeerScoreParams::default(),
+                gossipsub::PeerScoreThresholds::default(),
+            )
+            .map_err(std::io::Error::other)?;
         Ok(Self {
             gossipsub,
             limits: connection_limits::Behaviour::new(limits),
@@ -87,5 +94,18 @@ impl Behaviour {
             mdns: mdns.into(),
             stream: libp2p_stream::Behaviour::new(),
         })
+    }
+}
+
+/// Scoring of a heads topic: an invalid head costs its forwarder 100 points (decaying);
+/// heads are rare, so quiet meshes are not penalised.
+pub fn topic_score() -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.5,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        ..gossipsub::TopicScoreParams::default()
     }
 }

@@ -122,7 +122,16 @@ impl EventLoop {
                 });
             }
             Command::Peers(reply) => {
-                let mut peers: Vec<PeerState> = self.peers.values().cloned().collect();
+                let gossip = &self.swarm.behaviour().gossipsub;
+                let mut peers: Vec<PeerState> = self
+                    .peers
+                    .values()
+                    .cloned()
+                    .map(|mut p| {
+                        p.score = gossip.peer_score(&p.peer_id);
+                        p
+                    })
+                    .collect();
                 peers.sort_by_key(|p| p.peer_id.to_string());
                 let _ = reply.send(peers);
             }
@@ -184,9 +193,11 @@ impl EventLoop {
             }
             Command::Subscribe(topic) => {
                 let topic = gossipsub::IdentTopic::new(topic);
-                if let Err(e) = self.swarm.behaviour_mut().gossipsub.subscribe(&topic) {
+                let gossip = &mut self.swarm.behaviour_mut().gossipsub;
+                if let Err(e) = gossip.subscribe(&topic) {
                     tracing::warn!(%topic, error = %e, "cannot join a gossip topic");
                 }
+                let _ = gossip.set_topic_params(topic, super::behaviour::topic_score());
             }
             Command::Publish(topic, data) => {
                 let topic = gossipsub::IdentTopic::new(topic);
@@ -268,6 +279,7 @@ impl EventLoop {
                     protocols: Vec::new(),
                     agent: None,
                     listen: Vec::new(),
+                    score: None,
                 });
                 if let Some((_, reply)) = self.dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));

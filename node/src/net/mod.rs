@@ -175,6 +175,8 @@ pub struct PeerState {
     pub agent: Option<String>,
     /// Addresses it listens on (identify).
     pub listen: Vec<Multiaddr>,
+    /// Its gossipsub score (negative after invalid messages).
+    pub score: Option<f64>,
 }
 
 /// A provider found in the DHT.
