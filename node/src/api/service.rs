@@ -61,6 +61,8 @@ pub(super) struct Inner {
     pub(super) store_size: Mutex<Option<(Instant, u64)>>,
     /// The swarm, in a daemon.
     pub(super) network: std::sync::OnceLock<crate::net::Network>,
+    /// When the node opened the repository.
+    pub(super) started: Instant,
 }
 
 /// Runs `work` on the blocking pool (it may search an index or fsync a log for a while).
@@ -135,6 +137,7 @@ fn info_of(name: &str, c: &Collection<IrohBlockStore>) -> Result<CollectionInfo,
         index_memory_bytes: c.index_memory(),
         wal_bytes: c.wal_bytes(),
         writable: c.writable(),
+        state: if c.writable() { "writer" } else { "following" }.to_string(),
     })
 }
 
@@ -161,6 +164,7 @@ impl Node {
                 ready: AtomicBool::new(false),
                 store_size: Mutex::new(None),
                 network: std::sync::OnceLock::new(),
+                started: Instant::now(),
             }),
         }
     }
@@ -469,6 +473,7 @@ impl Node {
                 blocks: stats.blocks,
                 bytes: stats.bytes,
             },
+            uptime_secs: self.inner.started.elapsed().as_secs(),
         })
     }
 

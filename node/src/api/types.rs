@@ -140,6 +140,9 @@ pub struct CollectionInfo {
     pub wal_bytes: u64,
     /// Whether this node holds the owner key (imported collections are read-only).
     pub writable: bool,
+    /// `writer` (this node writes it) or `following` (a replica that follows the writer's
+    /// signed heads).
+    pub state: String,
 }
 
 /// `GET /v1/collections`.
@@ -373,6 +376,8 @@ pub struct NodeInfo {
     pub collections: usize,
     /// The block store.
     pub store: StoreInfo,
+    /// Seconds since this node (daemon or command) opened the repository.
+    pub uptime_secs: u64,
 }
 
 /// A long operation and how far it got.
