@@ -299,6 +299,67 @@ fn replicas_fetch_a_collection_by_id_through_the_dht_and_catch_up() {
             (info_a["root"].clone(), info_a["id"].clone())
         );
     }
+    // Replication state: A writes it and, once its DHT lookup has run, counts three
+    // providers of its shard (itself, B and C); the replicas are caught up on the same shard.
+    let info_of = |r: &std::path::Path| json_of(&ok(r, &["--json", "collection", "info", "films"]));
+    eventually("A counts three replicas of its shard", || {
+        let info = info_of(&a.path);
+        info["replicas"] == 3 && info["shard_status"][0]["replicas"] == 3
+    });
+    let info = info_of(&a.path);
+    assert_eq!(
+        (info["state"].as_str(), info["lag"].as_u64()),
+        (Some("writer"), Some(0))
+    );
+    // The manifest asks for one replica of each shard unless created with more.
+    assert_eq!(info["replication_factor"], 1);
+    assert!(info["announced_secs_ago"].as_u64().is_some(), "{info}");
+    for replica in [&b.path, &c.path] {
+        let r = info_of(replica);
+        assert_eq!(
+            (r["state"].as_str(), r["lag"].as_u64()),
+            (Some("caught up"), Some(0))
+        );
+        assert_eq!(r["shard_status"], {
+            let mut shards = info["shard_status"].clone();
+            // Provider counts are each node's own view; roots and points must agree.
+            for s in shards.as_array_mut().unwrap() {
+                s["replicas"] = r["shard_status"][0]["replicas"].clone();
+            }
+            shards
+        });
+        assert_eq!(r["shard_status"][0]["points"], 2_000);
+    }
+    // Per-peer Bitswap counts: B received blocks from A, and A sent them to B.
+    let peer_entry = |r: &std::path::Path, peer: &str| {
+        json_of(&ok(r, &["--json", "peers"]))["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["peer_id"] == peer)
+            .cloned()
+            .unwrap_or_else(|| panic!("{peer} not among the peers"))
+    };
+    let peer_a = json_of(&ok(&a.path, &["--json", "id"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let peer_b_id = json_of(&ok(&b.path, &["--json", "id"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let from_a = peer_entry(&b.path, &peer_a)["blocks_received"]
+        .as_u64()
+        .unwrap();
+    assert!(from_a > 0, "B received no blocks from A");
+    assert_eq!(peer_entry(&b.path, &peer_a)["blocks_sent"], 0);
+    assert!(
+        peer_entry(&a.path, &peer_b_id)["blocks_sent"]
+            .as_u64()
+            .unwrap()
+            >= from_a
+    );
+
     // Same hits and scores; leaf CIDs too, as the trees are the same blocks.
     let hits_a = search(&a.path, "films");
     assert_eq!(search(&b.path, "films"), hits_a);
@@ -350,6 +411,12 @@ fn replicas_fetch_a_collection_by_id_through_the_dht_and_catch_up() {
             json_of(&ok(replica, &["--json", "collection", "info", "films"]))["root"]
                 == new_root.as_str()
         });
+        let r = info_of(replica);
+        assert_eq!(
+            (r["state"].as_str(), r["lag"].as_u64()),
+            (Some("caught up"), Some(0))
+        );
+        assert_eq!(r["version"], info_of(&a.path)["version"]);
         assert_eq!(search(replica, "films"), search(&a.path, "films"));
     }
     let exported = json_of(&ok(

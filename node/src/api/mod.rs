@@ -7,6 +7,7 @@
 //! - [`service`]: [`Node`], the operations on an open repository.
 //! - [`server`]: axum routes, auth, body limits, metrics middleware, OpenAPI, graceful shutdown.
 //! - [`replicate`]: fetching other nodes' collections, answering head requests.
+//! - [`status`]: what this node knows of its collections' replication.
 //! - [`client`]: [`Client`], the same operations over HTTP.
 //! - [`metrics`]: the Prometheus registry.
 //! - [`jobs`]: long operations in flight and their progress.
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod replicate;
 pub mod server;
 pub mod service;
+pub mod status;
 pub mod types;
 
 pub use client::{ready_blocking, Client, ExportTarget};

@@ -97,17 +97,15 @@ impl Node {
                     peers.len()
                 ))
             })?;
+            self.inner.replication.seen(id, head.seq);
             let job = self
                 .inner
                 .jobs
                 .start("fetch", id.to_string(), "blocks", None);
             {
                 let _writing = self.inner.gc_lock.read().await;
-                network
-                    .bitswap()
-                    .fetch_dag(head.manifest, &peers, |t| job.set(t.blocks))
-                    .await
-                    .map_err(|e| ApiError::unavailable(e.to_string()))?;
+                self.fetch_tracked(id, head.manifest, &peers, |t| job.set(t.blocks))
+                    .await?;
                 self.store()
                     .put(
                         ipvec_protocol::cid::DAG_CBOR,
@@ -223,6 +221,7 @@ impl Node {
             tracing::warn!(collection = %name, from = %message.from, "rejected a head not signed by an allowed writer");
             return (Verdict::Reject, None);
         }
+        self.inner.replication.seen(id, head.seq);
         if head.seq <= c.head().seq {
             return (Verdict::Ignore, None);
         }
@@ -245,15 +244,38 @@ impl Node {
         );
         {
             let _writing = self.inner.gc_lock.read().await;
-            network
-                .bitswap()
-                .fetch_dag(head.manifest, &peers, |_| {})
-                .await
-                .map_err(|e| ApiError::unavailable(e.to_string()))?;
+            let id = ipvec_protocol::head::collection_id(&head.collection)?;
+            self.fetch_tracked(&id, head.manifest, &peers, |_| {})
+                .await?;
         }
         let moved = self.advance(name, head).await?;
         tracing::info!(collection = %name, root = %moved.root, points = moved.points, "followed a new head");
         Ok(())
+    }
+
+    /// Fetches the DAG under `root` of collection `id` over Bitswap, its progress shown as the
+    /// collection's `syncing` state.
+    async fn fetch_tracked(
+        &self,
+        id: &str,
+        root: cid::Cid,
+        peers: &[PeerId],
+        mut progress: impl FnMut(crate::net::bitswap::FetchTotals),
+    ) -> Result<(), ApiError> {
+        let tracker = &self.inner.replication;
+        tracker.syncing(id, Some((0, 1)));
+        let fetched = self
+            .network()?
+            .bitswap()
+            .fetch_dag(root, peers, |t| {
+                tracker.syncing(id, Some((t.blocks, t.known)));
+                progress(t);
+            })
+            .await;
+        tracker.syncing(id, None);
+        fetched
+            .map(|_| ())
+            .map_err(|e| ApiError::unavailable(e.to_string()))
     }
 
     /// The peers to fetch collection `id` from: `from` dialed, else its providers.

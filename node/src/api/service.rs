@@ -63,6 +63,8 @@ pub(super) struct Inner {
     pub(super) network: std::sync::OnceLock<crate::net::Network>,
     /// When the node opened the repository.
     pub(super) started: Instant,
+    /// What the node knows of its collections' replication.
+    pub(super) replication: super::status::Tracker,
 }
 
 /// Runs `work` on the blocking pool (it may search an index or fsync a log for a while).
@@ -117,30 +119,6 @@ fn to_points(points: Vec<PointIn>) -> Result<Vec<Point>, ApiError> {
         .collect()
 }
 
-fn info_of(name: &str, c: &Collection<IrohBlockStore>) -> Result<CollectionInfo, ApiError> {
-    let m = c.manifest();
-    Ok(CollectionInfo {
-        name: name.to_string(),
-        id: c.id()?,
-        dim: m.dimension,
-        metric: m.metric,
-        quantization: m.quantization,
-        hnsw: HnswInfo {
-            m: m.hnsw.m,
-            ef_construction: m.hnsw.ef_construction,
-            ef_search: m.hnsw.ef_search,
-        },
-        shards: m.shards.len(),
-        points: c.points(),
-        root: c.root().to_string(),
-        version: c.head().seq,
-        index_memory_bytes: c.index_memory(),
-        wal_bytes: c.wal_bytes(),
-        writable: c.writable(),
-        state: if c.writable() { "writer" } else { "following" }.to_string(),
-    })
-}
-
 fn write_result(c: &Collection<IrohBlockStore>, changed: u64) -> WriteResult {
     WriteResult {
         changed,
@@ -165,6 +143,7 @@ impl Node {
                 store_size: Mutex::new(None),
                 network: std::sync::OnceLock::new(),
                 started: Instant::now(),
+                replication: Default::default(),
             }),
         }
     }
@@ -215,11 +194,16 @@ impl Node {
 
     /// The connected peers.
     pub async fn peers(&self) -> Result<PeerList, ApiError> {
-        let peers = self.network()?.peers().await?;
+        let network = self.network()?;
+        let stats = network.bitswap().stats();
         Ok(PeerList {
-            peers: peers
+            peers: network
+                .peers()
+                .await?
                 .into_iter()
                 .map(|p| PeerOut {
+                    blocks_sent: stats.of_peer(&p.peer_id).sent,
+                    blocks_received: stats.of_peer(&p.peer_id).received,
                     peer_id: p.peer_id.to_string(),
                     address: p.address.to_string(),
                     direction: if p.outbound { "outbound" } else { "inbound" }.to_string(),
@@ -338,11 +322,13 @@ impl Node {
                 .provide(ipvec_protocol::announce::shard_key(&id, shard))
                 .await?;
         }
+        self.inner.replication.announced(&id);
         Ok(())
     }
 
     /// Withdraws the announcements of a collection with id `id` and `shards` shards.
     async fn withdraw(&self, id: &str, shards: u32) {
+        self.inner.replication.forget(id);
         if let Some(network) = self.inner.network.get() {
             let _ = network
                 .stop_providing(ipvec_protocol::announce::collection_key(id))
@@ -511,7 +497,7 @@ impl Node {
                 return Err(CollectionError::Exists(name.clone()).into());
             }
             let c = Collection::create(self.store().clone(), &dir, &spec).await?;
-            let info = info_of(&name, &c)?;
+            let info = self.info_of(&name, &c)?;
             open.insert(name.clone(), Arc::new(RwLock::new(c)));
             drop(open);
             self.announce(&name).await?;
@@ -533,7 +519,44 @@ impl Node {
     pub async fn collection_info(&self, name: &str) -> Result<CollectionInfo, ApiError> {
         let c = self.collection(name).await?;
         let c = c.read().await;
-        info_of(name, &c)
+        self.info_of(name, &c)
+    }
+
+    fn info_of(
+        &self,
+        name: &str,
+        c: &Collection<IrohBlockStore>,
+    ) -> Result<CollectionInfo, ApiError> {
+        let m = c.manifest();
+        let id = c.id()?;
+        let replication = self.inner.replication.of(&id, c.head().seq, c.writable());
+        let shard_status = self.shard_status(&id, c, replication.providers.as_deref());
+        Ok(CollectionInfo {
+            name: name.to_string(),
+            dim: m.dimension,
+            metric: m.metric,
+            quantization: m.quantization,
+            hnsw: HnswInfo {
+                m: m.hnsw.m,
+                ef_construction: m.hnsw.ef_construction,
+                ef_search: m.hnsw.ef_search,
+            },
+            shards: m.shards.len(),
+            points: c.points(),
+            root: c.root().to_string(),
+            version: c.head().seq,
+            index_memory_bytes: c.index_memory(),
+            wal_bytes: c.wal_bytes(),
+            writable: c.writable(),
+            state: replication.state.to_string(),
+            sync_percent: replication.sync_percent,
+            lag: replication.lag,
+            replication_factor: m.replication,
+            replicas: replication.providers.and_then(|p| p.into_iter().min()),
+            announced_secs_ago: replication.announced_secs_ago,
+            shard_status,
+            id,
+        })
     }
 
     /// A collection's versions, newest first (its acknowledged writes committed first).

@@ -140,9 +140,36 @@ pub struct CollectionInfo {
     pub wal_bytes: u64,
     /// Whether this node holds the owner key (imported collections are read-only).
     pub writable: bool,
-    /// `writer` (this node writes it) or `following` (a replica that follows the writer's
-    /// signed heads).
+    /// Replication state: `writer` (this node writes it); for a replica `syncing` (fetching
+    /// a newer version), `following` (a newer version was seen and is not fetched yet) or
+    /// `caught up`.
     pub state: String,
+    /// While `syncing`: the share (0–100) of the blocks discovered so far that have arrived.
+    pub sync_percent: Option<f64>,
+    /// Versions behind the newest signed head seen from peers (0 for the writer).
+    pub lag: u64,
+    /// Replicas each shard should have (the manifest's replication factor).
+    pub replication_factor: u32,
+    /// Providers of the least replicated shard in the DHT (this node included), once counted.
+    pub replicas: Option<u32>,
+    /// Seconds since this node last announced the collection in the DHT (none without the
+    /// peer-to-peer layer).
+    pub announced_secs_ago: Option<u64>,
+    /// Each shard's root, points and providers.
+    pub shard_status: Vec<ShardInfo>,
+}
+
+/// One shard of a collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ShardInfo {
+    /// Shard number.
+    pub shard: u32,
+    /// The shard root's CID at the current version.
+    pub root: String,
+    /// Live points (acknowledged writes included).
+    pub points: u64,
+    /// Peers the DHT names as providers of the shard (this node included), once counted.
+    pub replicas: Option<u32>,
 }
 
 /// `GET /v1/collections`.
@@ -470,6 +497,10 @@ pub struct PeerOut {
     pub agent: Option<String>,
     /// Its gossipsub score (negative after it forwarded invalid heads).
     pub gossip_score: Option<f64>,
+    /// Bitswap blocks we sent it (since this node started).
+    pub blocks_sent: u64,
+    /// Bitswap blocks it sent us that we asked for and stored.
+    pub blocks_received: u64,
 }
 
 /// `GET /v1/peers`.

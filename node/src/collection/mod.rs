@@ -413,6 +413,15 @@ impl<S: BlockStore> Collection<S> {
         (self.manifest.points as i64 + self.pending_delta.iter().sum::<i64>()).max(0) as u64
     }
 
+    /// Live points of each shard, counting writes still in the log.
+    pub fn shard_points(&self) -> Vec<u64> {
+        self.shards
+            .iter()
+            .zip(&self.pending_delta)
+            .map(|(s, d)| (s.points as i64 + d).max(0) as u64)
+            .collect()
+    }
+
     /// The current manifest (of the last checkpoint).
     pub fn manifest(&self) -> &Manifest {
         &self.manifest

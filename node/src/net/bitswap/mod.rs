@@ -56,13 +56,45 @@ pub struct Stats {
     pub bytes_received: AtomicU64,
     /// Messages or blocks refused (malformed, unsolicited, wrong hash).
     pub refused: AtomicU64,
+    /// Blocks sent to and received from each peer.
+    by_peer: Mutex<HashMap<PeerId, PeerBlocks>>,
+}
+
+/// Blocks exchanged with one peer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerBlocks {
+    /// Blocks we sent it.
+    pub sent: u64,
+    /// Blocks it sent us that we asked for and stored.
+    pub received: u64,
+}
+
+impl Stats {
+    /// Blocks exchanged with `peer` so far.
+    pub fn of_peer(&self, peer: &PeerId) -> PeerBlocks {
+        self.by_peer
+            .lock()
+            .map(|m| m.get(peer).copied().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn count(&self, peer: PeerId, sent: u64, received: u64) {
+        if let Ok(mut m) = self.by_peer.lock() {
+            let blocks = m.entry(peer).or_default();
+            blocks.sent += sent;
+            blocks.received += received;
+        }
+    }
 }
 
 /// What a DAG fetch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FetchTotals {
-    /// Blocks in the DAG.
+    /// Blocks in the DAG walked so far.
     pub blocks: u64,
+    /// Blocks of the DAG discovered so far (walked, in flight or queued); equals `blocks`
+    /// once the fetch ends.
+    pub known: u64,
     /// Of those, fetched from peers.
     pub fetched: u64,
     /// Bytes fetched from peers.
@@ -250,6 +282,7 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
                             data: bytes.to_vec(),
                         });
                         self.inner.stats.blocks_sent.fetch_add(1, Ordering::Relaxed);
+                        self.inner.stats.count(peer, 1, 0);
                     }
                     _ if want.send_dont_have => answer.presences.push(Presence {
                         cid: want.cid,
@@ -300,6 +333,7 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
                 .stats
                 .bytes_received
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            self.inner.stats.count(peer, 0, 1);
         }
         for waiter in waiters {
             let _ = waiter.send(stored.clone().map(|_| bytes.clone()));
@@ -472,6 +506,7 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
                     queue.push_back(link);
                 }
             }
+            totals.known = seen.len() as u64;
             progress(totals);
         }
         Ok(totals)

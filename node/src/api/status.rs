@@ -1,0 +1,231 @@
+//! What this node knows of each collection's replication: when it last announced it, the
+//! newest head it has seen from the network, a fetch in progress, and how many peers the DHT
+//! names as providers of each shard (counted in the background, at most every
+//! [`COUNT_EVERY`]). Collection info reads it; nothing here blocks a request on the network.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use super::{service::Node, types::ShardInfo};
+use crate::{collection::Collection, store::IrohBlockStore};
+
+/// How old a provider count may get before a read starts a new one.
+pub const COUNT_EVERY: Duration = Duration::from_secs(10);
+
+/// Replication facts per collection id.
+#[derive(Debug, Default)]
+pub(super) struct Tracker {
+    by_id: Mutex<HashMap<String, Track>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Track {
+    /// When this node last announced the collection in the DHT.
+    announced: Option<Instant>,
+    /// The highest head sequence seen from peers (gossip or a fetch).
+    newest_seen: u64,
+    /// A fetch in progress: blocks walked and blocks discovered.
+    syncing: Option<(u64, u64)>,
+    /// Providers per shard and when they were counted.
+    providers: Option<(Instant, Vec<u32>)>,
+    /// Whether a count is running.
+    counting: bool,
+}
+
+/// The replication part of a collection's info.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Replication {
+    /// writer, syncing, following or caught up.
+    pub state: &'static str,
+    /// Of a fetch in progress, the share of the blocks discovered so far that arrived.
+    pub sync_percent: Option<f64>,
+    /// Versions behind the newest head seen from peers.
+    pub lag: u64,
+    /// Seconds since the last DHT announcement.
+    pub announced_secs_ago: Option<u64>,
+    /// Providers of each shard, once counted.
+    pub providers: Option<Vec<u32>>,
+}
+
+impl Tracker {
+    fn with<T>(&self, id: &str, f: impl FnOnce(&mut Track) -> T) -> T {
+        let mut map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
+        f(map.entry(id.to_string()).or_default())
+    }
+
+    /// The collection was just announced.
+    pub fn announced(&self, id: &str) {
+        self.with(id, |t| t.announced = Some(Instant::now()));
+    }
+
+    /// Whether this node announced collection `id` since it started.
+    pub fn was_announced(&self, id: &str) -> bool {
+        self.with(id, |t| t.announced.is_some())
+    }
+
+    /// A valid head with sequence `seq` was seen from the network.
+    pub fn seen(&self, id: &str, seq: u64) {
+        self.with(id, |t| t.newest_seen = t.newest_seen.max(seq));
+    }
+
+    /// A fetch walked `done` of the `known` blocks discovered so far; `None` when it ended.
+    pub fn syncing(&self, id: &str, progress: Option<(u64, u64)>) {
+        self.with(id, |t| t.syncing = progress);
+    }
+
+    /// Forgets a dropped collection.
+    pub fn forget(&self, id: &str) {
+        self.by_id
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    /// The replication state of collection `id`, whose local copy is at `seq`.
+    pub fn of(&self, id: &str, seq: u64, writable: bool) -> Replication {
+        let t = self.with(id, |t| t.clone());
+        let lag = t.newest_seen.saturating_sub(seq);
+        let state = match (&t.syncing, writable) {
+            (_, true) => "writer",
+            (Some(_), false) => "syncing",
+            (None, false) if lag > 0 => "following",
+            (None, false) => "caught up",
+        };
+        Replication {
+            state,
+            sync_percent: t
+                .syncing
+                .map(|(done, known)| 100.0 * done as f64 / known.max(1) as f64),
+            lag,
+            announced_secs_ago: t.announced.map(|at| at.elapsed().as_secs()),
+            providers: t.providers.map(|(_, counts)| counts),
+        }
+    }
+
+    /// Claims the next provider count of `id` if the last one is older than [`COUNT_EVERY`].
+    fn claim_count(&self, id: &str) -> bool {
+        self.with(id, |t| {
+            let due = t
+                .providers
+                .as_ref()
+                .is_none_or(|(at, _)| at.elapsed() >= COUNT_EVERY);
+            let claim = due && !t.counting;
+            t.counting |= claim;
+            claim
+        })
+    }
+
+    fn counted(&self, id: &str, counts: Option<Vec<u32>>) {
+        self.with(id, |t| {
+            t.counting = false;
+            if let Some(counts) = counts {
+                t.providers = Some((Instant::now(), counts));
+            }
+        });
+    }
+}
+
+impl Node {
+    /// The shards of `c` with their points and, once counted, their providers; starts a new
+    /// count in the background when the last one is stale.
+    pub(super) fn shard_status(
+        &self,
+        id: &str,
+        c: &Collection<IrohBlockStore>,
+        providers: Option<&[u32]>,
+    ) -> Vec<ShardInfo> {
+        self.count_providers(id, c.manifest().shards.len() as u32);
+        let points = c.shard_points();
+        c.manifest()
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(i, root)| ShardInfo {
+                shard: i as u32,
+                root: root.to_string(),
+                points: points.get(i).copied().unwrap_or(0),
+                replicas: providers.and_then(|p| p.get(i).copied()),
+            })
+            .collect()
+    }
+
+    /// Counts, in the background, the distinct peers the DHT names as providers of each shard
+    /// of collection `id` (this node included when it announced them).
+    fn count_providers(&self, id: &str, shards: u32) {
+        let Some(network) = self.inner.network.get().cloned() else {
+            return;
+        };
+        if !self.inner.replication.claim_count(id) {
+            return;
+        }
+        let node = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let me_too = node.inner.replication.was_announced(&id);
+            let mut counts = Vec::with_capacity(shards as usize);
+            for shard in 0..shards {
+                let key = ipvec_protocol::announce::shard_key(&id, shard);
+                let Ok(found) = network.providers(key).await else {
+                    node.inner.replication.counted(&id, None);
+                    return;
+                };
+                let mut peers: HashSet<_> = found.into_iter().map(|p| p.peer_id).collect();
+                if me_too {
+                    peers.insert(network.peer_id());
+                }
+                counts.push(peers.len() as u32);
+            }
+            node.inner.replication.counted(&id, Some(counts));
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_follow_what_was_seen() {
+        let t = Tracker::default();
+        assert_eq!(t.of("c", 3, true).state, "writer");
+        assert_eq!(t.of("c", 3, false).state, "caught up");
+        t.seen("c", 5);
+        let r = t.of("c", 3, false);
+        assert_eq!((r.state, r.lag), ("following", 2));
+        t.syncing("c", Some((30, 120)));
+        let r = t.of("c", 3, false);
+        assert_eq!((r.state, r.sync_percent), ("syncing", Some(25.0)));
+        t.syncing("c", None);
+        assert_eq!(t.of("c", 5, false).state, "caught up");
+        // An older head seen later does not lower the newest.
+        t.seen("c", 4);
+        assert_eq!(t.of("c", 3, false).lag, 2);
+        assert_eq!(t.of("c", 3, false).announced_secs_ago, None);
+        t.announced("c");
+        assert_eq!(t.of("c", 3, false).announced_secs_ago, Some(0));
+        t.forget("c");
+        assert_eq!(t.of("c", 3, false).lag, 0);
+    }
+
+    #[test]
+    fn one_count_at_a_time_and_not_before_it_is_due() {
+        let t = Tracker::default();
+        assert!(t.claim_count("c"));
+        assert!(!t.claim_count("c"), "a count is already running");
+        t.counted("c", Some(vec![2, 1]));
+        assert!(!t.claim_count("c"), "the count is fresh");
+        assert_eq!(t.of("c", 0, true).providers, Some(vec![2, 1]));
+        // A failed count keeps the last numbers and lets the next read try again.
+        t.with("c", |t| {
+            let at = &mut t.providers.as_mut().unwrap().0;
+            *at = at.checked_sub(COUNT_EVERY).unwrap();
+        });
+        assert!(t.claim_count("c"));
+        t.counted("c", None);
+        assert_eq!(t.of("c", 0, true).providers, Some(vec![2, 1]));
+        assert!(t.claim_count("c"));
+    }
+}
