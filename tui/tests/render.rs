@@ -8,7 +8,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ipvec_tui::{
     api::{
         metrics::MetricsSample,
-        types::{CollectionInfo, Hit, IdInfo, LogLine, NodeInfo, Peer, StoreInfo},
+        types::{CollectionInfo, Hit, IdInfo, LogLine, NodeInfo, Peer, ShardInfo, StoreInfo},
     },
     app::{Connection, PeerSort, PeersState, SearchResult, Snapshot, Tab},
     ui, App, Update,
@@ -297,10 +297,42 @@ fn collections_view_with_replication_reported() {
     app.collections[0].replicas = Some(2);
     app.collections[0].replication_factor = Some(3);
     app.collections[0].state = Some("syncing".into());
+    app.collections[0].sync_percent = Some(41.6);
+    app.collections[0].lag = Some(2);
+    app.collections[0].announced_secs_ago = Some(75);
+    app.collections[0].shard_status = (0..2)
+        .map(|shard| ShardInfo {
+            shard,
+            root: ROOT.into(),
+            points: 1 + u64::from(shard),
+            replicas: (shard == 0).then_some(2),
+        })
+        .collect();
     press(&mut app, KeyCode::Char('3'));
     let screen = render(&app, 80, 24);
     assert!(screen.contains("2/3"));
-    assert!(screen.contains("2 of 3 replicas, syncing"));
+    assert!(screen.contains("sync 42%"), "{screen}");
+    assert!(
+        screen.contains("2 of 3 replicas, sync 42%, 2 versions behind"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("Announced    in the DHT 1m 15s ago"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("0  bafyr4…5fbzdi  1 point, 2 replicas"),
+        "{screen}"
+    );
+    assert!(screen.contains("1  bafyr4…5fbzdi  2 points, replicas not counted yet"));
+    snapshot("collections-replication", &screen);
+    // A replica that is caught up says so, without a lag.
+    app.collections[0].state = Some("caught up".into());
+    app.collections[0].sync_percent = None;
+    app.collections[0].lag = Some(0);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("2 of 3 replicas, caught up "), "{screen}");
+    assert!(!screen.contains("behind"), "{screen}");
 }
 
 #[test]

@@ -128,9 +128,35 @@ pub struct CollectionInfo {
     /// The replication factor the collection asks for, once the node reports it.
     #[serde(default)]
     pub replication_factor: Option<u32>,
-    /// Replication state (writer, following, syncing, caught up), once the node reports it.
+    /// Replication state (writer, syncing, following, caught up), once the node reports it.
     #[serde(default)]
     pub state: Option<String>,
+    /// While syncing: the share (0–100) of the blocks discovered so far that arrived.
+    #[serde(default)]
+    pub sync_percent: Option<f64>,
+    /// Versions behind the newest head the node has seen from peers.
+    #[serde(default)]
+    pub lag: Option<u64>,
+    /// Seconds since the node last announced the collection in the DHT.
+    #[serde(default)]
+    pub announced_secs_ago: Option<u64>,
+    /// Each shard's root, points and providers, once the node reports them.
+    #[serde(default)]
+    pub shard_status: Vec<ShardInfo>,
+}
+
+/// One shard of a collection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// Shard number.
+    pub shard: u32,
+    /// The shard root's CID.
+    pub root: String,
+    /// Live points.
+    pub points: u64,
+    /// Peers providing it in the DHT (this node included), once counted.
+    #[serde(default)]
+    pub replicas: Option<u32>,
 }
 
 /// `GET /v1/collections`.

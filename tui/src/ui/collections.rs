@@ -12,8 +12,10 @@ use ratatui::{
 use super::{absent, format};
 use crate::{api::types::CollectionInfo, app::App};
 
-/// Lines the details box needs, borders included.
-const DETAILS: u16 = 8;
+/// Lines the details box needs without shards, borders included.
+const DETAILS: u16 = 9;
+/// Shards the details box makes room for (more are drawn if the screen has room).
+const MAX_SHARD_LINES: usize = 4;
 
 /// Draws the view.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
@@ -31,7 +33,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         frame.render_widget(paragraph, area);
         return;
     }
-    let rows_height = (app.collections.len() as u16 + 3).min(area.height.saturating_sub(DETAILS));
+    // The details box grows by a line a shard (up to a few); the table gets the rest.
+    let shard_lines = app
+        .collections
+        .get(app.collection_selected)
+        .map_or(0, |c| c.shard_status.len().min(MAX_SHARD_LINES) as u16);
+    let rows_height =
+        (app.collections.len() as u16 + 3).min(area.height.saturating_sub(DETAILS + shard_lines));
     let [table_area, details_area] =
         Layout::vertical([Constraint::Length(rows_height), Constraint::Min(0)]).areas(area);
     let header = Row::new([
@@ -49,10 +57,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             Cell::from(Line::from(format::bytes(c.wal_bytes as f64)).right_aligned()),
             Cell::from(if c.writable { "rw" } else { "ro" }),
             replicas(c),
-            c.state
-                .clone()
-                .map(Cell::from)
-                .unwrap_or_else(|| absent().into()),
+            state(c).map(Cell::from).unwrap_or_else(|| absent().into()),
         ])
     });
     let widths = [
@@ -96,7 +101,7 @@ fn details(frame: &mut Frame, area: Rect, c: &CollectionInfo) {
     } else {
         "read-only: imported without the owner key"
     };
-    let replication = match (c.replicas, c.replication_factor, &c.state) {
+    let replication = match (c.replicas, c.replication_factor, state(c)) {
         (None, None, None) => vec![
             absent(),
             Span::styled(
@@ -104,14 +109,23 @@ fn details(frame: &mut Frame, area: Rect, c: &CollectionInfo) {
                 Style::new().fg(Color::DarkGray),
             ),
         ],
-        (replicas, target, state) => text(format!(
-            "{} of {} replicas{}",
-            replicas.map_or("?".into(), |r| r.to_string()),
-            target.map_or("?".into(), |t| t.to_string()),
-            state.as_ref().map_or(String::new(), |s| format!(", {s}")),
-        )),
+        (replicas, target, state) => {
+            let mut parts = vec![format!(
+                "{} of {} replicas",
+                replicas.map_or("?".into(), |r| r.to_string()),
+                target.map_or("?".into(), |t| t.to_string()),
+            )];
+            parts.extend(state);
+            if let Some(lag) = c.lag.filter(|lag| *lag > 0) {
+                parts.push(format!(
+                    "{lag} version{} behind",
+                    if lag == 1 { "" } else { "s" }
+                ));
+            }
+            text(parts.join(", "))
+        }
     };
-    let lines = vec![
+    let mut lines = vec![
         field("Root", text(c.root.clone())),
         field("Id", text(c.id.clone())),
         field(
@@ -135,9 +149,42 @@ fn details(frame: &mut Frame, area: Rect, c: &CollectionInfo) {
         ),
         field("Access", text(access.to_string())),
         field("Replication", replication),
+        field(
+            "Announced",
+            match c.announced_secs_ago {
+                Some(age) => text(format!("in the DHT {} ago", format::duration(age))),
+                None => vec![absent()],
+            },
+        ),
     ];
+    let shard_lines = c.shard_status.iter().map(|shard| {
+        field(
+            if shard.shard == 0 { "Shards" } else { "" },
+            text(format!(
+                "{:>3}  {}  {} point{}, {}",
+                shard.shard,
+                format::short_id(&shard.root),
+                format::count(shard.points),
+                if shard.points == 1 { "" } else { "s" },
+                match shard.replicas {
+                    Some(1) => "1 replica".to_string(),
+                    Some(n) => format!("{n} replicas"),
+                    None => "replicas not counted yet".to_string(),
+                }
+            )),
+        )
+    });
+    lines.extend(shard_lines);
     let block = Block::bordered().title(format!(" {} ", c.name));
     frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+/// The replication state in at most nine characters (`sync 42%` while syncing).
+fn state(c: &CollectionInfo) -> Option<String> {
+    match (c.state.as_deref(), c.sync_percent) {
+        (Some("syncing"), Some(percent)) => Some(format!("sync {percent:.0}%")),
+        (state, _) => state.map(str::to_string),
+    }
 }
 
 /// Replicas present of the target, or "—" while the node does not say.
