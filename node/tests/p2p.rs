@@ -1,5 +1,6 @@
 //! The peer-to-peer layer between real daemons on loopback: identity, connections,
-//! bootstrap, and provider records in the DHT.
+//! bootstrap, provider records in the DHT, replication by collection id, following gossiped
+//! heads with small deltas, and a replica killed mid-fetch that resumes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -455,4 +456,179 @@ fn replicas_fetch_a_collection_by_id_through_the_dht_and_catch_up() {
         err.contains("no reachable peer provides collection"),
         "{err}"
     );
+}
+
+/// A 2-D float32 `.npy` file of `rows` × `dim` values that differ from row to row.
+fn write_npy(path: &std::path::Path, rows: usize, dim: usize, seed: usize) {
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
+    // Magic, version 1.0, header length; the header padded with spaces to a multiple of 64.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    for row in 0..rows {
+        for i in 0..dim {
+            let x = ((row * 31 + i * 17 + seed) % 101) as f32 / 10.0 + (row % 7) as f32;
+            bytes.extend(x.to_le_bytes());
+        }
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A Bitswap total of a daemon's `/metrics`.
+fn bitswap_total(daemon: &Daemon, kind: &str) -> f64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let scrape = rt.block_on(daemon.metrics());
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "ipvec_bitswap" && s.labels.get("kind") == Some(kind))
+        .map_or(0.0, |s| match s.value {
+            prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+}
+
+#[test]
+fn a_replica_killed_mid_fetch_resumes_without_refetching_what_it_has() {
+    // A collection of about 25 MB (about a hundred leaves), so that a fetch takes a while even
+    // on loopback and a 1% update touches few of its blocks.
+    let a = new_repo();
+    ok(
+        &a.path,
+        &[
+            "collection",
+            "create",
+            "big",
+            "--dim",
+            "1024",
+            "--metric",
+            "l2",
+        ],
+    );
+    let npy = a.path.parent().unwrap().join("big.npy");
+    write_npy(&npy, 6_000, 1024, 0);
+    ok(&a.path, &["add", "big", npy.to_str().unwrap()]);
+    let mut da = Daemon::start(&a.path, &[]);
+    let info_a = json_of(&ok(&a.path, &["--json", "collection", "info", "big"]));
+    let id = info_a["id"].as_str().unwrap().to_string();
+    let addr_a = json_of(&ok(&a.path, &["--json", "id"]))["addresses"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Blocks of the version's DAG: the exported CAR holds them and the signed head.
+    let car = a.path.parent().unwrap().join("big.car");
+    let exported = json_of(&ok(
+        &a.path,
+        &[
+            "--json",
+            "collection",
+            "export",
+            "big",
+            "-o",
+            car.to_str().unwrap(),
+        ],
+    ));
+    let total = exported["blocks"].as_f64().unwrap() - 1.0;
+
+    let b = new_repo();
+    let mut db = Daemon::start(&b.path, &[]);
+    let mut fetch = std::process::Command::new(env!("CARGO_BIN_EXE_ipvec"))
+        .arg("--repo")
+        .arg(&b.path)
+        .args(["fetch", &id, "--from", &addr_a])
+        .env_remove("IPVEC_PATH")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Once B has some blocks, A stops answering (SIGSTOP) so B is caught mid-fetch, and B is
+    // killed outright.
+    eventually("B receives blocks", || {
+        bitswap_total(&db, "blocks_received") > 0.0
+    });
+    let signal = |sig: &str, pid: u32| {
+        assert!(std::process::Command::new("sh")
+            .args(["-c", &format!("kill -{sig} {pid}")])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("STOP", da.pid());
+    std::thread::sleep(Duration::from_millis(300));
+    let before_kill = bitswap_total(&db, "blocks_received");
+    signal("KILL", db.pid());
+    let _ = db.child.take().unwrap().wait();
+    let _ = fetch.wait();
+    signal("CONT", da.pid());
+    assert!(
+        before_kill < total,
+        "B had all {total} blocks before it was killed; the fetch was not interrupted"
+    );
+
+    // Restarted, B fetches again: it completes, receiving fewer blocks than the whole DAG.
+    let db = Daemon::start(&b.path, &[]);
+    let fetched = json_of(&ok(&b.path, &["--json", "fetch", &id, "--from", &addr_a]));
+    assert_eq!(fetched["root"], info_a["root"]);
+    assert_eq!(fetched["points"], 6_000);
+    let second = bitswap_total(&db, "blocks_received");
+    eprintln!(
+        "DAG of {total} blocks: {before_kill} received before the kill, {second} after the restart"
+    );
+    assert!(second > 0.0, "nothing left to fetch after the kill");
+    assert!(
+        second < total,
+        "the restarted fetch received {second} of {total} blocks: it refetched what it had"
+    );
+    assert!(
+        second + before_kill >= total,
+        "{second} + {before_kill} blocks cannot make up a DAG of {total}"
+    );
+    let search = |r: &std::path::Path| {
+        ok(
+            r,
+            &[
+                "--json",
+                "search",
+                "big",
+                "--vector",
+                &vec!["1"; 1024].join(","),
+                "-k",
+                "5",
+            ],
+        )
+    };
+    assert_eq!(search(&b.path), search(&a.path));
+
+    // A rewrites 1% of the vectors (ids 0..60, new values): B follows the gossiped head and
+    // fetches at most 3% of the collection's bytes.
+    let before = bitswap_total(&db, "bytes_received");
+    let update = a.path.parent().unwrap().join("update.npy");
+    write_npy(&update, 60, 1024, 50);
+    ok(&a.path, &["add", "big", update.to_str().unwrap()]);
+    let log = json_of(&ok(&a.path, &["--json", "collection", "log", "big"]));
+    let new_root = log["versions"][0]["root"].as_str().unwrap().to_string();
+    assert_ne!(new_root.as_str(), info_a["root"].as_str().unwrap());
+    eventually("B follows the update", || {
+        json_of(&ok(&b.path, &["--json", "collection", "info", "big"]))["root"] == new_root.as_str()
+    });
+    let moved = bitswap_total(&db, "bytes_received") - before;
+    let size = exported["bytes"].as_f64().unwrap();
+    eprintln!(
+        "1% update: B fetched {moved} bytes of a {size}-byte collection ({:.2}%)",
+        100.0 * moved / size
+    );
+    assert!(
+        moved > 0.0 && moved <= 0.03 * size,
+        "B fetched {moved} bytes for a 1% update of {size} bytes"
+    );
+    assert_eq!(search(&b.path), search(&a.path));
+    da.stop();
 }

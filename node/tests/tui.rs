@@ -1,6 +1,7 @@
 //! `ipvec tui` in a real terminal: tmux runs the dashboard against a real daemon connected
 //! to a second one, the test presses keys (`send-keys`) and reads the screen
-//! (`capture-pane`). It checks every view, a search typed into the Search view, the banner
+//! (`capture-pane`). It checks every view, the replica's blocks and provider count after the
+//! second node fetches the collection, a search typed into the Search view, the banner
 //! while the daemon is away and the reconnection to its successor on another port, a
 //! resize, and that quitting gives the terminal back. Needs tmux (CI installs it; without it, and without a way to install
 //! it, the test says why and skips).
@@ -281,6 +282,22 @@ fn the_dashboard_shows_a_live_node_and_searches_it() {
     .unwrap();
     ok(&repo, &["add", "docs", points.to_str().unwrap()]);
     let root = committed_root(&repo, "docs");
+    // The other node replicates it (over Bitswap, from this one).
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&repo, &["--json", "collection", "info", "docs"])).unwrap();
+    let mine: serde_json::Value = serde_json::from_str(&ok(&repo, &["--json", "id"])).unwrap();
+    let fetched: serde_json::Value = serde_json::from_str(&ok(
+        &other_repo,
+        &[
+            "--json",
+            "fetch",
+            info["id"].as_str().unwrap(),
+            "--from",
+            mine["addresses"][0].as_str().unwrap(),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(fetched["root"].as_str(), Some(root.as_str()));
 
     let command = format!(
         "env -u IPVEC_API -u IPVEC_PATH {} --repo {} tui; echo \"ipvec tui exited with $?\"; sleep 600",
@@ -308,12 +325,26 @@ fn the_dashboard_shows_a_live_node_and_searches_it() {
         .find(|l| l.contains(&other.peer_id[..6]) && l.contains(" out "))
         .unwrap_or_else(|| panic!("no outbound row for the other node:\n{screen}"));
     assert!(row.contains("/ip4/127.0.0.1/tcp/"), "{screen}");
+    // Blocks sent/received: this node sent the replica its blocks and received none.
+    let blocks = row
+        .split_whitespace()
+        .find(|w| w.contains('/') && !w.starts_with('/'))
+        .unwrap_or_else(|| panic!("no blocks column:\n{screen}"));
+    let (sent, received) = blocks.split_once('/').unwrap();
+    assert!(sent.parse::<u64>().unwrap() > 0, "{screen}");
+    assert_eq!(received, "0", "{screen}");
 
     // Collections: the name and the committed root, in full for the selected row.
     tmux.keys(&["3"]);
     let screen = tmux.wait_for_text(&root);
     assert!(screen.contains("docs"), "{screen}");
     assert!(screen.contains("Collections (1)"), "{screen}");
+    // Its replication: this node writes it, and the DHT names two providers of its shard
+    // (this node and the replica) against a target of one.
+    let screen = tmux.wait_for_text("2 of 1 replicas, writer");
+    assert!(screen.contains("2/1"), "{screen}");
+    assert!(screen.contains("Announced    in the DHT"), "{screen}");
+    assert!(screen.contains("0  bafy"), "the shard row:\n{screen}");
 
     // Search by a point's id, then by a typed vector.
     tmux.keys(&["4", "/"]);

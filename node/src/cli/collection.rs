@@ -28,6 +28,27 @@ fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 }
 
 fn info_text(c: &CollectionInfo) -> String {
+    let mut state = c.state.clone();
+    if let Some(percent) = c.sync_percent {
+        state += &format!(" {percent:.0}%");
+    }
+    if c.lag > 0 {
+        state += &format!(", {} versions behind", c.lag);
+    }
+    let replicas = match c.replicas {
+        Some(n) => format!("{n} of {} (DHT providers)", c.replication_factor),
+        None => format!(
+            "{} wanted (counted by a running daemon)",
+            c.replication_factor
+        ),
+    };
+    format!(
+        "{}\nstate:        {state}\nreplicas:     {replicas}",
+        fields_text(c)
+    )
+}
+
+fn fields_text(c: &CollectionInfo) -> String {
     format!(
         "name:         {}\nid:           {}\nroot:         {}\nversion:      {}\npoints:       {}\ndimension:    {}\nmetric:       {:?}\nquantization: {:?}\nhnsw:         m={} ef_construction={} ef_search={}\nshards:       {}\nindex memory: {} bytes\nlog:          {} bytes{}",
         c.name, c.id, c.root, c.version, c.points, c.dim, c.metric, c.quantization,

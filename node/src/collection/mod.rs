@@ -228,6 +228,10 @@ pub struct Collection<S> {
     pending: BTreeMap<EntryKey, write::Pending>,
     /// How the pending entries change each shard's live count.
     pending_delta: Vec<i64>,
+    /// Leaf directories of the current shard trees, by tree root: search hits find their
+    /// leaf CIDs without reading blocks.
+    leaf_directories:
+        std::sync::Mutex<std::collections::HashMap<Cid, std::sync::Arc<tree::LeafDirectory>>>,
 }
 
 impl<S> std::fmt::Debug for Collection<S> {
@@ -310,6 +314,7 @@ impl<S: BlockStore> Collection<S> {
             wal,
             pending: BTreeMap::new(),
             pending_delta: vec![0; spec.shards as usize],
+            leaf_directories: Default::default(),
         };
         this.save_index()?;
         Ok(this)
@@ -390,6 +395,7 @@ impl<S: BlockStore> Collection<S> {
             wal,
             pending: BTreeMap::new(),
             pending_delta: vec![0; shard_count],
+            leaf_directories: Default::default(),
         };
         // Writes acknowledged after the last checkpoint: replay, then put them in the trees.
         let replay: Vec<_> = records.into_iter().filter(|r| r.seq > committed).collect();
@@ -511,7 +517,49 @@ impl<S: BlockStore> Collection<S> {
         self.store.pin_as(&pin_name(&name), &head.manifest).await?;
         catalog::write_head(&self.dir, &head, self.wal.last_seq())?;
         self.store.flush().await?;
-        *self = Self::open(self.store.clone(), &self.dir).await?;
+        let same_layout = manifest.shards.len() == self.shards.len()
+            && index_spec(&manifest) == index_spec(&self.manifest);
+        if !same_layout {
+            *self = Self::open(self.store.clone(), &self.dir).await?;
+            return Ok(());
+        }
+        // Same shards and index settings: apply only what changed between the trees to the
+        // index and the key map.
+        let mut shards = Vec::with_capacity(manifest.shards.len());
+        for cid in &manifest.shards {
+            shards.push(dagcbor::decode_trusted::<ShardRoot>(
+                &self.store.require(cid).await?,
+            )?);
+        }
+        let mut changed = 0u64;
+        for (old, new) in self.shards.iter().zip(&shards) {
+            let mut changes = tree::diff(&self.store, old.tree, new.tree);
+            while let Some(change) = changes.next().await? {
+                changed += 1;
+                match change.new.filter(|e| !e.deleted) {
+                    Some(entry) => {
+                        let key = self.keys.assign(&entry.id);
+                        self.keys.set_metadata(key, entry.meta.clone());
+                        quantize::index_stored(
+                            &mut self.index,
+                            manifest.quantization,
+                            key,
+                            &entry.vec,
+                        )?;
+                    }
+                    None => {
+                        if let Some(key) = self.keys.remove(&change.key) {
+                            self.index.remove(key)?;
+                        }
+                    }
+                }
+            }
+        }
+        tracing::debug!(collection = %name, changed, "applied a new version's changes");
+        self.head = head;
+        self.manifest = manifest;
+        self.shards = shards;
+        self.index_dirty = true;
         Ok(())
     }
 

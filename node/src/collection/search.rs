@@ -1,5 +1,7 @@
 //! Reads: points by id, searches, old versions.
 
+use std::sync::Arc;
+
 use cid::Cid;
 use ipvec_protocol::{
     entry::{Entry, EntryId, EntryKey},
@@ -14,6 +16,39 @@ use crate::{
 };
 
 impl<S: BlockStore> Collection<S> {
+    /// The leaf CID of each `(tree root, key)`, from the trees' leaf directories (read once
+    /// per tree version; only the current versions' are kept).
+    async fn leaves_of(&self, lookups: &[(Cid, EntryKey)]) -> Result<Vec<Cid>, CollectionError> {
+        let directories = |this: &Self| {
+            this.leaf_directories
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        };
+        let mut known = directories(self);
+        for (root, _) in lookups {
+            if known.contains_key(root) {
+                continue;
+            }
+            let directory = Arc::new(tree::LeafDirectory::read(&self.store, root).await?);
+            known.insert(*root, directory.clone());
+            let mut shared = self
+                .leaf_directories
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            shared.retain(|cid, _| self.shards.iter().any(|s| s.tree == *cid));
+            shared.insert(*root, directory);
+        }
+        lookups
+            .iter()
+            .map(|(root, key)| {
+                known[root].leaf_of(key).ok_or_else(|| {
+                    CollectionError::Invalid(format!("the tree {root} has no leaves"))
+                })
+            })
+            .collect()
+    }
+
     /// The point with `id` and the CID of its leaf (`None` while the write is only in the log);
     /// `None` if absent or deleted.
     pub async fn get(&self, id: &EntryId) -> Result<Option<(Entry, Option<Cid>)>, CollectionError> {
@@ -75,7 +110,7 @@ impl<S: BlockStore> Collection<S> {
                 )
             })
             .collect();
-        let mut leaves = tree::locate_many(&self.store, &lookups).await?.into_iter();
+        let mut leaves = self.leaves_of(&lookups).await?.into_iter();
         let mut out = Vec::with_capacity(found.len());
         for (id, key, score) in found {
             let leaf = if self.pending.contains_key(id) {

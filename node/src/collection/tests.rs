@@ -681,3 +681,62 @@ async fn a_checkpoint_in_several_runs_builds_the_canonical_tree() {
     assert_eq!(entries.len(), data.len());
     assert_eq!(tree::build(&store, entries).await.unwrap(), root);
 }
+
+/// A replica moved to a newer head applies only the trees' differences, and ends up answering
+/// exactly like a replica opened from scratch at that head (and like the writer).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_advances_by_the_tree_diff() {
+    let (dir, store, _cdir, mut writer) = fresh(2).await;
+    let data = clustered(800, 24, 11);
+    writer.upsert(points(&data, 0)).await.unwrap();
+    writer.checkpoint().await.unwrap();
+    let mut replica =
+        Collection::adopt(store.clone(), &dir.path().join("r"), writer.head().clone())
+            .await
+            .unwrap();
+    assert_eq!(replica.points(), 800);
+
+    // New values for 40 points, 30 deleted, 50 new ones.
+    let moved = clustered(40, 24, 12);
+    writer.upsert(points(&moved, 100)).await.unwrap();
+    let gone: Vec<EntryId> = (500..530).map(EntryId::Int).collect();
+    writer.delete(&gone).await.unwrap();
+    writer
+        .upsert(points(&clustered(50, 24, 13), 800))
+        .await
+        .unwrap();
+    writer.checkpoint().await.unwrap();
+    replica.advance(writer.head().clone()).await.unwrap();
+    assert_eq!(replica.root(), writer.root());
+    assert_eq!(replica.points(), 800 - 30 + 50);
+    assert!(replica.get(&EntryId::Int(510)).await.unwrap().is_none());
+    let (entry, leaf) = replica.get(&EntryId::Int(110)).await.unwrap().unwrap();
+    assert_eq!(replica.vector_of(&entry), moved[10]);
+    assert!(leaf.is_some());
+
+    let fresh_replica =
+        Collection::adopt(store.clone(), &dir.path().join("r2"), writer.head().clone())
+            .await
+            .unwrap();
+    for probe in [&data[3], &moved[5], &data[515], &data[799]] {
+        let options = SearchOptions {
+            k: 10,
+            ef: Some(200),
+            exact: true,
+        };
+        let want = writer.search(probe, options, None).await.unwrap();
+        assert_eq!(replica.search(probe, options, None).await.unwrap(), want);
+        assert_eq!(
+            fresh_replica.search(probe, options, None).await.unwrap(),
+            want
+        );
+        let options = SearchOptions {
+            exact: false,
+            ..options
+        };
+        assert_eq!(
+            replica.search(probe, options, None).await.unwrap()[0].id,
+            fresh_replica.search(probe, options, None).await.unwrap()[0].id
+        );
+    }
+}

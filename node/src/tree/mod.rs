@@ -43,7 +43,7 @@ pub use build::{build, TreeBuilder};
 pub use chunker::Shape;
 pub use diff::{diff, merge, Change, Diff};
 pub use edit::{apply, Edit};
-pub use read::{get, locate, locate_many, range, RangeIter};
+pub use read::{get, locate, locate_many, range, LeafDirectory, RangeIter};
 
 /// Errors of tree operations.
 #[derive(Debug, thiserror::Error)]

@@ -54,6 +54,60 @@ pub async fn locate_many<S: BlockStore>(
     Ok(out)
 }
 
+/// Every leaf of one tree, in key order, with the first key under each: which leaf holds a
+/// key, answered without reading a block. Reading it decodes the branches once (a tree of
+/// 60,000 784-d vectors has a handful); a tree that is a single leaf reads that leaf.
+#[derive(Debug, Clone, Default)]
+pub struct LeafDirectory {
+    /// First key under each leaf but the first (the first leaf holds everything below).
+    bounds: Vec<EntryKey>,
+    leaves: Vec<Cid>,
+}
+
+impl LeafDirectory {
+    /// The directory of the tree under `root`.
+    pub async fn read<S: BlockStore>(store: &S, root: &Cid) -> Result<Self, TreeError> {
+        let mut loader = NodeLoader::new(store);
+        let mut directory = LeafDirectory::default();
+        // Depth first, children in key order.
+        let mut stack = vec![*root];
+        while let Some(cid) = stack.pop() {
+            match loader.load(&cid).await?.as_ref() {
+                Node::Leaf(_) => directory.leaves.push(cid),
+                Node::Branch { level: 1, children } => {
+                    for child in children {
+                        if !directory.leaves.is_empty() {
+                            directory.bounds.push(child.key.clone());
+                        }
+                        directory.leaves.push(child.cid);
+                    }
+                }
+                Node::Branch { children, .. } => {
+                    stack.extend(children.iter().rev().map(|c| c.cid));
+                }
+            }
+        }
+        Ok(directory)
+    }
+
+    /// The leaf whose key range holds `key` (the same answer as [`locate`]).
+    pub fn leaf_of(&self, key: &EntryKey) -> Option<Cid> {
+        self.leaves
+            .get(self.bounds.partition_point(|b| b <= key))
+            .copied()
+    }
+
+    /// Leaves in the tree.
+    pub fn len(&self) -> usize {
+        self.leaves.len()
+    }
+
+    /// Whether the directory is empty (never, for a tree that was read).
+    pub fn is_empty(&self) -> bool {
+        self.leaves.is_empty()
+    }
+}
+
 /// Descends branches to the leaf whose key range holds `key`, without loading that leaf.
 async fn leaf_for<S: BlockStore>(
     loader: &mut NodeLoader<'_, S>,

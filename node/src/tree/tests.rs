@@ -237,6 +237,15 @@ proptest! {
             if let Some((_, leaf)) = &found {
                 prop_assert_eq!(&locate(&store, &root, &key(probe)).await.unwrap(), leaf);
             }
+            // The leaf directory answers every probe as the descent through branches does,
+            // keys absent from the tree included.
+            let directory = LeafDirectory::read(&store, &root).await.unwrap();
+            for id in (0..420).step_by(7).chain([probe]) {
+                prop_assert_eq!(
+                    directory.leaf_of(&key(id)),
+                    Some(locate(&store, &root, &key(id)).await.unwrap())
+                );
+            }
             let got = found.map(|(e, _)| e);
             prop_assert_eq!(got, m.get(&key(probe)).cloned());
             let scanned = range(&store, root, Bound::Included(key(lo)), Bound::Excluded(key(lo + len))).collect().await.unwrap();
