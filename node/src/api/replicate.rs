@@ -262,18 +262,16 @@ impl Node {
         peers: &[PeerId],
         mut progress: impl FnMut(crate::net::bitswap::FetchTotals),
     ) -> Result<(), ApiError> {
-        let tracker = &self.inner.replication;
-        tracker.syncing(id, Some((0, 1)));
-        let fetched = self
-            .network()?
+        let network = self.network()?;
+        // Back to not syncing when the fetch ends, fails or is dropped (a client gone).
+        let sync = self.inner.replication.start_sync(id);
+        network
             .bitswap()
             .fetch_dag(root, peers, |t| {
-                tracker.syncing(id, Some((t.blocks, t.known)));
+                sync.progress(t.blocks, t.known);
                 progress(t);
             })
-            .await;
-        tracker.syncing(id, None);
-        fetched
+            .await
             .map(|_| ())
             .map_err(|e| ApiError::unavailable(e.to_string()))
     }

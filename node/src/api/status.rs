@@ -76,6 +76,12 @@ impl Tracker {
         self.with(id, |t| t.syncing = progress);
     }
 
+    /// Marks collection `id` as syncing until the returned guard is dropped.
+    pub fn start_sync<'a>(&'a self, id: &'a str) -> Syncing<'a> {
+        self.syncing(id, Some((0, 1)));
+        Syncing { tracker: self, id }
+    }
+
     /// Forgets a dropped collection.
     pub fn forget(&self, id: &str) {
         self.by_id
@@ -125,6 +131,25 @@ impl Tracker {
                 t.providers = Some((Instant::now(), counts));
             }
         });
+    }
+}
+
+/// A fetch in progress; the collection stops syncing when it is dropped.
+pub(super) struct Syncing<'a> {
+    tracker: &'a Tracker,
+    id: &'a str,
+}
+
+impl Syncing<'_> {
+    /// Blocks walked and blocks discovered so far.
+    pub fn progress(&self, done: u64, known: u64) {
+        self.tracker.syncing(self.id, Some((done, known)));
+    }
+}
+
+impl Drop for Syncing<'_> {
+    fn drop(&mut self) {
+        self.tracker.syncing(self.id, None);
     }
 }
 
@@ -195,10 +220,14 @@ mod tests {
         t.seen("c", 5);
         let r = t.of("c", 3, false);
         assert_eq!((r.state, r.lag), ("following", 2));
-        t.syncing("c", Some((30, 120)));
-        let r = t.of("c", 3, false);
-        assert_eq!((r.state, r.sync_percent), ("syncing", Some(25.0)));
-        t.syncing("c", None);
+        {
+            let sync = t.start_sync("c");
+            sync.progress(30, 120);
+            let r = t.of("c", 3, false);
+            assert_eq!((r.state, r.sync_percent), ("syncing", Some(25.0)));
+        }
+        // The fetch ended (or was dropped): back to following until the head is applied.
+        assert_eq!(t.of("c", 3, false).state, "following");
         assert_eq!(t.of("c", 5, false).state, "caught up");
         // An older head seen later does not lower the newest.
         t.seen("c", 4);
