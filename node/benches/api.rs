@@ -16,21 +16,22 @@
 //! pass runs three times and the fastest counts. It prints numbers and asserts nothing about
 //! time; recall@10 of the HTTP answers is checked against the in-process ones (same hits).
 
+#[path = "shared/daemon.rs"]
+mod daemon;
 #[allow(dead_code)]
 #[path = "engine/data.rs"]
 mod data;
 
 use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use daemon::start_daemon;
 use ipvec_node::{
     api::{
-        ready_blocking,
         types::{CreateCollection, PointId, PointIn, SearchRequest, SearchResponse},
         Node,
     },
@@ -117,43 +118,6 @@ fn ids(response: &SearchResponse) -> Vec<u64> {
             PointId::Str(_) => u64::MAX,
         })
         .collect()
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = Command::new("sh")
-            .args(["-c", &format!("kill -TERM {}", self.0.id())])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_daemon(repo: &Path) -> Result<(Daemon, String)> {
-    let child = Command::new(env!("CARGO_BIN_EXE_ipvec"))
-        .arg("--repo")
-        .arg(repo)
-        .args(["daemon", "--api-listen", "127.0.0.1:0"])
-        .args(["--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting ipvec daemon")?;
-    let daemon = Daemon(child);
-    let started = Instant::now();
-    loop {
-        if let Ok(url) = std::fs::read_to_string(repo.join("api")) {
-            let url = url.trim().to_string();
-            if ready_blocking(&url, Duration::from_secs(5)) {
-                return Ok((daemon, url));
-            }
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            bail!("the daemon did not become ready");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn main() -> Result<()> {

@@ -23,6 +23,22 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// The node's first address (`ipvec id`), ending in `/p2p/<peer id>`.
+fn address_of(repo: &std::path::Path) -> String {
+    json_of(&ok(repo, &["--json", "id"]))["addresses"][0]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The node's peer id.
+fn peer_of(repo: &std::path::Path) -> String {
+    json_of(&ok(repo, &["--json", "id"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn peers_of(repo: &std::path::Path) -> Vec<String> {
     json_of(&ok(repo, &["--json", "peers"]))["peers"]
         .as_array()
@@ -60,10 +76,7 @@ fn daemons_connect_bootstrap_and_find_providers_in_the_dht() {
     // B knows only A's address, as a bootstrap peer.
     let b = new_repo();
     let _db = Daemon::start_with(&b.path, &[], &["--bootstrap", &addr_a]);
-    let peer_b = json_of(&ok(&b.path, &["--json", "id"]))["peer_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let peer_b = peer_of(&b.path);
     eventually("B connected to A", || peers_of(&b.path).contains(&peer_a));
     eventually("A sees B", || peers_of(&a.path).contains(&peer_b));
     let peers: Value = json_of(&ok(&b.path, &["--json", "peers"]));
@@ -110,10 +123,7 @@ fn daemons_connect_bootstrap_and_find_providers_in_the_dht() {
     // C connects to B by hand; B's DHT then tells C about A's records too.
     let c = new_repo();
     let _dc = Daemon::start(&c.path, &[]);
-    let addr_b = json_of(&ok(&b.path, &["--json", "id"]))["addresses"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let addr_b = address_of(&b.path);
     let connected = json_of(&ok(&c.path, &["--json", "connect", &addr_b]));
     assert_eq!(connected["peer_id"], peer_b.as_str());
     eventually("C finds A through B", || {
@@ -176,10 +186,7 @@ fn bitswap_fetches_a_whole_dag_checks_it_and_skips_what_it_has() {
         .unwrap()
         .to_string();
     let _da = Daemon::start(&a.path, &[]);
-    let addr_a = json_of(&ok(&a.path, &["--json", "id"]))["addresses"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let addr_a = address_of(&a.path);
 
     let b = new_repo();
     let _db = Daemon::start(&b.path, &[]);
@@ -262,18 +269,12 @@ fn replicas_fetch_a_collection_by_id_through_the_dht_and_catch_up() {
     let _da = Daemon::start(&a.path, &[]);
     let info_a = json_of(&ok(&a.path, &["--json", "collection", "info", "films"]));
     let id = info_a["id"].as_str().unwrap().to_string();
-    let addr_a = json_of(&ok(&a.path, &["--json", "id"]))["addresses"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let addr_a = address_of(&a.path);
 
     // B knows A only as a bootstrap peer; C knows only B.
     let b = new_repo();
     let _db = Daemon::start_with(&b.path, &[], &["--bootstrap", &addr_a]);
-    let addr_b = json_of(&ok(&b.path, &["--json", "id"]))["addresses"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let addr_b = address_of(&b.path);
     let c = new_repo();
     let _dc = Daemon::start_with(&c.path, &[], &["--bootstrap", &addr_b]);
     eventually("B connected", || !peers_of(&b.path).is_empty());
@@ -341,21 +342,15 @@ fn replicas_fetch_a_collection_by_id_through_the_dht_and_catch_up() {
             .cloned()
             .unwrap_or_else(|| panic!("{peer} not among the peers"))
     };
-    let peer_a = json_of(&ok(&a.path, &["--json", "id"]))["peer_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let peer_b_id = json_of(&ok(&b.path, &["--json", "id"]))["peer_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let peer_a = peer_of(&a.path);
+    let peer_b = peer_of(&b.path);
     let from_a = peer_entry(&b.path, &peer_a)["blocks_received"]
         .as_u64()
         .unwrap();
     assert!(from_a > 0, "B received no blocks from A");
     assert_eq!(peer_entry(&b.path, &peer_a)["blocks_sent"], 0);
     assert!(
-        peer_entry(&a.path, &peer_b_id)["blocks_sent"]
+        peer_entry(&a.path, &peer_b)["blocks_sent"]
             .as_u64()
             .unwrap()
             >= from_a
@@ -367,10 +362,6 @@ fn replicas_fetch_a_collection_by_id_through_the_dht_and_catch_up() {
     assert_eq!(search(&c.path, "films"), hits_a);
     // Replicas announce it too: C now finds B among the providers.
     let key = ipvec_protocol::announce::collection_key(&id).to_string();
-    let peer_b = json_of(&ok(&b.path, &["--json", "id"]))["peer_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
     eventually("C sees B providing the collection", || {
         json_of(&ok(&c.path, &["--json", "dht", "providers", &key]))["providers"]
             .as_array()
@@ -519,10 +510,7 @@ fn a_replica_killed_mid_fetch_resumes_without_refetching_what_it_has() {
     let mut da = Daemon::start(&a.path, &[]);
     let info_a = json_of(&ok(&a.path, &["--json", "collection", "info", "big"]));
     let id = info_a["id"].as_str().unwrap().to_string();
-    let addr_a = json_of(&ok(&a.path, &["--json", "id"]))["addresses"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let addr_a = address_of(&a.path);
     // Blocks of the version's DAG: the exported CAR holds them and the signed head.
     let car = a.path.parent().unwrap().join("big.car");
     let exported = json_of(&ok(

@@ -1,0 +1,58 @@
+//! `ipvec daemon` processes for the benches: started on loopback ports, stopped with SIGTERM
+//! when dropped.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use ipvec_node::api::ready_blocking;
+
+/// A running daemon; SIGTERM and a wait when dropped.
+pub struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the daemon on `repo` (API and peer-to-peer on free loopback ports, no mDNS, only
+/// warnings logged) and waits until it is ready; its API URL.
+pub fn start_daemon(repo: &Path) -> Result<(Daemon, String)> {
+    let _ = std::fs::remove_file(repo.join("api"));
+    let child = Command::new(env!("CARGO_BIN_EXE_ipvec"))
+        .arg("--repo")
+        .arg(repo)
+        .args([
+            "--log-level",
+            "warn",
+            "daemon",
+            "--api-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting ipvec daemon")?;
+    let daemon = Daemon(child);
+    let started = Instant::now();
+    loop {
+        if let Ok(url) = std::fs::read_to_string(repo.join("api")) {
+            let url = url.trim().to_string();
+            if ready_blocking(&url, Duration::from_secs(5)) {
+                return Ok((daemon, url));
+            }
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            bail!("the daemon did not become ready");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
