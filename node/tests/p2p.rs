@@ -620,3 +620,55 @@ fn a_replica_killed_mid_fetch_resumes_without_refetching_what_it_has() {
     assert_eq!(search(&b.path), search(&a.path));
     da.stop();
 }
+
+#[test]
+fn replication_works_over_quic() {
+    let quic = ["--p2p-listen", "/ip4/127.0.0.1/udp/0/quic-v1"];
+    let a = new_repo();
+    ok(
+        &a.path,
+        &["collection", "create", "q", "--dim", "4", "--metric", "l2"],
+    );
+    let file = a.path.parent().unwrap().join("points.jsonl");
+    std::fs::write(&file, points_jsonl(0..500)).unwrap();
+    ok(&a.path, &["add", "q", file.to_str().unwrap()]);
+    let _da = Daemon::start_with(&a.path, &[], &quic);
+    let addresses = json_of(&ok(&a.path, &["--json", "id"]))["addresses"].clone();
+    let quic_a = addresses
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .find(|a| a.contains("/udp/") && a.contains("/quic-v1/"))
+        .unwrap_or_else(|| panic!("no QUIC address among {addresses}"))
+        .to_string();
+    let info = json_of(&ok(&a.path, &["--json", "collection", "info", "q"]));
+
+    let b = new_repo();
+    let _db = Daemon::start_with(&b.path, &[], &quic);
+    let fetched = json_of(&ok(
+        &b.path,
+        &[
+            "--json",
+            "fetch",
+            info["id"].as_str().unwrap(),
+            "--from",
+            &quic_a,
+        ],
+    ));
+    assert_eq!(fetched["root"], info["root"]);
+    assert_eq!(fetched["points"], 500);
+    let peers = json_of(&ok(&b.path, &["--json", "peers"]));
+    let to_a = peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| quic_a.ends_with(p["peer_id"].as_str().unwrap()))
+        .unwrap_or_else(|| panic!("A is not among B's peers: {peers}"));
+    assert!(
+        to_a["address"].as_str().unwrap().contains("/quic-v1"),
+        "B reached A over {}",
+        to_a["address"]
+    );
+    assert!(to_a["blocks_received"].as_u64().unwrap() > 0, "{to_a}");
+}
