@@ -672,3 +672,108 @@ fn replication_works_over_quic() {
     );
     assert!(to_a["blocks_received"].as_u64().unwrap() > 0, "{to_a}");
 }
+
+#[test]
+fn with_ipfs_dht_on_roots_are_announced_to_ipfs_dht_peers() {
+    use futures::StreamExt;
+    use libp2p::{
+        identity::Keypair,
+        kad::{self, store::RecordStore},
+        noise,
+        swarm::SwarmEvent,
+        tcp, yamux,
+    };
+
+    // A collection; its root is what IPFS nodes should find.
+    let a = new_repo();
+    ok(
+        &a.path,
+        &[
+            "collection",
+            "create",
+            "pub",
+            "--dim",
+            "4",
+            "--metric",
+            "l2",
+        ],
+    );
+    let file = a.path.parent().unwrap().join("points.jsonl");
+    std::fs::write(&file, points_jsonl(0..50)).unwrap();
+    ok(&a.path, &["add", "pub", file.to_str().unwrap()]);
+    let root: cid::Cid = json_of(&ok(&a.path, &["--json", "collection", "info", "pub"]))["root"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let peer_a: libp2p::PeerId = peer_of(&a.path).parse().unwrap();
+
+    // An IPFS DHT peer: Kademlia on /ipfs/kad/1.0.0 in server mode (rust-libp2p's, not ours).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let key = Keypair::generate_ed25519();
+    let dht_peer = key.public().to_peer_id();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|key| {
+            let id = key.public().to_peer_id();
+            let mut dht = kad::Behaviour::with_config(
+                id,
+                kad::store::MemoryStore::new(id),
+                kad::Config::new(kad::PROTOCOL_NAME),
+            );
+            dht.set_mode(Some(kad::Mode::Server));
+            dht
+        })
+        .unwrap()
+        .build();
+    let _guard = rt.enter();
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let address = rt.block_on(async {
+        loop {
+            if let SwarmEvent::NewListenAddr { address, .. } = swarm.select_next_some().await {
+                break address;
+            }
+        }
+    });
+    // Provider records on the IPFS DHT are keyed by the multihash.
+    let record_key = kad::RecordKey::new(&root.hash().to_bytes());
+    let (found_tx, found_rx) = std::sync::mpsc::channel();
+    rt.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                _ = swarm.select_next_some() => {}
+                _ = tick.tick() => {
+                    let providers = swarm.behaviour_mut().store_mut().providers(&record_key);
+                    if providers.iter().any(|p| p.provider == peer_a) {
+                        let _ = found_tx.send(());
+                    }
+                }
+            }
+        }
+    });
+
+    let _da = Daemon::start(
+        &a.path,
+        &[
+            ("IPVEC_P2P_IPFS_DHT", "true"),
+            (
+                "IPVEC_P2P_IPFS_BOOTSTRAP",
+                &format!("{address}/p2p/{dht_peer}"),
+            ),
+        ],
+    );
+    found_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the daemon never announced its root to the IPFS DHT peer");
+    let config = ok(&a.path, &["config", "show"]);
+    assert!(config.contains("ipfs_dht = true"), "{config}");
+}

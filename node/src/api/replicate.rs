@@ -132,6 +132,9 @@ impl Node {
         // A collection this node writes has nothing to follow; an older head changes nothing.
         if !guard.writable() {
             guard.advance(head).await?;
+            if let Ok(network) = self.network() {
+                network.provide_on_ipfs(guard.root()).await?;
+            }
         }
         Ok(CollectionImported {
             name: name.to_string(),
@@ -148,10 +151,12 @@ impl Node {
             return Ok(());
         };
         let c = self.collection(name).await?;
-        let (id, head, writable) = {
+        let (id, head, writable, root) = {
             let c = c.read().await;
-            (c.id()?, dagcbor::encode(c.head())?, c.writable())
+            (c.id()?, dagcbor::encode(c.head())?, c.writable(), c.root())
         };
+        // IPFS nodes can find the version's blocks here (when the node runs the IPFS DHT).
+        network.provide_on_ipfs(root).await?;
         let topic = crate::net::heads_topic(&id);
         network.subscribe(topic.clone()).await?;
         if writable {

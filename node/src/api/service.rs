@@ -586,6 +586,9 @@ impl Node {
             let root = c.root();
             self.withdraw(&c.id()?, c.manifest().shards.len() as u32)
                 .await;
+            if let Some(network) = self.inner.network.get() {
+                let _ = network.stop_providing_on_ipfs(root).await;
+            }
             let dir = catalog::dir_of(&self.collections_root(), name)?;
             self.inner.collections.lock().await.remove(name);
             self.store()

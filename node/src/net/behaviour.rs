@@ -14,8 +14,8 @@ use libp2p::{
 
 use super::{NetConfig, AGENT, IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 
-/// Identify, ping, Kademlia on `/ipvec/kad/1.0.0`, mDNS (if on), connection limits and raw
-/// streams.
+/// Identify, ping, Kademlia on `/ipvec/kad/1.0.0` (and on the IPFS DHT if on), mDNS (if on),
+/// connection limits, raw streams and gossipsub.
 // libp2p's behaviours do not all implement Debug.
 #[allow(missing_debug_implementations)]
 #[derive(NetworkBehaviour)]
@@ -24,6 +24,8 @@ pub struct Behaviour {
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// The public IPFS DHT (`/ipfs/kad/1.0.0`), when the node announces roots there.
+    pub ipfs_kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     /// Raw streams for the protocols written here (Bitswap, heads).
     pub stream: libp2p_stream::Behaviour,
@@ -54,6 +56,16 @@ impl Behaviour {
             kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
         // Answer DHT queries even where no address is confirmed as public (LANs, loopback).
         kad.set_mode(Some(kad::Mode::Server));
+        // On the IPFS DHT the node is a client until an address of its is confirmed public
+        // (libp2p's automatic mode): it must not claim to serve a network it cannot be reached
+        // from.
+        let ipfs_kad = config.ipfs_dht.as_ref().map(|_| {
+            let mut c = kad::Config::new(kad::PROTOCOL_NAME);
+            c.set_query_timeout(Duration::from_secs(60))
+                .set_periodic_bootstrap_interval(Some(config.bootstrap_interval))
+                .set_provider_publication_interval(Some(config.reprovide_interval));
+            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), c)
+        });
         let mdns = if config.mdns {
             Some(mdns::tokio::Behaviour::new(
                 mdns::Config::default(),
@@ -91,6 +103,7 @@ impl Behaviour {
             identify,
             ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
             kad,
+            ipfs_kad: ipfs_kad.into(),
             mdns: mdns.into(),
             stream: libp2p_stream::Behaviour::new(),
         })

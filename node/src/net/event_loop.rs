@@ -83,6 +83,18 @@ impl EventLoop {
                 tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
             }
         }
+        if let Some(seeds) = &config.ipfs_dht {
+            for addr in seeds {
+                if let (Some(peer), Some(ipfs)) =
+                    (peer_of(addr), swarm.behaviour_mut().ipfs_kad.as_mut())
+                {
+                    ipfs.add_address(&peer, addr.clone());
+                }
+                if let Err(e) = swarm.dial(addr.clone()) {
+                    tracing::warn!(%addr, error = %e, "cannot dial IPFS bootstrap peer");
+                }
+            }
+        }
         let control = swarm.behaviour().stream.new_control();
         let this = Self {
             swarm,
@@ -183,6 +195,19 @@ impl EventLoop {
                     .start_providing(key.to_bytes().into())
                 {
                     tracing::warn!(%key, error = %e, "cannot store a provider record");
+                }
+            }
+            Command::ProvideOnIpfs(cid) => {
+                if let Some(ipfs) = self.swarm.behaviour_mut().ipfs_kad.as_mut() {
+                    // IPFS provider records are keyed by the multihash, whatever the codec.
+                    if let Err(e) = ipfs.start_providing(cid.hash().to_bytes().into()) {
+                        tracing::warn!(%cid, error = %e, "cannot announce on the IPFS DHT");
+                    }
+                }
+            }
+            Command::StopProvidingOnIpfs(cid) => {
+                if let Some(ipfs) = self.swarm.behaviour_mut().ipfs_kad.as_mut() {
+                    ipfs.stop_providing(&cid.hash().to_bytes().into());
                 }
             }
             Command::StopProviding(key) => {
@@ -313,6 +338,14 @@ impl EventLoop {
     fn on_behaviour(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let speaks_ipfs_kad = info.protocols.contains(&kad::PROTOCOL_NAME);
+                if let Some(ipfs) = self.swarm.behaviour_mut().ipfs_kad.as_mut() {
+                    if speaks_ipfs_kad {
+                        for addr in &info.listen_addrs {
+                            ipfs.add_address(&peer_id, addr.clone());
+                        }
+                    }
+                }
                 let speaks_kad = info.protocols.iter().any(|p| p.as_ref() == KAD_PROTOCOL);
                 if speaks_kad {
                     for addr in &info.listen_addrs {

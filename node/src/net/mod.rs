@@ -77,6 +77,8 @@ pub struct NetConfig {
     pub bootstrap_interval: Duration,
     /// How often provider records are published again.
     pub reprovide_interval: Duration,
+    /// Also announce collection roots on the public IPFS DHT, seeded by these peers.
+    pub ipfs_dht: Option<Vec<Multiaddr>>,
 }
 
 impl NetConfig {
@@ -100,16 +102,25 @@ impl NetConfig {
             .iter()
             .map(|a| parse("p2p.bootstrap", a))
             .collect::<Result<Vec<_>, _>>()?;
-        for addr in &bootstrap {
-            if peer_of(addr).is_none() {
+        let ipfs_bootstrap = config
+            .ipfs_bootstrap
+            .iter()
+            .map(|a| parse("p2p.ipfs_bootstrap", a))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (key, addrs) in [
+            ("p2p.bootstrap", &bootstrap),
+            ("p2p.ipfs_bootstrap", &ipfs_bootstrap),
+        ] {
+            if let Some(addr) = addrs.iter().find(|a| peer_of(a).is_none()) {
                 return Err(NetError::Config(format!(
-                    "p2p.bootstrap: {addr} has no /p2p/<peer id> part; `ipvec id` on that node prints its full addresses"
+                    "{key}: {addr} has no /p2p/<peer id> part; `ipvec id` on that node prints its full addresses"
                 )));
             }
         }
         Ok(Self {
             listen,
             bootstrap,
+            ipfs_dht: config.ipfs_dht.then_some(ipfs_bootstrap),
             mdns: config.mdns,
             max_connections: 256,
             bootstrap_interval: Duration::from_secs(60),
@@ -197,6 +208,8 @@ pub(crate) enum Command {
     DialPeer(PeerId, oneshot::Sender<Result<PeerId, NetError>>),
     Provide(Cid),
     StopProviding(Cid),
+    ProvideOnIpfs(Cid),
+    StopProvidingOnIpfs(Cid),
     Providers(Cid, oneshot::Sender<Result<Vec<Provider>, NetError>>),
     Subscribe(String),
     Publish(String, Vec<u8>),
@@ -353,6 +366,22 @@ impl Network {
     pub async fn provide(&self, key: Cid) -> Result<(), NetError> {
         self.commands
             .send(Command::Provide(key))
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Announces on the public IPFS DHT that we provide the block `cid` (if the node runs it).
+    pub async fn provide_on_ipfs(&self, cid: Cid) -> Result<(), NetError> {
+        self.commands
+            .send(Command::ProvideOnIpfs(cid))
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Withdraws an announcement on the IPFS DHT.
+    pub async fn stop_providing_on_ipfs(&self, cid: Cid) -> Result<(), NetError> {
+        self.commands
+            .send(Command::StopProvidingOnIpfs(cid))
             .await
             .map_err(|_| NetError::Stopped)
     }

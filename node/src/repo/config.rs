@@ -86,7 +86,17 @@ pub struct P2pConfig {
     pub bootstrap: Vec<String>,
     /// Find peers on the local network with mDNS.
     pub mdns: bool,
+    /// Also announce collection roots on the public IPFS DHT (`/ipfs/kad/1.0.0`), so IPFS
+    /// nodes can find who holds them.
+    pub ipfs_dht: bool,
+    /// Peers that seed the IPFS DHT (`…/p2p/<peer id>`), used when `ipfs_dht` is on.
+    pub ipfs_bootstrap: Vec<String>,
 }
+
+/// An IPFS bootstrap node reachable by IP (the others in Kubo's list are `/dnsaddr` names,
+/// which this build does not resolve).
+pub const IPFS_BOOTSTRAP: &str =
+    "/ip4/104.131.131.82/tcp/4001/p2p/QmaCpDMGvV2BGHeYERUEnRQAwe3N8SzbUtfsmvsqQLuvuJ";
 
 impl Default for P2pConfig {
     fn default() -> Self {
@@ -97,6 +107,8 @@ impl Default for P2pConfig {
             ],
             bootstrap: Vec::new(),
             mdns: true,
+            ipfs_dht: false,
+            ipfs_bootstrap: vec![IPFS_BOOTSTRAP.to_string()],
         }
     }
 }
@@ -268,6 +280,11 @@ impl Config {
              bootstrap = [{}]\n\
              # Find peers on the local network with mDNS.\n\
              mdns = {}\n\
+             # Also announce collection roots on the public IPFS DHT (/ipfs/kad/1.0.0), so IPFS\n\
+             # nodes find who holds them.\n\
+             ipfs_dht = {}\n\
+             # Peers that seed the IPFS DHT, each ending in /p2p/<peer id> (used with ipfs_dht).\n\
+             ipfs_bootstrap = [{}]\n\
              \n\
              [storage]\n\
              # Refuse new writes once the block store holds this many bytes (0: no limit).\n\
@@ -287,6 +304,8 @@ impl Config {
             list(&self.p2p.listen),
             list(&self.p2p.bootstrap),
             self.p2p.mdns,
+            self.p2p.ipfs_dht,
+            list(&self.p2p.ipfs_bootstrap),
             self.storage.max_bytes,
             self.storage.commit_interval_ms,
             self.log.level,
