@@ -1,6 +1,7 @@
-//! A hostile peer against a real daemon: malformed and oversized Bitswap messages, a block that
-//! does not match the CID asked for, and a head signed by the wrong key over gossipsub. Each is
-//! refused and counted, nothing is stored, and the daemon keeps serving.
+//! A hostile peer against a real daemon: malformed and oversized Bitswap messages, a head
+//! signed by the wrong key over gossipsub, and a block that does not match the CID asked for.
+//! Each is refused and counted, nothing is stored, the daemon keeps serving; the peer that
+//! sent the wrong block is disconnected and refused for a while.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -180,7 +181,28 @@ fn hostile_messages_blocks_and_heads_are_refused() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    // 2. The daemon asks us for a block; we answer with other bytes, then DONT_HAVE.
+    // 2. The forged head is rejected (a wrong writer), and nothing moved.
+    let started = Instant::now();
+    while metric(&url, "ipvec_gossip_heads_total{verdict=\"rejected\"}") < 1.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the forged head was not rejected"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Its forwarder lost score.
+    let peers = json_of(&ok(r, &["--json", "peers"]));
+    let hostile = peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer_id"] == hostile_peer.to_string().as_str())
+        .unwrap();
+    assert!(hostile["gossip_score"].as_f64().unwrap() < 0.0, "{hostile}");
+    let after = json_of(&ok(r, &["--json", "collection", "info", "guarded"]));
+    assert_eq!(after["root"], info["root"]);
+    assert_eq!(after["version"], info["version"]);
+    // 3. The daemon asks us for a block; we answer with other bytes, then DONT_HAVE.
     let wanted = ipvec_protocol::cid::block_cid(ipvec_protocol::cid::RAW, b"the real block");
     let mut answer_control = control.clone();
     rt.spawn(async move {
@@ -230,27 +252,21 @@ fn hostile_messages_blocks_and_heads_are_refused() {
     let err = fails(r, &["block", "stat", &wanted.to_string()]);
     assert!(err.contains("not in the local store"), "{err}");
 
-    // 3. The forged head is rejected (a wrong writer), and nothing moved.
+    // The peer that sent it is disconnected, and refused when the daemon dials it again.
     let started = Instant::now();
-    while metric(&url, "ipvec_gossip_heads_total{verdict=\"rejected\"}") < 1.0 {
+    while ok(r, &["--json", "peers"]).contains(&hostile_peer.to_string()) {
         assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the forged head was not rejected"
+            started.elapsed() < Duration::from_secs(20),
+            "the peer that sent a wrong block is still connected"
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
-    // Its forwarder lost score.
-    let peers = json_of(&ok(r, &["--json", "peers"]));
-    let hostile = peers["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["peer_id"] == hostile_peer.to_string().as_str())
-        .unwrap();
-    assert!(hostile["gossip_score"].as_f64().unwrap() < 0.0, "{hostile}");
-    let after = json_of(&ok(r, &["--json", "collection", "info", "guarded"]));
-    assert_eq!(after["root"], info["root"]);
-    assert_eq!(after["version"], info["version"]);
+    let err = fails(r, &["connect", &hostile_address]);
+    assert!(err.contains("is refused for 10 minutes"), "{err}");
     // Still serving.
-    assert!(ok(r, &["--json", "peers"]).contains("peer_id"));
+    assert!(ok(r, &["--json", "id"]).contains("peer_id"));
+    assert_eq!(
+        json_of(&ok(r, &["--json", "collection", "info", "guarded"]))["root"],
+        info["root"]
+    );
 }

@@ -1,7 +1,10 @@
 //! The task that owns the swarm: it answers [`Command`]s from [`super::Network`] handles and
 //! turns swarm events into state (peers, addresses) and replies.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet},
+    time::Instant,
+};
 
 use futures::StreamExt;
 use libp2p::{
@@ -31,6 +34,8 @@ pub struct EventLoop {
     peers: HashMap<PeerId, PeerState>,
     dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NetError>>)>,
     provider_queries: HashMap<kad::QueryId, (HashSet<PeerId>, ProvidersReply)>,
+    /// Peers refused until then, for misbehaviour.
+    banned: HashMap<PeerId, Instant>,
     gossip: mpsc::Sender<Gossip>,
 }
 
@@ -104,6 +109,7 @@ impl EventLoop {
             peers: HashMap::new(),
             dials: HashMap::new(),
             provider_queries: HashMap::new(),
+            banned: HashMap::new(),
             gossip,
         };
         Ok((this, control))
@@ -205,6 +211,10 @@ impl EventLoop {
                     }
                 }
             }
+            Command::Misbehaved(peer) => {
+                self.banned.insert(peer, Instant::now() + super::BAN);
+                let _ = self.swarm.disconnect_peer_id(peer);
+            }
             Command::StopProvidingOnIpfs(cid) => {
                 if let Some(ipfs) = self.swarm.behaviour_mut().ipfs_kad.as_mut() {
                     ipfs.stop_providing(&cid.hash().to_bytes().into());
@@ -295,6 +305,21 @@ impl EventLoop {
                         (send_back_addr.clone(), false)
                     }
                 };
+                self.banned.retain(|_, until| *until > Instant::now());
+                if self.banned.contains_key(&peer_id) {
+                    tracing::debug!(%peer_id, "refused a peer banned for misbehaviour");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    if let Some((address, reply)) = self.dials.remove(&connection_id) {
+                        let _ = reply.send(Err(NetError::Dial {
+                            address: address.to_string(),
+                            reason: format!(
+                                "{peer_id} sent wrong Bitswap blocks and is refused for {} minutes",
+                                super::BAN.as_secs() / 60
+                            ),
+                        }));
+                    }
+                    return;
+                }
                 tracing::debug!(%peer_id, %address, outbound, "connected");
                 self.peers.entry(peer_id).or_insert_with(|| PeerState {
                     peer_id,

@@ -22,6 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Our Kademlia protocol (a DHT of ipvec peers, apart from the public IPFS one).
 pub const KAD_PROTOCOL: &str = "/ipvec/kad/1.0.0";
+/// How long a peer that sent wrong blocks is refused.
+pub const BAN: Duration = Duration::from_secs(10 * 60);
 /// The protocol version sent in identify.
 pub const IDENTIFY_PROTOCOL: &str = "/ipvec/1.0.0";
 /// The agent sent in identify.
@@ -210,6 +212,8 @@ pub(crate) enum Command {
     StopProviding(Cid),
     ProvideOnIpfs(Cid),
     StopProvidingOnIpfs(Cid),
+    /// A peer broke a protocol's rules: disconnect it and refuse it for [`BAN`].
+    Misbehaved(PeerId),
     Providers(Cid, oneshot::Sender<Result<Vec<Provider>, NetError>>),
     Subscribe(String),
     Publish(String, Vec<u8>),
@@ -247,7 +251,14 @@ impl Network {
         let (event_loop, control) = event_loop::EventLoop::new(key, &config, inbox, gossip_tx)?;
         let peer_id = key.public().to_peer_id();
         tokio::spawn(event_loop.run());
-        let bitswap = bitswap::Bitswap::start(store, control.clone());
+        let reporter = commands.clone();
+        let bitswap = bitswap::Bitswap::start(
+            store,
+            control.clone(),
+            std::sync::Arc::new(move |peer| {
+                let _ = reporter.try_send(Command::Misbehaved(peer));
+            }),
+        );
         let network = Network {
             peer_id,
             commands,

@@ -126,10 +126,39 @@ struct Wanted {
     dont_have: HashSet<PeerId>,
 }
 
+/// CIDs wanted lately: a block for one of them that arrives after the want was answered
+/// or given up is late, not hostile.
+const RECENT_WANTS: usize = 65_536;
+
+#[derive(Default)]
+struct RecentWants {
+    order: VecDeque<Cid>,
+    set: HashSet<Cid>,
+}
+
+impl RecentWants {
+    fn insert(&mut self, cid: Cid) {
+        if self.set.insert(cid) {
+            self.order.push_back(cid);
+            if self.order.len() > RECENT_WANTS {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+/// Called with a peer that sent a block nobody here asked for (or bytes that do not hash to
+/// what was asked): the network disconnects it and refuses it for a while.
+pub type Misbehaving = Arc<dyn Fn(PeerId) + Send + Sync>;
+
 struct Inner<S> {
     store: S,
     control: Mutex<libp2p_stream::Control>,
     wanted: Mutex<HashMap<Cid, Wanted>>,
+    recent_wants: Mutex<RecentWants>,
+    misbehaving: Misbehaving,
     stats: Stats,
 }
 
@@ -208,13 +237,16 @@ fn cid_of(payload: &Payload) -> Option<Cid> {
 
 impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
     /// Starts serving `store` over the streams `control` hands us.
-    pub fn start(store: S, mut control: libp2p_stream::Control) -> Self {
+    /// `misbehaving` hears of peers that send blocks nobody asked for.
+    pub fn start(store: S, mut control: libp2p_stream::Control, misbehaving: Misbehaving) -> Self {
         let incoming = control.accept(PROTOCOL);
         let bitswap = Bitswap {
             inner: Arc::new(Inner {
                 store,
                 control: Mutex::new(control),
                 wanted: Mutex::new(HashMap::new()),
+                recent_wants: Mutex::new(RecentWants::default()),
+                misbehaving,
                 stats: Stats::default(),
             }),
         };
@@ -314,7 +346,18 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
         let Some((cid, waiters)) = waiters else {
             // Not something we asked for (or not hashable to it): a wrong or unsolicited block.
             self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, "refused a block we did not ask for");
+            let late = cid.is_some_and(|cid| {
+                self.inner
+                    .recent_wants
+                    .lock()
+                    .is_ok_and(|r| r.set.contains(&cid))
+            });
+            if late {
+                tracing::debug!(%peer, "ignored a block that came after it was no longer wanted");
+            } else {
+                tracing::warn!(%peer, "a peer sent a block nobody asked for (or the wrong bytes); disconnecting it");
+                (self.inner.misbehaving)(peer);
+            }
             return;
         };
         let bytes = Bytes::from(payload.data.clone());
@@ -405,6 +448,9 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
             return Err(FetchError::NoPeers);
         }
         let (tx, rx) = oneshot::channel();
+        if let Ok(mut recent) = self.inner.recent_wants.lock() {
+            recent.insert(cid);
+        }
         if let Ok(mut wanted) = self.inner.wanted.lock() {
             let w = wanted.entry(cid).or_default();
             w.waiters.push(tx);
