@@ -1,7 +1,7 @@
-//! A hostile peer against a real daemon: malformed and oversized Bitswap messages, a head
-//! signed by the wrong key over gossipsub, and a block that does not match the CID asked for.
-//! Each is refused and counted, nothing is stored, the daemon keeps serving; the peer that
-//! sent the wrong block is disconnected and refused for a while.
+//! A hostile peer against a real daemon: a head signed by the wrong key over gossipsub, a block
+//! that does not match the CID asked for, malformed and oversized Bitswap messages. Each is
+//! refused and counted, nothing is stored, the daemon keeps serving; the peer that broke the
+//! protocol is disconnected and refused for a while.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -155,32 +155,6 @@ fn hostile_messages_blocks_and_heads_are_refused() {
     });
 
     let url = daemon.url.clone();
-    let base = refused(&url);
-    rt.block_on(async {
-        // 1. Malformed protobuf, then an oversized length prefix.
-        for bytes in [
-            frame(&[0x0a, 0xff, 0xff, 0x7f]),
-            vec![0xff, 0xff, 0xff, 0x7f],
-        ] {
-            let mut s = loop {
-                match control.open_stream(daemon_peer, PROTOCOL).await {
-                    Ok(s) => break s,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            };
-            let _ = s.write_all(&bytes).await;
-            let _ = s.close().await;
-        }
-    });
-    let started = Instant::now();
-    while refused(&url) < base + 2.0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "malformed messages not refused"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-
     // 2. The forged head is rejected (a wrong writer), and nothing moved.
     let started = Instant::now();
     while metric(&url, "ipvec_gossip_heads_total{verdict=\"rejected\"}") < 1.0 {
@@ -207,14 +181,23 @@ fn hostile_messages_blocks_and_heads_are_refused() {
     let mut answer_control = control.clone();
     rt.spawn(async move {
         while let Some((peer, mut stream)) = incoming.next().await {
-            let mut bytes = Vec::new();
-            let _ = stream.read_to_end(&mut bytes).await;
-            // Skip the length prefix.
-            let start = bytes
-                .iter()
-                .position(|b| b & 0x80 == 0)
-                .map_or(0, |i| i + 1);
-            let Ok(message) = Message::decode(&bytes[start..]) else {
+            // The first length-prefixed message of the stream (the daemon keeps streams open).
+            let mut len = 0usize;
+            for shift in (0..).step_by(7) {
+                let mut byte = [0u8; 1];
+                if stream.read_exact(&mut byte).await.is_err() {
+                    break;
+                }
+                len |= usize::from(byte[0] & 0x7f) << shift;
+                if byte[0] & 0x80 == 0 {
+                    break;
+                }
+            }
+            let mut bytes = vec![0u8; len];
+            if stream.read_exact(&mut bytes).await.is_err() {
+                continue;
+            }
+            let Ok(message) = Message::decode(&bytes) else {
                 continue;
             };
             for want in message.wants.iter().filter(|w| !w.cancel) {
@@ -252,12 +235,43 @@ fn hostile_messages_blocks_and_heads_are_refused() {
     let err = fails(r, &["block", "stat", &wanted.to_string()]);
     assert!(err.contains("not in the local store"), "{err}");
 
-    // The peer that sent it is disconnected, and refused when the daemon dials it again.
+    // 4. Malformed protobuf and an oversized length prefix, each on a stream opened before
+    // either is written (the first one read gets the peer disconnected).
+    let base = refused(&url);
+    rt.block_on(async {
+        let mut streams = Vec::new();
+        for _ in 0..2 {
+            streams.push(loop {
+                match control.open_stream(daemon_peer, PROTOCOL).await {
+                    Ok(s) => break s,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            });
+        }
+        for (mut s, bytes) in streams.into_iter().zip([
+            frame(&[0x0a, 0xff, 0xff, 0x7f]),
+            vec![0xff, 0xff, 0xff, 0x7f],
+        ]) {
+            let _ = s.write_all(&bytes).await;
+            let _ = s.close().await;
+        }
+    });
+    let started = Instant::now();
+    while refused(&url) < base + 1.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "malformed messages not refused"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The peer that broke the protocol is disconnected, and refused when the daemon dials it
+    // again.
     let started = Instant::now();
     while ok(r, &["--json", "peers"]).contains(&hostile_peer.to_string()) {
         assert!(
             started.elapsed() < Duration::from_secs(20),
-            "the peer that sent a wrong block is still connected"
+            "the peer that sent malformed messages is still connected"
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -313,7 +313,7 @@ impl EventLoop {
                         let _ = reply.send(Err(NetError::Dial {
                             address: address.to_string(),
                             reason: format!(
-                                "{peer_id} sent wrong Bitswap blocks and is refused for {} minutes",
+                                "{peer_id} broke the Bitswap protocol and is refused for {} minutes",
                                 super::BAN.as_secs() / 60
                             ),
                         }));

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Our Kademlia protocol (a DHT of ipvec peers, apart from the public IPFS one).
 pub const KAD_PROTOCOL: &str = "/ipvec/kad/1.0.0";
-/// How long a peer that sent wrong blocks is refused.
+/// How long a peer that broke a protocol (malformed or oversized messages) is refused.
 pub const BAN: Duration = Duration::from_secs(10 * 60);
 /// The protocol version sent in identify.
 pub const IDENTIFY_PROTOCOL: &str = "/ipvec/1.0.0";

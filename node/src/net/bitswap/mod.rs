@@ -126,38 +126,22 @@ struct Wanted {
     dont_have: HashSet<PeerId>,
 }
 
-/// CIDs wanted lately: a block for one of them that arrives after the want was answered
-/// or given up is late, not hostile.
-const RECENT_WANTS: usize = 65_536;
-
-#[derive(Default)]
-struct RecentWants {
-    order: VecDeque<Cid>,
-    set: HashSet<Cid>,
-}
-
-impl RecentWants {
-    fn insert(&mut self, cid: Cid) {
-        if self.set.insert(cid) {
-            self.order.push_back(cid);
-            if self.order.len() > RECENT_WANTS {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
-            }
-        }
-    }
-}
-
-/// Called with a peer that sent a block nobody here asked for (or bytes that do not hash to
-/// what was asked): the network disconnects it and refuses it for a while.
+/// Called with a peer that broke the protocol (an oversized or undecodable message): the
+/// network disconnects it and refuses it for a while.
 pub type Misbehaving = Arc<dyn Fn(PeerId) + Send + Sync>;
+
+/// Outbound streams kept open per peer; messages to a peer go out on several at once.
+const STREAMS_PER_PEER: usize = 4;
+
+/// One outbound stream to a peer, opened when first needed.
+type OutboundSlot = Arc<tokio::sync::Mutex<Option<libp2p::Stream>>>;
 
 struct Inner<S> {
     store: S,
     control: Mutex<libp2p_stream::Control>,
+    outbound: tokio::sync::Mutex<HashMap<PeerId, Vec<OutboundSlot>>>,
+    turn: std::sync::atomic::AtomicUsize,
     wanted: Mutex<HashMap<Cid, Wanted>>,
-    recent_wants: Mutex<RecentWants>,
     misbehaving: Misbehaving,
     stats: Stats,
 }
@@ -183,34 +167,44 @@ impl<S> std::fmt::Debug for Bitswap<S> {
     }
 }
 
-async fn read_message(stream: &mut libp2p::Stream) -> Result<Option<Message>, String> {
+/// Why a message could not be read.
+enum ReadError {
+    /// The stream failed (a peer gone, a reset): nobody's fault.
+    Io(String),
+    /// The bytes break the protocol (over the size limit, not a Bitswap protobuf).
+    Violation(String),
+}
+
+async fn read_message(stream: &mut libp2p::Stream) -> Result<Option<Message>, ReadError> {
     let mut len = 0u64;
     for i in 0..10 {
         let mut byte = [0u8; 1];
         match stream.read(&mut byte).await {
             Ok(0) if i == 0 => return Ok(None),
-            Ok(0) => return Err("stream ended inside a length prefix".into()),
+            Ok(0) => return Err(ReadError::Io("stream ended inside a length prefix".into())),
             Ok(_) => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(ReadError::Io(e.to_string())),
         }
         len |= u64::from(byte[0] & 0x7f) << (7 * i);
         if byte[0] & 0x80 == 0 {
             if len as usize > MAX_MESSAGE_BYTES {
-                return Err(format!(
+                return Err(ReadError::Violation(format!(
                     "a message of {len} bytes, over the {MAX_MESSAGE_BYTES}-byte limit"
-                ));
+                )));
             }
             let mut buffer = vec![0u8; len as usize];
             stream
                 .read_exact(&mut buffer)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| ReadError::Io(e.to_string()))?;
             return Message::decode(&buffer)
                 .map(Some)
-                .map_err(|e| e.to_string());
+                .map_err(|e| ReadError::Violation(e.to_string()));
         }
     }
-    Err("length prefix longer than 10 bytes".into())
+    Err(ReadError::Violation(
+        "length prefix longer than 10 bytes".into(),
+    ))
 }
 
 /// The CID a received block would have under its prefix, if we can hash it (BLAKE3).
@@ -237,15 +231,16 @@ fn cid_of(payload: &Payload) -> Option<Cid> {
 
 impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
     /// Starts serving `store` over the streams `control` hands us.
-    /// `misbehaving` hears of peers that send blocks nobody asked for.
+    /// `misbehaving` hears of peers that break the protocol.
     pub fn start(store: S, mut control: libp2p_stream::Control, misbehaving: Misbehaving) -> Self {
         let incoming = control.accept(PROTOCOL);
         let bitswap = Bitswap {
             inner: Arc::new(Inner {
                 store,
                 control: Mutex::new(control),
+                outbound: Default::default(),
+                turn: Default::default(),
                 wanted: Mutex::new(HashMap::new()),
-                recent_wants: Mutex::new(RecentWants::default()),
                 misbehaving,
                 stats: Stats::default(),
             }),
@@ -272,11 +267,21 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
     async fn on_stream(self, peer: PeerId, mut stream: libp2p::Stream) {
         loop {
             match read_message(&mut stream).await {
-                Ok(Some(message)) => self.on_message(peer, message).await,
+                // Handled on its own task, so this stream is read on while answers are
+                // written (two nodes fetching from each other never wait on each other).
+                Ok(Some(message)) => {
+                    let this = self.clone();
+                    tokio::spawn(async move { this.on_message(peer, message).await });
+                }
                 Ok(None) => break,
-                Err(e) => {
+                Err(ReadError::Io(e)) => {
+                    tracing::debug!(%peer, error = %e, "bitswap stream ended");
+                    break;
+                }
+                Err(ReadError::Violation(e)) => {
                     self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, error = %e, "bitswap stream refused");
+                    tracing::warn!(%peer, error = %e, "a peer broke the Bitswap protocol; disconnecting it");
+                    (self.inner.misbehaving)(peer);
                     break;
                 }
             }
@@ -346,18 +351,10 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
         let Some((cid, waiters)) = waiters else {
             // Not something we asked for (or not hashable to it): a wrong or unsolicited block.
             self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
-            let late = cid.is_some_and(|cid| {
-                self.inner
-                    .recent_wants
-                    .lock()
-                    .is_ok_and(|r| r.set.contains(&cid))
-            });
-            if late {
-                tracing::debug!(%peer, "ignored a block that came after it was no longer wanted");
-            } else {
-                tracing::warn!(%peer, "a peer sent a block nobody asked for (or the wrong bytes); disconnecting it");
-                (self.inner.misbehaving)(peer);
-            }
+            // Bitswap blocks carry no CID, only a prefix: bytes that do not hash to what was
+            // asked look like a block nobody asked for, and so does an honest late answer (to a
+            // want given up, or sent before this node restarted). Refused, not punished.
+            tracing::debug!(%peer, "refused a block nobody here asked for (or the wrong bytes)");
             return;
         };
         let bytes = Bytes::from(payload.data.clone());
@@ -403,8 +400,9 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
         }
     }
 
-    /// Sends one message to `peer` on a new stream, trying again a few times when the stream
-    /// cannot be opened or written (a busy peer refuses streams beyond its limit).
+    /// Sends one message to `peer` on one of its long-lived outbound streams (opened on first
+    /// use; Bitswap peers read message after message from a stream), trying again on a fresh
+    /// stream a few times when a stream cannot be opened or written.
     async fn send(&self, peer: PeerId, message: &Message) -> Result<(), String> {
         let body = message.encode();
         let mut framed = Vec::with_capacity(body.len() + 5);
@@ -413,29 +411,61 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
         let mut delay = Duration::from_millis(20);
         let mut attempt = 0;
         loop {
-            let mut control = match self.inner.control.lock() {
-                Ok(c) => c.clone(),
-                Err(_) => return Err("bitswap is shutting down".into()),
-            };
+            let slot = self.outbound_slot(peer).await;
+            let mut slot = slot.lock().await;
             let sent = async {
-                let mut stream = control
-                    .open_stream(peer, PROTOCOL)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                if slot.is_none() {
+                    let mut control = match self.inner.control.lock() {
+                        Ok(c) => c.clone(),
+                        Err(_) => return Err("bitswap is shutting down".to_string()),
+                    };
+                    *slot = Some(
+                        control
+                            .open_stream(peer, PROTOCOL)
+                            .await
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+                let stream = slot.as_mut().ok_or("no stream")?;
                 stream.write_all(&framed).await.map_err(|e| e.to_string())?;
-                stream.close().await.map_err(|e| e.to_string())
+                stream.flush().await.map_err(|e| e.to_string())
             };
             match sent.await {
                 Ok(()) => return Ok(()),
-                Err(e) if attempt < SEND_ATTEMPTS => {
+                Err(e) => {
+                    // A broken stream is not used again.
+                    *slot = None;
+                    if attempt >= SEND_ATTEMPTS {
+                        return Err(e);
+                    }
                     tracing::debug!(%peer, error = %e, attempt, "bitswap send failed; trying again");
                     attempt += 1;
+                    drop(slot);
                     tokio::time::sleep(delay).await;
                     delay *= 3;
                 }
-                Err(e) => return Err(e),
             }
         }
+    }
+
+    /// A free outbound stream slot of `peer` if there is one, else the next in turn.
+    async fn outbound_slot(&self, peer: PeerId) -> OutboundSlot {
+        let slots = {
+            let mut outbound = self.inner.outbound.lock().await;
+            outbound
+                .entry(peer)
+                .or_insert_with(|| {
+                    (0..STREAMS_PER_PEER)
+                        .map(|_| Arc::new(tokio::sync::Mutex::new(None)))
+                        .collect()
+                })
+                .clone()
+        };
+        if let Some(free) = slots.iter().find(|s| s.try_lock().is_ok()) {
+            return free.clone();
+        }
+        let turn = self.inner.turn.fetch_add(1, Ordering::Relaxed);
+        slots[turn % slots.len()].clone()
     }
 
     /// One block from `peers`: from the store if it is there, else asked of every peer at
@@ -448,9 +478,6 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
             return Err(FetchError::NoPeers);
         }
         let (tx, rx) = oneshot::channel();
-        if let Ok(mut recent) = self.inner.recent_wants.lock() {
-            recent.insert(cid);
-        }
         if let Ok(mut wanted) = self.inner.wanted.lock() {
             let w = wanted.entry(cid).or_default();
             w.waiters.push(tx);
