@@ -39,6 +39,17 @@ fn peer_of(repo: &std::path::Path) -> String {
         .to_string()
 }
 
+/// Creates collection `name` (4-d, L2) in `repo` and adds points `0..n` to it.
+fn filled_collection(repo: &std::path::Path, name: &str, n: u64) {
+    ok(
+        repo,
+        &["collection", "create", name, "--dim", "4", "--metric", "l2"],
+    );
+    let file = repo.parent().unwrap().join(format!("{name}.jsonl"));
+    std::fs::write(&file, points_jsonl(0..n)).unwrap();
+    ok(repo, &["add", name, file.to_str().unwrap()]);
+}
+
 fn peers_of(repo: &std::path::Path) -> Vec<String> {
     json_of(&ok(repo, &["--json", "peers"]))["peers"]
         .as_array()
@@ -251,21 +262,7 @@ fn bitswap_fetches_a_whole_dag_checks_it_and_skips_what_it_has() {
 #[test]
 fn replicas_fetch_a_collection_by_id_through_the_dht_and_catch_up() {
     let a = new_repo();
-    ok(
-        &a.path,
-        &[
-            "collection",
-            "create",
-            "films",
-            "--dim",
-            "4",
-            "--metric",
-            "l2",
-        ],
-    );
-    let file = a.path.parent().unwrap().join("points.jsonl");
-    std::fs::write(&file, points_jsonl(0..2_000)).unwrap();
-    ok(&a.path, &["add", "films", file.to_str().unwrap()]);
+    filled_collection(&a.path, "films", 2_000);
     let _da = Daemon::start(&a.path, &[]);
     let info_a = json_of(&ok(&a.path, &["--json", "collection", "info", "films"]));
     let id = info_a["id"].as_str().unwrap().to_string();
@@ -625,13 +622,7 @@ fn a_replica_killed_mid_fetch_resumes_without_refetching_what_it_has() {
 fn replication_works_over_quic() {
     let quic = ["--p2p-listen", "/ip4/127.0.0.1/udp/0/quic-v1"];
     let a = new_repo();
-    ok(
-        &a.path,
-        &["collection", "create", "q", "--dim", "4", "--metric", "l2"],
-    );
-    let file = a.path.parent().unwrap().join("points.jsonl");
-    std::fs::write(&file, points_jsonl(0..500)).unwrap();
-    ok(&a.path, &["add", "q", file.to_str().unwrap()]);
+    filled_collection(&a.path, "q", 500);
     let _da = Daemon::start_with(&a.path, &[], &quic);
     let addresses = json_of(&ok(&a.path, &["--json", "id"]))["addresses"].clone();
     let quic_a = addresses
@@ -686,21 +677,7 @@ fn with_ipfs_dht_on_roots_are_announced_to_ipfs_dht_peers() {
 
     // A collection; its root is what IPFS nodes should find.
     let a = new_repo();
-    ok(
-        &a.path,
-        &[
-            "collection",
-            "create",
-            "pub",
-            "--dim",
-            "4",
-            "--metric",
-            "l2",
-        ],
-    );
-    let file = a.path.parent().unwrap().join("points.jsonl");
-    std::fs::write(&file, points_jsonl(0..50)).unwrap();
-    ok(&a.path, &["add", "pub", file.to_str().unwrap()]);
+    filled_collection(&a.path, "pub", 50);
     let root: cid::Cid = json_of(&ok(&a.path, &["--json", "collection", "info", "pub"]))["root"]
         .as_str()
         .unwrap()
