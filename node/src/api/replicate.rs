@@ -284,14 +284,7 @@ impl Node {
     /// The peers to fetch collection `id` from: `from` dialed, else its providers.
     async fn peers_for(&self, id: &str, from: &[String]) -> Result<Vec<PeerId>, ApiError> {
         let network = self.network()?;
-        let mut peers = Vec::new();
-        for address in from {
-            let peer = self.connect(address).await?.peer_id;
-            peers.push(
-                peer.parse()
-                    .map_err(|_| ApiError::internal("a peer id that does not parse"))?,
-            );
-        }
+        let mut peers = self.dial_all(from).await?;
         if from.is_empty() {
             let me = network.peer_id();
             for provider in network.providers(announce::collection_key(id)).await? {

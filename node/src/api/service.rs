@@ -245,6 +245,20 @@ impl Node {
         })
     }
 
+    /// Connects to each address in `from`; the peers' ids.
+    pub(super) async fn dial_all(&self, from: &[String]) -> Result<Vec<libp2p::PeerId>, ApiError> {
+        let mut peers = Vec::with_capacity(from.len());
+        for address in from {
+            let peer = self.connect(address).await?.peer_id;
+            peers.push(
+                peer.parse().map_err(|_| {
+                    ApiError::internal("the swarm gave a peer id that does not parse")
+                })?,
+            );
+        }
+        Ok(peers)
+    }
+
     /// Fetches the DAG under `cid` over Bitswap from the peers at `from` (dialed first), or
     /// from every connected peer, checking every block; pins it once complete. Blocks already
     /// stored are not fetched again, so an interrupted fetch resumes.
@@ -252,14 +266,7 @@ impl Node {
         self.observed("fetch", "", async {
             let root = parse_cid(cid)?;
             let network = self.network()?;
-            let mut peers = Vec::new();
-            for address in from {
-                let peer = self.connect(address).await?.peer_id;
-                peers.push(
-                    peer.parse()
-                        .map_err(|_| ApiError::internal("bad peer id"))?,
-                );
-            }
+            let mut peers = self.dial_all(from).await?;
             if from.is_empty() {
                 peers = network
                     .peers()
