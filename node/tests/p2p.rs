@@ -270,7 +270,7 @@ fn replicas_fetch_a_collection_by_id_through_the_dht_and_catch_up() {
 
     // B knows A only as a bootstrap peer; C knows only B.
     let b = new_repo();
-    let _db = Daemon::start_with(&b.path, &[], &["--bootstrap", &addr_a]);
+    let db = Daemon::start_with(&b.path, &[], &["--bootstrap", &addr_a]);
     let addr_b = address_of(&b.path);
     let c = new_repo();
     let _dc = Daemon::start_with(&c.path, &[], &["--bootstrap", &addr_b]);
@@ -369,26 +369,7 @@ fn replicas_fetch_a_collection_by_id_through_the_dht_and_catch_up() {
 
     // A writes 20 points and commits: B and C follow the gossiped head by themselves,
     // fetching only blocks they lack.
-    let received = |r: &std::path::Path| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let url = std::fs::read_to_string(r.join("api")).unwrap();
-        let text = rt.block_on(async {
-            reqwest::get(format!("{}/metrics", url.trim()))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        });
-        text.lines()
-            .find(|l| l.starts_with("ipvec_bitswap{kind=\"bytes_received\"}"))
-            .and_then(|l| l.rsplit(' ').next())
-            .map_or(0.0, |v| v.parse::<f64>().unwrap())
-    };
-    let before = received(&b.path);
+    let before = bitswap_total(&db, "bytes_received");
     let more = a.path.parent().unwrap().join("more.jsonl");
     std::fs::write(&more, points_jsonl(2_000..2_020)).unwrap();
     ok(&a.path, &["add", "films", more.to_str().unwrap()]);
@@ -419,7 +400,7 @@ fn replicas_fetch_a_collection_by_id_through_the_dht_and_catch_up() {
             a.path.parent().unwrap().join("v2.car").to_str().unwrap(),
         ],
     ));
-    let moved = received(&b.path) - before;
+    let moved = bitswap_total(&db, "bytes_received") - before;
     let total = exported["bytes"].as_f64().unwrap();
     assert!(
         moved > 0.0 && moved < total,

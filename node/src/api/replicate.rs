@@ -33,15 +33,7 @@ impl Node {
 
     /// The open collection whose id is `id`, by name.
     pub(super) async fn name_of_id(&self, id: &str) -> Option<String> {
-        let open: Vec<_> = self
-            .inner
-            .collections
-            .lock()
-            .await
-            .iter()
-            .map(|(n, c)| (n.clone(), c.clone()))
-            .collect();
-        for (name, c) in open {
+        for (name, c) in self.open_collections().await {
             if c.read().await.id().ok().as_deref() == Some(id) {
                 return Some(name);
             }

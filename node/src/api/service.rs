@@ -1016,18 +1016,21 @@ impl Node {
         .await
     }
 
-    /// Sets the scrape-time gauges and returns the metrics text.
-    pub async fn metrics_text(&self) -> String {
-        let metrics = &self.inner.metrics;
-        let open: Vec<(String, SharedCollection)> = self
-            .inner
+    /// The open collections, by name (a snapshot: the map is not held while they are used).
+    pub(super) async fn open_collections(&self) -> Vec<(String, SharedCollection)> {
+        self.inner
             .collections
             .lock()
             .await
             .iter()
             .map(|(n, c)| (n.clone(), c.clone()))
-            .collect();
-        for (name, c) in open {
+            .collect()
+    }
+
+    /// Sets the scrape-time gauges and returns the metrics text.
+    pub async fn metrics_text(&self) -> String {
+        let metrics = &self.inner.metrics;
+        for (name, c) in self.open_collections().await {
             let labels = super::metrics::CollectionLabels { collection: name };
             // A collection busy with a long write keeps its last values.
             if let Ok(c) = c.try_read() {

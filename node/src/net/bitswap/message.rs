@@ -13,6 +13,7 @@
 //! BlockPresence  { bytes cid = 1; BlockPresenceType type = 2 (Have = 0, DontHave = 1); }
 //! ```
 
+use crate::store::car::write_varint;
 use cid::Cid;
 
 /// Largest message accepted or sent.
@@ -86,42 +87,30 @@ pub struct Message {
     pub pending_bytes: i32,
 }
 
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
 fn put_key(out: &mut Vec<u8>, field: u32, wire: u8) {
-    put_varint(out, (u64::from(field) << 3) | u64::from(wire));
+    write_varint(out, (u64::from(field) << 3) | u64::from(wire));
 }
 
 fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     put_key(out, field, 2);
-    put_varint(out, bytes.len() as u64);
+    write_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
 }
 
 fn put_uint(out: &mut Vec<u8>, field: u32, n: u64) {
     if n != 0 {
         put_key(out, field, 0);
-        put_varint(out, n);
+        write_varint(out, n);
     }
 }
 
 /// The CID prefix of a block: version, codec, multihash code, digest length.
 pub fn prefix_of(cid: &Cid) -> Vec<u8> {
     let mut out = Vec::with_capacity(8);
-    put_varint(&mut out, cid.version() as u64);
-    put_varint(&mut out, cid.codec());
-    put_varint(&mut out, cid.hash().code());
-    put_varint(&mut out, u64::from(cid.hash().size()));
+    write_varint(&mut out, cid.version() as u64);
+    write_varint(&mut out, cid.codec());
+    write_varint(&mut out, cid.hash().code());
+    write_varint(&mut out, u64::from(cid.hash().size()));
     out
 }
 
