@@ -1,7 +1,8 @@
-//! A hostile peer against a real daemon: a head signed by the wrong key over gossipsub, a block
-//! that does not match the CID asked for, malformed and oversized Bitswap messages. Each is
-//! refused and counted, nothing is stored, the daemon keeps serving; the peer that broke the
-//! protocol is disconnected and refused for a while.
+//! Hostile peers against a real daemon: a head signed by the wrong key over gossipsub, a block
+//! that does not match the CID asked for, malformed and oversized Bitswap messages, a peer
+//! that sits on the daemon's wants. Each is refused and counted, nothing is stored, the daemon
+//! keeps serving; a peer that sent a wrong block or broke the protocol is disconnected and
+//! refused for a while; no peer is asked for more than its share of blocks at once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -46,6 +47,69 @@ fn hostile_swarm(key: &Keypair) -> Swarm<Hostile> {
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build()
+}
+
+/// A hostile peer listening on loopback: its swarm (to drive), id, full address and a stream
+/// control accepting Bitswap streams.
+fn hostile_peer(
+    rt: &tokio::runtime::Runtime,
+) -> (
+    Swarm<Hostile>,
+    PeerId,
+    String,
+    libp2p_stream::Control,
+    libp2p_stream::IncomingStreams,
+) {
+    let key = Keypair::generate_ed25519();
+    let peer = PeerId::from(key.public());
+    let _entered = rt.enter();
+    let mut swarm = rt.block_on(async { hostile_swarm(&key) });
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let listening = rt.block_on(async {
+        loop {
+            if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
+                swarm.select_next_some().await
+            {
+                break address;
+            }
+        }
+    });
+    let mut control = swarm.behaviour().stream.new_control();
+    let incoming = control.accept(PROTOCOL).unwrap();
+    (
+        swarm,
+        peer,
+        format!("{listening}/p2p/{peer}"),
+        control,
+        incoming,
+    )
+}
+
+/// The next length-prefixed Bitswap message on `stream` (None once it ends).
+async fn next_message(stream: &mut libp2p::Stream) -> Option<Message> {
+    let mut len = 0usize;
+    for shift in (0..).step_by(7) {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.ok()?;
+        len |= usize::from(byte[0] & 0x7f) << shift;
+        if byte[0] & 0x80 == 0 {
+            break;
+        }
+    }
+    let mut bytes = vec![0u8; len];
+    stream.read_exact(&mut bytes).await.ok()?;
+    Message::decode(&bytes).ok()
+}
+
+/// Waits until `check` holds, for at most `secs` seconds.
+fn within(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < Duration::from_secs(secs), "{what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn metric(url: &str, line_start: &str) -> f64 {
@@ -93,24 +157,7 @@ fn hostile_messages_blocks_and_heads_are_refused() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _entered = rt.enter();
-    let key = Keypair::generate_ed25519();
-    let hostile_peer = PeerId::from(key.public());
-    let mut swarm = rt.block_on(async { hostile_swarm(&key) });
-    swarm
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .unwrap();
-    let listening = rt.block_on(async {
-        loop {
-            if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
-                swarm.select_next_some().await
-            {
-                break address;
-            }
-        }
-    });
-    let hostile_address = format!("{listening}/p2p/{hostile_peer}");
-    let mut control = swarm.behaviour().stream.new_control();
-    let mut incoming = control.accept(PROTOCOL).unwrap();
+    let (mut swarm, hostile_peer, hostile_address, control, mut incoming) = hostile_peer(&rt);
     swarm.dial(address.clone()).unwrap();
     let topic = gossipsub::IdentTopic::new(ipvec_node::net::heads_topic(&id));
     swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
@@ -181,23 +228,8 @@ fn hostile_messages_blocks_and_heads_are_refused() {
     let mut answer_control = control.clone();
     rt.spawn(async move {
         while let Some((peer, mut stream)) = incoming.next().await {
-            // The first length-prefixed message of the stream (the daemon keeps streams open).
-            let mut len = 0usize;
-            for shift in (0..).step_by(7) {
-                let mut byte = [0u8; 1];
-                if stream.read_exact(&mut byte).await.is_err() {
-                    break;
-                }
-                len |= usize::from(byte[0] & 0x7f) << shift;
-                if byte[0] & 0x80 == 0 {
-                    break;
-                }
-            }
-            let mut bytes = vec![0u8; len];
-            if stream.read_exact(&mut bytes).await.is_err() {
-                continue;
-            }
-            let Ok(message) = Message::decode(&bytes) else {
+            // The first message of the stream (the daemon keeps streams open).
+            let Some(message) = next_message(&mut stream).await else {
                 continue;
             };
             for want in message.wants.iter().filter(|w| !w.cancel) {
@@ -235,9 +267,49 @@ fn hostile_messages_blocks_and_heads_are_refused() {
     let err = fails(r, &["block", "stat", &wanted.to_string()]);
     assert!(err.contains("not in the local store"), "{err}");
 
-    // 4. Malformed protobuf and an oversized length prefix, each on a stream opened before
+    // Nobody asked this peer for the block it sent: once the grace for late answers is over,
+    // it is disconnected and refused.
+    within(
+        30,
+        "the peer that sent a wrong block is still connected",
+        || !ok(r, &["--json", "peers"]).contains(&hostile_peer.to_string()),
+    );
+    let err = fails(r, &["connect", &hostile_address]);
+    assert!(err.contains("is refused for 10 minutes"), "{err}");
+    assert!(metric(&url, "ipvec_bitswap{kind=\"peers_banned\"}") >= 1.0);
+    // Still serving.
+    assert!(ok(r, &["--json", "id"]).contains("peer_id"));
+    assert_eq!(
+        json_of(&ok(r, &["--json", "collection", "info", "guarded"]))["root"],
+        info["root"]
+    );
+}
+
+#[test]
+fn malformed_and_oversized_messages_get_their_sender_refused() {
+    let repo = new_repo();
+    let r = &repo.path;
+    let daemon = Daemon::start(r, &[]);
+    let url = daemon.url.clone();
+    let refused = || metric(&url, "ipvec_bitswap{kind=\"refused\"}");
+    let address: Multiaddr = json_of(&ok(r, &["--json", "id"]))["addresses"][0]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let daemon_peer = ipvec_node::net::peer_of(&address).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _entered = rt.enter();
+    let (mut swarm, hostile_peer, hostile_address, mut control, _incoming) = hostile_peer(&rt);
+    swarm.dial(address).unwrap();
+    rt.spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    // A malformed protobuf and an oversized length prefix, each on a stream opened before
     // either is written (the first one read gets the peer disconnected).
-    let base = refused(&url);
+    let base = refused();
     rt.block_on(async {
         let mut streams = Vec::new();
         for _ in 0..2 {
@@ -256,31 +328,128 @@ fn hostile_messages_blocks_and_heads_are_refused() {
             let _ = s.close().await;
         }
     });
-    let started = Instant::now();
-    while refused(&url) < base + 1.0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "malformed messages not refused"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    within(20, "malformed messages not refused", || {
+        refused() >= base + 1.0
+    });
 
-    // The peer that broke the protocol is disconnected, and refused when the daemon dials it
-    // again.
-    let started = Instant::now();
-    while ok(r, &["--json", "peers"]).contains(&hostile_peer.to_string()) {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the peer that sent malformed messages is still connected"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // The peer that broke the protocol is disconnected at once, and refused when the daemon
+    // dials it again.
+    within(
+        20,
+        "the peer that sent malformed messages is still connected",
+        || !ok(r, &["--json", "peers"]).contains(&hostile_peer.to_string()),
+    );
     let err = fails(r, &["connect", &hostile_address]);
     assert!(err.contains("is refused for 10 minutes"), "{err}");
-    // Still serving.
     assert!(ok(r, &["--json", "id"]).contains("peer_id"));
-    assert_eq!(
-        json_of(&ok(r, &["--json", "collection", "info", "guarded"]))["root"],
-        info["root"]
-    );
+}
+
+#[test]
+fn no_peer_is_asked_for_more_than_its_share_of_blocks_at_once() {
+    use ipvec_node::net::bitswap::{PARALLEL_WANTS, WANTS_PER_PEER};
+    use ipvec_protocol::cid::{block_cid, DAG_CBOR, RAW};
+    use std::{
+        collections::{HashMap, HashSet},
+        sync::{Arc, Mutex},
+    };
+
+    let repo = new_repo();
+    let r = &repo.path;
+    let _daemon = Daemon::start(r, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _entered = rt.enter();
+    let (mut swarm, _peer, hostile_address, control, mut incoming) = hostile_peer(&rt);
+    rt.spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    // Three DAGs, each a root linking to 100 blocks the peer never sends: a fetch of each
+    // gets the root, then asks for its children PARALLEL_WANTS at a time.
+    let mut roots = HashMap::new();
+    for dag in 0..3u32 {
+        let children: Vec<ipld_core::ipld::Ipld> = (0..100u32)
+            .map(|i| ipld_core::ipld::Ipld::Link(block_cid(RAW, &(dag * 1000 + i).to_le_bytes())))
+            .collect();
+        let bytes =
+            ipvec_protocol::dagcbor::encode(&ipld_core::ipld::Ipld::List(children)).unwrap();
+        roots.insert(block_cid(DAG_CBOR, &bytes), bytes);
+    }
+    let asked: Arc<Mutex<HashSet<cid::Cid>>> = Default::default();
+    let answering = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (roots, asked, answering) = (roots.clone(), asked.clone(), answering.clone());
+        rt.spawn(async move {
+            while let Some((peer, mut stream)) = incoming.next().await {
+                let (roots, asked, answering) = (roots.clone(), asked.clone(), answering.clone());
+                let mut control = control.clone();
+                tokio::spawn(async move {
+                    while let Some(message) = next_message(&mut stream).await {
+                        let mut answer = Message::default();
+                        for want in message.wants.iter().filter(|w| !w.cancel) {
+                            if let Some(bytes) = roots.get(&want.cid) {
+                                answer.payload.push(Payload {
+                                    prefix: prefix_of(&want.cid),
+                                    data: bytes.clone(),
+                                });
+                                continue;
+                            }
+                            asked.lock().unwrap().insert(want.cid);
+                            // Sits on the wants until told to answer; then has none.
+                            if answering.load(std::sync::atomic::Ordering::SeqCst) {
+                                answer.presences.push(Presence {
+                                    cid: want.cid,
+                                    have: false,
+                                });
+                            }
+                        }
+                        if answer != Message::default() {
+                            if let Ok(mut s) = control.open_stream(peer, PROTOCOL).await {
+                                let _ = s.write_all(&frame(&answer.encode())).await;
+                                let _ = s.close().await;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let fetches: Vec<_> = roots
+        .keys()
+        .map(|root| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_ipvec"))
+                .arg("--repo")
+                .arg(r)
+                .args([
+                    "dag",
+                    "fetch",
+                    &root.to_string(),
+                    "--from",
+                    &hostile_address,
+                ])
+                .env_remove("IPVEC_PATH")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Three sessions would have 3 × PARALLEL_WANTS children in flight; the peer is asked for
+    // WANTS_PER_PEER at most, and (past the rebroadcasts of those) for nothing more.
+    let in_flight = || asked.lock().unwrap().len();
+    within(30, "the fetches did not ask for children", || {
+        in_flight() >= WANTS_PER_PEER
+    });
+    std::thread::sleep(ipvec_node::net::bitswap::REBROADCAST * 2);
+    assert_eq!(in_flight(), WANTS_PER_PEER);
+    // (The limit lies between one session's wants and three sessions'.)
+    const { assert!(WANTS_PER_PEER > PARALLEL_WANTS && 3 * PARALLEL_WANTS > WANTS_PER_PEER) };
+    // Told it has none of them, the fetches fail saying so.
+    answering.store(true, std::sync::atomic::Ordering::SeqCst);
+    for fetch in fetches {
+        let out = fetch.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(err.contains("no peer in the session has block"), "{err}");
+    }
 }

@@ -96,7 +96,7 @@ pub struct Metrics {
 /// Labels of a Bitswap total.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
-    /// blocks_sent, blocks_received, bytes_received or refused.
+    /// blocks_sent, blocks_received, bytes_received, refused, duplicates or peers_banned.
     pub kind: String,
 }
 
@@ -197,7 +197,7 @@ impl Metrics {
         let bitswap = Family::<KindLabels, Gauge>::default();
         registry.register(
             "bitswap",
-            "Bitswap totals since the daemon started: blocks_sent, blocks_received, bytes_received, refused (malformed messages, unsolicited or wrong blocks)",
+            "Bitswap totals since the daemon started: blocks_sent, blocks_received, bytes_received, refused (malformed messages, unsolicited or wrong blocks), duplicates (late copies of blocks asked of several peers), peers_banned (peers disconnected for breaking the protocol or sending wrong blocks)",
             bitswap.clone(),
         );
         Self {

@@ -286,7 +286,8 @@ impl Node {
                 .fetch_dag(root, &peers, |t| job.set(t.blocks))
                 .await
                 .map_err(|e| match e {
-                    crate::net::bitswap::FetchError::NoPeers => {
+                    crate::net::bitswap::FetchError::NoPeers
+                    | crate::net::bitswap::FetchError::Unsupported(..) => {
                         ApiError::bad_request(e.to_string())
                     }
                     crate::net::bitswap::FetchError::NotFound(_) => {
@@ -1053,6 +1054,8 @@ impl Node {
                 ("blocks_received", stats.blocks_received.load(Relaxed)),
                 ("bytes_received", stats.bytes_received.load(Relaxed)),
                 ("refused", stats.refused.load(Relaxed)),
+                ("duplicates", stats.duplicates.load(Relaxed)),
+                ("peers_banned", stats.peers_banned.load(Relaxed)),
             ] {
                 metrics
                     .bitswap

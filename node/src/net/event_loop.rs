@@ -345,13 +345,26 @@ impl EventLoop {
             }
             SwarmEvent::OutgoingConnectionError {
                 connection_id,
+                peer_id,
                 error,
-                ..
             } => {
                 if let Some((address, reply)) = self.dials.remove(&connection_id) {
+                    // Dials racing to one peer (two fetches from it at once): the one the
+                    // per-peer connection limit turned away still has the peer.
+                    let peer = peer_id.or_else(|| peer_of(&address));
+                    if let Some(peer) = peer.filter(|p| self.swarm.is_connected(p)) {
+                        let _ = reply.send(Ok(peer));
+                        return;
+                    }
+                    let reason = match error {
+                        libp2p::swarm::DialError::Denied { cause } => {
+                            format!("refused by a connection limit ({cause})")
+                        }
+                        e => e.to_string(),
+                    };
                     let _ = reply.send(Err(NetError::Dial {
                         address: address.to_string(),
-                        reason: error.to_string(),
+                        reason,
                     }));
                 }
             }

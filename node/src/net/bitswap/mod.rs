@@ -5,11 +5,23 @@
 //! wantlist on a stream it opens; the answer (blocks, HAVE and DONT_HAVE presences) comes
 //! back on a stream the other side opens. Messages are framed by an unsigned varint length.
 //!
-//! Serving: wants are answered from the block store. Fetching: [`Bitswap::fetch_dag`] walks a
-//! DAG from its root, asking a session of peers for up to [`PARALLEL_WANTS`] blocks at once;
-//! every received block is hashed and must match a CID we asked for before it is stored.
-//! A peer that sends a block we did not ask for, or a malformed message, is counted and cut
-//! off (its stream closed).
+//! Serving: wants are answered from the block store, at most [`SERVING_PER_PEER`] messages of
+//! a peer at a time (its stream is not read further meanwhile) and answers written as they
+//! fill a message, so a long wantlist never sits in memory whole.
+//!
+//! Fetching: [`Bitswap::fetch_dag`] walks a DAG from its root, asking a session of peers for
+//! up to [`PARALLEL_WANTS`] blocks at once and no peer for more than [`WANTS_PER_PEER`] at once
+//! (across sessions); a block no peer had, or that did not come in time, is asked of the
+//! session's other peers. Every received block is hashed under its prefix and stored only if
+//! the CID that gives is one we asked for.
+//!
+//! Misbehaviour: a malformed or oversized message gets its sender disconnected and refused
+//! for a while at once. So does a wrong block — one whose CID we never asked that peer for —
+//! but only after [`GRACE`]: Bitswap blocks carry a prefix, not a CID, so bytes that do not
+//! hash to what was asked look exactly like an honest answer to a want this node sent before
+//! it restarted; those are asked again within seconds of the restart, which forgives them.
+//! Late copies of blocks asked of several peers are counted as duplicates, never held against
+//! anyone.
 //!
 //! # Layout
 //! - [`message`]: the protobuf messages and their limits.
@@ -22,14 +34,14 @@ use std::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use cid::Cid;
 use futures::{stream::FuturesUnordered, AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use self::message::{prefix_of, Message, Payload, Presence, Want, WantType, MAX_MESSAGE_BYTES};
 use crate::store::{dag, BlockStore};
@@ -42,8 +54,21 @@ pub const PARALLEL_WANTS: usize = 32;
 const SEND_ATTEMPTS: u32 = 4;
 /// How long a want waits for an answer before it is sent again.
 pub const REBROADCAST: Duration = Duration::from_secs(2);
-/// How long a want waits for a block before the fetch gives up on it.
+/// How long a want waits for a block before the fetch gives up on it (or asks other peers).
 pub const WANT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Blocks asked of one peer at once, across every fetch.
+pub const WANTS_PER_PEER: usize = 64;
+/// Messages of one peer handled at once; its streams wait meanwhile.
+pub const SERVING_PER_PEER: usize = 8;
+/// How long a block nobody asked for may wait to be asked for (a late answer to a want sent
+/// before this node restarted) before its sender is held to have sent a wrong block.
+pub const GRACE: Duration = Duration::from_secs(10);
+/// Blocks nobody asked for that one peer may have waiting out [`GRACE`]; one more and it is
+/// disconnected at once.
+const MAX_SUSPECT_BLOCKS: usize = 2 * PARALLEL_WANTS;
+/// How long the peers a block was asked of are remembered after it came: copies they send
+/// later are duplicates, not wrong blocks.
+const REMEMBER_ASKED: Duration = Duration::from_secs(120);
 
 /// Counters for metrics and tests.
 #[derive(Debug, Default)]
@@ -56,6 +81,11 @@ pub struct Stats {
     pub bytes_received: AtomicU64,
     /// Messages or blocks refused (malformed, unsolicited, wrong hash).
     pub refused: AtomicU64,
+    /// Late or second copies of blocks asked of several peers, dropped.
+    pub duplicates: AtomicU64,
+    /// Peers disconnected and refused for a while for breaking the protocol or sending
+    /// wrong blocks.
+    pub peers_banned: AtomicU64,
     /// Blocks sent to and received from each peer.
     by_peer: Mutex<HashMap<PeerId, PeerBlocks>>,
 }
@@ -114,6 +144,9 @@ pub enum FetchError {
     /// There is no peer to ask.
     #[error("no peers to fetch from; connect to one first (ipvec connect) or pass --from")]
     NoPeers,
+    /// The CID is not one whose blocks can be checked (ipvec verifies BLAKE3 only).
+    #[error("cannot fetch {0}: {1}")]
+    Unsupported(Cid, String),
     /// The store failed.
     #[error("{0}")]
     Store(String),
@@ -124,6 +157,133 @@ struct Wanted {
     waiters: Vec<oneshot::Sender<Result<Bytes, FetchError>>>,
     asked: HashSet<PeerId>,
     dont_have: HashSet<PeerId>,
+}
+
+/// The wants in flight, the peers recently asked for blocks that have come, and blocks
+/// nobody asked for that wait out [`GRACE`]; one lock over all three, so a block is always
+/// found in one of them while it moves between them.
+#[derive(Default)]
+struct Wants {
+    open: HashMap<Cid, Wanted>,
+    /// Peers a block was asked of, for [`REMEMBER_ASKED`] after the want ended.
+    recent: HashMap<Cid, HashSet<PeerId>>,
+    recent_order: VecDeque<(Instant, Cid)>,
+    /// Who sent a block nobody asked for, by its CID (`None`: bytes under a prefix we cannot
+    /// hash, which we never ask for).
+    suspects: HashMap<Option<Cid>, HashSet<PeerId>>,
+    suspect_count: HashMap<PeerId, usize>,
+}
+
+/// What a block that arrived is to us.
+enum Arrival {
+    /// Asked for: these fetches wait for it.
+    Wanted(Cid, Vec<oneshot::Sender<Result<Bytes, FetchError>>>),
+    /// A second copy of a block asked of this peer and others.
+    Duplicate,
+    /// Not asked of this peer: from now on waiting out [`GRACE`].
+    Suspect,
+    /// Not asked of this peer, and already waiting out [`GRACE`].
+    StillSuspect,
+    /// Not asked of this peer, which has [`MAX_SUSPECT_BLOCKS`] such blocks waiting already.
+    TooMany,
+}
+
+impl Wants {
+    /// Ends the want for `cid`, remembering whom it was asked of.
+    fn retire(&mut self, cid: Cid) -> Option<Wanted> {
+        let wanted = self.open.remove(&cid)?;
+        let now = Instant::now();
+        while let Some((at, old)) = self.recent_order.front() {
+            if now.duration_since(*at) < REMEMBER_ASKED {
+                break;
+            }
+            self.recent.remove(old);
+            self.recent_order.pop_front();
+        }
+        self.recent
+            .entry(cid)
+            .or_default()
+            .extend(wanted.asked.iter().copied());
+        self.recent_order.push_back((now, cid));
+        Some(wanted)
+    }
+
+    /// Opens (or joins) the want for `cid` asked of `peers`; a block of it that came unasked
+    /// is forgiven: it was a late answer.
+    fn open(&mut self, cid: Cid, peers: &[PeerId]) -> oneshot::Receiver<Result<Bytes, FetchError>> {
+        let (tx, rx) = oneshot::channel();
+        let w = self.open.entry(cid).or_default();
+        w.waiters.push(tx);
+        w.asked.extend(peers.iter().copied());
+        for peer in self.suspects.remove(&Some(cid)).unwrap_or_default() {
+            self.unsuspect(peer);
+        }
+        rx
+    }
+
+    fn arrived(&mut self, peer: PeerId, cid: Option<Cid>) -> Arrival {
+        if let Some(cid) = cid {
+            if let Some(w) = self.retire(cid) {
+                return Arrival::Wanted(cid, w.waiters);
+            }
+            if self.recent.get(&cid).is_some_and(|p| p.contains(&peer)) {
+                return Arrival::Duplicate;
+            }
+        }
+        if self.suspects.get(&cid).is_some_and(|p| p.contains(&peer)) {
+            return Arrival::StillSuspect;
+        }
+        let count = self.suspect_count.entry(peer).or_default();
+        if *count >= MAX_SUSPECT_BLOCKS {
+            return Arrival::TooMany;
+        }
+        *count += 1;
+        self.suspects.entry(cid).or_default().insert(peer);
+        Arrival::Suspect
+    }
+
+    /// Whether `peer` still stands suspected for the block `cid` (and no longer does).
+    fn convict(&mut self, peer: PeerId, cid: Option<Cid>) -> bool {
+        let Some(senders) = self.suspects.get_mut(&cid) else {
+            return false;
+        };
+        let was = senders.remove(&peer);
+        if senders.is_empty() {
+            self.suspects.remove(&cid);
+        }
+        if was {
+            self.unsuspect(peer);
+        }
+        was
+    }
+
+    fn unsuspect(&mut self, peer: PeerId) {
+        if let Some(n) = self.suspect_count.get_mut(&peer) {
+            *n -= 1;
+            if *n == 0 {
+                self.suspect_count.remove(&peer);
+            }
+        }
+    }
+}
+
+/// Per-peer limits: a semaphore for each peer, made on first use and dropped once idle.
+#[derive(Default)]
+struct PeerLimits(Mutex<HashMap<PeerId, Arc<Semaphore>>>);
+
+impl PeerLimits {
+    fn of(&self, peer: PeerId, permits: usize) -> Arc<Semaphore> {
+        let Ok(mut map) = self.0.lock() else {
+            return Arc::new(Semaphore::new(permits));
+        };
+        if map.len() > 1024 {
+            // Peers nobody is waiting on, with every permit back: nothing to remember.
+            map.retain(|_, s| Arc::strong_count(s) > 1 || s.available_permits() < permits);
+        }
+        map.entry(peer)
+            .or_insert_with(|| Arc::new(Semaphore::new(permits)))
+            .clone()
+    }
 }
 
 /// Called with a peer that broke the protocol (an oversized or undecodable message): the
@@ -141,7 +301,11 @@ struct Inner<S> {
     control: Mutex<libp2p_stream::Control>,
     outbound: tokio::sync::Mutex<HashMap<PeerId, Vec<OutboundSlot>>>,
     turn: std::sync::atomic::AtomicUsize,
-    wanted: Mutex<HashMap<Cid, Wanted>>,
+    wants: Mutex<Wants>,
+    /// Wants in flight to each peer ([`WANTS_PER_PEER`]).
+    asking: PeerLimits,
+    /// Messages of each peer being answered ([`SERVING_PER_PEER`]).
+    serving: PeerLimits,
     misbehaving: Misbehaving,
     stats: Stats,
 }
@@ -240,7 +404,9 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
                 control: Mutex::new(control),
                 outbound: Default::default(),
                 turn: Default::default(),
-                wanted: Mutex::new(HashMap::new()),
+                wants: Default::default(),
+                asking: Default::default(),
+                serving: Default::default(),
                 misbehaving,
                 stats: Stats::default(),
             }),
@@ -265,13 +431,21 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
     }
 
     async fn on_stream(self, peer: PeerId, mut stream: libp2p::Stream) {
+        let serving = self.inner.serving.of(peer, SERVING_PER_PEER);
         loop {
             match read_message(&mut stream).await {
                 // Handled on its own task, so this stream is read on while answers are
-                // written (two nodes fetching from each other never wait on each other).
+                // written (two nodes fetching from each other never wait on each other), but
+                // no more than SERVING_PER_PEER of a peer's messages at once.
                 Ok(Some(message)) => {
+                    let Ok(permit) = serving.clone().acquire_owned().await else {
+                        break;
+                    };
                     let this = self.clone();
-                    tokio::spawn(async move { this.on_message(peer, message).await });
+                    tokio::spawn(async move {
+                        this.on_message(peer, message).await;
+                        drop(permit);
+                    });
                 }
                 Ok(None) => break,
                 Err(ReadError::Io(e)) => {
@@ -281,11 +455,20 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
                 Err(ReadError::Violation(e)) => {
                     self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%peer, error = %e, "a peer broke the Bitswap protocol; disconnecting it");
-                    (self.inner.misbehaving)(peer);
+                    self.ban(peer);
                     break;
                 }
             }
         }
+    }
+
+    /// Disconnects `peer` and refuses it for a while.
+    fn ban(&self, peer: PeerId) {
+        self.inner
+            .stats
+            .peers_banned
+            .fetch_add(1, Ordering::Relaxed);
+        (self.inner.misbehaving)(peer);
     }
 
     async fn on_message(&self, peer: PeerId, message: Message) {
@@ -297,65 +480,111 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
                 self.on_dont_have(peer, presence.cid);
             }
         }
+        // Answers go out as they fill a message, so a long wantlist is never read whole
+        // into memory.
         let mut answer = Message::default();
+        let mut size = 0usize;
         for want in message.wants.iter().filter(|w| !w.cancel) {
             let store = &self.inner.store;
+            let dont_have = Presence {
+                cid: want.cid,
+                have: false,
+            };
             match want.want_type {
                 WantType::Have => match store.has(&want.cid).await {
                     Ok(true) => answer.presences.push(Presence {
                         cid: want.cid,
                         have: true,
                     }),
-                    _ if want.send_dont_have => answer.presences.push(Presence {
-                        cid: want.cid,
-                        have: false,
-                    }),
+                    _ if want.send_dont_have => answer.presences.push(dont_have),
                     _ => {}
                 },
                 WantType::Block => match store.get(&want.cid).await {
                     Ok(Some(bytes)) => {
-                        answer.payload.push(Payload {
+                        let block = Payload {
                             prefix: prefix_of(&want.cid),
                             data: bytes.to_vec(),
-                        });
-                        self.inner.stats.blocks_sent.fetch_add(1, Ordering::Relaxed);
-                        self.inner.stats.count(peer, 1, 0);
+                        };
+                        let len = block.data.len() + block.prefix.len() + 16;
+                        if size + len > MAX_MESSAGE_BYTES - 1024 && !answer.payload.is_empty() {
+                            let full = std::mem::take(&mut answer);
+                            size = 0;
+                            if !self.answer(peer, &full).await {
+                                return;
+                            }
+                        }
+                        size += len;
+                        answer.payload.push(block);
                     }
-                    _ if want.send_dont_have => answer.presences.push(Presence {
-                        cid: want.cid,
-                        have: false,
-                    }),
+                    _ if want.send_dont_have => answer.presences.push(dont_have),
                     _ => {}
                 },
             }
         }
-        // Blocks go out in messages under the size cap.
-        for part in split(answer) {
-            if let Err(e) = self.send(peer, &part).await {
+        if !answer.payload.is_empty() || !answer.presences.is_empty() {
+            self.answer(peer, &answer).await;
+        }
+    }
+
+    /// Sends an answer to `peer`, counting its blocks; whether it went out.
+    async fn answer(&self, peer: PeerId, answer: &Message) -> bool {
+        match self.send(peer, answer).await {
+            Ok(()) => {
+                let blocks = answer.payload.len() as u64;
+                self.inner
+                    .stats
+                    .blocks_sent
+                    .fetch_add(blocks, Ordering::Relaxed);
+                self.inner.stats.count(peer, blocks, 0);
+                true
+            }
+            Err(e) => {
                 tracing::debug!(%peer, error = %e, "cannot answer a bitswap want");
-                return;
+                false
             }
         }
     }
 
     async fn on_block(&self, peer: PeerId, payload: &Payload) {
         let cid = cid_of(payload);
-        let waiters = cid.and_then(|cid| {
-            self.inner
-                .wanted
-                .lock()
-                .ok()
-                .and_then(|mut w| w.remove(&cid))
-                .map(|w| (cid, w.waiters))
-        });
-        let Some((cid, waiters)) = waiters else {
-            // Not something we asked for (or not hashable to it): a wrong or unsolicited block.
-            self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
-            // Bitswap blocks carry no CID, only a prefix: bytes that do not hash to what was
-            // asked look like a block nobody asked for, and so does an honest late answer (to a
-            // want given up, or sent before this node restarted). Refused, not punished.
-            tracing::debug!(%peer, "refused a block nobody here asked for (or the wrong bytes)");
-            return;
+        let arrival = match self.inner.wants.lock() {
+            Ok(mut wants) => wants.arrived(peer, cid),
+            Err(_) => return,
+        };
+        let (cid, waiters) = match arrival {
+            Arrival::Wanted(cid, waiters) => (cid, waiters),
+            Arrival::Duplicate => {
+                self.inner.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Arrival::StillSuspect => {
+                self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Arrival::TooMany => {
+                self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%peer, "a peer sent too many blocks nobody asked it for; disconnecting it");
+                self.ban(peer);
+                return;
+            }
+            Arrival::Suspect => {
+                self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, "refused a block nobody asked this peer for (or the wrong bytes)");
+                let this = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(GRACE).await;
+                    let guilty = this
+                        .inner
+                        .wants
+                        .lock()
+                        .is_ok_and(|mut w| w.convict(peer, cid));
+                    if guilty {
+                        tracing::warn!(%peer, "a peer sent a block nobody asked it for (or the wrong bytes); disconnecting it");
+                        this.ban(peer);
+                    }
+                });
+                return;
+            }
         };
         let bytes = Bytes::from(payload.data.clone());
         let stored = self
@@ -381,10 +610,10 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
     }
 
     fn on_dont_have(&self, peer: PeerId, cid: Cid) {
-        let Ok(mut wanted) = self.inner.wanted.lock() else {
+        let Ok(mut wants) = self.inner.wants.lock() else {
             return;
         };
-        let all_said_no = match wanted.get_mut(&cid) {
+        let all_said_no = match wants.open.get_mut(&cid) {
             Some(w) => {
                 w.dont_have.insert(peer);
                 w.asked.is_subset(&w.dont_have)
@@ -392,7 +621,7 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
             None => false,
         };
         if all_said_no {
-            if let Some(w) = wanted.remove(&cid) {
+            if let Some(w) = wants.retire(cid) {
                 for waiter in w.waiters {
                     let _ = waiter.send(Err(FetchError::NotFound(cid)));
                 }
@@ -468,21 +697,82 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
         slots[turn % slots.len()].clone()
     }
 
-    /// One block from `peers`: from the store if it is there, else asked of every peer at
-    /// once; the first good copy wins.
+    /// One block from `peers`: from the store if it is there, else asked of every peer with
+    /// a free slot (or, when all are busy, of the first to free one); the first good copy
+    /// wins. A block those peers lack or do not send in time is asked of the others.
     pub async fn fetch_block(&self, cid: Cid, peers: &[PeerId]) -> Result<Bytes, FetchError> {
         if let Ok(Some(bytes)) = self.inner.store.get(&cid).await {
             return Ok(bytes);
         }
+        // Blocks are checked by hashing them: a CID we cannot hash is never asked for, so any
+        // block under such a prefix is a wrong one.
+        ipvec_protocol::cid::check_supported(&cid)
+            .map_err(|e| FetchError::Unsupported(cid, e.to_string()))?;
         if peers.is_empty() {
             return Err(FetchError::NoPeers);
         }
-        let (tx, rx) = oneshot::channel();
-        if let Ok(mut wanted) = self.inner.wanted.lock() {
-            let w = wanted.entry(cid).or_default();
-            w.waiters.push(tx);
-            w.asked.extend(peers.iter().copied());
+        let mut untried = peers.to_vec();
+        let mut failure = FetchError::NotFound(cid);
+        while !untried.is_empty() {
+            let (asking, _slots) = self.free_slots(&mut untried).await;
+            match self.ask(cid, &asking).await {
+                Ok(bytes) => return Ok(bytes),
+                Err(e @ (FetchError::NotFound(_) | FetchError::Timeout(_))) => {
+                    if !untried.is_empty() {
+                        tracing::debug!(%cid, error = %e, "asking the session's other peers");
+                    }
+                    failure = e;
+                }
+                Err(e) => return Err(e),
+            }
         }
+        Err(failure)
+    }
+
+    /// Takes from `untried` the peers with a free want slot, with the slots; if none has
+    /// one, waits for the first to free one.
+    async fn free_slots(
+        &self,
+        untried: &mut Vec<PeerId>,
+    ) -> (Vec<PeerId>, Vec<OwnedSemaphorePermit>) {
+        let mut asking = Vec::new();
+        let mut slots = Vec::new();
+        untried.retain(|peer| {
+            match self
+                .inner
+                .asking
+                .of(*peer, WANTS_PER_PEER)
+                .try_acquire_owned()
+            {
+                Ok(slot) => {
+                    asking.push(*peer);
+                    slots.push(slot);
+                    false
+                }
+                Err(_) => true,
+            }
+        });
+        if asking.is_empty() {
+            let waits = untried.iter().map(|peer| {
+                let limit = self.inner.asking.of(*peer, WANTS_PER_PEER);
+                Box::pin(async move { limit.acquire_owned().await })
+            });
+            let (slot, at, _) = futures::future::select_all(waits).await;
+            if let Ok(slot) = slot {
+                slots.push(slot);
+            }
+            asking.push(untried.remove(at));
+        }
+        (asking, slots)
+    }
+
+    /// Asks `peers` for `cid` and waits for the first good copy, asking again every
+    /// [`REBROADCAST`] until [`WANT_TIMEOUT`].
+    async fn ask(&self, cid: Cid, peers: &[PeerId]) -> Result<Bytes, FetchError> {
+        let mut rx = match self.inner.wants.lock() {
+            Ok(mut wants) => wants.open(cid, peers),
+            Err(_) => return Err(FetchError::Store("bitswap is shutting down".into())),
+        };
         let want = Message {
             wants: vec![Want {
                 cid,
@@ -505,7 +795,6 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
         }
         // Ask again now and then: a busy peer may have dropped the want's stream.
         let started = tokio::time::Instant::now();
-        let mut rx = rx;
         let result = loop {
             match tokio::time::timeout(REBROADCAST, &mut rx).await {
                 Ok(Ok(result)) => break result,
@@ -517,8 +806,8 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
                     }
                 }
                 Err(_) => {
-                    if let Ok(mut wanted) = self.inner.wanted.lock() {
-                        wanted.remove(&cid);
+                    if let Ok(mut wants) = self.inner.wants.lock() {
+                        wants.retire(cid);
                     }
                     break Err(FetchError::Timeout(cid));
                 }
@@ -586,25 +875,93 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
     }
 }
 
-/// Splits an answer into messages under the size cap.
-fn split(message: Message) -> Vec<Message> {
-    let mut out = Vec::new();
-    let mut current = Message {
-        presences: message.presences,
-        ..Message::default()
-    };
-    let mut size = 0usize;
-    for block in message.payload {
-        let len = block.data.len() + block.prefix.len() + 16;
-        if size + len > MAX_MESSAGE_BYTES - 1024 && !current.payload.is_empty() {
-            out.push(std::mem::take(&mut current));
-            size = 0;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cid(n: u8) -> Cid {
+        ipvec_protocol::cid::block_cid(ipvec_protocol::cid::RAW, &[n])
+    }
+
+    #[test]
+    fn an_asked_block_is_wanted_once_and_a_late_copy_is_a_duplicate() {
+        let (p, q) = (PeerId::random(), PeerId::random());
+        let mut wants = Wants::default();
+        let _rx = wants.open(cid(1), &[p, q]);
+        assert!(
+            matches!(wants.arrived(p, Some(cid(1))), Arrival::Wanted(c, w) if c == cid(1) && w.len() == 1)
+        );
+        // q was asked too: its copy coming late is no fault of its own.
+        assert!(matches!(wants.arrived(q, Some(cid(1))), Arrival::Duplicate));
+        // A peer never asked for it is suspected, whatever others were asked.
+        let stranger = PeerId::random();
+        assert!(matches!(
+            wants.arrived(stranger, Some(cid(1))),
+            Arrival::Suspect
+        ));
+        assert!(matches!(
+            wants.arrived(stranger, Some(cid(1))),
+            Arrival::StillSuspect
+        ));
+        assert!(wants.convict(stranger, Some(cid(1))));
+        assert!(!wants.convict(stranger, Some(cid(1))), "convicted once");
+        assert!(wants.suspect_count.is_empty() && wants.suspects.is_empty());
+    }
+
+    #[test]
+    fn a_block_asked_for_within_the_grace_is_forgiven() {
+        // A restarted node asks again for what it wanted before it died: the answers to its
+        // old wants that came first are forgiven.
+        let peer = PeerId::random();
+        let mut wants = Wants::default();
+        assert!(matches!(
+            wants.arrived(peer, Some(cid(2))),
+            Arrival::Suspect
+        ));
+        let _rx = wants.open(cid(2), &[peer]);
+        assert!(!wants.convict(peer, Some(cid(2))));
+        assert!(wants.suspect_count.is_empty());
+        // Bytes under a prefix we cannot hash are never asked for, so never forgiven.
+        assert!(matches!(wants.arrived(peer, None), Arrival::Suspect));
+        assert!(wants.convict(peer, None));
+    }
+
+    #[test]
+    fn too_many_unasked_blocks_from_one_peer_are_not_waited_out() {
+        let (peer, other) = (PeerId::random(), PeerId::random());
+        let mut wants = Wants::default();
+        for n in 0..MAX_SUSPECT_BLOCKS {
+            let c = ipvec_protocol::cid::block_cid(ipvec_protocol::cid::RAW, &n.to_le_bytes());
+            assert!(matches!(wants.arrived(peer, Some(c)), Arrival::Suspect));
         }
-        size += len;
-        current.payload.push(block);
+        assert!(matches!(
+            wants.arrived(peer, Some(cid(3))),
+            Arrival::TooMany
+        ));
+        assert!(matches!(
+            wants.arrived(other, Some(cid(3))),
+            Arrival::Suspect
+        ));
     }
-    if !current.payload.is_empty() || !current.presences.is_empty() {
-        out.push(current);
+
+    #[test]
+    fn peers_asked_are_remembered_for_a_while_only() {
+        let peer = PeerId::random();
+        let mut wants = Wants::default();
+        let _rx = wants.open(cid(4), &[peer]);
+        assert!(wants.retire(cid(4)).is_some());
+        // Pretend the want ended long ago; the next retirement forgets it.
+        wants.recent_order[0].0 = Instant::now() - REMEMBER_ASKED;
+        let _rx = wants.open(cid(5), &[peer]);
+        wants.retire(cid(5));
+        assert!(!wants.recent.contains_key(&cid(4)));
+        assert!(matches!(
+            wants.arrived(peer, Some(cid(4))),
+            Arrival::Suspect
+        ));
+        assert!(matches!(
+            wants.arrived(peer, Some(cid(5))),
+            Arrival::Duplicate
+        ));
     }
-    out
 }
