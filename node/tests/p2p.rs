@@ -163,6 +163,61 @@ fn daemons_connect_bootstrap_and_find_providers_in_the_dht() {
 }
 
 #[test]
+fn provider_records_are_republished_on_schedule_and_expire_once_withdrawn() {
+    // Records live 6 s and are republished every 2 s (defaults: 48 h and 1 h).
+    let short = [
+        ("IPVEC_P2P_REPROVIDE_INTERVAL_SECS", "2"),
+        ("IPVEC_P2P_PROVIDER_TTL_SECS", "6"),
+    ];
+    let a = new_repo();
+    filled_collection(&a.path, "kept", 10);
+    let da = Daemon::start(&a.path, &short);
+    let peer_a = peer_of(&a.path);
+    let addr_a = address_of(&a.path);
+    let b = new_repo();
+    let db = Daemon::start_with(&b.path, &short, &["--bootstrap", &addr_a]);
+    let key = ipvec_protocol::announce::collection_key(
+        json_of(&ok(&a.path, &["--json", "collection", "info", "kept"]))["id"]
+            .as_str()
+            .unwrap(),
+    )
+    .to_string();
+    let providers_seen_by_b = || -> Vec<String> {
+        json_of(&ok(&b.path, &["--json", "dht", "providers", &key]))["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["peer_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    eventually("B finds A providing the collection", || {
+        providers_seen_by_b().contains(&peer_a)
+    });
+
+    // Nothing is written, yet A publishes its records again on schedule and B receives
+    // them: three intervals bring at least two more.
+    let (republished, received) = (
+        total_of(&da, "ipvec_dht", "republished"),
+        total_of(&db, "ipvec_dht", "provider_records_received"),
+    );
+    std::thread::sleep(Duration::from_secs(7));
+    let republished = total_of(&da, "ipvec_dht", "republished") - republished;
+    let received = total_of(&db, "ipvec_dht", "provider_records_received") - received;
+    eprintln!("in 7 s: A republished {republished} times, B received {received} records");
+    assert!(republished >= 2.0, "A republished {republished} times");
+    assert!(received >= 2.0, "B received {received} records");
+    // Longer than a record lives: B still finds A.
+    assert!(providers_seen_by_b().contains(&peer_a));
+
+    // Dropped, the collection is withdrawn: A stops naming itself, and the copies it placed
+    // on B expire.
+    ok(&a.path, &["collection", "drop", "kept"]);
+    eventually("A's records expire once withdrawn", || {
+        !providers_seen_by_b().contains(&peer_a)
+    });
+}
+
+#[test]
 fn without_a_daemon_id_works_and_peers_say_what_to_do() {
     let r = new_repo();
     let id = json_of(&ok(&r.path, &["--json", "id"]));
@@ -450,6 +505,11 @@ fn write_npy(path: &std::path::Path, rows: usize, dim: usize, seed: usize) {
 
 /// A Bitswap total of a daemon's `/metrics`.
 fn bitswap_total(daemon: &Daemon, kind: &str) -> f64 {
+    total_of(daemon, "ipvec_bitswap", kind)
+}
+
+/// A total by kind (`metric{kind="…"}`) of a daemon's `/metrics`.
+fn total_of(daemon: &Daemon, metric: &str, kind: &str) -> f64 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -458,7 +518,7 @@ fn bitswap_total(daemon: &Daemon, kind: &str) -> f64 {
     scrape
         .samples
         .iter()
-        .find(|s| s.metric == "ipvec_bitswap" && s.labels.get("kind") == Some(kind))
+        .find(|s| s.metric == metric && s.labels.get("kind") == Some(kind))
         .map_or(0.0, |s| match s.value {
             prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
             _ => 0.0,

@@ -91,13 +91,26 @@ pub struct Metrics {
     pub ready: Gauge,
     /// Bitswap totals since start, by kind (set at scrape).
     pub bitswap: Family<KindLabels, Gauge>,
+    /// DHT totals since start, by kind (set at scrape).
+    pub dht: Family<KindLabels, Gauge>,
 }
 
 /// Labels of a Bitswap total.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
-    /// blocks_sent, blocks_received, bytes_received, refused, duplicates or peers_banned.
+    /// What is counted, e.g. blocks_sent (Bitswap) or republished (DHT).
     pub kind: String,
+}
+
+/// Sets each `(kind, total)` of a family of totals by kind.
+pub fn set_totals(family: &Family<KindLabels, Gauge>, totals: &[(&str, u64)]) {
+    for (kind, value) in totals {
+        family
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .set(*value as i64);
+    }
 }
 
 impl Default for Metrics {
@@ -200,8 +213,15 @@ impl Metrics {
             "Bitswap totals since the daemon started: blocks_sent, blocks_received, bytes_received, refused (malformed messages, unsolicited or wrong blocks), duplicates (late copies of blocks asked of several peers), peers_banned (peers disconnected for breaking the protocol or sending wrong blocks)",
             bitswap.clone(),
         );
+        let dht = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "dht",
+            "DHT totals since the daemon started: provider_records_received (placed here by other peers, first announcements and republishes), republished (this node's provider records published again on schedule)",
+            dht.clone(),
+        );
         Self {
             bitswap,
+            dht,
             registry,
             requests,
             request_seconds,

@@ -1048,22 +1048,30 @@ impl Node {
         }
         if let Some(network) = self.inner.network.get() {
             use std::sync::atomic::Ordering::Relaxed;
+            let set = super::metrics::set_totals;
             let stats = network.bitswap().stats();
-            for (kind, value) in [
-                ("blocks_sent", stats.blocks_sent.load(Relaxed)),
-                ("blocks_received", stats.blocks_received.load(Relaxed)),
-                ("bytes_received", stats.bytes_received.load(Relaxed)),
-                ("refused", stats.refused.load(Relaxed)),
-                ("duplicates", stats.duplicates.load(Relaxed)),
-                ("peers_banned", stats.peers_banned.load(Relaxed)),
-            ] {
-                metrics
-                    .bitswap
-                    .get_or_create(&super::metrics::KindLabels {
-                        kind: kind.to_string(),
-                    })
-                    .set(value as i64);
-            }
+            set(
+                &metrics.bitswap,
+                &[
+                    ("blocks_sent", stats.blocks_sent.load(Relaxed)),
+                    ("blocks_received", stats.blocks_received.load(Relaxed)),
+                    ("bytes_received", stats.bytes_received.load(Relaxed)),
+                    ("refused", stats.refused.load(Relaxed)),
+                    ("duplicates", stats.duplicates.load(Relaxed)),
+                    ("peers_banned", stats.peers_banned.load(Relaxed)),
+                ],
+            );
+            let dht = network.dht_stats();
+            set(
+                &metrics.dht,
+                &[
+                    (
+                        "provider_records_received",
+                        dht.records_received.load(Relaxed),
+                    ),
+                    ("republished", dht.republished.load(Relaxed)),
+                ],
+            );
         }
         if let Ok(stats) = self.store().stats().await {
             metrics.store_blocks.set(stats.blocks as i64);

@@ -14,6 +14,10 @@ use libp2p::{
 
 use super::{NetConfig, AGENT, IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 
+/// Keys this node can announce at once (a collection and each of its shards are one each);
+/// libp2p's default of 1,024 would be reached by 64 collections of 15 shards.
+pub const MAX_PROVIDED_KEYS: usize = 1 << 16;
+
 /// Identify, ping, Kademlia on `/ipvec/kad/1.0.0` (and on the IPFS DHT if on), mDNS (if on),
 /// connection limits, raw streams and gossipsub.
 // libp2p's behaviours do not all implement Debug.
@@ -51,9 +55,19 @@ impl Behaviour {
         kad_config
             .set_query_timeout(Duration::from_secs(30))
             .set_periodic_bootstrap_interval(Some(config.bootstrap_interval))
-            .set_provider_publication_interval(Some(config.reprovide_interval));
-        let mut kad =
-            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+            .set_provider_publication_interval(Some(config.reprovide_interval))
+            .set_provider_record_ttl(Some(config.provider_ttl));
+        let store = || {
+            kad::store::MemoryStore::with_config(
+                peer_id,
+                kad::store::MemoryStoreConfig {
+                    // A collection and each of its shards are a key each.
+                    max_provided_keys: MAX_PROVIDED_KEYS,
+                    ..Default::default()
+                },
+            )
+        };
+        let mut kad = kad::Behaviour::with_config(peer_id, store(), kad_config);
         // Answer DHT queries even where no address is confirmed as public (LANs, loopback).
         kad.set_mode(Some(kad::Mode::Server));
         // On the IPFS DHT the node is a client until an address of its is confirmed public
@@ -63,8 +77,9 @@ impl Behaviour {
             let mut c = kad::Config::new(kad::PROTOCOL_NAME);
             c.set_query_timeout(Duration::from_secs(60))
                 .set_periodic_bootstrap_interval(Some(config.bootstrap_interval))
-                .set_provider_publication_interval(Some(config.reprovide_interval));
-            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), c)
+                .set_provider_publication_interval(Some(config.reprovide_interval))
+                .set_provider_record_ttl(Some(config.provider_ttl));
+            kad::Behaviour::with_config(peer_id, store(), c)
         });
         let mdns = if config.mdns {
             Some(mdns::tokio::Behaviour::new(

@@ -3,6 +3,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
+    sync::atomic::Ordering,
     time::Instant,
 };
 
@@ -37,6 +38,7 @@ pub struct EventLoop {
     /// Peers refused until then, for misbehaviour.
     banned: HashMap<PeerId, Instant>,
     gossip: mpsc::Sender<Gossip>,
+    dht: std::sync::Arc<super::DhtStats>,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -55,6 +57,7 @@ impl EventLoop {
         config: &NetConfig,
         inbox: mpsc::Receiver<Command>,
         gossip: mpsc::Sender<Gossip>,
+        dht: std::sync::Arc<super::DhtStats>,
     ) -> Result<(Self, libp2p_stream::Control), NetError> {
         let start = |e: &dyn std::fmt::Display| NetError::Start(e.to_string());
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
@@ -111,6 +114,7 @@ impl EventLoop {
             provider_queries: HashMap::new(),
             banned: HashMap::new(),
             gossip,
+            dht,
         };
         Ok((this, control))
     }
@@ -434,6 +438,11 @@ impl EventLoop {
                         );
                 }
             }
+            BehaviourEvent::Kad(kad::Event::InboundRequest {
+                request: kad::InboundRequest::AddProvider { .. },
+            }) => {
+                self.dht.records_received.fetch_add(1, Ordering::Relaxed);
+            }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
                     if !self.swarm.is_connected(&peer) {
@@ -478,6 +487,12 @@ impl EventLoop {
                                 .collect();
                             let _ = reply.send(Ok(providers));
                         }
+                    }
+                }
+                kad::QueryResult::RepublishProvider(result) => {
+                    self.dht.republished.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "republished provider record not placed on enough peers");
                     }
                 }
                 kad::QueryResult::StartProviding(Err(e)) => {

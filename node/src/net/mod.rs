@@ -79,6 +79,8 @@ pub struct NetConfig {
     pub bootstrap_interval: Duration,
     /// How often provider records are published again.
     pub reprovide_interval: Duration,
+    /// How long provider records live.
+    pub provider_ttl: Duration,
     /// Also announce collection roots on the public IPFS DHT, seeded by these peers.
     pub ipfs_dht: Option<Vec<Multiaddr>>,
 }
@@ -126,7 +128,8 @@ impl NetConfig {
             mdns: config.mdns,
             max_connections: 256,
             bootstrap_interval: Duration::from_secs(60),
-            reprovide_interval: Duration::from_secs(60 * 60),
+            reprovide_interval: Duration::from_secs(config.reprovide_interval_secs),
+            provider_ttl: Duration::from_secs(config.provider_ttl_secs),
         })
     }
 }
@@ -201,6 +204,15 @@ pub struct Provider {
     pub addresses: Vec<Multiaddr>,
 }
 
+/// DHT counters for metrics and tests.
+#[derive(Debug, Default)]
+pub struct DhtStats {
+    /// Provider records other peers placed on this node (first announcements and republishes).
+    pub records_received: std::sync::atomic::AtomicU64,
+    /// Times this node published one of its provider records again (on the reprovide schedule).
+    pub republished: std::sync::atomic::AtomicU64,
+}
+
 /// A request to the event loop.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -228,6 +240,7 @@ pub struct Network {
     bitswap: bitswap::Bitswap<crate::store::IrohBlockStore>,
     control: libp2p_stream::Control,
     gossip: std::sync::Arc<std::sync::Mutex<Option<mpsc::Receiver<Gossip>>>>,
+    dht: std::sync::Arc<DhtStats>,
 }
 
 impl std::fmt::Debug for Network {
@@ -248,7 +261,9 @@ impl Network {
     ) -> Result<Network, NetError> {
         let (commands, inbox) = mpsc::channel(COMMAND_QUEUE);
         let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
-        let (event_loop, control) = event_loop::EventLoop::new(key, &config, inbox, gossip_tx)?;
+        let dht = std::sync::Arc::new(DhtStats::default());
+        let (event_loop, control) =
+            event_loop::EventLoop::new(key, &config, inbox, gossip_tx, dht.clone())?;
         let peer_id = key.public().to_peer_id();
         tokio::spawn(event_loop.run());
         let reporter = commands.clone();
@@ -265,6 +280,7 @@ impl Network {
             bitswap,
             control,
             gossip: std::sync::Arc::new(std::sync::Mutex::new(Some(gossip_rx))),
+            dht,
         };
         // Report listen failures (a port in use) now rather than never.
         let started = std::time::Instant::now();
@@ -334,6 +350,11 @@ impl Network {
                 address: peer.to_string(),
                 reason,
             })
+    }
+
+    /// DHT counters.
+    pub fn dht_stats(&self) -> &DhtStats {
+        &self.dht
     }
 
     /// The Bitswap engine.

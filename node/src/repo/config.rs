@@ -91,6 +91,11 @@ pub struct P2pConfig {
     pub ipfs_dht: bool,
     /// Peers that seed the IPFS DHT (`…/p2p/<peer id>`), used when `ipfs_dht` is on.
     pub ipfs_bootstrap: Vec<String>,
+    /// How often this node publishes its provider records again, in seconds.
+    pub reprovide_interval_secs: u64,
+    /// How long provider records are kept, in seconds: other nodes' records stored here, and
+    /// (as each node sets it for itself) ours elsewhere. Longer than the reprovide interval.
+    pub provider_ttl_secs: u64,
 }
 
 /// An IPFS bootstrap node reachable by IP (the others in Kubo's list are `/dnsaddr` names,
@@ -109,6 +114,8 @@ impl Default for P2pConfig {
             mdns: true,
             ipfs_dht: false,
             ipfs_bootstrap: vec![IPFS_BOOTSTRAP.to_string()],
+            reprovide_interval_secs: 60 * 60,
+            provider_ttl_secs: 48 * 60 * 60,
         }
     }
 }
@@ -246,6 +253,15 @@ impl Config {
         if self.api.max_body_bytes < 1024 {
             return Err(invalid("api.max_body_bytes", "must be at least 1024"));
         }
+        if self.p2p.reprovide_interval_secs == 0 {
+            return Err(invalid("p2p.reprovide_interval_secs", "must be at least 1"));
+        }
+        if self.p2p.provider_ttl_secs <= self.p2p.reprovide_interval_secs {
+            return Err(invalid(
+                "p2p.provider_ttl_secs",
+                "must be longer than p2p.reprovide_interval_secs, or records expire before they are published again",
+            ));
+        }
         Ok(())
     }
 
@@ -285,6 +301,11 @@ impl Config {
              ipfs_dht = {}\n\
              # Peers that seed the IPFS DHT, each ending in /p2p/<peer id> (used with ipfs_dht).\n\
              ipfs_bootstrap = [{}]\n\
+             # How often this node publishes its provider records (collections, shards) again, in seconds.\n\
+             reprovide_interval_secs = {}\n\
+             # How long provider records live, in seconds (longer than the reprovide interval):\n\
+             # a dropped collection's records disappear from other nodes after this.\n\
+             provider_ttl_secs = {}\n\
              \n\
              [storage]\n\
              # Refuse new writes once the block store holds this many bytes (0: no limit).\n\
@@ -306,6 +327,8 @@ impl Config {
             self.p2p.mdns,
             self.p2p.ipfs_dht,
             list(&self.p2p.ipfs_bootstrap),
+            self.p2p.reprovide_interval_secs,
+            self.p2p.provider_ttl_secs,
             self.storage.max_bytes,
             self.storage.commit_interval_ms,
             self.log.level,
@@ -335,6 +358,29 @@ mod tests {
             ..Config::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn provider_records_must_outlive_the_reprovide_interval() {
+        let with = |interval: &str, ttl: &str| {
+            Config::default().with_vars(|n| match n {
+                "IPVEC_P2P_REPROVIDE_INTERVAL_SECS" => Some(interval.to_string()),
+                "IPVEC_P2P_PROVIDER_TTL_SECS" => Some(ttl.to_string()),
+                _ => None,
+            })
+        };
+        let ok = with("2", "6").unwrap();
+        assert_eq!(
+            (ok.p2p.reprovide_interval_secs, ok.p2p.provider_ttl_secs),
+            (2, 6)
+        );
+        let err = with("60", "60").unwrap_err().to_string();
+        assert!(
+            err.contains("p2p.provider_ttl_secs") && err.contains("longer"),
+            "{err}"
+        );
+        let err = with("0", "60").unwrap_err().to_string();
+        assert!(err.contains("p2p.reprovide_interval_secs"), "{err}");
     }
 
     #[test]
