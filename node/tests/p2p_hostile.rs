@@ -224,7 +224,36 @@ fn hostile_messages_blocks_and_heads_are_refused() {
     assert_eq!(after["root"], info["root"]);
     assert_eq!(after["version"], info["version"]);
     // 3. The daemon asks us for a block; we answer with other bytes, then DONT_HAVE.
-    let wanted = ipvec_protocol::cid::block_cid(ipvec_protocol::cid::RAW, b"the real block");
+    // An honest node holds the block the daemon will ask for.
+    let honest = new_repo();
+    let wanted = {
+        let mut put = std::process::Command::new(env!("CARGO_BIN_EXE_ipvec"))
+            .arg("--repo")
+            .arg(&honest.path)
+            .args(["dag", "put", "--pin"])
+            .env_remove("IPVEC_PATH")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(
+            &mut put.stdin.take().unwrap(),
+            br#"{"the real block": true}"#,
+        )
+        .unwrap();
+        let out = put.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse::<cid::Cid>()
+            .unwrap()
+    };
+    let _honest_daemon = Daemon::start(&honest.path, &[]);
+    let honest_address = json_of(&ok(&honest.path, &["--json", "id"]))["addresses"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut answer_control = control.clone();
     rt.spawn(async move {
         while let Some((peer, mut stream)) = incoming.next().await {
@@ -266,6 +295,26 @@ fn hostile_messages_blocks_and_heads_are_refused() {
     assert!(refused(&url) > before, "the wrong block was not counted");
     let err = fails(r, &["block", "stat", &wanted.to_string()]);
     assert!(err.contains("not in the local store"), "{err}");
+
+    // A session of the liar and the honest node: the block comes from the honest one, the
+    // lie is refused again.
+    let before = refused(&url);
+    ok(
+        r,
+        &[
+            "dag",
+            "fetch",
+            &wanted.to_string(),
+            "--from",
+            &hostile_address,
+            "--from",
+            &honest_address,
+        ],
+    );
+    assert!(ok(r, &["block", "stat", &wanted.to_string()]).contains("dag-cbor"));
+    within(10, "the second lie was not counted", || {
+        refused(&url) > before
+    });
 
     // Nobody asked this peer for the block it sent: once the grace for late answers is over,
     // it is disconnected and refused.
