@@ -155,6 +155,7 @@ fn main() -> Result<()> {
             ef_construction: 128,
             ef_search: opts.ef as u32,
             shards: 1,
+            replication: 1,
         })
         .await?;
         let started = Instant::now();

@@ -187,6 +187,7 @@ fn main() -> Result<()> {
             ef_construction: 64,
             ef_search: 64,
             shards: 1,
+            replication: 1,
         })
         .await?;
         let started = Instant::now();

@@ -250,6 +250,22 @@ fn jsonl(lines: &[serde_json::Value]) -> String {
 fn collections_from_the_command_line() {
     let repo = Repo::new();
     let dir = repo.path.parent().unwrap().to_path_buf();
+    let err = repo.fails(
+        &[
+            "collection",
+            "create",
+            "docs",
+            "--dim",
+            "3",
+            "--replication",
+            "0",
+        ],
+        None,
+    );
+    assert!(
+        err.contains("--replication must be between 1 and 20"),
+        "{err}"
+    );
     repo.ok(
         &[
             "collection",

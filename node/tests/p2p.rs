@@ -41,10 +41,14 @@ fn peer_of(repo: &std::path::Path) -> String {
 
 /// Creates collection `name` (4-d, L2) in `repo` and adds points `0..n` to it.
 fn filled_collection(repo: &std::path::Path, name: &str, n: u64) {
-    ok(
-        repo,
-        &["collection", "create", name, "--dim", "4", "--metric", "l2"],
-    );
+    filled_collection_with(repo, name, n, &[]);
+}
+
+/// [`filled_collection`] with more `collection create` flags.
+fn filled_collection_with(repo: &std::path::Path, name: &str, n: u64, flags: &[&str]) {
+    let mut create = vec!["collection", "create", name, "--dim", "4", "--metric", "l2"];
+    create.extend_from_slice(flags);
+    ok(repo, &create);
     let file = repo.parent().unwrap().join(format!("{name}.jsonl"));
     std::fs::write(&file, points_jsonl(0..n)).unwrap();
     ok(repo, &["add", name, file.to_str().unwrap()]);
@@ -317,7 +321,8 @@ fn bitswap_fetches_a_whole_dag_checks_it_and_skips_what_it_has() {
 #[test]
 fn replicas_fetch_a_collection_by_id_through_the_dht_and_catch_up() {
     let a = new_repo();
-    filled_collection(&a.path, "films", 2_000);
+    // Three replicas wanted: A and the two that will fetch it.
+    filled_collection_with(&a.path, "films", 2_000, &["--replication", "3"]);
     let _da = Daemon::start(&a.path, &[]);
     let info_a = json_of(&ok(&a.path, &["--json", "collection", "info", "films"]));
     let id = info_a["id"].as_str().unwrap().to_string();
@@ -365,8 +370,11 @@ fn replicas_fetch_a_collection_by_id_through_the_dht_and_catch_up() {
         (info["state"].as_str(), info["lag"].as_u64()),
         (Some("writer"), Some(0))
     );
-    // The manifest asks for one replica of each shard unless created with more.
-    assert_eq!(info["replication_factor"], 1);
+    // The manifest asks for what `collection create --replication` said; the text says
+    // how many there are of how many wanted.
+    assert_eq!(info["replication_factor"], 3);
+    let text = ok(&a.path, &["collection", "info", "films"]);
+    assert!(text.contains("replicas:     3 of 3"), "{text}");
     assert!(info["announced_secs_ago"].as_u64().is_some(), "{info}");
     for replica in [&b.path, &c.path] {
         let r = info_of(replica);

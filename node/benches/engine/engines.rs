@@ -88,6 +88,7 @@ pub async fn create(
         quantization,
         hnsw: hnsw_params(),
         shards: 1,
+        replication: 1,
     };
     let collection = Collection::create(store.clone(), &dir.join("bench"), &spec).await?;
     Ok((store, collection))

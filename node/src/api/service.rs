@@ -497,6 +497,7 @@ impl Node {
                     ef_search: request.ef_search,
                 },
                 shards: request.shards,
+                replication: request.replication,
             };
             spec.validate()?;
             let _writing = self.inner.gc_lock.read().await;

@@ -64,6 +64,9 @@ fn default_ef_search() -> u32 {
 fn default_shards() -> u32 {
     1
 }
+fn default_replication() -> u32 {
+    1
+}
 fn default_k() -> usize {
     10
 }
@@ -96,6 +99,10 @@ pub struct CreateCollection {
     /// Number of hash-range shards.
     #[serde(default = "default_shards")]
     pub shards: u32,
+    /// Replicas each shard should have, this node included (the manifest's replication
+    /// factor; `collection info` compares it with the providers the DHT names).
+    #[serde(default = "default_replication")]
+    pub replication: u32,
 }
 
 /// HNSW parameters of a collection.

@@ -79,6 +79,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             ef_construction,
             ef_search,
             shards,
+            replication,
         }) => {
             let request = CreateCollection {
                 name: name.clone(),
@@ -89,6 +90,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 ef_construction,
                 ef_search,
                 shards,
+                replication,
             };
             let c = backend.create_collection(request).await?;
             out.print(

@@ -235,6 +235,10 @@ pub enum CollectionCommand {
         /// Number of hash-range shards.
         #[arg(long, default_value_t = 1)]
         shards: u32,
+        /// Replicas each shard should have, this node included (shown against the DHT's
+        /// providers by `collection info`).
+        #[arg(long, default_value_t = 1)]
+        replication: u32,
     },
     /// List collections.
     List,

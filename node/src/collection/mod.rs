@@ -64,6 +64,9 @@ pub use points::Point;
 /// on Fashion-MNIST, 6,000 matches (10%) score exactly at twice the walk's speed, 30,000 (50%)
 /// at a fifth of it (docs/benchmarks.md).
 pub const EXACT_FALLBACK_POINTS: usize = 10_000;
+/// Largest replication factor a collection can ask for (the DHT returns at most 20
+/// providers of a key, libp2p's K).
+pub const MAX_REPLICATION: u32 = 20;
 /// See [`EXACT_FALLBACK_POINTS`].
 pub const EXACT_FALLBACK_FRACTION: f64 = 0.02;
 
@@ -132,6 +135,9 @@ pub struct CollectionSpec {
     pub hnsw: HnswParams,
     /// Number of hash-range shards.
     pub shards: u32,
+    /// Replicas each shard should have (the manifest's replication factor, this node
+    /// included), which `collection info` compares with the providers the DHT names.
+    pub replication: u32,
 }
 
 impl CollectionSpec {
@@ -159,6 +165,11 @@ impl CollectionSpec {
             return Err(CollectionError::Invalid(
                 "--shards must be between 1 and 4096".into(),
             ));
+        }
+        if !(1..=MAX_REPLICATION).contains(&self.replication) {
+            return Err(CollectionError::Invalid(format!(
+                "--replication must be between 1 and {MAX_REPLICATION}"
+            )));
         }
         Ok(())
     }
@@ -280,7 +291,7 @@ impl<S: BlockStore> Collection<S> {
             metric: spec.metric,
             quantization: spec.quantization,
             hnsw: spec.hnsw,
-            replication: 1,
+            replication: spec.replication,
             writers: vec![serde_bytes::ByteBuf::from(owner_pk.to_vec())],
             shards: shard_cids,
             prev: None,

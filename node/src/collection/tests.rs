@@ -17,6 +17,7 @@ fn spec(name: &str, shards: u32) -> CollectionSpec {
         quantization: Quantization::F32,
         hnsw: HnswParams::default(),
         shards,
+        replication: 1,
     }
 }
 
