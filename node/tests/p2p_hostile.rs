@@ -112,6 +112,16 @@ fn within(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Checks that the daemon of `repo` drops `peer` within `secs` seconds and refuses to
+/// connect to it again.
+fn disconnected_and_refused(repo: &std::path::Path, peer: PeerId, address: &str, secs: u64) {
+    within(secs, &format!("{peer} is still connected"), || {
+        !ok(repo, &["--json", "peers"]).contains(&peer.to_string())
+    });
+    let err = fails(repo, &["connect", address]);
+    assert!(err.contains("is refused for 10 minutes"), "{err}");
+}
+
 fn metric(url: &str, line_start: &str) -> f64 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -318,13 +328,7 @@ fn hostile_messages_blocks_and_heads_are_refused() {
 
     // Nobody asked this peer for the block it sent: once the grace for late answers is over,
     // it is disconnected and refused.
-    within(
-        30,
-        "the peer that sent a wrong block is still connected",
-        || !ok(r, &["--json", "peers"]).contains(&hostile_peer.to_string()),
-    );
-    let err = fails(r, &["connect", &hostile_address]);
-    assert!(err.contains("is refused for 10 minutes"), "{err}");
+    disconnected_and_refused(r, hostile_peer, &hostile_address, 30);
     assert!(metric(&url, "ipvec_bitswap{kind=\"peers_banned\"}") >= 1.0);
     // Still serving.
     assert!(ok(r, &["--json", "id"]).contains("peer_id"));
@@ -383,13 +387,7 @@ fn malformed_and_oversized_messages_get_their_sender_refused() {
 
     // The peer that broke the protocol is disconnected at once, and refused when the daemon
     // dials it again.
-    within(
-        20,
-        "the peer that sent malformed messages is still connected",
-        || !ok(r, &["--json", "peers"]).contains(&hostile_peer.to_string()),
-    );
-    let err = fails(r, &["connect", &hostile_address]);
-    assert!(err.contains("is refused for 10 minutes"), "{err}");
+    disconnected_and_refused(r, hostile_peer, &hostile_address, 20);
     assert!(ok(r, &["--json", "id"]).contains("peer_id"));
 }
 
