@@ -112,6 +112,17 @@ fn within(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// The first address of the daemon of `repo`, and its peer id.
+fn address_of(repo: &std::path::Path) -> (Multiaddr, PeerId) {
+    let address: Multiaddr = json_of(&ok(repo, &["--json", "id"]))["addresses"][0]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let peer = ipvec_node::net::peer_of(&address).unwrap();
+    (address, peer)
+}
+
 /// Checks that the daemon of `repo` drops `peer` within `secs` seconds and refuses to
 /// connect to it again.
 fn disconnected_and_refused(repo: &std::path::Path, peer: PeerId, address: &str, secs: u64) {
@@ -157,12 +168,7 @@ fn hostile_messages_blocks_and_heads_are_refused() {
     let info = json_of(&ok(r, &["--json", "collection", "info", "guarded"]));
     let id = info["id"].as_str().unwrap().to_string();
     let daemon = Daemon::start(r, &[]);
-    let address: Multiaddr = json_of(&ok(r, &["--json", "id"]))["addresses"][0]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let daemon_peer = ipvec_node::net::peer_of(&address).unwrap();
+    let (address, daemon_peer) = address_of(r);
     let refused = |url: &str| metric(url, "ipvec_bitswap{kind=\"refused\"}");
 
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -260,10 +266,7 @@ fn hostile_messages_blocks_and_heads_are_refused() {
             .unwrap()
     };
     let _honest_daemon = Daemon::start(&honest.path, &[]);
-    let honest_address = json_of(&ok(&honest.path, &["--json", "id"]))["addresses"][0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let honest_address = address_of(&honest.path).0.to_string();
     let mut answer_control = control.clone();
     rt.spawn(async move {
         while let Some((peer, mut stream)) = incoming.next().await {
@@ -345,12 +348,7 @@ fn malformed_and_oversized_messages_get_their_sender_refused() {
     let daemon = Daemon::start(r, &[]);
     let url = daemon.url.clone();
     let refused = || metric(&url, "ipvec_bitswap{kind=\"refused\"}");
-    let address: Multiaddr = json_of(&ok(r, &["--json", "id"]))["addresses"][0]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let daemon_peer = ipvec_node::net::peer_of(&address).unwrap();
+    let (address, daemon_peer) = address_of(r);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _entered = rt.enter();
     let (mut swarm, hostile_peer, hostile_address, mut control, _incoming) = hostile_peer(&rt);
