@@ -1049,9 +1049,8 @@ impl Node {
         }
         if let Some(network) = self.inner.network.get() {
             use std::sync::atomic::Ordering::Relaxed;
-            let set = super::metrics::set_totals;
             let stats = network.bitswap().stats();
-            set(
+            super::metrics::set_totals(
                 &metrics.bitswap,
                 &[
                     ("blocks_sent", stats.blocks_sent.load(Relaxed)),
@@ -1063,7 +1062,7 @@ impl Node {
                 ],
             );
             let dht = network.dht_stats();
-            set(
+            super::metrics::set_totals(
                 &metrics.dht,
                 &[
                     (

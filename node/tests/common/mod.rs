@@ -11,6 +11,16 @@ use std::{
 
 use serde_json::{json, Value};
 
+/// Sends signal `sig` (`TERM`, `KILL`, `STOP`, `CONT`) to process `pid` with the shell's own
+/// `kill`: no procps needed on a fresh machine.
+pub fn signal(sig: &str, pid: u32) {
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -{sig} {pid}")])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{sig} {pid} failed");
+}
+
 pub fn ipvec(repo: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ipvec"))
         .arg("--repo")
@@ -128,12 +138,7 @@ impl Daemon {
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(&mut self) {
         let mut child = self.child.take().unwrap();
-        // The shell's own `kill`: no procps needed on a fresh machine.
-        let status = Command::new("sh")
-            .args(["-c", &format!("kill -TERM {}", child.id())])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        signal("TERM", child.id());
         let status = child.wait().unwrap();
         assert!(status.success(), "the daemon exited with {status}");
     }
