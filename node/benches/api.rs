@@ -206,6 +206,7 @@ fn main() -> Result<()> {
             exact: false,
             filter: None,
             at: None,
+            deadline_ms: None,
         };
         let mut passes = Vec::new();
         let mut expected = Vec::new();

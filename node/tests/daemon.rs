@@ -725,6 +725,7 @@ async fn long_operations_report_progress_as_jobs() {
     });
     let import = daemon
         .request(reqwest::Method::POST, "/v1/dag/import")
+        .header("content-type", "application/vnd.ipld.car")
         .body(reqwest::Body::wrap_stream(slow))
         .send();
     let watch = async {

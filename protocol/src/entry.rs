@@ -33,6 +33,13 @@ impl EntryId {
                 k
             }
             EntryId::Str(s) => {
+                if s.len() > limits::MAX_ID_BYTES {
+                    return Err(ProtocolError::TooLarge {
+                        what: "string id (UTF-8)",
+                        actual: s.len(),
+                        limit: limits::MAX_ID_BYTES,
+                    });
+                }
                 let mut k = Vec::with_capacity(1 + s.len());
                 k.push(KEY_TAG_STR);
                 k.extend_from_slice(s.as_bytes());
@@ -60,11 +67,11 @@ pub struct EntryKey(#[serde(with = "serde_bytes")] Vec<u8>);
 impl EntryKey {
     /// Checks the key form: a known tag, valid UTF-8 for strings, and the length limit.
     pub fn new(bytes: Vec<u8>) -> Result<Self, ProtocolError> {
-        if bytes.len() > limits::MAX_ID_BYTES {
+        if bytes.len() > limits::MAX_KEY_BYTES {
             return Err(ProtocolError::TooLarge {
-                what: "entry id",
+                what: "entry id key",
                 actual: bytes.len(),
-                limit: limits::MAX_ID_BYTES,
+                limit: limits::MAX_KEY_BYTES,
             });
         }
         match bytes.split_first() {
@@ -279,6 +286,18 @@ mod tests {
     #[test]
     fn rejects_bad_keys() {
         assert!(EntryId::Str("x".repeat(200)).to_key().is_err());
+        // The documented limit is on the id itself: 128 bytes fit, 129 do not, and the error
+        // counts the id's bytes, not its key's.
+        let key = EntryId::Str("é".repeat(64)).to_key().unwrap();
+        assert_eq!(EntryKey::new(key.as_bytes().to_vec()).unwrap(), key);
+        let e = EntryId::Str("x".repeat(129))
+            .to_key()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("129") && e.contains("128") && e.contains("string id"),
+            "{e}"
+        );
         assert!(EntryKey::new(vec![0x00, 1, 2]).is_err());
         assert!(EntryKey::new(vec![0x01, 0xff]).is_err());
         assert!(EntryKey::new(vec![0x07, 1]).is_err());

@@ -8,8 +8,10 @@ pub const MAX_FOREIGN_BLOCK_BYTES: usize = 2 << 20;
 pub const LEAF_TARGET_BYTES: usize = 256 << 10;
 /// Target encoded size of a tree branch (interior node).
 pub const BRANCH_TARGET_BYTES: usize = 32 << 10;
-/// Longest entry id, in key bytes (the one-byte type tag included).
+/// Longest string id, in UTF-8 bytes.
 pub const MAX_ID_BYTES: usize = 128;
+/// Longest key form of an id: the one-byte type tag and up to [`MAX_ID_BYTES`].
+pub const MAX_KEY_BYTES: usize = MAX_ID_BYTES + 1;
 /// Largest encoded metadata map of one entry.
 pub const MAX_METADATA_BYTES: usize = 64 << 10;
 /// Largest vector dimension.

@@ -258,7 +258,11 @@ impl Client {
         body: reqwest::Body,
         length: Option<u64>,
     ) -> Result<CarImported, ApiError> {
-        let mut request = self.http.post(self.url("/v1/dag/import")).body(body);
+        let mut request = self
+            .http
+            .post(self.url("/v1/dag/import"))
+            .header(reqwest::header::CONTENT_TYPE, super::server::CAR_MEDIA_TYPE)
+            .body(body);
         if let Some(n) = length {
             request = request.header(reqwest::header::CONTENT_LENGTH, n);
         }
@@ -275,6 +279,7 @@ impl Client {
         let mut request = self
             .http
             .post(self.url("/v1/collections/import"))
+            .header(reqwest::header::CONTENT_TYPE, super::server::CAR_MEDIA_TYPE)
             .body(body);
         if let Some(name) = name {
             request = request.query(&[("name", name)]);

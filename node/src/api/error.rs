@@ -41,6 +41,12 @@ impl ApiError {
         Self::new(401, "unauthorized", message)
     }
 
+    /// 403: the request came from a place the API does not answer (a browser page of
+    /// another origin, a host name it does not serve).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, "forbidden", message)
+    }
+
     /// 404: no such collection, point, block or route.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(404, "not_found", message)
@@ -51,9 +57,34 @@ impl ApiError {
         Self::new(409, "conflict", message)
     }
 
+    /// 405: the route exists, the method does not.
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(405, "method_not_allowed", message)
+    }
+
     /// 413: the body is over the limit.
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(413, "payload_too_large", message)
+    }
+
+    /// 414: the URL is over the limit.
+    pub fn uri_too_long(message: impl Into<String>) -> Self {
+        Self::new(414, "uri_too_long", message)
+    }
+
+    /// 415: the body is not of a type the route takes.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(415, "unsupported_media_type", message)
+    }
+
+    /// 503: too many requests of this kind are running; try again shortly.
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self::new(503, "busy", message)
+    }
+
+    /// 504: the operation ran past its deadline and was stopped.
+    pub fn deadline_exceeded(message: impl Into<String>) -> Self {
+        Self::new(504, "deadline_exceeded", message)
     }
 
     /// 503: the node is shutting down or not ready.
@@ -88,7 +119,13 @@ impl ApiError {
             "bad_request" => "bad_request",
             "bad_point" => "bad_point",
             "unauthorized" => "unauthorized",
+            "forbidden" => "forbidden",
             "not_found" => "not_found",
+            "method_not_allowed" => "method_not_allowed",
+            "uri_too_long" => "uri_too_long",
+            "unsupported_media_type" => "unsupported_media_type",
+            "busy" => "busy",
+            "deadline_exceeded" => "deadline_exceeded",
             "conflict" => "conflict",
             "read_only" => "read_only",
             "payload_too_large" => "payload_too_large",

@@ -5,7 +5,9 @@
 //! - [`types`]: request and response bodies (JSON), shared by all three.
 //! - [`error`]: [`ApiError`], an HTTP status, a stable code and a message.
 //! - [`service`]: [`Node`], the operations on an open repository.
-//! - [`server`]: axum routes, auth, body limits, metrics middleware, OpenAPI, graceful shutdown.
+//! - [`server`]: axum routes, body limits, metrics middleware, OpenAPI, graceful shutdown.
+//! - [`guard`]: what is checked before a handler runs: host, origin, body type, token,
+//!   and a free slot for the kind of request.
 //! - [`replicate`]: fetching other nodes' collections, answering head requests.
 //! - [`status`]: what this node knows of its collections' replication.
 //! - [`client`]: [`Client`], the same operations over HTTP.
@@ -15,6 +17,7 @@
 
 pub mod client;
 pub mod error;
+pub mod guard;
 pub mod jobs;
 pub mod logs;
 pub mod metrics;

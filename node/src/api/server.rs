@@ -4,17 +4,16 @@
 
 use std::{
     future::{Future, IntoFuture},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use axum::{
     body::Body,
     extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State},
-    http::{header, HeaderMap, StatusCode},
+    http::{header, HeaderMap, Method, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
-    routing::{get, post, put},
+    routing::{MethodFilter, MethodRouter},
     Json, Router,
 };
 use futures::{StreamExt, TryStreamExt};
@@ -22,7 +21,12 @@ use serde::{de::DeserializeOwned, Deserialize};
 use tokio_util::io::{ReaderStream, StreamReader};
 use utoipa::OpenApi;
 
-use super::{error::ApiError, service::Node, types::*};
+use super::{
+    error::ApiError,
+    guard::{self, BodyKind, Gate, Kind, Limits, RouteRules},
+    service::Node,
+    types::*,
+};
 
 /// The CAR media type.
 pub const CAR_MEDIA_TYPE: &str = "application/vnd.ipld.car";
@@ -30,8 +34,6 @@ pub const CAR_MEDIA_TYPE: &str = "application/vnd.ipld.car";
 #[derive(Debug, Clone)]
 struct AppState {
     node: Node,
-    /// The bearer token every request but /health and /ready must carry, when required.
-    token: Option<Arc<str>>,
     /// Turns true when the server starts shutting down (ends event streams).
     stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -117,6 +119,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 /// This OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "the OpenAPI document", content_type = "application/json")))]
 async fn openapi() -> Response {
     match ApiDoc::openapi().to_pretty_json() {
         Ok(text) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
@@ -456,6 +459,13 @@ async fn not_found() -> ApiError {
     ApiError::not_found("no such API route; /openapi.json lists them")
 }
 
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::method_not_allowed(format!(
+        "{} does not take {method}; /openapi.json lists the methods of every route",
+        uri.path()
+    ))
+}
+
 /// A streamed CAR export; a failure midway aborts the response, so a client never mistakes
 /// a cut-off CAR for a whole one.
 fn car_stream(node: Node, root: cid::Cid) -> Response {
@@ -491,34 +501,6 @@ async fn import_body(
         .await
 }
 
-fn same_token(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-}
-
-async fn authorize(State(s): State<AppState>, request: Request, next: Next) -> Response {
-    if let Some(token) = &s.token {
-        let open = matches!(request.uri().path(), "/health" | "/ready");
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let ok = given.is_some_and(|g| same_token(g.trim().as_bytes(), token.as_bytes()));
-        if !open && !ok {
-            return ApiError::unauthorized(
-                "this API needs `Authorization: Bearer <token>`; the token is in the repository's keys/api.token",
-            )
-            .into_response();
-        }
-    }
-    next.run(request).await
-}
-
 async fn track(State(s): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().to_string();
@@ -543,15 +525,24 @@ async fn track(State(s): State<AppState>, request: Request, next: Next) -> Respo
         title = "ipvec node API",
         description = "HTTP/JSON API of an ipvec node. Errors are {\"error\": {\"code\", \"message\"}}."
     ),
+    modifiers(&BearerScheme),
+    security((), ("bearer" = [])),
     paths(
         health,
         ready,
         metrics,
+        openapi,
         node_info,
         config,
         jobs,
+        logs,
+        id,
+        peers,
+        connect,
+        providers,
         list_collections,
         create_collection,
+        fetch_collection,
         collection_info,
         drop_collection,
         collection_log,
@@ -562,6 +553,7 @@ async fn track(State(s): State<AppState>, request: Request, next: Next) -> Respo
         export_collection,
         import_collection,
         dag_put,
+        dag_fetch,
         dag_get,
         dag_export,
         dag_import,
@@ -573,6 +565,94 @@ async fn track(State(s): State<AppState>, request: Request, next: Next) -> Respo
     )
 )]
 pub struct ApiDoc;
+
+/// The `bearer` security scheme: `Authorization: Bearer <token>`, asked for off loopback or
+/// with `api.require_token`.
+#[derive(Debug)]
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "the daemon repository's keys/api.token; needed off loopback or with api.require_token",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// One route of the API.
+struct Route {
+    /// The method `handler` takes; the test against the OpenAPI document reads it.
+    #[cfg_attr(not(test), allow(dead_code))]
+    method: Method,
+    path: &'static str,
+    kind: Kind,
+    body: BodyKind,
+    handler: MethodRouter<AppState>,
+}
+
+/// Every route of the API: the router is built from this list, and a test holds it equal to
+/// the OpenAPI document.
+fn route_table() -> Vec<Route> {
+    use BodyKind::{Car, Json, None as Empty};
+    use Kind::{Heavy, Light, Search, Write};
+    macro_rules! route {
+        ($method:ident $path:literal, $kind:expr, $body:expr, $handler:expr) => {
+            Route {
+                method: Method::$method,
+                path: $path,
+                kind: $kind,
+                body: $body,
+                handler: axum::routing::on(MethodFilter::$method, $handler),
+            }
+        };
+    }
+    vec![
+        route!(GET "/health", Light, Empty, health),
+        route!(GET "/ready", Light, Empty, ready),
+        route!(GET "/metrics", Light, Empty, metrics),
+        route!(GET "/openapi.json", Light, Empty, openapi),
+        route!(GET "/v1/node", Light, Empty, node_info),
+        route!(GET "/v1/config", Light, Empty, config),
+        route!(GET "/v1/jobs", Light, Empty, jobs),
+        route!(GET "/v1/logs", Light, Empty, logs),
+        route!(GET "/v1/id", Light, Empty, id),
+        route!(GET "/v1/peers", Light, Empty, peers),
+        route!(POST "/v1/peers/connect", Heavy, Json, connect),
+        route!(GET "/v1/dht/providers/{cid}", Heavy, Empty, providers),
+        route!(GET "/v1/collections", Light, Empty, list_collections),
+        route!(POST "/v1/collections", Write, Json, create_collection),
+        route!(POST "/v1/collections/fetch", Heavy, Json, fetch_collection),
+        route!(POST "/v1/collections/import", Heavy, Car, import_collection),
+        route!(GET "/v1/collections/{name}", Light, Empty, collection_info),
+        route!(DELETE "/v1/collections/{name}", Write, Empty, drop_collection),
+        route!(GET "/v1/collections/{name}/log", Light, Empty, collection_log),
+        route!(PUT "/v1/collections/{name}/points", Write, Json, upsert),
+        route!(POST "/v1/collections/{name}/points/delete", Write, Json, delete_points),
+        route!(GET "/v1/collections/{name}/points/{id}", Light, Empty, get_point),
+        route!(POST "/v1/collections/{name}/search", Search, Json, search),
+        route!(GET "/v1/collections/{name}/export", Heavy, Empty, export_collection),
+        route!(POST "/v1/dag", Write, Json, dag_put),
+        route!(POST "/v1/dag/fetch", Heavy, Json, dag_fetch),
+        route!(POST "/v1/dag/import", Heavy, Car, dag_import),
+        route!(GET "/v1/dag/{cid}", Light, Empty, dag_get),
+        route!(GET "/v1/dag/{cid}/export", Heavy, Empty, dag_export),
+        route!(GET "/v1/blocks/{cid}", Light, Empty, block_stat),
+        route!(GET "/v1/pins", Light, Empty, pins),
+        route!(POST "/v1/pins/{cid}", Heavy, Empty, pin_add),
+        route!(DELETE "/v1/pins/{cid}", Heavy, Empty, pin_rm),
+        route!(POST "/v1/gc", Heavy, Empty, gc),
+    ]
+}
 
 /// The API's routes over `node`; `token` is the bearer token to require, if any.
 pub fn router(node: Node, token: Option<String>) -> Router {
@@ -586,56 +666,35 @@ fn routes(
     token: Option<String>,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Router {
-    let max_body = node.config().api.max_body_bytes as usize;
-    let state = AppState {
-        node,
-        token: token.map(Arc::from),
-        stopping,
-    };
-    let streamed = Router::new()
-        .route("/v1/collections/import", post(import_collection))
-        .route("/v1/dag/import", post(dag_import))
-        .layer(DefaultBodyLimit::disable());
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
-        .route("/v1/node", get(node_info))
-        .route("/v1/config", get(config))
-        .route("/v1/jobs", get(jobs))
-        .route("/v1/logs", get(logs))
-        .route("/v1/id", get(id))
-        .route("/v1/peers", get(peers))
-        .route("/v1/peers/connect", post(connect))
-        .route("/v1/dht/providers/{cid}", get(providers))
-        .route(
-            "/v1/collections",
-            get(list_collections).post(create_collection),
-        )
-        .route(
-            "/v1/collections/{name}",
-            get(collection_info).delete(drop_collection),
-        )
-        .route("/v1/collections/fetch", post(fetch_collection))
-        .route("/v1/collections/{name}/log", get(collection_log))
-        .route("/v1/collections/{name}/points", put(upsert))
-        .route("/v1/collections/{name}/points/delete", post(delete_points))
-        .route("/v1/collections/{name}/points/{id}", get(get_point))
-        .route("/v1/collections/{name}/search", post(search))
-        .route("/v1/collections/{name}/export", get(export_collection))
-        .route("/v1/dag", post(dag_put))
-        .route("/v1/dag/fetch", post(dag_fetch))
-        .route("/v1/dag/{cid}", get(dag_get))
-        .route("/v1/dag/{cid}/export", get(dag_export))
-        .route("/v1/blocks/{cid}", get(block_stat))
-        .route("/v1/pins", get(pins))
-        .route("/v1/pins/{cid}", post(pin_add).delete(pin_rm))
-        .route("/v1/gc", post(gc))
-        .layer(DefaultBodyLimit::max(max_body))
-        .merge(streamed)
+    let api = &node.config().api;
+    let max_body = api.max_body_bytes as usize;
+    let gate = Gate::new(api, token);
+    let limits = Limits::new(api);
+    let state = AppState { node, stopping };
+    let mut router = Router::new();
+    for route in route_table() {
+        let rules = RouteRules {
+            body: route.body,
+            slots: limits.of(route.kind),
+        };
+        let body_limit = match route.body {
+            // CAR imports are streamed: any length.
+            BodyKind::Car => DefaultBodyLimit::disable(),
+            _ => DefaultBodyLimit::max(max_body),
+        };
+        let handler: MethodRouter<AppState> = route
+            .handler
+            .layer::<_, std::convert::Infallible>(middleware::from_fn_with_state(
+                rules,
+                guard::route_rules,
+            ))
+            .layer::<_, std::convert::Infallible>(body_limit);
+        router = router.route(route.path, handler);
+    }
+    router
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn_with_state(gate, guard::gate))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
@@ -671,5 +730,45 @@ pub async fn serve(
             );
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The router is built from [`route_table`]; the document must name exactly its routes.
+    #[test]
+    fn the_openapi_document_covers_every_route_and_no_other() {
+        let routed: BTreeSet<(String, String)> = route_table()
+            .iter()
+            .map(|r| (r.method.to_string(), r.path.to_string()))
+            .collect();
+        let doc = ApiDoc::openapi();
+        let mut documented = BTreeSet::new();
+        for (path, item) in &doc.paths.paths {
+            for (method, op) in [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("PUT", &item.put),
+                ("DELETE", &item.delete),
+                ("PATCH", &item.patch),
+                ("HEAD", &item.head),
+            ] {
+                if op.is_some() {
+                    documented.insert((method.to_string(), path.clone()));
+                }
+            }
+        }
+        let missing: Vec<_> = routed.difference(&documented).collect();
+        let extra: Vec<_> = documented.difference(&routed).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "routes missing from the document: {missing:?}; documented but not routed: {extra:?}"
+        );
+        let schemes = doc.components.as_ref().map(|c| c.security_schemes.len());
+        assert_eq!(schemes, Some(1), "the bearer scheme is declared");
     }
 }

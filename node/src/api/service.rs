@@ -628,6 +628,7 @@ impl Node {
     pub async fn upsert(&self, name: &str, points: Vec<PointIn>) -> Result<WriteResult, ApiError> {
         let n = points.len() as u64;
         self.observed("upsert", name, async {
+            self.check_batch("points", points.len())?;
             let points = to_points(points)?;
             self.check_storage().await?;
             let shared = self.collection(name).await?;
@@ -650,6 +651,7 @@ impl Node {
     /// Deletes points by id.
     pub async fn delete(&self, name: &str, ids: Vec<PointId>) -> Result<WriteResult, ApiError> {
         self.observed("delete", name, async {
+            self.check_batch("ids", ids.len())?;
             let shared = self.collection(name).await?;
             let node = self.clone();
             let ids: Vec<_> = ids.into_iter().map(Into::into).collect();
@@ -687,7 +689,41 @@ impl Node {
         .await
     }
 
-    /// Searches a collection (or, with `at`, an older version of it).
+    /// Checks a search's numbers against `search.*` before any work, and gives its deadline.
+    fn search_budget(&self, request: &SearchRequest) -> Result<Duration, ApiError> {
+        let limits = &self.inner.config.search;
+        let within = |field: &str, value: u64, max: u64, key: &str| {
+            if value == 0 || value > max {
+                Err(ApiError::bad_request(format!(
+                    "{field} = {value} is outside 1..={max} ({key}); {}",
+                    if value == 0 {
+                        format!("{field} must be at least 1")
+                    } else {
+                        format!("ask for less, or raise {key} in the config")
+                    }
+                )))
+            } else {
+                Ok(value)
+            }
+        };
+        within("k", request.k as u64, limits.max_k, "search.max_k")?;
+        if let Some(ef) = request.ef {
+            within("ef", ef as u64, limits.max_ef, "search.max_ef")?;
+        }
+        let deadline = match request.deadline_ms {
+            Some(ms) => within(
+                "deadline_ms",
+                ms,
+                limits.max_deadline_ms,
+                "search.max_deadline_ms",
+            )?,
+            None => limits.deadline_ms,
+        };
+        Ok(Duration::from_millis(deadline))
+    }
+
+    /// Searches a collection (or, with `at`, an older version of it), stopping at the
+    /// request's deadline (`search.deadline_ms` when it names none).
     pub async fn search(
         &self,
         name: &str,
@@ -695,14 +731,15 @@ impl Node {
     ) -> Result<SearchResponse, ApiError> {
         let response = self
             .observed("search", name, async {
+                let deadline = self.search_budget(&request)?;
                 let filter = request
                     .filter
                     .as_ref()
-                    .map(|f| Filter::parse(&f.to_string()).and_then(Filter::compile))
+                    .map(|f| Filter::from_json(f).and_then(Filter::compile))
                     .transpose()?;
                 let at = request.at.as_deref().map(parse_cid).transpose()?;
                 let shared = self.collection(name).await?;
-                offload(async move {
+                let work = async move {
                     let c = shared.read_owned().await;
                     let hits = match at {
                         Some(at) => {
@@ -729,12 +766,39 @@ impl Node {
                             })
                             .collect(),
                     })
+                };
+                // The deadline runs inside the blocking task, so a search stopped by it stops
+                // working too (at its next wait: a lock, a block read) instead of running on
+                // unseen.
+                offload(async move {
+                    tokio::time::timeout(deadline, work)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(ApiError::deadline_exceeded(format!(
+                            "the search was stopped at its deadline of {} ms; ask for a longer \
+                             deadline_ms (at most search.max_deadline_ms), a smaller k or ef, \
+                             or an HNSW search instead of an exact one",
+                            deadline.as_millis()
+                        )))
+                        })
                 })
                 .await
             })
             .await?;
         self.inner.metrics.hits(name, response.hits.len());
         Ok(response)
+    }
+
+    /// Refuses a batch over `api.max_batch_points`.
+    fn check_batch(&self, what: &str, n: usize) -> Result<(), ApiError> {
+        let max = self.inner.config.api.max_batch_points;
+        if n as u64 > max {
+            return Err(ApiError::too_large(format!(
+                "the request holds {n} {what}, over api.max_batch_points = {max}; send them in \
+                 batches of at most {max}"
+            )));
+        }
+        Ok(())
     }
 
     /// Commits collection `name`'s acknowledged writes into its tree (a new version), if it
@@ -881,6 +945,7 @@ impl Node {
         let store = self.store();
         let manifest: Manifest = dagcbor::decode(&store.require(&head.manifest).await?)?;
         let name = name.unwrap_or(manifest.name);
+        catalog::check_new_name(&name)?;
         let dir = catalog::dir_of(&self.collections_root(), &name)?;
         let mut open = self.inner.collections.lock().await;
         if open.contains_key(&name) || dir.exists() {

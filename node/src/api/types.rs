@@ -290,6 +290,10 @@ pub struct SearchRequest {
     /// Search an older version: a manifest CID from the log (exact search).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
+    /// Stop and answer 504 after this many milliseconds (default `search.deadline_ms`, at
+    /// most `search.max_deadline_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
 }
 
 /// One search hit.

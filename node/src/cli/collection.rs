@@ -196,6 +196,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                     exact,
                     filter: filter.clone(),
                     at: at.clone(),
+                    deadline_ms: None,
                 };
                 let response = backend
                     .search(&name, request)

@@ -33,6 +33,23 @@ pub fn check_name(name: &str) -> Result<(), CollectionError> {
     }
 }
 
+/// Names a new collection may not take: they are words of the API's paths
+/// (`/v1/collections/import`, `/v1/collections/fetch`).
+pub const RESERVED_NAMES: &[&str] = &["import", "fetch"];
+
+/// Checks the name of a collection about to be created or registered: a valid name
+/// ([`check_name`]) that is not one of the [`RESERVED_NAMES`].
+pub fn check_new_name(name: &str) -> Result<(), CollectionError> {
+    check_name(name)?;
+    if RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+        return Err(CollectionError::Invalid(format!(
+            "collection name {name:?} is reserved (the API uses it in its paths: {}); choose another name",
+            RESERVED_NAMES.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// The folder of collection `name` under `root`.
 pub fn dir_of(root: &Path, name: &str) -> Result<PathBuf, CollectionError> {
     check_name(name)?;
@@ -167,6 +184,15 @@ mod tests {
         }
         for bad in ["", "../etc", "a b", "é", &"x".repeat(65)] {
             assert!(check_name(bad).is_err(), "{bad}");
+            assert!(check_new_name(bad).is_err(), "{bad}");
+        }
+        for reserved in ["import", "fetch", "Import"] {
+            assert!(
+                check_name(reserved).is_ok(),
+                "existing folders stay reachable"
+            );
+            let e = check_new_name(reserved).unwrap_err().to_string();
+            assert!(e.contains("reserved"), "{e}");
         }
     }
 }

@@ -20,35 +20,36 @@ use ipvec_protocol::{
     entry::{EntryId, EntryKey},
     Ipld,
 };
-use serde::Deserialize;
+use serde_json::Value;
 
 use super::CollectionError;
 
+/// Most conditions in one filter, counted at every level.
+pub const MAX_FILTER_CONDITIONS: usize = 1_024;
+/// Deepest nesting of filters inside filters.
+pub const MAX_FILTER_DEPTH: usize = 16;
+/// Most ids in all `ids` conditions of one filter together.
+pub const MAX_FILTER_IDS: usize = 100_000;
+
 /// A parsed filter.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Filter {
     /// Conditions that must all hold.
-    #[serde(default)]
     pub must: Vec<Condition>,
     /// Conditions of which at least one must hold (when any are given).
-    #[serde(default)]
     pub should: Vec<Condition>,
     /// Conditions none of which may hold.
-    #[serde(default)]
     pub must_not: Vec<Condition>,
 }
 
 /// One condition.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Condition {
     /// `{"key": K, "match": V}`.
     Match {
         /// Metadata key (dots for nested fields).
         key: String,
         /// The value to equal.
-        #[serde(rename = "match")]
         value: MatchValue,
     },
     /// `{"key": K, "range": {"gt"|"gte"|"lt"|"lte": N}}`.
@@ -68,8 +69,7 @@ pub enum Condition {
 }
 
 /// A value to match: keyword, integer or bool.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MatchValue {
     /// A bool.
     Bool(bool),
@@ -80,8 +80,7 @@ pub enum MatchValue {
 }
 
 /// An id in a filter.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum IdValue {
     /// Integer id.
     Int(u64),
@@ -90,8 +89,7 @@ pub enum IdValue {
 }
 
 /// Numeric bounds; absent bounds are open.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Range {
     /// Greater than.
     pub gt: Option<f64>,
@@ -101,6 +99,152 @@ pub struct Range {
     pub lt: Option<f64>,
     /// Less than or equal.
     pub lte: Option<f64>,
+}
+
+/// The shape of a filter, quoted by every parse error.
+const SHAPE: &str = r#"a filter looks like {"must": [{"key": "tag", "match": "a"}, {"key": "n", "range": {"gte": 1}}, {"ids": [1, "x"]}], "should": [...], "must_not": [...]}"#;
+
+/// Reads a filter from JSON, counting what it holds against the limits.
+#[derive(Debug, Default)]
+struct Reader {
+    conditions: usize,
+    ids: usize,
+}
+
+impl Reader {
+    fn filter(&mut self, value: &Value, at: &str, depth: usize) -> Result<Filter, String> {
+        if depth > MAX_FILTER_DEPTH {
+            return Err(format!(
+                "{at}: filters nest at most {MAX_FILTER_DEPTH} deep"
+            ));
+        }
+        let Value::Object(map) = value else {
+            return Err(format!("{at} must be an object"));
+        };
+        let mut filter = Filter::default();
+        for (name, list) in map {
+            let slot = match name.as_str() {
+                "must" => &mut filter.must,
+                "should" => &mut filter.should,
+                "must_not" => &mut filter.must_not,
+                other => {
+                    return Err(format!(
+                        "{at} has an unknown field {other:?} (use must, should and must_not)"
+                    ))
+                }
+            };
+            let Value::Array(items) = list else {
+                return Err(format!("{at}.{name} must be a list of conditions"));
+            };
+            for (i, item) in items.iter().enumerate() {
+                slot.push(self.condition(item, &format!("{at}.{name}[{i}]"), depth)?);
+            }
+        }
+        Ok(filter)
+    }
+
+    fn condition(&mut self, value: &Value, at: &str, depth: usize) -> Result<Condition, String> {
+        self.conditions += 1;
+        if self.conditions > MAX_FILTER_CONDITIONS {
+            return Err(format!(
+                "the filter has more than {MAX_FILTER_CONDITIONS} conditions"
+            ));
+        }
+        let Value::Object(map) = value else {
+            return Err(format!("{at} must be an object (a condition)"));
+        };
+        let has = |k: &str| map.contains_key(k);
+        let only = |allowed: &[&str]| match map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            Some(k) => Err(format!("{at} has an unknown field {k:?}")),
+            None => Ok(()),
+        };
+        let key = || match map.get("key") {
+            Some(Value::String(k)) if !k.is_empty() => Ok(k.clone()),
+            _ => Err(format!("{at}.key must be a non-empty string")),
+        };
+        if has("match") {
+            only(&["key", "match"])?;
+            let value = match &map["match"] {
+                Value::Bool(b) => MatchValue::Bool(*b),
+                Value::String(s) => MatchValue::Keyword(s.clone()),
+                Value::Number(n) => match n.as_i64() {
+                    Some(i) => MatchValue::Integer(i),
+                    None => {
+                        return Err(format!(
+                            "{at}.match is {n}: match takes a string, a whole number (i64) or a bool; use range for other numbers"
+                        ))
+                    }
+                },
+                _ => {
+                    return Err(format!(
+                        "{at}.match must be a string, a whole number or a bool"
+                    ))
+                }
+            };
+            Ok(Condition::Match { key: key()?, value })
+        } else if has("range") {
+            only(&["key", "range"])?;
+            let Value::Object(bounds) = &map["range"] else {
+                return Err(format!(
+                    "{at}.range must be an object like {{\"gte\": 1, \"lt\": 5}}"
+                ));
+            };
+            let mut range = Range::default();
+            for (name, bound) in bounds {
+                let slot = match name.as_str() {
+                    "gt" => &mut range.gt,
+                    "gte" => &mut range.gte,
+                    "lt" => &mut range.lt,
+                    "lte" => &mut range.lte,
+                    other => {
+                        return Err(format!(
+                            "{at}.range has an unknown bound {other:?} (use gt, gte, lt, lte)"
+                        ))
+                    }
+                };
+                *slot = Some(
+                    bound
+                        .as_f64()
+                        .ok_or_else(|| format!("{at}.range.{name} must be a number"))?,
+                );
+            }
+            Ok(Condition::Range { key: key()?, range })
+        } else if has("ids") {
+            only(&["ids"])?;
+            let Value::Array(items) = &map["ids"] else {
+                return Err(format!("{at}.ids must be a list of ids"));
+            };
+            self.ids += items.len();
+            if self.ids > MAX_FILTER_IDS {
+                return Err(format!("the filter names more than {MAX_FILTER_IDS} ids"));
+            }
+            let ids = items
+                .iter()
+                .map(|id| match id {
+                    Value::String(s) => Ok(IdValue::Str(s.clone())),
+                    Value::Number(n) => n.as_u64().map(IdValue::Int).ok_or_else(|| {
+                        format!("{at}.ids holds {n}: ids are unsigned whole numbers or strings")
+                    }),
+                    _ => Err(format!(
+                        "{at}.ids holds {id}: ids are unsigned whole numbers or strings"
+                    )),
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Condition::Ids { ids })
+        } else if has("must") || has("should") || has("must_not") {
+            Ok(Condition::Nested(Box::new(self.filter(
+                value,
+                at,
+                depth + 1,
+            )?)))
+        } else if has("key") {
+            Err(format!("{at} names a key but neither match nor range"))
+        } else {
+            Err(format!(
+                "{at} is not a condition: use {{\"key\", \"match\"}}, {{\"key\", \"range\"}}, {{\"ids\"}} or a nested filter"
+            ))
+        }
+    }
 }
 
 /// A filter ready to test points: dotted keys split into paths, id sets turned into key sets.
@@ -137,13 +281,19 @@ enum Test {
 }
 
 impl Filter {
-    /// Parses a filter from JSON, with an error that shows the accepted shape.
+    /// Parses a filter from JSON text, with an error that shows the accepted shape.
     pub fn parse(json: &str) -> Result<Filter, CollectionError> {
-        serde_json::from_str(json).map_err(|e| {
-            CollectionError::Invalid(format!(
-                "invalid filter ({e}); a filter looks like {{\"must\": [{{\"key\": \"tag\", \"match\": \"a\"}}, {{\"key\": \"n\", \"range\": {{\"gte\": 1}}}}], \"should\": [...], \"must_not\": [...]}}"
-            ))
-        })
+        let value: Value = serde_json::from_str(json)
+            .map_err(|e| CollectionError::Invalid(format!("invalid filter ({e}); {SHAPE}")))?;
+        Self::from_json(&value)
+    }
+
+    /// Reads a filter from a JSON value, within [`MAX_FILTER_CONDITIONS`],
+    /// [`MAX_FILTER_DEPTH`] and [`MAX_FILTER_IDS`]; an error names the part at fault.
+    pub fn from_json(value: &Value) -> Result<Filter, CollectionError> {
+        Reader::default()
+            .filter(value, "filter", 0)
+            .map_err(|e| CollectionError::Invalid(format!("invalid filter: {e}; {SHAPE}")))
     }
 
     /// Prepares the filter for testing points.
@@ -322,5 +472,39 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("a filter looks like"));
+    }
+
+    #[test]
+    fn errors_name_the_part_at_fault_and_limits_hold() {
+        let err = |json: &str| Filter::parse(json).unwrap_err().to_string();
+        let e = err(r#"{"must": [{"key": "a", "match": 1}, {"key": "b", "match": [1]}]}"#);
+        assert!(e.contains("filter.must[1].match must be"), "{e}");
+        assert!(!e.contains("untagged"), "{e}");
+        let e = err(r#"{"should": [{"key": "a"}]}"#);
+        assert!(
+            e.contains("filter.should[0] names a key but neither"),
+            "{e}"
+        );
+        let e = err(r#"{"must": [{"ids": [-1]}]}"#);
+        assert!(e.contains("unsigned"), "{e}");
+        let e = err(r#"{"must": [{"key": "a", "range": {"between": 1}}]}"#);
+        assert!(e.contains("unknown bound"), "{e}");
+        let e = err(r#"{"must": [{"key": "a", "match": 1.5}]}"#);
+        assert!(e.contains("use range"), "{e}");
+
+        let many = format!(
+            r#"{{"must": [{}]}}"#,
+            vec![r#"{"key": "a", "match": 1}"#; MAX_FILTER_CONDITIONS + 1].join(",")
+        );
+        assert!(err(&many).contains("more than 1024 conditions"));
+        let mut deep = r#"{"must": [{"key": "a", "match": 1}]}"#.to_string();
+        for _ in 0..=MAX_FILTER_DEPTH {
+            deep = format!(r#"{{"must": [{deep}]}}"#);
+        }
+        assert!(err(&deep).contains("nest at most"));
+        let ids: Vec<u64> = (0..=MAX_FILTER_IDS as u64).collect();
+        let e = err(&format!(r#"{{"must": [{{"ids": {ids:?}}}]}}"#));
+        assert!(e.contains("more than 100000 ids"), "{e}");
+        assert!(Filter::parse(r#"{"must": [{"must_not": [{"ids": [1, "x"]}]}]}"#).is_ok());
     }
 }

@@ -140,10 +140,14 @@ pub struct CollectionSpec {
     pub replication: u32,
 }
 
+/// The largest `ef_construction` and `ef_search` a collection may set (each search and
+/// insert keeps candidate lists of this size).
+pub const MAX_EF: u32 = 10_000;
+
 impl CollectionSpec {
     /// Checks every setting.
     pub fn validate(&self) -> Result<(), CollectionError> {
-        catalog::check_name(&self.name)?;
+        catalog::check_new_name(&self.name)?;
         let max = ipvec_protocol::limits::MAX_DIMENSION as u32;
         if self.dimension == 0 || self.dimension > max {
             return Err(CollectionError::Invalid(format!(
@@ -160,6 +164,11 @@ impl CollectionSpec {
             return Err(CollectionError::Invalid(
                 "--ef-construction must be at least --m, and --ef-search at least 1".into(),
             ));
+        }
+        if self.hnsw.ef_construction > MAX_EF || self.hnsw.ef_search > MAX_EF {
+            return Err(CollectionError::Invalid(format!(
+                "--ef-construction and --ef-search must be at most {MAX_EF}"
+            )));
         }
         if !(1..=4096).contains(&self.shards) {
             return Err(CollectionError::Invalid(

@@ -26,12 +26,18 @@ pub enum ConfigError {
     },
 }
 
+/// The largest `search.max_k` and `search.max_ef` a configuration may set: beyond it one
+/// search would allocate gigabytes.
+pub const MAX_K_CEILING: u64 = 1_000_000;
+
 /// Everything configurable, with the defaults `ipvec init` writes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The HTTP API.
     pub api: ApiConfig,
+    /// Search limits and deadlines.
+    pub search: SearchConfig,
     /// Peer-to-peer networking.
     pub p2p: P2pConfig,
     /// Storage limits.
@@ -51,6 +57,22 @@ pub struct ApiConfig {
     pub require_token: bool,
     /// Largest request body accepted, in bytes (CAR imports are streamed and not limited).
     pub max_body_bytes: u64,
+    /// Most points (or ids) in one upsert or delete request.
+    pub max_batch_points: u64,
+    /// Host names answered besides IP addresses and `localhost` (a browser on a page whose
+    /// name resolves to this machine sends that name: DNS rebinding). `"*"` answers any.
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`https://app.example`) whose browser pages may call the API; requests with
+    /// any other `Origin` header are refused.
+    pub allowed_origins: Vec<String>,
+    /// Searches served at once; more wait up to `queue_timeout_ms`.
+    pub max_concurrent_searches: u32,
+    /// Writes (upserts, deletes, collection create and drop) served at once.
+    pub max_concurrent_writes: u32,
+    /// Heavy requests (CAR import and export, fetches, pins, gc) served at once.
+    pub max_concurrent_heavy: u32,
+    /// How long a request waits for its turn before it is answered 503, in milliseconds.
+    pub queue_timeout_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -59,6 +81,38 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:5080".into(),
             require_token: false,
             max_body_bytes: 32 << 20,
+            max_batch_points: 100_000,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_concurrent_searches: 64,
+            max_concurrent_writes: 16,
+            max_concurrent_heavy: 4,
+            queue_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Search limits and deadlines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// Most hits one search may ask for (`k`).
+    pub max_k: u64,
+    /// Largest HNSW candidate list one search may ask for (`ef`).
+    pub max_ef: u64,
+    /// How long a search may run when it names no deadline, in milliseconds.
+    pub deadline_ms: u64,
+    /// Longest deadline a search may ask for, in milliseconds.
+    pub max_deadline_ms: u64,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            max_k: 10_000,
+            max_ef: 10_000,
+            deadline_ms: 10_000,
+            max_deadline_ms: 120_000,
         }
     }
 }
@@ -253,6 +307,40 @@ impl Config {
         if self.api.max_body_bytes < 1024 {
             return Err(invalid("api.max_body_bytes", "must be at least 1024"));
         }
+        for (key, value) in [
+            ("api.max_batch_points", self.api.max_batch_points),
+            (
+                "api.max_concurrent_searches",
+                self.api.max_concurrent_searches.into(),
+            ),
+            (
+                "api.max_concurrent_writes",
+                self.api.max_concurrent_writes.into(),
+            ),
+            (
+                "api.max_concurrent_heavy",
+                self.api.max_concurrent_heavy.into(),
+            ),
+            ("search.max_k", self.search.max_k),
+            ("search.max_ef", self.search.max_ef),
+            ("search.deadline_ms", self.search.deadline_ms),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        if self.search.max_k > MAX_K_CEILING || self.search.max_ef > MAX_K_CEILING {
+            return Err(invalid(
+                "search.max_k",
+                &format!("search.max_k and search.max_ef must be at most {MAX_K_CEILING}"),
+            ));
+        }
+        if self.search.max_deadline_ms < self.search.deadline_ms {
+            return Err(invalid(
+                "search.max_deadline_ms",
+                "must be at least search.deadline_ms",
+            ));
+        }
         if self.p2p.reprovide_interval_secs == 0 {
             return Err(invalid("p2p.reprovide_interval_secs", "must be at least 1"));
         }
@@ -288,6 +376,26 @@ impl Config {
              require_token = {}\n\
              # Largest request body accepted, in bytes (CAR imports are streamed and not limited).\n\
              max_body_bytes = {}\n\
+             # Most points (or ids) in one upsert or delete request.\n\
+             max_batch_points = {}\n\
+             # Host names answered besides IP addresses and localhost (DNS rebinding guard; \"*\": any).\n\
+             allowed_hosts = [{}]\n\
+             # Origins (https://app.example) whose browser pages may call the API.\n\
+             allowed_origins = [{}]\n\
+             # Requests served at once per kind; more wait up to queue_timeout_ms, then get 503.\n\
+             max_concurrent_searches = {}\n\
+             max_concurrent_writes = {}\n\
+             # CAR import and export, fetches, pins, gc.\n\
+             max_concurrent_heavy = {}\n\
+             queue_timeout_ms = {}\n\
+             \n\
+             [search]\n\
+             # Most hits (k) and largest HNSW candidate list (ef) one search may ask for.\n\
+             max_k = {}\n\
+             max_ef = {}\n\
+             # Deadline of a search that names none, and the longest one it may name, in ms.\n\
+             deadline_ms = {}\n\
+             max_deadline_ms = {}\n\
              \n\
              [p2p]\n\
              # libp2p multiaddresses to listen on (port 0: any free port).\n\
@@ -322,6 +430,17 @@ impl Config {
             self.api.listen,
             self.api.require_token,
             self.api.max_body_bytes,
+            self.api.max_batch_points,
+            list(&self.api.allowed_hosts),
+            list(&self.api.allowed_origins),
+            self.api.max_concurrent_searches,
+            self.api.max_concurrent_writes,
+            self.api.max_concurrent_heavy,
+            self.api.queue_timeout_ms,
+            self.search.max_k,
+            self.search.max_ef,
+            self.search.deadline_ms,
+            self.search.max_deadline_ms,
             list(&self.p2p.listen),
             list(&self.p2p.bootstrap),
             self.p2p.mdns,

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 
 use libp2p_identity::{Keypair, PeerId};
 
-pub use config::{ApiConfig, Config, ConfigError, LogConfig, P2pConfig, StorageConfig};
+pub use config::{
+    ApiConfig, Config, ConfigError, LogConfig, P2pConfig, SearchConfig, StorageConfig,
+};
 pub use lock::{lock_path, RepoLock};
 
 use crate::store::{IrohBlockStore, StoreError};
