@@ -9,8 +9,10 @@ use std::{
 
 use axum::{
     body::Body,
-    extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State},
-    http::{header, HeaderMap, Method, StatusCode},
+    extract::{
+        DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State,
+    },
+    http::{header, request::Parts, HeaderMap, Method, StatusCode},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{MethodFilter, MethodRouter},
@@ -81,6 +83,40 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
         match bytes::Bytes::from_request(req, state).await {
             Ok(b) => Ok(ApiBytes(b)),
             Err(e) => Err(rejection(e.status(), e.body_text())),
+        }
+    }
+}
+
+/// A path parameter whose rejections are [`ApiError`]s (axum's are plain text).
+struct ApiPath<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ApiPath(value)),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "{}; path segments are percent-encoded UTF-8",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
+/// A query string whose rejections are [`ApiError`]s.
+struct ApiQuery<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(ApiQuery(value)),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "{}; /openapi.json describes each route's query parameters",
+                e.body_text()
+            ))),
         }
     }
 }
@@ -166,7 +202,7 @@ async fn create_collection(
     responses((status = 200, body = CollectionInfo), (status = 404, body = ErrorBody)))]
 async fn collection_info(
     State(s): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<CollectionInfo> {
     Ok(Json(s.node.collection_info(&name).await?))
 }
@@ -176,7 +212,7 @@ async fn collection_info(
     responses((status = 200, body = Dropped), (status = 404, body = ErrorBody)))]
 async fn drop_collection(
     State(s): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Dropped> {
     Ok(Json(s.node.drop_collection(&name).await?))
 }
@@ -186,7 +222,7 @@ async fn drop_collection(
     responses((status = 200, body = VersionList), (status = 404, body = ErrorBody)))]
 async fn collection_log(
     State(s): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<VersionList> {
     Ok(Json(s.node.collection_log(&name).await?))
 }
@@ -197,7 +233,7 @@ async fn collection_log(
     responses((status = 200, body = WriteResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn upsert(
     State(s): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(request): ApiJson<UpsertPoints>,
 ) -> ApiResult<WriteResult> {
     Ok(Json(s.node.upsert(&name, request.points).await?))
@@ -209,7 +245,7 @@ async fn upsert(
     responses((status = 200, body = WriteResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_points(
     State(s): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(request): ApiJson<DeletePoints>,
 ) -> ApiResult<WriteResult> {
     Ok(Json(s.node.delete(&name, request.ids).await?))
@@ -221,7 +257,7 @@ async fn delete_points(
     responses((status = 200, body = PointOut), (status = 404, body = ErrorBody)))]
 async fn get_point(
     State(s): State<AppState>,
-    Path((name, id)): Path<(String, String)>,
+    ApiPath((name, id)): ApiPath<(String, String)>,
 ) -> ApiResult<PointOut> {
     let id = super::service::parse_point_id(&id);
     Ok(Json(s.node.get_point(&name, id).await?))
@@ -233,7 +269,7 @@ async fn get_point(
     responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn search(
     State(s): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(request): ApiJson<SearchRequest>,
 ) -> ApiResult<SearchResponse> {
     Ok(Json(s.node.search(&name, request).await?))
@@ -244,13 +280,14 @@ async fn search(
     responses((status = 200, description = "CAR v1", content_type = "application/vnd.ipld.car"), (status = 404, body = ErrorBody)))]
 async fn export_collection(
     State(s): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let root = s.node.collection_export_root(&name).await?;
     Ok(car_stream(s.node, root))
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ImportQuery {
     name: Option<String>,
 }
@@ -261,7 +298,7 @@ struct ImportQuery {
     responses((status = 200, body = CollectionImported), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn import_collection(
     State(s): State<AppState>,
-    Query(query): Query<ImportQuery>,
+    ApiQuery(query): ApiQuery<ImportQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<CollectionImported> {
@@ -270,6 +307,7 @@ async fn import_collection(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PutQuery {
     #[serde(default)]
     pin: bool,
@@ -277,11 +315,11 @@ struct PutQuery {
 
 /// Stores a DAG-JSON value as a DAG-CBOR block.
 #[utoipa::path(post, path = "/v1/dag", params(("pin" = Option<bool>, Query, description = "also pin it")),
-    request_body(content = Object, content_type = "application/json"),
+    request_body(content = serde_json::Value, description = "any DAG-JSON value", content_type = "application/json"),
     responses((status = 200, body = DagPut), (status = 400, body = ErrorBody)))]
 async fn dag_put(
     State(s): State<AppState>,
-    Query(query): Query<PutQuery>,
+    ApiQuery(query): ApiQuery<PutQuery>,
     ApiBytes(body): ApiBytes,
 ) -> ApiResult<DagPut> {
     Ok(Json(s.node.dag_put(&body, query.pin).await?))
@@ -290,7 +328,10 @@ async fn dag_put(
 /// A block as DAG-JSON.
 #[utoipa::path(get, path = "/v1/dag/{cid}", params(("cid" = String, Path, description = "block CID")),
     responses((status = 200, description = "DAG-JSON"), (status = 404, body = ErrorBody)))]
-async fn dag_get(State(s): State<AppState>, Path(cid): Path<String>) -> Result<Response, ApiError> {
+async fn dag_get(
+    State(s): State<AppState>,
+    ApiPath(cid): ApiPath<String>,
+) -> Result<Response, ApiError> {
     let text = s.node.dag_get(&cid).await?;
     Ok((
         [(header::CONTENT_TYPE, "application/vnd.ipld.dag-json")],
@@ -304,7 +345,7 @@ async fn dag_get(State(s): State<AppState>, Path(cid): Path<String>) -> Result<R
     responses((status = 200, description = "CAR v1", content_type = "application/vnd.ipld.car"), (status = 404, body = ErrorBody)))]
 async fn dag_export(
     State(s): State<AppState>,
-    Path(cid): Path<String>,
+    ApiPath(cid): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let root = super::service::parse_cid(&cid)?;
     // Fail before streaming when the root itself is missing.
@@ -326,7 +367,10 @@ async fn dag_import(
 /// A block's size and codec.
 #[utoipa::path(get, path = "/v1/blocks/{cid}", params(("cid" = String, Path, description = "block CID")),
     responses((status = 200, body = BlockStat), (status = 404, body = ErrorBody)))]
-async fn block_stat(State(s): State<AppState>, Path(cid): Path<String>) -> ApiResult<BlockStat> {
+async fn block_stat(
+    State(s): State<AppState>,
+    ApiPath(cid): ApiPath<String>,
+) -> ApiResult<BlockStat> {
     Ok(Json(s.node.block_stat(&cid).await?))
 }
 
@@ -339,14 +383,14 @@ async fn pins(State(s): State<AppState>) -> ApiResult<PinList> {
 /// Pins the DAG under a root (all of it must be stored).
 #[utoipa::path(post, path = "/v1/pins/{cid}", params(("cid" = String, Path, description = "root CID")),
     responses((status = 200, body = Pin), (status = 400, body = ErrorBody)))]
-async fn pin_add(State(s): State<AppState>, Path(cid): Path<String>) -> ApiResult<Pin> {
+async fn pin_add(State(s): State<AppState>, ApiPath(cid): ApiPath<String>) -> ApiResult<Pin> {
     Ok(Json(s.node.pin_add(&cid).await?))
 }
 
 /// Removes a pin.
 #[utoipa::path(delete, path = "/v1/pins/{cid}", params(("cid" = String, Path, description = "root CID")),
     responses((status = 200, body = Pin), (status = 404, body = ErrorBody)))]
-async fn pin_rm(State(s): State<AppState>, Path(cid): Path<String>) -> ApiResult<Pin> {
+async fn pin_rm(State(s): State<AppState>, ApiPath(cid): ApiPath<String>) -> ApiResult<Pin> {
     Ok(Json(s.node.pin_rm(&cid).await?))
 }
 
@@ -357,6 +401,7 @@ async fn gc(State(s): State<AppState>) -> ApiResult<GcResult> {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LogQuery {
     level: Option<String>,
 }
@@ -367,7 +412,7 @@ struct LogQuery {
     responses((status = 200, description = "text/event-stream of LogLine objects", content_type = "text/event-stream"), (status = 400, body = ErrorBody)))]
 async fn logs(
     State(s): State<AppState>,
-    Query(query): Query<LogQuery>,
+    ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Response, ApiError> {
     use super::logs::{at_least, feed};
     use axum::response::sse::{Event, KeepAlive, Sse};
@@ -426,7 +471,10 @@ async fn connect(
 /// The peers the DHT knows to provide a key (a collection or shard key, or any CID).
 #[utoipa::path(get, path = "/v1/dht/providers/{cid}", params(("cid" = String, Path, description = "the key")),
     responses((status = 200, body = ProviderList), (status = 400, body = ErrorBody)))]
-async fn providers(State(s): State<AppState>, Path(cid): Path<String>) -> ApiResult<ProviderList> {
+async fn providers(
+    State(s): State<AppState>,
+    ApiPath(cid): ApiPath<String>,
+) -> ApiResult<ProviderList> {
     Ok(Json(s.node.providers(&cid).await?))
 }
 
@@ -525,7 +573,7 @@ async fn track(State(s): State<AppState>, request: Request, next: Next) -> Respo
         title = "ipvec node API",
         description = "HTTP/JSON API of an ipvec node. Errors are {\"error\": {\"code\", \"message\"}}."
     ),
-    modifiers(&BearerScheme),
+    modifiers(&BearerScheme, &ErrorResponses),
     security((), ("bearer" = [])),
     paths(
         health,
@@ -586,6 +634,57 @@ impl utoipa::Modify for BearerScheme {
                     .build(),
             ),
         );
+    }
+}
+
+/// The refusals any route can answer, before or around its own work (docs/api.md, "Errors"),
+/// added to every operation that does not name them itself.
+#[derive(Debug)]
+struct ErrorResponses;
+
+impl utoipa::Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        const ANY_ROUTE: [(u16, &str); 10] = [
+            (400, "malformed request: a path segment, query or body that does not parse, or a number outside its limit"),
+            (401, "a token is required and was missing or wrong"),
+            (403, "a Host or Origin this API does not answer"),
+            (404, "no such collection, point, block or route"),
+            (413, "the body or batch is over its limit"),
+            (414, "the URL is over 8 KiB"),
+            (415, "a body that is not JSON (or CAR where a CAR is taken)"),
+            (500, "a failure inside the node"),
+            (503, "busy (no free slot for this kind of request; see Retry-After), or not ready"),
+            (504, "the operation ran past its deadline"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for (status, description) in ANY_ROUTE {
+                    let error = ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build();
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content("application/json", error)
+                                .build()
+                                .into()
+                        });
+                }
+            }
+        }
     }
 }
 
