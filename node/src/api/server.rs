@@ -220,7 +220,7 @@ async fn get_point(
     State(s): State<AppState>,
     Path((name, id)): Path<(String, String)>,
 ) -> ApiResult<PointOut> {
-    let id = super::service::parse_point_id(&id);
+    let id = super::service::parse_point_id(&id)?;
     Ok(Json(s.node.get_point(&name, id).await?))
 }
 

@@ -173,15 +173,17 @@ pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<(usize, PointIn)>> {
     Ok(points)
 }
 
-/// Ids from a text file, one a line.
+/// Ids from a text file, one a line, spelled as on the command line (`"42"` is a string id).
 pub fn read_ids(path: &Path) -> anyhow::Result<Vec<PointId>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| parse_point_id(l.trim()))
-        .collect())
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            parse_point_id(l.trim()).with_context(|| format!("{} line {}", path.display(), i + 1))
+        })
+        .collect()
 }
 
 #[cfg(test)]
