@@ -25,6 +25,8 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // `ipvec … | head`: the reader has what it wanted.
+        Err(e) if cli::is_stdout_closed(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::{
     io::Write,
     path::{Path, PathBuf},
@@ -52,6 +54,8 @@ fn run_in(repo: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
         .arg(repo)
         .args(args)
         .env_remove("IPVEC_PATH")
+        .env_remove("IPVEC_API")
+        .env_remove("IPVEC_API_TOKEN")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -503,4 +507,260 @@ fn collection_export_import_keeps_root_and_results() {
     );
     let err = b.fails(&["collection", "import", plain_car.to_str().unwrap()], None);
     assert!(err.contains("not a collection export"), "{err}");
+}
+
+/// A collection `docs` of 300 3-d cosine points (ids 0..300) and a query file of 500 rows.
+fn repo_with_points() -> (Repo, PathBuf) {
+    let repo = Repo::new();
+    let dir = repo.path.parent().unwrap().to_path_buf();
+    repo.ok(&["collection", "create", "docs", "--dim", "3"], None);
+    let lines: Vec<serde_json::Value> = (0..300)
+        .map(|i| serde_json::json!({"id": i, "vector": [1.0, (i % 17) as f32, (i % 5) as f32]}))
+        .collect();
+    let file = dir.join("points.jsonl");
+    std::fs::write(&file, jsonl(&lines)).unwrap();
+    repo.ok(&["add", "docs", file.to_str().unwrap()], None);
+    // .fvecs: each row is its dimension (i32) and its numbers (f32), little-endian.
+    let mut queries = Vec::new();
+    for i in 0..500 {
+        queries.extend_from_slice(&3i32.to_le_bytes());
+        for x in [1.0f32, (i % 13) as f32, 2.0] {
+            queries.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    let query_file = dir.join("queries.fvecs");
+    std::fs::write(&query_file, queries).unwrap();
+    (repo, query_file)
+}
+
+/// Runs `ipvec` with its stdout reader gone before it writes (as `ipvec … | head -0`).
+fn run_with_stdout_closed(repo: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ipvec"))
+        .arg("--repo")
+        .arg(repo)
+        .args(args)
+        .env_remove("IPVEC_PATH")
+        .env_remove("IPVEC_API")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    let (repo, queries) = repo_with_points();
+    let (_, root) = put_dag(&repo, true);
+    let queries = queries.to_str().unwrap();
+    let commands: [&[&str]; 7] = [
+        // Long outputs, over a pipe's buffer: the write blocks until the reader has gone.
+        &["completion", "bash"],
+        &["search", "docs", "--query-file", queries, "-k", "20"],
+        &[
+            "--json",
+            "search",
+            "docs",
+            "--query-file",
+            queries,
+            "-k",
+            "20",
+        ],
+        // Short ones.
+        &["collection", "log", "docs"],
+        &["--json", "collection", "info", "docs"],
+        &["dag", "get", &root],
+        &["dag", "export", &root],
+    ];
+    for args in commands {
+        let out = run_with_stdout_closed(&repo.path, args);
+        assert_eq!(
+            (out.status.code(), stderr(&out).as_str()),
+            (Some(0), ""),
+            "ipvec {args:?} with its stdout closed"
+        );
+    }
+    // The repository was closed cleanly on the way out.
+    assert!(repo
+        .ok(&["collection", "info", "docs"], None)
+        .contains("points:       300"));
+}
+
+#[test]
+fn completion_scripts_for_every_shell() {
+    let repo = Repo::new();
+    for (shell, marker) in [
+        ("bash", "complete -F _ipvec"),
+        ("zsh", "#compdef ipvec"),
+        ("fish", "complete -c ipvec"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let script = repo.ok(&["completion", shell], None);
+        assert!(script.contains(marker), "{shell}: no {marker:?}");
+        assert!(
+            script.contains("collection") && script.contains("token"),
+            "{shell} completes subcommands and flags"
+        );
+    }
+    let err = repo.fails(&["completion", "cmd.exe"], None);
+    assert!(err.contains("bash"), "{err}");
+}
+
+#[test]
+fn text_output_reads_well() {
+    let repo = Repo::new();
+    let dir = repo.path.parent().unwrap().to_path_buf();
+    repo.ok(&["collection", "create", "docs", "--dim", "2"], None);
+    let info = repo.ok(&["collection", "info", "docs"], None);
+    assert!(info.contains("metric:       cosine\n"), "{info}");
+    assert!(info.contains("quantization: f32\n"), "{info}");
+    let list = repo.ok(&["collection", "list"], None);
+    assert!(list.contains("\tcosine\t"), "{list}");
+
+    // add names the version that holds the write (committed on the way out, no daemon).
+    let file = dir.join("p.jsonl");
+    std::fs::write(
+        &file,
+        jsonl(&[serde_json::json!({"id": 1, "vector": [1.0, 0.5]})]),
+    )
+    .unwrap();
+    let added = repo.ok(&["add", "docs", file.to_str().unwrap()], None);
+    let root = repo.ok(&["--json", "collection", "info", "docs"], None);
+    let root: serde_json::Value = serde_json::from_str(&root).unwrap();
+    let root = root["root"].as_str().unwrap();
+    assert!(
+        added.contains(&format!("1 points; root {root}")),
+        "{added} (current root {root})"
+    );
+
+    // Versions with their times as dates (UTC); JSON keeps milliseconds.
+    let log = repo.ok(&["collection", "log", "docs"], None);
+    assert_eq!(log.lines().count(), 2, "{log}");
+    for line in log.lines() {
+        let (_, when) = line.split_once("\tupdated ").unwrap();
+        let shape: String = when
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '9' } else { c })
+            .collect();
+        assert_eq!(shape, "9999-99-99 99:99:99 UTC", "{line}");
+    }
+    assert!(log.starts_with(root), "newest first: {log}");
+    let log: serde_json::Value =
+        serde_json::from_str(&repo.ok(&["--json", "collection", "log", "docs"], None)).unwrap();
+    assert!(log["versions"][0]["updated"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn a_quoted_id_is_a_string_and_digits_an_integer() {
+    let repo = Repo::new();
+    let dir = repo.path.parent().unwrap().to_path_buf();
+    repo.ok(&["collection", "create", "docs", "--dim", "2"], None);
+    let file = dir.join("p.jsonl");
+    std::fs::write(
+        &file,
+        jsonl(&[
+            serde_json::json!({"id": 42, "vector": [1.0, 0.0]}),
+            serde_json::json!({"id": "42", "vector": [0.0, 1.0]}),
+            serde_json::json!({"id": "\"q\"", "vector": [0.5, 0.5]}),
+        ]),
+    )
+    .unwrap();
+    repo.ok(&["add", "docs", file.to_str().unwrap()], None);
+    let vector = |id: &str| {
+        let point: serde_json::Value =
+            serde_json::from_str(&repo.ok(&["--json", "get", "docs", id], None)).unwrap();
+        (point["id"].clone(), point["vector"].clone())
+    };
+    assert_eq!(
+        vector("42"),
+        (serde_json::json!(42), serde_json::json!([1.0, 0.0]))
+    );
+    assert_eq!(
+        vector("\"42\""),
+        (serde_json::json!("42"), serde_json::json!([0.0, 1.0]))
+    );
+    assert_eq!(vector(r#""\"q\"""#).0, serde_json::json!("\"q\""));
+    // Text output spells ids the way they are typed.
+    let text = repo.ok(&["get", "docs", "\"42\""], None);
+    assert!(text.starts_with("id: \"42\"\n"), "{text}");
+    let hits = repo.ok(&["search", "docs", "--vector", "0,1", "-k", "3"], None);
+    let ids: Vec<&str> = hits.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(ids, ["\"42\"", r#""\"q\"""#, "42"], "{hits}");
+
+    let err = repo.fails(&["get", "docs", "\"42"], None);
+    assert!(err.contains("not a JSON string"), "{err}");
+    let err = repo.fails(&["get", "docs", "99999999999999999999"], None);
+    assert!(err.contains("largest integer id"), "{err}");
+    let help = repo.ok(&["get", "--help"], None);
+    assert!(help.contains("string id 42"), "{help}");
+
+    repo.ok(&["delete", "docs", "\"42\""], None);
+    let err = repo.fails(&["get", "docs", "\"42\""], None);
+    assert!(err.contains("no point"), "{err}");
+    assert_eq!(vector("42").1, serde_json::json!([1.0, 0.0]));
+}
+
+#[test]
+fn a_remote_cli_sends_its_token() {
+    let repo = Repo::new();
+    let mut daemon = common::Daemon::start(
+        &repo.path,
+        &[
+            ("IPVEC_API_REQUIRE_TOKEN", "true"),
+            // No commit while the test runs: `add` says its write is pending.
+            ("IPVEC_STORAGE_COMMIT_INTERVAL_MS", "600000"),
+        ],
+    );
+    let token = daemon.token.clone().unwrap();
+    // A CLI elsewhere: no repository of its own, so no keys/api.token to fall back on.
+    let elsewhere = repo.path.parent().unwrap().join("elsewhere");
+    let api = daemon.url.clone();
+    let remote = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut all = vec!["--api", api.as_str()];
+        all.extend_from_slice(args);
+        common::ipvec(&elsewhere, &all, envs)
+    };
+    let refused = remote(&["collection", "list"], &[]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("token"), "{}", stderr(&refused));
+    let with_flag = remote(&["--token", &token, "collection", "list"], &[]);
+    assert!(with_flag.status.success(), "{}", stderr(&with_flag));
+    let with_env = remote(&["collection", "list"], &[("IPVEC_API_TOKEN", &token)]);
+    assert!(with_env.status.success(), "{}", stderr(&with_env));
+    // The flag wins over the repository's own token file.
+    let wrong = common::ipvec(&repo.path, &["--token", "nope", "collection", "list"], &[]);
+    assert!(!wrong.status.success());
+    assert!(stderr(&wrong).contains("token"), "{}", stderr(&wrong));
+
+    // Through the daemon: a write waits for its commit, and quoted ids reach string ids.
+    let env = [("IPVEC_API_TOKEN", token.as_str())];
+    let out = remote(&["collection", "create", "docs", "--dim", "2"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = repo.path.parent().unwrap().join("p.jsonl");
+    std::fs::write(
+        &file,
+        jsonl(&[
+            serde_json::json!({"id": 42, "vector": [1.0, 0.0]}),
+            serde_json::json!({"id": "42", "vector": [0.0, 1.0]}),
+        ]),
+    )
+    .unwrap();
+    let out = remote(&["add", "docs", file.to_str().unwrap()], &env);
+    let added = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        added.contains("pending in the daemon's log") && added.contains("within 10 min"),
+        "{added}"
+    );
+    for (id, want) in [("42", "[1.0,0.0]"), ("\"42\"", "[0.0,1.0]")] {
+        let out = remote(&["--json", "get", "docs", id], &env);
+        let point: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(point["vector"].to_string(), want, "{id}");
+    }
+    let out = remote(&["delete", "docs", "\"42\""], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = remote(&["get", "docs", "42"], &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    daemon.stop();
 }

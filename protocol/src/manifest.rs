@@ -32,7 +32,33 @@ pub enum Quantization {
     I8,
 }
 
+impl Metric {
+    /// The name as written in manifests and on the command line: `cosine`, `l2`, `dot`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Cosine => "cosine",
+            Metric::L2 => "l2",
+            Metric::Dot => "dot",
+        }
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Quantization {
+    /// The name as written in manifests and on the command line: `f32`, `f16`, `i8`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quantization::F32 => "f32",
+            Quantization::F16 => "f16",
+            Quantization::I8 => "i8",
+        }
+    }
+
     /// Bytes one component takes.
     pub fn bytes_per_component(self) -> usize {
         match self {
@@ -40,6 +66,12 @@ impl Quantization {
             Quantization::F16 => 2,
             Quantization::I8 => 1,
         }
+    }
+}
+
+impl std::fmt::Display for Quantization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -382,6 +382,50 @@ fn search_view_with_hits() {
 }
 
 #[test]
+fn search_view_shows_long_l2_scores_whole() {
+    let mut app = connected();
+    press(&mut app, KeyCode::Char('4'));
+    press(&mut app, KeyCode::Right);
+    press(&mut app, KeyCode::Char('/'));
+    for c in "id:7".chars() {
+        press(&mut app, KeyCode::Char(c));
+    }
+    let call = app
+        .on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE))
+        .unwrap();
+    app.apply(Update::Searched {
+        seq: call.seq,
+        outcome: Ok(SearchResult {
+            collection: "fashion".into(),
+            query: "id:7".into(),
+            hits: vec![
+                Hit {
+                    id: 7.into(),
+                    score: -0.0,
+                    cid: Some(LEAF.into()),
+                },
+                Hit {
+                    id: 52_114.into(),
+                    score: -1_413_204.0,
+                    cid: Some(LEAF.into()),
+                },
+                Hit {
+                    id: "boot-31".into(),
+                    score: -12_901_733.0,
+                    cid: Some(LEAF.into()),
+                },
+            ],
+            millis: 4.1,
+        }),
+    });
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("784 dims, l2"), "{screen}");
+    assert!(screen.contains(" -1413204.0000 "), "{screen}");
+    assert!(screen.contains(" -12901733.0000 "), "{screen}");
+    snapshot("search-l2", &screen);
+}
+
+#[test]
 fn search_view_while_typing_and_after_a_bad_query() {
     let mut app = connected();
     press(&mut app, KeyCode::Char('4'));

@@ -219,7 +219,7 @@ impl Client {
         let path = format!(
             "/v1/collections/{}/points/{}",
             Self::name(name),
-            Self::name(&id.to_string())
+            Self::name(&id.spelled())
         );
         self.json(self.http.get(self.url(&path))).await
     }

@@ -251,15 +251,15 @@ async fn delete_points(
     Ok(Json(s.node.delete(&name, request.ids).await?))
 }
 
-/// One point (ids made of digits are integer ids).
+/// One point. `{id}`: digits alone are an integer id, a JSON string literal (`"42"`, percent-encoded) a string id, anything else a string id as it is.
 #[utoipa::path(get, path = "/v1/collections/{name}/points/{id}",
-    params(("name" = String, Path, description = "collection name"), ("id" = String, Path, description = "point id")),
+    params(("name" = String, Path, description = "collection name"), ("id" = String, Path, description = "point id: digits are an integer id; a JSON string literal such as \"42\" (percent-encoded) is a string id; anything else is a string id as written")),
     responses((status = 200, body = PointOut), (status = 404, body = ErrorBody)))]
 async fn get_point(
     State(s): State<AppState>,
     ApiPath((name, id)): ApiPath<(String, String)>,
 ) -> ApiResult<PointOut> {
-    let id = super::service::parse_point_id(&id);
+    let id = super::service::parse_point_id(&id)?;
     Ok(Json(s.node.get_point(&name, id).await?))
 }
 

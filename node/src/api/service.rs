@@ -84,12 +84,28 @@ pub fn parse_cid(text: &str) -> Result<Cid, ApiError> {
     Ok(cid)
 }
 
-/// A point id as the CLI and URL paths spell it: digits are an integer id.
-pub fn parse_point_id(text: &str) -> PointId {
-    match text.parse::<u64>() {
-        Ok(n) => PointId::Int(n),
-        Err(_) => PointId::Str(text.to_string()),
+/// A point id as URL paths and the CLI spell it: text that starts with `"` is a JSON string
+/// literal (`"42"` is the string id 42), digits alone are an integer id, anything else is a
+/// string id. [`PointId::spelled`] writes ids this way.
+pub fn parse_point_id(text: &str) -> Result<PointId, ApiError> {
+    if text.starts_with('"') {
+        return serde_json::from_str::<String>(text)
+            .map(PointId::Str)
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "point id {text} starts with a quote but is not a JSON string ({e}); write a string id that looks like a number as \"42\" (in a URL %2242%22), or leave the quotes off"
+                ))
+            });
     }
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse::<u64>().map(PointId::Int).map_err(|_| {
+            ApiError::bad_request(format!(
+                "point id {text} is over the largest integer id, {}; write it as \"{text}\" (in a URL %22{text}%22) for a string id",
+                u64::MAX
+            ))
+        });
+    }
+    Ok(PointId::Str(text.to_string()))
 }
 
 /// Turns request points into engine points; metadata must be an object.

@@ -46,6 +46,25 @@ impl std::fmt::Display for PointId {
     }
 }
 
+impl PointId {
+    /// The id as URL paths and the CLI spell it (read back by
+    /// [`parse_point_id`](super::service::parse_point_id)): a string id that would read as an
+    /// integer, or that starts with `"`, is written as a JSON string literal (`"42"`).
+    pub fn spelled(&self) -> String {
+        match self {
+            PointId::Int(n) => n.to_string(),
+            PointId::Str(s) => {
+                let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+                if digits || s.starts_with('"') {
+                    serde_json::Value::String(s.clone()).to_string()
+                } else {
+                    s.clone()
+                }
+            }
+        }
+    }
+}
+
 fn default_metric() -> Metric {
     Metric::Cosine
 }

@@ -30,14 +30,15 @@ macro_rules! either {
 
 impl Backend {
     /// Finds the daemon of the repository at `path` (its `api` file, answering `/health`),
-    /// or opens the repository. `api` forces a daemon URL; `adjust` applies command-line flags
-    /// to the configuration of a directly opened repository.
+    /// or opens the repository. `api` forces a daemon URL; `token` is sent to the daemon;
+    /// `adjust` applies command-line flags to the configuration of a directly opened
+    /// repository.
     pub async fn connect(
         path: &Path,
         api: Option<&str>,
+        token: Option<String>,
         adjust: impl FnOnce(&mut Config),
     ) -> anyhow::Result<Backend> {
-        let token = repo::read_api_token(path);
         if let Some(url) = api {
             return Ok(Backend::Remote(Client::new(url, token)?));
         }
@@ -125,6 +126,16 @@ impl Backend {
 
     pub async fn collection_info(&self, name: &str) -> Result<CollectionInfo, ApiError> {
         either!(self, collection_info(name))
+    }
+
+    /// Collection `name` after this process commits its logged writes into a version, where
+    /// it can (the repository opened here); a daemon commits on its own, every
+    /// `storage.commit_interval_ms`.
+    pub async fn committed_info(&self, name: &str) -> Result<CollectionInfo, ApiError> {
+        if let Backend::Local(node) = self {
+            node.commit(name).await?;
+        }
+        self.collection_info(name).await
     }
 
     pub async fn collection_log(&self, name: &str) -> Result<VersionList, ApiError> {

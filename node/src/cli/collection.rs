@@ -9,7 +9,7 @@ use super::{
     backend::Backend,
     carfile::{self, ImportAs, Imported},
     input,
-    output::{progress_bar, Output},
+    output::{progress_bar, utc_time, write_line, write_stdout, Output},
     CollectionCommand, Command,
 };
 use crate::api::{
@@ -50,7 +50,7 @@ fn info_text(c: &CollectionInfo) -> String {
 
 fn fields_text(c: &CollectionInfo) -> String {
     format!(
-        "name:         {}\nid:           {}\nroot:         {}\nversion:      {}\npoints:       {}\ndimension:    {}\nmetric:       {:?}\nquantization: {:?}\nhnsw:         m={} ef_construction={} ef_search={}\nshards:       {}\nindex memory: {} bytes\nlog:          {} bytes{}",
+        "name:         {}\nid:           {}\nroot:         {}\nversion:      {}\npoints:       {}\ndimension:    {}\nmetric:       {}\nquantization: {}\nhnsw:         m={} ef_construction={} ef_search={}\nshards:       {}\nindex memory: {} bytes\nlog:          {} bytes{}",
         c.name, c.id, c.root, c.version, c.points, c.dim, c.metric, c.quantization,
         c.hnsw.m, c.hnsw.ef_construction, c.hnsw.ef_search, c.shards, c.index_memory_bytes,
         c.wal_bytes, if c.writable { "" } else { "\nread-only:    imported without its owner key" }
@@ -96,7 +96,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             out.print(
                 format!("created collection {name} ({})\nroot {}", c.id, c.root),
                 to_json(&c),
-            );
+            )?;
         }
         Command::Collection(CollectionCommand::List) => {
             let list = backend.list_collections().await?;
@@ -105,34 +105,41 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 .iter()
                 .map(|c| {
                     format!(
-                        "{}\t{} points\tdim {}\t{:?}\t{}",
+                        "{}\t{} points\tdim {}\t{}\t{}",
                         c.name, c.points, c.dim, c.metric, c.root
                     )
                 })
                 .collect();
             if out.json || !text.is_empty() {
-                out.print(text.join("\n"), to_json(&list));
+                out.print(text.join("\n"), to_json(&list))?;
             }
         }
         Command::Collection(CollectionCommand::Info { name }) => {
             let c = backend.collection_info(&name).await?;
-            out.print(info_text(&c), to_json(&c));
+            out.print(info_text(&c), to_json(&c))?;
         }
         Command::Collection(CollectionCommand::Log { name }) => {
             let log = backend.collection_log(&name).await?;
             let text: Vec<String> = log
                 .versions
                 .iter()
-                .map(|v| format!("{}\t{} points\tupdated {}", v.root, v.points, v.updated))
+                .map(|v| {
+                    format!(
+                        "{}\t{} points\tupdated {} UTC",
+                        v.root,
+                        v.points,
+                        utc_time(v.updated)
+                    )
+                })
                 .collect();
-            out.print(text.join("\n"), to_json(&log));
+            out.print(text.join("\n"), to_json(&log))?;
         }
         Command::Collection(CollectionCommand::Drop { name }) => {
             let dropped = backend.drop_collection(&name).await?;
             out.print(
                 format!("dropped {name}; `ipvec gc` reclaims its blocks"),
                 to_json(&dropped),
-            );
+            )?;
         }
         Command::Collection(CollectionCommand::Export { name, output }) => {
             let root = backend.collection_info(&name).await?.root;
@@ -141,7 +148,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             out.print(
                 format!("exported {name} (root {root}) as {} blocks, {} bytes, to {}", totals.blocks, totals.bytes, output.display()),
                 json!({ "name": name, "root": root, "head": totals.root, "blocks": totals.blocks, "bytes": totals.bytes }),
-            );
+            )?;
         }
         Command::Collection(CollectionCommand::Import { file, name }) => {
             let Imported::Collection(c) =
@@ -158,7 +165,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                     if c.writable { "" } else { ", read-only" }
                 ),
                 to_json(&c),
-            );
+            )?;
         }
         Command::Add {
             name,
@@ -203,23 +210,25 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                     .await
                     .with_context(|| format!("query {i}"))?;
                 if out.json {
-                    println!("{}", to_json(&response));
+                    write_line(to_json(&response).to_string())?;
                 } else {
+                    let mut text = String::new();
                     if many {
-                        println!("# query {i}");
+                        text += &format!("# query {i}\n");
                     }
                     for h in &response.hits {
-                        println!("{} {}", h.id, h.score);
+                        text += &format!("{} {}\n", h.id.spelled(), h.score);
                     }
+                    write_stdout(text.as_bytes())?;
                 }
             }
         }
         Command::Get { name, id } => {
-            let point = backend.get_point(&name, parse_point_id(&id)).await?;
+            let point = backend.get_point(&name, parse_point_id(&id)?).await?;
             out.print(
                 format!(
                     "id: {}\nvector: {:?}\nmetadata: {}\nleaf: {}",
-                    point.id,
+                    point.id.spelled(),
                     point.vector,
                     point.metadata.clone().unwrap_or(serde_json::Value::Null),
                     point
@@ -228,18 +237,24 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                         .unwrap_or_else(|| "(in the write-ahead log)".to_string())
                 ),
                 to_json(&point),
-            );
+            )?;
         }
         Command::Delete { name, ids } => {
-            let ids: Vec<PointId> = ids.iter().map(|s| parse_point_id(s)).collect();
+            let ids = ids
+                .iter()
+                .map(|s| parse_point_id(s))
+                .collect::<Result<Vec<PointId>, _>>()?;
             let report = backend.delete(&name, ids).await?;
+            let version = Version::after_write(backend, &name).await?;
             out.print(
                 format!(
-                    "deleted {} points; {} remain",
-                    report.changed, report.points
+                    "deleted {} points; {} remain; {}",
+                    report.changed,
+                    report.points,
+                    version.text()
                 ),
-                json!({ "deleted": report.changed, "points": report.points, "root": report.root }),
-            );
+                json!({ "deleted": report.changed, "points": report.points, "root": version.root, "committed": version.committed }),
+            )?;
         }
         _ => unreachable!("only collection and point commands come here"),
     }
@@ -310,12 +325,11 @@ async fn add(
     );
     let mut iter = points.into_iter().peekable();
     let mut done = 0usize;
-    let mut last = None;
     while iter.peek().is_some() {
         let (places, chunk): (Vec<usize>, Vec<_>) = iter.by_ref().take(batch.max(1)).unzip();
         let n = chunk.len();
         match backend.upsert(name, chunk).await {
-            Ok(result) => last = Some(result),
+            Ok(_) => {}
             Err(ApiError {
                 point: Some(bad), ..
             }) if bad.position < n => {
@@ -342,16 +356,74 @@ async fn add(
         bar.set_position(done as u64);
     }
     bar.finish_and_clear();
-    let (points, root) = match last {
-        Some(r) => (r.points, r.root),
-        None => {
-            let info = backend.collection_info(name).await?;
-            (info.points, info.root)
-        }
-    };
+    let version = Version::after_write(backend, name).await?;
     out.print(
-        format!("added {total} points to {name}; {points} points, root {root}"),
-        json!({ "added": total, "points": points, "root": root }),
-    );
-    Ok(())
+        format!(
+            "added {total} points to {name}; {} points; {}",
+            version.points,
+            version.text()
+        ),
+        json!({ "added": total, "points": version.points, "root": version.root, "committed": version.committed }),
+    )
+}
+
+/// Where a collection's writes stand once a command has made them: committed into a version
+/// (its root), or in the daemon's log until its next commit.
+#[derive(Debug)]
+struct Version {
+    /// The latest committed version's manifest CID.
+    root: String,
+    /// Live points.
+    points: u64,
+    /// Whether every acknowledged write is in `root`.
+    committed: bool,
+    /// For writes still in the log: how often the daemon commits, in milliseconds.
+    commit_interval_ms: Option<u64>,
+}
+
+impl Version {
+    async fn after_write(backend: &Backend, name: &str) -> anyhow::Result<Version> {
+        let info = backend.committed_info(name).await?;
+        let committed = info.wal_bytes == 0;
+        let commit_interval_ms = match committed {
+            true => None,
+            // Only to say when; a daemon that will not tell is no reason to fail the command.
+            false => backend
+                .config()
+                .await
+                .ok()
+                .map(|c| c.storage.commit_interval_ms),
+        };
+        Ok(Version {
+            root: info.root,
+            points: info.points,
+            committed,
+            commit_interval_ms,
+        })
+    }
+
+    fn text(&self) -> String {
+        if self.committed {
+            return format!("root {}", self.root);
+        }
+        let when = match self.commit_interval_ms {
+            Some(ms) => format!("within {} (storage.commit_interval_ms)", millis_text(ms)),
+            None => "soon".to_string(),
+        };
+        format!(
+            "pending in the daemon's log (durable and searchable), committed into a new version \
+             {when}; the current root, {}, does not hold it yet",
+            self.root
+        )
+    }
+}
+
+/// `250` → `250 ms`, `1500` → `1.5 s`, `2000` → `2 s`, `600000` → `10 min`.
+fn millis_text(ms: u64) -> String {
+    match ms {
+        0..=999 => format!("{ms} ms"),
+        _ if ms.is_multiple_of(60_000) => format!("{} min", ms / 60_000),
+        _ if ms.is_multiple_of(1000) => format!("{} s", ms / 1000),
+        _ => format!("{:.1} s", ms as f64 / 1000.0),
+    }
 }

@@ -7,7 +7,7 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 
 use anyhow::Context;
 
-use super::Cli;
+use super::{output::write_line, Cli};
 use crate::{
     api::{server, Node},
     repo::{self, Repo, RepoError},
@@ -81,7 +81,10 @@ pub async fn run(cli: &Cli, path: &Path) -> anyhow::Result<()> {
     std::fs::write(&api_file, format!("{url}\n"))
         .with_context(|| format!("writing {}", api_file.display()))?;
     tracing::info!(%peer_id, api = %url, repo = %path.display(), token_required = token.is_some(), "daemon started");
-    println!("ipvec daemon: peer {peer_id}\nAPI listening on {url}");
+    // A daemon whose stdout reader went away goes on serving.
+    let _ = write_line(format!(
+        "ipvec daemon: peer {peer_id}\nAPI listening on {url}"
+    ));
 
     // Serve at once (/health answers, /ready says 503) while the collections open.
     let opening = {
@@ -114,6 +117,6 @@ pub async fn run(cli: &Cli, path: &Path) -> anyhow::Result<()> {
     served.context("the API server failed")?;
     closed?;
     tracing::info!("daemon stopped; every acknowledged write is committed");
-    println!("ipvec daemon stopped");
+    let _ = write_line("ipvec daemon stopped");
     Ok(())
 }

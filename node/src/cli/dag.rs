@@ -1,6 +1,6 @@
 //! Commands on blocks and DAGs: dag, block, pin, gc.
 
-use std::io::{Read, Write};
+use std::io::Read;
 
 use anyhow::Context;
 use ipvec_protocol::limits;
@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{
     backend::Backend,
     carfile::{self, ImportAs, Imported},
-    output::Output,
+    output::{write_stdout, Output, StdoutClosed, StdoutStream},
     BlockCommand, Command, DagCommand, PinCommand,
 };
 use crate::api::ExportTarget;
@@ -24,13 +24,12 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 .read_to_end(&mut input)
                 .context("reading DAG-JSON from stdin")?;
             let put = backend.dag_put(input, pin).await?;
-            out.print(&put.cid, serde_json::to_value(&put)?);
+            out.print(&put.cid, serde_json::to_value(&put)?)?;
         }
         Command::Dag(DagCommand::Get { cid }) => {
-            let text = backend.dag_get(&cid).await?;
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(&text)?;
-            stdout.write_all(b"\n")?;
+            let mut text = backend.dag_get(&cid).await?;
+            text.push(b'\n');
+            write_stdout(&text)?;
         }
         Command::Dag(DagCommand::Export { cid, output }) => match output {
             Some(path) => {
@@ -39,10 +38,20 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 out.print(
                     format!("exported {} blocks ({} bytes) to {}", totals.blocks, totals.bytes, path.display()),
                     json!({ "root": totals.root, "blocks": totals.blocks, "bytes": totals.bytes, "file": path.display().to_string() }),
-                );
+                )?;
             }
             None => {
-                carfile::export_to(backend, ExportTarget::Dag(&cid), tokio::io::stdout()).await?;
+                let mut stdout = StdoutStream::new();
+                let exported =
+                    carfile::export_to(backend, ExportTarget::Dag(&cid), &mut stdout).await;
+                if let Err(e) = exported {
+                    // `… | head -c 100`: the reader of the CAR stream went away.
+                    return Err(if stdout.closed {
+                        StdoutClosed.into()
+                    } else {
+                        e
+                    });
+                }
             }
         },
         Command::Dag(DagCommand::Import { files }) => {
@@ -65,7 +74,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 out.print(
                     text.collect::<Vec<_>>().join("\n"),
                     json!({ "roots": summary.roots, "blocks": summary.blocks, "bytes": summary.bytes, "file": path.display().to_string() }),
-                );
+                )?;
             }
         }
         Command::Dag(DagCommand::Fetch { cid, from }) => {
@@ -80,7 +89,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                     fetched.fetched, fetched.blocks, fetched.bytes, fetched.root
                 ),
                 serde_json::to_value(&fetched)?,
-            );
+            )?;
         }
         Command::Block(BlockCommand::Stat { cid }) => {
             let stat = backend.block_stat(&cid).await?;
@@ -90,7 +99,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                     stat.cid, stat.size, stat.codec
                 ),
                 serde_json::to_value(&stat)?,
-            );
+            )?;
         }
         Command::Pin(PinCommand::Ls) => {
             // Pins made with `pin add` are named by their CID; others (collections) by their owner.
@@ -105,7 +114,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 .collect::<Vec<_>>()
                 .join("\n");
             if out.json || !list.pins.is_empty() {
-                out.print(text, serde_json::to_value(&list)?);
+                out.print(text, serde_json::to_value(&list)?)?;
             }
         }
         Command::Pin(PinCommand::Add { cid }) => {
@@ -113,14 +122,14 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             out.print(
                 format!("pinned {} recursively", pin.cid),
                 json!({ "pinned": pin.cid }),
-            );
+            )?;
         }
         Command::Pin(PinCommand::Rm { cid }) => {
             let pin = backend.pin_rm(&cid).await?;
             out.print(
                 format!("unpinned {}", pin.cid),
                 json!({ "unpinned": pin.cid }),
-            );
+            )?;
         }
         Command::Gc => {
             let bar = super::output::progress_bar(None, "collecting garbage");
@@ -138,7 +147,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                     report.missing_blocks
                 ));
             }
-            out.print(text, serde_json::to_value(&report)?);
+            out.print(text, serde_json::to_value(&report)?)?;
         }
         _ => unreachable!("collection commands are run by cli::collection"),
     }

@@ -173,15 +173,17 @@ pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<(usize, PointIn)>> {
     Ok(points)
 }
 
-/// Ids from a text file, one a line.
+/// Ids from a text file, one a line, spelled as on the command line (`"42"` is a string id).
 pub fn read_ids(path: &Path) -> anyhow::Result<Vec<PointId>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| parse_point_id(l.trim()))
-        .collect())
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            parse_point_id(l.trim()).with_context(|| format!("{} line {}", path.display(), i + 1))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -226,5 +228,34 @@ mod tests {
         }
         assert_eq!(parse_fvecs(&fvecs).unwrap(), m);
         assert!(parse_fvecs(&fvecs[..fvecs.len() - 2]).is_err());
+    }
+
+    #[test]
+    fn ids_read_as_typed_and_spelled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ids.txt");
+        std::fs::write(&path, "42\n\"42\"\ndoc-7\n\"\\\"q\\\"\"\n\n007\n").unwrap();
+        let ids = read_ids(&path).unwrap();
+        let string = |s: &str| PointId::Str(s.to_string());
+        assert_eq!(
+            ids,
+            [
+                PointId::Int(42),
+                string("42"),
+                string("doc-7"),
+                string("\"q\""),
+                PointId::Int(7)
+            ]
+        );
+        for id in &ids {
+            assert_eq!(&parse_point_id(&id.spelled()).unwrap(), id, "{id:?}");
+        }
+        assert_eq!(ids[1].spelled(), "\"42\"");
+        std::fs::write(&path, "1\n\"2\n").unwrap();
+        let err = format!("{:#}", read_ids(&path).unwrap_err());
+        assert!(
+            err.contains("line 2") && err.contains("not a JSON string"),
+            "{err}"
+        );
     }
 }

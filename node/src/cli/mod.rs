@@ -13,11 +13,12 @@ mod p2p;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::repo::{Config, Repo};
 
 pub use backend::Backend;
+pub use output::{is_stdout_closed, StdoutClosed};
 
 /// ipvec: a peer-to-peer vector database whose data is IPFS/IPLD content.
 #[derive(Debug, Parser)]
@@ -33,6 +34,16 @@ pub struct Cli {
     /// DIR/api, if it answers; else open the repository directly).
     #[arg(long, global = true, value_name = "URL", env = "IPVEC_API")]
     pub api: Option<String>,
+    /// Bearer token to send to the daemon API (default: the repository's keys/api.token).
+    /// Needed for a daemon on another machine, or one that requires a token.
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        env = "IPVEC_API_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
     /// Log level: error, warn, info, debug or trace (RUST_LOG overrides it).
     #[arg(long, global = true, value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -147,23 +158,37 @@ pub enum Command {
         filter: Option<String>,
     },
     /// Print one point.
+    #[command(after_help = POINT_IDS)]
     Get {
         /// Collection name.
         name: String,
-        /// Point id.
+        /// Point id: digits are an integer id, '"42"' (quoted) the string id 42.
         id: String,
     },
     /// Delete points by id.
+    #[command(after_help = POINT_IDS)]
     Delete {
         /// Collection name.
         name: String,
-        /// Point ids.
+        /// Point ids: digits are integer ids, '"42"' (quoted) the string id 42.
         #[arg(required = true)]
         ids: Vec<String>,
     },
     /// Open the terminal dashboard on the repository's daemon (or the one --api names).
     Tui,
+    /// Print a shell completion script, e.g. `ipvec completion bash >
+    /// /etc/bash_completion.d/ipvec`, or `source <(ipvec completion zsh)`.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
+
+/// How `get` and `delete` read ids (the same rule as the API's URL paths).
+const POINT_IDS: &str =
+    "Point ids: digits alone are an integer id (42); an id that starts with \" \
+is a JSON string literal, so '\"42\"' (quoted for the shell) is the string id 42; anything \
+else is a string id (doc-7).";
 
 /// Metric names on the command line.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -371,6 +396,16 @@ impl Cli {
         self.repo.clone().unwrap_or_else(Repo::default_path)
     }
 
+    /// The token to send to a daemon: `--token` or `$IPVEC_API_TOKEN`, else the repository's
+    /// keys/api.token.
+    pub fn api_token(&self, repo: &std::path::Path) -> Option<String> {
+        self.token
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| t.trim().to_string())
+            .or_else(|| crate::repo::read_api_token(repo))
+    }
+
     /// Applies the command-line flags to a configuration.
     pub fn adjust(&self, config: &mut Config) {
         if let Some(level) = &self.log_level {
@@ -422,9 +457,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Init => {
             let repo = Repo::init(&path).await?;
-            out.init(repo.path(), &repo.peer_id().to_string());
+            let printed = out.init(repo.path(), &repo.peer_id().to_string());
             repo.close().await?;
-            return Ok(());
+            return printed;
         }
         Command::Daemon { .. } => return daemon::run(&cli, &path).await,
         Command::Tui => {
@@ -432,17 +467,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(url) => ipvec_tui::Endpoint::Url(url.clone()),
                 None => ipvec_tui::Endpoint::ApiFile(crate::repo::api_file(&path)),
             };
-            let token = crate::repo::read_api_token(&path);
+            let token = cli.api_token(&path);
             return Ok(ipvec_tui::run(endpoint, token, path.join("tui.log")).await?);
+        }
+        Command::Completion { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "ipvec", &mut script);
+            return output::write_stdout(&script);
         }
         _ => {}
     }
-    let backend = Backend::connect(&path, cli.api.as_deref(), |c| cli.adjust(c)).await?;
+    let token = cli.api_token(&path);
+    let backend = Backend::connect(&path, cli.api.as_deref(), token, |c| cli.adjust(c)).await?;
     let result = match cli.command {
         Command::Config(ConfigCommand::Show) => match backend.config().await {
             Ok(config) => {
                 let text = toml::to_string_pretty(&config)?;
-                out.print(text.trim_end(), serde_json::to_value(&config)?);
+                out.print(text.trim_end(), serde_json::to_value(&config)?)?;
                 Ok(())
             }
             Err(e) => Err(e.into()),

@@ -16,7 +16,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 text.push_str(&id.listen.join(", "));
                 text.push(')');
             }
-            out.print(text, serde_json::to_value(&id)?);
+            out.print(text, serde_json::to_value(&id)?)?;
         }
         Command::Peers => {
             let list = backend.peers().await?;
@@ -35,7 +35,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 })
                 .collect();
             if out.json || !text.is_empty() {
-                out.print(text.join("\n"), serde_json::to_value(&list)?);
+                out.print(text.join("\n"), serde_json::to_value(&list)?)?;
             }
         }
         Command::Connect { address } => {
@@ -43,7 +43,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             out.print(
                 format!("connected to {}", connected.peer_id),
                 serde_json::to_value(&connected)?,
-            );
+            )?;
         }
         Command::Dht(DhtCommand::Providers { cid }) => {
             let list = backend.providers(&cid).await?;
@@ -52,7 +52,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 .iter()
                 .map(|p| format!("{}\t{}", p.peer_id, p.addresses.join(" ")))
                 .collect();
-            out.print(text.join("\n"), serde_json::to_value(&list)?);
+            out.print(text.join("\n"), serde_json::to_value(&list)?)?;
         }
         Command::Fetch { id, name, from } => {
             let bar = super::output::progress_bar(None, "fetching");
@@ -74,7 +74,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                     }
                 ),
                 serde_json::to_value(&c)?,
-            );
+            )?;
         }
         _ => unreachable!("only peer-to-peer commands come here"),
     }

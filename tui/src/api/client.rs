@@ -314,6 +314,13 @@ mod tests {
             request.url().as_str(),
             "http://127.0.0.1:1/v1/collections/c/points/a%20b%2Fc"
         );
+        // `id:"42"`, the string id 42, stays quoted for the node to read it as a string.
+        let request = client
+            .request(Method::GET, &["v1", "collections", "c", "points", "\"42\""])
+            .unwrap()
+            .build()
+            .unwrap();
+        assert!(request.url().as_str().ends_with("/points/%2242%22"));
     }
 
     #[tokio::test]

@@ -197,10 +197,19 @@ pub struct Hit {
 }
 
 impl Hit {
-    /// The id as text: numbers as digits, strings as they are.
+    /// The id as text, spelled as `id:` queries and the node's URL paths read it: numbers
+    /// as digits, strings as they are, except one that would read as a number (or starts
+    /// with `"`), which is quoted: `"42"`.
     pub fn id_text(&self) -> String {
         match &self.id {
-            Value::String(s) => s.clone(),
+            Value::String(s) => {
+                let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+                if digits || s.starts_with('"') {
+                    self.id.to_string()
+                } else {
+                    s.clone()
+                }
+            }
             other => other.to_string(),
         }
     }
@@ -278,11 +287,17 @@ mod tests {
     fn hits_with_integer_and_string_ids() {
         let r: SearchResponse = serde_json::from_str(
             r#"{"hits": [{"id": 7, "score": 0.5, "cid": null, "metadata": null},
-                         {"id": "doc-2", "score": 0.25, "cid": "bafy", "metadata": {"a": 1}}]}"#,
+                         {"id": "doc-2", "score": 0.25, "cid": "bafy", "metadata": {"a": 1}},
+                         {"id": "42", "score": 0.125, "cid": null, "metadata": null}]}"#,
         )
         .unwrap();
         assert_eq!(r.hits[0].id_text(), "7");
         assert_eq!(r.hits[1].id_text(), "doc-2");
+        assert_eq!(
+            r.hits[2].id_text(),
+            "\"42\"",
+            "the string id 42 is not the integer 42"
+        );
         assert_eq!(r.hits[1].cid.as_deref(), Some("bafy"));
     }
 

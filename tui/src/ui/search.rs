@@ -13,7 +13,9 @@ use super::{format, sparkline};
 use crate::app::App;
 
 const ID_WIDTH: u16 = 16;
-const SCORE_WIDTH: u16 = 10;
+/// The score column is as wide as its widest score (l2 and dot scores can be long), never
+/// narrower than this.
+const SCORE_MIN_WIDTH: u16 = 10;
 
 /// Draws the view.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
@@ -100,9 +102,20 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     );
 
     if let Some(result) = &search.result {
+        // Scores are shown whole: a cut one (-1413204 as 13204.0000) reads as another number.
+        let scores: Vec<String> = result
+            .hits
+            .iter()
+            // An exact l2 match scores -0: shown as 0.
+            .map(|hit| format!("{:.4}", if hit.score == 0.0 { 0.0 } else { hit.score }))
+            .collect();
+        let score_width = scores
+            .iter()
+            .map(|s| s.chars().count() as u16)
+            .fold(SCORE_MIN_WIDTH, u16::max);
         let cid_width = hits_area
             .width
-            .saturating_sub(3 + ID_WIDTH + SCORE_WIDTH + 3) as usize;
+            .saturating_sub(3 + ID_WIDTH + score_width + 3) as usize;
         let header = Row::new(vec![
             Cell::from(Line::from("#").right_aligned()),
             Cell::from("Id"),
@@ -110,25 +123,30 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             Cell::from("Leaf CID"),
         ])
         .style(Style::new().bold());
-        let rows = result.hits.iter().enumerate().map(|(i, hit)| {
-            let cid = match &hit.cid {
-                Some(cid) => Cell::from(format::middle(cid, cid_width)),
-                None => Cell::from(Span::styled(
-                    "in the log, not yet in a leaf",
-                    Style::new().fg(Color::DarkGray),
-                )),
-            };
-            Row::new(vec![
-                Cell::from(Line::from(format!("{}", i + 1)).right_aligned()),
-                Cell::from(format::middle(&hit.id_text(), ID_WIDTH as usize)),
-                Cell::from(Line::from(format!("{:.4}", hit.score)).right_aligned()),
-                cid,
-            ])
-        });
+        let rows = result
+            .hits
+            .iter()
+            .zip(scores)
+            .enumerate()
+            .map(|(i, (hit, score))| {
+                let cid = match &hit.cid {
+                    Some(cid) => Cell::from(format::middle(cid, cid_width)),
+                    None => Cell::from(Span::styled(
+                        "in the log, not yet in a leaf",
+                        Style::new().fg(Color::DarkGray),
+                    )),
+                };
+                Row::new(vec![
+                    Cell::from(Line::from(format!("{}", i + 1)).right_aligned()),
+                    Cell::from(format::middle(&hit.id_text(), ID_WIDTH as usize)),
+                    Cell::from(Line::from(score).right_aligned()),
+                    cid,
+                ])
+            });
         let widths = [
             Constraint::Length(3),
             Constraint::Length(ID_WIDTH),
-            Constraint::Length(SCORE_WIDTH),
+            Constraint::Length(score_width),
             Constraint::Fill(1),
         ];
         frame.render_widget(Table::new(rows, widths).header(header), hits_area);
