@@ -862,3 +862,365 @@ async fn log_events_stream_live_and_end_at_shutdown() {
     }
     stopping.await.unwrap();
 }
+
+/// Whether an answer of the lifecycle races is clean: 200, or 404/409 with the JSON error body.
+fn clean(status: u16, body: &Value) -> bool {
+    status == 200
+        || matches!(status, 404 | 409)
+            && body["error"]["code"].is_string()
+            && body["error"]["message"].is_string()
+}
+
+/// The names in a repository's collections folder, hidden ones included.
+fn collection_folders(repo: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir(repo.join("collections")) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+/// Whether the store still pins collection `name`.
+async fn pinned_as(daemon: &Daemon, name: &str) -> bool {
+    let (s, pins) = daemon.call(reqwest::Method::GET, "/v1/pins", None).await;
+    assert_eq!(s, 200, "{pins}");
+    let pin = format!("collection:{name}");
+    pins["pins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == pin.as_str())
+}
+
+/// Checks that collection `name` works fully: empty or holding `points` points, it takes a
+/// write and finds it.
+async fn works(daemon: &Daemon, name: &str) {
+    let path = format!("/v1/collections/{name}");
+    let (s, info) = daemon.call(reqwest::Method::GET, &path, None).await;
+    assert_eq!(s, 200, "{info}");
+    let before = info["points"].as_u64().unwrap();
+    let point = json!({ "points": [{ "id": "probe", "vector": [9, 9, 9, 9] }] });
+    let (s, body) = daemon
+        .call(reqwest::Method::PUT, &format!("{path}/points"), Some(point))
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let query = json!({ "vector": [9, 9, 9, 9], "k": 1 });
+    let (s, body) = daemon
+        .call(
+            reqwest::Method::POST,
+            &format!("{path}/search"),
+            Some(query),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["hits"][0]["id"], "probe");
+    let (_, info) = daemon.call(reqwest::Method::GET, &path, None).await;
+    assert!(info["points"].as_u64().unwrap() >= before.max(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_clients_creating_and_dropping_one_name_get_clean_answers() {
+    let repo = new_repo();
+    let r = &repo.path;
+    let mut daemon = Daemon::start(r, &[]);
+    let shared = Arc::new(Daemon {
+        child: None,
+        url: daemon.url.clone(),
+        http: reqwest::Client::new(),
+        token: daemon.token.clone(),
+    });
+    let answers = Arc::new(Mutex::new(Vec::<(String, u16, Value)>::new()));
+    let clients: Vec<_> = (0..8u64)
+        .map(|c| {
+            let (daemon, answers) = (shared.clone(), answers.clone());
+            tokio::spawn(async move {
+                for i in 0..40u64 {
+                    let mut calls = vec![if (c + i).is_multiple_of(2) {
+                        let create = json!({ "name": "race", "dim": 4 });
+                        ("create", reqwest::Method::POST, "/v1/collections".to_string(), Some(create))
+                    } else {
+                        ("drop", reqwest::Method::DELETE, "/v1/collections/race".to_string(), None)
+                    }];
+                    if i.is_multiple_of(3) {
+                        let query = json!({ "vector": [1, 2, 3, c as f32], "k": 3 });
+                        calls.push(("search", reqwest::Method::POST, "/v1/collections/race/search".into(), Some(query)));
+                    }
+                    if i.is_multiple_of(4) {
+                        let point = json!({ "points": [{ "id": c * 100 + i, "vector": [1, 2, 3, i as f32] }] });
+                        calls.push(("upsert", reqwest::Method::PUT, "/v1/collections/race/points".into(), Some(point)));
+                    }
+                    for (what, method, path, body) in calls {
+                        let (s, answer) = daemon.call(method, &path, body).await;
+                        answers.lock().unwrap().push((what.to_string(), s, answer));
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let answers = answers.lock().unwrap().clone();
+    let unclean: Vec<_> = answers.iter().filter(|(_, s, b)| !clean(*s, b)).collect();
+    assert!(
+        unclean.is_empty(),
+        "{} of {} answers were not 200/404/409 with an error body: {:?}",
+        unclean.len(),
+        answers.len(),
+        &unclean[..unclean.len().min(5)]
+    );
+    let succeeded = |what: &str| {
+        answers
+            .iter()
+            .filter(|(w, s, _)| w == what && *s == 200)
+            .count()
+    };
+    assert!(
+        succeeded("create") > 0 && succeeded("drop") > 0,
+        "the races ran"
+    );
+
+    // Whole or gone, and nothing else in the folder.
+    let (s, _) = daemon
+        .call(reqwest::Method::GET, "/v1/collections/race", None)
+        .await;
+    let exists = match s {
+        200 => {
+            assert_eq!(collection_folders(r), ["race"]);
+            works(&daemon, "race").await;
+            true
+        }
+        404 => {
+            assert_eq!(collection_folders(r), Vec::<String>::new());
+            assert!(
+                !pinned_as(&daemon, "race").await,
+                "a dropped collection's pin is gone"
+            );
+            false
+        }
+        other => panic!("collection info answered {other}"),
+    };
+
+    daemon.stop();
+    let daemon = Daemon::start(r, &[]);
+    let (s, list) = daemon
+        .call(reqwest::Method::GET, "/v1/collections", None)
+        .await;
+    assert_eq!(s, 200, "{list}");
+    assert_eq!(
+        list["collections"].as_array().unwrap().len(),
+        usize::from(exists)
+    );
+    if exists {
+        works(&daemon, "race").await;
+    } else {
+        let (s, _) = daemon
+            .call(reqwest::Method::GET, "/v1/collections/race", None)
+            .await;
+        assert_eq!(s, 404);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drop_during_searches_and_upserts_leaves_nothing() {
+    let repo = new_repo();
+    let r = &repo.path;
+    let daemon = Arc::new(Daemon::start(r, &[]));
+    let (s, body) = daemon
+        .call(
+            reqwest::Method::POST,
+            "/v1/collections",
+            Some(json!({ "name": "d", "dim": 4 })),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let seed: Vec<Value> = (0..200u64)
+        .map(|i| json!({ "id": i, "vector": [1, (i % 9) as f32, 2, 0.5] }))
+        .collect();
+    let (s, body) = daemon
+        .call(
+            reqwest::Method::PUT,
+            "/v1/collections/d/points",
+            Some(json!({ "points": seed })),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+
+    let answers = Arc::new(Mutex::new(Vec::<(String, u16, Value)>::new()));
+    let ok_before = Arc::new(AtomicU64::new(0));
+    let dropped = Arc::new(AtomicBool::new(false));
+    let refused_after = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4u64)
+        .map(|c| {
+            let (daemon, answers, ok_before, dropped, refused_after, stop) = (
+                daemon.clone(),
+                answers.clone(),
+                ok_before.clone(),
+                dropped.clone(),
+                refused_after.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let (what, s, body) = if n.is_multiple_of(3) {
+                        let point = json!({ "points": [{ "id": 1_000 + c * 100_000 + n, "vector": [2, 1, n as f32, 0.5] }] });
+                        let (s, body) = daemon
+                            .call(reqwest::Method::PUT, "/v1/collections/d/points", Some(point))
+                            .await;
+                        ("upsert", s, body)
+                    } else {
+                        let query = json!({ "vector": [1, c as f32, 2, 0.5], "k": 5 });
+                        let (s, body) = daemon
+                            .call(reqwest::Method::POST, "/v1/collections/d/search", Some(query))
+                            .await;
+                        ("search", s, body)
+                    };
+                    // Read after the answer: a refusal counted here came after the drop answered.
+                    let after = dropped.load(Ordering::SeqCst);
+                    if s == 200 && !after {
+                        ok_before.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if s != 200 && after {
+                        refused_after.fetch_add(1, Ordering::Relaxed);
+                    }
+                    answers.lock().unwrap().push((what.to_string(), s, body));
+                }
+            })
+        })
+        .collect();
+    // The drop comes in the middle of the stream: after some answers, with requests in flight.
+    for _ in 0..10_000 {
+        if ok_before.load(Ordering::Relaxed) >= 40 {
+            break;
+        }
+        let (s, _) = daemon
+            .call(reqwest::Method::GET, "/v1/collections/d", None)
+            .await;
+        assert_eq!(s, 200);
+    }
+    assert!(
+        ok_before.load(Ordering::Relaxed) >= 40,
+        "the stream of requests ran"
+    );
+    let (s, body) = daemon
+        .call(reqwest::Method::DELETE, "/v1/collections/d", None)
+        .await;
+    assert_eq!(s, 200, "{body}");
+    dropped.store(true, Ordering::SeqCst);
+    for _ in 0..10_000 {
+        if refused_after.load(Ordering::Relaxed) >= 8 {
+            break;
+        }
+        let (s, _) = daemon
+            .call(reqwest::Method::GET, "/v1/collections/d", None)
+            .await;
+        assert_eq!(
+            s, 404,
+            "a dropped collection stays dropped while requests come"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let answers = answers.lock().unwrap().clone();
+    let unclean: Vec<_> = answers.iter().filter(|(_, s, b)| !clean(*s, b)).collect();
+    assert!(
+        unclean.is_empty(),
+        "{} of {} answers were not 200/404/409 with an error body: {:?}",
+        unclean.len(),
+        answers.len(),
+        &unclean[..unclean.len().min(5)]
+    );
+
+    // Nothing of it is left: not its folder, not its pin, not in the list.
+    assert_eq!(collection_folders(r), Vec::<String>::new());
+    let (s, _) = daemon
+        .call(reqwest::Method::GET, "/v1/collections/d", None)
+        .await;
+    assert_eq!(s, 404);
+    let (_, list) = daemon
+        .call(reqwest::Method::GET, "/v1/collections", None)
+        .await;
+    assert_eq!(list["collections"], json!([]));
+    assert!(!pinned_as(&daemon, "d").await);
+
+    // Created again, it is empty and works.
+    let (s, body) = daemon
+        .call(
+            reqwest::Method::POST,
+            "/v1/collections",
+            Some(json!({ "name": "d", "dim": 4 })),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["points"], 0);
+    let query = json!({ "vector": [1, 2, 2, 0.5], "k": 5 });
+    let (s, body) = daemon
+        .call(
+            reqwest::Method::POST,
+            "/v1/collections/d/search",
+            Some(query),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        body["hits"],
+        json!([]),
+        "nothing of the dropped collection came back"
+    );
+    works(&daemon, "d").await;
+    let (_, info) = daemon
+        .call(reqwest::Method::GET, "/v1/collections/d", None)
+        .await;
+    assert_eq!(info["points"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_finishes_the_drops_and_creates_a_crash_cut_short() {
+    let repo = new_repo();
+    let r = &repo.path;
+    for name in ["gone", "kept"] {
+        ok(r, &["collection", "create", name, "--dim", "4"]);
+    }
+    // A crash mid-drop, after the rename and before the unpin; another mid-create.
+    let folders = r.join("collections");
+    std::fs::rename(folders.join("gone"), folders.join(".dropped-gone.1-0")).unwrap();
+    std::fs::create_dir_all(folders.join(".creating-new.1-0")).unwrap();
+    std::fs::write(folders.join(".creating-new.1-0").join("owner.key"), b"k").unwrap();
+
+    let daemon = Daemon::start(r, &[]);
+    assert_eq!(collection_folders(r), ["kept"]);
+    let (s, list) = daemon
+        .call(reqwest::Method::GET, "/v1/collections", None)
+        .await;
+    assert_eq!(s, 200, "{list}");
+    let names: Vec<&str> = list["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["kept"]);
+    assert!(
+        !pinned_as(&daemon, "gone").await,
+        "the half-dropped collection's pin went"
+    );
+    assert!(pinned_as(&daemon, "kept").await);
+    let (s, body) = daemon
+        .call(
+            reqwest::Method::POST,
+            "/v1/collections",
+            Some(json!({ "name": "gone", "dim": 4 })),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    works(&daemon, "gone").await;
+    works(&daemon, "kept").await;
+}

@@ -25,7 +25,7 @@ use tokio::{
     sync::RwLock,
 };
 
-use super::{error::ApiError, jobs::Jobs, metrics::Metrics, types::*};
+use super::{error::ApiError, jobs::Jobs, lifecycle::Slot, metrics::Metrics, types::*};
 use crate::{
     collection::{
         catalog,
@@ -52,7 +52,8 @@ pub struct Node {
 pub(super) struct Inner {
     pub(super) repo: Repo,
     pub(super) config: Config,
-    pub(super) collections: tokio::sync::Mutex<HashMap<String, SharedCollection>>,
+    /// Each collection name's slot: its lifecycle turn and, once open, the collection.
+    pub(super) collections: tokio::sync::Mutex<HashMap<String, Arc<Slot>>>,
     /// Held shared by every operation that writes blocks, alone by gc.
     pub(super) gc_lock: RwLock<()>,
     pub(super) metrics: Metrics,
@@ -147,6 +148,18 @@ impl Node {
     /// Wraps an open repository; `config` is its effective configuration (file, environment
     /// and flags). Collections open on first use, or all at once with [`Node::open_all`].
     pub fn new(repo: Repo, config: Config) -> Self {
+        // Before any request: the folders of creates and drops a crash cut short.
+        let root = repo.path().join("collections");
+        match catalog::sweep(&root) {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(
+                removed,
+                "removed the folders of interrupted collection creates and drops"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot remove the folders of interrupted collection creates and drops")
+            }
+        }
         Self {
             inner: Arc::new(Inner {
                 repo,
@@ -352,7 +365,7 @@ impl Node {
     }
 
     /// Withdraws the announcements of a collection with id `id` and `shards` shards.
-    async fn withdraw(&self, id: &str, shards: u32) {
+    pub(super) async fn withdraw(&self, id: &str, shards: u32) {
         self.inner.replication.forget(id);
         if let Some(network) = self.inner.network.get() {
             let _ = network
@@ -409,35 +422,35 @@ impl Node {
         result
     }
 
-    /// Opens every collection (replaying its log), then marks the node ready.
+    /// Opens every collection (replaying its log), then marks the node ready. Requests are
+    /// served meanwhile: a collection dropped before its turn is skipped.
     pub async fn open_all(&self) -> Result<(), ApiError> {
+        if let Err(e) = self.unpin_dropped().await {
+            tracing::warn!(error = %e, "cannot remove the pins of collections a crash dropped half way; their blocks stay until gc after a restart");
+        }
         for name in catalog::list(&self.collections_root())? {
             let started = Instant::now();
-            let c = self.collection(&name).await?;
+            let Some(c) = self.open_and_announce(&name).await? else {
+                continue;
+            };
             let points = c.read().await.points();
             tracing::info!(collection = %name, points, elapsed_ms = started.elapsed().as_millis() as u64, "collection open");
-            self.announce(&name).await?;
         }
         self.inner.ready.store(true, Ordering::Release);
         self.inner.metrics.ready.set(1);
         Ok(())
     }
 
-    /// The open collection `name`, opening it if needed.
+    /// The open collection `name`, opening it if needed (other names are not held up
+    /// meanwhile); 409 while it is being dropped.
     pub async fn collection(&self, name: &str) -> Result<SharedCollection, ApiError> {
         let dir = catalog::dir_of(&self.collections_root(), name)?;
-        let mut open = self.inner.collections.lock().await;
-        if let Some(c) = open.get(name) {
-            return Ok(c.clone());
+        let slot = self.slot(name).await;
+        let opened = self.open_in(name, &slot, &dir).await;
+        if opened.is_err() {
+            self.release(name, slot).await;
         }
-        if !dir.exists() {
-            return Err(CollectionError::NotFound(name.to_string()).into());
-        }
-        let c = Arc::new(RwLock::new(
-            Collection::open(self.store().clone(), &dir).await?,
-        ));
-        open.insert(name.to_string(), c.clone());
-        Ok(c)
+        opened
     }
 
     /// Refuses a write when the store has reached `storage.max_bytes`.
@@ -495,48 +508,41 @@ impl Node {
         }
     }
 
-    /// Creates a collection.
+    /// Creates a collection: whole, or (on failure) nothing of it.
     pub async fn create_collection(
         &self,
         request: CreateCollection,
     ) -> Result<CollectionInfo, ApiError> {
-        let name = request.name.clone();
-        self.observed("create", &name, async {
-            let spec = CollectionSpec {
-                name: request.name.clone(),
-                dimension: request.dim,
-                metric: request.metric,
-                quantization: request.quantization,
-                hnsw: ipvec_protocol::manifest::HnswParams {
-                    m: request.m,
-                    ef_construction: request.ef_construction,
-                    ef_search: request.ef_search,
-                },
-                shards: request.shards,
-                replication: request.replication,
-            };
-            spec.validate()?;
-            let _writing = self.inner.gc_lock.read().await;
-            let dir = catalog::dir_of(&self.collections_root(), &name)?;
-            let mut open = self.inner.collections.lock().await;
-            if open.contains_key(&name) {
-                return Err(CollectionError::Exists(name.clone()).into());
-            }
-            let c = Collection::create(self.store().clone(), &dir, &spec).await?;
-            let info = self.info_of(&name, &c)?;
-            open.insert(name.clone(), Arc::new(RwLock::new(c)));
-            drop(open);
-            self.announce(&name).await?;
-            Ok(info)
-        })
-        .await
+        let spec = CollectionSpec {
+            name: request.name.clone(),
+            dimension: request.dim,
+            metric: request.metric,
+            quantization: request.quantization,
+            hnsw: ipvec_protocol::manifest::HnswParams {
+                m: request.m,
+                ef_construction: request.ef_construction,
+                ef_search: request.ef_search,
+            },
+            shards: request.shards,
+            replication: request.replication,
+        };
+        let node = self.clone();
+        // Offloaded: it runs to its end even if the caller goes away.
+        let created = offload(async move { node.create_in_turn(spec).await });
+        self.observed("create", &request.name, created).await
     }
 
     /// Every collection.
     pub async fn list_collections(&self) -> Result<CollectionList, ApiError> {
+        let root = self.collections_root();
         let mut collections = Vec::new();
-        for name in catalog::list(&self.collections_root())? {
-            collections.push(self.collection_info(&name).await?);
+        for name in catalog::list(&root)? {
+            match self.collection_info(&name).await {
+                Ok(info) => collections.push(info),
+                // Dropped since the folder was listed, or being dropped.
+                Err(e) if e.code == "conflict" || !catalog::exists(&root.join(&name)) => {}
+                Err(e) => return Err(e),
+            }
         }
         Ok(CollectionList { collections })
     }
@@ -548,7 +554,7 @@ impl Node {
         self.info_of(name, &c)
     }
 
-    fn info_of(
+    pub(super) fn info_of(
         &self,
         name: &str,
         c: &Collection<IrohBlockStore>,
@@ -603,40 +609,17 @@ impl Node {
         Ok(VersionList { versions })
     }
 
-    /// Drops a collection: its folder goes now, its blocks at the next gc.
+    /// Drops a collection: its folder goes now, its blocks at the next gc. Requests in flight
+    /// on it finish first; requests that come meanwhile get 409.
     pub async fn drop_collection(&self, name: &str) -> Result<Dropped, ApiError> {
-        self.observed("drop", name, async {
-            let shared = self.collection(name).await?;
-            // Wait for operations in flight on it, and keep new ones out.
-            let c = shared.write().await;
-            let root = c.root();
-            self.withdraw(&c.id()?, c.manifest().shards.len() as u32)
-                .await;
-            if let Some(network) = self.inner.network.get() {
-                let _ = network.stop_providing_on_ipfs(root).await;
-            }
-            let dir = catalog::dir_of(&self.collections_root(), name)?;
-            self.inner.collections.lock().await.remove(name);
-            self.store()
-                .unpin_name(&crate::collection::pin_name(name))
-                .await?;
-            self.store().flush().await?;
-            std::fs::remove_dir_all(&dir)
-                .map_err(|e| ApiError::internal(format!("removing {}: {e}", dir.display())))?;
-            for family in [
-                &self.inner.metrics.points,
-                &self.inner.metrics.index_memory,
-                &self.inner.metrics.wal_bytes,
-            ] {
-                family.remove(&super::metrics::CollectionLabels {
-                    collection: name.to_string(),
-                });
-            }
-            Ok(Dropped {
-                dropped: name.to_string(),
-                root: root.to_string(),
-            })
-        })
+        let node = self.clone();
+        let owned = name.to_string();
+        // Offloaded: it runs to its end even if the caller goes away.
+        self.observed(
+            "drop",
+            name,
+            offload(async move { node.drop_in_turn(&owned).await }),
+        )
         .await
     }
 
@@ -842,15 +825,7 @@ impl Node {
     /// Commits every open collection's acknowledged writes (the daemon does this every
     /// `storage.commit_interval_ms`, so leaf CIDs and versions follow writes closely).
     pub async fn commit_all(&self) {
-        let names: Vec<String> = self
-            .inner
-            .collections
-            .lock()
-            .await
-            .keys()
-            .cloned()
-            .collect();
-        for name in names {
+        for (name, _) in self.open_collections().await {
             if let Err(e) = self.commit(&name).await {
                 tracing::warn!(collection = %name, error = %e, "committing the log failed; it stays in the log and is retried");
             }
@@ -962,23 +937,9 @@ impl Node {
         let manifest: Manifest = dagcbor::decode(&store.require(&head.manifest).await?)?;
         let name = name.unwrap_or(manifest.name);
         catalog::check_new_name(&name)?;
-        let dir = catalog::dir_of(&self.collections_root(), &name)?;
-        let mut open = self.inner.collections.lock().await;
-        if open.contains_key(&name) || dir.exists() {
-            return Err(CollectionError::Exists(name).into());
-        }
-        let c = Collection::adopt(store.clone(), &dir, head).await?;
-        let imported = CollectionImported {
-            name: name.clone(),
-            id: c.id()?,
-            root: c.root().to_string(),
-            points: c.points(),
-            writable: c.writable(),
-        };
-        open.insert(name.clone(), Arc::new(RwLock::new(c)));
-        drop(open);
-        self.announce(&name).await?;
-        Ok(imported)
+        let node = self.clone();
+        // Offloaded: it runs to its end even if the caller goes away.
+        offload(async move { node.register_in_turn(head, &name).await }).await
     }
 
     /// Stores a DAG-JSON value as one DAG-CBOR block, pinned if asked (its links must then
@@ -1106,7 +1067,7 @@ impl Node {
             .lock()
             .await
             .iter()
-            .map(|(n, c)| (n.clone(), c.clone()))
+            .filter_map(|(n, slot)| Some((n.clone(), slot.open()?)))
             .collect()
     }
 
@@ -1165,8 +1126,8 @@ impl Node {
     /// calls this at shutdown; the CLI after each command).
     pub async fn close(&self) -> Result<(), ApiError> {
         self.inner.ready.store(false, Ordering::Release);
-        let open: Vec<(String, SharedCollection)> =
-            self.inner.collections.lock().await.drain().collect();
+        let open = self.open_collections().await;
+        self.inner.collections.lock().await.clear();
         let mut first_error = None;
         for (name, c) in open {
             let mut c = c.write().await;

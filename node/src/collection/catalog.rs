@@ -4,11 +4,19 @@
 //! collections/<name>/owner.key     the collection's owner key (libp2p protobuf, mode 0600)
 //! collections/<name>/head          the signed head record (DAG-CBOR): the current manifest
 //! collections/<name>/index.*       the saved index and key map (derived, may be deleted)
+//! collections/.creating-<name>.*   a collection being created, renamed to `<name>` once whole
+//! collections/.dropped-<name>.*    a dropped collection being removed
 //! ```
+//!
+//! A collection name has no dot, so the catalog never lists the last two. Creating and
+//! dropping each end or begin with one rename, so a crash leaves the collection whole or
+//! gone, plus perhaps a leftover folder that [`sweep`] removes when a node next opens the
+//! repository.
 
 use std::{
     io::Write,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 use ipvec_protocol::{dagcbor, head::HeadRecord};
@@ -56,6 +64,86 @@ pub fn dir_of(root: &Path, name: &str) -> Result<PathBuf, CollectionError> {
     Ok(root.join(name))
 }
 
+/// Marks the folder of a collection being created.
+const CREATING: &str = ".creating-";
+/// Marks the folder of a dropped collection being removed.
+const DROPPED: &str = ".dropped-";
+
+/// Whether `dir` holds a whole collection (its head is written last).
+pub fn exists(dir: &Path) -> bool {
+    dir.join("head").exists()
+}
+
+/// A folder name under `root` the catalog never lists, unique in this process and marked
+/// with `mark` (and the collection name, for whoever looks at the folder).
+fn hidden_dir(root: &Path, mark: &str, name: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    root.join(format!("{mark}{name}.{}-{n}", std::process::id()))
+}
+
+/// A fresh folder, out of the catalog's sight, to create collection `name` in; [`publish`]
+/// then puts it in place.
+pub fn staging_dir(root: &Path, name: &str) -> Result<PathBuf, CollectionError> {
+    check_name(name)?;
+    std::fs::create_dir_all(root).map_err(io_at(root))?;
+    Ok(hidden_dir(root, CREATING, name))
+}
+
+/// Puts a collection created in `staged` in place at `dir` with one rename (a headless
+/// folder a crash left at `dir` is removed first).
+pub fn publish(staged: &Path, dir: &Path) -> Result<(), CollectionError> {
+    if dir.exists() && !exists(dir) {
+        std::fs::remove_dir_all(dir).map_err(io_at(dir))?;
+    }
+    std::fs::rename(staged, dir).map_err(io_at(dir))?;
+    sync_parent(dir)
+}
+
+/// Takes collection `name` out of the catalog with one rename, to a folder the catalog never
+/// lists; returns that folder, which the caller removes.
+pub fn bury(root: &Path, name: &str) -> Result<PathBuf, CollectionError> {
+    let dir = dir_of(root, name)?;
+    if !exists(&dir) {
+        return Err(CollectionError::NotFound(name.to_string()));
+    }
+    let grave = hidden_dir(root, DROPPED, name);
+    std::fs::rename(&dir, &grave).map_err(io_at(&dir))?;
+    sync_parent(&grave)?;
+    Ok(grave)
+}
+
+/// Removes the folders of creates and drops that a crash cut short; returns how many went.
+/// Run it before the node serves requests (it would remove a create in progress).
+pub fn sweep(root: &Path) -> Result<usize, CollectionError> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_at(root)(e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(io_at(root))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(CREATING) || name.starts_with(DROPPED) {
+            let path = entry.path();
+            std::fs::remove_dir_all(&path).map_err(io_at(&path))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Makes a rename or removal in `path`'s parent folder durable.
+fn sync_parent(path: &Path) -> Result<(), CollectionError> {
+    match path.parent() {
+        Some(parent) => std::fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_at(parent)),
+        None => Ok(()),
+    }
+}
+
 /// Names of the collections under `root`, sorted.
 pub fn list(root: &Path) -> Result<Vec<String>, CollectionError> {
     let mut names = Vec::new();
@@ -66,8 +154,9 @@ pub fn list(root: &Path) -> Result<Vec<String>, CollectionError> {
     };
     for entry in entries {
         let entry = entry.map_err(io_at(root))?;
-        if entry.path().join("head").exists() {
-            names.push(entry.file_name().to_string_lossy().into_owned());
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if check_name(&name).is_ok() && exists(&entry.path()) {
+            names.push(name);
         }
     }
     names.sort();
@@ -83,12 +172,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CollectionEr
         file.sync_all().map_err(io_at(&tmp))?;
     }
     std::fs::rename(&tmp, path).map_err(io_at(path))?;
-    if let Some(parent) = path.parent() {
-        std::fs::File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(io_at(parent))?;
-    }
-    Ok(())
+    sync_parent(path)
 }
 
 /// Creates a collection's folder with its owner key (none for an imported, read-only
@@ -194,5 +278,80 @@ mod tests {
             let e = check_new_name(reserved).unwrap_err().to_string();
             assert!(e.contains("reserved"), "{e}");
         }
+    }
+
+    /// A folder with a head file, as the catalog sees a whole collection.
+    fn fake_collection(dir: &Path) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("head"), b"head").unwrap();
+        std::fs::write(dir.join("wal"), b"").unwrap();
+    }
+
+    fn folders(root: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_buried_collection_leaves_the_list_and_the_sweep_removes_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("collections");
+        fake_collection(&root.join("a"));
+        fake_collection(&root.join("b"));
+        let grave = bury(&root, "a").unwrap();
+        assert!(
+            grave.join("head").exists(),
+            "the rename moves the folder whole"
+        );
+        assert_eq!(list(&root).unwrap(), ["b"]);
+        assert!(matches!(bury(&root, "a"), Err(CollectionError::NotFound(n)) if n == "a"));
+        // A crash before the removal: the next sweep finishes it.
+        assert_eq!(sweep(&root).unwrap(), 1);
+        assert_eq!(folders(&root), ["b"]);
+        assert_eq!(sweep(&root).unwrap(), 0);
+    }
+
+    #[test]
+    fn the_sweep_removes_cut_short_creates_and_keeps_collections() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("collections");
+        assert_eq!(sweep(&root).unwrap(), 0, "no collections folder yet");
+        fake_collection(&root.join("kept"));
+        // A create cut short before and after its head was written.
+        std::fs::create_dir_all(staging_dir(&root, "x").unwrap()).unwrap();
+        fake_collection(&staging_dir(&root, "x").unwrap());
+        assert_eq!(
+            list(&root).unwrap(),
+            ["kept"],
+            "staged folders are not listed"
+        );
+        assert_eq!(sweep(&root).unwrap(), 2);
+        assert_eq!(folders(&root), ["kept"]);
+        assert_eq!(list(&root).unwrap(), ["kept"]);
+    }
+
+    #[test]
+    fn publish_puts_a_staged_collection_in_place_over_a_headless_leftover() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("collections");
+        let staged = staging_dir(&root, "c").unwrap();
+        assert_ne!(
+            staged,
+            staging_dir(&root, "c").unwrap(),
+            "each create has its own"
+        );
+        fake_collection(&staged);
+        // Left by a crash of an older version mid-create: a folder without a head.
+        std::fs::create_dir_all(root.join("c")).unwrap();
+        std::fs::write(root.join("c").join("owner.key"), b"old").unwrap();
+        publish(&staged, &root.join("c")).unwrap();
+        assert_eq!(list(&root).unwrap(), ["c"]);
+        assert_eq!(folders(&root), ["c"]);
+        assert!(!root.join("c").join("owner.key").exists());
+        assert!(staging_dir(&root, "../c").is_err(), "names are checked");
     }
 }

@@ -252,6 +252,8 @@ pub struct Collection<S> {
     /// leaf CIDs without reading blocks.
     leaf_directories:
         std::sync::Mutex<std::collections::HashMap<Cid, std::sync::Arc<tree::LeafDirectory>>>,
+    /// The collection was dropped: see [`Collection::retire`].
+    retired: bool,
 }
 
 impl<S> std::fmt::Debug for Collection<S> {
@@ -335,6 +337,7 @@ impl<S: BlockStore> Collection<S> {
             pending: BTreeMap::new(),
             pending_delta: vec![0; spec.shards as usize],
             leaf_directories: Default::default(),
+            retired: false,
         };
         this.save_index()?;
         Ok(this)
@@ -416,6 +419,7 @@ impl<S: BlockStore> Collection<S> {
             pending: BTreeMap::new(),
             pending_delta: vec![0; shard_count],
             leaf_directories: Default::default(),
+            retired: false,
         };
         // Writes acknowledged after the last checkpoint: replay, then put them in the trees.
         let replay: Vec<_> = records.into_iter().filter(|r| r.seq > committed).collect();
@@ -515,6 +519,7 @@ impl<S: BlockStore> Collection<S> {
     /// writer the current manifest allows. Pins the new manifest, records the head and reopens
     /// (the index is rebuilt from the new trees). An older or equal head changes nothing.
     pub async fn advance(&mut self, head: HeadRecord) -> Result<(), CollectionError> {
+        self.check_live()?;
         if self.writable() {
             return Err(CollectionError::Invalid(
                 "this node writes the collection; it does not follow other heads".into(),
@@ -586,6 +591,23 @@ impl<S: BlockStore> Collection<S> {
     /// Bytes in the write-ahead log (acknowledged writes not yet in the trees).
     pub fn wal_bytes(&self) -> u64 {
         self.wal.bytes()
+    }
+
+    /// Marks the collection dropped (its folder is gone or going): later writes fail with
+    /// [`CollectionError::NotFound`], and nothing is written to its folder or pinned again,
+    /// so a request that held it while it was dropped cannot bring part of it back, nor touch
+    /// a new collection of the same name. Reads still answer from memory.
+    pub fn retire(&mut self) {
+        self.retired = true;
+        self.index_dirty = false;
+    }
+
+    /// Refuses a change to a retired collection.
+    fn check_live(&self) -> Result<(), CollectionError> {
+        if self.retired {
+            return Err(CollectionError::NotFound(self.name()));
+        }
+        Ok(())
     }
 }
 

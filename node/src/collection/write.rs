@@ -81,6 +81,7 @@ impl<S: BlockStore> Collection<S> {
     }
 
     fn log_and_apply(&mut self, entries: Vec<Entry>) -> Result<(), CollectionError> {
+        self.check_live()?;
         self.wal.append(entries.clone())?;
         self.apply_in_memory(entries)
     }
@@ -129,7 +130,7 @@ impl<S: BlockStore> Collection<S> {
 
     /// Puts every pending write in the trees and publishes the new version.
     pub async fn checkpoint(&mut self) -> Result<(), CollectionError> {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() || self.retired {
             return Ok(());
         }
         let through = self.wal.last_seq();
