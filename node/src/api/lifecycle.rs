@@ -76,8 +76,8 @@ fn being_dropped(name: &str) -> ApiError {
 fn folder_error(action: &str, name: &str, e: CollectionError) -> ApiError {
     match e {
         CollectionError::Io { path, source } => ApiError::internal(format!(
-            "cannot {action} collection {name:?}: {} failed ({source}); check that the \
-             repository's collections folder is writable and its disk has space",
+            "cannot {action} collection {name:?}: a file operation on {} failed ({source}); \
+             check that the repository's collections folder is writable and its disk has space",
             path.display()
         )),
         other => other.into(),
@@ -135,7 +135,9 @@ impl Node {
                 Err(CollectionError::NotFound(name.to_string()).into())
             }
             State::Closed => {
-                let c = Collection::open(self.store().clone(), dir).await?;
+                let c = Collection::open(self.store().clone(), dir)
+                    .await
+                    .map_err(|e| folder_error("open", name, e))?;
                 let c = Arc::new(RwLock::new(c));
                 slot.set(State::Open(c.clone()));
                 Ok(c)
@@ -222,7 +224,9 @@ impl Node {
             let _ = self.store().unpin_name(&pin_name(&spec.name)).await;
             return Err(folder_error("create", &spec.name, e));
         }
-        Ok(Collection::open(self.store().clone(), dir).await?)
+        Collection::open(self.store().clone(), dir)
+            .await
+            .map_err(|e| folder_error("open", &spec.name, e))
     }
 
     /// Registers the collection of `head` (whose DAG is in the store) under `name`, in the

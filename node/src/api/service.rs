@@ -2,7 +2,8 @@
 //! direct path (no daemon running) both call these, so the two answer alike.
 //!
 //! Collections stay open in a shared map, each behind a read/write lock: searches and reads
-//! share it, writes take it alone. Index and log work runs on tokio's blocking pool so the
+//! share it, writes take it alone. Opening, creating and dropping a name take turns in its
+//! slot of the map (`lifecycle`). Index and log work runs on tokio's blocking pool so the
 //! async workers stay free to accept requests. Garbage collection excludes every operation
 //! that writes blocks (it must not sweep blocks written but not yet pinned).
 

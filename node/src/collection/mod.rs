@@ -106,7 +106,7 @@ pub enum CollectionError {
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("cannot read or write {path}: {source}; check that the repository is writable and its disk has space")]
     Io {
         path: PathBuf,
         source: std::io::Error,
