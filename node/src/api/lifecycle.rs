@@ -311,7 +311,6 @@ impl Node {
             if let Err(e) = std::fs::remove_dir_all(&grave) {
                 tracing::warn!(path = %grave.display(), error = %e, "cannot remove a dropped collection's folder; the next start removes it");
             }
-            self.forget_metrics(name);
             Ok(Dropped {
                 dropped: name.to_string(),
                 root: collection_root.to_string(),
@@ -355,18 +354,5 @@ impl Node {
             );
         }
         Ok(())
-    }
-
-    fn forget_metrics(&self, name: &str) {
-        let labels = super::metrics::CollectionLabels {
-            collection: name.to_string(),
-        };
-        for family in [
-            &self.inner.metrics.points,
-            &self.inner.metrics.index_memory,
-            &self.inner.metrics.wal_bytes,
-        ] {
-            family.remove(&labels);
-        }
     }
 }

@@ -613,14 +613,22 @@ impl Node {
     /// Drops a collection: its folder goes now, its blocks at the next gc. Requests in flight
     /// on it finish first; requests that come meanwhile get 409.
     pub async fn drop_collection(&self, name: &str) -> Result<Dropped, ApiError> {
-        let node = self.clone();
-        let owned = name.to_string();
-        // Offloaded: it runs to its end even if the caller goes away.
-        self.observed(
-            "drop",
-            name,
-            offload(async move { node.drop_in_turn(&owned).await }),
-        )
+        self.observed("drop", name, async {
+            let node = self.clone();
+            let owned = name.to_string();
+            // Offloaded: it runs to its end even if the caller goes away.
+            let dropped = offload(async move { node.drop_in_turn(&owned).await }).await?;
+            for family in [
+                &self.inner.metrics.points,
+                &self.inner.metrics.index_memory,
+                &self.inner.metrics.wal_bytes,
+            ] {
+                family.remove(&super::metrics::CollectionLabels {
+                    collection: name.to_string(),
+                });
+            }
+            Ok(dropped)
+        })
         .await
     }
 

@@ -482,6 +482,35 @@ async fn logged_writes_survive_a_crash_before_checkpoint() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_retired_collection_refuses_writes_and_touches_nothing() {
+    let (_dir, store, cdir, mut c) = fresh(2).await;
+    let data = clustered(50, 24, 3);
+    c.upsert(points(&data[..40], 0)).await.unwrap();
+    let pinned = store.pins().await.unwrap();
+    let head = std::fs::read(cdir.join("head")).unwrap();
+    c.retire();
+    let refused = c.upsert(points(&data[40..], 40)).await;
+    assert!(matches!(refused, Err(CollectionError::NotFound(n)) if n == "c"));
+    assert!(matches!(
+        c.delete(&[EntryId::Int(1)]).await,
+        Err(CollectionError::NotFound(_))
+    ));
+    // What the log held is not committed: no new version, no pin moved, no file written.
+    c.checkpoint().await.unwrap();
+    c.sync().await.unwrap();
+    assert_eq!(store.pins().await.unwrap(), pinned);
+    assert_eq!(std::fs::read(cdir.join("head")).unwrap(), head);
+    // Reads still answer from memory.
+    let options = SearchOptions {
+        k: 1,
+        ef: None,
+        exact: true,
+    };
+    let hits = c.search(&data[7], options, None).await.unwrap();
+    assert_eq!(hits[0].id, EntryId::Int(7));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_damaged_index_cache_is_rebuilt_from_the_trees() {
     let (_dir, store, cdir, mut c) = fresh(1).await;
     let data = clustered(400, 24, 5);
@@ -740,33 +769,4 @@ async fn a_replica_advances_by_the_tree_diff() {
             fresh_replica.search(probe, options, None).await.unwrap()[0].id
         );
     }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_retired_collection_refuses_writes_and_touches_nothing() {
-    let (_dir, store, cdir, mut c) = fresh(2).await;
-    let data = clustered(50, 24, 3);
-    c.upsert(points(&data[..40], 0)).await.unwrap();
-    let pinned = store.pins().await.unwrap();
-    let head = std::fs::read(cdir.join("head")).unwrap();
-    c.retire();
-    let refused = c.upsert(points(&data[40..], 40)).await;
-    assert!(matches!(refused, Err(CollectionError::NotFound(n)) if n == "c"));
-    assert!(matches!(
-        c.delete(&[EntryId::Int(1)]).await,
-        Err(CollectionError::NotFound(_))
-    ));
-    // What the log held is not committed: no new version, no pin moved, no file written.
-    c.checkpoint().await.unwrap();
-    c.sync().await.unwrap();
-    assert_eq!(store.pins().await.unwrap(), pinned);
-    assert_eq!(std::fs::read(cdir.join("head")).unwrap(), head);
-    // Reads still answer from memory.
-    let options = SearchOptions {
-        k: 1,
-        ef: None,
-        exact: true,
-    };
-    let hits = c.search(&data[7], options, None).await.unwrap();
-    assert_eq!(hits[0].id, EntryId::Int(7));
 }
