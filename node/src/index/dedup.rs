@@ -184,6 +184,17 @@ impl Groups {
         left
     }
 
+    /// Whether the groups fit an index where `stored(key)` tells if usearch holds `key`: each
+    /// shared slot is there, and its other points are not.
+    pub fn fit(&self, stored: impl Fn(u64) -> bool) -> bool {
+        self.groups.values().all(|group| {
+            group
+                .members
+                .iter()
+                .all(|member| stored(*member) == (*member == group.slot))
+        })
+    }
+
     /// Approximate bytes of memory these maps hold.
     pub fn memory_bytes(&self) -> usize {
         // A hash map entry: key, value and a control byte; a set member: its key and about

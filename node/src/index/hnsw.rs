@@ -199,6 +199,12 @@ impl HnswIndex {
                 ),
             ));
         }
+        if !groups.fit(|key| this.index.contains(key)) {
+            return Err(format_error(
+                path,
+                "the duplicate map names slots the graph lacks".into(),
+            ));
+        }
         this.groups = groups;
         if this.index.dimensions() != spec.dimension {
             return Err(IndexError::Dimension {

@@ -181,7 +181,7 @@ pub struct IndexSpec {
 
 /// A top-k vector index.
 pub trait VectorIndex: Send + Sync {
-    /// Number of vectors held.
+    /// Number of points held (points with identical vectors each count).
     fn len(&self) -> usize;
 
     /// True when empty.
