@@ -157,6 +157,10 @@ fn members_leave_move_out_filter_and_survive_save_and_load() {
     let odd = |k: u64| k % 2 == 1;
     let hits = hnsw.search(&data[5], 3, None, Some(&odd)).unwrap();
     assert_eq!(keys(&hits), [1_001, 1_003, 1_005]);
+    // The slot has key 1001, which this filter refuses; its other points still pass.
+    let even = |k: u64| k.is_multiple_of(2);
+    let hits = hnsw.search(&data[5], 3, None, Some(&even)).unwrap();
+    assert_eq!(keys(&hits), [1_002, 1_004, 1_006]);
     let among = hnsw
         .exact_among(&data[9], 2, [2_001, 2_002, 9, 77])
         .unwrap();
