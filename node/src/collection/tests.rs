@@ -741,3 +741,6 @@ async fn a_replica_advances_by_the_tree_diff() {
         );
     }
 }
+
+/// Identical vectors and scores that must stay finite.
+mod duplicates;
