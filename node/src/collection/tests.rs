@@ -227,7 +227,7 @@ async fn bad_batches_store_nothing() {
                 vector: good[0].clone(),
                 metadata: None,
             }],
-            "entry id",
+            "string id",
         ),
         (
             vec![Point {
