@@ -246,11 +246,11 @@ pub fn score(metric: Metric, a: &[f32], b: &[f32]) -> f32 {
         Metric::L2 => -kernels.l2sq(a, b),
         Metric::Dot => kernels.dot(a, b),
         Metric::Cosine => {
-            let [ab, aa, bb] = kernels.dot_norms(a, b);
+            let [_, aa, bb] = kernels.dot_norms(a, b);
             if aa == 0.0 || bb == 0.0 {
                 0.0
             } else {
-                ab / (aa.sqrt() * bb.sqrt())
+                1.0 - kernels.distance(Metric::Cosine, a, b)
             }
         }
     }
