@@ -308,6 +308,26 @@ async fn metrics_move_with_requests() {
             "the dashboard uses {name}, which /metrics does not export"
         );
     }
+
+    // Two more points with point 1's vector: the index stores it once.
+    let (s, _) = daemon
+        .call(
+            reqwest::Method::PUT,
+            "/v1/collections/m/points",
+            Some(json!({ "points": [
+                { "id": 4, "vector": [1, 0, 0, 0] },
+                { "id": 5, "vector": [1, 0, 0, 0] },
+            ] })),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let scrape = daemon.metrics().await;
+    let m = [("collection", "m")];
+    assert_eq!(sample(&scrape, "ipvec_index_duplicate_points", &m), 2.0);
+    assert_eq!(
+        sample(&scrape, "ipvec_index_duplicate_bytes_saved", &m),
+        32.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

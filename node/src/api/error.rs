@@ -173,7 +173,7 @@ impl From<CollectionError> for ApiError {
 impl From<IndexError> for ApiError {
     fn from(e: IndexError) -> Self {
         match e {
-            IndexError::Dimension { .. } | IndexError::NotFinite(_) => {
+            IndexError::Dimension { .. } | IndexError::NotFinite(_) | IndexError::Query(_) => {
                 Self::bad_request(e.to_string())
             }
             _ => Self::internal(e.to_string()),

@@ -81,6 +81,11 @@ pub struct Metrics {
     pub points: Family<CollectionLabels, Gauge>,
     /// HNSW index bytes per collection (set at scrape).
     pub index_memory: Family<CollectionLabels, Gauge>,
+    /// Points per collection whose vector the index shares with another point (set at scrape).
+    pub index_duplicate_points: Family<CollectionLabels, Gauge>,
+    /// Vector bytes per collection the index saves by storing identical vectors once (set at
+    /// scrape).
+    pub index_duplicate_bytes_saved: Family<CollectionLabels, Gauge>,
     /// Write-ahead log bytes per collection (set at scrape).
     pub wal_bytes: Family<CollectionLabels, Gauge>,
     /// Blocks in the store (set at scrape).
@@ -183,6 +188,18 @@ impl Metrics {
             "Memory of each collection's HNSW index",
             index_memory.clone(),
         );
+        let index_duplicate_points = Family::<CollectionLabels, Gauge>::default();
+        registry.register(
+            "index_duplicate_points",
+            "Points of each collection whose vector is identical to another point's, stored once in the HNSW index",
+            index_duplicate_points.clone(),
+        );
+        let index_duplicate_bytes_saved = Family::<CollectionLabels, Gauge>::default();
+        registry.register(
+            "index_duplicate_bytes_saved",
+            "Vector bytes each collection's HNSW index does not hold because identical vectors are stored once",
+            index_duplicate_bytes_saved.clone(),
+        );
         let wal_bytes = Family::<CollectionLabels, Gauge>::default();
         registry.register(
             "wal_bytes",
@@ -233,6 +250,8 @@ impl Metrics {
             heads,
             points,
             index_memory,
+            index_duplicate_points,
+            index_duplicate_bytes_saved,
             wal_bytes,
             store_blocks,
             store_bytes,

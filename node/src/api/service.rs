@@ -621,6 +621,8 @@ impl Node {
             for family in [
                 &self.inner.metrics.points,
                 &self.inner.metrics.index_memory,
+                &self.inner.metrics.index_duplicate_points,
+                &self.inner.metrics.index_duplicate_bytes_saved,
                 &self.inner.metrics.wal_bytes,
             ] {
                 family.remove(&super::metrics::CollectionLabels {
@@ -1092,6 +1094,15 @@ impl Node {
                     .index_memory
                     .get_or_create(&labels)
                     .set(c.index_memory() as i64);
+                let duplicates = c.duplicate_stats();
+                metrics
+                    .index_duplicate_points
+                    .get_or_create(&labels)
+                    .set(duplicates.points as i64);
+                metrics
+                    .index_duplicate_bytes_saved
+                    .get_or_create(&labels)
+                    .set(duplicates.bytes_saved as i64);
                 metrics
                     .wal_bytes
                     .get_or_create(&labels)

@@ -9,7 +9,7 @@ use ipvec_protocol::{dagcbor, entry::EntryKey, Ipld};
 use serde::{Deserialize, Serialize};
 
 use super::{catalog::write_atomic, CollectionError};
-use crate::index::{HnswIndex, IndexSpec, VectorIndex};
+use crate::index::{HnswIndex, IndexError, IndexSpec, VectorIndex};
 
 /// Point ids ↔ index keys, and each live point's metadata for filters. Keys are handed out in
 /// sequence and never reused, so everything but the id lookup is a `Vec` indexed by key.
@@ -164,6 +164,10 @@ pub(crate) fn load(dir: &Path, spec: IndexSpec, manifest: &Cid) -> Option<(HnswI
     }
     let index = match HnswIndex::load(spec, &dir.join("index.usearch")) {
         Ok(index) => index,
+        Err(e @ IndexError::Format { .. }) => {
+            tracing::info!(error = %e, "index cache is damaged or from an older ipvec; rebuilding");
+            return None;
+        }
         Err(e) => {
             tracing::warn!(error = %e, "index cache is damaged; rebuilding");
             return None;

@@ -10,7 +10,7 @@ use ipvec_protocol::{
 
 use super::{quantize, CollectionError, CompiledFilter, SearchHit};
 use crate::{
-    index::{check_vector, score},
+    index::{check_scorable, check_vector, score, IndexError},
     store::BlockStore,
     tree,
 };
@@ -74,6 +74,7 @@ pub async fn search_at<S: BlockStore>(
         )));
     }
     check_vector(query, manifest.dimension as usize)?;
+    check_scorable(manifest.metric, manifest.quantization, query).map_err(IndexError::Query)?;
     let mut heap: BinaryHeap<Ranked> = BinaryHeap::new();
     for shard_cid in &manifest.shards {
         let shard: ShardRoot = dagcbor::decode_trusted(&store.require(shard_cid).await?)?;
@@ -87,6 +88,11 @@ pub async fn search_at<S: BlockStore>(
                 query,
                 &quantize::decode(manifest.quantization, &entry.vec),
             );
+            // A vector stored before scores were checked may overflow: it ranks nowhere.
+            if !s.is_finite() {
+                tracing::warn!(id = %entry.id.id(), "skipping a point whose score is not a finite number");
+                continue;
+            }
             if heap.len() < k || heap.peek().is_some_and(|worst| s > worst.0) {
                 heap.push(Ranked(
                     s,

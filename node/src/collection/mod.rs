@@ -50,7 +50,7 @@ use ipvec_protocol::{
 use libp2p_identity::Keypair;
 
 use crate::{
-    index::{HnswIndex, IndexError, IndexSpec, VectorIndex},
+    index::{DuplicateStats, HnswIndex, IndexError, IndexSpec, VectorIndex},
     store::{BlockStore, StoreError},
     tree::{self, TreeError},
 };
@@ -475,6 +475,11 @@ impl<S: BlockStore> Collection<S> {
     /// Bytes of memory the index holds.
     pub fn index_memory(&self) -> usize {
         self.index.memory_bytes()
+    }
+
+    /// Points whose vector the index stores once for several points, and the bytes saved.
+    pub fn duplicate_stats(&self) -> DuplicateStats {
+        self.index.duplicate_stats()
     }
 
     fn owner(&self) -> Result<&Keypair, CollectionError> {

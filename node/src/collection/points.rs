@@ -4,11 +4,12 @@ use std::collections::HashMap;
 
 use ipvec_protocol::{
     entry::{normalize_metadata, EntryId, EntryKey},
+    manifest::{Metric, Quantization},
     Ipld,
 };
 
 use super::CollectionError;
-use crate::index::{check_vector, IndexError};
+use crate::index::{check_scorable, check_vector, IndexError};
 
 /// A point to write: an id, a vector and optional metadata (a map).
 #[derive(Debug, Clone, PartialEq)]
@@ -73,11 +74,14 @@ pub(crate) struct Prepared {
     pub metadata: Option<Ipld>,
 }
 
-/// Checks every point of a batch: id, dimension, finite components, metadata shape, and no id
-/// twice. The first problem is reported with the point's position in the batch.
+/// Checks every point of a batch: id, dimension, finite components and scores (see
+/// [`check_scorable`]), metadata shape, and no id twice. The first problem is reported with
+/// the point's position in the batch.
 pub(crate) fn prepare(
     points: Vec<Point>,
     dimension: usize,
+    metric: Metric,
+    quantization: Quantization,
 ) -> Result<Vec<Prepared>, CollectionError> {
     let mut seen: HashMap<EntryKey, usize> = HashMap::new();
     let mut out = Vec::with_capacity(points.len());
@@ -97,6 +101,8 @@ pub(crate) fn prepare(
             IndexError::NotFinite(i) => bad(format!("vector component {i} is NaN or infinite")),
             other => bad(other.to_string()),
         })?;
+        check_scorable(metric, quantization, &point.vector)
+            .map_err(|problem| bad(format!("the vector {problem}")))?;
         let metadata = match point.metadata {
             None | Some(Ipld::Null) => None,
             Some(map @ Ipld::Map(_)) => Some(normalize_metadata(map)),

@@ -227,7 +227,7 @@ async fn bad_batches_store_nothing() {
                 vector: good[0].clone(),
                 metadata: None,
             }],
-            "entry id",
+            "string id",
         ),
         (
             vec![Point {
@@ -770,3 +770,6 @@ async fn a_replica_advances_by_the_tree_diff() {
         );
     }
 }
+
+/// Identical vectors and scores that must stay finite.
+mod duplicates;

@@ -33,7 +33,12 @@ impl<S: BlockStore> Collection<S> {
     /// Inserts or replaces points. The whole batch is checked before anything is written; the
     /// call returns once the batch is durable in the log, and the points are searchable then.
     pub async fn upsert(&mut self, points: Vec<Point>) -> Result<WriteReport, CollectionError> {
-        let prepared = points::prepare(points, self.manifest.dimension as usize)?;
+        let prepared = points::prepare(
+            points,
+            self.manifest.dimension as usize,
+            self.manifest.metric,
+            self.manifest.quantization,
+        )?;
         let writer = self.writer()?;
         let hlc = self.clock.tick(now_millis());
         let mut entries = Vec::with_capacity(prepared.len());

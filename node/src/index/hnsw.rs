@@ -8,6 +8,9 @@
 //! `ef` waits for the running ones, switches the index to its `ef` and runs alone (later
 //! searches at that `ef` run together again). A server whose clients use a handful of `ef`
 //! values therefore serialises only at the switches.
+//!
+//! Identical vectors are stored once (see [`dedup`](super::dedup)): usearch's keys are the
+//! slots of distinct vectors, and searches expand each slot into the points that share it.
 
 use std::{
     path::Path,
@@ -18,7 +21,9 @@ use ipvec_protocol::manifest::{Metric, Quantization};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind, VectorType};
 
 use super::{
-    check_vector,
+    check_scorable, check_vector,
+    dedup::{self, DuplicateStats, Groups, Left},
+    keep_finite,
     kernel::{self, Isa, Kernels},
     permits::Permits,
     score, top_k, Hit, IndexError, IndexSpec, VectorIndex,
@@ -57,13 +62,16 @@ pub struct HnswIndex {
     ef: RwLock<usize>,
     /// The instruction set of ipvec's kernel, when it replaces usearch's.
     kernel: Option<Isa>,
+    /// The points that share a slot, and the slot of each stored vector by hash.
+    groups: Groups,
 }
 
 impl std::fmt::Debug for HnswIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HnswIndex")
             .field("spec", &self.spec)
-            .field("len", &self.index.size())
+            .field("len", &self.len())
+            .field("slots", &self.index.size())
             .field("contexts", &self.contexts.total())
             .field("kernel", &self.kernel)
             .finish()
@@ -115,6 +123,7 @@ impl HnswIndex {
             contexts: Permits::new(runtime.contexts),
             ef: RwLock::new(spec.hnsw.ef_search as usize),
             kernel: None,
+            groups: Groups::default(),
         };
         this.grow_to(0)?;
         Ok(this)
@@ -158,9 +167,12 @@ impl HnswIndex {
             .map_err(backend)
     }
 
-    /// Writes the index to a file.
+    /// Writes the index to a file: usearch's graph, then the points that share slots.
     pub fn save(&self, path: &Path) -> Result<(), IndexError> {
-        self.index.save(&path.to_string_lossy()).map_err(backend)
+        self.index.save(&path.to_string_lossy()).map_err(backend)?;
+        self.groups
+            .append_to(path, self.index.size())
+            .map_err(|e| format_error(path, e.to_string()))
     }
 
     /// Reads an index written by [`HnswIndex::save`] with the same spec.
@@ -174,9 +186,26 @@ impl HnswIndex {
         runtime: HnswRuntime,
         path: &Path,
     ) -> Result<Self, IndexError> {
+        let (slots, groups) = Groups::read_from(path).map_err(|e| format_error(path, e))?;
         // Loading puts back usearch's distance function: the kernel goes in afterwards.
         let mut this = Self::without_kernel(spec, runtime)?;
         this.index.load(&path.to_string_lossy()).map_err(backend)?;
+        if this.index.size() != slots {
+            return Err(format_error(
+                path,
+                format!(
+                    "the graph holds {} vectors, its duplicate map {slots}",
+                    this.index.size()
+                ),
+            ));
+        }
+        if !groups.fit(|key| this.index.contains(key)) {
+            return Err(format_error(
+                path,
+                "the duplicate map names slots the graph lacks".into(),
+            ));
+        }
+        this.groups = groups;
         if this.index.dimensions() != spec.dimension {
             return Err(IndexError::Dimension {
                 expected: spec.dimension,
@@ -192,10 +221,30 @@ impl HnswIndex {
         Ok(this)
     }
 
+    /// The usearch key that holds the vector of `key` (`key` itself unless it shares a slot).
+    fn slot(&self, key: u64) -> u64 {
+        self.groups.slot_of(key).unwrap_or(key)
+    }
+
+    /// Whether `key` is a point of the index.
+    fn contains(&self, key: u64) -> bool {
+        self.groups.slot_of(key).is_some() || self.index.contains(key)
+    }
+
+    /// Points that share another point's stored vector, and the bytes they do not store.
+    pub fn duplicate_stats(&self) -> DuplicateStats {
+        let points = self.groups.duplicates();
+        DuplicateStats {
+            points,
+            bytes_saved: points
+                .saturating_mul(self.spec.dimension * self.spec.quantization.bytes_per_component()),
+        }
+    }
+
     /// The stored vector of `key` (after quantization), as f32.
     pub fn vector(&self, key: u64) -> Option<Vec<f32>> {
         let mut buffer = vec![0f32; self.spec.dimension];
-        match self.index.get(key, &mut buffer) {
+        match self.index.get(self.slot(key), &mut buffer) {
             Ok(n) if n > 0 => Some(buffer),
             _ => None,
         }
@@ -205,7 +254,7 @@ impl HnswIndex {
     /// codes of its unit vector, truncated).
     pub fn vector_i8(&self, key: u64) -> Option<Vec<i8>> {
         let mut buffer = vec![0i8; self.spec.dimension];
-        match self.index.get(key, &mut buffer) {
+        match self.index.get(self.slot(key), &mut buffer) {
             Ok(n) if n > 0 => Some(buffer),
             _ => None,
         }
@@ -213,7 +262,7 @@ impl HnswIndex {
 
     /// The exact top `k` by scanning every stored vector (the brute-force reference).
     pub fn exact(&self, query: &[f32], k: usize) -> Result<Vec<Hit>, IndexError> {
-        check_vector(query, self.spec.dimension)?;
+        self.check_query(query)?;
         if k == 0 || self.index.size() == 0 {
             return Ok(Vec::new());
         }
@@ -225,7 +274,7 @@ impl HnswIndex {
             _ => self.index.exact_search(query, k),
         }
         .map_err(backend)?;
-        Ok(self.hits(&matches))
+        Ok(self.expand(self.hits(&matches), k, None))
     }
 
     /// The `k` best of `keys` for `query`, scored exactly against the stored vectors (keys not
@@ -236,18 +285,50 @@ impl HnswIndex {
         k: usize,
         keys: impl IntoIterator<Item = u64>,
     ) -> Result<Vec<Hit>, IndexError> {
-        check_vector(query, self.spec.dimension)?;
+        self.check_query(query)?;
         let mut stored = vec![0f32; self.spec.dimension];
         let mut hits = Vec::new();
         for key in keys {
-            if matches!(self.index.get(key, &mut stored), Ok(n) if n > 0) {
+            if matches!(self.index.get(self.slot(key), &mut stored), Ok(n) if n > 0) {
                 hits.push(Hit {
                     key,
                     score: score(self.spec.metric, query, &stored),
                 });
             }
         }
+        keep_finite(&mut hits);
         Ok(top_k(hits, k))
+    }
+
+    /// Checks a query's dimension and that its scores are finite numbers.
+    fn check_query(&self, query: &[f32]) -> Result<(), IndexError> {
+        check_vector(query, self.spec.dimension)?;
+        check_scorable(self.spec.metric, self.spec.quantization, query).map_err(IndexError::Query)
+    }
+
+    /// Hits on slots as hits on the points that share them and `filter` accepts: the `k` best
+    /// with finite scores, ties in key order. Each slot holds at least one accepted point, so
+    /// the best `k` slots hold the best `k` points.
+    fn expand(
+        &self,
+        slots: Vec<Hit>,
+        k: usize,
+        filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
+    ) -> Vec<Hit> {
+        let mut hits = Vec::with_capacity(slots.len());
+        for slot in slots {
+            hits.extend(
+                self.groups
+                    .passing(slot.key, k, filter)
+                    .into_iter()
+                    .map(|key| Hit {
+                        key,
+                        score: slot.score,
+                    }),
+            );
+        }
+        keep_finite(&mut hits);
+        top_k(hits, k)
     }
 
     /// usearch's matches as hits with scores (higher is better).
@@ -292,7 +373,7 @@ impl HnswIndex {
             Quantization::I8 => self.usearch_search(&i8_codes(query), k, filter),
             _ => self.usearch_search(query, k, filter),
         }?;
-        Ok(self.hits(&matches))
+        Ok(self.expand(self.hits(&matches), k, filter))
     }
 
     fn usearch_search<T: VectorType>(
@@ -301,8 +382,16 @@ impl HnswIndex {
         k: usize,
         filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
     ) -> Result<usearch::ffi::Matches, IndexError> {
+        // A shared slot passes when one of its points does.
+        let slot_passes =
+            |f: &(dyn Fn(u64) -> bool + Sync), slot: u64| match self.groups.members(slot) {
+                Some(members) => members.iter().any(|key| f(*key)),
+                None => f(slot),
+            };
         match filter {
-            Some(f) => self.index.filtered_search(query, k, f),
+            Some(f) => self
+                .index
+                .filtered_search(query, k, |slot| slot_passes(f, slot)),
             None => self.index.search(query, k),
         }
         .map_err(backend)
@@ -318,7 +407,10 @@ impl HnswIndex {
             });
         }
         match self.spec.quantization {
-            Quantization::I8 => self.replace(key, codes),
+            Quantization::I8 => {
+                let stored = codes.iter().map(|c| *c as u8).collect();
+                self.place(key, codes, stored)
+            }
             _ => {
                 let vector: Vec<f32> = codes.iter().map(|c| f32::from(*c) / 127.0).collect();
                 self.upsert(key, &vector)
@@ -326,15 +418,105 @@ impl HnswIndex {
         }
     }
 
-    /// Removes `key` if present, makes room, adds `vector`.
-    fn replace<T: VectorType>(&mut self, key: u64, vector: &[T]) -> Result<(), IndexError> {
-        if self.index.contains(key) {
-            self.index.remove(key).map_err(backend)?;
+    /// The bytes of a vector as the index stores it: f32 or f16 bits, or i8 codes.
+    fn stored_form(&self, vector: &[f32]) -> Vec<u8> {
+        match self.spec.quantization {
+            Quantization::F32 => vector.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            Quantization::F16 => vector
+                .iter()
+                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                .collect(),
+            Quantization::I8 => i8_codes(vector).into_iter().map(|c| c as u8).collect(),
         }
+    }
+
+    /// The stored form of the vector in usearch's `slot`, if there is one.
+    fn stored_at(&self, slot: u64) -> Option<Vec<u8>> {
+        match self.spec.quantization {
+            Quantization::I8 => {
+                let mut codes = vec![0i8; self.spec.dimension];
+                matches!(self.index.get(slot, &mut codes), Ok(n) if n > 0)
+                    .then(|| codes.into_iter().map(|c| c as u8).collect())
+            }
+            _ => {
+                let mut vector = vec![0f32; self.spec.dimension];
+                matches!(self.index.get(slot, &mut vector), Ok(n) if n > 0)
+                    .then(|| self.stored_form(&vector))
+            }
+        }
+    }
+
+    /// Gives `key` the vector whose stored form is `stored`: in the slot that already holds
+    /// that vector, or in a new slot.
+    fn place<T: VectorType>(
+        &mut self,
+        key: u64,
+        vector: &[T],
+        stored: Vec<u8>,
+    ) -> Result<(), IndexError> {
+        if self.contains(key) {
+            if self.stored_at(self.slot(key)).as_ref() == Some(&stored) {
+                return Ok(());
+            }
+            self.detach(key)?;
+        }
+        let hash = dedup::hash(&stored);
+        let found = self
+            .groups
+            .find(hash)
+            .map(|slot| (slot, self.stored_at(slot)));
+        let remember = match found {
+            Some((slot, Some(held))) if held == stored => {
+                self.groups.join(slot, key);
+                return Ok(());
+            }
+            // Another vector with the same hash keeps its place in the map.
+            Some((_, Some(_))) => false,
+            _ => true,
+        };
         if self.index.size() + 1 > self.index.capacity() {
             self.grow_to((self.index.capacity() * 2).max(1024))?;
         }
-        self.index.add(key, vector).map_err(backend)
+        self.index.add(key, vector).map_err(backend)?;
+        if remember {
+            self.groups.remember(hash, key);
+        }
+        Ok(())
+    }
+
+    /// Takes `key` out of the index: out of the slot it shares, which moves to another of its
+    /// points if it had `key`'s key, or with its own slot. Returns whether it was there.
+    fn detach(&mut self, key: u64) -> Result<bool, IndexError> {
+        let left = self.groups.leave(key);
+        // The slot under `key`, if any, is still there to read.
+        let hash = match left {
+            Left::Stays => None,
+            _ => self.stored_at(key).map(|stored| dedup::hash(&stored)),
+        };
+        match left {
+            Left::Stays => Ok(true),
+            Left::Moved(to) => {
+                self.index.rename(key, to).map_err(backend)?;
+                if let Some(hash) = hash {
+                    self.groups.rekey(hash, key, to);
+                }
+                Ok(true)
+            }
+            Left::Alone => {
+                let removed = self.index.remove(key).map_err(backend)? > 0;
+                if let Some(hash) = hash {
+                    self.groups.forget(hash, key);
+                }
+                Ok(removed)
+            }
+        }
+    }
+}
+
+fn format_error(path: &Path, reason: String) -> IndexError {
+    IndexError::Format {
+        path: path.display().to_string(),
+        reason,
     }
 }
 
@@ -350,20 +532,22 @@ pub fn i8_codes(vector: &[f32]) -> Vec<i8> {
 }
 
 impl VectorIndex for HnswIndex {
+    /// Points held, the ones sharing a slot included.
     fn len(&self) -> usize {
-        self.index.size()
+        self.index.size() + self.groups.duplicates()
     }
 
     fn upsert(&mut self, key: u64, vector: &[f32]) -> Result<(), IndexError> {
         check_vector(vector, self.spec.dimension)?;
+        let stored = self.stored_form(vector);
         match self.spec.quantization {
-            Quantization::I8 => self.replace(key, &i8_codes(vector)),
-            _ => self.replace(key, vector),
+            Quantization::I8 => self.place(key, &i8_codes(vector), stored),
+            _ => self.place(key, vector, stored),
         }
     }
 
     fn remove(&mut self, key: u64) -> Result<bool, IndexError> {
-        Ok(self.index.remove(key).map_err(backend)? > 0)
+        self.detach(key)
     }
 
     fn search(
@@ -373,7 +557,7 @@ impl VectorIndex for HnswIndex {
         ef: Option<usize>,
         filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
     ) -> Result<Vec<Hit>, IndexError> {
-        check_vector(query, self.spec.dimension)?;
+        self.check_query(query)?;
         if k == 0 || self.index.size() == 0 {
             return Ok(Vec::new());
         }
@@ -392,289 +576,10 @@ impl VectorIndex for HnswIndex {
     }
 
     fn memory_bytes(&self) -> usize {
-        self.index.memory_usage()
+        self.index.memory_usage() + self.groups.memory_bytes()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use ipvec_protocol::manifest::HnswParams;
-
-    use super::*;
-    use crate::index::{testdata::clustered, FlatIndex};
-
-    fn spec(metric: Metric, quantization: Quantization) -> IndexSpec {
-        IndexSpec {
-            dimension: 24,
-            metric,
-            quantization,
-            hnsw: HnswParams {
-                m: 16,
-                ef_construction: 100,
-                ef_search: 64,
-            },
-        }
-    }
-
-    fn recall(metric: Metric, quantization: Quantization) -> f32 {
-        // Queries come from the same distribution as the data, held out of the index.
-        let mut data = clustered(3_100, 24, 1);
-        let queries = data.split_off(3_000);
-        let mut exact = FlatIndex::new(24, metric);
-        let mut hnsw = HnswIndex::new(spec(metric, quantization)).unwrap();
-        for (i, v) in data.iter().enumerate() {
-            exact.upsert(i as u64, v).unwrap();
-            hnsw.upsert(i as u64, v).unwrap();
-        }
-        // A hit counts when its exact score reaches the tenth true score (ties are common in
-        // tight clusters, and any of the tied points is a correct answer).
-        let mut found = 0;
-        for q in &queries {
-            let tenth = exact.search(q, 10, None, None).unwrap()[9].score;
-            let got = hnsw.search(q, 10, Some(64), None).unwrap();
-            let tolerance = 1e-5 * tenth.abs().max(1.0);
-            found += got
-                .iter()
-                .filter(|h| {
-                    crate::index::score(metric, q, exact.vector(h.key).unwrap())
-                        >= tenth - tolerance
-                })
-                .count();
-        }
-        found as f32 / (10 * queries.len()) as f32
-    }
-
-    #[test]
-    fn recall_against_exact_search() {
-        for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
-            let r = recall(metric, Quantization::F32);
-            assert!(r >= 0.95, "{metric:?} recall@10 {r}");
-        }
-        let r = recall(Metric::Cosine, Quantization::F16);
-        assert!(r >= 0.9, "f16 recall@10 {r}");
-    }
-
-    #[test]
-    fn scores_match_the_exact_definition() {
-        let data = clustered(200, 24, 3);
-        for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
-            let mut exact = FlatIndex::new(24, metric);
-            let mut hnsw = HnswIndex::new(spec(metric, Quantization::F32)).unwrap();
-            for (i, v) in data.iter().enumerate() {
-                exact.upsert(i as u64, v).unwrap();
-                hnsw.upsert(i as u64, v).unwrap();
-            }
-            let top = hnsw.search(&data[5], 1, None, None).unwrap()[0];
-            let want = crate::index::score(metric, &data[5], exact.vector(top.key).unwrap());
-            assert!(
-                (top.score - want).abs() <= 1e-3 * want.abs().max(1.0),
-                "{metric:?}: {} vs {want}",
-                top.score
-            );
-        }
-    }
-
-    #[test]
-    fn upsert_replaces_remove_forgets_filter_restricts_and_save_load_roundtrips() {
-        let data = clustered(500, 24, 4);
-        let mut hnsw = HnswIndex::new(spec(Metric::L2, Quantization::F32)).unwrap();
-        for (i, v) in data.iter().enumerate() {
-            hnsw.upsert(i as u64, v).unwrap();
-        }
-        hnsw.upsert(7, &data[300]).unwrap();
-        assert_eq!(hnsw.len(), 500);
-        let hits = hnsw.search(&data[300], 2, Some(200), None).unwrap();
-        let keys: Vec<u64> = hits.iter().map(|h| h.key).collect();
-        assert!(keys.contains(&7) && keys.contains(&300), "{keys:?}");
-        assert!(hnsw.remove(300).unwrap());
-        assert!(hnsw
-            .search(&data[300], 5, None, None)
-            .unwrap()
-            .iter()
-            .all(|h| h.key != 300));
-        let even = |k: u64| k.is_multiple_of(2);
-        assert!(hnsw
-            .search(&data[11], 10, None, Some(&even))
-            .unwrap()
-            .iter()
-            .all(|h| h.key % 2 == 0));
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("index.usearch");
-        hnsw.save(&path).unwrap();
-        let loaded = HnswIndex::load(spec(Metric::L2, Quantization::F32), &path).unwrap();
-        assert_eq!(loaded.len(), hnsw.len());
-        assert_eq!(
-            loaded.search(&data[42], 3, None, None).unwrap(),
-            hnsw.search(&data[42], 3, None, None).unwrap()
-        );
-        assert!(matches!(
-            hnsw.search(&[0.0; 3], 1, None, None),
-            Err(IndexError::Dimension { .. })
-        ));
-    }
-
-    fn filled(n: usize, runtime: HnswRuntime) -> (Vec<Vec<f32>>, HnswIndex) {
-        let data = clustered(n, 24, 6);
-        let mut hnsw =
-            HnswIndex::with_runtime(spec(Metric::L2, Quantization::F32), runtime).unwrap();
-        for (i, v) in data.iter().enumerate() {
-            hnsw.upsert(i as u64, v).unwrap();
-        }
-        (data, hnsw)
-    }
-
-    /// More threads than usearch has contexts (it has at least one per core): without the
-    /// permits, calls that find every context taken fail with "Reserve capacity ahead of
-    /// searches!".
-    #[test]
-    fn more_threads_than_contexts_all_get_answers() {
-        let (data, hnsw) = filled(
-            3_000,
-            HnswRuntime {
-                contexts: 2,
-                ..HnswRuntime::default()
-            },
-        );
-        let queries = &data[..40];
-        let want: Vec<Vec<Hit>> = queries
-            .iter()
-            .map(|q| hnsw.search(q, 10, None, None).unwrap())
-            .collect();
-        let odd = |k: u64| k % 2 == 1;
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) * 4;
-        std::thread::scope(|s| {
-            for t in 0..threads.max(16) {
-                let (hnsw, want) = (&hnsw, &want);
-                s.spawn(move || {
-                    for round in 0..15 {
-                        for (q, want) in queries.iter().zip(want) {
-                            if (t + round) % 5 == 0 {
-                                let hits = hnsw.search(q, 10, None, Some(&odd)).unwrap();
-                                assert!(hits.iter().all(|h| h.key % 2 == 1));
-                            } else if (t + round) % 7 == 0 {
-                                assert_eq!(hnsw.exact(q, 1).unwrap()[0].score, 0.0);
-                            } else {
-                                assert_eq!(&hnsw.search(q, 10, None, None).unwrap(), want);
-                            }
-                        }
-                    }
-                });
-            }
-        });
-    }
-
-    /// Threads asking for different `ef` values each get what a lone caller at that `ef` gets.
-    #[test]
-    fn concurrent_searches_at_different_ef_values_keep_their_own() {
-        let (data, hnsw) = filled(
-            2_000,
-            HnswRuntime {
-                contexts: 3,
-                ..HnswRuntime::default()
-            },
-        );
-        let queries = &data[..30];
-        let efs = [10, 64, 300];
-        let want: Vec<Vec<Vec<Hit>>> = efs
-            .iter()
-            .map(|ef| {
-                queries
-                    .iter()
-                    .map(|q| hnsw.search(q, 10, Some(*ef), None).unwrap())
-                    .collect()
-            })
-            .collect();
-        std::thread::scope(|s| {
-            for t in 0..12 {
-                let (hnsw, want) = (&hnsw, &want);
-                s.spawn(move || {
-                    for round in 0..10 {
-                        // Most threads stay at one ef, some alternate.
-                        let which = if t < 8 { t % 3 } else { (t + round) % 3 };
-                        for (q, want) in queries.iter().zip(&want[which]) {
-                            assert_eq!(&hnsw.search(q, 10, Some(efs[which]), None).unwrap(), want);
-                        }
-                    }
-                });
-            }
-        });
-    }
-
-    /// With ipvec's kernel, a search wide enough to see every point finds the exact top 10, and
-    /// the index keeps the kernel through save and load.
-    #[test]
-    fn kernel_search_finds_the_exact_neighbours() {
-        let data = clustered(400, 37, 8);
-        let dir = tempfile::tempdir().unwrap();
-        for metric in [Metric::L2, Metric::Dot, Metric::Cosine] {
-            let spec = IndexSpec {
-                dimension: 37,
-                ..spec(metric, Quantization::F32)
-            };
-            let mut exact = FlatIndex::new(37, metric);
-            let mut hnsw = HnswIndex::new(spec).unwrap();
-            for (i, v) in data.iter().enumerate() {
-                exact.upsert(i as u64, v).unwrap();
-                hnsw.upsert(i as u64, v).unwrap();
-            }
-            let path = dir.path().join(format!("{metric:?}.usearch"));
-            hnsw.save(&path).unwrap();
-            let loaded = HnswIndex::load(spec, &path).unwrap();
-            assert_eq!(loaded.kernel(), hnsw.kernel());
-            assert_eq!(
-                hnsw.kernel().is_some(),
-                Kernels::best().isa() != Isa::Portable
-            );
-            for q in data.iter().step_by(40) {
-                let want = exact.search(q, 10, None, None).unwrap();
-                for index in [&hnsw, &loaded] {
-                    let got = index.search(q, 10, Some(400), None).unwrap();
-                    let keys = |hits: &[Hit]| hits.iter().map(|h| h.key).collect::<Vec<_>>();
-                    assert_eq!(keys(&got), keys(&want), "{metric:?}");
-                    for (g, w) in got.iter().zip(&want) {
-                        assert!((g.score - w.score).abs() <= 1e-4 * w.score.abs().max(1.0));
-                    }
-                }
-            }
-        }
-    }
-
-    /// An i8 index holds the codes it is given; f32 vectors become the same (rounded) codes,
-    /// and queries are rounded the same way.
-    #[test]
-    fn i8_indexes_hold_the_given_codes_and_round_vectors_and_queries() {
-        let data = clustered(300, 24, 10);
-        let i8_spec = spec(Metric::Cosine, Quantization::I8);
-        let mut from_codes = HnswIndex::new(i8_spec).unwrap();
-        let mut from_f32 = HnswIndex::new(i8_spec).unwrap();
-        for (i, v) in data.iter().enumerate() {
-            from_codes.upsert_i8(i as u64, &i8_codes(v)).unwrap();
-            from_f32.upsert(i as u64, v).unwrap();
-        }
-        let held = |index: &HnswIndex, key: u64| -> Vec<i8> {
-            let v = index.vector(key).unwrap();
-            v.iter().map(|x| (x * 127.0).round() as i8).collect()
-        };
-        for key in [0, 17, 299] {
-            let codes = i8_codes(&data[key as usize]);
-            assert!(codes.iter().any(|c| c.abs() > 20), "{codes:?}");
-            assert_eq!(held(&from_codes, key), codes);
-            assert_eq!(held(&from_f32, key), codes);
-        }
-        for q in data.iter().step_by(50) {
-            assert_eq!(
-                from_codes.search(q, 5, None, None).unwrap(),
-                from_f32.search(q, 5, None, None).unwrap()
-            );
-            assert_eq!(
-                from_codes.exact(q, 1).unwrap()[0].key,
-                from_f32.exact(q, 1).unwrap()[0].key
-            );
-        }
-        assert!(matches!(
-            from_codes.upsert_i8(1, &[1, 2]),
-            Err(IndexError::Dimension { .. })
-        ));
-        assert_eq!(i8_codes(&[0.0; 3]), vec![0; 3]);
-    }
-}
+#[path = "hnsw_tests.rs"]
+mod tests;

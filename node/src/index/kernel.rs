@@ -124,6 +124,11 @@ impl Kernels {
 
     /// usearch's distance for `metric` (lower is closer): squared Euclidean, `1 − a·b`, or
     /// `1 − cos(a, b)` (0 when both are zero, 1 when one is).
+    ///
+    /// `1 − ab/√(aa·bb)` cancels to exactly 0 in f32 for vectors that differ by less than
+    /// about one part in 10⁴, and an HNSW graph over many such near-copies at distance 0
+    /// strands its searches in them. Below [`NEAR_COSINE`] the distance is computed again
+    /// as `‖a/|a| − b/|b|‖² / 2`, which equals `1 − cos` and keeps small differences.
     pub fn distance(&self, metric: Metric, a: &[f32], b: &[f32]) -> f32 {
         match metric {
             Metric::L2 => self.l2sq(a, b),
@@ -133,7 +138,15 @@ impl Kernels {
                 match (aa == 0.0, bb == 0.0) {
                     (true, true) => 0.0,
                     (true, false) | (false, true) => 1.0,
-                    (false, false) => 1.0 - ab / (aa.sqrt() * bb.sqrt()),
+                    (false, false) => {
+                        let (na, nb) = (aa.sqrt(), bb.sqrt());
+                        let d = 1.0 - ab / (na * nb);
+                        if d < NEAR_COSINE {
+                            cosine_near(a, b, na, nb)
+                        } else {
+                            d
+                        }
+                    }
                 }
             }
         }
@@ -146,6 +159,24 @@ pub(crate) type UsearchMetric = Box<dyn Fn(*const f32, *const f32) -> f32 + Send
 
 /// `kernels` as the metric of an f32 usearch index of `dimension` components compared by
 /// `metric`. Only for usearch: the closure trusts its pointers to address `dimension` f32s.
+/// Cosine distances below this are recomputed without cancellation (see
+/// [`Kernels::distance`]). Few pairs are this close in real data, so the second pass is rare.
+pub const NEAR_COSINE: f32 = 1e-3;
+
+/// `1 − cos(a, b)` as `‖a/na − b/nb‖² / 2`, for vectors of norms `na`, `nb` (both non-zero).
+fn cosine_near(a: &[f32], b: &[f32], na: f32, nb: f32) -> f32 {
+    let (ia, ib) = (1.0 / na, 1.0 / nb);
+    let sum: f32 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let d = x * ia - y * ib;
+            d * d
+        })
+        .sum();
+    sum / 2.0
+}
+
 pub(crate) fn usearch_metric(kernels: Kernels, metric: Metric, dimension: usize) -> UsearchMetric {
     // SAFETY (each closure): usearch calls the metric of an f32 index with two vectors of
     // `dimension` f32 components, the query (cast to f32 first when given in another type) and
@@ -449,6 +480,35 @@ mod tests {
                 let aa: f64 = pairs().map(|(x, _)| x * x).sum();
                 let bb: f64 = pairs().map(|(_, y)| y * y).sum();
                 1.0 - ab / (aa.sqrt() * bb.sqrt())
+            }
+        }
+    }
+
+    /// Near-identical vectors keep a cosine distance close to the exact one (f64), where the
+    /// one-pass formula cancels to 0.
+    #[test]
+    fn close_pairs_keep_their_cosine_distance() {
+        let mut rng = StdRng::seed_from_u64(10);
+        for dim in [3, 64, 784] {
+            let a: Vec<f32> = (0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            for noise in [1e-5f32, 1e-4, 1e-3] {
+                let b: Vec<f32> = a
+                    .iter()
+                    .map(|x| x + noise * rng.gen_range(-1.0f32..1.0))
+                    .collect();
+                let want = reference(Metric::Cosine, &a, &b);
+                assert!(want > 0.0);
+                for k in [Isa::Avx512, Isa::Avx2Fma, Isa::Portable]
+                    .into_iter()
+                    .filter_map(Kernels::for_isa)
+                {
+                    let got = f64::from(k.distance(Metric::Cosine, &a, &b));
+                    assert!(
+                        (got - want).abs() <= 0.05 * want,
+                        "{:?} dim {dim} noise {noise}: {got} vs {want}",
+                        k.isa()
+                    );
+                }
             }
         }
     }

@@ -1,0 +1,279 @@
+//! Tests of the HNSW index.
+
+use ipvec_protocol::manifest::HnswParams;
+
+use super::*;
+use crate::index::{testdata::clustered, FlatIndex};
+
+fn spec(metric: Metric, quantization: Quantization) -> IndexSpec {
+    IndexSpec {
+        dimension: 24,
+        metric,
+        quantization,
+        hnsw: HnswParams {
+            m: 16,
+            ef_construction: 100,
+            ef_search: 64,
+        },
+    }
+}
+
+fn recall(metric: Metric, quantization: Quantization) -> f32 {
+    // Queries come from the same distribution as the data, held out of the index.
+    let mut data = clustered(3_100, 24, 1);
+    let queries = data.split_off(3_000);
+    let mut exact = FlatIndex::new(24, metric);
+    let mut hnsw = HnswIndex::new(spec(metric, quantization)).unwrap();
+    for (i, v) in data.iter().enumerate() {
+        exact.upsert(i as u64, v).unwrap();
+        hnsw.upsert(i as u64, v).unwrap();
+    }
+    // A hit counts when its exact score reaches the tenth true score (ties are common in
+    // tight clusters, and any of the tied points is a correct answer).
+    let mut found = 0;
+    for q in &queries {
+        let tenth = exact.search(q, 10, None, None).unwrap()[9].score;
+        let got = hnsw.search(q, 10, Some(64), None).unwrap();
+        let tolerance = 1e-5 * tenth.abs().max(1.0);
+        found += got
+            .iter()
+            .filter(|h| {
+                crate::index::score(metric, q, exact.vector(h.key).unwrap()) >= tenth - tolerance
+            })
+            .count();
+    }
+    found as f32 / (10 * queries.len()) as f32
+}
+
+#[test]
+fn recall_against_exact_search() {
+    for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
+        let r = recall(metric, Quantization::F32);
+        assert!(r >= 0.95, "{metric:?} recall@10 {r}");
+    }
+    let r = recall(Metric::Cosine, Quantization::F16);
+    assert!(r >= 0.9, "f16 recall@10 {r}");
+}
+
+#[test]
+fn scores_match_the_exact_definition() {
+    let data = clustered(200, 24, 3);
+    for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
+        let mut exact = FlatIndex::new(24, metric);
+        let mut hnsw = HnswIndex::new(spec(metric, Quantization::F32)).unwrap();
+        for (i, v) in data.iter().enumerate() {
+            exact.upsert(i as u64, v).unwrap();
+            hnsw.upsert(i as u64, v).unwrap();
+        }
+        let top = hnsw.search(&data[5], 1, None, None).unwrap()[0];
+        let want = crate::index::score(metric, &data[5], exact.vector(top.key).unwrap());
+        assert!(
+            (top.score - want).abs() <= 1e-3 * want.abs().max(1.0),
+            "{metric:?}: {} vs {want}",
+            top.score
+        );
+    }
+}
+
+#[test]
+fn upsert_replaces_remove_forgets_filter_restricts_and_save_load_roundtrips() {
+    let data = clustered(500, 24, 4);
+    let mut hnsw = HnswIndex::new(spec(Metric::L2, Quantization::F32)).unwrap();
+    for (i, v) in data.iter().enumerate() {
+        hnsw.upsert(i as u64, v).unwrap();
+    }
+    hnsw.upsert(7, &data[300]).unwrap();
+    assert_eq!(hnsw.len(), 500);
+    let hits = hnsw.search(&data[300], 2, Some(200), None).unwrap();
+    let keys: Vec<u64> = hits.iter().map(|h| h.key).collect();
+    assert!(keys.contains(&7) && keys.contains(&300), "{keys:?}");
+    assert!(hnsw.remove(300).unwrap());
+    assert!(hnsw
+        .search(&data[300], 5, None, None)
+        .unwrap()
+        .iter()
+        .all(|h| h.key != 300));
+    let even = |k: u64| k.is_multiple_of(2);
+    assert!(hnsw
+        .search(&data[11], 10, None, Some(&even))
+        .unwrap()
+        .iter()
+        .all(|h| h.key % 2 == 0));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.usearch");
+    hnsw.save(&path).unwrap();
+    let loaded = HnswIndex::load(spec(Metric::L2, Quantization::F32), &path).unwrap();
+    assert_eq!(loaded.len(), hnsw.len());
+    assert_eq!(
+        loaded.search(&data[42], 3, None, None).unwrap(),
+        hnsw.search(&data[42], 3, None, None).unwrap()
+    );
+    assert!(matches!(
+        hnsw.search(&[0.0; 3], 1, None, None),
+        Err(IndexError::Dimension { .. })
+    ));
+}
+
+fn filled(n: usize, runtime: HnswRuntime) -> (Vec<Vec<f32>>, HnswIndex) {
+    let data = clustered(n, 24, 6);
+    let mut hnsw = HnswIndex::with_runtime(spec(Metric::L2, Quantization::F32), runtime).unwrap();
+    for (i, v) in data.iter().enumerate() {
+        hnsw.upsert(i as u64, v).unwrap();
+    }
+    (data, hnsw)
+}
+
+/// More threads than usearch has contexts (it has at least one per core): without the
+/// permits, calls that find every context taken fail with "Reserve capacity ahead of
+/// searches!".
+#[test]
+fn more_threads_than_contexts_all_get_answers() {
+    let (data, hnsw) = filled(
+        3_000,
+        HnswRuntime {
+            contexts: 2,
+            ..HnswRuntime::default()
+        },
+    );
+    let queries = &data[..40];
+    let want: Vec<Vec<Hit>> = queries
+        .iter()
+        .map(|q| hnsw.search(q, 10, None, None).unwrap())
+        .collect();
+    let odd = |k: u64| k % 2 == 1;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) * 4;
+    std::thread::scope(|s| {
+        for t in 0..threads.max(16) {
+            let (hnsw, want) = (&hnsw, &want);
+            s.spawn(move || {
+                for round in 0..15 {
+                    for (q, want) in queries.iter().zip(want) {
+                        if (t + round) % 5 == 0 {
+                            let hits = hnsw.search(q, 10, None, Some(&odd)).unwrap();
+                            assert!(hits.iter().all(|h| h.key % 2 == 1));
+                        } else if (t + round) % 7 == 0 {
+                            assert_eq!(hnsw.exact(q, 1).unwrap()[0].score, 0.0);
+                        } else {
+                            assert_eq!(&hnsw.search(q, 10, None, None).unwrap(), want);
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Threads asking for different `ef` values each get what a lone caller at that `ef` gets.
+#[test]
+fn concurrent_searches_at_different_ef_values_keep_their_own() {
+    let (data, hnsw) = filled(
+        2_000,
+        HnswRuntime {
+            contexts: 3,
+            ..HnswRuntime::default()
+        },
+    );
+    let queries = &data[..30];
+    let efs = [10, 64, 300];
+    let want: Vec<Vec<Vec<Hit>>> = efs
+        .iter()
+        .map(|ef| {
+            queries
+                .iter()
+                .map(|q| hnsw.search(q, 10, Some(*ef), None).unwrap())
+                .collect()
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for t in 0..12 {
+            let (hnsw, want) = (&hnsw, &want);
+            s.spawn(move || {
+                for round in 0..10 {
+                    // Most threads stay at one ef, some alternate.
+                    let which = if t < 8 { t % 3 } else { (t + round) % 3 };
+                    for (q, want) in queries.iter().zip(&want[which]) {
+                        assert_eq!(&hnsw.search(q, 10, Some(efs[which]), None).unwrap(), want);
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// With ipvec's kernel, a search wide enough to see every point finds the exact top 10, and
+/// the index keeps the kernel through save and load.
+#[test]
+fn kernel_search_finds_the_exact_neighbours() {
+    let data = clustered(400, 37, 8);
+    let dir = tempfile::tempdir().unwrap();
+    for metric in [Metric::L2, Metric::Dot, Metric::Cosine] {
+        let spec = IndexSpec {
+            dimension: 37,
+            ..spec(metric, Quantization::F32)
+        };
+        let mut exact = FlatIndex::new(37, metric);
+        let mut hnsw = HnswIndex::new(spec).unwrap();
+        for (i, v) in data.iter().enumerate() {
+            exact.upsert(i as u64, v).unwrap();
+            hnsw.upsert(i as u64, v).unwrap();
+        }
+        let path = dir.path().join(format!("{metric:?}.usearch"));
+        hnsw.save(&path).unwrap();
+        let loaded = HnswIndex::load(spec, &path).unwrap();
+        assert_eq!(loaded.kernel(), hnsw.kernel());
+        assert_eq!(
+            hnsw.kernel().is_some(),
+            Kernels::best().isa() != Isa::Portable
+        );
+        for q in data.iter().step_by(40) {
+            let want = exact.search(q, 10, None, None).unwrap();
+            for index in [&hnsw, &loaded] {
+                let got = index.search(q, 10, Some(400), None).unwrap();
+                let keys = |hits: &[Hit]| hits.iter().map(|h| h.key).collect::<Vec<_>>();
+                assert_eq!(keys(&got), keys(&want), "{metric:?}");
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g.score - w.score).abs() <= 1e-4 * w.score.abs().max(1.0));
+                }
+            }
+        }
+    }
+}
+
+/// An i8 index holds the codes it is given; f32 vectors become the same (rounded) codes,
+/// and queries are rounded the same way.
+#[test]
+fn i8_indexes_hold_the_given_codes_and_round_vectors_and_queries() {
+    let data = clustered(300, 24, 10);
+    let i8_spec = spec(Metric::Cosine, Quantization::I8);
+    let mut from_codes = HnswIndex::new(i8_spec).unwrap();
+    let mut from_f32 = HnswIndex::new(i8_spec).unwrap();
+    for (i, v) in data.iter().enumerate() {
+        from_codes.upsert_i8(i as u64, &i8_codes(v)).unwrap();
+        from_f32.upsert(i as u64, v).unwrap();
+    }
+    let held = |index: &HnswIndex, key: u64| -> Vec<i8> {
+        let v = index.vector(key).unwrap();
+        v.iter().map(|x| (x * 127.0).round() as i8).collect()
+    };
+    for key in [0, 17, 299] {
+        let codes = i8_codes(&data[key as usize]);
+        assert!(codes.iter().any(|c| c.abs() > 20), "{codes:?}");
+        assert_eq!(held(&from_codes, key), codes);
+        assert_eq!(held(&from_f32, key), codes);
+    }
+    for q in data.iter().step_by(50) {
+        assert_eq!(
+            from_codes.search(q, 5, None, None).unwrap(),
+            from_f32.search(q, 5, None, None).unwrap()
+        );
+        assert_eq!(
+            from_codes.exact(q, 1).unwrap()[0].key,
+            from_f32.exact(q, 1).unwrap()[0].key
+        );
+    }
+    assert!(matches!(
+        from_codes.upsert_i8(1, &[1, 2]),
+        Err(IndexError::Dimension { .. })
+    ));
+    assert_eq!(i8_codes(&[0.0; 3]), vec![0; 3]);
+}
