@@ -36,6 +36,10 @@ fn refused(status: u16, answer: &Value, what: &str) {
         answer["error"]["code"].is_string() && !message.is_empty(),
         "{what}: no JSON error body: {answer}"
     );
+    assert!(
+        !message.contains("untagged") && !message.contains("variant"),
+        "{what}: the message names Rust types: {message}"
+    );
 }
 
 async fn state_of(daemon: &Daemon, name: &str) -> (u64, String) {
@@ -277,6 +281,13 @@ async fn web_pages_cannot_drive_the_api() {
             .unwrap()
             .contains("api.allowed_hosts"));
     }
+    let r = http
+        .get(url("/health"))
+        .header("host", "evil.example:5080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "probes may name the host any way");
     for host in ["ipvec.test:5080", "localhost:1", "127.0.0.1"] {
         let r = http
             .get(url("/v1/collections"))

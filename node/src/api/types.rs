@@ -10,13 +10,55 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 /// A point id: an unsigned integer or a string.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum PointId {
     /// An unsigned integer id.
     Int(u64),
-    /// A string id (at most 127 bytes of UTF-8).
+    /// A string id (1 to 128 bytes of UTF-8).
     Str(String),
+}
+
+/// Reads an id, with an error that says what an id is (serde's own for untagged enums names
+/// the Rust type).
+impl<'de> Deserialize<'de> for PointId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Id;
+        const WHAT: &str =
+            "an id: an unsigned integer (0 to 18446744073709551615) or a string of 1 to 128 bytes";
+        impl serde::de::Visitor<'_> for Id {
+            type Value = PointId;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(WHAT)
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<PointId, E> {
+                Ok(PointId::Int(n))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<PointId, E> {
+                u64::try_from(n)
+                    .map(PointId::Int)
+                    .map_err(|_| E::custom(format!("id {n} is negative; expected {WHAT}")))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<PointId, E> {
+                Err(E::custom(format!(
+                    "id {n} is not a whole number in range; expected {WHAT}"
+                )))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<PointId, E> {
+                Ok(PointId::Str(s.to_string()))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<PointId, E> {
+                Ok(PointId::Str(s))
+            }
+        }
+        deserializer.deserialize_any(Id)
+    }
 }
 
 impl From<&EntryId> for PointId {
