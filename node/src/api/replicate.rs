@@ -326,3 +326,58 @@ impl Node {
         Ok(peers)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::Verdict;
+
+    #[tokio::test]
+    async fn a_gossiped_head_is_judged_while_its_collection_is_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = crate::repo::Repo::init(&dir.path().join("repo"))
+            .await
+            .unwrap();
+        let config = repo.config().clone();
+        let node = Node::new(repo, config);
+        let create = serde_json::json!({"name": "c", "dim": 4});
+        node.create_collection(serde_json::from_value(create).unwrap())
+            .await
+            .unwrap();
+        let c = node.collection("c").await.unwrap();
+        let (id, head) = {
+            let c = c.read().await;
+            (c.id().unwrap(), dagcbor::encode(c.head()).unwrap())
+        };
+        let gossip = |topic: String| crate::net::Gossip {
+            topic,
+            data: head.clone(),
+            from: PeerId::random(),
+            id: libp2p::gossipsub::MessageId::new(b"1"),
+        };
+        {
+            // A long write holds the collection: judging its heads does not wait for it.
+            let _writing = c.write().await;
+            let node = &node;
+            let judge = |message| async move {
+                tokio::time::timeout(Duration::from_secs(10), node.judge(&message))
+                    .await
+                    .expect("judging a head waited for the collection's write")
+            };
+            let (verdict, follow) = judge(gossip(crate::net::heads_topic(&id))).await;
+            assert_eq!(verdict, Verdict::Ignore, "its own current head is no news");
+            assert!(follow.is_none());
+            // On another collection's topic, the head is refused.
+            let other = crate::net::heads_topic("k51other");
+            assert_eq!(judge(gossip(other)).await.0, Verdict::Reject);
+        }
+        assert_eq!(node.name_of_id(&id).as_deref(), Some("c"));
+        node.drop_collection("c").await.unwrap();
+        assert_eq!(
+            node.name_of_id(&id),
+            None,
+            "a dropped collection is forgotten"
+        );
+        node.close().await.unwrap();
+    }
+}
