@@ -245,7 +245,19 @@ impl Node {
             return (Verdict::Reject, None);
         }
         self.inner.replication.seen(id, head.seq);
-        if head.seq <= known.seq {
+        // Exact when the collection is idle; while a write holds it, as last recorded here.
+        let open = self
+            .inner
+            .collections
+            .lock()
+            .await
+            .get(&known.name)
+            .and_then(|slot| slot.open());
+        let current = open
+            .as_ref()
+            .and_then(|c| c.try_read().ok().map(|c| c.head().seq))
+            .unwrap_or(known.seq);
+        if head.seq <= current {
             return (Verdict::Ignore, None);
         }
         let follow = (!known.writable).then_some((known.name, head));

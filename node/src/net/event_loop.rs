@@ -626,5 +626,13 @@ mod tests {
             "{fetched:?}"
         );
         network.shutdown(Duration::from_secs(60)).await;
+        // Asking for a head once the swarm is gone fails at once rather than waiting forever.
+        let asked = tokio::time::timeout(
+            Duration::from_secs(60),
+            network.ask_head(PeerId::random(), "k51"),
+        )
+        .await
+        .expect("asking a stopped network for a head waited");
+        assert!(matches!(asked, Err(NetError::Stopped)), "{asked:?}");
     }
 }

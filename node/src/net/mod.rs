@@ -388,12 +388,17 @@ impl Network {
         peer: PeerId,
         collection: &str,
     ) -> Result<Option<Vec<u8>>, NetError> {
-        heads::ask(self.control.clone(), peer, collection)
+        // A stream asked for once the swarm is gone would wait forever.
+        let asked = self
+            .tasks
+            .token()
+            .run_until_cancelled(heads::ask(self.control.clone(), peer, collection))
             .await
-            .map_err(|reason| NetError::Dial {
-                address: peer.to_string(),
-                reason,
-            })
+            .ok_or(NetError::Stopped)?;
+        asked.map_err(|reason| NetError::Dial {
+            address: peer.to_string(),
+            reason,
+        })
     }
 
     /// DHT counters.
