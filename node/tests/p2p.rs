@@ -706,6 +706,20 @@ fn a_daemon_stopped_mid_fetch_exits_cleanly_keeps_its_writes_and_resumes() {
     let info_a = json_of(&ok(&a.path, &["--json", "collection", "info", "big"]));
     let id = info_a["id"].as_str().unwrap().to_string();
     let addr_a = address_of(&a.path);
+    // Blocks of the version's DAG: the exported CAR holds them and the signed head.
+    let car = a.path.parent().unwrap().join("big.car");
+    let exported = json_of(&ok(
+        &a.path,
+        &[
+            "--json",
+            "collection",
+            "export",
+            "big",
+            "-o",
+            car.to_str().unwrap(),
+        ],
+    ));
+    let total = exported["blocks"].as_f64().unwrap() - 1.0;
 
     let b = new_repo();
     let mut db = Daemon::start(&b.path, &[]);
@@ -735,6 +749,11 @@ fn a_daemon_stopped_mid_fetch_exits_cleanly_keeps_its_writes_and_resumes() {
     );
 
     // SIGTERM: B stops its fetch, commits and exits 0 without waiting for A.
+    let before_term = bitswap_total(&db, "blocks_received");
+    assert!(
+        before_term < total,
+        "B had every block; nothing was in flight"
+    );
     let mut child = db.child.take().unwrap();
     signal("TERM", child.id());
     let status = exit_of(&mut child, "the daemon");
@@ -743,13 +762,21 @@ fn a_daemon_stopped_mid_fetch_exits_cleanly_keeps_its_writes_and_resumes() {
     assert!(!fetched.success(), "the fetch cannot have completed");
     signal("CONT", da.pid());
 
-    // Restarted, B has every acknowledged point, and fetching again completes.
+    // Restarted, B has every acknowledged point, and fetching again completes, resuming:
+    // the blocks fetched before the stop were kept.
     let mut db = Daemon::start(&b.path, &[]);
     let mine = json_of(&ok(&b.path, &["--json", "collection", "info", "mine"]));
     assert_eq!(mine["points"], 400);
     let fetched = json_of(&ok(&b.path, &["--json", "fetch", &id, "--from", &addr_a]));
     assert_eq!(fetched["root"], info_a["root"]);
     assert_eq!(fetched["points"], 6_000);
+    // (B's own collection may share a block or two with A's: those are never fetched.)
+    let second = bitswap_total(&db, "blocks_received");
+    assert!(
+        second > 0.0 && second + before_term <= total,
+        "{before_term} blocks received before the stop and {second} after the restart, of a \
+         DAG of {total}: the restarted fetch refetched what it had"
+    );
     db.stop();
     da.stop();
 }
