@@ -9,6 +9,7 @@
 //! - [`net`]: the peer-to-peer layer: the libp2p swarm and its event loop.
 //! - [`api`]: the node's operations, the HTTP daemon that serves them and its client.
 //! - [`cli`]: the `ipvec` command line (over the daemon's API when one runs).
+//! - [`tasks`]: who owns each background task and what stops it.
 
 pub mod api;
 pub mod cli;
@@ -17,4 +18,5 @@ pub mod index;
 pub mod net;
 pub mod repo;
 pub mod store;
+pub mod tasks;
 pub mod tree;

@@ -23,7 +23,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    let result = runtime.block_on(cli::run(cli));
+    // Tasks are stopped and waited for by their owners; whatever is left (a blocking task
+    // still running) does not hold the exit up for long.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // `ipvec … | head`: the reader has what it wanted.
         Err(e) if cli::is_stdout_closed(&e) => std::process::ExitCode::SUCCESS,

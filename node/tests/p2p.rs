@@ -668,6 +668,119 @@ fn a_replica_killed_mid_fetch_resumes_without_refetching_what_it_has() {
     da.stop();
 }
 
+/// Waits for `child` to exit (failing the test if it still runs after 20 s); its status.
+fn exit_of(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{what} still runs 20 s after it was told to stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_daemon_stopped_mid_fetch_exits_cleanly_keeps_its_writes_and_resumes() {
+    // A serves a collection of about 25 MB; B fetches it and holds a collection of its own.
+    let a = new_repo();
+    ok(
+        &a.path,
+        &[
+            "collection",
+            "create",
+            "big",
+            "--dim",
+            "1024",
+            "--metric",
+            "l2",
+        ],
+    );
+    let npy = a.path.parent().unwrap().join("big.npy");
+    write_npy(&npy, 6_000, 1024, 0);
+    ok(&a.path, &["add", "big", npy.to_str().unwrap()]);
+    let mut da = Daemon::start(&a.path, &[]);
+    let info_a = json_of(&ok(&a.path, &["--json", "collection", "info", "big"]));
+    let id = info_a["id"].as_str().unwrap().to_string();
+    let addr_a = address_of(&a.path);
+    // Blocks of the version's DAG: the exported CAR holds them and the signed head.
+    let car = a.path.parent().unwrap().join("big.car");
+    let exported = json_of(&ok(
+        &a.path,
+        &[
+            "--json",
+            "collection",
+            "export",
+            "big",
+            "-o",
+            car.to_str().unwrap(),
+        ],
+    ));
+    let total = exported["blocks"].as_f64().unwrap() - 1.0;
+
+    let b = new_repo();
+    let mut db = Daemon::start(&b.path, &[]);
+    filled_collection(&b.path, "mine", 300);
+    let mut fetch = std::process::Command::new(env!("CARGO_BIN_EXE_ipvec"))
+        .arg("--repo")
+        .arg(&b.path)
+        .args(["fetch", &id, "--from", &addr_a])
+        .env_remove("IPVEC_PATH")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Once B has some blocks, A stops answering (SIGSTOP): B's fetch hangs, waiting for
+    // blocks that do not come.
+    eventually("B receives blocks", || {
+        bitswap_total(&db, "blocks_received") > 0.0
+    });
+    signal("STOP", da.pid());
+    // Writes B acknowledges while its fetch hangs.
+    let more = b.path.parent().unwrap().join("more.jsonl");
+    std::fs::write(&more, points_jsonl(300..400)).unwrap();
+    ok(&b.path, &["add", "mine", more.to_str().unwrap()]);
+    assert!(
+        fetch.try_wait().unwrap().is_none(),
+        "the fetch ended before A stopped answering; nothing was in flight"
+    );
+
+    // SIGTERM: B stops its fetch, commits and exits 0 without waiting for A.
+    let before_term = bitswap_total(&db, "blocks_received");
+    assert!(
+        before_term < total,
+        "B had every block; nothing was in flight"
+    );
+    let mut child = db.child.take().unwrap();
+    signal("TERM", child.id());
+    let status = exit_of(&mut child, "the daemon");
+    assert!(status.success(), "the daemon exited with {status}");
+    let fetched = exit_of(&mut fetch, "the fetch command");
+    assert!(!fetched.success(), "the fetch cannot have completed");
+    signal("CONT", da.pid());
+
+    // Restarted, B has every acknowledged point, and fetching again completes, resuming:
+    // the blocks fetched before the stop were kept.
+    let mut db = Daemon::start(&b.path, &[]);
+    let mine = json_of(&ok(&b.path, &["--json", "collection", "info", "mine"]));
+    assert_eq!(mine["points"], 400);
+    let fetched = json_of(&ok(&b.path, &["--json", "fetch", &id, "--from", &addr_a]));
+    assert_eq!(fetched["root"], info_a["root"]);
+    assert_eq!(fetched["points"], 6_000);
+    // (B's own collection may share a block or two with A's: those are never fetched.)
+    let second = bitswap_total(&db, "blocks_received");
+    assert!(
+        second > 0.0 && second + before_term <= total,
+        "{before_term} blocks received before the stop and {second} after the restart, of a \
+         DAG of {total}: the restarted fetch refetched what it had"
+    );
+    db.stop();
+    da.stop();
+}
+
 #[test]
 fn replication_works_over_quic() {
     let quic = ["--p2p-listen", "/ip4/127.0.0.1/udp/0/quic-v1"];

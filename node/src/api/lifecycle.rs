@@ -138,6 +138,7 @@ impl Node {
                 let c = Collection::open(self.store().clone(), dir)
                     .await
                     .map_err(|e| folder_error("open", name, e))?;
+                self.inner.ids.opened(name, &c);
                 let c = Arc::new(RwLock::new(c));
                 slot.set(State::Open(c.clone()));
                 Ok(c)
@@ -184,6 +185,7 @@ impl Node {
             }
             let c = self.build(&spec, &root, &dir).await?;
             let info = self.info_of(&name, &c)?;
+            self.inner.ids.opened(&name, &c);
             slot.set(State::Open(Arc::new(RwLock::new(c))));
             // Announced before a drop can withdraw it.
             self.announce(&name).await?;
@@ -260,6 +262,7 @@ impl Node {
                 points: c.points(),
                 writable: c.writable(),
             };
+            self.inner.ids.opened(name, &c);
             slot.set(State::Open(Arc::new(RwLock::new(c))));
             self.announce(name).await?;
             Ok(imported)
@@ -294,6 +297,7 @@ impl Node {
             // Out of the catalog: the collection is dropped. The rest frees what it held.
             c.retire();
             slot.set(State::Closed);
+            self.inner.ids.removed(&id);
             let collection_root = c.root();
             let shards = c.manifest().shards.len() as u32;
             drop(c);

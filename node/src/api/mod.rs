@@ -8,6 +8,7 @@
 //! - [`server`]: axum routes, body limits, metrics middleware, OpenAPI, graceful shutdown.
 //! - [`guard`]: what is checked before a handler runs: host, origin, body type, token,
 //!   and a free slot for the kind of request.
+//! - `ids`: the open collections by id, for judging gossip without their locks.
 //! - `lifecycle`: opening, creating and dropping a collection name, one at a time per name.
 //! - [`replicate`]: fetching other nodes' collections, answering head requests.
 //! - [`status`]: what this node knows of its collections' replication.
@@ -19,6 +20,7 @@
 pub mod client;
 pub mod error;
 pub mod guard;
+mod ids;
 pub mod jobs;
 mod lifecycle;
 pub mod logs;

@@ -1,8 +1,17 @@
 //! Replication: fetching another node's collection by its id, and answering peers that ask
 //! for the heads of ours. The tree, manifests and history move over Bitswap; only blocks the
 //! store lacks are fetched, so a second fetch moves just what changed.
+//!
+//! Following: one task judges the gossiped heads (reading the open collections by id, never
+//! waiting on a collection's lock) and starts a catch-up task per new head, at most
+//! [`MAX_CATCH_UPS`] at once; while that many run it waits, the network's bounded gossip
+//! queue fills and further heads are ignored (not penalised) until there is room. Both are
+//! the node's tasks, stopped by [`Node::stop_tasks`].
 
-use std::sync::{Arc, Weak};
+use std::{
+    sync::{Arc, Weak},
+    time::Duration,
+};
 
 use ipvec_protocol::{announce, dagcbor, head::HeadRecord};
 use libp2p::PeerId;
@@ -14,6 +23,9 @@ use super::{
     service::{Inner, Node},
     types::CollectionImported,
 };
+
+/// Catch-ups (fetching a gossiped head's blocks, then moving the replica) running at once.
+pub const MAX_CATCH_UPS: usize = 4;
 
 impl Node {
     /// Answers `/ipvec/head/1.0.0` from this node's collections (a weak handle, so the
@@ -31,19 +43,28 @@ impl Node {
         }));
     }
 
-    /// The open collection whose id is `id`, by name.
-    pub(super) async fn name_of_id(&self, id: &str) -> Option<String> {
-        for (name, c) in self.open_collections().await {
-            if c.read().await.id().ok().as_deref() == Some(id) {
-                return Some(name);
-            }
+    /// The open collection whose id is `id`, by name (no collection's lock taken).
+    pub(super) fn name_of_id(&self, id: &str) -> Option<String> {
+        self.inner.ids.get(id).map(|k| k.name)
+    }
+
+    /// Stops the node's background tasks and its network: in-flight fetches end at once
+    /// (the network first), then the node's own tasks get up to `bound` to finish.
+    pub async fn stop_tasks(&self, bound: Duration) {
+        if let Some(network) = self.inner.network.get() {
+            network.shutdown(bound).await;
         }
-        None
+        let stopped = self.inner.tasks.shutdown(bound).await;
+        tracing::debug!(
+            ended = stopped.ended,
+            aborted = stopped.aborted,
+            "node tasks stopped"
+        );
     }
 
     /// The DAG-CBOR signed head of collection `id`, if this node holds it.
     async fn head_of(&self, id: &str) -> Option<Vec<u8>> {
-        let name = self.name_of_id(id).await?;
+        let name = self.name_of_id(id)?;
         let c = self.collection(&name).await.ok()?;
         let c = c.read().await;
         dagcbor::encode(c.head()).ok()
@@ -105,7 +126,7 @@ impl Node {
                     )
                     .await?;
             }
-            match self.name_of_id(id).await {
+            match self.name_of_id(id) {
                 Some(existing) => self.advance(&existing, head).await,
                 None => self.register(head, name).await,
             }
@@ -124,6 +145,7 @@ impl Node {
         // A collection this node writes has nothing to follow; an older head changes nothing.
         if !guard.writable() {
             guard.advance(head).await?;
+            self.inner.ids.opened(name, &guard);
             if let Ok(network) = self.network() {
                 network.provide_on_ipfs(guard.root()).await?;
             }
@@ -165,7 +187,8 @@ impl Node {
             return;
         };
         let node = self.clone();
-        tokio::spawn(async move {
+        let catching_up = Arc::new(tokio::sync::Semaphore::new(MAX_CATCH_UPS));
+        self.inner.tasks.spawn(async move {
             while let Some(message) = gossip.recv().await {
                 let (verdict, next) = node.judge(&message).await;
                 node.inner.metrics.head(match verdict {
@@ -176,11 +199,17 @@ impl Node {
                 let Ok(network) = node.network() else { return };
                 let _ = network.judge(message.clone(), verdict).await;
                 if let Some((name, head)) = next {
-                    let node = node.clone();
-                    tokio::spawn(async move {
-                        if let Err(e) = node.catch_up(&name, head, message.from).await {
+                    let Ok(permit) = catching_up.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let follower = node.clone();
+                    // Left to finish: a stopped network ends its fetch, and a replica is
+                    // never left half advanced.
+                    node.inner.tasks.spawn_finishing(async move {
+                        if let Err(e) = follower.catch_up(&name, head, message.from).await {
                             tracing::warn!(collection = %name, error = %e, "cannot follow the new head yet");
                         }
+                        drop(permit);
                     });
                 }
             }
@@ -206,23 +235,32 @@ impl Node {
         {
             return (Verdict::Reject, None);
         }
-        let Some(name) = self.name_of_id(id).await else {
+        // Read without the collection's lock: a long write must not hold up gossip.
+        let Some(known) = self.inner.ids.get(id) else {
             return (Verdict::Ignore, None);
         };
-        let Ok(c) = self.collection(&name).await else {
-            return (Verdict::Ignore, None);
-        };
-        let c = c.read().await;
-        let writers: Vec<&[u8]> = c.manifest().writers.iter().map(|w| w.as_slice()).collect();
+        let writers: Vec<&[u8]> = known.writers.iter().map(|w| w.as_slice()).collect();
         if head.verify(&writers).is_err() {
-            tracing::warn!(collection = %name, from = %message.from, "rejected a head not signed by an allowed writer");
+            tracing::warn!(collection = %known.name, from = %message.from, "rejected a head not signed by an allowed writer");
             return (Verdict::Reject, None);
         }
         self.inner.replication.seen(id, head.seq);
-        if head.seq <= c.head().seq {
+        // Exact when the collection is idle; while a write holds it, as last recorded here.
+        let open = self
+            .inner
+            .collections
+            .lock()
+            .await
+            .get(&known.name)
+            .and_then(|slot| slot.open());
+        let current = open
+            .as_ref()
+            .and_then(|c| c.try_read().ok().map(|c| c.head().seq))
+            .unwrap_or(known.seq);
+        if head.seq <= current {
             return (Verdict::Ignore, None);
         }
-        let follow = (!c.writable()).then(|| (name.clone(), head));
+        let follow = (!known.writable).then_some((known.name, head));
         (Verdict::Accept, follow)
     }
 
@@ -298,5 +336,60 @@ impl Node {
             )));
         }
         Ok(peers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::Verdict;
+
+    #[tokio::test]
+    async fn a_gossiped_head_is_judged_while_its_collection_is_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = crate::repo::Repo::init(&dir.path().join("repo"))
+            .await
+            .unwrap();
+        let config = repo.config().clone();
+        let node = Node::new(repo, config);
+        let create = serde_json::json!({"name": "c", "dim": 4});
+        node.create_collection(serde_json::from_value(create).unwrap())
+            .await
+            .unwrap();
+        let c = node.collection("c").await.unwrap();
+        let (id, head) = {
+            let c = c.read().await;
+            (c.id().unwrap(), dagcbor::encode(c.head()).unwrap())
+        };
+        let gossip = |topic: String| crate::net::Gossip {
+            topic,
+            data: head.clone(),
+            from: PeerId::random(),
+            id: libp2p::gossipsub::MessageId::new(b"1"),
+        };
+        {
+            // A long write holds the collection: judging its heads does not wait for it.
+            let _writing = c.write().await;
+            let node = &node;
+            let judge = |message| async move {
+                tokio::time::timeout(Duration::from_secs(10), node.judge(&message))
+                    .await
+                    .expect("judging a head waited for the collection's write")
+            };
+            let (verdict, follow) = judge(gossip(crate::net::heads_topic(&id))).await;
+            assert_eq!(verdict, Verdict::Ignore, "its own current head is no news");
+            assert!(follow.is_none());
+            // On another collection's topic, the head is refused.
+            let other = crate::net::heads_topic("k51other");
+            assert_eq!(judge(gossip(other)).await.0, Verdict::Reject);
+        }
+        assert_eq!(node.name_of_id(&id).as_deref(), Some("c"));
+        node.drop_collection("c").await.unwrap();
+        assert_eq!(
+            node.name_of_id(&id),
+            None,
+            "a dropped collection is forgotten"
+        );
+        node.close().await.unwrap();
     }
 }

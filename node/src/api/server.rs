@@ -519,8 +519,11 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 fn car_stream(node: Node, root: cid::Cid) -> Response {
     let (writer, reader) = tokio::io::duplex(256 * 1024);
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let result = node.export_car(&root, writer, |_| {}).await;
+    // Left to finish within the shutdown bound (the HTTP drain waits for its response); it
+    // ends early if the client goes away. Refused once the node is stopping.
+    let exporter = node.clone();
+    node.inner.tasks.spawn_finishing(async move {
+        let result = exporter.export_car(&root, writer, |_| {}).await;
         let _ = done_tx.send(result);
     });
     let tail = futures::stream::once(async move {

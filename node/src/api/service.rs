@@ -67,6 +67,10 @@ pub(super) struct Inner {
     pub(super) started: Instant,
     /// What the node knows of its collections' replication.
     pub(super) replication: super::status::Tracker,
+    /// The open collections by id (gossip validation reads it without their locks).
+    pub(super) ids: super::ids::CollectionIds,
+    /// The node's background tasks (following heads, counting providers, exports).
+    pub(super) tasks: crate::tasks::Tasks,
 }
 
 /// Runs `work` on the blocking pool (it may search an index or fsync a log for a while).
@@ -174,6 +178,8 @@ impl Node {
                 network: std::sync::OnceLock::new(),
                 started: Instant::now(),
                 replication: Default::default(),
+                ids: Default::default(),
+                tasks: crate::tasks::Tasks::new(Default::default()),
             }),
         }
     }
@@ -323,7 +329,8 @@ impl Node {
                     crate::net::bitswap::FetchError::NotFound(_) => {
                         ApiError::not_found(e.to_string())
                     }
-                    crate::net::bitswap::FetchError::Timeout(_) => {
+                    crate::net::bitswap::FetchError::Timeout(_)
+                    | crate::net::bitswap::FetchError::Stopped => {
                         ApiError::unavailable(e.to_string())
                     }
                     _ => ApiError::internal(e.to_string()),
@@ -1148,6 +1155,7 @@ impl Node {
         self.inner.ready.store(false, Ordering::Release);
         let open = self.open_collections().await;
         self.inner.collections.lock().await.clear();
+        self.inner.ids.clear();
         let mut first_error = None;
         for (name, c) in open {
             let mut c = c.write().await;

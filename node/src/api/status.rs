@@ -188,7 +188,7 @@ impl Node {
         }
         let node = self.clone();
         let id = id.to_string();
-        tokio::spawn(async move {
+        self.inner.tasks.spawn(async move {
             let me_too = node.inner.replication.was_announced(&id);
             let mut counts = Vec::with_capacity(shards as usize);
             for shard in 0..shards {

@@ -1,11 +1,15 @@
 //! `ipvec daemon`: the long-lived node. Opens (or on first run initialises) the repository,
 //! holds its lock, serves the HTTP API and writes its address into `DIR/api` so CLI commands
-//! find it; on SIGINT or SIGTERM it stops taking requests, lets those in flight finish,
-//! commits every collection's log, and removes `DIR/api`.
+//! find it; on SIGINT or SIGTERM it stops taking requests and cancels its token (the
+//! peer-to-peer layer stops, so fetches in flight end at once), lets the requests in flight
+//! finish, waits up to [`TASKS_BOUND`] for its tasks, commits every collection's log, and
+//! removes `DIR/api`.
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 use anyhow::Context;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::{output::write_line, Cli};
 use crate::{
@@ -15,6 +19,9 @@ use crate::{
 
 /// How long requests in flight may run on after a shutdown signal.
 const DRAIN: Duration = Duration::from_secs(30);
+/// How long the daemon's tasks, then the network's, then the node's, may take to stop once
+/// cancelled; those still running are aborted.
+const TASKS_BOUND: Duration = Duration::from_secs(3);
 
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {
@@ -72,7 +79,10 @@ pub async fn run(cli: &Cli, path: &Path) -> anyhow::Result<()> {
         .transpose()?;
     let peer_id = repo.peer_id();
     let net_config = crate::net::NetConfig::from_config(&config.p2p)?;
-    let network = crate::net::Network::start(repo.key(), net_config, repo.store().clone()).await?;
+    // Cancelled on SIGINT or SIGTERM: stops the network and the daemon's own tasks.
+    let stop = CancellationToken::new();
+    let network =
+        crate::net::Network::start(repo.key(), net_config, repo.store().clone(), &stop).await?;
     let node = Node::new(repo, config);
     node.attach_network(network);
     node.follow();
@@ -86,32 +96,56 @@ pub async fn run(cli: &Cli, path: &Path) -> anyhow::Result<()> {
         "ipvec daemon: peer {peer_id}\nAPI listening on {url}"
     ));
 
+    let mut tasks = JoinSet::new();
     // Serve at once (/health answers, /ready says 503) while the collections open.
-    let opening = {
+    {
         let node = node.clone();
-        tokio::spawn(async move {
-            if let Err(e) = node.open_all().await {
-                tracing::error!(error = %e, "opening the collections failed");
-            } else {
-                tracing::info!("ready");
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            match stop.run_until_cancelled(node.open_all()).await {
+                Some(Err(e)) => tracing::error!(error = %e, "opening the collections failed"),
+                Some(Ok(())) => tracing::info!("ready"),
+                None => {}
             }
-        })
-    };
-    let committing = {
+        });
+    }
+    {
         let node = node.clone();
+        let stop = stop.clone();
         let every = Duration::from_millis(node.config().storage.commit_interval_ms);
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
+            // A commit under way finishes; the close below commits what is left.
+            while stop.run_until_cancelled(ticks.tick()).await.is_some() {
                 node.commit_all().await;
             }
-        })
+        });
+    }
+    let signalled = {
+        let stop = stop.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                _ = stop.cancelled() => {}
+            }
+            stop.cancel();
+        }
     };
-    let served = server::serve(node.clone(), listener, token, shutdown_signal(), DRAIN).await;
-    opening.abort();
-    committing.abort();
+    let served = server::serve(node.clone(), listener, token, signalled, DRAIN).await;
+    stop.cancel();
+    if tokio::time::timeout(TASKS_BOUND, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            "the daemon's tasks are still running after the shutdown bound; aborting them"
+        );
+        tasks.shutdown().await;
+    }
+    node.stop_tasks(TASKS_BOUND).await;
     let closed = node.close().await;
     let _ = std::fs::remove_file(&api_file);
     served.context("the API server failed")?;

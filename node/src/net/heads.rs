@@ -10,12 +10,19 @@ use std::{future::Future, pin::Pin, sync::Arc};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, StreamProtocol};
 
+use crate::tasks::Tasks;
+
 /// The protocol.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/ipvec/head/1.0.0");
 /// Longest collection id asked for.
 pub const MAX_ID_BYTES: usize = 128;
 /// Largest head record answered.
 pub const MAX_HEAD_BYTES: usize = 4096;
+/// Head requests answered at once; a stream that comes while this many are being answered
+/// is closed unanswered (the asker tries another peer or again later).
+pub const MAX_SERVING: usize = 64;
+/// How long one head request may take (reading the id, looking it up, writing the answer).
+pub const SERVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Looks up the DAG-CBOR head record of a collection id, if this node holds it.
 pub type HeadSource =
@@ -53,16 +60,23 @@ async fn write_frame(stream: &mut libp2p::Stream, bytes: &[u8]) -> Result<(), St
     stream.close().await.map_err(|e| e.to_string())
 }
 
-/// Answers head requests from `source` on the streams `control` hands us.
-pub fn serve(mut control: libp2p_stream::Control, source: HeadSource) {
+/// Answers head requests from `source` on the streams `control` hands us, at most
+/// [`MAX_SERVING`] at once and each within [`SERVE_TIMEOUT`], on tasks of `tasks`.
+pub fn serve(mut control: libp2p_stream::Control, source: HeadSource, tasks: &Arc<Tasks>) {
     let Ok(mut incoming) = control.accept(PROTOCOL) else {
         tracing::error!("cannot accept head requests");
         return;
     };
-    tokio::spawn(async move {
+    let owner = tasks.clone();
+    tasks.spawn(async move {
+        let serving = Arc::new(tokio::sync::Semaphore::new(MAX_SERVING));
         while let Some((peer, mut stream)) = incoming.next().await {
+            let Ok(permit) = serving.clone().try_acquire_owned() else {
+                tracing::debug!(%peer, "too many head requests at once; refused one");
+                continue;
+            };
             let source = source.clone();
-            tokio::spawn(async move {
+            owner.spawn(async move {
                 let answer = async {
                     let id = read_frame(&mut stream, MAX_ID_BYTES).await?;
                     let id =
@@ -70,9 +84,13 @@ pub fn serve(mut control: libp2p_stream::Control, source: HeadSource) {
                     let head = source(id).await.unwrap_or_default();
                     write_frame(&mut stream, &head).await
                 };
-                if let Err(e) = answer.await {
+                let answered = tokio::time::timeout(SERVE_TIMEOUT, answer)
+                    .await
+                    .unwrap_or_else(|_| Err("the request took too long".to_string()));
+                if let Err(e) = answered {
                     tracing::debug!(%peer, error = %e, "head request refused");
                 }
+                drop(permit);
             });
         }
     });

@@ -2,6 +2,14 @@
 //! Kademlia on `/ipvec/kad/1.0.0`) owned by one event loop, driven through a cloneable
 //! [`Network`] handle.
 //!
+//! Every task of the layer (the event loop, the Bitswap and head-request accept loops and
+//! the tasks they start per stream) is owned by one [`Tasks`] set whose token is a child of
+//! the one given to [`Network::start`]: cancelling that token, calling [`Network::shutdown`]
+//! or dropping the last [`Network`] handle stops them all. Every queue is bounded: commands
+//! ([`COMMAND_QUEUE`], senders wait), gossip awaiting a verdict ([`GOSSIP_QUEUE`], more are
+//! ignored), streams served at once per peer (Bitswap) and head requests at once
+//! ([`heads::MAX_SERVING`], more are refused).
+//!
 //! # Layout
 //! - [`behaviour`]: the combined libp2p behaviour.
 //! - [`event_loop`]: the task that owns the swarm, answers [`Network`] commands and reacts to
@@ -19,6 +27,9 @@ use std::time::Duration;
 use cid::Cid;
 use libp2p::{identity::Keypair, Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::tasks::{Stopped, Tasks};
 
 /// Our Kademlia protocol (a DHT of ipvec peers, apart from the public IPFS one).
 pub const KAD_PROTOCOL: &str = "/ipvec/kad/1.0.0";
@@ -31,7 +42,7 @@ pub const AGENT: &str = concat!("ipvec/", env!("CARGO_PKG_VERSION"));
 /// Largest gossip message (a signed head is a few hundred bytes).
 pub const MAX_GOSSIP_BYTES: usize = 16 * 1024;
 /// Gossip messages queued for validation at most; more are ignored.
-const GOSSIP_QUEUE: usize = 256;
+pub const GOSSIP_QUEUE: usize = 256;
 /// The gossipsub topic of a collection's heads.
 pub fn heads_topic(collection_id: &str) -> String {
     format!("/ipvec/heads/1.0.0/{collection_id}")
@@ -61,8 +72,9 @@ pub enum Verdict {
     Reject,
 }
 
-/// Commands queued for the event loop at most.
-const COMMAND_QUEUE: usize = 256;
+/// Commands queued for the event loop at most; senders wait for room (a misbehaviour report,
+/// sent from a task that must not wait, is dropped instead).
+pub const COMMAND_QUEUE: usize = 256;
 
 /// Settings of the swarm.
 #[derive(Debug, Clone)]
@@ -241,6 +253,10 @@ pub struct Network {
     control: libp2p_stream::Control,
     gossip: std::sync::Arc<std::sync::Mutex<Option<mpsc::Receiver<Gossip>>>>,
     dht: std::sync::Arc<DhtStats>,
+    /// The layer's tasks: the event loop, the accept loops and their stream tasks.
+    tasks: std::sync::Arc<Tasks>,
+    /// Cancels the layer's token when the last handle is dropped.
+    _stop: std::sync::Arc<DropGuard>,
 }
 
 impl std::fmt::Debug for Network {
@@ -253,11 +269,13 @@ impl std::fmt::Debug for Network {
 
 impl Network {
     /// Starts the swarm for `key` on the current tokio runtime, serving `store` over Bitswap;
-    /// it runs until every handle is dropped.
+    /// it runs until `stop` is cancelled, [`Network::shutdown`] is called or every handle is
+    /// dropped.
     pub async fn start(
         key: &Keypair,
         config: NetConfig,
         store: crate::store::IrohBlockStore,
+        stop: &CancellationToken,
     ) -> Result<Network, NetError> {
         let (commands, inbox) = mpsc::channel(COMMAND_QUEUE);
         let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
@@ -265,14 +283,20 @@ impl Network {
         let (event_loop, control) =
             event_loop::EventLoop::new(key, &config, inbox, gossip_tx, dht.clone())?;
         let peer_id = key.public().to_peer_id();
-        tokio::spawn(event_loop.run());
-        let reporter = commands.clone();
+        let token = stop.child_token();
+        let tasks = std::sync::Arc::new(Tasks::new(token.clone()));
+        tasks.spawn_finishing(event_loop.run(token.clone()));
+        // Weak: the Bitswap tasks must not keep the event loop's inbox open.
+        let reporter = commands.downgrade();
         let bitswap = bitswap::Bitswap::start(
             store,
             control.clone(),
             std::sync::Arc::new(move |peer| {
-                let _ = reporter.try_send(Command::Misbehaved(peer));
+                if let Some(commands) = reporter.upgrade() {
+                    let _ = commands.try_send(Command::Misbehaved(peer));
+                }
             }),
+            tasks.clone(),
         );
         let network = Network {
             peer_id,
@@ -281,6 +305,8 @@ impl Network {
             control,
             gossip: std::sync::Arc::new(std::sync::Mutex::new(Some(gossip_rx))),
             dht,
+            tasks,
+            _stop: std::sync::Arc::new(token.drop_guard()),
         };
         // Report listen failures (a port in use) now rather than never.
         let started = std::time::Instant::now();
@@ -297,6 +323,24 @@ impl Network {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Stops the layer: cancels its token and waits up to `bound` for its tasks (the event
+    /// loop, which drops the swarm and its connections, and every stream task); fetches in
+    /// flight end with [`bitswap::FetchError::Stopped`].
+    pub async fn shutdown(&self, bound: Duration) -> Stopped {
+        let stopped = self.tasks.shutdown(bound).await;
+        tracing::debug!(
+            ended = stopped.ended,
+            aborted = stopped.aborted,
+            "peer-to-peer tasks stopped"
+        );
+        stopped
+    }
+
+    /// The token whose cancellation stops the layer.
+    pub fn stop_token(&self) -> &CancellationToken {
+        self.tasks.token()
     }
 
     /// Our peer id.
@@ -335,7 +379,7 @@ impl Network {
 
     /// Answers `/ipvec/head/1.0.0` requests from `source`.
     pub fn serve_heads(&self, source: heads::HeadSource) {
-        heads::serve(self.control.clone(), source);
+        heads::serve(self.control.clone(), source, &self.tasks);
     }
 
     /// Asks `peer` for its signed head of `collection` (DAG-CBOR), if it holds one.
@@ -344,12 +388,17 @@ impl Network {
         peer: PeerId,
         collection: &str,
     ) -> Result<Option<Vec<u8>>, NetError> {
-        heads::ask(self.control.clone(), peer, collection)
+        // A stream asked for once the swarm is gone would wait forever.
+        let asked = self
+            .tasks
+            .token()
+            .run_until_cancelled(heads::ask(self.control.clone(), peer, collection))
             .await
-            .map_err(|reason| NetError::Dial {
-                address: peer.to_string(),
-                reason,
-            })
+            .ok_or(NetError::Stopped)?;
+        asked.map_err(|reason| NetError::Dial {
+            address: peer.to_string(),
+            reason,
+        })
     }
 
     /// DHT counters.

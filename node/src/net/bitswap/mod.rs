@@ -15,6 +15,13 @@
 //! session's other peers. Every received block is hashed under its prefix and stored only if
 //! the CID that gives is one we asked for.
 //!
+//! Tasks: the accept loop, one task per inbound stream, one per message being answered and
+//! one per block waiting out [`GRACE`] all belong to the network's task set; they stop when
+//! its token is cancelled, and so does every fetch in flight ([`FetchError::Stopped`]).
+//! Maps kept per peer are bounded: outbound streams and limits of idle peers are forgotten
+//! past [`MAX_PEERS_KEPT`] peers, and so are the block counters of the peers that exchanged
+//! the fewest blocks.
+//!
 //! Misbehaviour: a malformed or oversized message gets its sender disconnected and refused
 //! for a while at once. So does a wrong block — one whose CID we never asked that peer for —
 //! but only after [`GRACE`]: Bitswap blocks carry a prefix, not a CID, so bytes that do not
@@ -44,7 +51,10 @@ use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use self::message::{prefix_of, Message, Payload, Presence, Want, WantType, MAX_MESSAGE_BYTES};
-use crate::store::{dag, BlockStore};
+use crate::{
+    store::{dag, BlockStore},
+    tasks::Tasks,
+};
 
 /// The protocol.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/bitswap/1.2.0");
@@ -66,6 +76,9 @@ pub const GRACE: Duration = Duration::from_secs(10);
 /// Blocks nobody asked for that one peer may have waiting out [`GRACE`]; one more and it is
 /// disconnected at once.
 const MAX_SUSPECT_BLOCKS: usize = 2 * PARALLEL_WANTS;
+/// Peers whose idle outbound streams, limits and counters are kept; past this many, idle
+/// peers are forgotten.
+pub const MAX_PEERS_KEPT: usize = 1024;
 /// How long the peers a block was asked of are remembered after it came: copies they send
 /// later are duplicates, not wrong blocks.
 const REMEMBER_ASKED: Duration = Duration::from_secs(120);
@@ -110,6 +123,16 @@ impl Stats {
 
     fn count(&self, peer: PeerId, sent: u64, received: u64) {
         if let Ok(mut m) = self.by_peer.lock() {
+            if m.len() >= MAX_PEERS_KEPT && !m.contains_key(&peer) {
+                // The peer that exchanged the fewest blocks makes room.
+                if let Some(least) = m
+                    .iter()
+                    .min_by_key(|(_, b)| b.sent + b.received)
+                    .map(|(p, _)| *p)
+                {
+                    m.remove(&least);
+                }
+            }
             let blocks = m.entry(peer).or_default();
             blocks.sent += sent;
             blocks.received += received;
@@ -150,6 +173,9 @@ pub enum FetchError {
     /// The store failed.
     #[error("{0}")]
     Store(String),
+    /// The node is shutting down.
+    #[error("the peer-to-peer layer stopped (the node is shutting down); fetch again once it runs: blocks already fetched are kept")]
+    Stopped,
 }
 
 #[derive(Default)]
@@ -276,7 +302,7 @@ impl PeerLimits {
         let Ok(mut map) = self.0.lock() else {
             return Arc::new(Semaphore::new(permits));
         };
-        if map.len() > 1024 {
+        if map.len() > MAX_PEERS_KEPT {
             // Peers nobody is waiting on, with every permit back: nothing to remember.
             map.retain(|_, s| Arc::strong_count(s) > 1 || s.available_permits() < permits);
         }
@@ -308,6 +334,8 @@ struct Inner<S> {
     serving: PeerLimits,
     misbehaving: Misbehaving,
     stats: Stats,
+    /// The network's tasks; its token stops serving and fetching.
+    tasks: Arc<Tasks>,
 }
 
 /// The Bitswap engine: a cloneable handle.
@@ -394,9 +422,15 @@ fn cid_of(payload: &Payload) -> Option<Cid> {
 }
 
 impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
-    /// Starts serving `store` over the streams `control` hands us.
-    /// `misbehaving` hears of peers that break the protocol.
-    pub fn start(store: S, mut control: libp2p_stream::Control, misbehaving: Misbehaving) -> Self {
+    /// Starts serving `store` over the streams `control` hands us, on tasks of `tasks`
+    /// (which stop, and stop every fetch, when its token is cancelled). `misbehaving` hears of
+    /// peers that break the protocol.
+    pub fn start(
+        store: S,
+        mut control: libp2p_stream::Control,
+        misbehaving: Misbehaving,
+        tasks: Arc<Tasks>,
+    ) -> Self {
         let incoming = control.accept(PROTOCOL);
         let bitswap = Bitswap {
             inner: Arc::new(Inner {
@@ -409,14 +443,15 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
                 serving: Default::default(),
                 misbehaving,
                 stats: Stats::default(),
+                tasks,
             }),
         };
         match incoming {
             Ok(mut incoming) => {
                 let this = bitswap.clone();
-                tokio::spawn(async move {
+                bitswap.inner.tasks.spawn(async move {
                     while let Some((peer, stream)) = incoming.next().await {
-                        tokio::spawn(this.clone().on_stream(peer, stream));
+                        this.inner.tasks.spawn(this.clone().on_stream(peer, stream));
                     }
                 });
             }
@@ -442,7 +477,7 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
                         break;
                     };
                     let this = self.clone();
-                    tokio::spawn(async move {
+                    self.inner.tasks.spawn(async move {
                         this.on_message(peer, message).await;
                         drop(permit);
                     });
@@ -571,7 +606,7 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
                 self.inner.stats.refused.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%peer, "refused a block nobody asked this peer for (or the wrong bytes)");
                 let this = self.clone();
-                tokio::spawn(async move {
+                self.inner.tasks.spawn(async move {
                     tokio::time::sleep(GRACE).await;
                     let guilty = this
                         .inner
@@ -681,6 +716,14 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
     async fn outbound_slot(&self, peer: PeerId) -> OutboundSlot {
         let slots = {
             let mut outbound = self.inner.outbound.lock().await;
+            if outbound.len() >= MAX_PEERS_KEPT && !outbound.contains_key(&peer) {
+                // Streams no message is being sent on are closed; they open again when needed.
+                outbound.retain(|_, slots| {
+                    slots
+                        .iter()
+                        .any(|s| Arc::strong_count(s) > 1 || s.try_lock().is_err())
+                });
+            }
             outbound
                 .entry(peer)
                 .or_insert_with(|| {
@@ -711,6 +754,22 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
         if peers.is_empty() {
             return Err(FetchError::NoPeers);
         }
+        // Whatever it waits on (a free slot, a stream, an answer), a stopping network ends it.
+        let stop = self.inner.tasks.token().clone();
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => {
+                if let Ok(mut wants) = self.inner.wants.lock() {
+                    wants.retire(cid);
+                }
+                Err(FetchError::Stopped)
+            }
+            fetched = self.fetch_from(cid, peers) => fetched,
+        }
+    }
+
+    /// [`Bitswap::fetch_block`] once the block is known to be missing.
+    async fn fetch_from(&self, cid: Cid, peers: &[PeerId]) -> Result<Bytes, FetchError> {
         let mut untried = peers.to_vec();
         let mut failure = FetchError::NotFound(cid);
         while !untried.is_empty() {
