@@ -648,17 +648,19 @@ struct ErrorResponses;
 impl utoipa::Modify for ErrorResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        const ANY_ROUTE: [(u16, &str); 10] = [
+        const ANY_ROUTE: [(u16, &str); 12] = [
             (400, "malformed request: a path segment, query or body that does not parse, or a number outside its limit"),
             (401, "a token is required and was missing or wrong"),
             (403, "a Host or Origin this API does not answer"),
             (404, "no such collection, point, block or route"),
+            (409, "the collection is being dropped, already exists, or is a read-only replica"),
             (413, "the body or batch is over its limit"),
             (414, "the URL is over 8 KiB"),
             (415, "a body that is not JSON (or CAR where a CAR is taken)"),
             (500, "a failure inside the node"),
             (503, "busy (no free slot for this kind of request; see Retry-After), or not ready"),
             (504, "the operation ran past its deadline"),
+            (507, "the block store is at storage.max_bytes"),
         ];
         for item in openapi.paths.paths.values_mut() {
             for operation in [
