@@ -5,8 +5,11 @@
 //!    batch, stamp it with the clock and append it to the log, unsynced;
 //! 2. [`Staged::sync`] (no access to the collection): wait until the record is durable; one
 //!    fsync covers every record appended before it (group commit);
-//! 3. [`Collection::publish`] (exclusive access, short): put every durable staged record in
-//!    the index, the key map and the pending set, in log order, and report.
+//! 3. [`Collection::apply_some`] (exclusive access, a few entries at a time): put the durable
+//!    staged records in the index, the key map and the pending set, in log order; then
+//!    [`Collection::report`] once this write's record is applied. Between slices the lock
+//!    is free, so searches wait for a few index inserts at most, not for a whole batch: a
+//!    search may see part of a durable batch that is being applied.
 //!
 //! [`shared`](super::shared) runs these steps on a collection behind a read/write lock.
 
@@ -33,8 +36,12 @@ pub const CHECKPOINT_LOG_BYTES: u64 = 256 << 20;
 #[derive(Debug, Default)]
 pub(super) struct Staging {
     pub(super) clock: HlcClock,
-    /// Records appended to the log and not yet in the index, by sequence number.
+    /// Records appended to the log and not yet (wholly) in the index, by sequence number.
     records: BTreeMap<u64, Vec<Entry>>,
+    /// Entries of the first record already applied.
+    done: usize,
+    /// Why records failed to apply, for their writers.
+    failed: BTreeMap<u64, String>,
 }
 
 /// A write appended to the log, not yet known durable nor visible.
@@ -175,35 +182,84 @@ impl<S: BlockStore> Collection<S> {
         })
     }
 
-    /// Step 3 of a write: applies every durable staged record (this one and any other writer's
-    /// before it) in log order, and reports this write. An error applying another writer's
-    /// record is logged; that writer is told through its own call's report only if it
-    /// applies the record itself.
+    /// Step 3 of a write, all at once: applies every durable staged record and reports.
     pub fn publish(&mut self, staged: &Staged) -> Result<WriteReport, CollectionError> {
+        while !self.is_applied(staged) && self.apply_some(usize::MAX) {}
+        self.report(staged)
+    }
+
+    /// Whether the record of `staged` is applied.
+    pub fn is_applied(&self, staged: &Staged) -> bool {
+        staged.seq.is_none_or(|seq| seq <= self.applied)
+    }
+
+    /// Applies up to `budget` entries of the durable staged records (any writer's), in log
+    /// order. Returns whether it applied any.
+    pub fn apply_some(&mut self, budget: usize) -> bool {
         let synced = self.wal.synced_seq();
-        let mut own = Ok(());
-        loop {
-            let next = {
+        let mut left = budget;
+        while left > 0 {
+            let (seq, slice, last) = {
                 let mut staging = self.staging();
-                match staging.records.first_key_value() {
-                    Some((seq, _)) if *seq <= synced => staging.records.pop_first(),
-                    _ => None,
+                let done = staging.done;
+                let Some((&seq, entries)) = staging.records.first_key_value() else {
+                    break;
+                };
+                if seq > synced {
+                    break;
                 }
+                let end = entries.len().min(done.saturating_add(left));
+                let slice = entries[done..end].to_vec();
+                let last = end == entries.len();
+                if last {
+                    staging.records.pop_first();
+                    staging.done = 0;
+                } else {
+                    staging.done = end;
+                }
+                (seq, slice, last)
             };
-            let Some((seq, entries)) = next else { break };
-            let applied = self.apply_in_memory(entries);
-            self.applied = seq;
-            match applied {
-                Err(e) if Some(seq) == staged.seq => own = Err(e),
-                Err(e) => tracing::warn!(seq, error = %e, "applying a logged write failed"),
-                Ok(()) => {}
+            left -= slice.len().max(1);
+            if let Err(e) = self.apply_in_memory(slice) {
+                tracing::warn!(seq, error = %e, "applying a logged write to the index failed");
+                // The rest of the record is skipped; its writer gets the error.
+                let mut staging = self.staging();
+                if !last
+                    && staging
+                        .records
+                        .first_key_value()
+                        .is_some_and(|(s, _)| *s == seq)
+                {
+                    staging.records.pop_first();
+                    staging.done = 0;
+                }
+                staging.failed.insert(seq, e.to_string());
+                drop(staging);
+                self.applied = seq;
+                continue;
+            }
+            if last {
+                self.applied = seq;
             }
         }
-        own?;
-        if staged.seq.is_some_and(|seq| seq > self.applied) {
+        left < budget
+    }
+
+    /// This write's report once its record is applied.
+    pub fn report(&mut self, staged: &Staged) -> Result<WriteReport, CollectionError> {
+        if !self.is_applied(staged) {
             return Err(CollectionError::Invalid(
                 "the write is logged but not yet durable; retry it".into(),
             ));
+        }
+        let failed = staged
+            .seq
+            .and_then(|seq| self.staging().failed.remove(&seq));
+        if let Some(reason) = failed {
+            return Err(CollectionError::Invalid(format!(
+                "the batch is in the write-ahead log but the index refused it ({reason}); \
+                 reopen the collection to replay the log"
+            )));
         }
         Ok(WriteReport {
             changed: staged.changed,

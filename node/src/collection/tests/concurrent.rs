@@ -112,3 +112,38 @@ async fn searches_and_writes_proceed_while_a_checkpoint_builds_trees() {
     let hits = c.search(&data[350], top1(), None).await.unwrap();
     assert_eq!(hits[0].id, EntryId::Int(350));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_writes_are_applied_a_slice_at_a_time_in_log_order() {
+    let (_dir, _store, _cdir, mut c) = fresh(2).await;
+    let data = clustered(30, 24, 13);
+    let first = c.stage_upsert(points(&data[..10], 0)).unwrap();
+    // The second write replaces point 3 and deletes point 4, both of the first batch.
+    let mut second_batch = points(&data[10..20], 10);
+    second_batch.push(crate::collection::Point {
+        id: EntryId::Int(3),
+        vector: data[29].clone(),
+        metadata: None,
+    });
+    let second = c.stage_upsert(second_batch).unwrap();
+    let third = c.stage_delete(&[EntryId::Int(4)]).unwrap();
+    second.sync().unwrap();
+    assert!(!c.is_applied(&first), "nothing applied before a slice");
+    assert!(c.apply_some(4));
+    assert_eq!(c.points(), 4, "a slice applies only its entries");
+    assert!(!c.is_applied(&first));
+    assert!(c.apply_some(4) && c.apply_some(4));
+    assert!(c.is_applied(&first) && !c.is_applied(&second));
+    assert_eq!(c.report(&first).unwrap().changed, 10);
+    while c.apply_some(4) {}
+    assert!(c.is_applied(&second) && c.is_applied(&third));
+    assert_eq!(c.report(&third).unwrap().points, 19);
+    let three = c.get(&EntryId::Int(3)).await.unwrap().unwrap().0;
+    let source = c.stage_upsert(points(&data[29..], 29)).unwrap();
+    c.publish(&source).unwrap_err();
+    source.sync().unwrap();
+    c.publish(&source).unwrap();
+    let twenty_nine = c.get(&EntryId::Int(29)).await.unwrap().unwrap().0;
+    assert_eq!(c.vector_of(&three), c.vector_of(&twenty_nine));
+    assert!(c.get(&EntryId::Int(4)).await.unwrap().is_none());
+}
