@@ -10,7 +10,7 @@
 //!    file, drop the committed records from the log and swap the new version in. Writes made
 //!    meanwhile stay pending (an id written again since step 1 keeps its newer write).
 //!
-//! One checkpoint of a collection runs at a time ([`Collection::checkpoint_turn`]).
+//! Shared checkpoints of a collection take turns ([`Collection::checkpoint_turn`]).
 
 use std::{collections::BTreeMap, future::Future, sync::Arc};
 
@@ -104,10 +104,11 @@ pub struct BuiltCheckpoint {
 }
 
 impl<S: BlockStore> Collection<S> {
-    /// Puts every pending write in the trees and publishes the new version.
+    /// Puts every pending write in the trees and publishes the new version. With exclusive
+    /// access nothing else plans or finishes a checkpoint meanwhile, so this does not wait for
+    /// the turn: a shared checkpoint that is building (and may be waiting for this very
+    /// access) finds the collection moved on and discards its result.
     pub async fn checkpoint(&mut self) -> Result<(), CollectionError> {
-        let turn = self.checkpoint_turn();
-        let _turn = turn.lock().await;
         if let Some(plan) = self.plan_checkpoint()? {
             let built = plan.build(&*self).await?;
             self.finish_checkpoint(built).await?;

@@ -147,3 +147,32 @@ async fn durable_writes_are_applied_a_slice_at_a_time_in_log_order() {
     assert_eq!(c.vector_of(&three), c.vector_of(&twenty_nine));
     assert!(c.get(&EntryId::Int(4)).await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_while_a_shared_checkpoint_builds_does_not_wait_for_it() {
+    let (_dir, store, cdir, mut c) = fresh(2).await;
+    let data = clustered(100, 24, 14);
+    c.upsert(points(&data, 0)).await.unwrap();
+    let held = pause::arm(&c.checkpoint_pause);
+    let shared: Arc<RwLock<Collection<IrohBlockStore>>> = Arc::new(RwLock::new(c));
+    let checkpoint = {
+        let shared = shared.clone();
+        run(async move { shared::checkpoint(&shared).await })
+    };
+    let held = held.wait().await;
+    // With the lock held alone (as a node closing does), a checkpoint runs at once although
+    // the shared one holds the turn; that one then finds the collection moved on.
+    let mut c = shared.write().await;
+    c.sync().await.unwrap();
+    let root = c.root();
+    assert_eq!(c.manifest().points, 100);
+    drop(c);
+    held.release();
+    checkpoint.await.unwrap().unwrap();
+    let c = Arc::try_unwrap(shared).unwrap().into_inner();
+    assert_eq!(c.root(), root, "the late checkpoint was discarded");
+    assert_eq!(c.wal_bytes(), 0);
+    drop(c);
+    let c = Collection::open(store, &cdir).await.unwrap();
+    assert_eq!((c.root(), c.points()), (root, 100));
+}
