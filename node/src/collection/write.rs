@@ -135,22 +135,22 @@ impl<S: BlockStore> Collection<S> {
         }
         let hlc = Hlc::new(now_millis(), 0);
         let mut staging = self.staging();
-        // Present: in the index, or as the last staged write of the id.
-        let tombstones: Vec<Entry> = keys
-            .into_iter()
-            .filter(|key| {
-                let staged = staging
-                    .records
-                    .values()
-                    .rev()
-                    .find_map(|r| r.iter().rev().find(|e| &e.id == key));
-                match staged {
-                    Some(entry) => !entry.deleted,
-                    None => self.keys.get(key).is_some(),
-                }
-            })
-            .map(|key| Entry::tombstone(key, hlc, writer))
-            .collect();
+        // Present: as the last staged write of the id, or else in the index.
+        let tombstones: Vec<Entry> = {
+            let mut staged: BTreeMap<&EntryKey, bool> = BTreeMap::new();
+            for entry in staging.records.values().flatten() {
+                staged.insert(&entry.id, !entry.deleted);
+            }
+            keys.into_iter()
+                .filter(|key| {
+                    staged
+                        .get(key)
+                        .copied()
+                        .unwrap_or_else(|| self.keys.get(key).is_some())
+                })
+                .map(|key| Entry::tombstone(key, hlc, writer))
+                .collect()
+        };
         self.stage_locked(&mut staging, tombstones)
     }
 
