@@ -1244,3 +1244,71 @@ async fn a_start_finishes_the_drops_and_creates_a_crash_cut_short() {
     works(&daemon, "gone").await;
     works(&daemon, "kept").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixteen_writers_share_fsyncs_and_survive_a_kill() {
+    let repo = new_repo();
+    let r = &repo.path;
+    ok(
+        r,
+        &["collection", "create", "g", "--dim", "4", "--metric", "l2"],
+    );
+    let mut daemon = Daemon::start(r, &[]);
+    let before = sample(&daemon.metrics().await, "ipvec_wal_fsyncs", &[]);
+    let acked = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let writes = 16 * 12;
+    let writers: Vec<_> = (0..16u64)
+        .map(|w| {
+            let request = daemon.request(reqwest::Method::PUT, "/v1/collections/g/points");
+            let acked = acked.clone();
+            tokio::spawn(async move {
+                for batch in 0..12u64 {
+                    let ids: Vec<u64> = (0..10).map(|i| w * 10_000 + batch * 10 + i).collect();
+                    let points: Vec<Value> = ids
+                        .iter()
+                        .map(|id| json!({ "id": id, "vector": [*id as f32, w as f32, batch as f32, 1] }))
+                        .collect();
+                    let response = request
+                        .try_clone()
+                        .unwrap()
+                        .json(&json!({ "points": points }))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+                    acked.lock().unwrap().extend(ids);
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let fsyncs = sample(&daemon.metrics().await, "ipvec_wal_fsyncs", &[]) - before;
+    assert!(
+        fsyncs >= 1.0 && fsyncs < writes as f64,
+        "{fsyncs} fsyncs for {writes} concurrent writes: writers should share them"
+    );
+    // Killed without a chance to commit: every acknowledged point comes back from the log.
+    signal("KILL", daemon.pid());
+    let _ = daemon.child.take().unwrap().wait();
+    let daemon = Daemon::start(r, &[]);
+    let acked = acked.lock().unwrap().clone();
+    assert_eq!(acked.len(), writes * 10);
+    let (s, info) = daemon
+        .call(reqwest::Method::GET, "/v1/collections/g", None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(info["points"].as_u64(), Some(acked.len() as u64));
+    for id in acked.iter().step_by(7) {
+        let (s, point) = daemon
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/collections/g/points/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(s, 200, "acknowledged point {id} is missing: {point}");
+        assert_eq!(point["vector"][0].as_f64(), Some(*id as f64));
+    }
+}

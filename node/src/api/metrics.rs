@@ -88,6 +88,10 @@ pub struct Metrics {
     pub index_duplicate_bytes_saved: Family<CollectionLabels, Gauge>,
     /// Write-ahead log bytes per collection (set at scrape).
     pub wal_bytes: Family<CollectionLabels, Gauge>,
+    /// fsyncs that made logged writes durable, over every collection (brought up to the log
+    /// layer's count at scrape; concurrent writers share fsyncs, so it grows slower than the
+    /// writes).
+    pub wal_fsyncs: Counter,
     /// Blocks in the store (set at scrape).
     pub store_blocks: Gauge,
     /// Bytes in the store (set at scrape).
@@ -206,6 +210,12 @@ impl Metrics {
             "Bytes in each collection's write-ahead log (acknowledged, not yet in the tree)",
             wal_bytes.clone(),
         );
+        let wal_fsyncs = Counter::default();
+        registry.register(
+            "wal_fsyncs",
+            "fsyncs that made write-ahead log records durable, over every collection (writers that log together share one)",
+            wal_fsyncs.clone(),
+        );
         let store_blocks = Gauge::default();
         registry.register(
             "store_blocks",
@@ -253,6 +263,7 @@ impl Metrics {
             index_duplicate_points,
             index_duplicate_bytes_saved,
             wal_bytes,
+            wal_fsyncs,
             store_blocks,
             store_bytes,
             ready,

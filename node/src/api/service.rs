@@ -2,7 +2,9 @@
 //! direct path (no daemon running) both call these, so the two answer alike.
 //!
 //! Collections stay open in a shared map, each behind a read/write lock: searches and reads
-//! share it, writes take it alone. Opening, creating and dropping a name take turns in its
+//! share it; writes and commits take it alone only briefly, to apply a durable write or swap in
+//! a new version (their fsyncs and tree building run beside searches, see
+//! [`collection::shared`](crate::collection::shared)). Opening, creating and dropping a name take turns in its
 //! slot of the map (`lifecycle`). Index and log work runs on tokio's blocking pool so the
 //! async workers stay free to accept requests. Garbage collection excludes every operation
 //! that writes blocks (it must not sweep blocks written but not yet pinned).
@@ -29,7 +31,7 @@ use tokio::{
 use super::{error::ApiError, jobs::Jobs, lifecycle::Slot, metrics::Metrics, types::*};
 use crate::{
     collection::{
-        catalog,
+        self, catalog,
         points::{ipld_to_json, json_to_ipld},
         Collection, CollectionError, CollectionSpec, Filter, Point, SearchOptions,
     },
@@ -141,11 +143,11 @@ fn to_points(points: Vec<PointIn>) -> Result<Vec<Point>, ApiError> {
         .collect()
 }
 
-fn write_result(c: &Collection<IrohBlockStore>, changed: u64) -> WriteResult {
+fn write_result(written: collection::shared::Written) -> WriteResult {
     WriteResult {
-        changed,
-        points: c.points(),
-        root: c.root().to_string(),
+        changed: written.report.changed,
+        points: written.report.points,
+        root: written.root.to_string(),
     }
 }
 
@@ -653,9 +655,8 @@ impl Node {
             let job = self.inner.jobs.start("upsert", name, "points", Some(n));
             let result = offload(async move {
                 let _writing = node.inner.gc_lock.read().await;
-                let mut c = shared.write_owned().await;
-                let report = c.upsert(points).await?;
-                Ok(write_result(&c, report.changed))
+                let written = collection::shared::upsert(&shared, points).await?;
+                Ok(write_result(written))
             })
             .await?;
             job.set(n);
@@ -674,9 +675,8 @@ impl Node {
             let ids: Vec<_> = ids.into_iter().map(Into::into).collect();
             let result = offload(async move {
                 let _writing = node.inner.gc_lock.read().await;
-                let mut c = shared.write_owned().await;
-                let report = c.delete(&ids).await?;
-                Ok(write_result(&c, report.changed))
+                let written = collection::shared::delete(&shared, &ids).await?;
+                Ok(write_result(written))
             })
             .await?;
             self.inner.metrics.written(name, result.changed);
@@ -829,8 +829,7 @@ impl Node {
         self.observed("commit", name, async move {
             offload(async move {
                 let _writing = node.inner.gc_lock.read().await;
-                let mut c = shared.write_owned().await;
-                c.checkpoint().await?;
+                collection::shared::checkpoint(&shared).await?;
                 Ok(())
             })
             .await
@@ -1092,6 +1091,10 @@ impl Node {
     /// Sets the scrape-time gauges and returns the metrics text.
     pub async fn metrics_text(&self) -> String {
         let metrics = &self.inner.metrics;
+        metrics.wal_fsyncs.inner().fetch_max(
+            collection::wal::fsyncs_total(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         for (name, c) in self.open_collections().await {
             let labels = super::metrics::CollectionLabels { collection: name };
             // A collection busy with a long write keeps its last values.

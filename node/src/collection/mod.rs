@@ -1,10 +1,12 @@
 //! Collections: named sets of points split into hash-range shards, each shard a tree.
 //!
 //! A write validates the whole batch first (nothing is stored from a rejected batch), appends
-//! it to the write-ahead log and returns once the log is synced; the index sees it at once.
+//! it to the write-ahead log and returns once the log is synced; the index sees it then.
 //! Checkpoints (on close, or when the log grows large) apply the logged writes to the shard
 //! trees, write a new manifest whose `prev` is the old one, move the collection's pin to it and
-//! replace the signed head file, which records the last log record the trees hold. The HNSW
+//! replace the signed head file, which records the last log record the trees hold. Writes and
+//! checkpoints run in steps so that a collection shared behind a read/write lock answers
+//! searches while they wait for an fsync or build trees ([`shared`]). The HNSW
 //! index is derived: saved on close next to the manifest CID it reflects, and rebuilt from the
 //! trees whenever that CID is not the current one.
 //!
@@ -16,17 +18,20 @@
 //! - [`cache`]: the saved index and its key map.
 //! - [`allowed`]: the points a filter allows, as a bitset, cached per filter.
 //! - [`wal`]: the write-ahead log with group commit.
-//! - `write`: upserts, deletes and checkpoints; `search`: reads and searches.
+//! - `write`: upserts and deletes; `checkpoint`: checkpoints; `search`: reads and searches.
+//! - [`shared`]: writes and checkpoints on a collection shared behind a read/write lock.
 //! - [`filter`]: the filter language; [`history`]: old versions.
 
 pub mod allowed;
 pub mod cache;
 pub mod catalog;
+pub mod checkpoint;
 pub mod filter;
 pub mod history;
 pub mod points;
 pub mod quantize;
 mod search;
+pub mod shared;
 pub mod wal;
 mod write;
 
@@ -43,7 +48,6 @@ use ipvec_protocol::{
     dagcbor,
     entry::{Entry, EntryId, EntryKey},
     head::{collection_id, public_key_bytes, HeadRecord},
-    hlc::HlcClock,
     manifest::{shard_range, HnswParams, Manifest, Metric, Quantization, ShardRoot},
     Ipld, ProtocolError,
 };
@@ -56,6 +60,7 @@ use crate::{
 };
 pub use filter::{CompiledFilter, Filter};
 pub use points::Point;
+pub use write::Staged;
 
 /// Filtered searches fall back to exact search over the matching points when at most this many
 /// match, or at most [`EXACT_FALLBACK_FRACTION`] of the collection. Scoring a point exactly
@@ -235,7 +240,16 @@ pub struct Collection<S> {
     shards: Vec<ShardRoot>,
     index: HnswIndex,
     keys: cache::KeyMap,
-    clock: HlcClock,
+    /// The clock and the logged writes not yet applied.
+    staging: std::sync::Mutex<write::Staging>,
+    /// The last log record applied: every earlier one is in the index (and pending or in the
+    /// trees).
+    applied: u64,
+    /// Checkpoints take turns.
+    checkpoint_turn: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Test hook: a checkpoint stops before building trees until the test lets it go.
+    #[cfg(test)]
+    checkpoint_pause: std::sync::Arc<std::sync::Mutex<Option<tests::pause::Pause>>>,
     /// Whether the in-memory index differs from the saved cache.
     index_dirty: bool,
     /// When a filtered search scores the matching points exactly: (points, fraction).
@@ -243,7 +257,7 @@ pub struct Collection<S> {
     /// The points recent filters allow.
     allowed: allowed::AllowedCache,
     /// The write-ahead log.
-    wal: wal::Wal,
+    wal: std::sync::Arc<wal::Wal>,
     /// Writes acknowledged (logged) but not yet in the trees, by id.
     pending: BTreeMap<EntryKey, write::Pending>,
     /// How the pending entries change each shard's live count.
@@ -329,11 +343,15 @@ impl<S: BlockStore> Collection<S> {
             shards,
             index,
             keys: cache::KeyMap::default(),
-            clock: HlcClock::default(),
+            staging: Default::default(),
+            applied: wal.last_seq(),
+            checkpoint_turn: Default::default(),
+            #[cfg(test)]
+            checkpoint_pause: Default::default(),
             index_dirty: true,
             exact_fallback: (EXACT_FALLBACK_POINTS, EXACT_FALLBACK_FRACTION),
             allowed: allowed::AllowedCache::default(),
-            wal,
+            wal: std::sync::Arc::new(wal),
             pending: BTreeMap::new(),
             pending_delta: vec![0; spec.shards as usize],
             leaf_directories: Default::default(),
@@ -398,8 +416,10 @@ impl<S: BlockStore> Collection<S> {
                 (index, keys, true)
             }
         };
-        let mut clock = HlcClock::default();
-        clock.observe(ipvec_protocol::hlc::Hlc::new(manifest.updated, 0));
+        let mut staging = write::Staging::default();
+        staging
+            .clock
+            .observe(ipvec_protocol::hlc::Hlc::new(manifest.updated, 0));
         let (wal, records) = wal::Wal::open(&dir.join("wal"), committed)?;
         let shard_count = shards.len();
         let mut this = Self {
@@ -411,11 +431,15 @@ impl<S: BlockStore> Collection<S> {
             shards,
             index,
             keys,
-            clock,
+            staging: std::sync::Mutex::new(staging),
+            applied: wal.last_seq(),
+            checkpoint_turn: Default::default(),
+            #[cfg(test)]
+            checkpoint_pause: Default::default(),
             index_dirty: dirty,
             exact_fallback: (EXACT_FALLBACK_POINTS, EXACT_FALLBACK_FRACTION),
             allowed: allowed::AllowedCache::default(),
-            wal,
+            wal: std::sync::Arc::new(wal),
             pending: BTreeMap::new(),
             pending_delta: vec![0; shard_count],
             leaf_directories: Default::default(),

@@ -694,7 +694,7 @@ async fn pending_writes_reach_the_trees_exactly_as_stored() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_checkpoint_in_several_runs_builds_the_canonical_tree() {
     let (_dir, store, _cdir, mut c) = fresh(1).await;
-    let data = clustered(write::CHECKPOINT_RUN + 700, 24, 15);
+    let data = clustered(checkpoint::CHECKPOINT_RUN + 700, 24, 15);
     c.upsert(points(&data, 0)).await.unwrap();
     c.checkpoint().await.unwrap();
     let root = c.shards[0].tree;
@@ -771,5 +771,8 @@ async fn a_replica_advances_by_the_tree_diff() {
     }
 }
 
+/// Searches that answer while writes and checkpoints run.
+mod concurrent;
 /// Identical vectors and scores that must stay finite.
 mod duplicates;
+pub(crate) mod pause;

@@ -6,15 +6,23 @@
 //! writers share fsyncs (group commit): each appends under a short lock, then one of them syncs
 //! everything appended so far while the others wait for that sync and return with it.
 //!
+//! Appending and syncing are separate steps ([`Wal::write`], [`Wal::sync_to`]) so that a
+//! collection can append under its lock and wait for the fsync without holding it.
+//!
 //! On open the log is read up to the first torn or corrupt record (a write cut short by a
 //! crash, never acknowledged) and truncated there. After the records are committed to the trees
-//! and the head names the last sequence number they hold, the log is emptied.
+//! and the head names the last sequence number they hold, the log drops them
+//! ([`Wal::drop_through`]): it empties when nothing was appended since, and otherwise keeps the
+//! later records.
 
 use std::{
     fs::{File, OpenOptions},
     io::{Read, Seek, SeekFrom, Write},
     path::{Path, PathBuf},
-    sync::{Condvar, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Condvar, Mutex,
+    },
 };
 
 use ipvec_protocol::{dagcbor, entry::Entry};
@@ -24,6 +32,15 @@ use super::{io_at, CollectionError};
 
 /// Largest record accepted when reading the log back.
 const MAX_RECORD_BYTES: usize = 256 << 20;
+
+/// fsyncs that made appended records durable, by every log of this process.
+static FSYNCS: AtomicU64 = AtomicU64::new(0);
+
+/// fsyncs that made appended records durable since the process started, over every log (one
+/// fsync covers every record appended before it: concurrent writers share it).
+pub fn fsyncs_total() -> u64 {
+    FSYNCS.load(Ordering::Relaxed)
+}
 
 /// One logged write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,6 +57,11 @@ pub struct Wal {
     path: PathBuf,
     state: Mutex<WalState>,
     synced: Condvar,
+    /// fsyncs of this log's appended records.
+    fsyncs: AtomicU64,
+    /// Test hook: a sync stops before its fsync until the test lets it go.
+    #[cfg(test)]
+    pub(crate) pause: Mutex<Option<crate::collection::tests::pause::Pause>>,
 }
 
 #[derive(Debug)]
@@ -89,6 +111,9 @@ impl Wal {
                 path: path.to_path_buf(),
                 state: Mutex::new(state),
                 synced: Condvar::new(),
+                fsyncs: AtomicU64::new(0),
+                #[cfg(test)]
+                pause: Mutex::new(None),
             },
             records,
         ))
@@ -108,27 +133,48 @@ impl Wal {
         self.lock().appended
     }
 
+    /// Last sequence number known durable.
+    pub fn synced_seq(&self) -> u64 {
+        self.lock().synced
+    }
+
+    /// fsyncs this log ran to make appended records durable.
+    pub fn fsyncs(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
+    }
+
     /// Appends a record of `entries` and returns once it is durable; returns its sequence number.
     pub fn append(&self, entries: Vec<Entry>) -> Result<u64, CollectionError> {
-        let seq = {
-            let mut state = self.lock();
-            let seq = state.appended + 1;
-            let body = dagcbor::encode(&WalRecord { seq, entries })?;
-            let mut frame = Vec::with_capacity(body.len() + 8);
-            frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-            frame.extend_from_slice(&blake3::hash(&body).as_bytes()[..4]);
-            frame.extend_from_slice(&body);
-            state.file.write_all(&frame).map_err(io_at(&self.path))?;
-            state.appended = seq;
-            state.bytes += frame.len() as u64;
-            seq
-        };
+        let seq = self.write(entries)?;
         self.sync_to(seq)?;
         Ok(seq)
     }
 
-    /// Waits until `seq` is durable, running the fsync if no other writer is.
-    fn sync_to(&self, seq: u64) -> Result<(), CollectionError> {
+    /// Appends a record of `entries` without waiting for it to be durable ([`Wal::sync_to`]
+    /// does); returns its sequence number.
+    pub fn write(&self, entries: Vec<Entry>) -> Result<u64, CollectionError> {
+        let mut state = self.lock();
+        let seq = state.appended + 1;
+        let body = dagcbor::encode(&WalRecord { seq, entries })?;
+        let mut frame = Vec::with_capacity(body.len() + 8);
+        frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&blake3::hash(&body).as_bytes()[..4]);
+        frame.extend_from_slice(&body);
+        if let Err(e) = state.file.write_all(&frame) {
+            // A partly written frame would hide every later record from replay: cut it off.
+            let keep = state.bytes;
+            let _ = state.file.set_len(keep);
+            let _ = state.file.seek(SeekFrom::Start(keep));
+            return Err(io_at(&self.path)(e));
+        }
+        state.appended = seq;
+        state.bytes += frame.len() as u64;
+        Ok(seq)
+    }
+
+    /// Waits until `seq` is durable, running the fsync if no other writer is: the fsync covers
+    /// every record appended before it started, so concurrent writers share it.
+    pub fn sync_to(&self, seq: u64) -> Result<(), CollectionError> {
         let mut state = self.lock();
         loop {
             if state.synced >= seq {
@@ -144,7 +190,11 @@ impl Wal {
         let target = state.appended;
         let file = state.file.try_clone().map_err(io_at(&self.path));
         drop(state);
+        #[cfg(test)]
+        crate::collection::tests::pause::reached(&self.pause);
         let result = file.and_then(|f| f.sync_data().map_err(io_at(&self.path)));
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        FSYNCS.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
         state.syncing = false;
         if result.is_ok() {
@@ -164,6 +214,54 @@ impl Wal {
             .map_err(io_at(&self.path))?;
         state.file.sync_all().map_err(io_at(&self.path))?;
         state.bytes = 0;
+        Ok(())
+    }
+
+    /// Drops the records up to `seq` once the trees hold them: empties the log when nothing
+    /// was appended after `seq`, and otherwise rewrites it with the later records (written to
+    /// a temporary file, synced, renamed over the log), which are durable afterwards.
+    pub fn drop_through(&self, seq: u64) -> Result<(), CollectionError> {
+        let mut state = self.lock();
+        if state.appended <= seq {
+            drop(state);
+            return self.clear();
+        }
+        let mut bytes = Vec::new();
+        state
+            .file
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| state.file.read_to_end(&mut bytes))
+            .map_err(io_at(&self.path))?;
+        let (records, _) = parse(&bytes);
+        let mut at = 0;
+        for _ in records.iter().take_while(|r| r.seq <= seq) {
+            let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+            at += 8 + len as usize;
+        }
+        let tail = &bytes[at..];
+        let temporary = self.path.with_extension("compacting");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temporary)
+            .map_err(io_at(&temporary))?;
+        file.write_all(tail)
+            .and_then(|_| file.sync_all())
+            .map_err(io_at(&temporary))?;
+        std::fs::rename(&temporary, &self.path).map_err(io_at(&self.path))?;
+        if let Some(parent) = self.path.parent() {
+            File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(io_at(parent))?;
+        }
+        file.seek(SeekFrom::End(0)).map_err(io_at(&self.path))?;
+        state.file = file;
+        state.bytes = tail.len() as u64;
+        // Everything appended is in the synced file now.
+        state.synced = state.appended;
+        self.synced.notify_all();
         Ok(())
     }
 }
@@ -274,5 +372,54 @@ mod tests {
         assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
         let (_, records) = Wal::open(&path, 0).unwrap();
         assert_eq!(records.len(), 200);
+    }
+
+    #[test]
+    fn writers_that_append_during_an_fsync_share_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Arc::new(Wal::open(&dir.path().join("wal"), 0).unwrap().0);
+        let held = crate::collection::tests::pause::arm(&wal.pause);
+        let first = {
+            let wal = wal.clone();
+            std::thread::spawn(move || wal.append(vec![entry(0)]).unwrap())
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let held = runtime.block_on(held.wait());
+        // Seven more writers append while the first one's fsync is held.
+        let seqs: Vec<u64> = (1..8).map(|n| wal.write(vec![entry(n)]).unwrap()).collect();
+        let waiters: Vec<_> = seqs
+            .iter()
+            .map(|&seq| {
+                let wal = wal.clone();
+                std::thread::spawn(move || wal.sync_to(seq).unwrap())
+            })
+            .collect();
+        held.release();
+        assert_eq!(first.join().unwrap(), 1);
+        waiters.into_iter().for_each(|w| w.join().unwrap());
+        assert_eq!(wal.synced_seq(), 8);
+        assert_eq!(wal.fsyncs(), 2, "the seven share one fsync");
+        assert!(fsyncs_total() >= 2);
+    }
+
+    #[test]
+    fn dropping_committed_records_keeps_the_later_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wal");
+        let (wal, _) = Wal::open(&path, 0).unwrap();
+        for n in 1..=4 {
+            wal.append(vec![entry(n)]).unwrap();
+        }
+        wal.drop_through(2).unwrap();
+        assert_eq!(wal.append(vec![entry(5)]).unwrap(), 5);
+        let (_, records) = Wal::open(&path, 2).unwrap();
+        let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![3, 4, 5]);
+        assert_eq!(records[0].entries, vec![entry(3)]);
+        wal.drop_through(5).unwrap();
+        assert_eq!(wal.bytes(), 0);
+        assert!(Wal::open(&path, 5).unwrap().1.is_empty());
     }
 }

@@ -1,38 +1,102 @@
-//! The write path: upserts and deletes go to the log and the index; checkpoints put them in
-//! the trees.
+//! The write path: upserts and deletes go to the log, then (once durable) to the index.
+//!
+//! A write runs in three steps so that searches do not wait behind its fsync:
+//! 1. [`Collection::stage_upsert`] / [`Collection::stage_delete`] (shared access): validate the
+//!    batch, stamp it with the clock and append it to the log, unsynced;
+//! 2. [`Staged::sync`] (no access to the collection): wait until the record is durable; one
+//!    fsync covers every record appended before it (group commit);
+//! 3. [`Collection::apply_some`] (exclusive access, a few entries at a time): put the durable
+//!    staged records in the index, the key map and the pending set, in log order; then
+//!    [`Collection::report`] once this write's record is applied. Between slices the lock
+//!    is free, so searches wait for a few index inserts at most, not for a whole batch: a
+//!    search may see part of a durable batch that is being applied.
+//!
+//! [`shared`](super::shared) runs these steps on a collection behind a read/write lock.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
-use bytes::Bytes;
 use ipvec_protocol::{
-    cid::DAG_CBOR,
-    dagcbor,
     entry::{Entry, EntryId, EntryKey},
-    head::HeadRecord,
+    hlc::{Hlc, HlcClock},
     manifest::shard_of,
 };
 
 use super::{
-    catalog, now_millis, pin_name, points, quantize, Collection, CollectionError, Point,
-    WriteReport,
+    now_millis, points, quantize, wal::Wal, Collection, CollectionError, Point, WriteReport,
 };
-use crate::{
-    index::VectorIndex,
-    store::BlockStore,
-    tree::{self, Edit},
-};
+use crate::{index::VectorIndex, store::BlockStore};
 
 /// A checkpoint runs when this many entries are pending…
 pub const CHECKPOINT_ENTRIES: usize = 100_000;
 /// …or when the log holds this many bytes.
 pub const CHECKPOINT_LOG_BYTES: u64 = 256 << 20;
-/// A checkpoint applies a shard's writes to its tree in runs of this many consecutive ids.
-pub(super) const CHECKPOINT_RUN: usize = 4_096;
+
+/// The clock and the logged records not yet applied, taken together so that log order is clock
+/// order.
+#[derive(Debug, Default)]
+pub(super) struct Staging {
+    pub(super) clock: HlcClock,
+    /// Records appended to the log and not yet (wholly) in the index, by sequence number.
+    records: BTreeMap<u64, Vec<Entry>>,
+    /// Entries of the first record already applied.
+    done: usize,
+    /// Why records failed to apply, for their writers.
+    failed: BTreeMap<u64, String>,
+}
+
+/// A write appended to the log, not yet known durable nor visible.
+#[derive(Debug)]
+#[must_use = "a staged write is acknowledged only after `sync` and `publish`"]
+pub struct Staged {
+    /// The record's sequence number; `None` when the write changes nothing.
+    seq: Option<u64>,
+    changed: u64,
+    wal: Arc<Wal>,
+}
+
+impl Staged {
+    /// Waits until the record is durable (sharing the fsync with concurrent writers).
+    pub fn sync(&self) -> Result<(), CollectionError> {
+        match self.seq {
+            Some(seq) => self.wal.sync_to(seq),
+            None => Ok(()),
+        }
+    }
+}
 
 impl<S: BlockStore> Collection<S> {
     /// Inserts or replaces points. The whole batch is checked before anything is written; the
     /// call returns once the batch is durable in the log, and the points are searchable then.
     pub async fn upsert(&mut self, points: Vec<Point>) -> Result<WriteReport, CollectionError> {
+        let staged = self.stage_upsert(points)?;
+        staged.sync()?;
+        let report = self.publish(&staged)?;
+        if self.needs_checkpoint() {
+            self.checkpoint().await?;
+        }
+        Ok(report)
+    }
+
+    /// Deletes points by id; ids that are not present are skipped. Returns how many went.
+    pub async fn delete(&mut self, ids: &[EntryId]) -> Result<WriteReport, CollectionError> {
+        let staged = self.stage_delete(ids)?;
+        staged.sync()?;
+        let report = self.publish(&staged)?;
+        if self.needs_checkpoint() {
+            self.checkpoint().await?;
+        }
+        Ok(report)
+    }
+}
+
+impl<S: BlockStore> Collection<S> {
+    fn staging(&self) -> std::sync::MutexGuard<'_, Staging> {
+        self.staging.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Step 1 of an upsert: checks the whole batch and appends it to the log (unsynced).
+    pub fn stage_upsert(&self, points: Vec<Point>) -> Result<Staged, CollectionError> {
+        self.check_live()?;
         let prepared = points::prepare(
             points,
             self.manifest.dimension as usize,
@@ -40,11 +104,12 @@ impl<S: BlockStore> Collection<S> {
             self.manifest.quantization,
         )?;
         let writer = self.writer()?;
-        let hlc = self.clock.tick(now_millis());
+        // Checked with a timestamp of the same size as the one the log gets below.
+        let probe = Hlc::new(now_millis(), 0);
         let mut entries = Vec::with_capacity(prepared.len());
         for (position, p) in prepared.into_iter().enumerate() {
             let vec = quantize::encode(self.manifest.quantization, &p.vector);
-            let entry = Entry::put(p.key, vec, p.metadata, hlc, writer);
+            let entry = Entry::put(p.key, vec, p.metadata, probe, writer);
             entry
                 .encode_checked()
                 .map_err(|e| CollectionError::BadPoint {
@@ -54,54 +119,171 @@ impl<S: BlockStore> Collection<S> {
                 })?;
             entries.push(entry);
         }
-        let changed = entries.len() as u64;
-        self.log_and_apply(entries)?;
-        self.maybe_checkpoint().await?;
-        Ok(WriteReport {
-            changed,
-            points: self.points(),
-        })
+        self.stage(entries)
     }
 
-    /// Deletes points by id; ids that are not present are skipped. Returns how many went.
-    pub async fn delete(&mut self, ids: &[EntryId]) -> Result<WriteReport, CollectionError> {
+    /// Step 1 of a delete: logs a tombstone for each id that is present (unsynced).
+    pub fn stage_delete(&self, ids: &[EntryId]) -> Result<Staged, CollectionError> {
+        self.check_live()?;
         let writer = self.writer()?;
-        let hlc = self.clock.tick(now_millis());
-        let mut tombstones: Vec<Entry> = Vec::new();
+        let mut keys = Vec::new();
         for id in ids {
             let key = id.to_key()?;
-            if self.keys.get(&key).is_some() && !tombstones.iter().any(|t| t.id == key) {
-                tombstones.push(Entry::tombstone(key, hlc, writer));
+            if !keys.contains(&key) {
+                keys.push(key);
             }
         }
-        let changed = tombstones.len() as u64;
-        if changed > 0 {
-            self.log_and_apply(tombstones)?;
-            self.maybe_checkpoint().await?;
+        let hlc = Hlc::new(now_millis(), 0);
+        let mut staging = self.staging();
+        // Present: as the last staged write of the id, or else in the index.
+        let tombstones: Vec<Entry> = {
+            let mut staged: BTreeMap<&EntryKey, bool> = BTreeMap::new();
+            for entry in staging.records.values().flatten() {
+                staged.insert(&entry.id, !entry.deleted);
+            }
+            keys.into_iter()
+                .filter(|key| {
+                    staged
+                        .get(key)
+                        .copied()
+                        .unwrap_or_else(|| self.keys.get(key).is_some())
+                })
+                .map(|key| Entry::tombstone(key, hlc, writer))
+                .collect()
+        };
+        self.stage_locked(&mut staging, tombstones)
+    }
+
+    fn stage(&self, entries: Vec<Entry>) -> Result<Staged, CollectionError> {
+        let mut staging = self.staging();
+        self.stage_locked(&mut staging, entries)
+    }
+
+    /// Stamps `entries` with one clock tick and appends them to the log, in clock order.
+    fn stage_locked(
+        &self,
+        staging: &mut Staging,
+        mut entries: Vec<Entry>,
+    ) -> Result<Staged, CollectionError> {
+        let changed = entries.len() as u64;
+        let seq = if entries.is_empty() {
+            None
+        } else {
+            let hlc = staging.clock.tick(now_millis());
+            entries.iter_mut().for_each(|e| e.hlc = hlc.0);
+            let seq = self.wal.write(entries.clone())?;
+            staging.records.insert(seq, entries);
+            Some(seq)
+        };
+        Ok(Staged {
+            seq,
+            changed,
+            wal: self.wal.clone(),
+        })
+    }
+
+    /// Step 3 of a write, all at once: applies every durable staged record and reports.
+    pub fn publish(&mut self, staged: &Staged) -> Result<WriteReport, CollectionError> {
+        while !self.is_applied(staged) && self.apply_some(usize::MAX) {}
+        self.report(staged)
+    }
+
+    /// Whether the record of `staged` is applied.
+    pub fn is_applied(&self, staged: &Staged) -> bool {
+        staged.seq.is_none_or(|seq| seq <= self.applied)
+    }
+
+    /// Applies up to `budget` entries of the durable staged records (any writer's), in log
+    /// order. Returns whether it applied any.
+    pub fn apply_some(&mut self, budget: usize) -> bool {
+        let synced = self.wal.synced_seq();
+        let mut left = budget;
+        while left > 0 {
+            let (seq, slice, last) = {
+                let mut staging = self.staging();
+                let done = staging.done;
+                let Some((&seq, entries)) = staging.records.first_key_value() else {
+                    break;
+                };
+                if seq > synced {
+                    break;
+                }
+                let end = entries.len().min(done.saturating_add(left));
+                let slice = entries[done..end].to_vec();
+                let last = end == entries.len();
+                if last {
+                    staging.records.pop_first();
+                    staging.done = 0;
+                } else {
+                    staging.done = end;
+                }
+                (seq, slice, last)
+            };
+            left -= slice.len().max(1);
+            if let Err(e) = self.apply_in_memory(slice) {
+                tracing::warn!(seq, error = %e, "applying a logged write to the index failed");
+                // The rest of the record is skipped; its writer gets the error.
+                let mut staging = self.staging();
+                if !last
+                    && staging
+                        .records
+                        .first_key_value()
+                        .is_some_and(|(s, _)| *s == seq)
+                {
+                    staging.records.pop_first();
+                    staging.done = 0;
+                }
+                staging.failed.insert(seq, e.to_string());
+                drop(staging);
+                self.applied = seq;
+                continue;
+            }
+            if last {
+                self.applied = seq;
+            }
+        }
+        left < budget
+    }
+
+    /// This write's report once its record is applied.
+    pub fn report(&mut self, staged: &Staged) -> Result<WriteReport, CollectionError> {
+        if !self.is_applied(staged) {
+            return Err(CollectionError::Invalid(
+                "the write is logged but not yet durable; retry it".into(),
+            ));
+        }
+        let failed = staged
+            .seq
+            .and_then(|seq| self.staging().failed.remove(&seq));
+        if let Some(reason) = failed {
+            return Err(CollectionError::Invalid(format!(
+                "the batch is in the write-ahead log but the index refused it ({reason}); \
+                 reopen the collection to replay the log"
+            )));
         }
         Ok(WriteReport {
-            changed,
+            changed: staged.changed,
             points: self.points(),
         })
     }
 
-    fn log_and_apply(&mut self, entries: Vec<Entry>) -> Result<(), CollectionError> {
-        self.check_live()?;
-        self.wal.append(entries.clone())?;
-        self.apply_in_memory(entries)
+    /// Whether enough is pending for a checkpoint.
+    pub fn needs_checkpoint(&self) -> bool {
+        self.pending.len() >= CHECKPOINT_ENTRIES || self.wal.bytes() >= CHECKPOINT_LOG_BYTES
     }
 
     /// Makes logged entries visible: the key map, the index and the pending set.
     pub(super) fn apply_in_memory(&mut self, entries: Vec<Entry>) -> Result<(), CollectionError> {
         let shard_count = self.shards.len() as u32;
         for entry in entries {
-            self.clock.observe(ipvec_protocol::hlc::Hlc(entry.hlc));
+            self.staging().clock.observe(Hlc(entry.hlc));
             let shard = shard_of(&entry.id, shard_count) as usize;
-            match (self.keys.get(&entry.id).is_some(), entry.deleted) {
-                (false, false) => self.pending_delta[shard] += 1,
-                (true, true) => self.pending_delta[shard] -= 1,
-                _ => {}
-            }
+            let delta = match (self.keys.get(&entry.id).is_some(), entry.deleted) {
+                (false, false) => 1,
+                (true, true) => -1,
+                _ => 0,
+            };
+            self.pending_delta[shard] += delta;
             if entry.deleted {
                 if let Some(key) = self.keys.remove(&entry.id) {
                     self.index.remove(key)?;
@@ -117,87 +299,21 @@ impl<S: BlockStore> Collection<S> {
                     &entry.vec,
                 )?;
             }
+            let before = self.pending.get(&entry.id).map_or(0, |p| p.delta);
             self.pending.insert(
                 entry.id,
-                Pending::of(entry.hlc, entry.writer, entry.deleted),
+                Pending {
+                    hlc: entry.hlc,
+                    writer: entry.writer,
+                    deleted: entry.deleted,
+                    delta: before + delta,
+                },
             );
         }
         self.index_dirty = true;
         Ok(())
     }
 
-    async fn maybe_checkpoint(&mut self) -> Result<(), CollectionError> {
-        if self.pending.len() >= CHECKPOINT_ENTRIES || self.wal.bytes() >= CHECKPOINT_LOG_BYTES {
-            self.checkpoint().await?;
-        }
-        Ok(())
-    }
-
-    /// Puts every pending write in the trees and publishes the new version.
-    pub async fn checkpoint(&mut self) -> Result<(), CollectionError> {
-        if self.pending.is_empty() || self.retired {
-            return Ok(());
-        }
-        let through = self.wal.last_seq();
-        let shard_count = self.shards.len() as u32;
-        let mut by_shard: BTreeMap<u32, Vec<(EntryKey, Pending)>> = BTreeMap::new();
-        for (id, pending) in std::mem::take(&mut self.pending) {
-            by_shard
-                .entry(shard_of(&id, shard_count))
-                .or_default()
-                .push((id, pending));
-        }
-        let mut shard_cids = self.manifest.shards.clone();
-        let mut shards = self.shards.clone();
-        // A run of consecutive ids at a time: besides the index, only that run's vectors are
-        // held (as entries, and as the items and leaves the tree encodes from them).
-        for (shard, writes) in by_shard {
-            let root = &mut shards[shard as usize];
-            for run in writes.chunks(CHECKPOINT_RUN) {
-                let edits = run
-                    .iter()
-                    .map(|(id, pending)| self.pending_entry(id.clone(), pending).map(Edit::Put))
-                    .collect::<Result<Vec<_>, _>>()?;
-                root.tree = tree::apply(&self.store, root.tree, edits).await?.0;
-            }
-            root.points = (root.points as i64 + self.pending_delta[shard as usize]).max(0) as u64;
-            shard_cids[shard as usize] = self
-                .store
-                .put(DAG_CBOR, Bytes::from(dagcbor::encode(root)?))
-                .await?;
-        }
-        let mut manifest = self.manifest.clone();
-        manifest.shards = shard_cids;
-        manifest.prev = Some(self.head.manifest);
-        manifest.updated = now_millis().max(manifest.updated);
-        manifest.points = self.points();
-        let manifest_cid = self
-            .store
-            .put(DAG_CBOR, Bytes::from(dagcbor::encode(&manifest)?))
-            .await?;
-        let head = HeadRecord::sign(
-            self.writer()?,
-            self.head.seq + 1,
-            manifest_cid,
-            self.owner()?,
-        )?;
-        // Durable order: blocks, then the pin moves to the new manifest (which links the old
-        // one), then the head file names it and the log records it holds; then the log empties.
-        self.store
-            .pin_as(&pin_name(&self.name()), &manifest_cid)
-            .await?;
-        self.store.flush().await?;
-        catalog::write_head(&self.dir, &head, through)?;
-        self.wal.clear()?;
-        self.head = head;
-        self.manifest = manifest;
-        self.shards = shards;
-        self.pending_delta.iter_mut().for_each(|d| *d = 0);
-        Ok(())
-    }
-}
-
-impl<S> Collection<S> {
     /// The entry of a pending write, its vector and metadata read back from the index and the
     /// key map (which hold them exactly as stored).
     pub(super) fn pending_entry(
@@ -234,19 +350,11 @@ impl<S> Collection<S> {
 /// A write that is in the log but not yet in the trees. Its vector and metadata are not kept
 /// here: the index and the key map hold them, and [`Collection::pending_entry`] reads them
 /// back, so acknowledged points are not held a third time until the checkpoint.
-#[derive(Debug, Clone)]
-pub(super) struct Pending {
-    hlc: u64,
-    writer: Vec<u8>,
-    deleted: bool,
-}
-
-impl Pending {
-    fn of(hlc: u64, writer: Vec<u8>, deleted: bool) -> Self {
-        Self {
-            hlc,
-            writer,
-            deleted,
-        }
-    }
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub(super) hlc: u64,
+    pub(super) writer: Vec<u8>,
+    pub(super) deleted: bool,
+    /// How the writes of this id since the trees last took it change its shard's live count.
+    pub(super) delta: i64,
 }

@@ -1,0 +1,270 @@
+//! Search latency over HTTP while another client streams upserts into the same collection,
+//! next to the same searches on an idle daemon (Fashion-MNIST, 784-d, L2).
+//!
+//! ```text
+//! apt-get install dataset-fashion-mnist
+//! cargo bench -p ipvec-node --bench write_stalls
+//! cargo bench -p ipvec-node --bench write_stalls -- --base 30000 --batch 500 --queries 2000
+//! ```
+//!
+//! Steps: load `--base` points (M = 16, ef_construction = 128, f32) in process and commit
+//! them; start the `ipvec daemon` binary on the repository; one client searches every query
+//! (k = 10, ef = 64) idle; then the same client searches again while a second client upserts
+//! batches of `--batch` points (rows after the base, then the base again under new ids) into
+//! the same collection as fast as the daemon acknowledges them. Prints p50/p99 and searches
+//! per second for both, the upserts acknowledged, and the daemon's WAL fsyncs; asserts nothing
+//! about time.
+
+#[path = "shared/daemon.rs"]
+mod daemon;
+#[allow(dead_code)]
+#[path = "engine/data.rs"]
+mod data;
+
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use daemon::start_daemon;
+use ipvec_node::{
+    api::{
+        types::{CreateCollection, PointId, PointIn},
+        Node,
+    },
+    repo::Repo,
+};
+use ipvec_protocol::manifest::{Metric, Quantization};
+
+struct Options {
+    base: usize,
+    batch: usize,
+    queries: usize,
+    dir: Option<PathBuf>,
+}
+
+fn options() -> Result<Options> {
+    let mut opts = Options {
+        base: 30_000,
+        batch: 500,
+        queries: 2_000,
+        dir: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--base" => opts.base = args.next().context("--base N")?.parse()?,
+            "--batch" => opts.batch = args.next().context("--batch N")?.parse()?,
+            "--queries" | "-q" => opts.queries = args.next().context("--queries N")?.parse()?,
+            "--dir" => opts.dir = Some(args.next().context("--dir PATH")?.into()),
+            _ => {}
+        }
+    }
+    Ok(opts)
+}
+
+/// One search pass: latencies and wall time.
+struct Pass {
+    wall: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Pass {
+    fn percentile(&self, p: f64) -> f64 {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+        sorted[i].as_secs_f64() * 1e3
+    }
+
+    fn row(&self, what: &str) {
+        println!(
+            "| {what:<34} | {:>10.0} | {:>8.3} | {:>8.3} | {:>8.3} |",
+            self.latencies.len() as f64 / self.wall.as_secs_f64(),
+            self.percentile(0.50),
+            self.percentile(0.99),
+            self.percentile(1.0),
+        );
+    }
+}
+
+async fn search_pass(client: &reqwest::Client, url: &str, bodies: &[String]) -> Result<Pass> {
+    let mut latencies = Vec::with_capacity(bodies.len());
+    let wall = Instant::now();
+    for b in bodies {
+        let t = Instant::now();
+        let response = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(b.clone())
+            .send()
+            .await?;
+        let status = response.status();
+        let _ = response.bytes().await?;
+        anyhow::ensure!(status.is_success(), "search answered {status}");
+        latencies.push(t.elapsed());
+    }
+    Ok(Pass {
+        wall: wall.elapsed(),
+        latencies,
+    })
+}
+
+async fn fsyncs(client: &reqwest::Client, url: &str) -> Result<f64> {
+    let text = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("ipvec_wal_fsyncs_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(f64::NAN))
+}
+
+fn main() -> Result<()> {
+    let opts = options()?;
+    let data = data::load(opts.queries)?;
+    let base = opts.base.min(data.len());
+    let tmp = match &opts.dir {
+        Some(dir) => tempfile::tempdir_in(dir)?,
+        None => tempfile::tempdir()?,
+    };
+    let repo_path = tmp.path().join("repo");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    println!(
+        "Fashion-MNIST: {base} base × {}, {} queries, upserts of {} points",
+        data.dim,
+        data.queries_len(),
+        opts.batch
+    );
+    runtime.block_on(async {
+        let repo = Repo::init(&repo_path).await?;
+        let config = repo.config().clone();
+        let node = Node::new(repo, config);
+        node.create_collection(CreateCollection {
+            name: "fmnist".into(),
+            dim: data.dim as u32,
+            metric: Metric::L2,
+            quantization: Quantization::F32,
+            m: 16,
+            ef_construction: 128,
+            ef_search: 64,
+            shards: 1,
+            replication: 1,
+        })
+        .await?;
+        for start in (0..base).step_by(1_000) {
+            let points = (start..(start + 1_000).min(base))
+                .map(|i| PointIn {
+                    id: PointId::Int(i as u64),
+                    vector: data::to_f32(data.row(i)),
+                    metadata: None,
+                })
+                .collect();
+            node.upsert("fmnist", points).await?;
+        }
+        node.commit("fmnist").await?;
+        node.close().await?;
+        anyhow::Ok(())
+    })?;
+
+    let (daemon, url) = start_daemon(&repo_path)?;
+    let bodies: Vec<String> = data
+        .queries_f32()
+        .iter()
+        .map(|q| serde_json::json!({ "vector": q, "k": data::K, "ef": 64 }).to_string())
+        .collect();
+    let batches: Arc<Vec<String>> = Arc::new(
+        (0..)
+            .map(|b: usize| b * opts.batch)
+            .take_while(|start| *start < data.len())
+            .map(|start| {
+                let points: Vec<serde_json::Value> = (start..(start + opts.batch).min(data.len()))
+                    .map(|i| {
+                        let row = (base + i) % data.len();
+                        serde_json::json!({ "id": 1_000_000 + i, "vector": data::to_f32(data.row(row)) })
+                    })
+                    .collect();
+                serde_json::json!({ "points": points }).to_string()
+            })
+            .collect(),
+    );
+    let (idle, loaded, upserts, upsert_wall, fsynced) = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        let search_url = format!("{url}/v1/collections/fmnist/search");
+        // Warm up, then idle.
+        search_pass(&client, &search_url, &bodies[..bodies.len().min(200)]).await?;
+        let idle = search_pass(&client, &search_url, &bodies).await?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(AtomicU64::new(0));
+        let fsyncs_before = fsyncs(&client, &url).await?;
+        let writer = {
+            let (stop, acked, batches) = (stop.clone(), acked.clone(), batches.clone());
+            let points_url = format!("{url}/v1/collections/fmnist/points");
+            let writer_client = reqwest::Client::new();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                for body in batches.iter().cycle() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let response = writer_client
+                        .put(&points_url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await?;
+                    let status = response.status();
+                    let _ = response.bytes().await?;
+                    anyhow::ensure!(status.is_success(), "upsert answered {status}");
+                    acked.fetch_add(1, Ordering::Relaxed);
+                }
+                anyhow::Ok(started.elapsed())
+            })
+        };
+        // Let the writer's first batch reach the daemon before measuring.
+        while acked.load(Ordering::Relaxed) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let loaded = search_pass(&client, &search_url, &bodies).await?;
+        stop.store(true, Ordering::Relaxed);
+        let upsert_wall = writer.await??;
+        let fsynced = fsyncs(&client, &url).await? - fsyncs_before;
+        anyhow::Ok((
+            idle,
+            loaded,
+            acked.load(Ordering::Relaxed),
+            upsert_wall,
+            fsynced,
+        ))
+    })?;
+    drop(daemon);
+
+    println!();
+    println!(
+        "| searches (1 client, HTTP)          | searches/s | p50 ms   | p99 ms   | max ms   |"
+    );
+    println!(
+        "| ---------------------------------- | ---------: | -------: | -------: | -------: |"
+    );
+    idle.row("idle");
+    loaded.row(&format!("while upserting {}-point batches", opts.batch));
+    println!();
+    println!(
+        "upserts acknowledged meanwhile: {upserts} batches ({:.0} points/s), WAL fsyncs: {fsynced}; loaded p99 / idle p99 = {:.2}",
+        (upserts as usize * opts.batch) as f64 / upsert_wall.as_secs_f64(),
+        loaded.percentile(0.99) / idle.percentile(0.99)
+    );
+    Ok(())
+}

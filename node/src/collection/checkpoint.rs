@@ -1,0 +1,267 @@
+//! Checkpoints: the pending writes go into the shard trees and a new signed version.
+//!
+//! A checkpoint runs in three steps so that searches do not wait while it builds trees:
+//! 1. [`Collection::plan_checkpoint`] (shared access): note the pending ids with their clock
+//!    stamps, and the log position they reach;
+//! 2. [`CheckpointPlan::build`] (shared access a run of entries at a time, only to read their
+//!    vectors back from the index): apply them to the trees and write the blocks, the shard
+//!    roots and the manifest, and sign the head;
+//! 3. [`Collection::finish_checkpoint`] (exclusive access, short): move the pin, write the head
+//!    file, drop the committed records from the log and swap the new version in. Writes made
+//!    meanwhile stay pending (an id written again since step 1 keeps its newer write).
+//!
+//! Shared checkpoints of a collection take turns ([`Collection::checkpoint_turn`]).
+
+use std::{collections::BTreeMap, future::Future, sync::Arc};
+
+use bytes::Bytes;
+use ipvec_protocol::{
+    cid::DAG_CBOR,
+    dagcbor,
+    entry::{Entry, EntryKey},
+    head::HeadRecord,
+    manifest::{shard_of, Manifest, ShardRoot},
+};
+use libp2p_identity::Keypair;
+
+pub use super::write::Pending;
+use super::{catalog, now_millis, pin_name, Collection, CollectionError};
+use crate::{
+    store::BlockStore,
+    tree::{self, Edit},
+};
+
+/// A checkpoint applies a shard's writes to its tree in runs of this many consecutive ids.
+pub(super) const CHECKPOINT_RUN: usize = 4_096;
+
+/// Reads the current entries of pending writes (step 2 reads them a run at a time).
+pub trait PendingSource: Sync {
+    /// For each `(id, pending)`, its entry if the id's pending write is still that one
+    /// (`None` if it was written again since).
+    fn read<'a>(
+        &'a self,
+        run: &'a [(EntryKey, Pending)],
+    ) -> impl Future<Output = Result<Vec<Option<Entry>>, CollectionError>> + Send + 'a;
+}
+
+impl<S: BlockStore> PendingSource for Collection<S> {
+    fn read<'a>(
+        &'a self,
+        run: &'a [(EntryKey, Pending)],
+    ) -> impl Future<Output = Result<Vec<Option<Entry>>, CollectionError>> + Send + 'a {
+        std::future::ready(self.current_entries(run))
+    }
+}
+
+impl<S: BlockStore> PendingSource for tokio::sync::RwLock<Collection<S>> {
+    async fn read<'a>(
+        &'a self,
+        run: &'a [(EntryKey, Pending)],
+    ) -> Result<Vec<Option<Entry>>, CollectionError> {
+        self.read().await.current_entries(run)
+    }
+}
+
+/// What step 1 saw: the writes to commit.
+pub struct CheckpointPlan<S> {
+    store: S,
+    name: String,
+    owner: Keypair,
+    head: HeadRecord,
+    manifest: Manifest,
+    shards: Vec<ShardRoot>,
+    /// The last log record the pending writes reach.
+    through: u64,
+    by_shard: BTreeMap<u32, Vec<(EntryKey, Pending)>>,
+    #[cfg(test)]
+    pause: Arc<std::sync::Mutex<Option<super::tests::pause::Pause>>>,
+}
+
+impl<S> std::fmt::Debug for CheckpointPlan<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointPlan")
+            .field("name", &self.name)
+            .field("base", &self.head.seq)
+            .field("through", &self.through)
+            .field(
+                "entries",
+                &self.by_shard.values().map(Vec::len).sum::<usize>(),
+            )
+            .finish()
+    }
+}
+
+/// What step 2 built: the new version, not yet in effect.
+#[derive(Debug)]
+pub struct BuiltCheckpoint {
+    base_seq: u64,
+    head: HeadRecord,
+    manifest: Manifest,
+    shards: Vec<ShardRoot>,
+    through: u64,
+    /// The writes the trees took, by shard.
+    committed: Vec<(u32, EntryKey, Pending)>,
+}
+
+impl<S: BlockStore> Collection<S> {
+    /// Puts every pending write in the trees and publishes the new version. With exclusive
+    /// access nothing else plans or finishes a checkpoint meanwhile, so this does not wait for
+    /// the turn: a shared checkpoint that is building (and may be waiting for this very
+    /// access) finds the collection moved on and discards its result.
+    pub async fn checkpoint(&mut self) -> Result<(), CollectionError> {
+        if let Some(plan) = self.plan_checkpoint()? {
+            let built = plan.build(&*self).await?;
+            self.finish_checkpoint(built).await?;
+        }
+        Ok(())
+    }
+
+    /// Step 1: the pending writes to commit, or `None` if there is nothing to do.
+    pub fn plan_checkpoint(&self) -> Result<Option<CheckpointPlan<S>>, CollectionError> {
+        if self.pending.is_empty() || self.retired {
+            return Ok(None);
+        }
+        let shard_count = self.shards.len() as u32;
+        let mut by_shard: BTreeMap<u32, Vec<(EntryKey, Pending)>> = BTreeMap::new();
+        for (id, pending) in &self.pending {
+            by_shard
+                .entry(shard_of(id, shard_count))
+                .or_default()
+                .push((id.clone(), pending.clone()));
+        }
+        Ok(Some(CheckpointPlan {
+            store: self.store.clone(),
+            name: self.name(),
+            owner: self.owner()?.clone(),
+            head: self.head.clone(),
+            manifest: self.manifest.clone(),
+            shards: self.shards.clone(),
+            through: self.applied,
+            by_shard,
+            #[cfg(test)]
+            pause: self.checkpoint_pause.clone(),
+        }))
+    }
+
+    /// Step 3: puts a built version in effect, unless the collection moved on meanwhile (it
+    /// was dropped, or another version was put in effect: the built one is then discarded and
+    /// its writes stay pending).
+    pub async fn finish_checkpoint(
+        &mut self,
+        built: BuiltCheckpoint,
+    ) -> Result<(), CollectionError> {
+        if self.retired || self.head.seq != built.base_seq {
+            return Ok(());
+        }
+        let manifest_cid = built.head.manifest;
+        // Durable order: blocks (flushed by step 2), then the pin moves to the new manifest
+        // (which links the old one), then the head file names it and the log records it holds;
+        // then the log drops those records.
+        self.store
+            .pin_as(&pin_name(&self.name()), &manifest_cid)
+            .await?;
+        self.store.flush().await?;
+        catalog::write_head(&self.dir, &built.head, built.through)?;
+        self.wal.drop_through(built.through)?;
+        for (shard, id, taken) in built.committed {
+            self.pending_delta[shard as usize] -= taken.delta;
+            if let Some(now) = self.pending.get_mut(&id) {
+                if now.hlc == taken.hlc {
+                    self.pending.remove(&id);
+                } else {
+                    // Written again since: the newer write stays pending, counted from the
+                    // state the trees now hold.
+                    now.delta -= taken.delta;
+                }
+            }
+        }
+        self.head = built.head;
+        self.manifest = built.manifest;
+        self.shards = built.shards;
+        Ok(())
+    }
+
+    /// The lock that makes checkpoints of this collection take turns.
+    pub fn checkpoint_turn(&self) -> Arc<tokio::sync::Mutex<()>> {
+        self.checkpoint_turn.clone()
+    }
+}
+
+impl<S: BlockStore> Collection<S> {
+    /// The entries of `run` whose pending write is still the one given.
+    fn current_entries(
+        &self,
+        run: &[(EntryKey, Pending)],
+    ) -> Result<Vec<Option<Entry>>, CollectionError> {
+        run.iter()
+            .map(|(id, taken)| match self.pending.get(id) {
+                Some(now) if now.hlc == taken.hlc => {
+                    self.pending_entry(id.clone(), taken).map(Some)
+                }
+                _ => Ok(None),
+            })
+            .collect()
+    }
+}
+
+impl<S: BlockStore> CheckpointPlan<S> {
+    /// Step 2: builds the new trees, shard roots and manifest, writes their blocks and signs
+    /// the head; reads vectors back through `source` a run at a time.
+    pub async fn build(
+        self,
+        source: &impl PendingSource,
+    ) -> Result<BuiltCheckpoint, CollectionError> {
+        #[cfg(test)]
+        super::tests::pause::reached(&self.pause);
+        let mut manifest = self.manifest.clone();
+        let mut shards = self.shards;
+        let mut committed = Vec::new();
+        // A run of consecutive ids at a time: besides the index, only that run's vectors are
+        // held (as entries, and as the items and leaves the tree encodes from them).
+        for (shard, writes) in self.by_shard {
+            let root = &mut shards[shard as usize];
+            for run in writes.chunks(CHECKPOINT_RUN) {
+                let entries = source.read(run).await?;
+                let mut edits = Vec::with_capacity(run.len());
+                for ((id, taken), entry) in run.iter().zip(entries) {
+                    // An id written again since step 1 waits for the next checkpoint.
+                    if let Some(entry) = entry {
+                        root.points = (root.points as i64 + taken.delta).max(0) as u64;
+                        committed.push((shard, id.clone(), taken.clone()));
+                        edits.push(Edit::Put(entry));
+                    }
+                }
+                if !edits.is_empty() {
+                    root.tree = tree::apply(&self.store, root.tree, edits).await?.0;
+                }
+            }
+            manifest.shards[shard as usize] = self
+                .store
+                .put(DAG_CBOR, Bytes::from(dagcbor::encode(root)?))
+                .await?;
+        }
+        manifest.prev = Some(self.head.manifest);
+        manifest.updated = now_millis().max(manifest.updated);
+        manifest.points = shards.iter().map(|s| s.points).sum();
+        let manifest_cid = self
+            .store
+            .put(DAG_CBOR, Bytes::from(dagcbor::encode(&manifest)?))
+            .await?;
+        let head = HeadRecord::sign(
+            ipvec_protocol::head::public_key_bytes(&self.owner)?,
+            self.head.seq + 1,
+            manifest_cid,
+            &self.owner,
+        )?;
+        self.store.flush().await?;
+        tracing::debug!(collection = %self.name, seq = head.seq, entries = committed.len(), "checkpoint built");
+        Ok(BuiltCheckpoint {
+            base_seq: self.head.seq,
+            head,
+            manifest,
+            shards,
+            through: self.through,
+            committed,
+        })
+    }
+}
