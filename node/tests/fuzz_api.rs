@@ -77,8 +77,11 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
 
     let seed = std::env::var("IPVEC_FUZZ_SEED").unwrap_or_else(|_| "20261130".into());
     let examples = std::env::var("IPVEC_FUZZ_EXAMPLES").unwrap_or_else(|_| "25".into());
+    // Schemathesis keeps a cache in its working folder: give it one of its own.
+    let workdir = tempfile::tempdir().unwrap();
     let run = |mode: &str, checks: &str| {
         let out = Command::new(&tool)
+            .current_dir(workdir.path())
             .args(["run", &format!("{}/openapi.json", daemon.url)])
             .args(["--mode", mode, "--checks", checks])
             .args(["--phases", "examples,coverage,fuzzing"])
