@@ -42,6 +42,20 @@ fn refused(status: u16, answer: &Value, what: &str) {
     );
 }
 
+/// Sends `body` as it is (JSON text that may not parse, or break a limit) with the JSON
+/// content type; the status and the answer.
+async fn send_text(daemon: &Daemon, method: Method, path: &str, body: &str) -> (u16, Value) {
+    let response = daemon
+        .request(method, path)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 async fn state_of(daemon: &Daemon, name: &str) -> (u64, String) {
     let (s, info) = daemon
         .call(Method::GET, &format!("/v1/collections/{name}"), None)
@@ -116,15 +130,8 @@ async fn extreme_numbers_in_every_field_are_refused_and_change_nothing() {
     searches.push(r#"{"vector": [3.5e38, 3.5e38, 0, 0]}"#.into());
     searches.push(r#"{"vector": []}"#.into());
     for body in &searches {
-        let response = daemon
-            .request(Method::POST, "/v1/collections/h/search")
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let answer: Value = response.json().await.unwrap();
+        let (status, answer) =
+            send_text(&daemon, Method::POST, "/v1/collections/h/search", body).await;
         refused(status, &answer, body);
         if body.contains("\"k\": 10001") {
             let message = answer["error"]["message"].as_str().unwrap();
@@ -168,15 +175,7 @@ async fn extreme_numbers_in_every_field_are_refused_and_change_nothing() {
         } else {
             format!(r#"{{"name": "x", "dim": 4, "{field}": {value}}}"#)
         };
-        let response = daemon
-            .request(Method::POST, "/v1/collections")
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let answer: Value = response.json().await.unwrap();
+        let (status, answer) = send_text(&daemon, Method::POST, "/v1/collections", &body).await;
         refused(status, &answer, &body);
     }
     let (s, list) = daemon.call(Method::GET, "/v1/collections", None).await;
@@ -216,15 +215,8 @@ async fn extreme_numbers_in_every_field_are_refused_and_change_nothing() {
         r#"{"points": [{"id": 1, "vector": [1, 2, 3, 1e39]}]}"#,
         r#"{"points": [{"id": 1, "vector": [1, 2, 3]}]}"#,
     ] {
-        let response = daemon
-            .request(Method::PUT, "/v1/collections/h/points")
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let answer: Value = response.json().await.unwrap();
+        let (status, answer) =
+            send_text(&daemon, Method::PUT, "/v1/collections/h/points", body).await;
         refused(status, &answer, body);
     }
 
