@@ -126,10 +126,12 @@ impl<S: BlockStore> Collection<S> {
     pub fn stage_delete(&self, ids: &[EntryId]) -> Result<Staged, CollectionError> {
         self.check_live()?;
         let writer = self.writer()?;
+        // Each id once, in the order given (a set: a batch may name 100,000 ids).
+        let mut seen = std::collections::HashSet::new();
         let mut keys = Vec::new();
         for id in ids {
             let key = id.to_key()?;
-            if !keys.contains(&key) {
+            if seen.insert(key.clone()) {
                 keys.push(key);
             }
         }
