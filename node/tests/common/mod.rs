@@ -108,7 +108,7 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(50));
         };
-        let daemon = Daemon {
+        let mut daemon = Daemon {
             child: Some(child),
             url,
             http: reqwest::Client::new(),
@@ -118,10 +118,19 @@ impl Daemon {
         };
         // Ready once every collection's log is replayed.
         while !daemon.ready() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the daemon never became ready"
-            );
+            if started.elapsed() > Duration::from_secs(60) {
+                let exited = daemon
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten());
+                let log = std::fs::read_to_string(repo.parent().unwrap().join("daemon.log"))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                panic!(
+                    "the daemon never became ready (exited: {exited:?}); its log ends:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         daemon
