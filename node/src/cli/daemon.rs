@@ -88,7 +88,11 @@ pub async fn run(cli: &Cli, path: &Path) -> anyhow::Result<()> {
     node.follow();
     let url = local_url(local);
     let api_file = repo::api_file(path);
-    std::fs::write(&api_file, format!("{url}\n"))
+    // Written whole, then renamed into place: a client that reads it while the daemon starts
+    // sees no file or the whole URL, never an empty one.
+    let api_tmp = api_file.with_extension("tmp");
+    std::fs::write(&api_tmp, format!("{url}\n"))
+        .and_then(|()| std::fs::rename(&api_tmp, &api_file))
         .with_context(|| format!("writing {}", api_file.display()))?;
     tracing::info!(%peer_id, api = %url, repo = %path.display(), token_required = token.is_some(), "daemon started");
     // A daemon whose stdout reader went away goes on serving.

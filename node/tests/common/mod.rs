@@ -100,7 +100,9 @@ impl Daemon {
         let started = Instant::now();
         let url = loop {
             if let Ok(url) = std::fs::read_to_string(repo.join("api")) {
-                break url.trim().to_string();
+                if url.trim().starts_with("http://") {
+                    break url.trim().to_string();
+                }
             }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
