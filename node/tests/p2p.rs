@@ -541,10 +541,22 @@ fn total_of(daemon: &Daemon, metric: &str, kind: &str) -> f64 {
         })
 }
 
-#[test]
-fn a_replica_killed_mid_fetch_resumes_without_refetching_what_it_has() {
-    // A collection of about 25 MB (about a hundred leaves), so that a fetch takes a while even
-    // on loopback and a 1% update touches few of its blocks.
+/// A daemon serving collection "big" of 6,000 × 1024 (about 25 MB, a hundred leaves): long
+/// enough to fetch that a fetch can be caught midway on loopback.
+struct Served {
+    a: TestRepo,
+    da: Daemon,
+    /// `collection info big` on A.
+    info_a: Value,
+    id: String,
+    addr_a: String,
+    /// Blocks of the version's DAG (the exported CAR holds them and the signed head).
+    total: f64,
+    /// Bytes of the exported CAR.
+    bytes: f64,
+}
+
+fn served_big_collection() -> Served {
     let a = new_repo();
     ok(
         &a.path,
@@ -561,7 +573,7 @@ fn a_replica_killed_mid_fetch_resumes_without_refetching_what_it_has() {
     let npy = a.path.parent().unwrap().join("big.npy");
     write_npy(&npy, 6_000, 1024, 0);
     ok(&a.path, &["add", "big", npy.to_str().unwrap()]);
-    let mut da = Daemon::start(&a.path, &[]);
+    let da = Daemon::start(&a.path, &[]);
     let info_a = json_of(&ok(&a.path, &["--json", "collection", "info", "big"]));
     let id = info_a["id"].as_str().unwrap().to_string();
     let addr_a = address_of(&a.path);
@@ -579,6 +591,30 @@ fn a_replica_killed_mid_fetch_resumes_without_refetching_what_it_has() {
         ],
     ));
     let total = exported["blocks"].as_f64().unwrap() - 1.0;
+    Served {
+        a,
+        da,
+        info_a,
+        id,
+        addr_a,
+        total,
+        bytes: exported["bytes"].as_f64().unwrap(),
+    }
+}
+
+#[test]
+fn a_replica_killed_mid_fetch_resumes_without_refetching_what_it_has() {
+    // A collection of about 25 MB (about a hundred leaves), so that a fetch takes a while even
+    // on loopback and a 1% update touches few of its blocks.
+    let Served {
+        a,
+        mut da,
+        info_a,
+        id,
+        addr_a,
+        total,
+        bytes,
+    } = served_big_collection();
 
     let b = new_repo();
     let mut db = Daemon::start(&b.path, &[]);
@@ -655,7 +691,7 @@ fn a_replica_killed_mid_fetch_resumes_without_refetching_what_it_has() {
         json_of(&ok(&b.path, &["--json", "collection", "info", "big"]))["root"] == new_root.as_str()
     });
     let moved = bitswap_total(&db, "bytes_received") - before;
-    let size = exported["bytes"].as_f64().unwrap();
+    let size = bytes;
     eprintln!(
         "1% update: B fetched {moved} bytes of a {size}-byte collection ({:.2}%)",
         100.0 * moved / size
@@ -686,40 +722,15 @@ fn exit_of(child: &mut std::process::Child, what: &str) -> std::process::ExitSta
 #[test]
 fn a_daemon_stopped_mid_fetch_exits_cleanly_keeps_its_writes_and_resumes() {
     // A serves a collection of about 25 MB; B fetches it and holds a collection of its own.
-    let a = new_repo();
-    ok(
-        &a.path,
-        &[
-            "collection",
-            "create",
-            "big",
-            "--dim",
-            "1024",
-            "--metric",
-            "l2",
-        ],
-    );
-    let npy = a.path.parent().unwrap().join("big.npy");
-    write_npy(&npy, 6_000, 1024, 0);
-    ok(&a.path, &["add", "big", npy.to_str().unwrap()]);
-    let mut da = Daemon::start(&a.path, &[]);
-    let info_a = json_of(&ok(&a.path, &["--json", "collection", "info", "big"]));
-    let id = info_a["id"].as_str().unwrap().to_string();
-    let addr_a = address_of(&a.path);
-    // Blocks of the version's DAG: the exported CAR holds them and the signed head.
-    let car = a.path.parent().unwrap().join("big.car");
-    let exported = json_of(&ok(
-        &a.path,
-        &[
-            "--json",
-            "collection",
-            "export",
-            "big",
-            "-o",
-            car.to_str().unwrap(),
-        ],
-    ));
-    let total = exported["blocks"].as_f64().unwrap() - 1.0;
+    let Served {
+        a: _a,
+        mut da,
+        info_a,
+        id,
+        addr_a,
+        total,
+        ..
+    } = served_big_collection();
 
     let b = new_repo();
     let mut db = Daemon::start(&b.path, &[]);

@@ -6,6 +6,7 @@
 //! - [`error`]: [`ApiError`], an HTTP status, a stable code and a message.
 //! - [`service`]: [`Node`], the operations on an open repository.
 //! - [`server`]: axum routes, body limits, metrics middleware, OpenAPI, graceful shutdown.
+//! - `openapi`: the bearer scheme and the refusals every operation of the document may answer.
 //! - [`guard`]: what is checked before a handler runs: host, origin, body type, token,
 //!   and a free slot for the kind of request.
 //! - `ids`: the open collections by id, for judging gossip without their locks.
@@ -25,6 +26,7 @@ pub mod jobs;
 mod lifecycle;
 pub mod logs;
 pub mod metrics;
+mod openapi;
 pub mod replicate;
 pub mod server;
 pub mod service;

@@ -26,6 +26,7 @@ use utoipa::OpenApi;
 use super::{
     error::ApiError,
     guard::{self, BodyKind, Gate, Kind, Limits, RouteRules},
+    openapi::{BearerScheme, ErrorResponses},
     service::Node,
     types::*,
 };
@@ -616,82 +617,6 @@ async fn track(State(s): State<AppState>, request: Request, next: Next) -> Respo
     )
 )]
 pub struct ApiDoc;
-
-/// The `bearer` security scheme: `Authorization: Bearer <token>`, asked for off loopback or
-/// with `api.require_token`.
-#[derive(Debug)]
-struct BearerScheme;
-
-impl utoipa::Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some(
-                        "the daemon repository's keys/api.token; needed off loopback or with api.require_token",
-                    ))
-                    .build(),
-            ),
-        );
-    }
-}
-
-/// The refusals any route can answer, before or around its own work (docs/api.md, "Errors"),
-/// added to every operation that does not name them itself.
-#[derive(Debug)]
-struct ErrorResponses;
-
-impl utoipa::Modify for ErrorResponses {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        const ANY_ROUTE: [(u16, &str); 12] = [
-            (400, "malformed request: a path segment, query or body that does not parse, or a number outside its limit"),
-            (401, "a token is required and was missing or wrong"),
-            (403, "a Host or Origin this API does not answer"),
-            (404, "no such collection, point, block or route"),
-            (409, "the collection is being dropped, already exists, or is a read-only replica"),
-            (413, "the body or batch is over its limit"),
-            (414, "the URL is over 8 KiB"),
-            (415, "a body that is not JSON (or CAR where a CAR is taken)"),
-            (500, "a failure inside the node"),
-            (503, "busy (no free slot for this kind of request; see Retry-After), or not ready"),
-            (504, "the operation ran past its deadline"),
-            (507, "the block store is at storage.max_bytes"),
-        ];
-        for item in openapi.paths.paths.values_mut() {
-            for operation in [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                for (status, description) in ANY_ROUTE {
-                    let error = ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ErrorBody")))
-                        .build();
-                    operation
-                        .responses
-                        .responses
-                        .entry(status.to_string())
-                        .or_insert_with(|| {
-                            ResponseBuilder::new()
-                                .description(description)
-                                .content("application/json", error)
-                                .build()
-                                .into()
-                        });
-                }
-            }
-        }
-    }
-}
 
 /// One route of the API.
 struct Route {
