@@ -346,7 +346,7 @@ fn collections_from_the_command_line() {
         (info["points"].as_u64(), info["dim"].as_u64()),
         (Some(3), Some(3))
     );
-    std::fs::remove_file(repo.path.join("collections/docs/index.keys")).unwrap();
+    std::fs::remove_dir_all(repo.path.join("collections/docs/index")).unwrap();
     assert_eq!(
         repo.ok(&["search", "docs", "--vector", "1,0,0", "-k", "2"], None),
         text

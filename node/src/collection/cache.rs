@@ -1,8 +1,11 @@
-//! The saved index: the usearch file and the map from point ids to index keys, tagged with the
-//! manifest CID they reflect. A cache for another version, or a damaged one, is ignored and
+//! A saved index: the usearch file and the map from point ids to index keys, tagged with the
+//! CID of the root block they reflect (a shard root). A cache for another version, or a damaged one, is ignored and
 //! the index rebuilt from the trees.
 
-use std::{collections::HashMap, path::Path};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
 
 use cid::Cid;
 use ipvec_protocol::{dagcbor, entry::EntryKey, Ipld};
@@ -112,22 +115,36 @@ impl KeyMap {
 
 #[derive(Serialize, Deserialize)]
 struct KeyFile {
-    manifest: Cid,
+    root: Cid,
     next: u64,
     keys: Vec<(u64, EntryKey, Option<Ipld>)>,
 }
 
-/// Saves the index and key map for `manifest`.
+/// The index file of the saved index at `stem`.
+fn index_path(stem: &Path) -> PathBuf {
+    stem.with_extension("usearch")
+}
+
+/// The key file of the saved index at `stem`.
+fn keys_path(stem: &Path) -> PathBuf {
+    stem.with_extension("keys")
+}
+
+/// Saves the index and key map as `stem.usearch` and `stem.keys`, tagged with `root` (the
+/// root block they reflect: a shard root).
 pub(crate) fn save(
-    dir: &Path,
+    stem: &Path,
     index: &HnswIndex,
     keys: &KeyMap,
-    manifest: &Cid,
+    root: &Cid,
 ) -> Result<(), CollectionError> {
-    // The key file names the manifest; write the index first, so a crash between the two leaves
-    // a key file for an older manifest, which is ignored.
-    let index_path = dir.join("index.usearch");
-    let tmp = dir.join("index.usearch.tmp");
+    if let Some(folder) = stem.parent() {
+        std::fs::create_dir_all(folder).map_err(super::io_at(folder))?;
+    }
+    // The key file names the root; write the index first, so a crash between the two leaves
+    // a key file for an older root, which is ignored.
+    let index_path = index_path(stem);
+    let tmp = stem.with_extension("usearch.tmp");
     index.save(&tmp)?;
     std::fs::rename(&tmp, &index_path).map_err(super::io_at(&index_path))?;
     let mut pairs: Vec<(u64, EntryKey, Option<Ipld>)> = keys
@@ -136,19 +153,19 @@ pub(crate) fn save(
         .collect();
     pairs.sort_by_key(|(k, _, _)| *k);
     let file = KeyFile {
-        manifest: *manifest,
+        root: *root,
         next: keys.key_limit(),
         keys: pairs,
     };
-    write_atomic(&dir.join("index.keys"), &dagcbor::encode(&file)?)
+    write_atomic(&keys_path(stem), &dagcbor::encode(&file)?)
 }
 
-/// Loads the saved index if it reflects `manifest`.
-pub(crate) fn load(dir: &Path, spec: IndexSpec, manifest: &Cid) -> Option<(HnswIndex, KeyMap)> {
-    let bytes = std::fs::read(dir.join("index.keys")).ok()?;
+/// Loads the index saved at `stem` if it reflects `root`.
+pub(crate) fn load(stem: &Path, spec: IndexSpec, root: &Cid) -> Option<(HnswIndex, KeyMap)> {
+    let bytes = std::fs::read(keys_path(stem)).ok()?;
     let file: KeyFile = dagcbor::decode_trusted(&bytes).ok()?;
-    if &file.manifest != manifest {
-        tracing::info!(cached = %file.manifest, current = %manifest, "index cache is for another version; rebuilding");
+    if &file.root != root {
+        tracing::info!(cached = %file.root, current = %root, "index cache is for another version; rebuilding");
         return None;
     }
     // Keys index a Vec. Deleted keys leave holes; when they outnumber the live ones, rebuilding
@@ -162,7 +179,7 @@ pub(crate) fn load(dir: &Path, spec: IndexSpec, manifest: &Cid) -> Option<(HnswI
         );
         return None;
     }
-    let index = match HnswIndex::load(spec, &dir.join("index.usearch")) {
+    let index = match HnswIndex::load(spec, &index_path(stem)) {
         Ok(index) => index,
         Err(e @ IndexError::Format { .. }) => {
             tracing::info!(error = %e, "index cache is damaged or from an older ipvec; rebuilding");

@@ -3,7 +3,10 @@
 //! ```text
 //! collections/<name>/owner.key     the collection's owner key (libp2p protobuf, mode 0600)
 //! collections/<name>/head          the signed head record (DAG-CBOR): the current manifest
-//! collections/<name>/index.*       the saved index and key map (derived, may be deleted)
+//! collections/<name>/shards        the shards held, when only some are (DAG-CBOR list)
+//! collections/<name>/index/shard-N.{usearch,keys}
+//!                                   each held shard's saved index and key map (derived,
+//!                                   may be deleted)
 //! collections/.creating-<name>.*   a collection being created, renamed to `<name>` once whole
 //! collections/.dropped-<name>.*    a dropped collection being removed
 //! ```
@@ -206,6 +209,37 @@ pub(crate) fn write_new(
     file.sync_all().map_err(io_at(&key_path))?;
     // The head goes last: its presence marks a complete collection.
     write_head(dir, head, 0)
+}
+
+/// Creates the folder of a collection registered without its owner key, holding the shards
+/// `held` only (all when `None`).
+pub(crate) fn write_new_partial(
+    dir: &Path,
+    head: &HeadRecord,
+    held: Option<&[u32]>,
+) -> Result<(), CollectionError> {
+    if let Some(held) = held {
+        std::fs::create_dir_all(dir).map_err(io_at(dir))?;
+        write_atomic(&dir.join("shards"), &dagcbor::encode(&held)?)?;
+    }
+    write_new(dir, None, head)
+}
+
+/// The shards a collection's folder holds, when only some (`None`: all of them).
+pub(crate) fn read_held(dir: &Path) -> Result<Option<Vec<u32>>, CollectionError> {
+    let path = dir.join("shards");
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(dagcbor::decode(&bytes)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_at(&path)(e)),
+    }
+}
+
+/// Removes the one-file index cache of older versions (each shard has its own now).
+pub(crate) fn remove_legacy_index(dir: &Path) {
+    for name in ["index.usearch", "index.keys"] {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
 }
 
 /// The head file: the signed head, and the last write-ahead log record its trees hold.

@@ -20,7 +20,7 @@ use ipvec_protocol::{
     dagcbor,
     entry::{Entry, EntryKey},
     head::HeadRecord,
-    manifest::{shard_of, Manifest, ShardRoot},
+    manifest::{Manifest, ShardRoot},
 };
 use libp2p_identity::Keypair;
 
@@ -36,10 +36,11 @@ pub(super) const CHECKPOINT_RUN: usize = 4_096;
 
 /// Reads the current entries of pending writes (step 2 reads them a run at a time).
 pub trait PendingSource: Sync {
-    /// For each `(id, pending)`, its entry if the id's pending write is still that one
-    /// (`None` if it was written again since).
+    /// For each `(id, pending)` of shard `shard`, its entry if the id's pending write is still
+    /// that one (`None` if it was written again since).
     fn read<'a>(
         &'a self,
+        shard: u32,
         run: &'a [(EntryKey, Pending)],
     ) -> impl Future<Output = Result<Vec<Option<Entry>>, CollectionError>> + Send + 'a;
 }
@@ -47,18 +48,20 @@ pub trait PendingSource: Sync {
 impl<S: BlockStore> PendingSource for Collection<S> {
     fn read<'a>(
         &'a self,
+        shard: u32,
         run: &'a [(EntryKey, Pending)],
     ) -> impl Future<Output = Result<Vec<Option<Entry>>, CollectionError>> + Send + 'a {
-        std::future::ready(self.current_entries(run))
+        std::future::ready(self.current_entries(shard, run))
     }
 }
 
 impl<S: BlockStore> PendingSource for tokio::sync::RwLock<Collection<S>> {
     async fn read<'a>(
         &'a self,
+        shard: u32,
         run: &'a [(EntryKey, Pending)],
     ) -> Result<Vec<Option<Entry>>, CollectionError> {
-        self.read().await.current_entries(run)
+        self.read().await.current_entries(shard, run)
     }
 }
 
@@ -100,7 +103,7 @@ pub struct BuiltCheckpoint {
     shards: Vec<ShardRoot>,
     through: u64,
     /// The writes the trees took, by shard.
-    committed: Vec<(u32, EntryKey, Pending)>,
+    committed: BTreeMap<u32, Vec<(EntryKey, Pending)>>,
 }
 
 impl<S: BlockStore> Collection<S> {
@@ -118,24 +121,29 @@ impl<S: BlockStore> Collection<S> {
 
     /// Step 1: the pending writes to commit, or `None` if there is nothing to do.
     pub fn plan_checkpoint(&self) -> Result<Option<CheckpointPlan<S>>, CollectionError> {
-        if self.pending.is_empty() || self.retired {
+        if self.pending_count() == 0 || self.retired {
             return Ok(None);
         }
-        let shard_count = self.shards.len() as u32;
-        let mut by_shard: BTreeMap<u32, Vec<(EntryKey, Pending)>> = BTreeMap::new();
-        for (id, pending) in &self.pending {
-            by_shard
-                .entry(shard_of(id, shard_count))
-                .or_default()
-                .push((id.clone(), pending.clone()));
-        }
+        let by_shard: BTreeMap<u32, Vec<(EntryKey, Pending)>> = self
+            .held
+            .iter()
+            .filter(|(_, shard)| !shard.pending.is_empty())
+            .map(|(number, shard)| {
+                let writes = shard
+                    .pending
+                    .iter()
+                    .map(|(id, pending)| (id.clone(), pending.clone()))
+                    .collect();
+                (*number, writes)
+            })
+            .collect();
         Ok(Some(CheckpointPlan {
             store: self.store.clone(),
             name: self.name(),
             owner: self.owner()?.clone(),
             head: self.head.clone(),
             manifest: self.manifest.clone(),
-            shards: self.shards.clone(),
+            shards: self.roots.clone(),
             through: self.applied,
             by_shard,
             #[cfg(test)]
@@ -163,21 +171,14 @@ impl<S: BlockStore> Collection<S> {
         self.store.flush().await?;
         catalog::write_head(&self.dir, &built.head, built.through)?;
         self.wal.drop_through(built.through)?;
-        for (shard, id, taken) in built.committed {
-            self.pending_delta[shard as usize] -= taken.delta;
-            if let Some(now) = self.pending.get_mut(&id) {
-                if now.hlc == taken.hlc {
-                    self.pending.remove(&id);
-                } else {
-                    // Written again since: the newer write stays pending, counted from the
-                    // state the trees now hold.
-                    now.delta -= taken.delta;
-                }
+        for (number, taken) in &built.committed {
+            if let Some(shard) = self.held.get_mut(number) {
+                shard.committed(built.shards[*number as usize].clone(), taken);
             }
         }
         self.head = built.head;
         self.manifest = built.manifest;
-        self.shards = built.shards;
+        self.roots = built.shards;
         Ok(())
     }
 
@@ -188,19 +189,16 @@ impl<S: BlockStore> Collection<S> {
 }
 
 impl<S: BlockStore> Collection<S> {
-    /// The entries of `run` whose pending write is still the one given.
+    /// The entries of shard `shard`'s `run` whose pending write is still the one given.
     fn current_entries(
         &self,
+        shard: u32,
         run: &[(EntryKey, Pending)],
     ) -> Result<Vec<Option<Entry>>, CollectionError> {
-        run.iter()
-            .map(|(id, taken)| match self.pending.get(id) {
-                Some(now) if now.hlc == taken.hlc => {
-                    self.pending_entry(id.clone(), taken).map(Some)
-                }
-                _ => Ok(None),
-            })
-            .collect()
+        match self.held.get(&shard) {
+            Some(shard) => shard.current_entries(run),
+            None => Ok(vec![None; run.len()]),
+        }
     }
 }
 
@@ -215,19 +213,22 @@ impl<S: BlockStore> CheckpointPlan<S> {
         super::tests::pause::reached(&self.pause);
         let mut manifest = self.manifest.clone();
         let mut shards = self.shards;
-        let mut committed = Vec::new();
+        let mut committed: BTreeMap<u32, Vec<(EntryKey, Pending)>> = BTreeMap::new();
         // A run of consecutive ids at a time: besides the index, only that run's vectors are
         // held (as entries, and as the items and leaves the tree encodes from them).
         for (shard, writes) in self.by_shard {
             let root = &mut shards[shard as usize];
             for run in writes.chunks(CHECKPOINT_RUN) {
-                let entries = source.read(run).await?;
+                let entries = source.read(shard, run).await?;
                 let mut edits = Vec::with_capacity(run.len());
                 for ((id, taken), entry) in run.iter().zip(entries) {
                     // An id written again since step 1 waits for the next checkpoint.
                     if let Some(entry) = entry {
                         root.points = (root.points as i64 + taken.delta).max(0) as u64;
-                        committed.push((shard, id.clone(), taken.clone()));
+                        committed
+                            .entry(shard)
+                            .or_default()
+                            .push((id.clone(), taken.clone()));
                         edits.push(Edit::Put(entry));
                     }
                 }
@@ -254,7 +255,8 @@ impl<S: BlockStore> CheckpointPlan<S> {
             &self.owner,
         )?;
         self.store.flush().await?;
-        tracing::debug!(collection = %self.name, seq = head.seq, entries = committed.len(), "checkpoint built");
+        let entries: usize = committed.values().map(Vec::len).sum();
+        tracing::debug!(collection = %self.name, seq = head.seq, entries, "checkpoint built");
         Ok(BuiltCheckpoint {
             base_seq: self.head.seq,
             head,

@@ -28,9 +28,11 @@ pub mod catalog;
 pub mod checkpoint;
 pub mod filter;
 pub mod history;
+pub mod merge;
 pub mod points;
 pub mod quantize;
 mod search;
+pub mod shard;
 pub mod shared;
 pub mod wal;
 mod write;
@@ -46,7 +48,7 @@ use cid::Cid;
 use ipvec_protocol::{
     cid::DAG_CBOR,
     dagcbor,
-    entry::{Entry, EntryId, EntryKey},
+    entry::{Entry, EntryId},
     head::{collection_id, public_key_bytes, HeadRecord},
     manifest::{shard_range, HnswParams, Manifest, Metric, Quantization, ShardRoot},
     Ipld, ProtocolError,
@@ -54,12 +56,13 @@ use ipvec_protocol::{
 use libp2p_identity::Keypair;
 
 use crate::{
-    index::{DuplicateStats, HnswIndex, IndexError, IndexSpec, VectorIndex},
+    index::{DuplicateStats, IndexError, IndexSpec},
     store::{BlockStore, StoreError},
     tree::{self, TreeError},
 };
 pub use filter::{CompiledFilter, Filter};
 pub use points::Point;
+pub use shard::{LocalShard, OpenProgress, Shard, ShardInfo};
 pub use write::Staged;
 
 /// Filtered searches fall back to exact search over the matching points when at most this many
@@ -104,6 +107,18 @@ pub enum CollectionError {
     /// The index failed.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// The shard of a point is not held here.
+    #[error(
+        "{what} is in shard {shard} of collection {name:?}, which this node does not hold (it holds \
+         shards {held}); ask a peer that holds it, or fetch the collection with that shard \
+         (`ipvec fetch ID --shards {shard}`)"
+    )]
+    ShardNotHeld {
+        name: String,
+        what: String,
+        shard: u32,
+        held: String,
+    },
     /// The collection was imported without its owner key.
     #[error("collection {0:?} is read-only here: it was imported, and only its owner's node can write to it")]
     ReadOnly(String),
@@ -237,9 +252,10 @@ pub struct Collection<S> {
     owner: Option<Keypair>,
     head: HeadRecord,
     manifest: Manifest,
-    shards: Vec<ShardRoot>,
-    index: HnswIndex,
-    keys: cache::KeyMap,
+    /// Every shard's committed root, held here or not.
+    roots: Vec<ShardRoot>,
+    /// The shards held here, by number: all of them, or some for a partial replica.
+    held: BTreeMap<u32, LocalShard<S>>,
     /// The clock and the logged writes not yet applied.
     staging: std::sync::Mutex<write::Staging>,
     /// The last log record applied: every earlier one is in the index (and pending or in the
@@ -250,22 +266,8 @@ pub struct Collection<S> {
     /// Test hook: a checkpoint stops before building trees until the test lets it go.
     #[cfg(test)]
     checkpoint_pause: std::sync::Arc<std::sync::Mutex<Option<tests::pause::Pause>>>,
-    /// Whether the in-memory index differs from the saved cache.
-    index_dirty: bool,
-    /// When a filtered search scores the matching points exactly: (points, fraction).
-    exact_fallback: (usize, f64),
-    /// The points recent filters allow.
-    allowed: allowed::AllowedCache,
     /// The write-ahead log.
     wal: std::sync::Arc<wal::Wal>,
-    /// Writes acknowledged (logged) but not yet in the trees, by id.
-    pending: BTreeMap<EntryKey, write::Pending>,
-    /// How the pending entries change each shard's live count.
-    pending_delta: Vec<i64>,
-    /// Leaf directories of the current shard trees, by tree root: search hits find their
-    /// leaf CIDs without reading blocks.
-    leaf_directories:
-        std::sync::Mutex<std::collections::HashMap<Cid, std::sync::Arc<tree::LeafDirectory>>>,
     /// The collection was dropped: see [`Collection::retire`].
     retired: bool,
 }
@@ -291,7 +293,7 @@ impl<S: BlockStore> Collection<S> {
         let owner_pk = public_key_bytes(&owner)?;
         let empty = tree::build(&store, Vec::new()).await?;
         let mut shard_cids = Vec::new();
-        let mut shards = Vec::new();
+        let mut roots = Vec::new();
         for shard in 0..spec.shards {
             let root = ShardRoot {
                 shard,
@@ -305,7 +307,7 @@ impl<S: BlockStore> Collection<S> {
                     .put(DAG_CBOR, Bytes::from(dagcbor::encode(&root)?))
                     .await?,
             );
-            shards.push(root);
+            roots.push(root);
         }
         let now = now_millis();
         let manifest = Manifest {
@@ -333,28 +335,28 @@ impl<S: BlockStore> Collection<S> {
         let (wal, _) = wal::Wal::open(&dir.join("wal"), 0)?;
         store.pin_as(&pin_name(&spec.name), &manifest_cid).await?;
         store.flush().await?;
-        let index = HnswIndex::new(index_spec(&manifest))?;
+        let spec = index_spec(&manifest);
+        let held = roots
+            .iter()
+            .map(|root| {
+                let shard = LocalShard::empty(store.clone(), spec, root.clone())?;
+                Ok((root.shard, shard))
+            })
+            .collect::<Result<_, CollectionError>>()?;
         let mut this = Self {
             store,
             dir: dir.to_path_buf(),
             owner: Some(owner),
             head,
             manifest,
-            shards,
-            index,
-            keys: cache::KeyMap::default(),
+            roots,
+            held,
             staging: Default::default(),
             applied: wal.last_seq(),
             checkpoint_turn: Default::default(),
             #[cfg(test)]
             checkpoint_pause: Default::default(),
-            index_dirty: true,
-            exact_fallback: (EXACT_FALLBACK_POINTS, EXACT_FALLBACK_FRACTION),
-            allowed: allowed::AllowedCache::default(),
             wal: std::sync::Arc::new(wal),
-            pending: BTreeMap::new(),
-            pending_delta: vec![0; spec.shards as usize],
-            leaf_directories: Default::default(),
             retired: false,
         };
         this.save_index()?;
@@ -364,6 +366,19 @@ impl<S: BlockStore> Collection<S> {
     /// Registers a collection from a signed head whose DAG is already in the store (as after a
     /// CAR import). Without the owner key it is read-only.
     pub async fn adopt(store: S, dir: &Path, head: HeadRecord) -> Result<Self, CollectionError> {
+        Self::adopt_shards(store, dir, head, None).await
+    }
+
+    /// Registers a collection of which this node holds the shards `held` only (all of them
+    /// when `None`): the manifest and every shard root must be in the store, and the trees of
+    /// the held shards. A partial replica is read-only, searches its shards only and says so
+    /// ([`Collection::coverage`]).
+    pub async fn adopt_shards(
+        store: S,
+        dir: &Path,
+        head: HeadRecord,
+        held: Option<Vec<u32>>,
+    ) -> Result<Self, CollectionError> {
         let manifest: Manifest = dagcbor::decode(&store.require(&head.manifest).await?)?;
         manifest.validate()?;
         let writers: Vec<&[u8]> = manifest.writers.iter().map(|w| w.as_slice()).collect();
@@ -377,8 +392,12 @@ impl<S: BlockStore> Collection<S> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let held = match held {
+            Some(held) => Some(check_held(&held, manifest.shards.len() as u32)?),
+            None => None,
+        };
         store.pin_as(&pin_name(&name), &head.manifest).await?;
-        catalog::write_new(dir, None, &head)?;
+        catalog::write_new_partial(dir, &head, held.as_deref())?;
         store.flush().await?;
         Self::open(store, dir).await
     }
@@ -396,53 +415,69 @@ impl<S: BlockStore> Collection<S> {
         self.owner.is_some()
     }
 
-    /// Opens the collection in `dir`, loading its index cache or rebuilding the index.
+    /// Opens the collection in `dir`, loading its shards' saved indexes or rebuilding them.
     pub async fn open(store: S, dir: &Path) -> Result<Self, CollectionError> {
+        Self::open_with(store, dir, &OpenProgress::default()).await
+    }
+
+    /// [`Collection::open`], telling `progress` how far the index builds have come. The held
+    /// shards open in parallel, their index builds on as many cores as there are.
+    pub async fn open_with(
+        store: S,
+        dir: &Path,
+        progress: &OpenProgress,
+    ) -> Result<Self, CollectionError> {
         let (owner, head, committed) = catalog::read(dir)?;
         let manifest: Manifest = dagcbor::decode_trusted(&store.require(&head.manifest).await?)?;
         let writers: Vec<&[u8]> = manifest.writers.iter().map(|w| w.as_slice()).collect();
         head.verify(&writers)?;
-        let mut shards = Vec::new();
-        for cid in &manifest.shards {
-            shards.push(dagcbor::decode_trusted::<ShardRoot>(
-                &store.require(cid).await?,
-            )?);
-        }
-        let spec = index_spec(&manifest);
-        let (index, keys, dirty) = match cache::load(dir, spec, &head.manifest) {
-            Some((index, keys)) => (index, keys, false),
-            None => {
-                let (index, keys) = rebuild_index(&store, spec, &shards).await?;
-                (index, keys, true)
-            }
+        let roots = read_roots(&store, &manifest).await?;
+        let held = match catalog::read_held(dir)? {
+            Some(held) => check_held(&held, roots.len() as u32)?,
+            None => (0..roots.len() as u32).collect(),
         };
+        if owner.is_some() && held.len() != roots.len() {
+            return Err(CollectionError::Invalid(
+                "the owner's node must hold every shard of its collection; remove the folder's \
+                 `shards` file"
+                    .into(),
+            ));
+        }
+        catalog::remove_legacy_index(dir);
+        let with_cids: Vec<(Cid, ShardRoot)> = manifest
+            .shards
+            .iter()
+            .copied()
+            .zip(roots.iter().cloned())
+            .collect();
+        let held = shard::open_all(
+            &store,
+            index_spec(&manifest),
+            dir,
+            &with_cids,
+            &held,
+            progress,
+        )
+        .await?;
         let mut staging = write::Staging::default();
         staging
             .clock
             .observe(ipvec_protocol::hlc::Hlc::new(manifest.updated, 0));
         let (wal, records) = wal::Wal::open(&dir.join("wal"), committed)?;
-        let shard_count = shards.len();
         let mut this = Self {
             store,
             dir: dir.to_path_buf(),
             owner,
             head,
             manifest,
-            shards,
-            index,
-            keys,
+            roots,
+            held,
             staging: std::sync::Mutex::new(staging),
             applied: wal.last_seq(),
             checkpoint_turn: Default::default(),
             #[cfg(test)]
             checkpoint_pause: Default::default(),
-            index_dirty: dirty,
-            exact_fallback: (EXACT_FALLBACK_POINTS, EXACT_FALLBACK_FRACTION),
-            allowed: allowed::AllowedCache::default(),
             wal: std::sync::Arc::new(wal),
-            pending: BTreeMap::new(),
-            pending_delta: vec![0; shard_count],
-            leaf_directories: Default::default(),
             retired: false,
         };
         // Writes acknowledged after the last checkpoint: replay, then put them in the trees.
@@ -462,18 +497,50 @@ impl<S: BlockStore> Collection<S> {
         Ok(this)
     }
 
-    /// Live points, counting writes still in the log.
+    /// Live points of every shard (held here or not), counting writes still in the log.
     pub fn points(&self) -> u64 {
-        (self.manifest.points as i64 + self.pending_delta.iter().sum::<i64>()).max(0) as u64
+        let pending: i64 = self.held.values().map(|s| s.pending_delta).sum();
+        (self.manifest.points as i64 + pending).max(0) as u64
     }
 
-    /// Live points of each shard, counting writes still in the log.
+    /// Live points of each shard, counting writes still in the log (as of the last version
+    /// for a shard not held here).
     pub fn shard_points(&self) -> Vec<u64> {
-        self.shards
+        self.roots
             .iter()
-            .zip(&self.pending_delta)
-            .map(|(s, d)| (s.points as i64 + d).max(0) as u64)
+            .map(|root| match self.held.get(&root.shard) {
+                Some(shard) => shard.points(),
+                None => root.points,
+            })
             .collect()
+    }
+
+    /// The shards held here, in order.
+    pub fn held_shards(&self) -> Vec<u32> {
+        self.held.keys().copied().collect()
+    }
+
+    /// Whether every shard is held here.
+    pub fn holds_all(&self) -> bool {
+        self.held.len() == self.roots.len()
+    }
+
+    /// What a search here covers: the shards held, of how many.
+    pub fn coverage(&self) -> Coverage {
+        Coverage {
+            shards: self.roots.len() as u32,
+            searched: self.held_shards(),
+        }
+    }
+
+    /// The held shard `number`.
+    pub fn shard(&self, number: u32) -> Option<&LocalShard<S>> {
+        self.held.get(&number)
+    }
+
+    /// The held shards, in order.
+    pub fn shards(&self) -> impl Iterator<Item = &LocalShard<S>> + '_ {
+        self.held.values()
     }
 
     /// The current manifest (of the last checkpoint).
@@ -496,14 +563,20 @@ impl<S: BlockStore> Collection<S> {
         Ok(collection_id(&self.manifest.owner)?)
     }
 
-    /// Bytes of memory the index holds.
+    /// Bytes of memory the shards' indexes hold.
     pub fn index_memory(&self) -> usize {
-        self.index.memory_bytes()
+        self.held.values().map(|s| s.info().index_bytes).sum()
     }
 
-    /// Points whose vector the index stores once for several points, and the bytes saved.
+    /// Points whose vector the indexes store once for several points, and the bytes saved.
     pub fn duplicate_stats(&self) -> DuplicateStats {
-        self.index.duplicate_stats()
+        self.held.values().map(LocalShard::duplicate_stats).fold(
+            DuplicateStats::default(),
+            |a, b| DuplicateStats {
+                points: a.points + b.points,
+                bytes_saved: a.bytes_saved + b.bytes_saved,
+            },
+        )
     }
 
     fn owner(&self) -> Result<&Keypair, CollectionError> {
@@ -521,10 +594,13 @@ impl<S: BlockStore> Collection<S> {
         quantize::decode(self.manifest.quantization, &entry.vec)
     }
 
+    /// Saves the indexes of the held shards that changed (each tagged with its shard root).
     fn save_index(&mut self) -> Result<(), CollectionError> {
-        if self.index_dirty {
-            cache::save(&self.dir, &self.index, &self.keys, &self.head.manifest)?;
-            self.index_dirty = false;
+        if self.retired {
+            return Ok(());
+        }
+        for (number, shard) in &mut self.held {
+            shard.save_index(&self.dir, &self.manifest.shards[*number as usize])?;
         }
         Ok(())
     }
@@ -566,54 +642,44 @@ impl<S: BlockStore> Collection<S> {
         head.verify(&writers)?;
         let manifest: Manifest = dagcbor::decode(&self.store.require(&head.manifest).await?)?;
         manifest.validate()?;
-        crate::store::dag::check_complete(&self.store, &head.manifest).await?;
+        let same_layout = manifest.shards.len() == self.roots.len()
+            && index_spec(&manifest) == index_spec(&self.manifest);
+        if !same_layout && !self.holds_all() {
+            return Err(CollectionError::Invalid(format!(
+                "version {} of collection {:?} changes its shard layout or index settings, and \
+                 this node holds only shards {}; drop it and fetch it again",
+                head.seq,
+                self.name(),
+                list_shards(&self.held_shards())
+            )));
+        }
+        let roots = read_roots(&self.store, &manifest).await?;
+        if self.holds_all() {
+            crate::store::dag::check_complete(&self.store, &head.manifest).await?;
+        } else {
+            for number in self.held.keys() {
+                let tree = roots[*number as usize].tree;
+                crate::store::dag::check_complete(&self.store, &tree).await?;
+            }
+        }
         let name = self.name();
         self.store.pin_as(&pin_name(&name), &head.manifest).await?;
         catalog::write_head(&self.dir, &head, self.wal.last_seq())?;
         self.store.flush().await?;
-        let same_layout = manifest.shards.len() == self.shards.len()
-            && index_spec(&manifest) == index_spec(&self.manifest);
         if !same_layout {
             *self = Self::open(self.store.clone(), &self.dir).await?;
             return Ok(());
         }
         // Same shards and index settings: apply only what changed between the trees to the
-        // index and the key map.
-        let mut shards = Vec::with_capacity(manifest.shards.len());
-        for cid in &manifest.shards {
-            shards.push(dagcbor::decode_trusted::<ShardRoot>(
-                &self.store.require(cid).await?,
-            )?);
-        }
+        // held shards' indexes and key maps.
         let mut changed = 0u64;
-        for (old, new) in self.shards.iter().zip(&shards) {
-            let mut changes = tree::diff(&self.store, old.tree, new.tree);
-            while let Some(change) = changes.next().await? {
-                changed += 1;
-                match change.new.filter(|e| !e.deleted) {
-                    Some(entry) => {
-                        let key = self.keys.assign(&entry.id);
-                        self.keys.set_metadata(key, entry.meta.clone());
-                        quantize::index_stored(
-                            &mut self.index,
-                            manifest.quantization,
-                            key,
-                            &entry.vec,
-                        )?;
-                    }
-                    None => {
-                        if let Some(key) = self.keys.remove(&change.key) {
-                            self.index.remove(key)?;
-                        }
-                    }
-                }
-            }
+        for (number, shard) in &mut self.held {
+            changed += shard.advance(roots[*number as usize].clone()).await?;
         }
         tracing::debug!(collection = %name, changed, "applied a new version's changes");
         self.head = head;
         self.manifest = manifest;
-        self.shards = shards;
-        self.index_dirty = true;
+        self.roots = roots;
         Ok(())
     }
 
@@ -628,7 +694,6 @@ impl<S: BlockStore> Collection<S> {
     /// a new collection of the same name. Reads still answer from memory.
     pub fn retire(&mut self) {
         self.retired = true;
-        self.index_dirty = false;
     }
 
     /// Refuses a change to a retired collection.
@@ -654,38 +719,62 @@ fn index_spec(manifest: &Manifest) -> IndexSpec {
     }
 }
 
-/// Builds the index from the shard trees: the trees are the truth.
-async fn rebuild_index<S: BlockStore>(
+/// Every shard root of `manifest`, in order.
+async fn read_roots<S: BlockStore>(
     store: &S,
-    spec: IndexSpec,
-    shards: &[ShardRoot],
-) -> Result<(HnswIndex, cache::KeyMap), CollectionError> {
-    let mut index = HnswIndex::new(spec)?;
-    index.reserve(
-        shards
-            .iter()
-            .map(|s| s.points as usize)
-            .sum::<usize>()
-            .max(1),
-    )?;
-    let mut keys = cache::KeyMap::default();
-    for shard in shards {
-        let mut scan = tree::range(
-            store,
-            shard.tree,
-            std::ops::Bound::Unbounded,
-            std::ops::Bound::Unbounded,
-        );
-        while let Some((entry, _)) = scan.next().await? {
-            if entry.deleted {
-                continue;
-            }
-            let key = keys.assign(&entry.id);
-            keys.set_metadata(key, entry.meta.clone());
-            quantize::index_stored(&mut index, spec.quantization, key, &entry.vec)?;
-        }
+    manifest: &Manifest,
+) -> Result<Vec<ShardRoot>, CollectionError> {
+    let mut roots = Vec::with_capacity(manifest.shards.len());
+    for cid in &manifest.shards {
+        roots.push(dagcbor::decode_trusted::<ShardRoot>(
+            &store.require(cid).await?,
+        )?);
     }
-    Ok((index, keys))
+    Ok(roots)
+}
+
+/// Checks a set of shard numbers against a collection of `count` shards; returns them sorted.
+pub fn check_held(held: &[u32], count: u32) -> Result<Vec<u32>, CollectionError> {
+    let mut sorted = held.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    if sorted.is_empty() {
+        return Err(CollectionError::Invalid(
+            "name at least one shard to hold".into(),
+        ));
+    }
+    if let Some(bad) = sorted.iter().find(|n| **n >= count) {
+        return Err(CollectionError::Invalid(format!(
+            "the collection has {count} shards, numbered 0 to {}; there is no shard {bad}",
+            count - 1
+        )));
+    }
+    Ok(sorted)
+}
+
+/// Shard numbers as a list for people: `0, 3`.
+pub fn list_shards(shards: &[u32]) -> String {
+    shards
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What a search covered: which shards answered, of how many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coverage {
+    /// Shards the collection has.
+    pub shards: u32,
+    /// Shards whose points the search considered, in order.
+    pub searched: Vec<u32>,
+}
+
+impl Coverage {
+    /// Whether every shard answered.
+    pub fn complete(&self) -> bool {
+        self.searched.len() as u32 == self.shards
+    }
 }
 
 #[cfg(test)]

@@ -159,7 +159,7 @@ async fn write_search_reopen_and_rebuild() {
     c.close().await.unwrap();
 
     // Without the cache the index is rebuilt from the trees.
-    std::fs::remove_file(cdir.join("index.keys")).unwrap();
+    std::fs::remove_dir_all(cdir.join("index")).unwrap();
     let c = Collection::open(store.clone(), &cdir).await.unwrap();
     let rebuilt = c
         .search(
@@ -528,7 +528,7 @@ async fn a_damaged_index_cache_is_rebuilt_from_the_trees() {
         .await
         .unwrap();
     // Garble the saved index: the key map still names the current manifest.
-    let path = cdir.join("index.usearch");
+    let path = shard::cache_stem(&cdir, 0).with_extension("usearch");
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.truncate(bytes.len() / 2);
     std::fs::write(&path, bytes).unwrap();
@@ -629,8 +629,9 @@ async fn i8_index_holds_the_stored_codes() {
     async fn check(c: &Collection<IrohBlockStore>) {
         for n in [0u64, 77, 199] {
             let (entry, _) = c.get(&EntryId::Int(n)).await.unwrap().unwrap();
-            let key = c.keys.get(&entry.id).unwrap();
-            let held: Vec<u8> = c
+            let shard = c.shard_of_key(&entry.id, String::new).unwrap();
+            let key = shard.keys.get(&entry.id).unwrap();
+            let held: Vec<u8> = shard
                 .index
                 .vector(key)
                 .unwrap()
@@ -642,9 +643,9 @@ async fn i8_index_holds_the_stored_codes() {
     }
     check(&c).await;
     drop(c);
-    std::fs::remove_file(cdir.join("index.usearch")).unwrap();
+    std::fs::remove_dir_all(cdir.join("index")).unwrap();
     let c = Collection::open(store, &cdir).await.unwrap();
-    assert!(c.index_dirty, "rebuilt from the trees");
+    assert!(c.shards().all(|s| s.index_dirty), "rebuilt from the trees");
     check(&c).await;
 }
 
@@ -697,7 +698,7 @@ async fn a_checkpoint_in_several_runs_builds_the_canonical_tree() {
     let data = clustered(checkpoint::CHECKPOINT_RUN + 700, 24, 15);
     c.upsert(points(&data, 0)).await.unwrap();
     c.checkpoint().await.unwrap();
-    let root = c.shards[0].tree;
+    let root = c.roots[0].tree;
     let mut scan = tree::range(
         &store,
         root,
@@ -776,3 +777,5 @@ mod concurrent;
 /// Identical vectors and scores that must stay finite.
 mod duplicates;
 pub(crate) mod pause;
+/// Shards held, saved and rebuilt one by one; partial replicas.
+mod shards;

@@ -21,10 +21,12 @@ use ipvec_protocol::{
     manifest::shard_of,
 };
 
+#[cfg(doc)]
+use super::LocalShard;
 use super::{
     now_millis, points, quantize, wal::Wal, Collection, CollectionError, Point, WriteReport,
 };
-use crate::{index::VectorIndex, store::BlockStore};
+use crate::store::BlockStore;
 
 /// A checkpoint runs when this many entries are pending…
 pub const CHECKPOINT_ENTRIES: usize = 100_000;
@@ -148,7 +150,7 @@ impl<S: BlockStore> Collection<S> {
                     staged
                         .get(key)
                         .copied()
-                        .unwrap_or_else(|| self.keys.get(key).is_some())
+                        .unwrap_or_else(|| self.contains(key))
                 })
                 .map(|key| Entry::tombstone(key, hlc, writer))
                 .collect()
@@ -271,87 +273,40 @@ impl<S: BlockStore> Collection<S> {
 
     /// Whether enough is pending for a checkpoint.
     pub fn needs_checkpoint(&self) -> bool {
-        self.pending.len() >= CHECKPOINT_ENTRIES || self.wal.bytes() >= CHECKPOINT_LOG_BYTES
+        self.pending_count() >= CHECKPOINT_ENTRIES || self.wal.bytes() >= CHECKPOINT_LOG_BYTES
     }
 
-    /// Makes logged entries visible: the key map, the index and the pending set.
+    /// Writes in the log, not yet in the trees.
+    pub fn pending_count(&self) -> usize {
+        self.held.values().map(|s| s.pending.len()).sum()
+    }
+
+    /// Whether `key` is live in its (held) shard, counting applied writes.
+    fn contains(&self, key: &EntryKey) -> bool {
+        let number = shard_of(key, self.roots.len() as u32);
+        self.held.get(&number).is_some_and(|s| s.contains(key))
+    }
+
+    /// Makes logged entries visible: each goes to its shard's key map, index and pending set.
     pub(super) fn apply_in_memory(&mut self, entries: Vec<Entry>) -> Result<(), CollectionError> {
-        let shard_count = self.shards.len() as u32;
+        let shard_count = self.roots.len() as u32;
         for entry in entries {
             self.staging().clock.observe(Hlc(entry.hlc));
-            let shard = shard_of(&entry.id, shard_count) as usize;
-            let delta = match (self.keys.get(&entry.id).is_some(), entry.deleted) {
-                (false, false) => 1,
-                (true, true) => -1,
-                _ => 0,
-            };
-            self.pending_delta[shard] += delta;
-            if entry.deleted {
-                if let Some(key) = self.keys.remove(&entry.id) {
-                    self.index.remove(key)?;
-                }
-            } else {
-                let key = self.keys.assign(&entry.id);
-                self.keys.set_metadata(key, entry.meta.clone());
-                // Index what readers of the tree will see: the stored (quantized) vector.
-                quantize::index_stored(
-                    &mut self.index,
-                    self.manifest.quantization,
-                    key,
-                    &entry.vec,
-                )?;
-            }
-            let before = self.pending.get(&entry.id).map_or(0, |p| p.delta);
-            self.pending.insert(
-                entry.id,
-                Pending {
-                    hlc: entry.hlc,
-                    writer: entry.writer,
-                    deleted: entry.deleted,
-                    delta: before + delta,
-                },
-            );
-        }
-        self.index_dirty = true;
-        Ok(())
-    }
-
-    /// The entry of a pending write, its vector and metadata read back from the index and the
-    /// key map (which hold them exactly as stored).
-    pub(super) fn pending_entry(
-        &self,
-        id: EntryKey,
-        pending: &Pending,
-    ) -> Result<Entry, CollectionError> {
-        let (vec, meta) = if pending.deleted {
-            (Vec::new(), None)
-        } else {
-            let lost = || {
+            let number = shard_of(&entry.id, shard_count);
+            let shard = self.held.get_mut(&number).ok_or_else(|| {
                 CollectionError::Invalid(format!(
-                    "the index lost the vector of pending point {}; reopen the collection to \
-                     replay its write-ahead log",
-                    id.id()
+                    "a logged write is for shard {number}, which this node does not hold"
                 ))
-            };
-            let key = self.keys.get(&id).ok_or_else(lost)?;
-            let vec = quantize::stored_from_index(&self.index, self.manifest.quantization, key)
-                .ok_or_else(lost)?;
-            (vec, self.keys.metadata(key).cloned())
-        };
-        Ok(Entry {
-            id,
-            vec,
-            meta,
-            hlc: pending.hlc,
-            writer: pending.writer.clone(),
-            deleted: pending.deleted,
-        })
+            })?;
+            shard.apply(entry)?;
+        }
+        Ok(())
     }
 }
 
 /// A write that is in the log but not yet in the trees. Its vector and metadata are not kept
-/// here: the index and the key map hold them, and [`Collection::pending_entry`] reads them
-/// back, so acknowledged points are not held a third time until the checkpoint.
+/// here: its shard's index and key map hold them, and [`LocalShard::pending_entry`] reads
+/// them back, so acknowledged points are not held a third time until the checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     pub(super) hlc: u64,

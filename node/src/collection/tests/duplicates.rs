@@ -24,7 +24,8 @@ const WIDE: SearchOptions = SearchOptions {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn duplicates_are_stored_once_through_commit_and_reopen() {
-    let (_dir, store, cdir, mut c) = fresh(2).await;
+    // One shard: each shard keeps its own index, so identical vectors share a slot within a shard.
+    let (_dir, store, cdir, mut c) = fresh(1).await;
     let data = clustered(200, 24, 31);
     c.upsert(points(&data, 0)).await.unwrap();
     // Ids 1000–1049 hold point 3's vector, 2000–2009 point 4's.
@@ -51,7 +52,9 @@ async fn duplicates_are_stored_once_through_commit_and_reopen() {
 
     // Reopened from the saved index (not rebuilt), with the same groups.
     let c = Collection::open(store.clone(), &cdir).await.unwrap();
-    assert!(cache::load(&cdir, index_spec(c.manifest()), &c.root()).is_some());
+    let shard_root = c.manifest().shards[0];
+    let stem = shard::cache_stem(&cdir, 0);
+    assert!(cache::load(&stem, index_spec(c.manifest()), &shard_root).is_some());
     assert_eq!((c.points(), stats(&c)), (260, want));
     assert_eq!(top(&c.search(&data[3], WIDE, None).await.unwrap()), holders);
     let stored = c.get(&EntryId::Int(1_020)).await.unwrap().unwrap();
@@ -76,7 +79,7 @@ async fn duplicates_are_stored_once_through_commit_and_reopen() {
     c.close().await.unwrap();
 
     // An index saved without the duplicate map (by an older ipvec) is rebuilt, not misread.
-    let path = cdir.join("index.usearch");
+    let path = shard::cache_stem(&cdir, 0).with_extension("usearch");
     let bytes = std::fs::read(&path).unwrap();
     let n = bytes.len();
     let trailer = u64::from_le_bytes(bytes[n - 16..n - 8].try_into().unwrap()) as usize;

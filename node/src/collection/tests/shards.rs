@@ -1,0 +1,210 @@
+use ipvec_protocol::manifest::shard_of;
+
+use super::*;
+use crate::store::dag::block_links;
+
+const EXACT: SearchOptions = SearchOptions {
+    k: 20,
+    ef: None,
+    exact: true,
+};
+
+/// Copies the block `root` and, when `deep`, every block under it.
+async fn copy(from: &IrohBlockStore, to: &IrohBlockStore, root: Cid, deep: bool) {
+    let mut stack = vec![root];
+    while let Some(cid) = stack.pop() {
+        let bytes = from.require(&cid).await.unwrap();
+        if deep {
+            stack.extend(block_links(&cid, &bytes).unwrap());
+        }
+        to.put_verified(&cid, bytes).await.unwrap();
+    }
+}
+
+/// A replica holding 2 of 4 shards needs only their trees: it searches them alone and says
+/// so, and refuses to guess about points of the other shards.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partial_replica_serves_the_shards_it_holds_and_names_them() {
+    let (dir, store, _cdir, mut writer) = fresh(4).await;
+    let data = clustered(800, 24, 41);
+    writer.upsert(points(&data, 0)).await.unwrap();
+    writer.checkpoint().await.unwrap();
+
+    // Another node's store: the manifest, every shard root, and the trees of shards 1 and 3.
+    let other = IrohBlockStore::open(&dir.path().join("other"))
+        .await
+        .unwrap();
+    let manifest = writer.manifest().clone();
+    copy(&store, &other, writer.root(), false).await;
+    for (number, cid) in manifest.shards.iter().enumerate() {
+        copy(&store, &other, *cid, false).await;
+        if number == 1 || number == 3 {
+            copy(&store, &other, writer.roots[number].tree, true).await;
+        }
+    }
+    let rdir = dir.path().join("part");
+    let wrong = Collection::adopt_shards(
+        other.clone(),
+        &rdir,
+        writer.head().clone(),
+        Some(vec![1, 4]),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(wrong.contains("no shard 4"), "{wrong}");
+    let part = Collection::adopt_shards(
+        other.clone(),
+        &rdir,
+        writer.head().clone(),
+        Some(vec![3, 1]),
+    )
+    .await
+    .unwrap();
+    assert!(!part.writable());
+    assert_eq!(part.held_shards(), [1, 3]);
+    let coverage = part.coverage();
+    assert_eq!(
+        (coverage.shards, coverage.searched.clone()),
+        (4, vec![1, 3])
+    );
+    assert!(!coverage.complete() && writer.coverage().complete());
+    assert_eq!(part.points(), 800, "counts come from every shard root");
+
+    let in_shard =
+        |id: &EntryId, wanted: &[u32]| wanted.contains(&shard_of(&id.to_key().unwrap(), 4));
+    for probe in [&data[0], &data[333], &data[799]] {
+        let hits = part.search(probe, EXACT, None).await.unwrap();
+        assert_eq!(hits.len(), EXACT.k);
+        assert!(hits.iter().all(|h| in_shard(&h.id, &[1, 3])));
+        // Exactly the best points of those shards: the whole collection's, minus the others'.
+        let all = writer
+            .search(probe, SearchOptions { k: 800, ..EXACT }, None)
+            .await
+            .unwrap();
+        let want: Vec<EntryId> = all
+            .into_iter()
+            .filter(|h| in_shard(&h.id, &[1, 3]))
+            .take(EXACT.k)
+            .map(|h| h.id)
+            .collect();
+        assert_eq!(hits.into_iter().map(|h| h.id).collect::<Vec<_>>(), want);
+    }
+
+    let (held, other_shard): (Vec<u64>, Vec<u64>) =
+        (0..800u64).partition(|n| in_shard(&EntryId::Int(*n), &[1, 3]));
+    let (entry, leaf) = part.get(&EntryId::Int(held[0])).await.unwrap().unwrap();
+    assert_eq!(part.vector_of(&entry), data[held[0] as usize]);
+    assert!(leaf.is_some());
+    let id = EntryId::Int(other_shard[0]);
+    match part.get(&id).await {
+        Err(CollectionError::ShardNotHeld { shard, held, .. }) => {
+            assert_eq!(shard, shard_of(&id.to_key().unwrap(), 4));
+            assert_eq!(held, "1, 3");
+        }
+        other => panic!("expected ShardNotHeld, got {other:?}"),
+    }
+    let message = part.get(&id).await.unwrap_err().to_string();
+    assert!(message.contains("--shards"), "{message}");
+
+    // Reopened, it holds the same shards.
+    drop(part);
+    let part = Collection::open(other, &rdir).await.unwrap();
+    assert_eq!(part.held_shards(), [1, 3]);
+}
+
+/// A partial replica follows new versions of the shards it holds, and needs no others.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partial_replica_advances_its_shards_only() {
+    let (dir, store, _cdir, mut writer) = fresh(3).await;
+    let data = clustered(300, 24, 42);
+    writer.upsert(points(&data, 0)).await.unwrap();
+    writer.checkpoint().await.unwrap();
+    let mut part = Collection::adopt_shards(
+        store.clone(),
+        &dir.path().join("part"),
+        writer.head().clone(),
+        Some(vec![2]),
+    )
+    .await
+    .unwrap();
+    writer.delete(&[EntryId::Int(7)]).await.unwrap();
+    writer
+        .upsert(points(&clustered(60, 24, 43), 1_000))
+        .await
+        .unwrap();
+    writer.checkpoint().await.unwrap();
+    part.advance(writer.head().clone()).await.unwrap();
+    assert_eq!(part.root(), writer.root());
+    assert_eq!(part.points(), 300 - 1 + 60);
+    assert_eq!(part.shard_points(), writer.shard_points());
+    let hits = part.search(&data[5], EXACT, None).await.unwrap();
+    let all = writer
+        .search(&data[5], SearchOptions { k: 400, ..EXACT }, None)
+        .await
+        .unwrap();
+    let want: Vec<EntryId> = all
+        .into_iter()
+        .filter(|h| shard_of(&h.id.to_key().unwrap(), 3) == 2)
+        .take(EXACT.k)
+        .map(|h| h.id)
+        .collect();
+    assert_eq!(hits.into_iter().map(|h| h.id).collect::<Vec<_>>(), want);
+}
+
+/// Each shard keeps its own saved index: a write to one shard leaves the others' caches
+/// valid, and a rebuild reports its progress up to every point.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_shard_saves_and_rebuilds_its_own_index() {
+    let (_dir, store, cdir, mut c) = fresh(4).await;
+    let data = clustered(400, 24, 44);
+    c.upsert(points(&data, 0)).await.unwrap();
+    let ids = |hits: Vec<SearchHit>| hits.into_iter().map(|h| h.id).collect::<Vec<_>>();
+    let before = ids(c.search(&data[9], EXACT, None).await.unwrap());
+    c.close().await.unwrap();
+
+    let progress = OpenProgress::default();
+    let mut c = Collection::open_with(store.clone(), &cdir, &progress)
+        .await
+        .unwrap();
+    assert!(c.shards().all(|s| !s.index_dirty), "every cache loaded");
+    assert_eq!(progress.get(), (400, 400));
+    assert_eq!(ids(c.search(&data[9], EXACT, None).await.unwrap()), before);
+
+    // One new point: only its shard's index changes.
+    let id = EntryId::Int(10_000);
+    let changed = shard_of(&id.to_key().unwrap(), 4);
+    c.upsert(vec![Point {
+        id,
+        vector: data[1].clone(),
+        metadata: None,
+    }])
+    .await
+    .unwrap();
+    let dirty: Vec<u32> = c
+        .shards()
+        .filter(|s| s.index_dirty)
+        .map(|s| s.number())
+        .collect();
+    assert_eq!(dirty, [changed]);
+    c.close().await.unwrap();
+
+    // Without one shard's cache, that shard alone is rebuilt.
+    let stem = shard::cache_stem(&cdir, changed);
+    std::fs::remove_file(stem.with_extension("keys")).unwrap();
+    let progress = OpenProgress::default();
+    let c = Collection::open_with(store, &cdir, &progress)
+        .await
+        .unwrap();
+    let rebuilt: Vec<u32> = c
+        .shards()
+        .filter(|s| s.index_dirty)
+        .map(|s| s.number())
+        .collect();
+    assert_eq!(rebuilt, [changed]);
+    assert_eq!(progress.get(), (401, 401));
+    assert_eq!(progress.percent(), 100);
+    let mut again = ids(c.search(&data[9], EXACT, None).await.unwrap());
+    again.retain(|id| *id != EntryId::Int(10_000));
+    assert_eq!(again[..10], before[..10]);
+}
