@@ -11,7 +11,9 @@
 //!
 //! Options: `--queries N` (t10k queries, default 1,000), `--dir PATH` (where the temporary
 //! stores go; default the system temp dir), `--skip-baselines`, `--skip-memory`,
-//! `--skip-usearch-kernel` (no second raw index with usearch's own f32 kernel).
+//! `--skip-usearch-kernel` (no second raw index with usearch's own f32 kernel), `--shards N`
+//! (the ipvec collection's shard count, default 1: with more, each query searches the shards
+//! in parallel and merges their answers).
 //! Everything runs on one thread with M = 16 and ef_construction = 128. It prints numbers and
 //! asserts nothing about time. MB = 10^6 bytes. See docs/benchmarks.md.
 
@@ -57,6 +59,7 @@ struct Options {
     skip_baselines: bool,
     skip_memory: bool,
     skip_own_kernel: bool,
+    shards: u32,
 }
 
 fn options() -> Result<Options> {
@@ -67,6 +70,7 @@ fn options() -> Result<Options> {
         skip_baselines: false,
         skip_memory: false,
         skip_own_kernel: false,
+        shards: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -80,6 +84,10 @@ fn options() -> Result<Options> {
             "--skip-baselines" => opts.skip_baselines = true,
             "--skip-memory" => opts.skip_memory = true,
             "--skip-usearch-kernel" => opts.skip_own_kernel = true,
+            "--shards" => {
+                let v = args.next().context("--shards needs a value")?;
+                opts.shards = v.parse().context("--shards N")?;
+            }
             // cargo bench passes `--bench`; libtest-style filters are ignored too.
             _ => {}
         }
@@ -133,7 +141,7 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
     // checkpoint can compare both indexes at the same moment.
     let (raw, raw_timing) = ingest_raw(&data, HnswRuntime::default())?;
     let (store, mut collection, mut ingest, diagnostic) =
-        ingest_ipvec(&data, work.path(), &queries, &raw).await?;
+        ingest_ipvec(&data, work.path(), &queries, &raw, opts.shards).await?;
     ingest.push(IngestRow::new(
         "usearch raw (HnswIndex::upsert)",
         raw_timing,
@@ -215,6 +223,7 @@ async fn ingest_ipvec(
     dir: &Path,
     queries: &[Vec<f32>],
     raw: &ipvec_node::index::HnswIndex,
+    shards: u32,
 ) -> Result<(
     ipvec_node::store::IrohBlockStore,
     Coll,
@@ -222,10 +231,10 @@ async fn ingest_ipvec(
     report::Diagnostic,
 )> {
     println!(
-        "ingest: ipvec collection (on-disk iroh store, f32, L2, 1 shard), batches of {BATCH} …"
+        "ingest: ipvec collection (on-disk iroh store, f32, L2, {shards} shard(s)), batches of {BATCH} …"
     );
     let (store, mut collection) =
-        engines::create(&dir.join("ipvec"), Measure::L2, Quantization::F32).await?;
+        engines::create(&dir.join("ipvec"), Measure::L2, Quantization::F32, shards).await?;
     let upserts = engines::upsert_all(&mut collection, data).await?;
     let diagnostic = report::Diagnostic {
         ipvec_in_log: engines::search_ipvec_best(&collection, queries, 64).await?,

@@ -52,50 +52,6 @@ use ipvec_protocol::manifest::{Metric, Quantization};
 const DIM: usize = 128;
 const BATCH: usize = 10_000;
 
-/// Fashion-MNIST projected to [`DIM`] dimensions and repeated to `points` vectors.
-fn vectors(points: usize) -> Result<Vec<f32>> {
-    let data = data::load(1)?;
-    // A fixed Gaussian projection (xorshift and Box–Muller; the seed is arbitrary).
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut uniform = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    let projection: Vec<f32> = (0..DIM * data.dim)
-        .map(|_| {
-            let (u, v) = (uniform(), uniform());
-            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
-        })
-        .collect();
-    let mut base = vec![0f32; data.len() * DIM];
-    for i in 0..data.len() {
-        let pixels = data.row(i);
-        for (d, out) in base[i * DIM..(i + 1) * DIM].iter_mut().enumerate() {
-            let row = &projection[d * data.dim..(d + 1) * data.dim];
-            *out = row
-                .iter()
-                .zip(pixels)
-                .map(|(w, &p)| w * p as f32)
-                .sum::<f32>()
-                / 255.0;
-        }
-    }
-    let mut out = Vec::with_capacity(points * DIM);
-    for i in 0..points {
-        let source = &base[(i % data.len()) * DIM..][..DIM];
-        let round = (i / data.len()) as f32;
-        out.extend(
-            source
-                .iter()
-                .enumerate()
-                .map(|(d, x)| x + 0.01 * round * ((d % 7) as f32 - 3.0)),
-        );
-    }
-    Ok(out)
-}
-
 fn points(vectors: &[f32], ids: std::ops::Range<usize>) -> Vec<PointIn> {
     ids.map(|i| PointIn {
         id: PointId::Int(i as u64),
@@ -166,7 +122,7 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let started = Instant::now();
-    let data = vectors(count)?;
+    let data = data::projected(count, DIM)?;
     println!(
         "# ipvec replication benchmark\n\ndata: {count} × {DIM} f32 from Fashion-MNIST (projected, repeated), made in {:.1} s",
         started.elapsed().as_secs_f64()

@@ -376,3 +376,51 @@ pub fn write_npy_f32(
     }
     std::fs::write(path, out).with_context(|| format!("{}", path.display()))
 }
+
+/// Fashion-MNIST's training images projected to `dim` dimensions by a fixed Gaussian matrix
+/// (so the vectors keep the images' structure) and repeated to `points` vectors, each round
+/// with a small offset per component (distinct vectors); row-major. Used by the replication
+/// and shard-build benches.
+#[allow(dead_code)]
+pub fn projected(points: usize, dim: usize) -> Result<Vec<f32>> {
+    let data = load(1)?;
+    // A fixed Gaussian projection (xorshift and Box–Muller; the seed is arbitrary).
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut uniform = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let projection: Vec<f32> = (0..dim * data.dim)
+        .map(|_| {
+            let (u, v) = (uniform(), uniform());
+            ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+        })
+        .collect();
+    let mut base = vec![0f32; data.len() * dim];
+    for i in 0..data.len() {
+        let pixels = data.row(i);
+        for (d, out) in base[i * dim..(i + 1) * dim].iter_mut().enumerate() {
+            let row = &projection[d * data.dim..(d + 1) * data.dim];
+            *out = row
+                .iter()
+                .zip(pixels)
+                .map(|(w, &p)| w * p as f32)
+                .sum::<f32>()
+                / 255.0;
+        }
+    }
+    let mut out = Vec::with_capacity(points * dim);
+    for i in 0..points {
+        let source = &base[(i % data.len()) * dim..][..dim];
+        let round = (i / data.len()) as f32;
+        out.extend(
+            source
+                .iter()
+                .enumerate()
+                .map(|(d, x)| x + 0.01 * round * ((d % 7) as f32 - 3.0)),
+        );
+    }
+    Ok(out)
+}

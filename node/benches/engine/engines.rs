@@ -74,11 +74,13 @@ pub fn points(data: &Dataset, range: std::ops::Range<usize>) -> Vec<Point> {
         .collect()
 }
 
-/// Opens an on-disk store in `dir/store` and creates an empty collection in `dir/bench`.
+/// Opens an on-disk store in `dir/store` and creates an empty collection of `shards` shards
+/// in `dir/bench`.
 pub async fn create(
     dir: &Path,
     measure: Measure,
     quantization: Quantization,
+    shards: u32,
 ) -> Result<(IrohBlockStore, Coll)> {
     let store = IrohBlockStore::open(&dir.join("store")).await?;
     let spec = CollectionSpec {
@@ -87,7 +89,7 @@ pub async fn create(
         metric: metric_of(measure),
         quantization,
         hnsw: hnsw_params(),
-        shards: 1,
+        shards,
         replication: 1,
     };
     let collection = Collection::create(store.clone(), &dir.join("bench"), &spec).await?;

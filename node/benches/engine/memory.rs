@@ -93,7 +93,7 @@ fn run_ipvec(
         .build()?;
     runtime.block_on(async {
         let watch = Stopwatch::start();
-        let (store, mut collection) = engines::create(dir, measure, quantization).await?;
+        let (store, mut collection) = engines::create(dir, measure, quantization, 1).await?;
         engines::upsert_all(&mut collection, data).await?;
         phases.push(Snapshot::take("upserted (points in the log)"));
         engines::checkpoint(&mut collection).await?;

@@ -417,15 +417,17 @@ impl<S: BlockStore> Collection<S> {
 
     /// Opens the collection in `dir`, loading its shards' saved indexes or rebuilding them.
     pub async fn open(store: S, dir: &Path) -> Result<Self, CollectionError> {
-        Self::open_with(store, dir, &OpenProgress::default()).await
+        Self::open_with(store, dir, &OpenProgress::default(), 0).await
     }
 
     /// [`Collection::open`], telling `progress` how far the index builds have come. The held
-    /// shards open in parallel, their index builds on as many cores as there are.
+    /// shards open in parallel, `threads` at a time (0: as many as the machine has cores),
+    /// each index build on a core of its own.
     pub async fn open_with(
         store: S,
         dir: &Path,
         progress: &OpenProgress,
+        threads: usize,
     ) -> Result<Self, CollectionError> {
         let (owner, head, committed) = catalog::read(dir)?;
         let manifest: Manifest = dagcbor::decode_trusted(&store.require(&head.manifest).await?)?;
@@ -457,6 +459,7 @@ impl<S: BlockStore> Collection<S> {
             &with_cids,
             &held,
             progress,
+            threads,
         )
         .await?;
         let mut staging = write::Staging::default();

@@ -76,9 +76,13 @@ pub trait Shard: Sync {
 }
 
 /// How far the opening of a collection has come: points indexed of the points to index.
-/// Shared with whoever waits for the collection, to tell how far along it is.
+/// Clones share the count: one is given to the opening, others to whoever waits for the
+/// collection, to tell how far along it is.
+#[derive(Debug, Default, Clone)]
+pub struct OpenProgress(Arc<Counts>);
+
 #[derive(Debug, Default)]
-pub struct OpenProgress {
+struct Counts {
     done: AtomicU64,
     total: AtomicU64,
 }
@@ -88,8 +92,8 @@ impl OpenProgress {
     /// counts as indexed at once).
     pub fn get(&self) -> (u64, u64) {
         (
-            self.done.load(Ordering::Relaxed),
-            self.total.load(Ordering::Relaxed),
+            self.0.done.load(Ordering::Relaxed),
+            self.0.total.load(Ordering::Relaxed),
         )
     }
 
@@ -102,11 +106,11 @@ impl OpenProgress {
     }
 
     fn add_total(&self, points: u64) {
-        self.total.fetch_add(points, Ordering::Relaxed);
+        self.0.total.fetch_add(points, Ordering::Relaxed);
     }
 
     fn add_done(&self, points: u64) {
-        self.done.fetch_add(points, Ordering::Relaxed);
+        self.0.done.fetch_add(points, Ordering::Relaxed);
     }
 }
 
@@ -479,12 +483,11 @@ impl<S: BlockStore> Shard for LocalShard<S> {
     }
 }
 
-/// Entries a rebuild reads from a tree before handing them to the index in one go.
+/// Entries a rebuild reads from a tree between two progress reports.
 const BUILD_CHUNK: usize = 4_096;
 
-/// Builds a shard's index from its tree: the tree is the truth. The tree is read a chunk at a
-/// time, and each chunk inserted on a blocking thread, so that the index builds of several
-/// shards run on several cores.
+/// Builds a shard's index from its tree: the tree is the truth. Runs on a thread of its own
+/// (see [`open_all`]): reading the tree and inserting into the index both take a core.
 async fn build_index<S: BlockStore>(
     store: &S,
     spec: IndexSpec,
@@ -500,40 +503,27 @@ async fn build_index<S: BlockStore>(
         std::ops::Bound::Unbounded,
         std::ops::Bound::Unbounded,
     );
-    loop {
-        let mut chunk = Vec::with_capacity(BUILD_CHUNK);
-        while chunk.len() < BUILD_CHUNK {
-            match scan.next().await? {
-                Some((entry, _)) if entry.deleted => {}
-                Some((entry, _)) => chunk.push(entry),
-                None => break,
-            }
+    let mut unreported = 0u64;
+    while let Some((entry, _)) = scan.next().await? {
+        if entry.deleted {
+            continue;
         }
-        if chunk.is_empty() {
-            break;
-        }
-        let count = chunk.len() as u64;
-        let last = chunk.len() < BUILD_CHUNK;
-        (index, keys) = tokio::task::spawn_blocking(move || {
-            for entry in chunk {
-                let key = keys.assign(&entry.id);
-                keys.set_metadata(key, entry.meta);
-                quantize::index_stored(&mut index, spec.quantization, key, &entry.vec)?;
-            }
-            Ok::<_, CollectionError>((index, keys))
-        })
-        .await
-        .map_err(|e| CollectionError::Invalid(format!("an index build stopped: {e}")))??;
-        progress.add_done(count);
-        if last {
-            break;
+        let key = keys.assign(&entry.id);
+        keys.set_metadata(key, entry.meta);
+        quantize::index_stored(&mut index, spec.quantization, key, &entry.vec)?;
+        unreported += 1;
+        if unreported == BUILD_CHUNK as u64 {
+            progress.add_done(unreported);
+            unreported = 0;
         }
     }
+    progress.add_done(unreported);
     Ok((index, keys))
 }
 
-/// Opens the shards `wanted` of `roots` (with their root block CIDs), as many at a time as the
-/// machine has cores: their index builds run in parallel.
+/// Opens the shards `wanted` of `roots` (with their root block CIDs), `threads` at a time (0:
+/// as many as the machine has cores), each on a blocking thread of its own: their index
+/// builds run in parallel.
 pub(super) async fn open_all<S: BlockStore>(
     store: &S,
     spec: IndexSpec,
@@ -541,30 +531,33 @@ pub(super) async fn open_all<S: BlockStore>(
     roots: &[(Cid, ShardRoot)],
     wanted: &[u32],
     progress: &OpenProgress,
+    threads: usize,
 ) -> Result<BTreeMap<u32, LocalShard<S>>, CollectionError> {
-    use futures::StreamExt;
-    let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parallel = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
     progress.add_total(wanted.iter().map(|&n| roots[n as usize].1.points).sum());
-    let mut queue = wanted.iter().map(|&n| &roots[n as usize]);
-    let mut running = futures::stream::FuturesUnordered::new();
+    let handle = tokio::runtime::Handle::current();
+    let mut queue = wanted.iter().map(|&n| roots[n as usize].clone());
+    let mut running = tokio::task::JoinSet::new();
     let mut open = BTreeMap::new();
     loop {
         while running.len() < parallel {
             let Some((cid, root)) = queue.next() else {
                 break;
             };
-            running.push(LocalShard::open(
-                store.clone(),
-                spec,
-                dir,
-                cid,
-                root.clone(),
-                progress,
-            ));
+            let (store, dir, progress, handle) =
+                (store.clone(), dir.to_path_buf(), progress.clone(), handle.clone());
+            running.spawn_blocking(move || {
+                handle.block_on(LocalShard::open(store, spec, &dir, &cid, root, &progress))
+            });
         }
-        match running.next().await {
-            Some(shard) => {
-                let shard = shard?;
+        match running.join_next().await {
+            Some(done) => {
+                let shard = done.map_err(|e| {
+                    CollectionError::Invalid(format!("opening a shard stopped: {e}"))
+                })??;
                 open.insert(shard.number, shard);
             }
             None => break,

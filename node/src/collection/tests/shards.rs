@@ -164,7 +164,7 @@ async fn each_shard_saves_and_rebuilds_its_own_index() {
     c.close().await.unwrap();
 
     let progress = OpenProgress::default();
-    let mut c = Collection::open_with(store.clone(), &cdir, &progress)
+    let mut c = Collection::open_with(store.clone(), &cdir, &progress, 0)
         .await
         .unwrap();
     assert!(c.shards().all(|s| !s.index_dirty), "every cache loaded");
@@ -193,7 +193,7 @@ async fn each_shard_saves_and_rebuilds_its_own_index() {
     let stem = shard::cache_stem(&cdir, changed);
     std::fs::remove_file(stem.with_extension("keys")).unwrap();
     let progress = OpenProgress::default();
-    let c = Collection::open_with(store, &cdir, &progress)
+    let c = Collection::open_with(store, &cdir, &progress, 2)
         .await
         .unwrap();
     let rebuilt: Vec<u32> = c
