@@ -173,6 +173,17 @@ pub enum WantError<P> {
     },
 }
 
+impl<P> WantError<P> {
+    /// The block the want was for.
+    pub fn cid(&self) -> Cid {
+        match self {
+            WantError::NotFound { cid, .. }
+            | WantError::Timeout { cid, .. }
+            | WantError::NoPeers { cid } => *cid,
+        }
+    }
+}
+
 /// A want for one block.
 #[derive(Debug)]
 struct Want<P> {
