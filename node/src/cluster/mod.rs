@@ -21,6 +21,7 @@
 //! - [`follow`]: following collections: judging gossiped heads, catch-ups, replication state
 //!   and provider counts.
 
+pub mod follow;
 pub mod walk;
 pub mod wants;
 
