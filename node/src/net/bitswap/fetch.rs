@@ -13,7 +13,7 @@ use libp2p::PeerId;
 use tokio::sync::oneshot;
 
 use super::{
-    message::{self, Message, Payload, WantType},
+    message::{self, Payload, WantType},
     Bitswap, FetchError, FetchTotals,
 };
 use crate::{
@@ -201,6 +201,11 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
         self.step(|w, now| w.ledger.handle(Input::DontHave { from: peer, cid }, now));
     }
 
+    /// A want for `cid` could not be sent to `peer`.
+    pub(super) fn on_unreachable(&self, peer: PeerId, cid: Cid) {
+        self.step(|w, now| w.ledger.handle(Input::Unreachable { to: peer, cid }, now));
+    }
+
     /// Runs `f` on the ledger at the current time and carries out the actions it answers:
     /// failed fetches are told, messages sent, misbehaving peers banned. Answers the fetches
     /// waiting for a block that was just delivered, if one was.
@@ -241,10 +246,10 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
         delivered
     }
 
-    /// Sends the wants and cancels of `actions` (one message a peer), counts and bans.
+    /// Queues the wants and cancels of `actions` for their peers, counts and bans.
     fn carry_out(&self, actions: Vec<Action<PeerId>>) {
         let stats = &self.inner.stats;
-        let mut messages: Vec<(PeerId, Message)> = Vec::new();
+        let mut messages: Vec<(PeerId, Vec<message::Want>)> = Vec::new();
         for action in actions {
             let (peer, cid, cancel) = match action {
                 Action::Want { peer, cid } => (peer, cid, false),
@@ -276,32 +281,16 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
                 send_dont_have: true,
             };
             match messages.iter_mut().find(|(p, _)| *p == peer) {
-                Some((_, m)) => m.wants.push(want),
-                None => messages.push((
-                    peer,
-                    Message {
-                        wants: vec![want],
-                        ..Message::default()
-                    },
-                )),
+                Some((_, wants)) => wants.push(want),
+                None => messages.push((peer, vec![want])),
             }
         }
         // A fetch dropped outside the runtime (at its shutdown) sends nothing.
         if tokio::runtime::Handle::try_current().is_err() {
             return;
         }
-        for (peer, message) in messages {
-            let this = self.clone();
-            self.inner.tasks.spawn(async move {
-                let Err(e) = this.send(peer, &message).await else {
-                    return;
-                };
-                tracing::debug!(%peer, error = %e, "cannot send wants");
-                for want in message.wants.iter().filter(|w| !w.cancel) {
-                    let cid = want.cid;
-                    this.step(|w, now| w.ledger.handle(Input::Unreachable { to: peer, cid }, now));
-                }
-            });
+        for (peer, wants) in messages {
+            self.queue_wants(peer, wants);
         }
     }
 }

@@ -20,7 +20,7 @@
 //! prefix and stored only if the CID that gives is one we asked for.
 //!
 //! Tasks: the accept loop, one task per inbound stream, one per message being answered, one
-//! per message being sent and the ledger's timer all belong to the network's task set; they
+//! per peer with wants to send and the ledger's timer all belong to the network's task set; they
 //! stop when its token is cancelled, and so does every fetch in flight
 //! ([`FetchError::Stopped`]). Maps kept per peer are bounded: outbound streams and limits of
 //! idle peers are forgotten past [`MAX_PEERS_KEPT`] peers, and so are the block counters of
@@ -34,7 +34,8 @@
 //! # Layout
 //! - [`message`]: the protobuf messages and their limits.
 //! - `serve`: reading a peer's messages and answering its wants from the store.
-//! - `send`: the long-lived outbound streams messages go out on.
+//! - `send`: the long-lived outbound streams messages go out on, and the wants queued for
+//!   each peer.
 //! - `fetch`: fetching blocks and DAGs, driving the want ledger.
 
 mod fetch;
@@ -166,6 +167,8 @@ struct Inner<S> {
     store: S,
     control: Mutex<libp2p_stream::Control>,
     outbound: send::Outbound,
+    /// Wants and cancels waiting for their peer's sender task.
+    outbox: send::Outbox,
     wants: Mutex<fetch::Wants>,
     /// Wakes the ledger's timer when a want may have moved its next deadline.
     timer: tokio::sync::Notify,
@@ -214,6 +217,7 @@ impl<S: crate::store::BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
                 store,
                 control: Mutex::new(control),
                 outbound: Default::default(),
+                outbox: Default::default(),
                 wants: Mutex::new(fetch::Wants::new()),
                 timer: Default::default(),
                 serving: Default::default(),

@@ -1,16 +1,21 @@
 //! Sending: messages to a peer go out on a few long-lived outbound streams (opened on first
-//! use; Bitswap peers read message after message from a stream), several at once.
+//! use; Bitswap peers read message after message from a stream), several at once. The wants
+//! and cancels the ledger asks for go out in the order it asked, through one sender task
+//! per peer (a cancel never overtakes its want).
 
 use std::{
     collections::HashMap,
-    sync::{atomic::Ordering, Arc},
+    sync::{atomic::Ordering, Arc, Mutex},
     time::Duration,
 };
 
 use futures::AsyncWriteExt;
 use libp2p::PeerId;
 
-use super::{message::Message, Bitswap, MAX_PEERS_KEPT, PROTOCOL};
+use super::{
+    message::{self, Message},
+    Bitswap, MAX_PEERS_KEPT, PROTOCOL,
+};
 use crate::store::BlockStore;
 
 /// Times a message is sent again when its stream fails.
@@ -28,7 +33,73 @@ pub(super) struct Outbound {
     turn: std::sync::atomic::AtomicUsize,
 }
 
+/// Wants and cancels waiting to go out, per peer, in order; a peer is in the map while its
+/// sender task runs. Bounded by the ledger: at most a want and a cancel per block asked of
+/// the peer.
+#[derive(Default)]
+pub(super) struct Outbox(Mutex<HashMap<PeerId, Vec<message::Want>>>);
+
 impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
+    /// Queues `wants` (and cancels) for `peer` after those queued before, starting its
+    /// sender task if none runs.
+    pub(super) fn queue_wants(&self, peer: PeerId, wants: Vec<message::Want>) {
+        let start = {
+            let Ok(mut outbox) = self.inner.outbox.0.lock() else {
+                return;
+            };
+            match outbox.get_mut(&peer) {
+                Some(queued) => {
+                    for want in wants {
+                        // A want asked again while its last entry still waits goes once.
+                        if queued.iter().rev().find(|q| q.cid == want.cid) != Some(&want) {
+                            queued.push(want);
+                        }
+                    }
+                    false
+                }
+                None => {
+                    outbox.insert(peer, wants);
+                    true
+                }
+            }
+        };
+        if start && !self.inner.tasks.spawn(self.clone().send_queued(peer)) {
+            if let Ok(mut outbox) = self.inner.outbox.0.lock() {
+                outbox.remove(&peer);
+            }
+        }
+    }
+
+    /// Sends `peer`'s queued wants, all that wait in one message, until none is left; a
+    /// want that cannot be sent is reported to the ledger as unreachable.
+    async fn send_queued(self, peer: PeerId) {
+        loop {
+            let wants = {
+                let Ok(mut outbox) = self.inner.outbox.0.lock() else {
+                    return;
+                };
+                match outbox.get_mut(&peer) {
+                    Some(queued) if !queued.is_empty() => std::mem::take(queued),
+                    _ => {
+                        outbox.remove(&peer);
+                        return;
+                    }
+                }
+            };
+            let message = Message {
+                wants,
+                ..Message::default()
+            };
+            let Err(e) = self.send(peer, &message).await else {
+                continue;
+            };
+            tracing::debug!(%peer, error = %e, "cannot send wants");
+            for want in message.wants.iter().filter(|w| !w.cancel) {
+                self.on_unreachable(peer, want.cid);
+            }
+        }
+    }
+
     /// Sends one message to `peer` on one of its outbound streams, trying again on a fresh
     /// stream a few times when a stream cannot be opened or written.
     pub(super) async fn send(&self, peer: PeerId, message: &Message) -> Result<(), String> {
