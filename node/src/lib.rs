@@ -6,6 +6,8 @@
 //! - [`index`]: vector indexes: usearch HNSW and the exact reference.
 //! - [`collection`]: collections: points, search, filters, write-ahead log, versions.
 //! - [`repo`]: the on-disk repository: config, node key, store, lock.
+//! - [`cluster`]: sans-io cores (time passed in): the Bitswap want ledger, DAG fetch
+//!   scheduling, following collections.
 //! - [`net`]: the peer-to-peer layer: the libp2p swarm and its event loop.
 //! - [`api`]: the node's operations, the HTTP daemon that serves them and its client.
 //! - [`cli`]: the `ipvec` command line (over the daemon's API when one runs).
@@ -13,6 +15,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod collection;
 pub mod index;
 pub mod net;

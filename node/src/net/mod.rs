@@ -61,16 +61,8 @@ pub struct Gossip {
     pub id: libp2p::gossipsub::MessageId,
 }
 
-/// What the node makes of a gossip message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Valid and new: forward it.
-    Accept,
-    /// Valid but not news: drop it quietly.
-    Ignore,
-    /// Invalid: drop it and lower the sender's score.
-    Reject,
-}
+/// What the node makes of a gossip message (decided by the follow core).
+pub use crate::cluster::follow::Verdict;
 
 /// Commands queued for the event loop at most; senders wait for room (a misbehaviour report,
 /// sent from a task that must not wait, is dropped instead).
