@@ -7,7 +7,9 @@
 //! - [`collection`]: collections: points, search, filters, write-ahead log, versions.
 //! - [`repo`]: the on-disk repository: config, node key, store, lock.
 //! - [`net`]: the peer-to-peer layer: the libp2p swarm and its event loop.
-//! - [`api`]: the node's operations, the HTTP daemon that serves them and its client.
+//! - [`ops`]: the node's operations on an open repository, split by concept; every front end
+//!   calls these.
+//! - [`api`]: the HTTP front end: the daemon that serves the operations, and its client.
 //! - [`cli`]: the `ipvec` command line (over the daemon's API when one runs).
 //! - [`tasks`]: who owns each background task and what stops it.
 
@@ -16,6 +18,7 @@ pub mod cli;
 pub mod collection;
 pub mod index;
 pub mod net;
+pub mod ops;
 pub mod repo;
 pub mod store;
 pub mod tasks;

@@ -27,9 +27,9 @@ use super::{
     error::ApiError,
     guard::{self, BodyKind, Gate, Kind, Limits, RouteRules},
     openapi::{BearerScheme, ErrorResponses},
-    service::Node,
     types::*,
 };
+use crate::ops::{self, Node};
 
 /// The CAR media type.
 pub const CAR_MEDIA_TYPE: &str = "application/vnd.ipld.car";
@@ -260,7 +260,7 @@ async fn get_point(
     State(s): State<AppState>,
     ApiPath((name, id)): ApiPath<(String, String)>,
 ) -> ApiResult<PointOut> {
-    let id = super::service::parse_point_id(&id)?;
+    let id = ops::points::parse_point_id(&id)?;
     Ok(Json(s.node.get_point(&name, id).await?))
 }
 
@@ -348,7 +348,7 @@ async fn dag_export(
     State(s): State<AppState>,
     ApiPath(cid): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let root = super::service::parse_cid(&cid)?;
+    let root = ops::parse_cid(&cid)?;
     // Fail before streaming when the root itself is missing.
     s.node.block_stat(&cid).await?;
     Ok(car_stream(s.node, root))
@@ -523,7 +523,7 @@ fn car_stream(node: Node, root: cid::Cid) -> Response {
     // Left to finish within the shutdown bound (the HTTP drain waits for its response); it
     // ends early if the client goes away. Refused once the node is stopping.
     let exporter = node.clone();
-    node.inner.tasks.spawn_finishing(async move {
+    node.tasks().spawn_finishing(async move {
         let result = exporter.export_car(&root, writer, |_| {}).await;
         let _ = done_tx.send(result);
     });

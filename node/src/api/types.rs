@@ -90,7 +90,7 @@ impl std::fmt::Display for PointId {
 
 impl PointId {
     /// The id as URL paths and the CLI spell it (read back by
-    /// [`parse_point_id`](super::service::parse_point_id)): a string id that would read as an
+    /// [`parse_point_id`](crate::ops::points::parse_point_id)): a string id that would read as an
     /// integer, or that starts with `"`, is written as a JSON string literal (`"42"`).
     pub fn spelled(&self) -> String {
         match self {

@@ -12,10 +12,12 @@ use super::{
     output::{progress_bar, utc_time, write_line, write_stdout, Output},
     CollectionCommand, Command,
 };
-use crate::api::{
-    service::parse_point_id,
-    types::{CollectionInfo, CreateCollection, PointId, PointIn, SearchRequest},
-    ApiError, ExportTarget,
+use crate::{
+    api::{
+        types::{CollectionInfo, CreateCollection, PointId, PointIn, SearchRequest},
+        ApiError, ExportTarget,
+    },
+    ops::points::parse_point_id,
 };
 
 /// A response as JSON, printed as the daemon sends it (through text, so f32 scores print in

@@ -21,7 +21,8 @@ use std::{
 
 use tokio::sync::RwLock;
 
-use super::{error::ApiError, service::Node, service::SharedCollection, types::*};
+use super::{Node, SharedCollection};
+use crate::api::{error::ApiError, types::*};
 use crate::{
     collection::{catalog, pin_name, Collection, CollectionError, CollectionSpec},
     store::{BlockStore, IrohBlockStore},

@@ -18,11 +18,8 @@ use libp2p::PeerId;
 
 use crate::store::BlockStore;
 
-use super::{
-    error::ApiError,
-    service::{Inner, Node},
-    types::CollectionImported,
-};
+use super::{Inner, Node};
+use crate::api::{error::ApiError, types::CollectionImported};
 
 /// Catch-ups (fetching a gossiped head's blocks, then moving the replica) running at once.
 pub const MAX_CATCH_UPS: usize = 4;

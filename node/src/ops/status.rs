@@ -9,7 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{service::Node, types::ShardInfo};
+use super::Node;
+use crate::api::types::ShardInfo;
 use crate::{collection::Collection, store::IrohBlockStore};
 
 /// How old a provider count may get before a read starts a new one.

@@ -11,7 +11,7 @@ use std::{
     time::Instant,
 };
 
-use super::types::Job;
+use crate::api::types::Job;
 
 #[derive(Debug)]
 struct Entry {
