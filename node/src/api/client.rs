@@ -1,13 +1,14 @@
 //! A client of a running daemon's HTTP API, used by the CLI when a daemon holds the
-//! repository. Each call mirrors a [`super::Node`] operation and fails with the daemon's own
-//! [`ApiError`].
+//! repository. Each call mirrors a [`Node`](crate::ops::Node) operation and fails with the
+//! same [`Error`] the operation failed with in the daemon.
 
 use std::time::Duration;
 
 use futures::Stream;
 use serde::de::DeserializeOwned;
 
-use super::{error::ApiError, types::*};
+use super::types::*;
+use crate::ops::Error;
 
 /// A daemon's API.
 #[derive(Debug, Clone)]
@@ -19,12 +20,12 @@ pub struct Client {
 
 impl Client {
     /// A client of the API at `base` (`http://127.0.0.1:5080`), sending `token` if given.
-    pub fn new(base: &str, token: Option<String>) -> Result<Self, ApiError> {
+    pub fn new(base: &str, token: Option<String>) -> Result<Self, Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| ApiError::internal(format!("cannot make an HTTP client: {e}")))?;
+            .map_err(|e| Error::internal(format!("cannot make an HTTP client: {e}")))?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_string(),
@@ -42,13 +43,13 @@ impl Client {
     }
 
     /// Sends a request; a non-2xx answer becomes the daemon's error.
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiError> {
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
         let response = request.send().await.map_err(|e| {
-            ApiError::unavailable(format!("cannot reach the daemon at {}: {e}", self.base))
+            Error::unavailable(format!("cannot reach the daemon at {}: {e}", self.base))
         })?;
         if response.status().is_success() {
             return Ok(response);
@@ -56,8 +57,8 @@ impl Client {
         let status = response.status().as_u16();
         let body = response.bytes().await.unwrap_or_default();
         Err(match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(error) => ApiError::from_body(status, error),
-            Err(_) => ApiError::internal(format!(
+            Ok(ErrorBody { error }) => Error::from_code(&error.code, error.message, error.point),
+            Err(_) => Error::internal(format!(
                 "the daemon answered {status}: {}",
                 String::from_utf8_lossy(&body)
             )),
@@ -67,12 +68,12 @@ impl Client {
     async fn json<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, Error> {
         self.send(request)
             .await?
             .json()
             .await
-            .map_err(|e| ApiError::internal(format!("cannot read the daemon's answer: {e}")))
+            .map_err(|e| Error::internal(format!("cannot read the daemon's answer: {e}")))
     }
 
     fn name(name: &str) -> String {
@@ -99,22 +100,22 @@ impl Client {
     }
 
     /// `GET /v1/node`.
-    pub async fn node_info(&self) -> Result<NodeInfo, ApiError> {
+    pub async fn node_info(&self) -> Result<NodeInfo, Error> {
         self.json(self.http.get(self.url("/v1/node"))).await
     }
 
     /// `GET /v1/config`.
-    pub async fn config(&self) -> Result<crate::repo::Config, ApiError> {
+    pub async fn config(&self) -> Result<crate::repo::Config, Error> {
         self.json(self.http.get(self.url("/v1/config"))).await
     }
 
     /// `GET /v1/jobs`.
-    pub async fn jobs(&self) -> Result<JobList, ApiError> {
+    pub async fn jobs(&self) -> Result<JobList, Error> {
         self.json(self.http.get(self.url("/v1/jobs"))).await
     }
 
     /// `GET /v1/id`.
-    pub async fn id(&self) -> Result<IdInfo, ApiError> {
+    pub async fn id(&self) -> Result<IdInfo, Error> {
         self.json(self.http.get(self.url("/v1/id"))).await
     }
 
@@ -124,7 +125,7 @@ impl Client {
         id: &str,
         name: Option<String>,
         from: &[String],
-    ) -> Result<CollectionImported, ApiError> {
+    ) -> Result<CollectionImported, Error> {
         let body = FetchCollection {
             id: id.to_string(),
             name,
@@ -139,7 +140,7 @@ impl Client {
     }
 
     /// `POST /v1/dag/fetch`.
-    pub async fn dag_fetch(&self, cid: &str, from: &[String]) -> Result<Fetched, ApiError> {
+    pub async fn dag_fetch(&self, cid: &str, from: &[String]) -> Result<Fetched, Error> {
         let body = DagFetch {
             cid: cid.to_string(),
             from: from.to_vec(),
@@ -149,12 +150,12 @@ impl Client {
     }
 
     /// `GET /v1/peers`.
-    pub async fn peers(&self) -> Result<PeerList, ApiError> {
+    pub async fn peers(&self) -> Result<PeerList, Error> {
         self.json(self.http.get(self.url("/v1/peers"))).await
     }
 
     /// `POST /v1/peers/connect`.
-    pub async fn connect(&self, address: &str) -> Result<Connected, ApiError> {
+    pub async fn connect(&self, address: &str) -> Result<Connected, Error> {
         let body = Connect {
             address: address.to_string(),
         };
@@ -163,7 +164,7 @@ impl Client {
     }
 
     /// `GET /v1/dht/providers/{cid}`.
-    pub async fn providers(&self, cid: &str) -> Result<ProviderList, ApiError> {
+    pub async fn providers(&self, cid: &str) -> Result<ProviderList, Error> {
         let path = format!("/v1/dht/providers/{}", Self::name(cid));
         self.json(self.http.get(self.url(&path))).await
     }
@@ -172,50 +173,50 @@ impl Client {
     pub async fn create_collection(
         &self,
         request: &CreateCollection,
-    ) -> Result<CollectionInfo, ApiError> {
+    ) -> Result<CollectionInfo, Error> {
         self.json(self.http.post(self.url("/v1/collections")).json(request))
             .await
     }
 
     /// `GET /v1/collections`.
-    pub async fn list_collections(&self) -> Result<CollectionList, ApiError> {
+    pub async fn list_collections(&self) -> Result<CollectionList, Error> {
         self.json(self.http.get(self.url("/v1/collections"))).await
     }
 
     /// `GET /v1/collections/{name}`.
-    pub async fn collection_info(&self, name: &str) -> Result<CollectionInfo, ApiError> {
+    pub async fn collection_info(&self, name: &str) -> Result<CollectionInfo, Error> {
         let path = format!("/v1/collections/{}", Self::name(name));
         self.json(self.http.get(self.url(&path))).await
     }
 
     /// `GET /v1/collections/{name}/log`.
-    pub async fn collection_log(&self, name: &str) -> Result<VersionList, ApiError> {
+    pub async fn collection_log(&self, name: &str) -> Result<VersionList, Error> {
         let path = format!("/v1/collections/{}/log", Self::name(name));
         self.json(self.http.get(self.url(&path))).await
     }
 
     /// `DELETE /v1/collections/{name}`.
-    pub async fn drop_collection(&self, name: &str) -> Result<Dropped, ApiError> {
+    pub async fn drop_collection(&self, name: &str) -> Result<Dropped, Error> {
         let path = format!("/v1/collections/{}", Self::name(name));
         self.json(self.http.delete(self.url(&path))).await
     }
 
     /// `PUT /v1/collections/{name}/points`.
-    pub async fn upsert(&self, name: &str, points: Vec<PointIn>) -> Result<WriteResult, ApiError> {
+    pub async fn upsert(&self, name: &str, points: Vec<PointIn>) -> Result<WriteResult, Error> {
         let path = format!("/v1/collections/{}/points", Self::name(name));
         let body = UpsertPoints { points };
         self.json(self.http.put(self.url(&path)).json(&body)).await
     }
 
     /// `POST /v1/collections/{name}/points/delete`.
-    pub async fn delete(&self, name: &str, ids: Vec<PointId>) -> Result<WriteResult, ApiError> {
+    pub async fn delete(&self, name: &str, ids: Vec<PointId>) -> Result<WriteResult, Error> {
         let path = format!("/v1/collections/{}/points/delete", Self::name(name));
         let body = DeletePoints { ids };
         self.json(self.http.post(self.url(&path)).json(&body)).await
     }
 
     /// `GET /v1/collections/{name}/points/{id}`.
-    pub async fn get_point(&self, name: &str, id: &PointId) -> Result<PointOut, ApiError> {
+    pub async fn get_point(&self, name: &str, id: &PointId) -> Result<PointOut, Error> {
         let path = format!(
             "/v1/collections/{}/points/{}",
             Self::name(name),
@@ -229,7 +230,7 @@ impl Client {
         &self,
         name: &str,
         request: &SearchRequest,
-    ) -> Result<SearchResponse, ApiError> {
+    ) -> Result<SearchResponse, Error> {
         let path = format!("/v1/collections/{}/search", Self::name(name));
         self.json(self.http.post(self.url(&path)).json(request))
             .await
@@ -239,7 +240,7 @@ impl Client {
     pub async fn export(
         &self,
         what: ExportTarget<'_>,
-    ) -> Result<impl Stream<Item = reqwest::Result<bytes::Bytes>>, ApiError> {
+    ) -> Result<impl Stream<Item = reqwest::Result<bytes::Bytes>>, Error> {
         let path = match what {
             ExportTarget::Collection(name) => {
                 format!("/v1/collections/{}/export", Self::name(name))
@@ -257,7 +258,7 @@ impl Client {
         &self,
         body: reqwest::Body,
         length: Option<u64>,
-    ) -> Result<CarImported, ApiError> {
+    ) -> Result<CarImported, Error> {
         let mut request = self
             .http
             .post(self.url("/v1/dag/import"))
@@ -275,7 +276,7 @@ impl Client {
         body: reqwest::Body,
         length: Option<u64>,
         name: Option<&str>,
-    ) -> Result<CollectionImported, ApiError> {
+    ) -> Result<CollectionImported, Error> {
         let mut request = self
             .http
             .post(self.url("/v1/collections/import"))
@@ -291,7 +292,7 @@ impl Client {
     }
 
     /// `POST /v1/dag`.
-    pub async fn dag_put(&self, dag_json: Vec<u8>, pin: bool) -> Result<DagPut, ApiError> {
+    pub async fn dag_put(&self, dag_json: Vec<u8>, pin: bool) -> Result<DagPut, Error> {
         let request = self
             .http
             .post(self.url("/v1/dag"))
@@ -302,41 +303,41 @@ impl Client {
     }
 
     /// `GET /v1/dag/{cid}`: DAG-JSON.
-    pub async fn dag_get(&self, cid: &str) -> Result<Vec<u8>, ApiError> {
+    pub async fn dag_get(&self, cid: &str) -> Result<Vec<u8>, Error> {
         let path = format!("/v1/dag/{}", Self::name(cid));
         let response = self.send(self.http.get(self.url(&path))).await?;
         response
             .bytes()
             .await
             .map(|b| b.to_vec())
-            .map_err(|e| ApiError::internal(format!("cannot read the daemon's answer: {e}")))
+            .map_err(|e| Error::internal(format!("cannot read the daemon's answer: {e}")))
     }
 
     /// `GET /v1/blocks/{cid}`.
-    pub async fn block_stat(&self, cid: &str) -> Result<BlockStat, ApiError> {
+    pub async fn block_stat(&self, cid: &str) -> Result<BlockStat, Error> {
         let path = format!("/v1/blocks/{}", Self::name(cid));
         self.json(self.http.get(self.url(&path))).await
     }
 
     /// `GET /v1/pins`.
-    pub async fn pins(&self) -> Result<PinList, ApiError> {
+    pub async fn pins(&self) -> Result<PinList, Error> {
         self.json(self.http.get(self.url("/v1/pins"))).await
     }
 
     /// `POST /v1/pins/{cid}`.
-    pub async fn pin_add(&self, cid: &str) -> Result<Pin, ApiError> {
+    pub async fn pin_add(&self, cid: &str) -> Result<Pin, Error> {
         let path = format!("/v1/pins/{}", Self::name(cid));
         self.json(self.http.post(self.url(&path))).await
     }
 
     /// `DELETE /v1/pins/{cid}`.
-    pub async fn pin_rm(&self, cid: &str) -> Result<Pin, ApiError> {
+    pub async fn pin_rm(&self, cid: &str) -> Result<Pin, Error> {
         let path = format!("/v1/pins/{}", Self::name(cid));
         self.json(self.http.delete(self.url(&path))).await
     }
 
     /// `POST /v1/gc`.
-    pub async fn gc(&self) -> Result<GcResult, ApiError> {
+    pub async fn gc(&self) -> Result<GcResult, Error> {
         self.json(self.http.post(self.url("/v1/gc"))).await
     }
 }

@@ -530,7 +530,7 @@ fn car_stream(node: Node, root: cid::Cid) -> Response {
     let tail = futures::stream::once(async move {
         match done_rx.await {
             Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(Err(std::io::Error::other(e.message))),
+            Ok(Err(e)) => Some(Err(std::io::Error::other(e.to_string()))),
             Err(_) => Some(Err(std::io::Error::other("the export stopped"))),
         }
     })
@@ -549,8 +549,9 @@ async fn import_body(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let stream = body.into_data_stream().map_err(std::io::Error::other);
-    node.import_car(StreamReader::new(stream), total, |_| {})
-        .await
+    Ok(node
+        .import_car(StreamReader::new(stream), total, |_| {})
+        .await?)
 }
 
 async fn track(State(s): State<AppState>, request: Request, next: Next) -> Response {

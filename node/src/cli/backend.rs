@@ -5,7 +5,8 @@
 use std::{path::Path, time::Duration};
 
 use crate::{
-    api::{types::*, ApiError, Client, Node},
+    api::{types::*, Client},
+    ops::{Error, Node},
     repo::{self, Config, Repo},
 };
 
@@ -63,18 +64,18 @@ impl Backend {
     }
 
     /// Finishes: a directly opened repository commits its logs and closes.
-    pub async fn close(self) -> Result<(), ApiError> {
+    pub async fn close(self) -> Result<(), Error> {
         match self {
             Backend::Local(node) => node.close().await,
             Backend::Remote(_) => Ok(()),
         }
     }
 
-    pub async fn node_info(&self) -> Result<NodeInfo, ApiError> {
+    pub async fn node_info(&self) -> Result<NodeInfo, Error> {
         either!(self, node_info())
     }
 
-    pub async fn config(&self) -> Result<Config, ApiError> {
+    pub async fn config(&self) -> Result<Config, Error> {
         match self {
             Backend::Local(node) => Ok(node.config().clone()),
             Backend::Remote(client) => client.config().await,
@@ -84,14 +85,14 @@ impl Backend {
     pub async fn create_collection(
         &self,
         request: CreateCollection,
-    ) -> Result<CollectionInfo, ApiError> {
+    ) -> Result<CollectionInfo, Error> {
         match self {
             Backend::Local(node) => node.create_collection(request).await,
             Backend::Remote(client) => client.create_collection(&request).await,
         }
     }
 
-    pub async fn id(&self) -> Result<IdInfo, ApiError> {
+    pub async fn id(&self) -> Result<IdInfo, Error> {
         either!(self, id())
     }
 
@@ -100,61 +101,61 @@ impl Backend {
         id: &str,
         name: Option<String>,
         from: &[String],
-    ) -> Result<CollectionImported, ApiError> {
+    ) -> Result<CollectionImported, Error> {
         either!(self, fetch_collection(id, name, from))
     }
 
-    pub async fn dag_fetch(&self, cid: &str, from: &[String]) -> Result<Fetched, ApiError> {
+    pub async fn dag_fetch(&self, cid: &str, from: &[String]) -> Result<Fetched, Error> {
         either!(self, dag_fetch(cid, from))
     }
 
-    pub async fn peers(&self) -> Result<PeerList, ApiError> {
+    pub async fn peers(&self) -> Result<PeerList, Error> {
         either!(self, peers())
     }
 
-    pub async fn connect_peer(&self, address: &str) -> Result<Connected, ApiError> {
+    pub async fn connect_peer(&self, address: &str) -> Result<Connected, Error> {
         either!(self, connect(address))
     }
 
-    pub async fn providers(&self, cid: &str) -> Result<ProviderList, ApiError> {
+    pub async fn providers(&self, cid: &str) -> Result<ProviderList, Error> {
         either!(self, providers(cid))
     }
 
-    pub async fn list_collections(&self) -> Result<CollectionList, ApiError> {
+    pub async fn list_collections(&self) -> Result<CollectionList, Error> {
         either!(self, list_collections())
     }
 
-    pub async fn collection_info(&self, name: &str) -> Result<CollectionInfo, ApiError> {
+    pub async fn collection_info(&self, name: &str) -> Result<CollectionInfo, Error> {
         either!(self, collection_info(name))
     }
 
     /// Collection `name` after this process commits its logged writes into a version, where
     /// it can (the repository opened here); a daemon commits on its own, every
     /// `storage.commit_interval_ms`.
-    pub async fn committed_info(&self, name: &str) -> Result<CollectionInfo, ApiError> {
+    pub async fn committed_info(&self, name: &str) -> Result<CollectionInfo, Error> {
         if let Backend::Local(node) = self {
             node.commit(name).await?;
         }
         self.collection_info(name).await
     }
 
-    pub async fn collection_log(&self, name: &str) -> Result<VersionList, ApiError> {
+    pub async fn collection_log(&self, name: &str) -> Result<VersionList, Error> {
         either!(self, collection_log(name))
     }
 
-    pub async fn drop_collection(&self, name: &str) -> Result<Dropped, ApiError> {
+    pub async fn drop_collection(&self, name: &str) -> Result<Dropped, Error> {
         either!(self, drop_collection(name))
     }
 
-    pub async fn upsert(&self, name: &str, points: Vec<PointIn>) -> Result<WriteResult, ApiError> {
+    pub async fn upsert(&self, name: &str, points: Vec<PointIn>) -> Result<WriteResult, Error> {
         either!(self, upsert(name, points))
     }
 
-    pub async fn delete(&self, name: &str, ids: Vec<PointId>) -> Result<WriteResult, ApiError> {
+    pub async fn delete(&self, name: &str, ids: Vec<PointId>) -> Result<WriteResult, Error> {
         either!(self, delete(name, ids))
     }
 
-    pub async fn get_point(&self, name: &str, id: PointId) -> Result<PointOut, ApiError> {
+    pub async fn get_point(&self, name: &str, id: PointId) -> Result<PointOut, Error> {
         match self {
             Backend::Local(node) => node.get_point(name, id).await,
             Backend::Remote(client) => client.get_point(name, &id).await,
@@ -165,41 +166,41 @@ impl Backend {
         &self,
         name: &str,
         request: SearchRequest,
-    ) -> Result<SearchResponse, ApiError> {
+    ) -> Result<SearchResponse, Error> {
         match self {
             Backend::Local(node) => node.search(name, request).await,
             Backend::Remote(client) => client.search(name, &request).await,
         }
     }
 
-    pub async fn dag_put(&self, dag_json: Vec<u8>, pin: bool) -> Result<DagPut, ApiError> {
+    pub async fn dag_put(&self, dag_json: Vec<u8>, pin: bool) -> Result<DagPut, Error> {
         match self {
             Backend::Local(node) => node.dag_put(&dag_json, pin).await,
             Backend::Remote(client) => client.dag_put(dag_json, pin).await,
         }
     }
 
-    pub async fn dag_get(&self, cid: &str) -> Result<Vec<u8>, ApiError> {
+    pub async fn dag_get(&self, cid: &str) -> Result<Vec<u8>, Error> {
         either!(self, dag_get(cid))
     }
 
-    pub async fn block_stat(&self, cid: &str) -> Result<BlockStat, ApiError> {
+    pub async fn block_stat(&self, cid: &str) -> Result<BlockStat, Error> {
         either!(self, block_stat(cid))
     }
 
-    pub async fn pins(&self) -> Result<PinList, ApiError> {
+    pub async fn pins(&self) -> Result<PinList, Error> {
         either!(self, pins())
     }
 
-    pub async fn pin_add(&self, cid: &str) -> Result<Pin, ApiError> {
+    pub async fn pin_add(&self, cid: &str) -> Result<Pin, Error> {
         either!(self, pin_add(cid))
     }
 
-    pub async fn pin_rm(&self, cid: &str) -> Result<Pin, ApiError> {
+    pub async fn pin_rm(&self, cid: &str) -> Result<Pin, Error> {
         either!(self, pin_rm(cid))
     }
 
-    pub async fn gc(&self) -> Result<GcResult, ApiError> {
+    pub async fn gc(&self) -> Result<GcResult, Error> {
         either!(self, gc())
     }
 }

@@ -15,9 +15,9 @@ use super::{
 use crate::{
     api::{
         types::{CollectionInfo, CreateCollection, PointId, PointIn, SearchRequest},
-        ApiError, ExportTarget,
+        ExportTarget,
     },
-    ops::points::parse_point_id,
+    ops::{points::parse_point_id, Error},
 };
 
 /// A response as JSON, printed as the daemon sends it (through text, so f32 scores print in
@@ -332,9 +332,7 @@ async fn add(
         let n = chunk.len();
         match backend.upsert(name, chunk).await {
             Ok(_) => {}
-            Err(ApiError {
-                point: Some(bad), ..
-            }) if bad.position < n => {
+            Err(Error::BadPoint { point: bad, .. }) if bad.position < n => {
                 bar.finish_and_clear();
                 bail!(
                     "{} {unit} {}: point {}: {}; nothing from this batch ({unit}s {}..={}) was stored{}",

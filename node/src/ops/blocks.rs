@@ -7,9 +7,9 @@ use cid::Cid;
 use ipvec_protocol::{cid as pcid, dagcbor, head::HeadRecord, limits, manifest::Manifest, Ipld};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{offload, parse_cid, Node};
+use super::{offload, parse_cid, Error, Node};
 use crate::{
-    api::{error::ApiError, types::*},
+    api::types::*,
     collection::catalog,
     store::{car, dag, gc, BlockStore},
 };
@@ -18,7 +18,7 @@ impl Node {
     /// Fetches the DAG under `cid` over Bitswap from the peers at `from` (dialed first), or
     /// from every connected peer, checking every block; pins it once complete. Blocks already
     /// stored are not fetched again, so an interrupted fetch resumes.
-    pub async fn dag_fetch(&self, cid: &str, from: &[String]) -> Result<Fetched, ApiError> {
+    pub async fn dag_fetch(&self, cid: &str, from: &[String]) -> Result<Fetched, Error> {
         self.observed("fetch", "", async {
             let root = parse_cid(cid)?;
             let network = self.network()?;
@@ -44,16 +44,12 @@ impl Node {
                 .map_err(|e| match e {
                     crate::net::bitswap::FetchError::NoPeers
                     | crate::net::bitswap::FetchError::Unsupported(..) => {
-                        ApiError::bad_request(e.to_string())
+                        Error::invalid(e.to_string())
                     }
-                    crate::net::bitswap::FetchError::NotFound(_) => {
-                        ApiError::not_found(e.to_string())
-                    }
+                    crate::net::bitswap::FetchError::NotFound(_) => Error::not_found(e.to_string()),
                     crate::net::bitswap::FetchError::Timeout(_)
-                    | crate::net::bitswap::FetchError::Stopped => {
-                        ApiError::unavailable(e.to_string())
-                    }
-                    _ => ApiError::internal(e.to_string()),
+                    | crate::net::bitswap::FetchError::Stopped => Error::unavailable(e.to_string()),
+                    _ => Error::internal(e.to_string()),
                 })?;
             // The fetch walked every block under the root (stored ones read back, the rest
             // fetched and hashed), so the DAG is complete: no second walk before the pin.
@@ -71,14 +67,14 @@ impl Node {
 
     /// Stores a DAG-JSON value as one DAG-CBOR block, pinned if asked (its links must then
     /// all be stored).
-    pub async fn dag_put(&self, dag_json: &[u8], pin: bool) -> Result<DagPut, ApiError> {
+    pub async fn dag_put(&self, dag_json: &[u8], pin: bool) -> Result<DagPut, Error> {
         self.observed("dag_put", "", async {
             let value: Ipld = serde_ipld_dagjson::from_slice(dag_json).map_err(|e| {
-                ApiError::bad_request(format!("the input is not valid DAG-JSON ({e}); write links as {{\"/\": \"<cid>\"}} and bytes as {{\"/\": {{\"bytes\": \"<base64>\"}}}}"))
+                Error::invalid(format!("the input is not valid DAG-JSON ({e}); write links as {{\"/\": \"<cid>\"}} and bytes as {{\"/\": {{\"bytes\": \"<base64>\"}}}}"))
             })?;
             let bytes = dagcbor::encode(&value)?;
             if bytes.len() > limits::MAX_BLOCK_BYTES {
-                return Err(ApiError::bad_request(format!(
+                return Err(Error::invalid(format!(
                     "the block is {} bytes as DAG-CBOR, over the {}-byte limit; split it into linked blocks",
                     bytes.len(),
                     limits::MAX_BLOCK_BYTES
@@ -101,7 +97,7 @@ impl Node {
     }
 
     /// A block as DAG-JSON (raw blocks as DAG-JSON bytes).
-    pub async fn dag_get(&self, cid: &str) -> Result<Vec<u8>, ApiError> {
+    pub async fn dag_get(&self, cid: &str) -> Result<Vec<u8>, Error> {
         let cid = parse_cid(cid)?;
         let bytes = self.store().require(&cid).await?;
         let value: Ipld = match cid.codec() {
@@ -109,11 +105,11 @@ impl Node {
             _ => Ipld::Bytes(bytes.to_vec()),
         };
         serde_ipld_dagjson::to_vec(&value)
-            .map_err(|e| ApiError::internal(format!("cannot write the block as DAG-JSON: {e}")))
+            .map_err(|e| Error::internal(format!("cannot write the block as DAG-JSON: {e}")))
     }
 
     /// A block's size and codec.
-    pub async fn block_stat(&self, cid: &str) -> Result<BlockStat, ApiError> {
+    pub async fn block_stat(&self, cid: &str) -> Result<BlockStat, Error> {
         let cid = parse_cid(cid)?;
         let bytes = self.store().require(&cid).await?;
         Ok(BlockStat {
@@ -124,7 +120,7 @@ impl Node {
     }
 
     /// Every pin.
-    pub async fn pins(&self) -> Result<PinList, ApiError> {
+    pub async fn pins(&self) -> Result<PinList, Error> {
         let pins = self
             .store()
             .pins()
@@ -139,11 +135,11 @@ impl Node {
     }
 
     /// Pins the DAG under `cid` (all of it must be stored).
-    pub async fn pin_add(&self, cid: &str) -> Result<Pin, ApiError> {
+    pub async fn pin_add(&self, cid: &str) -> Result<Pin, Error> {
         let cid = parse_cid(cid)?;
         let _writing = self.inner.gc_lock.read().await;
         dag::check_complete(self.store(), &cid).await.map_err(|e| {
-            ApiError::bad_request(format!("cannot pin {cid}: its DAG is not complete in this repository; import it first (ipvec dag import): {e}"))
+            Error::invalid(format!("cannot pin {cid}: its DAG is not complete in this repository; import it first (ipvec dag import): {e}"))
         })?;
         self.store().pin(&cid).await?;
         self.store().flush().await?;
@@ -154,10 +150,10 @@ impl Node {
     }
 
     /// Removes a `pin add` pin.
-    pub async fn pin_rm(&self, cid: &str) -> Result<Pin, ApiError> {
+    pub async fn pin_rm(&self, cid: &str) -> Result<Pin, Error> {
         let cid = parse_cid(cid)?;
         if !self.store().unpin(&cid).await? {
-            return Err(ApiError::not_found(format!(
+            return Err(Error::not_found(format!(
                 "{cid} is not pinned; `ipvec pin ls` lists the pins"
             )));
         }
@@ -169,7 +165,7 @@ impl Node {
     }
 
     /// Removes every block no pin reaches.
-    pub async fn gc(&self) -> Result<GcResult, ApiError> {
+    pub async fn gc(&self) -> Result<GcResult, Error> {
         self.observed("gc", "", async {
             let _alone = self.inner.gc_lock.write().await;
             let _job = self.inner.jobs.start("gc", "", "blocks", None);
@@ -189,7 +185,7 @@ impl Node {
 
     /// Stores the signed head of collection `name` as a block and returns its CID: the root
     /// of the collection's export (its acknowledged writes committed first).
-    pub async fn collection_export_root(&self, name: &str) -> Result<Cid, ApiError> {
+    pub async fn collection_export_root(&self, name: &str) -> Result<Cid, Error> {
         self.commit(name).await?;
         let c = self.collection(name).await?;
         let c = c.read().await;
@@ -206,7 +202,7 @@ impl Node {
         root: &Cid,
         out: W,
         progress: impl FnMut(car::CarProgress),
-    ) -> Result<car::CarProgress, ApiError> {
+    ) -> Result<car::CarProgress, Error> {
         self.observed("export", "", async {
             let job = self
                 .inner
@@ -230,7 +226,7 @@ impl Node {
         input: R,
         total: Option<u64>,
         progress: impl FnMut(car::CarProgress),
-    ) -> Result<CarImported, ApiError> {
+    ) -> Result<CarImported, Error> {
         self.observed("import", "", async {
             self.check_storage().await?;
             let _writing = self.inner.gc_lock.read().await;
@@ -256,10 +252,10 @@ impl Node {
         &self,
         imported: &CarImported,
         name: Option<String>,
-    ) -> Result<CollectionImported, ApiError> {
+    ) -> Result<CollectionImported, Error> {
         let store = self.store();
         let [ref root] = imported.roots[..] else {
-            return Err(ApiError::bad_request(format!(
+            return Err(Error::invalid(format!(
                 "the CAR has {} roots; a collection export has exactly one (its signed head)",
                 imported.roots.len()
             )));
@@ -267,7 +263,7 @@ impl Node {
         let root = parse_cid(root.as_str())?;
         let adopted = async {
             let head: HeadRecord = dagcbor::decode(&store.require(&root).await?).map_err(|_| {
-                ApiError::bad_request(
+                Error::invalid(
                     "the CAR is not a collection export (its root is no signed head); \
                      use `ipvec dag import` for other DAGs",
                 )
@@ -287,7 +283,7 @@ impl Node {
         &self,
         head: HeadRecord,
         name: Option<String>,
-    ) -> Result<CollectionImported, ApiError> {
+    ) -> Result<CollectionImported, Error> {
         let store = self.store();
         let manifest: Manifest = dagcbor::decode(&store.require(&head.manifest).await?)?;
         let name = name.unwrap_or(manifest.name);

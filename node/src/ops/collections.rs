@@ -1,8 +1,8 @@
 //! Collections as a whole: creating, listing, describing, committing, versions and dropping.
 
-use super::{metrics::CollectionLabels, offload, Node};
+use super::{metrics::CollectionLabels, offload, Error, Node};
 use crate::{
-    api::{error::ApiError, types::*},
+    api::types::*,
     collection::{self, catalog, Collection, CollectionSpec},
     store::IrohBlockStore,
 };
@@ -12,7 +12,7 @@ impl Node {
     pub async fn create_collection(
         &self,
         request: CreateCollection,
-    ) -> Result<CollectionInfo, ApiError> {
+    ) -> Result<CollectionInfo, Error> {
         let spec = CollectionSpec {
             name: request.name.clone(),
             dimension: request.dim,
@@ -33,14 +33,15 @@ impl Node {
     }
 
     /// Every collection.
-    pub async fn list_collections(&self) -> Result<CollectionList, ApiError> {
+    pub async fn list_collections(&self) -> Result<CollectionList, Error> {
         let root = self.collections_root();
         let mut collections = Vec::new();
         for name in catalog::list(&root)? {
             match self.collection_info(&name).await {
                 Ok(info) => collections.push(info),
                 // Dropped since the folder was listed, or being dropped.
-                Err(e) if e.code == "conflict" || !catalog::exists(&root.join(&name)) => {}
+                Err(e)
+                    if matches!(e, Error::Conflict(_)) || !catalog::exists(&root.join(&name)) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -48,7 +49,7 @@ impl Node {
     }
 
     /// One collection's settings and counts.
-    pub async fn collection_info(&self, name: &str) -> Result<CollectionInfo, ApiError> {
+    pub async fn collection_info(&self, name: &str) -> Result<CollectionInfo, Error> {
         let c = self.collection(name).await?;
         let c = c.read().await;
         self.info_of(name, &c)
@@ -58,7 +59,7 @@ impl Node {
         &self,
         name: &str,
         c: &Collection<IrohBlockStore>,
-    ) -> Result<CollectionInfo, ApiError> {
+    ) -> Result<CollectionInfo, Error> {
         let m = c.manifest();
         let id = c.id()?;
         let replication = self.inner.replication.of(&id, c.head().seq, c.writable());
@@ -92,7 +93,7 @@ impl Node {
     }
 
     /// A collection's versions, newest first (its acknowledged writes committed first).
-    pub async fn collection_log(&self, name: &str) -> Result<VersionList, ApiError> {
+    pub async fn collection_log(&self, name: &str) -> Result<VersionList, Error> {
         self.commit(name).await?;
         let c = self.collection(name).await?;
         let c = c.read().await;
@@ -110,8 +111,8 @@ impl Node {
     }
 
     /// Drops a collection: its folder goes now, its blocks at the next gc. Requests in flight
-    /// on it finish first; requests that come meanwhile get 409.
-    pub async fn drop_collection(&self, name: &str) -> Result<Dropped, ApiError> {
+    /// on it finish first; requests that come meanwhile get a conflict.
+    pub async fn drop_collection(&self, name: &str) -> Result<Dropped, Error> {
         self.observed("drop", name, async {
             let node = self.clone();
             let owned = name.to_string();
@@ -135,7 +136,7 @@ impl Node {
 
     /// Commits collection `name`'s acknowledged writes into its tree (a new version), if it
     /// has any.
-    pub async fn commit(&self, name: &str) -> Result<(), ApiError> {
+    pub async fn commit(&self, name: &str) -> Result<(), Error> {
         let shared = self.collection(name).await?;
         if shared.read().await.wal_bytes() == 0 {
             return Ok(());

@@ -12,6 +12,7 @@
 //! # Layout
 //! - this module: [`Node`], its construction, opening and closing, and the checks every
 //!   operation shares (storage limit, batch size, timing).
+//! - [`error`]: [`Error`], what an operation fails with, by meaning.
 //! - [`collections`]: creating, listing, describing, committing and dropping collections.
 //! - [`points`]: writing, deleting and reading points.
 //! - [`search`]: searching a collection or an older version of it.
@@ -26,6 +27,7 @@
 
 pub mod blocks;
 pub mod collections;
+pub mod error;
 mod ids;
 pub mod jobs;
 pub mod lifecycle;
@@ -51,9 +53,10 @@ use cid::Cid;
 use ipvec_protocol::cid as pcid;
 use tokio::sync::RwLock;
 
+pub use self::error::{Error, Result};
 use self::{jobs::Jobs, lifecycle::Slot, metrics::Metrics};
 use crate::{
-    api::{error::ApiError, types::*},
+    api::types::*,
     collection::{catalog, Collection},
     repo::{Config, Repo},
     store::{BlockStore, IrohBlockStore},
@@ -97,16 +100,16 @@ struct Inner {
 
 /// Runs `work` on the blocking pool (it may search an index or fsync a log for a while).
 async fn offload<T: Send + 'static>(
-    work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
-) -> Result<T, ApiError> {
+    work: impl Future<Output = Result<T, Error>> + Send + 'static,
+) -> Result<T, Error> {
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || handle.block_on(work))
         .await
-        .map_err(|e| ApiError::internal(format!("operation failed: {e}")))?
+        .map_err(|e| Error::internal(format!("operation failed: {e}")))?
 }
 
 /// Parses a CID from a request.
-pub fn parse_cid(text: &str) -> Result<Cid, ApiError> {
+pub fn parse_cid(text: &str) -> Result<Cid, Error> {
     let cid = pcid::parse_cid(text)?;
     pcid::check_supported(&cid)?;
     Ok(cid)
@@ -186,8 +189,8 @@ impl Node {
         &self,
         op: &str,
         collection: &str,
-        work: impl Future<Output = Result<T, ApiError>>,
-    ) -> Result<T, ApiError> {
+        work: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
         let start = Instant::now();
         let result = work.await;
         self.inner
@@ -198,7 +201,7 @@ impl Node {
 
     /// Opens every collection (replaying its log), then marks the node ready. Requests are
     /// served meanwhile: a collection dropped before its turn is skipped.
-    pub async fn open_all(&self) -> Result<(), ApiError> {
+    pub async fn open_all(&self) -> Result<(), Error> {
         if let Err(e) = self.unpin_dropped().await {
             tracing::warn!(error = %e, "cannot remove the pins of collections a crash dropped half way; their blocks stay until gc after a restart");
         }
@@ -216,8 +219,8 @@ impl Node {
     }
 
     /// The open collection `name`, opening it if needed (other names are not held up
-    /// meanwhile); 409 while it is being dropped.
-    pub async fn collection(&self, name: &str) -> Result<SharedCollection, ApiError> {
+    /// meanwhile); a conflict while it is being dropped.
+    pub async fn collection(&self, name: &str) -> Result<SharedCollection, Error> {
         let dir = catalog::dir_of(&self.collections_root(), name)?;
         let slot = self.slot(name).await;
         let opened = self.open_in(name, &slot, &dir).await;
@@ -228,7 +231,7 @@ impl Node {
     }
 
     /// Refuses a write when the store has reached `storage.max_bytes`.
-    async fn check_storage(&self) -> Result<(), ApiError> {
+    async fn check_storage(&self) -> Result<(), Error> {
         let max = self.inner.config.storage.max_bytes;
         if max == 0 {
             return Ok(());
@@ -251,7 +254,7 @@ impl Node {
             }
         };
         if bytes >= max {
-            return Err(ApiError::insufficient_storage(format!(
+            return Err(Error::insufficient_storage(format!(
                 "the block store holds {bytes} bytes, at its limit storage.max_bytes = {max}; \
                  raise the limit, drop collections and run `ipvec gc`"
             )));
@@ -260,7 +263,7 @@ impl Node {
     }
 
     /// Node facts.
-    pub async fn node_info(&self) -> Result<NodeInfo, ApiError> {
+    pub async fn node_info(&self) -> Result<NodeInfo, Error> {
         let stats = self.store().stats().await?;
         Ok(NodeInfo {
             peer_id: self.inner.repo.peer_id().to_string(),
@@ -283,10 +286,10 @@ impl Node {
     }
 
     /// Refuses a batch over `api.max_batch_points`.
-    fn check_batch(&self, what: &str, n: usize) -> Result<(), ApiError> {
+    fn check_batch(&self, what: &str, n: usize) -> Result<(), Error> {
         let max = self.inner.config.api.max_batch_points;
         if n as u64 > max {
-            return Err(ApiError::too_large(format!(
+            return Err(Error::too_large(format!(
                 "the request holds {n} {what}, over api.max_batch_points = {max}; send them in \
                  batches of at most {max}"
             )));
@@ -307,7 +310,7 @@ impl Node {
 
     /// Commits every open collection's log into its tree and saves its index (the daemon
     /// calls this at shutdown; the CLI after each command).
-    pub async fn close(&self) -> Result<(), ApiError> {
+    pub async fn close(&self) -> Result<(), Error> {
         self.inner.ready.store(false, Ordering::Release);
         let open = self.open_collections().await;
         self.inner.collections.lock().await.clear();
@@ -317,11 +320,11 @@ impl Node {
             let mut c = c.write().await;
             if let Err(e) = c.sync().await {
                 tracing::error!(collection = %name, error = %e, "closing the collection failed");
-                first_error.get_or_insert(ApiError::from(e));
+                first_error.get_or_insert(Error::from(e));
             }
         }
         if let Err(e) = self.store().shutdown().await {
-            first_error.get_or_insert(ApiError::from(e));
+            first_error.get_or_insert(Error::from(e));
         }
         first_error.map_or(Ok(()), Err)
     }

@@ -1,8 +1,8 @@
 //! This node on the network: its addresses, its peers, connections, the DHT's providers,
 //! and announcing the collections it hosts. Each needs the swarm, which only a daemon runs.
 
-use super::Node;
-use crate::api::{error::ApiError, types::*};
+use super::{Error, Node};
+use crate::api::types::*;
 use ipvec_protocol::cid as pcid;
 
 impl Node {
@@ -12,16 +12,16 @@ impl Node {
         let _ = self.inner.network.set(network);
     }
 
-    pub(super) fn network(&self) -> Result<&crate::net::Network, ApiError> {
+    pub(super) fn network(&self) -> Result<&crate::net::Network, Error> {
         self.inner.network.get().ok_or_else(|| {
-            ApiError::unavailable(
+            Error::unavailable(
                 "the peer-to-peer layer runs in the daemon: start `ipvec daemon` and run this again",
             )
         })
     }
 
     /// This node on the network.
-    pub async fn id(&self) -> Result<IdInfo, ApiError> {
+    pub async fn id(&self) -> Result<IdInfo, Error> {
         let peer_id = self.inner.repo.peer_id().to_string();
         let agent = crate::net::AGENT.to_string();
         let Some(network) = self.inner.network.get() else {
@@ -51,7 +51,7 @@ impl Node {
     }
 
     /// The connected peers.
-    pub async fn peers(&self) -> Result<PeerList, ApiError> {
+    pub async fn peers(&self) -> Result<PeerList, Error> {
         let network = self.network()?;
         let stats = network.bitswap().stats();
         Ok(PeerList {
@@ -75,9 +75,9 @@ impl Node {
     }
 
     /// Connects to a peer.
-    pub async fn connect(&self, address: &str) -> Result<Connected, ApiError> {
+    pub async fn connect(&self, address: &str) -> Result<Connected, Error> {
         let address: libp2p::Multiaddr = address.parse().map_err(|e| {
-            ApiError::bad_request(format!(
+            Error::invalid(format!(
                 "{address:?} is not a multiaddress ({e}); `ipvec id` on the other node prints its addresses"
             ))
         })?;
@@ -88,7 +88,7 @@ impl Node {
     }
 
     /// The peers the DHT knows to provide `cid`.
-    pub async fn providers(&self, cid: &str) -> Result<ProviderList, ApiError> {
+    pub async fn providers(&self, cid: &str) -> Result<ProviderList, Error> {
         let key = pcid::parse_cid(cid)?;
         let found = self.network()?.providers(key).await?;
         Ok(ProviderList {
@@ -104,21 +104,20 @@ impl Node {
     }
 
     /// Connects to each address in `from`; the peers' ids.
-    pub(super) async fn dial_all(&self, from: &[String]) -> Result<Vec<libp2p::PeerId>, ApiError> {
+    pub(super) async fn dial_all(&self, from: &[String]) -> Result<Vec<libp2p::PeerId>, Error> {
         let mut peers = Vec::with_capacity(from.len());
         for address in from {
             let peer = self.connect(address).await?.peer_id;
-            peers.push(
-                peer.parse().map_err(|_| {
-                    ApiError::internal("the swarm gave a peer id that does not parse")
-                })?,
-            );
+            peers
+                .push(peer.parse().map_err(|_| {
+                    Error::internal("the swarm gave a peer id that does not parse")
+                })?);
         }
         Ok(peers)
     }
 
     /// Announces in the DHT that this node hosts collection `name` and each of its shards.
-    pub async fn announce(&self, name: &str) -> Result<(), ApiError> {
+    pub async fn announce(&self, name: &str) -> Result<(), Error> {
         let Some(network) = self.inner.network.get() else {
             return Ok(());
         };

@@ -1,8 +1,8 @@
 //! Points: writing a batch, deleting by id, reading one, and how ids are spelled.
 
-use super::{offload, Node};
+use super::{offload, Error, Node};
 use crate::{
-    api::{error::ApiError, types::*},
+    api::types::*,
     collection::{
         self,
         points::{ipld_to_json, json_to_ipld},
@@ -13,19 +13,19 @@ use crate::{
 /// A point id as URL paths and the CLI spell it: text that starts with `"` is a JSON string
 /// literal (`"42"` is the string id 42), digits alone are an integer id, anything else is a
 /// string id. [`PointId::spelled`] writes ids this way.
-pub fn parse_point_id(text: &str) -> Result<PointId, ApiError> {
+pub fn parse_point_id(text: &str) -> Result<PointId, Error> {
     if text.starts_with('"') {
         return serde_json::from_str::<String>(text)
             .map(PointId::Str)
             .map_err(|e| {
-                ApiError::bad_request(format!(
+                Error::invalid(format!(
                     "point id {text} starts with a quote but is not a JSON string ({e}); write a string id that looks like a number as \"42\" (in a URL %2242%22), or leave the quotes off"
                 ))
             });
     }
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text.parse::<u64>().map(PointId::Int).map_err(|_| {
-            ApiError::bad_request(format!(
+            Error::invalid(format!(
                 "point id {text} is over the largest integer id, {}; write it as \"{text}\" (in a URL %22{text}%22) for a string id",
                 u64::MAX
             ))
@@ -35,7 +35,7 @@ pub fn parse_point_id(text: &str) -> Result<PointId, ApiError> {
 }
 
 /// Turns request points into engine points; metadata must be an object.
-fn to_points(points: Vec<PointIn>) -> Result<Vec<Point>, ApiError> {
+fn to_points(points: Vec<PointIn>) -> Result<Vec<Point>, Error> {
     points
         .into_iter()
         .enumerate()
@@ -71,7 +71,7 @@ fn write_result(written: collection::shared::Written) -> WriteResult {
 
 impl Node {
     /// Upserts a batch: stored whole once durable, or not at all.
-    pub async fn upsert(&self, name: &str, points: Vec<PointIn>) -> Result<WriteResult, ApiError> {
+    pub async fn upsert(&self, name: &str, points: Vec<PointIn>) -> Result<WriteResult, Error> {
         let n = points.len() as u64;
         self.observed("upsert", name, async {
             self.check_batch("points", points.len())?;
@@ -94,7 +94,7 @@ impl Node {
     }
 
     /// Deletes points by id.
-    pub async fn delete(&self, name: &str, ids: Vec<PointId>) -> Result<WriteResult, ApiError> {
+    pub async fn delete(&self, name: &str, ids: Vec<PointId>) -> Result<WriteResult, Error> {
         self.observed("delete", name, async {
             self.check_batch("ids", ids.len())?;
             let shared = self.collection(name).await?;
@@ -113,13 +113,13 @@ impl Node {
     }
 
     /// One point.
-    pub async fn get_point(&self, name: &str, id: PointId) -> Result<PointOut, ApiError> {
+    pub async fn get_point(&self, name: &str, id: PointId) -> Result<PointOut, Error> {
         self.observed("get", name, async {
             let c = self.collection(name).await?;
             let c = c.read().await;
             let entry_id = id.clone().into();
             let Some((entry, leaf)) = c.get(&entry_id).await? else {
-                return Err(ApiError::not_found(format!(
+                return Err(Error::not_found(format!(
                     "collection {name} has no point {id}"
                 )));
             };

@@ -2,19 +2,19 @@
 
 use std::time::Duration;
 
-use super::{offload, parse_cid, Node};
+use super::{offload, parse_cid, Error, Node};
 use crate::{
-    api::{error::ApiError, types::*},
+    api::types::*,
     collection::{points::ipld_to_json, Filter, SearchOptions},
 };
 
 impl Node {
     /// Checks a search's numbers against `search.*` before any work, and gives its deadline.
-    fn search_budget(&self, request: &SearchRequest) -> Result<Duration, ApiError> {
+    fn search_budget(&self, request: &SearchRequest) -> Result<Duration, Error> {
         let limits = &self.inner.config.search;
         let within = |field: &str, value: u64, max: u64, key: &str| {
             if value == 0 || value > max {
-                Err(ApiError::bad_request(format!(
+                Err(Error::invalid(format!(
                     "{field} = {value} is outside 1..={max} ({key}); {}",
                     if value == 0 {
                         format!("{field} must be at least 1")
@@ -48,7 +48,7 @@ impl Node {
         &self,
         name: &str,
         request: SearchRequest,
-    ) -> Result<SearchResponse, ApiError> {
+    ) -> Result<SearchResponse, Error> {
         let response = self
             .observed("search", name, async {
                 let deadline = self.search_budget(&request)?;
@@ -94,7 +94,7 @@ impl Node {
                     tokio::time::timeout(deadline, work)
                         .await
                         .unwrap_or_else(|_| {
-                            Err(ApiError::deadline_exceeded(format!(
+                            Err(Error::deadline_exceeded(format!(
                             "the search was stopped at its deadline of {} ms; ask for a longer \
                              deadline_ms (at most search.max_deadline_ms), a smaller k or ef, \
                              or an HNSW search instead of an exact one",
