@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use futures::Stream;
-use serde::de::DeserializeOwned;
+use futures::{future::BoxFuture, Stream};
+use serde::{de::DeserializeOwned, Serialize};
 
 use super::types::*;
-use crate::ops::Error;
+use crate::ops::{Error, Operations, Result};
 
 /// A daemon's API.
 #[derive(Debug, Clone)]
@@ -99,141 +99,31 @@ impl Client {
             .is_ok_and(|r| r.status().is_success())
     }
 
-    /// `GET /v1/node`.
-    pub async fn node_info(&self) -> Result<NodeInfo, Error> {
-        self.json(self.http.get(self.url("/v1/node"))).await
+    /// `GET path`, its JSON answer.
+    fn get<T: DeserializeOwned + Send + 'static>(&self, path: &str) -> BoxFuture<'_, Result<T>> {
+        Box::pin(self.json(self.http.get(self.url(path))))
     }
 
-    /// `GET /v1/config`.
-    pub async fn config(&self) -> Result<crate::repo::Config, Error> {
-        self.json(self.http.get(self.url("/v1/config"))).await
-    }
-
-    /// `GET /v1/jobs`.
-    pub async fn jobs(&self) -> Result<JobList, Error> {
-        self.json(self.http.get(self.url("/v1/jobs"))).await
-    }
-
-    /// `GET /v1/id`.
-    pub async fn id(&self) -> Result<IdInfo, Error> {
-        self.json(self.http.get(self.url("/v1/id"))).await
-    }
-
-    /// `POST /v1/collections/fetch`.
-    pub async fn fetch_collection(
+    /// `POST path` with a JSON body (or none), its JSON answer.
+    fn post<T: DeserializeOwned + Send + 'static>(
         &self,
-        id: &str,
-        name: Option<String>,
-        from: &[String],
-    ) -> Result<CollectionImported, Error> {
-        let body = FetchCollection {
-            id: id.to_string(),
-            name,
-            from: from.to_vec(),
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> BoxFuture<'_, Result<T>> {
+        let request = self.http.post(self.url(path));
+        let request = match body {
+            Some(body) => request.json(body),
+            None => request,
         };
-        self.json(
-            self.http
-                .post(self.url("/v1/collections/fetch"))
-                .json(&body),
-        )
-        .await
+        Box::pin(self.json(request))
     }
 
-    /// `POST /v1/dag/fetch`.
-    pub async fn dag_fetch(&self, cid: &str, from: &[String]) -> Result<Fetched, Error> {
-        let body = DagFetch {
-            cid: cid.to_string(),
-            from: from.to_vec(),
-        };
-        self.json(self.http.post(self.url("/v1/dag/fetch")).json(&body))
-            .await
-    }
-
-    /// `GET /v1/peers`.
-    pub async fn peers(&self) -> Result<PeerList, Error> {
-        self.json(self.http.get(self.url("/v1/peers"))).await
-    }
-
-    /// `POST /v1/peers/connect`.
-    pub async fn connect(&self, address: &str) -> Result<Connected, Error> {
-        let body = Connect {
-            address: address.to_string(),
-        };
-        self.json(self.http.post(self.url("/v1/peers/connect")).json(&body))
-            .await
-    }
-
-    /// `GET /v1/dht/providers/{cid}`.
-    pub async fn providers(&self, cid: &str) -> Result<ProviderList, Error> {
-        let path = format!("/v1/dht/providers/{}", Self::name(cid));
-        self.json(self.http.get(self.url(&path))).await
-    }
-
-    /// `POST /v1/collections`.
-    pub async fn create_collection(
+    /// `DELETE path`, its JSON answer.
+    fn delete_at<T: DeserializeOwned + Send + 'static>(
         &self,
-        request: &CreateCollection,
-    ) -> Result<CollectionInfo, Error> {
-        self.json(self.http.post(self.url("/v1/collections")).json(request))
-            .await
-    }
-
-    /// `GET /v1/collections`.
-    pub async fn list_collections(&self) -> Result<CollectionList, Error> {
-        self.json(self.http.get(self.url("/v1/collections"))).await
-    }
-
-    /// `GET /v1/collections/{name}`.
-    pub async fn collection_info(&self, name: &str) -> Result<CollectionInfo, Error> {
-        let path = format!("/v1/collections/{}", Self::name(name));
-        self.json(self.http.get(self.url(&path))).await
-    }
-
-    /// `GET /v1/collections/{name}/log`.
-    pub async fn collection_log(&self, name: &str) -> Result<VersionList, Error> {
-        let path = format!("/v1/collections/{}/log", Self::name(name));
-        self.json(self.http.get(self.url(&path))).await
-    }
-
-    /// `DELETE /v1/collections/{name}`.
-    pub async fn drop_collection(&self, name: &str) -> Result<Dropped, Error> {
-        let path = format!("/v1/collections/{}", Self::name(name));
-        self.json(self.http.delete(self.url(&path))).await
-    }
-
-    /// `PUT /v1/collections/{name}/points`.
-    pub async fn upsert(&self, name: &str, points: Vec<PointIn>) -> Result<WriteResult, Error> {
-        let path = format!("/v1/collections/{}/points", Self::name(name));
-        let body = UpsertPoints { points };
-        self.json(self.http.put(self.url(&path)).json(&body)).await
-    }
-
-    /// `POST /v1/collections/{name}/points/delete`.
-    pub async fn delete(&self, name: &str, ids: Vec<PointId>) -> Result<WriteResult, Error> {
-        let path = format!("/v1/collections/{}/points/delete", Self::name(name));
-        let body = DeletePoints { ids };
-        self.json(self.http.post(self.url(&path)).json(&body)).await
-    }
-
-    /// `GET /v1/collections/{name}/points/{id}`.
-    pub async fn get_point(&self, name: &str, id: &PointId) -> Result<PointOut, Error> {
-        let path = format!(
-            "/v1/collections/{}/points/{}",
-            Self::name(name),
-            Self::name(&id.spelled())
-        );
-        self.json(self.http.get(self.url(&path))).await
-    }
-
-    /// `POST /v1/collections/{name}/search`.
-    pub async fn search(
-        &self,
-        name: &str,
-        request: &SearchRequest,
-    ) -> Result<SearchResponse, Error> {
-        let path = format!("/v1/collections/{}/search", Self::name(name));
-        self.json(self.http.post(self.url(&path)).json(request))
-            .await
+        path: &str,
+    ) -> BoxFuture<'_, Result<T>> {
+        Box::pin(self.json(self.http.delete(self.url(path))))
     }
 
     /// `GET /v1/collections/{name}/export` or `/v1/dag/{cid}/export`: the CAR as a stream.
@@ -290,55 +180,162 @@ impl Client {
         }
         self.json(request).await
     }
+}
 
-    /// `POST /v1/dag`.
-    pub async fn dag_put(&self, dag_json: Vec<u8>, pin: bool) -> Result<DagPut, Error> {
+/// Over HTTP: each operation is its route of the daemon's API (see `/openapi.json`).
+impl Operations for Client {
+    fn node_info(&self) -> BoxFuture<'_, Result<NodeInfo>> {
+        self.get("/v1/node")
+    }
+
+    fn config(&self) -> BoxFuture<'_, Result<crate::repo::Config>> {
+        self.get("/v1/config")
+    }
+
+    fn jobs(&self) -> BoxFuture<'_, Result<JobList>> {
+        self.get("/v1/jobs")
+    }
+
+    fn id(&self) -> BoxFuture<'_, Result<IdInfo>> {
+        self.get("/v1/id")
+    }
+
+    fn peers(&self) -> BoxFuture<'_, Result<PeerList>> {
+        self.get("/v1/peers")
+    }
+
+    fn connect<'a>(&'a self, address: &'a str) -> BoxFuture<'a, Result<Connected>> {
+        let body = Connect {
+            address: address.to_string(),
+        };
+        self.post("/v1/peers/connect", Some(&body))
+    }
+
+    fn providers<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<ProviderList>> {
+        self.get(&format!("/v1/dht/providers/{}", Self::name(cid)))
+    }
+
+    fn dag_fetch<'a>(&'a self, cid: &'a str, from: &'a [String]) -> BoxFuture<'a, Result<Fetched>> {
+        let body = DagFetch {
+            cid: cid.to_string(),
+            from: from.to_vec(),
+        };
+        self.post("/v1/dag/fetch", Some(&body))
+    }
+
+    fn fetch_collection<'a>(
+        &'a self,
+        id: &'a str,
+        name: Option<String>,
+        from: &'a [String],
+    ) -> BoxFuture<'a, Result<CollectionImported>> {
+        let body = FetchCollection {
+            id: id.to_string(),
+            name,
+            from: from.to_vec(),
+        };
+        self.post("/v1/collections/fetch", Some(&body))
+    }
+
+    fn create_collection(
+        &self,
+        request: CreateCollection,
+    ) -> BoxFuture<'_, Result<CollectionInfo>> {
+        self.post("/v1/collections", Some(&request))
+    }
+
+    fn list_collections(&self) -> BoxFuture<'_, Result<CollectionList>> {
+        self.get("/v1/collections")
+    }
+
+    fn collection_info<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<CollectionInfo>> {
+        self.get(&format!("/v1/collections/{}", Self::name(name)))
+    }
+
+    fn collection_log<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<VersionList>> {
+        self.get(&format!("/v1/collections/{}/log", Self::name(name)))
+    }
+
+    fn drop_collection<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Dropped>> {
+        self.delete_at(&format!("/v1/collections/{}", Self::name(name)))
+    }
+
+    fn upsert<'a>(
+        &'a self,
+        name: &'a str,
+        points: Vec<PointIn>,
+    ) -> BoxFuture<'a, Result<WriteResult>> {
+        let path = format!("/v1/collections/{}/points", Self::name(name));
+        let body = UpsertPoints { points };
+        Box::pin(self.json(self.http.put(self.url(&path)).json(&body)))
+    }
+
+    fn delete<'a>(
+        &'a self,
+        name: &'a str,
+        ids: Vec<PointId>,
+    ) -> BoxFuture<'a, Result<WriteResult>> {
+        let path = format!("/v1/collections/{}/points/delete", Self::name(name));
+        self.post(&path, Some(&DeletePoints { ids }))
+    }
+
+    fn get_point<'a>(&'a self, name: &'a str, id: PointId) -> BoxFuture<'a, Result<PointOut>> {
+        self.get(&format!(
+            "/v1/collections/{}/points/{}",
+            Self::name(name),
+            Self::name(&id.spelled())
+        ))
+    }
+
+    fn search<'a>(
+        &'a self,
+        name: &'a str,
+        request: SearchRequest,
+    ) -> BoxFuture<'a, Result<SearchResponse>> {
+        let path = format!("/v1/collections/{}/search", Self::name(name));
+        self.post(&path, Some(&request))
+    }
+
+    fn dag_put(&self, dag_json: Vec<u8>, pin: bool) -> BoxFuture<'_, Result<DagPut>> {
         let request = self
             .http
             .post(self.url("/v1/dag"))
             .query(&[("pin", pin)])
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(dag_json);
-        self.json(request).await
+        Box::pin(self.json(request))
     }
 
-    /// `GET /v1/dag/{cid}`: DAG-JSON.
-    pub async fn dag_get(&self, cid: &str) -> Result<Vec<u8>, Error> {
+    fn dag_get<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<Vec<u8>>> {
         let path = format!("/v1/dag/{}", Self::name(cid));
-        let response = self.send(self.http.get(self.url(&path))).await?;
-        response
-            .bytes()
-            .await
-            .map(|b| b.to_vec())
-            .map_err(|e| Error::internal(format!("cannot read the daemon's answer: {e}")))
+        Box::pin(async move {
+            let response = self.send(self.http.get(self.url(&path))).await?;
+            response
+                .bytes()
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| Error::internal(format!("cannot read the daemon's answer: {e}")))
+        })
     }
 
-    /// `GET /v1/blocks/{cid}`.
-    pub async fn block_stat(&self, cid: &str) -> Result<BlockStat, Error> {
-        let path = format!("/v1/blocks/{}", Self::name(cid));
-        self.json(self.http.get(self.url(&path))).await
+    fn block_stat<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<BlockStat>> {
+        self.get(&format!("/v1/blocks/{}", Self::name(cid)))
     }
 
-    /// `GET /v1/pins`.
-    pub async fn pins(&self) -> Result<PinList, Error> {
-        self.json(self.http.get(self.url("/v1/pins"))).await
+    fn pins(&self) -> BoxFuture<'_, Result<PinList>> {
+        self.get("/v1/pins")
     }
 
-    /// `POST /v1/pins/{cid}`.
-    pub async fn pin_add(&self, cid: &str) -> Result<Pin, Error> {
-        let path = format!("/v1/pins/{}", Self::name(cid));
-        self.json(self.http.post(self.url(&path))).await
+    fn pin_add<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<Pin>> {
+        self.post(&format!("/v1/pins/{}", Self::name(cid)), None::<&()>)
     }
 
-    /// `DELETE /v1/pins/{cid}`.
-    pub async fn pin_rm(&self, cid: &str) -> Result<Pin, Error> {
-        let path = format!("/v1/pins/{}", Self::name(cid));
-        self.json(self.http.delete(self.url(&path))).await
+    fn pin_rm<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<Pin>> {
+        self.delete_at(&format!("/v1/pins/{}", Self::name(cid)))
     }
 
-    /// `POST /v1/gc`.
-    pub async fn gc(&self) -> Result<GcResult, Error> {
-        self.json(self.http.post(self.url("/v1/gc"))).await
+    fn gc(&self) -> BoxFuture<'_, Result<GcResult>> {
+        self.post("/v1/gc", None::<&()>)
     }
 }
 

@@ -24,6 +24,8 @@
 //! - `ids`: the open collections by id, for judging gossip without their locks.
 //! - [`jobs`]: long operations in flight and their progress.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`operations`]: [`Operations`], the one list of operations, implemented here and by
+//!   the HTTP client.
 
 pub mod blocks;
 pub mod collections;
@@ -32,6 +34,7 @@ mod ids;
 pub mod jobs;
 pub mod lifecycle;
 pub mod metrics;
+pub mod operations;
 pub mod peers;
 pub mod points;
 pub mod replicate;
@@ -53,7 +56,10 @@ use cid::Cid;
 use ipvec_protocol::cid as pcid;
 use tokio::sync::RwLock;
 
-pub use self::error::{Error, Result};
+pub use self::{
+    error::{Error, Result},
+    operations::Operations,
+};
 use self::{jobs::Jobs, lifecycle::Slot, metrics::Metrics};
 use crate::{
     api::types::*,
