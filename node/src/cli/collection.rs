@@ -30,19 +30,18 @@ fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 }
 
 fn info_text(c: &CollectionInfo) -> String {
-    let mut state = c.state.clone();
+    let mut state = c.state.clone().unwrap_or_default();
     if let Some(percent) = c.sync_percent {
         state += &format!(" {percent:.0}%");
     }
-    if c.lag > 0 {
-        state += &format!(", {} versions behind", c.lag);
+    if let Some(lag) = c.lag.filter(|lag| *lag > 0) {
+        state += &format!(", {lag} versions behind");
     }
+    // A node of this version always says; the manifest's default if one does not.
+    let wanted = c.replication_factor.unwrap_or(1);
     let replicas = match c.replicas {
-        Some(n) => format!("{n} of {} (DHT providers)", c.replication_factor),
-        None => format!(
-            "{} wanted (counted by a running daemon)",
-            c.replication_factor
-        ),
+        Some(n) => format!("{n} of {wanted} (DHT providers)"),
+        None => format!("{wanted} wanted (counted by a running daemon)"),
     };
     format!(
         "{}\nstate:        {state}\nreplicas:     {replicas}",

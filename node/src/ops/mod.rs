@@ -280,7 +280,9 @@ impl Node {
                 blocks: stats.blocks,
                 bytes: stats.bytes,
             },
-            uptime_secs: self.inner.started.elapsed().as_secs(),
+            uptime_secs: Some(self.inner.started.elapsed().as_secs()),
+            listen_addresses: Vec::new(),
+            api: None,
         })
     }
 

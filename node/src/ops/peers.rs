@@ -60,8 +60,8 @@ impl Node {
                 .await?
                 .into_iter()
                 .map(|p| PeerOut {
-                    blocks_sent: stats.of_peer(&p.peer_id).sent,
-                    blocks_received: stats.of_peer(&p.peer_id).received,
+                    blocks_sent: Some(stats.of_peer(&p.peer_id).sent),
+                    blocks_received: Some(stats.of_peer(&p.peer_id).received),
                     peer_id: p.peer_id.to_string(),
                     address: p.address.to_string(),
                     direction: if p.outbound { "outbound" } else { "inbound" }.to_string(),

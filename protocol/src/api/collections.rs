@@ -62,7 +62,7 @@ pub struct CreateCollection {
 }
 
 /// HNSW parameters of a collection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HnswInfo {
     /// Links per node.
@@ -73,25 +73,29 @@ pub struct HnswInfo {
     pub ef_search: u32,
 }
 
-/// A collection's settings, counts and current version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A collection's settings, counts and current version. Fields a node may not send (older
+/// ones) read as their defaults; the metric and quantization are read as text, so a value
+/// this version does not know is still shown.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CollectionInfo {
     /// Name in this repository.
     pub name: String,
     /// The collection id: the peer id of its owner key.
+    #[serde(default)]
     pub id: String,
     /// Vector dimension.
     pub dim: u32,
-    /// Similarity metric.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
-    pub metric: Metric,
-    /// Storage quantization.
-    #[cfg_attr(feature = "openapi", schema(value_type = String))]
-    pub quantization: Quantization,
+    /// Similarity metric: cosine, l2 or dot (as [`Metric`] spells it).
+    pub metric: String,
+    /// Storage quantization: f32, f16 or i8 (as [`Quantization`] spells it).
+    #[serde(default)]
+    pub quantization: String,
     /// HNSW parameters.
+    #[serde(default)]
     pub hnsw: HnswInfo,
     /// Number of shards.
+    #[serde(default)]
     pub shards: usize,
     /// Live points.
     pub points: u64,
@@ -100,32 +104,43 @@ pub struct CollectionInfo {
     /// The signed head's sequence number.
     pub version: u64,
     /// Bytes the HNSW index uses in memory.
-    pub index_memory_bytes: usize,
+    #[serde(default)]
+    pub index_memory_bytes: u64,
     /// Bytes of acknowledged writes not yet committed into the tree.
+    #[serde(default)]
     pub wal_bytes: u64,
     /// Whether this node holds the owner key (imported collections are read-only).
     pub writable: bool,
     /// Replication state: `writer` (this node writes it); for a replica `syncing` (fetching
     /// a newer version), `following` (a newer version was seen and is not fetched yet) or
-    /// `caught up`.
-    pub state: String,
+    /// `caught up`. This node always sends it.
+    #[serde(default)]
+    pub state: Option<String>,
     /// While `syncing`: the share (0–100) of the blocks discovered so far that have arrived.
+    #[serde(default)]
     pub sync_percent: Option<f64>,
-    /// Versions behind the newest signed head seen from peers (0 for the writer).
-    pub lag: u64,
-    /// Replicas each shard should have (the manifest's replication factor).
-    pub replication_factor: u32,
+    /// Versions behind the newest signed head seen from peers (0 for the writer). This node
+    /// always sends it.
+    #[serde(default)]
+    pub lag: Option<u64>,
+    /// Replicas each shard should have (the manifest's replication factor). This node always
+    /// sends it.
+    #[serde(default)]
+    pub replication_factor: Option<u32>,
     /// Providers of the least replicated shard in the DHT (this node included), once counted.
+    #[serde(default)]
     pub replicas: Option<u32>,
     /// Seconds since this node last announced the collection in the DHT (none without the
     /// peer-to-peer layer).
+    #[serde(default)]
     pub announced_secs_ago: Option<u64>,
     /// Each shard's root, points and providers.
+    #[serde(default)]
     pub shard_status: Vec<ShardInfo>,
 }
 
 /// One shard of a collection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ShardInfo {
     /// Shard number.
@@ -135,11 +150,12 @@ pub struct ShardInfo {
     /// Live points (acknowledged writes included).
     pub points: u64,
     /// Peers the DHT names as providers of the shard (this node included), once counted.
+    #[serde(default)]
     pub replicas: Option<u32>,
 }
 
 /// `GET /v1/collections`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CollectionList {
     /// Every collection, by name.

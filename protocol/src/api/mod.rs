@@ -12,7 +12,7 @@
 //! - [`collections`]: creating, describing, listing, dropping, importing and fetching collections.
 //! - [`points`]: writing, deleting, reading and searching points.
 //! - [`blocks`]: blocks, DAGs, pins, gc and CAR files.
-//! - [`node`]: the node itself: facts, jobs, its peers and the DHT.
+//! - [`node`]: the node itself: facts, jobs, log events, its peers and the DHT.
 
 pub mod blocks;
 pub mod collections;
@@ -99,6 +99,18 @@ impl From<PointId> for EntryId {
     }
 }
 
+impl From<u64> for PointId {
+    fn from(n: u64) -> Self {
+        PointId::Int(n)
+    }
+}
+
+impl From<&str> for PointId {
+    fn from(s: &str) -> Self {
+        PointId::Str(s.to_string())
+    }
+}
+
 impl std::fmt::Display for PointId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -128,7 +140,7 @@ impl PointId {
 }
 
 /// The error object every failed request returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
@@ -136,7 +148,7 @@ pub struct ErrorBody {
 }
 
 /// What went wrong.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// A stable code: bad_request, bad_point, not_found, conflict, read_only, payload_too_large,

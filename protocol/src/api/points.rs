@@ -63,9 +63,11 @@ pub struct PointOut {
     /// The stored vector (after quantization), as f32.
     pub vector: Vec<f32>,
     /// Metadata, if any.
+    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<Value>,
     /// The tree leaf holding the point; null while the write is only in the log.
+    #[serde(default)]
     pub cid: Option<String>,
 }
 
@@ -107,14 +109,24 @@ pub struct Hit {
     /// Score; higher is better (see docs/api.md for each metric).
     pub score: f32,
     /// The tree leaf holding the point's vector; null while the write is only in the log.
+    #[serde(default)]
     pub cid: Option<String>,
     /// Metadata, if any.
+    #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<Value>,
 }
 
+impl Hit {
+    /// The id as text, spelled as `id:` queries and the node's URL paths read it
+    /// ([`PointId::spelled`]).
+    pub fn id_text(&self) -> String {
+        self.id.spelled()
+    }
+}
+
 /// Search results, best first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchResponse {
     /// The hits.
