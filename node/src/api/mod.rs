@@ -3,13 +3,16 @@
 //! The operations themselves live in [`crate::ops`]; this module only speaks HTTP.
 //!
 //! # Layout
-//! - [`types`]: request and response bodies (JSON), shared by all three.
-//! - [`error`]: [`ApiError`], an HTTP status, a stable code and a message.
+//! - [`types`]: request and response bodies (JSON): [`ipvec_protocol::api`], named here.
+//! - [`error`]: [`ApiError`], an HTTP status, a stable code and a message; the one place an
+//!   [`ops::Error`](crate::ops::Error) gets its HTTP status.
 //! - [`server`]: axum routes, body limits, metrics middleware, OpenAPI, graceful shutdown.
 //! - `openapi`: the bearer scheme and the refusals every operation of the document may answer.
 //! - [`guard`]: what is checked before a handler runs: host, origin, body type, token,
 //!   and a free slot for the kind of request.
-//! - [`client`]: [`Client`], the same operations over HTTP.
+//! - [`client`]: [`Client`], the same operations over HTTP (it implements
+//!   [`Operations`](crate::ops::Operations)), reading the daemon's error bodies back into
+//!   [`ops::Error`](crate::ops::Error).
 //! - [`logs`]: recent log events for `GET /v1/logs` (a `tracing` layer).
 
 pub mod client;
@@ -20,7 +23,8 @@ mod openapi;
 pub mod server;
 pub mod types;
 
-/// The node moved to [`crate::ops`]; this name stays for a transition.
+/// The node moved to [`crate::ops`]; this name stays for a transition (new code uses
+/// `ops::Node`).
 pub use crate::ops::Node;
 pub use client::{ready_blocking, Client, ExportTarget};
 pub use error::ApiError;

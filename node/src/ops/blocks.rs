@@ -8,8 +8,9 @@ use ipvec_protocol::{cid as pcid, dagcbor, head::HeadRecord, limits, manifest::M
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{offload, parse_cid, Error, Node};
+use ipvec_protocol::api::*;
+
 use crate::{
-    api::types::*,
     collection::catalog,
     store::{car, dag, gc, BlockStore},
 };

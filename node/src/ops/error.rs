@@ -4,11 +4,11 @@
 //! [`api::error`](crate::api::error)). The HTTP client turns the daemon's answers back into
 //! this type, so a caller sees the same errors in process and over HTTP.
 
-use ipvec_protocol::ProtocolError;
+use ipvec_protocol::{api::BadPoint, ProtocolError};
 
 use crate::{
-    api::types::BadPoint, collection::CollectionError, index::IndexError, net::NetError,
-    repo::RepoError, store::StoreError,
+    collection::CollectionError, index::IndexError, net::NetError, repo::RepoError,
+    store::StoreError,
 };
 
 /// A failed operation.

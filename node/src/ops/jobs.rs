@@ -11,7 +11,7 @@ use std::{
     time::Instant,
 };
 
-use crate::api::types::Job;
+use ipvec_protocol::api::Job;
 
 #[derive(Debug)]
 struct Entry {

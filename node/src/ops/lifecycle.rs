@@ -22,11 +22,11 @@ use std::{
 use tokio::sync::RwLock;
 
 use super::{Error, Node, SharedCollection};
-use crate::api::types::*;
 use crate::{
     collection::{catalog, pin_name, Collection, CollectionError, CollectionSpec},
     store::{BlockStore, IrohBlockStore},
 };
+use ipvec_protocol::api::*;
 
 /// One collection name in the node's map.
 #[derive(Debug, Default)]

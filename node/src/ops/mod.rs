@@ -5,7 +5,7 @@
 //! share it; writes and commits take it alone only briefly, to apply a durable write or swap in
 //! a new version (their fsyncs and tree building run beside searches, see
 //! [`collection::shared`](crate::collection::shared)). Opening, creating and dropping a name take turns in its
-//! slot of the map ([`lifecycle`]). Index and log work runs on tokio's blocking pool so the
+//! slot of the map (`lifecycle`). Index and log work runs on tokio's blocking pool so the
 //! async workers stay free to accept requests. Garbage collection excludes every operation
 //! that writes blocks (it must not sweep blocks written but not yet pinned).
 //!
@@ -20,7 +20,7 @@
 //! - [`peers`]: this node on the network: peers, connections, DHT providers, announcements.
 //! - [`replicate`]: fetching other nodes' collections, following their heads.
 //! - [`status`]: what this node knows of its collections' replication.
-//! - [`lifecycle`]: opening, creating and dropping a collection name, one at a time per name.
+//! - `lifecycle`: opening, creating and dropping a collection name, one at a time per name.
 //! - `ids`: the open collections by id, for judging gossip without their locks.
 //! - [`jobs`]: long operations in flight and their progress.
 //! - [`metrics`]: the Prometheus registry.
@@ -32,7 +32,7 @@ pub mod collections;
 pub mod error;
 mod ids;
 pub mod jobs;
-pub mod lifecycle;
+mod lifecycle;
 pub mod metrics;
 pub mod operations;
 pub mod peers;
@@ -61,8 +61,9 @@ pub use self::{
     operations::Operations,
 };
 use self::{jobs::Jobs, lifecycle::Slot, metrics::Metrics};
+use ipvec_protocol::api::*;
+
 use crate::{
-    api::types::*,
     collection::{catalog, Collection},
     repo::{Config, Repo},
     store::{BlockStore, IrohBlockStore},

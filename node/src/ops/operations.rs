@@ -12,7 +12,9 @@
 use futures::future::BoxFuture;
 
 use super::{Node, Result};
-use crate::{api::types::*, repo::Config};
+use ipvec_protocol::api::*;
+
+use crate::repo::Config;
 
 /// What a node does, wherever it runs.
 pub trait Operations: Send + Sync {

@@ -2,7 +2,7 @@
 //! and announcing the collections it hosts. Each needs the swarm, which only a daemon runs.
 
 use super::{Error, Node};
-use crate::api::types::*;
+use ipvec_protocol::api::*;
 use ipvec_protocol::cid as pcid;
 
 impl Node {

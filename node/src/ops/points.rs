@@ -1,13 +1,12 @@
 //! Points: writing a batch, deleting by id, reading one, and how ids are spelled.
 
 use super::{offload, Error, Node};
-use crate::{
-    api::types::*,
-    collection::{
-        self,
-        points::{ipld_to_json, json_to_ipld},
-        CollectionError, Point,
-    },
+use ipvec_protocol::api::*;
+
+use crate::collection::{
+    self,
+    points::{ipld_to_json, json_to_ipld},
+    CollectionError, Point,
 };
 
 /// A point id as URL paths and the CLI spell it: text that starts with `"` is a JSON string

@@ -19,7 +19,7 @@ use libp2p::PeerId;
 use crate::store::BlockStore;
 
 use super::{Error, Inner, Node};
-use crate::api::types::CollectionImported;
+use ipvec_protocol::api::CollectionImported;
 
 /// Catch-ups (fetching a gossiped head's blocks, then moving the replica) running at once.
 pub const MAX_CATCH_UPS: usize = 4;

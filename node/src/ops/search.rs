@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use super::{offload, parse_cid, Error, Node};
-use crate::{
-    api::types::*,
-    collection::{points::ipld_to_json, Filter, SearchOptions},
-};
+use ipvec_protocol::api::*;
+
+use crate::collection::{points::ipld_to_json, Filter, SearchOptions};
 
 impl Node {
     /// Checks a search's numbers against `search.*` before any work, and gives its deadline.

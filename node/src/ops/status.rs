@@ -10,8 +10,8 @@ use std::{
 };
 
 use super::Node;
-use crate::api::types::ShardInfo;
 use crate::{collection::Collection, store::IrohBlockStore};
+use ipvec_protocol::api::ShardInfo;
 
 /// How old a provider count may get before a read starts a new one.
 pub const COUNT_EVERY: Duration = Duration::from_secs(10);
