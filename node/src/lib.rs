@@ -7,8 +7,8 @@
 //! - [`collection`]: collections: points, search, filters, write-ahead log, versions.
 //! - [`repo`]: the on-disk repository: config, node key, store, lock.
 //! - [`net`]: the peer-to-peer layer: the libp2p swarm and its event loop.
-//! - [`ops`]: the node's operations on an open repository, split by concept; every front end
-//!   calls these.
+//! - [`ops`]: the node's operations on an open repository, split by concept, their errors
+//!   ([`ops::Error`]) and their one list ([`ops::Operations`]), which every front end calls.
 //! - [`api`]: the HTTP front end: the daemon that serves the operations, and its client.
 //! - [`cli`]: the `ipvec` command line (over the daemon's API when one runs).
 //! - [`tasks`]: who owns each background task and what stops it.

@@ -4,12 +4,12 @@
 
 use bytes::Bytes;
 use cid::Cid;
-use ipvec_protocol::{cid as pcid, dagcbor, head::HeadRecord, limits, manifest::Manifest, Ipld};
+use ipvec_protocol::{
+    api::*, cid as pcid, dagcbor, head::HeadRecord, limits, manifest::Manifest, Ipld,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{offload, parse_cid, Error, Node};
-use ipvec_protocol::api::*;
-
 use crate::{
     collection::catalog,
     store::{car, dag, gc, BlockStore},

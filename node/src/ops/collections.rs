@@ -1,8 +1,8 @@
 //! Collections as a whole: creating, listing, describing, committing, versions and dropping.
 
-use super::{metrics::CollectionLabels, offload, Error, Node};
 use ipvec_protocol::api::*;
 
+use super::{metrics::CollectionLabels, offload, Error, Node};
 use crate::{
     collection::{self, catalog, Collection, CollectionSpec},
     store::IrohBlockStore,

@@ -53,7 +53,7 @@ use std::{
 };
 
 use cid::Cid;
-use ipvec_protocol::cid as pcid;
+use ipvec_protocol::{api::*, cid as pcid};
 use tokio::sync::RwLock;
 
 pub use self::{
@@ -61,8 +61,6 @@ pub use self::{
     operations::Operations,
 };
 use self::{jobs::Jobs, lifecycle::Slot, metrics::Metrics};
-use ipvec_protocol::api::*;
-
 use crate::{
     collection::{catalog, Collection},
     repo::{Config, Repo},

@@ -10,10 +10,9 @@
 //! [`Node::export_car`], [`Node::import_car`] and [`Client::export`](crate::api::Client::export).
 
 use futures::future::BoxFuture;
-
-use super::{Node, Result};
 use ipvec_protocol::api::*;
 
+use super::{Node, Result};
 use crate::repo::Config;
 
 /// What a node does, wherever it runs.

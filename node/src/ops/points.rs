@@ -1,8 +1,8 @@
 //! Points: writing a batch, deleting by id, reading one, and how ids are spelled.
 
-use super::{offload, Error, Node};
 use ipvec_protocol::api::*;
 
+use super::{offload, Error, Node};
 use crate::collection::{
     self,
     points::{ipld_to_json, json_to_ipld},

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use super::{offload, parse_cid, Error, Node};
 use ipvec_protocol::api::*;
 
+use super::{offload, parse_cid, Error, Node};
 use crate::collection::{points::ipld_to_json, Filter, SearchOptions};
 
 impl Node {
