@@ -1,7 +1,7 @@
 //! The HTTP API's error: an HTTP status, a stable code and a message that says what to do,
 //! sent as `{"error": {"code", "message"}}`. An operation's [`ops::Error`] becomes one here
 //! (the only place its kinds meet HTTP statuses); the guard's refusals (token, origin, body
-//! type, a free slot) are made here directly.
+//! type, a free slot) are made of the same kinds, so every status comes from one table.
 
 use super::types::{BadPoint, ErrorBody, ErrorDetail};
 use crate::ops;
@@ -21,69 +21,69 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
+    /// A front end's refusal (the guard's, the router's) under `code`.
+    fn refused(code: &'static str, message: impl Into<String>) -> Self {
+        ops::Error::Refused {
             code,
             message: message.into(),
-            point: None,
         }
+        .into()
     }
 
     /// 400: the request is malformed or breaks a rule.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, "bad_request", message)
+        ops::Error::invalid(message).into()
     }
 
     /// 401: a token is required and was missing or wrong.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(401, "unauthorized", message)
+        Self::refused("unauthorized", message)
     }
 
     /// 403: the request came from a place the API does not answer (a browser page of
     /// another origin, a host name it does not serve).
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(403, "forbidden", message)
+        Self::refused("forbidden", message)
     }
 
     /// 404: no such collection, point, block or route.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(404, "not_found", message)
+        ops::Error::not_found(message).into()
     }
 
     /// 405: the route exists, the method does not.
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
-        Self::new(405, "method_not_allowed", message)
+        Self::refused("method_not_allowed", message)
     }
 
     /// 413: the body is over the limit.
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(413, "payload_too_large", message)
+        ops::Error::too_large(message).into()
     }
 
     /// 414: the URL is over the limit.
     pub fn uri_too_long(message: impl Into<String>) -> Self {
-        Self::new(414, "uri_too_long", message)
+        Self::refused("uri_too_long", message)
     }
 
     /// 415: the body is not of a type the route takes.
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
-        Self::new(415, "unsupported_media_type", message)
+        Self::refused("unsupported_media_type", message)
     }
 
     /// 503: too many requests of this kind are running; try again shortly.
     pub fn busy(message: impl Into<String>) -> Self {
-        Self::new(503, "busy", message)
+        ops::Error::Busy(message.into()).into()
     }
 
     /// 503: the node is shutting down or not ready.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(503, "unavailable", message)
+        ops::Error::unavailable(message).into()
     }
 
     /// 500: something failed inside the node.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "internal", message)
+        ops::Error::internal(message).into()
     }
 
     /// The JSON body the daemon sends.
