@@ -376,3 +376,77 @@ pub enum ExportTarget<'a> {
     /// The DAG under a CID.
     Dag(&'a str),
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::{ops::Node, repo::Repo};
+
+    /// The one operation list answers alike in process and over HTTP: the same values, and
+    /// the same errors (kind, message, refused point), since the client reads the daemon's
+    /// error bodies back into the operation's error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_client_answers_as_the_node_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::init(&dir.path().join("repo")).await.unwrap();
+        let config = repo.config().clone();
+        let node = Node::new(repo, config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = super::super::server::router(node.clone(), None);
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = Client::new(&url, None).unwrap();
+        let both: [&dyn Operations; 2] = [&node, &client];
+
+        let create = json!({"name": "c", "dim": 2, "metric": "l2"});
+        client
+            .create_collection(serde_json::from_value(create).unwrap())
+            .await
+            .unwrap();
+        let points = json!([{"id": 1, "vector": [0.0, 1.0]}, {"id": "b", "vector": [1.0, 0.0]}]);
+        node.upsert("c", serde_json::from_value(points).unwrap())
+            .await
+            .unwrap();
+        let search: SearchRequest =
+            serde_json::from_value(json!({"vector": [0.0, 0.9], "k": 2})).unwrap();
+        let bad_point = json!([{"id": 3, "vector": [1.0, 2.0, 3.0]}]);
+        let bad_search: SearchRequest =
+            serde_json::from_value(json!({"vector": [0.0, 0.9], "k": 0})).unwrap();
+
+        let mut answers = Vec::new();
+        for ops in both {
+            answers.push((
+                ops.collection_info("c").await.map(|mut c| {
+                    // Measured at each call.
+                    c.announced_secs_ago = None;
+                    c
+                }),
+                ops.get_point("c", PointId::Int(1)).await,
+                ops.search("c", search.clone()).await,
+                ops.collection_info("missing").await,
+                ops.get_point("c", PointId::from("nothing")).await,
+                ops.upsert("c", serde_json::from_value(bad_point.clone()).unwrap())
+                    .await,
+                ops.search("c", bad_search.clone()).await,
+                ops.dag_get("not-a-cid").await,
+                ops.drop_collection("missing").await,
+            ));
+        }
+        let (in_process, over_http) = (&answers[0], &answers[1]);
+        assert_eq!(in_process, over_http);
+        assert_eq!(in_process.2.as_ref().unwrap().hits.len(), 2);
+        assert!(matches!(in_process.3, Err(Error::NotFound(_))));
+        assert!(matches!(in_process.4, Err(Error::NotFound(_))));
+        let refused = in_process.5.as_ref().unwrap_err().point().unwrap();
+        assert_eq!(refused.position, 0);
+        assert!(matches!(in_process.6, Err(Error::Invalid(_))));
+        assert!(matches!(in_process.7, Err(Error::Invalid(_))));
+
+        server.abort();
+        node.close().await.unwrap();
+    }
+}
