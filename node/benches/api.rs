@@ -31,11 +31,9 @@ use std::{
 use anyhow::{Context, Result};
 use daemon::start_daemon;
 use ipvec_node::{
-    api::{
-        types::{CreateCollection, PointId, PointIn, SearchRequest, SearchResponse},
-        Node,
-    },
+    api::types::{CreateCollection, PointId, PointIn, SearchRequest, SearchResponse},
     collection::SearchOptions,
+    ops::Node,
     repo::Repo,
 };
 use ipvec_protocol::manifest::{Metric, Quantization};

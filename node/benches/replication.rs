@@ -43,8 +43,9 @@ use daemon::start_daemon;
 use ipvec_node::{
     api::{
         types::{CreateCollection, PointId, PointIn},
-        Client, Node,
+        Client,
     },
+    ops::{Node, Operations},
     repo::Repo,
 };
 use ipvec_protocol::manifest::{Metric, Quantization};

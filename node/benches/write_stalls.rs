@@ -33,10 +33,8 @@ use std::{
 use anyhow::{Context, Result};
 use daemon::start_daemon;
 use ipvec_node::{
-    api::{
-        types::{CreateCollection, PointId, PointIn},
-        Node,
-    },
+    api::types::{CreateCollection, PointId, PointIn},
+    ops::Node,
     repo::Repo,
 };
 use ipvec_protocol::manifest::{Metric, Quantization};

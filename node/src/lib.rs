@@ -9,7 +9,9 @@
 //! - [`cluster`]: sans-io cores (time passed in): the Bitswap want ledger, DAG fetch
 //!   scheduling, following collections.
 //! - [`net`]: the peer-to-peer layer: the libp2p swarm and its event loop.
-//! - [`api`]: the node's operations, the HTTP daemon that serves them and its client.
+//! - [`ops`]: the node's operations on an open repository, split by concept, their errors
+//!   ([`ops::Error`]) and their one list ([`ops::Operations`]), which every front end calls.
+//! - [`api`]: the HTTP front end: the daemon that serves the operations, and its client.
 //! - [`cli`]: the `ipvec` command line (over the daemon's API when one runs).
 //! - [`tasks`]: who owns each background task and what stops it.
 
@@ -19,6 +21,7 @@ pub mod cluster;
 pub mod collection;
 pub mod index;
 pub mod net;
+pub mod ops;
 pub mod repo;
 pub mod store;
 pub mod tasks;

@@ -534,7 +534,7 @@ async fn sigterm_during_ingest_keeps_every_acknowledged_point() {
         rt.block_on(async {
             let opened = ipvec_node::repo::Repo::open(&repo_path).await.unwrap();
             let config = opened.config().clone();
-            let node = ipvec_node::api::Node::new(opened, config);
+            let node = ipvec_node::ops::Node::new(opened, config);
             let mut missing = Vec::new();
             for id in &acked {
                 let id = ipvec_node::api::types::PointId::Int(*id);

@@ -14,10 +14,12 @@
 //! - [`head`]: signed collection head records.
 //! - [`hlc`]: the hybrid logical clock.
 //! - [`limits`]: sizes every implementation must enforce.
+//! - [`api`]: the JSON a node's HTTP API takes and answers (shared with the dashboard).
 //! - [`announce`]: the DHT keys peers announce collections and shards under.
 //! - [`error`]: the one error type of this crate.
 
 pub mod announce;
+pub mod api;
 pub mod cid;
 pub mod dagcbor;
 pub mod entry;

@@ -315,7 +315,15 @@ async fn search(client: &ApiClient, call: SearchCall) -> Result<SearchResult, Cl
         Query::Vector(vector) => vector,
         Query::Point(id) => client.point(&call.collection, &id).await?.vector,
     };
-    let request = SearchRequest { vector, k: call.k };
+    let request = SearchRequest {
+        vector,
+        k: call.k,
+        ef: None,
+        exact: false,
+        filter: None,
+        at: None,
+        deadline_ms: None,
+    };
     let response = client.search(&call.collection, &request).await?;
     Ok(SearchResult {
         collection: call.collection,

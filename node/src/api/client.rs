@@ -1,13 +1,14 @@
 //! A client of a running daemon's HTTP API, used by the CLI when a daemon holds the
-//! repository. Each call mirrors a [`super::Node`] operation and fails with the daemon's own
-//! [`ApiError`].
+//! repository. Each call mirrors a [`Node`](crate::ops::Node) operation and fails with the
+//! same [`Error`] the operation failed with in the daemon.
 
 use std::time::Duration;
 
-use futures::Stream;
-use serde::de::DeserializeOwned;
+use futures::{future::BoxFuture, Stream};
+use serde::{de::DeserializeOwned, Serialize};
 
-use super::{error::ApiError, types::*};
+use super::types::*;
+use crate::ops::{Error, Operations, Result};
 
 /// A daemon's API.
 #[derive(Debug, Clone)]
@@ -19,12 +20,12 @@ pub struct Client {
 
 impl Client {
     /// A client of the API at `base` (`http://127.0.0.1:5080`), sending `token` if given.
-    pub fn new(base: &str, token: Option<String>) -> Result<Self, ApiError> {
+    pub fn new(base: &str, token: Option<String>) -> Result<Self, Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()
-            .map_err(|e| ApiError::internal(format!("cannot make an HTTP client: {e}")))?;
+            .map_err(|e| Error::internal(format!("cannot make an HTTP client: {e}")))?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_string(),
@@ -42,13 +43,13 @@ impl Client {
     }
 
     /// Sends a request; a non-2xx answer becomes the daemon's error.
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, ApiError> {
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
         let request = match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
         let response = request.send().await.map_err(|e| {
-            ApiError::unavailable(format!("cannot reach the daemon at {}: {e}", self.base))
+            Error::unavailable(format!("cannot reach the daemon at {}: {e}", self.base))
         })?;
         if response.status().is_success() {
             return Ok(response);
@@ -56,8 +57,8 @@ impl Client {
         let status = response.status().as_u16();
         let body = response.bytes().await.unwrap_or_default();
         Err(match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(error) => ApiError::from_body(status, error),
-            Err(_) => ApiError::internal(format!(
+            Ok(ErrorBody { error }) => Error::from_code(&error.code, error.message, error.point),
+            Err(_) => Error::internal(format!(
                 "the daemon answered {status}: {}",
                 String::from_utf8_lossy(&body)
             )),
@@ -67,12 +68,12 @@ impl Client {
     async fn json<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, Error> {
         self.send(request)
             .await?
             .json()
             .await
-            .map_err(|e| ApiError::internal(format!("cannot read the daemon's answer: {e}")))
+            .map_err(|e| Error::internal(format!("cannot read the daemon's answer: {e}")))
     }
 
     fn name(name: &str) -> String {
@@ -98,148 +99,38 @@ impl Client {
             .is_ok_and(|r| r.status().is_success())
     }
 
-    /// `GET /v1/node`.
-    pub async fn node_info(&self) -> Result<NodeInfo, ApiError> {
-        self.json(self.http.get(self.url("/v1/node"))).await
+    /// `GET path`, its JSON answer.
+    fn get<T: DeserializeOwned + Send + 'static>(&self, path: &str) -> BoxFuture<'_, Result<T>> {
+        Box::pin(self.json(self.http.get(self.url(path))))
     }
 
-    /// `GET /v1/config`.
-    pub async fn config(&self) -> Result<crate::repo::Config, ApiError> {
-        self.json(self.http.get(self.url("/v1/config"))).await
-    }
-
-    /// `GET /v1/jobs`.
-    pub async fn jobs(&self) -> Result<JobList, ApiError> {
-        self.json(self.http.get(self.url("/v1/jobs"))).await
-    }
-
-    /// `GET /v1/id`.
-    pub async fn id(&self) -> Result<IdInfo, ApiError> {
-        self.json(self.http.get(self.url("/v1/id"))).await
-    }
-
-    /// `POST /v1/collections/fetch`.
-    pub async fn fetch_collection(
+    /// `POST path` with a JSON body (or none), its JSON answer.
+    fn post<T: DeserializeOwned + Send + 'static>(
         &self,
-        id: &str,
-        name: Option<String>,
-        from: &[String],
-    ) -> Result<CollectionImported, ApiError> {
-        let body = FetchCollection {
-            id: id.to_string(),
-            name,
-            from: from.to_vec(),
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> BoxFuture<'_, Result<T>> {
+        let request = self.http.post(self.url(path));
+        let request = match body {
+            Some(body) => request.json(body),
+            None => request,
         };
-        self.json(
-            self.http
-                .post(self.url("/v1/collections/fetch"))
-                .json(&body),
-        )
-        .await
+        Box::pin(self.json(request))
     }
 
-    /// `POST /v1/dag/fetch`.
-    pub async fn dag_fetch(&self, cid: &str, from: &[String]) -> Result<Fetched, ApiError> {
-        let body = DagFetch {
-            cid: cid.to_string(),
-            from: from.to_vec(),
-        };
-        self.json(self.http.post(self.url("/v1/dag/fetch")).json(&body))
-            .await
-    }
-
-    /// `GET /v1/peers`.
-    pub async fn peers(&self) -> Result<PeerList, ApiError> {
-        self.json(self.http.get(self.url("/v1/peers"))).await
-    }
-
-    /// `POST /v1/peers/connect`.
-    pub async fn connect(&self, address: &str) -> Result<Connected, ApiError> {
-        let body = Connect {
-            address: address.to_string(),
-        };
-        self.json(self.http.post(self.url("/v1/peers/connect")).json(&body))
-            .await
-    }
-
-    /// `GET /v1/dht/providers/{cid}`.
-    pub async fn providers(&self, cid: &str) -> Result<ProviderList, ApiError> {
-        let path = format!("/v1/dht/providers/{}", Self::name(cid));
-        self.json(self.http.get(self.url(&path))).await
-    }
-
-    /// `POST /v1/collections`.
-    pub async fn create_collection(
+    /// `DELETE path`, its JSON answer.
+    fn delete_at<T: DeserializeOwned + Send + 'static>(
         &self,
-        request: &CreateCollection,
-    ) -> Result<CollectionInfo, ApiError> {
-        self.json(self.http.post(self.url("/v1/collections")).json(request))
-            .await
-    }
-
-    /// `GET /v1/collections`.
-    pub async fn list_collections(&self) -> Result<CollectionList, ApiError> {
-        self.json(self.http.get(self.url("/v1/collections"))).await
-    }
-
-    /// `GET /v1/collections/{name}`.
-    pub async fn collection_info(&self, name: &str) -> Result<CollectionInfo, ApiError> {
-        let path = format!("/v1/collections/{}", Self::name(name));
-        self.json(self.http.get(self.url(&path))).await
-    }
-
-    /// `GET /v1/collections/{name}/log`.
-    pub async fn collection_log(&self, name: &str) -> Result<VersionList, ApiError> {
-        let path = format!("/v1/collections/{}/log", Self::name(name));
-        self.json(self.http.get(self.url(&path))).await
-    }
-
-    /// `DELETE /v1/collections/{name}`.
-    pub async fn drop_collection(&self, name: &str) -> Result<Dropped, ApiError> {
-        let path = format!("/v1/collections/{}", Self::name(name));
-        self.json(self.http.delete(self.url(&path))).await
-    }
-
-    /// `PUT /v1/collections/{name}/points`.
-    pub async fn upsert(&self, name: &str, points: Vec<PointIn>) -> Result<WriteResult, ApiError> {
-        let path = format!("/v1/collections/{}/points", Self::name(name));
-        let body = UpsertPoints { points };
-        self.json(self.http.put(self.url(&path)).json(&body)).await
-    }
-
-    /// `POST /v1/collections/{name}/points/delete`.
-    pub async fn delete(&self, name: &str, ids: Vec<PointId>) -> Result<WriteResult, ApiError> {
-        let path = format!("/v1/collections/{}/points/delete", Self::name(name));
-        let body = DeletePoints { ids };
-        self.json(self.http.post(self.url(&path)).json(&body)).await
-    }
-
-    /// `GET /v1/collections/{name}/points/{id}`.
-    pub async fn get_point(&self, name: &str, id: &PointId) -> Result<PointOut, ApiError> {
-        let path = format!(
-            "/v1/collections/{}/points/{}",
-            Self::name(name),
-            Self::name(&id.spelled())
-        );
-        self.json(self.http.get(self.url(&path))).await
-    }
-
-    /// `POST /v1/collections/{name}/search`.
-    pub async fn search(
-        &self,
-        name: &str,
-        request: &SearchRequest,
-    ) -> Result<SearchResponse, ApiError> {
-        let path = format!("/v1/collections/{}/search", Self::name(name));
-        self.json(self.http.post(self.url(&path)).json(request))
-            .await
+        path: &str,
+    ) -> BoxFuture<'_, Result<T>> {
+        Box::pin(self.json(self.http.delete(self.url(path))))
     }
 
     /// `GET /v1/collections/{name}/export` or `/v1/dag/{cid}/export`: the CAR as a stream.
     pub async fn export(
         &self,
         what: ExportTarget<'_>,
-    ) -> Result<impl Stream<Item = reqwest::Result<bytes::Bytes>>, ApiError> {
+    ) -> Result<impl Stream<Item = reqwest::Result<bytes::Bytes>>, Error> {
         let path = match what {
             ExportTarget::Collection(name) => {
                 format!("/v1/collections/{}/export", Self::name(name))
@@ -257,7 +148,7 @@ impl Client {
         &self,
         body: reqwest::Body,
         length: Option<u64>,
-    ) -> Result<CarImported, ApiError> {
+    ) -> Result<CarImported, Error> {
         let mut request = self
             .http
             .post(self.url("/v1/dag/import"))
@@ -275,7 +166,7 @@ impl Client {
         body: reqwest::Body,
         length: Option<u64>,
         name: Option<&str>,
-    ) -> Result<CollectionImported, ApiError> {
+    ) -> Result<CollectionImported, Error> {
         let mut request = self
             .http
             .post(self.url("/v1/collections/import"))
@@ -289,55 +180,162 @@ impl Client {
         }
         self.json(request).await
     }
+}
 
-    /// `POST /v1/dag`.
-    pub async fn dag_put(&self, dag_json: Vec<u8>, pin: bool) -> Result<DagPut, ApiError> {
+/// Over HTTP: each operation is its route of the daemon's API (see `/openapi.json`).
+impl Operations for Client {
+    fn node_info(&self) -> BoxFuture<'_, Result<NodeInfo>> {
+        self.get("/v1/node")
+    }
+
+    fn config(&self) -> BoxFuture<'_, Result<crate::repo::Config>> {
+        self.get("/v1/config")
+    }
+
+    fn jobs(&self) -> BoxFuture<'_, Result<JobList>> {
+        self.get("/v1/jobs")
+    }
+
+    fn id(&self) -> BoxFuture<'_, Result<IdInfo>> {
+        self.get("/v1/id")
+    }
+
+    fn peers(&self) -> BoxFuture<'_, Result<PeerList>> {
+        self.get("/v1/peers")
+    }
+
+    fn connect<'a>(&'a self, address: &'a str) -> BoxFuture<'a, Result<Connected>> {
+        let body = Connect {
+            address: address.to_string(),
+        };
+        self.post("/v1/peers/connect", Some(&body))
+    }
+
+    fn providers<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<ProviderList>> {
+        self.get(&format!("/v1/dht/providers/{}", Self::name(cid)))
+    }
+
+    fn dag_fetch<'a>(&'a self, cid: &'a str, from: &'a [String]) -> BoxFuture<'a, Result<Fetched>> {
+        let body = DagFetch {
+            cid: cid.to_string(),
+            from: from.to_vec(),
+        };
+        self.post("/v1/dag/fetch", Some(&body))
+    }
+
+    fn fetch_collection<'a>(
+        &'a self,
+        id: &'a str,
+        name: Option<String>,
+        from: &'a [String],
+    ) -> BoxFuture<'a, Result<CollectionImported>> {
+        let body = FetchCollection {
+            id: id.to_string(),
+            name,
+            from: from.to_vec(),
+        };
+        self.post("/v1/collections/fetch", Some(&body))
+    }
+
+    fn create_collection(
+        &self,
+        request: CreateCollection,
+    ) -> BoxFuture<'_, Result<CollectionInfo>> {
+        self.post("/v1/collections", Some(&request))
+    }
+
+    fn list_collections(&self) -> BoxFuture<'_, Result<CollectionList>> {
+        self.get("/v1/collections")
+    }
+
+    fn collection_info<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<CollectionInfo>> {
+        self.get(&format!("/v1/collections/{}", Self::name(name)))
+    }
+
+    fn collection_log<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<VersionList>> {
+        self.get(&format!("/v1/collections/{}/log", Self::name(name)))
+    }
+
+    fn drop_collection<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Dropped>> {
+        self.delete_at(&format!("/v1/collections/{}", Self::name(name)))
+    }
+
+    fn upsert<'a>(
+        &'a self,
+        name: &'a str,
+        points: Vec<PointIn>,
+    ) -> BoxFuture<'a, Result<WriteResult>> {
+        let path = format!("/v1/collections/{}/points", Self::name(name));
+        let body = UpsertPoints { points };
+        Box::pin(self.json(self.http.put(self.url(&path)).json(&body)))
+    }
+
+    fn delete<'a>(
+        &'a self,
+        name: &'a str,
+        ids: Vec<PointId>,
+    ) -> BoxFuture<'a, Result<WriteResult>> {
+        let path = format!("/v1/collections/{}/points/delete", Self::name(name));
+        self.post(&path, Some(&DeletePoints { ids }))
+    }
+
+    fn get_point<'a>(&'a self, name: &'a str, id: PointId) -> BoxFuture<'a, Result<PointOut>> {
+        self.get(&format!(
+            "/v1/collections/{}/points/{}",
+            Self::name(name),
+            Self::name(&id.spelled())
+        ))
+    }
+
+    fn search<'a>(
+        &'a self,
+        name: &'a str,
+        request: SearchRequest,
+    ) -> BoxFuture<'a, Result<SearchResponse>> {
+        let path = format!("/v1/collections/{}/search", Self::name(name));
+        self.post(&path, Some(&request))
+    }
+
+    fn dag_put(&self, dag_json: Vec<u8>, pin: bool) -> BoxFuture<'_, Result<DagPut>> {
         let request = self
             .http
             .post(self.url("/v1/dag"))
             .query(&[("pin", pin)])
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(dag_json);
-        self.json(request).await
+        Box::pin(self.json(request))
     }
 
-    /// `GET /v1/dag/{cid}`: DAG-JSON.
-    pub async fn dag_get(&self, cid: &str) -> Result<Vec<u8>, ApiError> {
+    fn dag_get<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<Vec<u8>>> {
         let path = format!("/v1/dag/{}", Self::name(cid));
-        let response = self.send(self.http.get(self.url(&path))).await?;
-        response
-            .bytes()
-            .await
-            .map(|b| b.to_vec())
-            .map_err(|e| ApiError::internal(format!("cannot read the daemon's answer: {e}")))
+        Box::pin(async move {
+            let response = self.send(self.http.get(self.url(&path))).await?;
+            response
+                .bytes()
+                .await
+                .map(|b| b.to_vec())
+                .map_err(|e| Error::internal(format!("cannot read the daemon's answer: {e}")))
+        })
     }
 
-    /// `GET /v1/blocks/{cid}`.
-    pub async fn block_stat(&self, cid: &str) -> Result<BlockStat, ApiError> {
-        let path = format!("/v1/blocks/{}", Self::name(cid));
-        self.json(self.http.get(self.url(&path))).await
+    fn block_stat<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<BlockStat>> {
+        self.get(&format!("/v1/blocks/{}", Self::name(cid)))
     }
 
-    /// `GET /v1/pins`.
-    pub async fn pins(&self) -> Result<PinList, ApiError> {
-        self.json(self.http.get(self.url("/v1/pins"))).await
+    fn pins(&self) -> BoxFuture<'_, Result<PinList>> {
+        self.get("/v1/pins")
     }
 
-    /// `POST /v1/pins/{cid}`.
-    pub async fn pin_add(&self, cid: &str) -> Result<Pin, ApiError> {
-        let path = format!("/v1/pins/{}", Self::name(cid));
-        self.json(self.http.post(self.url(&path))).await
+    fn pin_add<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<Pin>> {
+        self.post(&format!("/v1/pins/{}", Self::name(cid)), None::<&()>)
     }
 
-    /// `DELETE /v1/pins/{cid}`.
-    pub async fn pin_rm(&self, cid: &str) -> Result<Pin, ApiError> {
-        let path = format!("/v1/pins/{}", Self::name(cid));
-        self.json(self.http.delete(self.url(&path))).await
+    fn pin_rm<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<Pin>> {
+        self.delete_at(&format!("/v1/pins/{}", Self::name(cid)))
     }
 
-    /// `POST /v1/gc`.
-    pub async fn gc(&self) -> Result<GcResult, ApiError> {
-        self.json(self.http.post(self.url("/v1/gc"))).await
+    fn gc(&self) -> BoxFuture<'_, Result<GcResult>> {
+        self.post("/v1/gc", None::<&()>)
     }
 }
 
@@ -377,4 +375,78 @@ pub enum ExportTarget<'a> {
     Collection(&'a str),
     /// The DAG under a CID.
     Dag(&'a str),
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::{ops::Node, repo::Repo};
+
+    /// The one operation list answers alike in process and over HTTP: the same values, and
+    /// the same errors (kind, message, refused point), since the client reads the daemon's
+    /// error bodies back into the operation's error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_client_answers_as_the_node_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::init(&dir.path().join("repo")).await.unwrap();
+        let config = repo.config().clone();
+        let node = Node::new(repo, config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = super::super::server::router(node.clone(), None);
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = Client::new(&url, None).unwrap();
+        let both: [&dyn Operations; 2] = [&node, &client];
+
+        let create = json!({"name": "c", "dim": 2, "metric": "l2"});
+        client
+            .create_collection(serde_json::from_value(create).unwrap())
+            .await
+            .unwrap();
+        let points = json!([{"id": 1, "vector": [0.0, 1.0]}, {"id": "b", "vector": [1.0, 0.0]}]);
+        node.upsert("c", serde_json::from_value(points).unwrap())
+            .await
+            .unwrap();
+        let search: SearchRequest =
+            serde_json::from_value(json!({"vector": [0.0, 0.9], "k": 2})).unwrap();
+        let bad_point = json!([{"id": 3, "vector": [1.0, 2.0, 3.0]}]);
+        let bad_search: SearchRequest =
+            serde_json::from_value(json!({"vector": [0.0, 0.9], "k": 0})).unwrap();
+
+        let mut answers = Vec::new();
+        for ops in both {
+            answers.push((
+                ops.collection_info("c").await.map(|mut c| {
+                    // Measured at each call.
+                    c.announced_secs_ago = None;
+                    c
+                }),
+                ops.get_point("c", PointId::Int(1)).await,
+                ops.search("c", search.clone()).await,
+                ops.collection_info("missing").await,
+                ops.get_point("c", PointId::from("nothing")).await,
+                ops.upsert("c", serde_json::from_value(bad_point.clone()).unwrap())
+                    .await,
+                ops.search("c", bad_search.clone()).await,
+                ops.dag_get("not-a-cid").await,
+                ops.drop_collection("missing").await,
+            ));
+        }
+        let (in_process, over_http) = (&answers[0], &answers[1]);
+        assert_eq!(in_process, over_http);
+        assert_eq!(in_process.2.as_ref().unwrap().hits.len(), 2);
+        assert!(matches!(in_process.3, Err(Error::NotFound(_))));
+        assert!(matches!(in_process.4, Err(Error::NotFound(_))));
+        let refused = in_process.5.as_ref().unwrap_err().point().unwrap();
+        assert_eq!(refused.position, 0);
+        assert!(matches!(in_process.6, Err(Error::Invalid(_))));
+        assert!(matches!(in_process.7, Err(Error::Invalid(_))));
+
+        server.abort();
+        node.close().await.unwrap();
+    }
 }

@@ -1,11 +1,10 @@
-//! The one error type of the API layer: an HTTP status, a stable code and a message that
-//! says what to do. The daemon sends it as `{"error": {"code", "message"}}`; the CLI prints
-//! its message, whichever path (daemon or direct) produced it.
-
-use ipvec_protocol::ProtocolError;
+//! The HTTP API's error: an HTTP status, a stable code and a message that says what to do,
+//! sent as `{"error": {"code", "message"}}`. An operation's [`ops::Error`] becomes one here
+//! (the only place its kinds meet HTTP statuses); the guard's refusals (token, origin, body
+//! type, a free slot) are made of the same kinds, so every status comes from one table.
 
 use super::types::{BadPoint, ErrorBody, ErrorDetail};
-use crate::{collection::CollectionError, index::IndexError, store::StoreError};
+use crate::ops;
 
 /// A failed operation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,84 +21,69 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
+    /// A front end's refusal (the guard's, the router's) under `code`.
+    fn refused(code: &'static str, message: impl Into<String>) -> Self {
+        ops::Error::Refused {
             code,
             message: message.into(),
-            point: None,
         }
+        .into()
     }
 
     /// 400: the request is malformed or breaks a rule.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, "bad_request", message)
+        ops::Error::invalid(message).into()
     }
 
     /// 401: a token is required and was missing or wrong.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(401, "unauthorized", message)
+        Self::refused("unauthorized", message)
     }
 
     /// 403: the request came from a place the API does not answer (a browser page of
     /// another origin, a host name it does not serve).
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(403, "forbidden", message)
+        Self::refused("forbidden", message)
     }
 
     /// 404: no such collection, point, block or route.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(404, "not_found", message)
-    }
-
-    /// 409: the request clashes with the current state.
-    pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(409, "conflict", message)
+        ops::Error::not_found(message).into()
     }
 
     /// 405: the route exists, the method does not.
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
-        Self::new(405, "method_not_allowed", message)
+        Self::refused("method_not_allowed", message)
     }
 
     /// 413: the body is over the limit.
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(413, "payload_too_large", message)
+        ops::Error::too_large(message).into()
     }
 
     /// 414: the URL is over the limit.
     pub fn uri_too_long(message: impl Into<String>) -> Self {
-        Self::new(414, "uri_too_long", message)
+        Self::refused("uri_too_long", message)
     }
 
     /// 415: the body is not of a type the route takes.
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
-        Self::new(415, "unsupported_media_type", message)
+        Self::refused("unsupported_media_type", message)
     }
 
     /// 503: too many requests of this kind are running; try again shortly.
     pub fn busy(message: impl Into<String>) -> Self {
-        Self::new(503, "busy", message)
-    }
-
-    /// 504: the operation ran past its deadline and was stopped.
-    pub fn deadline_exceeded(message: impl Into<String>) -> Self {
-        Self::new(504, "deadline_exceeded", message)
+        ops::Error::Busy(message.into()).into()
     }
 
     /// 503: the node is shutting down or not ready.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(503, "unavailable", message)
-    }
-
-    /// 507: the store is at its configured size limit.
-    pub fn insufficient_storage(message: impl Into<String>) -> Self {
-        Self::new(507, "insufficient_storage", message)
+        ops::Error::unavailable(message).into()
     }
 
     /// 500: something failed inside the node.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "internal", message)
+        ops::Error::internal(message).into()
     }
 
     /// The JSON body the daemon sends.
@@ -112,106 +96,35 @@ impl ApiError {
             },
         }
     }
+}
 
-    /// Rebuilds an error the daemon sent.
-    pub fn from_body(status: u16, body: ErrorBody) -> Self {
-        let code = match body.error.code.as_str() {
-            "bad_request" => "bad_request",
-            "bad_point" => "bad_point",
-            "unauthorized" => "unauthorized",
-            "forbidden" => "forbidden",
-            "not_found" => "not_found",
-            "method_not_allowed" => "method_not_allowed",
-            "uri_too_long" => "uri_too_long",
-            "unsupported_media_type" => "unsupported_media_type",
-            "busy" => "busy",
-            "deadline_exceeded" => "deadline_exceeded",
-            "conflict" => "conflict",
-            "read_only" => "read_only",
-            "payload_too_large" => "payload_too_large",
-            "unavailable" => "unavailable",
-            "insufficient_storage" => "insufficient_storage",
-            _ => "internal",
+impl From<ops::Error> for ApiError {
+    /// The HTTP status of each kind of failure; the code and message stay the operation's.
+    fn from(e: ops::Error) -> Self {
+        use ops::Error as E;
+        let status = match &e {
+            E::Invalid(_) | E::BadPoint { .. } => 400,
+            E::NotFound(_) => 404,
+            E::Conflict(_) | E::ReadOnly(_) => 409,
+            E::TooLarge(_) => 413,
+            E::Busy(_) | E::Unavailable(_) => 503,
+            E::DeadlineExceeded(_) => 504,
+            E::InsufficientStorage(_) => 507,
+            E::Refused { code, .. } => match *code {
+                "unauthorized" => 401,
+                "forbidden" => 403,
+                "method_not_allowed" => 405,
+                "uri_too_long" => 414,
+                "unsupported_media_type" => 415,
+                _ => 400,
+            },
+            _ => 500,
         };
         Self {
             status,
-            code,
-            message: body.error.message,
-            point: body.error.point,
+            code: e.code(),
+            point: e.point().cloned(),
+            message: e.to_string(),
         }
-    }
-}
-
-impl From<CollectionError> for ApiError {
-    fn from(e: CollectionError) -> Self {
-        let message = e.to_string();
-        match e {
-            CollectionError::NotFound(_) => Self::not_found(message),
-            CollectionError::Exists(_) => Self::conflict(message),
-            CollectionError::ReadOnly(_) => Self::new(409, "read_only", message),
-            CollectionError::Invalid(_) => Self::bad_request(message),
-            CollectionError::BadPoint {
-                position,
-                id,
-                reason,
-            } => Self {
-                point: Some(BadPoint {
-                    position,
-                    id,
-                    reason,
-                }),
-                ..Self::new(400, "bad_point", message)
-            },
-            CollectionError::Index(e) => e.into(),
-            CollectionError::Store(e) => e.into(),
-            CollectionError::Protocol(e) => e.into(),
-            _ => Self::internal(message),
-        }
-    }
-}
-
-impl From<IndexError> for ApiError {
-    fn from(e: IndexError) -> Self {
-        match e {
-            IndexError::Dimension { .. } | IndexError::NotFinite(_) | IndexError::Query(_) => {
-                Self::bad_request(e.to_string())
-            }
-            _ => Self::internal(e.to_string()),
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(_) => Self::not_found(e.to_string()),
-            StoreError::Protocol(e) => e.into(),
-            StoreError::Car { .. } => Self::bad_request(e.to_string()),
-            _ => Self::internal(e.to_string()),
-        }
-    }
-}
-
-impl From<ProtocolError> for ApiError {
-    fn from(e: ProtocolError) -> Self {
-        Self::bad_request(e.to_string())
-    }
-}
-
-impl From<crate::net::NetError> for ApiError {
-    fn from(e: crate::net::NetError) -> Self {
-        match e {
-            crate::net::NetError::Config(_) | crate::net::NetError::Dial { .. } => {
-                Self::bad_request(e.to_string())
-            }
-            crate::net::NetError::Stopped => Self::unavailable(e.to_string()),
-            _ => Self::internal(e.to_string()),
-        }
-    }
-}
-
-impl From<crate::repo::RepoError> for ApiError {
-    fn from(e: crate::repo::RepoError) -> Self {
-        Self::internal(e.to_string())
     }
 }

@@ -9,29 +9,13 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use serde::{Deserialize, Serialize};
+pub use ipvec_protocol::api::LogLine;
 use tokio::sync::broadcast;
 use tracing::{field::Field, Event, Level, Subscriber};
 use tracing_subscriber::{layer::Context, Layer};
-use utoipa::ToSchema;
 
 /// Events kept for subscribers that join late.
 pub const KEEP: usize = 500;
-
-/// One log event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct LogLine {
-    /// Milliseconds since the Unix epoch.
-    pub time_ms: u64,
-    /// ERROR, WARN, INFO, DEBUG or TRACE.
-    pub level: String,
-    /// The module that logged it.
-    pub target: String,
-    /// The message.
-    pub message: String,
-    /// Other fields, as `key=value` pairs.
-    pub fields: String,
-}
 
 /// The process-wide feed.
 #[derive(Debug)]

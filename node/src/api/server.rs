@@ -27,9 +27,9 @@ use super::{
     error::ApiError,
     guard::{self, BodyKind, Gate, Kind, Limits, RouteRules},
     openapi::{BearerScheme, ErrorResponses},
-    service::Node,
     types::*,
 };
+use crate::ops::{self, Node};
 
 /// The CAR media type.
 pub const CAR_MEDIA_TYPE: &str = "application/vnd.ipld.car";
@@ -260,7 +260,7 @@ async fn get_point(
     State(s): State<AppState>,
     ApiPath((name, id)): ApiPath<(String, String)>,
 ) -> ApiResult<PointOut> {
-    let id = super::service::parse_point_id(&id)?;
+    let id = ops::points::parse_point_id(&id)?;
     Ok(Json(s.node.get_point(&name, id).await?))
 }
 
@@ -348,7 +348,7 @@ async fn dag_export(
     State(s): State<AppState>,
     ApiPath(cid): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let root = super::service::parse_cid(&cid)?;
+    let root = ops::parse_cid(&cid)?;
     // Fail before streaming when the root itself is missing.
     s.node.block_stat(&cid).await?;
     Ok(car_stream(s.node, root))
@@ -523,14 +523,14 @@ fn car_stream(node: Node, root: cid::Cid) -> Response {
     // Left to finish within the shutdown bound (the HTTP drain waits for its response); it
     // ends early if the client goes away. Refused once the node is stopping.
     let exporter = node.clone();
-    node.inner.tasks.spawn_finishing(async move {
+    node.tasks().spawn_finishing(async move {
         let result = exporter.export_car(&root, writer, |_| {}).await;
         let _ = done_tx.send(result);
     });
     let tail = futures::stream::once(async move {
         match done_rx.await {
             Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(Err(std::io::Error::other(e.message))),
+            Ok(Err(e)) => Some(Err(std::io::Error::other(e.to_string()))),
             Err(_) => Some(Err(std::io::Error::other("the export stopped"))),
         }
     })
@@ -549,8 +549,9 @@ async fn import_body(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let stream = body.into_data_stream().map_err(std::io::Error::other);
-    node.import_car(StreamReader::new(stream), total, |_| {})
-        .await
+    Ok(node
+        .import_car(StreamReader::new(stream), total, |_| {})
+        .await?)
 }
 
 async fn track(State(s): State<AppState>, request: Request, next: Next) -> Response {

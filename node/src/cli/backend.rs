@@ -1,11 +1,13 @@
 //! Where a command runs, Kubo style: through the API of the daemon that holds the repository
-//! when one runs, else on the repository opened directly. Both answer with the same types, so
-//! a command prints the same either way.
+//! when one runs, else on the repository opened directly. Both implement
+//! [`Operations`], answering with the same types and errors, so a command prints the same
+//! either way.
 
 use std::{path::Path, time::Duration};
 
 use crate::{
-    api::{types::*, ApiError, Client, Node},
+    api::{types::CollectionInfo, Client},
+    ops::{Error, Node, Operations},
     repo::{self, Config, Repo},
 };
 
@@ -16,16 +18,6 @@ pub enum Backend {
     Local(Node),
     /// A daemon's HTTP API.
     Remote(Client),
-}
-
-/// Runs the same operation on either backend.
-macro_rules! either {
-    ($self:ident, $op:ident ( $($arg:expr),* )) => {
-        match $self {
-            Backend::Local(node) => node.$op($($arg),*).await,
-            Backend::Remote(client) => client.$op($($arg),*).await,
-        }
-    };
 }
 
 impl Backend {
@@ -63,143 +55,28 @@ impl Backend {
     }
 
     /// Finishes: a directly opened repository commits its logs and closes.
-    pub async fn close(self) -> Result<(), ApiError> {
+    pub async fn close(self) -> Result<(), Error> {
         match self {
             Backend::Local(node) => node.close().await,
             Backend::Remote(_) => Ok(()),
         }
     }
 
-    pub async fn node_info(&self) -> Result<NodeInfo, ApiError> {
-        either!(self, node_info())
-    }
-
-    pub async fn config(&self) -> Result<Config, ApiError> {
+    /// The operations, on whichever backend this is.
+    pub fn ops(&self) -> &dyn Operations {
         match self {
-            Backend::Local(node) => Ok(node.config().clone()),
-            Backend::Remote(client) => client.config().await,
+            Backend::Local(node) => node,
+            Backend::Remote(client) => client,
         }
-    }
-
-    pub async fn create_collection(
-        &self,
-        request: CreateCollection,
-    ) -> Result<CollectionInfo, ApiError> {
-        match self {
-            Backend::Local(node) => node.create_collection(request).await,
-            Backend::Remote(client) => client.create_collection(&request).await,
-        }
-    }
-
-    pub async fn id(&self) -> Result<IdInfo, ApiError> {
-        either!(self, id())
-    }
-
-    pub async fn fetch_collection(
-        &self,
-        id: &str,
-        name: Option<String>,
-        from: &[String],
-    ) -> Result<CollectionImported, ApiError> {
-        either!(self, fetch_collection(id, name, from))
-    }
-
-    pub async fn dag_fetch(&self, cid: &str, from: &[String]) -> Result<Fetched, ApiError> {
-        either!(self, dag_fetch(cid, from))
-    }
-
-    pub async fn peers(&self) -> Result<PeerList, ApiError> {
-        either!(self, peers())
-    }
-
-    pub async fn connect_peer(&self, address: &str) -> Result<Connected, ApiError> {
-        either!(self, connect(address))
-    }
-
-    pub async fn providers(&self, cid: &str) -> Result<ProviderList, ApiError> {
-        either!(self, providers(cid))
-    }
-
-    pub async fn list_collections(&self) -> Result<CollectionList, ApiError> {
-        either!(self, list_collections())
-    }
-
-    pub async fn collection_info(&self, name: &str) -> Result<CollectionInfo, ApiError> {
-        either!(self, collection_info(name))
     }
 
     /// Collection `name` after this process commits its logged writes into a version, where
     /// it can (the repository opened here); a daemon commits on its own, every
     /// `storage.commit_interval_ms`.
-    pub async fn committed_info(&self, name: &str) -> Result<CollectionInfo, ApiError> {
+    pub async fn committed_info(&self, name: &str) -> Result<CollectionInfo, Error> {
         if let Backend::Local(node) = self {
             node.commit(name).await?;
         }
-        self.collection_info(name).await
-    }
-
-    pub async fn collection_log(&self, name: &str) -> Result<VersionList, ApiError> {
-        either!(self, collection_log(name))
-    }
-
-    pub async fn drop_collection(&self, name: &str) -> Result<Dropped, ApiError> {
-        either!(self, drop_collection(name))
-    }
-
-    pub async fn upsert(&self, name: &str, points: Vec<PointIn>) -> Result<WriteResult, ApiError> {
-        either!(self, upsert(name, points))
-    }
-
-    pub async fn delete(&self, name: &str, ids: Vec<PointId>) -> Result<WriteResult, ApiError> {
-        either!(self, delete(name, ids))
-    }
-
-    pub async fn get_point(&self, name: &str, id: PointId) -> Result<PointOut, ApiError> {
-        match self {
-            Backend::Local(node) => node.get_point(name, id).await,
-            Backend::Remote(client) => client.get_point(name, &id).await,
-        }
-    }
-
-    pub async fn search(
-        &self,
-        name: &str,
-        request: SearchRequest,
-    ) -> Result<SearchResponse, ApiError> {
-        match self {
-            Backend::Local(node) => node.search(name, request).await,
-            Backend::Remote(client) => client.search(name, &request).await,
-        }
-    }
-
-    pub async fn dag_put(&self, dag_json: Vec<u8>, pin: bool) -> Result<DagPut, ApiError> {
-        match self {
-            Backend::Local(node) => node.dag_put(&dag_json, pin).await,
-            Backend::Remote(client) => client.dag_put(dag_json, pin).await,
-        }
-    }
-
-    pub async fn dag_get(&self, cid: &str) -> Result<Vec<u8>, ApiError> {
-        either!(self, dag_get(cid))
-    }
-
-    pub async fn block_stat(&self, cid: &str) -> Result<BlockStat, ApiError> {
-        either!(self, block_stat(cid))
-    }
-
-    pub async fn pins(&self) -> Result<PinList, ApiError> {
-        either!(self, pins())
-    }
-
-    pub async fn pin_add(&self, cid: &str) -> Result<Pin, ApiError> {
-        either!(self, pin_add(cid))
-    }
-
-    pub async fn pin_rm(&self, cid: &str) -> Result<Pin, ApiError> {
-        either!(self, pin_rm(cid))
-    }
-
-    pub async fn gc(&self) -> Result<GcResult, ApiError> {
-        either!(self, gc())
+        self.ops().collection_info(name).await
     }
 }

@@ -11,10 +11,10 @@ use tokio_util::io::ReaderStream;
 use super::{backend::Backend, output::progress_bar};
 use crate::{
     api::{
-        service::parse_cid,
         types::{CarImported, CollectionImported},
         ExportTarget,
     },
+    ops::parse_cid,
     store::car,
 };
 

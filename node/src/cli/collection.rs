@@ -12,10 +12,12 @@ use super::{
     output::{progress_bar, utc_time, write_line, write_stdout, Output},
     CollectionCommand, Command,
 };
-use crate::api::{
-    service::parse_point_id,
-    types::{CollectionInfo, CreateCollection, PointId, PointIn, SearchRequest},
-    ApiError, ExportTarget,
+use crate::{
+    api::{
+        types::{CollectionInfo, CreateCollection, PointId, PointIn, SearchRequest},
+        ExportTarget,
+    },
+    ops::{points::parse_point_id, Error},
 };
 
 /// A response as JSON, printed as the daemon sends it (through text, so f32 scores print in
@@ -28,19 +30,18 @@ fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 }
 
 fn info_text(c: &CollectionInfo) -> String {
-    let mut state = c.state.clone();
+    let mut state = c.state.clone().unwrap_or_default();
     if let Some(percent) = c.sync_percent {
         state += &format!(" {percent:.0}%");
     }
-    if c.lag > 0 {
-        state += &format!(", {} versions behind", c.lag);
+    if let Some(lag) = c.lag.filter(|lag| *lag > 0) {
+        state += &format!(", {lag} versions behind");
     }
+    // A node of this version always says; the manifest's default if one does not.
+    let wanted = c.replication_factor.unwrap_or(1);
     let replicas = match c.replicas {
-        Some(n) => format!("{n} of {} (DHT providers)", c.replication_factor),
-        None => format!(
-            "{} wanted (counted by a running daemon)",
-            c.replication_factor
-        ),
+        Some(n) => format!("{n} of {wanted} (DHT providers)"),
+        None => format!("{wanted} wanted (counted by a running daemon)"),
     };
     format!(
         "{}\nstate:        {state}\nreplicas:     {replicas}",
@@ -92,14 +93,14 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 shards,
                 replication,
             };
-            let c = backend.create_collection(request).await?;
+            let c = backend.ops().create_collection(request).await?;
             out.print(
                 format!("created collection {name} ({})\nroot {}", c.id, c.root),
                 to_json(&c),
             )?;
         }
         Command::Collection(CollectionCommand::List) => {
-            let list = backend.list_collections().await?;
+            let list = backend.ops().list_collections().await?;
             let text: Vec<String> = list
                 .collections
                 .iter()
@@ -115,11 +116,11 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             }
         }
         Command::Collection(CollectionCommand::Info { name }) => {
-            let c = backend.collection_info(&name).await?;
+            let c = backend.ops().collection_info(&name).await?;
             out.print(info_text(&c), to_json(&c))?;
         }
         Command::Collection(CollectionCommand::Log { name }) => {
-            let log = backend.collection_log(&name).await?;
+            let log = backend.ops().collection_log(&name).await?;
             let text: Vec<String> = log
                 .versions
                 .iter()
@@ -135,14 +136,14 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             out.print(text.join("\n"), to_json(&log))?;
         }
         Command::Collection(CollectionCommand::Drop { name }) => {
-            let dropped = backend.drop_collection(&name).await?;
+            let dropped = backend.ops().drop_collection(&name).await?;
             out.print(
                 format!("dropped {name}; `ipvec gc` reclaims its blocks"),
                 to_json(&dropped),
             )?;
         }
         Command::Collection(CollectionCommand::Export { name, output }) => {
-            let root = backend.collection_info(&name).await?.root;
+            let root = backend.ops().collection_info(&name).await?.root;
             let totals =
                 carfile::export_to_file(backend, ExportTarget::Collection(&name), &output).await?;
             out.print(
@@ -206,6 +207,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                     deadline_ms: None,
                 };
                 let response = backend
+                    .ops()
                     .search(&name, request)
                     .await
                     .with_context(|| format!("query {i}"))?;
@@ -224,7 +226,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             }
         }
         Command::Get { name, id } => {
-            let point = backend.get_point(&name, parse_point_id(&id)?).await?;
+            let point = backend.ops().get_point(&name, parse_point_id(&id)?).await?;
             out.print(
                 format!(
                     "id: {}\nvector: {:?}\nmetadata: {}\nleaf: {}",
@@ -244,7 +246,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 .iter()
                 .map(|s| parse_point_id(s))
                 .collect::<Result<Vec<PointId>, _>>()?;
-            let report = backend.delete(&name, ids).await?;
+            let report = backend.ops().delete(&name, ids).await?;
             let version = Version::after_write(backend, &name).await?;
             out.print(
                 format!(
@@ -314,7 +316,7 @@ async fn add(
             }
         };
     // Fail early, before a progress bar, if the collection is not there.
-    backend.collection_info(name).await?;
+    backend.ops().collection_info(name).await?;
     let total = points.len();
     let bar = progress_bar(Some(total as u64), "adding");
     bar.set_style(
@@ -328,11 +330,9 @@ async fn add(
     while iter.peek().is_some() {
         let (places, chunk): (Vec<usize>, Vec<_>) = iter.by_ref().take(batch.max(1)).unzip();
         let n = chunk.len();
-        match backend.upsert(name, chunk).await {
+        match backend.ops().upsert(name, chunk).await {
             Ok(_) => {}
-            Err(ApiError {
-                point: Some(bad), ..
-            }) if bad.position < n => {
+            Err(Error::BadPoint { point: bad, .. }) if bad.position < n => {
                 bar.finish_and_clear();
                 bail!(
                     "{} {unit} {}: point {}: {}; nothing from this batch ({unit}s {}..={}) was stored{}",
@@ -389,6 +389,7 @@ impl Version {
             true => None,
             // Only to say when; a daemon that will not tell is no reason to fail the command.
             false => backend
+                .ops()
                 .config()
                 .await
                 .ok()

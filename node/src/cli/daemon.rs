@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{output::write_line, Cli};
 use crate::{
-    api::{server, Node},
+    api::server,
+    ops::Node,
     repo::{self, Repo, RepoError},
 };
 

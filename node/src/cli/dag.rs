@@ -23,11 +23,11 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 .take(limits::MAX_BLOCK_BYTES as u64 * 4)
                 .read_to_end(&mut input)
                 .context("reading DAG-JSON from stdin")?;
-            let put = backend.dag_put(input, pin).await?;
+            let put = backend.ops().dag_put(input, pin).await?;
             out.print(&put.cid, serde_json::to_value(&put)?)?;
         }
         Command::Dag(DagCommand::Get { cid }) => {
-            let mut text = backend.dag_get(&cid).await?;
+            let mut text = backend.ops().dag_get(&cid).await?;
             text.push(b'\n');
             write_stdout(&text)?;
         }
@@ -80,7 +80,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
         Command::Dag(DagCommand::Fetch { cid, from }) => {
             let bar = super::output::progress_bar(None, "fetching");
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
-            let fetched = backend.dag_fetch(&cid, &from).await;
+            let fetched = backend.ops().dag_fetch(&cid, &from).await;
             bar.finish_and_clear();
             let fetched = fetched?;
             out.print(
@@ -92,7 +92,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             )?;
         }
         Command::Block(BlockCommand::Stat { cid }) => {
-            let stat = backend.block_stat(&cid).await?;
+            let stat = backend.ops().block_stat(&cid).await?;
             out.print(
                 format!(
                     "Key: {}\nSize: {}\nCodec: {}",
@@ -103,7 +103,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
         }
         Command::Pin(PinCommand::Ls) => {
             // Pins made with `pin add` are named by their CID; others (collections) by their owner.
-            let list = backend.pins().await?;
+            let list = backend.ops().pins().await?;
             let text = list
                 .pins
                 .iter()
@@ -118,14 +118,14 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             }
         }
         Command::Pin(PinCommand::Add { cid }) => {
-            let pin = backend.pin_add(&cid).await?;
+            let pin = backend.ops().pin_add(&cid).await?;
             out.print(
                 format!("pinned {} recursively", pin.cid),
                 json!({ "pinned": pin.cid }),
             )?;
         }
         Command::Pin(PinCommand::Rm { cid }) => {
-            let pin = backend.pin_rm(&cid).await?;
+            let pin = backend.ops().pin_rm(&cid).await?;
             out.print(
                 format!("unpinned {}", pin.cid),
                 json!({ "unpinned": pin.cid }),
@@ -134,7 +134,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
         Command::Gc => {
             let bar = super::output::progress_bar(None, "collecting garbage");
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
-            let report = backend.gc().await;
+            let report = backend.ops().gc().await;
             bar.finish_and_clear();
             let report = report?;
             let mut text = format!(

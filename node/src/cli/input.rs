@@ -4,9 +4,9 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context};
 
-use crate::api::{
-    service::parse_point_id,
-    types::{PointId, PointIn},
+use crate::{
+    api::types::{PointId, PointIn},
+    ops::points::parse_point_id,
 };
 
 /// Vectors from a `.npy` or `.fvecs` file.

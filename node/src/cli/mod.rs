@@ -480,7 +480,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let token = cli.api_token(&path);
     let backend = Backend::connect(&path, cli.api.as_deref(), token, |c| cli.adjust(c)).await?;
     let result = match cli.command {
-        Command::Config(ConfigCommand::Show) => match backend.config().await {
+        Command::Config(ConfigCommand::Show) => match backend.ops().config().await {
             Ok(config) => {
                 let text = toml::to_string_pretty(&config)?;
                 out.print(text.trim_end(), serde_json::to_value(&config)?)?;

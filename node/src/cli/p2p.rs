@@ -6,7 +6,7 @@ use super::{backend::Backend, output::Output, Command, DhtCommand};
 pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Id => {
-            let id = backend.id().await?;
+            let id = backend.ops().id().await?;
             let mut text = format!("peer id: {}\nagent:   {}", id.peer_id, id.agent);
             for a in &id.addresses {
                 text.push_str(&format!("\naddress: {a}"));
@@ -19,7 +19,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             out.print(text, serde_json::to_value(&id)?)?;
         }
         Command::Peers => {
-            let list = backend.peers().await?;
+            let list = backend.ops().peers().await?;
             let text: Vec<String> = list
                 .peers
                 .iter()
@@ -39,14 +39,14 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             }
         }
         Command::Connect { address } => {
-            let connected = backend.connect_peer(&address).await?;
+            let connected = backend.ops().connect(&address).await?;
             out.print(
                 format!("connected to {}", connected.peer_id),
                 serde_json::to_value(&connected)?,
             )?;
         }
         Command::Dht(DhtCommand::Providers { cid }) => {
-            let list = backend.providers(&cid).await?;
+            let list = backend.ops().providers(&cid).await?;
             let text: Vec<String> = list
                 .providers
                 .iter()
@@ -57,7 +57,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
         Command::Fetch { id, name, from } => {
             let bar = super::output::progress_bar(None, "fetching");
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
-            let fetched = backend.fetch_collection(&id, name, &from).await;
+            let fetched = backend.ops().fetch_collection(&id, name, &from).await;
             bar.finish_and_clear();
             let c = fetched?;
             out.print(

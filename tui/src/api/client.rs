@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::{
     sse::SseParser,
     types::{
-        CollectionList, ErrorBody, IdInfo, LogLine, NodeInfo, PeerList, Point, SearchRequest,
+        CollectionList, ErrorBody, IdInfo, LogLine, NodeInfo, PeerList, PointOut, SearchRequest,
         SearchResponse,
     },
 };
@@ -222,7 +222,7 @@ impl ApiClient {
     }
 
     /// `GET /v1/collections/{name}/points/{id}`.
-    pub async fn point(&self, collection: &str, id: &str) -> Result<Point, ClientError> {
+    pub async fn point(&self, collection: &str, id: &str) -> Result<PointOut, ClientError> {
         let builder = self
             .request(
                 Method::GET,

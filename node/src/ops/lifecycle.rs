@@ -4,9 +4,9 @@
 //! The node's map holds a [`Slot`] per name. The map's mutex is held only to find or add a
 //! slot; a slot's turn is held while its collection opens, is created or is dropped. A request
 //! for an open collection takes neither the turn nor the collection's lock here: it gets the
-//! shared collection, or a clean 409 while the name is being dropped.
+//! shared collection, or a clean conflict while the name is being dropped.
 //!
-//! A drop marks the slot dropping (new requests get 409), waits for the requests in flight
+//! A drop marks the slot dropping (new requests get a conflict), waits for the requests in flight
 //! on the collection, takes its folder out of the catalog with one rename, retires it (a
 //! request that still holds it cannot write to it or bring part of it back), then frees what
 //! it held: its announcements, its pin, the renamed folder. A create builds the collection in
@@ -21,11 +21,12 @@ use std::{
 
 use tokio::sync::RwLock;
 
-use super::{error::ApiError, service::Node, service::SharedCollection, types::*};
+use super::{Error, Node, SharedCollection};
 use crate::{
     collection::{catalog, pin_name, Collection, CollectionError, CollectionSpec},
     store::{BlockStore, IrohBlockStore},
 };
+use ipvec_protocol::api::*;
 
 /// One collection name in the node's map.
 #[derive(Debug, Default)]
@@ -66,16 +67,16 @@ impl Slot {
     }
 }
 
-fn being_dropped(name: &str) -> ApiError {
-    ApiError::conflict(format!(
+fn being_dropped(name: &str) -> Error {
+    Error::conflict(format!(
         "collection {name:?} is being dropped; create it again once the drop has answered"
     ))
 }
 
 /// A failed file operation on a collection's folder, told as what could not be done.
-fn folder_error(action: &str, name: &str, e: CollectionError) -> ApiError {
+fn folder_error(action: &str, name: &str, e: CollectionError) -> Error {
     match e {
-        CollectionError::Io { path, source } => ApiError::internal(format!(
+        CollectionError::Io { path, source } => Error::internal(format!(
             "cannot {action} collection {name:?}: a file operation on {} failed ({source}); \
              check that the repository's collections folder is writable and its disk has space",
             path.display()
@@ -111,7 +112,7 @@ impl Node {
         name: &str,
         slot: &Slot,
         dir: &Path,
-    ) -> Result<SharedCollection, ApiError> {
+    ) -> Result<SharedCollection, Error> {
         match slot.state() {
             State::Open(c) => return Ok(c),
             State::Dropping => return Err(being_dropped(name)),
@@ -127,7 +128,7 @@ impl Node {
         name: &str,
         slot: &Slot,
         dir: &Path,
-    ) -> Result<SharedCollection, ApiError> {
+    ) -> Result<SharedCollection, Error> {
         match slot.state() {
             State::Open(c) => Ok(c),
             State::Dropping => Err(being_dropped(name)),
@@ -151,7 +152,7 @@ impl Node {
     pub(super) async fn open_and_announce(
         &self,
         name: &str,
-    ) -> Result<Option<SharedCollection>, ApiError> {
+    ) -> Result<Option<SharedCollection>, Error> {
         let dir = catalog::dir_of(&self.collections_root(), name)?;
         let slot = self.slot(name).await;
         let opened = async {
@@ -172,7 +173,7 @@ impl Node {
     pub(super) async fn create_in_turn(
         &self,
         spec: CollectionSpec,
-    ) -> Result<CollectionInfo, ApiError> {
+    ) -> Result<CollectionInfo, Error> {
         spec.validate()?;
         let name = spec.name.clone();
         let root = self.collections_root();
@@ -203,7 +204,7 @@ impl Node {
         spec: &CollectionSpec,
         root: &Path,
         dir: &Path,
-    ) -> Result<Collection<IrohBlockStore>, ApiError> {
+    ) -> Result<Collection<IrohBlockStore>, Error> {
         let staged = catalog::staging_dir(root, &spec.name)
             .map_err(|e| folder_error("create", &spec.name, e))?;
         let built = async {
@@ -237,7 +238,7 @@ impl Node {
         &self,
         head: ipvec_protocol::head::HeadRecord,
         name: &str,
-    ) -> Result<CollectionImported, ApiError> {
+    ) -> Result<CollectionImported, Error> {
         let dir = catalog::dir_of(&self.collections_root(), name)?;
         let slot = self.slot(name).await;
         let registered = async {
@@ -273,7 +274,7 @@ impl Node {
     }
 
     /// Drops collection `name`, in the name's turn.
-    pub(super) async fn drop_in_turn(&self, name: &str) -> Result<Dropped, ApiError> {
+    pub(super) async fn drop_in_turn(&self, name: &str) -> Result<Dropped, Error> {
         let root = self.collections_root();
         let dir = catalog::dir_of(&root, name)?;
         let slot = self.slot(name).await;
@@ -281,9 +282,9 @@ impl Node {
             let _turn = slot.turn.lock().await;
             let shared = self.open_in_turn(name, &slot, &dir).await?;
             slot.set(State::Dropping);
-            // Requests in flight on it finish first; new ones get 409 meanwhile.
+            // Requests in flight on it finish first; new ones get a conflict meanwhile.
             let mut c = shared.write().await;
-            let gone = c.id().map_err(ApiError::from).and_then(|id| {
+            let gone = c.id().map_err(Error::from).and_then(|id| {
                 let grave = catalog::bury(&root, name).map_err(|e| folder_error("drop", name, e))?;
                 Ok((id, grave))
             });
@@ -327,7 +328,7 @@ impl Node {
 
     /// Removes the pins of collections whose drop a crash cut short after their folder went
     /// (pins named for a collection that has no folder), each in its name's turn.
-    pub(super) async fn unpin_dropped(&self) -> Result<(), ApiError> {
+    pub(super) async fn unpin_dropped(&self) -> Result<(), Error> {
         let root = self.collections_root();
         let marker = pin_name("");
         let mut unpinned = 0;

@@ -9,8 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{service::Node, types::ShardInfo};
+use super::Node;
 use crate::{collection::Collection, store::IrohBlockStore};
+use ipvec_protocol::api::ShardInfo;
 
 /// How old a provider count may get before a read starts a new one.
 pub const COUNT_EVERY: Duration = Duration::from_secs(10);

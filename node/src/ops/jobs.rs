@@ -11,7 +11,7 @@ use std::{
     time::Instant,
 };
 
-use super::types::Job;
+use ipvec_protocol::api::Job;
 
 #[derive(Debug)]
 struct Entry {

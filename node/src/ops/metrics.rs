@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::store::BlockStore;
+
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
@@ -335,5 +337,71 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+impl super::Node {
+    /// Sets the scrape-time gauges and returns the metrics text.
+    pub async fn metrics_text(&self) -> String {
+        let metrics = &self.inner.metrics;
+        metrics.wal_fsyncs.inner().fetch_max(
+            crate::collection::wal::fsyncs_total(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        for (name, c) in self.open_collections().await {
+            let labels = CollectionLabels { collection: name };
+            // A collection busy with a long write keeps its last values.
+            if let Ok(c) = c.try_read() {
+                metrics.points.get_or_create(&labels).set(c.points() as i64);
+                metrics
+                    .index_memory
+                    .get_or_create(&labels)
+                    .set(c.index_memory() as i64);
+                let duplicates = c.duplicate_stats();
+                metrics
+                    .index_duplicate_points
+                    .get_or_create(&labels)
+                    .set(duplicates.points as i64);
+                metrics
+                    .index_duplicate_bytes_saved
+                    .get_or_create(&labels)
+                    .set(duplicates.bytes_saved as i64);
+                metrics
+                    .wal_bytes
+                    .get_or_create(&labels)
+                    .set(c.wal_bytes() as i64);
+            }
+        }
+        if let Some(network) = self.inner.network.get() {
+            use std::sync::atomic::Ordering::Relaxed;
+            let stats = network.bitswap().stats();
+            set_totals(
+                &metrics.bitswap,
+                &[
+                    ("blocks_sent", stats.blocks_sent.load(Relaxed)),
+                    ("blocks_received", stats.blocks_received.load(Relaxed)),
+                    ("bytes_received", stats.bytes_received.load(Relaxed)),
+                    ("refused", stats.refused.load(Relaxed)),
+                    ("duplicates", stats.duplicates.load(Relaxed)),
+                    ("peers_banned", stats.peers_banned.load(Relaxed)),
+                ],
+            );
+            let dht = network.dht_stats();
+            set_totals(
+                &metrics.dht,
+                &[
+                    (
+                        "provider_records_received",
+                        dht.records_received.load(Relaxed),
+                    ),
+                    ("republished", dht.republished.load(Relaxed)),
+                ],
+            );
+        }
+        if let Ok(stats) = self.store().stats().await {
+            metrics.store_blocks.set(stats.blocks as i64);
+            metrics.store_bytes.set(stats.bytes as i64);
+        }
+        metrics.encode()
     }
 }

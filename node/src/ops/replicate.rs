@@ -18,11 +18,8 @@ use libp2p::PeerId;
 
 use crate::store::BlockStore;
 
-use super::{
-    error::ApiError,
-    service::{Inner, Node},
-    types::CollectionImported,
-};
+use super::{Error, Inner, Node};
+use ipvec_protocol::api::CollectionImported;
 
 /// Catch-ups (fetching a gossiped head's blocks, then moving the replica) running at once.
 pub const MAX_CATCH_UPS: usize = 4;
@@ -80,7 +77,7 @@ impl Node {
         id: &str,
         name: Option<String>,
         from: &[String],
-    ) -> Result<CollectionImported, ApiError> {
+    ) -> Result<CollectionImported, Error> {
         self.observed("fetch", "", async {
             let network = self.network()?;
             let peers = self.peers_for(id, from).await?;
@@ -105,7 +102,7 @@ impl Node {
                 }
             }
             let head = best.ok_or_else(|| {
-                ApiError::not_found(format!(
+                Error::not_found(format!(
                     "none of the {} peers found holds collection {id}",
                     peers.len()
                 ))
@@ -139,7 +136,7 @@ impl Node {
         &self,
         name: &str,
         head: HeadRecord,
-    ) -> Result<CollectionImported, ApiError> {
+    ) -> Result<CollectionImported, Error> {
         let shared = self.collection(name).await?;
         let mut guard = shared.write().await;
         // A collection this node writes has nothing to follow; an older head changes nothing.
@@ -160,7 +157,7 @@ impl Node {
     }
 
     /// Joins collection `name`'s heads topic; its writer also publishes its current head.
-    pub(super) async fn gossip_head(&self, name: &str) -> Result<(), ApiError> {
+    pub(super) async fn gossip_head(&self, name: &str) -> Result<(), Error> {
         let Ok(network) = self.network() else {
             return Ok(());
         };
@@ -266,7 +263,7 @@ impl Node {
 
     /// Fetches the DAG of `head` from `from` and the connected peers, then moves replica
     /// `name` to it.
-    async fn catch_up(&self, name: &str, head: HeadRecord, from: PeerId) -> Result<(), ApiError> {
+    async fn catch_up(&self, name: &str, head: HeadRecord, from: PeerId) -> Result<(), Error> {
         let network = self.network()?;
         let mut peers = vec![from];
         peers.extend(
@@ -296,7 +293,7 @@ impl Node {
         root: cid::Cid,
         peers: &[PeerId],
         mut progress: impl FnMut(crate::net::bitswap::FetchTotals),
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let network = self.network()?;
         // Back to not syncing when the fetch ends, fails or is dropped (a client gone).
         let sync = self.inner.replication.start_sync(id);
@@ -308,11 +305,11 @@ impl Node {
             })
             .await
             .map(|_| ())
-            .map_err(|e| ApiError::unavailable(e.to_string()))
+            .map_err(|e| Error::unavailable(e.to_string()))
     }
 
     /// The peers to fetch collection `id` from: `from` dialed, else its providers.
-    async fn peers_for(&self, id: &str, from: &[String]) -> Result<Vec<PeerId>, ApiError> {
+    async fn peers_for(&self, id: &str, from: &[String]) -> Result<Vec<PeerId>, Error> {
         let network = self.network()?;
         let mut peers = self.dial_all(from).await?;
         if from.is_empty() {
@@ -330,7 +327,7 @@ impl Node {
             }
         }
         if peers.is_empty() {
-            return Err(ApiError::not_found(format!(
+            return Err(Error::not_found(format!(
                 "no reachable peer provides collection {id}; check that its node runs and \
                  that this one is connected to the network (ipvec peers), or pass --from ADDR"
             )));

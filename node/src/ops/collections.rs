@@ -1,0 +1,168 @@
+//! Collections as a whole: creating, listing, describing, committing, versions and dropping.
+
+use ipvec_protocol::api::*;
+
+use super::{metrics::CollectionLabels, offload, Error, Node};
+use crate::{
+    collection::{self, catalog, Collection, CollectionSpec},
+    store::IrohBlockStore,
+};
+
+impl Node {
+    /// Creates a collection: whole, or (on failure) nothing of it.
+    pub async fn create_collection(
+        &self,
+        request: CreateCollection,
+    ) -> Result<CollectionInfo, Error> {
+        let spec = CollectionSpec {
+            name: request.name.clone(),
+            dimension: request.dim,
+            metric: request.metric,
+            quantization: request.quantization,
+            hnsw: ipvec_protocol::manifest::HnswParams {
+                m: request.m,
+                ef_construction: request.ef_construction,
+                ef_search: request.ef_search,
+            },
+            shards: request.shards,
+            replication: request.replication,
+        };
+        let node = self.clone();
+        // Offloaded: it runs to its end even if the caller goes away.
+        let created = offload(async move { node.create_in_turn(spec).await });
+        self.observed("create", &request.name, created).await
+    }
+
+    /// Every collection.
+    pub async fn list_collections(&self) -> Result<CollectionList, Error> {
+        let root = self.collections_root();
+        let mut collections = Vec::new();
+        for name in catalog::list(&root)? {
+            match self.collection_info(&name).await {
+                Ok(info) => collections.push(info),
+                // Dropped since the folder was listed, or being dropped.
+                Err(e)
+                    if matches!(e, Error::Conflict(_)) || !catalog::exists(&root.join(&name)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(CollectionList { collections })
+    }
+
+    /// One collection's settings and counts.
+    pub async fn collection_info(&self, name: &str) -> Result<CollectionInfo, Error> {
+        let c = self.collection(name).await?;
+        let c = c.read().await;
+        self.info_of(name, &c)
+    }
+
+    pub(super) fn info_of(
+        &self,
+        name: &str,
+        c: &Collection<IrohBlockStore>,
+    ) -> Result<CollectionInfo, Error> {
+        let m = c.manifest();
+        let id = c.id()?;
+        let replication = self.inner.replication.of(&id, c.head().seq, c.writable());
+        let shard_status = self.shard_status(&id, c, replication.providers.as_deref());
+        Ok(CollectionInfo {
+            name: name.to_string(),
+            dim: m.dimension,
+            metric: m.metric.to_string(),
+            quantization: m.quantization.to_string(),
+            hnsw: HnswInfo {
+                m: m.hnsw.m,
+                ef_construction: m.hnsw.ef_construction,
+                ef_search: m.hnsw.ef_search,
+            },
+            shards: m.shards.len(),
+            points: c.points(),
+            root: c.root().to_string(),
+            version: c.head().seq,
+            index_memory_bytes: c.index_memory() as u64,
+            wal_bytes: c.wal_bytes(),
+            writable: c.writable(),
+            state: Some(replication.state.to_string()),
+            sync_percent: replication.sync_percent,
+            lag: Some(replication.lag),
+            replication_factor: Some(m.replication),
+            replicas: replication.providers.and_then(|p| p.into_iter().min()),
+            announced_secs_ago: replication.announced_secs_ago,
+            shard_status,
+            id,
+        })
+    }
+
+    /// A collection's versions, newest first (its acknowledged writes committed first).
+    pub async fn collection_log(&self, name: &str) -> Result<VersionList, Error> {
+        self.commit(name).await?;
+        let c = self.collection(name).await?;
+        let c = c.read().await;
+        let versions = c
+            .versions()
+            .await?
+            .into_iter()
+            .map(|(cid, m)| VersionInfo {
+                root: cid.to_string(),
+                points: m.points,
+                updated: m.updated,
+            })
+            .collect();
+        Ok(VersionList { versions })
+    }
+
+    /// Drops a collection: its folder goes now, its blocks at the next gc. Requests in flight
+    /// on it finish first; requests that come meanwhile get a conflict.
+    pub async fn drop_collection(&self, name: &str) -> Result<Dropped, Error> {
+        self.observed("drop", name, async {
+            let node = self.clone();
+            let owned = name.to_string();
+            // Offloaded: it runs to its end even if the caller goes away.
+            let dropped = offload(async move { node.drop_in_turn(&owned).await }).await?;
+            for family in [
+                &self.inner.metrics.points,
+                &self.inner.metrics.index_memory,
+                &self.inner.metrics.index_duplicate_points,
+                &self.inner.metrics.index_duplicate_bytes_saved,
+                &self.inner.metrics.wal_bytes,
+            ] {
+                family.remove(&CollectionLabels {
+                    collection: name.to_string(),
+                });
+            }
+            Ok(dropped)
+        })
+        .await
+    }
+
+    /// Commits collection `name`'s acknowledged writes into its tree (a new version), if it
+    /// has any.
+    pub async fn commit(&self, name: &str) -> Result<(), Error> {
+        let shared = self.collection(name).await?;
+        if shared.read().await.wal_bytes() == 0 {
+            return Ok(());
+        }
+        let node = self.clone();
+        self.observed("commit", name, async move {
+            offload(async move {
+                let _writing = node.inner.gc_lock.read().await;
+                collection::shared::checkpoint(&shared).await?;
+                Ok(())
+            })
+            .await
+        })
+        .await?;
+        // A new version: tell the followers.
+        self.gossip_head(name).await
+    }
+
+    /// Commits every open collection's acknowledged writes (the daemon does this every
+    /// `storage.commit_interval_ms`, so leaf CIDs and versions follow writes closely).
+    pub async fn commit_all(&self) {
+        for (name, _) in self.open_collections().await {
+            if let Err(e) = self.commit(&name).await {
+                tracing::warn!(collection = %name, error = %e, "committing the log failed; it stays in the log and is retried");
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The one list of the node's operations: [`Operations`]. The node implements it in process
+//! ([`Node`]) and the HTTP client over a daemon's API ([`Client`](crate::api::Client)), so a
+//! front end (the CLI, an MCP server) is written once against either, and never restates
+//! the list.
+//!
+//! The futures are boxed, so a front end can hold a `&dyn Operations` and pick the
+//! implementation at run time (the CLI does: the daemon's API when one runs, else the
+//! repository). CAR export and import stream their bytes (a reader and a writer in process,
+//! HTTP bodies over the API), so they stay outside the list: see
+//! [`Node::export_car`], [`Node::import_car`] and [`Client::export`](crate::api::Client::export).
+
+use futures::future::BoxFuture;
+use ipvec_protocol::api::*;
+
+use super::{Node, Result};
+use crate::repo::Config;
+
+/// What a node does, wherever it runs.
+pub trait Operations: Send + Sync {
+    /// Node facts: peer id, version, repository, store totals.
+    fn node_info(&self) -> BoxFuture<'_, Result<NodeInfo>>;
+
+    /// The effective configuration (file, then environment, then flags).
+    fn config(&self) -> BoxFuture<'_, Result<Config>>;
+
+    /// The long operations running now, with their progress.
+    fn jobs(&self) -> BoxFuture<'_, Result<JobList>>;
+
+    /// This node on the network: peer id and addresses.
+    fn id(&self) -> BoxFuture<'_, Result<IdInfo>>;
+
+    /// The connected peers.
+    fn peers(&self) -> BoxFuture<'_, Result<PeerList>>;
+
+    /// Connects to a peer by multiaddress.
+    fn connect<'a>(&'a self, address: &'a str) -> BoxFuture<'a, Result<Connected>>;
+
+    /// The peers the DHT knows to provide a key.
+    fn providers<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<ProviderList>>;
+
+    /// Fetches the DAG under `cid` from peers over Bitswap (from `from`, or every connected
+    /// peer), checking every block, and pins it.
+    fn dag_fetch<'a>(&'a self, cid: &'a str, from: &'a [String]) -> BoxFuture<'a, Result<Fetched>>;
+
+    /// Replicates collection `id` from the peers at `from` (or its providers) under `name`
+    /// (default: its own).
+    fn fetch_collection<'a>(
+        &'a self,
+        id: &'a str,
+        name: Option<String>,
+        from: &'a [String],
+    ) -> BoxFuture<'a, Result<CollectionImported>>;
+
+    /// Creates a collection: whole, or (on failure) nothing of it.
+    fn create_collection(&self, request: CreateCollection)
+        -> BoxFuture<'_, Result<CollectionInfo>>;
+
+    /// Every collection.
+    fn list_collections(&self) -> BoxFuture<'_, Result<CollectionList>>;
+
+    /// One collection's settings, counts and current version.
+    fn collection_info<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<CollectionInfo>>;
+
+    /// A collection's versions, newest first.
+    fn collection_log<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<VersionList>>;
+
+    /// Drops a collection (its blocks go at the next gc).
+    fn drop_collection<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Dropped>>;
+
+    /// Upserts a batch of points: stored whole once durable, or not at all.
+    fn upsert<'a>(
+        &'a self,
+        name: &'a str,
+        points: Vec<PointIn>,
+    ) -> BoxFuture<'a, Result<WriteResult>>;
+
+    /// Deletes points by id.
+    fn delete<'a>(&'a self, name: &'a str, ids: Vec<PointId>)
+        -> BoxFuture<'a, Result<WriteResult>>;
+
+    /// One point.
+    fn get_point<'a>(&'a self, name: &'a str, id: PointId) -> BoxFuture<'a, Result<PointOut>>;
+
+    /// The nearest points to a vector, optionally filtered, or in an older version.
+    fn search<'a>(
+        &'a self,
+        name: &'a str,
+        request: SearchRequest,
+    ) -> BoxFuture<'a, Result<SearchResponse>>;
+
+    /// Stores a DAG-JSON value as one DAG-CBOR block, pinned if asked.
+    fn dag_put(&self, dag_json: Vec<u8>, pin: bool) -> BoxFuture<'_, Result<DagPut>>;
+
+    /// A block as DAG-JSON.
+    fn dag_get<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<Vec<u8>>>;
+
+    /// A block's size and codec.
+    fn block_stat<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<BlockStat>>;
+
+    /// Every pin.
+    fn pins(&self) -> BoxFuture<'_, Result<PinList>>;
+
+    /// Pins the DAG under `cid` (all of it must be stored).
+    fn pin_add<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<Pin>>;
+
+    /// Removes a `pin add` pin.
+    fn pin_rm<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<Pin>>;
+
+    /// Removes every block no pin reaches.
+    fn gc(&self) -> BoxFuture<'_, Result<GcResult>>;
+}
+
+/// In process: each operation is the node's own (the inherent methods, which the HTTP
+/// server's handlers call too).
+impl Operations for Node {
+    fn node_info(&self) -> BoxFuture<'_, Result<NodeInfo>> {
+        Box::pin(Node::node_info(self))
+    }
+
+    fn config(&self) -> BoxFuture<'_, Result<Config>> {
+        let config = Node::config(self).clone();
+        Box::pin(async move { Ok(config) })
+    }
+
+    fn jobs(&self) -> BoxFuture<'_, Result<JobList>> {
+        let jobs = Node::jobs(self);
+        Box::pin(async move { Ok(jobs) })
+    }
+
+    fn id(&self) -> BoxFuture<'_, Result<IdInfo>> {
+        Box::pin(Node::id(self))
+    }
+
+    fn peers(&self) -> BoxFuture<'_, Result<PeerList>> {
+        Box::pin(Node::peers(self))
+    }
+
+    fn connect<'a>(&'a self, address: &'a str) -> BoxFuture<'a, Result<Connected>> {
+        Box::pin(Node::connect(self, address))
+    }
+
+    fn providers<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<ProviderList>> {
+        Box::pin(Node::providers(self, cid))
+    }
+
+    fn dag_fetch<'a>(&'a self, cid: &'a str, from: &'a [String]) -> BoxFuture<'a, Result<Fetched>> {
+        Box::pin(Node::dag_fetch(self, cid, from))
+    }
+
+    fn fetch_collection<'a>(
+        &'a self,
+        id: &'a str,
+        name: Option<String>,
+        from: &'a [String],
+    ) -> BoxFuture<'a, Result<CollectionImported>> {
+        Box::pin(Node::fetch_collection(self, id, name, from))
+    }
+
+    fn create_collection(
+        &self,
+        request: CreateCollection,
+    ) -> BoxFuture<'_, Result<CollectionInfo>> {
+        Box::pin(Node::create_collection(self, request))
+    }
+
+    fn list_collections(&self) -> BoxFuture<'_, Result<CollectionList>> {
+        Box::pin(Node::list_collections(self))
+    }
+
+    fn collection_info<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<CollectionInfo>> {
+        Box::pin(Node::collection_info(self, name))
+    }
+
+    fn collection_log<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<VersionList>> {
+        Box::pin(Node::collection_log(self, name))
+    }
+
+    fn drop_collection<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Dropped>> {
+        Box::pin(Node::drop_collection(self, name))
+    }
+
+    fn upsert<'a>(
+        &'a self,
+        name: &'a str,
+        points: Vec<PointIn>,
+    ) -> BoxFuture<'a, Result<WriteResult>> {
+        Box::pin(Node::upsert(self, name, points))
+    }
+
+    fn delete<'a>(
+        &'a self,
+        name: &'a str,
+        ids: Vec<PointId>,
+    ) -> BoxFuture<'a, Result<WriteResult>> {
+        Box::pin(Node::delete(self, name, ids))
+    }
+
+    fn get_point<'a>(&'a self, name: &'a str, id: PointId) -> BoxFuture<'a, Result<PointOut>> {
+        Box::pin(Node::get_point(self, name, id))
+    }
+
+    fn search<'a>(
+        &'a self,
+        name: &'a str,
+        request: SearchRequest,
+    ) -> BoxFuture<'a, Result<SearchResponse>> {
+        Box::pin(Node::search(self, name, request))
+    }
+
+    fn dag_put(&self, dag_json: Vec<u8>, pin: bool) -> BoxFuture<'_, Result<DagPut>> {
+        Box::pin(async move { Node::dag_put(self, &dag_json, pin).await })
+    }
+
+    fn dag_get<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<Vec<u8>>> {
+        Box::pin(Node::dag_get(self, cid))
+    }
+
+    fn block_stat<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<BlockStat>> {
+        Box::pin(Node::block_stat(self, cid))
+    }
+
+    fn pins(&self) -> BoxFuture<'_, Result<PinList>> {
+        Box::pin(Node::pins(self))
+    }
+
+    fn pin_add<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<Pin>> {
+        Box::pin(Node::pin_add(self, cid))
+    }
+
+    fn pin_rm<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<Pin>> {
+        Box::pin(Node::pin_rm(self, cid))
+    }
+
+    fn gc(&self) -> BoxFuture<'_, Result<GcResult>> {
+        Box::pin(Node::gc(self))
+    }
+}

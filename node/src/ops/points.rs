@@ -1,0 +1,134 @@
+//! Points: writing a batch, deleting by id, reading one, and how ids are spelled.
+
+use ipvec_protocol::api::*;
+
+use super::{offload, Error, Node};
+use crate::collection::{
+    self,
+    points::{ipld_to_json, json_to_ipld},
+    CollectionError, Point,
+};
+
+/// A point id as URL paths and the CLI spell it: text that starts with `"` is a JSON string
+/// literal (`"42"` is the string id 42), digits alone are an integer id, anything else is a
+/// string id. [`PointId::spelled`] writes ids this way.
+pub fn parse_point_id(text: &str) -> Result<PointId, Error> {
+    if text.starts_with('"') {
+        return serde_json::from_str::<String>(text)
+            .map(PointId::Str)
+            .map_err(|e| {
+                Error::invalid(format!(
+                    "point id {text} starts with a quote but is not a JSON string ({e}); write a string id that looks like a number as \"42\" (in a URL %2242%22), or leave the quotes off"
+                ))
+            });
+    }
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse::<u64>().map(PointId::Int).map_err(|_| {
+            Error::invalid(format!(
+                "point id {text} is over the largest integer id, {}; write it as \"{text}\" (in a URL %22{text}%22) for a string id",
+                u64::MAX
+            ))
+        });
+    }
+    Ok(PointId::Str(text.to_string()))
+}
+
+/// Turns request points into engine points; metadata must be an object.
+fn to_points(points: Vec<PointIn>) -> Result<Vec<Point>, Error> {
+    points
+        .into_iter()
+        .enumerate()
+        .map(|(position, p)| {
+            let metadata = match p.metadata {
+                None | Some(serde_json::Value::Null) => None,
+                Some(m @ serde_json::Value::Object(_)) => Some(json_to_ipld(m)),
+                Some(_) => {
+                    return Err(CollectionError::BadPoint {
+                        position,
+                        id: p.id.to_string(),
+                        reason: "metadata must be a JSON object".into(),
+                    }
+                    .into())
+                }
+            };
+            Ok(Point {
+                id: p.id.into(),
+                vector: p.vector,
+                metadata,
+            })
+        })
+        .collect()
+}
+
+fn write_result(written: collection::shared::Written) -> WriteResult {
+    WriteResult {
+        changed: written.report.changed,
+        points: written.report.points,
+        root: written.root.to_string(),
+    }
+}
+
+impl Node {
+    /// Upserts a batch: stored whole once durable, or not at all.
+    pub async fn upsert(&self, name: &str, points: Vec<PointIn>) -> Result<WriteResult, Error> {
+        let n = points.len() as u64;
+        self.observed("upsert", name, async {
+            self.check_batch("points", points.len())?;
+            let points = to_points(points)?;
+            self.check_storage().await?;
+            let shared = self.collection(name).await?;
+            let node = self.clone();
+            let job = self.inner.jobs.start("upsert", name, "points", Some(n));
+            let result = offload(async move {
+                let _writing = node.inner.gc_lock.read().await;
+                let written = collection::shared::upsert(&shared, points).await?;
+                Ok(write_result(written))
+            })
+            .await?;
+            job.set(n);
+            self.inner.metrics.written(name, result.changed);
+            Ok(result)
+        })
+        .await
+    }
+
+    /// Deletes points by id.
+    pub async fn delete(&self, name: &str, ids: Vec<PointId>) -> Result<WriteResult, Error> {
+        self.observed("delete", name, async {
+            self.check_batch("ids", ids.len())?;
+            let shared = self.collection(name).await?;
+            let node = self.clone();
+            let ids: Vec<_> = ids.into_iter().map(Into::into).collect();
+            let result = offload(async move {
+                let _writing = node.inner.gc_lock.read().await;
+                let written = collection::shared::delete(&shared, &ids).await?;
+                Ok(write_result(written))
+            })
+            .await?;
+            self.inner.metrics.written(name, result.changed);
+            Ok(result)
+        })
+        .await
+    }
+
+    /// One point.
+    pub async fn get_point(&self, name: &str, id: PointId) -> Result<PointOut, Error> {
+        self.observed("get", name, async {
+            let c = self.collection(name).await?;
+            let c = c.read().await;
+            let entry_id = id.clone().into();
+            let Some((entry, leaf)) = c.get(&entry_id).await? else {
+                return Err(Error::not_found(format!(
+                    "collection {name} has no point {id}"
+                )));
+            };
+            Ok(PointOut {
+                id,
+                vector: c.vector_of(&entry),
+                metadata: entry.meta.as_ref().map(ipld_to_json),
+                cid: leaf.map(|c| c.to_string()),
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,224 @@
+//! Collections: creating, describing, listing, versions, dropping, importing and fetching.
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::{Metric, Quantization};
+
+fn default_metric() -> Metric {
+    Metric::Cosine
+}
+fn default_quantization() -> Quantization {
+    Quantization::F32
+}
+fn default_m() -> u32 {
+    16
+}
+fn default_ef_construction() -> u32 {
+    128
+}
+fn default_ef_search() -> u32 {
+    64
+}
+fn default_shards() -> u32 {
+    1
+}
+fn default_replication() -> u32 {
+    1
+}
+
+/// `POST /v1/collections`: a new collection's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateCollection {
+    /// Name: letters, digits, `-` and `_`, at most 64.
+    pub name: String,
+    /// Vector dimension.
+    pub dim: u32,
+    /// Similarity metric: cosine, l2 (negated squared distance) or dot.
+    #[serde(default = "default_metric")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "cosine"))]
+    pub metric: Metric,
+    /// Storage quantization: f32, f16 or i8 (i8 with cosine only).
+    #[serde(default = "default_quantization")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "f32"))]
+    pub quantization: Quantization,
+    /// HNSW links per node.
+    #[serde(default = "default_m")]
+    pub m: u32,
+    /// HNSW candidate list size while building.
+    #[serde(default = "default_ef_construction")]
+    pub ef_construction: u32,
+    /// Default HNSW candidate list size while searching.
+    #[serde(default = "default_ef_search")]
+    pub ef_search: u32,
+    /// Number of hash-range shards.
+    #[serde(default = "default_shards")]
+    pub shards: u32,
+    /// Replicas each shard should have, this node included (the manifest's replication
+    /// factor; `collection info` compares it with the providers the DHT names).
+    #[serde(default = "default_replication")]
+    pub replication: u32,
+}
+
+/// HNSW parameters of a collection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HnswInfo {
+    /// Links per node.
+    pub m: u32,
+    /// Candidate list size while building.
+    pub ef_construction: u32,
+    /// Default candidate list size while searching.
+    pub ef_search: u32,
+}
+
+/// A collection's settings, counts and current version. Fields a node may not send (older
+/// ones) read as their defaults; the metric and quantization are read as text, so a value
+/// this version does not know is still shown.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CollectionInfo {
+    /// Name in this repository.
+    pub name: String,
+    /// The collection id: the peer id of its owner key.
+    #[serde(default)]
+    pub id: String,
+    /// Vector dimension.
+    pub dim: u32,
+    /// Similarity metric: cosine, l2 or dot (as [`Metric`] spells it).
+    pub metric: String,
+    /// Storage quantization: f32, f16 or i8 (as [`Quantization`] spells it).
+    #[serde(default)]
+    pub quantization: String,
+    /// HNSW parameters.
+    #[serde(default)]
+    pub hnsw: HnswInfo,
+    /// Number of shards.
+    #[serde(default)]
+    pub shards: usize,
+    /// Live points.
+    pub points: u64,
+    /// The current manifest CID.
+    pub root: String,
+    /// The signed head's sequence number.
+    pub version: u64,
+    /// Bytes the HNSW index uses in memory.
+    #[serde(default)]
+    pub index_memory_bytes: u64,
+    /// Bytes of acknowledged writes not yet committed into the tree.
+    #[serde(default)]
+    pub wal_bytes: u64,
+    /// Whether this node holds the owner key (imported collections are read-only).
+    pub writable: bool,
+    /// Replication state: `writer` (this node writes it); for a replica `syncing` (fetching
+    /// a newer version), `following` (a newer version was seen and is not fetched yet) or
+    /// `caught up`. This node always sends it.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// While `syncing`: the share (0–100) of the blocks discovered so far that have arrived.
+    #[serde(default)]
+    pub sync_percent: Option<f64>,
+    /// Versions behind the newest signed head seen from peers (0 for the writer). This node
+    /// always sends it.
+    #[serde(default)]
+    pub lag: Option<u64>,
+    /// Replicas each shard should have (the manifest's replication factor). This node always
+    /// sends it.
+    #[serde(default)]
+    pub replication_factor: Option<u32>,
+    /// Providers of the least replicated shard in the DHT (this node included), once counted.
+    #[serde(default)]
+    pub replicas: Option<u32>,
+    /// Seconds since this node last announced the collection in the DHT (none without the
+    /// peer-to-peer layer).
+    #[serde(default)]
+    pub announced_secs_ago: Option<u64>,
+    /// Each shard's root, points and providers.
+    #[serde(default)]
+    pub shard_status: Vec<ShardInfo>,
+}
+
+/// One shard of a collection.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ShardInfo {
+    /// Shard number.
+    pub shard: u32,
+    /// The shard root's CID at the current version.
+    pub root: String,
+    /// Live points (acknowledged writes included).
+    pub points: u64,
+    /// Peers the DHT names as providers of the shard (this node included), once counted.
+    #[serde(default)]
+    pub replicas: Option<u32>,
+}
+
+/// `GET /v1/collections`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CollectionList {
+    /// Every collection, by name.
+    pub collections: Vec<CollectionInfo>,
+}
+
+/// One manifest version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VersionInfo {
+    /// The manifest CID (give it to search's `at`).
+    pub root: String,
+    /// Live points in that version.
+    pub points: u64,
+    /// When it was made (milliseconds since the Unix epoch).
+    pub updated: u64,
+}
+
+/// `GET /v1/collections/{name}/log`: versions, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VersionList {
+    /// The versions.
+    pub versions: Vec<VersionInfo>,
+}
+
+/// `DELETE /v1/collections/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Dropped {
+    /// The dropped collection's name.
+    pub dropped: String,
+    /// Its last manifest CID (its blocks go at the next gc).
+    pub root: String,
+}
+
+/// `POST /v1/collections/import`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CollectionImported {
+    /// The name it was registered under.
+    pub name: String,
+    /// The collection id.
+    pub id: String,
+    /// Its manifest CID.
+    pub root: String,
+    /// Live points.
+    pub points: u64,
+    /// Whether this node holds its owner key.
+    pub writable: bool,
+}
+
+/// `POST /v1/collections/fetch`: replicate another node's collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct FetchCollection {
+    /// The collection id (its owner's peer id, as `collection info` prints it).
+    pub id: String,
+    /// Name to register it under (default: its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Peers to fetch from (multiaddresses); empty: its providers in the DHT.
+    #[serde(default)]
+    pub from: Vec<String>,
+}
