@@ -42,7 +42,10 @@ async fn rebuild(store: &IrohBlockStore, dir: &Path, threads: usize) -> Result<(
     let secs = started.elapsed().as_secs_f64();
     let used = cpu_seconds() - cpu;
     let (done, total) = progress.get();
-    anyhow::ensure!(done == total && total == collection.points(), "every point indexed");
+    anyhow::ensure!(
+        done == total && total == collection.points(),
+        "every point indexed"
+    );
     collection.close().await?;
     Ok((secs, used))
 }
@@ -114,7 +117,11 @@ fn main() -> Result<()> {
         println!("|---|---:|---:|---:|");
         for (label, secs, cpu) in [
             ("one shard at a time".to_string(), one, one_cpu),
-            (format!("{cores} shards at a time (one per core)"), all, all_cpu),
+            (
+                format!("{cores} shards at a time (one per core)"),
+                all,
+                all_cpu,
+            ),
         ] {
             println!(
                 "| {label} | {secs:.1} | {cpu:.1} | {:.0} |",

@@ -547,8 +547,12 @@ pub(super) async fn open_all<S: BlockStore>(
             let Some((cid, root)) = queue.next() else {
                 break;
             };
-            let (store, dir, progress, handle) =
-                (store.clone(), dir.to_path_buf(), progress.clone(), handle.clone());
+            let (store, dir, progress, handle) = (
+                store.clone(),
+                dir.to_path_buf(),
+                progress.clone(),
+                handle.clone(),
+            );
             running.spawn_blocking(move || {
                 handle.block_on(LocalShard::open(store, spec, &dir, &cid, root, &progress))
             });

@@ -2,11 +2,12 @@
 //! for the heads of ours. The tree, manifests and history move over Bitswap; only blocks the
 //! store lacks are fetched, so a second fetch moves just what changed.
 //!
-//! Following: one task judges the gossiped heads (reading the open collections by id, never
-//! waiting on a collection's lock) and starts a catch-up task per new head, at most
-//! [`MAX_CATCH_UPS`] at once; while that many run it waits, the network's bounded gossip
-//! queue fills and further heads are ignored (not penalised) until there is room. Both are
-//! the node's tasks, stopped by [`Node::stop_tasks`].
+//! Following: one task reads the gossiped heads (the open collections by id, never waiting
+//! on a collection's lock) and hands them to the follow core ([`crate::cluster::follow`]),
+//! which gives each its verdict and decides the catch-ups: at most [`MAX_CATCH_UPS`] at
+//! once, a newer head that comes meanwhile waiting its turn. This file carries those out: a
+//! verdict to gossipsub, a catch-up task that reports its end to the core. Both are the
+//! node's tasks, stopped by [`Node::stop_tasks`].
 
 use std::{
     sync::{Arc, Weak},
@@ -18,11 +19,13 @@ use libp2p::PeerId;
 
 use crate::store::BlockStore;
 
-use super::{Error, Inner, Node};
+use super::{
+    status::{FollowAction, FollowInput},
+    Error, Inner, Node,
+};
+pub use crate::cluster::follow::MAX_CATCH_UPS;
+use crate::cluster::follow::{Action, Input, Local};
 use ipvec_protocol::api::CollectionImported;
-
-/// Catch-ups (fetching a gossiped head's blocks, then moving the replica) running at once.
-pub const MAX_CATCH_UPS: usize = 4;
 
 impl Node {
     /// Answers `/ipvec/head/1.0.0` from this node's collections (a weak handle, so the
@@ -184,81 +187,113 @@ impl Node {
             return;
         };
         let node = self.clone();
-        let catching_up = Arc::new(tokio::sync::Semaphore::new(MAX_CATCH_UPS));
         self.inner.tasks.spawn(async move {
             while let Some(message) = gossip.recv().await {
-                let (verdict, next) = node.judge(&message).await;
-                node.inner.metrics.head(match verdict {
-                    crate::net::Verdict::Accept => "accepted",
-                    crate::net::Verdict::Ignore => "ignored",
-                    crate::net::Verdict::Reject => "rejected",
-                });
-                let Ok(network) = node.network() else { return };
-                let _ = network.judge(message.clone(), verdict).await;
-                if let Some((name, head)) = next {
-                    let Ok(permit) = catching_up.clone().acquire_owned().await else {
-                        return;
-                    };
-                    let follower = node.clone();
-                    // Left to finish: a stopped network ends its fetch, and a replica is
-                    // never left half advanced.
-                    node.inner.tasks.spawn_finishing(async move {
-                        if let Err(e) = follower.catch_up(&name, head, message.from).await {
-                            tracing::warn!(collection = %name, error = %e, "cannot follow the new head yet");
+                let input = node.judge(&message).await;
+                for action in node.inner.replication.handle(input) {
+                    match action {
+                        Action::Verdict { verdict, .. } => {
+                            node.inner.metrics.head(match verdict {
+                                crate::net::Verdict::Accept => "accepted",
+                                crate::net::Verdict::Ignore => "ignored",
+                                crate::net::Verdict::Reject => "rejected",
+                            });
+                            let Ok(network) = node.network() else { return };
+                            let _ = network.judge(message.clone(), verdict).await;
                         }
-                        drop(permit);
-                    });
+                        other => node.carry_out(other),
+                    }
                 }
             }
         });
     }
 
-    /// A gossiped head's verdict, and the replica to move when it is news.
-    async fn judge(
-        &self,
-        message: &crate::net::Gossip,
-    ) -> (crate::net::Verdict, Option<(String, HeadRecord)>) {
-        use crate::net::Verdict;
+    /// Carries out an action of the follow core: a catch-up on a task of its own, which
+    /// tells the core when it ends (and carries out what that starts).
+    fn carry_out(&self, action: FollowAction) {
+        let Action::CatchUp { id, head, from, .. } = action else {
+            return;
+        };
+        let follower = self.clone();
+        // Left to finish: a stopped network ends its fetch, and a replica is never left half
+        // advanced.
+        let spawned = self.inner.tasks.spawn_finishing(async move {
+            let moved = match follower.name_of_id(&id) {
+                Some(name) => match follower.catch_up(&name, head, from).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(collection = %name, error = %e, "cannot follow the new head yet");
+                        false
+                    }
+                },
+                None => false,
+            };
+            let ended = Input::CatchUpEnded { id, moved };
+            for next in follower.inner.replication.handle(ended) {
+                follower.carry_out(next);
+            }
+        });
+        if !spawned {
+            tracing::debug!("the node is stopping: no catch-up");
+        }
+    }
+
+    /// A gossiped head as the follow core takes it: its collection and sequence, whether an
+    /// allowed writer signed it, and what this node holds of the collection.
+    async fn judge(&self, message: &crate::net::Gossip) -> FollowInput {
+        let malformed = Input::Malformed { from: message.from };
         let Some(id) = message.topic.strip_prefix(&crate::net::heads_topic("")) else {
-            return (Verdict::Reject, None);
+            return malformed;
         };
         let Ok(head) = dagcbor::decode::<HeadRecord>(&message.data) else {
-            return (Verdict::Reject, None);
+            return malformed;
         };
         if ipvec_protocol::head::collection_id(&head.collection)
             .ok()
             .as_deref()
             != Some(id)
         {
-            return (Verdict::Reject, None);
+            return malformed;
         }
+        let (id, seq, from) = (id.to_string(), head.seq, message.from);
         // Read without the collection's lock: a long write must not hold up gossip.
-        let Some(known) = self.inner.ids.get(id) else {
-            return (Verdict::Ignore, None);
+        let (signed, local) = match self.inner.ids.get(&id) {
+            // Not held here: the core ignores it.
+            None => (false, None),
+            Some(known) => {
+                let writers: Vec<&[u8]> = known.writers.iter().map(|w| w.as_slice()).collect();
+                let signed = head.verify(&writers).is_ok();
+                if !signed {
+                    tracing::warn!(collection = %known.name, %from, "rejected a head not signed by an allowed writer");
+                }
+                // Exact when the collection is idle; while a write holds it, as last
+                // recorded here.
+                let open = self
+                    .inner
+                    .collections
+                    .lock()
+                    .await
+                    .get(&known.name)
+                    .and_then(|slot| slot.open());
+                let held = open
+                    .as_ref()
+                    .and_then(|c| c.try_read().ok().map(|c| c.head().seq))
+                    .unwrap_or(known.seq);
+                let local = Local {
+                    seq: held,
+                    writable: known.writable,
+                };
+                (signed, Some(local))
+            }
         };
-        let writers: Vec<&[u8]> = known.writers.iter().map(|w| w.as_slice()).collect();
-        if head.verify(&writers).is_err() {
-            tracing::warn!(collection = %known.name, from = %message.from, "rejected a head not signed by an allowed writer");
-            return (Verdict::Reject, None);
+        Input::Head {
+            id,
+            seq,
+            from,
+            signed,
+            local,
+            head,
         }
-        self.inner.replication.seen(id, head.seq);
-        // Exact when the collection is idle; while a write holds it, as last recorded here.
-        let open = self
-            .inner
-            .collections
-            .lock()
-            .await
-            .get(&known.name)
-            .and_then(|slot| slot.open());
-        let current = open
-            .as_ref()
-            .and_then(|c| c.try_read().ok().map(|c| c.head().seq))
-            .unwrap_or(known.seq);
-        if head.seq <= current {
-            return (Verdict::Ignore, None);
-        }
-        let follow = (!known.writable).then_some((known.name, head));
-        (Verdict::Accept, follow)
     }
 
     /// Fetches the DAG of `head` from `from` and the connected peers, then moves replica
@@ -369,16 +404,24 @@ mod tests {
             let _writing = c.write().await;
             let node = &node;
             let judge = |message| async move {
-                tokio::time::timeout(Duration::from_secs(10), node.judge(&message))
+                let input = tokio::time::timeout(Duration::from_secs(10), node.judge(&message))
                     .await
-                    .expect("judging a head waited for the collection's write")
+                    .expect("judging a head waited for the collection's write");
+                node.inner.replication.handle(input)
             };
-            let (verdict, follow) = judge(gossip(crate::net::heads_topic(&id))).await;
-            assert_eq!(verdict, Verdict::Ignore, "its own current head is no news");
-            assert!(follow.is_none());
+            let verdict_of = |actions: Vec<FollowAction>| match actions.as_slice() {
+                [Action::Verdict { verdict, .. }] => *verdict,
+                other => panic!("{other:?}"),
+            };
+            let actions = judge(gossip(crate::net::heads_topic(&id))).await;
+            assert_eq!(
+                verdict_of(actions),
+                Verdict::Ignore,
+                "its own current head is no news, and starts no catch-up"
+            );
             // On another collection's topic, the head is refused.
             let other = crate::net::heads_topic("k51other");
-            assert_eq!(judge(gossip(other)).await.0, Verdict::Reject);
+            assert_eq!(verdict_of(judge(gossip(other)).await), Verdict::Reject);
         }
         assert_eq!(node.name_of_id(&id).as_deref(), Some("c"));
         node.drop_collection("c").await.unwrap();

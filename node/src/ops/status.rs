@@ -1,39 +1,46 @@
 //! What this node knows of each collection's replication: when it last announced it, the
 //! newest head it has seen from the network, a fetch in progress, and how many peers the DHT
 //! names as providers of each shard (counted in the background, at most every
-//! [`COUNT_EVERY`]). Collection info reads it; nothing here blocks a request on the network.
+//! [`COUNT_EVERY`]). The decisions are the follow core's ([`crate::cluster::follow`]); this
+//! is its adapter: the core behind a lock, on a clock that starts with the node. Collection
+//! info reads it; nothing here blocks a request on the network.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::{collections::HashSet, sync::Mutex, time::Instant};
+
+use ipvec_protocol::head::HeadRecord;
+use libp2p::PeerId;
 
 use super::Node;
-use crate::{collection::Collection, store::IrohBlockStore};
+pub use crate::cluster::follow::COUNT_EVERY;
+use crate::{
+    cluster::{
+        follow::{Action, Follow, Input},
+        Millis,
+    },
+    collection::Collection,
+    store::IrohBlockStore,
+};
 use ipvec_protocol::api::ShardInfo;
 
-/// How old a provider count may get before a read starts a new one.
-pub const COUNT_EVERY: Duration = Duration::from_secs(10);
+/// An input of the follow core as the node feeds it.
+pub(super) type FollowInput = Input<String, PeerId, HeadRecord>;
+/// An action of the follow core as the node carries it out.
+pub(super) type FollowAction = Action<String, PeerId, HeadRecord>;
 
-/// Replication facts per collection id.
-#[derive(Debug, Default)]
+/// Replication facts per collection id: the follow core, on the node's clock.
+#[derive(Debug)]
 pub(super) struct Tracker {
-    by_id: Mutex<HashMap<String, Track>>,
+    core: Mutex<Follow<String, PeerId, HeadRecord>>,
+    epoch: Instant,
 }
 
-#[derive(Debug, Default, Clone)]
-struct Track {
-    /// When this node last announced the collection in the DHT.
-    announced: Option<Instant>,
-    /// The highest head sequence seen from peers (gossip or a fetch).
-    newest_seen: u64,
-    /// A fetch in progress: blocks walked and blocks discovered.
-    syncing: Option<(u64, u64)>,
-    /// Providers per shard and when they were counted.
-    providers: Option<(Instant, Vec<u32>)>,
-    /// Whether a count is running.
-    counting: bool,
+impl Default for Tracker {
+    fn default() -> Self {
+        Self {
+            core: Mutex::default(),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 /// The replication part of a collection's info.
@@ -52,29 +59,44 @@ pub(super) struct Replication {
 }
 
 impl Tracker {
-    fn with<T>(&self, id: &str, f: impl FnOnce(&mut Track) -> T) -> T {
-        let mut map = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
-        f(map.entry(id.to_string()).or_default())
+    fn now(&self) -> Millis {
+        Millis::from_duration(self.epoch.elapsed())
+    }
+
+    fn core(&self) -> std::sync::MutexGuard<'_, Follow<String, PeerId, HeadRecord>> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Feeds the follow core `input` now; the actions to carry out.
+    pub fn handle(&self, input: FollowInput) -> Vec<FollowAction> {
+        let now = self.now();
+        self.core().handle(input, now)
     }
 
     /// The collection was just announced.
     pub fn announced(&self, id: &str) {
-        self.with(id, |t| t.announced = Some(Instant::now()));
+        self.handle(Input::Announced { id: id.to_string() });
     }
 
     /// Whether this node announced collection `id` since it started.
     pub fn was_announced(&self, id: &str) -> bool {
-        self.with(id, |t| t.announced.is_some())
+        self.core().was_announced(&id.to_string())
     }
 
     /// A valid head with sequence `seq` was seen from the network.
     pub fn seen(&self, id: &str, seq: u64) {
-        self.with(id, |t| t.newest_seen = t.newest_seen.max(seq));
+        self.handle(Input::Seen {
+            id: id.to_string(),
+            seq,
+        });
     }
 
     /// A fetch walked `done` of the `known` blocks discovered so far; `None` when it ended.
     pub fn syncing(&self, id: &str, progress: Option<(u64, u64)>) {
-        self.with(id, |t| t.syncing = progress);
+        self.handle(Input::Syncing {
+            id: id.to_string(),
+            progress,
+        });
     }
 
     /// Marks collection `id` as syncing until the returned guard is dropped.
@@ -85,52 +107,31 @@ impl Tracker {
 
     /// Forgets a dropped collection.
     pub fn forget(&self, id: &str) {
-        self.by_id
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        self.handle(Input::Forget { id: id.to_string() });
     }
 
     /// The replication state of collection `id`, whose local copy is at `seq`.
     pub fn of(&self, id: &str, seq: u64, writable: bool) -> Replication {
-        let t = self.with(id, |t| t.clone());
-        let lag = t.newest_seen.saturating_sub(seq);
-        let state = match (&t.syncing, writable) {
-            (_, true) => "writer",
-            (Some(_), false) => "syncing",
-            (None, false) if lag > 0 => "following",
-            (None, false) => "caught up",
-        };
+        let now = self.now();
+        let status = self.core().status(&id.to_string(), seq, writable, now);
         Replication {
-            state,
-            sync_percent: t
-                .syncing
-                .map(|(done, known)| 100.0 * done as f64 / known.max(1) as f64),
-            lag,
-            announced_secs_ago: t.announced.map(|at| at.elapsed().as_secs()),
-            providers: t.providers.map(|(_, counts)| counts),
+            state: status.state.as_str(),
+            sync_percent: status.sync_percent,
+            lag: status.lag,
+            announced_secs_ago: status.announced_ago.map(|d| d.as_secs()),
+            providers: status.providers,
         }
     }
 
     /// Claims the next provider count of `id` if the last one is older than [`COUNT_EVERY`].
     fn claim_count(&self, id: &str) -> bool {
-        self.with(id, |t| {
-            let due = t
-                .providers
-                .as_ref()
-                .is_none_or(|(at, _)| at.elapsed() >= COUNT_EVERY);
-            let claim = due && !t.counting;
-            t.counting |= claim;
-            claim
-        })
+        !self.handle(Input::Read { id: id.to_string() }).is_empty()
     }
 
     fn counted(&self, id: &str, counts: Option<Vec<u32>>) {
-        self.with(id, |t| {
-            t.counting = false;
-            if let Some(counts) = counts {
-                t.providers = Some((Instant::now(), counts));
-            }
+        self.handle(Input::Counted {
+            id: id.to_string(),
+            counts,
         });
     }
 }
@@ -236,26 +237,13 @@ mod tests {
         assert_eq!(t.of("c", 3, false).announced_secs_ago, None);
         t.announced("c");
         assert_eq!(t.of("c", 3, false).announced_secs_ago, Some(0));
-        t.forget("c");
-        assert_eq!(t.of("c", 3, false).lag, 0);
-    }
-
-    #[test]
-    fn one_count_at_a_time_and_not_before_it_is_due() {
-        let t = Tracker::default();
+        assert!(t.was_announced("c"));
+        // One provider count at a time (the core's tests cover COUNT_EVERY).
         assert!(t.claim_count("c"));
         assert!(!t.claim_count("c"), "a count is already running");
         t.counted("c", Some(vec![2, 1]));
-        assert!(!t.claim_count("c"), "the count is fresh");
         assert_eq!(t.of("c", 0, true).providers, Some(vec![2, 1]));
-        // A failed count keeps the last numbers and lets the next read try again.
-        t.with("c", |t| {
-            let at = &mut t.providers.as_mut().unwrap().0;
-            *at = at.checked_sub(COUNT_EVERY).unwrap();
-        });
-        assert!(t.claim_count("c"));
-        t.counted("c", None);
-        assert_eq!(t.of("c", 0, true).providers, Some(vec![2, 1]));
-        assert!(t.claim_count("c"));
+        t.forget("c");
+        assert_eq!(t.of("c", 3, false).lag, 0);
     }
 }
