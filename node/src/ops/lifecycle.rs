@@ -6,6 +6,14 @@
 //! for an open collection takes neither the turn nor the collection's lock here: it gets the
 //! shared collection, or a clean conflict while the name is being dropped.
 //!
+//! While a collection opens (loading or rebuilding its index, which can take minutes), its
+//! slot says how far the opening has come. In a node that opens its collections in the
+//! background (a daemon, once [`Node::open_all`] runs), every opening runs in a task of the
+//! node's own and a request waits for it at most [`OPEN_WAIT`]: then the request is refused as
+//! unavailable, told how much of the index is built, and the opening goes on. Without
+//! background opening (the CLI working on the repository directly) a request waits for the
+//! opening to end.
+//!
 //! A drop marks the slot dropping (new requests get a conflict), waits for the requests in flight
 //! on the collection, takes its folder out of the catalog with one rename, retires it (a
 //! request that still holds it cannot write to it or bring part of it back), then frees what
@@ -15,18 +23,23 @@
 //! repository.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
-use tokio::sync::RwLock;
+use tokio::sync::{oneshot, Notify, RwLock};
 
 use super::{Error, Node, SharedCollection};
 use crate::{
-    collection::{catalog, pin_name, Collection, CollectionError, CollectionSpec},
+    collection::{catalog, pin_name, Collection, CollectionError, CollectionSpec, OpenProgress},
     store::{BlockStore, IrohBlockStore},
 };
 use ipvec_protocol::api::*;
+
+/// How long a request waits for its collection to finish opening in a node that opens its
+/// collections in the background, before it is refused with how far the opening has come.
+pub(super) const OPEN_WAIT: Duration = Duration::from_secs(1);
 
 /// One collection name in the node's map.
 #[derive(Debug, Default)]
@@ -35,6 +48,8 @@ pub(super) struct Slot {
     turn: tokio::sync::Mutex<()>,
     /// Where the name stands; never held across an await.
     state: Mutex<State>,
+    /// Wakes those waiting for the state to change.
+    changed: Notify,
 }
 
 /// Where a collection name stands.
@@ -43,6 +58,8 @@ enum State {
     /// Not open: on disk, or nowhere.
     #[default]
     Closed,
+    /// Opening, in the name's turn: loading or rebuilding its index, then replaying its log.
+    Opening(OpenProgress),
     /// Open and shared by requests.
     Open(SharedCollection),
     /// A drop is waiting for the requests in flight or removing the collection.
@@ -56,13 +73,40 @@ impl Slot {
 
     fn set(&self, state: State) {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
+        self.changed.notify_waiters();
     }
 
     /// The open collection, if the name has one.
     pub(super) fn open(&self) -> Option<SharedCollection> {
         match self.state() {
             State::Open(c) => Some(c),
-            State::Closed | State::Dropping => None,
+            State::Closed | State::Opening(_) | State::Dropping => None,
+        }
+    }
+
+    /// The state once no opening is under way (waiting for one to end).
+    async fn settled(&self) -> State {
+        loop {
+            // Registered before the state is read: a change in between still wakes it.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            match self.state() {
+                State::Opening(_) => changed.await,
+                settled => return settled,
+            }
+        }
+    }
+}
+
+/// Puts a slot back to closed if the opening it marks ends without setting its outcome (its
+/// future was dropped: a shutdown, a request that went away).
+struct OpeningMark<'a>(&'a Slot);
+
+impl Drop for OpeningMark<'_> {
+    fn drop(&mut self) {
+        if matches!(self.0.state(), State::Opening(_)) {
+            self.0.set(State::Closed);
         }
     }
 }
@@ -71,6 +115,47 @@ fn being_dropped(name: &str) -> Error {
     Error::conflict(format!(
         "collection {name:?} is being dropped; create it again once the drop has answered"
     ))
+}
+
+/// `n` with a comma between each group of three digits.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// Why a request for `name` is refused after waiting [`OPEN_WAIT`] while the name is in
+/// `state`: how far its opening has come, or who holds its turn.
+fn not_open_yet(name: &str, state: &State) -> Error {
+    match state {
+        State::Opening(progress) => match progress.get() {
+            (_, 0) => Error::unavailable(format!(
+                "collection {name:?} is opening: reading its shards; retry in a few seconds"
+            )),
+            (done, total) if done >= total => Error::unavailable(format!(
+                "collection {name:?} is opening: its index is built ({} points) and its log \
+                 is being replayed; retry in a moment",
+                grouped(total)
+            )),
+            (done, total) => Error::unavailable(format!(
+                "collection {name:?} is opening: {}% of its index built ({} of {} points); \
+                 retry in a few seconds",
+                progress.percent(),
+                grouped(done),
+                grouped(total)
+            )),
+        },
+        State::Open(_) | State::Closed | State::Dropping => Error::unavailable(format!(
+            "collection {name:?} is busy: it is being created, imported or dropped, or another \
+             collection change holds it; retry in a few seconds"
+        )),
+    }
 }
 
 /// A failed file operation on a collection's folder, told as what could not be done.
@@ -105,21 +190,71 @@ impl Node {
         }
     }
 
-    /// The collection of `slot`, opened from `dir` if it is closed (waiting for the name's
-    /// turn); a name being dropped is refused at once.
+    /// The collection of `slot`, opened from `dir` if it is closed (in the name's turn); a
+    /// name being dropped is refused at once. In a node that opens its collections in the
+    /// background, a collection that is not open within [`OPEN_WAIT`] is refused as
+    /// unavailable, with how far its opening has come, and goes on opening.
     pub(super) async fn open_in(
         &self,
         name: &str,
-        slot: &Slot,
+        slot: &Arc<Slot>,
         dir: &Path,
     ) -> Result<SharedCollection, Error> {
         match slot.state() {
             State::Open(c) => return Ok(c),
             State::Dropping => return Err(being_dropped(name)),
-            State::Closed => {}
+            State::Closed | State::Opening(_) => {}
         }
-        let _turn = slot.turn.lock().await;
-        self.open_in_turn(name, slot, dir).await
+        if !self.opens_in_background() {
+            let _turn = slot.turn.lock().await;
+            return self.open_in_turn(name, slot, dir).await;
+        }
+        match tokio::time::timeout(OPEN_WAIT, self.open_in_task(name, slot, dir)).await {
+            Ok(opened) => opened,
+            Err(_) => Err(not_open_yet(name, &slot.state())),
+        }
+    }
+
+    /// Waits for an opening of `slot` under way to end; if it is still closed then, opens it
+    /// in a task of the node's own, so that the opening goes on if the caller stops waiting.
+    async fn open_in_task(
+        &self,
+        name: &str,
+        slot: &Arc<Slot>,
+        dir: &Path,
+    ) -> Result<SharedCollection, Error> {
+        match slot.settled().await {
+            State::Open(c) => return Ok(c),
+            State::Dropping => return Err(being_dropped(name)),
+            State::Closed | State::Opening(_) => {}
+        }
+        let (tx, rx) = oneshot::channel();
+        let task = {
+            let (node, slot, name, dir) = (
+                self.clone(),
+                slot.clone(),
+                name.to_string(),
+                PathBuf::from(dir),
+            );
+            async move {
+                let opened = {
+                    let _turn = slot.turn.lock().await;
+                    node.open_in_turn(&name, &slot, &dir).await
+                };
+                // Let go of the slot before answering, so the caller can release it.
+                drop(slot);
+                let _ = tx.send(opened);
+            }
+        };
+        let stopped = || {
+            Error::unavailable(format!(
+                "collection {name:?} cannot be opened: the node is shutting down"
+            ))
+        };
+        if !self.tasks().spawn(task) {
+            return Err(stopped());
+        }
+        rx.await.unwrap_or_else(|_| Err(stopped()))
     }
 
     /// [`Node::open_in`] with the name's turn held.
@@ -132,11 +267,17 @@ impl Node {
         match slot.state() {
             State::Open(c) => Ok(c),
             State::Dropping => Err(being_dropped(name)),
-            State::Closed if !catalog::exists(dir) => {
+            // An opening marks its slot only in its turn, and unmarks it before letting go:
+            // one found here was cut short.
+            State::Closed | State::Opening(_) if !catalog::exists(dir) => {
                 Err(CollectionError::NotFound(name.to_string()).into())
             }
-            State::Closed => {
-                let c = Collection::open(self.store().clone(), dir)
+            State::Closed | State::Opening(_) => {
+                let progress = OpenProgress::default();
+                slot.set(State::Opening(progress.clone()));
+                let _mark = OpeningMark(slot);
+                // 0 threads: as many index builds at once as the machine has cores.
+                let c = Collection::open_with(self.store().clone(), dir, &progress, 0)
                     .await
                     .map_err(|e| folder_error("open", name, e))?;
                 self.inner.ids.opened(name, &c);
@@ -359,5 +500,98 @@ impl Node {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+    use crate::repo::Repo;
+
+    /// A node on a new repository that opens its collections in the background (as a daemon
+    /// does once `open_all` runs), with collection `c`.
+    async fn serving_node() -> (tempfile::TempDir, Node) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::init(&dir.path().join("repo")).await.unwrap();
+        let config = repo.config().clone();
+        let node = Node::new(repo, config);
+        let create = serde_json::json!({"name": "c", "dim": 2, "metric": "l2"});
+        node.create_collection(serde_json::from_value(create).unwrap())
+            .await
+            .unwrap();
+        node.inner
+            .opens_in_background
+            .store(true, Ordering::Release);
+        (dir, node)
+    }
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        let cases = [
+            (0, "0"),
+            (999, "999"),
+            (1_000, "1,000"),
+            (1_234_567, "1,234,567"),
+        ];
+        for (n, text) in cases {
+            assert_eq!(grouped(n), text);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_for_a_collection_still_opening_is_refused_after_a_moment() {
+        let (_dir, node) = serving_node().await;
+        // Another opening of `a` holds its turn (its count not known yet).
+        let slot = node.slot("a").await;
+        slot.set(State::Opening(OpenProgress::default()));
+        tokio::time::pause();
+        let started = tokio::time::Instant::now();
+        let refused = node.collection("a").await.unwrap_err();
+        let waited = started.elapsed();
+        assert!(OPEN_WAIT <= waited && waited < 2 * OPEN_WAIT, "{waited:?}");
+        assert_eq!(
+            refused,
+            Error::unavailable(
+                "collection \"a\" is opening: reading its shards; retry in a few seconds"
+            )
+        );
+        // Other names are not held up meanwhile.
+        assert!(node.collection("c").await.is_ok());
+        assert_eq!(started.elapsed(), waited);
+    }
+
+    #[tokio::test]
+    async fn a_request_waiting_for_an_opening_gets_the_collection_when_it_ends() {
+        let (_dir, node) = serving_node().await;
+        let c = node.collection("c").await.unwrap();
+        let slot = node.slot("c").await;
+        slot.set(State::Opening(OpenProgress::default()));
+        tokio::time::pause();
+        let waiting = tokio::spawn({
+            let node = node.clone();
+            async move { node.collection("c").await }
+        });
+        tokio::time::sleep(OPEN_WAIT / 2).await;
+        assert!(!waiting.is_finished(), "it waits for the opening");
+        slot.set(State::Open(c.clone()));
+        let got = waiting.await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&got, &c));
+    }
+
+    #[tokio::test]
+    async fn an_opening_cut_short_leaves_its_name_closed() {
+        let (_dir, node) = serving_node().await;
+        let slot = node.slot("c").await;
+        slot.set(State::Closed);
+        {
+            let _mark = OpeningMark(&slot);
+            slot.set(State::Opening(OpenProgress::default()));
+        }
+        assert!(matches!(slot.state(), State::Closed));
+        // The next request opens it again.
+        assert!(node.collection("c").await.is_ok());
+        assert!(slot.open().is_some());
     }
 }

@@ -90,6 +90,9 @@ struct Inner {
     metrics: Metrics,
     jobs: Jobs,
     ready: AtomicBool,
+    /// Set by [`Node::open_all`]: the collections open in the background while requests are
+    /// served, so a request waits for a collection's opening only a moment (`lifecycle`).
+    opens_in_background: AtomicBool,
     store_size: Mutex<Option<(Instant, u64)>>,
     /// The swarm, in a daemon.
     network: std::sync::OnceLock<crate::net::Network>,
@@ -145,6 +148,7 @@ impl Node {
                 metrics: Metrics::new(),
                 jobs: Jobs::default(),
                 ready: AtomicBool::new(false),
+                opens_in_background: AtomicBool::new(false),
                 store_size: Mutex::new(None),
                 network: std::sync::OnceLock::new(),
                 started: Instant::now(),
@@ -204,9 +208,22 @@ impl Node {
         result
     }
 
+    /// Whether collections open in the background while requests are served (see
+    /// [`Node::open_all`]).
+    fn opens_in_background(&self) -> bool {
+        self.inner.opens_in_background.load(Ordering::Acquire)
+    }
+
     /// Opens every collection (replaying its log), then marks the node ready. Requests are
-    /// served meanwhile: a collection dropped before its turn is skipped.
+    /// served meanwhile: a collection dropped before its turn is skipped. From the call on,
+    /// the node opens collections in the background: a request for a collection that is not
+    /// open yet waits for it only a moment, then is refused as unavailable with how far its
+    /// opening has come (and the opening goes on), so one collection's index rebuild never
+    /// holds up requests for long, and never those for other collections.
     pub async fn open_all(&self) -> Result<(), Error> {
+        self.inner
+            .opens_in_background
+            .store(true, Ordering::Release);
         if let Err(e) = self.unpin_dropped().await {
             tracing::warn!(error = %e, "cannot remove the pins of collections a crash dropped half way; their blocks stay until gc after a restart");
         }
@@ -224,7 +241,9 @@ impl Node {
     }
 
     /// The open collection `name`, opening it if needed (other names are not held up
-    /// meanwhile); a conflict while it is being dropped.
+    /// meanwhile); a conflict while it is being dropped. Once [`Node::open_all`] has run, a
+    /// collection still opening after a moment is refused as unavailable, with how much of its
+    /// index is built.
     pub async fn collection(&self, name: &str) -> Result<SharedCollection, Error> {
         let dir = catalog::dir_of(&self.collections_root(), name)?;
         let slot = self.slot(name).await;

@@ -81,8 +81,16 @@ impl Daemon {
         Daemon::start_with(repo, envs, &[])
     }
 
-    /// A daemon on loopback ports with `args` added to its command line.
+    /// A daemon on loopback ports with `args` added to its command line, once it is ready.
     pub fn start_with(repo: &Path, envs: &[(&str, &str)], args: &[&str]) -> Daemon {
+        let mut daemon = Daemon::spawn_with(repo, envs, args);
+        daemon.wait_ready(repo, Duration::from_secs(60));
+        daemon
+    }
+
+    /// A daemon on loopback ports with `args` added to its command line, as soon as it
+    /// serves requests (its collections may still be opening: `/ready` may say 503).
+    pub fn spawn_with(repo: &Path, envs: &[(&str, &str)], args: &[&str]) -> Daemon {
         let _ = std::fs::remove_file(repo.join("api"));
         let child = Command::new(env!("CARGO_BIN_EXE_ipvec"))
             .arg("--repo")
@@ -110,18 +118,24 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(50));
         };
-        let mut daemon = Daemon {
+        Daemon {
             child: Some(child),
             url,
             http: reqwest::Client::new(),
             token: std::fs::read_to_string(repo.join("keys/api.token"))
                 .ok()
                 .map(|t| t.trim().to_string()),
-        };
+        }
+    }
+
+    /// Waits (polling, at most `bound`) until the daemon serving `repo` has replayed every
+    /// collection's log; panics with the end of its log if it is not ready by then.
+    pub fn wait_ready(&mut self, repo: &Path, bound: Duration) {
+        let started = Instant::now();
         // Ready once every collection's log is replayed.
-        while !daemon.ready() {
-            if started.elapsed() > Duration::from_secs(60) {
-                let exited = daemon
+        while !self.ready() {
+            if started.elapsed() > bound {
+                let exited = self
                     .child
                     .as_mut()
                     .and_then(|c| c.try_wait().ok().flatten());
@@ -135,7 +149,6 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        daemon
     }
 
     pub fn ready(&self) -> bool {
