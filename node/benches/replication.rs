@@ -185,7 +185,7 @@ fn main() -> Result<()> {
         // (2) The collection by id: the head, then the replica's index.
         let started = Instant::now();
         let replicated = replica
-            .fetch_collection(&info.id, Some("vectors".into()), &from)
+            .fetch_collection(&info.id, Some("vectors".into()), &from, None)
             .await?;
         let open = started.elapsed().as_secs_f64();
         if replicated.root != info.root {

@@ -13,7 +13,9 @@
 //! batches of `--batch` points (rows after the base, then the base again under new ids) into
 //! the same collection as fast as the daemon acknowledges them. Prints p50/p99 and searches
 //! per second for both, the upserts acknowledged, and the daemon's WAL fsyncs; asserts nothing
-//! about time.
+//! about time. `--other-collection` sends the upserts to a second collection: the machine does
+//! the same work but no lock is shared with the searches, which gives the floor of the loaded
+//! latency on this machine.
 
 #[path = "shared/daemon.rs"]
 mod daemon;
@@ -44,6 +46,9 @@ struct Options {
     batch: usize,
     queries: usize,
     dir: Option<PathBuf>,
+    /// Upsert into a second collection instead: the same work for the machine, no lock shared
+    /// with the searches (the floor any locking scheme can reach on this machine).
+    other: bool,
 }
 
 fn options() -> Result<Options> {
@@ -52,6 +57,7 @@ fn options() -> Result<Options> {
         batch: 500,
         queries: 2_000,
         dir: None,
+        other: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -60,6 +66,7 @@ fn options() -> Result<Options> {
             "--batch" => opts.batch = args.next().context("--batch N")?.parse()?,
             "--queries" | "-q" => opts.queries = args.next().context("--queries N")?.parse()?,
             "--dir" => opts.dir = Some(args.next().context("--dir PATH")?.into()),
+            "--other-collection" => opts.other = true,
             _ => {}
         }
     }
@@ -149,18 +156,20 @@ fn main() -> Result<()> {
         let repo = Repo::init(&repo_path).await?;
         let config = repo.config().clone();
         let node = Node::new(repo, config);
-        node.create_collection(CreateCollection {
-            name: "fmnist".into(),
-            dim: data.dim as u32,
-            metric: Metric::L2,
-            quantization: Quantization::F32,
-            m: 16,
-            ef_construction: 128,
-            ef_search: 64,
-            shards: 1,
-            replication: 1,
-        })
-        .await?;
+        for name in ["fmnist", "other"] {
+            node.create_collection(CreateCollection {
+                name: name.into(),
+                dim: data.dim as u32,
+                metric: Metric::L2,
+                quantization: Quantization::F32,
+                m: 16,
+                ef_construction: 128,
+                ef_search: 64,
+                shards: 1,
+                replication: 1,
+            })
+            .await?;
+        }
         for start in (0..base).step_by(1_000) {
             let points = (start..(start + 1_000).min(base))
                 .map(|i| PointIn {
@@ -209,7 +218,8 @@ fn main() -> Result<()> {
         let fsyncs_before = fsyncs(&client, &url).await?;
         let writer = {
             let (stop, acked, batches) = (stop.clone(), acked.clone(), batches.clone());
-            let points_url = format!("{url}/v1/collections/fmnist/points");
+            let target = if opts.other { "other" } else { "fmnist" };
+            let points_url = format!("{url}/v1/collections/{target}/points");
             let writer_client = reqwest::Client::new();
             tokio::spawn(async move {
                 let started = Instant::now();
@@ -257,7 +267,15 @@ fn main() -> Result<()> {
         "| ---------------------------------- | ---------: | -------: | -------: | -------: |"
     );
     idle.row("idle");
-    loaded.row(&format!("while upserting {}-point batches", opts.batch));
+    loaded.row(&format!(
+        "while upserting {}-point batches{}",
+        opts.batch,
+        if opts.other {
+            " into another collection"
+        } else {
+            ""
+        }
+    ));
     println!();
     println!(
         "upserts acknowledged meanwhile: {upserts} batches ({:.0} points/s), WAL fsyncs: {fsynced}; loaded p99 / idle p99 = {:.2}",

@@ -928,3 +928,130 @@ fn with_ipfs_dht_on_roots_are_announced_to_ipfs_dht_peers() {
     let config = ok(&a.path, &["config", "show"]);
     assert!(config.contains("ipfs_dht = true"), "{config}");
 }
+
+/// The shard of point `n` in a collection of `shards` shards.
+fn shard_of_point(n: u64, shards: u32) -> u32 {
+    let key = ipvec_protocol::entry::EntryId::Int(n).to_key().unwrap();
+    ipvec_protocol::manifest::shard_of(&key, shards)
+}
+
+/// A replica that holds 2 of 4 shards: it fetches only their trees, searches them and says
+/// so in `coverage`, refuses points of the other shards by name, and follows new versions.
+#[test]
+fn a_partial_replica_holds_searches_and_follows_only_its_shards() {
+    let a = new_repo();
+    filled_collection_with(&a.path, "films", 2_000, &["--shards", "4"]);
+    let _da = Daemon::start(&a.path, &[]);
+    let info_a = json_of(&ok(&a.path, &["--json", "collection", "info", "films"]));
+    let id = info_a["id"].as_str().unwrap().to_string();
+    let addr_a = address_of(&a.path);
+    let b = new_repo();
+    let _db = Daemon::start_with(&b.path, &[], &["--bootstrap", &addr_a]);
+    eventually("B connected", || !peers_of(&b.path).is_empty());
+
+    let bad = fails(
+        &b.path,
+        &["fetch", &id, "--from", &addr_a, "--shards", "1,4"],
+    );
+    assert!(bad.contains("there is no shard 4"), "{bad}");
+    let fetched = json_of(&ok(
+        &b.path,
+        &["--json", "fetch", &id, "--from", &addr_a, "--shards", "3,1"],
+    ));
+    assert_eq!(
+        fetched["points"], 2_000,
+        "counts come from every shard root"
+    );
+    let info = json_of(&ok(&b.path, &["--json", "collection", "info", "films"]));
+    assert_eq!(info["held_shards"], serde_json::json!([1, 3]));
+    assert_eq!(info["root"], info_a["root"]);
+    let held: Vec<bool> = info["shard_status"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["held"].as_bool().unwrap())
+        .collect();
+    assert_eq!(held, [false, true, false, true]);
+    let text = ok(&b.path, &["collection", "info", "films"]);
+    assert!(text.contains("held:         shards 1, 3 of 4"), "{text}");
+
+    // Only the held shards' trees were fetched: their shard roots are here, the others'
+    // trees are not.
+    let tree_of = |shard: usize| {
+        let root = info["shard_status"][shard]["root"].as_str().unwrap();
+        let block = json_of(&ok(&b.path, &["dag", "get", root]));
+        block["tree"]["/"].as_str().unwrap().to_string()
+    };
+    ok(&b.path, &["block", "stat", &tree_of(1)]);
+    let missing = fails(&b.path, &["block", "stat", &tree_of(0)]);
+    assert!(!missing.is_empty());
+
+    // Searches cover shards 1 and 3, and give exactly their best points.
+    let exact = |repo: &std::path::Path, k: &str| {
+        json_of(&ok(
+            repo,
+            &[
+                "--json", "search", "films", "--vector", "3,1,-2,5", "-k", k, "--exact",
+            ],
+        ))
+    };
+    let answer = exact(&b.path, "10");
+    assert_eq!(
+        answer["coverage"],
+        serde_json::json!({"shards": 4, "searched": [1, 3], "complete": false})
+    );
+    let ids = |hits: &Value| -> Vec<u64> {
+        hits.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_u64().unwrap())
+            .collect()
+    };
+    let all = exact(&a.path, "2000");
+    assert_eq!(all["coverage"]["complete"], true);
+    let want: Vec<u64> = ids(&all["hits"])
+        .into_iter()
+        .filter(|n| [1, 3].contains(&shard_of_point(*n, 4)))
+        .take(10)
+        .collect();
+    assert_eq!(ids(&answer["hits"]), want);
+    let text = ipvec(&b.path, &["search", "films", "--vector", "3,1,-2,5"], &[]);
+    assert!(
+        String::from_utf8_lossy(&text.stderr).contains("searched shards 1, 3 of 4"),
+        "{text:?}"
+    );
+
+    // A point of a shard not held: refused by name, with what to do.
+    let other = (0..2_000u64).find(|n| shard_of_point(*n, 4) == 0).unwrap();
+    let err = fails(&b.path, &["get", "films", &other.to_string()]);
+    assert!(
+        err.contains("shard 0") && err.contains("does not hold") && err.contains("--shards"),
+        "{err}"
+    );
+    let mine = (0..2_000u64).find(|n| shard_of_point(*n, 4) == 3).unwrap();
+    ok(&b.path, &["get", "films", &mine.to_string()]);
+
+    // A writes to every shard and commits: B follows the head and still holds 1 and 3.
+    let more = a.path.parent().unwrap().join("more.jsonl");
+    std::fs::write(&more, points_jsonl(2_000..2_040)).unwrap();
+    ok(&a.path, &["add", "films", more.to_str().unwrap()]);
+    let log = json_of(&ok(&a.path, &["--json", "collection", "log", "films"]));
+    let new_root = log["versions"][0]["root"].as_str().unwrap().to_string();
+    eventually("the partial replica follows the new head", || {
+        json_of(&ok(&b.path, &["--json", "collection", "info", "films"]))["root"]
+            == new_root.as_str()
+    });
+    let info = json_of(&ok(&b.path, &["--json", "collection", "info", "films"]));
+    assert_eq!(
+        (info["points"].as_u64(), info["held_shards"].clone()),
+        (Some(2_040), serde_json::json!([1, 3]))
+    );
+    let answer = exact(&b.path, "10");
+    let all = exact(&a.path, "2040");
+    let want: Vec<u64> = ids(&all["hits"])
+        .into_iter()
+        .filter(|n| [1, 3].contains(&shard_of_point(*n, 4)))
+        .take(10)
+        .collect();
+    assert_eq!(ids(&answer["hits"]), want);
+}

@@ -305,6 +305,7 @@ fn collections_view_with_replication_reported() {
             shard,
             root: ROOT.into(),
             points: 1 + u64::from(shard),
+            held: None,
             replicas: (shard == 0).then_some(2),
         })
         .collect();
@@ -333,6 +334,35 @@ fn collections_view_with_replication_reported() {
     let screen = render(&app, 80, 24);
     assert!(screen.contains("2 of 3 replicas, caught up "), "{screen}");
     assert!(!screen.contains("behind"), "{screen}");
+}
+
+/// A partial replica says how many shards it holds, and which ones it does not.
+#[test]
+fn collections_view_of_a_partial_replica() {
+    let mut app = connected();
+    app.collections[0].shards = 4;
+    app.collections[0].held_shards = Some(vec![1, 3]);
+    app.collections[0].shard_status = (0..4)
+        .map(|shard| ShardInfo {
+            shard,
+            root: ROOT.into(),
+            points: 10,
+            held: Some(shard % 2 == 1),
+            replicas: Some(1),
+        })
+        .collect();
+    press(&mut app, KeyCode::Char('3'));
+    let screen = render(&app, 100, 30);
+    assert!(screen.contains("2 of 4 shards held"), "{screen}");
+    assert!(
+        screen.contains("0  bafyr4…5fbzdi  10 points, 1 replica, not held here"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("1  bafyr4…5fbzdi  10 points, 1 replica ")
+            || screen.contains("1  bafyr4…5fbzdi  10 points, 1 replica│"),
+        "{screen}"
+    );
 }
 
 #[test]

@@ -228,11 +228,13 @@ impl Operations for Client {
         id: &'a str,
         name: Option<String>,
         from: &'a [String],
+        shards: Option<Vec<u32>>,
     ) -> BoxFuture<'a, Result<CollectionImported>> {
         let body = FetchCollection {
             id: id.to_string(),
             name,
             from: from.to_vec(),
+            shards,
         };
         self.post("/v1/collections/fetch", Some(&body))
     }

@@ -44,7 +44,16 @@ struct AppState {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        // Whatever is unavailable now (a collection opening, a peer unreachable) may be there
+        // soon: say when to ask again.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("2"),
+            );
+        }
+        response
     }
 }
 
@@ -499,7 +508,7 @@ async fn fetch_collection(
 ) -> ApiResult<CollectionImported> {
     Ok(Json(
         s.node
-            .fetch_collection(&request.id, request.name, &request.from)
+            .fetch_collection(&request.id, request.name, &request.from, request.shards)
             .await?,
     ))
 }
@@ -768,6 +777,20 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+
+    /// A 503 (a collection still opening, a peer unreachable) says when to ask again; other
+    /// refusals do not.
+    #[test]
+    fn unavailable_answers_say_when_to_retry() {
+        let opening = ApiError::unavailable("collection \"a\" is opening").into_response();
+        assert_eq!(opening.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(opening.headers()[axum::http::header::RETRY_AFTER], "2");
+        let missing = ApiError::not_found("no collection named \"a\"").into_response();
+        assert!(missing
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .is_none());
+    }
 
     /// The router is built from [`route_table`]; the document must name exactly its routes.
     #[test]

@@ -55,7 +55,27 @@ fn fields_text(c: &CollectionInfo) -> String {
         c.name, c.id, c.root, c.version, c.points, c.dim, c.metric, c.quantization,
         c.hnsw.m, c.hnsw.ef_construction, c.hnsw.ef_search, c.shards, c.index_memory_bytes,
         c.wal_bytes, if c.writable { "" } else { "\nread-only:    imported without its owner key" }
-    )
+    ) + &held_text(c)
+}
+
+/// A line naming the shards held, for a partial replica (nothing when all are held).
+fn held_text(c: &CollectionInfo) -> String {
+    match &c.held_shards {
+        Some(held) if held.len() < c.shards => format!(
+            "\nheld:         shards {} of {} (a partial replica: searches cover these)",
+            shard_list(held),
+            c.shards
+        ),
+        _ => String::new(),
+    }
+}
+
+fn shard_list(shards: &[u32]) -> String {
+    shards
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn parse_vector(text: &str) -> anyhow::Result<Vec<f32>> {
@@ -214,6 +234,15 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 if out.json {
                     write_line(to_json(&response).to_string())?;
                 } else {
+                    if let Some(coverage) = response.coverage.as_ref().filter(|c| !c.complete) {
+                        if i == 0 {
+                            eprintln!(
+                                "note: searched shards {} of {}; this node holds only those",
+                                shard_list(&coverage.searched),
+                                coverage.shards
+                            );
+                        }
+                    }
                     let mut text = String::new();
                     if many {
                         text += &format!("# query {i}\n");

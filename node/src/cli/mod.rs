@@ -87,6 +87,10 @@ pub enum Command {
         /// A peer to fetch from (repeatable; default: the collection's providers in the DHT).
         #[arg(long, value_name = "MULTIADDR")]
         from: Vec<String>,
+        /// Hold only these shards (numbers from 0, e.g. `0,3`): only their trees are fetched,
+        /// announced and searched, and searches say which shards they covered (default: all).
+        #[arg(long, value_name = "N,N,…", value_delimiter = ',')]
+        shards: Option<Vec<u32>>,
     },
     /// Print this node's peer id and addresses.
     Id,

@@ -54,10 +54,18 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 .collect();
             out.print(text.join("\n"), serde_json::to_value(&list)?)?;
         }
-        Command::Fetch { id, name, from } => {
+        Command::Fetch {
+            id,
+            name,
+            from,
+            shards,
+        } => {
             let bar = super::output::progress_bar(None, "fetching");
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
-            let fetched = backend.ops().fetch_collection(&id, name, &from).await;
+            let fetched = backend
+                .ops()
+                .fetch_collection(&id, name, &from, shards)
+                .await;
             bar.finish_and_clear();
             let c = fetched?;
             out.print(

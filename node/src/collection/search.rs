@@ -93,6 +93,15 @@ impl<S: BlockStore> Collection<S> {
         k: usize,
         filter: Option<&CompiledFilter>,
     ) -> Result<Vec<SearchHit>, CollectionError> {
+        if !self.holds_all() {
+            return Err(CollectionError::Invalid(format!(
+                "searching an older version reads every shard, and this node holds only shards \
+                 {} of collection {:?}; search the current version, or ask a node that holds \
+                 them all",
+                super::list_shards(&self.held_shards()),
+                self.name()
+            )));
+        }
         history::search_at(&self.store, &self.manifest.owner, at, query, k, filter).await
     }
 

@@ -269,7 +269,7 @@ impl Node {
                      use `ipvec dag import` for other DAGs",
                 )
             })?;
-            self.register(head, name).await
+            self.register(head, name, None).await
         }
         .await;
         // The collection's own pin (on its manifest) now keeps the DAG; the file's root pin goes.
@@ -284,6 +284,7 @@ impl Node {
         &self,
         head: HeadRecord,
         name: Option<String>,
+        held: Option<Vec<u32>>,
     ) -> Result<CollectionImported, Error> {
         let store = self.store();
         let manifest: Manifest = dagcbor::decode(&store.require(&head.manifest).await?)?;
@@ -291,6 +292,6 @@ impl Node {
         catalog::check_new_name(&name)?;
         let node = self.clone();
         // Offloaded: it runs to its end even if the caller goes away.
-        offload(async move { node.register_in_turn(head, &name).await }).await
+        offload(async move { node.register_in_turn(head, &name, held).await }).await
     }
 }

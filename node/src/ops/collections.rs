@@ -40,9 +40,11 @@ impl Node {
         for name in catalog::list(&root)? {
             match self.collection_info(&name).await {
                 Ok(info) => collections.push(info),
-                // Dropped since the folder was listed, or being dropped.
+                // Dropped since the folder was listed, being dropped, or still opening (its
+                // info answers once it is open).
                 Err(e)
-                    if matches!(e, Error::Conflict(_)) || !catalog::exists(&root.join(&name)) => {}
+                    if matches!(e, Error::Conflict(_) | Error::Unavailable(_))
+                        || !catalog::exists(&root.join(&name)) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -76,6 +78,7 @@ impl Node {
                 ef_search: m.hnsw.ef_search,
             },
             shards: m.shards.len(),
+            held_shards: Some(c.held_shards()),
             points: c.points(),
             root: c.root().to_string(),
             version: c.head().seq,

@@ -168,7 +168,9 @@ impl From<CollectionError> for Error {
     fn from(e: CollectionError) -> Self {
         let message = e.to_string();
         match e {
-            CollectionError::NotFound(_) => Self::NotFound(message),
+            CollectionError::NotFound(_) | CollectionError::ShardNotHeld { .. } => {
+                Self::NotFound(message)
+            }
             CollectionError::Exists(_) => Self::Conflict(message),
             CollectionError::ReadOnly(_) => Self::ReadOnly(message),
             CollectionError::Invalid(_) => Self::Invalid(message),

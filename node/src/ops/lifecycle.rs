@@ -379,6 +379,7 @@ impl Node {
         &self,
         head: ipvec_protocol::head::HeadRecord,
         name: &str,
+        held: Option<Vec<u32>>,
     ) -> Result<CollectionImported, Error> {
         let dir = catalog::dir_of(&self.collections_root(), name)?;
         let slot = self.slot(name).await;
@@ -387,7 +388,7 @@ impl Node {
             if !matches!(slot.state(), State::Closed) || catalog::exists(&dir) {
                 return Err(CollectionError::Exists(name.to_string()).into());
             }
-            let c = match Collection::adopt(self.store().clone(), &dir, head).await {
+            let c = match Collection::adopt_shards(self.store().clone(), &dir, head, held).await {
                 Ok(c) => c,
                 Err(e) => {
                     if dir.exists() {

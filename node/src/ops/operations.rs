@@ -43,12 +43,13 @@ pub trait Operations: Send + Sync {
     fn dag_fetch<'a>(&'a self, cid: &'a str, from: &'a [String]) -> BoxFuture<'a, Result<Fetched>>;
 
     /// Replicates collection `id` from the peers at `from` (or its providers) under `name`
-    /// (default: its own).
+    /// (default: its own): every shard, or only `shards`.
     fn fetch_collection<'a>(
         &'a self,
         id: &'a str,
         name: Option<String>,
         from: &'a [String],
+        shards: Option<Vec<u32>>,
     ) -> BoxFuture<'a, Result<CollectionImported>>;
 
     /// Creates a collection: whole, or (on failure) nothing of it.
@@ -152,8 +153,9 @@ impl Operations for Node {
         id: &'a str,
         name: Option<String>,
         from: &'a [String],
+        shards: Option<Vec<u32>>,
     ) -> BoxFuture<'a, Result<CollectionImported>> {
-        Box::pin(Node::fetch_collection(self, id, name, from))
+        Box::pin(Node::fetch_collection(self, id, name, from, shards))
     }
 
     fn create_collection(

@@ -116,21 +116,24 @@ impl Node {
         Ok(peers)
     }
 
-    /// Announces in the DHT that this node hosts collection `name` and each of its shards.
+    /// Announces in the DHT that this node hosts the shards of collection `name` it holds,
+    /// and the collection itself when it holds them all.
     pub async fn announce(&self, name: &str) -> Result<(), Error> {
         let Some(network) = self.inner.network.get() else {
             return Ok(());
         };
         let c = self.collection(name).await?;
-        let (id, shards) = {
+        let (id, held, whole) = {
             let c = c.read().await;
-            (c.id()?, c.manifest().shards.len() as u32)
+            (c.id()?, c.held_shards(), c.holds_all())
         };
-        network
-            .provide(ipvec_protocol::announce::collection_key(&id))
-            .await?;
+        if whole {
+            network
+                .provide(ipvec_protocol::announce::collection_key(&id))
+                .await?;
+        }
         self.gossip_head(name).await?;
-        for shard in 0..shards {
+        for shard in held {
             network
                 .provide(ipvec_protocol::announce::shard_key(&id, shard))
                 .await?;

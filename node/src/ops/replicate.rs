@@ -14,10 +14,14 @@ use std::{
     time::Duration,
 };
 
-use ipvec_protocol::{announce, dagcbor, head::HeadRecord};
+use ipvec_protocol::{
+    announce, dagcbor,
+    head::HeadRecord,
+    manifest::{Manifest, ShardRoot},
+};
 use libp2p::PeerId;
 
-use crate::store::BlockStore;
+use crate::{cluster::walk::FetchTotals, collection::check_held, store::BlockStore};
 
 use super::{
     status::{FollowAction, FollowInput},
@@ -80,6 +84,7 @@ impl Node {
         id: &str,
         name: Option<String>,
         from: &[String],
+        shards: Option<Vec<u32>>,
     ) -> Result<CollectionImported, Error> {
         self.observed("fetch", "", async {
             let network = self.network()?;
@@ -115,10 +120,18 @@ impl Node {
                 .inner
                 .jobs
                 .start("fetch", id.to_string(), "blocks", None);
+            // A replica already here keeps the shards it holds.
+            let existing = self.name_of_id(id);
+            let held = match &existing {
+                Some(name) => self.partial_holding(name).await?,
+                None => shards,
+            };
             {
                 let _writing = self.inner.gc_lock.read().await;
-                self.fetch_tracked(id, head.manifest, &peers, |t| job.set(t.blocks))
-                    .await?;
+                self.fetch_tracked(id, head.manifest, held.as_deref(), &peers, |t| {
+                    job.set(t.blocks)
+                })
+                .await?;
                 self.store()
                     .put(
                         ipvec_protocol::cid::DAG_CBOR,
@@ -126,9 +139,9 @@ impl Node {
                     )
                     .await?;
             }
-            match self.name_of_id(id) {
+            match existing {
                 Some(existing) => self.advance(&existing, head).await,
-                None => self.register(head, name).await,
+                None => self.register(head, name, held).await,
             }
         })
         .await
@@ -146,7 +159,7 @@ impl Node {
         if !guard.writable() {
             guard.advance(head).await?;
             self.inner.ids.opened(name, &guard);
-            if let Ok(network) = self.network() {
+            if let (Ok(network), true) = (self.network(), guard.holds_all()) {
                 network.provide_on_ipfs(guard.root()).await?;
             }
         }
@@ -165,12 +178,16 @@ impl Node {
             return Ok(());
         };
         let c = self.collection(name).await?;
-        let (id, head, writable, root) = {
+        let (id, head, writable, root, whole) = {
             let c = c.read().await;
-            (c.id()?, dagcbor::encode(c.head())?, c.writable(), c.root())
+            let head = dagcbor::encode(c.head())?;
+            (c.id()?, head, c.writable(), c.root(), c.holds_all())
         };
-        // IPFS nodes can find the version's blocks here (when the node runs the IPFS DHT).
-        network.provide_on_ipfs(root).await?;
+        // IPFS nodes can find the version's blocks here (when the node runs the IPFS DHT and
+        // holds them all).
+        if whole {
+            network.provide_on_ipfs(root).await?;
+        }
         let topic = crate::net::heads_topic(&id);
         network.subscribe(topic.clone()).await?;
         if writable {
@@ -309,10 +326,11 @@ impl Node {
                 .map(|p| p.peer_id)
                 .filter(|p| *p != from),
         );
+        let held = self.partial_holding(name).await?;
         {
             let _writing = self.inner.gc_lock.read().await;
             let id = ipvec_protocol::head::collection_id(&head.collection)?;
-            self.fetch_tracked(&id, head.manifest, &peers, |_| {})
+            self.fetch_tracked(&id, head.manifest, held.as_deref(), &peers, |_| {})
                 .await?;
         }
         let moved = self.advance(name, head).await?;
@@ -320,30 +338,86 @@ impl Node {
         Ok(())
     }
 
-    /// Fetches the DAG under `root` of collection `id` over Bitswap, its progress shown as the
-    /// collection's `syncing` state.
+    /// Fetches version `root` (a manifest) of collection `id` over Bitswap, its progress shown
+    /// as the collection's `syncing` state: the whole DAG, or with `held` the manifest, every
+    /// shard root and the trees of the shards held.
     async fn fetch_tracked(
         &self,
         id: &str,
         root: cid::Cid,
+        held: Option<&[u32]>,
         peers: &[PeerId],
-        mut progress: impl FnMut(crate::net::bitswap::FetchTotals),
+        mut progress: impl FnMut(FetchTotals),
     ) -> Result<(), Error> {
         let network = self.network()?;
+        let bitswap = network.bitswap();
+        let unavailable = |e: crate::net::bitswap::FetchError| Error::unavailable(e.to_string());
         // Back to not syncing when the fetch ends, fails or is dropped (a client gone).
         let sync = self.inner.replication.start_sync(id);
-        network
-            .bitswap()
-            .fetch_dag(root, peers, |t| {
-                sync.progress(t.blocks, t.known);
-                progress(t);
-            })
-            .await
-            .map(|_| ())
-            .map_err(|e| Error::unavailable(e.to_string()))
+        let Some(held) = held else {
+            return bitswap
+                .fetch_dag(root, peers, |t| {
+                    sync.progress(t.blocks, t.known);
+                    progress(t);
+                })
+                .await
+                .map(|_| ())
+                .map_err(unavailable);
+        };
+        // Part of the collection: the manifest and every shard root (small, and they give
+        // every shard's count), then the trees of the shards held only. No older versions.
+        let manifest: Manifest = dagcbor::decode(
+            &bitswap
+                .fetch_block(root, peers)
+                .await
+                .map_err(unavailable)?,
+        )?;
+        manifest.validate()?;
+        let held = check_held(held, manifest.shards.len() as u32)?;
+        let mut trees = Vec::with_capacity(held.len());
+        for (number, cid) in manifest.shards.iter().enumerate() {
+            let bytes = bitswap
+                .fetch_block(*cid, peers)
+                .await
+                .map_err(unavailable)?;
+            if held.contains(&(number as u32)) {
+                trees.push(dagcbor::decode::<ShardRoot>(&bytes)?.tree);
+            }
+        }
+        let mut before = FetchTotals {
+            blocks: 1 + manifest.shards.len() as u64,
+            known: 1 + manifest.shards.len() as u64,
+            ..FetchTotals::default()
+        };
+        for tree in trees {
+            let totals = bitswap
+                .fetch_dag(tree, peers, |t| {
+                    let sum = FetchTotals {
+                        blocks: before.blocks + t.blocks,
+                        known: before.known + t.known,
+                        fetched: before.fetched + t.fetched,
+                        bytes: before.bytes + t.bytes,
+                    };
+                    sync.progress(sum.blocks, sum.known);
+                    progress(sum);
+                })
+                .await
+                .map_err(unavailable)?;
+            before.blocks += totals.blocks;
+            before.known += totals.known;
+            before.fetched += totals.fetched;
+            before.bytes += totals.bytes;
+        }
+        Ok(())
     }
 
-    /// The peers to fetch collection `id` from: `from` dialed, else its providers.
+    /// The shards replica `name` holds when it holds only some (`None`: all of them).
+    async fn partial_holding(&self, name: &str) -> Result<Option<Vec<u32>>, Error> {
+        let c = self.collection(name).await?;
+        let c = c.read().await;
+        Ok((!c.holds_all()).then(|| c.held_shards()))
+    }
+
     async fn peers_for(&self, id: &str, from: &[String]) -> Result<Vec<PeerId>, Error> {
         let network = self.network()?;
         let mut peers = self.dial_all(from).await?;

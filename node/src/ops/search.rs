@@ -60,6 +60,7 @@ impl Node {
                 let shared = self.collection(name).await?;
                 let work = async move {
                     let c = shared.read_owned().await;
+                    let coverage = c.coverage();
                     let hits = match at {
                         Some(at) => {
                             c.search_at(&at, &request.vector, request.k, filter.as_ref())
@@ -84,6 +85,11 @@ impl Node {
                                 metadata: h.metadata.as_ref().map(ipld_to_json),
                             })
                             .collect(),
+                        coverage: Some(Coverage {
+                            complete: coverage.complete(),
+                            shards: coverage.shards,
+                            searched: coverage.searched,
+                        }),
                     })
                 };
                 // The deadline runs inside the blocking task, so a search stopped by it stops

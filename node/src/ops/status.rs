@@ -174,6 +174,7 @@ impl Node {
                 shard: i as u32,
                 root: root.to_string(),
                 points: points.get(i).copied().unwrap_or(0),
+                held: Some(c.shard(i as u32).is_some()),
                 replicas: providers.and_then(|p| p.get(i).copied()),
             })
             .collect()

@@ -97,6 +97,11 @@ pub struct CollectionInfo {
     /// Number of shards.
     #[serde(default)]
     pub shards: usize,
+    /// The shards this node holds, in order: all of them, or some for a partial replica
+    /// (fetched with `shards`). Searches here cover these. (Absent from older nodes, which
+    /// held every shard.)
+    #[serde(default)]
+    pub held_shards: Option<Vec<u32>>,
     /// Live points.
     pub points: u64,
     /// The current manifest CID.
@@ -147,8 +152,12 @@ pub struct ShardInfo {
     pub shard: u32,
     /// The shard root's CID at the current version.
     pub root: String,
-    /// Live points (acknowledged writes included).
+    /// Live points (acknowledged writes included; as of the current version for a shard not
+    /// held here).
     pub points: u64,
+    /// Whether this node holds the shard (absent from older nodes: held).
+    #[serde(default)]
+    pub held: Option<bool>,
     /// Peers the DHT names as providers of the shard (this node included), once counted.
     #[serde(default)]
     pub replicas: Option<u32>,
@@ -221,4 +230,8 @@ pub struct FetchCollection {
     /// Peers to fetch from (multiaddresses); empty: its providers in the DHT.
     #[serde(default)]
     pub from: Vec<String>,
+    /// Hold only these shards (numbers from 0): only their trees are fetched, announced and
+    /// searched. Default: every shard. A collection already held keeps the shards it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<Vec<u32>>,
 }

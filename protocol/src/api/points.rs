@@ -131,4 +131,21 @@ impl Hit {
 pub struct SearchResponse {
     /// The hits.
     pub hits: Vec<Hit>,
+    /// Which shards the hits come from. A node holding only some shards of a collection
+    /// searches those: the hits are then the best of part of the data, and this says so.
+    /// (Absent from older nodes, which always searched every shard.)
+    #[serde(default)]
+    pub coverage: Option<Coverage>,
+}
+
+/// What a search covered: which of a collection's shards answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Coverage {
+    /// Shards the collection has.
+    pub shards: u32,
+    /// Shards whose points were searched, in order.
+    pub searched: Vec<u32>,
+    /// Whether every shard was searched (the hits are the collection's best).
+    pub complete: bool,
 }

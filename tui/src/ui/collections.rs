@@ -91,10 +91,12 @@ fn details(frame: &mut Frame, area: Rect, c: &CollectionInfo) {
         Line::from(spans)
     };
     let text = |s: String| vec![Span::raw(s)];
-    let shards = if c.shards == 1 {
-        "1 shard".to_string()
-    } else {
-        format!("{} shards", c.shards)
+    let shards = match &c.held_shards {
+        Some(held) if held.len() < c.shards => {
+            format!("{} of {} shards held", held.len(), c.shards)
+        }
+        _ if c.shards == 1 => "1 shard".to_string(),
+        _ => format!("{} shards", c.shards),
     };
     let access = if c.writable {
         "writable: this node holds the owner key"
@@ -161,7 +163,7 @@ fn details(frame: &mut Frame, area: Rect, c: &CollectionInfo) {
         field(
             if shard.shard == 0 { "Shards" } else { "" },
             text(format!(
-                "{:>3}  {}  {} point{}, {}",
+                "{:>3}  {}  {} point{}, {}{}",
                 shard.shard,
                 format::short_id(&shard.root),
                 format::count(shard.points),
@@ -170,6 +172,10 @@ fn details(frame: &mut Frame, area: Rect, c: &CollectionInfo) {
                     Some(1) => "1 replica".to_string(),
                     Some(n) => format!("{n} replicas"),
                     None => "replicas not counted yet".to_string(),
+                },
+                match shard.held {
+                    Some(false) => ", not held here",
+                    _ => "",
                 }
             )),
         )
