@@ -13,9 +13,11 @@
 //! batches of `--batch` points (rows after the base, then the base again under new ids) into
 //! the same collection as fast as the daemon acknowledges them. Prints p50/p99 and searches
 //! per second for both, the upserts acknowledged, and the daemon's WAL fsyncs; asserts nothing
-//! about time. `--other-collection` sends the upserts to a second collection: the machine does
-//! the same work but no lock is shared with the searches, which gives the floor of the loaded
-//! latency on this machine.
+//! about time. A last phase upserts `--commit-points` (75,000) points, which stay pending
+//! (at 784 dimensions the log reaches its 256 MiB checkpoint threshold at about 85,000), and
+//! searches while a commit puts them into the tree. `--other-collection` sends the upserts to
+//! a second collection: the machine does the same work but no lock is shared with the
+//! searches, which gives the floor of the loaded latency on this machine.
 
 #[path = "shared/daemon.rs"]
 mod daemon;
@@ -33,7 +35,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use daemon::start_daemon;
+use daemon::start_daemon_with;
 use ipvec_node::{
     api::types::{CreateCollection, PointId, PointIn},
     ops::Node,
@@ -49,6 +51,8 @@ struct Options {
     /// Upsert into a second collection instead: the same work for the machine, no lock shared
     /// with the searches (the floor any locking scheme can reach on this machine).
     other: bool,
+    /// Entries pending when the commit phase commits them.
+    commit_points: usize,
 }
 
 fn options() -> Result<Options> {
@@ -58,6 +62,7 @@ fn options() -> Result<Options> {
         queries: 2_000,
         dir: None,
         other: false,
+        commit_points: 75_000,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -67,6 +72,9 @@ fn options() -> Result<Options> {
             "--queries" | "-q" => opts.queries = args.next().context("--queries N")?.parse()?,
             "--dir" => opts.dir = Some(args.next().context("--dir PATH")?.into()),
             "--other-collection" => opts.other = true,
+            "--commit-points" => {
+                opts.commit_points = args.next().context("--commit-points N")?.parse()?
+            }
             _ => {}
         }
     }
@@ -118,6 +126,61 @@ async fn search_pass(client: &reqwest::Client, url: &str, bodies: &[String]) -> 
         wall: wall.elapsed(),
         latencies,
     })
+}
+
+/// Commits everything pending, upserts `opts.commit_points` new points (they stay pending:
+/// fewer than a checkpoint's threshold), then searches while a commit puts them in the tree
+/// (`GET …/log` commits first). Returns the searches made during the commit and its time.
+async fn commit_phase(
+    url: &str,
+    data: &data::Dataset,
+    bodies: &[String],
+    opts: &Options,
+) -> Result<(Pass, Duration)> {
+    let client = reqwest::Client::new();
+    let log_url = format!("{url}/v1/collections/fmnist/log");
+    client.get(&log_url).send().await?.error_for_status()?;
+    let points_url = format!("{url}/v1/collections/fmnist/points");
+    for start in (0..opts.commit_points).step_by(opts.batch) {
+        let points: Vec<serde_json::Value> = (start..(start + opts.batch).min(opts.commit_points))
+            .map(|i| {
+                let row = data::to_f32(data.row(i % data.len()));
+                serde_json::json!({ "id": 5_000_000 + i, "vector": row })
+            })
+            .collect();
+        client
+            .put(&points_url)
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "points": points }).to_string())
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    let search_url = format!("{url}/v1/collections/fmnist/search");
+    let started = Instant::now();
+    let commit = tokio::spawn({
+        let (client, log_url) = (client.clone(), log_url.clone());
+        async move {
+            client.get(&log_url).send().await?.error_for_status()?;
+            anyhow::Ok(started.elapsed())
+        }
+    });
+    let mut latencies = Vec::new();
+    for body in bodies.iter().cycle() {
+        if commit.is_finished() {
+            break;
+        }
+        let pass = search_pass(&client, &search_url, std::slice::from_ref(body)).await?;
+        latencies.extend(pass.latencies);
+    }
+    let took = commit.await??;
+    Ok((
+        Pass {
+            wall: started.elapsed(),
+            latencies,
+        },
+        took,
+    ))
 }
 
 async fn fsyncs(client: &reqwest::Client, url: &str) -> Result<f64> {
@@ -185,7 +248,12 @@ fn main() -> Result<()> {
         anyhow::Ok(())
     })?;
 
-    let (daemon, url) = start_daemon(&repo_path)?;
+    // No periodic commit: the pending entries of the last phase wait for its commit (writes
+    // still commit by themselves past 100,000 pending entries).
+    let (daemon, url) = start_daemon_with(
+        &repo_path,
+        &[("IPVEC_STORAGE_COMMIT_INTERVAL_MS", "3600000")],
+    )?;
     let bodies: Vec<String> = data
         .queries_f32()
         .iter()
@@ -257,6 +325,7 @@ fn main() -> Result<()> {
             fsynced,
         ))
     })?;
+    let committing = runtime.block_on(commit_phase(&url, &data, &bodies, &opts))?;
     drop(daemon);
 
     println!();
@@ -276,7 +345,16 @@ fn main() -> Result<()> {
             ""
         }
     ));
+    committing.0.row(&format!(
+        "while committing {} pending entries",
+        opts.commit_points
+    ));
     println!();
+    println!(
+        "the commit of {} pending entries took {:.1} s",
+        opts.commit_points,
+        committing.1.as_secs_f64()
+    );
     println!(
         "upserts acknowledged meanwhile: {upserts} batches ({:.0} points/s), WAL fsyncs: {fsynced}; loaded p99 / idle p99 = {:.2}",
         (upserts as usize * opts.batch) as f64 / upsert_wall.as_secs_f64(),

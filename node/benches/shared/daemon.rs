@@ -24,9 +24,18 @@ impl Drop for Daemon {
 
 /// Starts the daemon on `repo` (API and peer-to-peer on free loopback ports, no mDNS, only
 /// warnings logged) and waits until it is ready; its API URL.
+#[allow(dead_code)]
 pub fn start_daemon(repo: &Path) -> Result<(Daemon, String)> {
+    start_daemon_with(repo, &[])
+}
+
+/// [`start_daemon`] with more environment variables (settings such as
+/// `IPVEC_STORAGE_COMMIT_INTERVAL_MS`).
+#[allow(dead_code)]
+pub fn start_daemon_with(repo: &Path, envs: &[(&str, &str)]) -> Result<(Daemon, String)> {
     let _ = std::fs::remove_file(repo.join("api"));
     let child = Command::new(env!("CARGO_BIN_EXE_ipvec"))
+        .envs(envs.iter().copied())
         .arg("--repo")
         .arg(repo)
         .args([

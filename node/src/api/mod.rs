@@ -23,8 +23,5 @@ mod openapi;
 pub mod server;
 pub mod types;
 
-/// The node moved to [`crate::ops`]; this name stays for a transition (new code uses
-/// `ops::Node`).
-pub use crate::ops::Node;
 pub use client::{ready_blocking, Client, ExportTarget};
 pub use error::ApiError;

@@ -1,4 +1,7 @@
-//! Collections: named sets of points split into hash-range shards, each shard a tree.
+//! Collections: named sets of points split into hash-range shards, each shard a tree with an
+//! index of its own ([`shard`]). A collection owns the manifest, the signed head, the
+//! write-ahead log and the writer keys, and the shards held here: all of them, or some for a
+//! partial replica ([`Collection::adopt_shards`], [`Collection::coverage`]).
 //!
 //! A write validates the whole batch first (nothing is stored from a rejected batch), appends
 //! it to the write-ahead log and returns once the log is synced; the index sees it then.
@@ -6,16 +9,18 @@
 //! trees, write a new manifest whose `prev` is the old one, move the collection's pin to it and
 //! replace the signed head file, which records the last log record the trees hold. Writes and
 //! checkpoints run in steps so that a collection shared behind a read/write lock answers
-//! searches while they wait for an fsync or build trees ([`shared`]). The HNSW
-//! index is derived: saved on close next to the manifest CID it reflects, and rebuilt from the
-//! trees whenever that CID is not the current one.
+//! searches while they wait for an fsync or build trees ([`shared`]). Each shard's
+//! HNSW index is derived: saved on close next to the shard root CID it reflects, and rebuilt
+//! from the shard's tree whenever that CID is not the current one.
 //!
 //! # Layout
 //! - [`Collection`]: one open collection.
+//! - [`shard`]: one shard held here ([`LocalShard`]) and the seam every shard is used
+//!   through ([`Shard`]); [`merge`]: the merge of shards' answers.
 //! - [`catalog`]: the collections folder of a repository.
 //! - [`points`]: points as users give them, and their validation.
 //! - [`quantize`]: stored vector encodings.
-//! - [`cache`]: the saved index and its key map.
+//! - [`cache`]: a shard's saved index and its key map.
 //! - [`allowed`]: the points a filter allows, as a bitset, cached per filter.
 //! - [`wal`]: the write-ahead log with group commit.
 //! - `write`: upserts and deletes; `checkpoint`: checkpoints; `search`: reads and searches.
