@@ -4,7 +4,7 @@
 //! its own HNSW index and key map, and its pending entries (logged, not yet in its tree).
 //! The collection around it owns what is one per collection: the manifest, the signed head,
 //! the write-ahead log and the writer keys; it routes each entry to the shard of its id
-//! ([`shard_of`]) and merges its shards' answers ([`super::merge`]).
+//! ([`shard_of`](ipvec_protocol::manifest::shard_of)) and merges its shards' answers ([`super::merge`]).
 //!
 //! [`Shard`] is the seam a shard is used through — search, get, info — so that a shard held
 //! by a peer can answer the same calls.

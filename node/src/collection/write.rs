@@ -21,8 +21,6 @@ use ipvec_protocol::{
     manifest::shard_of,
 };
 
-#[cfg(doc)]
-use super::LocalShard;
 use super::{
     now_millis, points, quantize, wal::Wal, Collection, CollectionError, Point, WriteReport,
 };
@@ -305,8 +303,8 @@ impl<S: BlockStore> Collection<S> {
 }
 
 /// A write that is in the log but not yet in the trees. Its vector and metadata are not kept
-/// here: its shard's index and key map hold them, and [`LocalShard::pending_entry`] reads
-/// them back, so acknowledged points are not held a third time until the checkpoint.
+/// here: its shard's index and key map hold them, and the shard reads them back
+/// (`LocalShard::pending_entry`), so acknowledged points are not held a third time until the checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     pub(super) hlc: u64,

@@ -15,7 +15,7 @@
 //!
 //! Blocks: a block we want is delivered whoever sends it. A late copy from a peer it was
 //! asked of is a duplicate. Any other block was not asked of its sender; see
-//! [`suspects`](self::suspects) for how that is judged after [`GRACE`].
+//! `suspects` for how that is judged after [`GRACE`].
 
 mod suspects;
 #[cfg(test)]
