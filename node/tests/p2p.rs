@@ -326,23 +326,57 @@ fn bitswap_fetches_a_whole_dag_checks_it_and_skips_what_it_has() {
     assert!(!ok(&b.path, &["pin", "ls"]).contains(&missing.to_string()));
 }
 
-#[test]
-fn replicas_fetch_a_collection_by_id_through_the_dht_and_catch_up() {
+/// A writer A serving collection `films` (points `0..2000`, more `collection create` flags),
+/// and a node B that knows A only as its bootstrap peer, connected to it.
+struct WriterAndPeer {
+    a: TestRepo,
+    _da: Daemon,
+    /// A's `collection info films`.
+    info_a: Value,
+    /// The collection id.
+    id: String,
+    addr_a: String,
+    b: TestRepo,
+    db: Daemon,
+}
+
+fn writer_and_peer(flags: &[&str]) -> WriterAndPeer {
     let a = new_repo();
-    // Three replicas wanted: A and the two that will fetch it.
-    filled_collection_with(&a.path, "films", 2_000, &["--replication", "3"]);
-    let _da = Daemon::start(&a.path, &[]);
+    filled_collection_with(&a.path, "films", 2_000, flags);
+    let da = Daemon::start(&a.path, &[]);
     let info_a = json_of(&ok(&a.path, &["--json", "collection", "info", "films"]));
     let id = info_a["id"].as_str().unwrap().to_string();
     let addr_a = address_of(&a.path);
-
-    // B knows A only as a bootstrap peer; C knows only B.
     let b = new_repo();
     let db = Daemon::start_with(&b.path, &[], &["--bootstrap", &addr_a]);
+    eventually("B connected", || !peers_of(&b.path).is_empty());
+    WriterAndPeer {
+        a,
+        _da: da,
+        info_a,
+        id,
+        addr_a,
+        b,
+        db,
+    }
+}
+
+#[test]
+fn replicas_fetch_a_collection_by_id_through_the_dht_and_catch_up() {
+    // Three replicas wanted: A and the two that will fetch it. B knows A only as a bootstrap
+    // peer; C knows only B.
+    let WriterAndPeer {
+        a,
+        _da,
+        info_a,
+        id,
+        b,
+        db,
+        ..
+    } = writer_and_peer(&["--replication", "3"]);
     let addr_b = address_of(&b.path);
     let c = new_repo();
     let _dc = Daemon::start_with(&c.path, &[], &["--bootstrap", &addr_b]);
-    eventually("B connected", || !peers_of(&b.path).is_empty());
     eventually("C connected", || !peers_of(&c.path).is_empty());
 
     let search = |r: &std::path::Path, name: &str| {
@@ -939,15 +973,15 @@ fn shard_of_point(n: u64, shards: u32) -> u32 {
 /// so in `coverage`, refuses points of the other shards by name, and follows new versions.
 #[test]
 fn a_partial_replica_holds_searches_and_follows_only_its_shards() {
-    let a = new_repo();
-    filled_collection_with(&a.path, "films", 2_000, &["--shards", "4"]);
-    let _da = Daemon::start(&a.path, &[]);
-    let info_a = json_of(&ok(&a.path, &["--json", "collection", "info", "films"]));
-    let id = info_a["id"].as_str().unwrap().to_string();
-    let addr_a = address_of(&a.path);
-    let b = new_repo();
-    let _db = Daemon::start_with(&b.path, &[], &["--bootstrap", &addr_a]);
-    eventually("B connected", || !peers_of(&b.path).is_empty());
+    let WriterAndPeer {
+        a,
+        _da,
+        info_a,
+        id,
+        addr_a,
+        b,
+        db: _db,
+    } = writer_and_peer(&["--shards", "4"]);
 
     let bad = fails(
         &b.path,
