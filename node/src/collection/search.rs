@@ -57,19 +57,32 @@ impl<S: BlockStore> Collection<S> {
         if let [shard] = shards.as_slice() {
             return shard.search(query, options, filter).await;
         }
-        let found: Vec<Result<Vec<Hit>, CollectionError>> = std::thread::scope(|scope| {
-            let mut handles = Vec::with_capacity(shards.len());
-            for shard in &shards[1..] {
-                handles.push(scope.spawn(move || shard.index_hits(query, options, filter)));
-            }
-            let mut found = vec![shards[0].index_hits(query, options, filter)];
+        // One lane per core (the caller's thread is the first), each searching every
+        // lanes-th shard: no more threads than cores are started per query.
+        static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let cores =
+            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let lanes = shards.len().min(cores).max(1);
+        let lane = |first: usize| -> Vec<(usize, Result<Vec<Hit>, CollectionError>)> {
+            (first..shards.len())
+                .step_by(lanes)
+                .map(|i| (i, shards[i].index_hits(query, options, filter)))
+                .collect()
+        };
+        let mut found = std::thread::scope(|scope| {
+            let handles: Vec<_> = (1..lanes).map(|l| scope.spawn(move || lane(l))).collect();
+            let mut found = lane(0);
             for handle in handles {
-                found.push(handle.join().unwrap_or_else(|_| {
-                    Err(CollectionError::Invalid("a shard search panicked".into()))
-                }));
+                let searched = handle
+                    .join()
+                    .map_err(|_| CollectionError::Invalid("a shard search panicked".into()))?;
+                found.extend(searched);
             }
-            found
-        });
+            Ok::<_, CollectionError>(found)
+        })?;
+        // Shard order, so that equal scores merge in the same order every time.
+        found.sort_by_key(|(i, _)| *i);
+        let found = found.into_iter().map(|(_, hits)| hits);
         let mut answers = Vec::with_capacity(shards.len());
         for (shard, hits) in shards.iter().zip(found) {
             answers.push(shard.resolve(hits?).await?);
