@@ -727,16 +727,23 @@ fn index_spec(manifest: &Manifest) -> IndexSpec {
     }
 }
 
-/// Every shard root of `manifest`, in order.
+/// Every shard root of `manifest`, in order, each checked to be at its own place.
 async fn read_roots<S: BlockStore>(
     store: &S,
     manifest: &Manifest,
 ) -> Result<Vec<ShardRoot>, CollectionError> {
     let mut roots = Vec::with_capacity(manifest.shards.len());
-    for cid in &manifest.shards {
-        roots.push(dagcbor::decode_trusted::<ShardRoot>(
-            &store.require(cid).await?,
-        )?);
+    for (number, cid) in manifest.shards.iter().enumerate() {
+        let root = dagcbor::decode_trusted::<ShardRoot>(&store.require(cid).await?)?;
+        // Writes and lookups find a shard by its place in the manifest.
+        if root.shard as usize != number {
+            return Err(CollectionError::Invalid(format!(
+                "the manifest's shard {number} ({cid}) names itself shard {}; the collection's \
+                 writer made a broken version",
+                root.shard
+            )));
+        }
+        roots.push(root);
     }
     Ok(roots)
 }

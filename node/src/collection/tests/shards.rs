@@ -208,3 +208,34 @@ async fn each_shard_saves_and_rebuilds_its_own_index() {
     again.retain(|id| *id != EntryId::Int(10_000));
     assert_eq!(again[..10], before[..10]);
 }
+
+/// A version whose manifest lists a shard root at another shard's place is refused: writes
+/// and lookups find a shard by its place.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_with_shards_out_of_place_is_refused() {
+    let (dir, store, _cdir, mut c) = fresh(2).await;
+    c.upsert(points(&clustered(50, 24, 45), 0)).await.unwrap();
+    c.checkpoint().await.unwrap();
+    let mut manifest = c.manifest().clone();
+    manifest.shards.swap(0, 1);
+    let cid = store
+        .put(
+            ipvec_protocol::cid::DAG_CBOR,
+            bytes::Bytes::from(ipvec_protocol::dagcbor::encode(&manifest).unwrap()),
+        )
+        .await
+        .unwrap();
+    let owner = c.owner.clone().unwrap();
+    let head = HeadRecord::sign(
+        public_key_bytes(&owner).unwrap(),
+        c.head().seq + 1,
+        cid,
+        &owner,
+    )
+    .unwrap();
+    let err = Collection::adopt(store, &dir.path().join("forged"), head)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("names itself shard 1"), "{err}");
+}
