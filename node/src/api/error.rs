@@ -3,6 +3,12 @@
 //! (the only place its kinds meet HTTP statuses); the guard's refusals (token, origin, body
 //! type, a free slot) are made of the same kinds, so every status comes from one table.
 
+use axum::{
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    Json,
+};
+
 use super::types::{BadPoint, ErrorBody, ErrorDetail};
 use crate::ops;
 
@@ -126,5 +132,40 @@ impl From<ops::Error> for ApiError {
             point: e.point().cloned(),
             message: e.to_string(),
         }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, Json(self.body())).into_response();
+        // Whatever is unavailable now (a collection opening, a peer unreachable) may be there
+        // soon: say when to ask again.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("2"),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 503 (a collection still opening, a peer unreachable) says when to ask again; other
+    /// refusals do not.
+    #[test]
+    fn unavailable_answers_say_when_to_retry() {
+        let opening = ApiError::unavailable("collection \"a\" is opening").into_response();
+        assert_eq!(opening.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(opening.headers()[axum::http::header::RETRY_AFTER], "2");
+        let missing = ApiError::not_found("no collection named \"a\"").into_response();
+        assert!(missing
+            .headers()
+            .get(axum::http::header::RETRY_AFTER)
+            .is_none());
     }
 }

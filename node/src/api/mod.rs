@@ -6,6 +6,7 @@
 //! - [`types`]: request and response bodies (JSON): [`ipvec_protocol::api`], named here.
 //! - [`error`]: [`ApiError`], an HTTP status, a stable code and a message; the one place an
 //!   [`ops::Error`](crate::ops::Error) gets its HTTP status.
+//! - `extract`: request bodies, path parameters and query strings, refused as [`ApiError`]s.
 //! - [`server`]: axum routes, body limits, metrics middleware, OpenAPI, graceful shutdown.
 //! - `openapi`: the bearer scheme and the refusals every operation of the document may answer.
 //! - [`guard`]: what is checked before a handler runs: host, origin, body type, token,
@@ -17,6 +18,7 @@
 
 pub mod client;
 pub mod error;
+mod extract;
 pub mod guard;
 pub mod logs;
 mod openapi;

@@ -9,22 +9,21 @@ use std::{
 
 use axum::{
     body::Body,
-    extract::{
-        DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State,
-    },
-    http::{header, request::Parts, HeaderMap, Method, StatusCode},
+    extract::{DefaultBodyLimit, MatchedPath, Request, State},
+    http::{header, HeaderMap, Method},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{MethodFilter, MethodRouter},
     Json, Router,
 };
 use futures::{StreamExt, TryStreamExt};
-use serde::{de::DeserializeOwned, Deserialize};
+use serde::Deserialize;
 use tokio_util::io::{ReaderStream, StreamReader};
 use utoipa::OpenApi;
 
 use super::{
     error::ApiError,
+    extract::{ApiBytes, ApiJson, ApiPath, ApiQuery},
     guard::{self, BodyKind, Gate, Kind, Limits, RouteRules},
     openapi::{BearerScheme, ErrorResponses},
     types::*,
@@ -39,96 +38,6 @@ struct AppState {
     node: Node,
     /// Turns true when the server starts shutting down (ends event streams).
     stopping: tokio::sync::watch::Receiver<bool>,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut response = (status, Json(self.body())).into_response();
-        // Whatever is unavailable now (a collection opening, a peer unreachable) may be there
-        // soon: say when to ask again.
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("2"),
-            );
-        }
-        response
-    }
-}
-
-/// A JSON body whose rejections are [`ApiError`]s.
-struct ApiJson<T>(T);
-
-fn rejection(status: StatusCode, text: String) -> ApiError {
-    if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::too_large(
-            "the request body is over the daemon's limit (api.max_body_bytes); send smaller batches",
-        )
-    } else {
-        ApiError::bad_request(format!(
-            "{text}; /openapi.json describes every request body"
-        ))
-    }
-}
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(e) => Err(rejection(e.status(), e.body_text())),
-        }
-    }
-}
-
-/// A whole (limited) body whose rejections are [`ApiError`]s.
-struct ApiBytes(bytes::Bytes);
-
-impl<S: Send + Sync> FromRequest<S> for ApiBytes {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match bytes::Bytes::from_request(req, state).await {
-            Ok(b) => Ok(ApiBytes(b)),
-            Err(e) => Err(rejection(e.status(), e.body_text())),
-        }
-    }
-}
-
-/// A path parameter whose rejections are [`ApiError`]s (axum's are plain text).
-struct ApiPath<T>(T);
-
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Path::<T>::from_request_parts(parts, state).await {
-            Ok(Path(value)) => Ok(ApiPath(value)),
-            Err(e) => Err(ApiError::bad_request(format!(
-                "{}; path segments are percent-encoded UTF-8",
-                e.body_text()
-            ))),
-        }
-    }
-}
-
-/// A query string whose rejections are [`ApiError`]s.
-struct ApiQuery<T>(T);
-
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuery<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(value)) => Ok(ApiQuery(value)),
-            Err(e) => Err(ApiError::bad_request(format!(
-                "{}; /openapi.json describes each route's query parameters",
-                e.body_text()
-            ))),
-        }
-    }
 }
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -777,20 +686,6 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-
-    /// A 503 (a collection still opening, a peer unreachable) says when to ask again; other
-    /// refusals do not.
-    #[test]
-    fn unavailable_answers_say_when_to_retry() {
-        let opening = ApiError::unavailable("collection \"a\" is opening").into_response();
-        assert_eq!(opening.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(opening.headers()[axum::http::header::RETRY_AFTER], "2");
-        let missing = ApiError::not_found("no collection named \"a\"").into_response();
-        assert!(missing
-            .headers()
-            .get(axum::http::header::RETRY_AFTER)
-            .is_none());
-    }
 
     /// The router is built from [`route_table`]; the document must name exactly its routes.
     #[test]

@@ -23,6 +23,7 @@
 //! - [`cache`]: a shard's saved index and its key map.
 //! - [`allowed`]: the points a filter allows, as a bitset, cached per filter.
 //! - [`wal`]: the write-ahead log with group commit.
+//! - `open`: creating, registering, opening and advancing a collection.
 //! - `write`: upserts and deletes; `checkpoint`: checkpoints; `search`: reads and searches.
 //! - [`shared`]: writes and checkpoints on a collection shared behind a read/write lock.
 //! - [`filter`]: the filter language; [`history`]: old versions.
@@ -34,6 +35,7 @@ pub mod checkpoint;
 pub mod filter;
 pub mod history;
 pub mod merge;
+mod open;
 pub mod points;
 pub mod quantize;
 mod search;
@@ -48,14 +50,11 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use bytes::Bytes;
 use cid::Cid;
 use ipvec_protocol::{
-    cid::DAG_CBOR,
-    dagcbor,
     entry::{Entry, EntryId},
     head::{collection_id, public_key_bytes, HeadRecord},
-    manifest::{shard_range, HnswParams, Manifest, Metric, Quantization, ShardRoot},
+    manifest::{HnswParams, Manifest, Metric, Quantization, ShardRoot},
     Ipld, ProtocolError,
 };
 use libp2p_identity::Keypair;
@@ -63,9 +62,10 @@ use libp2p_identity::Keypair;
 use crate::{
     index::{DuplicateStats, IndexError, IndexSpec},
     store::{BlockStore, StoreError},
-    tree::{self, TreeError},
+    tree::TreeError,
 };
 pub use filter::{CompiledFilter, Filter};
+pub use open::check_held;
 pub use points::Point;
 pub use shard::{LocalShard, OpenProgress, Shard, ShardInfo};
 pub use write::Staged;
@@ -287,126 +287,6 @@ impl<S> std::fmt::Debug for Collection<S> {
 }
 
 impl<S: BlockStore> Collection<S> {
-    /// Creates a collection in `dir` (which must not exist): a fresh owner key, empty shards.
-    pub async fn create(
-        store: S,
-        dir: &Path,
-        spec: &CollectionSpec,
-    ) -> Result<Self, CollectionError> {
-        spec.validate()?;
-        let owner = Keypair::generate_ed25519();
-        let owner_pk = public_key_bytes(&owner)?;
-        let empty = tree::build(&store, Vec::new()).await?;
-        let mut shard_cids = Vec::new();
-        let mut roots = Vec::new();
-        for shard in 0..spec.shards {
-            let root = ShardRoot {
-                shard,
-                range: shard_range(shard, spec.shards),
-                points: 0,
-                tree: empty,
-                index: None,
-            };
-            shard_cids.push(
-                store
-                    .put(DAG_CBOR, Bytes::from(dagcbor::encode(&root)?))
-                    .await?,
-            );
-            roots.push(root);
-        }
-        let now = now_millis();
-        let manifest = Manifest {
-            format: 1,
-            name: spec.name.clone(),
-            owner: owner_pk.to_vec(),
-            dimension: spec.dimension,
-            metric: spec.metric,
-            quantization: spec.quantization,
-            hnsw: spec.hnsw,
-            replication: spec.replication,
-            writers: vec![serde_bytes::ByteBuf::from(owner_pk.to_vec())],
-            shards: shard_cids,
-            prev: None,
-            created: now,
-            updated: now,
-            points: 0,
-        };
-        manifest.validate()?;
-        let manifest_cid = store
-            .put(DAG_CBOR, Bytes::from(dagcbor::encode(&manifest)?))
-            .await?;
-        let head = HeadRecord::sign(owner_pk, 1, manifest_cid, &owner)?;
-        catalog::write_new(dir, Some(&owner), &head)?;
-        let (wal, _) = wal::Wal::open(&dir.join("wal"), 0)?;
-        store.pin_as(&pin_name(&spec.name), &manifest_cid).await?;
-        store.flush().await?;
-        let spec = index_spec(&manifest);
-        let held = roots
-            .iter()
-            .map(|root| {
-                let shard = LocalShard::empty(store.clone(), spec, root.clone())?;
-                Ok((root.shard, shard))
-            })
-            .collect::<Result<_, CollectionError>>()?;
-        let mut this = Self {
-            store,
-            dir: dir.to_path_buf(),
-            owner: Some(owner),
-            head,
-            manifest,
-            roots,
-            held,
-            staging: Default::default(),
-            applied: wal.last_seq(),
-            checkpoint_turn: Default::default(),
-            #[cfg(test)]
-            checkpoint_pause: Default::default(),
-            wal: std::sync::Arc::new(wal),
-            retired: false,
-        };
-        this.save_index()?;
-        Ok(this)
-    }
-
-    /// Registers a collection from a signed head whose DAG is already in the store (as after a
-    /// CAR import). Without the owner key it is read-only.
-    pub async fn adopt(store: S, dir: &Path, head: HeadRecord) -> Result<Self, CollectionError> {
-        Self::adopt_shards(store, dir, head, None).await
-    }
-
-    /// Registers a collection of which this node holds the shards `held` only (all of them
-    /// when `None`): the manifest and every shard root must be in the store, and the trees of
-    /// the held shards. A partial replica is read-only, searches its shards only and says so
-    /// ([`Collection::coverage`]).
-    pub async fn adopt_shards(
-        store: S,
-        dir: &Path,
-        head: HeadRecord,
-        held: Option<Vec<u32>>,
-    ) -> Result<Self, CollectionError> {
-        let manifest: Manifest = dagcbor::decode(&store.require(&head.manifest).await?)?;
-        manifest.validate()?;
-        let writers: Vec<&[u8]> = manifest.writers.iter().map(|w| w.as_slice()).collect();
-        head.verify(&writers)?;
-        if head.collection != manifest.owner {
-            return Err(CollectionError::Invalid(
-                "the head names another collection than its manifest".into(),
-            ));
-        }
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let held = match held {
-            Some(held) => Some(check_held(&held, manifest.shards.len() as u32)?),
-            None => None,
-        };
-        store.pin_as(&pin_name(&name), &head.manifest).await?;
-        catalog::write_new_partial(dir, &head, held.as_deref())?;
-        store.flush().await?;
-        Self::open(store, dir).await
-    }
-
     /// The name the collection is registered under here (its folder name).
     pub fn name(&self) -> String {
         self.dir
@@ -418,91 +298,6 @@ impl<S: BlockStore> Collection<S> {
     /// Whether this node holds the owner key and can write.
     pub fn writable(&self) -> bool {
         self.owner.is_some()
-    }
-
-    /// Opens the collection in `dir`, loading its shards' saved indexes or rebuilding them.
-    pub async fn open(store: S, dir: &Path) -> Result<Self, CollectionError> {
-        Self::open_with(store, dir, &OpenProgress::default(), 0).await
-    }
-
-    /// [`Collection::open`], telling `progress` how far the index builds have come. The held
-    /// shards open in parallel, `threads` at a time (0: as many as the machine has cores),
-    /// each index build on a core of its own.
-    pub async fn open_with(
-        store: S,
-        dir: &Path,
-        progress: &OpenProgress,
-        threads: usize,
-    ) -> Result<Self, CollectionError> {
-        let (owner, head, committed) = catalog::read(dir)?;
-        let manifest: Manifest = dagcbor::decode_trusted(&store.require(&head.manifest).await?)?;
-        let writers: Vec<&[u8]> = manifest.writers.iter().map(|w| w.as_slice()).collect();
-        head.verify(&writers)?;
-        let roots = read_roots(&store, &manifest).await?;
-        let held = match catalog::read_held(dir)? {
-            Some(held) => check_held(&held, roots.len() as u32)?,
-            None => (0..roots.len() as u32).collect(),
-        };
-        if owner.is_some() && held.len() != roots.len() {
-            return Err(CollectionError::Invalid(
-                "the owner's node must hold every shard of its collection; remove the folder's \
-                 `shards` file"
-                    .into(),
-            ));
-        }
-        catalog::remove_legacy_index(dir);
-        let with_cids: Vec<(Cid, ShardRoot)> = manifest
-            .shards
-            .iter()
-            .copied()
-            .zip(roots.iter().cloned())
-            .collect();
-        let held = shard::open_all(
-            &store,
-            index_spec(&manifest),
-            dir,
-            &with_cids,
-            &held,
-            progress,
-            threads,
-        )
-        .await?;
-        let mut staging = write::Staging::default();
-        staging
-            .clock
-            .observe(ipvec_protocol::hlc::Hlc::new(manifest.updated, 0));
-        let (wal, records) = wal::Wal::open(&dir.join("wal"), committed)?;
-        let mut this = Self {
-            store,
-            dir: dir.to_path_buf(),
-            owner,
-            head,
-            manifest,
-            roots,
-            held,
-            staging: std::sync::Mutex::new(staging),
-            applied: wal.last_seq(),
-            checkpoint_turn: Default::default(),
-            #[cfg(test)]
-            checkpoint_pause: Default::default(),
-            wal: std::sync::Arc::new(wal),
-            retired: false,
-        };
-        // Writes acknowledged after the last checkpoint: replay, then put them in the trees.
-        let replay: Vec<_> = records.into_iter().filter(|r| r.seq > committed).collect();
-        if !replay.is_empty() {
-            let count: usize = replay.iter().map(|r| r.entries.len()).sum();
-            tracing::info!(
-                records = replay.len(),
-                entries = count,
-                "replaying the write-ahead log"
-            );
-            for record in replay {
-                this.apply_in_memory(record.entries)?;
-            }
-            this.checkpoint().await?;
-        }
-        Ok(this)
     }
 
     /// Live points of every shard (held here or not), counting writes still in the log.
@@ -627,70 +422,6 @@ impl<S: BlockStore> Collection<S> {
         self.sync().await
     }
 
-    /// Moves a replica (a collection this node does not write) to a newer signed head whose
-    /// whole DAG is in the store: the head must be of this collection, newer, and signed by a
-    /// writer the current manifest allows. Pins the new manifest, records the head and reopens
-    /// (the index is rebuilt from the new trees). An older or equal head changes nothing.
-    pub async fn advance(&mut self, head: HeadRecord) -> Result<(), CollectionError> {
-        self.check_live()?;
-        if self.writable() {
-            return Err(CollectionError::Invalid(
-                "this node writes the collection; it does not follow other heads".into(),
-            ));
-        }
-        if head.collection != self.manifest.owner {
-            return Err(CollectionError::Invalid(
-                "the head is of another collection".into(),
-            ));
-        }
-        if head.seq <= self.head.seq {
-            return Ok(());
-        }
-        let writers: Vec<&[u8]> = self.manifest.writers.iter().map(|w| w.as_slice()).collect();
-        head.verify(&writers)?;
-        let manifest: Manifest = dagcbor::decode(&self.store.require(&head.manifest).await?)?;
-        manifest.validate()?;
-        let same_layout = manifest.shards.len() == self.roots.len()
-            && index_spec(&manifest) == index_spec(&self.manifest);
-        if !same_layout && !self.holds_all() {
-            return Err(CollectionError::Invalid(format!(
-                "version {} of collection {:?} changes its shard layout or index settings, and \
-                 this node holds only shards {}; drop it and fetch it again",
-                head.seq,
-                self.name(),
-                list_shards(&self.held_shards())
-            )));
-        }
-        let roots = read_roots(&self.store, &manifest).await?;
-        if self.holds_all() {
-            crate::store::dag::check_complete(&self.store, &head.manifest).await?;
-        } else {
-            for number in self.held.keys() {
-                let tree = roots[*number as usize].tree;
-                crate::store::dag::check_complete(&self.store, &tree).await?;
-            }
-        }
-        let name = self.name();
-        self.store.pin_as(&pin_name(&name), &head.manifest).await?;
-        catalog::write_head(&self.dir, &head, self.wal.last_seq())?;
-        self.store.flush().await?;
-        if !same_layout {
-            *self = Self::open(self.store.clone(), &self.dir).await?;
-            return Ok(());
-        }
-        // Same shards and index settings: apply only what changed between the trees to the
-        // held shards' indexes and key maps.
-        let mut changed = 0u64;
-        for (number, shard) in &mut self.held {
-            changed += shard.advance(roots[*number as usize].clone()).await?;
-        }
-        tracing::debug!(collection = %name, changed, "applied a new version's changes");
-        self.head = head;
-        self.manifest = manifest;
-        self.roots = roots;
-        Ok(())
-    }
-
     /// Bytes in the write-ahead log (acknowledged writes not yet in the trees).
     pub fn wal_bytes(&self) -> u64 {
         self.wal.bytes()
@@ -725,46 +456,6 @@ fn index_spec(manifest: &Manifest) -> IndexSpec {
         quantization: manifest.quantization,
         hnsw: manifest.hnsw,
     }
-}
-
-/// Every shard root of `manifest`, in order, each checked to be at its own place.
-async fn read_roots<S: BlockStore>(
-    store: &S,
-    manifest: &Manifest,
-) -> Result<Vec<ShardRoot>, CollectionError> {
-    let mut roots = Vec::with_capacity(manifest.shards.len());
-    for (number, cid) in manifest.shards.iter().enumerate() {
-        let root = dagcbor::decode_trusted::<ShardRoot>(&store.require(cid).await?)?;
-        // Writes and lookups find a shard by its place in the manifest.
-        if root.shard as usize != number {
-            return Err(CollectionError::Invalid(format!(
-                "the manifest's shard {number} ({cid}) names itself shard {}; the collection's \
-                 writer made a broken version",
-                root.shard
-            )));
-        }
-        roots.push(root);
-    }
-    Ok(roots)
-}
-
-/// Checks a set of shard numbers against a collection of `count` shards; returns them sorted.
-pub fn check_held(held: &[u32], count: u32) -> Result<Vec<u32>, CollectionError> {
-    let mut sorted = held.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    if sorted.is_empty() {
-        return Err(CollectionError::Invalid(
-            "name at least one shard to hold".into(),
-        ));
-    }
-    if let Some(bad) = sorted.iter().find(|n| **n >= count) {
-        return Err(CollectionError::Invalid(format!(
-            "the collection has {count} shards, numbered 0 to {}; there is no shard {bad}",
-            count - 1
-        )));
-    }
-    Ok(sorted)
 }
 
 /// Shard numbers as a list for people: `0, 3`.

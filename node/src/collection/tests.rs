@@ -7,7 +7,7 @@ use ipvec_protocol::{
 };
 
 use super::*;
-use crate::{index::testdata::clustered, store::IrohBlockStore};
+use crate::{index::testdata::clustered, store::IrohBlockStore, tree};
 
 fn spec(name: &str, shards: u32) -> CollectionSpec {
     CollectionSpec {

@@ -1,0 +1,86 @@
+//! What a request's parts become before a handler runs: its JSON or raw body, path parameters
+//! and query string, each refused as an [`ApiError`] (the JSON error body, with what to do)
+//! instead of axum's plain-text rejections.
+
+use axum::{
+    extract::{FromRequest, FromRequestParts, Path, Query, Request},
+    http::{request::Parts, StatusCode},
+    Json,
+};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// A JSON body whose rejections are [`ApiError`]s.
+pub(super) struct ApiJson<T>(pub(super) T);
+
+fn rejection(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::too_large(
+            "the request body is over the daemon's limit (api.max_body_bytes); send smaller batches",
+        )
+    } else {
+        ApiError::bad_request(format!(
+            "{text}; /openapi.json describes every request body"
+        ))
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(e) => Err(rejection(e.status(), e.body_text())),
+        }
+    }
+}
+
+/// A whole (limited) body whose rejections are [`ApiError`]s.
+pub(super) struct ApiBytes(pub(super) bytes::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match bytes::Bytes::from_request(req, state).await {
+            Ok(b) => Ok(ApiBytes(b)),
+            Err(e) => Err(rejection(e.status(), e.body_text())),
+        }
+    }
+}
+
+/// A path parameter whose rejections are [`ApiError`]s (axum's are plain text).
+pub(super) struct ApiPath<T>(pub(super) T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ApiPath(value)),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "{}; path segments are percent-encoded UTF-8",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
+/// A query string whose rejections are [`ApiError`]s.
+pub(super) struct ApiQuery<T>(pub(super) T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(ApiQuery(value)),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "{}; /openapi.json describes each route's query parameters",
+                e.body_text()
+            ))),
+        }
+    }
+}
