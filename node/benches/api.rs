@@ -21,6 +21,8 @@ mod daemon;
 #[allow(dead_code)]
 #[path = "engine/data.rs"]
 mod data;
+#[path = "shared/latency.rs"]
+mod latency;
 
 use std::{
     path::PathBuf,
@@ -37,6 +39,7 @@ use ipvec_node::{
     repo::Repo,
 };
 use ipvec_protocol::manifest::{Metric, Quantization};
+use latency::Pass;
 
 const PASSES: usize = 3;
 const CONCURRENT: usize = 16;
@@ -65,25 +68,6 @@ fn options() -> Result<Options> {
         }
     }
     Ok(opts)
-}
-
-/// Latencies of one pass and its wall time.
-struct Pass {
-    wall: Duration,
-    latencies: Vec<Duration>,
-}
-
-impl Pass {
-    fn qps(&self) -> f64 {
-        self.latencies.len() as f64 / self.wall.as_secs_f64()
-    }
-
-    fn percentile(&self, p: f64) -> f64 {
-        let mut sorted = self.latencies.clone();
-        sorted.sort();
-        let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-        sorted[i].as_secs_f64() * 1e3
-    }
 }
 
 fn best(passes: Vec<Pass>) -> Pass {

@@ -24,6 +24,8 @@ mod daemon;
 #[allow(dead_code)]
 #[path = "engine/data.rs"]
 mod data;
+#[path = "shared/latency.rs"]
+mod latency;
 
 use std::{
     path::PathBuf,
@@ -42,6 +44,7 @@ use ipvec_node::{
     repo::Repo,
 };
 use ipvec_protocol::manifest::{Metric, Quantization};
+use latency::Pass;
 
 struct Options {
     base: usize,
@@ -81,29 +84,15 @@ fn options() -> Result<Options> {
     Ok(opts)
 }
 
-/// One search pass: latencies and wall time.
-struct Pass {
-    wall: Duration,
-    latencies: Vec<Duration>,
-}
-
-impl Pass {
-    fn percentile(&self, p: f64) -> f64 {
-        let mut sorted = self.latencies.clone();
-        sorted.sort();
-        let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-        sorted[i].as_secs_f64() * 1e3
-    }
-
-    fn row(&self, what: &str) {
-        println!(
-            "| {what:<34} | {:>10.0} | {:>8.3} | {:>8.3} | {:>8.3} |",
-            self.latencies.len() as f64 / self.wall.as_secs_f64(),
-            self.percentile(0.50),
-            self.percentile(0.99),
-            self.percentile(1.0),
-        );
-    }
+/// A search pass's row in the table.
+fn row(what: &str, pass: &Pass) {
+    println!(
+        "| {what:<34} | {:>10.0} | {:>8.3} | {:>8.3} | {:>8.3} |",
+        pass.qps(),
+        pass.percentile(0.50),
+        pass.percentile(0.99),
+        pass.percentile(1.0),
+    );
 }
 
 async fn search_pass(client: &reqwest::Client, url: &str, bodies: &[String]) -> Result<Pass> {
@@ -335,20 +324,20 @@ fn main() -> Result<()> {
     println!(
         "| ---------------------------------- | ---------: | -------: | -------: | -------: |"
     );
-    idle.row("idle");
-    loaded.row(&format!(
-        "while upserting {}-point batches{}",
-        opts.batch,
-        if opts.other {
-            " into another collection"
-        } else {
-            ""
-        }
-    ));
-    committing.0.row(&format!(
-        "while committing {} pending entries",
-        opts.commit_points
-    ));
+    row("idle", &idle);
+    let into = if opts.other {
+        " into another collection"
+    } else {
+        ""
+    };
+    row(
+        &format!("while upserting {}-point batches{into}", opts.batch),
+        &loaded,
+    );
+    row(
+        &format!("while committing {} pending entries", opts.commit_points),
+        &committing.0,
+    );
     println!();
     println!(
         "the commit of {} pending entries took {:.1} s",

@@ -63,19 +63,11 @@ fn held_text(c: &CollectionInfo) -> String {
     match &c.held_shards {
         Some(held) if held.len() < c.shards => format!(
             "\nheld:         shards {} of {} (a partial replica: searches cover these)",
-            shard_list(held),
+            crate::collection::list_shards(held),
             c.shards
         ),
         _ => String::new(),
     }
-}
-
-fn shard_list(shards: &[u32]) -> String {
-    shards
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn parse_vector(text: &str) -> anyhow::Result<Vec<f32>> {
@@ -238,7 +230,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                         if i == 0 {
                             eprintln!(
                                 "note: searched shards {} of {}; this node holds only those",
-                                shard_list(&coverage.searched),
+                                crate::collection::list_shards(&coverage.searched),
                                 coverage.shards
                             );
                         }

@@ -24,6 +24,20 @@ pub struct FetchTotals {
     pub bytes: u64,
 }
 
+impl std::ops::Add for FetchTotals {
+    type Output = Self;
+
+    /// The totals of two fetches, one after the other.
+    fn add(self, other: Self) -> Self {
+        Self {
+            blocks: self.blocks + other.blocks,
+            known: self.known + other.known,
+            fetched: self.fetched + other.fetched,
+            bytes: self.bytes + other.bytes,
+        }
+    }
+}
+
 /// A walk of the DAG under one root.
 #[derive(Debug)]
 pub struct DagWalk {

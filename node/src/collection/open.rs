@@ -302,8 +302,8 @@ async fn read_roots<S: BlockStore>(
         // Writes and lookups find a shard by its place in the manifest.
         if root.shard as usize != number {
             return Err(CollectionError::Invalid(format!(
-                "the manifest's shard {number} ({cid}) names itself shard {}; the collection's \
-                 writer made a broken version",
+                "the manifest's shard {number} ({cid}) names itself shard {}: a broken version \
+                 that cannot be opened; ask the collection's writer to publish a new one",
                 root.shard
             )));
         }

@@ -569,8 +569,8 @@ mod tests {
         assert!(commands.is_closed(), "the event loop dropped its inbox");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_network_stops_when_its_last_handle_is_dropped() {
+    /// A network on a memory store, and the daemon's token it was started under.
+    async fn started() -> (crate::net::Network, CancellationToken) {
         let key = Keypair::generate_ed25519();
         let stop = CancellationToken::new();
         let network = crate::net::Network::start(
@@ -581,6 +581,12 @@ mod tests {
         )
         .await
         .unwrap();
+        (network, stop)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_network_stops_when_its_last_handle_is_dropped() {
+        let (network, stop) = started().await;
         let tasks = network.tasks.clone();
         let token = network.stop_token().clone();
         let second = network.clone();
@@ -600,16 +606,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_fetch_in_flight_ends_when_the_network_stops() {
-        let key = Keypair::generate_ed25519();
-        let stop = CancellationToken::new();
-        let network = crate::net::Network::start(
-            &key,
-            quiet(),
-            crate::store::IrohBlockStore::memory(),
-            &stop,
-        )
-        .await
-        .unwrap();
+        let (network, stop) = started().await;
         let bitswap = network.bitswap().clone();
         let cid = ipvec_protocol::cid::block_cid(ipvec_protocol::cid::RAW, b"nowhere");
         // A peer that is not connected: the want waits for an answer that never comes.

@@ -392,21 +392,13 @@ impl Node {
         for tree in trees {
             let totals = bitswap
                 .fetch_dag(tree, peers, |t| {
-                    let sum = FetchTotals {
-                        blocks: before.blocks + t.blocks,
-                        known: before.known + t.known,
-                        fetched: before.fetched + t.fetched,
-                        bytes: before.bytes + t.bytes,
-                    };
+                    let sum = before + t;
                     sync.progress(sum.blocks, sum.known);
                     progress(sum);
                 })
                 .await
                 .map_err(unavailable)?;
-            before.blocks += totals.blocks;
-            before.known += totals.known;
-            before.fetched += totals.fetched;
-            before.bytes += totals.bytes;
+            before = before + totals;
         }
         Ok(())
     }
