@@ -11,13 +11,16 @@
 //! them; start the `ipvec daemon` binary on the repository; one client searches every query
 //! (k = 10, ef = 64) idle; then the same client searches again while a second client upserts
 //! batches of `--batch` points (rows after the base, then the base again under new ids) into
-//! the same collection as fast as the daemon acknowledges them. Prints p50/p99 and searches
+//! the same collection as fast as the daemon acknowledges them (`--background-nice N` sets the
+//! daemon's `storage.background_nice`, the priority of its writing threads). Prints p50/p99 and searches
 //! per second for both, the upserts acknowledged, and the daemon's WAL fsyncs; asserts nothing
 //! about time. A last phase upserts `--commit-points` (75,000) points, which stay pending
 //! (at 784 dimensions the log reaches its 256 MiB checkpoint threshold at about 85,000), and
 //! searches while a commit puts them into the tree. `--other-collection` sends the upserts to
 //! a second collection: the machine does the same work but no lock is shared with the
-//! searches, which gives the floor of the loaded latency on this machine.
+//! searches, which gives the floor of the loaded latency on this machine. `--refused-writes`
+//! sends them to a second collection of another dimension: the daemon receives and parses
+//! every batch and refuses it (400), which measures what moving the batches alone costs.
 
 #[path = "shared/daemon.rs"]
 mod daemon;
@@ -54,6 +57,11 @@ struct Options {
     /// Upsert into a second collection instead: the same work for the machine, no lock shared
     /// with the searches (the floor any locking scheme can reach on this machine).
     other: bool,
+    /// Upsert into a collection of another dimension, which refuses every batch after
+    /// receiving and parsing it.
+    refused: bool,
+    /// The daemon's `storage.background_nice` (`None`: its default).
+    nice: Option<String>,
     /// Entries pending when the commit phase commits them.
     commit_points: usize,
 }
@@ -65,6 +73,8 @@ fn options() -> Result<Options> {
         queries: 2_000,
         dir: None,
         other: false,
+        refused: false,
+        nice: None,
         commit_points: 75_000,
     };
     let mut args = std::env::args().skip(1);
@@ -75,6 +85,11 @@ fn options() -> Result<Options> {
             "--queries" | "-q" => opts.queries = args.next().context("--queries N")?.parse()?,
             "--dir" => opts.dir = Some(args.next().context("--dir PATH")?.into()),
             "--other-collection" => opts.other = true,
+            "--background-nice" => opts.nice = Some(args.next().context("--background-nice N")?),
+            "--refused-writes" => {
+                opts.other = true;
+                opts.refused = true;
+            }
             "--commit-points" => {
                 opts.commit_points = args.next().context("--commit-points N")?.parse()?
             }
@@ -211,7 +226,7 @@ fn main() -> Result<()> {
         for name in ["fmnist", "other"] {
             node.create_collection(CreateCollection {
                 name: name.into(),
-                dim: data.dim as u32,
+                dim: data.dim as u32 + u32::from(name == "other" && opts.refused),
                 metric: Metric::L2,
                 quantization: Quantization::F32,
                 m: 16,
@@ -239,10 +254,11 @@ fn main() -> Result<()> {
 
     // No periodic commit: the pending entries of the last phase wait for its commit (writes
     // still commit by themselves past 100,000 pending entries).
-    let (daemon, url) = start_daemon_with(
-        &repo_path,
-        &[("IPVEC_STORAGE_COMMIT_INTERVAL_MS", "3600000")],
-    )?;
+    let mut env = vec![("IPVEC_STORAGE_COMMIT_INTERVAL_MS", "3600000")];
+    if let Some(nice) = &opts.nice {
+        env.push(("IPVEC_STORAGE_BACKGROUND_NICE", nice));
+    }
+    let (daemon, url) = start_daemon_with(&repo_path, &env)?;
     let bodies: Vec<String> = data
         .queries_f32()
         .iter()
@@ -275,6 +291,7 @@ fn main() -> Result<()> {
         let fsyncs_before = fsyncs(&client, &url).await?;
         let writer = {
             let (stop, acked, batches) = (stop.clone(), acked.clone(), batches.clone());
+            let refused = opts.refused;
             let target = if opts.other { "other" } else { "fmnist" };
             let points_url = format!("{url}/v1/collections/{target}/points");
             let writer_client = reqwest::Client::new();
@@ -292,7 +309,7 @@ fn main() -> Result<()> {
                         .await?;
                     let status = response.status();
                     let _ = response.bytes().await?;
-                    anyhow::ensure!(status.is_success(), "upsert answered {status}");
+                    anyhow::ensure!(status.is_success() != refused, "upsert answered {status}");
                     acked.fetch_add(1, Ordering::Relaxed);
                 }
                 anyhow::Ok(started.elapsed())
@@ -325,7 +342,9 @@ fn main() -> Result<()> {
         "| ---------------------------------- | ---------: | -------: | -------: | -------: |"
     );
     row("idle", &idle);
-    let into = if opts.other {
+    let into = if opts.refused {
+        ", each refused"
+    } else if opts.other {
         " into another collection"
     } else {
         ""
@@ -345,7 +364,7 @@ fn main() -> Result<()> {
         committing.1.as_secs_f64()
     );
     println!(
-        "upserts acknowledged meanwhile: {upserts} batches ({:.0} points/s), WAL fsyncs: {fsynced}; loaded p99 / idle p99 = {:.2}",
+        "upserts answered meanwhile: {upserts} batches ({:.0} points/s), WAL fsyncs: {fsynced}; loaded p99 / idle p99 = {:.2}",
         (upserts as usize * opts.batch) as f64 / upsert_wall.as_secs_f64(),
         loaded.percentile(0.99) / idle.percentile(0.99)
     );

@@ -14,8 +14,10 @@
 //! - [`api`]: the HTTP front end: the daemon that serves the operations, and its client.
 //! - [`cli`]: the `ipvec` command line (over the daemon's API when one runs).
 //! - [`tasks`]: who owns each background task and what stops it.
+//! - [`background`]: the lower-priority threads that writes, commits and index builds run on.
 
 pub mod api;
+pub mod background;
 pub mod cli;
 pub mod cluster;
 pub mod collection;

@@ -16,6 +16,7 @@
 //! - [`limits`]: sizes every implementation must enforce.
 //! - [`api`]: the JSON a node's HTTP API takes and answers (shared with the dashboard).
 //! - [`announce`]: the DHT keys peers announce collections and shards under.
+//! - [`search`]: the federated search protocol between peers (`/ipvec/search/1.0.0`).
 //! - [`error`]: the one error type of this crate.
 
 pub mod announce;
@@ -29,6 +30,7 @@ pub mod hlc;
 pub mod limits;
 pub mod manifest;
 pub mod node;
+pub mod search;
 
 pub use ::cid::Cid;
 pub use error::ProtocolError;

@@ -37,6 +37,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A JSON body large enough to take milliseconds to parse (a batch of points), parsed on the
+/// [`background`](crate::background) pool so that the runtime's threads stay free for
+/// searches. Its media type was checked by the route's guard; rejections as [`ApiJson`]'s.
+pub(super) struct BulkJson<T>(pub(super) T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send + 'static> FromRequest<S> for BulkJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let ApiBytes(body) = ApiBytes::from_request(req, state).await?;
+        match crate::background::run(move || Json::<T>::from_bytes(&body)).await {
+            Ok(Ok(Json(value))) => Ok(BulkJson(value)),
+            Ok(Err(e)) => Err(rejection(e.status(), e.body_text())),
+            Err(e) => Err(ApiError::internal(format!("parsing the body stopped: {e}"))),
+        }
+    }
+}
+
 /// A whole (limited) body whose rejections are [`ApiError`]s.
 pub(super) struct ApiBytes(pub(super) bytes::Bytes);
 

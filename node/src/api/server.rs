@@ -23,7 +23,7 @@ use utoipa::OpenApi;
 
 use super::{
     error::ApiError,
-    extract::{ApiBytes, ApiJson, ApiPath, ApiQuery},
+    extract::{ApiBytes, ApiJson, ApiPath, ApiQuery, BulkJson},
     guard::{self, BodyKind, Gate, Kind, Limits, RouteRules},
     openapi::{BearerScheme, ErrorResponses},
     types::*,
@@ -153,7 +153,7 @@ async fn collection_log(
 async fn upsert(
     State(s): State<AppState>,
     ApiPath(name): ApiPath<String>,
-    ApiJson(request): ApiJson<UpsertPoints>,
+    BulkJson(request): BulkJson<UpsertPoints>,
 ) -> ApiResult<WriteResult> {
     Ok(Json(s.node.upsert(&name, request.points).await?))
 }

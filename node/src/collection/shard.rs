@@ -522,8 +522,8 @@ async fn build_index<S: BlockStore>(
 }
 
 /// Opens the shards `wanted` of `roots` (with their root block CIDs), `threads` at a time (0:
-/// as many as the machine has cores), each on a blocking thread of its own: their index
-/// builds run in parallel.
+/// as many as the machine has cores), each on a [`background`](crate::background) thread of
+/// its own: their index builds run in parallel.
 pub(super) async fn open_all<S: BlockStore>(
     store: &S,
     spec: IndexSpec,
@@ -553,9 +553,10 @@ pub(super) async fn open_all<S: BlockStore>(
                 progress.clone(),
                 handle.clone(),
             );
-            running.spawn_blocking(move || {
-                handle.block_on(LocalShard::open(store, spec, &dir, &cid, root, &progress))
-            });
+            running.spawn_blocking_on(
+                move || handle.block_on(LocalShard::open(store, spec, &dir, &cid, root, &progress)),
+                &crate::background::handle(),
+            );
         }
         match running.join_next().await {
             Some(done) => {

@@ -9,7 +9,7 @@ use ipvec_protocol::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::{offload, parse_cid, Error, Node};
+use super::{offload_background, parse_cid, Error, Node};
 use crate::{
     collection::catalog,
     store::{car, dag, gc, BlockStore},
@@ -292,6 +292,6 @@ impl Node {
         catalog::check_new_name(&name)?;
         let node = self.clone();
         // Offloaded: it runs to its end even if the caller goes away.
-        offload(async move { node.register_in_turn(head, &name, held).await }).await
+        offload_background(async move { node.register_in_turn(head, &name, held).await }).await
     }
 }

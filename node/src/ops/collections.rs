@@ -2,7 +2,7 @@
 
 use ipvec_protocol::api::*;
 
-use super::{metrics::CollectionLabels, offload, Error, Node};
+use super::{metrics::CollectionLabels, offload_background, Error, Node};
 use crate::{
     collection::{self, catalog, Collection, CollectionSpec},
     store::IrohBlockStore,
@@ -29,7 +29,7 @@ impl Node {
         };
         let node = self.clone();
         // Offloaded: it runs to its end even if the caller goes away.
-        let created = offload(async move { node.create_in_turn(spec).await });
+        let created = offload_background(async move { node.create_in_turn(spec).await });
         self.observed("create", &request.name, created).await
     }
 
@@ -121,7 +121,8 @@ impl Node {
             let node = self.clone();
             let owned = name.to_string();
             // Offloaded: it runs to its end even if the caller goes away.
-            let dropped = offload(async move { node.drop_in_turn(&owned).await }).await?;
+            let dropped =
+                offload_background(async move { node.drop_in_turn(&owned).await }).await?;
             for family in [
                 &self.inner.metrics.points,
                 &self.inner.metrics.index_memory,
@@ -147,7 +148,7 @@ impl Node {
         }
         let node = self.clone();
         self.observed("commit", name, async move {
-            offload(async move {
+            offload_background(async move {
                 let _writing = node.inner.gc_lock.read().await;
                 collection::shared::checkpoint(&shared).await?;
                 Ok(())

@@ -106,14 +106,29 @@ struct Inner {
     tasks: crate::tasks::Tasks,
 }
 
-/// Runs `work` on the blocking pool (it may search an index or fsync a log for a while).
+/// Runs `work` on the blocking pool (it may search an index for a while).
 async fn offload<T: Send + 'static>(
     work: impl Future<Output = Result<T, Error>> + Send + 'static,
 ) -> Result<T, Error> {
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || handle.block_on(work))
         .await
-        .map_err(|e| Error::internal(format!("operation failed: {e}")))?
+        .map_err(stopped)?
+}
+
+/// Runs `work` on the [`background`](crate::background) pool, which yields the CPU to
+/// searches: writes (index inserts, log fsyncs), commits, creates and drops.
+async fn offload_background<T: Send + 'static>(
+    work: impl Future<Output = Result<T, Error>> + Send + 'static,
+) -> Result<T, Error> {
+    let handle = tokio::runtime::Handle::current();
+    crate::background::run(move || handle.block_on(work))
+        .await
+        .map_err(stopped)?
+}
+
+fn stopped(e: tokio::task::JoinError) -> Error {
+    Error::internal(format!("operation failed: {e}"))
 }
 
 /// Parses a CID from a request.
@@ -127,6 +142,7 @@ impl Node {
     /// Wraps an open repository; `config` is its effective configuration (file, environment
     /// and flags). Collections open on first use, or all at once with [`Node::open_all`].
     pub fn new(repo: Repo, config: Config) -> Self {
+        crate::background::set_nice(config.storage.background_nice);
         // Before any request: the folders of creates and drops a crash cut short.
         let root = repo.path().join("collections");
         match catalog::sweep(&root) {

@@ -2,7 +2,7 @@
 
 use ipvec_protocol::api::*;
 
-use super::{offload, Error, Node};
+use super::{offload_background, Error, Node};
 use crate::collection::{
     self,
     points::{ipld_to_json, json_to_ipld},
@@ -79,7 +79,7 @@ impl Node {
             let shared = self.collection(name).await?;
             let node = self.clone();
             let job = self.inner.jobs.start("upsert", name, "points", Some(n));
-            let result = offload(async move {
+            let result = offload_background(async move {
                 let _writing = node.inner.gc_lock.read().await;
                 let written = collection::shared::upsert(&shared, points).await?;
                 Ok(write_result(written))
@@ -99,7 +99,7 @@ impl Node {
             let shared = self.collection(name).await?;
             let node = self.clone();
             let ids: Vec<_> = ids.into_iter().map(Into::into).collect();
-            let result = offload(async move {
+            let result = offload_background(async move {
                 let _writing = node.inner.gc_lock.read().await;
                 let written = collection::shared::delete(&shared, &ids).await?;
                 Ok(write_result(written))

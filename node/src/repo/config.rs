@@ -183,6 +183,9 @@ pub struct StorageConfig {
     /// How often the daemon commits acknowledged writes from each collection's log into its
     /// tree (a new version), in milliseconds. Writes are durable and searchable before that.
     pub commit_interval_ms: u64,
+    /// The nice value (0 to 19) of the threads that run writes, commits and index builds:
+    /// above 0 they yield the CPU to searches when both want it (Linux).
+    pub background_nice: i32,
 }
 
 impl Default for StorageConfig {
@@ -190,6 +193,7 @@ impl Default for StorageConfig {
         Self {
             max_bytes: 0,
             commit_interval_ms: 2_000,
+            background_nice: 10,
         }
     }
 }
@@ -303,6 +307,12 @@ impl Config {
         self.api.listen_addr()?;
         if self.storage.commit_interval_ms < 10 {
             return Err(invalid("storage.commit_interval_ms", "must be at least 10"));
+        }
+        if !(0..=19).contains(&self.storage.background_nice) {
+            return Err(invalid(
+                "storage.background_nice",
+                "must be 0 (the searches' priority) to 19 (the lowest)",
+            ));
         }
         if self.api.max_body_bytes < 1024 {
             return Err(invalid("api.max_body_bytes", "must be at least 1024"));
@@ -421,6 +431,9 @@ impl Config {
              # How often the daemon commits acknowledged writes from each collection's log into\n\
              # its tree (a new version), in milliseconds. Writes are durable and searchable at once.\n\
              commit_interval_ms = {}\n\
+             # Nice value (0 to 19) of the threads that run writes, commits and index builds:\n\
+             # above 0 they yield the CPU to searches when both want it.\n\
+             background_nice = {}\n\
              \n\
              [log]\n\
              # Least severe level logged: error, warn, info, debug or trace. RUST_LOG overrides it.\n\
@@ -450,6 +463,7 @@ impl Config {
             self.p2p.provider_ttl_secs,
             self.storage.max_bytes,
             self.storage.commit_interval_ms,
+            self.storage.background_nice,
             self.log.level,
             self.log.format
         )
