@@ -8,6 +8,8 @@
 //! - [`repo`]: the on-disk repository: config, node key, store, lock.
 //! - [`cluster`]: sans-io cores (time passed in): the Bitswap want ledger, DAG fetch
 //!   scheduling, following collections.
+//! - [`federation`]: the sans-io core of federated search: planning, hedging, failover,
+//!   peer scores and circuit breakers, merging, coverage.
 //! - [`net`]: the peer-to-peer layer: the libp2p swarm and its event loop.
 //! - [`ops`]: the node's operations on an open repository, split by concept, their errors
 //!   ([`ops::Error`]) and their one list ([`ops::Operations`]), which every front end calls.
@@ -21,6 +23,7 @@ pub mod background;
 pub mod cli;
 pub mod cluster;
 pub mod collection;
+pub mod federation;
 pub mod index;
 pub mod net;
 pub mod ops;
