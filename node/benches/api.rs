@@ -189,6 +189,9 @@ fn main() -> Result<()> {
             filter: None,
             at: None,
             deadline_ms: None,
+            federated: false,
+            verify: false,
+            min_coverage: None,
         };
         let mut passes = Vec::new();
         let mut expected = Vec::new();

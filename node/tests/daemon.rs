@@ -18,25 +18,6 @@ use std::{
 
 use serde_json::{json, Value};
 
-/// A sample's value by metric name (with or without `_total`) and labels.
-fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name || s.metric == format!("{name}_total"))
-        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match &s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => *v,
-            prometheus_parse::Value::Histogram(buckets) => {
-                buckets.last().map(|b| b.count).unwrap_or(0.0)
-            }
-            prometheus_parse::Value::Summary(_) => 0.0,
-        })
-        .sum()
-}
-
 /// Collection info without what only a node on the network knows (when it announced the
 /// collection, how many providers the DHT names): the rest must be the same either way.
 fn without_network_state(json: &str) -> String {

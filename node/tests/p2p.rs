@@ -11,34 +11,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// Polls `check` until it holds (or fails the test after 30 s).
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "timed out waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The node's first address (`ipvec id`), ending in `/p2p/<peer id>`.
-fn address_of(repo: &std::path::Path) -> String {
-    json_of(&ok(repo, &["--json", "id"]))["addresses"][0]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// The node's peer id.
-fn peer_of(repo: &std::path::Path) -> String {
-    json_of(&ok(repo, &["--json", "id"]))["peer_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 /// Creates collection `name` (4-d, L2) in `repo` and adds points `0..n` to it.
 fn filled_collection(repo: &std::path::Path, name: &str, n: u64) {
     filled_collection_with(repo, name, n, &[]);
@@ -52,15 +24,6 @@ fn filled_collection_with(repo: &std::path::Path, name: &str, n: u64, flags: &[&
     let file = repo.parent().unwrap().join(format!("{name}.jsonl"));
     std::fs::write(&file, points_jsonl(0..n)).unwrap();
     ok(repo, &["add", name, file.to_str().unwrap()]);
-}
-
-fn peers_of(repo: &std::path::Path) -> Vec<String> {
-    json_of(&ok(repo, &["--json", "peers"]))["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["peer_id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]

@@ -10,82 +10,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::{hostile::*, *};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use ipvec_node::net::bitswap::{
     message::{prefix_of, Message, Payload, Presence},
     PROTOCOL,
 };
-use libp2p::{gossipsub, identity::Keypair, swarm::NetworkBehaviour, Multiaddr, PeerId, Swarm};
-
-#[derive(NetworkBehaviour)]
-struct Hostile {
-    stream: libp2p_stream::Behaviour,
-    gossipsub: gossipsub::Behaviour,
-}
-
-fn hostile_swarm(key: &Keypair) -> Swarm<Hostile> {
-    libp2p::SwarmBuilder::with_existing_identity(key.clone())
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| Hostile {
-            stream: libp2p_stream::Behaviour::new(),
-            gossipsub: gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gossipsub::ConfigBuilder::default()
-                    .heartbeat_interval(Duration::from_millis(200))
-                    .build()
-                    .unwrap(),
-            )
-            .unwrap(),
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build()
-}
-
-/// A hostile peer listening on loopback: its swarm (to drive), id, full address and a stream
-/// control accepting Bitswap streams.
-fn hostile_peer(
-    rt: &tokio::runtime::Runtime,
-) -> (
-    Swarm<Hostile>,
-    PeerId,
-    String,
-    libp2p_stream::Control,
-    libp2p_stream::IncomingStreams,
-) {
-    let key = Keypair::generate_ed25519();
-    let peer = PeerId::from(key.public());
-    let _entered = rt.enter();
-    let mut swarm = rt.block_on(async { hostile_swarm(&key) });
-    swarm
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .unwrap();
-    let listening = rt.block_on(async {
-        loop {
-            if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
-                swarm.select_next_some().await
-            {
-                break address;
-            }
-        }
-    });
-    let mut control = swarm.behaviour().stream.new_control();
-    let incoming = control.accept(PROTOCOL).unwrap();
-    (
-        swarm,
-        peer,
-        format!("{listening}/p2p/{peer}"),
-        control,
-        incoming,
-    )
-}
+use libp2p::{gossipsub, identity::Keypair, PeerId};
 
 /// The next length-prefixed Bitswap message on `stream` (None once it ends).
 async fn next_message(stream: &mut libp2p::Stream) -> Option<Message> {
@@ -103,62 +34,6 @@ async fn next_message(stream: &mut libp2p::Stream) -> Option<Message> {
     Message::decode(&bytes).ok()
 }
 
-/// Waits until `check` holds, for at most `secs` seconds.
-fn within(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < Duration::from_secs(secs), "{what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The first address of the daemon of `repo`, and its peer id.
-fn address_of(repo: &std::path::Path) -> (Multiaddr, PeerId) {
-    let address: Multiaddr = json_of(&ok(repo, &["--json", "id"]))["addresses"][0]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let peer = ipvec_node::net::peer_of(&address).unwrap();
-    (address, peer)
-}
-
-/// Checks that the daemon of `repo` drops `peer` within `secs` seconds and refuses to
-/// connect to it again.
-fn disconnected_and_refused(repo: &std::path::Path, peer: PeerId, address: &str, secs: u64) {
-    within(secs, &format!("{peer} is still connected"), || {
-        !ok(repo, &["--json", "peers"]).contains(&peer.to_string())
-    });
-    let err = fails(repo, &["connect", address]);
-    assert!(err.contains("is refused for 10 minutes"), "{err}");
-}
-
-fn metric(url: &str, line_start: &str) -> f64 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let text = rt.block_on(async {
-        reqwest::get(format!("{url}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().unwrap())
-}
-
-fn frame(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    ipvec_node::store::car::write_varint(&mut out, body.len() as u64);
-    out.extend_from_slice(body);
-    out
-}
-
 #[test]
 fn hostile_messages_blocks_and_heads_are_refused() {
     // The daemon holds a collection (so it follows its topic) and a block to serve.
@@ -168,12 +43,13 @@ fn hostile_messages_blocks_and_heads_are_refused() {
     let info = json_of(&ok(r, &["--json", "collection", "info", "guarded"]));
     let id = info["id"].as_str().unwrap().to_string();
     let daemon = Daemon::start(r, &[]);
-    let (address, daemon_peer) = address_of(r);
+    let (address, daemon_peer) = address_and_peer(r);
     let refused = |url: &str| metric(url, "ipvec_bitswap{kind=\"refused\"}");
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _entered = rt.enter();
-    let (mut swarm, hostile_peer, hostile_address, control, mut incoming) = hostile_peer(&rt);
+    let (mut swarm, hostile_peer, hostile_address, control, mut incoming) =
+        hostile_peer(&rt, PROTOCOL);
     swarm.dial(address.clone()).unwrap();
     let topic = gossipsub::IdentTopic::new(ipvec_node::net::heads_topic(&id));
     swarm.behaviour_mut().gossipsub.subscribe(&topic).unwrap();
@@ -266,7 +142,7 @@ fn hostile_messages_blocks_and_heads_are_refused() {
             .unwrap()
     };
     let _honest_daemon = Daemon::start(&honest.path, &[]);
-    let honest_address = address_of(&honest.path).0.to_string();
+    let honest_address = address_and_peer(&honest.path).0.to_string();
     let mut answer_control = control.clone();
     rt.spawn(async move {
         while let Some((peer, mut stream)) = incoming.next().await {
@@ -348,10 +224,11 @@ fn malformed_and_oversized_messages_get_their_sender_refused() {
     let daemon = Daemon::start(r, &[]);
     let url = daemon.url.clone();
     let refused = || metric(&url, "ipvec_bitswap{kind=\"refused\"}");
-    let (address, daemon_peer) = address_of(r);
+    let (address, daemon_peer) = address_and_peer(r);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _entered = rt.enter();
-    let (mut swarm, hostile_peer, hostile_address, mut control, _incoming) = hostile_peer(&rt);
+    let (mut swarm, hostile_peer, hostile_address, mut control, _incoming) =
+        hostile_peer(&rt, PROTOCOL);
     swarm.dial(address).unwrap();
     rt.spawn(async move {
         loop {
@@ -403,7 +280,7 @@ fn no_peer_is_asked_for_more_than_its_share_of_blocks_at_once() {
     let _daemon = Daemon::start(r, &[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _entered = rt.enter();
-    let (mut swarm, _peer, hostile_address, control, mut incoming) = hostile_peer(&rt);
+    let (mut swarm, _peer, hostile_address, control, mut incoming) = hostile_peer(&rt, PROTOCOL);
     rt.spawn(async move {
         loop {
             swarm.select_next_some().await;

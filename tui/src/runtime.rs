@@ -323,6 +323,9 @@ async fn search(client: &ApiClient, call: SearchCall) -> Result<SearchResult, Cl
         filter: None,
         at: None,
         deadline_ms: None,
+        federated: false,
+        verify: false,
+        min_coverage: None,
     };
     let response = client.search(&call.collection, &request).await?;
     Ok(SearchResult {

@@ -183,7 +183,8 @@ async fn get_point(
 }
 
 /// The `k` nearest points to a vector, optionally filtered, or in an older version (`at`).
-#[utoipa::path(post, path = "/v1/collections/{name}/search", params(("name" = String, Path, description = "collection name")),
+/// A collection id searches a collection held only by peers through them (`federated`).
+#[utoipa::path(post, path = "/v1/collections/{name}/search", params(("name" = String, Path, description = "collection name, or collection id")),
     request_body = SearchRequest,
     responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn search(

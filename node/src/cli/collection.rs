@@ -195,6 +195,10 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             exact,
             at,
             filter,
+            federated,
+            verify,
+            deadline_ms,
+            min_coverage,
         } => {
             let queries = match (vector, query_file) {
                 (Some(v), None) => vec![parse_vector(&v)?],
@@ -216,7 +220,10 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                     exact,
                     filter: filter.clone(),
                     at: at.clone(),
-                    deadline_ms: None,
+                    deadline_ms,
+                    federated,
+                    verify,
+                    min_coverage,
                 };
                 let response = backend
                     .ops()
@@ -226,7 +233,11 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 if out.json {
                     write_line(to_json(&response).to_string())?;
                 } else {
-                    if let Some(coverage) = response.coverage.as_ref().filter(|c| !c.complete) {
+                    if let Some(coverage) = response
+                        .coverage
+                        .as_ref()
+                        .filter(|c| !c.complete && c.report.is_empty())
+                    {
                         if i == 0 {
                             eprintln!(
                                 "note: searched shards {} of {}; this node holds only those",
@@ -241,6 +252,11 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                     }
                     for h in &response.hits {
                         text += &format!("{} {}\n", h.id.spelled(), h.score);
+                    }
+                    if let Some(coverage) = response.coverage.as_ref() {
+                        if !coverage.report.is_empty() {
+                            text += &coverage_line(coverage);
+                        }
                     }
                     write_stdout(text.as_bytes())?;
                 }
@@ -282,6 +298,32 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
         _ => unreachable!("only collection and point commands come here"),
     }
     Ok(())
+}
+
+/// A federated search's coverage in one line: `# coverage 7/8 shards; missing: shard 3 (…)`.
+fn coverage_line(coverage: &ipvec_protocol::api::Coverage) -> String {
+    let mut line = format!(
+        "# coverage {}/{} shards",
+        coverage.searched.len(),
+        coverage.shards
+    );
+    let hedged = coverage.report.iter().filter(|s| s.hedged).count();
+    if hedged > 0 {
+        line += &format!(", {hedged} hedged");
+    }
+    let missing: Vec<String> = coverage
+        .report
+        .iter()
+        .filter_map(|s| {
+            s.missing
+                .as_ref()
+                .map(|why| format!("shard {} ({why})", s.shard))
+        })
+        .collect();
+    if !missing.is_empty() {
+        line += &format!("; missing: {}", missing.join(", "));
+    }
+    line + "\n"
 }
 
 async fn add(

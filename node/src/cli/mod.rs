@@ -137,7 +137,8 @@ pub enum Command {
     },
     /// Find the nearest points to a vector (or to each row of a query file).
     Search {
-        /// Collection name.
+        /// Collection name, or a collection id (one held only by peers is searched through
+        /// them).
         name: String,
         /// The query vector, comma-separated.
         #[arg(long, allow_hyphen_values = true)]
@@ -160,6 +161,21 @@ pub enum Command {
         /// Only points that pass this filter (JSON: {"must": […], "should": […], "must_not": […]}).
         #[arg(long, value_name = "JSON")]
         filter: Option<String>,
+        /// Ask the peers that hold the collection's shards (the daemon's), even for a
+        /// collection held here; the output ends with a coverage line.
+        #[arg(long)]
+        federated: bool,
+        /// Check each hit of a federated search against the collection's signed head (its
+        /// tree path and score); hits that fail are dropped and named in the coverage.
+        #[arg(long)]
+        verify: bool,
+        /// Stop after this many milliseconds (default search.deadline_ms); a federated
+        /// search answers with the shards that answered by then.
+        #[arg(long, value_name = "MS")]
+        deadline_ms: Option<u64>,
+        /// Fail unless at least this fraction of the shards answered (0 to 1; 1: all).
+        #[arg(long, value_name = "F")]
+        min_coverage: Option<f64>,
     },
     /// Print one point.
     #[command(after_help = POINT_IDS)]

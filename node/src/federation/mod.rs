@@ -3,7 +3,7 @@
 //! reports which shards were covered, at which root, by whom, and why the others were not.
 //!
 //! Like the cores of [`crate::cluster`], this holds the decisions only, with no socket, task
-//! or clock inside: the network adapter (`net/`) builds a [`Query`] from the DHT's provider
+//! or clock inside: the adapter (`ops/federation/ask.rs`) builds a [`Query`] from the DHT's provider
 //! records and the shards held here, feeds a [`Planner`] what happened ([`Input`]) with the
 //! time it happened, carries out the [`Action`]s it answers (a [`Send`](Action::Send) to a
 //! peer is one `/ipvec/search/1.0.0` request, to [`Holder::Local`] a local search), calls

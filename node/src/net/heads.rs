@@ -7,9 +7,10 @@
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
-use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures::StreamExt;
 use libp2p::{PeerId, StreamProtocol};
 
+use super::frame;
 use crate::tasks::Tasks;
 
 /// The protocol.
@@ -27,38 +28,6 @@ pub const SERVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 /// Looks up the DAG-CBOR head record of a collection id, if this node holds it.
 pub type HeadSource =
     Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>> + Send + Sync>;
-
-async fn read_frame(stream: &mut libp2p::Stream, max: usize) -> Result<Vec<u8>, String> {
-    let mut len = 0u64;
-    for i in 0..10 {
-        let mut byte = [0u8; 1];
-        stream
-            .read_exact(&mut byte)
-            .await
-            .map_err(|e| e.to_string())?;
-        len |= u64::from(byte[0] & 0x7f) << (7 * i);
-        if byte[0] & 0x80 == 0 {
-            if len as usize > max {
-                return Err(format!("a frame of {len} bytes, over the {max}-byte limit"));
-            }
-            let mut buffer = vec![0u8; len as usize];
-            stream
-                .read_exact(&mut buffer)
-                .await
-                .map_err(|e| e.to_string())?;
-            return Ok(buffer);
-        }
-    }
-    Err("length prefix longer than 10 bytes".into())
-}
-
-async fn write_frame(stream: &mut libp2p::Stream, bytes: &[u8]) -> Result<(), String> {
-    let mut framed = Vec::with_capacity(bytes.len() + 5);
-    crate::store::car::write_varint(&mut framed, bytes.len() as u64);
-    framed.extend_from_slice(bytes);
-    stream.write_all(&framed).await.map_err(|e| e.to_string())?;
-    stream.close().await.map_err(|e| e.to_string())
-}
 
 /// Answers head requests from `source` on the streams `control` hands us, at most
 /// [`MAX_SERVING`] at once and each within [`SERVE_TIMEOUT`], on tasks of `tasks`.
@@ -78,11 +47,13 @@ pub fn serve(mut control: libp2p_stream::Control, source: HeadSource, tasks: &Ar
             let source = source.clone();
             owner.spawn(async move {
                 let answer = async {
-                    let id = read_frame(&mut stream, MAX_ID_BYTES).await?;
+                    let id = frame::read(&mut stream, MAX_ID_BYTES)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     let id =
                         String::from_utf8(id).map_err(|_| "a collection id that is not UTF-8")?;
                     let head = source(id).await.unwrap_or_default();
-                    write_frame(&mut stream, &head).await
+                    frame::write_last(&mut stream, &head).await
                 };
                 let answered = tokio::time::timeout(SERVE_TIMEOUT, answer)
                     .await
@@ -106,11 +77,9 @@ pub async fn ask(
         .open_stream(peer, PROTOCOL)
         .await
         .map_err(|e| e.to_string())?;
-    let mut framed = Vec::new();
-    crate::store::car::write_varint(&mut framed, collection.len() as u64);
-    framed.extend_from_slice(collection.as_bytes());
-    stream.write_all(&framed).await.map_err(|e| e.to_string())?;
-    stream.flush().await.map_err(|e| e.to_string())?;
-    let head = read_frame(&mut stream, MAX_HEAD_BYTES).await?;
+    frame::write(&mut stream, collection.as_bytes()).await?;
+    let head = frame::read(&mut stream, MAX_HEAD_BYTES)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok((!head.is_empty()).then_some(head))
 }

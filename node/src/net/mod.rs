@@ -16,11 +16,15 @@
 //!   swarm events.
 //! - [`bitswap`]: Bitswap 1.2.0, serving the block store and fetching DAGs.
 //! - [`heads`]: `/ipvec/head/1.0.0`, asking a peer for a collection's signed head.
+//! - [`search`]: `/ipvec/search/1.0.0`, searching shards a peer holds.
+//! - [`frame`]: the length-prefixed frames of those two protocols.
 
 pub mod behaviour;
 pub mod bitswap;
 pub mod event_loop;
+pub mod frame;
 pub mod heads;
+pub mod search;
 
 use std::time::Duration;
 
@@ -243,6 +247,8 @@ pub struct Network {
     commands: mpsc::Sender<Command>,
     bitswap: bitswap::Bitswap<crate::store::IrohBlockStore>,
     control: libp2p_stream::Control,
+    /// Reports a peer that broke a protocol's rules (it is banned).
+    misbehaving: bitswap::Misbehaving,
     gossip: std::sync::Arc<std::sync::Mutex<Option<mpsc::Receiver<Gossip>>>>,
     dht: std::sync::Arc<DhtStats>,
     /// The layer's tasks: the event loop, the accept loops and their stream tasks.
@@ -278,23 +284,21 @@ impl Network {
         let token = stop.child_token();
         let tasks = std::sync::Arc::new(Tasks::new(token.clone()));
         tasks.spawn_finishing(event_loop.run(token.clone()));
-        // Weak: the Bitswap tasks must not keep the event loop's inbox open.
+        // Weak: the protocols' tasks must not keep the event loop's inbox open.
         let reporter = commands.downgrade();
-        let bitswap = bitswap::Bitswap::start(
-            store,
-            control.clone(),
-            std::sync::Arc::new(move |peer| {
-                if let Some(commands) = reporter.upgrade() {
-                    let _ = commands.try_send(Command::Misbehaved(peer));
-                }
-            }),
-            tasks.clone(),
-        );
+        let misbehaving: bitswap::Misbehaving = std::sync::Arc::new(move |peer| {
+            if let Some(commands) = reporter.upgrade() {
+                let _ = commands.try_send(Command::Misbehaved(peer));
+            }
+        });
+        let bitswap =
+            bitswap::Bitswap::start(store, control.clone(), misbehaving.clone(), tasks.clone());
         let network = Network {
             peer_id,
             commands,
             bitswap,
             control,
+            misbehaving,
             gossip: std::sync::Arc::new(std::sync::Mutex::new(Some(gossip_rx))),
             dht,
             tasks,
@@ -385,6 +389,36 @@ impl Network {
             .tasks
             .token()
             .run_until_cancelled(heads::ask(self.control.clone(), peer, collection))
+            .await
+            .ok_or(NetError::Stopped)?;
+        asked.map_err(|reason| NetError::Dial {
+            address: peer.to_string(),
+            reason,
+        })
+    }
+
+    /// Answers `/ipvec/search/1.0.0` requests from `source`.
+    pub fn serve_searches(&self, source: search::SearchSource, served: search::Served) {
+        search::serve(
+            self.control.clone(),
+            source,
+            served,
+            self.misbehaving.clone(),
+            &self.tasks,
+        );
+    }
+
+    /// Asks `peer` to search shards it holds, waiting at most `timeout` for its answer.
+    pub async fn search_peer(
+        &self,
+        peer: PeerId,
+        request: &ipvec_protocol::search::SearchRequest,
+        timeout: Duration,
+    ) -> Result<ipvec_protocol::search::SearchAnswer, NetError> {
+        let asked = self
+            .tasks
+            .token()
+            .run_until_cancelled(search::ask(self.control.clone(), peer, request, timeout))
             .await
             .ok_or(NetError::Stopped)?;
         asked.map_err(|reason| NetError::Dial {

@@ -52,6 +52,14 @@ pub struct VerdictLabels {
     pub verdict: String,
 }
 
+/// Labels of a federated search event.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FederationLabels {
+    /// searches, shard_requests, hedges, failovers, timeouts, missing_shards,
+    /// verification_failures, remote_served or remote_refused.
+    pub event: String,
+}
+
 /// Labels of a per-collection gauge.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CollectionLabels {
@@ -79,6 +87,7 @@ pub struct Metrics {
     search_hits: Family<CollectionLabels, Counter>,
     points_written: Family<CollectionLabels, Counter>,
     heads: Family<VerdictLabels, Counter>,
+    federation: Family<FederationLabels, Counter>,
     /// Live points per collection (set at scrape).
     pub points: Family<CollectionLabels, Gauge>,
     /// HNSW index bytes per collection (set at scrape).
@@ -182,6 +191,13 @@ impl Metrics {
             "Signed heads received over gossipsub, by verdict (rejected: bad signature, writer or form)",
             heads.clone(),
         );
+        let federation = Family::<FederationLabels, Counter>::default();
+        registry.register(
+            "federation_events",
+            "Federated search events: searches asked, shard requests sent, hedges, failovers, \
+             timeouts, shards missing, hits failing verification, and peers' searches served or refused",
+            federation.clone(),
+        );
         let points = Family::<CollectionLabels, Gauge>::default();
         registry.register(
             "collection_points",
@@ -260,6 +276,7 @@ impl Metrics {
             search_hits,
             points_written,
             heads,
+            federation,
             points,
             index_memory,
             index_duplicate_points,
@@ -329,6 +346,17 @@ impl Metrics {
                 verdict: verdict.to_string(),
             })
             .inc();
+    }
+
+    /// Counts `n` federated search events of one kind (see [`FederationLabels`]).
+    pub fn federation(&self, event: &str, n: u64) {
+        if n > 0 {
+            self.federation
+                .get_or_create(&FederationLabels {
+                    event: event.to_string(),
+                })
+                .inc_by(n);
+        }
     }
 
     /// The OpenMetrics text of every metric.

@@ -19,6 +19,8 @@
 //! - [`blocks`]: DAG blocks, pins, garbage collection and CAR files.
 //! - [`peers`]: this node on the network: peers, connections, DHT providers, announcements.
 //! - [`replicate`]: fetching other nodes' collections, following their heads.
+//! - [`federation`]: federated search: asking the peers that hold a collection's shards, and
+//!   answering their searches of the shards held here.
 //! - [`status`]: what this node knows of its collections' replication.
 //! - `lifecycle`: opening, creating and dropping a collection name, one at a time per name.
 //! - `ids`: the open collections by id, for judging gossip without their locks.
@@ -30,6 +32,7 @@
 pub mod blocks;
 pub mod collections;
 pub mod error;
+pub mod federation;
 mod ids;
 pub mod jobs;
 mod lifecycle;
@@ -104,6 +107,8 @@ struct Inner {
     ids: ids::CollectionIds,
     /// The node's background tasks (following heads, counting providers, exports).
     tasks: crate::tasks::Tasks,
+    /// What federated searches keep between them (peers' latencies, shards' holders).
+    federation: federation::State,
 }
 
 /// Runs `work` on the blocking pool (it may search an index for a while).
@@ -171,6 +176,7 @@ impl Node {
                 replication: Default::default(),
                 ids: Default::default(),
                 tasks: crate::tasks::Tasks::new(Default::default()),
+                federation: federation::State::default(),
             }),
         }
     }

@@ -9,6 +9,7 @@ impl Node {
     /// Gives the node its running swarm (the daemon does, once).
     pub fn attach_network(&self, network: crate::net::Network) {
         self.serve_heads(&network);
+        self.serve_searches(&network);
         let _ = self.inner.network.set(network);
     }
 

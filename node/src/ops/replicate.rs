@@ -87,34 +87,8 @@ impl Node {
         shards: Option<Vec<u32>>,
     ) -> Result<CollectionImported, Error> {
         self.observed("fetch", "", async {
-            let network = self.network()?;
             let peers = self.peers_for(id, from).await?;
-            // The newest head among the peers' answers, its signature checked.
-            let mut best: Option<HeadRecord> = None;
-            for peer in &peers {
-                let Ok(Some(bytes)) = network.ask_head(*peer, id).await else {
-                    continue;
-                };
-                let Ok(head) = dagcbor::decode::<HeadRecord>(&bytes) else {
-                    tracing::debug!(%peer, "a peer answered a malformed head");
-                    continue;
-                };
-                let owner_ok = ipvec_protocol::head::collection_id(&head.collection)
-                    .is_ok_and(|c| c == id);
-                if !owner_ok || head.verify(&[head.writer.as_slice()]).is_err() {
-                    tracing::warn!(%peer, "a peer answered a head that is not of this collection or badly signed");
-                    continue;
-                }
-                if best.as_ref().is_none_or(|b| head.seq > b.seq) {
-                    best = Some(head);
-                }
-            }
-            let head = best.ok_or_else(|| {
-                Error::not_found(format!(
-                    "none of the {} peers found holds collection {id}",
-                    peers.len()
-                ))
-            })?;
+            let head = self.newest_head(id, &peers).await?;
             self.inner.replication.seen(id, head.seq);
             let job = self
                 .inner
@@ -145,6 +119,40 @@ impl Node {
             }
         })
         .await
+    }
+
+    /// The newest head of collection `id` among `peers`' answers, its signature checked.
+    pub(super) async fn newest_head(
+        &self,
+        id: &str,
+        peers: &[PeerId],
+    ) -> Result<HeadRecord, Error> {
+        let network = self.network()?;
+        let mut best: Option<HeadRecord> = None;
+        for peer in peers {
+            let Ok(Some(bytes)) = network.ask_head(*peer, id).await else {
+                continue;
+            };
+            let Ok(head) = dagcbor::decode::<HeadRecord>(&bytes) else {
+                tracing::debug!(%peer, "a peer answered a malformed head");
+                continue;
+            };
+            let owner_ok =
+                ipvec_protocol::head::collection_id(&head.collection).is_ok_and(|c| c == id);
+            if !owner_ok || head.verify(&[head.writer.as_slice()]).is_err() {
+                tracing::warn!(%peer, "a peer answered a head that is not of this collection or badly signed");
+                continue;
+            }
+            if best.as_ref().is_none_or(|b| head.seq > b.seq) {
+                best = Some(head);
+            }
+        }
+        best.ok_or_else(|| {
+            Error::not_found(format!(
+                "none of the {} peers found holds collection {id}",
+                peers.len()
+            ))
+        })
     }
 
     /// Moves replica `name` to `head` (its DAG already stored).

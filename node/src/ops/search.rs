@@ -9,7 +9,7 @@ use crate::collection::{points::ipld_to_json, Filter, SearchOptions};
 
 impl Node {
     /// Checks a search's numbers against `search.*` before any work, and gives its deadline.
-    fn search_budget(&self, request: &SearchRequest) -> Result<Duration, Error> {
+    pub(super) fn search_budget(&self, request: &SearchRequest) -> Result<Duration, Error> {
         let limits = &self.inner.config.search;
         let within = |field: &str, value: u64, max: u64, key: &str| {
             if value == 0 || value > max {
@@ -43,7 +43,48 @@ impl Node {
 
     /// Searches a collection (or, with `at`, an older version of it), stopping at the
     /// request's deadline (`search.deadline_ms` when it names none).
+    ///
+    /// `name` may also be a collection id: of a collection held here (searched as by its
+    /// name), or of one held only by peers, which is searched through them (federated; see
+    /// [`Node::federated_search`]). `federated` asks the peers even for a collection held
+    /// here; `min_coverage` refuses an answer from too few shards.
     pub async fn search(
+        &self,
+        name: &str,
+        request: SearchRequest,
+    ) -> Result<SearchResponse, Error> {
+        let (name, id) = match self.collection(name).await {
+            Ok(shared) => (name.to_string(), shared.read().await.id()?),
+            Err(Error::NotFound(not_found)) => match self.name_of_id(name) {
+                Some(local) => (local, name.to_string()),
+                None if name.parse::<libp2p::PeerId>().is_ok() => {
+                    return self.federated_search(name, None, request).await;
+                }
+                None => return Err(Error::NotFound(not_found)),
+            },
+            Err(e) => return Err(e),
+        };
+        if request.federated {
+            return self.federated_search(&id, Some(&name), request).await;
+        }
+        let min_coverage = request.min_coverage;
+        let response = self.local_search(&name, request).await?;
+        if let (Some(min), Some(coverage)) = (min_coverage, &response.coverage) {
+            let answered = coverage.searched.len() as f64 / f64::from(coverage.shards.max(1));
+            if answered < min {
+                return Err(Error::unavailable(format!(
+                    "this node holds shards {} of {}, under min_coverage {min}; search with \
+                     `federated` to ask the peers that hold the others",
+                    crate::collection::list_shards(&coverage.searched),
+                    coverage.shards
+                )));
+            }
+        }
+        Ok(response)
+    }
+
+    /// A search of the shards held here.
+    async fn local_search(
         &self,
         name: &str,
         request: SearchRequest,
@@ -89,6 +130,7 @@ impl Node {
                             complete: coverage.complete(),
                             shards: coverage.shards,
                             searched: coverage.searched,
+                            report: Vec::new(),
                         }),
                     })
                 };

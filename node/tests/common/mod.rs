@@ -11,6 +11,8 @@ use std::{
 
 use serde_json::{json, Value};
 
+pub mod hostile;
+
 /// Sends signal `sig` (`TERM`, `KILL`, `STOP`, `CONT`) to process `pid` with the shell's own
 /// `kill`: no procps needed on a fresh machine.
 pub fn signal(sig: &str, pid: u32) {
@@ -231,4 +233,60 @@ pub fn points_jsonl(range: std::ops::Range<u64>) -> String {
                 + "\n"
         })
         .collect()
+}
+
+/// Polls `check` until it holds (or fails the test after 30 s).
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The node's first address (`ipvec id`), ending in `/p2p/<peer id>`.
+pub fn address_of(repo: &std::path::Path) -> String {
+    json_of(&ok(repo, &["--json", "id"]))["addresses"][0]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The node's peer id.
+pub fn peer_of(repo: &std::path::Path) -> String {
+    json_of(&ok(repo, &["--json", "id"]))["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+pub fn peers_of(repo: &std::path::Path) -> Vec<String> {
+    json_of(&ok(repo, &["--json", "peers"]))["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["peer_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A sample's value by metric name (with or without `_total`) and labels.
+pub fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name || s.metric == format!("{name}_total"))
+        .filter(|s| labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            prometheus_parse::Value::Histogram(buckets) => {
+                buckets.last().map(|b| b.count).unwrap_or(0.0)
+            }
+            prometheus_parse::Value::Summary(_) => 0.0,
+        })
+        .sum()
 }

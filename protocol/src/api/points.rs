@@ -98,6 +98,23 @@ pub struct SearchRequest {
     /// most `search.max_deadline_ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    /// Ask the peers that hold the collection's shards, even when this node holds them all.
+    /// A collection this node does not hold, named by its id, is always searched this way.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub federated: bool,
+    /// Check every hit of a federated search against the collection's signed head (fetching
+    /// the tree path to its leaf and recomputing its score); hits that fail are dropped and
+    /// named in the coverage report.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub verify: bool,
+    /// Refuse the answer (503) when less than this fraction of the shards answered (0 to 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0, maximum = 1.0))]
+    pub min_coverage: Option<f64>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// One search hit.
@@ -148,4 +165,43 @@ pub struct Coverage {
     pub searched: Vec<u32>,
     /// Whether every shard was searched (the hits are the collection's best).
     pub complete: bool,
+    /// A federated search's account of every shard: who answered it, against which root,
+    /// how fast, or why it is missing. Empty for a local search.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub report: Vec<ShardCoverage>,
+}
+
+/// How one shard of a federated search went.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ShardCoverage {
+    /// The shard.
+    pub shard: u32,
+    /// The peer whose answer was used (`"local"`: this node); absent when the shard is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    /// The shard root the answer was searched at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
+    /// The head sequence (version) that root belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Milliseconds from the request to that answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// Whether the answer came from a second holder asked because the first was slow.
+    #[serde(default)]
+    pub hedged: bool,
+    /// Why the shard is missing from the hits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing: Option<String>,
+    /// Every holder asked, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tried: Vec<String>,
+    /// With `verify`: how many of this shard's hits proved true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<u32>,
+    /// With `verify`: the hits that did not, and why (they are left out of the answer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verify_failures: Vec<String>,
 }

@@ -1,0 +1,58 @@
+//! The framing of ipvec's own stream protocols (`/ipvec/head/…`, `/ipvec/search/…`): an
+//! unsigned LEB128 length, then that many bytes. A frame over its protocol's limit is refused
+//! from its length alone, before any of it is read.
+
+use futures::{AsyncReadExt, AsyncWriteExt};
+
+/// Why a frame was not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Its length is over the protocol's limit (a peer that sends one breaks the protocol).
+    #[error("a frame of {len} bytes, over the {max}-byte limit")]
+    TooLarge {
+        /// The length announced.
+        len: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// The stream ended or failed, or the length prefix is malformed.
+    #[error("{0}")]
+    Stream(String),
+}
+
+/// Reads one frame of at most `max` bytes.
+pub async fn read(stream: &mut libp2p::Stream, max: usize) -> Result<Vec<u8>, FrameError> {
+    let broken = |e: std::io::Error| FrameError::Stream(e.to_string());
+    let mut len = 0u64;
+    for i in 0..10 {
+        let mut byte = [0u8; 1];
+        stream.read_exact(&mut byte).await.map_err(broken)?;
+        len |= u64::from(byte[0] & 0x7f) << (7 * i);
+        if byte[0] & 0x80 == 0 {
+            if len > max as u64 {
+                return Err(FrameError::TooLarge { len, max });
+            }
+            let mut buffer = vec![0u8; len as usize];
+            stream.read_exact(&mut buffer).await.map_err(broken)?;
+            return Ok(buffer);
+        }
+    }
+    Err(FrameError::Stream(
+        "length prefix longer than 10 bytes".into(),
+    ))
+}
+
+/// Writes one frame and flushes it (the stream stays open for the answer).
+pub async fn write(stream: &mut libp2p::Stream, bytes: &[u8]) -> Result<(), String> {
+    let mut framed = Vec::with_capacity(bytes.len() + 5);
+    crate::store::car::write_varint(&mut framed, bytes.len() as u64);
+    framed.extend_from_slice(bytes);
+    stream.write_all(&framed).await.map_err(|e| e.to_string())?;
+    stream.flush().await.map_err(|e| e.to_string())
+}
+
+/// Writes the last frame of a stream and closes it.
+pub async fn write_last(stream: &mut libp2p::Stream, bytes: &[u8]) -> Result<(), String> {
+    write(stream, bytes).await?;
+    stream.close().await.map_err(|e| e.to_string())
+}

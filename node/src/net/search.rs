@@ -1,0 +1,300 @@
+//! `/ipvec/search/1.0.0` ([`ipvec_protocol::search`]): answering peers' searches of the
+//! shards this node holds, and asking a peer to search its shards.
+//!
+//! One request and one answer per stream. Serving keeps remote searches from crowding out
+//! the node's own work:
+//! - at most [`MAX_WAITING`] remote searches are taken at once (waiting or running), and at
+//!   most [`MAX_RUNNING`] run; a request beyond that is answered `busy` at once, and one that
+//!   waits past its own deadline too;
+//! - each peer may send [`PEER_RATE`] requests a second (bursts of [`PEER_BURST`]); beyond
+//!   that it is answered `rate_limited`;
+//! - a malformed request is answered `bad_request`; a peer refused [`STRIKES`] times
+//!   (malformed, or over its rate) without pausing until its budget is full again, or sending
+//!   an oversized frame, is reported as misbehaving — disconnected and refused for
+//!   [`BAN`](super::BAN), as Bitswap does.
+//!
+//! The node runs the searches themselves on its background pool, below its own searches.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::{future::BoxFuture, StreamExt};
+use ipvec_protocol::search::{ErrorCode, SearchAnswer, SearchRequest, ShardError};
+use libp2p::{PeerId, StreamProtocol};
+use tokio::time::Instant;
+
+use super::{bitswap::Misbehaving, frame};
+use crate::tasks::Tasks;
+
+/// The protocol.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new(ipvec_protocol::search::PROTOCOL);
+/// Remote searches taken at once, waiting or running; more are answered `busy`.
+pub const MAX_WAITING: usize = 64;
+/// Remote searches running at once.
+pub const MAX_RUNNING: usize = 2;
+/// Requests a second one peer may send.
+pub const PEER_RATE: f64 = 50.0;
+/// Requests one peer may send at once after a quiet spell.
+pub const PEER_BURST: f64 = 100.0;
+/// Refusals (malformed, or over the rate) after which a peer that has not paused is banned.
+pub const STRIKES: u32 = 50;
+/// How long reading a request may take.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Peers whose rates are remembered at most (the quietest are forgotten first).
+const MAX_PEERS: usize = 4_096;
+
+/// Searches the shards a request names, on this node.
+pub type SearchSource =
+    Arc<dyn Fn(PeerId, SearchRequest) -> BoxFuture<'static, SearchAnswer> + Send + Sync>;
+
+/// Hears of every request served: `true` when it was answered, `false` when refused (over
+/// the rate, malformed, busy, or by the source) or its peer banned.
+pub type Served = Arc<dyn Fn(bool) + Send + Sync>;
+
+/// One peer's request budget.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    strikes: u32,
+}
+
+/// Per-peer token buckets and strikes.
+#[derive(Debug, Default)]
+struct Rates(HashMap<PeerId, Bucket>);
+
+/// What the rate limiter makes of a request.
+#[derive(Debug, PartialEq, Eq)]
+enum Admit {
+    Yes,
+    OverRate,
+    Ban,
+}
+
+impl Rates {
+    fn admit(&mut self, peer: PeerId, now: Instant) -> Admit {
+        if self.0.len() >= MAX_PEERS && !self.0.contains_key(&peer) {
+            // Forget the peer that has been quiet longest.
+            if let Some(oldest) = self.0.iter().min_by_key(|(_, b)| b.at).map(|(p, _)| *p) {
+                self.0.remove(&oldest);
+            }
+        }
+        let bucket = self.0.entry(peer).or_insert(Bucket {
+            tokens: PEER_BURST,
+            at: now,
+            strikes: 0,
+        });
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * PEER_RATE).min(PEER_BURST);
+        bucket.at = now;
+        if bucket.tokens >= PEER_BURST {
+            // Quiet long enough to refill the whole burst: its refusals are forgiven.
+            bucket.strikes = 0;
+        }
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Admit::Yes
+        } else {
+            self.strike(peer)
+        }
+    }
+
+    /// Counts a refusal; [`Admit::Ban`] at the [`STRIKES`]th since the peer last paused.
+    fn strike(&mut self, peer: PeerId) -> Admit {
+        match self.0.get_mut(&peer) {
+            Some(bucket) => {
+                bucket.strikes += 1;
+                if bucket.strikes >= STRIKES {
+                    bucket.strikes = 0;
+                    Admit::Ban
+                } else {
+                    Admit::OverRate
+                }
+            }
+            None => Admit::OverRate,
+        }
+    }
+}
+
+/// Answers search requests from `source` on the streams `control` hands us, within the
+/// limits above, on tasks of `tasks`.
+pub fn serve(
+    mut control: libp2p_stream::Control,
+    source: SearchSource,
+    served: Served,
+    misbehaving: Misbehaving,
+    tasks: &Arc<Tasks>,
+) {
+    let Ok(mut incoming) = control.accept(PROTOCOL) else {
+        tracing::error!("cannot accept search requests");
+        return;
+    };
+    let owner = tasks.clone();
+    tasks.spawn(async move {
+        let waiting = Arc::new(tokio::sync::Semaphore::new(MAX_WAITING));
+        let running = Arc::new(tokio::sync::Semaphore::new(MAX_RUNNING));
+        let rates = Arc::new(Mutex::new(Rates::default()));
+        while let Some((peer, mut stream)) = incoming.next().await {
+            let (source, misbehaving, served) =
+                (source.clone(), misbehaving.clone(), served.clone());
+            let (waiting, running, rates) = (waiting.clone(), running.clone(), rates.clone());
+            owner.spawn(async move {
+                let rates = || rates.lock().unwrap_or_else(|p| p.into_inner());
+                let read = tokio::time::timeout(
+                    READ_TIMEOUT,
+                    frame::read(&mut stream, ipvec_protocol::search::MAX_REQUEST_BYTES),
+                );
+                let bytes = match read.await {
+                    Ok(Ok(bytes)) => bytes,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "search request refused");
+                        if matches!(e, frame::FrameError::TooLarge { .. }) {
+                            misbehaving(peer);
+                        }
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let admitted = rates().admit(peer, Instant::now());
+                let answer = match admitted {
+                    Admit::Ban => {
+                        served(false);
+                        misbehaving(peer);
+                        return;
+                    }
+                    Admit::OverRate => SearchAnswer::refused(ShardError::new(
+                        ErrorCode::RateLimited,
+                        format!("over {PEER_RATE} searches a second; slow down"),
+                    )),
+                    Admit::Yes => match SearchRequest::decode(&bytes) {
+                        Ok(request) => answer(peer, request, &source, &waiting, &running).await,
+                        Err(e) => {
+                            if rates().strike(peer) == Admit::Ban {
+                                served(false);
+                                misbehaving(peer);
+                                return;
+                            }
+                            SearchAnswer::refused(ShardError::new(
+                                ErrorCode::BadRequest,
+                                format!("the search request is malformed: {e}"),
+                            ))
+                        }
+                    },
+                };
+                served(answer.refused.is_none());
+                let written = match answer.encode() {
+                    Ok(bytes) => frame::write_last(&mut stream, &bytes).await,
+                    Err(e) => {
+                        let refused = SearchAnswer::refused(ShardError::new(
+                            ErrorCode::Internal,
+                            format!("the answer could not be sent: {e}; ask for fewer hits or no metadata"),
+                        ));
+                        match refused.encode() {
+                            Ok(bytes) => frame::write_last(&mut stream, &bytes).await,
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
+                };
+                if let Err(e) = written {
+                    tracing::debug!(%peer, error = %e, "a search answer was not delivered");
+                }
+            });
+        }
+    });
+}
+
+/// Runs one admitted request: a place in the queue, a turn to run, the search, all within
+/// the request's deadline.
+async fn answer(
+    peer: PeerId,
+    request: SearchRequest,
+    source: &SearchSource,
+    waiting: &Arc<tokio::sync::Semaphore>,
+    running: &Arc<tokio::sync::Semaphore>,
+) -> SearchAnswer {
+    let busy = |why: &str| SearchAnswer::refused(ShardError::new(ErrorCode::Busy, why));
+    let Ok(_queued) = waiting.clone().try_acquire_owned() else {
+        return busy("this peer's search queue is full; ask another holder");
+    };
+    let deadline = Instant::now() + Duration::from_millis(u64::from(request.deadline_ms));
+    let Ok(Ok(_turn)) = tokio::time::timeout_at(deadline, running.clone().acquire_owned()).await
+    else {
+        return busy("this peer could not start the search before its deadline");
+    };
+    tokio::time::timeout_at(deadline, source(peer, request))
+        .await
+        .unwrap_or_else(|_| busy("the search did not finish before its deadline"))
+}
+
+/// Asks `peer` to run `request`, waiting at most `timeout`; its answer, decoded and checked.
+pub async fn ask(
+    mut control: libp2p_stream::Control,
+    peer: PeerId,
+    request: &SearchRequest,
+    timeout: Duration,
+) -> Result<SearchAnswer, String> {
+    let bytes = request.encode().map_err(|e| e.to_string())?;
+    let exchange = async {
+        let mut stream = control
+            .open_stream(peer, PROTOCOL)
+            .await
+            .map_err(|e| e.to_string())?;
+        frame::write(&mut stream, &bytes).await?;
+        let answer = frame::read(&mut stream, ipvec_protocol::search::MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| e.to_string())?;
+        SearchAnswer::decode(&answer, request.k).map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_over_its_rate_is_refused_then_banned_and_others_are_not() {
+        let mut rates = Rates::default();
+        let (noisy, quiet) = (PeerId::random(), PeerId::random());
+        let now = Instant::now();
+        for _ in 0..PEER_BURST as usize {
+            assert_eq!(rates.admit(noisy, now), Admit::Yes);
+        }
+        assert_eq!(rates.admit(noisy, now), Admit::OverRate);
+        assert_eq!(rates.admit(quiet, now), Admit::Yes);
+        // The rate refills with time.
+        let later = now + Duration::from_millis(100);
+        let refilled = (0..10)
+            .filter(|_| rates.admit(noisy, later) == Admit::Yes)
+            .count();
+        assert_eq!(refilled, (PEER_RATE / 10.0) as usize);
+        // Over its rate without pausing: banned at the STRIKES-th refusal, even with a request
+        // let through now and then as the budget refills.
+        let mut refusals = 1 + 5;
+        let mut at = later;
+        let banned = loop {
+            at += Duration::from_millis(2);
+            match rates.admit(noisy, at) {
+                Admit::Yes => {}
+                Admit::OverRate => refusals += 1,
+                Admit::Ban => break refusals + 1,
+            }
+            assert!(refusals < 10 * STRIKES, "never banned");
+        };
+        assert_eq!(banned, STRIKES);
+        assert_eq!(rates.admit(quiet, at), Admit::Yes);
+        // A peer that pauses until its budget is full again starts with no strikes.
+        let calm = at + Duration::from_secs_f64(PEER_BURST / PEER_RATE);
+        assert_eq!(rates.admit(noisy, calm), Admit::Yes);
+        for _ in 0..PEER_BURST as usize - 1 {
+            rates.admit(noisy, calm);
+        }
+        let again: Vec<Admit> = (0..STRIKES - 1).map(|_| rates.admit(noisy, calm)).collect();
+        assert!(!again.contains(&Admit::Ban));
+    }
+}

@@ -1,0 +1,390 @@
+//! Asking: a search of a collection answered by the peers that hold its shards (and this
+//! node, for the shards it holds), driven by [`federation::Planner`](crate::federation).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{Duration, Instant},
+};
+
+use ipvec_protocol::{
+    announce,
+    api::{Coverage, Hit, PointId, SearchRequest, SearchResponse, ShardCoverage},
+    dagcbor,
+    manifest::Manifest,
+    search::SearchRequest as WireRequest,
+};
+use libp2p::PeerId;
+use tokio::task::JoinSet;
+
+use super::{super::Node, verify::Checked, Holders};
+use crate::{
+    collection::points::{ipld_to_json, json_to_ipld},
+    federation::{Action, Holder, Input, Outcome, Planner, Query, RequestId},
+    ops::Error,
+};
+
+/// How long the shards' holders found in the DHT are reused before they are looked up again.
+pub const HOLDERS_TTL: Duration = Duration::from_secs(30);
+
+impl Node {
+    /// Searches collection `id` through the peers that hold its shards: local shards here,
+    /// the others on their holders, merged; the answer's coverage names every shard and
+    /// who answered it. `local` is the collection's name when this node holds some of it.
+    pub async fn federated_search(
+        &self,
+        id: &str,
+        local: Option<&str>,
+        request: SearchRequest,
+    ) -> Result<SearchResponse, Error> {
+        let label = local.unwrap_or(id).to_string();
+        self.observed("federated_search", &label, async {
+            let deadline = self.search_budget(&request)?;
+            if request.at.is_some() {
+                return Err(Error::invalid(
+                    "a federated search answers the current version; leave out `at`, or search \
+                     an older version on a node that holds the whole collection",
+                ));
+            }
+            if let Some(min) = request.min_coverage {
+                if !(0.0..=1.0).contains(&min) {
+                    return Err(Error::invalid(format!(
+                        "min_coverage = {min} is not a fraction from 0 to 1"
+                    )));
+                }
+            }
+            let started = Instant::now();
+            let holders = self.holders(id, local).await?;
+            let mut outcome = self
+                .run_planner(id, &holders, &request, started, deadline)
+                .await?;
+            let checked = if request.verify {
+                self.verify_hits(
+                    &holders.trusted,
+                    &holders.by_shard,
+                    &request.vector,
+                    &mut outcome,
+                )
+                .await
+            } else {
+                BTreeMap::new()
+            };
+            let metrics = &self.inner.metrics;
+            metrics.federation("searches", 1);
+            metrics.federation("shard_requests", u64::from(outcome.requests));
+            metrics.federation("hedges", u64::from(outcome.hedges));
+            metrics.federation("failovers", u64::from(outcome.failovers));
+            let missing = outcome.coverage.iter().filter(|s| s.answered.is_none());
+            metrics.federation("missing_shards", missing.clone().count() as u64);
+            metrics.federation(
+                "timeouts",
+                missing
+                    .filter(|s| s.missing.as_deref() == Some(crate::federation::plan::DEADLINE))
+                    .count() as u64,
+            );
+            metrics.federation(
+                "verification_failures",
+                checked.values().map(|c| c.failures.len() as u64).sum(),
+            );
+            let response = response(outcome, holders.shards, checked);
+            if let (Some(min), Some(coverage)) = (request.min_coverage, &response.coverage) {
+                let answered = coverage.searched.len() as f64 / f64::from(coverage.shards.max(1));
+                if answered < min {
+                    let missing: Vec<String> = coverage
+                        .report
+                        .iter()
+                        .filter_map(|s| {
+                            s.missing
+                                .as_ref()
+                                .map(|why| format!("shard {} ({why})", s.shard))
+                        })
+                        .collect();
+                    return Err(Error::unavailable(format!(
+                        "{} of {} shards answered, under min_coverage {min}; missing: {}. \
+                         Retry later, ask for a longer deadline_ms, or lower min_coverage",
+                        coverage.searched.len(),
+                        coverage.shards,
+                        missing.join(", ")
+                    )));
+                }
+            }
+            Ok(response)
+        })
+        .await
+    }
+
+    /// Runs one planner to its end: sends its requests (a local search for this node's
+    /// shards), feeds it answers and time, until every shard is settled or the deadline.
+    async fn run_planner(
+        &self,
+        id: &str,
+        holders: &Holders,
+        request: &SearchRequest,
+        started: Instant,
+        deadline: Duration,
+    ) -> Result<Outcome<PeerId>, Error> {
+        // The node's clock: the peer book keeps times across searches.
+        let now = || self.federation_now();
+        let end = now().after(deadline);
+        let mut wire = WireRequest {
+            collection: id.to_string(),
+            shards: Vec::new(),
+            roots: None,
+            seq: None,
+            vector: Vec::new(),
+            k: u32::try_from(request.k).unwrap_or(u32::MAX),
+            ef: request.ef.map(|ef| u32::try_from(ef).unwrap_or(u32::MAX)),
+            exact: request.exact,
+            filter: request.filter.clone().map(json_to_ipld),
+            metadata: true,
+            deadline_ms: u32::try_from(deadline.as_millis()).unwrap_or(u32::MAX),
+        };
+        wire.set_query(&request.vector);
+        let mut planner = Planner::new(
+            Query {
+                shards: (0..holders.shards).collect(),
+                holders: holders.by_shard.clone(),
+                k: request.k,
+                deadline: end,
+            },
+            now(),
+        );
+        let book = &self.inner.federation.book;
+        let lock = || book.lock().unwrap_or_else(|p| p.into_inner());
+        let mut actions = planner.poll(&mut lock(), now());
+        let mut running: JoinSet<(RequestId, Input)> = JoinSet::new();
+        let mut handles = HashMap::new();
+        loop {
+            for action in actions.drain(..) {
+                match action {
+                    Action::Send {
+                        request: rid,
+                        to,
+                        shards,
+                        ..
+                    } => {
+                        let mut asked = wire.clone();
+                        asked.shards = shards;
+                        let remaining = deadline.saturating_sub(started.elapsed());
+                        asked.deadline_ms = u32::try_from(remaining.as_millis())
+                            .unwrap_or(u32::MAX)
+                            .max(1);
+                        let node = self.clone();
+                        let handle = running.spawn(async move {
+                            let answered = match to {
+                                Holder::Local => Ok(node.answer_search(asked).await),
+                                Holder::Peer(peer) => match node.network() {
+                                    Ok(network) => network
+                                        .search_peer(peer, &asked, remaining)
+                                        .await
+                                        .map_err(|e| e.to_string()),
+                                    Err(e) => Err(e.to_string()),
+                                },
+                            };
+                            let input = match answered {
+                                Ok(answer) => Input::Answered {
+                                    request: rid,
+                                    answer,
+                                },
+                                Err(reason) => Input::Failed {
+                                    request: rid,
+                                    reason,
+                                },
+                            };
+                            (rid, input)
+                        });
+                        handles.insert(rid, handle);
+                    }
+                    Action::Cancel { request: rid } => {
+                        if let Some(handle) = handles.remove(&rid) {
+                            handle.abort();
+                        }
+                    }
+                }
+            }
+            if planner.is_done() || now() >= end {
+                break;
+            }
+            let wake = planner.next_deadline().unwrap_or(end).min(end);
+            let sleep = tokio::time::sleep(wake.since(now()));
+            tokio::select! {
+                Some(joined) = running.join_next() => {
+                    if let Ok((rid, input)) = joined {
+                        handles.remove(&rid);
+                        actions = planner.handle(input, &mut lock(), now());
+                    }
+                }
+                () = sleep => {
+                    actions = planner.poll(&mut lock(), now());
+                }
+            }
+        }
+        running.abort_all();
+        Ok(planner.finish(now()))
+    }
+
+    /// The collection's shard count and who holds each shard: this node for those it holds,
+    /// and the peers the DHT names (providers of a shard's key, and of the collection key for
+    /// all shards), looked up again after [`HOLDERS_TTL`].
+    async fn holders(&self, id: &str, local: Option<&str>) -> Result<Holders, Error> {
+        let cached = {
+            let cache = self.inner.federation.holders.lock();
+            let cache = cache.unwrap_or_else(|p| p.into_inner());
+            cache
+                .get(id)
+                .filter(|(at, _)| at.elapsed() < HOLDERS_TTL)
+                .map(|(_, h)| h.clone())
+        };
+        let mut holders = match cached {
+            Some(holders) => holders,
+            None => {
+                let found = self.find_holders(id, local).await?;
+                let mut cache = self.inner.federation.holders.lock();
+                let cache = cache.as_mut().unwrap_or_else(|p| p.get_mut());
+                if cache.len() >= 1_024 {
+                    cache.retain(|_, (at, _)| at.elapsed() < HOLDERS_TTL);
+                }
+                cache.insert(id.to_string(), (Instant::now(), found.clone()));
+                found
+            }
+        };
+        // What this node holds now, and its version (a fetch, a drop or a write may have
+        // changed them since).
+        let held = match local {
+            Some(name) => {
+                let shared = self.collection(name).await?;
+                let c = shared.read().await;
+                holders.trusted = c.manifest().clone();
+                c.held_shards()
+            }
+            None => Vec::new(),
+        };
+        for (shard, list) in holders.by_shard.iter_mut() {
+            list.retain(|h| *h != Holder::Local);
+            if held.contains(shard) {
+                list.insert(0, Holder::Local);
+            }
+        }
+        Ok(holders)
+    }
+
+    async fn find_holders(&self, id: &str, local: Option<&str>) -> Result<Holders, Error> {
+        let network = self.network()?;
+        let me = network.peer_id();
+        let providers = |key| async move {
+            match network.providers(key).await {
+                Ok(found) => found
+                    .into_iter()
+                    .map(|p| p.peer_id)
+                    .filter(|p| *p != me)
+                    .collect(),
+                Err(e) => {
+                    tracing::debug!(%key, error = %e, "looking up providers failed");
+                    Vec::new()
+                }
+            }
+        };
+        let (whole, first) = tokio::join!(
+            providers(announce::collection_key(id)),
+            providers(announce::shard_key(id, 0))
+        );
+        let trusted = match local {
+            Some(name) => self.collection(name).await?.read().await.manifest().clone(),
+            None => {
+                let mut peers: Vec<PeerId> = whole.iter().chain(&first).copied().collect();
+                peers.sort();
+                peers.dedup();
+                if peers.is_empty() {
+                    return Err(Error::not_found(format!(
+                        "no peer announces collection {id} or its shard 0 in the DHT; check the \
+                         id, and that this node is connected (ipvec peers)"
+                    )));
+                }
+                let head = self.newest_head(id, &peers).await?;
+                let manifest: Manifest = dagcbor::decode(
+                    &network
+                        .bitswap()
+                        .fetch_block(head.manifest, &peers)
+                        .await
+                        .map_err(|e| Error::unavailable(e.to_string()))?,
+                )?;
+                manifest.validate()?;
+                manifest
+            }
+        };
+        let shards = trusted.shards.len() as u32;
+        let mut by_shard = BTreeMap::new();
+        let lookups = (1..shards).map(|n| providers(announce::shard_key(id, n)));
+        let found = futures::future::join_all(lookups).await;
+        for (n, peers) in std::iter::once(first).chain(found).enumerate() {
+            let mut list: Vec<Holder<PeerId>> = Vec::new();
+            for peer in peers.into_iter().chain(whole.iter().copied()) {
+                if !list.contains(&Holder::Peer(peer)) {
+                    list.push(Holder::Peer(peer));
+                }
+            }
+            by_shard.insert(n as u32, list);
+        }
+        Ok(Holders {
+            shards,
+            by_shard,
+            trusted,
+        })
+    }
+}
+
+/// The HTTP answer of a federated search.
+fn response(
+    outcome: Outcome<PeerId>,
+    shards: u32,
+    mut checked: BTreeMap<u32, Checked>,
+) -> SearchResponse {
+    let name = |h: &Holder<PeerId>| match h {
+        Holder::Local => "local".to_string(),
+        Holder::Peer(p) => p.to_string(),
+    };
+    let report: Vec<ShardCoverage> = outcome
+        .coverage
+        .iter()
+        .map(|s| {
+            let checked = checked.remove(&s.shard);
+            ShardCoverage {
+                shard: s.shard,
+                answered_by: s.answered.as_ref().map(|a| name(&a.by)),
+                root: s
+                    .answered
+                    .as_ref()
+                    .and_then(|a| a.root.map(|r| r.to_string())),
+                seq: s.answered.as_ref().and_then(|a| a.seq),
+                latency_ms: s.answered.as_ref().map(|a| a.latency_ms),
+                hedged: s.answered.as_ref().is_some_and(|a| a.hedged),
+                missing: s.missing.clone(),
+                tried: s.tried.iter().map(name).collect(),
+                verified: checked.as_ref().map(|c| c.verified),
+                verify_failures: checked.map(|c| c.failures).unwrap_or_default(),
+            }
+        })
+        .collect();
+    let searched: Vec<u32> = report
+        .iter()
+        .filter(|s| s.answered_by.is_some())
+        .map(|s| s.shard)
+        .collect();
+    SearchResponse {
+        hits: outcome
+            .hits
+            .into_iter()
+            .map(|h| Hit {
+                id: PointId::from(&h.hit.id),
+                score: h.hit.score,
+                cid: h.hit.leaf.map(|c| c.to_string()),
+                metadata: h.hit.metadata.as_ref().map(ipld_to_json),
+            })
+            .collect(),
+        coverage: Some(Coverage {
+            complete: searched.len() as u32 == shards,
+            shards,
+            searched,
+            report,
+        }),
+    }
+}

@@ -1,0 +1,55 @@
+//! Federated search: a search of a collection answered by the peers that hold its shards.
+//!
+//! - `ask`: the asking side. The shards' holders come from the DHT (providers of each shard's
+//!   key, and of the collection key for whole replicas; cached for [`ask::HOLDERS_TTL`]) and
+//!   from this node's own holding; [`crate::federation::Planner`] decides whom to ask, when
+//!   to hedge and fail over, and merges; this adapter sends its requests (a local search for
+//!   this node's shards) and feeds it answers and time.
+//! - `verify`: checking hits against a signed head this node trusts (what that proves, and
+//!   what it cannot).
+//! - `serve`: answering peers' searches of the shards held here (`/ipvec/search/1.0.0`), on
+//!   the background pool, each shard answered with the root and version it was searched at.
+
+pub mod ask;
+mod serve;
+mod verify;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Mutex,
+    time::Instant,
+};
+
+use libp2p::PeerId;
+
+use super::Node;
+use crate::{
+    cluster::Millis,
+    federation::{Holder, PeerBook},
+};
+
+/// What a node keeps between federated searches.
+#[derive(Debug, Default)]
+pub(super) struct State {
+    /// Latency, failures and circuit breakers of the peers asked.
+    pub(super) book: Mutex<PeerBook<PeerId>>,
+    /// The holders found of each collection (by id), and when.
+    holders: Mutex<HashMap<String, (Instant, Holders)>>,
+}
+
+/// A collection's shard count, who holds each shard, and the manifest of the signed head
+/// hits are verified against.
+#[derive(Debug, Clone)]
+struct Holders {
+    shards: u32,
+    by_shard: BTreeMap<u32, Vec<Holder<PeerId>>>,
+    trusted: ipvec_protocol::manifest::Manifest,
+}
+
+impl Node {
+    /// Now on the clock of federated searches (the peer book keeps times across searches):
+    /// milliseconds since the node started.
+    fn federation_now(&self) -> Millis {
+        Millis::from_duration(self.inner.started.elapsed())
+    }
+}

@@ -1,0 +1,477 @@
+//! Federated search between real daemons on loopback: a collection of 8 shards, written on
+//! one node and held in parts by five others (every shard on two of them), searched by id
+//! from a node that holds none of it — the same hits as a full replica gives, a coverage
+//! report, failover when holders die, and a clear refusal below `--min-coverage`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+#[allow(dead_code)]
+#[path = "../benches/engine/data.rs"]
+mod data;
+
+use std::path::Path;
+
+use common::*;
+use ipvec_protocol::search::{SearchAnswer, SearchRequest as WireRequest};
+use serde_json::Value;
+
+/// Points written, and queries searched.
+const POINTS: usize = 3_000;
+const QUERIES: usize = 100;
+
+/// Which of the five holders keep shard `s`: two each, so that holders 0 and 3 share only
+/// shard 3.
+fn holders_of(shard: u32) -> [usize; 2] {
+    [shard as usize % 5, (shard as usize + 2) % 5]
+}
+
+/// Writes `rows` as an .fvecs file (each row: its dimension as i32, then its f32s).
+fn write_fvecs(path: &Path, rows: &[Vec<f32>]) {
+    let mut bytes = Vec::new();
+    for row in rows {
+        bytes.extend_from_slice(&(row.len() as i32).to_le_bytes());
+        for x in row {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// The JSON answers of `ipvec search NAME --query-file FILE` (one per query) and `extra` flags.
+fn search_all(repo: &Path, name: &str, queries: &Path, extra: &[&str]) -> Vec<Value> {
+    let mut args = vec![
+        "--json",
+        "search",
+        name,
+        "--query-file",
+        queries.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ok(repo, &args).lines().map(json_of).collect()
+}
+
+/// The (id, score) pairs of an answer.
+fn hits(answer: &Value) -> Vec<(Value, f64)> {
+    answer["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["id"].clone(), h["score"].as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_node_holding_nothing_searches_a_collection_spread_over_five_peers() {
+    let data = data::load(QUERIES).expect("apt-get install dataset-fashion-mnist");
+    // The writer: 8 shards of Fashion-MNIST.
+    let w = new_repo();
+    ok(
+        &w.path,
+        &[
+            "collection",
+            "create",
+            "fm",
+            "--dim",
+            "784",
+            "--metric",
+            "l2",
+            "--shards",
+            "8",
+        ],
+    );
+    let file = w.path.parent().unwrap().join("fm.jsonl");
+    let lines: Vec<String> = (0..POINTS)
+        .map(|i| {
+            serde_json::json!({"id": i, "vector": data::to_f32(data.row(i)), "metadata": {"label": data.labels[i]}})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    ok(&w.path, &["add", "fm", file.to_str().unwrap()]);
+    let mut dw = Daemon::start(&w.path, &[]);
+    let id = json_of(&ok(&w.path, &["--json", "collection", "info", "fm"]))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let addr_w = address_of(&w.path);
+
+    // Five holders, each fetching its shards from the writer.
+    let holders: Vec<TestRepo> = (0..5).map(|_| new_repo()).collect();
+    let mut daemons: Vec<Option<Daemon>> = holders
+        .iter()
+        .map(|h| Some(Daemon::start_with(&h.path, &[], &["--bootstrap", &addr_w])))
+        .collect();
+    for (i, h) in holders.iter().enumerate() {
+        let shards: Vec<String> = (0..8u32)
+            .filter(|s| holders_of(*s).contains(&i))
+            .map(|s| s.to_string())
+            .collect();
+        ok(
+            &h.path,
+            &[
+                "fetch",
+                &id,
+                "--from",
+                &addr_w,
+                "--shards",
+                &shards.join(","),
+            ],
+        );
+    }
+
+    // The asker: a full replica first, to know the answers a whole copy gives.
+    let a = new_repo();
+    let _da = Daemon::start_with(&a.path, &[], &["--bootstrap", &addr_w]);
+    eventually("the asker connected", || !peers_of(&a.path).is_empty());
+    let queries = a.path.parent().unwrap().join("queries.fvecs");
+    write_fvecs(&queries, &data.queries_f32());
+    ok(&a.path, &["fetch", &id]);
+    let expected_exact = search_all(&a.path, "fm", &queries, &["--exact"]);
+    let expected_hnsw = search_all(&a.path, "fm", &queries, &[]);
+    assert_eq!(expected_exact.len(), QUERIES);
+    ok(&a.path, &["collection", "drop", "fm"]);
+    // The writer leaves: only the five partial holders serve the collection now.
+    dw.stop();
+
+    // The same answers, gathered from the holders, with every shard accounted for.
+    // HNSW hits are also verified: every one traced from the signed head to its leaf.
+    for (expected, flags) in [
+        (&expected_exact, &["--exact"][..]),
+        (&expected_hnsw, &["--verify"][..]),
+    ] {
+        let answers = search_all(&a.path, &id, &queries, flags);
+        assert_eq!(answers.len(), QUERIES);
+        for (q, (got, want)) in answers.iter().zip(expected.iter()).enumerate() {
+            assert_eq!(hits(got), hits(want), "query {q} {flags:?}");
+            let coverage = &got["coverage"];
+            assert_eq!(coverage["complete"], true, "query {q}: {coverage}");
+            assert_eq!(
+                coverage["searched"],
+                serde_json::json!([0, 1, 2, 3, 4, 5, 6, 7])
+            );
+            let report = coverage["report"].as_array().unwrap();
+            assert_eq!(report.len(), 8);
+            if flags.contains(&"--verify") {
+                let verified: u64 = report
+                    .iter()
+                    .map(|s| s["verified"].as_u64().unwrap_or(0))
+                    .sum();
+                assert_eq!(verified, 10, "query {q}: {coverage}");
+                assert!(report.iter().all(|s| s.get("verify_failures").is_none()));
+            }
+            for shard in report {
+                let by = shard["answered_by"].as_str().unwrap();
+                let n = shard["shard"].as_u64().unwrap() as u32;
+                let allowed: Vec<String> = holders_of(n)
+                    .iter()
+                    .map(|&h| peer_of(&holders[h].path))
+                    .collect();
+                assert!(
+                    allowed.iter().any(|p| p == by),
+                    "shard {n} answered by {by}"
+                );
+            }
+        }
+    }
+    let text = ok(
+        &a.path,
+        &["search", &id, "--vector", &vector_text(&data, 0)],
+    );
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("# coverage 8/8 shards"),
+        "{text}"
+    );
+
+    // One holder killed: its shards fail over to their other holder.
+    let mut kill = |i: usize| {
+        let mut d = daemons[i].take().unwrap();
+        signal("KILL", d.pid());
+        d.child.take().unwrap().wait().unwrap();
+    };
+    kill(0);
+    let answers = search_all(&a.path, &id, &queries, &[]);
+    for (q, (got, want)) in answers.iter().zip(expected_hnsw.iter()).enumerate() {
+        assert_eq!(hits(got), hits(want), "query {q} with holder 0 gone");
+        assert_eq!(got["coverage"]["complete"], true);
+    }
+
+    // Both holders of shard 3 gone: the answer comes by its deadline without it, and says so.
+    kill(3);
+    let answer = json_of(&ok(
+        &a.path,
+        &[
+            "--json",
+            "search",
+            &id,
+            "--vector",
+            &vector_text(&data, 1),
+            "--deadline-ms",
+            "3000",
+        ],
+    ));
+    let coverage = &answer["coverage"];
+    assert_eq!(coverage["complete"], false);
+    assert_eq!(
+        coverage["searched"],
+        serde_json::json!([0, 1, 2, 4, 5, 6, 7])
+    );
+    let missing = &coverage["report"][3];
+    assert!(missing["missing"].as_str().is_some(), "{missing}");
+    assert_eq!(answer["hits"].as_array().unwrap().len(), 10);
+    let text = ok(
+        &a.path,
+        &["search", &id, "--vector", &vector_text(&data, 1)],
+    );
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("# coverage 7/8 shards; missing: shard 3"),
+        "{text}"
+    );
+    let refused = fails(
+        &a.path,
+        &[
+            "search",
+            &id,
+            "--vector",
+            &vector_text(&data, 1),
+            "--min-coverage",
+            "1",
+        ],
+    );
+    assert!(
+        refused.contains("7 of 8 shards answered") && refused.contains("shard 3"),
+        "{refused}"
+    );
+
+    // What the asker counted.
+    let metrics = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(_da.metrics());
+    let count = |event: &str| sample(&metrics, "ipvec_federation_events", &[("event", event)]);
+    assert!(count("searches") >= (3 * QUERIES) as f64);
+    assert!(count("failovers") >= 1.0);
+    assert!(count("missing_shards") >= 1.0);
+}
+
+/// Test query `i` as the CLI's comma-separated vector.
+fn vector_text(data: &data::Dataset, i: usize) -> String {
+    data::to_f32(data.query(i))
+        .iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Sends `bytes` as one framed request on a new `/ipvec/search/1.0.0` stream to `peer`; the
+/// decoded answer, or `None` if the stream closed without one.
+async fn raw_search(
+    control: &mut libp2p_stream::Control,
+    peer: libp2p::PeerId,
+    bytes: &[u8],
+) -> Option<SearchAnswer> {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    // A few tries while the connection comes up; none once the peer refuses us.
+    let mut tries = 0;
+    let mut stream = loop {
+        match control
+            .open_stream(peer, ipvec_node::net::search::PROTOCOL)
+            .await
+        {
+            Ok(s) => break s,
+            Err(_) if tries < 100 => tries += 1,
+            Err(_) => return None,
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    stream.write_all(&hostile::frame(bytes)).await.ok()?;
+    stream.flush().await.ok()?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.ok()?;
+    // The answer is one frame: skip its length prefix.
+    let start = answer.iter().position(|b| b & 0x80 == 0)? + 1;
+    SearchAnswer::decode(answer.get(start..)?, 1_000).ok()
+}
+
+#[test]
+fn peers_searches_are_checked_limited_and_a_flooding_peer_is_refused() {
+    let repo = new_repo();
+    let r = &repo.path;
+    ok(
+        r,
+        &[
+            "collection",
+            "create",
+            "films",
+            "--dim",
+            "4",
+            "--metric",
+            "l2",
+            "--shards",
+            "2",
+        ],
+    );
+    let file = r.parent().unwrap().join("films.jsonl");
+    std::fs::write(&file, points_jsonl(0..300)).unwrap();
+    ok(r, &["add", "films", file.to_str().unwrap()]);
+    let daemon = Daemon::start(r, &[]);
+    let info = json_of(&ok(r, &["--json", "collection", "info", "films"]));
+    let id = info["id"].as_str().unwrap().to_string();
+    let (address, daemon_peer) = hostile::address_and_peer(r);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _entered = rt.enter();
+    let (mut swarm, hostile_peer, hostile_address, mut control, _incoming) =
+        hostile::hostile_peer(&rt, ipvec_node::net::search::PROTOCOL);
+    swarm.dial(address.clone()).unwrap();
+    rt.spawn(async move {
+        use futures::StreamExt;
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    let request = |change: &dyn Fn(&mut WireRequest)| {
+        let mut request = WireRequest {
+            collection: id.clone(),
+            shards: vec![0, 1],
+            roots: None,
+            seq: None,
+            vector: Vec::new(),
+            k: 5,
+            ef: None,
+            exact: true,
+            filter: None,
+            metadata: false,
+            deadline_ms: 5_000,
+        };
+        request.set_query(&[3.0, 1.0, -2.0, 5.0]);
+        change(&mut request);
+        ipvec_protocol::dagcbor::encode(&request).unwrap()
+    };
+    let mut ask = |bytes: Vec<u8>| {
+        rt.block_on(raw_search(&mut control, daemon_peer, &bytes))
+            .unwrap()
+    };
+
+    // A good request: each shard answered at its root, and the two merged give the exact top 5.
+    let answer = ask(request(&|_| {}));
+    assert_eq!(answer.refused, None);
+    let mut merged = Vec::new();
+    for (n, shard) in answer.shards.iter().enumerate() {
+        assert_eq!(shard.shard, n as u32);
+        assert_eq!(shard.error, None);
+        assert_eq!(
+            shard.root.unwrap().to_string(),
+            info["shard_status"][n]["root"].as_str().unwrap()
+        );
+        merged.extend(shard.hits.iter().map(|h| (h.score, h.id.id().to_string())));
+    }
+    merged.sort_by(|a, b| b.0.total_cmp(&a.0));
+    merged.truncate(5);
+    let local = json_of(&ok(
+        r,
+        &[
+            "--json", "search", "films", "--vector", "3,1,-2,5", "-k", "5", "--exact",
+        ],
+    ));
+    let local: Vec<String> = local["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].to_string())
+        .collect();
+    assert_eq!(
+        merged.into_iter().map(|(_, id)| id).collect::<Vec<_>>(),
+        local
+    );
+
+    // Bad requests: each gets an error that says what is wrong, never a hang.
+    let refused = |answer: SearchAnswer| {
+        let e = answer.refused.expect("refused");
+        (e.code, e.message)
+    };
+    let (code, message) = refused(ask(request(&|r| r.set_query(&[1.0, 2.0, 3.0]))));
+    assert_eq!(code, "bad_request");
+    assert!(message.contains("3 dimensions"), "{message}");
+    let (code, _) = refused(ask(request(&|r| {
+        r.collection = libp2p::PeerId::random().to_string()
+    })));
+    assert_eq!(code, "not_held");
+    let (code, message) = refused(ask(b"\xa1\x61x\xff".to_vec()));
+    assert_eq!(code, "bad_request");
+    assert!(message.contains("malformed"), "{message}");
+    let answer = ask(request(&|r| r.shards = vec![1, 7]));
+    assert_eq!(answer.shards[0].error, None);
+    let no_shard = answer.shards[1].error.clone().unwrap();
+    assert_eq!(
+        (no_shard.code.as_str(), answer.shards[1].shard),
+        ("bad_request", 7)
+    );
+    let other_root = answer.shards[0].root.unwrap();
+    let answer = ask(request(&|r| r.roots = Some(vec![other_root, other_root])));
+    assert_eq!(answer.shards[0].error.as_ref().unwrap().code, "stale");
+    assert_eq!(answer.shards[1].error, None, "shard 1 is at that root");
+
+    // A flood: over its rate the peer is told so, the node's own searches keep answering,
+    // and a peer that never pauses is disconnected and refused.
+    let mut rate_limited = 0;
+    for i in 0.. {
+        match rt.block_on(raw_search(&mut control, daemon_peer, &request(&|_| {}))) {
+            Some(answer) => {
+                if answer.refused.is_some_and(|e| e.code == "rate_limited") {
+                    rate_limited += 1;
+                }
+            }
+            None => break,
+        }
+        if i % 50 == 0 {
+            ok(r, &["search", "films", "--vector", "3,1,-2,5"]);
+        }
+        assert!(i < 2_000, "the flooding peer was never refused");
+    }
+    assert!(rate_limited >= 1);
+    hostile::disconnected_and_refused(r, hostile_peer, &hostile_address, 20);
+    ok(r, &["search", "films", "--vector", "3,1,-2,5"]);
+
+    // An oversized request: its sender is refused at once.
+    let (mut swarm, second, second_address, mut control, _incoming) =
+        hostile::hostile_peer(&rt, ipvec_node::net::search::PROTOCOL);
+    swarm.dial(address).unwrap();
+    rt.spawn(async move {
+        use futures::StreamExt;
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    rt.block_on(async {
+        use futures::AsyncWriteExt;
+        let mut stream = loop {
+            match control
+                .open_stream(daemon_peer, ipvec_node::net::search::PROTOCOL)
+                .await
+            {
+                Ok(s) => break s,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        };
+        let _ = stream.write_all(&[0xff, 0xff, 0xff, 0x7f]).await;
+        let _ = stream.close().await;
+    });
+    hostile::disconnected_and_refused(r, second, &second_address, 20);
+    let served = hostile::metric(
+        &daemon.url,
+        "ipvec_federation_events_total{event=\"remote_served\"}",
+    );
+    let refused = hostile::metric(
+        &daemon.url,
+        "ipvec_federation_events_total{event=\"remote_refused\"}",
+    );
+    assert!(
+        served >= 100.0 && refused >= (3 + rate_limited) as f64,
+        "served {served}, refused {refused}"
+    );
+}
