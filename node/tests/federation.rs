@@ -475,3 +475,234 @@ fn peers_searches_are_checked_limited_and_a_flooding_peer_is_refused() {
         "served {served}, refused {refused}"
     );
 }
+
+/// A peer that claims to hold a whole collection: it announces the collection's key in the
+/// DHT and answers searches by asking the real holder, then forging the answer (a better
+/// score for the first hit, another id for the second).
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct Forger {
+    stream: libp2p_stream::Behaviour,
+    kad: libp2p::kad::Behaviour<libp2p::kad::store::MemoryStore>,
+}
+
+/// The score a forged first hit claims (far better than any real one).
+const FORGED_SCORE: f64 = 1_000.0;
+
+#[test]
+fn forged_hits_are_caught_by_verify_and_their_peer_is_penalised() {
+    use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+    use libp2p::{identity::Keypair, kad, Multiaddr, PeerId, StreamProtocol};
+
+    let w = new_repo();
+    ok(
+        &w.path,
+        &[
+            "collection",
+            "create",
+            "films",
+            "--dim",
+            "4",
+            "--metric",
+            "l2",
+            "--shards",
+            "8",
+        ],
+    );
+    let file = w.path.parent().unwrap().join("films.jsonl");
+    std::fs::write(&file, points_jsonl(0..400)).unwrap();
+    ok(&w.path, &["add", "films", file.to_str().unwrap()]);
+    let _dw = Daemon::start(&w.path, &[]);
+    let id = json_of(&ok(&w.path, &["--json", "collection", "info", "films"]))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (w_address, w_peer) = hostile::address_and_peer(&w.path);
+    let a = new_repo();
+    let da = Daemon::start_with(&a.path, &[], &["--bootstrap", &w_address.to_string()]);
+    eventually("the asker connected", || !peers_of(&a.path).is_empty());
+    let (a_address, a_peer) = hostile::address_and_peer(&a.path);
+
+    // The forger joins the DHT, announces the collection, and serves forged searches.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let key = Keypair::generate_ed25519();
+    let forger = PeerId::from(key.public());
+    let mut swarm = rt.block_on(async {
+        libp2p::SwarmBuilder::with_existing_identity(key.clone())
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default(),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|key| {
+                let peer = key.public().to_peer_id();
+                let mut kad = kad::Behaviour::with_config(
+                    peer,
+                    kad::store::MemoryStore::new(peer),
+                    kad::Config::new(StreamProtocol::new(ipvec_node::net::KAD_PROTOCOL)),
+                );
+                kad.set_mode(Some(kad::Mode::Server));
+                Forger {
+                    stream: libp2p_stream::Behaviour::new(),
+                    kad,
+                }
+            })
+            .unwrap()
+            .with_swarm_config(|c| {
+                c.with_idle_connection_timeout(std::time::Duration::from_secs(60))
+            })
+            .build()
+    });
+    let _entered = rt.enter();
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    let listening: Multiaddr = rt.block_on(async {
+        loop {
+            if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
+                swarm.select_next_some().await
+            {
+                break address;
+            }
+        }
+    });
+    swarm.add_external_address(listening);
+    swarm
+        .behaviour_mut()
+        .kad
+        .add_address(&w_peer, w_address.clone());
+    swarm
+        .behaviour_mut()
+        .kad
+        .add_address(&a_peer, a_address.clone());
+    swarm.dial(w_address).unwrap();
+    swarm.dial(a_address).unwrap();
+    let collection_key = ipvec_protocol::announce::collection_key(&id);
+    swarm
+        .behaviour_mut()
+        .kad
+        .start_providing(collection_key.to_bytes().into())
+        .unwrap();
+    let mut control = swarm.behaviour().stream.new_control();
+    let mut incoming = control.accept(ipvec_node::net::search::PROTOCOL).unwrap();
+    rt.spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    let read_frame = |bytes: &[u8]| -> Vec<u8> {
+        let start = bytes.iter().position(|b| b & 0x80 == 0).unwrap() + 1;
+        bytes[start..].to_vec()
+    };
+    rt.spawn(async move {
+        while let Some((_, mut stream)) = incoming.next().await {
+            let mut upstream = control
+                .open_stream(w_peer, ipvec_node::net::search::PROTOCOL)
+                .await
+                .unwrap();
+            // The request: read its frame and pass it on as it is.
+            let mut len = [0u8; 1];
+            let mut prefix = Vec::new();
+            loop {
+                stream.read_exact(&mut len).await.unwrap();
+                prefix.push(len[0]);
+                if len[0] & 0x80 == 0 {
+                    break;
+                }
+            }
+            let size = prefix
+                .iter()
+                .enumerate()
+                .fold(0usize, |n, (i, b)| n | (usize::from(b & 0x7f) << (7 * i)));
+            let mut request = vec![0u8; size];
+            stream.read_exact(&mut request).await.unwrap();
+            upstream.write_all(&hostile::frame(&request)).await.unwrap();
+            upstream.flush().await.unwrap();
+            let mut answer = Vec::new();
+            upstream.read_to_end(&mut answer).await.unwrap();
+            let mut answer = SearchAnswer::decode(&read_frame(&answer), 1_000).unwrap();
+            for shard in &mut answer.shards {
+                if let Some(first) = shard.hits.first_mut() {
+                    first.score = FORGED_SCORE;
+                }
+                if let Some(second) = shard.hits.get_mut(1) {
+                    second.id = ipvec_protocol::entry::EntryId::Int(99_999)
+                        .to_key()
+                        .unwrap();
+                }
+            }
+            let _ = stream
+                .write_all(&hostile::frame(&answer.encode().unwrap()))
+                .await;
+            let _ = stream.close().await;
+        }
+    });
+    // The asker hears of the forger as a holder.
+    let providers = || {
+        json_of(&ok(
+            &a.path,
+            &["--json", "dht", "providers", &collection_key.to_string()],
+        ))
+        .to_string()
+    };
+    eventually("the forger announced", || {
+        providers().contains(&forger.to_string())
+    });
+
+    let search = |extra: &[&str]| {
+        let mut args = vec!["--json", "search", &id, "--vector", "3,1,-2,5", "--exact"];
+        args.extend_from_slice(extra);
+        json_of(&ok(&a.path, &args))
+    };
+    let forged = |answer: &Value| {
+        answer["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["score"].as_f64() == Some(FORGED_SCORE) || h["id"] == 99_999)
+    };
+    // Unverified, the forger's shards come back forged (the planner spreads shards over both
+    // holders).
+    let unverified = search(&[]);
+    assert!(forged(&unverified), "{unverified}");
+    // Verified: the forged hits are dropped and named, and the forger is penalised…
+    let verified = search(&["--verify"]);
+    assert!(!forged(&verified), "{verified}");
+    let report = verified["coverage"]["report"].as_array().unwrap();
+    let failures: Vec<&Value> = report
+        .iter()
+        .flat_map(|s| s["verify_failures"].as_array().into_iter().flatten())
+        .collect();
+    assert!(!failures.is_empty(), "{verified}");
+    assert!(failures
+        .iter()
+        .any(|f| f.as_str().unwrap().contains("recomputed")));
+    assert!(failures
+        .iter()
+        .any(|f| f.as_str().unwrap().contains("99999")));
+    // …so the next search asks only the honest holder, and answers what it holds.
+    let after = search(&["--verify"]);
+    let by: Vec<&str> = after["coverage"]["report"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["answered_by"].as_str().unwrap())
+        .collect();
+    assert!(by.iter().all(|p| *p == w_peer.to_string()), "{after}");
+    let local = json_of(&ok(
+        &w.path,
+        &[
+            "--json", "search", "films", "--vector", "3,1,-2,5", "--exact",
+        ],
+    ));
+    assert_eq!(hits(&after), hits(&local));
+    let metrics = rt.block_on(da.metrics());
+    assert!(
+        sample(
+            &metrics,
+            "ipvec_federation_events",
+            &[("event", "verification_failures")]
+        ) >= 2.0
+    );
+}

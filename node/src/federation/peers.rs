@@ -15,7 +15,8 @@
 //!   open for everyone else. An answer closes the breaker; a failure once the back-off is
 //!   over opens it again for twice as long, up to [`MAX_BACKOFF`]. Failures of requests sent
 //!   before it opened do not lengthen it. [`PeerBook::penalise`] (a hit that failed
-//!   verification, say) counts as [`PENALTY`] failures and opens the breaker at once.
+//!   verification, say) counts as [`PENALTY`] failures and opens the breaker at once, for
+//!   [`MAX_BACKOFF`].
 //! - **Hedging budget**: a token bucket counted in credits: it starts at
 //!   [`HEDGE_CREDIT_START`], each request of a search's plan earns [`HEDGE_EARN`] (up to
 //!   [`HEDGE_CREDIT_MAX`]), each hedge request costs [`HEDGE_COST`]. So hedges add at most
@@ -235,12 +236,15 @@ impl<P: Clone + Eq + Hash + Ord + Debug> PeerBook<P> {
     }
 
     /// `peer` did something worse than failing (a hit that failed verification): it counts
-    /// as [`PENALTY`] failures and its breaker opens now.
+    /// as [`PENALTY`] failures and its breaker opens now, for [`MAX_BACKOFF`].
     pub fn penalise(&mut self, peer: &P, now: Millis) {
         let p = self.entry(peer, now);
         p.add_failures(PENALTY, now);
         p.penalties = p.penalties.saturating_add(1);
         p.trip(now);
+        // A peer caught lying is not worth a trial soon: the longest back-off at once.
+        p.backoff = MAX_BACKOFF;
+        p.open_until = Some(now.after(MAX_BACKOFF));
     }
 
     /// Whether `peer` is to be skipped: its breaker is open, or it is half-open with a trial

@@ -104,6 +104,10 @@ fn a_penalty_opens_the_breaker_at_once() {
     book.answered(&1, ms(5), T0);
     book.penalise(&1, T0);
     assert!(book.is_open(&1, T0));
+    // For the longest back-off, not the first.
+    let almost = T0.after(crate::federation::peers::MAX_BACKOFF - ms(1));
+    assert!(book.is_open(&1, almost));
+    assert!(!book.is_open(&1, T0.after(crate::federation::peers::MAX_BACKOFF)));
     let r = &book.report(T0)[0];
     assert_eq!(
         (r.penalties, r.consecutive_failures, r.recent_failures),
