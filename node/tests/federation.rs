@@ -477,8 +477,8 @@ fn peers_searches_are_checked_limited_and_a_flooding_peer_is_refused() {
 }
 
 /// A peer that claims to hold a whole collection: it announces the collection's key in the
-/// DHT and answers searches by asking the real holder, then forging the answer (a better
-/// score for the first hit, another id for the second).
+/// DHT and answers searches with the real holder's answer, forged (a better score for the
+/// first hit, another id for the second, raised to the top too).
 #[derive(libp2p::swarm::NetworkBehaviour)]
 struct Forger {
     stream: libp2p_stream::Behaviour,
@@ -591,47 +591,74 @@ fn forged_hits_are_caught_by_verify_and_their_peer_is_penalised() {
             swarm.select_next_some().await;
         }
     });
-    let read_frame = |bytes: &[u8]| -> Vec<u8> {
-        let start = bytes.iter().position(|b| b & 0x80 == 0).unwrap() + 1;
-        bytes[start..].to_vec()
+    // What the writer answers for the test's query, every shard, kept to forge from: the
+    // forger answers at once, faster than the writer.
+    let query = |shards: Vec<u32>| {
+        let mut request = WireRequest {
+            collection: id.clone(),
+            shards,
+            roots: None,
+            seq: None,
+            vector: Vec::new(),
+            k: 10,
+            ef: None,
+            exact: true,
+            filter: None,
+            metadata: true,
+            deadline_ms: 5_000,
+        };
+        request.set_query(&[3.0, 1.0, -2.0, 5.0]);
+        request
     };
+    let genuine = rt
+        .block_on(raw_search(
+            &mut control,
+            w_peer,
+            &query((0..8).collect()).encode().unwrap(),
+        ))
+        .unwrap();
+    let mut forged = genuine.clone();
+    for shard in &mut forged.shards {
+        if let Some(first) = shard.hits.first_mut() {
+            first.score = FORGED_SCORE;
+        }
+        if let Some(second) = shard.hits.get_mut(1) {
+            second.id = ipvec_protocol::entry::EntryId::Int(99_999)
+                .to_key()
+                .unwrap();
+            second.score = FORGED_SCORE - 1.0;
+        }
+    }
     rt.spawn(async move {
         while let Some((_, mut stream)) = incoming.next().await {
-            let mut upstream = control
-                .open_stream(w_peer, ipvec_node::net::search::PROTOCOL)
-                .await
-                .unwrap();
-            // The request: read its frame and pass it on as it is.
-            let mut len = [0u8; 1];
-            let mut prefix = Vec::new();
-            loop {
-                stream.read_exact(&mut len).await.unwrap();
-                prefix.push(len[0]);
-                if len[0] & 0x80 == 0 {
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            // The length prefix, then the request.
+            let mut len = 0usize;
+            for shift in (0..).step_by(7) {
+                if stream.read_exact(&mut byte).await.is_err() {
+                    break;
+                }
+                len |= usize::from(byte[0] & 0x7f) << shift;
+                if byte[0] & 0x80 == 0 {
                     break;
                 }
             }
-            let size = prefix
-                .iter()
-                .enumerate()
-                .fold(0usize, |n, (i, b)| n | (usize::from(b & 0x7f) << (7 * i)));
-            let mut request = vec![0u8; size];
-            stream.read_exact(&mut request).await.unwrap();
-            upstream.write_all(&hostile::frame(&request)).await.unwrap();
-            upstream.flush().await.unwrap();
-            let mut answer = Vec::new();
-            upstream.read_to_end(&mut answer).await.unwrap();
-            let mut answer = SearchAnswer::decode(&read_frame(&answer), 1_000).unwrap();
-            for shard in &mut answer.shards {
-                if let Some(first) = shard.hits.first_mut() {
-                    first.score = FORGED_SCORE;
-                }
-                if let Some(second) = shard.hits.get_mut(1) {
-                    second.id = ipvec_protocol::entry::EntryId::Int(99_999)
-                        .to_key()
-                        .unwrap();
-                }
+            request.resize(len, 0);
+            if stream.read_exact(&mut request).await.is_err() {
+                continue;
             }
+            let Ok(request) = WireRequest::decode(&request) else {
+                continue;
+            };
+            let answer = SearchAnswer {
+                shards: request
+                    .shards
+                    .iter()
+                    .map(|n| forged.shards[*n as usize].clone())
+                    .collect(),
+                refused: None,
+            };
             let _ = stream
                 .write_all(&hostile::frame(&answer.encode().unwrap()))
                 .await;
@@ -697,6 +724,17 @@ fn forged_hits_are_caught_by_verify_and_their_peer_is_penalised() {
         ],
     ));
     assert_eq!(hits(&after), hits(&local));
+    // The asker's peer list shows what searches learnt of the forger.
+    let peers = json_of(&ok(&a.path, &["--json", "peers"]));
+    let record = peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer_id"] == forger.to_string())
+        .map(|p| p["searches"].clone())
+        .unwrap();
+    assert!(record["penalties"].as_u64().unwrap() >= 1, "{record}");
+    assert_eq!(record["skipped"], true);
     let metrics = rt.block_on(da.metrics());
     assert!(
         sample(

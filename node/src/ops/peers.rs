@@ -55,6 +55,7 @@ impl Node {
     pub async fn peers(&self) -> Result<PeerList, Error> {
         let network = self.network()?;
         let stats = network.bitswap().stats();
+        let searches = self.federation_peers();
         Ok(PeerList {
             peers: network
                 .peers()
@@ -70,6 +71,7 @@ impl Node {
                     protocols: p.protocols,
                     agent: p.agent,
                     gossip_score: p.score,
+                    searches: searches.get(&p.peer_id).cloned(),
                 })
                 .collect(),
         })

@@ -116,6 +116,29 @@ pub struct PeerOut {
     /// Bitswap blocks it sent us that we asked for and stored. This node always sends it.
     #[serde(default)]
     pub blocks_received: Option<u64>,
+    /// How it answers federated searches, once it has been asked one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub searches: Option<PeerSearches>,
+}
+
+/// A peer's record as a holder of shards for federated searches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PeerSearches {
+    /// Its smoothed answer time in milliseconds, once it has answered.
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
+    /// Its 95th-percentile answer time estimate (when a slower answer is hedged).
+    #[serde(default)]
+    pub latency_p95_ms: Option<f64>,
+    /// Answers it gave.
+    pub answers: u64,
+    /// Requests it failed (refused, timed out, unreachable; a penalty counts once).
+    pub failures: u64,
+    /// Hits it answered that failed verification.
+    pub penalties: u64,
+    /// Whether searches skip it now (its circuit breaker is open).
+    pub skipped: bool,
 }
 
 /// `GET /v1/peers`.

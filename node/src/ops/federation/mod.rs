@@ -47,6 +47,33 @@ struct Holders {
 }
 
 impl Node {
+    /// What federated searches learnt of each peer asked.
+    pub(in crate::ops) fn federation_peers(
+        &self,
+    ) -> HashMap<PeerId, ipvec_protocol::api::PeerSearches> {
+        let now = self.federation_now();
+        let book = self.inner.federation.book.lock();
+        let book = book.unwrap_or_else(|p| p.into_inner());
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        book.report(now)
+            .into_iter()
+            .map(|r| {
+                let skipped = book.is_open(&r.peer, now);
+                (
+                    r.peer,
+                    ipvec_protocol::api::PeerSearches {
+                        latency_ms: r.latency.map(ms),
+                        latency_p95_ms: r.latency_p95.map(ms),
+                        answers: r.answers,
+                        failures: r.failures,
+                        penalties: r.penalties,
+                        skipped,
+                    },
+                )
+            })
+            .collect()
+    }
+
     /// Now on the clock of federated searches (the peer book keeps times across searches):
     /// milliseconds since the node started.
     fn federation_now(&self) -> Millis {
