@@ -174,17 +174,8 @@ fn a_node_holding_nothing_searches_a_collection_spread_over_five_peers() {
             }
         }
     }
-    let text = ok(
-        &a.path,
-        &["search", &id, "--vector", &vector_text(&data, 0)],
-    );
-    assert!(
-        text.lines()
-            .last()
-            .unwrap()
-            .starts_with("# coverage 8/8 shards"),
-        "{text}"
-    );
+    let line = coverage_line(&a.path, &id, &data, 0);
+    assert!(line.starts_with("# coverage 8/8 shards"), "{line}");
 
     // One holder killed: its shards fail over to their other holder.
     let mut kill = |i: usize| {
@@ -222,16 +213,10 @@ fn a_node_holding_nothing_searches_a_collection_spread_over_five_peers() {
     let missing = &coverage["report"][3];
     assert!(missing["missing"].as_str().is_some(), "{missing}");
     assert_eq!(answer["hits"].as_array().unwrap().len(), 10);
-    let text = ok(
-        &a.path,
-        &["search", &id, "--vector", &vector_text(&data, 1)],
-    );
+    let line = coverage_line(&a.path, &id, &data, 1);
     assert!(
-        text.lines()
-            .last()
-            .unwrap()
-            .starts_with("# coverage 7/8 shards; missing: shard 3"),
-        "{text}"
+        line.starts_with("# coverage 7/8 shards; missing: shard 3"),
+        "{line}"
     );
     let refused = fails(
         &a.path,
@@ -257,6 +242,12 @@ fn a_node_holding_nothing_searches_a_collection_spread_over_five_peers() {
     assert!(count("searches") >= (3 * QUERIES) as f64);
     assert!(count("failovers") >= 1.0);
     assert!(count("missing_shards") >= 1.0);
+}
+
+/// The last line of `ipvec search` on `repo` for test query `query`: its coverage line.
+fn coverage_line(repo: &Path, id: &str, data: &data::Dataset, query: usize) -> String {
+    let text = ok(repo, &["search", id, "--vector", &vector_text(data, query)]);
+    text.lines().last().unwrap().to_string()
 }
 
 /// Test query `i` as the CLI's comma-separated vector.
@@ -491,7 +482,7 @@ const FORGED_SCORE: f64 = 1_000.0;
 #[test]
 fn forged_hits_are_caught_by_verify_and_their_peer_is_penalised() {
     use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-    use libp2p::{identity::Keypair, kad, Multiaddr, PeerId, StreamProtocol};
+    use libp2p::{identity::Keypair, kad, PeerId, StreamProtocol};
 
     let w = new_repo();
     ok(
@@ -527,46 +518,22 @@ fn forged_hits_are_caught_by_verify_and_their_peer_is_penalised() {
     let key = Keypair::generate_ed25519();
     let forger = PeerId::from(key.public());
     let mut swarm = rt.block_on(async {
-        libp2p::SwarmBuilder::with_existing_identity(key.clone())
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default(),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|key| {
-                let peer = key.public().to_peer_id();
-                let mut kad = kad::Behaviour::with_config(
-                    peer,
-                    kad::store::MemoryStore::new(peer),
-                    kad::Config::new(StreamProtocol::new(ipvec_node::net::KAD_PROTOCOL)),
-                );
-                kad.set_mode(Some(kad::Mode::Server));
-                Forger {
-                    stream: libp2p_stream::Behaviour::new(),
-                    kad,
-                }
-            })
-            .unwrap()
-            .with_swarm_config(|c| {
-                c.with_idle_connection_timeout(std::time::Duration::from_secs(60))
-            })
-            .build()
+        hostile::tcp_swarm(&key, |key| {
+            let peer = key.public().to_peer_id();
+            let mut kad = kad::Behaviour::with_config(
+                peer,
+                kad::store::MemoryStore::new(peer),
+                kad::Config::new(StreamProtocol::new(ipvec_node::net::KAD_PROTOCOL)),
+            );
+            kad.set_mode(Some(kad::Mode::Server));
+            Forger {
+                stream: libp2p_stream::Behaviour::new(),
+                kad,
+            }
+        })
     });
     let _entered = rt.enter();
-    swarm
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .unwrap();
-    let listening: Multiaddr = rt.block_on(async {
-        loop {
-            if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
-                swarm.select_next_some().await
-            {
-                break address;
-            }
-        }
-    });
+    let listening = hostile::listen(&rt, &mut swarm);
     swarm.add_external_address(listening);
     swarm
         .behaviour_mut()

@@ -311,15 +311,7 @@ fn coverage_line(coverage: &ipvec_protocol::api::Coverage) -> String {
     if hedged > 0 {
         line += &format!(", {hedged} hedged");
     }
-    let missing: Vec<String> = coverage
-        .report
-        .iter()
-        .filter_map(|s| {
-            s.missing
-                .as_ref()
-                .map(|why| format!("shard {} ({why})", s.shard))
-        })
-        .collect();
+    let missing = coverage.missing();
     if !missing.is_empty() {
         line += &format!("; missing: {}", missing.join(", "));
     }

@@ -70,8 +70,7 @@ impl Node {
         let min_coverage = request.min_coverage;
         let response = self.local_search(&name, request).await?;
         if let (Some(min), Some(coverage)) = (min_coverage, &response.coverage) {
-            let answered = coverage.searched.len() as f64 / f64::from(coverage.shards.max(1));
-            if answered < min {
+            if coverage.fraction() < min {
                 return Err(Error::unavailable(format!(
                     "this node holds shards {} of {}, under min_coverage {min}; search with \
                      `federated` to ask the peers that hold the others",

@@ -15,6 +15,24 @@ pub struct Hostile {
 }
 
 pub fn hostile_swarm(key: &Keypair) -> Swarm<Hostile> {
+    tcp_swarm(key, |key| Hostile {
+        stream: libp2p_stream::Behaviour::new(),
+        gossipsub: gossipsub::Behaviour::new(
+            gossipsub::MessageAuthenticity::Signed(key.clone()),
+            gossipsub::ConfigBuilder::default()
+                .heartbeat_interval(Duration::from_millis(200))
+                .build()
+                .unwrap(),
+        )
+        .unwrap(),
+    })
+}
+
+/// A swarm of `behaviour` on TCP (noise, yamux) whose idle connections live a minute.
+pub fn tcp_swarm<B: NetworkBehaviour>(
+    key: &Keypair,
+    behaviour: impl FnOnce(&Keypair) -> B,
+) -> Swarm<B> {
     libp2p::SwarmBuilder::with_existing_identity(key.clone())
         .with_tokio()
         .with_tcp(
@@ -23,20 +41,29 @@ pub fn hostile_swarm(key: &Keypair) -> Swarm<Hostile> {
             libp2p::yamux::Config::default,
         )
         .unwrap()
-        .with_behaviour(|key| Hostile {
-            stream: libp2p_stream::Behaviour::new(),
-            gossipsub: gossipsub::Behaviour::new(
-                gossipsub::MessageAuthenticity::Signed(key.clone()),
-                gossipsub::ConfigBuilder::default()
-                    .heartbeat_interval(Duration::from_millis(200))
-                    .build()
-                    .unwrap(),
-            )
-            .unwrap(),
-        })
+        .with_behaviour(behaviour)
         .unwrap()
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
         .build()
+}
+
+/// Makes `swarm` listen on a loopback port; the address, once it listens.
+pub fn listen<B: NetworkBehaviour>(
+    rt: &tokio::runtime::Runtime,
+    swarm: &mut Swarm<B>,
+) -> Multiaddr {
+    swarm
+        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+        .unwrap();
+    rt.block_on(async {
+        loop {
+            if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
+                swarm.select_next_some().await
+            {
+                break address;
+            }
+        }
+    })
 }
 
 /// A hostile peer listening on loopback: its swarm (to drive), id, full address and a stream
@@ -55,18 +82,7 @@ pub fn hostile_peer(
     let peer = PeerId::from(key.public());
     let _entered = rt.enter();
     let mut swarm = rt.block_on(async { hostile_swarm(&key) });
-    swarm
-        .listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap())
-        .unwrap();
-    let listening = rt.block_on(async {
-        loop {
-            if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
-                swarm.select_next_some().await
-            {
-                break address;
-            }
-        }
-    });
+    let listening = listen(rt, &mut swarm);
     let mut control = swarm.behaviour().stream.new_control();
     let incoming = control.accept(accept).unwrap();
     (

@@ -171,6 +171,25 @@ pub struct Coverage {
     pub report: Vec<ShardCoverage>,
 }
 
+impl Coverage {
+    /// The fraction of the shards searched (0 to 1).
+    pub fn fraction(&self) -> f64 {
+        self.searched.len() as f64 / f64::from(self.shards.max(1))
+    }
+
+    /// The shards a federated search is missing and why: `shard 3 (deadline), …`.
+    pub fn missing(&self) -> Vec<String> {
+        self.report
+            .iter()
+            .filter_map(|s| {
+                s.missing
+                    .as_ref()
+                    .map(|why| format!("shard {} ({why})", s.shard))
+            })
+            .collect()
+    }
+}
+
 /// How one shard of a federated search went.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

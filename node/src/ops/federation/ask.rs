@@ -25,6 +25,8 @@ use crate::{
 
 /// How long the shards' holders found in the DHT are reused before they are looked up again.
 pub const HOLDERS_TTL: Duration = Duration::from_secs(30);
+/// Collections whose holders are remembered at most.
+const MAX_CACHED: usize = 1_024;
 
 impl Node {
     /// Searches collection `id` through the peers that hold its shards: local shards here,
@@ -87,17 +89,8 @@ impl Node {
             );
             let response = response(outcome, holders.shards, checked);
             if let (Some(min), Some(coverage)) = (request.min_coverage, &response.coverage) {
-                let answered = coverage.searched.len() as f64 / f64::from(coverage.shards.max(1));
-                if answered < min {
-                    let missing: Vec<String> = coverage
-                        .report
-                        .iter()
-                        .filter_map(|s| {
-                            s.missing
-                                .as_ref()
-                                .map(|why| format!("shard {} ({why})", s.shard))
-                        })
-                        .collect();
+                if coverage.fraction() < min {
+                    let missing = coverage.missing();
                     return Err(Error::unavailable(format!(
                         "{} of {} shards answered, under min_coverage {min}; missing: {}. \
                          Retry later, ask for a longer deadline_ms, or lower min_coverage",
@@ -238,10 +231,17 @@ impl Node {
             Some(holders) => holders,
             None => {
                 let found = self.find_holders(id, local).await?;
-                let mut cache = self.inner.federation.holders.lock();
-                let cache = cache.as_mut().unwrap_or_else(|p| p.get_mut());
-                if cache.len() >= 1_024 {
+                let mut cache = self
+                    .inner
+                    .federation
+                    .holders
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if cache.len() >= MAX_CACHED {
                     cache.retain(|_, (at, _)| at.elapsed() < HOLDERS_TTL);
+                    if cache.len() >= MAX_CACHED {
+                        cache.clear();
+                    }
                 }
                 cache.insert(id.to_string(), (Instant::now(), found.clone()));
                 found
