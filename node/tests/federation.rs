@@ -392,6 +392,9 @@ fn peers_searches_are_checked_limited_and_a_flooding_peer_is_refused() {
         r.collection = libp2p::PeerId::random().to_string()
     })));
     assert_eq!(code, "not_held");
+    let (code, message) = refused(ask(request(&|r| r.set_query(&vec![0.5; 20_000]))));
+    assert_eq!(code, "bad_request");
+    assert!(message.contains("vector"), "{message}");
     let (code, message) = refused(ask(b"\xa1\x61x\xff".to_vec()));
     assert_eq!(code, "bad_request");
     assert!(message.contains("malformed"), "{message}");
@@ -691,6 +694,29 @@ fn forged_hits_are_caught_by_verify_and_their_peer_is_penalised() {
         ],
     ));
     assert_eq!(hits(&after), hits(&local));
+    // A collection held here in full stays local unless asked otherwise; with --federated
+    // this node answers every shard itself (it is the first holder of each).
+    let own = json_of(&ok(
+        &w.path,
+        &[
+            "--json",
+            "search",
+            "films",
+            "--vector",
+            "3,1,-2,5",
+            "--exact",
+            "--federated",
+        ],
+    ));
+    assert_eq!(hits(&own), hits(&local));
+    let by: Vec<&str> = own["coverage"]["report"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["answered_by"].as_str().unwrap())
+        .collect();
+    assert_eq!(by, ["local"; 8]);
+    assert!(local["coverage"].get("report").is_none());
     // The asker's peer list shows what searches learnt of the forger.
     let peers = json_of(&ok(&a.path, &["--json", "peers"]));
     let record = peers["peers"]
