@@ -505,7 +505,8 @@ fn forged_hits_are_caught_by_verify_and_their_peer_is_penalised() {
     let file = w.path.parent().unwrap().join("films.jsonl");
     std::fs::write(&file, points_jsonl(0..400)).unwrap();
     ok(&w.path, &["add", "films", file.to_str().unwrap()]);
-    let _dw = Daemon::start(&w.path, &[]);
+    // Writes stay in the writer's log until the test is over (no periodic commit).
+    let _dw = Daemon::start(&w.path, &[("IPVEC_STORAGE_COMMIT_INTERVAL_MS", "3600000")]);
     let id = json_of(&ok(&w.path, &["--json", "collection", "info", "films"]))["id"]
         .as_str()
         .unwrap()
@@ -718,16 +719,50 @@ fn forged_hits_are_caught_by_verify_and_their_peer_is_penalised() {
     assert_eq!(by, ["local"; 8]);
     assert!(local["coverage"].get("report").is_none());
     // The asker's peer list shows what searches learnt of the forger.
-    let peers = json_of(&ok(&a.path, &["--json", "peers"]));
-    let record = peers["peers"]
+    let record = |peer: PeerId| {
+        json_of(&ok(&a.path, &["--json", "peers"]))["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["peer_id"] == peer.to_string())
+            .map(|p| p["searches"].clone())
+            .unwrap()
+    };
+    let forger_record = record(forger);
+    assert!(
+        forger_record["penalties"].as_u64().unwrap() >= 1,
+        "{forger_record}"
+    );
+    assert_eq!(forger_record["skipped"], true);
+    // A write still in the writer's log cannot be verified, but it is no lie: the hit is left
+    // out and named, and the writer is still asked.
+    let near = w.path.parent().unwrap().join("near.jsonl");
+    std::fs::write(&near, r#"{"id": 777, "vector": [3, 1, -2, 5]}"#).unwrap();
+    ok(&w.path, &["add", "films", near.to_str().unwrap()]);
+    let pending = search(&["--verify"]);
+    assert!(pending["hits"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["peer_id"] == forger.to_string())
-        .map(|p| p["searches"].clone())
-        .unwrap();
-    assert!(record["penalties"].as_u64().unwrap() >= 1, "{record}");
-    assert_eq!(record["skipped"], true);
+        .all(|h| h["id"] != 777));
+    assert!(
+        pending.to_string().contains("not yet committed"),
+        "{pending}"
+    );
+    let unverified = search(&[]);
+    assert_eq!(unverified["hits"][0]["id"], 777, "{unverified}");
+    let by_writer = pending["coverage"]["report"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["answered_by"] == w_peer.to_string());
+    assert!(by_writer, "{pending}");
+    let writer_record = record(w_peer);
+    assert_eq!(
+        (&writer_record["penalties"], &writer_record["skipped"]),
+        (&serde_json::json!(0), &serde_json::json!(false)),
+        "{writer_record}"
+    );
     let metrics = rt.block_on(da.metrics());
     assert!(
         sample(

@@ -39,6 +39,35 @@ pub(super) struct Checked {
     pub(super) failures: Vec<String>,
 }
 
+/// Why a hit did not verify, and whether its peer is to blame: a hit still in the writer's
+/// log, from another version than the trusted one, or whose blocks cannot be fetched, cannot
+/// be checked, but is no lie.
+struct Failure {
+    why: String,
+    lied: bool,
+}
+
+impl Failure {
+    fn unchecked(why: impl Into<String>) -> Self {
+        Failure {
+            why: why.into(),
+            lied: false,
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(why: String) -> Self {
+        Failure { why, lied: true }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(why: &str) -> Self {
+        why.to_string().into()
+    }
+}
+
 /// Deepest tree a walk follows (the tree's height is bounded far below this).
 const MAX_DEPTH: usize = 64;
 
@@ -48,7 +77,8 @@ const SCORE_TOLERANCE: f32 = 1e-3;
 
 impl Node {
     /// Checks every hit of `outcome` against `trusted` (a manifest from a signed head): drops
-    /// those that fail, penalises their peers, and returns how each shard's hits fared.
+    /// those that fail, penalises the peers of those that were lies (not of hits that could
+    /// not be checked), and returns how each shard's hits fared.
     pub(super) async fn verify_hits(
         &self,
         trusted: &Manifest,
@@ -75,10 +105,10 @@ impl Node {
                     shard.verified += 1;
                     kept.push(hit);
                 }
-                Err(why) => {
+                Err(Failure { why, lied }) => {
                     let id = &hit.hit.id;
                     shard.failures.push(format!("hit {id}: {why}"));
-                    if let Holder::Peer(peer) = &hit.from {
+                    if let (true, Holder::Peer(peer)) = (lied, &hit.from) {
                         let now = self.federation_now();
                         self.inner
                             .federation
@@ -100,25 +130,28 @@ impl Node {
         peers: &[PeerId],
         query: &[f32],
         hit: &crate::federation::FederatedHit<PeerId>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let Some(&root) = trusted.shards.get(hit.shard as usize) else {
             return Err(format!(
                 "the collection has no shard {} in the trusted version",
                 hit.shard
-            ));
+            )
+            .into());
         };
         if hit.root != Some(root) {
-            return Err(format!(
+            return Err(Failure::unchecked(format!(
                 "answered at shard root {}, not {root} of the trusted version",
                 hit.root.map_or("(none)".to_string(), |r| r.to_string())
-            ));
+            )));
         }
         let Some(leaf) = hit.hit.leaf else {
-            return Err("no leaf named (a write not yet committed cannot be verified)".into());
+            return Err(Failure::unchecked(
+                "no leaf named (a write not yet committed cannot be verified)",
+            ));
         };
         let key = hit.hit.id.to_key().map_err(|e| e.to_string())?;
-        let shard_root: ShardRoot =
-            dagcbor::decode(&self.block(root, peers).await?).map_err(|e| e.to_string())?;
+        let block = self.block(root, peers).await.map_err(Failure::unchecked)?;
+        let shard_root: ShardRoot = dagcbor::decode(&block).map_err(|e| e.to_string())?;
         let entry = self.walk_to(shard_root.tree, &key, leaf, peers).await?;
         if entry.deleted {
             return Err("the trusted version holds a tombstone for this id".into());
@@ -130,7 +163,7 @@ impl Node {
         let score = crate::index::score(trusted.metric, query, &vector);
         let claimed = hit.hit.score;
         if (score - claimed).abs() > SCORE_TOLERANCE * score.abs().max(1.0) {
-            return Err(format!("score {claimed} claimed, {score} recomputed"));
+            return Err(format!("score {claimed} claimed, {score} recomputed").into());
         }
         Ok(())
     }
@@ -143,20 +176,20 @@ impl Node {
         key: &EntryKey,
         leaf: Cid,
         peers: &[PeerId],
-    ) -> Result<ipvec_protocol::entry::Entry, String> {
+    ) -> Result<ipvec_protocol::entry::Entry, Failure> {
         let mut at = tree;
         for _ in 0..MAX_DEPTH {
-            let node =
-                TreeNode::decode(&self.block(at, peers).await?).map_err(|e| e.to_string())?;
+            let block = self.block(at, peers).await.map_err(Failure::unchecked)?;
+            let node = TreeNode::decode(&block).map_err(|e| e.to_string())?;
             match node {
                 TreeNode::Leaf(entries) => {
                     if at != leaf {
-                        return Err(format!("the id lies in leaf {at}, not in leaf {leaf}"));
+                        return Err(format!("the id lies in leaf {at}, not in leaf {leaf}").into());
                     }
                     return entries
                         .into_iter()
                         .find(|e| &e.id == key)
-                        .ok_or_else(|| format!("leaf {leaf} does not hold this id"));
+                        .ok_or_else(|| format!("leaf {leaf} does not hold this id").into());
                 }
                 TreeNode::Branch { children, .. } => {
                     let child = children
