@@ -763,6 +763,15 @@ fn forged_hits_are_caught_by_verify_and_their_peer_is_penalised() {
         (&serde_json::json!(0), &serde_json::json!(false)),
         "{writer_record}"
     );
+    // Committed: a newer version than the one the asker trusted when it looked the holders
+    // up; it moves its trust to the newer signed head, and the hit verifies.
+    ok(&w.path, &["collection", "log", "films"]);
+    let committed = search(&["--verify"]);
+    assert_eq!(committed["hits"][0]["id"], 777, "{committed}");
+    assert!(
+        !committed.to_string().contains("verify_failures"),
+        "{committed}"
+    );
     let metrics = rt.block_on(da.metrics());
     assert!(
         sample(

@@ -55,10 +55,13 @@ impl Node {
                 }
             }
             let started = Instant::now();
-            let holders = self.holders(id, local).await?;
+            let mut holders = self.holders(id, local).await?;
             let mut outcome = self
                 .run_planner(id, &holders, &request, started, deadline)
                 .await?;
+            if request.verify && local.is_none() {
+                self.newer_trust(id, &mut holders, &outcome).await;
+            }
             let checked = if request.verify {
                 self.verify_hits(
                     &holders.trusted,
@@ -103,6 +106,45 @@ impl Node {
             Ok(response)
         })
         .await
+    }
+
+    /// Moves `holders`' trusted manifest to the newest signed head among the peers that
+    /// answered from a newer version than it (a collection not held here changes while its
+    /// holders are cached), so that their hits can be verified.
+    async fn newer_trust(&self, id: &str, holders: &mut Holders, outcome: &Outcome<PeerId>) {
+        let mut ahead: Vec<PeerId> = outcome
+            .coverage
+            .iter()
+            .filter_map(|s| s.answered.as_ref())
+            .filter(|a| a.seq.is_some_and(|seq| seq > holders.trusted_seq))
+            .filter_map(|a| match a.by {
+                Holder::Peer(peer) => Some(peer),
+                Holder::Local => None,
+            })
+            .collect();
+        ahead.sort();
+        ahead.dedup();
+        if ahead.is_empty() {
+            return;
+        }
+        match self.trusted_manifest(id, &ahead).await {
+            Ok((seq, manifest)) if seq > holders.trusted_seq => {
+                holders.trusted_seq = seq;
+                holders.trusted = manifest;
+                let mut cache = self
+                    .inner
+                    .federation
+                    .holders
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if let Some((_, cached)) = cache.get_mut(id) {
+                    cached.trusted_seq = seq;
+                    cached.trusted = holders.trusted.clone();
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "no newer head to verify against"),
+        }
     }
 
     /// Runs one planner to its end: sends its requests (a local search for this node's
@@ -254,6 +296,7 @@ impl Node {
                 let shared = self.collection(name).await?;
                 let c = shared.read().await;
                 holders.trusted = c.manifest().clone();
+                holders.trusted_seq = c.head().seq;
                 c.held_shards()
             }
             None => Vec::new(),
@@ -288,7 +331,11 @@ impl Node {
             providers(announce::shard_key(id, 0))
         );
         let trusted = match local {
-            Some(name) => self.collection(name).await?.read().await.manifest().clone(),
+            Some(name) => {
+                let shared = self.collection(name).await?;
+                let c = shared.read().await;
+                (c.head().seq, c.manifest().clone())
+            }
             None => {
                 let mut peers: Vec<PeerId> = whole.iter().chain(&first).copied().collect();
                 peers.sort();
@@ -299,19 +346,10 @@ impl Node {
                          id, and that this node is connected (ipvec peers)"
                     )));
                 }
-                let head = self.newest_head(id, &peers).await?;
-                let manifest: Manifest = dagcbor::decode(
-                    &network
-                        .bitswap()
-                        .fetch_block(head.manifest, &peers)
-                        .await
-                        .map_err(|e| Error::unavailable(e.to_string()))?,
-                )?;
-                manifest.validate()?;
-                manifest
+                self.trusted_manifest(id, &peers).await?
             }
         };
-        let shards = trusted.shards.len() as u32;
+        let shards = trusted.1.shards.len() as u32;
         let mut by_shard = BTreeMap::new();
         let lookups = (1..shards).map(|n| providers(announce::shard_key(id, n)));
         let found = futures::future::join_all(lookups).await;
@@ -327,8 +365,24 @@ impl Node {
         Ok(Holders {
             shards,
             by_shard,
-            trusted,
+            trusted_seq: trusted.0,
+            trusted: trusted.1,
         })
+    }
+
+    /// The newest signed head of collection `id` that `peers` give, and its manifest.
+    async fn trusted_manifest(&self, id: &str, peers: &[PeerId]) -> Result<(u64, Manifest), Error> {
+        let head = self.newest_head(id, peers).await?;
+        let manifest: Manifest = dagcbor::decode(
+            &self
+                .network()?
+                .bitswap()
+                .fetch_block(head.manifest, peers)
+                .await
+                .map_err(|e| Error::unavailable(e.to_string()))?,
+        )?;
+        manifest.validate()?;
+        Ok((head.seq, manifest))
     }
 }
 

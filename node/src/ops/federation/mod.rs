@@ -44,6 +44,8 @@ struct Holders {
     shards: u32,
     by_shard: BTreeMap<u32, Vec<Holder<PeerId>>>,
     trusted: ipvec_protocol::manifest::Manifest,
+    /// The sequence of the signed head `trusted` comes from.
+    trusted_seq: u64,
 }
 
 impl Node {
