@@ -9,7 +9,8 @@
 //!   `metrics` (totals from `/metrics` and the rates between scrapes).
 //! - `app/`: the dashboard's state without I/O — [`App`] takes [`Update`]s and keys, and
 //!   returns the searches to run; `history`, `stats`, `log` and `search` are its parts.
-//! - `ui/`: drawing [`App`] with ratatui, one file per view, plus `format` for numbers.
+//! - `ui/`: drawing [`App`] with ratatui, one file per view, plus `format` for numbers and
+//!   `coverage` for what a search covered (drawn under its hits).
 //! - `runtime`: the poller, the log follower, search tasks and the event loop.
 //! - [`terminal`]: raw mode and the alternate screen, given back on exit and on panic.
 //! - `logging`: the dashboard's own log, to a file.

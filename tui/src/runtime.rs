@@ -122,7 +122,12 @@ async fn event_loop(
             event = events.next() => match event {
                 Some(Ok(Event::Key(key))) => {
                     if let Some(call) = app.on_key(key) {
-                        tracing::info!(collection = %call.collection, query = %call.text, "search");
+                        tracing::info!(
+                            collection = %call.collection,
+                            query = %call.text,
+                            federated = call.federated,
+                            "search"
+                        );
                         searches.start(call);
                     }
                 }
@@ -311,11 +316,26 @@ async fn follow_logs(
 /// Runs one search: looks up the point's vector first for `id:` queries.
 async fn search(client: &ApiClient, call: SearchCall) -> Result<SearchResult, ClientError> {
     let start = Instant::now();
-    let vector = match call.query {
-        Query::Vector(vector) => vector,
-        Query::Point(id) => client.point(&call.collection, &id).await?.vector,
+    let vector = match &call.query {
+        Query::Vector(vector) => vector.clone(),
+        Query::Point(id) => client.point(&call.collection, id).await?.vector,
     };
-    let request = SearchRequest {
+    let response = client
+        .search(&call.collection, &request(&call, vector))
+        .await?;
+    Ok(SearchResult {
+        collection: call.collection,
+        query: call.text,
+        hits: response.hits,
+        coverage: response.coverage,
+        millis: start.elapsed().as_secs_f64() * 1000.0,
+    })
+}
+
+/// The request body of `call`, searching with `vector`: the node's defaults, but for k and
+/// whether to ask the peers.
+fn request(call: &SearchCall, vector: Vec<f32>) -> SearchRequest {
+    SearchRequest {
         vector,
         k: call.k,
         ef: None,
@@ -323,15 +343,47 @@ async fn search(client: &ApiClient, call: SearchCall) -> Result<SearchResult, Cl
         filter: None,
         at: None,
         deadline_ms: None,
-        federated: false,
+        federated: call.federated,
         verify: false,
         min_coverage: None,
-    };
-    let response = client.search(&call.collection, &request).await?;
-    Ok(SearchResult {
-        collection: call.collection,
-        query: call.text,
-        hits: response.hits,
-        millis: start.elapsed().as_secs_f64() * 1000.0,
-    })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    use super::*;
+    use crate::api::types::CollectionInfo;
+
+    #[test]
+    fn the_search_view_mode_reaches_the_request() {
+        let mut app = App::new("x");
+        app.collections = vec![CollectionInfo {
+            name: "docs".into(),
+            dim: 2,
+            ..CollectionInfo::default()
+        }];
+        let mut press = |code| app.on_key(KeyEvent::new(code, KeyModifiers::NONE));
+        press(KeyCode::Char('4'));
+        press(KeyCode::Char('/'));
+        press(KeyCode::Char('1'));
+        press(KeyCode::Char(','));
+        press(KeyCode::Char('0'));
+        let local = press(KeyCode::Enter).unwrap();
+        let body = serde_json::to_value(request(&local, vec![1.0, 0.0])).unwrap();
+        assert_eq!(body["federated"], serde_json::Value::Null, "{body}");
+        press(KeyCode::Char('f'));
+        press(KeyCode::Enter);
+        let federated = press(KeyCode::Enter).unwrap();
+        let body = request(&federated, vec![1.0, 0.0]);
+        assert!(body.federated && !body.verify);
+        assert_eq!(body.k, 10);
+        assert_eq!(
+            serde_json::to_value(&body).unwrap()["federated"],
+            serde_json::Value::Bool(true)
+        );
+    }
 }

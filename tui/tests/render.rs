@@ -8,7 +8,10 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ipvec_tui::{
     api::{
         metrics::MetricsSample,
-        types::{CollectionInfo, Hit, IdInfo, LogLine, NodeInfo, Peer, ShardInfo, StoreInfo},
+        types::{
+            CollectionInfo, Coverage, Hit, IdInfo, LogLine, NodeInfo, Peer, PeerSearches,
+            ShardCoverage, ShardInfo, StoreInfo,
+        },
     },
     app::{Connection, PeerSort, PeersState, SearchResult, Snapshot, Tab},
     ui, App, Update,
@@ -18,6 +21,9 @@ use ratatui::{backend::TestBackend, Terminal};
 const PEER: &str = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
 const ROOT: &str = "bafyr4igdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi";
 const LEAF: &str = "bafyr4ibq7vsmjcyowqk3xqjx4n6oyd7p5fkv6tjxddmu7wsqvkcqy3t6ia";
+/// Two peers holding shards, as the Peers view shows them (`12D3Ko…1111zz`).
+const HOLDER_A: &str = "12D3KooWAbc1111111111111111111111111111111111111111zz";
+const HOLDER_B: &str = "12D3KooWXyz2222222222222222222222222222222222222222yy";
 
 /// The screen as text, one line per row, trailing spaces cut.
 fn render(app: &App, width: u16, height: u16) -> String {
@@ -276,6 +282,102 @@ fn peers_view_sorted_by_latency() {
 }
 
 #[test]
+fn peers_view_with_what_federated_searches_learnt() {
+    let mut app = connected();
+    let peer = |id: &str, address: &str, searches: Option<PeerSearches>| Peer {
+        peer_id: id.into(),
+        address: address.into(),
+        direction: "outbound".into(),
+        latency_ms: Some(0.5),
+        protocols: vec!["/ipfs/ping/1.0.0".into(), "/ipvec/search/1.0.0".into()],
+        searches,
+        ..Peer::default()
+    };
+    let record = |ms: Option<f64>, p95: Option<f64>| PeerSearches {
+        latency_ms: ms,
+        latency_p95_ms: p95,
+        answers: 41,
+        ..PeerSearches::default()
+    };
+    app.peers = PeersState::Connected(vec![
+        peer(
+            HOLDER_A,
+            "/ip4/10.0.0.7/tcp/4001",
+            Some(record(Some(3.12), Some(9.8))),
+        ),
+        peer(
+            HOLDER_B,
+            "/ip4/10.0.0.8/tcp/4001",
+            Some(PeerSearches {
+                failures: 5,
+                skipped: true,
+                ..record(Some(120.4), Some(450.0))
+            }),
+        ),
+        peer(
+            "12D3KooWMno3333333333333333333333333333333333333333xx",
+            "/ip4/10.0.0.9/tcp/4001",
+            Some(PeerSearches {
+                penalties: 2,
+                ..record(Some(12.4), None)
+            }),
+        ),
+        peer(
+            "12D3KooWPqr4444444444444444444444444444444444444444ww",
+            "/ip4/10.0.0.10/tcp/4001",
+            None,
+        ),
+    ]);
+    press(&mut app, KeyCode::Char('2'));
+    for _ in 0..4 {
+        press(&mut app, KeyCode::Char('s'));
+    }
+    assert_eq!(app.peer_sort, PeerSort::Search);
+    press(&mut app, KeyCode::Down);
+    press(&mut app, KeyCode::Down);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("Peers (4) by search time ↑"), "{screen}");
+    assert!(screen.contains("Search ms"), "{screen}");
+    let rows: Vec<&str> = screen.lines().filter(|l| l.contains("12D3Ko…")).collect();
+    assert_eq!(rows.len(), 4, "{screen}");
+    let search_cell = |row: &str| row.trim_end_matches('│').trim_end().to_string();
+    assert!(search_cell(rows[0]).ends_with(" 3.1/9.8"), "{screen}");
+    assert!(search_cell(rows[1]).ends_with(" 12 !"), "{screen}");
+    assert!(search_cell(rows[2]).ends_with(" 120/450 ✖"), "{screen}");
+    assert!(
+        search_cell(rows[3]).ends_with(" —"),
+        "never asked: last, and a dash:\n{screen}"
+    );
+    let header = screen.lines().find(|l| l.contains("Search ms")).unwrap();
+    assert!(
+        !header.contains("Protocols"),
+        "no Protocols column at 80 columns:\n{screen}"
+    );
+    assert!(
+        screen.contains("Searches   41 answers in 120 ms (p95 450 ms), 5 failures, 0 penalties"),
+        "the selected peer in full:\n{screen}"
+    );
+    assert!(
+        screen.contains("            skipped by searches for now (its breaker is open)"),
+        "{screen}"
+    );
+    snapshot("peers-searches", &screen);
+    // Wider, the protocols come back as a column.
+    let screen = render(&app, 120, 30);
+    let header = screen.lines().find(|l| l.contains("Search ms")).unwrap();
+    assert!(header.contains("Protocols"), "{screen}");
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains("120/450 ✖") && l.contains("/ipfs/ping/1.0.0")),
+        "{screen}"
+    );
+    for (w, h) in [(40, 12), (20, 6), (1, 1), (0, 0)] {
+        render(&app, w, h);
+    }
+}
+
+#[test]
 fn collections_view() {
     let mut app = connected();
     press(&mut app, KeyCode::Char('3'));
@@ -403,6 +505,7 @@ fn search_view_with_hits() {
                     metadata: None,
                 },
             ],
+            coverage: None,
             millis: 2.74,
         }),
     });
@@ -412,6 +515,192 @@ fn search_view_with_hits() {
     assert!(screen.contains("bafyr4ibq7vsmjcyowqk3"), "{screen}");
     assert!(screen.contains("in the log, not yet in a leaf"));
     snapshot("search", &screen);
+}
+
+/// Three hits, as `search_view_with_hits` has them.
+fn three_hits() -> Vec<Hit> {
+    vec![
+        Hit {
+            id: 1.into(),
+            score: 1.0,
+            cid: Some(LEAF.into()),
+            metadata: None,
+        },
+        Hit {
+            id: "doc-2".into(),
+            score: 0.993_884,
+            cid: Some(LEAF.into()),
+            metadata: None,
+        },
+        Hit {
+            id: 3.into(),
+            score: 0.5,
+            cid: None,
+            metadata: None,
+        },
+    ]
+}
+
+/// Searches `docs` for `id:1` from the Search view; the answer is `coverage`'s.
+fn searched(app: &mut App, coverage: Option<Coverage>) {
+    press(app, KeyCode::Char('/'));
+    for c in "id:1".chars() {
+        press(app, KeyCode::Char(c));
+    }
+    let call = app
+        .on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE))
+        .unwrap();
+    assert_eq!(call.federated, app.search.federated);
+    app.apply(Update::Searched {
+        seq: call.seq,
+        outcome: Ok(SearchResult {
+            collection: "docs".into(),
+            query: "id:1".into(),
+            hits: three_hits(),
+            coverage,
+            millis: 41.3,
+        }),
+    });
+}
+
+/// A federated search of eight shards: two answered here, the others by two peers (one
+/// answer a hedge), shard 3 by nobody.
+fn seven_of_eight() -> Coverage {
+    let report = (0..8)
+        .map(|shard| {
+            let by = match shard {
+                0 | 4 => "local",
+                1 | 2 | 5 => HOLDER_A,
+                _ => HOLDER_B,
+            };
+            let mut s = ShardCoverage {
+                shard,
+                answered_by: Some(by.into()),
+                root: Some(ROOT.into()),
+                seq: Some(4),
+                latency_ms: Some(if by == "local" {
+                    1
+                } else {
+                    20 + u64::from(shard)
+                }),
+                tried: vec![by.into()],
+                ..ShardCoverage::default()
+            };
+            if shard == 3 {
+                s.answered_by = None;
+                s.root = None;
+                s.seq = None;
+                s.latency_ms = None;
+                s.missing = Some("every holder failed: timed out after 2000 ms".into());
+            }
+            if shard == 6 {
+                s.hedged = true;
+                s.tried = vec![HOLDER_A.into(), HOLDER_B.into()];
+            }
+            s
+        })
+        .collect();
+    Coverage {
+        shards: 8,
+        searched: vec![0, 1, 2, 4, 5, 6, 7],
+        complete: false,
+        report,
+    }
+}
+
+#[test]
+fn search_view_of_a_federated_search() {
+    let mut app = connected();
+    press(&mut app, KeyCode::Char('4'));
+    assert!(render(&app, 80, 24).contains("┌ Search: local ─"));
+    press(&mut app, KeyCode::Char('f'));
+    assert!(app.search.federated);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("┌ Search: federated ─"), "{screen}");
+    searched(&mut app, Some(seven_of_eight()));
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("coverage 7/8 shards, 1 hedged, shard 3 missing"),
+        "{screen}"
+    );
+    assert!(screen.contains("3 hits in 41.3 ms"), "{screen}");
+    assert!(
+        screen.contains("Shard Answered by Latency Hedged Notes"),
+        "{screen}"
+    );
+    let row = |screen: &str, shard: u32| {
+        screen
+            .lines()
+            .find(|l| l.starts_with(&format!("│{shard:>5} ")))
+            .map(str::to_string)
+    };
+    // At 80×24 the hits and five shards fit: the missing and the hedged ones are among them.
+    let missing = row(&screen, 3).unwrap_or_else(|| panic!("no row for shard 3:\n{screen}"));
+    assert!(
+        missing.contains("missing: every holder failed: timed out"),
+        "{screen}"
+    );
+    let hedged = row(&screen, 6).unwrap_or_else(|| panic!("no row for shard 6:\n{screen}"));
+    assert!(
+        hedged.contains("…2222yy") && hedged.contains("26 ms") && hedged.contains("yes"),
+        "{screen}"
+    );
+    assert!(row(&screen, 0).unwrap().contains("local"), "{screen}");
+    assert!(screen.contains("… 3 more shards"), "{screen}");
+    assert!(screen.contains("  3 3 "), "the hits stay whole:\n{screen}");
+    snapshot("search-federated", &screen);
+    // Taller, every shard has its row.
+    let screen = render(&app, 80, 30);
+    for shard in 0..8 {
+        assert!(row(&screen, shard).is_some(), "no row {shard}:\n{screen}");
+    }
+    let fifth = row(&screen, 5).unwrap();
+    assert!(
+        fifth.contains("…1111zz") && fifth.contains(" 25 ms"),
+        "{screen}"
+    );
+    assert!(!screen.contains("more shards"), "{screen}");
+    for (w, h) in [(120, 40), (40, 12), (40, 17), (20, 6), (1, 1), (0, 0)] {
+        render(&app, w, h);
+    }
+}
+
+#[test]
+fn search_view_of_a_local_search_says_which_shards_it_covered() {
+    let mut app = connected();
+    press(&mut app, KeyCode::Char('4'));
+    // Every shard searched here: nothing to add under the hits.
+    searched(
+        &mut app,
+        Some(Coverage {
+            shards: 4,
+            searched: vec![0, 1, 2, 3],
+            complete: true,
+            report: vec![],
+        }),
+    );
+    let screen = render(&app, 80, 24);
+    assert!(
+        !screen.contains("coverage") && !screen.contains("shards"),
+        "{screen}"
+    );
+    // A partial replica searched alone.
+    searched(
+        &mut app,
+        Some(Coverage {
+            shards: 4,
+            searched: vec![1, 3],
+            complete: false,
+            report: vec![],
+        }),
+    );
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("searched shards 1, 3 of 4 (this node holds only those)"),
+        "{screen}"
+    );
+    assert!(!screen.contains("Answered by"), "{screen}");
+    assert!(screen.contains("┌ Search: local ─"), "{screen}");
 }
 
 #[test]
@@ -451,6 +740,7 @@ fn search_view_shows_long_l2_scores_whole() {
                     metadata: None,
                 },
             ],
+            coverage: None,
             millis: 4.1,
         }),
     });

@@ -4,8 +4,9 @@
 //! alike.
 
 pub use ipvec_protocol::api::{
-    CollectionInfo, CollectionList, ErrorBody, ErrorDetail, Hit, IdInfo, LogLine, NodeInfo,
-    PeerList, PeerOut as Peer, PointOut, SearchRequest, SearchResponse, ShardInfo, StoreInfo,
+    CollectionInfo, CollectionList, Coverage, ErrorBody, ErrorDetail, Hit, IdInfo, LogLine,
+    NodeInfo, PeerList, PeerOut as Peer, PeerSearches, PointOut, SearchRequest, SearchResponse,
+    ShardCoverage, ShardInfo, StoreInfo,
 };
 
 #[cfg(test)]

@@ -81,6 +81,8 @@ impl App {
                 }
                 KeyCode::Char('+') => self.search.k = (self.search.k + 1).min(MAX_K),
                 KeyCode::Char('-') => self.search.k = self.search.k.saturating_sub(1).max(1),
+                // Ctrl-F too, as while typing.
+                KeyCode::Char('f') => self.search.toggle_federated(),
                 _ => {}
             },
             Tab::Log => match key.code {
@@ -115,6 +117,7 @@ impl App {
                 self.search.input.pop();
             }
             KeyCode::Char('u') if ctrl => self.search.input.clear(),
+            KeyCode::Char('f') if ctrl => self.search.toggle_federated(),
             KeyCode::Char(c) if !ctrl => self.search.input.push(c),
             _ => {}
         }
@@ -265,6 +268,33 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("collection create"));
+    }
+
+    #[test]
+    fn f_switches_searches_between_local_and_federated() {
+        let mut app = app_with(&["docs"]);
+        press(&mut app, KeyCode::Char('4'));
+        press(&mut app, KeyCode::Char('f'));
+        assert!(app.search.federated);
+        // While typing, f is part of the query and Ctrl-F switches.
+        press(&mut app, KeyCode::Char('/'));
+        typed(&mut app, "id:f");
+        assert!(app.search.federated);
+        app.on_key(KeyEvent::new(KeyCode::Char('f'), KeyModifiers::CONTROL));
+        assert!(!app.search.federated);
+        app.on_key(KeyEvent::new(KeyCode::Char('f'), KeyModifiers::CONTROL));
+        assert_eq!(app.search.input, "id:f");
+        let call = press(&mut app, KeyCode::Enter).unwrap();
+        assert!(call.federated, "the search carries the mode");
+        assert_eq!(call.query, Query::Point("f".into()));
+        press(&mut app, KeyCode::Char('f'));
+        press(&mut app, KeyCode::Enter);
+        let call = press(&mut app, KeyCode::Enter).unwrap();
+        assert!(!call.federated);
+        // Elsewhere f does what that view says (the Log view: follow the tail).
+        press(&mut app, KeyCode::Char('5'));
+        press(&mut app, KeyCode::Char('f'));
+        assert!(!app.search.federated);
     }
 
     #[test]

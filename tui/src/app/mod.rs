@@ -106,6 +106,8 @@ pub enum PeerSort {
     Direction,
     /// Ping round trip (unknown last).
     Latency,
+    /// Answer time to federated searches (unknown last).
+    Search,
 }
 
 impl PeerSort {
@@ -116,6 +118,7 @@ impl PeerSort {
             PeerSort::Address => "address",
             PeerSort::Direction => "direction",
             PeerSort::Latency => "latency",
+            PeerSort::Search => "search time",
         }
     }
 
@@ -124,7 +127,8 @@ impl PeerSort {
             PeerSort::PeerId => PeerSort::Address,
             PeerSort::Address => PeerSort::Direction,
             PeerSort::Direction => PeerSort::Latency,
-            PeerSort::Latency => PeerSort::PeerId,
+            PeerSort::Latency => PeerSort::Search,
+            PeerSort::Search => PeerSort::PeerId,
         }
     }
 }
@@ -301,6 +305,15 @@ impl App {
                     let key = |p: &Peer| p.latency_ms.unwrap_or(f64::INFINITY);
                     key(a).total_cmp(&key(b))
                 }
+                PeerSort::Search => {
+                    let key = |p: &Peer| {
+                        p.searches
+                            .as_ref()
+                            .and_then(|s| s.latency_ms)
+                            .unwrap_or(f64::INFINITY)
+                    };
+                    key(a).total_cmp(&key(b))
+                }
             };
             let order = order.then_with(|| a.peer_id.cmp(&b.peer_id));
             if self.peer_sort_descending {
@@ -405,5 +418,37 @@ mod tests {
             .map(|p| p.peer_id.as_str())
             .collect();
         assert_eq!(ids, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn peers_sort_by_search_time_unasked_last() {
+        use crate::api::types::PeerSearches;
+        let mut app = App::new("x");
+        let peer = |id: &str, latency: Option<f64>| Peer {
+            peer_id: id.into(),
+            // Ping times in the other order: they do not count here.
+            latency_ms: latency.map(|ms| 100.0 - ms),
+            searches: latency.map(|ms| PeerSearches {
+                latency_ms: Some(ms),
+                ..PeerSearches::default()
+            }),
+            ..Peer::default()
+        };
+        app.peers = PeersState::Connected(vec![
+            peer("a", None),
+            peer("b", Some(30.0)),
+            peer("c", Some(2.0)),
+        ]);
+        for _ in 0..4 {
+            app.peer_sort = app.peer_sort.next();
+        }
+        assert_eq!(app.peer_sort, PeerSort::Search);
+        let ids: Vec<_> = app
+            .sorted_peers()
+            .iter()
+            .map(|p| p.peer_id.as_str())
+            .collect();
+        assert_eq!(ids, ["c", "b", "a"]);
+        assert_eq!(app.peer_sort.next(), PeerSort::PeerId);
     }
 }

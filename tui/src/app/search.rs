@@ -1,7 +1,8 @@
-//! The Search view's state: which collection, the query being typed, and the last answer.
+//! The Search view's state: which collection, the query being typed, whether searches ask
+//! the peers (federated) or this node alone, and the last answer with its coverage.
 
 use super::history::History;
-use crate::api::types::Hit;
+use crate::api::types::{Coverage, Hit};
 
 /// A query as typed.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +53,8 @@ pub struct SearchCall {
     pub query: Query,
     /// Number of hits.
     pub k: usize,
+    /// Ask the peers holding the collection's shards, not only this node.
+    pub federated: bool,
     /// The query as typed, to show beside the answer.
     pub text: String,
 }
@@ -65,6 +68,9 @@ pub struct SearchResult {
     pub query: String,
     /// Hits, best first.
     pub hits: Vec<Hit>,
+    /// Which shards the hits come from, as the node said (None from older nodes); a
+    /// federated search adds a report per shard.
+    pub coverage: Option<Coverage>,
     /// Round trip in milliseconds (including the point lookup for `id:` queries).
     pub millis: f64,
 }
@@ -85,6 +91,8 @@ pub struct SearchState {
     pub editing: bool,
     /// Number of hits to ask for.
     pub k: usize,
+    /// Whether searches are federated (asked of the peers holding the shards) or local.
+    pub federated: bool,
     /// The search running now, by number.
     pub pending: Option<u64>,
     next_seq: u64,
@@ -103,6 +111,7 @@ impl Default for SearchState {
             input: String::new(),
             editing: false,
             k: DEFAULT_K,
+            federated: false,
             pending: None,
             next_seq: 1,
             result: None,
@@ -113,6 +122,20 @@ impl Default for SearchState {
 }
 
 impl SearchState {
+    /// Switches between federated and local searches (from the next search on).
+    pub fn toggle_federated(&mut self) {
+        self.federated = !self.federated;
+    }
+
+    /// The search mode as the view names it.
+    pub fn mode(&self) -> &'static str {
+        if self.federated {
+            "federated"
+        } else {
+            "local"
+        }
+    }
+
     /// Starts a search of `collection` (of dimension `dim`) with the typed query.
     pub fn submit(&mut self, collection: &str, dim: u32) -> Option<SearchCall> {
         let query = match Query::parse(&self.input) {
@@ -139,6 +162,7 @@ impl SearchState {
             collection: collection.to_string(),
             query,
             k: self.k,
+            federated: self.federated,
             text: self.input.trim().to_string(),
         })
     }
@@ -196,7 +220,22 @@ mod tests {
         s.input = "1, 2, 3".into();
         let call = s.submit("docs", 3).unwrap();
         assert_eq!(call.k, DEFAULT_K);
+        assert!(!call.federated, "searches are local until switched");
         assert_eq!(s.pending, Some(call.seq));
+    }
+
+    #[test]
+    fn the_mode_goes_with_the_next_search() {
+        let mut s = SearchState {
+            input: "id:1".into(),
+            ..SearchState::default()
+        };
+        assert_eq!(s.mode(), "local");
+        s.toggle_federated();
+        assert_eq!(s.mode(), "federated");
+        assert!(s.submit("docs", 3).unwrap().federated);
+        s.toggle_federated();
+        assert!(!s.submit("docs", 3).unwrap().federated);
     }
 
     #[test]
@@ -213,6 +252,7 @@ mod tests {
             collection: "docs".into(),
             query: "id:1".into(),
             hits: vec![],
+            coverage: None,
             millis: 2.5,
         };
         s.answered(second.seq, Ok(result));

@@ -22,6 +22,16 @@ pub fn short_id(s: &str) -> String {
     middle(s, 13)
 }
 
+/// A peer id by its last six characters, as the Peers view's short ids end: `…x6nXTN`.
+pub fn id_tail(s: &str) -> String {
+    let len = s.chars().count();
+    if len <= 7 {
+        return s.to_string();
+    }
+    let tail: String = s.chars().skip(len - 6).collect();
+    format!("…{tail}")
+}
+
 /// `1234567` → `1,234,567`.
 pub fn count(n: u64) -> String {
     let digits = n.to_string();
@@ -81,6 +91,21 @@ pub fn millis(ms: f64) -> String {
     }
 }
 
+/// Milliseconds as a bare number for narrow columns: `0.4`, `3.1`, `48`, `1200`.
+pub fn millis_number(ms: f64) -> String {
+    // 9.96 rounds to 10 with either precision: shown as 10.
+    if ms < 9.95 {
+        format!("{ms:.1}")
+    } else {
+        format!("{ms:.0}")
+    }
+}
+
+/// A count with its noun: `1 answer`, `0 failures`, `2 penalties`.
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", count(n), if n == 1 { one } else { many })
+}
+
 /// A rate with one decimal below 100: `0.5/s`, `12.0/s`, `340/s`.
 pub fn rate(per_sec: f64) -> String {
     if per_sec < 100.0 {
@@ -107,6 +132,10 @@ mod tests {
                 .count(),
             13
         );
+        let peer = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+        assert_eq!(id_tail(peer), "…x6nXTN");
+        assert!(short_id(peer).ends_with(&id_tail(peer)[3..]));
+        assert_eq!(id_tail("local"), "local");
     }
 
     #[test]
@@ -126,5 +155,10 @@ mod tests {
         assert_eq!(millis(0.4213), "0.42 ms");
         assert_eq!(millis(3.24), "3.2 ms");
         assert_eq!(rate(340.2), "340/s");
+        assert_eq!(millis_number(0.42), "0.4");
+        assert_eq!(millis_number(9.96), "10");
+        assert_eq!(millis_number(48.4), "48");
+        assert_eq!(counted(1, "penalty", "penalties"), "1 penalty");
+        assert_eq!(counted(1_200, "answer", "answers"), "1,200 answers");
     }
 }

@@ -18,6 +18,10 @@ const KEYS: &[(&str, &str)] = &[
     ("Collections: Enter", "search the selected collection"),
     ("Search: / or Enter", "type a query: 1, 0, 0.5 or id:42"),
     ("Search: ← →, + -", "pick the collection, change k"),
+    (
+        "Search: f, Ctrl-F",
+        "federated (ask the peers) or local search",
+    ),
     ("Log: l", "level: error → warn → info → debug → trace"),
     ("Log: PgUp PgDn End", "scroll, follow the tail again"),
 ];

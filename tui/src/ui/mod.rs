@@ -3,6 +3,7 @@
 //! ratatui's `TestBackend` and compare text.
 
 mod collections;
+mod coverage;
 pub mod format;
 mod help;
 mod log;
@@ -132,6 +133,7 @@ fn hints(app: &App) -> Line<'static> {
             ("/", "type a query"),
             ("←→", "collection"),
             ("+-", "k"),
+            ("f", "local/federated"),
         ],
         Tab::Log => &[
             ("q", "quit"),

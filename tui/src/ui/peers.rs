@@ -1,4 +1,5 @@
-//! The Peers view: the node's connections, sortable, or why there are none to show.
+//! The Peers view: the node's connections, sortable, with what federated searches learnt
+//! of each (answer time, whether searches skip it), or why there are none to show.
 
 use ratatui::{
     layout::{Constraint, Layout, Rect},
@@ -53,15 +54,20 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         frame.render_widget(paragraph, area);
         return;
     }
-    let header = Row::new([
+    // Protocols get a column where there is room for it; the details below list them all.
+    let protocols = area.width >= PROTOCOLS_FROM;
+    let mut header = vec![
         "Peer",
         "Address",
         "Dir",
         "Latency",
         "Blocks ↑/↓",
-        "Protocols",
-    ])
-    .style(Style::new().bold());
+        "Search ms",
+    ];
+    if protocols {
+        header.push("Protocols");
+    }
+    let header = Row::new(header).style(Style::new().bold());
     let rows = peers.iter().map(|p| {
         let latency = match p.latency_ms {
             Some(ms) => Cell::from(format::millis(ms)),
@@ -80,23 +86,30 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             "outbound" => "out",
             other => other,
         };
-        Row::new(vec![
+        let mut cells = vec![
             Cell::from(format::short_id(&p.peer_id)),
             Cell::from(p.address.clone()),
             Cell::from(direction.to_string()),
             latency,
             blocks,
-            Cell::from(p.protocols.join(" ")),
-        ])
+            searches(p),
+        ];
+        if protocols {
+            cells.push(Cell::from(p.protocols.join(" ")));
+        }
+        Row::new(cells)
     });
-    let widths = [
+    let mut widths = vec![
         Constraint::Length(13),
         Constraint::Fill(2),
         Constraint::Length(3),
-        Constraint::Length(8),
+        Constraint::Length(7),
         Constraint::Length(10),
-        Constraint::Fill(1),
+        Constraint::Length(SEARCH_WIDTH),
     ];
+    if protocols {
+        widths.push(Constraint::Fill(1));
+    }
     let table = Table::new(rows, widths)
         .header(header)
         .block(block)
@@ -114,6 +127,73 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 /// Lines the details box needs, borders included.
 const DETAILS: u16 = 8;
 
+/// The narrowest view with a Protocols column.
+const PROTOCOLS_FROM: u16 = 100;
+
+/// The Search column: `12/48 ✖!` and a little more.
+const SEARCH_WIDTH: u16 = 11;
+
+/// What federated searches learnt of the peer: its answer time and the 95th percentile of
+/// it in milliseconds (`3.1/9.8`), then `✖` while searches skip it (its circuit breaker is
+/// open) and `!` when hits it answered failed verification; "—" when it was never asked.
+fn searches(peer: &Peer) -> Cell<'static> {
+    let Some(s) = &peer.searches else {
+        return Cell::from(absent());
+    };
+    let mut text = match (s.latency_ms, s.latency_p95_ms) {
+        (Some(ms), Some(p95)) => format!(
+            "{}/{}",
+            format::millis_number(ms),
+            format::millis_number(p95)
+        ),
+        (Some(ms), None) => format::millis_number(ms),
+        (None, _) => "—".to_string(),
+    };
+    let marks = match (s.skipped, s.penalties > 0) {
+        (true, true) => " ✖!",
+        (true, false) => " ✖",
+        (false, true) => " !",
+        (false, false) => "",
+    };
+    text += marks;
+    let style = if s.skipped {
+        Style::new().fg(Color::Red)
+    } else if s.penalties > 0 {
+        Style::new().fg(Color::Yellow)
+    } else {
+        Style::new()
+    };
+    Cell::from(Span::styled(text, style))
+}
+
+/// The peer's record in federated searches, in words: a line of counts and answer times,
+/// and one more while searches skip it.
+fn searches_in_full(peer: &Peer) -> Vec<Span<'static>> {
+    let Some(s) = &peer.searches else {
+        return vec![absent()];
+    };
+    let mut answers = format::counted(s.answers, "answer", "answers");
+    match (s.latency_ms, s.latency_p95_ms) {
+        (Some(ms), Some(p95)) => {
+            answers += &format!(" in {} (p95 {})", format::millis(ms), format::millis(p95));
+        }
+        (Some(ms), None) => answers += &format!(" in {}", format::millis(ms)),
+        (None, _) => {}
+    }
+    let mut spans = vec![Span::raw(format!(
+        "{answers}, {}, {}",
+        format::counted(s.failures, "failure", "failures"),
+        format::counted(s.penalties, "penalty", "penalties")
+    ))];
+    if s.skipped {
+        spans.push(Span::styled(
+            "skipped by searches for now (its breaker is open)",
+            Style::new().fg(Color::Red),
+        ));
+    }
+    spans
+}
+
 /// The selected peer in full.
 fn details(frame: &mut Frame, area: Rect, peer: &Peer) {
     let field = |name: &'static str, value: Span<'static>| {
@@ -126,7 +206,7 @@ fn details(frame: &mut Frame, area: Rect, peer: &Peer) {
         Some(agent) => Span::raw(agent.clone()),
         None => absent(),
     };
-    let lines = vec![
+    let mut lines = vec![
         field("Peer ID", Span::raw(peer.peer_id.clone())),
         field(
             "Address",
@@ -135,6 +215,9 @@ fn details(frame: &mut Frame, area: Rect, peer: &Peer) {
         field("Agent", agent),
         field("Protocols", Span::raw(peer.protocols.join(" "))),
     ];
+    for (i, span) in searches_in_full(peer).into_iter().enumerate() {
+        lines.push(field(if i == 0 { "Searches" } else { "" }, span));
+    }
     let paragraph = Paragraph::new(lines)
         .block(Block::bordered().title(" Peer "))
         .wrap(Wrap { trim: false });

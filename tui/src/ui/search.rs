@@ -1,5 +1,6 @@
-//! The Search view: the collection, the query line, the hits (id, score, the leaf block
-//! that holds each vector), and this dashboard's search round trips over time.
+//! The Search view: the collection, the query line, the mode (local or federated) in the
+//! title, the hits (id, score, the leaf block that holds each vector), what the search
+//! covered (`coverage`), and this dashboard's search round trips over time.
 
 use ratatui::{
     layout::{Constraint, Layout, Position, Rect},
@@ -9,8 +10,8 @@ use ratatui::{
     Frame,
 };
 
-use super::{format, sparkline};
-use crate::app::App;
+use super::{coverage, format, sparkline};
+use crate::app::{App, SearchResult};
 
 const ID_WIDTH: u16 = 16;
 /// The score column is as wide as its widest score (l2 and dot scores can be long), never
@@ -19,7 +20,7 @@ const SCORE_MIN_WIDTH: u16 = 10;
 
 /// Draws the view.
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let block = Block::bordered().title(" Search ");
+    let block = Block::bordered().title(format!(" Search: {} ", app.search.mode()));
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let [collection_area, query_area, status_area, hits_area, chart_area] = Layout::vertical([
@@ -102,6 +103,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     );
 
     if let Some(result) = &search.result {
+        let (hits_area, coverage_area) = split(hits_area, result);
+        if let Some(c) = &result.coverage {
+            coverage::draw(frame, coverage_area, c);
+        }
         // Scores are shown whole: a cut one (-1413204 as 13204.0000) reads as another number.
         let scores: Vec<String> = result
             .hits
@@ -161,4 +166,32 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let chart_inner = chart.inner(chart_area);
     frame.render_widget(chart, chart_area);
     frame.render_widget(sparkline(history, chart_inner.width), chart_inner);
+}
+
+/// The hits' rows, and the coverage's below them: all of both when they fit (with a blank
+/// line between), else the coverage gets at least half (it names the missing shards) and
+/// the hits the rest.
+fn split(area: Rect, result: &SearchResult) -> (Rect, Rect) {
+    let needed = result.coverage.as_ref().map_or(0, coverage::height);
+    if needed == 0 {
+        return (area, Rect::default());
+    }
+    let hits = u16::try_from(result.hits.len())
+        .unwrap_or(u16::MAX)
+        .saturating_add(1);
+    let (hits, gap) = if hits.saturating_add(needed) < area.height {
+        (hits, 1)
+    } else if hits.saturating_add(needed) == area.height {
+        (hits, 0)
+    } else {
+        let below = needed.min((area.height / 2).max(area.height.saturating_sub(hits)));
+        (area.height - below, 0)
+    };
+    let [hits_area, _, coverage_area] = Layout::vertical([
+        Constraint::Length(hits),
+        Constraint::Length(gap),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    (hits_area, coverage_area)
 }
