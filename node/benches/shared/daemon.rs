@@ -13,6 +13,45 @@ use ipvec_node::api::ready_blocking;
 /// A running daemon; SIGTERM and a wait when dropped.
 pub struct Daemon(Child);
 
+impl Daemon {
+    /// Its process id, to signal it (a bench that stops it with SIGSTOP must send SIGCONT
+    /// before the drop: a stopped process does not act on the SIGTERM).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Freezes the daemon with SIGSTOP (its sockets stay open: requests to it hang rather
+    /// than fail) until the guard is dropped, which sends SIGCONT. Drop the guard first.
+    #[allow(dead_code)]
+    pub fn freeze(&self) -> Result<Frozen> {
+        signal("STOP", self.pid())?;
+        Ok(Frozen(self.pid()))
+    }
+}
+
+/// A daemon frozen by [`Daemon::freeze`]; SIGCONT when dropped.
+#[allow(dead_code)]
+pub struct Frozen(u32);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = signal("CONT", self.0);
+    }
+}
+
+/// Sends signal `name` (`STOP`, `CONT`, …) to process `pid`.
+#[allow(dead_code)]
+fn signal(name: &str, pid: u32) -> Result<()> {
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -{name} {pid}")])
+        .status()?;
+    if !status.success() {
+        bail!("kill -{name} {pid}: {status}");
+    }
+    Ok(())
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = Command::new("sh")
