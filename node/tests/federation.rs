@@ -310,7 +310,8 @@ fn peers_searches_are_checked_limited_and_a_flooding_peer_is_refused() {
     let file = r.parent().unwrap().join("films.jsonl");
     std::fs::write(&file, points_jsonl(0..300)).unwrap();
     ok(r, &["add", "films", file.to_str().unwrap()]);
-    let daemon = Daemon::start(r, &[]);
+    // A low rate, so that one client's sequential requests go over it.
+    let daemon = Daemon::start(r, &[("IPVEC_P2P_SEARCH_RATE_PER_PEER", "50")]);
     let info = json_of(&ok(r, &["--json", "collection", "info", "films"]));
     let id = info["id"].as_str().unwrap().to_string();
     let (address, daemon_peer) = hostile::address_and_peer(r);

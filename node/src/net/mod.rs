@@ -397,12 +397,18 @@ impl Network {
         })
     }
 
-    /// Answers `/ipvec/search/1.0.0` requests from `source`.
-    pub fn serve_searches(&self, source: search::SearchSource, served: search::Served) {
+    /// Answers `/ipvec/search/1.0.0` requests from `source`, `rate_per_peer` a second per peer.
+    pub fn serve_searches(
+        &self,
+        source: search::SearchSource,
+        served: search::Served,
+        rate_per_peer: u32,
+    ) {
         search::serve(
             self.control.clone(),
             source,
             served,
+            rate_per_peer,
             self.misbehaving.clone(),
             &self.tasks,
         );

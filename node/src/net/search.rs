@@ -6,8 +6,8 @@
 //! - at most [`MAX_WAITING`] remote searches are taken at once (waiting or running), and at
 //!   most [`MAX_RUNNING`] run; a request beyond that is answered `busy` at once, and one that
 //!   waits past its own deadline too;
-//! - each peer may send [`PEER_RATE`] requests a second (bursts of [`PEER_BURST`]); beyond
-//!   that it is answered `rate_limited`;
+//! - each peer may send `p2p.search_rate_per_peer` requests a second (bursts of twice as
+//!   many); beyond that it is answered `rate_limited`;
 //! - a malformed request is answered `bad_request`; a peer refused [`STRIKES`] times
 //!   (malformed, or over its rate) without pausing until its budget is full again, or sending
 //!   an oversized frame, is reported as misbehaving — disconnected and refused for
@@ -35,10 +35,6 @@ pub const PROTOCOL: StreamProtocol = StreamProtocol::new(ipvec_protocol::search:
 pub const MAX_WAITING: usize = 64;
 /// Remote searches running at once.
 pub const MAX_RUNNING: usize = 2;
-/// Requests a second one peer may send.
-pub const PEER_RATE: f64 = 50.0;
-/// Requests one peer may send at once after a quiet spell.
-pub const PEER_BURST: f64 = 100.0;
 /// Refusals (malformed, or over the rate) after which a peer that has not paused is banned.
 pub const STRIKES: u32 = 50;
 /// How long reading a request may take.
@@ -63,8 +59,14 @@ struct Bucket {
 }
 
 /// Per-peer token buckets and strikes.
-#[derive(Debug, Default)]
-struct Rates(HashMap<PeerId, Bucket>);
+#[derive(Debug)]
+struct Rates {
+    buckets: HashMap<PeerId, Bucket>,
+    /// Requests a second one peer may send.
+    rate: f64,
+    /// Requests one peer may send at once after a quiet spell.
+    burst: f64,
+}
 
 /// What the rate limiter makes of a request.
 #[derive(Debug, PartialEq, Eq)]
@@ -75,22 +77,38 @@ enum Admit {
 }
 
 impl Rates {
+    /// `rate` requests a second per peer, in bursts of twice as many.
+    fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.max(1));
+        Self {
+            buckets: HashMap::new(),
+            rate,
+            burst: 2.0 * rate,
+        }
+    }
+
     fn admit(&mut self, peer: PeerId, now: Instant) -> Admit {
-        if self.0.len() >= MAX_PEERS && !self.0.contains_key(&peer) {
+        if self.buckets.len() >= MAX_PEERS && !self.buckets.contains_key(&peer) {
             // Forget the peer that has been quiet longest.
-            if let Some(oldest) = self.0.iter().min_by_key(|(_, b)| b.at).map(|(p, _)| *p) {
-                self.0.remove(&oldest);
+            let oldest = self
+                .buckets
+                .iter()
+                .min_by_key(|(_, b)| b.at)
+                .map(|(p, _)| *p);
+            if let Some(oldest) = oldest {
+                self.buckets.remove(&oldest);
             }
         }
-        let bucket = self.0.entry(peer).or_insert(Bucket {
-            tokens: PEER_BURST,
+        let (rate, burst) = (self.rate, self.burst);
+        let bucket = self.buckets.entry(peer).or_insert(Bucket {
+            tokens: burst,
             at: now,
             strikes: 0,
         });
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * PEER_RATE).min(PEER_BURST);
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
         bucket.at = now;
-        if bucket.tokens >= PEER_BURST {
+        if bucket.tokens >= burst {
             // Quiet long enough to refill the whole burst: its refusals are forgiven.
             bucket.strikes = 0;
         }
@@ -104,7 +122,7 @@ impl Rates {
 
     /// Counts a refusal; [`Admit::Ban`] at the [`STRIKES`]th since the peer last paused.
     fn strike(&mut self, peer: PeerId) -> Admit {
-        match self.0.get_mut(&peer) {
+        match self.buckets.get_mut(&peer) {
             Some(bucket) => {
                 bucket.strikes += 1;
                 if bucket.strikes >= STRIKES {
@@ -125,6 +143,7 @@ pub fn serve(
     mut control: libp2p_stream::Control,
     source: SearchSource,
     served: Served,
+    rate_per_peer: u32,
     misbehaving: Misbehaving,
     tasks: &Arc<Tasks>,
 ) {
@@ -136,7 +155,7 @@ pub fn serve(
     tasks.spawn(async move {
         let waiting = Arc::new(tokio::sync::Semaphore::new(MAX_WAITING));
         let running = Arc::new(tokio::sync::Semaphore::new(MAX_RUNNING));
-        let rates = Arc::new(Mutex::new(Rates::default()));
+        let rates = Arc::new(Mutex::new(Rates::new(rate_per_peer)));
         while let Some((peer, mut stream)) = incoming.next().await {
             let (source, misbehaving, served) =
                 (source.clone(), misbehaving.clone(), served.clone());
@@ -167,7 +186,7 @@ pub fn serve(
                     }
                     Admit::OverRate => SearchAnswer::refused(ShardError::new(
                         ErrorCode::RateLimited,
-                        format!("over {PEER_RATE} searches a second; slow down"),
+                        "over this peer's searches a second for you (p2p.search_rate_per_peer); slow down",
                     )),
                     Admit::Yes => match SearchRequest::decode(&bytes) {
                         Ok(request) => answer(peer, request, &source, &waiting, &running).await,
@@ -259,10 +278,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_peer_over_its_rate_is_refused_then_banned_and_others_are_not() {
-        let mut rates = Rates::default();
+        let mut rates = Rates::new(50);
+        let (rate, burst) = (rates.rate, rates.burst);
         let (noisy, quiet) = (PeerId::random(), PeerId::random());
         let now = Instant::now();
-        for _ in 0..PEER_BURST as usize {
+        for _ in 0..burst as usize {
             assert_eq!(rates.admit(noisy, now), Admit::Yes);
         }
         assert_eq!(rates.admit(noisy, now), Admit::OverRate);
@@ -272,7 +292,7 @@ mod tests {
         let refilled = (0..10)
             .filter(|_| rates.admit(noisy, later) == Admit::Yes)
             .count();
-        assert_eq!(refilled, (PEER_RATE / 10.0) as usize);
+        assert_eq!(refilled, (rate / 10.0) as usize);
         // Over its rate without pausing: banned at the STRIKES-th refusal, even with a request
         // let through now and then as the budget refills.
         let mut refusals = 1 + 5;
@@ -289,9 +309,9 @@ mod tests {
         assert_eq!(banned, STRIKES);
         assert_eq!(rates.admit(quiet, at), Admit::Yes);
         // A peer that pauses until its budget is full again starts with no strikes.
-        let calm = at + Duration::from_secs_f64(PEER_BURST / PEER_RATE);
+        let calm = at + Duration::from_secs_f64(burst / rate);
         assert_eq!(rates.admit(noisy, calm), Admit::Yes);
-        for _ in 0..PEER_BURST as usize - 1 {
+        for _ in 0..burst as usize - 1 {
             rates.admit(noisy, calm);
         }
         let again: Vec<Admit> = (0..STRIKES - 1).map(|_| rates.admit(noisy, calm)).collect();

@@ -150,6 +150,9 @@ pub struct P2pConfig {
     /// How long provider records are kept, in seconds: other nodes' records stored here, and
     /// (as each node sets it for itself) ours elsewhere. Longer than the reprovide interval.
     pub provider_ttl_secs: u64,
+    /// Federated searches one peer may ask of this node per second (bursts of twice as
+    /// many); more are answered `rate_limited`, and a peer that never slows down is banned.
+    pub search_rate_per_peer: u32,
 }
 
 /// An IPFS bootstrap node reachable by IP (the others in Kubo's list are `/dnsaddr` names,
@@ -170,6 +173,7 @@ impl Default for P2pConfig {
             ipfs_bootstrap: vec![IPFS_BOOTSTRAP.to_string()],
             reprovide_interval_secs: 60 * 60,
             provider_ttl_secs: 48 * 60 * 60,
+            search_rate_per_peer: 1_000,
         }
     }
 }
@@ -354,6 +358,12 @@ impl Config {
         if self.p2p.reprovide_interval_secs == 0 {
             return Err(invalid("p2p.reprovide_interval_secs", "must be at least 1"));
         }
+        if self.p2p.search_rate_per_peer == 0 {
+            return Err(invalid(
+                "p2p.search_rate_per_peer",
+                "must be at least 1 (searches a second)",
+            ));
+        }
         if self.p2p.provider_ttl_secs <= self.p2p.reprovide_interval_secs {
             return Err(invalid(
                 "p2p.provider_ttl_secs",
@@ -424,6 +434,9 @@ impl Config {
              # How long provider records live, in seconds (longer than the reprovide interval):\n\
              # a dropped collection's records disappear from other nodes after this.\n\
              provider_ttl_secs = {}\n\
+             # Federated searches one peer may ask of this node per second (bursts of twice as\n\
+             # many); more are refused, and a peer that never slows down is banned.\n\
+             search_rate_per_peer = {}\n\
              \n\
              [storage]\n\
              # Refuse new writes once the block store holds this many bytes (0: no limit).\n\
@@ -461,6 +474,7 @@ impl Config {
             list(&self.p2p.ipfs_bootstrap),
             self.p2p.reprovide_interval_secs,
             self.p2p.provider_ttl_secs,
+            self.p2p.search_rate_per_peer,
             self.storage.max_bytes,
             self.storage.commit_interval_ms,
             self.storage.background_nice,

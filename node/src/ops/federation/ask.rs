@@ -55,7 +55,19 @@ impl Node {
                 }
             }
             let started = Instant::now();
-            let mut holders = self.holders(id, local).await?;
+            // Finding the holders counts against the deadline (a DHT lookup can wait on a
+            // peer that does not answer).
+            let mut holders = tokio::time::timeout(deadline, self.holders(id, local))
+                .await
+                .map_err(|_| {
+                    Error::deadline_exceeded(format!(
+                        "finding the holders of collection {id}'s shards took over the \
+                         deadline of {} ms; ask again (they are looked up in the background), \
+                         or with a longer deadline_ms",
+                        deadline.as_millis()
+                    ))
+                })??;
+            let deadline = deadline.saturating_sub(started.elapsed());
             let mut outcome = self
                 .run_planner(id, &holders, &request, started, deadline)
                 .await?;
@@ -260,34 +272,36 @@ impl Node {
     /// The collection's shard count and who holds each shard: this node for those it holds,
     /// and the peers the DHT names (providers of a shard's key, and of the collection key for
     /// all shards), looked up again after [`HOLDERS_TTL`].
+    ///
+    /// A list older than that is used as it is while a new one is looked up in the
+    /// background, so that a slow lookup (a peer that does not answer) never holds up a search
+    /// that has a list.
     async fn holders(&self, id: &str, local: Option<&str>) -> Result<Holders, Error> {
         let cached = {
             let cache = self.inner.federation.holders.lock();
-            let cache = cache.unwrap_or_else(|p| p.into_inner());
-            cache
-                .get(id)
-                .filter(|(at, _)| at.elapsed() < HOLDERS_TTL)
-                .map(|(_, h)| h.clone())
+            let mut cache = cache.unwrap_or_else(|p| p.into_inner());
+            cache.get_mut(id).map(|(at, h)| {
+                let fresh = at.elapsed() < HOLDERS_TTL;
+                if !fresh {
+                    // One lookup at a time: the list counts as fresh while it runs.
+                    *at = Instant::now();
+                }
+                (fresh, h.clone())
+            })
         };
         let mut holders = match cached {
-            Some(holders) => holders,
-            None => {
-                let found = self.find_holders(id, local).await?;
-                let mut cache = self
-                    .inner
-                    .federation
-                    .holders
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                if cache.len() >= MAX_CACHED {
-                    cache.retain(|_, (at, _)| at.elapsed() < HOLDERS_TTL);
-                    if cache.len() >= MAX_CACHED {
-                        cache.clear();
-                    }
+            Some((fresh, holders)) => {
+                if !fresh {
+                    let (node, id, local) = (self.clone(), id.to_string(), local.map(String::from));
+                    self.inner.tasks.spawn(async move {
+                        if let Err(e) = node.refresh_holders(&id, local.as_deref()).await {
+                            tracing::debug!(collection = %id, error = %e, "looking up holders again failed");
+                        }
+                    });
                 }
-                cache.insert(id.to_string(), (Instant::now(), found.clone()));
-                found
+                holders
             }
+            None => self.refresh_holders(id, local).await?,
         };
         // What this node holds now, and its version (a fetch, a drop or a write may have
         // changed them since).
@@ -308,6 +322,25 @@ impl Node {
             }
         }
         Ok(holders)
+    }
+
+    /// Looks the holders up and caches them.
+    async fn refresh_holders(&self, id: &str, local: Option<&str>) -> Result<Holders, Error> {
+        let found = self.find_holders(id, local).await?;
+        let mut cache = self
+            .inner
+            .federation
+            .holders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= MAX_CACHED {
+            cache.retain(|_, (at, _)| at.elapsed() < HOLDERS_TTL);
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+        }
+        cache.insert(id.to_string(), (Instant::now(), found.clone()));
+        Ok(found)
     }
 
     async fn find_holders(&self, id: &str, local: Option<&str>) -> Result<Holders, Error> {

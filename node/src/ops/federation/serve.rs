@@ -40,6 +40,7 @@ impl Node {
                     inner.metrics.federation(event, 1);
                 }
             }),
+            self.inner.config.p2p.search_rate_per_peer,
         );
     }
 
