@@ -67,9 +67,10 @@ impl Node {
                         deadline.as_millis()
                     ))
                 })??;
+            // What is left of it is the planner's.
             let deadline = deadline.saturating_sub(started.elapsed());
             let mut outcome = self
-                .run_planner(id, &holders, &request, started, deadline)
+                .run_planner(id, &holders, &request, Instant::now(), deadline)
                 .await?;
             if request.verify && local.is_none() {
                 self.newer_trust(id, &mut holders, &outcome).await;
