@@ -3,9 +3,10 @@
 //!
 //! One request and one answer per stream. Serving keeps remote searches from crowding out
 //! the node's own work:
-//! - at most [`MAX_WAITING`] remote searches are taken at once (waiting or running), and at
-//!   most [`MAX_RUNNING`] run; a request beyond that is answered `busy` at once, and one that
-//!   waits past its own deadline too;
+//! - at most [`MAX_WAITING`] streams are taken at once (being read, waiting or running; a
+//!   stream beyond that is closed unanswered, as the head protocol does), and at most
+//!   [`MAX_RUNNING`] searches run; one that cannot start, or finish, by its own deadline is
+//!   answered `busy`;
 //! - each peer may send `p2p.search_rate_per_peer` requests a second (bursts of twice as
 //!   many); beyond that it is answered `rate_limited`;
 //! - a malformed request is answered `bad_request`; a peer refused [`STRIKES`] times
@@ -31,7 +32,7 @@ use crate::tasks::Tasks;
 
 /// The protocol.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new(ipvec_protocol::search::PROTOCOL);
-/// Remote searches taken at once, waiting or running; more are answered `busy`.
+/// Streams taken at once, being read, waiting or running; more are closed unanswered.
 pub const MAX_WAITING: usize = 64;
 /// Remote searches running at once.
 pub const MAX_RUNNING: usize = 2;
@@ -157,10 +158,16 @@ pub fn serve(
         let running = Arc::new(tokio::sync::Semaphore::new(MAX_RUNNING));
         let rates = Arc::new(Mutex::new(Rates::new(rate_per_peer)));
         while let Some((peer, mut stream)) = incoming.next().await {
+            let Ok(taken) = waiting.clone().try_acquire_owned() else {
+                tracing::debug!(%peer, "too many search requests at once; refused one");
+                served(false);
+                continue;
+            };
             let (source, misbehaving, served) =
                 (source.clone(), misbehaving.clone(), served.clone());
-            let (waiting, running, rates) = (waiting.clone(), running.clone(), rates.clone());
+            let (running, rates) = (running.clone(), rates.clone());
             owner.spawn(async move {
+                let _taken = taken;
                 let rates = || rates.lock().unwrap_or_else(|p| p.into_inner());
                 let read = tokio::time::timeout(
                     READ_TIMEOUT,
@@ -189,7 +196,7 @@ pub fn serve(
                         "over this peer's searches a second for you (p2p.search_rate_per_peer); slow down",
                     )),
                     Admit::Yes => match SearchRequest::decode(&bytes) {
-                        Ok(request) => answer(peer, request, &source, &waiting, &running).await,
+                        Ok(request) => answer(peer, request, &source, &running).await,
                         Err(e) => {
                             if rates().strike(peer) == Admit::Ban {
                                 served(false);
@@ -225,19 +232,15 @@ pub fn serve(
     });
 }
 
-/// Runs one admitted request: a place in the queue, a turn to run, the search, all within
-/// the request's deadline.
+/// Runs one admitted request: a turn to run, then the search, both within the request's
+/// deadline.
 async fn answer(
     peer: PeerId,
     request: SearchRequest,
     source: &SearchSource,
-    waiting: &Arc<tokio::sync::Semaphore>,
     running: &Arc<tokio::sync::Semaphore>,
 ) -> SearchAnswer {
     let busy = |why: &str| SearchAnswer::refused(ShardError::new(ErrorCode::Busy, why));
-    let Ok(_queued) = waiting.clone().try_acquire_owned() else {
-        return busy("this peer's search queue is full; ask another holder");
-    };
     let deadline = Instant::now() + Duration::from_millis(u64::from(request.deadline_ms));
     let Ok(Ok(_turn)) = tokio::time::timeout_at(deadline, running.clone().acquire_owned()).await
     else {
