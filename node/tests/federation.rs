@@ -250,6 +250,29 @@ fn coverage_line(repo: &Path, id: &str, data: &data::Dataset, query: usize) -> S
     text.lines().last().unwrap().to_string()
 }
 
+/// Creates collection `films` (4-d, L2, `shards` shards) in the repository at `repo` with
+/// points `0..points`.
+fn films(repo: &Path, shards: u32, points: u64) {
+    let shards = shards.to_string();
+    ok(
+        repo,
+        &[
+            "collection",
+            "create",
+            "films",
+            "--dim",
+            "4",
+            "--metric",
+            "l2",
+            "--shards",
+            &shards,
+        ],
+    );
+    let file = repo.parent().unwrap().join("films.jsonl");
+    std::fs::write(&file, points_jsonl(0..points)).unwrap();
+    ok(repo, &["add", "films", file.to_str().unwrap()]);
+}
+
 /// Test query `i` as the CLI's comma-separated vector.
 fn vector_text(data: &data::Dataset, i: usize) -> String {
     data::to_f32(data.query(i))
@@ -293,23 +316,7 @@ async fn raw_search(
 fn peers_searches_are_checked_limited_and_a_flooding_peer_is_refused() {
     let repo = new_repo();
     let r = &repo.path;
-    ok(
-        r,
-        &[
-            "collection",
-            "create",
-            "films",
-            "--dim",
-            "4",
-            "--metric",
-            "l2",
-            "--shards",
-            "2",
-        ],
-    );
-    let file = r.parent().unwrap().join("films.jsonl");
-    std::fs::write(&file, points_jsonl(0..300)).unwrap();
-    ok(r, &["add", "films", file.to_str().unwrap()]);
+    films(r, 2, 300);
     // A low rate, so that one client's sequential requests go over it.
     let daemon = Daemon::start(r, &[("IPVEC_P2P_SEARCH_RATE_PER_PEER", "50")]);
     let info = json_of(&ok(r, &["--json", "collection", "info", "films"]));
@@ -489,23 +496,7 @@ fn forged_hits_are_caught_by_verify_and_their_peer_is_penalised() {
     use libp2p::{identity::Keypair, kad, PeerId, StreamProtocol};
 
     let w = new_repo();
-    ok(
-        &w.path,
-        &[
-            "collection",
-            "create",
-            "films",
-            "--dim",
-            "4",
-            "--metric",
-            "l2",
-            "--shards",
-            "8",
-        ],
-    );
-    let file = w.path.parent().unwrap().join("films.jsonl");
-    std::fs::write(&file, points_jsonl(0..400)).unwrap();
-    ok(&w.path, &["add", "films", file.to_str().unwrap()]);
+    films(&w.path, 8, 400);
     // Writes stay in the writer's log until the test is over (no periodic commit).
     let _dw = Daemon::start(&w.path, &[("IPVEC_STORAGE_COMMIT_INTERVAL_MS", "3600000")]);
     let id = json_of(&ok(&w.path, &["--json", "collection", "info", "films"]))["id"]
