@@ -20,8 +20,11 @@
 //!   [`walk::PARALLEL_WANTS`] at once.
 //! - [`follow`]: following collections: judging gossiped heads, catch-ups, replication state
 //!   and provider counts.
+//! - [`placement`]: which members hold each shard of a collection: weighted rendezvous
+//!   hashing over the membership, and what moves when it changes.
 
 pub mod follow;
+pub mod placement;
 pub mod walk;
 pub mod wants;
 
