@@ -20,10 +20,12 @@
 //!   [`walk::PARALLEL_WANTS`] at once.
 //! - [`follow`]: following collections: judging gossiped heads, catch-ups, replication state
 //!   and provider counts.
+//! - [`members`]: a collection's membership, learnt from announcements that expire.
 //! - [`placement`]: which members hold each shard of a collection: weighted rendezvous
 //!   hashing over the membership, and what moves when it changes.
 
 pub mod follow;
+pub mod members;
 pub mod placement;
 pub mod walk;
 pub mod wants;
