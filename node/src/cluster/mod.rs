@@ -23,10 +23,13 @@
 //! - [`members`]: a collection's membership, learnt from announcements that expire.
 //! - [`placement`]: which members hold each shard of a collection: weighted rendezvous
 //!   hashing over the membership, and what moves when it changes.
+//! - [`rebalance`]: repair and rebalancing of a collection on one member: which shards it
+//!   fetches, announces, keeps until handed over, drops and reconciles.
 
 pub mod follow;
 pub mod members;
 pub mod placement;
+pub mod rebalance;
 pub mod walk;
 pub mod wants;
 
