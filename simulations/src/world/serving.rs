@@ -1,0 +1,427 @@
+//! Membership, placement and repair, by the node's own cores: `cluster::members` keeps the
+//! announcements, `cluster::placement` places shards, and each node's
+//! `cluster::rebalance::Rebalancer` decides what it fetches, announces and drops.
+//!
+//! The model of membership: announcements go to one directory (as signed records in the
+//! DHT would), kept by a [`Membership`]; each node reads it when it announces itself, every
+//! `membership.announce_s` at its own phase, so nodes see changes at different times, as
+//! they would. Placement is a pure function of the membership read, computed once per
+//! membership generation and shared by every node that read that generation (the answer
+//! each would compute; the periodic check recomputes it for a sampled node to hold that).
+//!
+//! Fetches: a node fetches a shard's root from a live, reachable node holding it at that
+//! version or newer (or from the writer, which holds every version), in a round trip plus
+//! the bytes at the link's bandwidth: the whole shard, or only the versions' deltas when it
+//! holds an older version. A fetch with no source fails after the dial timeout. A holder's
+//! announcement puts its provider record in the DHT and reaches, after a link's latency,
+//! every node placement names for the shard and every node holding it; so does a drop.
+
+use std::{sync::Arc, time::Duration};
+
+use ipvec_node::cluster::{
+    members::{Announcement, Membership},
+    placement::{place, Member, Placement},
+    rebalance::{self, Config, Rebalancer},
+    Millis,
+};
+
+use super::{Event, Held, NodeId, World};
+use crate::scenario::Scenario;
+
+/// The collection's id bytes, which placement hashes.
+const COLLECTION: &[u8] = b"ipvec-simulated-collection";
+
+/// A shard root, as the simulation names it: its version number.
+type Root = u64;
+type Input = rebalance::Input<NodeId, Root>;
+type Action = rebalance::Action<NodeId, Root>;
+
+/// How placement is computed: `cluster::placement::place`, unless a test swaps in a broken
+/// one to prove the checks catch it.
+pub type PlaceFn = fn(&[u8], u32, &[Member<NodeId>], usize) -> Placement<NodeId>;
+
+/// A membership generation and its placement.
+#[derive(Debug, Clone)]
+struct Placed {
+    generation: u64,
+    members: Vec<Member<NodeId>>,
+    placement: Arc<Placement<NodeId>>,
+}
+
+/// Every node's serving state.
+#[derive(Debug)]
+pub(super) struct Serving {
+    config: Config,
+    place: PlaceFn,
+    members: Membership<NodeId>,
+    /// The members and placement of the newest generation computed.
+    placed: Option<Placed>,
+    /// Per node, by number.
+    nodes: Vec<NodeServing>,
+}
+
+#[derive(Debug)]
+struct NodeServing {
+    /// The membership generation it last read.
+    generation: Option<u64>,
+    rebalancer: Rebalancer<NodeId, Root>,
+    /// When its repair core wants polling, as scheduled.
+    poll_at: Option<Millis>,
+    /// Bumped at each start, so that the periodic events of an earlier life stop.
+    life: u32,
+}
+
+impl Serving {
+    pub(super) fn new(sc: &Scenario) -> Self {
+        let config = Config {
+            replication: sc.replication as usize,
+            max_fetches: sc.repair.parallel_fetches as usize,
+            report_ttl: Duration::from_secs(sc.dht.record_ttl_s),
+            announce_every: Duration::from_secs(sc.dht.republish_s),
+            ..Config::default()
+        };
+        Self {
+            config,
+            place,
+            members: Membership::default(),
+            placed: None,
+            nodes: Vec::new(),
+        }
+    }
+
+    /// Members in the directory now.
+    pub(super) fn live_members(&self, now: Millis) -> u32 {
+        self.members.len(now) as u32
+    }
+
+    /// The life of `node` (see [`NodeServing::life`]).
+    pub(super) fn life(&self, node: NodeId) -> u32 {
+        self.nodes.get(node as usize).map_or(0, |n| n.life)
+    }
+}
+
+impl World {
+    /// Computes the placement every node acts on with `f` instead of the node's own (for
+    /// tests that break a component on purpose).
+    pub fn replace_placement(&mut self, f: PlaceFn) {
+        self.serving.place = f;
+        self.serving.placed = None;
+    }
+
+    fn announcement(&self, node: NodeId) -> Announcement<NodeId> {
+        Announcement {
+            peer: node,
+            capacity: 1,
+            issued: self.now,
+            ttl: Duration::from_secs(self.sc.membership.ttl_s),
+        }
+    }
+
+    /// The start: every node announced, and holding what placement gives it at version 0.
+    pub(super) fn serving_start(&mut self) {
+        for node in 0..self.nodes.len() as NodeId {
+            let a = self.announcement(node);
+            self.serving.members.observe(a, self.now);
+        }
+        let placement = self.placement_now().placement;
+        for node in 0..self.nodes.len() as NodeId {
+            for shard in placement.shards_of(&node) {
+                let held = Held {
+                    version: 0,
+                    since: self.now,
+                };
+                self.nodes[node as usize].holds.insert(shard, held);
+            }
+            self.serving_start_node(node);
+        }
+    }
+
+    /// `node` starts (at the beginning, new, or again with its disk): a new repair core that
+    /// learns what is on its disk, the heads it knows, and (at once) the membership.
+    fn serving_start_node(&mut self, node: NodeId) {
+        let config = self.serving.config.clone();
+        let rebalancer = Rebalancer::new(node, COLLECTION.to_vec(), self.sc.shards, config)
+            .unwrap_or_else(|e| panic!("the scenario's repair settings: {e}"));
+        let life = self.serving.life(node) + 1;
+        let state = NodeServing {
+            generation: None,
+            rebalancer,
+            poll_at: None,
+            life,
+        };
+        let i = node as usize;
+        if i < self.serving.nodes.len() {
+            self.serving.nodes[i] = state;
+        } else {
+            self.serving.nodes.push(state);
+        }
+        let heads = self.nodes[i].heads.clone();
+        self.feed(node, Input::Roots(heads));
+        let held: Vec<(u32, u64)> = self.nodes[i]
+            .holds
+            .iter()
+            .map(|(s, h)| (*s, h.version))
+            .collect();
+        for (shard, root) in held {
+            self.feed(node, Input::Fetched { shard, root });
+        }
+        // Announce at a random phase of the period, so that nodes do not all read at once.
+        let phase = self.rng.below(self.sc.membership.announce_s * 1_000);
+        let at = if self.now == Millis(0) { phase } else { 0 };
+        self.after(at as f64, Event::Announce { node, life });
+    }
+
+    /// The membership the directory holds now and its placement (computed once per
+    /// generation).
+    fn placement_now(&mut self) -> Placed {
+        self.serving.members.poll(self.now);
+        let generation = self.serving.members.generation();
+        if let Some(p) = &self.serving.placed {
+            if p.generation == generation {
+                return p.clone();
+            }
+        }
+        let members = self.serving.members.members(self.now);
+        let placement = Arc::new((self.serving.place)(
+            COLLECTION,
+            self.sc.shards,
+            &members,
+            self.sc.replication as usize,
+        ));
+        let placed = Placed {
+            generation,
+            members,
+            placement,
+        };
+        self.serving.placed = Some(placed.clone());
+        placed
+    }
+
+    /// Feeds `input` to `node`'s repair core and carries out its actions.
+    fn feed(&mut self, node: NodeId, input: Input) {
+        let actions = self.serving.nodes[node as usize]
+            .rebalancer
+            .handle(input, self.now);
+        self.act(node, actions);
+    }
+
+    pub(super) fn repair_poll(&mut self, node: NodeId, life: u32) {
+        if !self.nodes[node as usize].alive || self.serving.life(node) != life {
+            return;
+        }
+        let s = &mut self.serving.nodes[node as usize];
+        if s.poll_at == Some(self.now) {
+            s.poll_at = None;
+        }
+        if s.rebalancer.next_deadline().is_some_and(|t| t <= self.now) {
+            let actions = s.rebalancer.poll(self.now);
+            self.act(node, actions);
+        } else {
+            self.act(node, Vec::new());
+        }
+    }
+
+    fn act(&mut self, node: NodeId, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Fetch { shard, root } => self.fetch(node, shard, root),
+                Action::Announce { shard, root } => self.tell(node, shard, Some(root)),
+                Action::Drop { shard } => {
+                    self.nodes[node as usize].holds.remove(&shard);
+                    self.providers[shard as usize].remove(&node);
+                    self.stats.drops += 1;
+                    self.tell(node, shard, None);
+                }
+                Action::Reconcile { .. } => {
+                    // One writer: replicas differ only by lag, and the side behind fetches.
+                    self.stats.reconciles += 1;
+                }
+                Action::Left => {}
+            }
+        }
+        let s = &mut self.serving.nodes[node as usize];
+        if let Some(t) = s.rebalancer.next_deadline() {
+            if s.poll_at.is_none_or(|p| t < p) {
+                s.poll_at = Some(t);
+                let life = s.life;
+                self.schedule(t, Event::RepairPoll { node, life });
+            }
+        }
+    }
+
+    /// Starts fetching version `version` of `shard` onto `node`.
+    fn fetch(&mut self, node: NodeId, shard: u32, version: u64) {
+        let has = self.nodes[node as usize]
+            .holds
+            .get(&shard)
+            .map(|h| h.version);
+        let source = (0..self.nodes.len() as NodeId).find(|p| {
+            *p != node
+                && self.reachable(node, *p)
+                && self.nodes[*p as usize]
+                    .holds
+                    .get(&shard)
+                    .is_some_and(|h| h.version >= version)
+        });
+        let life = self.serving.life(node);
+        if source.is_none() && !self.writer_reaches(node) {
+            let ms = self.sc.links.dial_timeout_ms as f64;
+            let done = Event::FetchDone {
+                node,
+                life,
+                shard,
+                version,
+                ok: false,
+            };
+            return self.after(ms, done);
+        }
+        let bytes = match has {
+            Some(v) => (version.saturating_sub(v) * self.sc.writes.delta_bytes)
+                .min(self.sc.repair.shard_bytes),
+            None => self.sc.repair.shard_bytes,
+        };
+        self.stats.bytes_moved += bytes;
+        let ms = 2.0 * self.latency() + bytes as f64 / (self.sc.links.bandwidth_mb_s * 1e3);
+        let done = Event::FetchDone {
+            node,
+            life,
+            shard,
+            version,
+            ok: true,
+        };
+        self.after(ms, done);
+    }
+
+    pub(super) fn fetch_done(
+        &mut self,
+        node: NodeId,
+        life: u32,
+        shard: u32,
+        version: u64,
+        ok: bool,
+    ) {
+        if !self.nodes[node as usize].alive || self.serving.life(node) != life {
+            return;
+        }
+        if !ok {
+            self.stats.fetch_failures += 1;
+            return self.feed(node, Input::FetchFailed { shard });
+        }
+        self.stats.fetches += 1;
+        let now = self.now;
+        let held = self.nodes[node as usize]
+            .holds
+            .entry(shard)
+            .or_insert(Held {
+                version,
+                since: now,
+            });
+        held.version = held.version.max(version);
+        let root = held.version;
+        self.feed(node, Input::Fetched { shard, root });
+    }
+
+    /// `node` tells the DHT and the shard's other holders that it holds `shard` at `root`, or
+    /// (`None`) that it dropped it.
+    fn tell(&mut self, node: NodeId, shard: u32, root: Option<Root>) {
+        if root.is_some() {
+            let expires = Millis(self.now.0 + self.sc.dht.record_ttl_s * 1_000);
+            self.providers[shard as usize].insert(node, expires);
+        }
+        let mut to: Vec<NodeId> = self.providers[shard as usize].keys().copied().collect();
+        if let Some(placed) = &self.serving.placed {
+            to.extend(placed.placement.holders(shard).iter().copied());
+        }
+        to.sort_unstable();
+        to.dedup();
+        for peer in to {
+            if peer != node && self.reachable(node, peer) {
+                let ms = self.latency();
+                let event = Event::Report {
+                    to: peer,
+                    from: node,
+                    shard,
+                    root,
+                };
+                self.after(ms, event);
+            }
+        }
+    }
+
+    pub(super) fn report(&mut self, to: NodeId, from: NodeId, shard: u32, root: Option<Root>) {
+        if !self.nodes[to as usize].alive {
+            return;
+        }
+        let input = match root {
+            Some(root) => Input::Holds {
+                peer: from,
+                shard,
+                root,
+            },
+            None => Input::Released { peer: from, shard },
+        };
+        self.feed(to, input);
+    }
+
+    /// The periodic announcement: `node` renews its membership and reads the membership.
+    pub(super) fn announce(&mut self, node: NodeId, life: u32) {
+        if !self.nodes[node as usize].alive || self.serving.life(node) != life {
+            return;
+        }
+        let a = self.announcement(node);
+        self.serving.members.observe(a, self.now);
+        let Placed {
+            generation,
+            members,
+            placement,
+        } = self.placement_now();
+        if self.serving.nodes[node as usize].generation != Some(generation) {
+            self.serving.nodes[node as usize].generation = Some(generation);
+            self.feed(node, Input::Placed { members, placement });
+        }
+        let every = self.sc.membership.announce_s as f64 * 1_000.0;
+        self.after(every, Event::Announce { node, life });
+    }
+
+    /// A new head reached `node`.
+    pub(super) fn serving_head(&mut self, node: NodeId) {
+        let heads = self.nodes[node as usize].heads.clone();
+        self.feed(node, Input::Roots(heads));
+    }
+
+    /// `node` started, new or again with its disk.
+    pub(super) fn serving_join(&mut self, node: NodeId) {
+        self.serving_start_node(node);
+    }
+
+    /// Invariant: the placement nodes act on is the one placement gives for the membership
+    /// they read. Recomputes it for one node drawn at random and compares.
+    pub(super) fn serving_check(&mut self) {
+        let live = self.live();
+        if live.is_empty() {
+            return;
+        }
+        let node = live[self.rng.below(live.len() as u64) as usize];
+        let Some(Placed {
+            generation,
+            members,
+            placement,
+        }) = self.serving.placed.clone()
+        else {
+            return;
+        };
+        if self.serving.nodes[node as usize].generation != Some(generation) {
+            return;
+        }
+        let own = place(
+            COLLECTION,
+            self.sc.shards,
+            &members,
+            self.sc.replication as usize,
+        );
+        let acted = self.serving.nodes[node as usize].rebalancer.placement();
+        if own != *placement || *acted != own {
+            self.violate("placement differs between nodes that read the same membership");
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! Whole runs of the standard small scenarios: determinism, the invariants, what each
+//! scenario is there to show, and a broken component that the checks must catch.
+
+use std::path::Path;
+
+use ipvec_node::cluster::placement::place;
+use ipvec_simulations::{Scenario, Stats, World};
+
+fn scenario(name: &str) -> Scenario {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(format!("{name}.toml"));
+    Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn run(sc: &Scenario, seed: u64) -> Stats {
+    World::new(sc.clone(), seed).run()
+}
+
+fn assert_clean(stats: &Stats) {
+    assert!(
+        stats.violations.is_empty(),
+        "invariants broken: {:?}",
+        stats.violations
+    );
+}
+
+#[test]
+fn one_seed_replays_the_same_run_and_another_seed_does_not() {
+    let sc = scenario("small");
+    let a = run(&sc, 21);
+    let b = run(&sc, 21);
+    let c = run(&sc, 22);
+    assert_eq!(a.trace, b.trace);
+    assert_eq!(a.events, b.events);
+    assert_eq!(a.latencies, b.latencies);
+    assert_ne!(a.trace, c.trace);
+}
+
+#[test]
+fn heavy_churn_keeps_the_invariants_and_repairs_every_shard() {
+    let sc = scenario("small");
+    let stats = run(&sc, sc.seed);
+    assert_clean(&stats);
+    assert!(
+        stats.crashes > 5,
+        "the scenario churns: {} crashes",
+        stats.crashes
+    );
+    assert!(stats.searches > 500);
+    assert!(
+        stats.fetches > 0 && stats.bytes_moved > 0,
+        "repair moved shards"
+    );
+    assert!(
+        !stats.repair_times.is_empty(),
+        "some shard fell short and came back"
+    );
+    let s = stats.summary();
+    assert!(s.mean_coverage > 0.9, "mean coverage {}", s.mean_coverage);
+}
+
+#[test]
+fn a_quiet_network_covers_every_shard_with_exact_recall() {
+    let mut sc = scenario("six");
+    sc.links.loss = 0.0;
+    let stats = run(&sc, sc.seed);
+    assert_clean(&stats);
+    let s = stats.summary();
+    assert_eq!(s.full_coverage_rate, 1.0);
+    assert_eq!(
+        s.recall, 1.0,
+        "the merge of every shard's exact top-k is exact"
+    );
+    assert_eq!(stats.fetches, 0, "nothing moves when nothing changes");
+}
+
+#[test]
+fn a_partition_heals_and_every_node_converges() {
+    let sc = scenario("partition");
+    let stats = run(&sc, sc.seed);
+    assert_clean(&stats);
+    assert_eq!(stats.partitions, 1);
+    assert_eq!(
+        stats.converged_after_heal.len(),
+        1,
+        "converged after the heal"
+    );
+    assert!(stats.commits > 0);
+}
+
+#[test]
+fn forged_hits_are_caught_and_the_forgers_avoided() {
+    let sc = scenario("hostile");
+    let stats = run(&sc, sc.seed);
+    assert_clean(&stats);
+    assert!(stats.forged_hits > 0, "forgers were asked and caught");
+    let s = stats.summary();
+    assert!(s.recall > 0.75, "recall {}", s.recall);
+}
+
+#[test]
+fn a_broken_placement_is_caught() {
+    let sc = scenario("small");
+    let mut world = World::new(sc.clone(), sc.seed);
+    // A placement over another collection's hashes: not what the node's own would place.
+    world.replace_placement(|_, shards, members, r| {
+        place(b"another collection", shards, members, r)
+    });
+    let stats = world.run();
+    let first = stats
+        .violations
+        .first()
+        .expect("the check caught the broken placement");
+    assert!(first.invariant.contains("placement"), "{first:?}");
+}
