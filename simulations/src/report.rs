@@ -25,6 +25,9 @@ pub struct Stats {
     pub failovers: u64,
     /// Requests sent in all.
     pub requests: u64,
+    /// Shards left out of searches, by reason (`deadline`, `no holder known`, `every holder
+    /// failed`).
+    pub missing: std::collections::BTreeMap<String, u64>,
     /// Forged hits the askers caught and dropped.
     pub forged_hits: u64,
     /// Crashes.
@@ -121,6 +124,12 @@ impl Stats {
         self.hedges += u64::from(outcome.hedges);
         self.failovers += u64::from(outcome.failovers);
         self.requests += u64::from(outcome.requests);
+        for report in &outcome.coverage {
+            if let Some(why) = &report.missing {
+                let why = why.split(':').next().unwrap_or(why).trim().to_string();
+                *self.missing.entry(why).or_default() += 1;
+            }
+        }
     }
 
     /// The headline figures.
@@ -178,6 +187,19 @@ impl Stats {
         row(
             "requests / hedges / failovers",
             format!("{} / {} / {}", self.requests, self.hedges, self.failovers),
+        );
+        let missing: Vec<String> = self
+            .missing
+            .iter()
+            .map(|(why, n)| format!("{n} {why}"))
+            .collect();
+        row(
+            "shards missing from searches",
+            if missing.is_empty() {
+                "none".to_string()
+            } else {
+                missing.join(", ")
+            },
         );
         row("forged hits caught", self.forged_hits.to_string());
         row(

@@ -44,7 +44,7 @@ pub type PlaceFn = fn(&[u8], u32, &[Member<NodeId>], usize) -> Placement<NodeId>
 #[derive(Debug, Clone)]
 struct Placed {
     generation: u64,
-    members: Vec<Member<NodeId>>,
+    members: Arc<[Member<NodeId>]>,
     placement: Arc<Placement<NodeId>>,
 }
 
@@ -181,7 +181,7 @@ impl World {
                 return p.clone();
             }
         }
-        let members = self.serving.members.members(self.now);
+        let members: Arc<[Member<NodeId>]> = self.serving.members.members(self.now).into();
         let placement = Arc::new((self.serving.place)(
             COLLECTION,
             self.sc.shards,

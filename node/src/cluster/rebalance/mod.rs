@@ -71,8 +71,8 @@ pub enum Input<P, R> {
     /// replication (a simulator computes it once for all its members). A placement of
     /// another shard count is computed again here.
     Placed {
-        /// The members.
-        members: Vec<Member<P>>,
+        /// The members (shared too: a simulator hands the same list to every member).
+        members: Arc<[Member<P>]>,
         /// Their placement.
         placement: Arc<Placement<P>>,
     },
@@ -186,7 +186,8 @@ pub struct Rebalancer<P, R> {
     collection: Vec<u8>,
     config: Config,
     /// Sorted by peer.
-    members: Vec<Member<P>>,
+    /// Sorted by peer.
+    members: Arc<[Member<P>]>,
     placement: Arc<Placement<P>>,
     shards: Vec<Shard<R>>,
     /// By (shard, peer); only of members.
@@ -218,7 +219,7 @@ where
             placement: Arc::new(placement::place(&collection, 0, &[], 1)),
             collection,
             config,
-            members: Vec::new(),
+            members: Arc::from(Vec::new()),
             shards: (0..shards).map(|_| Shard::default()).collect(),
             reports: BTreeMap::new(),
             reconciled: BTreeMap::new(),
@@ -239,7 +240,7 @@ where
             .get_or_insert(now.after(self.config.reconcile_every));
         match input {
             Input::Members(members) => {
-                self.set_members(members);
+                self.set_members(members.into());
                 self.place();
             }
             Input::Placed { members, placement } => {
@@ -359,8 +360,12 @@ where
         &self.placement
     }
 
-    fn set_members(&mut self, mut members: Vec<Member<P>>) {
-        members.sort_unstable_by(|a, b| a.peer.cmp(&b.peer));
+    fn set_members(&mut self, mut members: Arc<[Member<P>]>) {
+        if !members.is_sorted_by(|a, b| a.peer <= b.peer) {
+            let mut sorted = members.to_vec();
+            sorted.sort_unstable_by(|a, b| a.peer.cmp(&b.peer));
+            members = sorted.into();
+        }
         self.members = members;
         let reports = std::mem::take(&mut self.reports);
         self.reports = reports

@@ -331,7 +331,7 @@ fn a_placement_computed_by_the_caller_is_taken_as_is() {
     own.handle(roots(), T0);
     lent.handle(roots(), T0);
     let placed = Input::Placed {
-        members: all.clone(),
+        members: all.clone().into(),
         placement: shared.clone(),
     };
     assert_eq!(
