@@ -182,16 +182,9 @@ fn main() -> Result<()> {
         let in_process = best(passes);
 
         let request = |q: &Vec<f32>| SearchRequest {
-            vector: q.clone(),
             k: data::K,
             ef: Some(opts.ef),
-            exact: false,
-            filter: None,
-            at: None,
-            deadline_ms: None,
-            federated: false,
-            verify: false,
-            min_coverage: None,
+            ..SearchRequest::new(q.clone())
         };
         let mut passes = Vec::new();
         let mut expected = Vec::new();

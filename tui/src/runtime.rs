@@ -336,16 +336,9 @@ async fn search(client: &ApiClient, call: SearchCall) -> Result<SearchResult, Cl
 /// whether to ask the peers.
 fn request(call: &SearchCall, vector: Vec<f32>) -> SearchRequest {
     SearchRequest {
-        vector,
         k: call.k,
-        ef: None,
-        exact: false,
-        filter: None,
-        at: None,
-        deadline_ms: None,
         federated: call.federated,
-        verify: false,
-        min_coverage: None,
+        ..SearchRequest::new(vector)
     }
 }
 

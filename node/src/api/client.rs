@@ -298,6 +298,15 @@ impl Operations for Client {
         self.post(&path, Some(&request))
     }
 
+    fn search_batch<'a>(
+        &'a self,
+        name: &'a str,
+        request: BatchSearchRequest,
+    ) -> BoxFuture<'a, Result<BatchSearchResponse>> {
+        let path = format!("/v1/collections/{}/search/batch", Self::name(name));
+        self.post(&path, Some(&request))
+    }
+
     fn dag_put(&self, dag_json: Vec<u8>, pin: bool) -> BoxFuture<'_, Result<DagPut>> {
         let request = self
             .http
@@ -419,6 +428,19 @@ mod tests {
         let bad_search: SearchRequest =
             serde_json::from_value(json!({"vector": [0.0, 0.9], "k": 0})).unwrap();
 
+        let batch: BatchSearchRequest = serde_json::from_value(json!({
+            "queries": [{"vector": [0.0, 0.9]}, {"vector_b64": crate::api::types::vectors::encode_b64(&[1.0, 0.1])}],
+            "k": 2
+        }))
+        .unwrap();
+        let bad_batch = BatchSearchRequest {
+            queries: vec![
+                BatchQuery::numbers(vec![0.0, 0.9]),
+                BatchQuery::numbers(vec![1.0]),
+            ],
+            ..batch.clone()
+        };
+
         let mut answers = Vec::new();
         for ops in both {
             answers.push((
@@ -436,6 +458,8 @@ mod tests {
                 ops.search("c", bad_search.clone()).await,
                 ops.dag_get("not-a-cid").await,
                 ops.drop_collection("missing").await,
+                ops.search_batch("c", batch.clone()).await,
+                ops.search_batch("c", bad_batch.clone()).await,
             ));
         }
         let (in_process, over_http) = (&answers[0], &answers[1]);
@@ -447,6 +471,25 @@ mod tests {
         assert_eq!(refused.position, 0);
         assert!(matches!(in_process.6, Err(Error::Invalid(_))));
         assert!(matches!(in_process.7, Err(Error::Invalid(_))));
+        // A batch answers what its queries answer alone, whichever form their vectors take.
+        let mut alone = Vec::new();
+        for vector in [vec![0.0, 0.9], vec![1.0, 0.1]] {
+            let request = SearchRequest {
+                k: 2,
+                ..SearchRequest::new(vector)
+            };
+            alone.push(node.search("c", request).await.unwrap());
+        }
+        assert_eq!(in_process.9.as_ref().unwrap().results, alone);
+        assert_ne!(
+            alone[0].hits[0].id, alone[1].hits[0].id,
+            "the queries differ"
+        );
+        let refused = in_process.10.as_ref().unwrap_err();
+        assert!(
+            matches!(refused, Error::Invalid(m) if m.starts_with("query 1 of the batch:")),
+            "{refused:?}"
+        );
 
         server.abort();
         node.close().await.unwrap();

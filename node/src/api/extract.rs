@@ -47,11 +47,36 @@ impl<S: Send + Sync, T: DeserializeOwned + Send + 'static> FromRequest<S> for Bu
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let ApiBytes(body) = ApiBytes::from_request(req, state).await?;
-        match crate::background::run(move || Json::<T>::from_bytes(&body)).await {
-            Ok(Ok(Json(value))) => Ok(BulkJson(value)),
-            Ok(Err(e)) => Err(rejection(e.status(), e.body_text())),
+        let parsed = crate::background::run(move || parse::<T>(&body)).await;
+        match parsed {
+            Ok(value) => value.map(BulkJson),
             Err(e) => Err(ApiError::internal(format!("parsing the body stopped: {e}"))),
         }
+    }
+}
+
+/// A JSON body of many searches (a batch of query vectors: megabytes of numbers), parsed on
+/// tokio's blocking pool, where searches run: at their priority, not at the background
+/// pool's, which yields the CPU to them. Rejections as [`ApiJson`]'s.
+pub(super) struct SearchJson<T>(pub(super) T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send + 'static> FromRequest<S> for SearchJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let ApiBytes(body) = ApiBytes::from_request(req, state).await?;
+        match tokio::task::spawn_blocking(move || parse::<T>(&body)).await {
+            Ok(value) => value.map(SearchJson),
+            Err(e) => Err(ApiError::internal(format!("parsing the body stopped: {e}"))),
+        }
+    }
+}
+
+/// A whole JSON body, parsed as axum's `Json` parses it (its messages name the field).
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    match Json::<T>::from_bytes(body) {
+        Ok(Json(value)) => Ok(value),
+        Err(e) => Err(rejection(e.status(), e.body_text())),
     }
 }
 

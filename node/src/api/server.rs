@@ -23,7 +23,7 @@ use utoipa::OpenApi;
 
 use super::{
     error::ApiError,
-    extract::{ApiBytes, ApiJson, ApiPath, ApiQuery, BulkJson},
+    extract::{ApiBytes, ApiJson, ApiPath, ApiQuery, BulkJson, SearchJson},
     guard::{self, BodyKind, Gate, Kind, Limits, RouteRules},
     openapi::{BearerScheme, ErrorResponses},
     types::*,
@@ -193,6 +193,21 @@ async fn search(
     ApiJson(request): ApiJson<SearchRequest>,
 ) -> ApiResult<SearchResponse> {
     Ok(Json(s.node.search(&name, request).await?))
+}
+
+/// Many query vectors searched with the same options (`k`, `ef`, `filter`, …), answered in
+/// the order of the queries, each exactly as `…/search` answers it alone. 1 to
+/// `search.max_batch_queries` (default 1,024) queries; `deadline_ms` is each query's.
+/// Each vector is given as `vector` (numbers) or `vector_b64` (base64 of little-endian f32).
+#[utoipa::path(post, path = "/v1/collections/{name}/search/batch", params(("name" = String, Path, description = "collection name, or collection id")),
+    request_body = BatchSearchRequest,
+    responses((status = 200, body = BatchSearchResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn search_batch(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    SearchJson(request): SearchJson<BatchSearchRequest>,
+) -> ApiResult<BatchSearchResponse> {
+    Ok(Json(s.node.search_batch(&name, request).await?))
 }
 
 /// The collection's current version as a CAR v1 stream (root: its signed head).
@@ -505,6 +520,7 @@ async fn import_body(
         delete_points,
         get_point,
         search,
+        search_batch,
         export_collection,
         import_collection,
         dag_put,

@@ -215,6 +215,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             for (i, query) in queries.into_iter().enumerate() {
                 let request = SearchRequest {
                     vector: query,
+                    vector_b64: None,
                     k,
                     ef,
                     exact,

@@ -4,7 +4,10 @@
 //! [`api::error`](crate::api::error)). The HTTP client turns the daemon's answers back into
 //! this type, so a caller sees the same errors in process and over HTTP.
 
-use ipvec_protocol::{api::BadPoint, ProtocolError};
+use ipvec_protocol::{
+    api::{BadPoint, VectorError},
+    ProtocolError,
+};
 
 use crate::{
     collection::CollectionError, index::IndexError, net::NetError, repo::RepoError,
@@ -218,6 +221,12 @@ impl From<StoreError> for Error {
 
 impl From<ProtocolError> for Error {
     fn from(e: ProtocolError) -> Self {
+        Self::Invalid(e.to_string())
+    }
+}
+
+impl From<VectorError> for Error {
+    fn from(e: VectorError) -> Self {
         Self::Invalid(e.to_string())
     }
 }

@@ -89,6 +89,14 @@ pub trait Operations: Send + Sync {
         request: SearchRequest,
     ) -> BoxFuture<'a, Result<SearchResponse>>;
 
+    /// Many searches with the same options, answered in order, each as [`Self::search`]
+    /// answers it.
+    fn search_batch<'a>(
+        &'a self,
+        name: &'a str,
+        request: BatchSearchRequest,
+    ) -> BoxFuture<'a, Result<BatchSearchResponse>>;
+
     /// Stores a DAG-JSON value as one DAG-CBOR block, pinned if asked.
     fn dag_put(&self, dag_json: Vec<u8>, pin: bool) -> BoxFuture<'_, Result<DagPut>>;
 
@@ -207,6 +215,14 @@ impl Operations for Node {
         request: SearchRequest,
     ) -> BoxFuture<'a, Result<SearchResponse>> {
         Box::pin(Node::search(self, name, request))
+    }
+
+    fn search_batch<'a>(
+        &'a self,
+        name: &'a str,
+        request: BatchSearchRequest,
+    ) -> BoxFuture<'a, Result<BatchSearchResponse>> {
+        Box::pin(Node::search_batch(self, name, request))
     }
 
     fn dag_put(&self, dag_json: Vec<u8>, pin: bool) -> BoxFuture<'_, Result<DagPut>> {

@@ -1,11 +1,68 @@
-//! Searching a collection, or an older version of it, within the request's budget.
+//! Searching a collection, or an older version of it, within the request's budget: one
+//! vector at a time, or a batch of vectors with the same options.
+//!
+//! A single search is a batch of one: both go through [`Node::local_searches`] (one read lock,
+//! one hand-off to the blocking pool for the whole batch), so a batch's answers are exactly
+//! the single searches' answers.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use ipvec_protocol::api::*;
+use tokio::time::Instant;
 
 use super::{offload, parse_cid, Error, Node};
 use crate::collection::{points::ipld_to_json, Filter, SearchOptions};
+
+/// Where a search goes.
+enum SearchRoute {
+    /// The shards held here, of the collection with this local name.
+    Local(String),
+    /// The peers holding collection `id` (known here as `local`, if held here at all).
+    Peers { id: String, local: Option<String> },
+}
+
+/// An error of query `i` of a batch of `n`: a refused vector names its query.
+fn of_query(e: Error, i: usize, n: usize) -> Error {
+    match e {
+        Error::Invalid(message) if n > 1 => {
+            Error::Invalid(format!("query {i} of the batch: {message}"))
+        }
+        e => e,
+    }
+}
+
+/// The answer to query `i` of `total` stopped at its `deadline`.
+fn past_deadline(deadline: Duration, i: usize, total: usize) -> Error {
+    let (what, smaller) = match total {
+        1 => ("the search".to_string(), ""),
+        _ => (
+            format!("query {i} of the batch ({i} of its {total} queries were answered)"),
+            "send smaller batches, ",
+        ),
+    };
+    Error::deadline_exceeded(format!(
+        "{what} was stopped at its deadline of {} ms; {smaller}ask for a longer deadline_ms \
+         (at most search.max_deadline_ms), a smaller k or ef, or an HNSW search instead of an \
+         exact one",
+        deadline.as_millis()
+    ))
+}
+
+/// Sets its flag when dropped: a request's handler dropped because its client went away
+/// tells the work it started on the blocking pool to stop.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 impl Node {
     /// Checks a search's numbers against `search.*` before any work, and gives its deadline.
@@ -41,6 +98,32 @@ impl Node {
         Ok(Duration::from_millis(deadline))
     }
 
+    /// Where a search of `name` goes: a collection held here by that name or id, unless
+    /// `federated`, is searched here; a collection id held only by peers, through them.
+    async fn search_route(&self, name: &str, federated: bool) -> Result<SearchRoute, Error> {
+        let (name, id) = match self.collection(name).await {
+            Ok(shared) => (name.to_string(), shared.read().await.id()?),
+            Err(Error::NotFound(not_found)) => match self.name_of_id(name) {
+                Some(local) => (local, name.to_string()),
+                None if name.parse::<libp2p::PeerId>().is_ok() => {
+                    return Ok(SearchRoute::Peers {
+                        id: name.to_string(),
+                        local: None,
+                    });
+                }
+                None => return Err(Error::NotFound(not_found)),
+            },
+            Err(e) => return Err(e),
+        };
+        Ok(match federated {
+            true => SearchRoute::Peers {
+                id,
+                local: Some(name),
+            },
+            false => SearchRoute::Local(name),
+        })
+    }
+
     /// Searches a collection (or, with `at`, an older version of it), stopping at the
     /// request's deadline (`search.deadline_ms` when it names none).
     ///
@@ -51,107 +134,186 @@ impl Node {
     pub async fn search(
         &self,
         name: &str,
-        request: SearchRequest,
+        mut request: SearchRequest,
     ) -> Result<SearchResponse, Error> {
-        let (name, id) = match self.collection(name).await {
-            Ok(shared) => (name.to_string(), shared.read().await.id()?),
-            Err(Error::NotFound(not_found)) => match self.name_of_id(name) {
-                Some(local) => (local, name.to_string()),
-                None if name.parse::<libp2p::PeerId>().is_ok() => {
-                    return self.federated_search(name, None, request).await;
-                }
-                None => return Err(Error::NotFound(not_found)),
-            },
-            Err(e) => return Err(e),
-        };
-        if request.federated {
-            return self.federated_search(&id, Some(&name), request).await;
-        }
-        let min_coverage = request.min_coverage;
-        let response = self.local_search(&name, request).await?;
-        if let (Some(min), Some(coverage)) = (min_coverage, &response.coverage) {
-            if coverage.fraction() < min {
-                return Err(Error::unavailable(format!(
-                    "this node holds shards {} of {}, under min_coverage {min}; search with \
-                     `federated` to ask the peers that hold the others",
-                    crate::collection::list_shards(&coverage.searched),
-                    coverage.shards
-                )));
+        request.decode_vector()?;
+        match self.search_route(name, request.federated).await? {
+            SearchRoute::Peers { id, local } => {
+                self.federated_search(&id, local.as_deref(), request).await
+            }
+            SearchRoute::Local(name) => {
+                let vector = std::mem::take(&mut request.vector);
+                let mut answers = self
+                    .local_searches("search", &name, &request, vec![vector])
+                    .await?;
+                answers
+                    .pop()
+                    .ok_or_else(|| Error::internal("the search gave no answer"))
             }
         }
-        Ok(response)
     }
 
-    /// A search of the shards held here.
-    async fn local_search(
+    /// Searches many vectors with the same options: the answers in the order of the
+    /// queries, each what [`Node::search`] answers for its vector alone.
+    ///
+    /// The batch holds 1 to `search.max_batch_queries` queries; each has the deadline a
+    /// single search would have. Searched here, the batch takes the collection's read lock
+    /// once and runs on one thread of the blocking pool; federated, its queries are asked one
+    /// after the other. The first query that fails fails the batch, naming its position.
+    pub async fn search_batch(
         &self,
         name: &str,
-        request: SearchRequest,
-    ) -> Result<SearchResponse, Error> {
-        let response = self
-            .observed("search", name, async {
-                let deadline = self.search_budget(&request)?;
-                let filter = request
+        request: BatchSearchRequest,
+    ) -> Result<BatchSearchResponse, Error> {
+        let total = request.queries.len();
+        let max = self.inner.config.search.max_batch_queries;
+        if total == 0 {
+            return Err(Error::invalid(
+                "the batch holds no queries; give 1 or more in `queries`",
+            ));
+        }
+        if total as u64 > max {
+            return Err(Error::too_large(format!(
+                "the batch holds {total} queries, over search.max_batch_queries = {max}; send \
+                 them in batches of at most {max}"
+            )));
+        }
+        let options = request.options();
+        let vectors = request
+            .queries
+            .into_iter()
+            .enumerate()
+            .map(|(i, q)| q.into_vector().map_err(|e| of_query(e.into(), i, total)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let results = match self.search_route(name, options.federated).await? {
+            SearchRoute::Local(name) => {
+                self.local_searches("search_batch", &name, &options, vectors)
+                    .await?
+            }
+            SearchRoute::Peers { id, local } => {
+                self.federated_searches(&id, local.as_deref(), &options, vectors)
+                    .await?
+            }
+        };
+        Ok(BatchSearchResponse { results })
+    }
+
+    /// Federated searches of `vectors`, one after the other, each as a single federated
+    /// search with the batch's options.
+    async fn federated_searches(
+        &self,
+        id: &str,
+        local: Option<&str>,
+        options: &SearchRequest,
+        vectors: Vec<Vec<f32>>,
+    ) -> Result<Vec<SearchResponse>, Error> {
+        let total = vectors.len();
+        let mut answers = Vec::with_capacity(total);
+        for (i, vector) in vectors.into_iter().enumerate() {
+            let request = SearchRequest {
+                vector,
+                ..options.clone()
+            };
+            let answer = self.federated_search(id, local, request).await;
+            answers.push(answer.map_err(|e| of_query(e, i, total))?);
+        }
+        Ok(answers)
+    }
+
+    /// Searches of `vectors` in the shards held here, with `options` (their vector is
+    /// ignored), recorded as operation `op`: under one read lock, on one thread of the
+    /// blocking pool. Each query has the deadline a single search has (the first one's
+    /// includes the wait for the lock); the batch stops between two queries when its caller
+    /// goes away.
+    async fn local_searches(
+        &self,
+        op: &str,
+        name: &str,
+        options: &SearchRequest,
+        vectors: Vec<Vec<f32>>,
+    ) -> Result<Vec<SearchResponse>, Error> {
+        let answers = self
+            .observed(op, name, async {
+                let deadline = self.search_budget(options)?;
+                let filter = options
                     .filter
                     .as_ref()
                     .map(|f| Filter::from_json(f).and_then(Filter::compile))
                     .transpose()?;
-                let at = request.at.as_deref().map(parse_cid).transpose()?;
+                let at = options.at.as_deref().map(parse_cid).transpose()?;
                 let shared = self.collection(name).await?;
-                let work = async move {
-                    let c = shared.read_owned().await;
-                    let coverage = c.coverage();
-                    let hits = match at {
-                        Some(at) => {
-                            c.search_at(&at, &request.vector, request.k, filter.as_ref())
-                                .await?
-                        }
-                        None => {
-                            let options = SearchOptions {
-                                k: request.k,
-                                ef: request.ef,
-                                exact: request.exact,
-                            };
-                            c.search(&request.vector, options, filter.as_ref()).await?
-                        }
-                    };
-                    Ok(SearchResponse {
-                        hits: hits
-                            .into_iter()
-                            .map(|h| Hit {
-                                id: PointId::from(&h.id),
-                                score: h.score,
-                                cid: h.leaf.map(|c| c.to_string()),
-                                metadata: h.metadata.as_ref().map(ipld_to_json),
-                            })
-                            .collect(),
-                        coverage: Some(Coverage {
-                            complete: coverage.complete(),
-                            shards: coverage.shards,
-                            searched: coverage.searched,
-                            report: Vec::new(),
-                        }),
-                    })
+                let search = SearchOptions {
+                    k: options.k,
+                    ef: options.ef,
+                    exact: options.exact,
                 };
-                // The deadline runs inside the blocking task, so a search stopped by it stops
+                let min_coverage = options.min_coverage;
+                let total = vectors.len();
+                let stop = Arc::new(AtomicBool::new(false));
+                let _stop_on_drop = StopOnDrop(stop.clone());
+                // The deadlines run inside the blocking task, so a search stopped by one stops
                 // working too (at its next wait: a lock, a block read) instead of running on
                 // unseen.
-                offload(async move {
-                    tokio::time::timeout(deadline, work)
+                let work = async move {
+                    let mut due = Instant::now() + deadline;
+                    let c = tokio::time::timeout_at(due, shared.read_owned())
                         .await
-                        .unwrap_or_else(|_| {
-                            Err(Error::deadline_exceeded(format!(
-                            "the search was stopped at its deadline of {} ms; ask for a longer \
-                             deadline_ms (at most search.max_deadline_ms), a smaller k or ef, \
-                             or an HNSW search instead of an exact one",
-                            deadline.as_millis()
-                        )))
-                        })
-                })
-                .await
+                        .map_err(|_| past_deadline(deadline, 0, total))?;
+                    let held = c.coverage();
+                    let coverage = Coverage {
+                        complete: held.complete(),
+                        shards: held.shards,
+                        searched: held.searched,
+                        report: Vec::new(),
+                    };
+                    if let Some(min) = min_coverage.filter(|min| coverage.fraction() < *min) {
+                        return Err(Error::unavailable(format!(
+                            "this node holds shards {} of {}, under min_coverage {min}; search \
+                             with `federated` to ask the peers that hold the others",
+                            crate::collection::list_shards(&coverage.searched),
+                            coverage.shards
+                        )));
+                    }
+                    let mut answers = Vec::with_capacity(total);
+                    for (i, vector) in vectors.iter().enumerate() {
+                        if i > 0 {
+                            if stop.load(Ordering::Relaxed) {
+                                return Err(Error::unavailable("the caller went away"));
+                            }
+                            due = Instant::now() + deadline;
+                        }
+                        let one = async {
+                            match at {
+                                Some(at) => {
+                                    c.search_at(&at, vector, search.k, filter.as_ref()).await
+                                }
+                                None => c.search(vector, search, filter.as_ref()).await,
+                            }
+                        };
+                        let hits = tokio::time::timeout_at(due, one)
+                            .await
+                            .map_err(|_| past_deadline(deadline, i, total))?
+                            .map_err(|e| of_query(e.into(), i, total))?;
+                        answers.push(SearchResponse {
+                            hits: hits
+                                .into_iter()
+                                .map(|h| Hit {
+                                    id: PointId::from(&h.id),
+                                    score: h.score,
+                                    cid: h.leaf.map(|c| c.to_string()),
+                                    metadata: h.metadata.as_ref().map(ipld_to_json),
+                                })
+                                .collect(),
+                            coverage: Some(coverage.clone()),
+                        });
+                    }
+                    Ok(answers)
+                };
+                offload(work).await
             })
             .await?;
-        self.inner.metrics.hits(name, response.hits.len());
-        Ok(response)
+        let hits = answers.iter().map(|a| a.hits.len()).sum();
+        self.inner.metrics.hits(name, hits);
+        Ok(answers)
     }
 }

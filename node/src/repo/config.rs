@@ -104,6 +104,8 @@ pub struct SearchConfig {
     pub deadline_ms: u64,
     /// Longest deadline a search may ask for, in milliseconds.
     pub max_deadline_ms: u64,
+    /// Most queries in one batch search (`POST …/search/batch`).
+    pub max_batch_queries: u64,
 }
 
 impl Default for SearchConfig {
@@ -113,6 +115,7 @@ impl Default for SearchConfig {
             max_ef: 10_000,
             deadline_ms: 10_000,
             max_deadline_ms: 120_000,
+            max_batch_queries: 1_024,
         }
     }
 }
@@ -338,6 +341,7 @@ impl Config {
             ("search.max_k", self.search.max_k),
             ("search.max_ef", self.search.max_ef),
             ("search.deadline_ms", self.search.deadline_ms),
+            ("search.max_batch_queries", self.search.max_batch_queries),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1"));
@@ -416,6 +420,8 @@ impl Config {
              # Deadline of a search that names none, and the longest one it may name, in ms.\n\
              deadline_ms = {}\n\
              max_deadline_ms = {}\n\
+             # Most queries in one batch search (POST /v1/collections/NAME/search/batch).\n\
+             max_batch_queries = {}\n\
              \n\
              [p2p]\n\
              # libp2p multiaddresses to listen on (port 0: any free port).\n\
@@ -467,6 +473,7 @@ impl Config {
             self.search.max_ef,
             self.search.deadline_ms,
             self.search.max_deadline_ms,
+            self.search.max_batch_queries,
             list(&self.p2p.listen),
             list(&self.p2p.bootstrap),
             self.p2p.mdns,

@@ -11,18 +11,24 @@
 //! - this module: [`PointId`] and the error body every failed request carries.
 //! - [`collections`]: creating, describing, listing, dropping, importing and fetching collections.
 //! - [`points`]: writing, deleting, reading and searching points.
+//! - [`batch`]: searching many vectors in one request.
+//! - [`vectors`]: vectors in compact form (`vector_b64`: base64 of little-endian f32).
 //! - [`blocks`]: blocks, DAGs, pins, gc and CAR files.
 //! - [`node`]: the node itself: facts, jobs, log events, its peers and the DHT.
 
+pub mod batch;
 pub mod blocks;
 pub mod collections;
 pub mod node;
 pub mod points;
+pub mod vectors;
 
+pub use batch::*;
 pub use blocks::*;
 pub use collections::*;
 pub use node::*;
 pub use points::*;
+pub use vectors::VectorError;
 
 use serde::{Deserialize, Serialize};
 

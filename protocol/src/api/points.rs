@@ -3,9 +3,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::PointId;
+use super::{
+    vectors::{vector_of, VectorError},
+    PointId,
+};
 
-fn default_k() -> usize {
+pub(super) fn default_k() -> usize {
     10
 }
 
@@ -76,8 +79,13 @@ pub struct PointOut {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
-    /// The query vector.
+    /// The query vector, as numbers. Give it this way or as `vector_b64`, not both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vector: Vec<f32>,
+    /// The query vector in compact form: base64 of its components as little-endian f32
+    /// (docs/api.md, "Compact vectors").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector_b64: Option<String>,
     /// Number of hits.
     #[serde(default = "default_k")]
     pub k: usize,
@@ -113,7 +121,33 @@ pub struct SearchRequest {
     pub min_coverage: Option<f64>,
 }
 
-fn is_false(b: &bool) -> bool {
+impl SearchRequest {
+    /// A search of `vector` with the defaults (`k` = 10, the collection's `ef_search`, HNSW).
+    pub fn new(vector: Vec<f32>) -> Self {
+        Self {
+            vector,
+            vector_b64: None,
+            k: default_k(),
+            ef: None,
+            exact: false,
+            filter: None,
+            at: None,
+            deadline_ms: None,
+            federated: false,
+            verify: false,
+            min_coverage: None,
+        }
+    }
+
+    /// Reads a `vector_b64` into `vector`, checking that the request gives exactly one.
+    pub fn decode_vector(&mut self) -> Result<(), VectorError> {
+        let b64 = self.vector_b64.take();
+        self.vector = vector_of(std::mem::take(&mut self.vector), b64.as_deref())?;
+        Ok(())
+    }
+}
+
+pub(super) fn is_false(b: &bool) -> bool {
     !*b
 }
 

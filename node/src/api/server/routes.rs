@@ -72,6 +72,7 @@ fn route_table() -> Vec<Route> {
         route!(POST "/v1/collections/{name}/points/delete", Write, Json, delete_points),
         route!(GET "/v1/collections/{name}/points/{id}", Light, Empty, get_point),
         route!(POST "/v1/collections/{name}/search", Search, Json, search),
+        route!(POST "/v1/collections/{name}/search/batch", Search, Json, search_batch),
         route!(GET "/v1/collections/{name}/export", Heavy, Empty, export_collection),
         route!(POST "/v1/dag", Write, Json, dag_put),
         route!(POST "/v1/dag/fetch", Heavy, Json, dag_fetch),
