@@ -1,10 +1,13 @@
 //! Batch search and compact vectors against a real daemon over loopback: a batch answers
-//! exactly what its queries answer one by one, `vector_b64` exactly what `vector` does, and
-//! bad batches are refused with what to do.
+//! exactly what its queries answer one by one, `vector_b64` exactly what `vector` does, bad
+//! batches are refused with what to do, and `ipvec search --query-file` (which sends its file
+//! in batches) prints what single searches answer.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+
+use std::path::Path;
 
 use common::*;
 use ipvec_protocol::api::vectors::encode_b64;
@@ -230,4 +233,65 @@ async fn bad_batches_are_refused_with_what_to_do() {
     let (s, answer) = batch(&daemon, json!({"queries": vec![good; 8]})).await;
     assert_eq!(s, 200, "{answer}");
     assert_eq!(answer["results"].as_array().unwrap().len(), 8);
+}
+
+fn write_fvecs(path: &Path, rows: &[Vec<f32>]) {
+    let mut bytes = Vec::new();
+    for row in rows {
+        bytes.extend_from_slice(&(row.len() as i32).to_le_bytes());
+        for x in row {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// `ipvec search --query-file` through the daemon sends its 600 rows in batches (256 a
+/// request: three requests, the last one short) and prints, in order, what single searches
+/// answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_query_file_prints_what_single_searches_answer() {
+    let (repo, daemon) = daemon_with_docs(&[]).await;
+    let queries = vectors(4, 600);
+    let file = repo.path.parent().unwrap().join("queries.fvecs");
+    write_fvecs(&file, &queries);
+    let file = file.to_str().unwrap().to_string();
+    let before = daemon.metrics().await;
+
+    let lines: Vec<Value> = ok(
+        &repo.path,
+        &["--json", "search", "docs", "--query-file", &file, "-k", "6"],
+    )
+    .lines()
+    .map(json_of)
+    .collect();
+    let after = daemon.metrics().await;
+    let batches = [("operation", "search_batch"), ("collection", "docs")];
+    assert_eq!(
+        sample(&after, "ipvec_operations", &batches)
+            - sample(&before, "ipvec_operations", &batches),
+        3.0,
+        "600 queries in 3 requests"
+    );
+    assert_eq!(lines.len(), queries.len());
+    for (i, q) in queries.iter().enumerate() {
+        let (s, alone) = single(&daemon, &json!({"k": 6}), json!({ "vector": q })).await;
+        assert_eq!(s, 200, "{alone}");
+        assert_eq!(lines[i], alone, "query {i}");
+    }
+
+    // The text output: each query's hits under its header, in order.
+    let text = ok(
+        &repo.path,
+        &["search", "docs", "--query-file", &file, "-k", "2"],
+    );
+    let headers: Vec<&str> = text.lines().filter(|l| l.starts_with("# query")).collect();
+    assert_eq!(headers.len(), 600);
+    assert_eq!(headers[599], "# query 599");
+    let first_hit = text.lines().nth(1).unwrap();
+    let id = lines[0]["hits"][0]["id"].to_string();
+    assert!(
+        first_hit.starts_with(&format!("{id} ")),
+        "{first_hit} vs {id}"
+    );
 }

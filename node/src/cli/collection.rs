@@ -9,12 +9,12 @@ use super::{
     backend::Backend,
     carfile::{self, ImportAs, Imported},
     input,
-    output::{progress_bar, utc_time, write_line, write_stdout, Output},
+    output::{progress_bar, utc_time, Output},
     CollectionCommand, Command,
 };
 use crate::{
     api::{
-        types::{CollectionInfo, CreateCollection, PointId, PointIn, SearchRequest},
+        types::{CollectionInfo, CreateCollection, PointId, PointIn},
         ExportTarget,
     },
     ops::{points::parse_point_id, Error},
@@ -22,7 +22,7 @@ use crate::{
 
 /// A response as JSON, printed as the daemon sends it (through text, so f32 scores print in
 /// their shortest form rather than widened to f64).
-fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
     serde_json::to_string(value)
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok())
@@ -70,17 +70,7 @@ fn held_text(c: &CollectionInfo) -> String {
     }
 }
 
-fn parse_vector(text: &str) -> anyhow::Result<Vec<f32>> {
-    text.split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<f32>()
-                .with_context(|| format!("{s:?} in --vector is not a number"))
-        })
-        .collect()
-}
-
-/// Runs a collection or point command.
+/// Runs a collection or point command (but `search`).
 pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Collection(CollectionCommand::Create {
@@ -186,83 +176,6 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             ids,
             batch,
         } => add(backend, out, &name, &file, ids.as_deref(), batch).await?,
-        Command::Search {
-            name,
-            vector,
-            query_file,
-            k,
-            ef,
-            exact,
-            at,
-            filter,
-            federated,
-            verify,
-            deadline_ms,
-            min_coverage,
-        } => {
-            let queries = match (vector, query_file) {
-                (Some(v), None) => vec![parse_vector(&v)?],
-                (None, Some(f)) => input::read_matrix(&f)?,
-                _ => bail!("give exactly one of --vector \"0.1,0.2,…\" or --query-file FILE (.npy or .fvecs)"),
-            };
-            let filter = filter
-                .map(|f| {
-                    serde_json::from_str::<serde_json::Value>(&f)
-                        .with_context(|| format!("--filter is not valid JSON: {f}"))
-                })
-                .transpose()?;
-            let many = queries.len() > 1;
-            for (i, query) in queries.into_iter().enumerate() {
-                let request = SearchRequest {
-                    vector: query,
-                    vector_b64: None,
-                    k,
-                    ef,
-                    exact,
-                    filter: filter.clone(),
-                    at: at.clone(),
-                    deadline_ms,
-                    federated,
-                    verify,
-                    min_coverage,
-                };
-                let response = backend
-                    .ops()
-                    .search(&name, request)
-                    .await
-                    .with_context(|| format!("query {i}"))?;
-                if out.json {
-                    write_line(to_json(&response).to_string())?;
-                } else {
-                    if let Some(coverage) = response
-                        .coverage
-                        .as_ref()
-                        .filter(|c| !c.complete && c.report.is_empty())
-                    {
-                        if i == 0 {
-                            eprintln!(
-                                "note: searched shards {} of {}; this node holds only those",
-                                crate::collection::list_shards(&coverage.searched),
-                                coverage.shards
-                            );
-                        }
-                    }
-                    let mut text = String::new();
-                    if many {
-                        text += &format!("# query {i}\n");
-                    }
-                    for h in &response.hits {
-                        text += &format!("{} {}\n", h.id.spelled(), h.score);
-                    }
-                    if let Some(coverage) = response.coverage.as_ref() {
-                        if !coverage.report.is_empty() {
-                            text += &coverage_line(coverage);
-                        }
-                    }
-                    write_stdout(text.as_bytes())?;
-                }
-            }
-        }
         Command::Get { name, id } => {
             let point = backend.ops().get_point(&name, parse_point_id(&id)?).await?;
             out.print(
@@ -299,24 +212,6 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
         _ => unreachable!("only collection and point commands come here"),
     }
     Ok(())
-}
-
-/// A federated search's coverage in one line: `# coverage 7/8 shards; missing: shard 3 (…)`.
-fn coverage_line(coverage: &ipvec_protocol::api::Coverage) -> String {
-    let mut line = format!(
-        "# coverage {}/{} shards",
-        coverage.searched.len(),
-        coverage.shards
-    );
-    let hedged = coverage.report.iter().filter(|s| s.hedged).count();
-    if hedged > 0 {
-        line += &format!(", {hedged} hedged");
-    }
-    let missing = coverage.missing();
-    if !missing.is_empty() {
-        line += &format!("; missing: {}", missing.join(", "));
-    }
-    line + "\n"
 }
 
 async fn add(

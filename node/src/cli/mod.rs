@@ -10,6 +10,7 @@ mod dag;
 mod input;
 mod output;
 mod p2p;
+mod search;
 
 use std::path::PathBuf;
 
@@ -513,9 +514,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Connect { .. }
         | Command::Dht(_)
         | Command::Fetch { .. }) => p2p::run(&backend, &out, command).await,
+        command @ Command::Search { .. } => search::run(&backend, &out, command).await,
         command @ (Command::Collection(_)
         | Command::Add { .. }
-        | Command::Search { .. }
         | Command::Get { .. }
         | Command::Delete { .. }) => collection::run(&backend, &out, command).await,
         command => dag::run(&backend, &out, command).await,
