@@ -1,11 +1,12 @@
 //! Search through the daemon's HTTP API on Fashion-MNIST (60,000 × 784, L2), next to the same
 //! searches in process, in the same run: QPS and p50/p95/p99 latency with 1 and 16 clients
-//! over keep-alive connections.
+//! over keep-alive connections, batch searches (JSON numbers and `vector_b64`) at one client,
+//! and `ipvec search --query-file` on the whole query file.
 //!
 //! ```text
 //! apt-get install dataset-fashion-mnist
 //! cargo bench -p ipvec-node --bench api
-//! cargo bench -p ipvec-node --bench api -- --queries 500 --ef 64
+//! cargo bench -p ipvec-node --bench api -- --queries 500 --ef 64 --batch 256
 //! ```
 //!
 //! Steps: load the base into a collection (M = 16, ef_construction = 128, f32) in process
@@ -13,8 +14,11 @@
 //! `Collection::search` (the engine bench's path) and with `Node::search` (what the HTTP
 //! handler calls); close; start the `ipvec daemon` binary on the repository (a separate
 //! process, loopback port); search over HTTP with 1 client, then 16 concurrent clients. Each
-//! pass runs three times and the fastest counts. It prints numbers and asserts nothing about
-//! time; recall@10 of the HTTP answers is checked against the in-process ones (same hits).
+//! pass runs three times and the fastest counts. Then, with one client, the queries in batch
+//! requests of `--batch` (as numbers, then as `vector_b64`; latencies are per request), and
+//! the `ipvec` binary searching a `.fvecs` file of them through the daemon (its output to
+//! /dev/null; the latency is the whole process). It prints numbers and asserts nothing about
+//! time; the HTTP, batch and CLI answers are checked against the in-process ones (same hits).
 
 #[path = "shared/daemon.rs"]
 mod daemon;
@@ -33,7 +37,10 @@ use std::{
 use anyhow::{Context, Result};
 use daemon::start_daemon;
 use ipvec_node::{
-    api::types::{CreateCollection, PointId, PointIn, SearchRequest, SearchResponse},
+    api::types::{
+        BatchQuery, BatchSearchRequest, BatchSearchResponse, CreateCollection, PointId, PointIn,
+        SearchRequest, SearchResponse,
+    },
     collection::SearchOptions,
     ops::Node,
     repo::Repo,
@@ -47,6 +54,8 @@ const CONCURRENT: usize = 16;
 struct Options {
     queries: usize,
     ef: usize,
+    /// Queries per batch request.
+    batch: usize,
     dir: Option<PathBuf>,
 }
 
@@ -54,6 +63,7 @@ fn options() -> Result<Options> {
     let mut opts = Options {
         queries: 1_000,
         ef: 64,
+        batch: 256,
         dir: None,
     };
     let mut args = std::env::args().skip(1);
@@ -63,6 +73,7 @@ fn options() -> Result<Options> {
                 opts.queries = args.next().context("--queries N")?.parse()?;
             }
             "--ef" => opts.ef = args.next().context("--ef N")?.parse()?,
+            "--batch" => opts.batch = args.next().context("--batch N")?.parse::<usize>()?.max(1),
             "--dir" => opts.dir = Some(args.next().context("--dir PATH")?.into()),
             _ => {}
         }
@@ -81,14 +92,60 @@ fn best(passes: Vec<Pass>) -> Pass {
 }
 
 fn row(what: &str, clients: usize, pass: &Pass, baseline: f64) {
+    row_of(what, clients, pass.qps(), pass, baseline);
+}
+
+/// A row whose pass answered `queries` queries (its latencies are per request, or per run).
+fn batch_row(what: &str, queries: usize, pass: &Pass, baseline: f64) {
+    row_of(
+        what,
+        1,
+        queries as f64 / pass.wall.as_secs_f64(),
+        pass,
+        baseline,
+    );
+}
+
+fn row_of(what: &str, clients: usize, qps: f64, pass: &Pass, baseline: f64) {
     println!(
         "| {what:<38} | {clients:>7} | {:>8.0} | {:>8.3} | {:>8.3} | {:>8.3} | {:>12.2} |",
-        pass.qps(),
+        qps,
         pass.percentile(0.50),
         pass.percentile(0.95),
         pass.percentile(0.99),
-        pass.qps() / baseline
+        qps / baseline
     );
+}
+
+/// The body of a batch request of `queries`, as numbers or in compact form.
+fn batch_body(queries: &[Vec<f32>], compact: bool, ef: usize) -> Result<String> {
+    let list = queries
+        .iter()
+        .map(|q| match compact {
+            true => BatchQuery::compact(q),
+            false => BatchQuery::numbers(q.clone()),
+        })
+        .collect();
+    let options = SearchRequest {
+        k: data::K,
+        ef: Some(ef),
+        ..SearchRequest::new(Vec::new())
+    };
+    Ok(serde_json::to_string(&BatchSearchRequest::with_options(
+        list, &options,
+    ))?)
+}
+
+/// The queries as a `.fvecs` file: each row its dimension (i32) and components (f32).
+fn write_fvecs(path: &std::path::Path, rows: &[Vec<f32>]) -> Result<()> {
+    let mut bytes = Vec::new();
+    for row in rows {
+        bytes.extend_from_slice(&(row.len() as i32).to_le_bytes());
+        for x in row {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    Ok(std::fs::write(path, bytes)?)
 }
 
 fn ids(response: &SearchResponse) -> Vec<u64> {
@@ -281,9 +338,108 @@ fn main() -> Result<()> {
             }
             results.push((clients, best(passes)));
         }
-        anyhow::Ok(results)
+
+        // Batches at one client: numbers, then vector_b64.
+        let batch_url = format!("{url}/v1/collections/fmnist/search/batch");
+        let mut batches = Vec::new();
+        for compact in [false, true] {
+            let bodies = queries
+                .chunks(opts.batch)
+                .map(|chunk| batch_body(chunk, compact, opts.ef))
+                .collect::<Result<Vec<String>>>()?;
+            let mut passes = Vec::new();
+            let mut mismatched = 0usize;
+            for pass in 0..PASSES + 1 {
+                let mut latencies = Vec::new();
+                let mut answers = Vec::new();
+                let wall = Instant::now();
+                for b in &bodies {
+                    let t = Instant::now();
+                    let response = client
+                        .post(&batch_url)
+                        .header("content-type", "application/json")
+                        .body(b.clone())
+                        .send()
+                        .await?;
+                    let status = response.status();
+                    let body = response.bytes().await?;
+                    if !status.is_success() {
+                        anyhow::bail!("batch search answered {status}");
+                    }
+                    latencies.push(t.elapsed());
+                    answers.push(body);
+                }
+                let wall = wall.elapsed();
+                // The first pass warms up and checks the answers.
+                if pass == 0 {
+                    let mut i = 0;
+                    for body in answers {
+                        let batch: BatchSearchResponse = serde_json::from_slice(&body)?;
+                        for response in &batch.results {
+                            mismatched += usize::from(ids(response) != expected[i]);
+                            i += 1;
+                        }
+                    }
+                    anyhow::ensure!(i == queries.len(), "{i} batch answers");
+                } else {
+                    passes.push(Pass { wall, latencies });
+                }
+            }
+            println!(
+                "batch answers ({}) differing from in-process: {mismatched} of {}",
+                if compact { "vector_b64" } else { "numbers" },
+                queries.len()
+            );
+            batches.push((compact, best(passes)));
+        }
+
+        // The CLI on a query file, through the daemon.
+        let file = tmp.path().join("queries.fvecs");
+        write_fvecs(&file, &queries)?;
+        let cli = |json: bool| {
+            let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ipvec"));
+            command.arg("--repo").arg(&repo_path);
+            if json {
+                command.arg("--json");
+            }
+            command
+                .args(["search", "fmnist", "--query-file"])
+                .arg(&file)
+                .args(["-k", &data::K.to_string(), "--ef", &opts.ef.to_string()])
+                .env_remove("IPVEC_API")
+                .env_remove("IPVEC_PATH");
+            command
+        };
+        let out = cli(true).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "ipvec search failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut mismatched = 0usize;
+        let mut n = 0usize;
+        for (i, line) in String::from_utf8(out.stdout)?.lines().enumerate() {
+            let response: SearchResponse = serde_json::from_str(line)?;
+            mismatched += usize::from(ids(&response) != expected[i]);
+            n += 1;
+        }
+        anyhow::ensure!(n == queries.len(), "the CLI printed {n} answers");
+        println!("CLI answers differing from in-process: {mismatched} of {n}");
+        let mut passes = Vec::new();
+        for _ in 0..PASSES {
+            let wall = Instant::now();
+            let status = cli(false).stdout(std::process::Stdio::null()).status()?;
+            anyhow::ensure!(status.success(), "ipvec search: {status}");
+            let wall = wall.elapsed();
+            passes.push(Pass {
+                wall,
+                latencies: vec![wall],
+            });
+        }
+        anyhow::Ok((results, batches, best(passes)))
     })?;
     drop(daemon);
+    let (http, batches, cli) = http;
 
     let baseline = in_process.qps();
     println!();
@@ -308,5 +464,27 @@ fn main() -> Result<()> {
             baseline,
         );
     }
+    for (compact, pass) in &batches {
+        let what = format!(
+            "HTTP batch of {}, {}",
+            opts.batch,
+            if *compact {
+                "vector_b64"
+            } else {
+                "JSON numbers"
+            }
+        );
+        batch_row(&what, queries.len(), pass, baseline);
+    }
+    batch_row(
+        &format!("CLI search --query-file ({} queries)", queries.len()),
+        queries.len(),
+        &cli,
+        baseline,
+    );
+    println!(
+        "(batch rows: latencies per request of {}; CLI row: the whole process)",
+        opts.batch
+    );
     Ok(())
 }
