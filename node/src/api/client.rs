@@ -268,7 +268,8 @@ impl Operations for Client {
         points: Vec<PointIn>,
     ) -> BoxFuture<'a, Result<WriteResult>> {
         let path = format!("/v1/collections/{}/points", Self::name(name));
-        let body = UpsertPoints { points };
+        // In `vector_b64`: half the bytes of JSON numbers, and no decimal text to parse.
+        let body = UpsertPoints::compact(points);
         Box::pin(self.json(self.http.put(self.url(&path)).json(&body)))
     }
 
@@ -425,6 +426,13 @@ mod tests {
         let search: SearchRequest =
             serde_json::from_value(json!({"vector": [0.0, 0.9], "k": 2})).unwrap();
         let bad_point = json!([{"id": 3, "vector": [1.0, 2.0, 3.0]}]);
+        // JSON numbers cannot carry a NaN; the client's `vector_b64` brings it to the
+        // daemon, which refuses it as the node does.
+        let nan_point = vec![PointIn {
+            id: PointId::Int(4),
+            vector: vec![f32::NAN, 0.0],
+            metadata: None,
+        }];
         let bad_search: SearchRequest =
             serde_json::from_value(json!({"vector": [0.0, 0.9], "k": 0})).unwrap();
 
@@ -460,6 +468,7 @@ mod tests {
                 ops.drop_collection("missing").await,
                 ops.search_batch("c", batch.clone()).await,
                 ops.search_batch("c", bad_batch.clone()).await,
+                ops.upsert("c", nan_point.clone()).await,
             ));
         }
         let (in_process, over_http) = (&answers[0], &answers[1]);
@@ -490,6 +499,10 @@ mod tests {
             matches!(refused, Error::Invalid(m) if m.starts_with("query 1 of the batch:")),
             "{refused:?}"
         );
+
+        let refused = in_process.11.as_ref().unwrap_err().point().unwrap();
+        assert_eq!(refused.position, 0);
+        assert!(refused.reason.contains("component 0"), "{refused:?}");
 
         server.abort();
         node.close().await.unwrap();

@@ -9,7 +9,11 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use super::{
+    error::ApiError,
+    types::{PointIn, UpsertPoints},
+};
+use crate::ops::points::points_of;
 
 /// A JSON body whose rejections are [`ApiError`]s.
 pub(super) struct ApiJson<T>(pub(super) T);
@@ -37,19 +41,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// A JSON body large enough to take milliseconds to parse (a batch of points), parsed on the
-/// [`background`](crate::background) pool so that the runtime's threads stay free for
-/// searches. Its media type was checked by the route's guard; rejections as [`ApiJson`]'s.
-pub(super) struct BulkJson<T>(pub(super) T);
+/// The points of a `PUT …/points` body (megabytes of vectors, as numbers or `vector_b64`),
+/// parsed and their vectors decoded on the [`background`](crate::background) pool so that
+/// the runtime's threads stay free for searches. Its media type was checked by the route's
+/// guard; a body that does not parse is refused as [`ApiJson`]'s, a vector that cannot be
+/// read as a bad point.
+pub(super) struct PointsJson(pub(super) Vec<PointIn>);
 
-impl<S: Send + Sync, T: DeserializeOwned + Send + 'static> FromRequest<S> for BulkJson<T> {
+impl<S: Send + Sync> FromRequest<S> for PointsJson {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let ApiBytes(body) = ApiBytes::from_request(req, state).await?;
-        let parsed = crate::background::run(move || parse::<T>(&body)).await;
+        let parsed = crate::background::run(move || {
+            let request = parse::<UpsertPoints>(&body)?;
+            Ok(points_of(request)?)
+        })
+        .await;
         match parsed {
-            Ok(value) => value.map(BulkJson),
+            Ok(points) => points.map(PointsJson),
             Err(e) => Err(ApiError::internal(format!("parsing the body stopped: {e}"))),
         }
     }

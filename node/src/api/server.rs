@@ -23,7 +23,7 @@ use utoipa::OpenApi;
 
 use super::{
     error::ApiError,
-    extract::{ApiBytes, ApiJson, ApiPath, ApiQuery, BulkJson, SearchJson},
+    extract::{ApiBytes, ApiJson, ApiPath, ApiQuery, PointsJson, SearchJson},
     guard::{self, BodyKind, Gate, Kind, Limits, RouteRules},
     openapi::{BearerScheme, ErrorResponses},
     types::*,
@@ -153,9 +153,9 @@ async fn collection_log(
 async fn upsert(
     State(s): State<AppState>,
     ApiPath(name): ApiPath<String>,
-    BulkJson(request): BulkJson<UpsertPoints>,
+    PointsJson(points): PointsJson,
 ) -> ApiResult<WriteResult> {
-    Ok(Json(s.node.upsert(&name, request.points).await?))
+    Ok(Json(s.node.upsert(&name, points).await?))
 }
 
 /// Deletes points by id.

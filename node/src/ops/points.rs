@@ -33,6 +33,20 @@ pub fn parse_point_id(text: &str) -> Result<PointId, Error> {
     Ok(PointId::Str(text.to_string()))
 }
 
+/// The points of a `PUT …/points` body, each vector read from whichever form it came in
+/// (numbers or `vector_b64`). The first that cannot be read refuses the batch as a bad point
+/// (`400 bad_point`, naming its position), as a wrong dimension does.
+pub fn points_of(body: UpsertPoints) -> Result<Vec<PointIn>, Error> {
+    body.into_points().map_err(|bad| {
+        CollectionError::BadPoint {
+            position: bad.position,
+            id: bad.id,
+            reason: bad.reason,
+        }
+        .into()
+    })
+}
+
 /// Turns request points into engine points; metadata must be an object.
 fn to_points(points: Vec<PointIn>) -> Result<Vec<Point>, Error> {
     points

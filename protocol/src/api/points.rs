@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    vectors::{vector_of, VectorError},
-    PointId,
+    vectors::{encode_b64, vector_of, VectorError},
+    BadPoint, PointId,
 };
 
 pub(super) fn default_k() -> usize {
@@ -27,13 +27,95 @@ pub struct PointIn {
     pub metadata: Option<Value>,
 }
 
+/// A point of a `PUT …/points` body: its vector as numbers or in compact form (exactly one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpsertPoint {
+    /// The id.
+    pub id: PointId,
+    /// The vector, as numbers (as many as the collection's dimension). Give it this way or
+    /// as `vector_b64`, not both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vector: Vec<f32>,
+    /// The vector in compact form: base64 of its components as little-endian f32
+    /// (docs/api.md, "Compact vectors").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector_b64: Option<String>,
+    /// Metadata: a JSON object, stored as a DAG-CBOR map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub metadata: Option<Value>,
+}
+
+impl UpsertPoint {
+    /// `point` sent with its vector as numbers.
+    pub fn numbers(point: PointIn) -> Self {
+        Self {
+            id: point.id,
+            vector: point.vector,
+            vector_b64: None,
+            metadata: point.metadata,
+        }
+    }
+
+    /// `point` sent with its vector in compact form (`vector_b64`).
+    pub fn compact(point: PointIn) -> Self {
+        Self {
+            id: point.id,
+            vector: Vec::new(),
+            vector_b64: Some(encode_b64(&point.vector)),
+            metadata: point.metadata,
+        }
+    }
+
+    /// The point, its vector read from whichever form it came in.
+    pub fn into_point(self) -> Result<PointIn, (PointId, VectorError)> {
+        match vector_of(self.vector, self.vector_b64.as_deref()) {
+            Ok(vector) => Ok(PointIn {
+                id: self.id,
+                vector,
+                metadata: self.metadata,
+            }),
+            Err(e) => Err((self.id, e)),
+        }
+    }
+}
+
 /// `PUT /v1/collections/{name}/points`: a batch, stored whole or not at all.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpsertPoints {
     /// The points.
-    pub points: Vec<PointIn>,
+    pub points: Vec<UpsertPoint>,
+}
+
+impl UpsertPoints {
+    /// A batch of `points` whose vectors travel in compact form: about half the bytes of
+    /// JSON numbers, and no decimal text to parse.
+    pub fn compact(points: Vec<PointIn>) -> Self {
+        Self {
+            points: points.into_iter().map(UpsertPoint::compact).collect(),
+        }
+    }
+
+    /// The points, each vector read from whichever form it came in. The first point that
+    /// gives no vector, both forms, or a `vector_b64` that cannot be read is refused, named
+    /// by its position in the batch.
+    pub fn into_points(self) -> Result<Vec<PointIn>, BadPoint> {
+        self.points
+            .into_iter()
+            .enumerate()
+            .map(|(position, point)| {
+                point.into_point().map_err(|(id, e)| BadPoint {
+                    position,
+                    id: id.to_string(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
 }
 
 /// `POST /v1/collections/{name}/points/delete`.
@@ -257,4 +339,49 @@ pub struct ShardCoverage {
     /// With `verify`: the hits that did not, and why (they are left out of the answer).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verify_failures: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_reads_either_form_and_names_the_point_it_cannot() {
+        let point = |id: u64, vector: Vec<f32>| PointIn {
+            id: PointId::Int(id),
+            vector,
+            metadata: None,
+        };
+        let points = vec![point(1, vec![1.0, -2.0]), point(2, vec![0.5, f32::NAN])];
+        let compact = UpsertPoints::compact(points.clone());
+        let text = serde_json::to_string(&compact).unwrap();
+        assert!(text.starts_with(r#"{"points":[{"id":1,"vector_b64":"AACAPwAAAMA="}"#));
+        let back: UpsertPoints = serde_json::from_str(&text).unwrap();
+        let read = back.into_points().unwrap();
+        assert_eq!(read[0], points[0]);
+        assert!(
+            read[1].vector[1].is_nan(),
+            "NaN is the collection's to refuse"
+        );
+        let numbers = UpsertPoints {
+            points: vec![UpsertPoint::numbers(points[0].clone())],
+        };
+        assert_eq!(numbers.into_points().unwrap(), [points[0].clone()]);
+
+        let body = serde_json::json!({"points": [
+            {"id": 1, "vector": [1.0]}, {"id": "b", "vector_b64": "AACAPwAA"}
+        ]});
+        let bad = serde_json::from_value::<UpsertPoints>(body)
+            .unwrap()
+            .into_points()
+            .unwrap_err();
+        assert_eq!((bad.position, bad.id.as_str()), (1, "b"));
+        assert_eq!(bad.reason, VectorError::Length(6).to_string());
+        let neither = serde_json::json!({"points": [{"id": 3}]});
+        let bad = serde_json::from_value::<UpsertPoints>(neither)
+            .unwrap()
+            .into_points()
+            .unwrap_err();
+        assert_eq!(bad.reason, VectorError::Missing.to_string());
+    }
 }
