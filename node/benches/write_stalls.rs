@@ -5,14 +5,17 @@
 //! apt-get install dataset-fashion-mnist
 //! cargo bench -p ipvec-node --bench write_stalls
 //! cargo bench -p ipvec-node --bench write_stalls -- --base 30000 --batch 500 --queries 2000
+//! cargo bench -p ipvec-node --bench write_stalls -- --json-numbers
 //! ```
 //!
 //! Steps: load `--base` points (M = 16, ef_construction = 128, f32) in process and commit
 //! them; start the `ipvec daemon` binary on the repository; one client searches every query
 //! (k = 10, ef = 64) idle; then the same client searches again while a second client upserts
 //! batches of `--batch` points (rows after the base, then the base again under new ids) into
-//! the same collection as fast as the daemon acknowledges them (`--background-nice N` sets the
-//! daemon's `storage.background_nice`, the priority of its writing threads). Prints p50/p99 and searches
+//! the same collection as fast as the daemon acknowledges them, their vectors in `vector_b64`
+//! as the node's client sends them (`--json-numbers`: as JSON numbers, to compare;
+//! `--background-nice N` sets the daemon's `storage.background_nice`, the priority of its
+//! writing threads). Prints p50/p99 and searches
 //! per second for both, the upserts acknowledged, and the daemon's WAL fsyncs; asserts nothing
 //! about time. A last phase upserts `--commit-points` (75,000) points, which stay pending
 //! (at 784 dimensions the log reaches its 256 MiB checkpoint threshold at about 85,000), and
@@ -42,7 +45,7 @@ use std::{
 use anyhow::{Context, Result};
 use daemon::start_daemon_with;
 use ipvec_node::{
-    api::types::{CreateCollection, PointId, PointIn},
+    api::types::{vectors::encode_b64, CreateCollection, PointId, PointIn},
     ops::Node,
     repo::Repo,
 };
@@ -62,6 +65,8 @@ struct Options {
     refused: bool,
     /// The daemon's `storage.background_nice` (`None`: its default).
     nice: Option<String>,
+    /// Send the upserts' vectors as JSON numbers instead of `vector_b64`.
+    numbers: bool,
     /// Entries pending when the commit phase commits them.
     commit_points: usize,
 }
@@ -75,6 +80,7 @@ fn options() -> Result<Options> {
         other: false,
         refused: false,
         nice: None,
+        numbers: false,
         commit_points: 75_000,
     };
     let mut args = std::env::args().skip(1);
@@ -85,6 +91,7 @@ fn options() -> Result<Options> {
             "--queries" | "-q" => opts.queries = args.next().context("--queries N")?.parse()?,
             "--dir" => opts.dir = Some(args.next().context("--dir PATH")?.into()),
             "--other-collection" => opts.other = true,
+            "--json-numbers" => opts.numbers = true,
             "--background-nice" => opts.nice = Some(args.next().context("--background-nice N")?),
             "--refused-writes" => {
                 opts.other = true;
@@ -97,6 +104,15 @@ fn options() -> Result<Options> {
         }
     }
     Ok(opts)
+}
+
+/// A point of an upsert body, its vector in the form the options ask for.
+fn point_json(id: usize, vector: &[f32], opts: &Options) -> serde_json::Value {
+    if opts.numbers {
+        serde_json::json!({ "id": id, "vector": vector })
+    } else {
+        serde_json::json!({ "id": id, "vector_b64": encode_b64(vector) })
+    }
 }
 
 /// A search pass's row in the table.
@@ -147,10 +163,7 @@ async fn commit_phase(
     let points_url = format!("{url}/v1/collections/fmnist/points");
     for start in (0..opts.commit_points).step_by(opts.batch) {
         let points: Vec<serde_json::Value> = (start..(start + opts.batch).min(opts.commit_points))
-            .map(|i| {
-                let row = data::to_f32(data.row(i % data.len()));
-                serde_json::json!({ "id": 5_000_000 + i, "vector": row })
-            })
+            .map(|i| point_json(5_000_000 + i, &data::to_f32(data.row(i % data.len())), opts))
             .collect();
         client
             .put(&points_url)
@@ -271,8 +284,8 @@ fn main() -> Result<()> {
             .map(|start| {
                 let points: Vec<serde_json::Value> = (start..(start + opts.batch).min(data.len()))
                     .map(|i| {
-                        let row = (base + i) % data.len();
-                        serde_json::json!({ "id": 1_000_000 + i, "vector": data::to_f32(data.row(row)) })
+                        let row = data::to_f32(data.row((base + i) % data.len()));
+                        point_json(1_000_000 + i, &row, &opts)
                     })
                     .collect();
                 serde_json::json!({ "points": points }).to_string()
@@ -358,6 +371,16 @@ fn main() -> Result<()> {
         &committing.0,
     );
     println!();
+    let bytes: usize = batches.iter().map(String::len).sum();
+    println!(
+        "upsert bodies: {:.2} MB a batch on average, vectors as {}",
+        bytes as f64 / batches.len() as f64 / 1e6,
+        if opts.numbers {
+            "JSON numbers"
+        } else {
+            "vector_b64"
+        }
+    );
     println!(
         "the commit of {} pending entries took {:.1} s",
         opts.commit_points,
