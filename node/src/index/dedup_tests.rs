@@ -281,3 +281,71 @@ fn scores_stay_finite() {
         Err(IndexError::Query(VectorProblem::NoDirection { .. }))
     ));
 }
+
+/// A bulk load from two threads stores what one-by-one upserts store: identical vectors in one
+/// slot (within the load and with points already there), each point's vector exactly as
+/// given, and a graph that finds the exact neighbours.
+#[test]
+fn a_bulk_load_groups_copies_and_matches_upserts() {
+    for quantization in [Quantization::F32, Quantization::F16, Quantization::I8] {
+        let spec = spec(Metric::Cosine, quantization);
+        let mut data = clustered(1_000, DIM, 23);
+        // Keys 1000–1009 copy point 3; key 1010 copies point 500, which is upserted first.
+        data.extend(std::iter::repeat_n(data[3].clone(), 10));
+        data.push(data[500].clone());
+        let mut one_by_one = HnswIndex::new(spec).unwrap();
+        for (i, v) in data.iter().enumerate() {
+            one_by_one.upsert(i as u64, v).unwrap();
+        }
+        let stored = |v: &[f32]| -> Vec<u8> {
+            match quantization {
+                Quantization::F32 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                Quantization::F16 => v
+                    .iter()
+                    .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+                    .collect(),
+                Quantization::I8 => i8_codes(v).into_iter().map(|c| c as u8).collect(),
+            }
+        };
+        let mut bulk = HnswIndex::new(spec).unwrap();
+        bulk.upsert(500, &data[500]).unwrap();
+        let added = std::sync::atomic::AtomicU64::new(0);
+        let points = data
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 500)
+            .map(|(i, v)| (i as u64, stored(v)))
+            .collect();
+        bulk.add_stored(points, 2, &|n| {
+            added.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        })
+        .unwrap();
+        assert_eq!(
+            added.into_inner(),
+            data.len() as u64 - 1,
+            "{quantization:?}"
+        );
+        assert_eq!(bulk.len(), one_by_one.len());
+        assert_eq!(bulk.duplicate_stats(), one_by_one.duplicate_stats());
+        assert_eq!(bulk.duplicate_stats().points, 11);
+        for key in [0u64, 3, 1_005, 1_010, 999] {
+            assert_eq!(
+                bulk.vector(key),
+                one_by_one.vector(key),
+                "{quantization:?} {key}"
+            );
+        }
+        let mut found = 0;
+        for q in &data[..50] {
+            let want = bulk.exact(q, 10).unwrap();
+            let got = bulk.search(q, 10, Some(64), None).unwrap();
+            found += got
+                .iter()
+                .filter(|h| want.iter().any(|w| w.key == h.key))
+                .count();
+        }
+        assert!(found >= 490, "{quantization:?}: recall@10 {found}/500");
+        let twice = bulk.add_stored(vec![(7, stored(&data[7]))], 1, &|_| {});
+        assert!(twice.is_err(), "a key already in the index");
+    }
+}
