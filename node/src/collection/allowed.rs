@@ -1,14 +1,15 @@
-//! The points a filter allows, as a dense bitset over index keys, and a small cache of them.
+//! The points a search may return — those a filter allows, in the shards it searches — as a
+//! dense bitset over index keys, and a small cache of them.
 //!
-//! A filter does not depend on the query vector, so its set is evaluated once and reused until
-//! the key map changes (any upsert or delete); the HNSW walk and the exact fallback both read
-//! the bitset.
+//! A restriction does not depend on the query vector, so its set is evaluated once and reused
+//! until the key map changes (any upsert or delete); the HNSW walk and the exact fallback both
+//! read the bitset.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{cache::KeyMap, CompiledFilter};
 
-/// How many filters' sets are kept (the most recently used). Each takes one bit per key.
+/// How many restrictions' sets are kept (the most recently used). Each takes one bit per key.
 pub const CACHED_FILTERS: usize = 8;
 
 /// A set of index keys: one bit per key below a limit.
@@ -71,52 +72,95 @@ impl KeySet {
     }
 }
 
-/// The live keys `filter` accepts.
-pub fn evaluate(filter: &CompiledFilter, keys: &KeyMap) -> KeySet {
+/// Which points a search may return: those `filter` accepts (all when `None`) in the shards
+/// `shards` (sorted; every shard when `None`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Restriction<'a> {
+    /// The filter, if any.
+    pub filter: Option<&'a CompiledFilter>,
+    /// The shards searched, in order, if not every one held.
+    pub shards: Option<&'a [u32]>,
+}
+
+impl Restriction<'_> {
+    /// Whether it lets every point through.
+    pub fn is_none(&self) -> bool {
+        self.filter.is_none() && self.shards.is_none()
+    }
+
+    fn same_as(&self, filter: &Option<CompiledFilter>, shards: &Option<Vec<u32>>) -> bool {
+        let same_filter = match (self.filter, filter) {
+            (Some(a), Some(b)) => a.same_as(b),
+            (None, None) => true,
+            _ => false,
+        };
+        same_filter && self.shards == shards.as_deref()
+    }
+}
+
+/// The live keys `restriction` lets through.
+pub fn evaluate(restriction: Restriction<'_>, keys: &KeyMap) -> KeySet {
     let mut set = KeySet::with_limit(keys.key_limit());
-    for (key, id, metadata) in keys.iter() {
-        if filter.test(id, metadata) {
+    for (key, id, shard, metadata) in keys.iter() {
+        let in_shards = restriction
+            .shards
+            .is_none_or(|shards| shards.binary_search(&shard).is_ok());
+        if in_shards && restriction.filter.is_none_or(|f| f.test(id, metadata)) {
             set.insert(key);
         }
     }
     set
 }
 
-/// The sets of the most recently used filters, each for the key-map version it was evaluated
-/// at.
+/// A cached set: the filter and shards it is for, the key-map version, the keys.
+type Entry = (Option<CompiledFilter>, Option<Vec<u32>>, u64, Arc<KeySet>);
+
+/// The sets of the most recently used restrictions, each for the key-map version it was
+/// evaluated at.
 #[derive(Debug, Default)]
 pub struct AllowedCache {
     /// Most recently used first; all of one key-map version.
-    entries: Mutex<Vec<(CompiledFilter, u64, Arc<KeySet>)>>,
+    entries: Mutex<Vec<Entry>>,
 }
 
 impl AllowedCache {
-    /// The keys `filter` accepts in `keys`, from the cache when it was evaluated at this
-    /// version of the key map.
-    pub fn get(&self, filter: &CompiledFilter, keys: &KeyMap) -> Arc<KeySet> {
+    /// The keys `restriction` lets through in `keys`, from the cache when it was evaluated at
+    /// this version of the key map.
+    pub fn get(&self, restriction: Restriction<'_>, keys: &KeyMap) -> Arc<KeySet> {
         let version = keys.version();
         {
             let mut entries = self.lock();
-            entries.retain(|(_, at, _)| *at == version);
-            if let Some(i) = entries.iter().position(|(f, _, _)| f.same_as(filter)) {
+            entries.retain(|(_, _, at, _)| *at == version);
+            if let Some(i) = entries
+                .iter()
+                .position(|(f, s, _, _)| restriction.same_as(f, s))
+            {
                 let entry = entries.remove(i);
-                let set = entry.2.clone();
+                let set = entry.3.clone();
                 entries.insert(0, entry);
                 return set;
             }
         }
         // Evaluated without the lock: concurrent searches with other filters go on meanwhile.
-        let set = Arc::new(evaluate(filter, keys));
+        let set = Arc::new(evaluate(restriction, keys));
         let mut entries = self.lock();
-        entries.retain(|(f, at, _)| *at == version && !f.same_as(filter));
-        entries.insert(0, (filter.clone(), version, set.clone()));
+        entries.retain(|(f, s, at, _)| *at == version && !restriction.same_as(f, s));
+        entries.insert(
+            0,
+            (
+                restriction.filter.cloned(),
+                restriction.shards.map(<[u32]>::to_vec),
+                version,
+                set.clone(),
+            ),
+        );
         entries.truncate(CACHED_FILTERS);
         set
     }
 
     // The list is consistent after any panic (each change is one Vec call): poisoning is
     // ignored.
-    fn lock(&self) -> MutexGuard<'_, Vec<(CompiledFilter, u64, Arc<KeySet>)>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Entry>> {
         self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -150,7 +194,7 @@ mod tests {
     fn cached_sets_follow_the_key_map_version() {
         let mut keys = KeyMap::default();
         for n in 0..10u64 {
-            let key = keys.assign(&EntryId::Int(n).to_key().unwrap());
+            let key = keys.assign(&EntryId::Int(n).to_key().unwrap(), (n % 3) as u32);
             keys.set_metadata(
                 key,
                 Some(json_to_ipld(serde_json::json!({"even": n % 2 == 0}))),
@@ -160,16 +204,39 @@ mod tests {
             .unwrap()
             .compile()
             .unwrap();
+        fn only(filter: &CompiledFilter) -> Restriction<'_> {
+            Restriction {
+                filter: Some(filter),
+                shards: None,
+            }
+        }
         let cache = AllowedCache::default();
-        let first = cache.get(&even, &keys);
+        let first = cache.get(only(&even), &keys);
         assert_eq!(first.iter().collect::<Vec<_>>(), vec![0, 2, 4, 6, 8]);
         assert!(
-            Arc::ptr_eq(&first, &cache.get(&even, &keys)),
+            Arc::ptr_eq(&first, &cache.get(only(&even), &keys)),
             "served from the cache"
+        );
+        // Points n of shard n % 3: even ones of shards 0 and 1, and all of shard 2.
+        let in_shards = Restriction {
+            filter: Some(&even),
+            shards: Some(&[0, 1]),
+        };
+        assert_eq!(
+            cache.get(in_shards, &keys).iter().collect::<Vec<_>>(),
+            vec![0, 4, 6]
+        );
+        let shard_2 = Restriction {
+            filter: None,
+            shards: Some(&[2]),
+        };
+        assert_eq!(
+            cache.get(shard_2, &keys).iter().collect::<Vec<_>>(),
+            vec![2, 5, 8]
         );
         keys.set_metadata(3, Some(json_to_ipld(serde_json::json!({"even": true}))));
         assert_eq!(
-            cache.get(&even, &keys).iter().collect::<Vec<_>>(),
+            cache.get(only(&even), &keys).iter().collect::<Vec<_>>(),
             vec![0, 2, 3, 4, 6, 8]
         );
         for n in 0..(CACHED_FILTERS as u64 + 2) {
@@ -177,7 +244,10 @@ mod tests {
                 .unwrap()
                 .compile()
                 .unwrap();
-            assert_eq!(cache.get(&f, &keys).iter().collect::<Vec<_>>(), vec![n]);
+            assert_eq!(
+                cache.get(only(&f), &keys).iter().collect::<Vec<_>>(),
+                vec![n]
+            );
         }
         assert_eq!(cache.lock().len(), CACHED_FILTERS);
     }

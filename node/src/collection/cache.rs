@@ -1,6 +1,7 @@
 //! A saved index: the usearch file and the map from point ids to index keys, tagged with the
-//! CID of the root block they reflect (a shard root). A cache for another version, or a damaged one, is ignored and
-//! the index rebuilt from the trees.
+//! shard roots they reflect (each held shard's number and root block CID). A cache for another
+//! version or another set of shards, or a damaged one, is ignored and the index rebuilt from
+//! the trees.
 
 use std::{
     collections::HashMap,
@@ -14,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use super::{catalog::write_atomic, CollectionError};
 use crate::index::{HnswIndex, IndexError, IndexSpec, VectorIndex};
 
-/// Point ids ↔ index keys, and each live point's metadata for filters. Keys are handed out in
-/// sequence and never reused, so everything but the id lookup is a `Vec` indexed by key.
+/// Point ids ↔ index keys, and each live point's shard and metadata for filters. Keys are
+/// handed out in sequence and never reused, so everything but the id lookup is a `Vec` indexed
+/// by key.
 #[derive(Debug, Clone, Default)]
 pub struct KeyMap {
     by_id: HashMap<EntryKey, u64>,
@@ -28,12 +30,13 @@ pub struct KeyMap {
 #[derive(Debug, Clone)]
 struct Slot {
     id: EntryKey,
+    shard: u32,
     metadata: Option<Ipld>,
 }
 
 impl KeyMap {
-    /// The key of `id`, handing out a new one if it has none.
-    pub fn assign(&mut self, id: &EntryKey) -> u64 {
+    /// The key of `id` (a point of shard `shard`), handing out a new one if it has none.
+    pub fn assign(&mut self, id: &EntryKey, shard: u32) -> u64 {
         if let Some(key) = self.by_id.get(id) {
             return *key;
         }
@@ -41,6 +44,7 @@ impl KeyMap {
         self.by_id.insert(id.clone(), key);
         self.slots.push(Some(Slot {
             id: id.clone(),
+            shard,
             metadata: None,
         }));
         self.version += 1;
@@ -79,17 +83,22 @@ impl KeyMap {
         self.slot(key)?.metadata.as_ref()
     }
 
-    /// Every live key with its id and metadata, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (u64, &EntryKey, Option<&Ipld>)> + '_ {
+    /// Every live key with its id, shard and metadata, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &EntryKey, u32, Option<&Ipld>)> + '_ {
         self.slots.iter().enumerate().filter_map(|(key, slot)| {
             slot.as_ref()
-                .map(|s| (key as u64, &s.id, s.metadata.as_ref()))
+                .map(|s| (key as u64, &s.id, s.shard, s.metadata.as_ref()))
         })
     }
 
     /// The id of a key.
     pub fn id_of(&self, key: u64) -> Option<&EntryKey> {
         self.slot(key).map(|s| &s.id)
+    }
+
+    /// The id and shard of a key.
+    pub fn point_of(&self, key: u64) -> Option<(&EntryKey, u32)> {
+        self.slot(key).map(|s| (&s.id, s.shard))
     }
 
     /// Live ids.
@@ -113,11 +122,14 @@ impl KeyMap {
     }
 }
 
+/// What a saved index reflects: each held shard's number and root block CID, in order.
+pub type CacheTag = Vec<(u32, Cid)>;
+
 #[derive(Serialize, Deserialize)]
 struct KeyFile {
-    root: Cid,
+    roots: CacheTag,
     next: u64,
-    keys: Vec<(u64, EntryKey, Option<Ipld>)>,
+    keys: Vec<(u64, EntryKey, u32, Option<Ipld>)>,
 }
 
 /// The index file of the saved index at `stem`.
@@ -130,48 +142,60 @@ fn keys_path(stem: &Path) -> PathBuf {
     stem.with_extension("keys")
 }
 
-/// Saves the index and key map as `stem.usearch` and `stem.keys`, tagged with `root` (the
-/// root block they reflect: a shard root).
+/// Saves the index and key map as `stem.usearch` and `stem.keys`, tagged with `roots` (the
+/// shard roots they reflect).
 pub(crate) fn save(
     stem: &Path,
     index: &HnswIndex,
     keys: &KeyMap,
-    root: &Cid,
+    roots: &CacheTag,
 ) -> Result<(), CollectionError> {
     if let Some(folder) = stem.parent() {
         std::fs::create_dir_all(folder).map_err(super::io_at(folder))?;
     }
-    // The key file names the root; write the index first, so a crash between the two leaves
-    // a key file for an older root, which is ignored.
+    // The key file names the roots; write the index first, so a crash between the two leaves
+    // a key file for older roots, which is ignored.
     let index_path = index_path(stem);
     let tmp = stem.with_extension("usearch.tmp");
     index.save(&tmp)?;
     std::fs::rename(&tmp, &index_path).map_err(super::io_at(&index_path))?;
-    let mut pairs: Vec<(u64, EntryKey, Option<Ipld>)> = keys
-        .iter()
-        .map(|(k, id, meta)| (k, id.clone(), meta.cloned()))
-        .collect();
-    pairs.sort_by_key(|(k, _, _)| *k);
     let file = KeyFile {
-        root: *root,
+        roots: roots.clone(),
         next: keys.key_limit(),
-        keys: pairs,
+        // In key order, as `iter` gives them.
+        keys: keys
+            .iter()
+            .map(|(k, id, shard, meta)| (k, id.clone(), shard, meta.cloned()))
+            .collect(),
     };
     write_atomic(&keys_path(stem), &dagcbor::encode(&file)?)
 }
 
-/// Loads the index saved at `stem` if it reflects `root`.
-pub(crate) fn load(stem: &Path, spec: IndexSpec, root: &Cid) -> Option<(HnswIndex, KeyMap)> {
+/// Loads the index saved at `stem` if it reflects exactly `roots`.
+pub(crate) fn load(stem: &Path, spec: IndexSpec, roots: &CacheTag) -> Option<(HnswIndex, KeyMap)> {
     let bytes = std::fs::read(keys_path(stem)).ok()?;
-    let file: KeyFile = dagcbor::decode_trusted(&bytes).ok()?;
-    if &file.root != root {
-        tracing::info!(cached = %file.root, current = %root, "index cache is for another version; rebuilding");
+    let Ok(file) = dagcbor::decode_trusted::<KeyFile>(&bytes) else {
+        tracing::info!("index cache is damaged or from an older ipvec; rebuilding");
+        return None;
+    };
+    if &file.roots != roots {
+        tracing::info!(
+            cached = ?file.roots,
+            current = ?roots,
+            "index cache is for other shard roots; rebuilding"
+        );
         return None;
     }
     // Keys index a Vec. Deleted keys leave holes; when they outnumber the live ones, rebuilding
     // (which hands out keys afresh) is worth its cost. A damaged limit lands here too.
     let limit = usize::try_from(file.next).ok()?;
-    if limit > 2 * file.keys.len() + 1024 || file.keys.iter().any(|(key, _, _)| *key >= file.next) {
+    let held = |shard: &u32| roots.iter().any(|(n, _)| n == shard);
+    if limit > 2 * file.keys.len() + 1024
+        || file
+            .keys
+            .iter()
+            .any(|(key, _, shard, _)| *key >= file.next || !held(shard))
+    {
         tracing::info!(
             keys = limit,
             live = file.keys.len(),
@@ -198,9 +222,13 @@ pub(crate) fn load(stem: &Path, spec: IndexSpec, root: &Cid) -> Option<(HnswInde
         slots: vec![None; limit],
         ..KeyMap::default()
     };
-    for (key, id, metadata) in file.keys {
+    for (key, id, shard, metadata) in file.keys {
         keys.by_id.insert(id.clone(), key);
-        keys.slots[key as usize] = Some(Slot { id, metadata });
+        keys.slots[key as usize] = Some(Slot {
+            id,
+            shard,
+            metadata,
+        });
     }
     Some((index, keys))
 }

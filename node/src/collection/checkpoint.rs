@@ -196,7 +196,7 @@ impl<S: BlockStore> Collection<S> {
         run: &[(EntryKey, Pending)],
     ) -> Result<Vec<Option<Entry>>, CollectionError> {
         match self.held.get(&shard) {
-            Some(shard) => shard.current_entries(run),
+            Some(shard) => shard.current_entries(run, &self.index),
             None => Ok(vec![None; run.len()]),
         }
     }

@@ -1,7 +1,8 @@
-//! Collections: named sets of points split into hash-range shards, each shard a tree with an
-//! index of its own ([`shard`]). A collection owns the manifest, the signed head, the
-//! write-ahead log and the writer keys, and the shards held here: all of them, or some for a
-//! partial replica ([`Collection::adopt_shards`], [`Collection::coverage`]).
+//! Collections: named sets of points split into hash-range shards, each shard a tree
+//! ([`shard`]). A collection owns the manifest, the signed head, the write-ahead log and the
+//! writer keys, the shards held here — all of them, or some for a partial replica
+//! ([`Collection::adopt_shards`], [`Collection::coverage`]) — and one index over the points
+//! of every held shard ([`held_index`]), which searches of all or some of them share.
 //!
 //! A write validates the whole batch first (nothing is stored from a rejected batch), appends
 //! it to the write-ahead log and returns once the log is synced; the index sees it then.
@@ -9,19 +10,20 @@
 //! trees, write a new manifest whose `prev` is the old one, move the collection's pin to it and
 //! replace the signed head file, which records the last log record the trees hold. Writes and
 //! checkpoints run in steps so that a collection shared behind a read/write lock answers
-//! searches while they wait for an fsync or build trees ([`shared`]). Each shard's
-//! HNSW index is derived: saved on close next to the shard root CID it reflects, and rebuilt
-//! from the shard's tree whenever that CID is not the current one.
+//! searches while they wait for an fsync or build trees ([`shared`]). The HNSW index is
+//! derived: saved on close tagged with the held shards' root CIDs it reflects, and rebuilt
+//! from their trees whenever that tag is not the current one.
 //!
 //! # Layout
 //! - [`Collection`]: one open collection.
 //! - [`shard`]: one shard held here ([`LocalShard`]) and the seam every shard is used
 //!   through ([`Shard`]); [`merge`]: the merge of shards' answers.
+//! - [`held_index`]: the one HNSW index of the held shards' points.
 //! - [`catalog`]: the collections folder of a repository.
 //! - [`points`]: points as users give them, and their validation.
 //! - [`quantize`]: stored vector encodings.
-//! - [`cache`]: a shard's saved index and its key map.
-//! - [`allowed`]: the points a filter allows, as a bitset, cached per filter.
+//! - [`cache`]: the saved index and its key map.
+//! - [`allowed`]: the points a filter and a set of shards allow, as a bitset, cached.
 //! - [`wal`]: the write-ahead log with group commit.
 //! - `open`: creating, registering, opening and advancing a collection.
 //! - `write`: upserts and deletes; `checkpoint`: checkpoints; `search`: reads and searches.
@@ -33,6 +35,7 @@ pub mod cache;
 pub mod catalog;
 pub mod checkpoint;
 pub mod filter;
+pub mod held_index;
 pub mod history;
 pub mod merge;
 mod open;
@@ -65,9 +68,10 @@ use crate::{
     tree::TreeError,
 };
 pub use filter::{CompiledFilter, Filter};
+pub use held_index::HeldIndex;
 pub use open::check_held;
 pub use points::Point;
-pub use shard::{LocalShard, OpenProgress, Shard, ShardInfo};
+pub use shard::{HeldShard, LocalShard, OpenProgress, Shard, ShardInfo};
 pub use write::Staged;
 
 /// Filtered searches fall back to exact search over the matching points when at most this many
@@ -261,6 +265,8 @@ pub struct Collection<S> {
     roots: Vec<ShardRoot>,
     /// The shards held here, by number: all of them, or some for a partial replica.
     held: BTreeMap<u32, LocalShard<S>>,
+    /// The index of the held shards' points.
+    index: HeldIndex,
     /// The clock and the logged writes not yet applied.
     staging: std::sync::Mutex<write::Staging>,
     /// The last log record applied: every earlier one is in the index (and pending or in the
@@ -336,9 +342,13 @@ impl<S: BlockStore> Collection<S> {
         }
     }
 
-    /// The held shard `number`.
-    pub fn shard(&self, number: u32) -> Option<&LocalShard<S>> {
-        self.held.get(&number)
+    /// The held shard `number`, searched through the index of the held shards.
+    pub fn shard(&self, number: u32) -> Option<HeldShard<'_, S>> {
+        Some(HeldShard {
+            held: &self.held,
+            shard: self.held.get(&number)?,
+            index: &self.index,
+        })
     }
 
     /// The held shards, in order.
@@ -366,20 +376,27 @@ impl<S: BlockStore> Collection<S> {
         Ok(collection_id(&self.manifest.owner)?)
     }
 
-    /// Bytes of memory the shards' indexes hold.
+    /// Bytes of memory the index of the held shards holds.
     pub fn index_memory(&self) -> usize {
-        self.held.values().map(|s| s.info().index_bytes).sum()
+        self.index.memory_bytes()
     }
 
-    /// Points whose vector the indexes store once for several points, and the bytes saved.
+    /// Points whose vector the index stores once for several points, and the bytes saved.
     pub fn duplicate_stats(&self) -> DuplicateStats {
-        self.held.values().map(LocalShard::duplicate_stats).fold(
-            DuplicateStats::default(),
-            |a, b| DuplicateStats {
-                points: a.points + b.points,
-                bytes_saved: a.bytes_saved + b.bytes_saved,
-            },
-        )
+        self.index.duplicate_stats()
+    }
+
+    /// The held shards' root block CIDs and roots, in shard order.
+    fn held_roots(&self) -> Vec<(Cid, ShardRoot)> {
+        self.held
+            .keys()
+            .map(|&n| {
+                (
+                    self.manifest.shards[n as usize],
+                    self.roots[n as usize].clone(),
+                )
+            })
+            .collect()
     }
 
     fn owner(&self) -> Result<&Keypair, CollectionError> {
@@ -397,15 +414,13 @@ impl<S: BlockStore> Collection<S> {
         quantize::decode(self.manifest.quantization, &entry.vec)
     }
 
-    /// Saves the indexes of the held shards that changed (each tagged with its shard root).
+    /// Saves the index when it changed, tagged with the held shards' roots.
     fn save_index(&mut self) -> Result<(), CollectionError> {
         if self.retired {
             return Ok(());
         }
-        for (number, shard) in &mut self.held {
-            shard.save_index(&self.dir, &self.manifest.shards[*number as usize])?;
-        }
-        Ok(())
+        let held = self.held_roots();
+        self.index.save(&self.dir, &held)
     }
 
     /// Commits pending writes to the trees, saves the index cache and flushes the store; the

@@ -16,7 +16,7 @@ use libp2p_identity::Keypair;
 
 use super::{
     catalog, index_spec, list_shards, now_millis, pin_name, shard, wal, write, Collection,
-    CollectionError, CollectionSpec, LocalShard, OpenProgress,
+    CollectionError, CollectionSpec, HeldIndex, LocalShard, OpenProgress,
 };
 use crate::{store::BlockStore, tree};
 
@@ -74,14 +74,11 @@ impl<S: BlockStore> Collection<S> {
         let (wal, _) = wal::Wal::open(&dir.join("wal"), 0)?;
         store.pin_as(&pin_name(&spec.name), &manifest_cid).await?;
         store.flush().await?;
-        let spec = index_spec(&manifest);
+        let index = HeldIndex::empty(index_spec(&manifest))?;
         let held = roots
             .iter()
-            .map(|root| {
-                let shard = LocalShard::empty(store.clone(), spec, root.clone())?;
-                Ok((root.shard, shard))
-            })
-            .collect::<Result<_, CollectionError>>()?;
+            .map(|root| (root.shard, LocalShard::new(store.clone(), root.clone())))
+            .collect();
         let mut this = Self {
             store,
             dir: dir.to_path_buf(),
@@ -90,6 +87,7 @@ impl<S: BlockStore> Collection<S> {
             manifest,
             roots,
             held,
+            index,
             staging: Default::default(),
             applied: wal.last_seq(),
             checkpoint_turn: Default::default(),
@@ -141,14 +139,13 @@ impl<S: BlockStore> Collection<S> {
         Self::open(store, dir).await
     }
 
-    /// Opens the collection in `dir`, loading its shards' saved indexes or rebuilding them.
+    /// Opens the collection in `dir`, loading its saved index or rebuilding it.
     pub async fn open(store: S, dir: &Path) -> Result<Self, CollectionError> {
         Self::open_with(store, dir, &OpenProgress::default(), 0).await
     }
 
-    /// [`Collection::open`], telling `progress` how far the index builds have come. The held
-    /// shards open in parallel, `threads` at a time (0: as many as the machine has cores),
-    /// each index build on a core of its own.
+    /// [`Collection::open`], telling `progress` how far the index build has come. A rebuild
+    /// inserts from `threads` threads at once (0: as many as the machine has cores).
     pub async fn open_with(
         store: S,
         dir: &Path,
@@ -178,7 +175,7 @@ impl<S: BlockStore> Collection<S> {
             .copied()
             .zip(roots.iter().cloned())
             .collect();
-        let held = shard::open_all(
+        let (held, index) = shard::open_all(
             &store,
             index_spec(&manifest),
             dir,
@@ -201,6 +198,7 @@ impl<S: BlockStore> Collection<S> {
             manifest,
             roots,
             held,
+            index,
             staging: std::sync::Mutex::new(staging),
             applied: wal.last_seq(),
             checkpoint_turn: Default::default(),
@@ -228,8 +226,9 @@ impl<S: BlockStore> Collection<S> {
 
     /// Moves a replica (a collection this node does not write) to a newer signed head whose
     /// whole DAG is in the store: the head must be of this collection, newer, and signed by a
-    /// writer the current manifest allows. Pins the new manifest, records the head and reopens
-    /// (the index is rebuilt from the new trees). An older or equal head changes nothing.
+    /// writer the current manifest allows. Pins the new manifest, records the head and applies
+    /// what changed in the held shards' trees to the index (reopening, which rebuilds it, when
+    /// the shard layout or index settings change). An older or equal head changes nothing.
     pub async fn advance(&mut self, head: HeadRecord) -> Result<(), CollectionError> {
         self.check_live()?;
         if self.writable() {
@@ -278,10 +277,12 @@ impl<S: BlockStore> Collection<S> {
             return Ok(());
         }
         // Same shards and index settings: apply only what changed between the trees to the
-        // held shards' indexes and key maps.
+        // index and its key map.
         let mut changed = 0u64;
         for (number, shard) in &mut self.held {
-            changed += shard.advance(roots[*number as usize].clone()).await?;
+            changed += shard
+                .advance(roots[*number as usize].clone(), &mut self.index)
+                .await?;
         }
         tracing::debug!(collection = %name, changed, "applied a new version's changes");
         self.head = head;

@@ -1,4 +1,4 @@
-//! Reads: points by id, searches over the held shards, old versions.
+//! Reads: points by id, searches over all or some of the held shards, old versions.
 
 use cid::Cid;
 use ipvec_protocol::{
@@ -7,13 +7,10 @@ use ipvec_protocol::{
 };
 
 use super::{
-    history, merge::merge, Collection, CollectionError, CompiledFilter, LocalShard, SearchHit,
-    SearchOptions, Shard,
+    allowed::Restriction, history, shard, Collection, CollectionError, CompiledFilter, LocalShard,
+    SearchHit, SearchOptions,
 };
-use crate::{
-    index::{check_vector, Hit},
-    store::BlockStore,
-};
+use crate::{index::check_vector, store::BlockStore};
 
 impl<S: BlockStore> Collection<S> {
     /// The held shard of `key`, or why it is not here (`what` names the point for the error).
@@ -38,64 +35,68 @@ impl<S: BlockStore> Collection<S> {
     pub async fn get(&self, id: &EntryId) -> Result<Option<(Entry, Option<Cid>)>, CollectionError> {
         let key = id.to_key()?;
         let shard = self.shard_of_key(&key, || format!("point {id}"))?;
-        shard.get(&key).await
+        shard.get(&key, &self.index).await
     }
 
     /// The `k` best points for `query` among those `filter` accepts, in the shards held here
     /// ([`Collection::coverage`] tells which).
     ///
-    /// Each shard answers from its own index (see [`LocalShard`]); with several shards their
-    /// index searches run in parallel and their answers are merged ([`merge`]).
+    /// The held shards are searched through their one index ([`HeldIndex`]): the answer is
+    /// the one the merge ([`merge`](super::merge::merge)) of each shard's answer would give,
+    /// for the cost of about one search.
     pub async fn search(
         &self,
         query: &[f32],
         options: SearchOptions,
         filter: Option<&CompiledFilter>,
     ) -> Result<Vec<SearchHit>, CollectionError> {
+        self.search_shards(query, options, filter, None).await
+    }
+
+    /// [`Collection::search`] among the points of the held shards `shards` alone (every held
+    /// shard when `None`): one search of the index, which lets only their points through.
+    /// Shards not held here are an error.
+    pub async fn search_shards(
+        &self,
+        query: &[f32],
+        options: SearchOptions,
+        filter: Option<&CompiledFilter>,
+        shards: Option<&[u32]>,
+    ) -> Result<Vec<SearchHit>, CollectionError> {
         check_vector(query, self.manifest.dimension as usize)?;
-        let shards: Vec<&LocalShard<S>> = self.held.values().collect();
-        if let [shard] = shards.as_slice() {
-            return shard.search(query, options, filter).await;
-        }
-        // One lane per core (the caller's thread is the first), each searching every
-        // lanes-th shard: no more threads than cores are started per query.
-        static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-        let cores =
-            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let lanes = shards.len().min(cores).max(1);
-        let lane = |first: usize| -> Vec<(usize, Result<Vec<Hit>, CollectionError>)> {
-            (first..shards.len())
-                .step_by(lanes)
-                .map(|i| (i, shards[i].index_hits(query, options, filter)))
-                .collect()
+        let wanted = match shards {
+            Some(shards) => self.restrict_to(shards)?,
+            None => None,
         };
-        let mut found = std::thread::scope(|scope| {
-            let handles: Vec<_> = (1..lanes).map(|l| scope.spawn(move || lane(l))).collect();
-            let mut found = lane(0);
-            for handle in handles {
-                let searched = handle
-                    .join()
-                    .map_err(|_| CollectionError::Invalid("a shard search panicked".into()))?;
-                found.extend(searched);
-            }
-            Ok::<_, CollectionError>(found)
-        })?;
-        // Shard order, so that equal scores merge in the same order every time.
-        found.sort_by_key(|(i, _)| *i);
-        let found = found.into_iter().map(|(_, hits)| hits);
-        let mut answers = Vec::with_capacity(shards.len());
-        for (shard, hits) in shards.iter().zip(found) {
-            answers.push(shard.resolve(hits?).await?);
+        let restriction = Restriction {
+            filter,
+            shards: wanted.as_deref(),
+        };
+        let hits = self.index.hits(query, options, restriction)?;
+        shard::resolve(&self.held, &self.index, hits).await
+    }
+
+    /// The held shards `shards` as a restriction of a search: sorted, or `None` when they are
+    /// every shard held.
+    fn restrict_to(&self, shards: &[u32]) -> Result<Option<Vec<u32>>, CollectionError> {
+        let mut wanted = shards.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if let Some(&shard) = wanted.iter().find(|n| !self.held.contains_key(n)) {
+            return Err(CollectionError::ShardNotHeld {
+                name: self.name(),
+                what: "a search".into(),
+                shard,
+                held: super::list_shards(&self.held_shards()),
+            });
         }
-        Ok(merge(answers, options.k))
+        Ok((wanted.len() < self.held.len()).then_some(wanted))
     }
 
     /// Sets when filtered searches score the matching points exactly instead of walking the
     /// graph: when at most `points` match, or at most `fraction` of the collection.
     pub fn set_exact_fallback(&mut self, points: usize, fraction: f64) {
-        for shard in self.held.values_mut() {
-            shard.exact_fallback = (points, fraction);
-        }
+        self.index.exact_fallback = (points, fraction);
     }
 
     /// Exact search of a checkpointed version (a manifest CID from [`Collection::versions`]).

@@ -528,7 +528,7 @@ async fn a_damaged_index_cache_is_rebuilt_from_the_trees() {
         .await
         .unwrap();
     // Garble the saved index: the key map still names the current manifest.
-    let path = shard::cache_stem(&cdir, 0).with_extension("usearch");
+    let path = held_index::cache_stem(&cdir).with_extension("usearch");
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.truncate(bytes.len() / 2);
     std::fs::write(&path, bytes).unwrap();
@@ -629,9 +629,9 @@ async fn i8_index_holds_the_stored_codes() {
     async fn check(c: &Collection<IrohBlockStore>) {
         for n in [0u64, 77, 199] {
             let (entry, _) = c.get(&EntryId::Int(n)).await.unwrap().unwrap();
-            let shard = c.shard_of_key(&entry.id, String::new).unwrap();
-            let key = shard.keys.get(&entry.id).unwrap();
-            let held: Vec<u8> = shard
+            let key = c.index.keys.get(&entry.id).unwrap();
+            let held: Vec<u8> = c
+                .index
                 .index
                 .vector(key)
                 .unwrap()
@@ -645,7 +645,7 @@ async fn i8_index_holds_the_stored_codes() {
     drop(c);
     std::fs::remove_dir_all(cdir.join("index")).unwrap();
     let c = Collection::open(store, &cdir).await.unwrap();
-    assert!(c.shards().all(|s| s.index_dirty), "rebuilt from the trees");
+    assert!(c.index.dirty, "rebuilt from the trees");
     check(&c).await;
 }
 
@@ -776,6 +776,8 @@ async fn a_replica_advances_by_the_tree_diff() {
 mod concurrent;
 /// Identical vectors and scores that must stay finite.
 mod duplicates;
+/// Searches of all or some held shards through their one index.
+mod one_index;
 pub(crate) mod pause;
-/// Shards held, saved and rebuilt one by one; partial replicas.
+/// Shards held, the index cache tagged with their roots; partial replicas.
 mod shards;

@@ -281,11 +281,10 @@ impl<S: BlockStore> Collection<S> {
 
     /// Whether `key` is live in its (held) shard, counting applied writes.
     fn contains(&self, key: &EntryKey) -> bool {
-        let number = shard_of(key, self.roots.len() as u32);
-        self.held.get(&number).is_some_and(|s| s.contains(key))
+        self.index.contains(key)
     }
 
-    /// Makes logged entries visible: each goes to its shard's key map, index and pending set.
+    /// Makes logged entries visible: each goes to the index and its shard's pending set.
     pub(super) fn apply_in_memory(&mut self, entries: Vec<Entry>) -> Result<(), CollectionError> {
         let shard_count = self.roots.len() as u32;
         for entry in entries {
@@ -296,14 +295,14 @@ impl<S: BlockStore> Collection<S> {
                     "a logged write is for shard {number}, which this node does not hold"
                 ))
             })?;
-            shard.apply(entry)?;
+            shard.apply(entry, &mut self.index)?;
         }
         Ok(())
     }
 }
 
 /// A write that is in the log but not yet in the trees. Its vector and metadata are not kept
-/// here: its shard's index and key map hold them, and the shard reads them back
+/// here: the index and its key map hold them, and the shard reads them back
 /// (`LocalShard::pending_entry`), so acknowledged points are not held a third time until the checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {

@@ -52,9 +52,9 @@ async fn duplicates_are_stored_once_through_commit_and_reopen() {
 
     // Reopened from the saved index (not rebuilt), with the same groups.
     let c = Collection::open(store.clone(), &cdir).await.unwrap();
-    let shard_root = c.manifest().shards[0];
-    let stem = shard::cache_stem(&cdir, 0);
-    assert!(cache::load(&stem, index_spec(c.manifest()), &shard_root).is_some());
+    let tag = vec![(0, c.manifest().shards[0])];
+    let stem = held_index::cache_stem(&cdir);
+    assert!(cache::load(&stem, index_spec(c.manifest()), &tag).is_some());
     assert_eq!((c.points(), stats(&c)), (260, want));
     assert_eq!(top(&c.search(&data[3], WIDE, None).await.unwrap()), holders);
     let stored = c.get(&EntryId::Int(1_020)).await.unwrap().unwrap();
@@ -79,7 +79,7 @@ async fn duplicates_are_stored_once_through_commit_and_reopen() {
     c.close().await.unwrap();
 
     // An index saved without the duplicate map (by an older ipvec) is rebuilt, not misread.
-    let path = shard::cache_stem(&cdir, 0).with_extension("usearch");
+    let path = held_index::cache_stem(&cdir).with_extension("usearch");
     let bytes = std::fs::read(&path).unwrap();
     let n = bytes.len();
     let trailer = u64::from_le_bytes(bytes[n - 16..n - 8].try_into().unwrap()) as usize;

@@ -70,6 +70,17 @@ async fn a_partial_replica_serves_the_shards_it_holds_and_names_them() {
     );
     assert!(!coverage.complete() && writer.coverage().complete());
     assert_eq!(part.points(), 800, "counts come from every shard root");
+    // Its index holds the points of its shards, and no others.
+    let shard_points = part.shard_points();
+    assert_eq!(
+        part.index.keys.len() as u64,
+        shard_points[1] + shard_points[3]
+    );
+    assert!(part
+        .index
+        .keys
+        .iter()
+        .all(|(_, id, shard, _)| [1, 3].contains(&shard) && shard == shard_of(id, 4)));
 
     let in_shard =
         |id: &EntryId, wanted: &[u32]| wanted.contains(&shard_of(&id.to_key().unwrap(), 4));
@@ -152,11 +163,12 @@ async fn a_partial_replica_advances_its_shards_only() {
     assert_eq!(hits.into_iter().map(|h| h.id).collect::<Vec<_>>(), want);
 }
 
-/// Each shard keeps its own saved index: a write to one shard leaves the others' caches
-/// valid, and a rebuild reports its progress up to every point.
+/// The one index of the held shards is saved tagged with their roots: reopened at those roots
+/// it loads, and a cache for an older version or for another collection is refused and
+/// rebuilt from the trees, reporting its progress up to every point.
 #[tokio::test(flavor = "multi_thread")]
-async fn each_shard_saves_and_rebuilds_its_own_index() {
-    let (_dir, store, cdir, mut c) = fresh(4).await;
+async fn the_held_index_is_saved_for_its_shard_roots_and_rebuilt_for_others() {
+    let (dir, store, cdir, mut c) = fresh(4).await;
     let data = clustered(400, 24, 44);
     c.upsert(points(&data, 0)).await.unwrap();
     let ids = |hits: Vec<SearchHit>| hits.into_iter().map(|h| h.id).collect::<Vec<_>>();
@@ -167,46 +179,63 @@ async fn each_shard_saves_and_rebuilds_its_own_index() {
     let mut c = Collection::open_with(store.clone(), &cdir, &progress, 0)
         .await
         .unwrap();
-    assert!(c.shards().all(|s| !s.index_dirty), "every cache loaded");
+    assert!(!c.index.dirty, "the cache loaded");
     assert_eq!(progress.get(), (400, 400));
     assert_eq!(ids(c.search(&data[9], EXACT, None).await.unwrap()), before);
+    let stem = held_index::cache_stem(&cdir);
+    let old_keys = std::fs::read(stem.with_extension("keys")).unwrap();
+    let old_index = std::fs::read(stem.with_extension("usearch")).unwrap();
 
-    // One new point: only its shard's index changes.
-    let id = EntryId::Int(10_000);
-    let changed = shard_of(&id.to_key().unwrap(), 4);
+    // One new point in one shard: a new version, and a new cache for it.
     c.upsert(vec![Point {
-        id,
+        id: EntryId::Int(10_000),
         vector: data[1].clone(),
         metadata: None,
     }])
     .await
     .unwrap();
-    let dirty: Vec<u32> = c
-        .shards()
-        .filter(|s| s.index_dirty)
-        .map(|s| s.number())
-        .collect();
-    assert_eq!(dirty, [changed]);
+    assert!(c.index.dirty);
     c.close().await.unwrap();
+    let c = Collection::open(store.clone(), &cdir).await.unwrap();
+    assert!(!c.index.dirty, "saved for the new roots");
+    let now = ids(c.search(&data[9], EXACT, None).await.unwrap());
+    drop(c);
 
-    // Without one shard's cache, that shard alone is rebuilt.
-    let stem = shard::cache_stem(&cdir, changed);
-    std::fs::remove_file(stem.with_extension("keys")).unwrap();
+    // The cache of the older version is refused: one shard root differs.
+    std::fs::write(stem.with_extension("keys"), &old_keys).unwrap();
+    std::fs::write(stem.with_extension("usearch"), &old_index).unwrap();
     let progress = OpenProgress::default();
-    let c = Collection::open_with(store, &cdir, &progress, 2)
+    let c = Collection::open_with(store.clone(), &cdir, &progress, 2)
         .await
         .unwrap();
-    let rebuilt: Vec<u32> = c
-        .shards()
-        .filter(|s| s.index_dirty)
-        .map(|s| s.number())
-        .collect();
-    assert_eq!(rebuilt, [changed]);
+    assert!(c.index.dirty, "rebuilt from the trees");
     assert_eq!(progress.get(), (401, 401));
     assert_eq!(progress.percent(), 100);
-    let mut again = ids(c.search(&data[9], EXACT, None).await.unwrap());
-    again.retain(|id| *id != EntryId::Int(10_000));
-    assert_eq!(again[..10], before[..10]);
+    assert_eq!(ids(c.search(&data[9], EXACT, None).await.unwrap()), now);
+    assert_eq!(
+        c.get(&EntryId::Int(10_000)).await.unwrap().unwrap().0.id,
+        EntryId::Int(10_000).to_key().unwrap()
+    );
+    drop(c);
+
+    // Another collection's cache (other points, other roots) is refused too.
+    let odir = dir.path().join("other");
+    let mut other = Collection::create(store.clone(), &odir, &spec("other", 4))
+        .await
+        .unwrap();
+    other
+        .upsert(points(&clustered(50, 24, 46), 0))
+        .await
+        .unwrap();
+    other.close().await.unwrap();
+    let theirs = held_index::cache_stem(&odir);
+    for ext in ["keys", "usearch"] {
+        std::fs::copy(theirs.with_extension(ext), stem.with_extension(ext)).unwrap();
+    }
+    let c = Collection::open(store, &cdir).await.unwrap();
+    assert!(c.index.dirty, "rebuilt from the trees");
+    assert_eq!(c.index.keys.len(), 401);
+    assert_eq!(ids(c.search(&data[9], EXACT, None).await.unwrap()), now);
 }
 
 /// A version whose manifest lists a shard root at another shard's place is refused: writes
