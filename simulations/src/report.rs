@@ -45,8 +45,13 @@ pub struct Stats {
     /// Time from each heal until every live node had every head and every shard its
     /// replication at the newest version (virtual milliseconds).
     pub converged_after_heal: Vec<u64>,
-    /// Bytes moved by repair, rebalancing and catch-up fetches.
+    /// Bytes moved by repair and rebalancing: whole shards fetched by members that had none
+    /// of them.
     pub bytes_moved: u64,
+    /// Bytes of the shards the crashed nodes held when they went down.
+    pub bytes_on_crashed: u64,
+    /// Bytes moved by holders catching up with new versions (the versions' deltas).
+    pub bytes_catch_up: u64,
     /// Fetches that completed.
     pub fetches: u64,
     /// Fetches that failed (no reachable source).
@@ -208,15 +213,27 @@ impl Stats {
         );
         row("versions committed", self.commits.to_string());
         row(
-            "bytes moved by repair",
+            "bytes moved: repair / catch-up",
             format!(
-                "{:.1} MB in {} fetches ({} failed); {} drops, {} reconciles",
+                "{:.1} MB / {:.1} MB in {} fetches ({} failed); {} drops, {} reconciles",
                 self.bytes_moved as f64 / 1e6,
+                self.bytes_catch_up as f64 / 1e6,
                 self.fetches,
                 self.fetch_failures,
                 self.drops,
                 self.reconciles
             ),
+        );
+        row(
+            "repair bytes / bytes on crashed nodes",
+            if self.bytes_on_crashed == 0 {
+                "no crash".to_string()
+            } else {
+                format!(
+                    "{:.2}",
+                    self.bytes_moved as f64 / self.bytes_on_crashed as f64
+                )
+            },
         );
         row(
             "back to full replication",

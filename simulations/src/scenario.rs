@@ -153,8 +153,12 @@ pub struct Links {
     pub latency_median_ms: f64,
     /// 99th percentile one-way latency, milliseconds.
     pub latency_p99_ms: f64,
-    /// Chance that a message is lost.
+    /// Chance that a packet is lost; streams are reliable (TCP, QUIC), so a loss delays a
+    /// message by a retransmission timeout (doubling for each further loss), it does not
+    /// drop it.
     pub loss: f64,
+    /// The first retransmission timeout, milliseconds.
+    pub rto_ms: f64,
     /// Bandwidth of one transfer, megabytes per second.
     pub bandwidth_mb_s: f64,
     /// How long a dial to a dead or unreachable node takes to fail, milliseconds.
@@ -167,6 +171,7 @@ impl Default for Links {
             latency_median_ms: 30.0,
             latency_p99_ms: 200.0,
             loss: 0.001,
+            rto_ms: 200.0,
             bandwidth_mb_s: 10.0,
             dial_timeout_ms: 1_000,
         }
@@ -369,6 +374,9 @@ impl Scenario {
                 "links.latency_p99_ms",
                 "needs 0 < latency_median_ms <= latency_p99_ms",
             );
+        }
+        if self.links.rto_ms <= 0.0 || self.links.loss >= 1.0 {
+            return invalid("links.rto_ms", "needs rto_ms > 0 and loss < 1");
         }
         if self.links.bandwidth_mb_s <= 0.0 {
             return invalid("links.bandwidth_mb_s", "must be above 0");

@@ -114,3 +114,28 @@ fn a_broken_placement_is_caught() {
         .expect("the check caught the broken placement");
     assert!(first.invariant.contains("placement"), "{first:?}");
 }
+
+#[test]
+fn a_sweep_writes_its_csv_and_plots() {
+    let mut sc = scenario("small");
+    sc.duration_s = 600;
+    sc.search.count = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let grid = ipvec_simulations::sweep::Grid {
+        churn: vec![0.0, 1.0],
+        replication: vec![1, 2],
+        deadline_ms: vec![2_000],
+    };
+    let runs = ipvec_simulations::sweep::run_grid(&sc, &grid, 4, dir.path()).unwrap();
+    assert_eq!(runs, 4);
+    let csv = std::fs::read_to_string(dir.path().join("sweep.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 5, "a header and a row per run: {csv}");
+    assert!(lines[0].starts_with("churn_per_hour,replication,deadline_ms,searches"));
+    assert!(lines[1].starts_with("0,1,2000,"), "{}", lines[1]);
+    for plot in ["coverage.png", "latency.png"] {
+        let bytes = std::fs::read(dir.path().join(plot)).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{plot} is a PNG");
+        assert!(bytes.len() > 10_000, "{plot} has something drawn");
+    }
+}

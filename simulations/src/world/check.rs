@@ -2,8 +2,9 @@
 //! the live holders at the newest version, and checks the invariants that are about the
 //! state rather than one event:
 //!
-//! - **replication**: a shard below `replication` live holders at its newest version starts
-//!   an episode that ends when it is back; the episodes' lengths are the repair times.
+//! - **replication**: a shard below `replication` live holders starts an episode that ends
+//!   when it is back; the episodes' lengths are the repair times. (Holders behind the newest
+//!   version count: catching up is a fetch of the versions' deltas, measured apart.)
 //! - **no acknowledged write lost**: a version of a shard is acknowledged once a sample finds
 //!   `replication` live members holding it; from then on some member that is up, or down
 //!   with its disk, must hold it or a newer one. (The writer keeps every version too, so this
@@ -32,14 +33,18 @@ impl World {
     pub(super) fn sample(&mut self) {
         let shards = self.sc.shards as usize;
         let mut live_current = vec![0u32; shards];
+        let mut live_held = vec![0u32; shards];
         let mut any_copy = vec![false; shards];
         // Per shard, the newest version on a node that is up or will come back.
         let mut kept = vec![None::<u64>; shards];
         for n in &self.nodes {
             for (s, held) in &n.holds {
                 let s = *s as usize;
-                if n.alive && held.version >= self.versions[s] {
-                    live_current[s] += 1;
+                if n.alive {
+                    live_held[s] += 1;
+                    if held.version >= self.versions[s] {
+                        live_current[s] += 1;
+                    }
                 }
                 if !n.gone {
                     any_copy[s] = true;
@@ -60,7 +65,7 @@ impl World {
             if kept[s].is_none_or(|v| v < r.acknowledged[s]) {
                 lost_acknowledged = true;
             }
-            match (live_current[s] >= want, r.short_since[s]) {
+            match (live_held[s] >= want, r.short_since[s]) {
                 (false, None) => r.short_since[s] = Some(self.now),
                 (true, Some(since)) => {
                     self.stats
@@ -78,13 +83,13 @@ impl World {
         if lost_acknowledged {
             self.violate("an acknowledged version is on no member that is up or coming back");
         }
-        let r = &self.replication;
-        let settled = r.short_since.iter().all(Option::is_none)
+        let current = live_current.iter().all(|n| *n >= want);
+        let settled = current
             && self
                 .nodes
                 .iter()
                 .filter(|n| n.alive)
-                .all(|n| n.heads == self.versions);
+                .all(|n| n.seq + 1 == self.history.len() as u64);
         if settled && self.sides.is_none() {
             if let Some(heal) = self
                 .stats

@@ -10,14 +10,30 @@
 //! - **Writes**: the writer (outside the serving set, always up, on the first side of any
 //!   partition) commits new versions of random shards at Poisson times; each new head reaches
 //!   every live node on its side after a link's latency, and the others when they restart or
-//!   the partition heals.
+//!   the partition heals. Each node judges heads with the node's own `cluster::follow` core,
+//!   which starts catch-ups (a round trip for the manifest; the repair core then fetches the
+//!   held shards' new roots) and coalesces heads that come while one runs.
 //! - **Partitions**: from `at_s` to `heal_s` the first `fraction` of the nodes (by number) and
-//!   the others reach only their own side; the DHT's records stay visible to all (a
-//!   simplification: provider records are many and replicated).
+//!   the others reach only their own side. Each side has its own membership directory from
+//!   the split (so each loses the other's members when their announcements expire, and
+//!   repairs onto its own), merged again at the heal; the DHT's provider records stay
+//!   visible to all (a simplification: a lookup may name a holder across the partition,
+//!   which the asker then cannot reach).
 
-use ipvec_node::{cluster::Millis, federation::PeerBook};
+use ipvec_node::{
+    cluster::{
+        follow::{Action as FollowAction, Follow, Input as FollowInput, Local},
+        Millis,
+    },
+    federation::PeerBook,
+};
 
 use super::{Event, Fault, Node, NodeId, World};
+
+/// The collection's name in the follow core.
+const COLLECTION_ID: u32 = 0;
+/// The writer, as the peer heads come from.
+const WRITER: NodeId = NodeId::MAX;
 
 impl World {
     /// Creates the nodes and schedules the run's first events.
@@ -70,7 +86,8 @@ impl World {
             fault,
             book: PeerBook::new(),
             holds: Default::default(),
-            heads: self.versions.clone(),
+            seq: 0,
+            follow: Follow::default(),
         }
     }
 
@@ -95,6 +112,7 @@ impl World {
         let node = live[self.rng.below(live.len() as u64) as usize];
         self.stats.crashes += 1;
         let n = &mut self.nodes[node as usize];
+        self.stats.bytes_on_crashed += n.holds.len() as u64 * self.sc.repair.shard_bytes;
         n.alive = false;
         if self.rng.chance(self.sc.churn.leave_fraction) {
             let n = &mut self.nodes[node as usize];
@@ -121,45 +139,31 @@ impl World {
         n.alive = true;
         n.up_since = now;
         n.book = PeerBook::new();
-        self.catch_up(node);
+        n.follow = Follow::default();
         self.serving_join(node);
+        self.catch_up(node);
     }
 
-    /// Tells `node` of every head it missed (it asks its peers for the newest heads when it
-    /// starts or reconnects, as the daemon's head following does).
+    /// Tells `node` the newest head if it is behind (a node asks its peers for the newest
+    /// heads when it starts or reconnects, as the daemon's head following does).
     fn catch_up(&mut self, node: NodeId) {
-        for shard in 0..self.sc.shards {
-            let version = self.versions[shard as usize];
-            if self.nodes[node as usize].heads[shard as usize] < version {
-                let ms = 2.0 * self.latency();
-                self.after(
-                    ms,
-                    Event::Head {
-                        node,
-                        shard,
-                        version,
-                    },
-                );
-            }
+        let seq = self.history.len() as u64 - 1;
+        if self.nodes[node as usize].seq < seq {
+            let ms = 2.0 * self.latency();
+            self.after(ms, Event::Head { node, seq });
         }
     }
 
     pub(super) fn commit(&mut self) {
         let shard = self.rng.below(u64::from(self.sc.shards)) as u32;
         self.versions[shard as usize] += 1;
+        self.history.push(self.versions.clone());
         self.stats.commits += 1;
-        let version = self.versions[shard as usize];
+        let seq = self.history.len() as u64 - 1;
         for node in self.live() {
             if self.writer_reaches(node) {
                 let ms = self.latency();
-                self.after(
-                    ms,
-                    Event::Head {
-                        node,
-                        shard,
-                        version,
-                    },
-                );
+                self.after(ms, Event::Head { node, seq });
             }
         }
     }
@@ -173,13 +177,55 @@ impl World {
                 .is_none_or(|sides| sides.get(node as usize).copied().unwrap_or(false))
     }
 
-    pub(super) fn head(&mut self, node: NodeId, shard: u32, version: u64) {
+    /// A head reaches `node`: its follow core judges it and may start a catch-up.
+    pub(super) fn head(&mut self, node: NodeId, seq: u64) {
         let n = &mut self.nodes[node as usize];
-        if !n.alive || n.heads[shard as usize] >= version {
+        if !n.alive {
             return;
         }
-        n.heads[shard as usize] = version;
-        self.serving_head(node);
+        let input = FollowInput::Head {
+            id: COLLECTION_ID,
+            seq,
+            from: WRITER,
+            signed: true,
+            local: Some(Local {
+                seq: n.seq,
+                writable: false,
+            }),
+            head: seq,
+        };
+        let actions = n.follow.handle(input, self.now);
+        self.follow_act(node, actions);
+    }
+
+    fn follow_act(&mut self, node: NodeId, actions: Vec<FollowAction<u32, NodeId, u64>>) {
+        for action in actions {
+            if let FollowAction::CatchUp { seq, .. } = action {
+                // Fetching the head's manifest and shard roots: a round trip.
+                let ms = 2.0 * self.latency();
+                let life = self.serving.life(node);
+                self.after(ms, Event::CaughtUp { node, life, seq });
+            }
+        }
+    }
+
+    /// `node` has head `seq`'s manifest: its repair core learns the new roots.
+    pub(super) fn caught_up(&mut self, node: NodeId, life: u32, seq: u64) {
+        let n = &mut self.nodes[node as usize];
+        if !n.alive || self.serving.life(node) != life {
+            return;
+        }
+        let moved = seq > n.seq;
+        n.seq = n.seq.max(seq);
+        let input = FollowInput::CatchUpEnded {
+            id: COLLECTION_ID,
+            moved: true,
+        };
+        let actions = n.follow.handle(input, self.now);
+        if moved {
+            self.serving_head(node);
+        }
+        self.follow_act(node, actions);
     }
 
     pub(super) fn split(&mut self, index: usize) {
@@ -187,10 +233,13 @@ impl World {
         let first = (fraction * self.nodes.len() as f64).round() as usize;
         self.sides = Some((0..self.nodes.len()).map(|i| i < first).collect());
         self.stats.partitions += 1;
+        self.serving_split();
     }
 
     pub(super) fn heal(&mut self) {
-        if self.sides.take().is_some() {
+        if self.sides.is_some() {
+            self.serving_heal();
+            self.sides = None;
             self.stats.healed_at.push(self.now);
             for node in self.live() {
                 self.catch_up(node);

@@ -20,7 +20,7 @@ mod serving;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use ipvec_node::{
-    cluster::Millis,
+    cluster::{follow::Follow, Millis},
     federation::{Input, PeerBook, RequestId},
 };
 
@@ -73,12 +73,10 @@ enum Event {
     RepairPoll { node: NodeId, life: u32 },
     /// The writer commits a new version of a shard.
     Commit,
-    /// A new version's head reaches a node.
-    Head {
-        node: NodeId,
-        shard: u32,
-        version: u64,
-    },
+    /// A head (the writer's commit `seq`) reaches a node by gossip.
+    Head { node: NodeId, seq: u64 },
+    /// A node's catch-up to head `seq` ends (it fetched the head's manifest and roots).
+    CaughtUp { node: NodeId, life: u32, seq: u64 },
     /// A partition starts.
     Split { index: usize },
     /// A partition heals.
@@ -167,15 +165,16 @@ impl Event {
                 put(u64::from(*life));
             }
             Event::Commit => put(12),
-            Event::Head {
-                node,
-                shard,
-                version,
-            } => {
+            Event::Head { node, seq } => {
                 put(13);
                 put(u64::from(*node));
-                put(u64::from(*shard));
-                put(*version);
+                put(*seq);
+            }
+            Event::CaughtUp { node, life, seq } => {
+                put(17);
+                put(u64::from(*node));
+                put(u64::from(*life));
+                put(*seq);
             }
             Event::Split { index } => {
                 put(14);
@@ -216,8 +215,10 @@ struct Node {
     book: PeerBook<NodeId>,
     /// The shards on its disk.
     holds: BTreeMap<u32, Held>,
-    /// The newest version of each shard whose head reached it.
-    heads: Vec<u64>,
+    /// The head it is at: the writer's commit sequence (0: the first version).
+    seq: u64,
+    /// Its head following, by the node's own core (in memory: new at each start).
+    follow: Follow<u32, NodeId, u64>,
 }
 
 /// A shard on a node's disk.
@@ -255,6 +256,8 @@ pub struct World {
     nodes: Vec<Node>,
     /// The newest version of each shard the writer committed.
     versions: Vec<u64>,
+    /// The shard versions of each head, by commit sequence.
+    history: Vec<Vec<u64>>,
     /// Provider records: shard → node → expiry.
     providers: Vec<BTreeMap<NodeId, Millis>>,
     /// The side of each node during a partition (`None`: no partition).
@@ -294,6 +297,7 @@ impl World {
             data,
             nodes: Vec::new(),
             versions: vec![0; sc.shards as usize],
+            history: vec![vec![0; sc.shards as usize]],
             providers: vec![BTreeMap::new(); sc.shards as usize],
             sides: None,
             searches: HashMap::new(),
@@ -389,11 +393,8 @@ impl World {
             } => self.report(to, from, shard, root),
             Event::RepairPoll { node, life } => self.repair_poll(node, life),
             Event::Commit => self.commit(),
-            Event::Head {
-                node,
-                shard,
-                version,
-            } => self.head(node, shard, version),
+            Event::Head { node, seq } => self.head(node, seq),
+            Event::CaughtUp { node, life, seq } => self.caught_up(node, life, seq),
             Event::Split { index } => self.split(index),
             Event::Heal { .. } => self.heal(),
             Event::Sample => self.sample(),

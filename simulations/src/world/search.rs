@@ -2,9 +2,10 @@
 //! records not yet expired, dead holders' included, as in the daemon), plans with the node's
 //! own `federation::Planner` and `PeerBook`, and the world carries its requests over links.
 //!
-//! A request to a dead or unreachable node fails after the dial timeout; a lost message is
-//! silence (the planner's hedges and deadline deal with it); a live holder answers after its
-//! service time per shard (times its slowness) and a link's latency each way. A holder
+//! A request to a dead or unreachable node fails after the dial timeout, one whose holder
+//! died on the way fails after a link's latency (the connection resets); a live holder
+//! answers after its service time per shard (times its slowness) and a link's latency each
+//! way (with retransmissions for lost packets). A holder
 //! answers each shard it holds with the exact top-k at the version it has, `not_held` for the
 //! others; a forging node answers its shards' *worst* points with perfect scores, a
 //! withholding node `not_held` for all. The asker then checks every hit as the daemon's
@@ -194,7 +195,7 @@ impl World {
                         };
                         let ms = self.sc.links.dial_timeout_ms as f64;
                         self.after(ms, Event::SearchReply { search, input });
-                    } else if !self.rng.chance(self.sc.links.loss) {
+                    } else {
                         let ms = self.latency();
                         let arrive = Event::SearchArrive {
                             search,
@@ -252,10 +253,8 @@ impl World {
         let answer = self.answer(search, to, &shards);
         let slow = self.nodes[to as usize].slow;
         let ms = self.sc.search.service_ms * shards.len() as f64 * slow + self.latency();
-        if !self.rng.chance(self.sc.links.loss) {
-            let input = Input::Answered { request, answer };
-            self.after(ms, Event::SearchReply { search, input });
-        }
+        let input = Input::Answered { request, answer };
+        self.after(ms, Event::SearchReply { search, input });
     }
 
     /// What `node` answers for `shards` of `search`'s query.

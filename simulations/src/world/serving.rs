@@ -53,17 +53,19 @@ struct Placed {
 pub(super) struct Serving {
     config: Config,
     place: PlaceFn,
-    members: Membership<NodeId>,
-    /// The members and placement of the newest generation computed.
-    placed: Option<Placed>,
+    /// The membership directory: one, or one per side during a partition (index 1 is the
+    /// second side's).
+    members: Vec<Membership<NodeId>>,
+    /// Per directory: the members and placement of the newest generation computed.
+    placed: Vec<Option<Placed>>,
     /// Per node, by number.
     nodes: Vec<NodeServing>,
 }
 
 #[derive(Debug)]
 struct NodeServing {
-    /// The membership generation it last read.
-    generation: Option<u64>,
+    /// The membership directory and generation it last read.
+    generation: Option<(usize, u64)>,
     rebalancer: Rebalancer<NodeId, Root>,
     /// When its repair core wants polling, as scheduled.
     poll_at: Option<Millis>,
@@ -83,15 +85,15 @@ impl Serving {
         Self {
             config,
             place,
-            members: Membership::default(),
-            placed: None,
+            members: vec![Membership::default()],
+            placed: vec![None],
             nodes: Vec::new(),
         }
     }
 
-    /// Members in the directory now.
+    /// Members in the first (or only) directory now.
     pub(super) fn live_members(&self, now: Millis) -> u32 {
-        self.members.len(now) as u32
+        self.members[0].len(now) as u32
     }
 
     /// The life of `node` (see [`NodeServing::life`]).
@@ -105,13 +107,17 @@ impl World {
     /// tests that break a component on purpose).
     pub fn replace_placement(&mut self, f: PlaceFn) {
         self.serving.place = f;
-        self.serving.placed = None;
+        self.serving.placed.iter_mut().for_each(|p| *p = None);
     }
 
     fn announcement(&self, node: NodeId) -> Announcement<NodeId> {
+        self.announcement_of(node, 1)
+    }
+
+    fn announcement_of(&self, peer: NodeId, capacity: u64) -> Announcement<NodeId> {
         Announcement {
-            peer: node,
-            capacity: 1,
+            peer,
+            capacity,
             issued: self.now,
             ttl: Duration::from_secs(self.sc.membership.ttl_s),
         }
@@ -121,9 +127,9 @@ impl World {
     pub(super) fn serving_start(&mut self) {
         for node in 0..self.nodes.len() as NodeId {
             let a = self.announcement(node);
-            self.serving.members.observe(a, self.now);
+            self.serving.members[0].observe(a, self.now);
         }
-        let placement = self.placement_now().placement;
+        let placement = self.placement_now(0).placement;
         for node in 0..self.nodes.len() as NodeId {
             for shard in placement.shards_of(&node) {
                 let held = Held {
@@ -155,8 +161,8 @@ impl World {
         } else {
             self.serving.nodes.push(state);
         }
-        let heads = self.nodes[i].heads.clone();
-        self.feed(node, Input::Roots(heads));
+        let roots = self.history[self.nodes[i].seq as usize].clone();
+        self.feed(node, Input::Roots(roots));
         let held: Vec<(u32, u64)> = self.nodes[i]
             .holds
             .iter()
@@ -173,15 +179,16 @@ impl World {
 
     /// The membership the directory holds now and its placement (computed once per
     /// generation).
-    fn placement_now(&mut self) -> Placed {
-        self.serving.members.poll(self.now);
-        let generation = self.serving.members.generation();
-        if let Some(p) = &self.serving.placed {
+    fn placement_now(&mut self, side: usize) -> Placed {
+        let directory = &mut self.serving.members[side];
+        directory.poll(self.now);
+        let generation = directory.generation();
+        if let Some(p) = &self.serving.placed[side] {
             if p.generation == generation {
                 return p.clone();
             }
         }
-        let members: Arc<[Member<NodeId>]> = self.serving.members.members(self.now).into();
+        let members: Arc<[Member<NodeId>]> = directory.members(self.now).into();
         let placement = Arc::new((self.serving.place)(
             COLLECTION,
             self.sc.shards,
@@ -193,7 +200,7 @@ impl World {
             members,
             placement,
         };
-        self.serving.placed = Some(placed.clone());
+        self.serving.placed[side] = Some(placed.clone());
         placed
     }
 
@@ -276,11 +283,17 @@ impl World {
             return self.after(ms, done);
         }
         let bytes = match has {
-            Some(v) => (version.saturating_sub(v) * self.sc.writes.delta_bytes)
-                .min(self.sc.repair.shard_bytes),
-            None => self.sc.repair.shard_bytes,
+            Some(v) => {
+                let delta = (version.saturating_sub(v) * self.sc.writes.delta_bytes)
+                    .min(self.sc.repair.shard_bytes);
+                self.stats.bytes_catch_up += delta;
+                delta
+            }
+            None => {
+                self.stats.bytes_moved += self.sc.repair.shard_bytes;
+                self.sc.repair.shard_bytes
+            }
         };
-        self.stats.bytes_moved += bytes;
         let ms = 2.0 * self.latency() + bytes as f64 / (self.sc.links.bandwidth_mb_s * 1e3);
         let done = Event::FetchDone {
             node,
@@ -329,7 +342,7 @@ impl World {
             self.providers[shard as usize].insert(node, expires);
         }
         let mut to: Vec<NodeId> = self.providers[shard as usize].keys().copied().collect();
-        if let Some(placed) = &self.serving.placed {
+        if let Some(placed) = &self.serving.placed[self.directory_of(node)] {
             to.extend(placed.placement.holders(shard).iter().copied());
         }
         to.sort_unstable();
@@ -369,14 +382,16 @@ impl World {
             return;
         }
         let a = self.announcement(node);
-        self.serving.members.observe(a, self.now);
+        let side = self.directory_of(node);
+        self.serving.members[side].observe(a, self.now);
         let Placed {
             generation,
             members,
             placement,
-        } = self.placement_now();
-        if self.serving.nodes[node as usize].generation != Some(generation) {
-            self.serving.nodes[node as usize].generation = Some(generation);
+        } = self.placement_now(side);
+        let read = Some((side, generation));
+        if self.serving.nodes[node as usize].generation != read {
+            self.serving.nodes[node as usize].generation = read;
             self.feed(node, Input::Placed { members, placement });
         }
         let every = self.sc.membership.announce_s as f64 * 1_000.0;
@@ -385,13 +400,48 @@ impl World {
 
     /// A new head reached `node`.
     pub(super) fn serving_head(&mut self, node: NodeId) {
-        let heads = self.nodes[node as usize].heads.clone();
-        self.feed(node, Input::Roots(heads));
+        let roots = self.history[self.nodes[node as usize].seq as usize].clone();
+        self.feed(node, Input::Roots(roots));
     }
 
     /// `node` started, new or again with its disk.
     pub(super) fn serving_join(&mut self, node: NodeId) {
         self.serving_start_node(node);
+    }
+
+    /// The membership directory `node` reaches: the second side's during a partition, if it
+    /// is on that side.
+    fn directory_of(&self, node: NodeId) -> usize {
+        match &self.sides {
+            Some(sides) if !sides.get(node as usize).copied().unwrap_or(false) => 1,
+            _ => 0,
+        }
+    }
+
+    /// A partition starts: the second side gets its own directory, holding the members known
+    /// now; from here each side hears only its own announcements, so each loses the other's
+    /// members when their announcements expire.
+    pub(super) fn serving_split(&mut self) {
+        let mut second = Membership::default();
+        for m in self.serving.members[0].members(self.now) {
+            second.observe(self.announcement_of(m.peer, m.capacity), self.now);
+        }
+        self.serving.members.push(second);
+        self.serving.placed.push(None);
+    }
+
+    /// A partition heals: the second side's members are announced to the first directory
+    /// again, which is the one directory from now on.
+    pub(super) fn serving_heal(&mut self) {
+        if self.serving.members.len() < 2 {
+            return;
+        }
+        let second = self.serving.members.remove(1);
+        self.serving.placed.truncate(1);
+        for m in second.members(self.now) {
+            let a = self.announcement_of(m.peer, m.capacity);
+            self.serving.members[0].observe(a, self.now);
+        }
     }
 
     /// Invariant: the placement nodes act on is the one placement gives for the membership
@@ -402,15 +452,16 @@ impl World {
             return;
         }
         let node = live[self.rng.below(live.len() as u64) as usize];
+        let side = self.directory_of(node);
         let Some(Placed {
             generation,
             members,
             placement,
-        }) = self.serving.placed.clone()
+        }) = self.serving.placed[side].clone()
         else {
             return;
         };
-        if self.serving.nodes[node as usize].generation != Some(generation) {
+        if self.serving.nodes[node as usize].generation != Some((side, generation)) {
             return;
         }
         let own = place(
