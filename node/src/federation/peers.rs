@@ -15,8 +15,12 @@
 //!   open for everyone else. An answer closes the breaker; a failure once the back-off is
 //!   over opens it again for twice as long, up to [`MAX_BACKOFF`]. Failures of requests sent
 //!   before it opened do not lengthen it. [`PeerBook::penalise`] (a hit that failed
-//!   verification, say) counts as [`PENALTY`] failures and opens the breaker at once, for
-//!   [`MAX_BACKOFF`].
+//!   verification, say) counts as [`PENALTY`] failures, opens the breaker at once, and bans
+//!   the peer: it counts as open for [`LIAR_BAN`], twice that for each further lie (up to
+//!   [`MAX_LIAR_BAN`]), whatever it answers meanwhile. (A forger answers every request, so
+//!   a breaker that an answer closes let it back in after a minute; the simulations showed
+//!   forged hits costing a tenth of the recall that way.) Open and banned peers are still
+//!   asked when no other holder is left.
 //! - **Hedging budget**: a token bucket counted in credits: it starts at
 //!   [`HEDGE_CREDIT_START`], each request of a search's plan earns [`HEDGE_EARN`] (up to
 //!   [`HEDGE_CREDIT_MAX`]), each hedge request costs [`HEDGE_COST`]. So hedges add at most
@@ -44,6 +48,10 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 pub const TRIAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long it takes a peer's count of recent failures to halve.
 pub const FAILURE_HALF_LIFE: Duration = Duration::from_secs(30);
+/// How long a peer caught lying is skipped the first time.
+pub const LIAR_BAN: Duration = Duration::from_secs(3_600);
+/// The longest ban (it doubles with each lie).
+pub const MAX_LIAR_BAN: Duration = Duration::from_secs(24 * 3_600);
 /// How many failures a [`PeerBook::penalise`] counts as.
 pub const PENALTY: u32 = FAILURES_TO_OPEN;
 /// The most peers remembered.
@@ -110,6 +118,8 @@ struct Peer {
     backoff: Duration,
     /// A half-open peer's trial request is out until then.
     trial_until: Option<Millis>,
+    /// Caught lying: skipped until then, whatever it answers.
+    banned_until: Option<Millis>,
     last_seen: Millis,
     answers: u64,
     failures: u64,
@@ -126,6 +136,7 @@ impl Peer {
             open_until: None,
             backoff: FIRST_BACKOFF,
             trial_until: None,
+            banned_until: None,
             last_seen: now,
             answers: 0,
             failures: 0,
@@ -160,7 +171,9 @@ impl Peer {
     }
 
     fn is_open(&self, now: Millis) -> bool {
-        self.open_until.is_some_and(|t| t > now) || self.trial_until.is_some_and(|t| t > now)
+        self.open_until.is_some_and(|t| t > now)
+            || self.trial_until.is_some_and(|t| t > now)
+            || self.banned_until.is_some_and(|t| t > now)
     }
 }
 
@@ -236,7 +249,8 @@ impl<P: Clone + Eq + Hash + Ord + Debug> PeerBook<P> {
     }
 
     /// `peer` did something worse than failing (a hit that failed verification): it counts
-    /// as [`PENALTY`] failures and its breaker opens now, for [`MAX_BACKOFF`].
+    /// as [`PENALTY`] failures, its breaker opens now, and it is banned for [`LIAR_BAN`],
+    /// doubling with each further lie up to [`MAX_LIAR_BAN`].
     pub fn penalise(&mut self, peer: &P, now: Millis) {
         let p = self.entry(peer, now);
         p.add_failures(PENALTY, now);
@@ -245,6 +259,9 @@ impl<P: Clone + Eq + Hash + Ord + Debug> PeerBook<P> {
         // A peer caught lying is not worth a trial soon: the longest back-off at once.
         p.backoff = MAX_BACKOFF;
         p.open_until = Some(now.after(MAX_BACKOFF));
+        let lies = u32::try_from(p.penalties.min(16)).unwrap_or(16);
+        let ban = LIAR_BAN.saturating_mul(1 << (lies - 1)).min(MAX_LIAR_BAN);
+        p.banned_until = Some(now.after(ban));
     }
 
     /// Whether `peer` is to be skipped: its breaker is open, or it is half-open with a trial

@@ -99,15 +99,31 @@ fn the_back_off_doubles_up_to_a_minute() {
 }
 
 #[test]
-fn a_penalty_opens_the_breaker_at_once() {
+fn a_penalty_bans_the_peer_whatever_it_answers() {
+    use crate::federation::peers::{LIAR_BAN, MAX_LIAR_BAN};
     let mut book = PeerBook::<Peer>::new();
     book.answered(&1, ms(5), T0);
     book.penalise(&1, T0);
     assert!(book.is_open(&1, T0));
-    // For the longest back-off, not the first.
-    let almost = T0.after(crate::federation::peers::MAX_BACKOFF - ms(1));
+    // Answers (a forger answers everything) do not lift the ban.
+    let later = T0.after(ms(120_000));
+    book.answered(&1, ms(5), later);
+    assert!(book.is_open(&1, later));
+    let almost = T0.after(LIAR_BAN - ms(1));
     assert!(book.is_open(&1, almost));
-    assert!(!book.is_open(&1, T0.after(crate::federation::peers::MAX_BACKOFF)));
+    assert!(!book.is_open(&1, T0.after(LIAR_BAN)));
+    // A second lie bans it for twice as long; the ban never passes the longest.
+    let again = T0.after(LIAR_BAN);
+    book.penalise(&1, again);
+    assert!(book.is_open(&1, again.after(2 * LIAR_BAN - ms(1))));
+    assert!(!book.is_open(&1, again.after(2 * LIAR_BAN)));
+    for n in 0..20 {
+        book.penalise(&2, T0.after(ms(n)));
+    }
+    assert!(!book.is_open(&2, T0.after(ms(19) + MAX_LIAR_BAN)));
+    let mut book = PeerBook::<Peer>::new();
+    book.answered(&1, ms(5), T0);
+    book.penalise(&1, T0);
     let r = &book.report(T0)[0];
     assert_eq!(
         (r.penalties, r.consecutive_failures, r.recent_failures),

@@ -124,7 +124,7 @@ impl World {
         self.broadcast(None, |n| match n % 2 {
             0 => Input::Members(members.clone()),
             _ => Input::Placed {
-                members: members.clone(),
+                members: members.clone().into(),
                 placement: placement.clone(),
             },
         });
