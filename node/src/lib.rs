@@ -7,7 +7,8 @@
 //! - [`collection`]: collections: points, search, filters, write-ahead log, versions.
 //! - [`repo`]: the on-disk repository: config, node key, store, lock.
 //! - [`cluster`]: sans-io cores (time passed in): the Bitswap want ledger, DAG fetch
-//!   scheduling, following collections.
+//!   scheduling, following collections, membership, shard placement, repair and
+//!   rebalancing.
 //! - [`federation`]: the sans-io core of federated search: planning, hedging, failover,
 //!   peer scores and circuit breakers, merging, coverage.
 //! - [`net`]: the peer-to-peer layer: the libp2p swarm and its event loop.

@@ -27,6 +27,8 @@ pub(super) struct Replication {
     short_since: Vec<Option<Millis>>,
     lost: Vec<bool>,
     acknowledged: Vec<u64>,
+    /// Whether the shard's acknowledged version is lost now (a loss counts once).
+    lost_acknowledged: Vec<bool>,
 }
 
 impl World {
@@ -57,14 +59,15 @@ impl World {
         r.short_since.resize(shards, None);
         r.lost.resize(shards, false);
         r.acknowledged.resize(shards, 0);
+        r.lost_acknowledged.resize(shards, false);
         let mut lost_acknowledged = false;
         for s in 0..shards {
             if live_current[s] >= self.sc.replication {
                 r.acknowledged[s] = self.versions[s];
             }
-            if kept[s].is_none_or(|v| v < r.acknowledged[s]) {
-                lost_acknowledged = true;
-            }
+            let lost = kept[s].is_none_or(|v| v < r.acknowledged[s]);
+            lost_acknowledged |= lost && !r.lost_acknowledged[s];
+            r.lost_acknowledged[s] = lost;
             match (live_held[s] >= want, r.short_since[s]) {
                 (false, None) => r.short_since[s] = Some(self.now),
                 (true, Some(since)) => {
