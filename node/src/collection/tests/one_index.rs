@@ -167,6 +167,17 @@ async fn an_exact_search_of_some_shards_is_the_restricted_exact_answer() {
                 ints(&alone),
                 truth(&data, &query, EXACT.k, |id| shard_of_int(id) == 2)
             );
+            // Split by shard, in the order asked, they merge to the same answer.
+            let split = c
+                .search_by_shard(&query, EXACT, None, &[3, 0])
+                .await
+                .unwrap();
+            assert_eq!(split.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [3, 0]);
+            assert!(split.iter().all(|(n, hits)| hits
+                .iter()
+                .all(|h| shard_of(&h.id.to_key().unwrap(), SHARDS) == *n)));
+            let merged = merge::merge(split.into_iter().map(|(_, hits)| hits), EXACT.k);
+            assert_eq!(ints(&merged), ints(&some));
             // Naming every held shard is a search of them all.
             let every = c
                 .search_shards(&query, EXACT, None, Some(&[0, 1, 2, 3]))
