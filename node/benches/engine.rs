@@ -12,8 +12,8 @@
 //! Options: `--queries N` (t10k queries, default 1,000), `--dir PATH` (where the temporary
 //! stores go; default the system temp dir), `--skip-baselines`, `--skip-memory`,
 //! `--skip-usearch-kernel` (no second raw index with usearch's own f32 kernel), `--shards N`
-//! (the ipvec collection's shard count, default 1: with more, each query searches the shards
-//! in parallel and merges their answers).
+//! (the ipvec collection's shard count, default 1: with more, queries search the one index of
+//! every shard, and a section measures searches of some of the shards).
 //! Everything runs on one thread with M = 16 and ef_construction = 128. It prints numbers and
 //! asserts nothing about time. MB = 10^6 bytes. See docs/benchmarks.md.
 
@@ -27,6 +27,8 @@ mod engines;
 mod memory;
 #[path = "engine/report.rs"]
 mod report;
+#[path = "engine/subset.rs"]
+mod subset;
 #[path = "engine/util.rs"]
 mod util;
 
@@ -179,6 +181,9 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
     .await?;
     drop(own_kernel);
     let filtered = filtered(&mut collection, &data, &queries, &exact, &truths[1..]).await?;
+    if opts.shards > 1 {
+        subset::run(&collection, &data, &queries, opts.shards).await?;
+    }
     let filter_costs = filter_eval_costs(&data)?;
     let watch = Stopwatch::start();
     collection.close().await?;
@@ -343,11 +348,15 @@ async fn filtered(
 /// What evaluating a filter over every point costs when its set is not cached (the first
 /// search with a filter after a write): `allowed::evaluate` over a key map of every point.
 fn filter_eval_costs(data: &Dataset) -> Result<Vec<(String, f64)>> {
-    use ipvec_node::collection::{allowed, cache::KeyMap, points::json_to_ipld};
+    use ipvec_node::collection::{
+        allowed::{self, Restriction},
+        cache::KeyMap,
+        points::json_to_ipld,
+    };
     use ipvec_protocol::entry::EntryId;
     let mut keys = KeyMap::default();
     for i in 0..data.len() {
-        let key = keys.assign(&EntryId::Int(i as u64).to_key()?);
+        let key = keys.assign(&EntryId::Int(i as u64).to_key()?, 0);
         let meta = json_to_ipld(serde_json::json!({"label": data.labels[i], "id_mod10": i % 10}));
         keys.set_metadata(key, Some(ipvec_protocol::entry::normalize_metadata(meta)));
     }
@@ -355,7 +364,11 @@ fn filter_eval_costs(data: &Dataset) -> Result<Vec<(String, f64)>> {
     for case in data::filter_cases() {
         let compiled = Filter::parse(case.json)?.compile()?;
         let per_call = engines::per_call(50, || {
-            std::hint::black_box(allowed::evaluate(&compiled, &keys));
+            let only = Restriction {
+                filter: Some(&compiled),
+                shards: None,
+            };
+            std::hint::black_box(allowed::evaluate(only, &keys));
         });
         out.push((case.name.to_string(), per_call));
     }
