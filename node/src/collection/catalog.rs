@@ -4,9 +4,9 @@
 //! collections/<name>/owner.key     the collection's owner key (libp2p protobuf, mode 0600)
 //! collections/<name>/head          the signed head record (DAG-CBOR): the current manifest
 //! collections/<name>/shards        the shards held, when only some are (DAG-CBOR list)
-//! collections/<name>/index/shard-N.{usearch,keys}
-//!                                   each held shard's saved index and key map (derived,
-//!                                   may be deleted)
+//! collections/<name>/index/held.{usearch,keys}
+//!                                   the saved index of the held shards and its key map,
+//!                                   tagged with their roots (derived, may be deleted)
 //! collections/.creating-<name>.*   a collection being created, renamed to `<name>` once whole
 //! collections/.dropped-<name>.*    a dropped collection being removed
 //! ```
