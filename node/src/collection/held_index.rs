@@ -88,7 +88,8 @@ impl HeldIndex {
 
     /// The index of the shards `held` (each with its root block CID, in shard order): loaded
     /// from the cache in `dir` when that was saved for exactly these roots, else built from
-    /// their trees with `threads` threads inserting (0: one per core), reporting to `progress`.
+    /// their trees with `threads` threads inserting (0: one, which reproduces the graph of a
+    /// writer that wrote in id order; see [`build`]), reporting to `progress`.
     pub(super) async fn open<S: BlockStore>(
         store: &S,
         spec: IndexSpec,
@@ -104,11 +105,7 @@ impl HeldIndex {
             progress.add_done(points);
             return Ok(Self::with(spec, index, keys, false));
         }
-        let threads = match threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
-        let (index, keys) = build(store, spec, held, progress, threads).await?;
+        let (index, keys) = build(store, spec, held, progress, threads.max(1)).await?;
         Ok(Self::with(spec, index, keys, true))
     }
 
@@ -226,8 +223,10 @@ fn remove_shard_caches(dir: &Path) {
 }
 
 /// Builds the index of the shards `held` from their trees: the trees are the truth. The
-/// trees are read a chunk at a time on this thread; each chunk's vectors then go into the
-/// graph from `threads` threads at once.
+/// trees are read together in id order, a chunk at a time on this thread; each chunk's vectors
+/// then go into the graph from `threads` threads. With one, a rebuild inserts in the order of
+/// a writer that wrote the points in id order, and so reproduces its graph and its answers
+/// (on every replica alike); more threads build faster but each build's graph differs.
 async fn build<S: BlockStore>(
     store: &S,
     spec: IndexSpec,
@@ -240,6 +239,8 @@ async fn build<S: BlockStore>(
     index.reserve((points as usize).max(1))?;
     let mut keys = KeyMap::default();
     let added = |n: u64| progress.add_done(n);
+    let mut scans = Vec::with_capacity(held.len());
+    let mut heads = Vec::with_capacity(held.len());
     for (_, root) in held {
         let mut scan = tree::range(
             store,
@@ -247,22 +248,37 @@ async fn build<S: BlockStore>(
             std::ops::Bound::Unbounded,
             std::ops::Bound::Unbounded,
         );
-        let mut chunk = Vec::with_capacity(BUILD_CHUNK);
-        loop {
-            let next = scan.next().await?;
-            let end = next.is_none();
-            if let Some((entry, _)) = next.filter(|(e, _)| !e.deleted) {
-                let key = keys.assign(&entry.id, root.shard);
-                keys.set_metadata(key, entry.meta);
-                chunk.push((key, entry.vec));
-            }
-            if chunk.len() == BUILD_CHUNK || (end && !chunk.is_empty()) {
-                index.add_stored(std::mem::take(&mut chunk), threads, &added)?;
-            }
-            if end {
-                break;
-            }
+        heads.push(scan.next().await?.map(|(entry, _)| entry));
+        scans.push(scan);
+    }
+    let mut chunk = Vec::with_capacity(BUILD_CHUNK);
+    loop {
+        // The shard whose next entry has the smallest id.
+        let next = heads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, head)| Some((i, &head.as_ref()?.id)))
+            .min_by(|a, b| a.1.cmp(b.1))
+            .map(|(i, _)| i);
+        let Some(i) = next else {
+            break;
+        };
+        let following = scans[i].next().await?.map(|(entry, _)| entry);
+        let Some(entry) = std::mem::replace(&mut heads[i], following) else {
+            break;
+        };
+        if entry.deleted {
+            continue;
         }
+        let key = keys.assign(&entry.id, held[i].1.shard);
+        keys.set_metadata(key, entry.meta);
+        chunk.push((key, entry.vec));
+        if chunk.len() == BUILD_CHUNK {
+            index.add_stored(std::mem::take(&mut chunk), threads, &added)?;
+        }
+    }
+    if !chunk.is_empty() {
+        index.add_stored(chunk, threads, &added)?;
     }
     Ok((index, keys))
 }

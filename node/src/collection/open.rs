@@ -145,7 +145,8 @@ impl<S: BlockStore> Collection<S> {
     }
 
     /// [`Collection::open`], telling `progress` how far the index build has come. A rebuild
-    /// inserts from `threads` threads at once (0: as many as the machine has cores).
+    /// inserts from `threads` threads at once (0: one, which gives every replica the writer's
+    /// graph; more build faster, each build a graph of its own).
     pub async fn open_with(
         store: S,
         dir: &Path,

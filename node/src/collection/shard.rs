@@ -410,7 +410,7 @@ impl<S: BlockStore> Shard for HeldShard<'_, S> {
 /// Opens the shards `wanted` of `roots` (with their root block CIDs) and the index of their
 /// points: loaded from its saved cache when that is for exactly these roots, else rebuilt from
 /// their trees on a [`background`](crate::background) thread, `threads` inserting at once (0:
-/// one per core).
+/// one).
 pub(super) async fn open_all<S: BlockStore>(
     store: &S,
     spec: IndexSpec,
