@@ -8,7 +8,7 @@ use ipvec_protocol::search::{
 use libp2p::PeerId;
 
 use super::super::{Inner, Node};
-use crate::collection::{points::ipld_to_json, CollectionError, Filter, SearchOptions, Shard};
+use crate::collection::{points::ipld_to_json, CollectionError, Filter, SearchOptions};
 
 fn refused(code: ErrorCode, message: impl Into<String>) -> SearchAnswer {
     SearchAnswer::refused(ShardError::new(code, message))
@@ -103,10 +103,14 @@ impl Node {
                 exact: request.exact,
             };
             let seq = c.head().seq;
-            let mut shards = Vec::with_capacity(request.shards.len());
+            // Each shard asked for is checked first; the ones this peer can answer are then
+            // searched together, one search of the joint index split by shard (whose answers
+            // merge to the top-k of those shards, as separate answers would).
+            let mut shards: Vec<Option<ShardAnswer>> = Vec::with_capacity(request.shards.len());
+            let mut good: Vec<u32> = Vec::new();
             for (i, &number) in request.shards.iter().enumerate() {
                 let failed = |code, message: String| {
-                    ShardAnswer::failed(number, ShardError::new(code, message))
+                    Some(ShardAnswer::failed(number, ShardError::new(code, message)))
                 };
                 let Some(&root) = c.manifest().shards.get(number as usize) else {
                     shards.push(failed(
@@ -119,13 +123,13 @@ impl Node {
                     ));
                     continue;
                 };
-                let Some(shard) = c.shard(number) else {
+                if c.shard(number).is_none() {
                     shards.push(failed(
                         ErrorCode::NotHeld,
                         format!("this peer does not hold shard {number}"),
                     ));
                     continue;
-                };
+                }
                 if let Some(wanted) = request.roots.as_ref().map(|r| r[i]) {
                     if wanted != root {
                         shards.push(failed(
@@ -145,35 +149,73 @@ impl Node {
                     ));
                     continue;
                 }
-                match shard.search(&query, options, filter.as_ref()).await {
-                    Ok(hits) => shards.push(ShardAnswer {
-                        shard: number,
-                        root: Some(root),
-                        seq: Some(seq),
-                        hits: hits
-                            .into_iter()
-                            .filter_map(|h| {
-                                Some(WireHit {
-                                    id: h.id.to_key().ok()?,
-                                    score: f64::from(h.score),
-                                    leaf: h.leaf,
-                                    meta: if request.metadata { h.metadata } else { None },
-                                })
-                            })
-                            .collect(),
-                        error: None,
-                    }),
-                    Err(e) => shards.push(failed(
-                        match e {
-                            CollectionError::Index(_) | CollectionError::Invalid(_) => {
-                                ErrorCode::BadRequest
-                            }
-                            _ => ErrorCode::Internal,
-                        },
-                        e.to_string(),
-                    )),
-                }
+                shards.push(None);
+                good.push(number);
             }
+            let answers = if good.is_empty() {
+                Ok(Vec::new())
+            } else {
+                c.search_by_shard(&query, options, filter.as_ref(), &good)
+                    .await
+            };
+            let mut answers = match answers {
+                Ok(answers) => answers.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(e) => {
+                    let code = match e {
+                        CollectionError::Index(_) | CollectionError::Invalid(_) => {
+                            ErrorCode::BadRequest
+                        }
+                        _ => ErrorCode::Internal,
+                    };
+                    good.iter()
+                        .map(|n| {
+                            Err(ShardAnswer::failed(
+                                *n,
+                                ShardError::new(code, e.to_string()),
+                            ))
+                        })
+                        .collect()
+                }
+            };
+            let shards: Vec<ShardAnswer> = request
+                .shards
+                .iter()
+                .zip(shards)
+                .map(|(&number, checked)| {
+                    if let Some(failed) = checked {
+                        return failed;
+                    }
+                    let found = answers.iter().position(|a| match a {
+                        Ok((n, _)) => *n == number,
+                        Err(f) => f.shard == number,
+                    });
+                    match found.map(|at| answers.swap_remove(at)) {
+                        Some(Ok((_, hits))) => ShardAnswer {
+                            shard: number,
+                            root: c.manifest().shards.get(number as usize).copied(),
+                            seq: Some(seq),
+                            hits: hits
+                                .into_iter()
+                                .filter_map(|h| {
+                                    Some(WireHit {
+                                        id: h.id.to_key().ok()?,
+                                        score: f64::from(h.score),
+                                        leaf: h.leaf,
+                                        meta: if request.metadata { h.metadata } else { None },
+                                    })
+                                })
+                                .collect(),
+                            error: None,
+                        },
+                        Some(Err(failed)) => failed,
+                        // A shard named twice: its one answer went to its first mention.
+                        None => ShardAnswer::failed(
+                            number,
+                            ShardError::new(ErrorCode::BadRequest, "shard named twice"),
+                        ),
+                    }
+                })
+                .collect();
             SearchAnswer {
                 shards,
                 refused: None,
