@@ -16,23 +16,8 @@ use serde_json::{json, Value};
 
 const DIM: usize = 8;
 
-/// Deterministic vectors in [-1, 1): row `i` of a fixed sequence (seeded by `seed`).
 fn vectors(seed: u64, n: usize) -> Vec<Vec<f32>> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            (0..DIM)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-                })
-                .collect()
-        })
-        .collect()
+    seeded_vectors(seed, n, DIM)
 }
 
 /// A daemon with collection `docs`: 2 shards of 400 points of `DIM` dimensions (l2), each

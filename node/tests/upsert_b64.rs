@@ -19,21 +19,7 @@ const DIM: usize = 8;
 /// Deterministic vectors in [-1, 1) (seeded by `seed`); the first holds values whose bits are
 /// easy to lose: -0, a subnormal, a third, a neighbour of 1, a large and a tiny magnitude.
 fn vectors(seed: u64, n: usize) -> Vec<Vec<f32>> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let mut rows: Vec<Vec<f32>> = (0..n)
-        .map(|_| {
-            (0..DIM)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-                })
-                .collect()
-        })
-        .collect();
+    let mut rows = seeded_vectors(seed, n, DIM);
     rows[0] = vec![
         -0.0,
         1e-40,

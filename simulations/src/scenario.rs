@@ -4,8 +4,9 @@
 //! error (a misspelt knob must not silently run the default). Times are in seconds or
 //! milliseconds as their names say; fractions are between 0 and 1.
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
+use ipvec_node::cluster::rebalance::Config;
 use serde::{Deserialize, Serialize};
 
 /// Why a scenario cannot be run.
@@ -325,6 +326,19 @@ pub struct Partition {
 }
 
 impl Scenario {
+    /// The settings of every node's repair core (`cluster::rebalance`): `replication` holders,
+    /// `repair.parallel_fetches` at once, shards announced every `dht.republish_s` and
+    /// reports believed for `dht.record_ttl_s`, as provider records are.
+    pub fn rebalance_config(&self) -> Config {
+        Config {
+            replication: self.replication as usize,
+            max_fetches: self.repair.parallel_fetches as usize,
+            report_ttl: Duration::from_secs(self.dht.record_ttl_s),
+            announce_every: Duration::from_secs(self.dht.republish_s),
+            ..Config::default()
+        }
+    }
+
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
         let shown = path.display().to_string();
@@ -405,11 +419,16 @@ impl Scenario {
                 "needs 0 < announce_s <= ttl_s (a live member must not expire)",
             );
         }
-        if self.dht.republish_s == 0 || self.dht.record_ttl_s < self.dht.republish_s {
-            return invalid("dht.record_ttl_s", "needs 0 < republish_s <= record_ttl_s");
-        }
-        if self.repair.parallel_fetches == 0 {
-            return invalid("repair.parallel_fetches", "must be at least 1");
+        if let Err(e) = self.rebalance_config().validate() {
+            let problem = format!(
+                "{e}: the repair core announces every dht.republish_s and believes a report \
+                 for dht.record_ttl_s, so give 0 < republish_s < record_ttl_s and \
+                 repair.parallel_fetches >= 1"
+            );
+            return Err(ScenarioError::Invalid {
+                field: "dht / repair",
+                problem,
+            });
         }
         if self.faults.slow_factor < 1.0 {
             return invalid("faults.slow_factor", "must be at least 1");
@@ -426,5 +445,22 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repair_settings_the_repair_core_refuses_are_a_scenario_error() {
+        assert!(Scenario::default().check().is_ok());
+        let mut sc = Scenario::default();
+        sc.dht.republish_s = sc.dht.record_ttl_s;
+        let e = sc.check().unwrap_err().to_string();
+        assert!(e.contains("republish_s < record_ttl_s"), "{e}");
+        let mut sc = Scenario::default();
+        sc.repair.parallel_fetches = 0;
+        assert!(sc.check().is_err());
     }
 }

@@ -235,6 +235,26 @@ pub fn points_jsonl(range: std::ops::Range<u64>) -> String {
         .collect()
 }
 
+/// Deterministic vectors in [-1, 1) of `dim` dimensions: `n` rows of a fixed sequence seeded by
+/// `seed` (a linear congruential generator: the same rows on every machine).
+pub fn seeded_vectors(seed: u64, n: usize, dim: usize) -> Vec<Vec<f32>> {
+    let step = |s: u64| {
+        s.wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407)
+    };
+    let mut state = step(seed);
+    (0..n)
+        .map(|_| {
+            (0..dim)
+                .map(|_| {
+                    state = step(state);
+                    ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Polls `check` until it holds (or fails the test after 30 s).
 pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     let started = Instant::now();

@@ -58,6 +58,9 @@ pub(super) struct Serving {
     members: Vec<Membership<NodeId>>,
     /// Per directory: the members and placement of the newest generation computed.
     placed: Vec<Option<Placed>>,
+    /// Per directory: no expiry is due before this (polling a directory walks every peer,
+    /// so it is polled only when one may be).
+    due: Vec<Millis>,
     /// Per node, by number.
     nodes: Vec<NodeServing>,
 }
@@ -75,18 +78,12 @@ struct NodeServing {
 
 impl Serving {
     pub(super) fn new(sc: &Scenario) -> Self {
-        let config = Config {
-            replication: sc.replication as usize,
-            max_fetches: sc.repair.parallel_fetches as usize,
-            report_ttl: Duration::from_secs(sc.dht.record_ttl_s),
-            announce_every: Duration::from_secs(sc.dht.republish_s),
-            ..Config::default()
-        };
         Self {
-            config,
+            config: sc.rebalance_config(),
             place,
             members: vec![Membership::default()],
             placed: vec![None],
+            due: vec![Millis(0)],
             nodes: Vec::new(),
         }
     }
@@ -127,7 +124,7 @@ impl World {
     pub(super) fn serving_start(&mut self) {
         for node in 0..self.nodes.len() as NodeId {
             let a = self.announcement(node);
-            self.serving.members[0].observe(a, self.now);
+            self.observe(0, a);
         }
         let placement = self.placement_now(0).placement;
         for node in 0..self.nodes.len() as NodeId {
@@ -146,8 +143,11 @@ impl World {
     /// learns what is on its disk, the heads it knows, and (at once) the membership.
     fn serving_start_node(&mut self, node: NodeId) {
         let config = self.serving.config.clone();
-        let rebalancer = Rebalancer::new(node, COLLECTION.to_vec(), self.sc.shards, config)
-            .unwrap_or_else(|e| panic!("the scenario's repair settings: {e}"));
+        // `Scenario::check` validated this config; `new` only validates it again.
+        let Ok(rebalancer) = Rebalancer::new(node, COLLECTION.to_vec(), self.sc.shards, config)
+        else {
+            unreachable!("Scenario::check validates the repair settings")
+        };
         let life = self.serving.life(node) + 1;
         let state = NodeServing {
             generation: None,
@@ -181,7 +181,10 @@ impl World {
     /// generation).
     fn placement_now(&mut self, side: usize) -> Placed {
         let directory = &mut self.serving.members[side];
-        directory.poll(self.now);
+        if self.serving.due[side] <= self.now {
+            directory.poll(self.now);
+            self.serving.due[side] = directory.next_deadline().unwrap_or(Millis(u64::MAX));
+        }
         let generation = directory.generation();
         if let Some(p) = &self.serving.placed[side] {
             if p.generation == generation {
@@ -383,7 +386,7 @@ impl World {
         }
         let a = self.announcement(node);
         let side = self.directory_of(node);
-        self.serving.members[side].observe(a, self.now);
+        self.observe(side, a);
         let Placed {
             generation,
             members,
@@ -409,6 +412,14 @@ impl World {
         self.serving_start_node(node);
     }
 
+    /// Puts announcement `a` in directory `side`, which must then be polled by its expiry.
+    fn observe(&mut self, side: usize, a: Announcement<NodeId>) {
+        let expires = self.now.after(a.ttl);
+        self.serving.members[side].observe(a, self.now);
+        let due = &mut self.serving.due[side];
+        *due = (*due).min(expires);
+    }
+
     /// The membership directory `node` reaches: the second side's during a partition, if it
     /// is on that side.
     fn directory_of(&self, node: NodeId) -> usize {
@@ -428,6 +439,8 @@ impl World {
         }
         self.serving.members.push(second);
         self.serving.placed.push(None);
+        // Polled at once: its members' expiries are now plus their ttl.
+        self.serving.due.push(Millis(0));
     }
 
     /// A partition heals: the second side's members are announced to the first directory
@@ -438,9 +451,10 @@ impl World {
         }
         let second = self.serving.members.remove(1);
         self.serving.placed.truncate(1);
+        self.serving.due.truncate(1);
         for m in second.members(self.now) {
             let a = self.announcement_of(m.peer, m.capacity);
-            self.serving.members[0].observe(a, self.now);
+            self.observe(0, a);
         }
     }
 

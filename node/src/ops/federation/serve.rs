@@ -1,6 +1,9 @@
 //! Answering peers' searches of the shards held here (`/ipvec/search/1.0.0`).
 
-use std::sync::{Arc, Weak};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Weak},
+};
 
 use ipvec_protocol::search::{
     ErrorCode, Hit as WireHit, SearchAnswer, SearchRequest as WireRequest, ShardAnswer, ShardError,
@@ -158,8 +161,9 @@ impl Node {
                 c.search_by_shard(&query, options, filter.as_ref(), &good)
                     .await
             };
-            let mut answers = match answers {
-                Ok(answers) => answers.into_iter().map(Ok).collect::<Vec<_>>(),
+            // By shard (the request's shards are strictly increasing: each is named once).
+            let mut answers: BTreeMap<u32, Result<Vec<_>, ShardAnswer>> = match answers {
+                Ok(answers) => answers.into_iter().map(|(n, hits)| (n, Ok(hits))).collect(),
                 Err(e) => {
                     let code = match e {
                         CollectionError::Index(_) | CollectionError::Invalid(_) => {
@@ -167,14 +171,9 @@ impl Node {
                         }
                         _ => ErrorCode::Internal,
                     };
-                    good.iter()
-                        .map(|n| {
-                            Err(ShardAnswer::failed(
-                                *n,
-                                ShardError::new(code, e.to_string()),
-                            ))
-                        })
-                        .collect()
+                    let failed =
+                        |n: u32| ShardAnswer::failed(n, ShardError::new(code, e.to_string()));
+                    good.iter().map(|n| (*n, Err(failed(*n)))).collect()
                 }
             };
             let shards: Vec<ShardAnswer> = request
@@ -185,12 +184,8 @@ impl Node {
                     if let Some(failed) = checked {
                         return failed;
                     }
-                    let found = answers.iter().position(|a| match a {
-                        Ok((n, _)) => *n == number,
-                        Err(f) => f.shard == number,
-                    });
-                    match found.map(|at| answers.swap_remove(at)) {
-                        Some(Ok((_, hits))) => ShardAnswer {
+                    match answers.remove(&number) {
+                        Some(Ok(hits)) => ShardAnswer {
                             shard: number,
                             root: c.manifest().shards.get(number as usize).copied(),
                             seq: Some(seq),
@@ -208,10 +203,9 @@ impl Node {
                             error: None,
                         },
                         Some(Err(failed)) => failed,
-                        // A shard named twice: its one answer went to its first mention.
                         None => ShardAnswer::failed(
                             number,
-                            ShardError::new(ErrorCode::BadRequest, "shard named twice"),
+                            ShardError::new(ErrorCode::Internal, "the search gave no answer"),
                         ),
                     }
                 })
