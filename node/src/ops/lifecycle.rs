@@ -276,8 +276,11 @@ impl Node {
                 let progress = OpenProgress::default();
                 slot.set(State::Opening(progress.clone()));
                 let _mark = OpeningMark(slot);
-                // 0 threads: as many index builds at once as the machine has cores.
-                let c = Collection::open_with(self.store().clone(), dir, &progress, 0)
+                let threads = match self.config().storage.index_build_threads {
+                    0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    n => n,
+                };
+                let c = Collection::open_with(self.store().clone(), dir, &progress, threads)
                     .await
                     .map_err(|e| folder_error("open", name, e))?;
                 self.inner.ids.opened(name, &c);

@@ -193,6 +193,10 @@ pub struct StorageConfig {
     /// The nice value (0 to 19) of the threads that run writes, commits and index builds:
     /// above 0 they yield the CPU to searches when both want it (Linux).
     pub background_nice: i32,
+    /// Threads that insert at once when a collection's index is rebuilt from its trees (0:
+    /// one per core). One inserts in id order and builds the same graph on every node; more
+    /// build faster, each build a graph of its own.
+    pub index_build_threads: usize,
 }
 
 impl Default for StorageConfig {
@@ -201,6 +205,7 @@ impl Default for StorageConfig {
             max_bytes: 0,
             commit_interval_ms: 2_000,
             background_nice: 10,
+            index_build_threads: 0,
         }
     }
 }
@@ -453,6 +458,9 @@ impl Config {
              # Nice value (0 to 19) of the threads that run writes, commits and index builds:\n\
              # above 0 they yield the CPU to searches when both want it.\n\
              background_nice = {}\n\
+             # Threads that insert at once when an index is rebuilt from the trees (0: one per\n\
+             # core). 1 builds the same graph on every node; more build faster.\n\
+             index_build_threads = {}\n\
              \n\
              [log]\n\
              # Least severe level logged: error, warn, info, debug or trace. RUST_LOG overrides it.\n\
@@ -485,6 +493,7 @@ impl Config {
             self.storage.max_bytes,
             self.storage.commit_interval_ms,
             self.storage.background_nice,
+            self.storage.index_build_threads,
             self.log.level,
             self.log.format
         )
