@@ -3,7 +3,7 @@
 //! alternative it replaces is an index of each shard's own, measured here by building one for
 //! shard 0 beside it. Recall is against the exact answer among the same shards.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use ipvec_node::{
     collection::SearchOptions,
     index::{HnswRuntime, VectorIndex},
@@ -88,7 +88,7 @@ pub async fn run(
                     best = Some(p);
                 }
             }
-            let best = best.expect("a pass");
+            let best = best.context("REPEATS is at least one pass")?;
             lines.push(format!(
                 "| shards {:?} of {shards}, one index + restriction | {ef} | {:.4} | {:.0} |",
                 subset,
@@ -103,11 +103,12 @@ pub async fn run(
                 ipvec_protocol::manifest::Quantization::F32,
                 HnswRuntime::default(),
             )?;
-            let mine: Vec<usize> = (0..data.len())
-                .filter(|i| {
-                    shard_of(&EntryId::Int(*i as u64).to_key().expect("an id"), shards) == 0
-                })
-                .collect();
+            let mut mine = Vec::new();
+            for i in 0..data.len() {
+                if shard_of(&EntryId::Int(i as u64).to_key()?, shards) == 0 {
+                    mine.push(i);
+                }
+            }
             own.reserve(mine.len())?;
             let watch = Stopwatch::start();
             for &i in &mine {

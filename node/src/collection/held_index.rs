@@ -12,7 +12,13 @@
 //! federated request names shards) is a search of the one graph that lets only their points
 //! through ([`Restriction`]), cached as a bitset like a filter's.
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex,
+    },
+};
 
 use cid::Cid;
 use ipvec_protocol::{
@@ -28,7 +34,9 @@ use super::{
     EXACT_FALLBACK_POINTS,
 };
 use crate::{
-    index::{DuplicateStats, Hit, HnswIndex, IndexSpec, VectorIndex},
+    index::{
+        hnsw::PREPARED_KEYS, DuplicateStats, Hit, HnswIndex, IndexError, IndexSpec, VectorIndex,
+    },
     store::BlockStore,
     tree,
 };
@@ -53,7 +61,15 @@ pub struct HeldIndex {
     pub(super) exact_fallback: (usize, f64),
     /// The points recent restrictions let through.
     allowed: AllowedCache,
+    /// The next key for a prepared insert ([`HeldIndex::prepare`]).
+    next_prepared: AtomicU64,
+    /// Keys of prepared inserts not yet placed nor discarded.
+    prepared: Mutex<Vec<u64>>,
 }
+
+/// Prepared inserts a search may meet at once: a writer prepares at most one slice of this
+/// many entries before it places them ([`shared`](super::shared)).
+pub(super) const MAX_PREPARED: usize = super::shared::APPLY_SLICE;
 
 impl std::fmt::Debug for HeldIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,6 +89,8 @@ impl HeldIndex {
             dirty,
             exact_fallback: (EXACT_FALLBACK_POINTS, EXACT_FALLBACK_FRACTION),
             allowed: AllowedCache::default(),
+            next_prepared: AtomicU64::new(PREPARED_KEYS),
+            prepared: Mutex::default(),
         }
     }
 
@@ -115,6 +133,7 @@ impl HeldIndex {
         dir: &Path,
         held: &[(Cid, ShardRoot)],
     ) -> Result<(), CollectionError> {
+        self.settle_prepared()?;
         if self.dirty {
             cache::save(&cache_stem(dir), &self.index, &self.keys, &tag(held))?;
             self.dirty = false;
@@ -127,14 +146,74 @@ impl HeldIndex {
         self.keys.get(id).is_some()
     }
 
-    /// Puts `entry` (a live point of shard `shard`) in the index, replacing its old vector.
-    pub(super) fn put(&mut self, shard: u32, entry: &Entry) -> Result<(), CollectionError> {
+    /// Puts `entry` (a live point of shard `shard`) in the index, replacing its old vector;
+    /// `prepared` is the key of its vector's insert made by [`HeldIndex::prepare`], if any.
+    pub(super) fn put(
+        &mut self,
+        shard: u32,
+        entry: &Entry,
+        prepared: Option<u64>,
+    ) -> Result<(), CollectionError> {
         let key = self.keys.assign(&entry.id, shard);
         self.keys.set_metadata(key, entry.meta.clone());
-        // Index what readers of the tree will see: the stored (quantized) vector.
-        quantize::index_stored(&mut self.index, self.quantization, key, &entry.vec)?;
         self.dirty = true;
+        // Index what readers of the tree will see: the stored (quantized) vector.
+        match prepared.filter(|temp| self.take_prepared(*temp)) {
+            Some(temp) => self.index.place_prepared(key, temp, &entry.vec)?,
+            None => quantize::index_stored(&mut self.index, self.quantization, key, &entry.vec)?,
+        }
         Ok(())
+    }
+
+    /// Inserts the vector of `entry` into the graph beside searches (shared access; one
+    /// caller at a time), for [`HeldIndex::put`] to give to its point with exclusive access
+    /// in a moment. Returns the insert's key, or `None` when the point needs no graph insert
+    /// (a delete, an unchanged vector, a vector another point has) or there is no room.
+    pub(super) fn prepare(&self, entry: &Entry) -> Result<Option<u64>, CollectionError> {
+        if entry.deleted
+            || !self
+                .index
+                .needs_insert(self.keys.get(&entry.id), &entry.vec)
+        {
+            return Ok(None);
+        }
+        let temp = self.next_prepared.fetch_add(1, Ordering::Relaxed);
+        // Listed before the insert begins: a search that overlaps it knows a writer is busy.
+        self.prepared_keys().push(temp);
+        match self.index.prepare(temp, &entry.vec) {
+            Ok(true) => Ok(Some(temp)),
+            unplaced => {
+                self.prepared_keys().retain(|k| *k != temp);
+                unplaced?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Forgets the prepared insert `temp`; false when it was discarded already.
+    fn take_prepared(&mut self, temp: u64) -> bool {
+        let prepared = self.prepared.get_mut().unwrap_or_else(|p| p.into_inner());
+        let Some(at) = prepared.iter().position(|k| *k == temp) else {
+            return false;
+        };
+        prepared.swap_remove(at);
+        true
+    }
+
+    /// Takes every prepared insert not placed yet out of the graph (their writes were not
+    /// applied: a failed slice, or a writer that stopped between preparing and placing), and
+    /// makes room for the next slice's inserts.
+    pub(super) fn settle_prepared(&mut self) -> Result<(), CollectionError> {
+        let left = std::mem::take(self.prepared.get_mut().unwrap_or_else(|p| p.into_inner()));
+        for temp in left {
+            self.index.discard_prepared(temp)?;
+        }
+        self.index.room_for(MAX_PREPARED)?;
+        Ok(())
+    }
+
+    fn prepared_keys(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        self.prepared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Takes the point `id` out of the index; returns whether it was there.
@@ -181,11 +260,15 @@ impl HeldIndex {
         options: SearchOptions,
         restriction: Restriction<'_>,
     ) -> Result<Vec<Hit>, CollectionError> {
+        let k = options.k;
         if restriction.is_none() {
-            return Ok(match options.exact {
-                true => self.index.exact(query, options.k)?,
-                false => self.index.search(query, options.k, options.ef, None)?,
-            });
+            let exact = |k: usize| self.index.exact(query, k);
+            let walk = |k: usize| match options.exact {
+                true => exact(k),
+                false => self.index.search(query, k, options.ef, None),
+            };
+            let first = walk(k)?;
+            return self.beside_writer(first, k, self.keys.len(), walk, exact);
         }
         // A restriction is evaluated over every point into a key set, kept for later searches
         // with an equal one until the next write; the HNSW walk then consults it. When few
@@ -195,13 +278,50 @@ impl HeldIndex {
         let (points, fraction) = self.exact_fallback;
         let small =
             allowed.len() <= points || (allowed.len() as f64) <= fraction * self.keys.len() as f64;
-        Ok(if options.exact || small {
-            self.index.exact_among(query, options.k, allowed.iter())?
-        } else {
-            let test = |key: u64| allowed.contains(key);
-            self.index
-                .search(query, options.k, options.ef, Some(&test))?
-        })
+        let exact = |k: usize| self.index.exact_among(query, k, allowed.iter());
+        if options.exact || small {
+            // Only points pass: prepared inserts are none of them.
+            return Ok(exact(k)?);
+        }
+        let test = |key: u64| allowed.contains(key);
+        let walk = |k: usize| self.index.search(query, k, options.ef, Some(&test));
+        let first = walk(k)?;
+        self.beside_writer(first, k, allowed.len(), walk, exact)
+    }
+
+    /// `hits`, or a sound answer in their place when a writer's graph inserts ran beside the
+    /// search ([`HeldIndex::prepare`]). Two things can go wrong then: an insert not yet placed
+    /// is no point yet, so the `k` best points come from `k` + [`MAX_PREPARED`] hits; and a
+    /// walk that steps into an insert whose links are still being made (usearch links a new
+    /// node top level first) can end at it, short of `k`. Such an answer is walked again, and
+    /// scored exactly (`exact`) if still short. `live`: the points the search may return.
+    fn beside_writer(
+        &self,
+        hits: Vec<Hit>,
+        k: usize,
+        live: usize,
+        walk: impl Fn(usize) -> Result<Vec<Hit>, IndexError>,
+        exact: impl Fn(usize) -> Result<Vec<Hit>, IndexError>,
+    ) -> Result<Vec<Hit>, CollectionError> {
+        let wanted = k.min(live);
+        let placed = |hits: &[Hit]| hits.iter().all(|hit| hit.key < PREPARED_KEYS);
+        if placed(&hits) && (hits.len() >= wanted || self.prepared_keys().is_empty()) {
+            return Ok(hits);
+        }
+        const WALKS: usize = 2;
+        let mut attempt = 0;
+        loop {
+            let mut again = match attempt < WALKS {
+                true => walk(k + MAX_PREPARED)?,
+                false => exact(k + MAX_PREPARED)?,
+            };
+            again.retain(|hit| hit.key < PREPARED_KEYS);
+            again.truncate(k);
+            if again.len() >= wanted || attempt == WALKS {
+                return Ok(again);
+            }
+            attempt += 1;
+        }
     }
 }
 

@@ -269,6 +269,8 @@ pub struct Collection<S> {
     index: HeldIndex,
     /// The clock and the logged writes not yet applied.
     staging: std::sync::Mutex<write::Staging>,
+    /// Held by the writer applying staged writes ([`shared`]): one at a time.
+    applier: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// The last log record applied: every earlier one is in the index (and pending or in the
     /// trees).
     applied: u64,

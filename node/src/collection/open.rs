@@ -89,6 +89,7 @@ impl<S: BlockStore> Collection<S> {
             held,
             index,
             staging: Default::default(),
+            applier: Default::default(),
             applied: wal.last_seq(),
             checkpoint_turn: Default::default(),
             #[cfg(test)]
@@ -201,6 +202,7 @@ impl<S: BlockStore> Collection<S> {
             held,
             index,
             staging: std::sync::Mutex::new(staging),
+            applier: Default::default(),
             applied: wal.last_seq(),
             checkpoint_turn: Default::default(),
             #[cfg(test)]
@@ -218,7 +220,7 @@ impl<S: BlockStore> Collection<S> {
                 "replaying the write-ahead log"
             );
             for record in replay {
-                this.apply_in_memory(record.entries)?;
+                this.apply_in_memory(record.entries.into_iter().map(|e| (e, None)))?;
             }
             this.checkpoint().await?;
         }

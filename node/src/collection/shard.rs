@@ -165,6 +165,7 @@ impl<S: BlockStore> LocalShard<S> {
     pub(super) fn apply(
         &mut self,
         entry: Entry,
+        prepared: Option<u64>,
         index: &mut HeldIndex,
     ) -> Result<(), CollectionError> {
         let delta = match (index.contains(&entry.id), entry.deleted) {
@@ -176,7 +177,7 @@ impl<S: BlockStore> LocalShard<S> {
         if entry.deleted {
             index.remove(&entry.id)?;
         } else {
-            index.put(self.number, &entry)?;
+            index.put(self.number, &entry, prepared)?;
         }
         let before = self.pending.get(&entry.id).map_or(0, |p| p.delta);
         self.pending.insert(
@@ -203,7 +204,7 @@ impl<S: BlockStore> LocalShard<S> {
         while let Some(change) = changes.next().await? {
             changed += 1;
             match change.new.filter(|e| !e.deleted) {
-                Some(entry) => index.put(self.number, &entry)?,
+                Some(entry) => index.put(self.number, &entry, None)?,
                 None => {
                     index.remove(&change.key)?;
                 }

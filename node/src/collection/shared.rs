@@ -6,7 +6,8 @@
 //! |-----------------------------------|-----------|
 //! | write: validate, stamp, append    | shared    |
 //! | write: fsync (group commit)       | none      |
-//! | write: apply to index, pending    | exclusive, [`APPLY_SLICE`] entries at a time |
+//! | write: insert into the HNSW graph | shared, one writer at a time ([`Collection::applier`]) |
+//! | write: place inserts, key map     | exclusive, [`APPLY_SLICE`] entries at a time |
 //! | checkpoint: plan                  | shared    |
 //! | checkpoint: build trees, blocks   | shared, a run of entries at a time, to read vectors |
 //! | checkpoint: pin, head, swap       | exclusive |
@@ -17,11 +18,10 @@ use tokio::sync::RwLock;
 use super::{Collection, CollectionError, Point, Staged, WriteReport};
 use crate::store::BlockStore;
 
-/// Entries a write applies to the index per exclusive hold of the lock: a search waits for
-/// this many HNSW inserts at most. One (a fraction of a millisecond at 784 dimensions) gave
-/// the best search p99 under a stream of upserts (`benches/write_stalls.rs`): p99 5.3 ms
-/// against 8.8 ms with four, idle 1 ms; a lock handoff per entry costs far less than an insert.
-pub const APPLY_SLICE: usize = 1;
+/// Entries a write inserts into the graph beside searches before it takes the lock alone to
+/// place them (a rename and a key-map update each, microseconds); searches may meet this many
+/// inserts not yet placed, and look that many hits further to leave them out.
+pub const APPLY_SLICE: usize = 64;
 
 /// A write's report and the collection's root right after it.
 #[derive(Debug, Clone)]
@@ -56,10 +56,24 @@ async fn finish_write<S: BlockStore>(
     staged: Staged,
 ) -> Result<Written, CollectionError> {
     staged.sync()?;
+    let applier = shared.read().await.applier();
     let (written, due) = loop {
+        // One writer inserts at a time, and places its inserts before the next one begins.
+        let _turn = applier.lock().await;
+        let prepared = {
+            let c = shared.read().await;
+            match c.is_applied(&staged) {
+                true => None,
+                false => c.prepare_slice(APPLY_SLICE),
+            }
+        };
         let mut c = shared.write().await;
-        // Writers apply the durable records in log order, whoever's they are, a slice per hold.
-        if c.is_applied(&staged) || !c.apply_some(APPLY_SLICE) {
+        let progressed = match prepared {
+            Some(prepared) => c.apply_prepared(prepared),
+            None => false,
+        };
+        // Writers apply the durable records in log order, whoever's they are.
+        if c.is_applied(&staged) || !progressed {
             let report = c.report(&staged)?;
             let written = Written {
                 report,

@@ -779,5 +779,7 @@ mod duplicates;
 /// Searches of all or some held shards through their one index.
 mod one_index;
 pub(crate) mod pause;
+/// Graph inserts made beside searches and placed afterwards.
+mod prepared;
 /// Shards held, the index cache tagged with their roots; partial replicas.
 mod shards;

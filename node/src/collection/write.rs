@@ -5,11 +5,14 @@
 //!    batch, stamp it with the clock and append it to the log, unsynced;
 //! 2. [`Staged::sync`] (no access to the collection): wait until the record is durable; one
 //!    fsync covers every record appended before it (group commit);
-//! 3. [`Collection::apply_some`] (exclusive access, a few entries at a time): put the durable
-//!    staged records in the index, the key map and the pending set, in log order; then
-//!    [`Collection::report`] once this write's record is applied. Between slices the lock
-//!    is free, so searches wait for a few index inserts at most, not for a whole batch: a
-//!    search may see part of a durable batch that is being applied.
+//! 3. [`Collection::prepare_slice`] (shared access, one writer at a time): insert the vectors
+//!    of the next slice of durable staged entries into the HNSW graph under keys no point
+//!    uses, beside searches; then [`Collection::apply_prepared`] (exclusive access, a few
+//!    microseconds an entry): give each insert to its point (a rename), update the key map
+//!    and the pending set, in log order. [`Collection::apply_some`] does both halves at once.
+//!    [`Collection::report`] answers once this write's record is applied. A search waits
+//!    for no graph insert, only for the second halves, and may see part of a durable batch
+//!    that is being applied.
 //!
 //! [`shared`](super::shared) runs these steps on a collection behind a read/write lock.
 
@@ -190,6 +193,12 @@ impl<S: BlockStore> Collection<S> {
         self.report(staged)
     }
 
+    /// The lock a writer holds while it applies staged writes in two halves
+    /// ([`Collection::prepare_slice`], [`Collection::apply_prepared`]).
+    pub fn applier(&self) -> Arc<tokio::sync::Mutex<()>> {
+        self.applier.clone()
+    }
+
     /// Whether the record of `staged` is applied.
     pub fn is_applied(&self, staged: &Staged) -> bool {
         staged.seq.is_none_or(|seq| seq <= self.applied)
@@ -198,53 +207,125 @@ impl<S: BlockStore> Collection<S> {
     /// Applies up to `budget` entries of the durable staged records (any writer's), in log
     /// order. Returns whether it applied any.
     pub fn apply_some(&mut self, budget: usize) -> bool {
-        let synced = self.wal.synced_seq();
         let mut left = budget;
         while left > 0 {
-            let (seq, slice, last) = {
-                let mut staging = self.staging();
-                let done = staging.done;
-                let Some((&seq, entries)) = staging.records.first_key_value() else {
-                    break;
-                };
-                if seq > synced {
-                    break;
-                }
-                let end = entries.len().min(done.saturating_add(left));
-                let slice = entries[done..end].to_vec();
-                let last = end == entries.len();
-                if last {
-                    staging.records.pop_first();
-                    staging.done = 0;
-                } else {
-                    staging.done = end;
-                }
-                (seq, slice, last)
+            let Some(slice) = self.next_slice(left) else {
+                break;
             };
-            left -= slice.len().max(1);
-            if let Err(e) = self.apply_in_memory(slice) {
-                tracing::warn!(seq, error = %e, "applying a logged write to the index failed");
-                // The rest of the record is skipped; its writer gets the error.
-                let mut staging = self.staging();
-                if !last
-                    && staging
-                        .records
-                        .first_key_value()
-                        .is_some_and(|(s, _)| *s == seq)
-                {
-                    staging.records.pop_first();
-                    staging.done = 0;
-                }
-                staging.failed.insert(seq, e.to_string());
-                drop(staging);
-                self.applied = seq;
-                continue;
-            }
-            if last {
-                self.applied = seq;
-            }
+            left -= slice.entries.len().max(1);
+            self.apply_slice(slice, &[]);
         }
         left < budget
+    }
+
+    /// Step 3, first half (shared access; one writer at a time, and the second half before
+    /// the next first half): the next slice of up to `budget` durable staged entries, with
+    /// the graph inserts of their vectors already made beside searches. The inserts are
+    /// nearly all of a write's work; [`Collection::apply_prepared`] then applies the slice
+    /// with exclusive access for a few microseconds per entry.
+    pub fn prepare_slice(&self, budget: usize) -> Option<PreparedSlice> {
+        let slice = self.slice(budget, false)?;
+        let prepared = slice
+            .entries
+            .iter()
+            .map(|entry| {
+                // An entry whose insert fails here is applied in the second half the plain
+                // way, which reports the failure to its writer.
+                self.index.prepare(entry).unwrap_or_else(|e| {
+                    tracing::debug!(error = %e, "a graph insert beside searches failed");
+                    None
+                })
+            })
+            .collect();
+        Some(PreparedSlice { slice, prepared })
+    }
+
+    /// Step 3, second half (exclusive access): applies a slice from
+    /// [`Collection::prepare_slice`], unless another writer applied those entries meanwhile.
+    /// Returns whether entries were applied, by this call or meanwhile.
+    pub fn apply_prepared(&mut self, prepared: PreparedSlice) -> bool {
+        let PreparedSlice { slice, prepared } = prepared;
+        let applied = match self.next_slice(slice.entries.len()) {
+            Some(current) if current.seq == slice.seq && current.from == slice.from => {
+                self.apply_slice(current, &prepared);
+                true
+            }
+            // Another writer applied the prepared entries meanwhile: apply the next ones.
+            Some(current) => {
+                self.apply_slice(current, &[]);
+                true
+            }
+            None => false,
+        };
+        // Inserts left unplaced (deletes of their points, a failed record) leave the graph,
+        // and the next slice's inserts get room.
+        if let Err(e) = self.index.settle_prepared() {
+            tracing::warn!(error = %e, "tidying the graph inserts of a write failed");
+        }
+        applied
+    }
+
+    /// Takes the next slice of up to `budget` entries of the first durable staged record.
+    fn next_slice(&self, budget: usize) -> Option<Slice> {
+        self.slice(budget, true)
+    }
+
+    /// The next slice of up to `budget` entries of the first durable staged record, taken
+    /// out of the staged records when `take`.
+    fn slice(&self, budget: usize, take: bool) -> Option<Slice> {
+        let synced = self.wal.synced_seq();
+        let mut staging = self.staging();
+        let done = staging.done;
+        let (&seq, entries) = staging.records.first_key_value()?;
+        if seq > synced || budget == 0 {
+            return None;
+        }
+        let end = entries.len().min(done.saturating_add(budget));
+        let slice = Slice {
+            seq,
+            from: done,
+            entries: entries[done..end].to_vec(),
+            last: end == entries.len(),
+        };
+        if take && slice.last {
+            staging.records.pop_first();
+            staging.done = 0;
+        } else if take {
+            staging.done = end;
+        }
+        Some(slice)
+    }
+
+    /// Applies a slice's entries, each with its prepared insert if it has one.
+    fn apply_slice(&mut self, slice: Slice, prepared: &[Option<u64>]) {
+        let Slice {
+            seq, entries, last, ..
+        } = slice;
+        let with_prepared = entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, entry)| (entry, prepared.get(i).copied().flatten()));
+        if let Err(e) = self.apply_in_memory(with_prepared) {
+            tracing::warn!(seq, error = %e, "applying a logged write to the index failed");
+            // The rest of the record is skipped; its writer gets the error.
+            let mut staging = self.staging();
+            if !last
+                && staging
+                    .records
+                    .first_key_value()
+                    .is_some_and(|(s, _)| *s == seq)
+            {
+                staging.records.pop_first();
+                staging.done = 0;
+            }
+            staging.failed.insert(seq, e.to_string());
+            drop(staging);
+            self.applied = seq;
+            return;
+        }
+        if last {
+            self.applied = seq;
+        }
     }
 
     /// This write's report once its record is applied.
@@ -285,9 +366,12 @@ impl<S: BlockStore> Collection<S> {
     }
 
     /// Makes logged entries visible: each goes to the index and its shard's pending set.
-    pub(super) fn apply_in_memory(&mut self, entries: Vec<Entry>) -> Result<(), CollectionError> {
+    pub(super) fn apply_in_memory(
+        &mut self,
+        entries: impl IntoIterator<Item = (Entry, Option<u64>)>,
+    ) -> Result<(), CollectionError> {
         let shard_count = self.roots.len() as u32;
-        for entry in entries {
+        for (entry, prepared) in entries {
             self.staging().clock.observe(Hlc(entry.hlc));
             let number = shard_of(&entry.id, shard_count);
             let shard = self.held.get_mut(&number).ok_or_else(|| {
@@ -295,10 +379,31 @@ impl<S: BlockStore> Collection<S> {
                     "a logged write is for shard {number}, which this node does not hold"
                 ))
             })?;
-            shard.apply(entry, &mut self.index)?;
+            shard.apply(entry, prepared, &mut self.index)?;
         }
         Ok(())
     }
+}
+
+/// Entries of one staged record, taken in log order to be applied.
+#[derive(Debug)]
+struct Slice {
+    seq: u64,
+    /// The position of the first entry in its record.
+    from: usize,
+    entries: Vec<Entry>,
+    /// Whether the slice ends its record.
+    last: bool,
+}
+
+/// A slice of staged entries whose vectors are in the graph already, ready to be applied
+/// ([`Collection::prepare_slice`]).
+#[derive(Debug)]
+#[must_use = "prepared inserts stay in the graph until the slice is applied"]
+pub struct PreparedSlice {
+    slice: Slice,
+    /// Each entry's prepared insert.
+    prepared: Vec<Option<u64>>,
 }
 
 /// A write that is in the log but not yet in the trees. Its vector and metadata are not kept

@@ -51,6 +51,18 @@ impl Default for HnswRuntime {
     }
 }
 
+mod prepared;
+
+pub use prepared::PREPARED_KEYS;
+
+/// What placing a vector under a key still needs, after [`HnswIndex::settle`].
+enum Settled {
+    /// The key has the vector (its own slot or a shared one).
+    Done,
+    /// A slot of its own; `remember` the vector's `hash` for later duplicates.
+    NeedsSlot { hash: u64, remember: bool },
+}
+
 /// An HNSW index over f32 queries, storing vectors in the spec's quantization.
 pub struct HnswIndex {
     spec: IndexSpec,
@@ -454,25 +466,8 @@ impl HnswIndex {
         vector: &[T],
         stored: Vec<u8>,
     ) -> Result<(), IndexError> {
-        if self.contains(key) {
-            if self.stored_at(self.slot(key)).as_ref() == Some(&stored) {
-                return Ok(());
-            }
-            self.detach(key)?;
-        }
-        let hash = dedup::hash(&stored);
-        let found = self
-            .groups
-            .find(hash)
-            .map(|slot| (slot, self.stored_at(slot)));
-        let remember = match found {
-            Some((slot, Some(held))) if held == stored => {
-                self.groups.join(slot, key);
-                return Ok(());
-            }
-            // Another vector with the same hash keeps its place in the map.
-            Some((_, Some(_))) => false,
-            _ => true,
+        let Settled::NeedsSlot { hash, remember } = self.settle(key, &stored)? else {
+            return Ok(());
         };
         if self.index.size() + 1 > self.index.capacity() {
             self.grow_to((self.index.capacity() * 2).max(1024))?;
@@ -482,6 +477,33 @@ impl HnswIndex {
             self.groups.remember(hash, key);
         }
         Ok(())
+    }
+
+    /// Readies `key` for the vector whose stored form is `stored`: nothing to do when it
+    /// holds it already, joins the slot that holds that vector when there is one, else takes
+    /// `key`'s old vector out and says a slot is needed (and whether to remember its hash).
+    fn settle(&mut self, key: u64, stored: &[u8]) -> Result<Settled, IndexError> {
+        if self.contains(key) {
+            if self.stored_at(self.slot(key)).as_deref() == Some(stored) {
+                return Ok(Settled::Done);
+            }
+            self.detach(key)?;
+        }
+        let hash = dedup::hash(stored);
+        let found = self
+            .groups
+            .find(hash)
+            .map(|slot| (slot, self.stored_at(slot)));
+        let remember = match found {
+            Some((slot, Some(held))) if held == stored => {
+                self.groups.join(slot, key);
+                return Ok(Settled::Done);
+            }
+            // Another vector with the same hash keeps its place in the map.
+            Some((_, Some(_))) => false,
+            _ => true,
+        };
+        Ok(Settled::NeedsSlot { hash, remember })
     }
 
     /// Adds points in their stored form (little-endian f32 or f16 bits, or i8 codes, as the
