@@ -1,5 +1,8 @@
 //! The task that owns the swarm: it answers [`Command`]s from [`super::Network`] handles and
-//! turns swarm events into state (peers, addresses) and replies.
+//! turns swarm events into state (peers, addresses) and replies. Refusing denied peers is in
+//! [`deny`].
+
+pub mod deny;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -43,6 +46,7 @@ pub struct EventLoop {
     banned: HashMap<PeerId, Instant>,
     gossip: mpsc::Sender<Gossip>,
     dht: std::sync::Arc<super::DhtStats>,
+    connections: std::sync::Arc<super::ConnectionStats>,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -62,6 +66,7 @@ impl EventLoop {
         inbox: mpsc::Receiver<Command>,
         gossip: mpsc::Sender<Gossip>,
         dht: std::sync::Arc<super::DhtStats>,
+        connections: std::sync::Arc<super::ConnectionStats>,
     ) -> Result<(Self, libp2p_stream::Control), NetError> {
         let start = |e: &dyn std::fmt::Display| NetError::Start(e.to_string());
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
@@ -88,6 +93,10 @@ impl EventLoop {
                 .map_err(|e| NetError::Start(format!("cannot listen on {addr}: {e}")))?;
         }
         for addr in &config.bootstrap {
+            if peer_of(addr).is_some_and(|p| config.deny.contains(&p)) {
+                tracing::warn!(%addr, "not dialling a denied bootstrap peer");
+                continue;
+            }
             if let Some(peer) = peer_of(addr) {
                 swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
             }
@@ -119,6 +128,7 @@ impl EventLoop {
             banned: HashMap::new(),
             gossip,
             dht,
+            connections,
         };
         Ok((this, control))
     }
@@ -154,6 +164,7 @@ impl EventLoop {
                 let mut peers: Vec<PeerState> = self
                     .peers
                     .values()
+                    .filter(|p| !self.is_denied(&p.peer_id))
                     .cloned()
                     .map(|mut p| {
                         p.score = gossip.peer_score(&p.peer_id);
@@ -164,6 +175,10 @@ impl EventLoop {
                 let _ = reply.send(peers);
             }
             Command::Dial(address, reply) => {
+                if let Some(peer) = peer_of(&address).filter(|p| self.is_denied(p)) {
+                    let _ = reply.send(Err(deny::refused(&address.to_string(), peer)));
+                    return;
+                }
                 if let Some(peer) = peer_of(&address) {
                     if self.swarm.is_connected(&peer) {
                         let _ = reply.send(Ok(peer));
@@ -185,6 +200,10 @@ impl EventLoop {
                 }
             }
             Command::DialPeer(peer, reply) => {
+                if self.is_denied(&peer) {
+                    let _ = reply.send(Err(deny::refused(&peer.to_string(), peer)));
+                    return;
+                }
                 if self.swarm.is_connected(&peer) {
                     let _ = reply.send(Ok(peer));
                     return;
@@ -235,6 +254,8 @@ impl EventLoop {
                 self.banned.insert(peer, now + super::BAN);
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
+            Command::Deny(peer) => self.deny(peer),
+            Command::Allow(peer) => self.allow(peer),
             Command::StopProvidingOnIpfs(cid) => {
                 if let Some(ipfs) = self.swarm.behaviour_mut().ipfs_kad.as_mut() {
                     ipfs.stop_providing(&cid.hash().to_bytes().into());
@@ -377,6 +398,10 @@ impl EventLoop {
                         return;
                     }
                     let reason = match error {
+                        libp2p::swarm::DialError::Denied { cause } if deny::is_denial(&cause) => {
+                            self.connections.denied.fetch_add(1, Ordering::Relaxed);
+                            format!("{cause}: this node denies it (`ipvec peers allow <peer id>` lifts it)")
+                        }
                         libp2p::swarm::DialError::Denied { cause } => {
                             format!("refused by a connection limit ({cause})")
                         }
@@ -387,6 +412,14 @@ impl EventLoop {
                         reason,
                     }));
                 }
+            }
+            SwarmEvent::IncomingConnectionError {
+                error: libp2p::swarm::ListenError::Denied { cause },
+                send_back_addr,
+                ..
+            } if deny::is_denial(&cause) => {
+                tracing::debug!(%send_back_addr, %cause, "refused a denied peer");
+                self.connections.denied.fetch_add(1, Ordering::Relaxed);
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour(event),
             _ => {}
@@ -436,6 +469,20 @@ impl EventLoop {
                 message_id,
                 message,
             }) => {
+                if self.is_denied(&propagation_source)
+                    || message.source.is_some_and(|p| self.is_denied(&p))
+                {
+                    // Neither heard nor forwarded, and no penalty for the forwarder.
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            gossipsub::MessageAcceptance::Ignore,
+                        );
+                    return;
+                }
                 let gossip = Gossip {
                     topic: message.topic.to_string(),
                     data: message.data,
@@ -461,7 +508,7 @@ impl EventLoop {
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
-                    if !self.swarm.is_connected(&peer) {
+                    if !self.swarm.is_connected(&peer) && !self.is_denied(&peer) {
                         tracing::debug!(%peer, %addr, "found on the local network");
                         let _ = self.swarm.dial(addr);
                     }
@@ -476,6 +523,10 @@ impl EventLoop {
                         Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
                             // Dial them while the query still knows their addresses.
                             let me = *self.swarm.local_peer_id();
+                            let providers: HashSet<PeerId> = providers
+                                .into_iter()
+                                .filter(|p| !self.is_denied(p))
+                                .collect();
                             for peer in &providers {
                                 if *peer != me && !self.swarm.is_connected(peer) {
                                     let _ = self.swarm.dial(*peer);
@@ -544,6 +595,7 @@ mod tests {
             reprovide_interval: Duration::from_secs(3600),
             provider_ttl: Duration::from_secs(7200),
             ipfs_dht: None,
+            deny: Vec::new(),
         }
     }
 
@@ -552,8 +604,15 @@ mod tests {
         let key = Keypair::generate_ed25519();
         let (commands, inbox) = mpsc::channel(4);
         let (gossip, _gossip) = mpsc::channel(4);
-        let (event_loop, _control) =
-            EventLoop::new(&key, &quiet(), inbox, gossip, Default::default()).unwrap();
+        let (event_loop, _control) = EventLoop::new(
+            &key,
+            &quiet(),
+            inbox,
+            gossip,
+            Default::default(),
+            Default::default(),
+        )
+        .unwrap();
         let stop = CancellationToken::new();
         let running = tokio::spawn(event_loop.run(stop.clone()));
         // It runs: it answers a command.
