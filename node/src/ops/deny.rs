@@ -123,3 +123,55 @@ impl Node {
         Ok(DeniedPeerList { peers })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repo::Repo;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn federation_and_dials_see_denials_from_run_time_and_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::init(&dir.path().join("repo")).await.unwrap();
+        let (runtime, configured) = (PeerId::random(), PeerId::random());
+        let mut config = repo.config().clone();
+        config.p2p.deny_peers = vec![configured.to_string()];
+        let own = repo.peer_id();
+        let node = Node::new(repo, config);
+        assert!(node.is_denied(&configured) && !node.is_denied(&runtime));
+
+        let denied = node.deny_peer(&runtime.to_string()).await.unwrap();
+        assert!(denied.denied && denied.changed);
+        assert!(
+            node.is_denied(&runtime),
+            "seen at once (holders are filtered by it)"
+        );
+        assert_eq!(
+            denied::load(node.repo().path()).unwrap(),
+            [runtime].into(),
+            "written to the repository, the config's peer not among them"
+        );
+        let err = node
+            .connect(&format!("/ip4/127.0.0.1/tcp/1/p2p/{runtime}"))
+            .await;
+        assert!(
+            err.unwrap_err()
+                .to_string()
+                .contains("is denied on this node"),
+            "a dial is refused before the swarm is asked"
+        );
+
+        let err = node.allow_peer(&configured.to_string()).await.unwrap_err();
+        assert!(err.to_string().contains("p2p.deny_peers"), "{err}");
+        let err = node.deny_peer(&own.to_string()).await.unwrap_err();
+        assert!(err.to_string().contains("own peer id"), "{err}");
+
+        let allowed = node.allow_peer(&runtime.to_string()).await.unwrap();
+        assert!(!allowed.denied && allowed.changed);
+        assert!(!node.is_denied(&runtime));
+        assert!(!node.allow_peer(&runtime.to_string()).await.unwrap().changed);
+        let list = node.denied_peers().await.unwrap();
+        assert_eq!(list.peers.len(), 1);
+        assert_eq!(list.peers[0].source, FROM_CONFIG);
+    }
+}
