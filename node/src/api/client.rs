@@ -211,6 +211,21 @@ impl Operations for Client {
         self.post("/v1/peers/connect", Some(&body))
     }
 
+    fn deny_peer<'a>(&'a self, peer: &'a str) -> BoxFuture<'a, Result<PeerDenial>> {
+        self.post(&format!("/v1/peers/{}/deny", Self::name(peer)), None::<&()>)
+    }
+
+    fn allow_peer<'a>(&'a self, peer: &'a str) -> BoxFuture<'a, Result<PeerDenial>> {
+        self.post(
+            &format!("/v1/peers/{}/allow", Self::name(peer)),
+            None::<&()>,
+        )
+    }
+
+    fn denied_peers(&self) -> BoxFuture<'_, Result<DeniedPeerList>> {
+        self.get("/v1/peers/denied")
+    }
+
     fn providers<'a>(&'a self, cid: &'a str) -> BoxFuture<'a, Result<ProviderList>> {
         self.get(&format!("/v1/dht/providers/{}", Self::name(cid)))
     }

@@ -403,6 +403,34 @@ async fn connect(
     Ok(Json(s.node.connect(&request.address).await?))
 }
 
+/// The peers this node refuses: from the config (`p2p.deny_peers`) and denied at run time.
+#[utoipa::path(get, path = "/v1/peers/denied", responses((status = 200, body = DeniedPeerList)))]
+async fn denied_peers(State(s): State<AppState>) -> ApiResult<DeniedPeerList> {
+    Ok(Json(s.node.denied_peers().await?))
+}
+
+/// Refuses a peer from now on and after restarts (kept in the repository's `denied_peers`
+/// file): its connections are closed at once, it is not dialled, asked for blocks or
+/// searches, nor heard on gossip.
+#[utoipa::path(post, path = "/v1/peers/{peer_id}/deny", params(("peer_id" = String, Path, description = "the peer id")),
+    responses((status = 200, body = PeerDenial), (status = 400, body = ErrorBody)))]
+async fn deny_peer(
+    State(s): State<AppState>,
+    ApiPath(peer): ApiPath<String>,
+) -> ApiResult<PeerDenial> {
+    Ok(Json(s.node.deny_peer(&peer).await?))
+}
+
+/// Stops refusing a peer denied at run time (one denied in the config is a 409).
+#[utoipa::path(post, path = "/v1/peers/{peer_id}/allow", params(("peer_id" = String, Path, description = "the peer id")),
+    responses((status = 200, body = PeerDenial), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn allow_peer(
+    State(s): State<AppState>,
+    ApiPath(peer): ApiPath<String>,
+) -> ApiResult<PeerDenial> {
+    Ok(Json(s.node.allow_peer(&peer).await?))
+}
+
 /// The peers the DHT knows to provide a key (a collection or shard key, or any CID).
 #[utoipa::path(get, path = "/v1/dht/providers/{cid}", params(("cid" = String, Path, description = "the key")),
     responses((status = 200, body = ProviderList), (status = 400, body = ErrorBody)))]
@@ -509,6 +537,9 @@ async fn import_body(
         id,
         peers,
         connect,
+        denied_peers,
+        deny_peer,
+        allow_peer,
         providers,
         list_collections,
         create_collection,

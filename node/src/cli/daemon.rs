@@ -79,7 +79,9 @@ pub async fn run(cli: &Cli, path: &Path) -> anyhow::Result<()> {
         .then(|| repo.api_token())
         .transpose()?;
     let peer_id = repo.peer_id();
-    let net_config = crate::net::NetConfig::from_config(&config.p2p)?;
+    let mut net_config = crate::net::NetConfig::from_config(&config.p2p)?;
+    // Peers denied at run time before the last stop (`ipvec peers deny`).
+    net_config.deny.extend(repo::denied::load(path)?);
     // Cancelled on SIGINT or SIGTERM: stops the network and the daemon's own tasks.
     let stop = CancellationToken::new();
     let network =

@@ -95,8 +95,11 @@ pub enum Command {
     },
     /// Print this node's peer id and addresses.
     Id,
-    /// List connected peers.
-    Peers,
+    /// List connected peers, or refuse peers: `peers deny`, `peers allow`, `peers denied`.
+    Peers {
+        #[command(subcommand)]
+        action: Option<PeersCommand>,
+    },
     /// Connect to a peer.
     Connect {
         /// Its multiaddress, e.g. /ip4/192.0.2.7/tcp/4080/p2p/12D3KooW…
@@ -322,6 +325,26 @@ pub enum CollectionCommand {
     },
 }
 
+/// `ipvec peers …`
+#[derive(Debug, Subcommand)]
+pub enum PeersCommand {
+    /// Refuse a peer from now on and after restarts (kept in the repository's denied_peers
+    /// file): its connections are closed at once, it is not dialled, asked for blocks or
+    /// searches, nor heard on gossip. Without a daemon only the file changes.
+    Deny {
+        /// Its peer id (12D3KooW…), as `ipvec peers` prints it.
+        peer_id: String,
+    },
+    /// Stop refusing a peer denied with `peers deny` (one in p2p.deny_peers stays denied
+    /// until removed from the config).
+    Allow {
+        /// Its peer id.
+        peer_id: String,
+    },
+    /// List the denied peers: from the config (p2p.deny_peers) and from `peers deny`.
+    Denied,
+}
+
 /// `ipvec dht …`
 #[derive(Debug, Subcommand)]
 pub enum DhtCommand {
@@ -510,7 +533,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Err(e) => Err(e.into()),
         },
         command @ (Command::Id
-        | Command::Peers
+        | Command::Peers { .. }
         | Command::Connect { .. }
         | Command::Dht(_)
         | Command::Fetch { .. }) => p2p::run(&backend, &out, command).await,

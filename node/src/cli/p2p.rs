@@ -1,6 +1,6 @@
-//! Commands on the peer-to-peer layer: id, peers, connect, dht, fetch.
+//! Commands on the peer-to-peer layer: id, peers (and denying them), connect, dht, fetch.
 
-use super::{backend::Backend, output::Output, Command, DhtCommand};
+use super::{backend::Backend, output::Output, Command, DhtCommand, PeersCommand};
 
 /// Runs a peer-to-peer command.
 pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::Result<()> {
@@ -18,7 +18,10 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             }
             out.print(text, serde_json::to_value(&id)?)?;
         }
-        Command::Peers => {
+        Command::Peers {
+            action: Some(action),
+        } => deny(backend, out, action).await?,
+        Command::Peers { action: None } => {
             let list = backend.ops().peers().await?;
             let text: Vec<String> = list
                 .peers
@@ -87,4 +90,31 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
         _ => unreachable!("only peer-to-peer commands come here"),
     }
     Ok(())
+}
+
+/// Runs `peers deny`, `peers allow` or `peers denied`.
+async fn deny(backend: &Backend, out: &Output, action: PeersCommand) -> anyhow::Result<()> {
+    let done = match action {
+        PeersCommand::Deny { peer_id } => backend.ops().deny_peer(&peer_id).await?,
+        PeersCommand::Allow { peer_id } => backend.ops().allow_peer(&peer_id).await?,
+        PeersCommand::Denied => {
+            let list = backend.ops().denied_peers().await?;
+            let text: Vec<String> = list
+                .peers
+                .iter()
+                .map(|p| format!("{}\t{}", p.peer_id, p.source))
+                .collect();
+            if out.json || !text.is_empty() {
+                out.print(text.join("\n"), serde_json::to_value(&list)?)?;
+            }
+            return Ok(());
+        }
+    };
+    let state = if done.denied { "denied" } else { "allowed" };
+    let text = if done.changed {
+        format!("{} {state}", done.peer_id)
+    } else {
+        format!("{} was already {state}", done.peer_id)
+    };
+    out.print(text, serde_json::to_value(&done)?)
 }

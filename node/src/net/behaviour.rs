@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use libp2p::{
+    allow_block_list::{self, BlockedPeers},
     connection_limits::{self, ConnectionLimits},
     gossipsub, identify,
     identity::Keypair,
@@ -18,12 +19,14 @@ use super::{NetConfig, AGENT, IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 /// libp2p's default of 1,024 would be reached by 64 collections of 15 shards.
 pub const MAX_PROVIDED_KEYS: usize = 1 << 16;
 
-/// Identify, ping, Kademlia on `/ipvec/kad/1.0.0` (and on the IPFS DHT if on), mDNS (if on),
-/// connection limits, raw streams and gossipsub.
+/// Denied peers, identify, ping, Kademlia on `/ipvec/kad/1.0.0` (and on the IPFS DHT if on),
+/// mDNS (if on), connection limits, raw streams and gossipsub.
 // libp2p's behaviours do not all implement Debug.
 #[allow(missing_debug_implementations)]
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// Denied peers: their connections are refused before any other behaviour sees them.
+    pub deny: allow_block_list::Behaviour<BlockedPeers>,
     pub limits: connection_limits::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
@@ -112,7 +115,12 @@ impl Behaviour {
                 gossipsub::PeerScoreThresholds::default(),
             )
             .map_err(std::io::Error::other)?;
+        let mut deny = allow_block_list::Behaviour::<BlockedPeers>::default();
+        for peer in &config.deny {
+            deny.block_peer(*peer);
+        }
         Ok(Self {
+            deny,
             gossipsub,
             limits: connection_limits::Behaviour::new(limits),
             identify,

@@ -1,5 +1,8 @@
 //! The task that owns the swarm: it answers [`Command`]s from [`super::Network`] handles and
-//! turns swarm events into state (peers, addresses) and replies.
+//! turns swarm events into state (peers, addresses) and replies. Refusing denied peers is in
+//! [`deny`].
+
+pub mod deny;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -43,6 +46,7 @@ pub struct EventLoop {
     banned: HashMap<PeerId, Instant>,
     gossip: mpsc::Sender<Gossip>,
     dht: std::sync::Arc<super::DhtStats>,
+    connections: std::sync::Arc<super::ConnectionStats>,
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -62,6 +66,7 @@ impl EventLoop {
         inbox: mpsc::Receiver<Command>,
         gossip: mpsc::Sender<Gossip>,
         dht: std::sync::Arc<super::DhtStats>,
+        connections: std::sync::Arc<super::ConnectionStats>,
     ) -> Result<(Self, libp2p_stream::Control), NetError> {
         let start = |e: &dyn std::fmt::Display| NetError::Start(e.to_string());
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
@@ -88,6 +93,10 @@ impl EventLoop {
                 .map_err(|e| NetError::Start(format!("cannot listen on {addr}: {e}")))?;
         }
         for addr in &config.bootstrap {
+            if peer_of(addr).is_some_and(|p| config.deny.contains(&p)) {
+                tracing::warn!(%addr, "not dialling a denied bootstrap peer");
+                continue;
+            }
             if let Some(peer) = peer_of(addr) {
                 swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
             }
@@ -119,6 +128,7 @@ impl EventLoop {
             banned: HashMap::new(),
             gossip,
             dht,
+            connections,
         };
         Ok((this, control))
     }
@@ -154,6 +164,7 @@ impl EventLoop {
                 let mut peers: Vec<PeerState> = self
                     .peers
                     .values()
+                    .filter(|p| !self.is_denied(&p.peer_id))
                     .cloned()
                     .map(|mut p| {
                         p.score = gossip.peer_score(&p.peer_id);
@@ -164,6 +175,10 @@ impl EventLoop {
                 let _ = reply.send(peers);
             }
             Command::Dial(address, reply) => {
+                if let Some(peer) = peer_of(&address).filter(|p| self.is_denied(p)) {
+                    let _ = reply.send(Err(deny::refused(&address.to_string(), peer)));
+                    return;
+                }
                 if let Some(peer) = peer_of(&address) {
                     if self.swarm.is_connected(&peer) {
                         let _ = reply.send(Ok(peer));
@@ -185,6 +200,10 @@ impl EventLoop {
                 }
             }
             Command::DialPeer(peer, reply) => {
+                if self.is_denied(&peer) {
+                    let _ = reply.send(Err(deny::refused(&peer.to_string(), peer)));
+                    return;
+                }
                 if self.swarm.is_connected(&peer) {
                     let _ = reply.send(Ok(peer));
                     return;
@@ -235,6 +254,8 @@ impl EventLoop {
                 self.banned.insert(peer, now + super::BAN);
                 let _ = self.swarm.disconnect_peer_id(peer);
             }
+            Command::Deny(peer) => self.deny(peer),
+            Command::Allow(peer) => self.allow(peer),
             Command::StopProvidingOnIpfs(cid) => {
                 if let Some(ipfs) = self.swarm.behaviour_mut().ipfs_kad.as_mut() {
                     ipfs.stop_providing(&cid.hash().to_bytes().into());
@@ -377,6 +398,10 @@ impl EventLoop {
                         return;
                     }
                     let reason = match error {
+                        libp2p::swarm::DialError::Denied { cause } if deny::is_denial(&cause) => {
+                            self.connections.denied.fetch_add(1, Ordering::Relaxed);
+                            format!("{cause}: this node denies it (`ipvec peers allow <peer id>` lifts it)")
+                        }
                         libp2p::swarm::DialError::Denied { cause } => {
                             format!("refused by a connection limit ({cause})")
                         }
@@ -387,6 +412,14 @@ impl EventLoop {
                         reason,
                     }));
                 }
+            }
+            SwarmEvent::IncomingConnectionError {
+                error: libp2p::swarm::ListenError::Denied { cause },
+                send_back_addr,
+                ..
+            } if deny::is_denial(&cause) => {
+                tracing::debug!(%send_back_addr, %cause, "refused a denied peer");
+                self.connections.denied.fetch_add(1, Ordering::Relaxed);
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour(event),
             _ => {}
@@ -436,6 +469,20 @@ impl EventLoop {
                 message_id,
                 message,
             }) => {
+                if self.is_denied(&propagation_source)
+                    || message.source.is_some_and(|p| self.is_denied(&p))
+                {
+                    // Neither heard nor forwarded, and no penalty for the forwarder.
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            gossipsub::MessageAcceptance::Ignore,
+                        );
+                    return;
+                }
                 let gossip = Gossip {
                     topic: message.topic.to_string(),
                     data: message.data,
@@ -461,7 +508,7 @@ impl EventLoop {
             }
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
-                    if !self.swarm.is_connected(&peer) {
+                    if !self.swarm.is_connected(&peer) && !self.is_denied(&peer) {
                         tracing::debug!(%peer, %addr, "found on the local network");
                         let _ = self.swarm.dial(addr);
                     }
@@ -476,6 +523,10 @@ impl EventLoop {
                         Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
                             // Dial them while the query still knows their addresses.
                             let me = *self.swarm.local_peer_id();
+                            let providers: HashSet<PeerId> = providers
+                                .into_iter()
+                                .filter(|p| !self.is_denied(p))
+                                .collect();
                             for peer in &providers {
                                 if *peer != me && !self.swarm.is_connected(peer) {
                                     let _ = self.swarm.dial(*peer);
@@ -525,111 +576,4 @@ impl EventLoop {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use tokio_util::sync::CancellationToken;
-
-    use super::*;
-    use crate::net::Command;
-
-    /// Settings that open no socket: nothing to listen on, no one to dial, no mDNS.
-    fn quiet() -> NetConfig {
-        NetConfig {
-            listen: Vec::new(),
-            bootstrap: Vec::new(),
-            mdns: false,
-            max_connections: 8,
-            bootstrap_interval: Duration::from_secs(60),
-            reprovide_interval: Duration::from_secs(3600),
-            provider_ttl: Duration::from_secs(7200),
-            ipfs_dht: None,
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_event_loop_ends_once_its_token_is_cancelled() {
-        let key = Keypair::generate_ed25519();
-        let (commands, inbox) = mpsc::channel(4);
-        let (gossip, _gossip) = mpsc::channel(4);
-        let (event_loop, _control) =
-            EventLoop::new(&key, &quiet(), inbox, gossip, Default::default()).unwrap();
-        let stop = CancellationToken::new();
-        let running = tokio::spawn(event_loop.run(stop.clone()));
-        // It runs: it answers a command.
-        let (reply, answer) = oneshot::channel();
-        commands.send(Command::Local(reply)).await.unwrap();
-        assert_eq!(answer.await.unwrap().peer_id, key.public().to_peer_id());
-        // A handle is still held: only the token can stop it.
-        stop.cancel();
-        tokio::time::timeout(Duration::from_secs(60), running)
-            .await
-            .expect("the event loop still runs after its token was cancelled")
-            .unwrap();
-        assert!(commands.is_closed(), "the event loop dropped its inbox");
-    }
-
-    /// A network on a memory store, and the daemon's token it was started under.
-    async fn started() -> (crate::net::Network, CancellationToken) {
-        let key = Keypair::generate_ed25519();
-        let stop = CancellationToken::new();
-        let network = crate::net::Network::start(
-            &key,
-            quiet(),
-            crate::store::IrohBlockStore::memory(),
-            &stop,
-        )
-        .await
-        .unwrap();
-        (network, stop)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_network_stops_when_its_last_handle_is_dropped() {
-        let (network, stop) = started().await;
-        let tasks = network.tasks.clone();
-        let token = network.stop_token().clone();
-        let second = network.clone();
-        drop(network);
-        assert!(!token.is_cancelled(), "a handle is still held");
-        drop(second);
-        assert!(token.is_cancelled());
-        assert!(
-            !stop.is_cancelled(),
-            "the daemon's token is not the network's to cancel"
-        );
-        // The event loop and the Bitswap and head accept loops all end by themselves.
-        let stopped = tasks.shutdown(Duration::from_secs(60)).await;
-        assert_eq!(stopped.aborted, 0, "{stopped:?}");
-        assert!(stopped.ended >= 2, "{stopped:?}");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_fetch_in_flight_ends_when_the_network_stops() {
-        let (network, stop) = started().await;
-        let bitswap = network.bitswap().clone();
-        let cid = ipvec_protocol::cid::block_cid(ipvec_protocol::cid::RAW, b"nowhere");
-        // A peer that is not connected: the want waits for an answer that never comes.
-        let fetch =
-            tokio::spawn(async move { bitswap.fetch_block(cid, &[PeerId::random()]).await });
-        tokio::task::yield_now().await;
-        stop.cancel();
-        let fetched = tokio::time::timeout(crate::net::bitswap::REBROADCAST, fetch)
-            .await
-            .expect("the fetch still waits after the network stopped")
-            .unwrap();
-        assert!(
-            matches!(fetched, Err(crate::net::bitswap::FetchError::Stopped)),
-            "{fetched:?}"
-        );
-        network.shutdown(Duration::from_secs(60)).await;
-        // Asking for a head once the swarm is gone fails at once rather than waiting forever.
-        let asked = tokio::time::timeout(
-            Duration::from_secs(60),
-            network.ask_head(PeerId::random(), "k51"),
-        )
-        .await
-        .expect("asking a stopped network for a head waited");
-        assert!(matches!(asked, Err(NetError::Stopped)), "{asked:?}");
-    }
-}
+mod tests;

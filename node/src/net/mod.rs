@@ -91,6 +91,8 @@ pub struct NetConfig {
     pub provider_ttl: Duration,
     /// Also announce collection roots on the public IPFS DHT, seeded by these peers.
     pub ipfs_dht: Option<Vec<Multiaddr>>,
+    /// Peers refused from the start (`p2p.deny_peers` and the repository's `denied_peers`).
+    pub deny: Vec<PeerId>,
 }
 
 impl NetConfig {
@@ -138,6 +140,9 @@ impl NetConfig {
             bootstrap_interval: Duration::from_secs(60),
             reprovide_interval: Duration::from_secs(config.reprovide_interval_secs),
             provider_ttl: Duration::from_secs(config.provider_ttl_secs),
+            deny: config
+                .denied()
+                .map_err(|e| NetError::Config(e.to_string()))?,
         })
     }
 }
@@ -221,6 +226,14 @@ pub struct DhtStats {
     pub republished: std::sync::atomic::AtomicU64,
 }
 
+/// Counts of connections, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    /// Connections refused or closed at once because the peer is denied (inbound and
+    /// outbound).
+    pub denied: std::sync::atomic::AtomicU64,
+}
+
 /// A request to the event loop.
 #[derive(Debug)]
 pub(crate) enum Command {
@@ -234,6 +247,10 @@ pub(crate) enum Command {
     StopProvidingOnIpfs(Cid),
     /// A peer broke a protocol's rules: disconnect it and refuse it for [`BAN`].
     Misbehaved(PeerId),
+    /// Refuse a peer until [`Command::Allow`]: close its connections, forget its addresses.
+    Deny(PeerId),
+    /// Stop refusing a denied peer.
+    Allow(PeerId),
     Providers(Cid, oneshot::Sender<Result<Vec<Provider>, NetError>>),
     Subscribe(String),
     Publish(String, Vec<u8>),
@@ -251,6 +268,7 @@ pub struct Network {
     misbehaving: bitswap::Misbehaving,
     gossip: std::sync::Arc<std::sync::Mutex<Option<mpsc::Receiver<Gossip>>>>,
     dht: std::sync::Arc<DhtStats>,
+    connections: std::sync::Arc<ConnectionStats>,
     /// The layer's tasks: the event loop, the accept loops and their stream tasks.
     tasks: std::sync::Arc<Tasks>,
     /// Cancels the layer's token when the last handle is dropped.
@@ -278,8 +296,15 @@ impl Network {
         let (commands, inbox) = mpsc::channel(COMMAND_QUEUE);
         let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
         let dht = std::sync::Arc::new(DhtStats::default());
-        let (event_loop, control) =
-            event_loop::EventLoop::new(key, &config, inbox, gossip_tx, dht.clone())?;
+        let connections = std::sync::Arc::new(ConnectionStats::default());
+        let (event_loop, control) = event_loop::EventLoop::new(
+            key,
+            &config,
+            inbox,
+            gossip_tx,
+            dht.clone(),
+            connections.clone(),
+        )?;
         let peer_id = key.public().to_peer_id();
         let token = stop.child_token();
         let tasks = std::sync::Arc::new(Tasks::new(token.clone()));
@@ -301,6 +326,7 @@ impl Network {
             misbehaving,
             gossip: std::sync::Arc::new(std::sync::Mutex::new(Some(gossip_rx))),
             dht,
+            connections,
             tasks,
             _stop: std::sync::Arc::new(token.drop_guard()),
         };
@@ -436,6 +462,29 @@ impl Network {
     /// DHT counters.
     pub fn dht_stats(&self) -> &DhtStats {
         &self.dht
+    }
+
+    /// Connection counters.
+    pub fn connection_stats(&self) -> &ConnectionStats {
+        &self.connections
+    }
+
+    /// Refuses `peer` until [`Network::allow`]: its connections are closed at once, it is not
+    /// dialled (nor asked for blocks, heads or searches, which need a connection), not
+    /// returned as a provider, and gossip from it or first published by it is ignored.
+    pub async fn deny(&self, peer: PeerId) -> Result<(), NetError> {
+        self.commands
+            .send(Command::Deny(peer))
+            .await
+            .map_err(|_| NetError::Stopped)
+    }
+
+    /// Stops refusing a peer [`Network::deny`] refused.
+    pub async fn allow(&self, peer: PeerId) -> Result<(), NetError> {
+        self.commands
+            .send(Command::Allow(peer))
+            .await
+            .map_err(|_| NetError::Stopped)
     }
 
     /// The Bitswap engine.

@@ -113,6 +113,8 @@ pub struct Metrics {
     pub bitswap: Family<KindLabels, Gauge>,
     /// DHT totals since start, by kind (set at scrape).
     pub dht: Family<KindLabels, Gauge>,
+    /// Connection totals since start, by kind (set at scrape).
+    pub connections: Family<KindLabels, Gauge>,
 }
 
 /// Labels of a Bitswap total.
@@ -264,9 +266,16 @@ impl Metrics {
             "DHT totals since the daemon started: provider_records_received (placed here by other peers, first announcements and republishes), republished (this node's provider records published again on schedule)",
             dht.clone(),
         );
+        let connections = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "connections",
+            "Connection totals since the daemon started: denied (connections of denied peers refused or closed at once, inbound and outbound)",
+            connections.clone(),
+        );
         Self {
             bitswap,
             dht,
+            connections,
             registry,
             requests,
             request_seconds,
@@ -424,6 +433,10 @@ impl super::Node {
                     ),
                     ("republished", dht.republished.load(Relaxed)),
                 ],
+            );
+            set_totals(
+                &metrics.connections,
+                &[("denied", network.connection_stats().denied.load(Relaxed))],
             );
         }
         if let Ok(stats) = self.store().stats().await {

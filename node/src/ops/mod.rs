@@ -18,6 +18,7 @@
 //! - [`search`]: searching a collection or an older version of it.
 //! - [`blocks`]: DAG blocks, pins, garbage collection and CAR files.
 //! - [`peers`]: this node on the network: peers, connections, DHT providers, announcements.
+//! - [`deny`]: denied peers: refusing a peer, lifting it, listing who is refused.
 //! - [`replicate`]: fetching other nodes' collections, following their heads.
 //! - [`federation`]: federated search: asking the peers that hold a collection's shards, and
 //!   answering their searches of the shards held here.
@@ -31,6 +32,7 @@
 
 pub mod blocks;
 pub mod collections;
+pub mod deny;
 pub mod error;
 pub mod federation;
 mod ids;
@@ -109,6 +111,8 @@ struct Inner {
     tasks: crate::tasks::Tasks,
     /// What federated searches keep between them (peers' latencies, shards' holders).
     federation: federation::State,
+    /// The peers denied at run time (the repository's `denied_peers` file), see [`deny`].
+    denied: Mutex<std::collections::BTreeSet<libp2p::PeerId>>,
 }
 
 /// Runs `work` on the blocking pool (it may search an index for a while).
@@ -160,8 +164,13 @@ impl Node {
                 tracing::warn!(error = %e, "cannot remove the folders of interrupted collection creates and drops")
             }
         }
+        let denied = crate::repo::denied::load(repo.path()).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the denied peers; none are refused until it is fixed");
+            Default::default()
+        });
         Self {
             inner: Arc::new(Inner {
+                denied: Mutex::new(denied),
                 repo,
                 config,
                 collections: Default::default(),

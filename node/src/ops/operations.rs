@@ -32,6 +32,15 @@ pub trait Operations: Send + Sync {
     /// The connected peers.
     fn peers(&self) -> BoxFuture<'_, Result<PeerList>>;
 
+    /// Refuses a peer (by peer id) from now on and after restarts.
+    fn deny_peer<'a>(&'a self, peer: &'a str) -> BoxFuture<'a, Result<PeerDenial>>;
+
+    /// Stops refusing a peer denied at run time.
+    fn allow_peer<'a>(&'a self, peer: &'a str) -> BoxFuture<'a, Result<PeerDenial>>;
+
+    /// The peers this node refuses (from the config and from run time).
+    fn denied_peers(&self) -> BoxFuture<'_, Result<DeniedPeerList>>;
+
     /// Connects to a peer by multiaddress.
     fn connect<'a>(&'a self, address: &'a str) -> BoxFuture<'a, Result<Connected>>;
 
@@ -142,6 +151,18 @@ impl Operations for Node {
 
     fn peers(&self) -> BoxFuture<'_, Result<PeerList>> {
         Box::pin(Node::peers(self))
+    }
+
+    fn deny_peer<'a>(&'a self, peer: &'a str) -> BoxFuture<'a, Result<PeerDenial>> {
+        Box::pin(Node::deny_peer(self, peer))
+    }
+
+    fn allow_peer<'a>(&'a self, peer: &'a str) -> BoxFuture<'a, Result<PeerDenial>> {
+        Box::pin(Node::allow_peer(self, peer))
+    }
+
+    fn denied_peers(&self) -> BoxFuture<'_, Result<DeniedPeerList>> {
+        Box::pin(Node::denied_peers(self))
     }
 
     fn connect<'a>(&'a self, address: &'a str) -> BoxFuture<'a, Result<Connected>> {

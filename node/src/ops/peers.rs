@@ -84,6 +84,11 @@ impl Node {
                 "{address:?} is not a multiaddress ({e}); `ipvec id` on the other node prints its addresses"
             ))
         })?;
+        if let Some(peer) = crate::net::peer_of(&address).filter(|p| self.is_denied(p)) {
+            return Err(Error::invalid(format!(
+                "peer {peer} is denied on this node: `ipvec peers allow {peer}` lifts it"
+            )));
+        }
         let peer = self.network()?.dial(address).await?;
         Ok(Connected {
             peer_id: peer.to_string(),

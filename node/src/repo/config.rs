@@ -156,6 +156,28 @@ pub struct P2pConfig {
     /// Federated searches one peer may ask of this node per second (bursts of twice as
     /// many); more are answered `rate_limited`, and a peer that never slows down is banned.
     pub search_rate_per_peer: u32,
+    /// Peers refused whatever they do (peer ids): their connections are closed at once and
+    /// they are never dialled, asked for blocks or searches, nor heard on gossip. Peers
+    /// denied at run time (`ipvec peers deny`) are kept in the repository's `denied_peers`
+    /// file instead.
+    pub deny_peers: Vec<String>,
+}
+
+impl P2pConfig {
+    /// The peers of `deny_peers`, parsed; one that is not a peer id is an error naming the key.
+    pub fn denied(&self) -> Result<Vec<libp2p::PeerId>, ConfigError> {
+        self.deny_peers
+            .iter()
+            .map(|text| {
+                text.trim().parse().map_err(|e| ConfigError::Invalid {
+                    key: "p2p.deny_peers".into(),
+                    reason: format!(
+                        "{text:?} is not a peer id ({e}); `ipvec id` on that node prints it (12D3KooW…)"
+                    ),
+                })
+            })
+            .collect()
+    }
 }
 
 /// An IPFS bootstrap node reachable by IP (the others in Kubo's list are `/dnsaddr` names,
@@ -177,6 +199,7 @@ impl Default for P2pConfig {
             reprovide_interval_secs: 60 * 60,
             provider_ttl_secs: 48 * 60 * 60,
             search_rate_per_peer: 1_000,
+            deny_peers: Vec::new(),
         }
     }
 }
@@ -379,6 +402,7 @@ impl Config {
                 "must be longer than p2p.reprovide_interval_secs, or records expire before they are published again",
             ));
         }
+        self.p2p.denied()?;
         Ok(())
     }
 
@@ -448,6 +472,10 @@ impl Config {
              # Federated searches one peer may ask of this node per second (bursts of twice as\n\
              # many); more are refused, and a peer that never slows down is banned.\n\
              search_rate_per_peer = {}\n\
+             # Peers refused whatever they do (peer ids, 12D3KooW…): their connections are closed at\n\
+             # once, they are never dialled, asked for blocks or searches, nor heard on gossip.\n\
+             # `ipvec peers deny` adds to the repository's denied_peers file instead.\n\
+             deny_peers = [{}]\n\
              \n\
              [storage]\n\
              # Refuse new writes once the block store holds this many bytes (0: no limit).\n\
@@ -490,6 +518,7 @@ impl Config {
             self.p2p.reprovide_interval_secs,
             self.p2p.provider_ttl_secs,
             self.p2p.search_rate_per_peer,
+            list(&self.p2p.deny_peers),
             self.storage.max_bytes,
             self.storage.commit_interval_ms,
             self.storage.background_nice,
@@ -544,6 +573,26 @@ mod tests {
         );
         let err = with("0", "60").unwrap_err().to_string();
         assert!(err.contains("p2p.reprovide_interval_secs"), "{err}");
+    }
+
+    #[test]
+    fn denied_peers_must_be_peer_ids() {
+        let peer = libp2p::PeerId::random();
+        let with = |value: String| {
+            Config::default()
+                .with_vars(move |n| (n == "IPVEC_P2P_DENY_PEERS").then(|| value.clone()))
+        };
+        let config = with(format!("{peer}")).unwrap();
+        assert_eq!(config.p2p.denied().unwrap(), [peer]);
+        let err = with(format!("{peer}, not-a-peer")).unwrap_err().to_string();
+        assert!(
+            err.contains("p2p.deny_peers") && err.contains("not-a-peer"),
+            "{err}"
+        );
+        let text = "[p2p]\ndeny_peers = [\"QmNope\"]\n";
+        let parsed: Config = toml::from_str(text).unwrap();
+        let err = parsed.validate().unwrap_err().to_string();
+        assert!(err.contains("p2p.deny_peers"), "{err}");
     }
 
     #[test]

@@ -9,10 +9,12 @@
 //!   collections/         one folder a collection: owner key, head, write-ahead log, index cache
 //!   repo.lock            held by the process that has the repository open
 //!   api                  while a daemon runs: the URL of its HTTP API
+//!   denied_peers         peers denied at run time (`ipvec peers deny`), one peer id a line
 //!   version              repository format version
 //! ```
 
 mod config;
+pub mod denied;
 mod lock;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +60,13 @@ pub enum RepoError {
     /// The block store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The file of denied peers holds a line that is not a peer id.
+    #[error("{path}, line {line}: {text:?} is not a peer id; fix or remove the line (`ipvec peers allow` rewrites the file)")]
+    Denied {
+        path: PathBuf,
+        line: usize,
+        text: String,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

@@ -186,6 +186,38 @@ pub struct ProviderList {
     pub providers: Vec<ProviderOut>,
 }
 
+/// `GET /v1/peers/denied`: the peers this node refuses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeniedPeerList {
+    /// Each denied peer, in peer id order.
+    pub peers: Vec<DeniedPeer>,
+}
+
+/// A peer this node refuses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeniedPeer {
+    /// Its peer id.
+    pub peer_id: String,
+    /// Where the denial comes from: `config` (`p2p.deny_peers`, lifted by editing the
+    /// config) or `runtime` (`POST /v1/peers/{peer_id}/deny`, kept in the repository's
+    /// `denied_peers` file).
+    pub source: String,
+}
+
+/// `POST /v1/peers/{peer_id}/deny` and `POST /v1/peers/{peer_id}/allow`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PeerDenial {
+    /// The peer.
+    pub peer_id: String,
+    /// Whether it is denied now.
+    pub denied: bool,
+    /// Whether this request changed that (false: it already was so).
+    pub changed: bool,
+}
+
 /// One log event, from `GET /v1/logs` (server-sent events named `log`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -317,7 +317,11 @@ impl Node {
             None => Vec::new(),
         };
         for (shard, list) in holders.by_shard.iter_mut() {
-            list.retain(|h| *h != Holder::Local);
+            // Denied peers are never asked, even when no other holder is left.
+            list.retain(|h| match h {
+                Holder::Local => false,
+                Holder::Peer(peer) => !self.is_denied(peer),
+            });
             if held.contains(shard) {
                 list.insert(0, Holder::Local);
             }

@@ -1,0 +1,111 @@
+//! The event loop's own tests: it and the network stop with their token or last handle.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::net::Command;
+
+/// Settings that open no socket: nothing to listen on, no one to dial, no mDNS.
+fn quiet() -> NetConfig {
+    NetConfig {
+        listen: Vec::new(),
+        bootstrap: Vec::new(),
+        mdns: false,
+        max_connections: 8,
+        bootstrap_interval: Duration::from_secs(60),
+        reprovide_interval: Duration::from_secs(3600),
+        provider_ttl: Duration::from_secs(7200),
+        ipfs_dht: None,
+        deny: Vec::new(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_event_loop_ends_once_its_token_is_cancelled() {
+    let key = Keypair::generate_ed25519();
+    let (commands, inbox) = mpsc::channel(4);
+    let (gossip, _gossip) = mpsc::channel(4);
+    let (event_loop, _control) = EventLoop::new(
+        &key,
+        &quiet(),
+        inbox,
+        gossip,
+        Default::default(),
+        Default::default(),
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(event_loop.run(stop.clone()));
+    // It runs: it answers a command.
+    let (reply, answer) = oneshot::channel();
+    commands.send(Command::Local(reply)).await.unwrap();
+    assert_eq!(answer.await.unwrap().peer_id, key.public().to_peer_id());
+    // A handle is still held: only the token can stop it.
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(60), running)
+        .await
+        .expect("the event loop still runs after its token was cancelled")
+        .unwrap();
+    assert!(commands.is_closed(), "the event loop dropped its inbox");
+}
+
+/// A network on a memory store, and the daemon's token it was started under.
+async fn started() -> (crate::net::Network, CancellationToken) {
+    let key = Keypair::generate_ed25519();
+    let stop = CancellationToken::new();
+    let network =
+        crate::net::Network::start(&key, quiet(), crate::store::IrohBlockStore::memory(), &stop)
+            .await
+            .unwrap();
+    (network, stop)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_network_stops_when_its_last_handle_is_dropped() {
+    let (network, stop) = started().await;
+    let tasks = network.tasks.clone();
+    let token = network.stop_token().clone();
+    let second = network.clone();
+    drop(network);
+    assert!(!token.is_cancelled(), "a handle is still held");
+    drop(second);
+    assert!(token.is_cancelled());
+    assert!(
+        !stop.is_cancelled(),
+        "the daemon's token is not the network's to cancel"
+    );
+    // The event loop and the Bitswap and head accept loops all end by themselves.
+    let stopped = tasks.shutdown(Duration::from_secs(60)).await;
+    assert_eq!(stopped.aborted, 0, "{stopped:?}");
+    assert!(stopped.ended >= 2, "{stopped:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fetch_in_flight_ends_when_the_network_stops() {
+    let (network, stop) = started().await;
+    let bitswap = network.bitswap().clone();
+    let cid = ipvec_protocol::cid::block_cid(ipvec_protocol::cid::RAW, b"nowhere");
+    // A peer that is not connected: the want waits for an answer that never comes.
+    let fetch = tokio::spawn(async move { bitswap.fetch_block(cid, &[PeerId::random()]).await });
+    tokio::task::yield_now().await;
+    stop.cancel();
+    let fetched = tokio::time::timeout(crate::net::bitswap::REBROADCAST, fetch)
+        .await
+        .expect("the fetch still waits after the network stopped")
+        .unwrap();
+    assert!(
+        matches!(fetched, Err(crate::net::bitswap::FetchError::Stopped)),
+        "{fetched:?}"
+    );
+    network.shutdown(Duration::from_secs(60)).await;
+    // Asking for a head once the swarm is gone fails at once rather than waiting forever.
+    let asked = tokio::time::timeout(
+        Duration::from_secs(60),
+        network.ask_head(PeerId::random(), "k51"),
+    )
+    .await
+    .expect("asking a stopped network for a head waited");
+    assert!(matches!(asked, Err(NetError::Stopped)), "{asked:?}");
+}
