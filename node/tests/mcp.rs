@@ -287,6 +287,8 @@ fn the_python_sdk_drives_every_tool_through_the_daemon_over_stdio_and_http() {
     let plan = json!([
         {"name": "search_vectors", "arguments": {"collection": "docs", "vector": query, "k": 5}},
         {"name": "get_collection_cid", "arguments": {"collection": "docs"}},
+        {"name": "export_collection_to_car", "arguments": {"collection": "docs", "path": dir.join("http.car")}},
+        {"name": "import_collection_from_car", "arguments": {"path": car, "name": "http-copy"}},
     ]);
     let over_http = python_client(&dir, &plan, &["--url", &url, "--token", &token]);
     let mut http_tools: Vec<&str> = over_http["tools"]
@@ -299,6 +301,15 @@ fn the_python_sdk_drives_every_tool_through_the_daemon_over_stdio_and_http() {
     assert_eq!(http_tools, TOOLS);
     assert_eq!(hits(answered(&over_http, 0)), hits(&cli_search));
     assert_eq!(answered(&over_http, 1)["id"], info["id"]);
+    // Files named by path would be the daemon's: the CAR tools refuse over HTTP.
+    refused(
+        &over_http,
+        2,
+        &["ipvec mcp", "/v1/collections/{name}/export"],
+    );
+    refused(&over_http, 3, &["ipvec mcp"]);
+    assert!(!dir.join("http.car").exists());
+    fails(&repo.path, &["collection", "info", "http-copy"]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let status = runtime.block_on(async {
         reqwest::Client::new()

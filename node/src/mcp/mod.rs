@@ -56,12 +56,13 @@ pub async fn serve_stdio(backend: Arc<Backend>) -> Result<(), McpError> {
 
 /// The tools over `node` as a streamable HTTP service, for the daemon to mount at `/mcp`;
 /// `stop` ends its sessions. The daemon's API checks each request's host, origin and token
-/// before it reaches this service, so the service's own host check is off.
+/// before it reaches this service, so the service's own host check is off. The CAR tools
+/// refuse here: their paths would name the daemon's files.
 pub fn http_service(
     node: Node,
     stop: CancellationToken,
 ) -> StreamableHttpService<IpvecTools, LocalSessionManager> {
-    let tools = IpvecTools::new(Arc::new(Backend::Local(node)));
+    let tools = IpvecTools::without_files(Arc::new(Backend::Local(node)));
     let mut config = StreamableHttpServerConfig::default().disable_allowed_hosts();
     config.cancellation_token = stop;
     StreamableHttpService::new(

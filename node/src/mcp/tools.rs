@@ -37,8 +37,15 @@ with a message that says what to change.";
 #[derive(Debug, Clone)]
 pub struct IpvecTools {
     backend: Arc<Backend>,
+    /// Whether the CAR tools may read and write files by path: over stdio the client runs
+    /// the server as its own user; over the daemon's HTTP they would let any API caller
+    /// touch the daemon's files, so they refuse.
+    files: bool,
     tool_router: ToolRouter<Self>,
 }
+
+/// Why the CAR tools refuse over HTTP.
+const NO_FILES: &str = "over the daemon's HTTP endpoint the MCP tools do not read or write files on the daemon's machine; run `ipvec mcp` (stdio) on that machine for CAR files, or use the HTTP API (`GET /v1/collections/{name}/export`, `POST /v1/collections/import`)";
 
 /// A tool's answer: `value` as structured content (and as its JSON text). It goes through
 /// JSON text so that `f32`s (scores, vectors) keep their shortest spelling, as the HTTP API
@@ -74,11 +81,22 @@ fn request<T: DeserializeOwned>(input: &impl Serialize) -> Result<T, String> {
 
 #[tool_router]
 impl IpvecTools {
-    /// The tools over `backend`.
+    /// The tools over `backend`, for a client that started this process (stdio): the CAR
+    /// tools read and write the files it names.
     pub fn new(backend: Arc<Backend>) -> Self {
         Self {
             backend,
+            files: true,
             tool_router: Self::tool_router(),
+        }
+    }
+
+    /// The tools over `backend` for remote callers (the daemon's `/mcp`): the CAR tools
+    /// refuse, as files named by path would be the daemon's.
+    pub fn without_files(backend: Arc<Backend>) -> Self {
+        Self {
+            files: false,
+            ..Self::new(backend)
         }
     }
 
@@ -201,6 +219,9 @@ impl IpvecTools {
         &self,
         Parameters(params): Parameters<ExportParams>,
     ) -> CallToolResult {
+        if !self.files {
+            return failed(NO_FILES);
+        }
         let target = ExportTarget::Collection(&params.collection);
         match carfile::export_to_file(&self.backend, target, Path::new(&params.path)).await {
             Ok(exported) => answer(&json!({
@@ -221,6 +242,9 @@ impl IpvecTools {
         &self,
         Parameters(params): Parameters<ImportParams>,
     ) -> CallToolResult {
+        if !self.files {
+            return failed(NO_FILES);
+        }
         let how = ImportAs::Collection(params.name);
         match carfile::import_file(&self.backend, Path::new(&params.path), how).await {
             Ok(Imported::Collection(imported)) => answer(&imported),
