@@ -16,6 +16,8 @@
 //!   ([`ops::Error`]) and their one list ([`ops::Operations`]), which every front end calls.
 //! - [`api`]: the HTTP front end: the daemon that serves the operations, and its client.
 //! - [`cli`]: the `ipvec` command line (over the daemon's API when one runs).
+//! - [`mcp`]: the Model Context Protocol front end: the operations as MCP tools, over stdio
+//!   (`ipvec mcp`) and the daemon's `/mcp`.
 //! - [`tasks`]: who owns each background task and what stops it.
 //! - [`background`]: the lower-priority threads that writes, commits and index builds run on.
 
@@ -26,6 +28,7 @@ pub mod cluster;
 pub mod collection;
 pub mod federation;
 pub mod index;
+pub mod mcp;
 pub mod net;
 pub mod ops;
 pub mod repo;

@@ -1,6 +1,7 @@
-//! The daemon's HTTP API (axum): routes under `/v1/`, `/health`, `/ready`, `/metrics` and
-//! `/openapi.json`. Handlers are thin: they decode the request, call [`Node`] and encode the
-//! answer; every failure is an [`ApiError`] sent as `{"error": {"code", "message"}}`.
+//! The daemon's HTTP API (axum): routes under `/v1/`, `/health`, `/ready`, `/metrics`,
+//! `/openapi.json`, and the MCP server at `/mcp` ([`crate::mcp`]). Handlers are thin: they
+//! decode the request, call [`Node`] and encode the answer; every failure is an [`ApiError`]
+//! sent as `{"error": {"code", "message"}}`.
 
 use std::{
     future::{Future, IntoFuture},

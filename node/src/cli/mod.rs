@@ -3,7 +3,7 @@
 //! runs, else on the repository directly.
 
 mod backend;
-mod carfile;
+pub(crate) mod carfile;
 mod collection;
 mod daemon;
 mod dag;
@@ -198,6 +198,9 @@ pub enum Command {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Serve the Model Context Protocol on stdin and stdout, for AI assistants and other MCP
+    /// clients (docs/mcp.md): the node's operations as tools, through the daemon when one runs.
+    Mcp,
     /// Open the terminal dashboard on the repository's daemon (or the one --api names).
     Tui,
     /// Print a shell completion script, e.g. `ipvec completion bash >
@@ -523,6 +526,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let token = cli.api_token(&path);
     let backend = Backend::connect(&path, cli.api.as_deref(), token, |c| cli.adjust(c)).await?;
+    if let Command::Mcp = cli.command {
+        let backend = std::sync::Arc::new(backend);
+        let served = crate::mcp::serve_stdio(backend.clone()).await;
+        let closed = match &*backend {
+            Backend::Local(node) => node.clone().close().await,
+            Backend::Remote(_) => Ok(()),
+        };
+        served?;
+        closed?;
+        return Ok(());
+    }
     let result = match cli.command {
         Command::Config(ConfigCommand::Show) => match backend.ops().config().await {
             Ok(config) => {

@@ -2,6 +2,8 @@
 //! document), the layers around it (the guard, request metrics), and serving it until the
 //! daemon stops. The handlers are the parent module's.
 
+use tokio_util::sync::CancellationToken;
+
 use super::*;
 
 async fn track(State(s): State<AppState>, request: Request, next: Next) -> Response {
@@ -106,6 +108,7 @@ fn routes(
     let max_body = api.max_body_bytes as usize;
     let gate = Gate::new(api, token);
     let limits = Limits::new(api);
+    let mcp = crate::mcp::http_service(node.clone(), mcp_stop(&stopping));
     let state = AppState { node, stopping };
     let mut router = Router::new();
     for route in route_table() {
@@ -128,11 +131,30 @@ fn routes(
         router = router.route(route.path, handler);
     }
     router
+        .nest_service("/mcp", mcp)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(gate, guard::gate))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// A token that ends the MCP sessions (their event streams) when the server starts
+/// shutting down, as `stopping` ends the API's own event streams.
+fn mcp_stop(stopping: &tokio::sync::watch::Receiver<bool>) -> CancellationToken {
+    let stop = CancellationToken::new();
+    // Outside a runtime (a router built for a test) nothing serves it, so nothing to stop.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let mut stopping = stopping.clone();
+        let cancel = stop.clone();
+        runtime.spawn(async move {
+            // An error: the sender is gone without stopping (a router that never stops).
+            if stopping.wait_for(|stop| *stop).await.is_ok() {
+                cancel.cancel();
+            }
+        });
+    }
+    stop
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets requests in flight

@@ -1,0 +1,212 @@
+//! The tools' inputs: each a JSON object whose schema (from `schemars`) the server
+//! announces with its tool. Inputs that an operation takes whole (`create_vector_collection`,
+//! `search_vectors`) are written back into the operation's own request type, so its defaults
+//! and checks apply unchanged.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use ipvec_protocol::api::PointId;
+
+/// A point id: an unsigned integer or a string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Id {
+    /// An unsigned integer id.
+    Int(u64),
+    /// A string id (1 to 128 bytes).
+    Str(String),
+}
+
+impl From<Id> for PointId {
+    fn from(id: Id) -> Self {
+        match id {
+            Id::Int(n) => PointId::Int(n),
+            Id::Str(s) => PointId::Str(s),
+        }
+    }
+}
+
+/// Names one collection.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CollectionName {
+    /// The collection's name (`list_collections` names them).
+    pub collection: String,
+}
+
+/// `create_vector_collection`: the settings of a new collection (omitted ones take the
+/// node's defaults).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CreateParams {
+    /// Name: letters, digits, `-` and `_`, at most 64.
+    pub name: String,
+    /// Vector dimension.
+    pub dim: u32,
+    /// Similarity metric: `cosine` (default), `l2` or `dot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// Storage quantization: `f32` (default), `f16` or `i8` (i8 with cosine only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<String>,
+    /// HNSW links per node (default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub m: Option<u32>,
+    /// HNSW candidate list size while building (default 128).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ef_construction: Option<u32>,
+    /// Default HNSW candidate list size while searching (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ef_search: Option<u32>,
+    /// Number of hash-range shards (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
+    /// Replicas each shard should have, this node included (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<u32>,
+}
+
+/// One vector to add.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct VectorIn {
+    /// Its id; adding an id that exists replaces that point.
+    pub id: Id,
+    /// The vector: as many numbers as the collection's dimension.
+    pub vector: Vec<f32>,
+    /// Metadata: a JSON object (searches can filter on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Map<String, Value>>,
+}
+
+/// `add_vectors_to_collection`: points to add or replace, stored whole or not at all.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct AddParams {
+    /// The collection's name.
+    pub collection: String,
+    /// The vectors to add.
+    #[serde(default)]
+    pub vectors: Vec<VectorIn>,
+    /// Texts to embed and add. Not served yet: it needs an embedding provider.
+    #[serde(default)]
+    pub texts: Vec<String>,
+}
+
+/// `search_vectors`: the nearest points to a vector.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SearchParams {
+    /// The collection's name, or a collection id (one held only by peers is searched through
+    /// them).
+    #[serde(skip_serializing)]
+    pub collection: String,
+    /// The query vector: as many numbers as the collection's dimension.
+    pub vector: Vec<f32>,
+    /// Number of hits (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<usize>,
+    /// HNSW candidate list size (default: the collection's ef_search).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ef: Option<usize>,
+    /// Exact (brute-force) search instead of HNSW.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exact: Option<bool>,
+    /// Only points whose metadata pass this filter:
+    /// `{"must": […], "should": […], "must_not": […]}` of conditions such as
+    /// `{"key": "color", "match": "red"}` (docs/api.md, "Filters").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Value>,
+    /// Search an older version: a manifest CID from the collection's log (exact search).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// Ask the peers that hold the collection's shards, even for a collection held here; the
+    /// answer carries a coverage report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federated: Option<bool>,
+    /// Check each hit of a federated search against the collection's signed head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<bool>,
+    /// Stop after this many milliseconds (default: the node's search deadline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    /// Fail unless at least this fraction of the shards answered (0 to 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_coverage: Option<f64>,
+}
+
+/// Names one point of a collection.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct PointParams {
+    /// The collection's name.
+    pub collection: String,
+    /// The point's id.
+    pub id: Id,
+}
+
+/// `delete_vectors`: points to delete.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DeleteParams {
+    /// The collection's name.
+    pub collection: String,
+    /// The ids to delete (ids not stored are skipped).
+    pub ids: Vec<Id>,
+}
+
+/// `update_vector_metadata`: new metadata for one point, its vector kept.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MetadataParams {
+    /// The collection's name.
+    pub collection: String,
+    /// The point's id.
+    pub id: Id,
+    /// The metadata: a JSON object.
+    pub metadata: serde_json::Map<String, Value>,
+    /// Merge these keys into the point's metadata instead of replacing all of it.
+    #[serde(default)]
+    pub merge: bool,
+}
+
+/// `export_collection_to_car`: where to write a collection's CAR file.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ExportParams {
+    /// The collection's name.
+    pub collection: String,
+    /// The file to write (on the machine this server runs on); replaced if it exists.
+    pub path: String,
+}
+
+/// `import_collection_from_car`: a CAR file written by an export.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ImportParams {
+    /// The CAR file (on the machine this server runs on).
+    pub path: String,
+    /// Name to register the collection under (default: its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `fetch_collection`: another node's collection to replicate here.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct FetchParams {
+    /// The collection id (`get_collection_cid` on the writer's node gives it).
+    pub id: String,
+    /// Name to register it under (default: its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Peers to fetch from, as multiaddresses ending in `/p2p/<peer id>` (default: the
+    /// collection's providers in the DHT).
+    #[serde(default)]
+    pub from: Vec<String>,
+    /// Hold only these shards (numbers from 0; default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<Vec<u32>>,
+}
+
+/// `migrate_collection`: a collection of another vector database to bring in.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct MigrateParams {
+    /// Where it comes from: `faiss`, `qdrant`, `elasticsearch`, `opensearch` or `parquet`.
+    pub source: String,
+    /// The source's location (a file path or URL).
+    pub location: String,
+    /// Name of the new collection.
+    pub name: String,
+}

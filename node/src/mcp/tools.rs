@@ -1,0 +1,451 @@
+//! The tools: each maps onto one operation of [`Operations`](crate::ops::Operations) (or the
+//! CLI's CAR file helpers, which stream through either backend), and answers with the
+//! operation's own JSON as structured content. A failure is a tool error (`isError`) whose
+//! text is the operation's message, which says what to do next.
+
+use std::{path::Path, sync::Arc};
+
+use rmcp::{
+    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
+    model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig},
+    tool, tool_handler, tool_router, ServerHandler,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::{json, Value};
+
+use super::params::*;
+use crate::{
+    api::{
+        types::{CreateCollection, PointIn, SearchRequest},
+        ExportTarget,
+    },
+    cli::{
+        carfile::{self, ImportAs, Imported},
+        Backend,
+    },
+    ops::Operations,
+};
+
+/// What the server tells a client about itself when it connects.
+const INSTRUCTIONS: &str = "ipvec is a peer-to-peer vector database. Collections hold points \
+(an id, a vector of the collection's dimension, JSON metadata); each version of a collection \
+is one content address (a CID). Create a collection, add vectors, then search it. Tools fail \
+with a message that says what to change.";
+
+/// The MCP server: the tools over one [`Backend`] (a daemon's API or a repository opened in
+/// this process). Cloned per session; clones share the backend.
+#[derive(Debug, Clone)]
+pub struct IpvecTools {
+    backend: Arc<Backend>,
+    /// Whether the CAR tools may read and write files by path: over stdio the client runs
+    /// the server as its own user; over the daemon's HTTP they would let any API caller
+    /// touch the daemon's files, so they refuse.
+    files: bool,
+    tool_router: ToolRouter<Self>,
+}
+
+/// Why the CAR tools refuse over HTTP.
+const NO_FILES: &str = "over the daemon's HTTP endpoint the MCP tools do not read or write files on the daemon's machine; run `ipvec mcp` (stdio) on that machine for CAR files, or use the HTTP API (`GET /v1/collections/{name}/export`, `POST /v1/collections/import`)";
+
+/// A tool's answer: `value` as structured content (and as its JSON text). It goes through
+/// JSON text so that `f32`s (scores, vectors) keep their shortest spelling, as the HTTP API
+/// and the CLI print them, rather than their widened `f64` digits.
+fn answer<T: Serialize>(value: &T) -> CallToolResult {
+    let json = serde_json::to_string(value).and_then(|text| serde_json::from_str(&text));
+    match json {
+        Ok(value) => CallToolResult::structured(value),
+        Err(e) => failed(format!("cannot encode the answer as JSON: {e}")),
+    }
+}
+
+/// A tool error whose text says what went wrong and what to do.
+fn failed(message: impl std::fmt::Display) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message.to_string())])
+}
+
+/// The answer of an operation, or its error as a tool error.
+fn outcome<T: Serialize, E: std::fmt::Display>(result: Result<T, E>) -> CallToolResult {
+    match result {
+        Ok(value) => answer(&value),
+        Err(e) => failed(e),
+    }
+}
+
+/// Writes tool input back into an operation's request type, so the request's own defaults
+/// and checks apply.
+fn request<T: DeserializeOwned>(input: &impl Serialize) -> Result<T, String> {
+    serde_json::to_value(input)
+        .and_then(serde_json::from_value)
+        .map_err(|e| format!("invalid arguments: {e}"))
+}
+
+#[tool_router]
+impl IpvecTools {
+    /// The tools over `backend`, for a client that started this process (stdio): the CAR
+    /// tools read and write the files it names.
+    pub fn new(backend: Arc<Backend>) -> Self {
+        Self {
+            backend,
+            files: true,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// The tools over `backend` for remote callers (the daemon's `/mcp`): the CAR tools
+    /// refuse, as files named by path would be the daemon's.
+    pub fn without_files(backend: Arc<Backend>) -> Self {
+        Self {
+            files: false,
+            ..Self::new(backend)
+        }
+    }
+
+    fn ops(&self) -> &dyn Operations {
+        self.backend.ops()
+    }
+
+    #[tool(
+        description = "Create a vector collection: a name, the vectors' dimension, and \
+        optionally the metric (cosine, l2, dot), quantization and HNSW settings. Answers the \
+        collection's settings, id and root CID."
+    )]
+    async fn create_vector_collection(
+        &self,
+        Parameters(params): Parameters<CreateParams>,
+    ) -> CallToolResult {
+        match request::<CreateCollection>(&params) {
+            Ok(create) => outcome(self.ops().create_collection(create).await),
+            Err(e) => failed(e),
+        }
+    }
+
+    #[tool(
+        description = "Add vectors (with ids and optional JSON metadata) to a collection, or \
+        replace the points with those ids. The batch is stored whole or not at all. Answers \
+        how many points changed and the collection's size."
+    )]
+    async fn add_vectors_to_collection(
+        &self,
+        Parameters(params): Parameters<AddParams>,
+    ) -> CallToolResult {
+        if !params.texts.is_empty() {
+            return failed(
+                "adding texts needs an embedding provider to turn them into vectors, and this \
+                 node has none yet (embedding providers are coming); embed the texts yourself \
+                 and pass them as `vectors`",
+            );
+        }
+        if params.vectors.is_empty() {
+            return failed("nothing to add: pass `vectors`, a list of {id, vector, metadata}");
+        }
+        let points = params
+            .vectors
+            .into_iter()
+            .map(|v| PointIn {
+                id: v.id.into(),
+                vector: v.vector,
+                metadata: v.metadata.map(Value::Object),
+            })
+            .collect();
+        outcome(self.ops().upsert(&params.collection, points).await)
+    }
+
+    #[tool(
+        description = "Find the k nearest points to a vector in a collection, optionally \
+        filtered by metadata, in an older version (`at`), or federated across the peers that \
+        hold the collection's shards. Answers hits (id, score, metadata, the CID of the block \
+        holding the vector) and, for a federated search, which shards answered."
+    )]
+    async fn search_vectors(&self, Parameters(params): Parameters<SearchParams>) -> CallToolResult {
+        match request::<SearchRequest>(&params) {
+            Ok(search) => outcome(self.ops().search(&params.collection, search).await),
+            Err(e) => failed(e),
+        }
+    }
+
+    #[tool(description = "Get one point of a collection by id: its vector and metadata.")]
+    async fn get_vector_by_id(
+        &self,
+        Parameters(params): Parameters<PointParams>,
+    ) -> CallToolResult {
+        outcome(
+            self.ops()
+                .get_point(&params.collection, params.id.into())
+                .await,
+        )
+    }
+
+    #[tool(description = "Delete points of a collection by id. Answers how many were deleted.")]
+    async fn delete_vectors(&self, Parameters(params): Parameters<DeleteParams>) -> CallToolResult {
+        let ids = params.ids.into_iter().map(Into::into).collect();
+        outcome(self.ops().delete(&params.collection, ids).await)
+    }
+
+    #[tool(
+        description = "Replace (or with merge=true, extend) the metadata of one point, keeping \
+        its vector. It reads the point and writes it back: a write to the same id in between \
+        is overwritten."
+    )]
+    async fn update_vector_metadata(
+        &self,
+        Parameters(params): Parameters<MetadataParams>,
+    ) -> CallToolResult {
+        let id = params.id.into();
+        let point = match self.ops().get_point(&params.collection, id).await {
+            Ok(point) => point,
+            Err(e) => return failed(e),
+        };
+        let metadata = match (params.merge, point.metadata) {
+            (true, Some(Value::Object(mut old))) => {
+                old.extend(params.metadata);
+                old
+            }
+            _ => params.metadata,
+        };
+        let write = PointIn {
+            id: point.id,
+            vector: point.vector,
+            metadata: Some(Value::Object(metadata)),
+        };
+        outcome(self.ops().upsert(&params.collection, vec![write]).await)
+    }
+
+    #[tool(
+        description = "Write a collection (signed head, manifest, shards, trees, history) as a \
+        CAR v1 file at `path` on the machine this server runs on. Answers the root CID and \
+        the blocks and bytes written."
+    )]
+    async fn export_collection_to_car(
+        &self,
+        Parameters(params): Parameters<ExportParams>,
+    ) -> CallToolResult {
+        if !self.files {
+            return failed(NO_FILES);
+        }
+        let target = ExportTarget::Collection(&params.collection);
+        match carfile::export_to_file(&self.backend, target, Path::new(&params.path)).await {
+            Ok(exported) => answer(&json!({
+                "path": params.path,
+                "root": exported.root,
+                "blocks": exported.blocks,
+                "bytes": exported.bytes,
+            })),
+            Err(e) => failed(format!("{e:#}")),
+        }
+    }
+
+    #[tool(
+        description = "Add a collection from a CAR file written by export_collection_to_car \
+        (every block is checked). It is read-only here unless this node holds its owner key."
+    )]
+    async fn import_collection_from_car(
+        &self,
+        Parameters(params): Parameters<ImportParams>,
+    ) -> CallToolResult {
+        if !self.files {
+            return failed(NO_FILES);
+        }
+        let how = ImportAs::Collection(params.name);
+        match carfile::import_file(&self.backend, Path::new(&params.path), how).await {
+            Ok(Imported::Collection(imported)) => answer(&imported),
+            Ok(Imported::Dag(imported)) => answer(&imported),
+            Err(e) => failed(format!("{e:#}")),
+        }
+    }
+
+    #[tool(
+        description = "The content address of a collection: its id (the owner's key, stable \
+        across versions), the root CID of its current version, and the version number."
+    )]
+    async fn get_collection_cid(
+        &self,
+        Parameters(params): Parameters<CollectionName>,
+    ) -> CallToolResult {
+        match self.ops().collection_info(&params.collection).await {
+            Ok(info) => answer(&json!({
+                "name": info.name,
+                "id": info.id,
+                "root": info.root,
+                "version": info.version,
+            })),
+            Err(e) => failed(e),
+        }
+    }
+
+    #[tool(description = "List every collection with its settings and counts.")]
+    async fn list_collections(&self) -> CallToolResult {
+        outcome(self.ops().list_collections().await)
+    }
+
+    #[tool(
+        description = "A collection's settings and statistics: points, shards, index memory, \
+        log size, replication state."
+    )]
+    async fn get_collection_stats(
+        &self,
+        Parameters(params): Parameters<CollectionName>,
+    ) -> CallToolResult {
+        outcome(self.ops().collection_info(&params.collection).await)
+    }
+
+    #[tool(
+        description = "Replicate another node's collection by its id: fetch its blocks from \
+        its providers (or `from`), pin them, and keep following its new versions. Needs the \
+        daemon (peer-to-peer networking)."
+    )]
+    async fn fetch_collection(
+        &self,
+        Parameters(params): Parameters<FetchParams>,
+    ) -> CallToolResult {
+        let fetched = self
+            .ops()
+            .fetch_collection(&params.id, params.name, &params.from, params.shards)
+            .await;
+        outcome(fetched)
+    }
+
+    #[tool(
+        description = "This node: peer id, version, repository, store totals, listen \
+        addresses, uptime, long operations running, and the connected peers."
+    )]
+    async fn get_node_status(&self) -> CallToolResult {
+        let ops = self.ops();
+        let (node, jobs, peers) = match (ops.node_info().await, ops.jobs().await) {
+            (Ok(node), Ok(jobs)) => (node, jobs, ops.peers().await),
+            (Err(e), _) | (_, Err(e)) => return failed(e),
+        };
+        // Peers are known only to a daemon; without one this node is offline.
+        let peers = match peers {
+            Ok(list) => json!(list.peers),
+            Err(e) => json!({ "unavailable": e.to_string() }),
+        };
+        answer(&json!({ "node": node, "jobs": jobs.jobs, "peers": peers }))
+    }
+
+    #[tool(
+        description = "The block store's health as this node knows it: blocks and bytes \
+        stored, pins, and each collection's replication state. Blocks are checked when read \
+        and when imported; there is no full re-verification yet."
+    )]
+    async fn get_store_health(&self) -> CallToolResult {
+        let ops = self.ops();
+        let (node, pins, list) = match (
+            ops.node_info().await,
+            ops.pins().await,
+            ops.list_collections().await,
+        ) {
+            (Ok(node), Ok(pins), Ok(list)) => (node, pins, list),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return failed(e),
+        };
+        let collections: Vec<Value> = list
+            .collections
+            .iter()
+            .map(|c| {
+                json!({
+                    "name": c.name,
+                    "root": c.root,
+                    "writable": c.writable,
+                    "state": c.state,
+                    "sync_percent": c.sync_percent,
+                    "replicas": c.replicas,
+                    "replication_factor": c.replication_factor,
+                })
+            })
+            .collect();
+        answer(&json!({
+            "store": node.store,
+            "pins": pins.pins.len(),
+            "collections": collections,
+        }))
+    }
+
+    #[tool(
+        description = "Bring a collection in from FAISS, Qdrant, Elasticsearch/OpenSearch or \
+        Parquet. Not available yet: it needs the bridges, which are not built."
+    )]
+    async fn migrate_collection(
+        &self,
+        Parameters(params): Parameters<MigrateParams>,
+    ) -> CallToolResult {
+        failed(format!(
+            "migrating from {} is not available yet: it needs the bridges to other vector \
+             databases (FAISS, Qdrant, Elasticsearch/OpenSearch, Parquet), which are not built; \
+             export vectors as .npy, .fvecs or .jsonl and add them with add_vectors_to_collection \
+             or `ipvec add {} FILE`",
+            params.source, params.name
+        ))
+    }
+
+    #[tool(
+        description = "Compact or re-index a collection. Not available yet: the node has no \
+        optimize operation (it commits and indexes on its own)."
+    )]
+    async fn optimize_collection(
+        &self,
+        Parameters(params): Parameters<CollectionName>,
+    ) -> CallToolResult {
+        failed(format!(
+            "optimizing {} is not available yet: the node has no optimize operation; it \
+             commits logged writes into versions and keeps its index up to date on its own, \
+             and `ipvec gc` removes blocks no pin reaches",
+            params.collection
+        ))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for IpvecTools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("ipvec", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_input_becomes_the_operations_request_with_its_defaults() {
+        let params: SearchParams = serde_json::from_value(json!({
+            "collection": "docs",
+            "vector": [1.0, 2.0],
+            "federated": true,
+            "filter": {"must": [{"key": "even", "match": true}]},
+        }))
+        .unwrap();
+        let search: SearchRequest = request(&params).unwrap();
+        assert_eq!(search.vector, vec![1.0, 2.0]);
+        assert_eq!(search.k, 10, "the operation's default");
+        assert!(search.federated);
+        assert!(!search.exact);
+        assert_eq!(search.filter.unwrap()["must"][0]["key"], "even");
+    }
+
+    #[test]
+    fn create_input_keeps_the_operations_checks() {
+        let params: CreateParams =
+            serde_json::from_value(json!({"name": "docs", "dim": 3, "metric": "l2"})).unwrap();
+        let create: CreateCollection = request(&params).unwrap();
+        assert_eq!((create.dim, create.shards), (3, 1));
+        let params: CreateParams =
+            serde_json::from_value(json!({"name": "docs", "dim": 3, "metric": "hamming"})).unwrap();
+        let refused = request::<CreateCollection>(&params).unwrap_err();
+        assert!(refused.contains("invalid arguments"), "{refused}");
+    }
+
+    #[test]
+    fn answers_keep_the_shortest_spelling_of_f32s() {
+        #[derive(Serialize)]
+        struct Hit {
+            score: f32,
+        }
+        let result = answer(&Hit { score: 0.1 });
+        assert_eq!(result.is_error, Some(false));
+        let content = result.structured_content.unwrap();
+        assert_eq!(content["score"].to_string(), "0.1");
+        let result = failed("no such collection");
+        assert_eq!(result.is_error, Some(true));
+    }
+}

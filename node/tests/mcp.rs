@@ -1,0 +1,379 @@
+//! The MCP server driven by independent clients: the official Python SDK (PyPI `mcp`,
+//! tests/mcp/client.py) over stdio through a daemon and over the daemon's `/mcp`, and the
+//! official TypeScript SDK (npm `@modelcontextprotocol/sdk`, tests/js-mcp/client.mjs) over
+//! stdio on a repository opened in process. Their answers are held against the CLI's.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use common::*;
+use serde_json::{json, Value};
+
+/// The tools the server must list.
+const TOOLS: &[&str] = &[
+    "add_vectors_to_collection",
+    "create_vector_collection",
+    "delete_vectors",
+    "export_collection_to_car",
+    "fetch_collection",
+    "get_collection_cid",
+    "get_collection_stats",
+    "get_node_status",
+    "get_store_health",
+    "get_vector_by_id",
+    "import_collection_from_car",
+    "list_collections",
+    "migrate_collection",
+    "optimize_collection",
+    "search_vectors",
+    "update_vector_metadata",
+];
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The venv python with the MCP SDK; fails (never skips) saying how to install it.
+fn python() -> PathBuf {
+    let home = std::env::var("HOME").expect("HOME is set");
+    let python = Path::new(&home).join(".cache/ipvec-venv/bin/python");
+    let has_sdk = Command::new(&python)
+        .args(["-c", "import mcp"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        has_sdk,
+        "{} with the MCP SDK is needed: run .ci/run, or `python3 -m venv ~/.cache/ipvec-venv && \
+         ~/.cache/ipvec-venv/bin/pip install mcp==2.3.0`",
+        python.display()
+    );
+    python
+}
+
+/// Runs the Python client with `plan` (a list of tool calls) over `transport` (`--` and a
+/// command, or `--url` and a URL); its report.
+fn python_client(dir: &Path, plan: &Value, transport: &[&str]) -> Value {
+    let plan_file = dir.join("plan.json");
+    std::fs::write(&plan_file, plan.to_string()).unwrap();
+    let out = Command::new(python())
+        .arg(workspace().join("tests/mcp/client.py"))
+        .arg(&plan_file)
+        .args(transport)
+        .env_remove("IPVEC_PATH")
+        .env_remove("IPVEC_API")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the Python MCP client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_of(&String::from_utf8(out.stdout).unwrap())
+}
+
+/// `ipvec --repo REPO mcp`, as a client's command line.
+fn mcp_command(repo: &Path) -> Vec<String> {
+    vec![
+        env!("CARGO_BIN_EXE_ipvec").to_string(),
+        "--repo".to_string(),
+        repo.to_str().unwrap().to_string(),
+        "mcp".to_string(),
+    ]
+}
+
+/// (id, score) of each hit.
+fn hits(response: &Value) -> Vec<(Value, f64)> {
+    response["hits"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no hits in {response}"))
+        .iter()
+        .map(|h| (h["id"].clone(), h["score"].as_f64().unwrap()))
+        .collect()
+}
+
+/// The points of tests/common's `points_jsonl(range)`, as tool input.
+fn vectors(range: std::ops::Range<u64>) -> Vec<Value> {
+    points_jsonl(range).lines().map(json_of).collect()
+}
+
+/// A successful call's structured content.
+fn answered(report: &Value, step: usize) -> &Value {
+    let call = &report["calls"][step];
+    assert_eq!(call["isError"], false, "call {step} failed: {call}");
+    assert!(call["structuredContent"].is_object(), "call {step}: {call}");
+    &call["structuredContent"]
+}
+
+/// A failed call's text, which must mention every one of `words`.
+fn refused(report: &Value, step: usize, words: &[&str]) {
+    let call = &report["calls"][step];
+    assert_eq!(call["isError"], true, "call {step} should fail: {call}");
+    let text = call["text"].as_str().unwrap();
+    for word in words {
+        assert!(text.contains(word), "call {step}: {text:?} lacks {word:?}");
+    }
+}
+
+#[test]
+fn the_python_sdk_drives_every_tool_through_the_daemon_over_stdio_and_http() {
+    let repo = new_repo();
+    let dir = repo.path.parent().unwrap().to_path_buf();
+    let daemon = Daemon::start(&repo.path, &[("IPVEC_API_REQUIRE_TOKEN", "true")]);
+    let car = dir.join("docs.car");
+    let query = json!([40.0, 5.0, 1.0, 1.5]);
+    let filter = json!({"must": [{"key": "even", "match": true}]});
+    let plan = json!([
+        {"name": "create_vector_collection", "arguments": {"name": "docs", "dim": 4, "metric": "l2"}},
+        {"name": "add_vectors_to_collection", "arguments": {"collection": "docs", "vectors": vectors(0..60)}},
+        {"name": "update_vector_metadata", "arguments": {"collection": "docs", "id": 7, "metadata": {"tag": "x"}, "merge": true}},
+        {"name": "get_vector_by_id", "arguments": {"collection": "docs", "id": 7}},
+        {"name": "delete_vectors", "arguments": {"collection": "docs", "ids": [3, 4]}},
+        // 5
+        {"name": "search_vectors", "arguments": {"collection": "docs", "vector": query, "k": 5}},
+        {"name": "search_vectors", "arguments": {"collection": "docs", "vector": query, "k": 5, "filter": filter}},
+        {"name": "get_collection_cid", "arguments": {"collection": "docs"}},
+        {"name": "get_collection_stats", "arguments": {"collection": "docs"}},
+        {"name": "list_collections", "arguments": {}},
+        // 10
+        {"name": "export_collection_to_car", "arguments": {"collection": "docs", "path": car}},
+        {"name": "import_collection_from_car", "arguments": {"path": car, "name": "docs-copy"}},
+        {"name": "get_node_status", "arguments": {}},
+        {"name": "get_store_health", "arguments": {}},
+        {"name": "search_vectors", "arguments": {"collection": "docs", "vector": [1.0, 2.0, 3.0], "k": 5}},
+        // 15
+        {"name": "search_vectors", "arguments": {"collection": "nope", "vector": query}},
+        {"name": "add_vectors_to_collection", "arguments": {"collection": "docs", "vectors": [{"id": 99, "vector": [1.0]}]}},
+        {"name": "add_vectors_to_collection", "arguments": {"collection": "docs", "texts": ["hello"]}},
+        {"name": "get_vector_by_id", "arguments": {"collection": "docs", "id": 3}},
+        {"name": "migrate_collection", "arguments": {"source": "qdrant", "location": "http://localhost:6333", "name": "q"}},
+        // 20
+        {"name": "optimize_collection", "arguments": {"collection": "docs"}},
+        {"name": "fetch_collection", "arguments": {"id": "not-an-id"}},
+    ]);
+    let command = mcp_command(&repo.path);
+    let mut transport = vec!["--"];
+    transport.extend(command.iter().map(String::as_str));
+    let report = python_client(&dir, &plan, &transport);
+
+    assert_eq!(report["server"]["name"], "ipvec");
+    let mut listed: Vec<&str> = report["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            assert_eq!(t["inputSchema"]["type"], "object", "{t}");
+            assert!(!t["description"].as_str().unwrap().is_empty(), "{t}");
+            t["name"].as_str().unwrap()
+        })
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(listed, TOOLS);
+    let search_schema = &report["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "search_vectors")
+        .unwrap()["inputSchema"];
+    for field in ["collection", "vector", "k", "ef", "filter", "federated"] {
+        assert!(search_schema["properties"][field].is_object(), "{field}");
+    }
+
+    // Writes.
+    assert_eq!(answered(&report, 0)["dim"], 4);
+    assert_eq!(answered(&report, 1)["points"], 60);
+    assert_eq!(answered(&report, 4)["points"], 58);
+    let point = answered(&report, 3);
+    assert_eq!(point["metadata"]["tag"], "x");
+    assert_eq!(
+        point["metadata"]["group"], 2,
+        "merged into the old metadata"
+    );
+
+    // The same answers as the CLI's, through the same daemon.
+    let cli_point = json_of(&ok(&repo.path, &["--json", "get", "docs", "7"]));
+    assert_eq!(point["vector"], cli_point["vector"]);
+    assert_eq!(point["metadata"], cli_point["metadata"]);
+    let cli_search = json_of(&ok(
+        &repo.path,
+        &[
+            "--json",
+            "search",
+            "docs",
+            "--vector",
+            "40,5,1,1.5",
+            "-k",
+            "5",
+        ],
+    ));
+    assert_eq!(hits(answered(&report, 5)), hits(&cli_search));
+    assert_eq!(hits(answered(&report, 5)).len(), 5);
+    let filter_text = filter.to_string();
+    let cli_filtered = json_of(&ok(
+        &repo.path,
+        &[
+            "--json",
+            "search",
+            "docs",
+            "--vector",
+            "40,5,1,1.5",
+            "-k",
+            "5",
+            "--filter",
+            &filter_text,
+        ],
+    ));
+    let filtered = hits(answered(&report, 6));
+    assert_eq!(filtered, hits(&cli_filtered));
+    assert!(filtered.iter().all(|(id, _)| id.as_u64().unwrap() % 2 == 0));
+    let info = json_of(&ok(&repo.path, &["--json", "collection", "info", "docs"]));
+    assert_eq!(answered(&report, 7)["id"], info["id"]);
+    assert!(answered(&report, 7)["root"]
+        .as_str()
+        .unwrap()
+        .starts_with('b'));
+    let stats = answered(&report, 8);
+    for field in ["id", "name", "dim", "metric", "points", "shards"] {
+        assert_eq!(stats[field], info[field], "{field}");
+    }
+    assert_eq!(stats["points"], 58);
+    assert_eq!(answered(&report, 9)["collections"][0]["name"], "docs");
+
+    // CAR files: the export is a file the CLI imports into another repository alike.
+    let exported = answered(&report, 10);
+    assert!(exported["blocks"].as_u64().unwrap() > 0);
+    assert!(car.exists());
+    let imported = answered(&report, 11);
+    let copy = json_of(&ok(
+        &repo.path,
+        &["--json", "collection", "info", "docs-copy"],
+    ));
+    assert_eq!(imported["root"], copy["root"]);
+    assert_eq!(imported["id"], info["id"]);
+    assert_eq!(imported["points"], copy["points"]);
+
+    // Node and store.
+    let node = json_of(&ok(&repo.path, &["--json", "id"]));
+    assert_eq!(answered(&report, 12)["node"]["peer_id"], node["peer_id"]);
+    assert!(answered(&report, 12)["peers"].is_array());
+    let health = answered(&report, 13);
+    assert!(health["store"]["blocks"].as_u64().unwrap() > 0);
+    assert!(health["pins"].as_u64().unwrap() > 0);
+    assert_eq!(health["collections"].as_array().unwrap().len(), 2);
+
+    // Bad arguments and parts not built: tool errors that say what to do.
+    refused(&report, 14, &["dimension"]);
+    refused(&report, 15, &["nope"]);
+    refused(&report, 16, &["dimension"]);
+    refused(&report, 17, &["embedding provider", "vectors"]);
+    refused(&report, 18, &["3"]);
+    refused(&report, 19, &["bridges", "not available yet"]);
+    refused(&report, 20, &["not available yet"]);
+    let call = &report["calls"][21];
+    assert_eq!(call["isError"], true, "{call}");
+
+    // The daemon's /mcp answers the same, and only with the token.
+    let url = format!("{}/mcp", daemon.url);
+    let token = daemon.token.clone().unwrap();
+    let plan = json!([
+        {"name": "search_vectors", "arguments": {"collection": "docs", "vector": query, "k": 5}},
+        {"name": "get_collection_cid", "arguments": {"collection": "docs"}},
+        {"name": "export_collection_to_car", "arguments": {"collection": "docs", "path": dir.join("http.car")}},
+        {"name": "import_collection_from_car", "arguments": {"path": car, "name": "http-copy"}},
+    ]);
+    let over_http = python_client(&dir, &plan, &["--url", &url, "--token", &token]);
+    let mut http_tools: Vec<&str> = over_http["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    http_tools.sort_unstable();
+    assert_eq!(http_tools, TOOLS);
+    assert_eq!(hits(answered(&over_http, 0)), hits(&cli_search));
+    assert_eq!(answered(&over_http, 1)["id"], info["id"]);
+    // Files named by path would be the daemon's: the CAR tools refuse over HTTP.
+    refused(
+        &over_http,
+        2,
+        &["ipvec mcp", "/v1/collections/{name}/export"],
+    );
+    refused(&over_http, 3, &["ipvec mcp"]);
+    assert!(!dir.join("http.car").exists());
+    fails(&repo.path, &["collection", "info", "http-copy"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = runtime.block_on(async {
+        reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 401, "/mcp without the token");
+}
+
+#[test]
+fn the_typescript_sdk_searches_a_repository_opened_in_process() {
+    let js = workspace().join("tests/js-mcp");
+    assert!(
+        js.join("node_modules/@modelcontextprotocol/sdk").exists(),
+        "the TypeScript MCP SDK is needed: run .ci/run, or `(cd tests/js-mcp && npm ci \
+         --ignore-scripts)` (Node.js 20 or newer)"
+    );
+    let repo = new_repo();
+    let dir = repo.path.parent().unwrap().to_path_buf();
+    let file = dir.join("points.jsonl");
+    std::fs::write(&file, points_jsonl(0..50)).unwrap();
+    ok(&repo.path, &["collection", "create", "docs", "--dim", "4"]);
+    ok(&repo.path, &["add", "docs", file.to_str().unwrap()]);
+    let cli_search = json_of(&ok(
+        &repo.path,
+        &[
+            "--json", "search", "docs", "--vector", "1,2,-3,4", "-k", "7",
+        ],
+    ));
+
+    let search = json!({"collection": "docs", "vector": [1.0, 2.0, -3.0, 4.0], "k": 7});
+    let out = Command::new("node")
+        .arg(js.join("client.mjs"))
+        .arg(search.to_string())
+        .args(mcp_command(&repo.path))
+        .env_remove("IPVEC_PATH")
+        .env_remove("IPVEC_API")
+        .output()
+        .expect("Node.js runs the TypeScript MCP client: install Node.js 20 or newer");
+    assert!(
+        out.status.success(),
+        "the TypeScript MCP client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json_of(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(report["server"]["name"], "ipvec");
+    let mut listed: Vec<&str> = report["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(listed, TOOLS);
+    assert_eq!(report["search"]["isError"], false, "{report}");
+    let found = hits(&report["search"]["structuredContent"]);
+    assert_eq!(found.len(), 7);
+    assert_eq!(found, hits(&cli_search));
+    // The server closed the repository: the CLI opens it again.
+    ok(&repo.path, &["collection", "info", "docs"]);
+}
