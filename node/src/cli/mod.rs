@@ -7,6 +7,7 @@ mod carfile;
 mod collection;
 mod daemon;
 mod dag;
+mod embed;
 mod input;
 mod output;
 mod p2p;
@@ -194,6 +195,16 @@ pub enum Command {
         /// Point ids: digits are integer ids, '"42"' (quoted) the string id 42.
         #[arg(required = true)]
         ids: Vec<String>,
+    },
+    /// Turn texts into vectors with an embedding provider (the [embedding] config section)
+    /// and print them as JSON.
+    Embed {
+        /// The provider (default: embedding.provider in the config).
+        #[arg(long, value_enum)]
+        provider: Option<embed::ProviderArg>,
+        /// The texts, one vector each.
+        #[arg(required = true)]
+        texts: Vec<String>,
     },
     /// Open the terminal dashboard on the repository's daemon (or the one --api names).
     Tui,
@@ -491,6 +502,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let token = cli.api_token(&path);
             return Ok(ipvec_tui::run(endpoint, token, path.join("tui.log")).await?);
         }
+        Command::Embed { provider, texts } => return embed::run(&path, *provider, texts).await,
         Command::Completion { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "ipvec", &mut script);

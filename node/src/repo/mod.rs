@@ -13,6 +13,7 @@
 //! ```
 
 mod config;
+mod embedding;
 mod lock;
 
 use std::path::{Path, PathBuf};
@@ -20,7 +21,8 @@ use std::path::{Path, PathBuf};
 use libp2p_identity::{Keypair, PeerId};
 
 pub use config::{
-    ApiConfig, Config, ConfigError, LogConfig, P2pConfig, SearchConfig, StorageConfig,
+    ApiConfig, Config, ConfigError, EmbeddingConfig, LogConfig, P2pConfig, SearchConfig,
+    StorageConfig,
 };
 pub use lock::{lock_path, RepoLock};
 
