@@ -11,7 +11,8 @@
 //! Data: real English prose that ships with this repository: the sentences of README.md and
 //! docs/ (code blocks and tables left out), then of the doc comments in node/src and
 //! protocol/src, distinct, in file order. One batch is run
-//! first to warm up. It prints numbers and asserts nothing about time.
+//! first to warm up. The texts go through `Embedder::embed` as a caller's would (the local
+//! provider runs them in order of length). It prints numbers and asserts nothing about time.
 
 use std::{
     collections::HashSet,
@@ -20,7 +21,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use ipvec_node::embed::{local::MAX_TOKENS, LocalEmbedder};
+use ipvec_node::embed::{local::MAX_TOKENS, Embedder, LocalEmbedder};
 
 /// The sentences of a Markdown text: prose lines outside code blocks and tables, split
 /// after `.`, `?` and `!`, with 4 to 80 words.
@@ -137,13 +138,11 @@ fn main() -> Result<()> {
         words as f64 / texts.len().max(1) as f64,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
-    embedder.embed_blocking(&texts[..batch.min(texts.len())])?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().build()?;
+    runtime.block_on(embedder.embed(&texts[..batch.min(texts.len())]))?;
     let started = Instant::now();
-    let mut dimension = 0;
-    for chunk in texts.chunks(batch.max(1)) {
-        let vectors = embedder.embed_blocking(chunk)?;
-        dimension = vectors.first().map_or(0, Vec::len);
-    }
+    let vectors = runtime.block_on(embedder.embed(&texts))?;
+    let dimension = vectors.first().map_or(0, Vec::len);
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "embedded {} sentences ({dimension}-d) in {seconds:.2} s: {:.1} sentences/s",

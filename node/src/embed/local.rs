@@ -16,7 +16,7 @@ use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use futures::future::BoxFuture;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
-use super::{EmbedError, Embedder, ModelInfo};
+use super::{EmbedError, Embedder, ModelInfo, Progress, ProgressFn};
 
 /// The model's name, as recorded in [`ModelInfo`].
 pub const MODEL_NAME: &str = "sentence-transformers/all-MiniLM-L6-v2";
@@ -187,6 +187,41 @@ impl Embedder for LocalEmbedder {
             tokio::task::spawn_blocking(move || inner.embed(&texts))
                 .await
                 .map_err(|e| EmbedError::Inference(format!("the model's thread failed: {e}")))?
+        })
+    }
+
+    /// Runs the texts in order of length, so each batch pads its texts to a length near
+    /// their own, and answers in the caller's order.
+    fn embed_with_progress<'a>(
+        &'a self,
+        texts: &'a [String],
+        progress: ProgressFn<'a>,
+    ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
+        Box::pin(async move {
+            let mut order: Vec<usize> = (0..texts.len()).collect();
+            order.sort_by_key(|&i| texts[i].len());
+            let mut vectors = vec![Vec::new(); texts.len()];
+            let mut done = 0;
+            for chunk in order.chunks(self.batch_size) {
+                let batch: Vec<String> = chunk.iter().map(|&i| texts[i].clone()).collect();
+                let got = self.embed_batch(&batch).await?;
+                if got.len() != batch.len() {
+                    return Err(EmbedError::Inference(format!(
+                        "{} vectors for {} texts",
+                        got.len(),
+                        batch.len()
+                    )));
+                }
+                for (&i, vector) in chunk.iter().zip(got) {
+                    vectors[i] = vector;
+                }
+                done += chunk.len();
+                progress(Progress {
+                    done,
+                    total: texts.len(),
+                });
+            }
+            Ok(vectors)
         })
     }
 }
