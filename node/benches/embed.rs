@@ -133,7 +133,7 @@ fn main() -> Result<()> {
     let embedder = LocalEmbedder::load(Path::new(&dir), batch)?;
     let words: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
     println!(
-        "{} sentences of the repository's Markdown ({available} available), {:.1} words each on average; batch {batch}, {} threads, at most {MAX_TOKENS} tokens",
+        "{} sentences of the repository's prose ({available} available), {:.1} words each on average; batch {batch}, {} threads, at most {MAX_TOKENS} tokens",
         texts.len(),
         words as f64 / texts.len().max(1) as f64,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
