@@ -5,6 +5,8 @@
 //! - [`tree`]: the history-independent shard tree: build, edit, lookup, range, diff, merge.
 //! - [`index`]: vector indexes: usearch HNSW and the exact reference.
 //! - [`collection`]: collections: points, search, filters, write-ahead log, versions.
+//! - [`embed`]: embedding providers behind one trait: all-MiniLM-L6-v2 on the CPU, an
+//!   OpenAI-compatible or Ollama server, and a cache of embeddings already made.
 //! - [`repo`]: the on-disk repository: config, node key, store, lock.
 //! - [`cluster`]: sans-io cores (time passed in): the Bitswap want ledger, DAG fetch
 //!   scheduling, following collections, membership, shard placement, repair and
@@ -26,6 +28,7 @@ pub mod background;
 pub mod cli;
 pub mod cluster;
 pub mod collection;
+pub mod embed;
 pub mod federation;
 pub mod index;
 pub mod mcp;

@@ -7,6 +7,7 @@ pub(crate) mod carfile;
 mod collection;
 mod daemon;
 mod dag;
+mod embed;
 mod input;
 mod output;
 mod p2p;
@@ -201,6 +202,16 @@ pub enum Command {
     /// Serve the Model Context Protocol on stdin and stdout, for AI assistants and other MCP
     /// clients (docs/mcp.md): the node's operations as tools, through the daemon when one runs.
     Mcp,
+    /// Turn texts into vectors with an embedding provider (the [embedding] config section)
+    /// and print them as JSON.
+    Embed {
+        /// The provider (default: embedding.provider in the config).
+        #[arg(long, value_enum)]
+        provider: Option<embed::ProviderArg>,
+        /// The texts, one vector each.
+        #[arg(required = true)]
+        texts: Vec<String>,
+    },
     /// Open the terminal dashboard on the repository's daemon (or the one --api names).
     Tui,
     /// Print a shell completion script, e.g. `ipvec completion bash >
@@ -517,6 +528,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let token = cli.api_token(&path);
             return Ok(ipvec_tui::run(endpoint, token, path.join("tui.log")).await?);
         }
+        Command::Embed { provider, texts } => return embed::run(&path, *provider, texts).await,
         Command::Completion { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "ipvec", &mut script);

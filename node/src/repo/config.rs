@@ -8,6 +8,8 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub use super::embedding::EmbeddingConfig;
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -42,6 +44,8 @@ pub struct Config {
     pub p2p: P2pConfig,
     /// Storage limits.
     pub storage: StorageConfig,
+    /// Embedding providers: how text becomes vectors.
+    pub embedding: EmbeddingConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -396,6 +400,7 @@ impl Config {
                 "must be at least 1 (searches a second)",
             ));
         }
+        self.embedding.validate()?;
         if self.p2p.provider_ttl_secs <= self.p2p.reprovide_interval_secs {
             return Err(invalid(
                 "p2p.provider_ttl_secs",
@@ -490,6 +495,7 @@ impl Config {
              # core). 1 builds the same graph on every node; more build faster.\n\
              index_build_threads = {}\n\
              \n\
+             {}\
              [log]\n\
              # Least severe level logged: error, warn, info, debug or trace. RUST_LOG overrides it.\n\
              level = {:?}\n\
@@ -523,6 +529,7 @@ impl Config {
             self.storage.commit_interval_ms,
             self.storage.background_nice,
             self.storage.index_build_threads,
+            self.embedding.to_documented_toml(),
             self.log.level,
             self.log.format
         )
