@@ -262,10 +262,15 @@ impl HeldIndex {
     ) -> Result<Vec<Hit>, CollectionError> {
         let k = options.k;
         if restriction.is_none() {
+            // While a writer has inserts in the graph, the walk lets only points through, so
+            // that it needs no second walk when one of them is among the nearest.
+            let busy = !self.prepared_keys().is_empty();
+            let placed = |key: u64| key < PREPARED_KEYS;
             let exact = |k: usize| self.index.exact(query, k);
-            let walk = |k: usize| match options.exact {
-                true => exact(k),
-                false => self.index.search(query, k, options.ef, None),
+            let walk = |k: usize| match (options.exact, busy) {
+                (true, _) => exact(k),
+                (false, true) => self.index.search(query, k, options.ef, Some(&placed)),
+                (false, false) => self.index.search(query, k, options.ef, None),
             };
             let first = walk(k)?;
             return self.beside_writer(first, k, self.keys.len(), walk, exact);
