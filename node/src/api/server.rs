@@ -92,7 +92,7 @@ async fn node_info(State(s): State<AppState>) -> ApiResult<NodeInfo> {
 /// The effective configuration (file, then environment, then flags).
 #[utoipa::path(get, path = "/v1/config", responses((status = 200, description = "the configuration as JSON")))]
 async fn config(State(s): State<AppState>) -> Json<crate::repo::Config> {
-    Json(s.node.config().clone())
+    Json(s.node.config().redacted())
 }
 
 /// Long operations running now, with their progress.

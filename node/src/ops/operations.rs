@@ -136,7 +136,7 @@ impl Operations for Node {
     }
 
     fn config(&self) -> BoxFuture<'_, Result<Config>> {
-        let config = Node::config(self).clone();
+        let config = Node::config(self).redacted();
         Box::pin(async move { Ok(config) })
     }
 

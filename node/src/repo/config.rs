@@ -257,6 +257,16 @@ impl Default for LogConfig {
 }
 
 impl Config {
+    /// This config as shown to a user or an API caller: secrets (`embedding.api_key`)
+    /// replaced by a note that they are set.
+    pub fn redacted(&self) -> Config {
+        let mut shown = self.clone();
+        if !shown.embedding.api_key.is_empty() {
+            shown.embedding.api_key = "(set; hidden)".into();
+        }
+        shown
+    }
+
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
@@ -622,6 +632,16 @@ mod tests {
         );
         assert_eq!(config.log.format, "json");
         assert_eq!(config.log.level, "info", "untouched keys keep their value");
+
+        let secret = Config::default()
+            .with_vars(|n| (n == "IPVEC_EMBEDDING_API_KEY").then(|| "sk-123".to_string()))
+            .unwrap();
+        assert_eq!(secret.embedding.api_key, "sk-123");
+        let shown = serde_json::to_string(&secret.redacted()).unwrap();
+        assert!(
+            !shown.contains("sk-123") && shown.contains("(set; hidden)"),
+            "{shown}"
+        );
 
         let err = Config::default()
             .with_vars(|n| (n == "IPVEC_STORAGE_MAX_BYTES").then(|| "lots".to_string()))
