@@ -606,3 +606,61 @@ async fn duplicate_vectors_do_not_hide_the_rest() {
     let holders: Vec<u64> = search(copy, false).await.iter().map(|h| h.0).collect();
     assert_eq!(holders, (500..510).collect::<Vec<u64>>());
 }
+
+/// What a plain client (one that writes its whole request, then reads) gets for a body the
+/// daemon refuses: all of its upload is taken, then the error that says what to do. A
+/// daemon that answered and closed early would make the rest of the upload fail.
+fn upload_then_read(url: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    for (i, chunk) in body.chunks(64 << 10).enumerate() {
+        if let Err(e) = stream.write_all(chunk) {
+            panic!(
+                "the daemon stopped taking the upload after {} KiB: {e}",
+                i * 64
+            );
+        }
+    }
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, json) = answer.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (
+        status,
+        serde_json::from_str(json).unwrap_or(Value::String(json.into())),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_uploads_are_read_to_the_end_and_answered() {
+    let repo = new_repo();
+    let daemon = Daemon::start(&repo.path, &[("IPVEC_API_MAX_BODY_BYTES", "65536")]);
+    ok(&repo.path, &["collection", "create", "up", "--dim", "4"]);
+    let url = daemon.url.clone();
+    let big = serde_json::to_vec(&points(0..200_000)).unwrap();
+    let answers = tokio::task::spawn_blocking(move || {
+        [
+            upload_then_read(&url, "/v1/collections/up/points", "application/json", &big),
+            upload_then_read(&url, "/v1/collections/up/points", "text/plain", &big),
+        ]
+    })
+    .await
+    .unwrap();
+    let [(s, too_large), (t, wrong_type)] = answers;
+    assert_eq!(s, 413, "{too_large}");
+    let message = too_large["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("api.max_body_bytes") && message.contains("65536"),
+        "{message}"
+    );
+    assert_eq!(t, 415, "{wrong_type}");
+    assert_eq!(state_of(&daemon, "up").await.0, 0, "nothing was written");
+    assert!(daemon.ready());
+}

@@ -253,6 +253,8 @@ impl Limits {
 pub struct RouteRules {
     /// The body the route reads.
     pub body: BodyKind,
+    /// The longest body it takes (`api.max_body_bytes`), if limited.
+    pub max_body: Option<u64>,
     /// Its kind's slots, if limited.
     pub slots: Option<Arc<Slots>>,
 }
@@ -303,15 +305,19 @@ fn refuse_body(request: &Request, body: BodyKind) -> Option<ApiError> {
     })
 }
 
-/// Checks the body type, then waits for a slot of the route's kind (at most
-/// `api.queue_timeout_ms`) and runs the request in it.
+/// Checks the body type and declared length, then waits for a slot of the route's kind (at
+/// most `api.queue_timeout_ms`) and runs the request in it. A request refused here has its
+/// body read and dropped first (see [`refuse`]).
 pub async fn route_rules(
     State(rules): State<RouteRules>,
     request: Request,
     next: Next,
 ) -> Response {
     if let Some(error) = refuse_body(&request, rules.body) {
-        return error.into_response();
+        return refuse(request, error.into_response()).await;
+    }
+    if let Some(error) = refuse_length(&request, rules.max_body) {
+        return refuse(request, error.into_response()).await;
     }
     let Some(slots) = rules.slots else {
         return next.run(request).await;
@@ -332,11 +338,51 @@ pub async fn route_rules(
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return response;
+            return refuse(request, response).await;
         }
     };
     let response = next.run(request).await;
     drop(permit);
+    response
+}
+
+/// Most of a refused request's body read before answering, and for how long.
+const REFUSED_BODY_BYTES: usize = 64 << 20;
+const REFUSED_BODY_TIME: Duration = Duration::from_secs(5);
+
+/// The 413 for a body whose `Content-Length` is over `max_body`, before any of it is read.
+fn refuse_length(request: &Request, max_body: Option<u64>) -> Option<ApiError> {
+    let max = max_body?;
+    let length = header_text(request.headers(), header::CONTENT_LENGTH)?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    (length > max).then(|| {
+        ApiError::too_large(format!(
+            "the request body is {length} bytes, over the daemon's limit of {max} \
+             (api.max_body_bytes); send smaller batches"
+        ))
+    })
+}
+
+/// `response`, sent once `request`'s body has been read and dropped (at most
+/// [`REFUSED_BODY_BYTES`] within [`REFUSED_BODY_TIME`]). A server that answers and closes
+/// while the client is still sending makes the client's write fail (a broken pipe or a
+/// reset) before it reads the answer, so the client would see a dropped connection instead
+/// of the error that says what to do.
+async fn refuse(request: Request, response: Response) -> Response {
+    use futures::StreamExt;
+    let mut body = request.into_body().into_data_stream();
+    let _ = tokio::time::timeout(REFUSED_BODY_TIME, async {
+        let mut read = 0;
+        while let Some(Ok(chunk)) = body.next().await {
+            read += chunk.len();
+            if read > REFUSED_BODY_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
     response
 }
 
@@ -414,6 +460,7 @@ mod tests {
         };
         let rules = |kind| RouteRules {
             body: BodyKind::None,
+            max_body: None,
             slots: limits.of(kind),
         };
         let app = Router::new()

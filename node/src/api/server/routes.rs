@@ -112,14 +112,17 @@ fn routes(
     let state = AppState { node, stopping };
     let mut router = Router::new();
     for route in route_table() {
+        // CAR imports are streamed: any length.
+        let streamed = route.body == BodyKind::Car;
         let rules = RouteRules {
             body: route.body,
+            max_body: (!streamed).then_some(max_body as u64),
             slots: limits.of(route.kind),
         };
-        let body_limit = match route.body {
-            // CAR imports are streamed: any length.
-            BodyKind::Car => DefaultBodyLimit::disable(),
-            _ => DefaultBodyLimit::max(max_body),
+        let body_limit = if streamed {
+            DefaultBodyLimit::disable()
+        } else {
+            DefaultBodyLimit::max(max_body)
         };
         let handler: MethodRouter<AppState> = route
             .handler
