@@ -864,12 +864,15 @@ async fn log_events_stream_live_and_end_at_shutdown() {
     stopping.await.unwrap();
 }
 
-/// Whether an answer of the lifecycle races is clean: 200, or 404/409 with the JSON error body.
+/// Whether an answer of the lifecycle races is clean: 200, or 404/409 with the JSON error
+/// body, or the `unavailable` refusal that says to retry (a request that waited over a second
+/// for the name while another client's create or drop held it: on a loaded machine a create
+/// with its fsyncs can take that long).
 fn clean(status: u16, body: &Value) -> bool {
+    let message = body["error"]["message"].as_str().unwrap_or_default();
     status == 200
-        || matches!(status, 404 | 409)
-            && body["error"]["code"].is_string()
-            && body["error"]["message"].is_string()
+        || matches!(status, 404 | 409) && body["error"]["code"].is_string() && !message.is_empty()
+        || status == 503 && body["error"]["code"] == "unavailable" && message.contains("retry")
 }
 
 /// The names in a repository's collections folder, hidden ones included.
@@ -968,7 +971,7 @@ async fn eight_clients_creating_and_dropping_one_name_get_clean_answers() {
     let unclean: Vec<_> = answers.iter().filter(|(_, s, b)| !clean(*s, b)).collect();
     assert!(
         unclean.is_empty(),
-        "{} of {} answers were not 200/404/409 with an error body: {:?}",
+        "{} of {} answers were not 200/404/409/503-retry with an error body: {:?}",
         unclean.len(),
         answers.len(),
         &unclean[..unclean.len().min(5)]
@@ -1134,7 +1137,7 @@ async fn a_drop_during_searches_and_upserts_leaves_nothing() {
     let unclean: Vec<_> = answers.iter().filter(|(_, s, b)| !clean(*s, b)).collect();
     assert!(
         unclean.is_empty(),
-        "{} of {} answers were not 200/404/409 with an error body: {:?}",
+        "{} of {} answers were not 200/404/409/503-retry with an error body: {:?}",
         unclean.len(),
         answers.len(),
         &unclean[..unclean.len().min(5)]
