@@ -188,6 +188,7 @@ fn main() -> Result<()> {
         node.create_collection(CreateCollection {
             name: "fmnist".into(),
             dim: data.dim as u32,
+            embedding: None,
             metric: Metric::L2,
             quantization: Quantization::F32,
             m: 16,
@@ -202,6 +203,7 @@ fn main() -> Result<()> {
             let points = (start..(start + 1_000).min(data.len()))
                 .map(|i| PointIn {
                     id: PointId::Int(i as u64),
+                    text: None,
                     vector: data::to_f32(data.row(i)),
                     metadata: None,
                 })

@@ -376,6 +376,7 @@ async fn write_collection(repo: &Path, data: &data::Dataset) -> Result<()> {
     node.create_collection(CreateCollection {
         name: "fm".into(),
         dim: data.dim as u32,
+        embedding: None,
         metric: Metric::L2,
         quantization: Quantization::F32,
         m: 16,
@@ -389,6 +390,7 @@ async fn write_collection(repo: &Path, data: &data::Dataset) -> Result<()> {
         let points = (start..(start + 1_000).min(data.len()))
             .map(|i| PointIn {
                 id: PointId::Int(i as u64),
+                text: None,
                 vector: data::to_f32(data.row(i)),
                 metadata: None,
             })

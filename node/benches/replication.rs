@@ -56,6 +56,7 @@ const BATCH: usize = 10_000;
 fn points(vectors: &[f32], ids: std::ops::Range<usize>) -> Vec<PointIn> {
     ids.map(|i| PointIn {
         id: PointId::Int(i as u64),
+        text: None,
         vector: vectors[i * DIM..(i + 1) * DIM].to_vec(),
         metadata: None,
     })
@@ -138,6 +139,7 @@ fn main() -> Result<()> {
         node.create_collection(CreateCollection {
             name: "vectors".into(),
             dim: DIM as u32,
+            embedding: None,
             metric: Metric::L2,
             quantization: Quantization::F32,
             m: 16,

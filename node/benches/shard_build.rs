@@ -84,6 +84,7 @@ fn main() -> Result<()> {
         let spec = CollectionSpec {
             name: "vectors".into(),
             dimension: DIM as u32,
+            embedding: None,
             metric: Metric::L2,
             quantization: Quantization::F32,
             hnsw: HnswParams {

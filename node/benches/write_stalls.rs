@@ -240,6 +240,7 @@ fn main() -> Result<()> {
             node.create_collection(CreateCollection {
                 name: name.into(),
                 dim: data.dim as u32 + u32::from(name == "other" && opts.refused),
+                embedding: None,
                 metric: Metric::L2,
                 quantization: Quantization::F32,
                 m: 16,
@@ -254,6 +255,7 @@ fn main() -> Result<()> {
             let points = (start..(start + 1_000).min(base))
                 .map(|i| PointIn {
                     id: PointId::Int(i as u64),
+                    text: None,
                     vector: data::to_f32(data.row(i)),
                     metadata: None,
                 })

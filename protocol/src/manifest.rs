@@ -96,6 +96,29 @@ impl Default for HnswParams {
     }
 }
 
+/// The model that turns a text collection's texts into vectors, recorded so that every
+/// writer, query and replica uses the same one. Its vectors have the manifest's dimension.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EmbeddingModel {
+    /// Who runs the model: `local` (on the node's CPU), `openai` or `ollama` (over HTTP).
+    pub provider: String,
+    /// The model's name, e.g. `sentence-transformers/all-MiniLM-L6-v2`.
+    pub model: String,
+    /// Whether every vector the model gives has length 1.
+    pub normalized: bool,
+}
+
+impl EmbeddingModel {
+    /// The longest provider or model name a manifest may carry.
+    pub const MAX_NAME: usize = 256;
+
+    /// `provider/model`, as error messages and caches name it.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.provider, self.model)
+    }
+}
+
 /// One collection version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -128,6 +151,10 @@ pub struct Manifest {
     pub updated: u64,
     /// Live points (tombstones excluded) across all shards.
     pub points: u64,
+    /// For a text collection, the model its vectors come from. Absent (not written at all)
+    /// for a collection of vectors, so manifests without it encode as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<EmbeddingModel>,
 }
 
 /// The root of one shard at one version.
@@ -198,6 +225,18 @@ impl Manifest {
                 "a collection has at least one shard",
             ));
         }
+        if let Some(model) = &self.embedding {
+            let bad = |s: &str| s.is_empty() || s.len() > EmbeddingModel::MAX_NAME;
+            if bad(&model.provider) || bad(&model.model) {
+                return Err(ProtocolError::invalid(
+                    "embedding",
+                    format!(
+                        "provider and model must be 1 to {} bytes",
+                        EmbeddingModel::MAX_NAME
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -226,5 +265,59 @@ mod tests {
                 assert!(first <= h && h <= last);
             }
         }
+    }
+
+    fn manifest(embedding: Option<EmbeddingModel>) -> Manifest {
+        let cid = crate::cid::block_cid(crate::cid::DAG_CBOR, b"shard");
+        Manifest {
+            format: 1,
+            name: "texts".into(),
+            owner: vec![7; 32],
+            dimension: 384,
+            metric: Metric::Cosine,
+            quantization: Quantization::F32,
+            hnsw: HnswParams::default(),
+            replication: 1,
+            writers: vec![serde_bytes::ByteBuf::from(vec![7; 32])],
+            shards: vec![cid],
+            prev: None,
+            created: 1,
+            updated: 2,
+            points: 0,
+            embedding,
+        }
+    }
+
+    #[test]
+    fn the_embedding_model_is_written_only_for_text_collections() {
+        let plain = manifest(None);
+        let bytes = crate::dagcbor::encode(&plain).unwrap();
+        let map: std::collections::BTreeMap<String, ipld_core::ipld::Ipld> =
+            crate::dagcbor::decode(&bytes).unwrap();
+        assert!(
+            !map.contains_key("embedding"),
+            "no key, so older manifests keep their CIDs"
+        );
+        assert_eq!(map.len(), 14);
+        assert_eq!(crate::dagcbor::decode::<Manifest>(&bytes).unwrap(), plain);
+
+        let model = EmbeddingModel {
+            provider: "local".into(),
+            model: "sentence-transformers/all-MiniLM-L6-v2".into(),
+            normalized: true,
+        };
+        let text = manifest(Some(model.clone()));
+        text.validate().unwrap();
+        let bytes = crate::dagcbor::encode(&text).unwrap();
+        let back: Manifest = crate::dagcbor::decode(&bytes).unwrap();
+        assert_eq!(back.embedding, Some(model));
+
+        let mut nameless = text;
+        nameless.embedding.as_mut().unwrap().model.clear();
+        assert!(nameless
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("embedding"));
     }
 }

@@ -316,13 +316,15 @@ async fn follow_logs(
 /// Runs one search: looks up the point's vector first for `id:` queries.
 async fn search(client: &ApiClient, call: SearchCall) -> Result<SearchResult, ClientError> {
     let start = Instant::now();
-    let vector = match &call.query {
-        Query::Vector(vector) => vector.clone(),
-        Query::Point(id) => client.point(&call.collection, id).await?.vector,
+    let body = match &call.query {
+        Query::Vector(vector) => request(&call, SearchRequest::new(vector.clone())),
+        Query::Point(id) => {
+            let vector = client.point(&call.collection, id).await?.vector;
+            request(&call, SearchRequest::new(vector))
+        }
+        Query::Text(text) => request(&call, SearchRequest::text(text.clone())),
     };
-    let response = client
-        .search(&call.collection, &request(&call, vector))
-        .await?;
+    let response = client.search(&call.collection, &body).await?;
     Ok(SearchResult {
         collection: call.collection,
         query: call.text,
@@ -332,13 +334,13 @@ async fn search(client: &ApiClient, call: SearchCall) -> Result<SearchResult, Cl
     })
 }
 
-/// The request body of `call`, searching with `vector`: the node's defaults, but for k and
-/// whether to ask the peers.
-fn request(call: &SearchCall, vector: Vec<f32>) -> SearchRequest {
+/// The request body of `call`, searching as `query` does: the node's defaults, but for k
+/// and whether to ask the peers.
+fn request(call: &SearchCall, query: SearchRequest) -> SearchRequest {
     SearchRequest {
         k: call.k,
         federated: call.federated,
-        ..SearchRequest::new(vector)
+        ..query
     }
 }
 
@@ -366,12 +368,14 @@ mod tests {
         press(KeyCode::Char(','));
         press(KeyCode::Char('0'));
         let local = press(KeyCode::Enter).unwrap();
-        let body = serde_json::to_value(request(&local, vec![1.0, 0.0])).unwrap();
+        let body =
+            serde_json::to_value(request(&local, SearchRequest::new(vec![1.0, 0.0]))).unwrap();
         assert_eq!(body["federated"], serde_json::Value::Null, "{body}");
         press(KeyCode::Char('f'));
         press(KeyCode::Enter);
         let federated = press(KeyCode::Enter).unwrap();
-        let body = request(&federated, vec![1.0, 0.0]);
+        let body = request(&federated, SearchRequest::text("a question"));
+        assert_eq!(body.text.as_deref(), Some("a question"));
         assert!(body.federated && !body.verify);
         assert_eq!(body.k, 10);
         assert_eq!(

@@ -86,6 +86,7 @@ pub async fn create(
     let spec = CollectionSpec {
         name: "bench".into(),
         dimension: 784,
+        embedding: None,
         metric: metric_of(measure),
         quantization,
         hnsw: hnsw_params(),

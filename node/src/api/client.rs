@@ -445,6 +445,7 @@ mod tests {
         // daemon, which refuses it as the node does.
         let nan_point = vec![PointIn {
             id: PointId::Int(4),
+            text: None,
             vector: vec![f32::NAN, 0.0],
             metadata: None,
         }];

@@ -76,6 +76,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
         Command::Collection(CollectionCommand::Create {
             name,
             dim,
+            embedding,
             metric,
             quantization,
             m,
@@ -86,7 +87,8 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
         }) => {
             let request = CreateCollection {
                 name: name.clone(),
-                dim,
+                dim: dim.unwrap_or(0),
+                embedding,
                 metric: metric.into(),
                 quantization: quantization.into(),
                 m,
@@ -173,9 +175,26 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
         Command::Add {
             name,
             file,
+            text,
+            id,
+            no_store_text,
             ids,
             batch,
-        } => add(backend, out, &name, &file, ids.as_deref(), batch).await?,
+        } => {
+            let (mut points, unit, origin) = match file {
+                Some(file) => {
+                    let (points, unit) = read_points(&file, ids.as_deref())?;
+                    (points, unit, file.display().to_string())
+                }
+                None => (text_points(text, id)?, "text", "--text".to_string()),
+            };
+            let texts = points.iter().any(|(_, p)| p.text.is_some());
+            if !no_store_text {
+                points.iter_mut().for_each(|(_, p)| p.keep_text());
+            }
+            let batch = batch.unwrap_or(if texts { 64 } else { 1_000 });
+            add(backend, out, &name, &origin, points, unit, batch).await?
+        }
         Command::Get { name, id } => {
             let point = backend.ops().get_point(&name, parse_point_id(&id)?).await?;
             out.print(
@@ -214,58 +233,71 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
     Ok(())
 }
 
+/// The points of `file` (.jsonl, or .npy / .fvecs rows with `ids`), each with its line or
+/// row number, and which of the two it is.
+fn read_points(
+    file: &Path,
+    ids: Option<&Path>,
+) -> anyhow::Result<(Vec<(usize, PointIn)>, &'static str)> {
+    if file.extension().and_then(|e| e.to_str()) == Some("jsonl") {
+        if ids.is_some() {
+            bail!("--ids is for .npy and .fvecs files; .jsonl lines carry their own ids");
+        }
+        return Ok((input::read_jsonl(file)?, "line"));
+    }
+    let vectors = input::read_matrix(file)?;
+    let ids = match ids {
+        Some(path) => {
+            let ids = input::read_ids(path)?;
+            if ids.len() != vectors.len() {
+                bail!(
+                    "{} has {} ids for {} vectors",
+                    path.display(),
+                    ids.len(),
+                    vectors.len()
+                );
+            }
+            ids
+        }
+        None => (0..vectors.len() as u64).map(PointId::Int).collect(),
+    };
+    let points = ids
+        .into_iter()
+        .zip(vectors)
+        .enumerate()
+        .map(|(row, (id, vector))| (row, PointIn::vector(id, vector, None)))
+        .collect();
+    Ok((points, "row"))
+}
+
+/// Points of `--text` texts, numbered from 1; the one text may have its `id`.
+fn text_points(texts: Vec<String>, id: Option<String>) -> anyhow::Result<Vec<(usize, PointIn)>> {
+    let id = match id {
+        Some(_) if texts.len() > 1 => bail!("--id names the id of one --text; give one text"),
+        Some(id) => Some(parse_point_id(&id)?),
+        None => None,
+    };
+    Ok(texts
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let id = id.clone().unwrap_or_else(|| PointId::of_text(&text));
+            (i + 1, PointIn::text(id, text))
+        })
+        .collect())
+}
+
+/// Adds `points` (from `origin`, each numbered by its `unit`) in batches of `batch`, with a
+/// progress bar.
 async fn add(
     backend: &Backend,
     out: &Output,
     name: &str,
-    file: &Path,
-    ids: Option<&Path>,
+    origin: &str,
+    points: Vec<(usize, PointIn)>,
+    unit: &str,
     batch: usize,
 ) -> anyhow::Result<()> {
-    // Each point with where it came from, for error messages.
-    let (points, unit): (Vec<(usize, PointIn)>, &str) =
-        match file.extension().and_then(|e| e.to_str()) {
-            Some("jsonl") => {
-                if ids.is_some() {
-                    bail!("--ids is for .npy and .fvecs files; .jsonl lines carry their own ids");
-                }
-                (input::read_jsonl(file)?, "line")
-            }
-            _ => {
-                let vectors = input::read_matrix(file)?;
-                let ids = match ids {
-                    Some(path) => {
-                        let ids = input::read_ids(path)?;
-                        if ids.len() != vectors.len() {
-                            bail!(
-                                "{} has {} ids for {} vectors",
-                                path.display(),
-                                ids.len(),
-                                vectors.len()
-                            );
-                        }
-                        ids
-                    }
-                    None => (0..vectors.len() as u64).map(PointId::Int).collect(),
-                };
-                let points = ids
-                    .into_iter()
-                    .zip(vectors)
-                    .enumerate()
-                    .map(|(row, (id, vector))| {
-                        (
-                            row,
-                            PointIn {
-                                id,
-                                vector,
-                                metadata: None,
-                            },
-                        )
-                    })
-                    .collect();
-                (points, "row")
-            }
-        };
     // Fail early, before a progress bar, if the collection is not there.
     backend.ops().collection_info(name).await?;
     let total = points.len();
@@ -286,8 +318,7 @@ async fn add(
             Err(Error::BadPoint { point: bad, .. }) if bad.position < n => {
                 bar.finish_and_clear();
                 bail!(
-                    "{} {unit} {}: point {}: {}; nothing from this batch ({unit}s {}..={}) was stored{}",
-                    file.display(),
+                    "{origin} {unit} {}: point {}: {}; nothing from this batch ({unit}s {}..={}) was stored{}",
                     places[bad.position],
                     bad.id,
                     bad.reason,
@@ -298,9 +329,8 @@ async fn add(
             }
             Err(e) => {
                 bar.finish_and_clear();
-                return Err(e).with_context(|| {
-                    format!("points {}..{} of {}", done, done + n, file.display())
-                });
+                return Err(e)
+                    .with_context(|| format!("points {}..{} of {origin}", done, done + n));
             }
         }
         done += n;

@@ -128,8 +128,9 @@ fn parse_fvecs(bytes: &[u8]) -> anyhow::Result<Vec<Vec<f32>>> {
     Ok(out)
 }
 
-/// Points from a `.jsonl` file (`{"id": …, "vector": […], "metadata": {…}}` a line), each with
-/// its 1-based line number.
+/// Points from a `.jsonl` file (`{"id": …, "vector": […], "metadata": {…}}` a line; in a
+/// text collection `"text": "…"` instead of the vector, and the id may be left out: see
+/// [`PointId::of_text`]), each with its 1-based line number.
 pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<(usize, PointIn)>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -141,21 +142,36 @@ pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<(usize, PointIn)>> {
         let at = || format!("{} line {}", path.display(), i + 1);
         let value: serde_json::Value =
             serde_json::from_str(line).with_context(|| format!("{}: not valid JSON", at()))?;
-        let id = match &value["id"] {
-            serde_json::Value::Number(n) => PointId::Int(
+        let text = match value.get("text") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(text)) => Some(text.clone()),
+            Some(_) => bail!("{}: \"text\" must be a string", at()),
+        };
+        let id = match (&value["id"], &text) {
+            (serde_json::Value::Number(n), _) => PointId::Int(
                 n.as_u64()
                     .ok_or_else(|| anyhow!("{}: integer ids must be unsigned", at()))?,
             ),
-            serde_json::Value::String(s) => PointId::Str(s.clone()),
+            (serde_json::Value::String(s), _) => PointId::Str(s.clone()),
+            (serde_json::Value::Null, Some(text)) => PointId::of_text(text),
             _ => bail!("{}: \"id\" must be an unsigned integer or a string", at()),
         };
-        let vector = value["vector"]
-            .as_array()
-            .ok_or_else(|| anyhow!("{}: \"vector\" must be an array of numbers", at()))?
-            .iter()
-            .map(|x| x.as_f64().map(|f| f as f32))
-            .collect::<Option<Vec<f32>>>()
-            .ok_or_else(|| anyhow!("{}: \"vector\" must hold only numbers", at()))?;
+        let vector = match (value.get("vector"), &text) {
+            (None, Some(_)) => Vec::new(),
+            (vector, _) => vector
+                .and_then(|v| v.as_array())
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{}: \"vector\" must be an array of numbers (or, in a text \
+                         collection, give \"text\")",
+                        at()
+                    )
+                })?
+                .iter()
+                .map(|x| x.as_f64().map(|f| f as f32))
+                .collect::<Option<Vec<f32>>>()
+                .ok_or_else(|| anyhow!("{}: \"vector\" must hold only numbers", at()))?,
+        };
         let metadata = match value.get("metadata") {
             None | Some(serde_json::Value::Null) => None,
             Some(m @ serde_json::Value::Object(_)) => Some(m.clone()),
@@ -166,6 +182,7 @@ pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<(usize, PointIn)>> {
             PointIn {
                 id,
                 vector,
+                text,
                 metadata,
             },
         ));

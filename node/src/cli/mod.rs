@@ -126,25 +126,45 @@ pub enum Command {
     /// Create, list, inspect and drop collections.
     #[command(subcommand)]
     Collection(CollectionCommand),
-    /// Add points from a .npy (2-D float32), .fvecs or .jsonl file.
+    /// Add points from a .npy (2-D float32), .fvecs or .jsonl file, or texts to a text
+    /// collection.
     Add {
         /// Collection name.
         name: String,
         /// The file: .npy or .fvecs (ids are row numbers unless --ids), or .jsonl
-        /// ({"id": …, "vector": […], "metadata": {…}} a line).
-        file: PathBuf,
+        /// ({"id": …, "vector": […], "metadata": {…}} a line; in a text collection
+        /// {"text": "…"} instead of "vector", and "id" may be left out).
+        #[arg(required_unless_present = "text")]
+        file: Option<PathBuf>,
+        /// A text to embed and add (text collections; repeat for more). Its id is --id, or
+        /// one made from the text ("t" and 16 hex digits of its BLAKE3 hash).
+        #[arg(long, conflicts_with_all = ["file", "ids"])]
+        text: Vec<String>,
+        /// The id of the one --text.
+        #[arg(long, requires = "text", value_name = "ID")]
+        id: Option<String>,
+        /// Do not keep each text in its point's metadata (under "text"); searches then
+        /// answer with ids and the rest of the metadata only.
+        #[arg(long)]
+        no_store_text: bool,
         /// A text file of ids, one a line, for .npy and .fvecs rows.
         #[arg(long, value_name = "FILE")]
         ids: Option<PathBuf>,
-        /// Points per batch (each batch is stored whole or not at all).
-        #[arg(long, default_value_t = 1_000)]
-        batch: usize,
+        /// Points per batch (each batch is stored whole or not at all; default 1,000, or 64
+        /// when texts are embedded).
+        #[arg(long)]
+        batch: Option<usize>,
     },
-    /// Find the nearest points to a vector (or to each row of a query file).
+    /// Find the nearest points to a vector (or to each row of a query file), or in a text
+    /// collection to a question in plain words.
     Search {
         /// Collection name, or a collection id (one held only by peers is searched through
         /// them).
         name: String,
+        /// A question in plain words (text collections): embedded with the collection's
+        /// model.
+        #[arg(conflicts_with_all = ["vector", "query_file"])]
+        text: Option<String>,
         /// The query vector, comma-separated.
         #[arg(long, allow_hyphen_values = true)]
         vector: Option<String>,
@@ -277,9 +297,14 @@ pub enum CollectionCommand {
     Create {
         /// Name: letters, digits, '-' and '_'.
         name: String,
-        /// Vector dimension.
-        #[arg(long)]
-        dim: u32,
+        /// Vector dimension (taken from the model with --embedding).
+        #[arg(long, required_unless_present = "embedding")]
+        dim: Option<u32>,
+        /// Make a text collection: the model that embeds its texts and questions, `local`
+        /// (all-MiniLM-L6-v2 on this CPU, from embedding.model_dir) or `http` / `http:MODEL`
+        /// (the server at embedding.http_url). Recorded in the manifest.
+        #[arg(long, value_name = "MODEL")]
+        embedding: Option<String>,
         /// Similarity metric.
         #[arg(long, value_enum, default_value = "cosine")]
         metric: MetricArg,

@@ -1,4 +1,5 @@
-//! `ipvec search`: one vector (`--vector`), or every row of a query file (`--query-file`),
+//! `ipvec search`: one question in words (a text collection's), one vector (`--vector`), or
+//! every row of a query file (`--query-file`),
 //! sent [`QUERIES_PER_BATCH`] to a request in compact form (`vector_b64`), each answer
 //! printed as it comes.
 
@@ -23,6 +24,7 @@ pub const QUERIES_PER_BATCH: usize = 256;
 pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::Result<()> {
     let Command::Search {
         name,
+        text,
         vector,
         query_file,
         k,
@@ -56,12 +58,19 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
         min_coverage,
         ..SearchRequest::new(Vec::new())
     };
-    match (vector, query_file) {
-        (Some(v), None) => {
-            let request = SearchRequest {
-                vector: parse_vector(&v)?,
-                ..options
-            };
+    let one = match (text, vector) {
+        (Some(text), None) => Some(SearchRequest {
+            text: Some(text),
+            ..options.clone()
+        }),
+        (None, Some(v)) => Some(SearchRequest {
+            vector: parse_vector(&v)?,
+            ..options.clone()
+        }),
+        _ => None,
+    };
+    match (one, query_file) {
+        (Some(request), None) => {
             let response = backend
                 .ops()
                 .search(&name, request)
@@ -71,7 +80,8 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
         }
         (None, Some(file)) => search_file(backend, out, &name, &file, &options).await,
         _ => bail!(
-            "give exactly one of --vector \"0.1,0.2,…\" or --query-file FILE (.npy or .fvecs)"
+            "give exactly one of a question (text collections), --vector \"0.1,0.2,…\" or \
+             --query-file FILE (.npy or .fvecs)"
         ),
     }
 }

@@ -156,6 +156,8 @@ pub struct CollectionSpec {
     pub name: String,
     /// Vector dimension.
     pub dimension: u32,
+    /// For a text collection, the model its vectors come from (recorded in the manifest).
+    pub embedding: Option<ipvec_protocol::manifest::EmbeddingModel>,
     /// Similarity metric.
     pub metric: Metric,
     /// Storage quantization.

@@ -64,6 +64,7 @@ impl<S: BlockStore> Collection<S> {
             created: now,
             updated: now,
             points: 0,
+            embedding: spec.embedding.clone(),
         };
         manifest.validate()?;
         let manifest_cid = store

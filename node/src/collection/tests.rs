@@ -13,6 +13,7 @@ fn spec(name: &str, shards: u32) -> CollectionSpec {
     CollectionSpec {
         name: name.into(),
         dimension: 24,
+        embedding: None,
         metric: Metric::Cosine,
         quantization: Quantization::F32,
         hnsw: HnswParams::default(),

@@ -10,16 +10,19 @@
 //! - [`cache`]: a bounded in-memory cache keyed by (model, BLAKE3 of the text), and
 //!   [`CachedEmbedder`], which sends a provider only the texts it has not seen.
 //!
-//! [`from_config`] builds the provider the `[embedding]` config section names.
+//! [`from_config`] builds the provider the `[embedding]` config section names; [`Models`]
+//! keeps one per model for the node's text collections.
 
 pub mod cache;
 mod error;
 pub mod http;
 pub mod local;
+mod models;
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use ipvec_protocol::manifest::EmbeddingModel;
 use serde::{Deserialize, Serialize};
 
 use crate::repo::EmbeddingConfig;
@@ -28,6 +31,7 @@ pub use cache::{CachedEmbedder, EmbeddingCache};
 pub use error::EmbedError;
 pub use http::{HttpApi, HttpEmbedder, HttpSettings};
 pub use local::LocalEmbedder;
+pub use models::Models;
 
 /// What produced a set of vectors: recorded in a collection's manifest so that queries are
 /// embedded by the same model as the points.
@@ -155,27 +159,19 @@ pub fn from_config(
         Some(kind) => kind,
         None => ProviderKind::from_name(&config.provider)?,
     };
-    let batch = usize::try_from(config.batch_size).unwrap_or(usize::MAX);
-    let provider: Arc<dyn Embedder> = match kind {
-        ProviderKind::Local => {
-            if config.model_dir.trim().is_empty() {
-                return Err(EmbedError::ModelDirUnset);
-            }
-            Arc::new(LocalEmbedder::load(
-                config.model_dir.trim().as_ref(),
-                batch,
-            )?)
-        }
-        ProviderKind::Http => Arc::new(HttpEmbedder::new(HttpSettings::from_config(config)?)?),
+    let model = match kind {
+        ProviderKind::Local => EmbeddingModel {
+            provider: "local".into(),
+            model: local::MODEL_NAME.into(),
+            normalized: true,
+        },
+        ProviderKind::Http => EmbeddingModel {
+            provider: HttpSettings::from_config(config)?.api.name().into(),
+            model: config.http_model.clone(),
+            normalized: false,
+        },
     };
-    if config.cache_entries == 0 {
-        return Ok(provider);
-    }
-    let entries = usize::try_from(config.cache_entries).unwrap_or(usize::MAX);
-    Ok(Arc::new(CachedEmbedder::new(
-        provider,
-        EmbeddingCache::new(entries),
-    )))
+    models::make(config, &model)
 }
 
 /// Cosine similarity of two vectors (0 when either is zero).

@@ -141,11 +141,7 @@ impl IpvecTools {
         let points = params
             .vectors
             .into_iter()
-            .map(|v| PointIn {
-                id: v.id.into(),
-                vector: v.vector,
-                metadata: v.metadata.map(Value::Object),
-            })
+            .map(|v| PointIn::vector(v.id.into(), v.vector, v.metadata.map(Value::Object)))
             .collect();
         outcome(self.ops().upsert(&params.collection, points).await)
     }
@@ -202,11 +198,7 @@ impl IpvecTools {
             }
             _ => params.metadata,
         };
-        let write = PointIn {
-            id: point.id,
-            vector: point.vector,
-            metadata: Some(Value::Object(metadata)),
-        };
+        let write = PointIn::vector(point.id, point.vector, Some(Value::Object(metadata)));
         outcome(self.ops().upsert(&params.collection, vec![write]).await)
     }
 

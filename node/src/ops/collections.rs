@@ -14,9 +14,14 @@ impl Node {
         &self,
         request: CreateCollection,
     ) -> Result<CollectionInfo, Error> {
+        let (embedding, dimension) = match request.embedding.as_deref() {
+            None => (None, request.dim),
+            Some(choice) => self.text_dimension(choice, request.dim).await?,
+        };
         let spec = CollectionSpec {
             name: request.name.clone(),
-            dimension: request.dim,
+            dimension,
+            embedding,
             metric: request.metric,
             quantization: request.quantization,
             hnsw: ipvec_protocol::manifest::HnswParams {
@@ -31,6 +36,36 @@ impl Node {
         // Offloaded: it runs to its end even if the caller goes away.
         let created = offload_background(async move { node.create_in_turn(spec).await });
         self.observed("create", &request.name, created).await
+    }
+
+    /// The model a new text collection's `embedding` setting names, and its dimension,
+    /// which `dim` (when not 0) must match.
+    async fn text_dimension(
+        &self,
+        choice: &str,
+        dim: u32,
+    ) -> Result<(Option<ipvec_protocol::manifest::EmbeddingModel>, u32), Error> {
+        let (model, dimension) = self
+            .inner
+            .models
+            .choose(choice)
+            .await
+            .map_err(|e| match e {
+                // A name no provider has is the request's to fix.
+                crate::embed::EmbedError::Config { ref key, .. } if key == "embedding" => {
+                    Error::invalid(e.to_string())
+                }
+                e => e.into(),
+            })?;
+        let dimension = u32::try_from(dimension).unwrap_or(u32::MAX);
+        if dim != 0 && dim != dimension {
+            return Err(Error::invalid(format!(
+                "model {} gives {dimension}-dimensional vectors, not {dim}: leave out the \
+                 dimension (it is taken from the model) or give {dimension}",
+                model.id()
+            )));
+        }
+        Ok((Some(model), dimension))
     }
 
     /// Every collection.
@@ -92,6 +127,7 @@ impl Node {
             replicas: replication.providers.and_then(|p| p.into_iter().min()),
             announced_secs_ago: replication.announced_secs_ago,
             shard_status,
+            embedding: m.embedding.clone(),
             id,
         })
     }

@@ -72,6 +72,24 @@ pub enum Error {
 /// An operation's result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<crate::embed::EmbedError> for Error {
+    fn from(e: crate::embed::EmbedError) -> Self {
+        use crate::embed::EmbedError as E;
+        match e {
+            // The node's model or its server is not there or not set up: nothing the request
+            // can change, and it may work later.
+            E::ModelDirUnset
+            | E::ModelFileMissing { .. }
+            | E::ModelLoad { .. }
+            | E::Config { .. }
+            | E::Status { .. }
+            | E::Unreachable { .. }
+            | E::BadResponse { .. } => Self::Unavailable(e.to_string()),
+            _ => Self::Internal(e.to_string()),
+        }
+    }
+}
+
 impl Error {
     /// [`Error::Invalid`].
     pub fn invalid(message: impl Into<String>) -> Self {

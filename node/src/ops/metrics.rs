@@ -86,6 +86,7 @@ pub struct Metrics {
     operation_seconds: OperationLatency,
     search_hits: Family<CollectionLabels, Counter>,
     points_written: Family<CollectionLabels, Counter>,
+    texts_embedded: Counter,
     heads: Family<VerdictLabels, Counter>,
     federation: Family<FederationLabels, Counter>,
     /// Live points per collection (set at scrape).
@@ -187,6 +188,12 @@ impl Metrics {
             "Points upserted or deleted (acknowledged), by collection",
             points_written.clone(),
         );
+        let texts_embedded = Counter::default();
+        registry.register(
+            "texts_embedded",
+            "Texts of points and queries embedded with a text collection's model",
+            texts_embedded.clone(),
+        );
         let heads = Family::<VerdictLabels, Counter>::default();
         registry.register(
             "gossip_heads",
@@ -284,6 +291,7 @@ impl Metrics {
             operation_seconds,
             search_hits,
             points_written,
+            texts_embedded,
             heads,
             federation,
             points,
@@ -346,6 +354,11 @@ impl Metrics {
                 collection: collection.to_string(),
             })
             .inc_by(n);
+    }
+
+    /// Counts texts embedded.
+    pub fn embedded(&self, n: u64) {
+        self.texts_embedded.inc_by(n);
     }
 
     /// Counts a gossiped head by its verdict.

@@ -45,6 +45,7 @@ pub mod points;
 pub mod replicate;
 pub mod search;
 pub mod status;
+pub mod text;
 
 use std::{
     collections::HashMap,
@@ -113,6 +114,8 @@ struct Inner {
     federation: federation::State,
     /// The peers denied at run time (the repository's `denied_peers` file), see [`deny`].
     denied: Mutex<std::collections::BTreeSet<libp2p::PeerId>>,
+    /// The embedding models of text collections, made when first needed, see [`text`].
+    models: crate::embed::Models,
 }
 
 /// Runs `work` on the blocking pool (it may search an index for a while).
@@ -171,6 +174,7 @@ impl Node {
         Self {
             inner: Arc::new(Inner {
                 denied: Mutex::new(denied),
+                models: crate::embed::Models::new(config.embedding.clone()),
                 repo,
                 config,
                 collections: Default::default(),

@@ -84,10 +84,13 @@ fn write_result(written: collection::shared::Written) -> WriteResult {
 
 impl Node {
     /// Upserts a batch: stored whole once durable, or not at all.
+    /// Points that give a `text` instead of a vector (text collections) are embedded first.
     pub async fn upsert(&self, name: &str, points: Vec<PointIn>) -> Result<WriteResult, Error> {
         let n = points.len() as u64;
         self.observed("upsert", name, async {
             self.check_batch("points", points.len())?;
+            let mut points = points;
+            self.embed_points(name, &mut points).await?;
             let points = to_points(points)?;
             self.check_storage().await?;
             let shared = self.collection(name).await?;

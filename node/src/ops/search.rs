@@ -142,6 +142,12 @@ impl Node {
                 self.federated_search(&id, local.as_deref(), request).await
             }
             SearchRoute::Local(name) => {
+                if request.text.is_some() {
+                    let (model, dimension) = self.text_model(&name).await?;
+                    let requests = std::slice::from_mut(&mut request);
+                    self.embed_queries(&name, model.as_ref(), dimension, requests)
+                        .await?;
+                }
                 let vector = std::mem::take(&mut request.vector);
                 let mut answers = self
                     .local_searches("search", &name, &request, vec![vector])
@@ -179,41 +185,45 @@ impl Node {
             )));
         }
         let options = request.options();
-        let vectors = request
+        let mut requests = request
             .queries
             .into_iter()
             .enumerate()
-            .map(|(i, q)| q.into_vector().map_err(|e| of_query(e.into(), i, total)))
+            .map(|(i, q)| {
+                q.into_request(&options)
+                    .map_err(|e| of_query(e.into(), i, total))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let results = match self.search_route(name, options.federated).await? {
             SearchRoute::Local(name) => {
+                if requests.iter().any(|r| r.text.is_some()) {
+                    let (model, dimension) = self.text_model(&name).await?;
+                    self.embed_queries(&name, model.as_ref(), dimension, &mut requests)
+                        .await?;
+                }
+                let vectors = requests.into_iter().map(|r| r.vector).collect();
                 self.local_searches("search_batch", &name, &options, vectors)
                     .await?
             }
             SearchRoute::Peers { id, local } => {
-                self.federated_searches(&id, local.as_deref(), &options, vectors)
+                self.federated_searches(&id, local.as_deref(), requests)
                     .await?
             }
         };
         Ok(BatchSearchResponse { results })
     }
 
-    /// Federated searches of `vectors`, one after the other, each as a single federated
-    /// search with the batch's options.
+    /// Federated searches of `requests`, one after the other, each as a single federated
+    /// search.
     async fn federated_searches(
         &self,
         id: &str,
         local: Option<&str>,
-        options: &SearchRequest,
-        vectors: Vec<Vec<f32>>,
+        requests: Vec<SearchRequest>,
     ) -> Result<Vec<SearchResponse>, Error> {
-        let total = vectors.len();
+        let total = requests.len();
         let mut answers = Vec::with_capacity(total);
-        for (i, vector) in vectors.into_iter().enumerate() {
-            let request = SearchRequest {
-                vector,
-                ..options.clone()
-            };
+        for (i, request) in requests.into_iter().enumerate() {
             let answer = self.federated_search(id, local, request).await;
             answers.push(answer.map_err(|e| of_query(e, i, total))?);
         }

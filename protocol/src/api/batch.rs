@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::{
     points::{default_k, is_false},
-    vectors::{encode_b64, vector_of, VectorError},
+    vectors::{encode_b64, VectorError},
     SearchRequest, SearchResponse,
 };
 
@@ -21,6 +21,9 @@ pub struct BatchQuery {
     /// The vector as base64 of its components as little-endian f32.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector_b64: Option<String>,
+    /// A question in plain words (text collections only), embedded by the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 impl BatchQuery {
@@ -29,6 +32,7 @@ impl BatchQuery {
         Self {
             vector,
             vector_b64: None,
+            text: None,
         }
     }
 
@@ -37,12 +41,29 @@ impl BatchQuery {
         Self {
             vector: Vec::new(),
             vector_b64: Some(encode_b64(vector)),
+            text: None,
         }
     }
 
-    /// The vector, from whichever form it came in.
-    pub fn into_vector(self) -> Result<Vec<f32>, VectorError> {
-        vector_of(self.vector, self.vector_b64.as_deref())
+    /// A query in plain words.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: Some(text.into()),
+            ..Self::default()
+        }
+    }
+
+    /// The query as a single search's request with `options`' settings: its vector read
+    /// from whichever form it came in, or its text left to be embedded.
+    pub fn into_request(self, options: &SearchRequest) -> Result<SearchRequest, VectorError> {
+        let mut request = SearchRequest {
+            vector: self.vector,
+            vector_b64: self.vector_b64,
+            text: self.text,
+            ..options.clone()
+        };
+        request.decode_vector()?;
+        Ok(request)
     }
 }
 
@@ -150,16 +171,24 @@ mod tests {
             BatchSearchRequest::with_options(batch.queries.clone(), &options),
             batch
         );
-        let vectors: Vec<Vec<f32>> = batch
+        let requests: Vec<SearchRequest> = batch
             .queries
             .into_iter()
-            .map(|q| q.into_vector().unwrap())
+            .map(|q| q.into_request(&options).unwrap())
             .collect();
-        assert_eq!(vectors, [vec![1.0, 2.0], vec![1.0, -2.0]]);
-        assert_eq!(
-            BatchQuery::compact(&[1.0, -2.0]).into_vector().unwrap(),
-            [1.0, -2.0]
-        );
+        assert_eq!(requests[0].vector, [1.0, 2.0]);
+        assert_eq!(requests[1].vector, [1.0, -2.0]);
+        assert_eq!((requests[1].k, requests[1].ef), (3, Some(40)));
+        let question = BatchQuery::text("a question")
+            .into_request(&options)
+            .unwrap();
+        assert_eq!(question.text.as_deref(), Some("a question"));
+        assert!(question.vector.is_empty(), "left for the node to embed");
+        let both = BatchQuery {
+            text: Some("a question".into()),
+            ..BatchQuery::numbers(vec![1.0])
+        };
+        assert_eq!(both.into_request(&options), Err(VectorError::Both));
         let unknown = serde_json::json!({"queries": [{"vector": [1.0], "k": 2}]});
         assert!(serde_json::from_value::<BatchSearchRequest>(unknown).is_err());
     }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{Metric, Quantization};
+use crate::manifest::{EmbeddingModel, Metric, Quantization};
 
 fn default_metric() -> Metric {
     Metric::Cosine
@@ -33,8 +33,16 @@ fn default_replication() -> u32 {
 pub struct CreateCollection {
     /// Name: letters, digits, `-` and `_`, at most 64.
     pub name: String,
-    /// Vector dimension.
+    /// Vector dimension. May be left out (or 0) when `embedding` names a model: its
+    /// dimension is taken.
+    #[serde(default)]
     pub dim: u32,
+    /// For a text collection, the model that embeds its texts and queries: `local`
+    /// (all-MiniLM-L6-v2 on the node's CPU) or `http` / `http:MODEL` (the node's
+    /// `embedding.http_url` server; MODEL defaults to `embedding.http_model`). Recorded in
+    /// the manifest; points and searches may then give `text` instead of a vector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<String>,
     /// Similarity metric: cosine, l2 (negated squared distance) or dot.
     #[serde(default = "default_metric")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, example = "cosine"))]
@@ -142,6 +150,9 @@ pub struct CollectionInfo {
     /// Each shard's root, points and providers.
     #[serde(default)]
     pub shard_status: Vec<ShardInfo>,
+    /// For a text collection, the model its texts and text queries are embedded with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<EmbeddingModel>,
 }
 
 /// One shard of a collection.

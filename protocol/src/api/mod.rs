@@ -127,6 +127,13 @@ impl std::fmt::Display for PointId {
 }
 
 impl PointId {
+    /// The id of a text given without one: `t` and the first 16 hex digits of the BLAKE3
+    /// hash of the text, so that adding the same text again replaces its point.
+    pub fn of_text(text: &str) -> Self {
+        let hash = blake3::hash(text.as_bytes()).to_hex();
+        Self::Str(format!("t{}", &hash[..16]))
+    }
+
     /// The id as URL paths and the CLI spell it (read back by
     /// the node's `parse_point_id`): a string id that would read as an
     /// integer, or that starts with `"`, is written as a JSON string literal (`"42"`).

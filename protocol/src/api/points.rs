@@ -19,12 +19,57 @@ pub(super) fn default_k() -> usize {
 pub struct PointIn {
     /// The id.
     pub id: PointId,
-    /// The vector (as many numbers as the collection's dimension).
+    /// The vector (as many numbers as the collection's dimension). Empty when `text` is to
+    /// be embedded instead.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vector: Vec<f32>,
+    /// Text to embed with the collection's model when no vector is given (text
+    /// collections only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     /// Metadata: a JSON object, stored as a DAG-CBOR map.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub metadata: Option<Value>,
+}
+
+/// The metadata key a point's text is kept under.
+pub const TEXT_KEY: &str = "text";
+
+impl PointIn {
+    /// A point with its vector.
+    pub fn vector(id: PointId, vector: Vec<f32>, metadata: Option<Value>) -> Self {
+        Self {
+            id,
+            vector,
+            text: None,
+            metadata,
+        }
+    }
+
+    /// A point whose vector is `text`'s embedding (in a text collection).
+    pub fn text(id: PointId, text: String) -> Self {
+        Self {
+            id,
+            vector: Vec::new(),
+            text: Some(text),
+            metadata: None,
+        }
+    }
+
+    /// Copies the point's text into its metadata under `"text"` (unless the metadata
+    /// already has that key), so that searches answer with it. Metadata that is not an
+    /// object is left for the write to refuse.
+    pub fn keep_text(&mut self) {
+        let Some(text) = &self.text else { return };
+        let metadata = self
+            .metadata
+            .get_or_insert_with(|| Value::Object(Default::default()));
+        if let Value::Object(map) = metadata {
+            map.entry(TEXT_KEY)
+                .or_insert_with(|| Value::String(text.clone()));
+        }
+    }
 }
 
 /// A point of a `PUT …/points` body: its vector as numbers or in compact form (exactly one).
@@ -42,6 +87,10 @@ pub struct UpsertPoint {
     /// (docs/api.md, "Compact vectors").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector_b64: Option<String>,
+    /// Text to embed with the collection's model instead of a vector (text collections
+    /// only); kept in the metadata under `"text"` unless the batch says `store_text: false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     /// Metadata: a JSON object, stored as a DAG-CBOR map.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
@@ -55,26 +104,37 @@ impl UpsertPoint {
             id: point.id,
             vector: point.vector,
             vector_b64: None,
+            text: point.text,
             metadata: point.metadata,
         }
     }
 
     /// `point` sent with its vector in compact form (`vector_b64`).
     pub fn compact(point: PointIn) -> Self {
+        let vector_b64 = (!point.vector.is_empty()).then(|| encode_b64(&point.vector));
         Self {
             id: point.id,
             vector: Vec::new(),
-            vector_b64: Some(encode_b64(&point.vector)),
+            vector_b64,
+            text: point.text,
             metadata: point.metadata,
         }
     }
 
-    /// The point, its vector read from whichever form it came in.
+    /// The point, its vector read from whichever form it came in; a point with `text`
+    /// and no vector keeps an empty vector for the node to embed.
     pub fn into_point(self) -> Result<PointIn, (PointId, VectorError)> {
-        match vector_of(self.vector, self.vector_b64.as_deref()) {
+        let only_text = self.text.is_some() && self.vector.is_empty() && self.vector_b64.is_none();
+        let vector = if only_text {
+            Ok(Vec::new())
+        } else {
+            vector_of(self.vector, self.vector_b64.as_deref())
+        };
+        match vector {
             Ok(vector) => Ok(PointIn {
                 id: self.id,
                 vector,
+                text: self.text,
                 metadata: self.metadata,
             }),
             Err(e) => Err((self.id, e)),
@@ -89,14 +149,27 @@ impl UpsertPoint {
 pub struct UpsertPoints {
     /// The points.
     pub points: Vec<UpsertPoint>,
+    /// Keep each point's `text` in its metadata under `"text"` (default true).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub store_text: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl UpsertPoints {
     /// A batch of `points` whose vectors travel in compact form: about half the bytes of
-    /// JSON numbers, and no decimal text to parse.
+    /// JSON numbers, and no decimal text to parse. The points are sent as they are: a text
+    /// is embedded, and kept only if [`PointIn::keep_text`] put it in the metadata.
     pub fn compact(points: Vec<PointIn>) -> Self {
         Self {
             points: points.into_iter().map(UpsertPoint::compact).collect(),
+            store_text: false,
         }
     }
 
@@ -104,15 +177,20 @@ impl UpsertPoints {
     /// gives no vector, both forms, or a `vector_b64` that cannot be read is refused, named
     /// by its position in the batch.
     pub fn into_points(self) -> Result<Vec<PointIn>, BadPoint> {
+        let store_text = self.store_text;
         self.points
             .into_iter()
             .enumerate()
             .map(|(position, point)| {
-                point.into_point().map_err(|(id, e)| BadPoint {
+                let mut point = point.into_point().map_err(|(id, e)| BadPoint {
                     position,
                     id: id.to_string(),
                     reason: e.to_string(),
-                })
+                })?;
+                if store_text {
+                    point.keep_text();
+                }
+                Ok(point)
             })
             .collect()
     }
@@ -168,6 +246,10 @@ pub struct SearchRequest {
     /// (docs/api.md, "Compact vectors").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector_b64: Option<String>,
+    /// A question in plain words instead of a vector (text collections only): the node
+    /// embeds it once with the collection's model, also for a federated search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     /// Number of hits.
     #[serde(default = "default_k")]
     pub k: usize,
@@ -209,6 +291,7 @@ impl SearchRequest {
         Self {
             vector,
             vector_b64: None,
+            text: None,
             k: default_k(),
             ef: None,
             exact: false,
@@ -221,9 +304,24 @@ impl SearchRequest {
         }
     }
 
-    /// Reads a `vector_b64` into `vector`, checking that the request gives exactly one.
+    /// A search for the nearest points to `text` (a text collection's), with the defaults.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: Some(text.into()),
+            ..Self::new(Vec::new())
+        }
+    }
+
+    /// Reads a `vector_b64` into `vector`, checking that the request gives exactly one of
+    /// `vector`, `vector_b64` and `text` (which leaves `vector` empty, to be embedded).
     pub fn decode_vector(&mut self) -> Result<(), VectorError> {
         let b64 = self.vector_b64.take();
+        if self.text.is_some() {
+            return match self.vector.is_empty() && b64.is_none() {
+                true => Ok(()),
+                false => Err(VectorError::Both),
+            };
+        }
         self.vector = vector_of(std::mem::take(&mut self.vector), b64.as_deref())?;
         Ok(())
     }
@@ -347,11 +445,7 @@ mod tests {
 
     #[test]
     fn a_batch_reads_either_form_and_names_the_point_it_cannot() {
-        let point = |id: u64, vector: Vec<f32>| PointIn {
-            id: PointId::Int(id),
-            vector,
-            metadata: None,
-        };
+        let point = |id: u64, vector: Vec<f32>| PointIn::vector(PointId::Int(id), vector, None);
         let points = vec![point(1, vec![1.0, -2.0]), point(2, vec![0.5, f32::NAN])];
         let compact = UpsertPoints::compact(points.clone());
         let text = serde_json::to_string(&compact).unwrap();
@@ -365,6 +459,7 @@ mod tests {
         );
         let numbers = UpsertPoints {
             points: vec![UpsertPoint::numbers(points[0].clone())],
+            store_text: true,
         };
         assert_eq!(numbers.into_points().unwrap(), [points[0].clone()]);
 
@@ -383,5 +478,58 @@ mod tests {
             .into_points()
             .unwrap_err();
         assert_eq!(bad.reason, VectorError::Missing.to_string());
+    }
+
+    #[test]
+    fn texts_are_left_to_embed_and_kept_in_the_metadata_unless_asked_not_to() {
+        let body = serde_json::json!({"points": [
+            {"id": 1, "text": "a cat sat"},
+            {"id": 2, "text": "a dog ran", "metadata": {"lang": "en"}},
+            {"id": 3, "text": "given", "vector": [1.0, 2.0]},
+            {"id": 4, "text": "mine", "metadata": {"text": "shown instead"}}
+        ]});
+        let points = serde_json::from_value::<UpsertPoints>(body.clone())
+            .unwrap()
+            .into_points()
+            .unwrap();
+        assert!(points[0].vector.is_empty() && points[1].vector.is_empty());
+        assert_eq!(points[2].vector, [1.0, 2.0], "a vector given is used");
+        let metadata: Vec<_> = points.iter().map(|p| p.metadata.clone().unwrap()).collect();
+        assert_eq!(metadata[0], serde_json::json!({"text": "a cat sat"}));
+        assert_eq!(
+            metadata[1],
+            serde_json::json!({"lang": "en", "text": "a dog ran"})
+        );
+        assert_eq!(metadata[3], serde_json::json!({"text": "shown instead"}));
+
+        let mut unkept = body;
+        unkept["store_text"] = false.into();
+        let points = serde_json::from_value::<UpsertPoints>(unkept)
+            .unwrap()
+            .into_points()
+            .unwrap();
+        assert_eq!(points[0].metadata, None);
+        assert_eq!(points[0].text.as_deref(), Some("a cat sat"));
+
+        // What the node's client sends: the points as they are, texts not kept twice.
+        let sent = UpsertPoints::compact(vec![PointIn::text(PointId::of_text("x"), "x".into())]);
+        let again = serde_json::from_str::<UpsertPoints>(&serde_json::to_string(&sent).unwrap())
+            .unwrap()
+            .into_points()
+            .unwrap();
+        assert_eq!(
+            (again[0].metadata.as_ref(), again[0].text.as_deref()),
+            (None, Some("x"))
+        );
+        assert_eq!(PointId::of_text("x"), PointId::of_text("x"));
+        assert_ne!(PointId::of_text("x"), PointId::of_text("y"));
+
+        let mut search: SearchRequest =
+            serde_json::from_value(serde_json::json!({"text": "a question", "k": 3})).unwrap();
+        search.decode_vector().unwrap();
+        assert!(search.vector.is_empty() && search.text.is_some());
+        let mut both: SearchRequest =
+            serde_json::from_value(serde_json::json!({"text": "q", "vector": [1.0]})).unwrap();
+        assert_eq!(both.decode_vector(), Err(VectorError::Both));
     }
 }

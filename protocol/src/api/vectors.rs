@@ -33,10 +33,16 @@ pub enum VectorError {
     )]
     Length(usize),
     /// Both `vector` and `vector_b64` are given.
-    #[error("give the vector once: as `vector` (numbers) or as `vector_b64`, not both")]
+    #[error(
+        "give the vector once: as `vector` (numbers), as `vector_b64` or as `text` (text \
+         collections), not two of them"
+    )]
     Both,
     /// Neither is given.
-    #[error("no vector: give `vector` (numbers) or `vector_b64` (base64 of little-endian f32)")]
+    #[error(
+        "no vector: give `vector` (numbers), `vector_b64` (base64 of little-endian f32) or, \
+         in a text collection, `text`"
+    )]
     Missing,
 }
 

@@ -11,10 +11,13 @@ pub enum Query {
     Vector(Vec<f32>),
     /// `id:<point id>`: search with that point's vector.
     Point(String),
+    /// A question in words (a text collection's), embedded by the node.
+    Text(String),
 }
 
 impl Query {
-    /// Parses `0.1, 0.2, 0.3` (brackets and spaces allowed) or `id:42`.
+    /// Parses `0.1, 0.2, 0.3` (brackets and spaces allowed), `id:42`, or words: anything
+    /// that starts with neither a number nor `[` is a question for a text collection.
     pub fn parse(text: &str) -> Result<Query, String> {
         let text = text.trim();
         if let Some(id) = text.strip_prefix("id:") {
@@ -24,9 +27,15 @@ impl Query {
             }
             return Ok(Query::Point(id.to_string()));
         }
+        let numeric = |c: char| c.is_ascii_digit() || matches!(c, '[' | '-' | '+' | '.');
+        match text.chars().next() {
+            None => return Err("type a vector (1, 0, 0.5), id:<point id> or a question".into()),
+            Some(c) if !numeric(c) => return Ok(Query::Text(text.to_string())),
+            Some(_) => {}
+        }
         let inner = text.trim_start_matches('[').trim_end_matches(']');
         if inner.trim().is_empty() {
-            return Err("type a vector (1, 0, 0.5) or id:<point id>".into());
+            return Err("type a vector (1, 0, 0.5), id:<point id> or a question".into());
         }
         inner
             .split(|c: char| c == ',' || c.is_whitespace())
@@ -205,6 +214,10 @@ mod tests {
             Query::Point("doc-2".into())
         );
         assert!(Query::parse("1, x").unwrap_err().contains("\"x\""));
+        assert_eq!(
+            Query::parse(" where do cats sleep? ").unwrap(),
+            Query::Text("where do cats sleep?".into())
+        );
         assert!(Query::parse("").is_err() && Query::parse("id:").is_err());
         assert!(Query::parse("1, NaN").is_err());
     }

@@ -58,7 +58,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 
     let input = if search.input.is_empty() && !search.editing {
         Span::styled(
-            "press / and type 0.1, 0.2, … or id:<point id>",
+            "press / and type 0.1, 0.2, …, id:<point id> or a question",
             Style::new().fg(Color::DarkGray),
         )
     } else if search.editing {

@@ -36,7 +36,7 @@ impl Node {
         &self,
         id: &str,
         local: Option<&str>,
-        request: SearchRequest,
+        mut request: SearchRequest,
     ) -> Result<SearchResponse, Error> {
         let label = local.unwrap_or(id).to_string();
         self.observed("federated_search", &label, async {
@@ -67,6 +67,15 @@ impl Node {
                         deadline.as_millis()
                     ))
                 })??;
+            // A question in words is embedded here, once, with the model the trusted
+            // manifest names; the peers get its vector.
+            if request.text.is_some() {
+                let trusted = &holders.trusted;
+                let (model, dimension) = (trusted.embedding.as_ref(), trusted.dimension);
+                let requests = std::slice::from_mut(&mut request);
+                self.embed_queries(&label, model, dimension, requests)
+                    .await?;
+            }
             // What is left of it is the planner's.
             let deadline = deadline.saturating_sub(started.elapsed());
             let mut outcome = self
