@@ -21,16 +21,21 @@ const TOOLS: &[&str] = &[
     "create_vector_collection",
     "delete_vectors",
     "export_collection_to_car",
+    "export_collection_to_ipld",
     "fetch_collection",
     "get_collection_cid",
     "get_collection_stats",
     "get_node_status",
+    "get_peer_status",
     "get_store_health",
     "get_vector_by_id",
     "import_collection_from_car",
+    "import_collection_from_ipld",
+    "list_available_stores",
     "list_collections",
     "migrate_collection",
     "optimize_collection",
+    "pin_collection_to_ipfs",
     "search_vectors",
     "update_vector_metadata",
 ];
@@ -159,6 +164,11 @@ fn the_python_sdk_drives_every_tool_through_the_daemon_over_stdio_and_http() {
         // 20
         {"name": "optimize_collection", "arguments": {"collection": "docs"}},
         {"name": "fetch_collection", "arguments": {"id": "not-an-id"}},
+        {"name": "export_collection_to_ipld", "arguments": {"collection": "nope"}},
+        {"name": "pin_collection_to_ipfs", "arguments": {"collection": "nope"}},
+        {"name": "import_collection_from_ipld", "arguments": {"root": "bafy-not-a-cid"}},
+        // 25
+        {"name": "list_available_stores", "arguments": {}},
     ]);
     let command = mcp_command(&repo.path);
     let mut transport = vec!["--"];
@@ -280,6 +290,18 @@ fn the_python_sdk_drives_every_tool_through_the_daemon_over_stdio_and_http() {
     refused(&report, 20, &["not available yet"]);
     let call = &report["calls"][21];
     assert_eq!(call["isError"], true, "{call}");
+    refused(&report, 22, &["nope"]);
+    refused(&report, 23, &["nope"]);
+    refused(&report, 24, &["collection id", "manifest CID"]);
+
+    // The one block store, where the repository keeps it.
+    let stores = answered(&report, 25);
+    assert_eq!(stores["in_use"], "iroh-blobs-fs");
+    assert_eq!(stores["stores"].as_array().unwrap().len(), 1);
+    let store = &stores["stores"][0];
+    assert_eq!(store["in_use"], true);
+    assert_eq!(store["path"], repo.path.join("blocks").to_str().unwrap());
+    assert!(store["blocks"].as_u64().unwrap() > 0);
 
     // The daemon's /mcp answers the same, and only with the token.
     let url = format!("{}/mcp", daemon.url);
@@ -323,6 +345,152 @@ fn the_python_sdk_drives_every_tool_through_the_daemon_over_stdio_and_http() {
             .status()
     });
     assert_eq!(status, 401, "/mcp without the token");
+}
+
+/// The peer ids in a list of peers.
+fn peer_ids(peers: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = peers
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list of peers: {peers}"))
+        .iter()
+        .map(|p| p["peer_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[test]
+fn the_python_sdk_moves_a_collection_between_daemons_as_ipld_and_pins_it() {
+    // A writes the collection; B brings it in over the MCP tools, through its daemon.
+    let a = new_repo();
+    let file = a.path.parent().unwrap().join("points.jsonl");
+    std::fs::write(&file, points_jsonl(0..300)).unwrap();
+    ok(
+        &a.path,
+        &[
+            "collection",
+            "create",
+            "docs",
+            "--dim",
+            "4",
+            "--shards",
+            "2",
+        ],
+    );
+    ok(&a.path, &["add", "docs", file.to_str().unwrap()]);
+    let info_a = json_of(&ok(&a.path, &["--json", "collection", "info", "docs"]));
+    let (id, root) = (
+        info_a["id"].as_str().unwrap(),
+        info_a["root"].as_str().unwrap(),
+    );
+    let _daemon_a = Daemon::start(&a.path, &[]);
+    let address_a = address_of(&a.path);
+    let b = new_repo();
+    let dir = b.path.parent().unwrap().to_path_buf();
+    let _daemon_b = Daemon::start(&b.path, &[]);
+    // A third node's id: a peer B refuses, and a collection id no node holds.
+    let refused_peer = peer_of(&new_repo().path);
+    ok(&b.path, &["peers", "deny", &refused_peer]);
+
+    let plan = json!([
+        {"name": "import_collection_from_ipld", "arguments": {"root": root, "from": [address_a]}},
+        {"name": "import_collection_from_ipld", "arguments": {"root": id, "from": [address_a], "name": "replica"}},
+        {"name": "export_collection_to_ipld", "arguments": {"collection": "replica"}},
+        {"name": "pin_collection_to_ipfs", "arguments": {"collection": "replica"}},
+        {"name": "get_peer_status", "arguments": {}},
+        // 5
+        {"name": "list_available_stores", "arguments": {}},
+        {"name": "import_collection_from_ipld", "arguments": {"root": refused_peer, "from": [address_a]}},
+        {"name": "import_collection_from_ipld", "arguments": {"root": root, "name": "named"}},
+        {"name": "import_collection_from_ipld", "arguments": {"root": "bafy-not-a-cid"}},
+        {"name": "export_collection_to_ipld", "arguments": {"collection": "nope"}},
+        // 10
+        {"name": "pin_collection_to_ipfs", "arguments": {"collection": "nope"}},
+    ]);
+    let command = mcp_command(&b.path);
+    let mut transport = vec!["--"];
+    transport.extend(command.iter().map(String::as_str));
+    let report = python_client(&dir, &plan, &transport);
+
+    // By manifest CID: that version's DAG, fetched from A and pinned on B.
+    let dag = answered(&report, 0);
+    assert_eq!(dag["root"], root);
+    assert!(dag["fetched"].as_u64().unwrap() > 3, "{dag}");
+    let pins_b = json_of(&ok(&b.path, &["--json", "pin", "ls"]));
+    let pinned = |cid: &Value| {
+        pins_b["pins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["cid"] == *cid)
+    };
+    assert!(pinned(&dag["root"]), "{pins_b}");
+    // By collection id: a read-only replica, at A's version.
+    let replica = answered(&report, 1);
+    let info_b = json_of(&ok(&b.path, &["--json", "collection", "info", "replica"]));
+    assert_eq!(replica["id"], id);
+    assert_eq!(replica["root"], root);
+    assert_eq!(replica["points"], 300);
+    assert_eq!(replica["writable"], false);
+    assert_eq!(info_b["root"], root);
+
+    // Exported as IPLD: the manifest A wrote, and its shard roots.
+    let exported = answered(&report, 2);
+    assert_eq!(exported["root"], root);
+    assert_eq!(exported["id"], id);
+    assert_eq!(exported["version"], info_a["version"]);
+    let manifest_a = json_of(&ok(&a.path, &["dag", "get", root]));
+    assert_eq!(exported["manifest"], manifest_a);
+    let shards = exported["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 2);
+    for (shard, link) in shards.iter().zip(manifest_a["shards"].as_array().unwrap()) {
+        assert_eq!(*shard, link["/"]);
+        let shard_root = json_of(&ok(&b.path, &["dag", "get", shard.as_str().unwrap()]));
+        assert!(shard_root["tree"]["/"].is_string(), "{shard_root}");
+    }
+
+    // Pinned on B, which names where to fetch it.
+    let pin = answered(&report, 3);
+    assert_eq!(pin["cid"], root);
+    assert!(pinned(&pin["cid"]), "{pins_b}");
+    let id_b = json_of(&ok(&b.path, &["--json", "id"]));
+    assert_eq!(pin["peer_id"], id_b["peer_id"]);
+    let address_b = pin["addresses"][0].as_str().unwrap();
+    let addresses_b = id_b["addresses"].as_array().unwrap();
+    assert!(addresses_b.iter().any(|a| a == address_b), "{id_b}");
+    let fetch = pin["fetch"].as_str().unwrap();
+    assert!(
+        fetch.contains(&format!("ipfs swarm connect {address_b}")),
+        "{fetch}"
+    );
+    assert!(fetch.contains(&format!("ipfs dag get {root}")), "{fetch}");
+    assert_eq!(pin["announced_on_ipfs_dht"], false);
+
+    // Peers as the CLI lists them: A connected, the third node refused.
+    let peers = answered(&report, 4);
+    let connected = peer_ids(&peers["connected"]);
+    assert!(connected.contains(&peer_of(&a.path)), "{peers}");
+    assert_eq!(
+        connected,
+        peer_ids(&json_of(&ok(&b.path, &["--json", "peers"]))["peers"])
+    );
+    let denied = json_of(&ok(&b.path, &["--json", "peers", "denied"]));
+    assert_eq!(peers["denied"], denied["peers"]);
+    assert_eq!(peers["denied"][0]["peer_id"], refused_peer.as_str());
+    assert_eq!(peers["denied"][0]["source"], "runtime");
+
+    let stores = answered(&report, 5);
+    assert_eq!(
+        stores["stores"][0]["path"],
+        b.path.join("blocks").to_str().unwrap()
+    );
+
+    // Bad roots and unknown collections: tool errors that say what to do.
+    refused(&report, 6, &[&refused_peer]);
+    refused(&report, 7, &["drop `name`", "collection id"]);
+    refused(&report, 8, &["collection id", "manifest CID"]);
+    refused(&report, 9, &["nope"]);
+    refused(&report, 10, &["nope"]);
 }
 
 #[test]

@@ -12,7 +12,10 @@
 //!   and [`McpError`].
 //! - [`params`]: each tool's input, with the JSON schema clients see.
 //! - [`tools`]: [`IpvecTools`], the tools and what each one calls.
+//! - [`ipld`]: the tools that treat a collection as IPLD content: its DAG for any IPLD
+//!   tool, brought in by its root, pinned to be kept and served.
 
+pub mod ipld;
 pub mod params;
 pub mod tools;
 

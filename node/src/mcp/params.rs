@@ -200,6 +200,23 @@ pub struct FetchParams {
     pub shards: Option<Vec<u32>>,
 }
 
+/// `import_collection_from_ipld`: a collection's root, to bring in from peers or from
+/// blocks already here.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct IpldImportParams {
+    /// A collection id (`12D3KooW…`, as `get_collection_cid` answers on its node), or the
+    /// CID of one of its manifests (`bafy…`, as `export_collection_to_ipld` answers).
+    pub root: String,
+    /// Name to register a collection id under (default: its own). A manifest CID is pinned
+    /// as a DAG, not named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Peers to fetch from, as multiaddresses ending in `/p2p/<peer id>` (default: for a
+    /// collection id its providers in the DHT, for a manifest CID the connected peers).
+    #[serde(default)]
+    pub from: Vec<String>,
+}
+
 /// `migrate_collection`: a collection of another vector database to bring in.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct MigrateParams {

@@ -24,6 +24,7 @@ use crate::{
         Backend,
     },
     ops::Operations,
+    repo,
 };
 
 /// What the server tells a client about itself when it connects.
@@ -44,13 +45,16 @@ pub struct IpvecTools {
     tool_router: ToolRouter<Self>,
 }
 
+/// The name of the block store every node uses.
+const STORE: &str = "iroh-blobs-fs";
+
 /// Why the CAR tools refuse over HTTP.
 const NO_FILES: &str = "over the daemon's HTTP endpoint the MCP tools do not read or write files on the daemon's machine; run `ipvec mcp` (stdio) on that machine for CAR files, or use the HTTP API (`GET /v1/collections/{name}/export`, `POST /v1/collections/import`)";
 
 /// A tool's answer: `value` as structured content (and as its JSON text). It goes through
 /// JSON text so that `f32`s (scores, vectors) keep their shortest spelling, as the HTTP API
 /// and the CLI print them, rather than their widened `f64` digits.
-fn answer<T: Serialize>(value: &T) -> CallToolResult {
+pub(super) fn answer<T: Serialize>(value: &T) -> CallToolResult {
     let json = serde_json::to_string(value).and_then(|text| serde_json::from_str(&text));
     match json {
         Ok(value) => CallToolResult::structured(value),
@@ -59,12 +63,12 @@ fn answer<T: Serialize>(value: &T) -> CallToolResult {
 }
 
 /// A tool error whose text says what went wrong and what to do.
-fn failed(message: impl std::fmt::Display) -> CallToolResult {
+pub(super) fn failed(message: impl std::fmt::Display) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message.to_string())])
 }
 
 /// The answer of an operation, or its error as a tool error.
-fn outcome<T: Serialize, E: std::fmt::Display>(result: Result<T, E>) -> CallToolResult {
+pub(super) fn outcome<T: Serialize, E: std::fmt::Display>(result: Result<T, E>) -> CallToolResult {
     match result {
         Ok(value) => answer(&value),
         Err(e) => failed(e),
@@ -87,7 +91,7 @@ impl IpvecTools {
         Self {
             backend,
             files: true,
-            tool_router: Self::tool_router(),
+            tool_router: Self::tool_router() + Self::ipld_router(),
         }
     }
 
@@ -100,8 +104,12 @@ impl IpvecTools {
         }
     }
 
-    fn ops(&self) -> &dyn Operations {
+    pub(super) fn ops(&self) -> &dyn Operations {
         self.backend.ops()
+    }
+
+    pub(super) fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     #[tool(
@@ -349,6 +357,58 @@ impl IpvecTools {
             "pins": pins.pins.len(),
             "collections": collections,
         }))
+    }
+
+    #[tool(
+        description = "The block stores this node can use and the one in use: the \
+        iroh-blobs store on disk in the repository's `blocks` folder (blocks keyed by their \
+        BLAKE3 digest and checked when read, pins kept as tags, garbage collected from the \
+        pins), with its folder, blocks, bytes and size limit (`storage.max_bytes`, 0 for \
+        none). It is the only one: the configuration has no setting that picks another."
+    )]
+    async fn list_available_stores(&self) -> CallToolResult {
+        let ops = self.ops();
+        let (node, config) = match (ops.node_info().await, ops.config().await) {
+            (Ok(node), Ok(config)) => (node, config),
+            (Err(e), _) | (_, Err(e)) => return failed(e),
+        };
+        let store = json!({
+            "name": STORE,
+            "in_use": true,
+            "kind": "iroh-blobs FsStore (on disk)",
+            "path": repo::store_dir(Path::new(&node.repo)),
+            "blocks": node.store.blocks,
+            "bytes": node.store.bytes,
+            "max_bytes": config.storage.max_bytes,
+        });
+        answer(&json!({
+            "in_use": STORE,
+            "stores": [store],
+            "note": "every ipvec node keeps its blocks in this one store; the configuration \
+                     has no setting that picks another (storage.max_bytes caps its size), and \
+                     the in-memory stores in ipvec's code serve its tests only",
+        }))
+    }
+
+    #[tool(
+        description = "The peers of this node: those connected now (address, direction, \
+        latency, protocols, agent, Bitswap blocks exchanged, how they answer federated \
+        searches), or why there are none (the daemon knows them), and those it refuses, \
+        each with where the denial comes from (`config`: p2p.deny_peers; `runtime`: \
+        `ipvec peers deny`)."
+    )]
+    async fn get_peer_status(&self) -> CallToolResult {
+        let ops = self.ops();
+        let denied = match ops.denied_peers().await {
+            Ok(list) => list.peers,
+            Err(e) => return failed(e),
+        };
+        // Peers are known only to a daemon; without one this node is offline.
+        let connected = match ops.peers().await {
+            Ok(list) => json!(list.peers),
+            Err(e) => json!({ "unavailable": e.to_string() }),
+        };
+        answer(&json!({ "connected": connected, "denied": denied }))
     }
 
     #[tool(

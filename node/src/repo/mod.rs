@@ -94,6 +94,11 @@ pub struct Repo {
     _lock: RepoLock,
 }
 
+/// The folder of the repository's block store (an iroh-blobs `FsStore`).
+pub fn store_dir(repo: &Path) -> PathBuf {
+    repo.join("blocks")
+}
+
 /// The file a running daemon writes its API URL into.
 pub fn api_file(repo: &Path) -> PathBuf {
     repo.join("api")
@@ -166,7 +171,7 @@ impl Repo {
             path: key_path.clone(),
             reason: e.to_string(),
         })?;
-        let store = IrohBlockStore::open(&path.join("blocks")).await?;
+        let store = IrohBlockStore::open(&store_dir(path)).await?;
         Ok(Repo {
             path: path.to_path_buf(),
             config,
