@@ -130,6 +130,58 @@ fn refused(report: &Value, step: usize, words: &[&str]) {
 }
 
 #[test]
+fn the_python_sdk_adds_texts_and_asks_questions_in_a_text_collection() {
+    let model = std::env::var("IPVEC_TEST_MINILM_DIR").unwrap_or_else(|_| {
+        panic!(
+            "set IPVEC_TEST_MINILM_DIR to the all-MiniLM-L6-v2 folder (.ci/run downloads it; \
+             see docs/embeddings.md)"
+        )
+    });
+    let repo = new_repo();
+    let dir = repo.path.parent().unwrap().to_path_buf();
+    let _daemon = Daemon::start(&repo.path, &[("IPVEC_EMBEDDING_MODEL_DIR", model.as_str())]);
+    let question = "Which animal sleeps most of the day?";
+    let plan = json!([
+        {"name": "create_vector_collection", "arguments": {"name": "notes", "embedding": "local"}},
+        {"name": "add_vectors_to_collection", "arguments": {"collection": "notes", "texts": [
+            "Cats sleep for most of the day.",
+            "The train to the airport leaves every twenty minutes.",
+            {"id": "soup", "text": "The soup needs more salt.", "metadata": {"kind": "food"}},
+            {"text": "Tea tastes better with a slice of lemon.", "metadata": {"kind": "food"}}
+        ]}},
+        {"name": "search_vectors", "arguments": {"collection": "notes", "text": question, "k": 2}},
+        {"name": "search_vectors", "arguments": {"collection": "notes", "text": "What would improve this dish?", "k": 4,
+            "filter": {"must": [{"key": "kind", "match": "food"}]}}},
+        {"name": "search_vectors", "arguments": {"collection": "notes", "text": question, "vector": [1.0]}},
+        {"name": "create_vector_collection", "arguments": {"name": "bad", "embedding": "local", "dim": 3}},
+    ]);
+    let command = mcp_command(&repo.path);
+    let mut transport = vec!["--"];
+    transport.extend(command.iter().map(String::as_str));
+    let report = python_client(&dir, &plan, &transport);
+
+    let created = answered(&report, 0);
+    assert_eq!(created["dim"], 384);
+    assert_eq!(created["embedding"]["provider"], "local");
+    assert_eq!(answered(&report, 1)["points"], 4);
+    let cats = answered(&report, 2);
+    assert_eq!(
+        cats["hits"][0]["metadata"]["text"],
+        "Cats sleep for most of the day."
+    );
+    let cli = json_of(&ok(
+        &repo.path,
+        &["--json", "search", "notes", question, "-k", "2"],
+    ));
+    assert_eq!(hits(cats), hits(&cli), "the tool answers as the CLI does");
+    let food = answered(&report, 3)["hits"].as_array().unwrap().clone();
+    assert_eq!(food.len(), 2, "only the two food points pass the filter");
+    assert_eq!(food[0]["id"], "soup");
+    refused(&report, 4, &["not two of them"]);
+    refused(&report, 5, &["384"]);
+}
+
+#[test]
 fn the_python_sdk_drives_every_tool_through_the_daemon_over_stdio_and_http() {
     let repo = new_repo();
     let dir = repo.path.parent().unwrap().to_path_buf();
@@ -284,7 +336,7 @@ fn the_python_sdk_drives_every_tool_through_the_daemon_over_stdio_and_http() {
     refused(&report, 14, &["dimension"]);
     refused(&report, 15, &["nope"]);
     refused(&report, 16, &["dimension"]);
-    refused(&report, 17, &["embedding provider", "vectors"]);
+    refused(&report, 17, &["holds vectors, not texts", "--embedding"]);
     refused(&report, 18, &["3"]);
     refused(&report, 19, &["bridges", "not available yet"]);
     refused(&report, 20, &["not available yet"]);

@@ -41,8 +41,14 @@ pub struct CollectionName {
 pub struct CreateParams {
     /// Name: letters, digits, `-` and `_`, at most 64.
     pub name: String,
-    /// Vector dimension.
-    pub dim: u32,
+    /// Vector dimension (leave it out with `embedding`: the model's is taken).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dim: Option<u32>,
+    /// Make a text collection embedded by this model: `local` (all-MiniLM-L6-v2 on the
+    /// node's CPU) or `http` / `http:MODEL` (the node's embedding server). Its points and
+    /// searches may then be texts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<String>,
     /// Similarity metric: `cosine` (default), `l2` or `dot`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<String>,
@@ -86,9 +92,47 @@ pub struct AddParams {
     /// The vectors to add.
     #[serde(default)]
     pub vectors: Vec<VectorIn>,
-    /// Texts to embed and add. Not served yet: it needs an embedding provider.
+    /// Texts to embed with the collection's model and add (text collections only): plain
+    /// strings (their ids made from the texts) or {id, text, metadata}. Each text is kept in
+    /// its point's metadata under "text" unless `store_text` is false.
     #[serde(default)]
-    pub texts: Vec<String>,
+    pub texts: Vec<TextIn>,
+    /// Keep each text in its point's metadata (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_text: Option<bool>,
+}
+
+/// One text to add: a plain string, or with its id and metadata.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TextIn {
+    /// The text alone; its id is `t` and 16 hex digits of its BLAKE3 hash.
+    Plain(String),
+    /// The text with its id (made from the text when left out) and metadata.
+    Point {
+        /// Its id; adding an id that exists replaces that point.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<Id>,
+        /// The text.
+        text: String,
+        /// Metadata: a JSON object.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metadata: Option<serde_json::Map<String, Value>>,
+    },
+}
+
+impl TextIn {
+    /// The point to write: its vector left for the node to embed.
+    pub fn into_point(self) -> ipvec_protocol::api::PointIn {
+        use ipvec_protocol::api::PointIn;
+        match self {
+            TextIn::Plain(text) => PointIn::text(PointId::of_text(&text), text),
+            TextIn::Point { id, text, metadata } => PointIn {
+                metadata: metadata.map(Value::Object),
+                ..PointIn::text(id.map_or_else(|| PointId::of_text(&text), Into::into), text)
+            },
+        }
+    }
 }
 
 /// `search_vectors`: the nearest points to a vector.
@@ -98,8 +142,13 @@ pub struct SearchParams {
     /// them).
     #[serde(skip_serializing)]
     pub collection: String,
-    /// The query vector: as many numbers as the collection's dimension.
+    /// The query vector: as many numbers as the collection's dimension. Give it or `text`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vector: Vec<f32>,
+    /// A question in plain words instead of a vector (text collections): the node embeds it
+    /// with the collection's model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     /// Number of hits (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k: Option<usize>,

@@ -113,9 +113,10 @@ impl IpvecTools {
     }
 
     #[tool(
-        description = "Create a vector collection: a name, the vectors' dimension, and \
-        optionally the metric (cosine, l2, dot), quantization and HNSW settings. Answers the \
-        collection's settings, id and root CID."
+        description = "Create a vector collection: a name, the vectors' dimension (or, for a \
+        text collection, the embedding model: local or http:MODEL), and optionally the metric \
+        (cosine, l2, dot), quantization and HNSW settings. Answers the collection's settings, \
+        id and root CID."
     )]
     async fn create_vector_collection(
         &self,
@@ -129,33 +130,39 @@ impl IpvecTools {
 
     #[tool(
         description = "Add vectors (with ids and optional JSON metadata) to a collection, or \
-        replace the points with those ids. The batch is stored whole or not at all. Answers \
-        how many points changed and the collection's size."
+        in a text collection texts (embedded by the node, kept in the metadata), or replace the \
+        points with those ids. The batch is stored whole or not at all. Answers how many \
+        points changed and the collection's size."
     )]
     async fn add_vectors_to_collection(
         &self,
         Parameters(params): Parameters<AddParams>,
     ) -> CallToolResult {
-        if !params.texts.is_empty() {
+        if params.vectors.is_empty() && params.texts.is_empty() {
             return failed(
-                "adding texts needs an embedding provider to turn them into vectors, and this \
-                 node has none yet (embedding providers are coming); embed the texts yourself \
-                 and pass them as `vectors`",
+                "nothing to add: pass `vectors`, a list of {id, vector, metadata}, or in a text \
+                 collection `texts`",
             );
         }
-        if params.vectors.is_empty() {
-            return failed("nothing to add: pass `vectors`, a list of {id, vector, metadata}");
-        }
-        let points = params
+        let keep_text = params.store_text.unwrap_or(true);
+        let vectors = params
             .vectors
             .into_iter()
-            .map(|v| PointIn::vector(v.id.into(), v.vector, v.metadata.map(Value::Object)))
-            .collect();
+            .map(|v| PointIn::vector(v.id.into(), v.vector, v.metadata.map(Value::Object)));
+        let texts = params.texts.into_iter().map(|t| {
+            let mut point = t.into_point();
+            if keep_text {
+                point.keep_text();
+            }
+            point
+        });
+        let points = vectors.chain(texts).collect();
         outcome(self.ops().upsert(&params.collection, points).await)
     }
 
     #[tool(
-        description = "Find the k nearest points to a vector in a collection, optionally \
+        description = "Find the k nearest points to a vector (or, in a text collection, to a \
+        question in plain words: `text`) in a collection, optionally \
         filtered by metadata, in an older version (`at`), or federated across the peers that \
         hold the collection's shards. Answers hits (id, score, metadata, the CID of the block \
         holding the vector) and, for a federated search, which shards answered."
