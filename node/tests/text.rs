@@ -228,51 +228,38 @@ async fn a_text_collection_takes_sentences_and_answers_questions_in_plain_words(
     // Refusals: text into a collection of vectors, a dimension the model does not give, a
     // model nobody serves, and a vector and a text at once.
     ok(&repo.path, &["collection", "create", "plain", "--dim", "3"]);
-    let (s, answer) = daemon
-        .call(
-            Method::POST,
-            "/v1/collections/plain/search",
-            Some(json!({"text": "anything"})),
-        )
-        .await;
-    assert_eq!(s, 400, "{answer}");
-    assert!(
-        answer.to_string().contains("holds vectors, not texts"),
-        "{answer}"
-    );
     let err = fails(&repo.path, &["add", "plain", "--text", "no model here"]);
     assert!(err.contains("holds vectors, not texts"), "{err}");
-    let (s, answer) = daemon
-        .call(
-            Method::POST,
+    let refusals = [
+        (
+            "/v1/collections/plain/search",
+            json!({"text": "anything"}),
+            "holds vectors, not texts",
+        ),
+        (
             "/v1/collections",
-            Some(json!({"name": "wrong", "embedding": "local", "dim": 100})),
-        )
-        .await;
-    assert_eq!(s, 400, "{answer}");
-    assert!(
-        answer
-            .to_string()
-            .contains("gives 384-dimensional vectors, not 100"),
-        "{answer}"
-    );
-    let (s, answer) = daemon
-        .call(
-            Method::POST,
+            json!({"name": "wrong", "embedding": "local", "dim": 100}),
+            "gives 384-dimensional vectors, not 100",
+        ),
+        (
             "/v1/collections",
-            Some(json!({"name": "wrong", "embedding": "bert"})),
-        )
-        .await;
-    assert_eq!(s, 400, "{answer}");
-    assert!(answer.to_string().contains("http:MODEL"), "{answer}");
-    let (s, answer) = daemon
-        .call(
-            Method::POST,
+            json!({"name": "wrong", "embedding": "bert"}),
+            "http:MODEL",
+        ),
+        (
             "/v1/collections/notes/search",
-            Some(json!({"text": "q", "vector": [1.0]})),
-        )
-        .await;
-    assert_eq!(s, 400, "{answer}");
+            json!({"text": "q", "vector": [1.0]}),
+            "not two of them",
+        ),
+    ];
+    for (path, body, says) in refusals {
+        let (s, answer) = daemon.call(Method::POST, path, Some(body)).await;
+        assert_eq!(s, 400, "{answer}");
+        assert!(
+            answer.to_string().contains(says),
+            "{says:?} not in {answer}"
+        );
+    }
     let metrics = daemon.metrics().await;
     assert!(sample(&metrics, "ipvec_texts_embedded", &[]) >= 1_053.0);
 
