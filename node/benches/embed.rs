@@ -145,7 +145,9 @@ fn main() -> Result<()> {
         words as f64 / texts.len().max(1) as f64,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(embedder.embed(&texts[..batch.min(texts.len())]))?;
     let started = Instant::now();
     let vectors = runtime.block_on(embedder.embed(&texts))?;
