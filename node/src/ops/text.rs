@@ -87,7 +87,15 @@ impl Node {
         if texts.is_empty() {
             return Ok(());
         }
-        let (model, dimension) = self.text_model(name).await?;
+        let (model, dimension) = {
+            let shared = self.collection(name).await?;
+            let c = shared.read().await;
+            // A replica refuses the write anyway: do not embed for nothing.
+            if !c.writable() {
+                return Err(CollectionError::ReadOnly(name.to_string()).into());
+            }
+            (c.manifest().embedding.clone(), c.manifest().dimension)
+        };
         let vectors = self
             .embed_texts(name, model.as_ref(), dimension, &texts)
             .await?;

@@ -16,7 +16,7 @@ const KEYS: &[(&str, &str)] = &[
     ("↑ ↓, j k", "select a row, scroll the log"),
     ("Peers: s, r", "sort by another column, reverse"),
     ("Collections: Enter", "search the selected collection"),
-    ("Search: / or Enter", "type a query: 1, 0, 0.5 or id:42"),
+    ("Search: / or Enter", "1, 0, 0.5, id:42 or a question"),
     ("Search: ← →, + -", "pick the collection, change k"),
     (
         "Search: f, Ctrl-F",
