@@ -319,3 +319,51 @@ fn from_config_names_what_is_missing() {
     let err = ProviderKind::from_name("magic").unwrap_err();
     assert!(err.to_string().contains("local or http"), "{err}");
 }
+
+#[tokio::test]
+async fn a_text_collections_http_model_is_chosen_by_name_probed_and_kept() {
+    let (url, state) = server(vec![Reply::Vectors(5), Reply::Vectors(5)]).await;
+    let config = EmbeddingConfig {
+        http_url: url,
+        http_api: "openai".into(),
+        http_model: "base".into(),
+        cache_entries: 0,
+        ..EmbeddingConfig::default()
+    };
+    let models = Models::new(config);
+    let (model, dimension) = models.choose("http:tiny").await.unwrap();
+    let tiny = EmbeddingModel {
+        provider: "openai".into(),
+        model: "tiny".into(),
+        normalized: false,
+    };
+    assert_eq!(
+        (model.clone(), dimension),
+        (tiny, 5),
+        "the server's answer gives the length"
+    );
+    assert_eq!(requests(&state).len(), 1, "one text asked for it");
+    let (bare, _) = models.choose("http").await.unwrap();
+    assert_eq!(
+        bare.model, "base",
+        "embedding.http_model when no model is named"
+    );
+    let first = models.get(&model).await.unwrap();
+    let again = models.get(&model).await.unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "one embedder per model, kept");
+
+    // A collection embedded through another API than this node's, a model name that is no
+    // provider, and the local model with no folder: each says what to change.
+    let ollama = EmbeddingModel {
+        provider: "ollama".into(),
+        ..model
+    };
+    let err = models.get(&ollama).await.unwrap_err().to_string();
+    assert!(err.contains("embedding.http_api"), "{err}");
+    let err = models.choose("bert").await.unwrap_err().to_string();
+    assert!(err.contains("http:MODEL"), "{err}");
+    assert!(matches!(
+        models.choose("local").await.unwrap_err(),
+        EmbedError::ModelDirUnset
+    ));
+}
