@@ -408,8 +408,11 @@ fn the_dashboard_shows_a_live_node_and_searches_it() {
             "soup",
         ],
     );
-    tmux.keys(&["Escape", "Right"]);
-    tmux.wait_for_text("notes");
+    // Once the dashboard's refresh has listed it, → picks it.
+    tmux.keys(&["Escape", "3"]);
+    tmux.wait_for_text("Collections (2)");
+    tmux.keys(&["4", "Right"]);
+    tmux.wait_for_text("◀ notes ▶");
     tmux.keys(&["/", "C-u"]);
     tmux.type_text("Which birds hunt after dark?");
     tmux.keys(&["Enter"]);
