@@ -135,6 +135,11 @@ async fn a_text_collection_takes_sentences_and_answers_questions_in_plain_words(
         &["--json", "add", "notes", file.to_str().unwrap()],
     ));
     assert_eq!(added["added"], 1_000, "{added}");
+    let info = ok(&repo.path, &["collection", "info", "notes"]);
+    assert!(
+        info.contains("embedding:    local/sentence-transformers/all-MiniLM-L6-v2"),
+        "{info}"
+    );
     assert_eq!(added["points"], 1_000, "{added}");
 
     // Every paraphrase asked in one batch of questions.

@@ -56,6 +56,9 @@ fn fields_text(c: &CollectionInfo) -> String {
         c.hnsw.m, c.hnsw.ef_construction, c.hnsw.ef_search, c.shards, c.index_memory_bytes,
         c.wal_bytes, if c.writable { "" } else { "\nread-only:    imported without its owner key" }
     ) + &held_text(c)
+        + &c.embedding.as_ref().map_or(String::new(), |m| {
+            format!("\nembedding:    {} (texts and questions are embedded with it)", m.id())
+        })
 }
 
 /// A line naming the shards held, for a partial replica (nothing when all are held).
