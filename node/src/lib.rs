@@ -17,6 +17,8 @@
 //! - [`ops`]: the node's operations on an open repository, split by concept, their errors
 //!   ([`ops::Error`]) and their one list ([`ops::Operations`]), which every front end calls.
 //! - [`api`]: the HTTP front end: the daemon that serves the operations, and its client.
+//! - [`bridge`]: moving collections between ipvec and FAISS files, Parquet tables, Qdrant,
+//!   Elasticsearch/OpenSearch and their bulk files, both ways, verified.
 //! - [`cli`]: the `ipvec` command line (over the daemon's API when one runs).
 //! - [`mcp`]: the Model Context Protocol front end: the operations as MCP tools, over stdio
 //!   (`ipvec mcp`) and the daemon's `/mcp`.
@@ -25,6 +27,7 @@
 
 pub mod api;
 pub mod background;
+pub mod bridge;
 pub mod cli;
 pub mod cluster;
 pub mod collection;

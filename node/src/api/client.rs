@@ -305,6 +305,16 @@ impl Operations for Client {
         ))
     }
 
+    fn points_page<'a>(
+        &'a self,
+        name: &'a str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<PointPage>> {
+        let path = format!("/v1/collections/{}/points/page", Self::name(name));
+        self.post(&path, Some(&PagePoints { cursor, limit }))
+    }
+
     fn search<'a>(
         &'a self,
         name: &'a str,

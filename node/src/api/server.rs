@@ -183,6 +183,24 @@ async fn get_point(
     Ok(Json(s.node.get_point(&name, id).await?))
 }
 
+/// A page of a collection's points (ids, vectors, metadata), in shard and id order. The first
+/// page (no `cursor`) commits the log and reads the current version; every later page reads
+/// that same version, so a walk sees the collection as it was when it began.
+#[utoipa::path(post, path = "/v1/collections/{name}/points/page", params(("name" = String, Path, description = "collection name")),
+    request_body = PagePoints,
+    responses((status = 200, body = PointPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn points_page(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(request): ApiJson<PagePoints>,
+) -> ApiResult<PointPage> {
+    Ok(Json(
+        s.node
+            .points_page(&name, request.cursor, request.limit)
+            .await?,
+    ))
+}
+
 /// The `k` nearest points to a vector, optionally filtered, or in an older version (`at`).
 /// A collection id searches a collection held only by peers through them (`federated`).
 #[utoipa::path(post, path = "/v1/collections/{name}/search", params(("name" = String, Path, description = "collection name, or collection id")),
@@ -551,6 +569,7 @@ async fn import_body(
         upsert,
         delete_points,
         get_point,
+        points_page,
         search,
         search_batch,
         export_collection,

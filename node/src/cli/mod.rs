@@ -9,6 +9,7 @@ mod daemon;
 mod dag;
 mod embed;
 mod input;
+mod migrate;
 mod output;
 mod p2p;
 mod search;
@@ -219,6 +220,41 @@ pub enum Command {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Move a collection between stores, both ways: ipvec, FAISS index files, Parquet,
+    /// Qdrant, Elasticsearch/OpenSearch and their bulk NDJSON files; in batches, verified at
+    /// the end (docs/bridges.md).
+    #[command(after_help = ENDPOINTS)]
+    Migrate {
+        /// Where the points are: KIND:WHERE (see below).
+        #[arg(long, value_name = "SOURCE")]
+        from: String,
+        /// Where they go: KIND:WHERE (see below). A collection or index is created, and
+        /// must not exist yet.
+        #[arg(long, value_name = "TARGET")]
+        to: String,
+        #[command(flatten)]
+        bridge: migrate::BridgeArgs,
+    },
+    /// Bring a collection in from another store: `migrate --from SOURCE --to ipvec:NAME`.
+    #[command(after_help = ENDPOINTS)]
+    Import {
+        /// Where the points are: KIND:WHERE (see below).
+        source: String,
+        /// The new collection's name.
+        name: String,
+        #[command(flatten)]
+        bridge: migrate::BridgeArgs,
+    },
+    /// Take a collection out to another store: `migrate --from ipvec:NAME --to TARGET`.
+    #[command(after_help = ENDPOINTS)]
+    Export {
+        /// The collection's name.
+        name: String,
+        /// Where the points go: KIND:WHERE (see below).
+        target: String,
+        #[command(flatten)]
+        bridge: migrate::BridgeArgs,
+    },
     /// Serve the Model Context Protocol on stdin and stdout, for AI assistants and other MCP
     /// clients (docs/mcp.md): the node's operations as tools, through the daemon when one runs.
     Mcp,
@@ -241,6 +277,13 @@ pub enum Command {
         shell: clap_complete::Shell,
     },
 }
+
+/// The stores `migrate`, `import` and `export` reach.
+const ENDPOINTS: &str = "Stores: ipvec:NAME (a collection of this node), faiss:PATH (an index \
+file: IndexFlatL2/IP, IndexIDMap/IDMap2 around them, IndexHNSWFlat), parquet:PATH, bulk:PATH \
+(Elasticsearch/OpenSearch bulk NDJSON), qdrant:http://HOST:6333/COLLECTION, \
+elasticsearch:http://HOST:9200/INDEX, opensearch:http://HOST:9200/INDEX. A path ending in \
+.faiss, .index, .parquet or .ndjson needs no prefix.";
 
 /// How `get` and `delete` read ids (the same rule as the API's URL paths).
 const POINT_IDS: &str =
@@ -589,6 +632,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Dht(_)
         | Command::Fetch { .. }) => p2p::run(&backend, &out, command).await,
         command @ Command::Search { .. } => search::run(&backend, &out, command).await,
+        Command::Migrate {
+            ref from,
+            ref to,
+            ref bridge,
+        } => migrate::run(&backend, &out, &path, from, to, bridge).await,
+        Command::Import {
+            ref source,
+            ref name,
+            ref bridge,
+        } => {
+            migrate::run(
+                &backend,
+                &out,
+                &path,
+                source,
+                &format!("ipvec:{name}"),
+                bridge,
+            )
+            .await
+        }
+        Command::Export {
+            ref name,
+            ref target,
+            ref bridge,
+        } => {
+            migrate::run(
+                &backend,
+                &out,
+                &path,
+                &format!("ipvec:{name}"),
+                target,
+                bridge,
+            )
+            .await
+        }
         command @ (Command::Collection(_)
         | Command::Add { .. }
         | Command::Get { .. }

@@ -5,6 +5,7 @@ use std::{cmp::Ordering, collections::BinaryHeap, ops::Bound};
 use cid::Cid;
 use ipvec_protocol::{
     dagcbor,
+    entry::{Entry, EntryKey},
     manifest::{Manifest, ShardRoot},
 };
 
@@ -63,16 +64,15 @@ pub async fn search_at<S: BlockStore>(
     k: usize,
     filter: Option<&CompiledFilter>,
 ) -> Result<Vec<SearchHit>, CollectionError> {
-    let bytes = store.get(at).await?.ok_or_else(|| {
-        CollectionError::Invalid(format!("version {at} is not in this repository; `ipvec collection log NAME` lists the versions"))
+    let manifest = version(store, owner, at).await.map_err(|e| match e {
+        CollectionError::Invalid(m) if m.contains("is not in this repository") => {
+            CollectionError::Invalid(format!(
+                "version {at} is not in this repository; `ipvec collection log NAME` lists the \
+                 versions"
+            ))
+        }
+        other => other,
     })?;
-    let manifest: Manifest = dagcbor::decode_trusted(&bytes)
-        .map_err(|_| CollectionError::Invalid(format!("{at} is not a collection manifest")))?;
-    if manifest.owner != owner {
-        return Err(CollectionError::Invalid(format!(
-            "{at} is a version of another collection"
-        )));
-    }
     check_vector(query, manifest.dimension as usize)?;
     check_scorable(manifest.metric, manifest.quantization, query).map_err(IndexError::Query)?;
     let mut heap: BinaryHeap<Ranked> = BinaryHeap::new();
@@ -112,4 +112,78 @@ pub async fn search_at<S: BlockStore>(
     let mut hits: Vec<SearchHit> = heap.into_iter().map(|r| r.1).collect();
     hits.sort_by(|a, b| b.score.total_cmp(&a.score));
     Ok(hits)
+}
+
+/// Where a page of a version's points starts: after key `after` of shard `shard` (or at the
+/// shard's first key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageStart {
+    /// The shard to read from.
+    pub shard: u32,
+    /// The last key already read in it, if any.
+    pub after: Option<EntryKey>,
+}
+
+/// Up to `limit` live entries of version `at`, from `start`, each with its leaf's CID, and
+/// where the next page starts (`None` after the last entry).
+pub async fn page_at<S: BlockStore>(
+    store: &S,
+    owner: &[u8],
+    at: &Cid,
+    start: PageStart,
+    limit: usize,
+) -> Result<(Vec<(Entry, Cid)>, Option<PageStart>), CollectionError> {
+    let manifest = version(store, owner, at).await?;
+    let mut out = Vec::new();
+    let mut shard = start.shard;
+    let mut after = start.after;
+    while (shard as usize) < manifest.shards.len() {
+        let root: ShardRoot =
+            dagcbor::decode_trusted(&store.require(&manifest.shards[shard as usize]).await?)?;
+        let from = match after.take() {
+            Some(key) => Bound::Excluded(key),
+            None => Bound::Unbounded,
+        };
+        let mut scan = tree::range(store, root.tree, from, Bound::Unbounded);
+        while let Some((entry, leaf)) = scan.next().await? {
+            if entry.deleted {
+                continue;
+            }
+            let key = entry.id.clone();
+            out.push((entry, leaf));
+            if out.len() >= limit {
+                return Ok((
+                    out,
+                    Some(PageStart {
+                        shard,
+                        after: Some(key),
+                    }),
+                ));
+            }
+        }
+        shard += 1;
+    }
+    Ok((out, None))
+}
+
+/// The manifest of version `at` of the collection owned by `owner`.
+async fn version<S: BlockStore>(
+    store: &S,
+    owner: &[u8],
+    at: &Cid,
+) -> Result<Manifest, CollectionError> {
+    let bytes = store.get(at).await?.ok_or_else(|| {
+        CollectionError::Invalid(format!(
+            "version {at} is not in this repository (it was collected after newer versions \
+             replaced it); start again from the current version"
+        ))
+    })?;
+    let manifest: Manifest = dagcbor::decode_trusted(&bytes)
+        .map_err(|_| CollectionError::Invalid(format!("{at} is not a collection manifest")))?;
+    if manifest.owner != owner {
+        return Err(CollectionError::Invalid(format!(
+            "{at} is a version of another collection"
+        )));
+    }
+    Ok(manifest)
 }

@@ -150,6 +150,24 @@ impl<S: BlockStore> Collection<S> {
         history::search_at(&self.store, &self.manifest.owner, at, query, k, filter).await
     }
 
+    /// A page of the live points of a checkpointed version (see [`history::page_at`]).
+    pub async fn page_at(
+        &self,
+        at: &Cid,
+        start: history::PageStart,
+        limit: usize,
+    ) -> Result<(Vec<(Entry, Cid)>, Option<history::PageStart>), CollectionError> {
+        if !self.holds_all() {
+            return Err(CollectionError::Invalid(format!(
+                "reading every point needs every shard, and this node holds only shards {} of \
+                 collection {:?}; fetch the others first",
+                super::list_shards(&self.held_shards()),
+                self.name()
+            )));
+        }
+        history::page_at(&self.store, &self.manifest.owner, at, start, limit).await
+    }
+
     /// This collection's checkpointed versions, newest first.
     pub async fn versions(&self) -> Result<Vec<(Cid, Manifest)>, CollectionError> {
         history::versions(&self.store, self.root()).await

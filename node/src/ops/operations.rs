@@ -91,6 +91,15 @@ pub trait Operations: Send + Sync {
     /// One point.
     fn get_point<'a>(&'a self, name: &'a str, id: PointId) -> BoxFuture<'a, Result<PointOut>>;
 
+    /// A page of a collection's points, all pages of a walk from one version: the first
+    /// (`cursor` `None`) names it, the others continue from the `next` of the page before.
+    fn points_page<'a>(
+        &'a self,
+        name: &'a str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<PointPage>>;
+
     /// The nearest points to a vector, optionally filtered, or in an older version.
     fn search<'a>(
         &'a self,
@@ -228,6 +237,15 @@ impl Operations for Node {
 
     fn get_point<'a>(&'a self, name: &'a str, id: PointId) -> BoxFuture<'a, Result<PointOut>> {
         Box::pin(Node::get_point(self, name, id))
+    }
+
+    fn points_page<'a>(
+        &'a self,
+        name: &'a str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<PointPage>> {
+        Box::pin(Node::points_page(self, name, cursor, limit))
     }
 
     fn search<'a>(

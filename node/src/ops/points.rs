@@ -1,10 +1,12 @@
 //! Points: writing a batch, deleting by id, reading one, and how ids are spelled.
 
-use ipvec_protocol::api::*;
+use cid::Cid;
+use ipvec_protocol::{api::*, entry::EntryKey};
 
 use super::{offload_background, Error, Node};
 use crate::collection::{
     self,
+    history::PageStart,
     points::{ipld_to_json, json_to_ipld},
     CollectionError, Point,
 };
@@ -148,4 +150,83 @@ impl Node {
         })
         .await
     }
+
+    /// A page of a collection's points: from the current version (committed first) when
+    /// `cursor` is `None`, else from where the page before stopped, in the version it read.
+    pub async fn points_page(
+        &self,
+        name: &str,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<PointPage, Error> {
+        self.observed("page", name, async {
+            if limit == 0 {
+                return Err(Error::invalid("limit must be at least 1"));
+            }
+            self.check_batch("points", limit)?;
+            let (at, start) = match cursor {
+                Some(text) => parse_cursor(&text)?,
+                None => {
+                    self.commit(name).await?;
+                    let root = self.collection(name).await?.read().await.root();
+                    (
+                        root,
+                        PageStart {
+                            shard: 0,
+                            after: None,
+                        },
+                    )
+                }
+            };
+            let c = self.collection(name).await?;
+            let c = c.read().await;
+            let (entries, next) = c.page_at(&at, start, limit).await?;
+            let points = entries
+                .into_iter()
+                .map(|(entry, leaf)| PointOut {
+                    id: PointId::from(&entry.id.id()),
+                    vector: c.vector_of(&entry),
+                    metadata: entry.meta.as_ref().map(ipld_to_json),
+                    cid: Some(leaf.to_string()),
+                })
+                .collect();
+            Ok(PointPage {
+                points,
+                next: next.map(|n| format_cursor(&at, &n)),
+                version: at.to_string(),
+            })
+        })
+        .await
+    }
+}
+
+/// A page cursor: `VERSION.SHARD.KEY` (the key in hex; empty for a shard's start).
+fn format_cursor(at: &Cid, start: &PageStart) -> String {
+    let key = start
+        .after
+        .as_ref()
+        .map(|k| hex::encode(k.as_bytes()))
+        .unwrap_or_default();
+    format!("{at}.{}.{key}", start.shard)
+}
+
+fn parse_cursor(text: &str) -> Result<(Cid, PageStart), Error> {
+    let bad = || {
+        Error::invalid(format!(
+            "cursor {text:?} is not one this node gave: pass the `next` of the page before, or \
+             no cursor to start at the first page"
+        ))
+    };
+    let mut parts = text.splitn(3, '.');
+    let (Some(at), Some(shard), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let at = Cid::try_from(at).map_err(|_| bad())?;
+    let shard = shard.parse().map_err(|_| bad())?;
+    let after = if key.is_empty() {
+        None
+    } else {
+        Some(EntryKey::new(hex::decode(key).map_err(|_| bad())?).map_err(|_| bad())?)
+    };
+    Ok((at, PageStart { shard, after }))
 }

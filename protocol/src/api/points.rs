@@ -205,6 +205,38 @@ pub struct DeletePoints {
     pub ids: Vec<PointId>,
 }
 
+/// `POST /v1/collections/{name}/points/page`: the next page of a collection's points.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PagePoints {
+    /// Where the page starts: `next` of the page before; absent for the first page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Points per page (1 to `api.max_batch_points`).
+    #[serde(default = "default_page")]
+    pub limit: usize,
+}
+
+fn default_page() -> usize {
+    1_000
+}
+
+/// A page of a collection's points, in shard order and id order within a shard. Every page
+/// of one walk reads the version the first page named, so writes made during the walk do
+/// not show in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PointPage {
+    /// The points, each with its stored vector, metadata and leaf.
+    pub points: Vec<PointOut>,
+    /// The cursor of the next page; absent after the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// The version (manifest CID) the pages read.
+    pub version: String,
+}
+
 /// What a write did; returned once it is durable.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -75,6 +75,7 @@ fn route_table() -> Vec<Route> {
         route!(GET "/v1/collections/{name}/log", Light, Empty, collection_log),
         route!(PUT "/v1/collections/{name}/points", Write, Json, upsert),
         route!(POST "/v1/collections/{name}/points/delete", Write, Json, delete_points),
+        route!(POST "/v1/collections/{name}/points/page", Heavy, Json, points_page),
         route!(GET "/v1/collections/{name}/points/{id}", Light, Empty, get_point),
         route!(POST "/v1/collections/{name}/search", Search, Json, search),
         route!(POST "/v1/collections/{name}/search/batch", Search, Json, search_batch),
