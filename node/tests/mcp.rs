@@ -221,6 +221,8 @@ fn the_python_sdk_drives_every_tool_through_the_daemon_over_stdio_and_http() {
         {"name": "import_collection_from_ipld", "arguments": {"root": "bafy-not-a-cid"}},
         // 25
         {"name": "list_available_stores", "arguments": {}},
+        {"name": "migrate_collection", "arguments": {"source": "ipvec", "location": "docs", "name": "docs-moved"}},
+        {"name": "migrate_collection", "arguments": {"source": "faiss", "location": "/nonexistent/x.index", "name": "f"}},
     ]);
     let command = mcp_command(&repo.path);
     let mut transport = vec!["--"];
@@ -338,7 +340,7 @@ fn the_python_sdk_drives_every_tool_through_the_daemon_over_stdio_and_http() {
     refused(&report, 16, &["dimension"]);
     refused(&report, 17, &["holds vectors, not texts", "--embedding"]);
     refused(&report, 18, &["3"]);
-    refused(&report, 19, &["bridges", "not available yet"]);
+    refused(&report, 19, &["localhost:6333"]);
     refused(&report, 20, &["not available yet"]);
     let call = &report["calls"][21];
     assert_eq!(call["isError"], true, "{call}");
@@ -354,6 +356,33 @@ fn the_python_sdk_drives_every_tool_through_the_daemon_over_stdio_and_http() {
     assert_eq!(store["in_use"], true);
     assert_eq!(store["path"], repo.path.join("blocks").to_str().unwrap());
     assert!(store["blocks"].as_u64().unwrap() > 0);
+    let kinds: Vec<&str> = stores["bridges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "faiss",
+        "parquet",
+        "qdrant",
+        "elasticsearch",
+        "opensearch",
+        "bulk",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+
+    // A collection moved through the bridge driver, verified; a file that is not there.
+    let moved = answered(&report, 26);
+    let moved_info = json_of(&ok(
+        &repo.path,
+        &["--json", "collection", "info", "docs-moved"],
+    ));
+    assert_eq!(moved["to"], "ipvec:docs-moved");
+    assert_eq!(moved["points"], moved_info["points"]);
+    assert_eq!(moved["verified"]["points"], moved_info["points"]);
+    refused(&report, 27, &["/nonexistent/x.index"]);
 
     // The daemon's /mcp answers the same, and only with the token.
     let url = format!("{}/mcp", daemon.url);

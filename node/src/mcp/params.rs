@@ -266,13 +266,36 @@ pub struct IpldImportParams {
     pub from: Vec<String>,
 }
 
-/// `migrate_collection`: a collection of another vector database to bring in.
+/// `migrate_collection`: a collection of another store to bring in.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct MigrateParams {
-    /// Where it comes from: `faiss`, `qdrant`, `elasticsearch`, `opensearch` or `parquet`.
+    /// Where it comes from: `faiss` (an index file), `parquet`, `bulk` (an
+    /// Elasticsearch/OpenSearch bulk NDJSON file), `qdrant`, `elasticsearch`, `opensearch`,
+    /// or `ipvec` (a collection of this node).
     pub source: String,
-    /// The source's location (a file path or URL).
+    /// The source's location: a file path; for a server, its URL ending in the collection or
+    /// index (`http://127.0.0.1:6333/items`); for `ipvec`, a collection name.
     pub location: String,
     /// Name of the new collection.
     pub name: String,
+    /// The metric when the source records none (Parquet, bulk files): `cosine`, `l2` or
+    /// `dot`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    /// Parquet, Elasticsearch/OpenSearch: the column or field of the vectors (default
+    /// `vector`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector_field: Option<String>,
+    /// Parquet: the column of the ids (default `id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_field: Option<String>,
+    /// Qdrant: the named vector to read (default: the unnamed one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector_name: Option<String>,
+    /// Qdrant's api-key, or an Elasticsearch/OpenSearch API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// FAISS: a side file of metadata by id (JSON lines `{"id": …, …}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_file: Option<String>,
 }

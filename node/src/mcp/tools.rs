@@ -19,6 +19,7 @@ use crate::{
         types::{CreateCollection, PointIn, SearchRequest},
         ExportTarget,
     },
+    bridge::{BridgeOptions, Endpoint, Migration},
     cli::{
         carfile::{self, ImportAs, Imported},
         Backend,
@@ -371,7 +372,10 @@ impl IpvecTools {
         iroh-blobs store on disk in the repository's `blocks` folder (blocks keyed by their \
         BLAKE3 digest and checked when read, pins kept as tags, garbage collected from the \
         pins), with its folder, blocks, bytes and size limit (`storage.max_bytes`, 0 for \
-        none). It is the only one: the configuration has no setting that picks another."
+        none). It is the only one: the configuration has no setting that picks another. \
+        Also the other stores collections move to and from (`bridges`: FAISS, Parquet, \
+        Qdrant, Elasticsearch, OpenSearch, bulk files), as `migrate_collection` and `ipvec \
+        migrate` reach them."
     )]
     async fn list_available_stores(&self) -> CallToolResult {
         let ops = self.ops();
@@ -391,6 +395,7 @@ impl IpvecTools {
         answer(&json!({
             "in_use": STORE,
             "stores": [store],
+            "bridges": bridges(),
             "note": "every ipvec node keeps its blocks in this one store; the configuration \
                      has no setting that picks another (storage.max_bytes caps its size), and \
                      the in-memory stores in ipvec's code serve its tests only",
@@ -419,20 +424,59 @@ impl IpvecTools {
     }
 
     #[tool(
-        description = "Bring a collection in from FAISS, Qdrant, Elasticsearch/OpenSearch or \
-        Parquet. Not available yet: it needs the bridges, which are not built."
+        description = "Bring a collection in from another store: a FAISS index file \
+        (IndexFlatL2/IP, IndexIDMap/IDMap2 around them, IndexHNSWFlat), a Parquet table, a \
+        Qdrant collection, an Elasticsearch/OpenSearch index or bulk NDJSON file, or another \
+        collection of this node. It is created under `name`, filled in batches and read back \
+        to verify it (count, a content digest of every id, vector and metadata, and a sample \
+        compared one by one); a move that fails leaves no collection. Files are read only \
+        over stdio (`ipvec mcp`)."
     )]
     async fn migrate_collection(
         &self,
         Parameters(params): Parameters<MigrateParams>,
     ) -> CallToolResult {
-        failed(format!(
-            "migrating from {} is not available yet: it needs the bridges to other vector \
-             databases (FAISS, Qdrant, Elasticsearch/OpenSearch, Parquet), which are not built; \
-             export vectors as .npy, .fvecs or .jsonl and add them with add_vectors_to_collection \
-             or `ipvec add {} FILE`",
-            params.source, params.name
-        ))
+        let from = match Endpoint::parse(&format!("{}:{}", params.source, params.location)) {
+            Ok(from) => from,
+            Err(e) => return failed(e),
+        };
+        let reads_file = matches!(
+            from,
+            Endpoint::Faiss { .. } | Endpoint::Parquet { .. } | Endpoint::Bulk { .. }
+        ) || params.metadata_file.is_some();
+        if reads_file && !self.files {
+            return failed(NO_FILES);
+        }
+        let metric = match params
+            .metric
+            .as_deref()
+            .map(crate::bridge::ipvec::parse_metric)
+        {
+            None => None,
+            Some(Ok(metric)) => Some(metric),
+            Some(Err(e)) => return failed(e),
+        };
+        let defaults = BridgeOptions::default();
+        let migration = Migration {
+            options: BridgeOptions {
+                api_key: params.api_key,
+                vector_name: params.vector_name,
+                vector_field: params.vector_field.unwrap_or(defaults.vector_field),
+                id_field: params.id_field.unwrap_or(defaults.id_field),
+                metadata_file: params.metadata_file.map(Into::into),
+                metric,
+            },
+            ..Migration::new(
+                from,
+                Endpoint::Ipvec {
+                    name: params.name.clone(),
+                },
+            )
+        };
+        match crate::bridge::migrate(&migration, self.ops(), &mut |_| {}).await {
+            Ok(report) => answer(&report),
+            Err(e) => failed(e),
+        }
     }
 
     #[tool(
@@ -450,6 +494,27 @@ impl IpvecTools {
             params.collection
         ))
     }
+}
+
+/// The other stores `migrate_collection` and `ipvec migrate` reach, as `list_available_stores`
+/// names them.
+fn bridges() -> Value {
+    json!([
+        { "kind": "faiss", "location": "PATH", "directions": ["import", "export"],
+          "what": "FAISS index files: IndexFlatL2/IP, IndexIDMap/IDMap2 around them, IndexHNSWFlat (read); IndexIDMap2 over a flat index (written)" },
+        { "kind": "parquet", "location": "PATH", "directions": ["import", "export"],
+          "what": "Parquet tables: an id column, a vector column, metadata columns" },
+        { "kind": "qdrant", "location": "http://HOST:6333/COLLECTION", "directions": ["import", "export"],
+          "what": "a Qdrant collection over its REST API" },
+        { "kind": "elasticsearch", "location": "http://HOST:9200/INDEX", "directions": ["import", "export"],
+          "what": "an Elasticsearch index with a dense_vector field" },
+        { "kind": "opensearch", "location": "http://HOST:9200/INDEX", "directions": ["import", "export"],
+          "what": "an OpenSearch k-NN index with a knn_vector field" },
+        { "kind": "bulk", "location": "PATH", "directions": ["import", "export"],
+          "what": "Elasticsearch/OpenSearch bulk NDJSON files" },
+        { "kind": "ipvec", "location": "NAME", "directions": ["import", "export"],
+          "what": "another collection of this node" },
+    ])
 }
 
 #[tool_handler(router = self.tool_router)]
