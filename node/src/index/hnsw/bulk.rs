@@ -1,0 +1,118 @@
+//! Bulk loads: many points new to the index at once, identical vectors grouped on the
+//! calling thread and the distinct ones inserted into usearch's graph from several threads
+//! (usearch's inserts may run together, each in a thread context of its own).
+
+use ipvec_protocol::manifest::Quantization;
+
+use super::{backend, dedup, HnswIndex, IndexError};
+
+impl HnswIndex {
+    /// Adds points in their stored form (little-endian f32 or f16 bits, or i8 codes, as the
+    /// index's quantization stores them), `threads` at a time: a bulk load of keys new to the
+    /// index. Identical vectors are grouped on this thread; the
+    /// distinct ones then go into usearch's graph from `threads` threads at once (usearch's
+    /// inserts may run together, each in a thread context of its own), and `added` is told
+    /// how many points each thread has placed, a few at a time.
+    pub fn add_stored(
+        &mut self,
+        points: Vec<(u64, Vec<u8>)>,
+        threads: usize,
+        added: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), IndexError> {
+        let width = self.spec.dimension * self.spec.quantization.bytes_per_component();
+        // The points that need a slot of their own, and where each is in that list.
+        let mut fresh: Vec<(u64, Vec<u8>)> = Vec::with_capacity(points.len());
+        let mut fresh_at: std::collections::HashMap<u64, usize> = Default::default();
+        let mut grouped = 0u64;
+        for (key, stored) in points {
+            if stored.len() != width {
+                return Err(IndexError::Dimension {
+                    expected: self.spec.dimension,
+                    actual: stored.len() / self.spec.quantization.bytes_per_component(),
+                });
+            }
+            if self.contains(key) || fresh_at.contains_key(&key) {
+                return Err(backend(format!(
+                    "key {key} is added twice in one bulk load"
+                )));
+            }
+            let hash = dedup::hash(&stored);
+            let holder = self.groups.find(hash).map(|slot| {
+                let same = match fresh_at.get(&slot) {
+                    Some(&i) => fresh[i].1 == stored,
+                    None => self.stored_at(slot).as_ref() == Some(&stored),
+                };
+                (slot, same)
+            });
+            match holder {
+                Some((slot, true)) => {
+                    self.groups.join(slot, key);
+                    grouped += 1;
+                    continue;
+                }
+                // Another vector with the same hash keeps its place in the map.
+                Some((_, false)) => {}
+                None => self.groups.remember(hash, key),
+            }
+            fresh_at.insert(key, fresh.len());
+            fresh.push((key, stored));
+        }
+        added(grouped);
+        self.reserve(self.index.size() + fresh.len())?;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        const STEP: usize = 64;
+        let this = &*self;
+        let work = || -> Result<(), IndexError> {
+            loop {
+                let from = next.fetch_add(STEP, std::sync::atomic::Ordering::Relaxed);
+                let Some(run) = fresh.get(from..(from + STEP).min(fresh.len())) else {
+                    return Ok(());
+                };
+                if run.is_empty() {
+                    return Ok(());
+                }
+                let _context = this.contexts.acquire();
+                for (key, stored) in run {
+                    this.add_one(*key, stored)?;
+                }
+                added(run.len() as u64);
+            }
+        };
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads.max(1)).map(|_| scope.spawn(work)).collect();
+            let mut result = work();
+            for helper in helpers {
+                let joined = helper
+                    .join()
+                    .unwrap_or_else(|_| Err(backend("an index insert thread panicked")));
+                result = result.and(joined);
+            }
+            result
+        })
+    }
+
+    /// Adds one stored vector under `key` to usearch's graph (the caller holds a context).
+    pub(super) fn add_one(&self, key: u64, stored: &[u8]) -> Result<(), IndexError> {
+        match self.spec.quantization {
+            Quantization::I8 => {
+                let codes: Vec<i8> = stored.iter().map(|b| *b as i8).collect();
+                self.index.add(key, &codes)
+            }
+            Quantization::F16 => {
+                let vector: Vec<f32> = stored
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect();
+                self.index.add(key, &vector)
+            }
+            Quantization::F32 => {
+                let vector: Vec<f32> = stored
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                self.index.add(key, &vector)
+            }
+        }
+        .map_err(backend)
+    }
+}
