@@ -17,7 +17,8 @@ pub enum Query {
 
 impl Query {
     /// Parses `0.1, 0.2, 0.3` (brackets and spaces allowed), `id:42`, or words: anything
-    /// that starts with neither a number nor `[` is a question for a text collection.
+    /// that starts with neither a number nor `[` is a question for a text collection, and so
+    /// is text that starts with a number but has a word in it (`3 ways to cook rice`).
     pub fn parse(text: &str) -> Result<Query, String> {
         let text = text.trim();
         if let Some(id) = text.strip_prefix("id:") {
@@ -32,6 +33,19 @@ impl Query {
             None => return Err("type a vector (1, 0, 0.5), id:<point id> or a question".into()),
             Some(c) if !numeric(c) => return Ok(Query::Text(text.to_string())),
             Some(_) => {}
+        }
+        let tokens = |t: &str| {
+            t.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|part| !part.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        // A word (two letters or more, not a number such as NaN or 1e5) makes it a question.
+        let is_word = |part: &String| {
+            part.parse::<f32>().is_err() && part.chars().filter(|c| c.is_alphabetic()).count() >= 2
+        };
+        if tokens(text).iter().any(is_word) {
+            return Ok(Query::Text(text.to_string()));
         }
         let inner = text.trim_start_matches('[').trim_end_matches(']');
         if inner.trim().is_empty() {
@@ -219,6 +233,17 @@ mod tests {
             Query::Text("where do cats sleep?".into())
         );
         assert!(Query::parse("").is_err() && Query::parse("id:").is_err());
+        for question in [
+            "3 ways to cook rice",
+            "2nd best pizza in town",
+            "1984 by Orwell",
+        ] {
+            assert_eq!(
+                Query::parse(question).unwrap(),
+                Query::Text(question.into()),
+                "{question}"
+            );
+        }
         assert!(Query::parse("1, NaN").is_err());
     }
 
