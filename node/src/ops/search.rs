@@ -143,10 +143,24 @@ impl Node {
             }
             SearchRoute::Local(name) => {
                 if request.text.is_some() {
+                    // Embedding the question counts against the search's deadline: the
+                    // search gets what is left of it.
+                    let budget = self.search_budget(&request)?;
+                    let started = tokio::time::Instant::now();
                     let (model, dimension) = self.text_model(&name).await?;
                     let requests = std::slice::from_mut(&mut request);
-                    self.embed_queries(&name, model.as_ref(), dimension, requests)
-                        .await?;
+                    let embedded = self.embed_queries(&name, model.as_ref(), dimension, requests);
+                    tokio::time::timeout(budget, embedded).await.map_err(|_| {
+                        Error::deadline_exceeded(format!(
+                            "embedding the question took longer than the search's deadline \
+                                 of {} ms; ask for a longer deadline_ms (at most \
+                                 search.max_deadline_ms), or check the embedding provider \
+                                 (embedding.http_url answers slowly or not at all)",
+                            budget.as_millis()
+                        ))
+                    })??;
+                    let left = budget.saturating_sub(started.elapsed());
+                    request.deadline_ms = Some((left.as_millis() as u64).max(1));
                 }
                 let vector = std::mem::take(&mut request.vector);
                 let mut answers = self

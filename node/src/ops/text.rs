@@ -132,3 +132,68 @@ impl Node {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    };
+
+    use axum::{routing::post, Json, Router};
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::repo::Repo;
+
+    /// An OpenAI-style embedding server that answers its first request (the probe of the
+    /// collection's dimension) and never the others.
+    async fn answers_once() -> String {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let app = Router::new().route(
+            "/v1/embeddings",
+            post(move |Json(body): Json<Value>| {
+                let calls = calls.clone();
+                async move {
+                    if calls.fetch_add(1, Ordering::SeqCst) > 0 {
+                        std::future::pending::<()>().await;
+                    }
+                    let n = body["input"].as_array().map_or(0, Vec::len);
+                    let data: Vec<Value> = (0..n)
+                        .map(|i| json!({"index": i, "embedding": [1.0, 0.0, 0.5, 0.25]}))
+                        .collect();
+                    Json(json!({"object": "list", "data": data}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_question_embedded_past_the_deadline_is_stopped_at_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::init(&dir.path().join("repo")).await.unwrap();
+        let mut config = repo.config().clone();
+        config.embedding.http_url = answers_once().await;
+        config.embedding.http_api = "openai".into();
+        config.embedding.http_model = "m".into();
+        config.embedding.cache_entries = 0;
+        let node = Node::new(repo, config);
+        let create: ipvec_protocol::api::CreateCollection =
+            serde_json::from_value(json!({"name": "notes", "embedding": "http"})).unwrap();
+        node.create_collection(create).await.unwrap();
+
+        let mut request = SearchRequest::text("where do owls sleep?");
+        request.deadline_ms = Some(300);
+        let err = node.search("notes", request).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::DeadlineExceeded(m) if m.contains("embedding the question")
+                && m.contains("300 ms")),
+            "{err:?}"
+        );
+        node.close().await.unwrap();
+    }
+}
