@@ -2,15 +2,16 @@
 //! line and one document line per point:
 //!
 //! ```text
-//! {"index":{"_id":"42","_index":"items"}}
+//! {"index":{"_id":"42"}}
 //! {"group":3,"vector":[0.1,-0.5,2.0]}
 //! ```
 //!
 //! Read: `index` and `create` actions (a `delete` or `update` is refused, naming its line),
 //! `_id` required and mapped as [`super::document`] says, the dimension from the first
-//! document, the metric from the options (a file records none). Written: beside the final
-//! name, renamed into place by `finish`; the `_index` is the file's stem; key order and
-//! number formatting are fixed, so the same points give the same bytes.
+//! document, the metric from the options (a file records none), an `_index` ignored.
+//! Written: beside the final name, renamed into place by `finish`; without `_index`, so the
+//! file loads into any index (`POST /{index}/_bulk`) and the same points give the same bytes
+//! whatever they are called; key order and number formatting are fixed.
 
 use std::{
     fs::File,
@@ -39,16 +40,9 @@ pub fn file_source(path: &Path, options: &BridgeOptions) -> Result<Box<dyn Sourc
 
 /// Opens a bulk NDJSON file to be written.
 pub fn file_sink(path: &Path, options: &BridgeOptions) -> Result<Box<dyn Sink>> {
-    let index = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .filter(|s| !s.is_empty())
-        .unwrap_or("ipvec")
-        .to_string();
     Ok(Box::new(BulkSink {
         path: path.to_path_buf(),
         tmp: tmp_path(path),
-        index,
         vector_field: options.vector_field.clone(),
         out: None,
     }))
@@ -200,7 +194,6 @@ impl Source for BulkSource {
 struct BulkSink {
     path: PathBuf,
     tmp: PathBuf,
-    index: String,
     vector_field: String,
     out: Option<BufWriter<File>>,
 }
@@ -219,10 +212,7 @@ impl Sink for BulkSink {
             let whence = self.path.display().to_string();
             let mut text = String::new();
             for point in batch {
-                let action = serde_json::json!({"index": {
-                    "_index": self.index,
-                    "_id": id_to_elastic(&point.id),
-                }});
+                let action = serde_json::json!({"index": {"_id": id_to_elastic(&point.id)}});
                 text.push_str(&action.to_string());
                 text.push('\n');
                 text.push_str(&source_text(point, &self.vector_field, &whence)?);
