@@ -547,6 +547,7 @@ async fn elastic_throttling_waits_and_a_failed_bulk_resumes() {
 
     server.with(|s| {
         s.throttle_next_bulk = true;
+        s.throttle_items_next_bulk = true;
         s.fail_bulks_after = Some(3);
     });
     let started = tokio::time::Instant::now();
@@ -558,11 +559,15 @@ async fn elastic_throttling_waits_and_a_failed_bulk_resumes() {
         .to_string();
     assert!(e.contains("500"), "{e}");
     assert!(started.elapsed() >= std::time::Duration::from_secs(2));
-    assert_eq!(server.with(|s| (s.throttled, s.bulks)), (1, 3));
+    // The whole first request was throttled, then half its items: sent again alone.
+    assert_eq!(
+        server.with(|s| (s.throttled, s.throttled_items, s.bulks)),
+        (1, 10, 3)
+    );
     server.with(|s| s.fail_bulks_after = None);
     out.resume = true;
     let report = run(&out, &node).await;
-    assert_eq!((report.points, report.resumed_after), (100, 60));
+    assert_eq!((report.points, report.resumed_after), (100, 40));
 
     let back = run(&moving(&index, "ipvec:back", &options, 30), &node).await;
     assert_eq!(digest(&back), digest(&report));

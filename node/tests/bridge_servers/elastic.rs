@@ -46,6 +46,9 @@ pub struct ElasticState {
     pub cursors: HashMap<String, Cursor>,
     next_cursor: u64,
     pub throttle_next_bulk: bool,
+    /// Turn away every other item of the next bulk request with an item status 429.
+    pub throttle_items_next_bulk: bool,
+    pub throttled_items: usize,
     pub fail_bulks_after: Option<usize>,
     pub bulks: usize,
     pub throttled: usize,
@@ -83,6 +86,8 @@ impl ElasticServer {
             cursors: HashMap::new(),
             next_cursor: 1,
             throttle_next_bulk: false,
+            throttle_items_next_bulk: false,
+            throttled_items: 0,
             fail_bulks_after: None,
             bulks: 0,
             throttled: 0,
@@ -480,6 +485,7 @@ fn bulk(state: &mut ElasticState, body: &[u8]) -> Response {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let mut items = Vec::new();
     let mut errors = false;
+    let throttle_items = std::mem::take(&mut state.throttle_items_next_bulk);
     for pair in lines.chunks(2) {
         let action: Value = match serde_json::from_str(pair[0]) {
             Ok(v) => v,
@@ -519,6 +525,16 @@ fn bulk(state: &mut ElasticState, body: &[u8]) -> Response {
             );
         };
         let flavor = state.flavor;
+        if throttle_items && items.len() % 2 == 1 {
+            state.throttled_items += 1;
+            errors = true;
+            items.push(json!({"index": {
+                "_index": index, "_id": id, "status": 429,
+                "error": {"type": "es_rejected_execution_exception",
+                          "reason": "rejected execution: the write queue is full"}
+            }}));
+            continue;
+        }
         let outcome = match state.indices.get_mut(&index) {
             None => Err((
                 "index_not_found_exception",

@@ -372,31 +372,47 @@ impl Sink for ElasticSink {
     fn write<'a>(&'a mut self, batch: &'a [PointIn]) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let whence = self.server.name();
-            let mut text = String::new();
-            for point in batch {
-                let action = json!({"index": {
-                    "_index": self.server.index,
-                    "_id": document::id_to_elastic(&point.id),
-                }});
-                text.push_str(&action.to_string());
-                text.push('\n');
-                text.push_str(&document::source_text(
-                    point,
-                    &self.server.vector_field,
-                    &whence,
-                )?);
-                text.push('\n');
+            let mut pending: Vec<&PointIn> = batch.iter().collect();
+            let mut backoff = retry::Backoff::new(self.server.policy, rand::random());
+            loop {
+                let mut text = String::new();
+                for point in &pending {
+                    let action = json!({"index": {
+                        "_index": self.server.index,
+                        "_id": document::id_to_elastic(&point.id),
+                    }});
+                    text.push_str(&action.to_string());
+                    text.push('\n');
+                    text.push_str(&document::source_text(
+                        point,
+                        &self.server.vector_field,
+                        &whence,
+                    )?);
+                    text.push('\n');
+                }
+                let answer = self
+                    .server
+                    .call(
+                        Method::POST,
+                        "/_bulk",
+                        Body::Ndjson(&text),
+                        "the server refused the batch",
+                    )
+                    .await?;
+                // Items the server turned away for load alone are sent again, after a wait.
+                let Some(throttled) = throttled_items(&answer) else {
+                    return check_bulk(&answer, &whence);
+                };
+                let Some(wait) = backoff.next_wait(retry::Failure::Throttled(None)) else {
+                    return check_bulk(&answer, &whence);
+                };
+                tracing::debug!(index = %whence, items = throttled.len(), ?wait, "bulk items throttled");
+                tokio::time::sleep(wait).await;
+                pending = throttled
+                    .into_iter()
+                    .filter_map(|i| pending.get(i).copied())
+                    .collect();
             }
-            let answer = self
-                .server
-                .call(
-                    Method::POST,
-                    "/_bulk",
-                    Body::Ndjson(&text),
-                    "the server refused the batch",
-                )
-                .await?;
-            check_bulk(&answer, &whence)
         })
     }
 
@@ -434,6 +450,26 @@ impl Sink for ElasticSink {
     fn resumable(&self) -> bool {
         true
     }
+}
+
+/// The positions of a `_bulk` answer's failed items when every failure is a 429 (the server
+/// was too busy to take them), to be sent again; `None` when nothing failed or something
+/// failed for another reason.
+fn throttled_items(answer: &Value) -> Option<Vec<usize>> {
+    if answer.get("errors").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    let mut throttled = Vec::new();
+    for (i, item) in answer.get("items")?.as_array()?.iter().enumerate() {
+        let result = item.as_object()?.values().next()?;
+        if result.get("error").is_some() {
+            if result.get("status").and_then(Value::as_u64) != Some(429) {
+                return None;
+            }
+            throttled.push(i);
+        }
+    }
+    Some(throttled).filter(|t| !t.is_empty())
 }
 
 /// Checks a `_bulk` answer: every item stored, or an error naming the first that was not.
@@ -512,5 +548,17 @@ mod tests {
             "{e}"
         );
         assert!(check_bulk(&json!({"errors": false, "items": []}), "es").is_ok());
+        assert_eq!(
+            throttled_items(&answer),
+            None,
+            "a mapping error is not retried"
+        );
+        let busy = json!({"errors": true, "items": [
+            {"index": {"_id": "1", "status": 201}},
+            {"index": {"_id": "2", "status": 429, "error": {
+                "type": "es_rejected_execution_exception", "reason": "queue full"
+            }}}
+        ]});
+        assert_eq!(throttled_items(&busy), Some(vec![1]));
     }
 }
