@@ -17,6 +17,7 @@
 //! - [`parquet`]: Parquet tables with an id column, a vector column and metadata columns.
 //! - [`qdrant`]: a Qdrant server over its REST API.
 //! - [`elastic`]: Elasticsearch and OpenSearch servers, and their bulk NDJSON files.
+//! - [`retry`]: when a request to a server is tried again, and how long to wait.
 
 pub mod digest;
 pub mod elastic;
@@ -26,6 +27,7 @@ pub mod ipvec;
 pub mod migrate;
 pub mod parquet;
 pub mod qdrant;
+pub mod retry;
 
 use std::path::{Path, PathBuf};
 
