@@ -61,13 +61,12 @@ impl Source for IpvecSource<'_> {
     fn shape(&mut self) -> BoxFuture<'_, Result<Shape>> {
         Box::pin(async move {
             let info = self.ops.collection_info(&self.name).await?;
-            if info.held_shards.is_some() {
+            // Every node names the shards it holds; a partial replica holds fewer than all.
+            if let Some(held) = info.held_shards.as_ref().filter(|h| h.len() < info.shards) {
                 return Err(BridgeError::invalid(format!(
-                    "collection {} is a partial replica (shards {:?} of {}): fetch every \
+                    "collection {} is a partial replica (shards {held:?} of {}): fetch every \
                      shard (`ipvec fetch ID`) before exporting it",
-                    self.name,
-                    info.held_shards.unwrap_or_default(),
-                    info.shards
+                    self.name, info.shards
                 )));
             }
             Ok(Shape {
