@@ -370,7 +370,7 @@ mod tests {
         out.extend(header_bytes(d, n, metric));
         let vector = |out: &mut Vec<u8>, count: u64, size: usize| {
             out.extend(count.to_le_bytes());
-            out.extend(std::iter::repeat(7u8).take(count as usize * size));
+            out.extend(std::iter::repeat_n(7u8, count as usize * size));
         };
         vector(&mut out, 2, 8);
         vector(&mut out, 3, 4);
