@@ -61,7 +61,11 @@ impl Source for IpvecSource<'_> {
     fn shape(&mut self) -> BoxFuture<'_, Result<Shape>> {
         Box::pin(async move {
             let info = self.ops.collection_info(&self.name).await?;
-            if info.held_shards.is_some() {
+            if info
+                .held_shards
+                .as_ref()
+                .is_some_and(|held| held.len() < info.shards)
+            {
                 return Err(BridgeError::invalid(format!(
                     "collection {} is a partial replica (shards {:?} of {}): fetch every \
                      shard (`ipvec fetch ID`) before exporting it",
