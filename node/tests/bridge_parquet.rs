@@ -216,7 +216,7 @@ async fn pyarrow_tables_come_in_whole_and_go_back_out_readable() {
     let header: Value = serde_json::from_str(header).unwrap();
     assert_eq!(header["columns"]["id"], "uint64", "{header}");
     assert_eq!(
-        header["columns"]["vector"], "fixed_size_list<element: float not null>[784]",
+        header["columns"]["vector"], "fixed_size_list<item: float not null>[784]",
         "{header}"
     );
     assert_eq!(header["ipvec"]["ipvec.metric"], "cosine", "{header}");

@@ -386,8 +386,14 @@ impl Layout {
             .enumerate()
             .map(|(i, (key, _))| (key.clone(), i))
             .collect();
+        // Also in the Arrow schema, which pyarrow shows as the table's metadata.
+        let recorded = HashMap::from([
+            (METRIC_KEY.to_string(), shape.metric.as_str().to_string()),
+            (DIMENSION_KEY.to_string(), shape.dimension.to_string()),
+            (REST_COLUMN_KEY.to_string(), REST_COLUMN.to_string()),
+        ]);
         Ok(Layout {
-            schema: Arc::new(Schema::new(fields)),
+            schema: Arc::new(Schema::new_with_metadata(fields, recorded)),
             dimension: shape.dimension as usize,
             string_ids,
             columns,
