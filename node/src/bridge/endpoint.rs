@@ -216,7 +216,7 @@ pub struct BridgeOptions {
     pub vector_field: String,
     /// Parquet: the column holding the id.
     pub id_field: String,
-    /// FAISS: a side file of metadata keyed by id (JSON lines `{"id": …, …}` or Parquet);
+    /// FAISS: a side file of metadata keyed by id (JSON lines `{"id": …, …}`);
     /// read on import, written on export.
     pub metadata_file: Option<PathBuf>,
     /// The metric of a source that does not record one (Parquet, bulk files), or to check

@@ -10,7 +10,7 @@
 //! cosine collection has no FAISS counterpart: it is written as `IndexFlatIP` only when the
 //! move says `--metric dot` (the vectors being normalised, inner product ranks as cosine does).
 //!
-//! Metadata travels in a side file of JSON lines (`--metadata-file`), see [`side`].
+//! Metadata travels in a side file of JSON lines (`--metadata FILE`), see [`side`].
 //! `docs/bridges-faiss.md` describes the byte layout.
 //!
 //! # Layout
