@@ -116,6 +116,11 @@ async fn run(m: &Migration, node: &Node) -> MigrationReport {
     migrate(m, node, &mut |_| {}).await.unwrap()
 }
 
+/// The error a move that must fail stops with.
+async fn refused(m: &Migration, node: &Node) -> String {
+    migrate(m, node, &mut |_| {}).await.unwrap_err().to_string()
+}
+
 fn digest(report: &MigrationReport) -> String {
     report.verified.as_ref().unwrap().digest.clone()
 }
@@ -199,10 +204,7 @@ async fn qdrant_round_trip_keeps_every_point_over_several_pages_with_the_key() {
         &options,
         100,
     );
-    let e = migrate(&unnamed, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&unnamed, &node).await;
     assert!(e.contains("[\"image\"]"), "{e}");
     node.close().await.unwrap();
 }
@@ -222,10 +224,7 @@ async fn qdrant_refuses_what_it_cannot_keep_and_leaves_nothing_behind() {
         &BridgeOptions::default(),
         10,
     );
-    let e = migrate(&m, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&m, &node).await;
     assert!(e.contains("401") && e.contains("--api-key"), "{e}");
 
     // An unknown collection: 404 with Qdrant's words.
@@ -235,10 +234,7 @@ async fn qdrant_refuses_what_it_cannot_keep_and_leaves_nothing_behind() {
         &keyed("sekret"),
         10,
     );
-    let e = migrate(&m, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&m, &node).await;
     assert!(e.contains("404") && e.contains("doesn't exist"), "{e}");
 
     // String ids that are not UUIDs: refused, naming the point; the collection it made is gone.
@@ -248,10 +244,7 @@ async fn qdrant_refuses_what_it_cannot_keep_and_leaves_nothing_behind() {
         &keyed("sekret"),
         10,
     );
-    let e = migrate(&m, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&m, &node).await;
     assert!(e.contains("q23") && e.contains("not a UUID"), "{e}");
     assert!(server.with(|s| s.collections.is_empty()));
 
@@ -272,10 +265,7 @@ async fn qdrant_refuses_what_it_cannot_keep_and_leaves_nothing_behind() {
             },
         )
     });
-    let e = migrate(&m, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&m, &node).await;
     assert!(e.contains("exists already"), "{e}");
     assert!(server.with(|s| s.collections.contains_key("taken")));
 
@@ -295,10 +285,7 @@ async fn qdrant_refuses_what_it_cannot_keep_and_leaves_nothing_behind() {
         &keyed("sekret"),
         10,
     );
-    let e = migrate(&m, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&m, &node).await;
     assert!(e.contains("Manhattan"), "{e}");
 
     // A collection whose points do not have its dimension: the import fails and is dropped.
@@ -320,10 +307,7 @@ async fn qdrant_refuses_what_it_cannot_keep_and_leaves_nothing_behind() {
         &keyed("sekret"),
         4,
     );
-    let e = migrate(&m, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&m, &node).await;
     assert!(
         e.contains("7 components") && e.contains("dimension is 8"),
         "{e}"
@@ -337,10 +321,7 @@ async fn qdrant_refuses_what_it_cannot_keep_and_leaves_nothing_behind() {
         &keyed("sekret"),
         4,
     );
-    let e = migrate(&m, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&m, &node).await;
     assert!(
         e.contains("not JSON") && e.contains("upstream proxy"),
         "{e}"
@@ -393,10 +374,7 @@ async fn qdrant_moves_resume_after_the_server_failed_both_ways() {
         20,
     );
     out.checkpoint = Some(checkpoint.clone());
-    let e = migrate(&out, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&out, &node).await;
     assert!(e.contains("500") && e.contains("attempts"), "{e}");
     assert!(checkpoint.exists());
     assert_eq!(server.with(|s| s.collections["r"].points.len()), 40);
@@ -419,10 +397,7 @@ async fn qdrant_moves_resume_after_the_server_failed_both_ways() {
         30,
     );
     back.checkpoint = Some(checkpoint.clone());
-    let e = migrate(&back, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&back, &node).await;
     assert!(e.contains("500"), "{e}");
     assert_eq!(node.collection_info("back").await.unwrap().points, 60);
     server.with(|s| s.fail_scrolls_after = None);
@@ -491,10 +466,7 @@ async fn elastic_round_trip(flavor: Flavor) {
 
     // Without the key: 401, said so; nothing made.
     let m = moving(&index, "ipvec:nokey", &BridgeOptions::default(), 10);
-    let e = migrate(&m, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&m, &node).await;
     assert!(e.contains("401") && e.contains("security_exception"), "{e}");
     // An unknown index: 404 with the server's reason.
     let m = moving(
@@ -503,10 +475,7 @@ async fn elastic_round_trip(flavor: Flavor) {
         &options,
         10,
     );
-    let e = migrate(&m, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&m, &node).await;
     assert!(
         e.contains("404") && e.contains("no such index [nope]"),
         "{e}"
@@ -553,10 +522,7 @@ async fn elastic_throttling_waits_and_a_failed_bulk_resumes() {
     let started = tokio::time::Instant::now();
     let mut out = moving("ipvec:src", &index, &options, 20);
     out.checkpoint = Some(checkpoint.clone());
-    let e = migrate(&out, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&out, &node).await;
     assert!(e.contains("500"), "{e}");
     assert!(started.elapsed() >= std::time::Duration::from_secs(2));
     // The whole first request was throttled, then half its items: sent again alone.
@@ -592,10 +558,7 @@ async fn elastic_refusals_name_the_point_and_leave_nothing_behind() {
         &options,
         10,
     );
-    let e = migrate(&m, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&m, &node).await;
     assert!(
         e.contains("point 37") && e.contains("[group] of type [long]"),
         "{e}"
@@ -623,10 +586,7 @@ async fn elastic_refusals_name_the_point_and_leave_nothing_behind() {
         &options,
         8,
     );
-    let e = migrate(&m, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&m, &node).await;
     assert!(e.contains("7 components"), "{e}");
 
     // A mapping of another flavor's vector type, and a similarity ipvec lacks.
@@ -636,10 +596,7 @@ async fn elastic_refusals_name_the_point_and_leave_nothing_behind() {
         &options,
         8,
     );
-    let e = migrate(&m, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&m, &node).await;
     assert!(e.contains("not knn_vector"), "{e}");
     let os = ElasticServer::start(Flavor::OpenSearch, None).await;
     os.with(|s| {
@@ -660,10 +617,7 @@ async fn elastic_refusals_name_the_point_and_leave_nothing_behind() {
         &options,
         8,
     );
-    let e = migrate(&m, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&m, &node).await;
     assert!(e.contains("\"l1\""), "{e}");
 
     assert_eq!(collections(&node).await, vec!["mixed", "src"]);
@@ -729,10 +683,7 @@ async fn bulk_files_round_trip_byte_for_byte() {
         &BridgeOptions::default(),
         50,
     );
-    let e = migrate(&m, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&m, &node).await;
     assert!(e.contains("--metric"), "{e}");
     let broken = dir.path().join("broken.ndjson");
     let mut lines: Vec<&str> = text.lines().collect();
@@ -744,10 +695,7 @@ async fn bulk_files_round_trip_byte_for_byte() {
         &options,
         10,
     );
-    let e = migrate(&m, &node, &mut |_| {})
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = refused(&m, &node).await;
     assert!(e.contains("line 58"), "{e}");
     assert_eq!(collections(&node).await, vec!["back", "src"]);
     node.close().await.unwrap();
