@@ -5,13 +5,12 @@
 //! Needs the venv `.ci/run` makes (`$HOME/.cache/ipvec-venv` with faiss-cpu and numpy, or
 //! `$IPVEC_TEST_PYTHON`) and Debian's dataset-fashion-mnist, which `.ci/run` installs.
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-    process::Command,
-};
+mod common;
+
+use std::{collections::HashMap, path::Path, process::Command};
 
 use anyhow::{bail, ensure, Context, Result};
+use common::python;
 use ipvec_node::{
     bridge::{migrate, BridgeOptions, Endpoint, Migration, MigrationReport},
     ops::Node,
@@ -29,27 +28,11 @@ const D: usize = 784;
 const K: usize = 10;
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bridge/faiss_files.py");
 
-fn python() -> Result<PathBuf> {
-    let python = match std::env::var_os("IPVEC_TEST_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var("HOME").context("HOME is not set")?)
-            .join(".cache/ipvec-venv/bin/python"),
-    };
-    let probe = Command::new(&python)
-        .args(["-c", "import faiss, numpy"])
-        .output();
-    match probe {
-        Ok(out) if out.status.success() => Ok(python),
-        _ => bail!(
-            "{} cannot import faiss and numpy: run .ci/run once, which installs faiss-cpu and \
-             numpy into $HOME/.cache/ipvec-venv (or set IPVEC_TEST_PYTHON)",
-            python.display()
-        ),
-    }
-}
-
 fn run_python(args: &[&str]) -> Result<()> {
-    let out = Command::new(python()?).arg(SCRIPT).args(args).output()?;
+    let out = Command::new(python("faiss, numpy", "faiss-cpu==1.15.1 numpy==2.4.6"))
+        .arg(SCRIPT)
+        .args(args)
+        .output()?;
     ensure!(
         out.status.success(),
         "faiss_files.py {args:?} failed: {}",

@@ -11,12 +11,9 @@
 
 mod common;
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{collections::HashMap, path::Path, process::Command};
 
+use common::{python, workspace};
 use ipvec_node::{
     bridge::{
         self, digest::canonical_metadata, ipvec::IpvecSource, BridgeOptions, Endpoint, Migration,
@@ -34,38 +31,9 @@ use serde_json::{json, Value};
 /// Images taken from Fashion-MNIST.
 const IMAGES: usize = 2_000;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The python with pyarrow and numpy; fails (never skips) saying how to install them.
-fn python() -> PathBuf {
-    let python = match std::env::var_os("IPVEC_TEST_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(&std::env::var("HOME").expect("HOME is set"))
-            .join(".cache/ipvec-venv/bin/python"),
-    };
-    let ready = Command::new(&python)
-        .args(["-c", "import pyarrow, numpy"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        ready,
-        "{} with pyarrow and numpy is needed: run .ci/run, or `python3 -m venv \
-         ~/.cache/ipvec-venv && ~/.cache/ipvec-venv/bin/pip install pyarrow==26.0.1 \
-         numpy==2.4.6`",
-        python.display()
-    );
-    python
-}
-
 /// Runs `tests/parquet/tables.py` with `args`; its standard output.
 fn tables(args: &[&str]) -> String {
-    let out = Command::new(python())
+    let out = Command::new(python("pyarrow, numpy", "pyarrow==26.0.1 numpy==2.4.6"))
         .arg(workspace().join("tests/parquet/tables.py"))
         .args(args)
         .output()
@@ -359,6 +327,10 @@ async fn broken_tables_are_refused_with_what_to_do_and_leave_nothing() {
             vec!["point 2 has 2 components", "dimension is 3"],
         ),
         (
+            "nan.parquet",
+            vec!["point 3 has NaN as component 1", "finite"],
+        ),
+        (
             "binary_metadata.parquet",
             vec!["column \"blob\" has type Binary", "drop the column"],
         ),
@@ -381,6 +353,36 @@ async fn broken_tables_are_refused_with_what_to_do_and_leave_nothing() {
         let list = node.list_collections().await.unwrap();
         assert!(list.collections.is_empty(), "{name} left {list:?}");
     }
+
+    // A move that keeps a checkpoint keeps it from the start: failing in its first batch (of
+    // 3,000 points, the NaN at 2,500), it leaves the collection it made and a checkpoint
+    // `--resume` continues from.
+    let checkpoint = data.join("late_nan.checkpoint");
+    let mut migration = Migration::new(
+        Endpoint::parse(&data.join("late_nan.parquet").display().to_string()).unwrap(),
+        Endpoint::parse("ipvec:kept").unwrap(),
+    );
+    migration.batch = 3_000;
+    migration.checkpoint = Some(checkpoint.clone());
+    migration.options.metric = Some(Metric::L2);
+    let e = bridge::migrate(&migration, &node, &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("point 2500 has NaN as component 1"),
+        "{e}"
+    );
+    let saved: Value = serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
+    assert_eq!(saved["done"], 0, "{saved}");
+    let list = node.list_collections().await.unwrap();
+    assert_eq!(list.collections.len(), 1, "{list:?}");
+    assert_eq!(list.collections[0].name, "kept");
+    migration.resume = true;
+    let e = bridge::migrate(&migration, &node, &mut |_| {})
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("point 2500 has NaN"), "{e}");
+    node.drop_collection("kept").await.unwrap();
 
     // An export that fails leaves no file and no temporary file behind.
     let request =

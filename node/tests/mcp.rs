@@ -7,10 +7,7 @@
 
 mod common;
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::Path, process::Command};
 
 use common::*;
 use serde_json::{json, Value};
@@ -40,37 +37,12 @@ const TOOLS: &[&str] = &[
     "update_vector_metadata",
 ];
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// The venv python with the MCP SDK; fails (never skips) saying how to install it.
-fn python() -> PathBuf {
-    let home = std::env::var("HOME").expect("HOME is set");
-    let python = Path::new(&home).join(".cache/ipvec-venv/bin/python");
-    let has_sdk = Command::new(&python)
-        .args(["-c", "import mcp"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    assert!(
-        has_sdk,
-        "{} with the MCP SDK is needed: run .ci/run, or `python3 -m venv ~/.cache/ipvec-venv && \
-         ~/.cache/ipvec-venv/bin/pip install mcp==2.3.0`",
-        python.display()
-    );
-    python
-}
-
 /// Runs the Python client with `plan` (a list of tool calls) over `transport` (`--` and a
 /// command, or `--url` and a URL); its report.
 fn python_client(dir: &Path, plan: &Value, transport: &[&str]) -> Value {
     let plan_file = dir.join("plan.json");
     std::fs::write(&plan_file, plan.to_string()).unwrap();
-    let out = Command::new(python())
+    let out = Command::new(python("mcp", "mcp==2.3.0"))
         .arg(workspace().join("tests/mcp/client.py"))
         .arg(&plan_file)
         .args(transport)

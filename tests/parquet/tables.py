@@ -122,6 +122,16 @@ def bad(out):
                       pa.list_(pa.float32()))
     pq.write_table(pa.table({"id": pa.array([1, 2, 3, 4], pa.uint64()), "vector": ragged}),
                    f"{out}/ragged.parquet")
+    nan = pa.array([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, float("nan"), 8.0], [9.0, 10.0, 11.0]],
+                   pa.list_(pa.float32()))
+    pq.write_table(pa.table({"id": pa.array([1, 2, 3, 4], pa.uint64()), "vector": nan}),
+                   f"{out}/nan.parquet")
+    # A NaN far into the file: the first record batch reads well.
+    late = np.arange(3000 * 3, dtype=np.float32).reshape(3000, 3)
+    late[2500, 1] = np.nan
+    late_vectors = pa.FixedSizeListArray.from_arrays(pa.array(late.reshape(-1)), 3)
+    pq.write_table(pa.table({"id": pa.array(range(3000), pa.uint64()), "vector": late_vectors}),
+                   f"{out}/late_nan.parquet", row_group_size=1000)
     pq.write_table(pa.table({"id": pa.array([1, 2, 3, 4], pa.uint64()), "vector": good,
                              "blob": pa.array([b"x", b"y", b"z", b"w"])}),
                    f"{out}/binary_metadata.parquet")

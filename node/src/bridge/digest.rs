@@ -87,8 +87,9 @@ fn point_hash(point: &PointIn) -> [u8; 32] {
     let vector: Vec<u8> = point.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
     let metadata = canonical_metadata(point.metadata.as_ref()).unwrap_or(Ipld::Null);
     let value = Ipld::List(vec![id, Ipld::Bytes(vector), metadata]);
-    // Points the bridges produce always encode; a float DAG-CBOR refuses (NaN) hashes by its
-    // debug form, which still differs from every encodable point.
+    // DAG-CBOR refuses only non-finite floats, which metadata made from JSON never holds (and
+    // the vector is bytes, its components checked finite by `check_vector`); were one to
+    // appear, the value's debug form is hashed, which still differs from every encodable point.
     let bytes = dagcbor::encode(&value).unwrap_or_else(|_| format!("{value:?}").into_bytes());
     *blake3::hash(&bytes).as_bytes()
 }

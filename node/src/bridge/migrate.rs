@@ -247,10 +247,32 @@ async fn run(
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Moved> {
     sink.begin(shape, checkpoint.is_some()).await?;
+    let keeps_checkpoint = migration.checkpoint.is_some() && sink.resumable();
+    let save = |done: u64, cursor: Option<String>| -> Result<()> {
+        if !keeps_checkpoint {
+            return Ok(());
+        }
+        write_checkpoint(
+            migration,
+            &Checkpoint {
+                from: migration.from.to_string(),
+                to: migration.to.to_string(),
+                dimension: shape.dimension,
+                metric: shape.metric,
+                done,
+                cursor,
+            },
+        )
+    };
+    if checkpoint.is_none() {
+        // The target exists from here on: a move that fails before its first batch must
+        // still be one `--resume` can continue.
+        save(0, source.cursor())?;
+    }
     let mut digest = Some(ContentDigest::new());
     let mut reservoir = Reservoir::new(migration.sample);
     let mut done = 0u64;
-    if let Some(checkpoint) = checkpoint {
+    if let Some((checkpoint, path)) = checkpoint.zip(migration.checkpoint.as_deref()) {
         match &checkpoint.cursor {
             Some(cursor) => {
                 source.resume_at(cursor).await?;
@@ -268,7 +290,7 @@ async fn run(
                              move had done: it changed since; delete {} and move again",
                             migration.from,
                             checkpoint.done,
-                            checkpoint_path(migration).display()
+                            path.display()
                         )));
                     }
                     observe(&points, shape, migration, &mut digest, &mut reservoir)?;
@@ -289,19 +311,7 @@ async fn run(
         observe(&points, shape, migration, &mut digest, &mut reservoir)?;
         sink.write(&points).await?;
         done += points.len() as u64;
-        if migration.checkpoint.is_some() && sink.resumable() {
-            write_checkpoint(
-                migration,
-                &Checkpoint {
-                    from: migration.from.to_string(),
-                    to: migration.to.to_string(),
-                    dimension: shape.dimension,
-                    metric: shape.metric,
-                    done,
-                    cursor: source.cursor(),
-                },
-            )?;
-        }
+        save(done, source.cursor())?;
         progress(Progress::Moving {
             done,
             total: shape.count,
@@ -324,7 +334,7 @@ fn observe(
     reservoir: &mut Reservoir,
 ) -> Result<()> {
     for point in points {
-        super::check_dimension(point, shape.dimension, &migration.from.to_string())?;
+        super::check_vector(point, shape.dimension, &migration.from.to_string())?;
         if let Some(d) = digest.as_mut() {
             d.add(point);
         }
@@ -502,13 +512,6 @@ impl Reservoir {
             }
         }
     }
-}
-
-fn checkpoint_path(migration: &Migration) -> PathBuf {
-    migration
-        .checkpoint
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("the checkpoint"))
 }
 
 fn read_checkpoint(migration: &Migration, shape: &Shape) -> Result<Checkpoint> {

@@ -147,17 +147,30 @@ pub trait Sink: Send {
     }
 }
 
-/// Checks that a point read from a store has the store's dimension, naming it otherwise.
-pub fn check_dimension(point: &PointIn, dimension: u32, whence: &str) -> Result<()> {
-    if point.vector.len() == dimension as usize {
-        return Ok(());
+/// Checks that a point read from a store has the store's dimension and finite components,
+/// naming the point otherwise.
+pub fn check_vector(point: &PointIn, dimension: u32, whence: &str) -> Result<()> {
+    if point.vector.len() != dimension as usize {
+        return Err(BridgeError::invalid(format!(
+            "{whence}: point {} has {} components where the store's dimension is {dimension}; \
+             every vector of a collection must have the same dimension",
+            point_label(point),
+            point.vector.len()
+        )));
     }
-    Err(BridgeError::invalid(format!(
-        "{whence}: point {} has {} components where the store's dimension is {dimension}; \
-         every vector of a collection must have the same dimension",
-        point_label(point),
-        point.vector.len()
-    )))
+    if let Some((at, x)) = point
+        .vector
+        .iter()
+        .enumerate()
+        .find(|(_, x)| !x.is_finite())
+    {
+        return Err(BridgeError::invalid(format!(
+            "{whence}: point {} has {x} as component {at}; a vector's components must be \
+             finite numbers: fix or drop that point at the source",
+            point_label(point)
+        )));
+    }
+    Ok(())
 }
 
 /// A point's id as messages print it.

@@ -324,3 +324,34 @@ pub fn model_dir() -> String {
         ),
     }
 }
+
+/// The workspace's root folder.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The Python of the venv `.ci/run` makes (`~/.cache/ipvec-venv`, or `IPVEC_TEST_PYTHON`),
+/// which must import `modules` (`"faiss, numpy"`); fails (never skips) saying how to
+/// install `packages` (`"faiss-cpu==1.15.1 numpy==2.4.6"`).
+pub fn python(modules: &str, packages: &str) -> PathBuf {
+    let python = match std::env::var_os("IPVEC_TEST_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(&std::env::var("HOME").expect("HOME is set"))
+            .join(".cache/ipvec-venv/bin/python"),
+    };
+    let ready = Command::new(&python)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        ready,
+        "{} cannot import {modules}: run .ci/run, or `python3 -m venv ~/.cache/ipvec-venv && \
+         ~/.cache/ipvec-venv/bin/pip install {packages}` (or set IPVEC_TEST_PYTHON)",
+        python.display()
+    );
+    python
+}

@@ -37,8 +37,8 @@ use self::{
     side::{SideFile, SideWriter},
 };
 use super::{
-    check_dimension, migrate::tmp_path, point_label, BridgeError, BridgeOptions, Result, Shape,
-    Sink, Source,
+    check_vector, migrate::tmp_path, point_label, BridgeError, BridgeOptions, Result, Shape, Sink,
+    Source,
 };
 
 /// Opens `path` to be read.
@@ -338,7 +338,7 @@ impl FaissSink {
                     )))
                 }
             };
-            check_dimension(point, open.d, &whence)?;
+            check_vector(point, open.d, &whence)?;
             for x in &point.vector {
                 open.out
                     .write_all(&x.to_le_bytes())

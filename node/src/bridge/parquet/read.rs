@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use super::{value, DIMENSION_KEY, METRIC_KEY, READ_BATCH, REST_COLUMN_KEY};
 use crate::bridge::{
-    check_dimension, ipvec::parse_metric, BridgeError, BridgeOptions, Result, Shape, Source,
+    check_vector, ipvec::parse_metric, BridgeError, BridgeOptions, Result, Shape, Source,
 };
 
 /// Reads a Parquet file's rows as points.
@@ -174,7 +174,7 @@ impl ParquetSource {
         }
         open.shape.dimension = dimension;
         for point in &self.pending {
-            check_dimension(point, dimension, &whence)?;
+            check_vector(point, dimension, &whence)?;
         }
         Ok(open)
     }
@@ -197,7 +197,7 @@ impl Source for ParquetSource {
                     break;
                 }
                 for point in &points {
-                    check_dimension(point, dimension, &whence)?;
+                    check_vector(point, dimension, &whence)?;
                 }
                 self.pending.extend(points);
             }
