@@ -266,28 +266,58 @@ async fn metrics_move_with_requests() {
     let missing = [("route", "/v1/collections/:name"), ("status", "404")];
     assert_eq!(sample(&after, "ipvec_http_requests", &missing), 1.0);
 
-    // The Grafana dashboard in docs/ queries only metrics the node exports.
-    let dashboard = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/grafana-dashboard.json"
-    ))
-    .unwrap();
-    let exported: BTreeSet<&str> = after.samples.iter().map(|s| s.metric.as_str()).collect();
-    let mut used = BTreeSet::new();
-    for (i, _) in dashboard.match_indices("ipvec_") {
-        let name: String = dashboard[i..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        used.insert(name);
+    // What the alert rules watch besides.
+    assert!(sample(&after, "ipvec_disk_total_bytes", &[]) > 0.0);
+    assert!(sample(&after, "ipvec_disk_free_bytes", &[]) > 0.0);
+    assert_eq!(sample(&after, "ipvec_store_limit_bytes", &[]), 0.0);
+    assert_eq!(
+        sample(
+            &after,
+            "ipvec_collection_replication_target",
+            &[("collection", "m")]
+        ),
+        1.0
+    );
+
+    // A scrape starts counting a collection's providers on the DHT (this node alone here); a
+    // later one reports the count.
+    let counted = |scrape: &prometheus_parse::Scrape| {
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "ipvec_collection_replicas")
+    };
+    let mut scrape = daemon.metrics().await;
+    for _ in 0..300 {
+        if counted(&scrape) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        scrape = daemon.metrics().await;
     }
-    assert!(used.len() >= 10, "{used:?}");
-    for name in &used {
-        let base = name.strip_suffix("_bucket").unwrap_or(name);
-        assert!(
-            exported.iter().any(|e| *e == name || e.starts_with(base)),
-            "the dashboard uses {name}, which /metrics does not export"
-        );
+    assert!(counted(&scrape), "no replica count of m after 300 scrapes");
+
+    // The Grafana dashboard and the alert rules in docs/ use only metrics the node exports.
+    let exported: BTreeSet<&str> = scrape.samples.iter().map(|s| s.metric.as_str()).collect();
+    for file in ["grafana-dashboard.json", "alerts.yml"] {
+        let text = std::fs::read_to_string(workspace().join("docs").join(file)).unwrap();
+        let mut used = BTreeSet::new();
+        for (i, _) in text.match_indices("ipvec_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            used.insert(name);
+        }
+        assert!(used.len() >= 10, "{file}: {used:?}");
+        for name in &used {
+            let base = name.strip_suffix("_bucket").unwrap_or(name);
+            let base = base.strip_suffix("_total").unwrap_or(base);
+            assert!(
+                exported.iter().any(|e| *e == name || e.starts_with(base)),
+                "{file} uses {name}, which /metrics does not export"
+            );
+        }
     }
 
     // Two more points with point 1's vector: the index stores it once.

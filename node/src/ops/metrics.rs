@@ -116,6 +116,63 @@ pub struct Metrics {
     pub dht: Family<KindLabels, Gauge>,
     /// Connection totals since start, by kind (set at scrape).
     pub connections: Family<KindLabels, Gauge>,
+    /// What the alert rules of docs/alerts.yml watch besides the above (set at scrape).
+    pub health: HealthGauges,
+}
+
+/// The gauges the alert rules (docs/alerts.yml) watch: room left, peers, replication.
+#[derive(Debug, Default)]
+pub struct HealthGauges {
+    /// Peers connected now.
+    pub peers_connected: Gauge,
+    /// Free bytes on the file system of the repository (for an unprivileged user).
+    pub disk_free_bytes: Gauge,
+    /// Size of the file system of the repository.
+    pub disk_total_bytes: Gauge,
+    /// `storage.max_bytes` (0: no limit).
+    pub store_limit_bytes: Gauge,
+    /// Peers known to hold the collection's current version (its least-held shard), when
+    /// counted.
+    pub replicas: Family<CollectionLabels, Gauge>,
+    /// The replicas the collection asks for (its manifest's replication factor).
+    pub replication_target: Family<CollectionLabels, Gauge>,
+}
+
+impl HealthGauges {
+    fn register(registry: &mut Registry) -> Self {
+        let gauges = Self::default();
+        registry.register(
+            "peers_connected",
+            "Peers connected now",
+            gauges.peers_connected.clone(),
+        );
+        registry.register(
+            "disk_free_bytes",
+            "Bytes free for the daemon on the file system of the repository",
+            gauges.disk_free_bytes.clone(),
+        );
+        registry.register(
+            "disk_total_bytes",
+            "Size in bytes of the file system of the repository",
+            gauges.disk_total_bytes.clone(),
+        );
+        registry.register(
+            "store_limit_bytes",
+            "storage.max_bytes: writes are refused when the store reaches it (0: no limit)",
+            gauges.store_limit_bytes.clone(),
+        );
+        registry.register(
+            "collection_replicas",
+            "Peers known to hold the collection's current version (of its least-held shard); absent until counted",
+            gauges.replicas.clone(),
+        );
+        registry.register(
+            "collection_replication_target",
+            "Replicas the collection asks for (its replication factor)",
+            gauges.replication_target.clone(),
+        );
+        gauges
+    }
 }
 
 /// Labels of a Bitswap total.
@@ -279,10 +336,12 @@ impl Metrics {
             "Connection totals since the daemon started: denied (connections of denied peers refused or closed at once, inbound and outbound)",
             connections.clone(),
         );
+        let health = HealthGauges::register(&mut registry);
         Self {
             bitswap,
             dht,
             connections,
+            health,
             registry,
             requests,
             request_seconds,
@@ -420,6 +479,23 @@ impl super::Node {
                     .wal_bytes
                     .get_or_create(&labels)
                     .set(c.wal_bytes() as i64);
+                metrics
+                    .health
+                    .replication_target
+                    .get_or_create(&labels)
+                    .set(i64::from(c.manifest().replication));
+                if let Ok(id) = c.id() {
+                    // Scrapes keep the count fresh for the replication alert.
+                    self.count_providers(&id, c.manifest().shards.len() as u32);
+                    let replication = self.inner.replication.of(&id, c.head().seq, c.writable());
+                    if let Some(least) = replication.providers.and_then(|p| p.into_iter().min()) {
+                        metrics
+                            .health
+                            .replicas
+                            .get_or_create(&labels)
+                            .set(i64::from(least));
+                    }
+                }
             }
         }
         if let Some(network) = self.inner.network.get() {
@@ -451,10 +527,22 @@ impl super::Node {
                 &metrics.connections,
                 &[("denied", network.connection_stats().denied.load(Relaxed))],
             );
+            if let Ok(peers) = network.peers().await {
+                metrics.health.peers_connected.set(peers.len() as i64);
+            }
         }
         if let Ok(stats) = self.store().stats().await {
             metrics.store_blocks.set(stats.blocks as i64);
             metrics.store_bytes.set(stats.bytes as i64);
+        }
+        metrics
+            .health
+            .store_limit_bytes
+            .set(self.inner.config.storage.max_bytes as i64);
+        if let Ok(fs) = rustix::fs::statvfs(self.repo().path()) {
+            let bytes = |blocks: u64| (blocks.saturating_mul(fs.f_frsize)) as i64;
+            metrics.health.disk_free_bytes.set(bytes(fs.f_bavail));
+            metrics.health.disk_total_bytes.set(bytes(fs.f_blocks));
         }
         metrics.encode()
     }

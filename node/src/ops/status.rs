@@ -181,8 +181,9 @@ impl Node {
     }
 
     /// Counts, in the background, the distinct peers the DHT names as providers of each shard
-    /// of collection `id` (this node included when it announced them).
-    fn count_providers(&self, id: &str, shards: u32) {
+    /// of collection `id` (this node included when it announced them), unless the last count
+    /// is fresh ([`COUNT_EVERY`]) or one is running.
+    pub(super) fn count_providers(&self, id: &str, shards: u32) {
         let Some(network) = self.inner.network.get().cloned() else {
             return;
         };
