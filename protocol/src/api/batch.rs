@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    points::{default_k, default_true, is_false, is_true},
+    points::{default_k, is_false, is_true, yes},
     vectors::{encode_b64, VectorError},
     SearchRequest, SearchResponse,
 };
@@ -109,7 +109,7 @@ pub struct BatchSearchRequest {
     pub min_coverage: Option<f64>,
     /// Use the node's search cache for each query (default true; see the single search's
     /// `cache`).
-    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub cache: bool,
 }
 

@@ -154,11 +154,11 @@ pub struct UpsertPoints {
     pub store_text: bool,
 }
 
-fn yes() -> bool {
+pub(super) fn yes() -> bool {
     true
 }
 
-fn is_true(b: &bool) -> bool {
+pub(super) fn is_true(b: &bool) -> bool {
     *b
 }
 
@@ -319,7 +319,7 @@ pub struct SearchRequest {
     /// current state, and keep the answer there (default true; `search.cache_entries`).
     /// `false` searches the index and leaves the cache alone, as `Cache-Control: no-cache`
     /// or `no-store` does over HTTP.
-    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub cache: bool,
 }
 
@@ -368,14 +368,6 @@ impl SearchRequest {
 
 pub(super) fn is_false(b: &bool) -> bool {
     !*b
-}
-
-pub(super) fn is_true(b: &bool) -> bool {
-    *b
-}
-
-pub(super) fn default_true() -> bool {
-    true
 }
 
 /// One search hit.
