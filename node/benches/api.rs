@@ -20,6 +20,7 @@
 //! /dev/null; the latency is the whole process). It prints numbers and asserts nothing about
 //! time; the HTTP, batch and CLI answers are checked against the in-process ones (same hits).
 
+#[allow(dead_code)]
 #[path = "shared/daemon.rs"]
 mod daemon;
 #[allow(dead_code)]
@@ -35,7 +36,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use daemon::start_daemon;
+use daemon::start_daemon_with;
 use ipvec_node::{
     api::types::{
         BatchQuery, BatchSearchRequest, BatchSearchResponse, CreateCollection, PointId, PointIn,
@@ -183,7 +184,9 @@ fn main() -> Result<()> {
     // Load and search in process.
     let (in_process, via_node, expected) = runtime.block_on(async {
         let repo = Repo::init(&repo_path).await?;
-        let config = repo.config().clone();
+        let mut config = repo.config().clone();
+        // Every pass searches (the search cache has its own bench, benches/cache.rs).
+        config.search.cache_entries = 0;
         let node = Node::new(repo, config);
         node.create_collection(CreateCollection {
             name: "fmnist".into(),
@@ -269,7 +272,7 @@ fn main() -> Result<()> {
     })?;
 
     // Over HTTP, against the daemon binary.
-    let (daemon, url) = start_daemon(&repo_path)?;
+    let (daemon, url) = start_daemon_with(&repo_path, &[("IPVEC_SEARCH_CACHE_ENTRIES", "0")])?;
     let queries = Arc::new(queries);
     let http = runtime.block_on(async {
         let client = reqwest::Client::builder()

@@ -178,6 +178,8 @@ async fn text_search(model: &Path, texts: &[String], questions: usize) -> Result
     let mut config = repo.config().clone();
     config.embedding.model_dir = model.display().to_string();
     config.embedding.cache_entries = 0;
+    // The vector searches repeat the text searches' vectors: search them, do not cache them.
+    config.search.cache_entries = 0;
     let node = Node::new(repo, config);
     node.create_collection(CreateCollection {
         embedding: Some("local".into()),

@@ -24,6 +24,9 @@ fn vectors(seed: u64, n: usize) -> Vec<Vec<f32>> {
 /// with metadata `{"group": i % 3}`, committed into its tree (the daemon was restarted after
 /// the write: no commit changes the hits' leaf CIDs during a test).
 async fn daemon_with_docs(envs: &[(&str, &str)]) -> (TestRepo, Daemon) {
+    // Every answer compared here is searched, none comes from the search cache (whose answers
+    // tests/search_cache.rs compares with searched ones).
+    let envs = &[envs, &[("IPVEC_SEARCH_CACHE_ENTRIES", "0")]].concat();
     let repo = new_repo();
     let mut daemon = Daemon::start(&repo.path, envs);
     let create = json!({"name": "docs", "dim": DIM, "metric": "l2", "shards": 2});

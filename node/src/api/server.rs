@@ -203,29 +203,49 @@ async fn points_page(
 
 /// The `k` nearest points to a vector, optionally filtered, or in an older version (`at`).
 /// A collection id searches a collection held only by peers through them (`federated`).
-#[utoipa::path(post, path = "/v1/collections/{name}/search", params(("name" = String, Path, description = "collection name, or collection id")),
+/// A repeated search of the same state of the collection is answered from the search cache
+/// (`"cached": true`) unless the request says `Cache-Control: no-cache` or `no-store`, or
+/// `"cache": false`.
+#[utoipa::path(post, path = "/v1/collections/{name}/search", params(("name" = String, Path, description = "collection name, or collection id"), ("Cache-Control" = Option<String>, Header, description = "no-cache or no-store: search the index, and leave the search cache alone")),
     request_body = SearchRequest,
     responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn search(
     State(s): State<AppState>,
     ApiPath(name): ApiPath<String>,
-    ApiJson(request): ApiJson<SearchRequest>,
+    headers: HeaderMap,
+    ApiJson(mut request): ApiJson<SearchRequest>,
 ) -> ApiResult<SearchResponse> {
+    request.cache &= !bypasses_cache(&headers);
     Ok(Json(s.node.search(&name, request).await?))
+}
+
+/// Whether a request's `Cache-Control` asks for no cached answer (`no-cache`) or for none
+/// to be kept (`no-store`): either way the search leaves the search cache alone.
+fn bypasses_cache(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|directive| directive.trim())
+        .any(|d| d.eq_ignore_ascii_case("no-cache") || d.eq_ignore_ascii_case("no-store"))
 }
 
 /// Many query vectors searched with the same options (`k`, `ef`, `filter`, …), answered in
 /// the order of the queries, each exactly as `…/search` answers it alone. 1 to
 /// `search.max_batch_queries` (default 1,024) queries; `deadline_ms` is each query's.
 /// Each vector is given as `vector` (numbers) or `vector_b64` (base64 of little-endian f32).
-#[utoipa::path(post, path = "/v1/collections/{name}/search/batch", params(("name" = String, Path, description = "collection name, or collection id")),
+/// Each query uses the search cache as a single search does.
+#[utoipa::path(post, path = "/v1/collections/{name}/search/batch", params(("name" = String, Path, description = "collection name, or collection id"), ("Cache-Control" = Option<String>, Header, description = "no-cache or no-store: search the index, and leave the search cache alone")),
     request_body = BatchSearchRequest,
     responses((status = 200, body = BatchSearchResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn search_batch(
     State(s): State<AppState>,
     ApiPath(name): ApiPath<String>,
-    SearchJson(request): SearchJson<BatchSearchRequest>,
+    headers: HeaderMap,
+    SearchJson(mut request): SearchJson<BatchSearchRequest>,
 ) -> ApiResult<BatchSearchResponse> {
+    request.cache &= !bypasses_cache(&headers);
     Ok(Json(s.node.search_batch(&name, request).await?))
 }
 

@@ -176,6 +176,7 @@ impl<S: BlockStore> Collection<S> {
                 shard.committed(built.shards[*number as usize].clone(), taken);
             }
         }
+        self.changed();
         self.head = built.head;
         self.manifest = built.manifest;
         self.roots = built.shards;

@@ -285,6 +285,9 @@ pub struct Collection<S> {
     wal: std::sync::Arc<wal::Wal>,
     /// The collection was dropped: see [`Collection::retire`].
     retired: bool,
+    /// What searches see, as a number no other state of any collection has had in this
+    /// process ([`Collection::search_state`]).
+    generation: u64,
 }
 
 impl<S> std::fmt::Debug for Collection<S> {
@@ -368,6 +371,27 @@ impl<S: BlockStore> Collection<S> {
     /// The current manifest's CID (the collection's root at this version).
     pub fn root(&self) -> Cid {
         self.head.manifest
+    }
+
+    /// What a search here answers from: the root and a generation that changes with every
+    /// change searches could see, acknowledged writes still in the log among them. Two
+    /// searches that find the same state (and ask the same) get the same answer, which is
+    /// what lets the node cache answers by it with no invalidation.
+    ///
+    /// Why a change cannot be missed: what searches read (the index, its key map, the held
+    /// shards, head, manifest and roots) changes only through `&mut self` (a graph insert
+    /// made beside searches stays hidden from them until it is placed, which takes `&mut`),
+    /// and each `&mut` method that changes it takes a new generation ([`Collection::changed`]):
+    /// the applying of logged writes, a checkpoint put in effect, a version followed, the
+    /// exact-search fallback set. An instance opened anew (another set of held shards, a
+    /// reopening) starts with a new one too.
+    pub fn search_state(&self) -> (Cid, u64) {
+        (self.head.manifest, self.generation)
+    }
+
+    /// Takes a new generation: what searches see has changed.
+    fn changed(&mut self) {
+        self.generation = next_generation();
     }
 
     /// The current signed head.
@@ -461,6 +485,12 @@ impl<S: BlockStore> Collection<S> {
         }
         Ok(())
     }
+}
+
+/// A generation no collection has had in this process ([`Collection::search_state`]).
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The name of the pin that keeps the collection registered as `name` (its folder name).

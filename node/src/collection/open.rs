@@ -15,8 +15,8 @@ use ipvec_protocol::{
 use libp2p_identity::Keypair;
 
 use super::{
-    catalog, index_spec, list_shards, now_millis, pin_name, shard, wal, write, Collection,
-    CollectionError, CollectionSpec, HeldIndex, LocalShard, OpenProgress,
+    catalog, index_spec, list_shards, next_generation, now_millis, pin_name, shard, wal, write,
+    Collection, CollectionError, CollectionSpec, HeldIndex, LocalShard, OpenProgress,
 };
 use crate::{store::BlockStore, tree};
 
@@ -97,6 +97,7 @@ impl<S: BlockStore> Collection<S> {
             checkpoint_pause: Default::default(),
             wal: std::sync::Arc::new(wal),
             retired: false,
+            generation: next_generation(),
         };
         this.save_index()?;
         Ok(this)
@@ -210,6 +211,7 @@ impl<S: BlockStore> Collection<S> {
             checkpoint_pause: Default::default(),
             wal: std::sync::Arc::new(wal),
             retired: false,
+            generation: next_generation(),
         };
         // Writes acknowledged after the last checkpoint: replay, then put them in the trees.
         let replay: Vec<_> = records.into_iter().filter(|r| r.seq > committed).collect();
@@ -289,6 +291,7 @@ impl<S: BlockStore> Collection<S> {
                 .await?;
         }
         tracing::debug!(collection = %name, changed, "applied a new version's changes");
+        self.changed();
         self.head = head;
         self.manifest = manifest;
         self.roots = roots;

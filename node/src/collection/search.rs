@@ -127,6 +127,7 @@ impl<S: BlockStore> Collection<S> {
     /// Sets when filtered searches score the matching points exactly instead of walking the
     /// graph: when at most `points` match, or at most `fraction` of the collection.
     pub fn set_exact_fallback(&mut self, points: usize, fraction: f64) {
+        self.changed();
         self.index.exact_fallback = (points, fraction);
     }
 

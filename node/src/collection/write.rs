@@ -370,6 +370,7 @@ impl<S: BlockStore> Collection<S> {
         &mut self,
         entries: impl IntoIterator<Item = (Entry, Option<u64>)>,
     ) -> Result<(), CollectionError> {
+        self.changed();
         let shard_count = self.roots.len() as u32;
         for (entry, prepared) in entries {
             self.staging().clock.observe(Hlc(entry.hlc));

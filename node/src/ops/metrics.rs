@@ -118,6 +118,8 @@ pub struct Metrics {
     pub connections: Family<KindLabels, Gauge>,
     /// What the alert rules of docs/alerts.yml watch besides the above (set at scrape).
     pub health: HealthGauges,
+    /// The search cache's counts (brought up to the cache's own at scrape).
+    pub search_cache: SearchCacheMetrics,
 }
 
 /// The gauges the alert rules (docs/alerts.yml) watch: room left, peers, replication.
@@ -172,6 +174,62 @@ impl HealthGauges {
             gauges.replication_target.clone(),
         );
         gauges
+    }
+}
+
+/// The search cache's metrics ([`search_cache`](super::search_cache)).
+#[derive(Debug, Default)]
+pub struct SearchCacheMetrics {
+    /// Searches answered from the cache.
+    pub hits: Counter,
+    /// Searches looked up in the cache and not found there.
+    pub misses: Counter,
+    /// Answers dropped to make room.
+    pub evictions: Counter,
+    /// Answers held.
+    pub entries: Gauge,
+    /// Bytes the answers held take, about.
+    pub bytes: Gauge,
+}
+
+impl SearchCacheMetrics {
+    /// Registers each metric in `registry`.
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "search_cache_hits",
+            "Searches answered from the search cache (the same search at the same collection state)",
+            self.hits.clone(),
+        );
+        registry.register(
+            "search_cache_misses",
+            "Searches looked up in the search cache and not found there (searched, then kept)",
+            self.misses.clone(),
+        );
+        registry.register(
+            "search_cache_evictions",
+            "Answers the search cache dropped to make room (search.cache_entries, search.cache_bytes)",
+            self.evictions.clone(),
+        );
+        registry.register(
+            "search_cache_entries",
+            "Answers the search cache holds",
+            self.entries.clone(),
+        );
+        registry.register(
+            "search_cache_bytes",
+            "Bytes the search cache's answers take, about",
+            self.bytes.clone(),
+        );
+    }
+
+    /// Brings the metrics up to the cache's counts.
+    fn set(&self, stats: super::search_cache::CacheStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.hits.inner().fetch_max(stats.hits, Relaxed);
+        self.misses.inner().fetch_max(stats.misses, Relaxed);
+        self.evictions.inner().fetch_max(stats.evictions, Relaxed);
+        self.entries.set(stats.entries as i64);
+        self.bytes.set(stats.bytes as i64);
     }
 }
 
@@ -337,7 +395,10 @@ impl Metrics {
             connections.clone(),
         );
         let health = HealthGauges::register(&mut registry);
+        let search_cache = SearchCacheMetrics::default();
+        search_cache.register(&mut registry);
         Self {
+            search_cache,
             bitswap,
             dht,
             connections,
@@ -531,6 +592,7 @@ impl super::Node {
                 metrics.health.peers_connected.set(peers.len() as i64);
             }
         }
+        metrics.search_cache.set(self.search_cache_stats());
         if let Ok(stats) = self.store().stats().await {
             metrics.store_blocks.set(stats.blocks as i64);
             metrics.store_bytes.set(stats.bytes as i64);

@@ -44,6 +44,7 @@ pub mod peers;
 pub mod points;
 pub mod replicate;
 pub mod search;
+pub mod search_cache;
 pub mod status;
 pub mod text;
 
@@ -116,6 +117,8 @@ struct Inner {
     denied: Mutex<std::collections::BTreeSet<libp2p::PeerId>>,
     /// The embedding models of text collections, made when first needed, see [`text`].
     models: crate::embed::Models,
+    /// Answers of local searches, see [`search_cache`].
+    search_cache: Mutex<search_cache::SearchCache>,
 }
 
 /// Runs `work` on the blocking pool (it may search an index for a while).
@@ -175,6 +178,10 @@ impl Node {
             inner: Arc::new(Inner {
                 denied: Mutex::new(denied),
                 models: crate::embed::Models::new(config.embedding.clone()),
+                search_cache: Mutex::new(search_cache::SearchCache::new(
+                    config.search.cache_entries,
+                    config.search.cache_bytes,
+                )),
                 repo,
                 config,
                 collections: Default::default(),

@@ -245,10 +245,10 @@ impl Node {
     }
 
     /// Searches of `vectors` in the shards held here, with `options` (their vector is
-    /// ignored), recorded as operation `op`: under one read lock, on one thread of the
-    /// blocking pool. Each query has the deadline a single search has (the first one's
-    /// includes the wait for the lock); the batch stops between two queries when its caller
-    /// goes away.
+    /// ignored), recorded as operation `op`: under one read lock, the searches the cache does
+    /// not answer ([`search_cache`](super::search_cache)) on one thread of the blocking pool.
+    /// Each query has the deadline a single search has (the first one's includes the wait for
+    /// the lock); the batch stops between two queries when its caller goes away.
     async fn local_searches(
         &self,
         op: &str,
@@ -271,69 +271,95 @@ impl Node {
                     ef: options.ef,
                     exact: options.exact,
                 };
-                let min_coverage = options.min_coverage;
                 let total = vectors.len();
-                let stop = Arc::new(AtomicBool::new(false));
-                let _stop_on_drop = StopOnDrop(stop.clone());
-                // The deadlines run inside the blocking task, so a search stopped by one stops
-                // working too (at its next wait: a lock, a block read) instead of running on
-                // unseen.
-                let work = async move {
-                    let mut due = Instant::now() + deadline;
-                    let c = tokio::time::timeout_at(due, shared.read_owned())
-                        .await
-                        .map_err(|_| past_deadline(deadline, 0, total))?;
-                    let held = c.coverage();
-                    let coverage = Coverage {
-                        complete: held.complete(),
-                        shards: held.shards,
-                        searched: held.searched,
-                        report: Vec::new(),
-                    };
-                    if let Some(min) = min_coverage.filter(|min| coverage.fraction() < *min) {
-                        return Err(Error::unavailable(format!(
-                            "this node holds shards {} of {}, under min_coverage {min}; search \
-                             with `federated` to ask the peers that hold the others",
-                            crate::collection::list_shards(&coverage.searched),
-                            coverage.shards
-                        )));
-                    }
-                    let mut answers = Vec::with_capacity(total);
-                    for (i, vector) in vectors.iter().enumerate() {
-                        if i > 0 {
-                            if stop.load(Ordering::Relaxed) {
-                                return Err(Error::unavailable("the caller went away"));
-                            }
-                            due = Instant::now() + deadline;
-                        }
-                        let one = async {
-                            match at {
-                                Some(at) => {
-                                    c.search_at(&at, vector, search.k, filter.as_ref()).await
-                                }
-                                None => c.search(vector, search, filter.as_ref()).await,
-                            }
-                        };
-                        let hits = tokio::time::timeout_at(due, one)
-                            .await
-                            .map_err(|_| past_deadline(deadline, i, total))?
-                            .map_err(|e| of_query(e.into(), i, total))?;
-                        answers.push(SearchResponse {
-                            hits: hits
-                                .into_iter()
-                                .map(|h| Hit {
-                                    id: PointId::from(&h.id),
-                                    score: h.score,
-                                    cid: h.leaf.map(|c| c.to_string()),
-                                    metadata: h.metadata.as_ref().map(ipld_to_json),
-                                })
-                                .collect(),
-                            coverage: Some(coverage.clone()),
-                        });
-                    }
-                    Ok(answers)
+                let due = Instant::now() + deadline;
+                let c = tokio::time::timeout_at(due, shared.read_owned())
+                    .await
+                    .map_err(|_| past_deadline(deadline, 0, total))?;
+                let held = c.coverage();
+                let coverage = Coverage {
+                    complete: held.complete(),
+                    shards: held.shards,
+                    searched: held.searched,
+                    report: Vec::new(),
                 };
-                offload(work).await
+                if let Some(min) = options
+                    .min_coverage
+                    .filter(|min| coverage.fraction() < *min)
+                {
+                    return Err(Error::unavailable(format!(
+                        "this node holds shards {} of {}, under min_coverage {min}; search \
+                         with `federated` to ask the peers that hold the others",
+                        crate::collection::list_shards(&coverage.searched),
+                        coverage.shards
+                    )));
+                }
+                // Keyed under the read lock the searches below hold: each answer is kept under
+                // the state it was searched at.
+                let keys = self.cache_keys(name, c.search_state(), options, &vectors);
+                let mut answers = self.cached_answers(keys.as_deref(), total);
+                let misses: Vec<(usize, Vec<f32>)> = vectors
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| answers[*i].is_none())
+                    .collect();
+                if !misses.is_empty() {
+                    let stop = Arc::new(AtomicBool::new(false));
+                    let _stop_on_drop = StopOnDrop(stop.clone());
+                    // The deadlines run inside the blocking task, so a search stopped by one
+                    // stops working too (at its next wait: a block read) instead of running
+                    // on unseen.
+                    let work = async move {
+                        let mut found = Vec::with_capacity(misses.len());
+                        for (n, (i, vector)) in misses.into_iter().enumerate() {
+                            let due = match n {
+                                0 => due,
+                                _ if stop.load(Ordering::Relaxed) => {
+                                    return Err(Error::unavailable("the caller went away"));
+                                }
+                                _ => Instant::now() + deadline,
+                            };
+                            let one = async {
+                                match at {
+                                    Some(at) => {
+                                        c.search_at(&at, &vector, search.k, filter.as_ref()).await
+                                    }
+                                    None => c.search(&vector, search, filter.as_ref()).await,
+                                }
+                            };
+                            let hits = tokio::time::timeout_at(due, one)
+                                .await
+                                .map_err(|_| past_deadline(deadline, i, total))?
+                                .map_err(|e| of_query(e.into(), i, total))?;
+                            let answer = SearchResponse {
+                                hits: hits
+                                    .into_iter()
+                                    .map(|h| Hit {
+                                        id: PointId::from(&h.id),
+                                        score: h.score,
+                                        cid: h.leaf.map(|c| c.to_string()),
+                                        metadata: h.metadata.as_ref().map(ipld_to_json),
+                                    })
+                                    .collect(),
+                                coverage: Some(coverage.clone()),
+                                cached: false,
+                            };
+                            found.push((i, answer));
+                        }
+                        Ok(found)
+                    };
+                    let found = offload(work).await?;
+                    self.keep_answers(keys.as_deref(), &found);
+                    for (i, answer) in found {
+                        answers[i] = Some(answer);
+                    }
+                }
+                answers
+                    .into_iter()
+                    .map(|a| {
+                        a.ok_or_else(|| Error::internal("a search of the batch gave no answer"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
             })
             .await?;
         let hits = answers.iter().map(|a| a.hits.len()).sum();

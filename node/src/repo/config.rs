@@ -110,6 +110,10 @@ pub struct SearchConfig {
     pub max_deadline_ms: u64,
     /// Most queries in one batch search (`POST …/search/batch`).
     pub max_batch_queries: u64,
+    /// Most answers the search cache keeps (0: no cache).
+    pub cache_entries: u64,
+    /// Most bytes the search cache's answers take, about (0: no cache).
+    pub cache_bytes: u64,
 }
 
 impl Default for SearchConfig {
@@ -120,6 +124,8 @@ impl Default for SearchConfig {
             deadline_ms: 10_000,
             max_deadline_ms: 120_000,
             max_batch_queries: 1_024,
+            cache_entries: 10_000,
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -466,6 +472,11 @@ impl Config {
              max_deadline_ms = {}\n\
              # Most queries in one batch search (POST /v1/collections/NAME/search/batch).\n\
              max_batch_queries = {}\n\
+             # The search cache: repeated searches of a collection at the same state (root and\n\
+             # acknowledged writes) are answered from memory. Most answers and bytes it keeps,\n\
+             # the least recently used leaving first (0 in either: no cache).\n\
+             cache_entries = {}\n\
+             cache_bytes = {}\n\
              \n\
              [p2p]\n\
              # libp2p multiaddresses to listen on (port 0: any free port).\n\
@@ -526,6 +537,8 @@ impl Config {
             self.search.deadline_ms,
             self.search.max_deadline_ms,
             self.search.max_batch_queries,
+            self.search.cache_entries,
+            self.search.cache_bytes,
             list(&self.p2p.listen),
             list(&self.p2p.bootstrap),
             self.p2p.mdns,

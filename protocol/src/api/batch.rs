@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    points::{default_k, is_false},
+    points::{default_k, is_false, is_true, yes},
     vectors::{encode_b64, VectorError},
     SearchRequest, SearchResponse,
 };
@@ -107,6 +107,10 @@ pub struct BatchSearchRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 0.0, maximum = 1.0))]
     pub min_coverage: Option<f64>,
+    /// Use the node's search cache for each query (default true; see the single search's
+    /// `cache`).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub cache: bool,
 }
 
 impl BatchSearchRequest {
@@ -123,6 +127,7 @@ impl BatchSearchRequest {
             federated: options.federated,
             verify: options.verify,
             min_coverage: options.min_coverage,
+            cache: options.cache,
         }
     }
 
@@ -138,6 +143,7 @@ impl BatchSearchRequest {
             federated: self.federated,
             verify: self.verify,
             min_coverage: self.min_coverage,
+            cache: self.cache,
             ..SearchRequest::new(Vec::new())
         }
     }

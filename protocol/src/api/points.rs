@@ -154,11 +154,11 @@ pub struct UpsertPoints {
     pub store_text: bool,
 }
 
-fn yes() -> bool {
+pub(super) fn yes() -> bool {
     true
 }
 
-fn is_true(b: &bool) -> bool {
+pub(super) fn is_true(b: &bool) -> bool {
     *b
 }
 
@@ -315,6 +315,12 @@ pub struct SearchRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 0.0, maximum = 1.0))]
     pub min_coverage: Option<f64>,
+    /// Answer from the node's search cache when it holds this search at the collection's
+    /// current state, and keep the answer there (default true; `search.cache_entries`).
+    /// `false` searches the index and leaves the cache alone, as `Cache-Control: no-cache`
+    /// or `no-store` does over HTTP.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub cache: bool,
 }
 
 impl SearchRequest {
@@ -333,6 +339,7 @@ impl SearchRequest {
             federated: false,
             verify: false,
             min_coverage: None,
+            cache: true,
         }
     }
 
@@ -399,6 +406,10 @@ pub struct SearchResponse {
     /// (Absent from older nodes, which always searched every shard.)
     #[serde(default)]
     pub coverage: Option<Coverage>,
+    /// Whether the answer came from the node's search cache: the same search at the same
+    /// state of the collection was answered before (absent when it did not).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cached: bool,
 }
 
 /// What a search covered: which of a collection's shards answered.

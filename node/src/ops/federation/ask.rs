@@ -487,5 +487,6 @@ fn response(
             searched,
             report,
         }),
+        cached: false,
     }
 }
