@@ -348,17 +348,31 @@ impl Node {
                 )));
             }
         }
-        // Check everything first.
-        for (name, links) in &plans {
-            let mut totals = Totals::default();
-            let problems = verify_chain(dir, name, links, &mut totals, |_, _, _| Ok(()))?;
-            if let Some(first) = problems.first() {
-                return Err(Error::invalid(format!(
-                    "refusing to restore {name}: {first} ({} problem(s); `ipvec backup verify {}` lists them all); nothing was stored",
-                    problems.len(),
-                    dir.display()
-                )));
-            }
+        // Check everything first (file reads and hashing, off the async workers).
+        let checked = {
+            let dir = dir.to_path_buf();
+            let plans = plans.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut found = Vec::new();
+                for (name, links) in &plans {
+                    let mut totals = Totals::default();
+                    let problems = verify_chain(&dir, name, links, &mut totals, |_, _, _| Ok(()))?;
+                    if !problems.is_empty() {
+                        found.push((name.clone(), problems));
+                    }
+                }
+                Ok::<_, BackupError>(found)
+            })
+            .await
+            .map_err(|e| Error::internal(format!("checking the backup stopped: {e}")))??
+        };
+        if let Some((name, problems)) = checked.first() {
+            return Err(Error::invalid(format!(
+                "refusing to restore {name}: {} ({} problem(s); `ipvec backup verify {}` lists them all); nothing was stored",
+                problems[0],
+                problems.len(),
+                dir.display()
+            )));
         }
         let mut restored = BackupRestored {
             collections: Vec::new(),
