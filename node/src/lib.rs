@@ -22,11 +22,14 @@
 //! - [`cli`]: the `ipvec` command line (over the daemon's API when one runs).
 //! - [`mcp`]: the Model Context Protocol front end: the operations as MCP tools, over stdio
 //!   (`ipvec mcp`) and the daemon's `/mcp`.
+//! - [`backup`]: backup directories: chains of full and incremental CAR files, their
+//!   manifest, verification and pruning.
 //! - [`tasks`]: who owns each background task and what stops it.
 //! - [`background`]: the lower-priority threads that writes, commits and index builds run on.
 
 pub mod api;
 pub mod background;
+pub mod backup;
 pub mod bridge;
 pub mod cli;
 pub mod cluster;

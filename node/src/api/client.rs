@@ -374,6 +374,20 @@ impl Operations for Client {
     fn gc(&self) -> BoxFuture<'_, Result<GcResult>> {
         self.post("/v1/gc", None::<&()>)
     }
+
+    fn backup_create(
+        &self,
+        request: crate::ops::backup::BackupRequest,
+    ) -> BoxFuture<'_, Result<crate::ops::backup::BackupCreated>> {
+        Box::pin(async move { self.post("/v1/backup", Some(&request)).await })
+    }
+
+    fn backup_restore(
+        &self,
+        request: crate::ops::backup::RestoreRequest,
+    ) -> BoxFuture<'_, Result<crate::ops::backup::BackupRestored>> {
+        Box::pin(async move { self.post("/v1/backup/restore", Some(&request)).await })
+    }
 }
 
 /// Whether the daemon at `url` (`http://host:port`) answers `/ready` with 200: a plain

@@ -374,6 +374,30 @@ async fn gc(State(s): State<AppState>) -> ApiResult<GcResult> {
     Ok(Json(s.node.gc().await?))
 }
 
+/// Backs collections up into a directory on the node's machine (docs/operations.md, "Backups").
+#[utoipa::path(post, path = "/v1/backup", request_body = crate::ops::backup::BackupRequest,
+    responses((status = 200, body = crate::ops::backup::BackupCreated), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn backup_create(
+    State(s): State<AppState>,
+    ApiJson(request): ApiJson<crate::ops::backup::BackupRequest>,
+) -> ApiResult<crate::ops::backup::BackupCreated> {
+    Ok(Json(
+        ops::Operations::backup_create(&s.node, request).await?,
+    ))
+}
+
+/// Restores collections from a backup directory on the node's machine, every file checked first.
+#[utoipa::path(post, path = "/v1/backup/restore", request_body = crate::ops::backup::RestoreRequest,
+    responses((status = 200, body = crate::ops::backup::BackupRestored), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn backup_restore(
+    State(s): State<AppState>,
+    ApiJson(request): ApiJson<crate::ops::backup::RestoreRequest>,
+) -> ApiResult<crate::ops::backup::BackupRestored> {
+    Ok(Json(
+        ops::Operations::backup_restore(&s.node, request).await?,
+    ))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LogQuery {
@@ -603,7 +627,9 @@ async fn import_body(
         pins,
         pin_add,
         pin_rm,
-        gc
+        gc,
+        backup_create,
+        backup_restore
     )
 )]
 pub struct ApiDoc;

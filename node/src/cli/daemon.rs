@@ -129,6 +129,14 @@ pub async fn run(cli: &Cli, path: &Path) -> anyhow::Result<()> {
             }
         });
     }
+    if let Some((dir, every)) = node.config().backup.schedule()? {
+        let node = node.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            stop.run_until_cancelled(node.backup_schedule(dir, every))
+                .await;
+        });
+    }
     let signalled = {
         let stop = stop.clone();
         async move {

@@ -3,6 +3,7 @@
 //! runs, else on the repository directly.
 
 mod backend;
+mod backup;
 pub(crate) mod carfile;
 mod collection;
 mod daemon;
@@ -124,6 +125,9 @@ pub enum Command {
     Pin(PinCommand),
     /// Remove every block no pin reaches.
     Gc,
+    /// Back up collections into a directory (full, then incremental), verify and restore.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// Create, list, inspect and drop collections.
     #[command(subcommand)]
     Collection(CollectionCommand),
@@ -597,6 +601,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(ipvec_tui::run(endpoint, token, path.join("tui.log")).await?);
         }
         Command::Embed { provider, texts } => return embed::run(&path, *provider, texts).await,
+        Command::Backup(command) if !command.needs_repository() => {
+            return backup::run_offline(&out, command)
+        }
         Command::Completion { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "ipvec", &mut script);
@@ -632,6 +639,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Dht(_)
         | Command::Fetch { .. }) => p2p::run(&backend, &out, command).await,
         command @ Command::Search { .. } => search::run(&backend, &out, command).await,
+        Command::Backup(command) => backup::run(&backend, &out, command).await,
         Command::Migrate {
             ref from,
             ref to,

@@ -16,6 +16,7 @@
 //! - [`collections`]: creating, listing, describing, committing and dropping collections.
 //! - [`points`]: writing, deleting and reading points.
 //! - [`search`]: searching a collection or an older version of it.
+//! - [`backup`]: backing collections up into a directory and restoring them.
 //! - [`blocks`]: DAG blocks, pins, garbage collection and CAR files.
 //! - [`peers`]: this node on the network: peers, connections, DHT providers, announcements.
 //! - [`deny`]: denied peers: refusing a peer, lifting it, listing who is refused.
@@ -30,6 +31,7 @@
 //! - [`operations`]: [`Operations`], the one list of operations, implemented here and by
 //!   the HTTP client.
 
+pub mod backup;
 pub mod blocks;
 pub mod collections;
 pub mod deny;

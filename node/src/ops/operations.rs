@@ -12,7 +12,10 @@
 use futures::future::BoxFuture;
 use ipvec_protocol::api::*;
 
-use super::{Node, Result};
+use super::{
+    backup::{BackupCreated, BackupRequest, BackupRestored, RestoreRequest},
+    Node, Result,
+};
 use crate::repo::Config;
 
 /// What a node does, wherever it runs.
@@ -135,6 +138,12 @@ pub trait Operations: Send + Sync {
 
     /// Removes every block no pin reaches.
     fn gc(&self) -> BoxFuture<'_, Result<GcResult>>;
+
+    /// Backs collections up into a directory on the node's machine: full, then incremental.
+    fn backup_create(&self, request: BackupRequest) -> BoxFuture<'_, Result<BackupCreated>>;
+
+    /// Restores collections from a backup directory on the node's machine.
+    fn backup_restore(&self, request: RestoreRequest) -> BoxFuture<'_, Result<BackupRestored>>;
 }
 
 /// In process: each operation is the node's own (the inherent methods, which the HTTP
@@ -290,5 +299,33 @@ impl Operations for Node {
 
     fn gc(&self) -> BoxFuture<'_, Result<GcResult>> {
         Box::pin(Node::gc(self))
+    }
+
+    fn backup_create(&self, request: BackupRequest) -> BoxFuture<'_, Result<BackupCreated>> {
+        Box::pin(async move {
+            let dir = std::path::PathBuf::from(&request.dir);
+            Node::backup_create(
+                self,
+                &dir,
+                request.collection.as_deref(),
+                request.full,
+                |_, _, _| {},
+            )
+            .await
+        })
+    }
+
+    fn backup_restore(&self, request: RestoreRequest) -> BoxFuture<'_, Result<BackupRestored>> {
+        Box::pin(async move {
+            let dir = std::path::PathBuf::from(&request.dir);
+            Node::backup_restore(
+                self,
+                &dir,
+                request.collection.as_deref(),
+                request.at.as_deref(),
+                |_, _| {},
+            )
+            .await
+        })
     }
 }

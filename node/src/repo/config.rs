@@ -8,6 +8,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+pub use super::backup::BackupConfig;
 pub use super::embedding::EmbeddingConfig;
 
 /// A configuration that cannot be used.
@@ -48,6 +49,8 @@ pub struct Config {
     pub embedding: EmbeddingConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The daemon's backup schedule.
+    pub backup: BackupConfig,
 }
 
 /// HTTP API options.
@@ -424,6 +427,7 @@ impl Config {
             ));
         }
         self.p2p.denied()?;
+        self.backup.validate()?;
         Ok(())
     }
 
@@ -521,7 +525,9 @@ impl Config {
              # Least severe level logged: error, warn, info, debug or trace. RUST_LOG overrides it.\n\
              level = {:?}\n\
              # Line format: \"text\" or \"json\".\n\
-             format = {:?}\n",
+             format = {:?}\n\
+             \n\
+             {}",
             self.api.listen,
             self.api.require_token,
             self.api.max_body_bytes,
@@ -554,7 +560,8 @@ impl Config {
             self.storage.index_build_threads,
             self.embedding.to_documented_toml(),
             self.log.level,
-            self.log.format
+            self.log.format,
+            self.backup.to_documented_toml()
         )
     }
 }

@@ -13,6 +13,7 @@
 //!   version              repository format version
 //! ```
 
+mod backup;
 mod config;
 pub mod denied;
 mod embedding;
@@ -23,8 +24,8 @@ use std::path::{Path, PathBuf};
 use libp2p_identity::{Keypair, PeerId};
 
 pub use config::{
-    ApiConfig, Config, ConfigError, EmbeddingConfig, LogConfig, P2pConfig, SearchConfig,
-    StorageConfig,
+    ApiConfig, BackupConfig, Config, ConfigError, EmbeddingConfig, LogConfig, P2pConfig,
+    SearchConfig, StorageConfig,
 };
 pub use lock::{lock_path, RepoLock};
 

@@ -90,6 +90,8 @@ fn route_table() -> Vec<Route> {
         route!(POST "/v1/pins/{cid}", Heavy, Empty, pin_add),
         route!(DELETE "/v1/pins/{cid}", Heavy, Empty, pin_rm),
         route!(POST "/v1/gc", Heavy, Empty, gc),
+        route!(POST "/v1/backup", Heavy, Json, backup_create),
+        route!(POST "/v1/backup/restore", Heavy, Json, backup_restore),
     ]
 }
 
