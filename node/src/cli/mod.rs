@@ -13,6 +13,7 @@ mod migrate;
 mod output;
 mod p2p;
 mod search;
+mod token;
 
 use std::path::PathBuf;
 
@@ -113,6 +114,9 @@ pub enum Command {
     /// Show the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Make, list and revoke API tokens with roles (read or write) besides keys/api.token.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Work with IPLD DAGs: put, get, export and import CAR files.
     #[command(subcommand)]
     Dag(DagCommand),
@@ -597,6 +601,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(ipvec_tui::run(endpoint, token, path.join("tui.log")).await?);
         }
         Command::Embed { provider, texts } => return embed::run(&path, *provider, texts).await,
+        Command::Token(command) => return token::run(&path, &out, command),
         Command::Completion { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "ipvec", &mut script);

@@ -67,6 +67,15 @@ pub struct CollectionLabels {
     pub collection: String,
 }
 
+/// Labels of a request refused over its rate.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitedLabels {
+    /// `api` (HTTP callers) or `peer` (peer-to-peer requests).
+    pub scope: String,
+    /// `read` or `write` (api); `search`, `head` or `want` (peer).
+    pub kind: String,
+}
+
 type Latency = Family<RouteLabels, Histogram, fn() -> Histogram>;
 type OperationLatency = Family<OperationLabels, Histogram, fn() -> Histogram>;
 
@@ -116,6 +125,9 @@ pub struct Metrics {
     pub dht: Family<KindLabels, Gauge>,
     /// Connection totals since start, by kind (set at scrape).
     pub connections: Family<KindLabels, Gauge>,
+    /// Requests refused over their rate, by scope and kind (the API counts as it refuses;
+    /// peer refusals are brought up to the network's counts at scrape).
+    rate_limited: Family<RateLimitedLabels, Counter>,
 }
 
 /// Labels of a Bitswap total.
@@ -279,7 +291,14 @@ impl Metrics {
             "Connection totals since the daemon started: denied (connections of denied peers refused or closed at once, inbound and outbound)",
             connections.clone(),
         );
+        let rate_limited = Family::<RateLimitedLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused over their rate limit, by scope (api, peer) and kind",
+            rate_limited.clone(),
+        );
         Self {
+            rate_limited,
             bitswap,
             dht,
             connections,
@@ -382,6 +401,22 @@ impl Metrics {
     }
 
     /// The OpenMetrics text of every metric.
+    /// The family of `ipvec_rate_limited_total`, for the API's guard to count in.
+    pub fn rate_limited_family(&self) -> Family<RateLimitedLabels, Counter> {
+        self.rate_limited.clone()
+    }
+
+    /// Brings the peer refusals of `kind` up to `total` (the network's count since start).
+    pub fn peer_rate_limited(&self, kind: &str, total: u64) {
+        self.rate_limited
+            .get_or_create(&RateLimitedLabels {
+                scope: "peer".into(),
+                kind: kind.into(),
+            })
+            .inner()
+            .fetch_max(total, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn encode(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
@@ -424,6 +459,9 @@ impl super::Node {
         }
         if let Some(network) = self.inner.network.get() {
             use std::sync::atomic::Ordering::Relaxed;
+            for (kind, total) in network.rate_limited() {
+                metrics.peer_rate_limited(kind, total);
+            }
             let stats = network.bitswap().stats();
             set_totals(
                 &metrics.bitswap,

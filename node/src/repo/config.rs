@@ -9,6 +9,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 pub use super::embedding::EmbeddingConfig;
+pub use super::limits::LimitsConfig;
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,8 @@ pub struct Config {
     pub embedding: EmbeddingConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Request rates and quotas.
+    pub limits: LimitsConfig,
 }
 
 /// HTTP API options.
@@ -411,6 +414,7 @@ impl Config {
             ));
         }
         self.embedding.validate()?;
+        self.limits.validate()?;
         if self.p2p.provider_ttl_secs <= self.p2p.reprovide_interval_secs {
             return Err(invalid(
                 "p2p.provider_ttl_secs",
@@ -506,6 +510,7 @@ impl Config {
              index_build_threads = {}\n\
              \n\
              {}\
+             {}\
              [log]\n\
              # Least severe level logged: error, warn, info, debug or trace. RUST_LOG overrides it.\n\
              level = {:?}\n\
@@ -540,6 +545,7 @@ impl Config {
             self.storage.background_nice,
             self.storage.index_build_threads,
             self.embedding.to_documented_toml(),
+            self.limits.to_documented_toml(),
             self.log.level,
             self.log.format
         )

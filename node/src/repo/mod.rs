@@ -16,6 +16,7 @@
 mod config;
 pub mod denied;
 mod embedding;
+mod limits;
 mod lock;
 
 use std::path::{Path, PathBuf};
@@ -23,8 +24,8 @@ use std::path::{Path, PathBuf};
 use libp2p_identity::{Keypair, PeerId};
 
 pub use config::{
-    ApiConfig, Config, ConfigError, EmbeddingConfig, LogConfig, P2pConfig, SearchConfig,
-    StorageConfig,
+    ApiConfig, Config, ConfigError, EmbeddingConfig, LimitsConfig, LogConfig, P2pConfig,
+    SearchConfig, StorageConfig,
 };
 pub use lock::{lock_path, RepoLock};
 
