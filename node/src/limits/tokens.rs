@@ -321,7 +321,10 @@ mod tests {
         assert!(revoke(dir.path(), "reader").unwrap());
         assert!(!revoke(dir.path(), "reader").unwrap());
         assert_eq!(table.find(&reader), None);
-        assert_eq!(table.find(&writer).map(|k| &*k.name), Some("writer"));
+        assert_eq!(
+            table.find(&writer).map(|k| k.name.to_string()).as_deref(),
+            Some("writer")
+        );
     }
 
     #[test]
