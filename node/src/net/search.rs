@@ -60,10 +60,6 @@ pub type Served = Arc<dyn Fn(bool) + Send + Sync>;
 #[derive(Debug)]
 struct Rates {
     buckets: Buckets<PeerId, u32>,
-    /// Requests a second one peer may send.
-    rate: f64,
-    /// Requests one peer may send at once after a quiet spell.
-    burst: f64,
 }
 
 /// What the rate limiter makes of a request.
@@ -81,8 +77,6 @@ impl Rates {
         let rate = Rate::new(rate, rate.saturating_mul(2));
         Self {
             buckets: Buckets::new(rate, MAX_PEERS),
-            rate: rate.per_second,
-            burst: rate.burst,
         }
     }
 
@@ -266,7 +260,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_peer_over_its_rate_is_refused_then_banned_and_others_are_not() {
         let mut rates = Rates::new(50);
-        let (rate, burst) = (rates.rate, rates.burst);
+        let Rate {
+            per_second: rate,
+            burst,
+        } = rates.buckets.rate();
         let (noisy, quiet) = (PeerId::random(), PeerId::random());
         let now = Instant::now();
         for _ in 0..burst as usize {
