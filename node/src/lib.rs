@@ -4,6 +4,7 @@
 //! - [`store`]: block storage (iroh-blobs and in-memory backends), pins, GC, CAR files.
 //! - [`tree`]: the history-independent shard tree: build, edit, lookup, range, diff, merge.
 //! - [`index`]: vector indexes: usearch HNSW and the exact reference.
+//! - [`limits`]: rate limits (keyed token buckets), API token roles and quotas.
 //! - [`collection`]: collections: points, search, filters, write-ahead log, versions.
 //! - [`embed`]: embedding providers behind one trait: all-MiniLM-L6-v2 on the CPU, an
 //!   OpenAI-compatible or Ollama server, and a cache of embeddings already made.
@@ -37,6 +38,7 @@ pub mod collection;
 pub mod embed;
 pub mod federation;
 pub mod index;
+pub mod limits;
 pub mod mcp;
 pub mod net;
 pub mod ops;

@@ -115,7 +115,7 @@ fn full_and_incremental_backups_restore_every_version() {
     // One shard: its tree holds the ids in order, so a change to a range of ids rewrites
     // the few leaves that hold them.
     let dim = DIM.to_string();
-    let create = [
+    let make_collection = [
         "collection",
         "create",
         "c",
@@ -126,14 +126,14 @@ fn full_and_incremental_backups_restore_every_version() {
         "--shards",
         "1",
     ];
-    ok(&repo, &create);
+    ok(&repo, &make_collection);
     let file = work.path().join("points.jsonl");
     let n = 20_000u64;
     points_file(&file, 0..n, 1);
     ok(&repo, &["add", "c", file.to_str().unwrap()]);
 
     let mut versions = Vec::new();
-    let mut snapshot = |repo: &Path| {
+    let snapshot = |repo: &Path| {
         let i = info(repo, "c");
         Version {
             root: i["root"].as_str().unwrap().to_string(),

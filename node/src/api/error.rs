@@ -77,6 +77,11 @@ impl ApiError {
         Self::refused("unsupported_media_type", message)
     }
 
+    /// 429: the caller is over its rate (the guard adds `Retry-After`).
+    pub fn rate_limited(message: impl Into<String>) -> Self {
+        Self::refused("rate_limited", message)
+    }
+
     /// 503: too many requests of this kind are running; try again shortly.
     pub fn busy(message: impl Into<String>) -> Self {
         ops::Error::Busy(message.into()).into()
@@ -115,13 +120,14 @@ impl From<ops::Error> for ApiError {
             E::TooLarge(_) => 413,
             E::Busy(_) | E::Unavailable(_) => 503,
             E::DeadlineExceeded(_) => 504,
-            E::InsufficientStorage(_) => 507,
+            E::InsufficientStorage(_) | E::QuotaExceeded(_) => 507,
             E::Refused { code, .. } => match *code {
                 "unauthorized" => 401,
                 "forbidden" => 403,
                 "method_not_allowed" => 405,
                 "uri_too_long" => 414,
                 "unsupported_media_type" => 415,
+                "rate_limited" => 429,
                 _ => 400,
             },
             _ => 500,

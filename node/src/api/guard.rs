@@ -24,7 +24,14 @@ use axum::{
 use tokio::sync::Semaphore;
 
 use super::error::ApiError;
-use crate::repo::ApiConfig;
+use crate::{
+    limits::{
+        callers::{self, Access, Caller, CallerRates},
+        tokens::{Role, TokenTable},
+    },
+    ops::metrics::{Metrics, RateLimitedLabels},
+    repo::{ApiConfig, LimitsConfig},
+};
 
 /// Longest URL (path and query) answered, in bytes.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
@@ -36,6 +43,17 @@ pub struct Gate {
     token: Option<Arc<str>>,
     allowed_hosts: Arc<[String]>,
     allowed_origins: Arc<[String]>,
+    /// Tokens of `ipvec token create`, with their roles.
+    tokens: TokenTable,
+    /// Each caller's read and write budgets (`limits.*`).
+    rates: Option<Arc<CallerRates>>,
+    /// `ipvec_rate_limited_total`, counted here for the API.
+    limited: Option<
+        prometheus_client::metrics::family::Family<
+            RateLimitedLabels,
+            prometheus_client::metrics::counter::Counter,
+        >,
+    >,
 }
 
 impl Gate {
@@ -51,7 +69,24 @@ impl Gate {
             token: token.map(Arc::from),
             allowed_hosts: lower(&config.allowed_hosts),
             allowed_origins: lower(&config.allowed_origins),
+            tokens: TokenTable::none(),
+            rates: None,
+            limited: None,
         }
+    }
+
+    /// This gate also knowing the tokens of `tokens`, holding callers to the rates of
+    /// `limits` and counting refusals in `metrics`.
+    pub fn with_limits(
+        mut self,
+        tokens: TokenTable,
+        limits: &LimitsConfig,
+        metrics: &Metrics,
+    ) -> Self {
+        self.tokens = tokens;
+        self.rates = Some(Arc::new(CallerRates::new(limits)));
+        self.limited = Some(metrics.rate_limited_family());
+        self
     }
 
     /// Whether a `Host` header value may be answered: IP addresses (a DNS-rebinding page
@@ -86,8 +121,14 @@ impl Gate {
             .any(|allowed| allowed == "*" || *allowed == origin)
     }
 
-    /// The first reason to refuse `request` before routing, if any.
-    fn refuse(&self, request: &Request) -> Option<ApiError> {
+    /// Who sends `request`, or the first reason to refuse it before routing.
+    fn refuse(&self, request: &Request) -> Result<Caller, ApiError> {
+        self.refuse_early(request)
+            .map_or_else(|| self.caller(request), Err)
+    }
+
+    /// The first reason to refuse `request` for where it comes from, if any.
+    fn refuse_early(&self, request: &Request) -> Option<ApiError> {
         let uri_len = request
             .uri()
             .path_and_query()
@@ -119,16 +160,83 @@ impl Gate {
                 )));
             }
         }
-        if let (Some(token), false) = (&self.token, open) {
-            let given = header_text(headers, header::AUTHORIZATION).and_then(bearer_token);
-            if !given.is_some_and(|g| same_token(g.as_bytes(), token.as_bytes())) {
-                return Some(ApiError::unauthorized(
-                    "this API needs `Authorization: Bearer <token>`: pass --token or set \
-                     IPVEC_API_TOKEN (the token is in the daemon repository's keys/api.token)",
-                ));
-            }
-        }
         None
+    }
+
+    /// Who sends `request`: the admin token, a token of `ipvec token create`, or (with no
+    /// token where none is required) its address; 401 when a required token is missing or
+    /// unknown.
+    fn caller(&self, request: &Request) -> Result<Caller, ApiError> {
+        let open = matches!(request.uri().path(), "/health" | "/ready");
+        let given = header_text(request.headers(), header::AUTHORIZATION).and_then(bearer_token);
+        let admin = |g: &str| {
+            self.token
+                .as_ref()
+                .is_some_and(|t| same_token(g.as_bytes(), t.as_bytes()))
+        };
+        let known = match given {
+            Some(g) if admin(g) => return Ok(Caller::Admin),
+            Some(g) => self.tokens.find(g).map(Caller::Token),
+            None => None,
+        };
+        match known {
+            Some(caller) => Ok(caller),
+            None if self.token.is_none() || open => Ok(Caller::Address(client_address(request))),
+            None => Err(ApiError::unauthorized(
+                "this API needs `Authorization: Bearer <token>`: pass --token or set \
+                 IPVEC_API_TOKEN (the admin token is in the daemon repository's keys/api.token; \
+                 `ipvec token create` makes others)",
+            )),
+        }
+    }
+
+    /// Who sends `request`, or the answer that refuses it (everything [`gate`] checks).
+    pub fn admit(&self, request: &Request) -> Result<Caller, Response> {
+        let caller = self.refuse(request).map_err(IntoResponse::into_response)?;
+        match self.limit(&caller, request) {
+            Some(refused) => Err(refused),
+            None => Ok(caller),
+        }
+    }
+
+    /// Refuses a read-only token's writes (403) and a caller over its rate (429, with the
+    /// seconds to wait in `Retry-After`); /health and /ready are never limited.
+    fn limit(&self, caller: &Caller, request: &Request) -> Option<Response> {
+        let path = request.uri().path();
+        if matches!(path, "/health" | "/ready") {
+            return None;
+        }
+        let access = callers::access(request.method().as_str(), path);
+        if access == Access::Write && caller.role() == Role::Read {
+            return Some(
+                ApiError::forbidden(format!(
+                    "{} is read-only and {} {path} writes: it needs a token with role write \
+                     (`ipvec token create --role write`) or the admin token",
+                    caller.describe(),
+                    request.method()
+                ))
+                .into_response(),
+            );
+        }
+        let over = self
+            .rates
+            .as_ref()?
+            .admit(caller, access, Instant::now())
+            .err()?;
+        if let Some(limited) = &self.limited {
+            limited
+                .get_or_create(&RateLimitedLabels {
+                    scope: "api".into(),
+                    kind: access.as_str().into(),
+                })
+                .inc();
+        }
+        let mut response = ApiError::rate_limited(over.message).into_response();
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(over.retry_after_secs),
+        );
+        Some(response)
     }
 }
 
@@ -154,12 +262,27 @@ fn same_token(given: &[u8], expected: &[u8]) -> bool {
             == 0
 }
 
-/// Refuses requests from places the API does not serve, and without the token.
-pub async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Response {
-    match gate.refuse(&request) {
-        Some(error) => error.into_response(),
-        None => next.run(request).await,
+/// The address a request came from (unspecified when the server does not say).
+fn client_address(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip())
+}
+
+/// Refuses requests from places the API does not serve, without the token, from a
+/// read-only token that would write, and over their caller's rate; tells the handlers who
+/// calls (a [`Caller`] extension).
+pub async fn gate(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
+    let caller = match gate.refuse(&request) {
+        Ok(caller) => caller,
+        Err(error) => return error.into_response(),
+    };
+    if let Some(response) = gate.limit(&caller, &request) {
+        return refuse(request, response).await;
     }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
 }
 
 /// What a route's request body must be.

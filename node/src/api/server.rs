@@ -29,7 +29,10 @@ use super::{
     openapi::{BearerScheme, ErrorResponses},
     types::*,
 };
-use crate::ops::{self, Node};
+use crate::{
+    limits::callers::Caller,
+    ops::{self, Node},
+};
 
 /// The CAR media type.
 pub const CAR_MEDIA_TYPE: &str = "application/vnd.ipld.car";
@@ -112,9 +115,11 @@ async fn list_collections(State(s): State<AppState>) -> ApiResult<CollectionList
     responses((status = 200, body = CollectionInfo), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn create_collection(
     State(s): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
     ApiJson(request): ApiJson<CreateCollection>,
 ) -> ApiResult<CollectionInfo> {
-    Ok(Json(s.node.create_collection(request).await?))
+    let token = caller.as_ref().and_then(|c| c.token_name());
+    Ok(Json(s.node.create_collection_by(request, token).await?))
 }
 
 /// A collection's settings, counts and current manifest CID.
@@ -153,10 +158,12 @@ async fn collection_log(
     responses((status = 200, body = WriteResult), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn upsert(
     State(s): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
     ApiPath(name): ApiPath<String>,
     PointsJson(points): PointsJson,
 ) -> ApiResult<WriteResult> {
-    Ok(Json(s.node.upsert(&name, points).await?))
+    let token = caller.as_ref().and_then(|c| c.token_name());
+    Ok(Json(s.node.upsert_by(&name, points, token).await?))
 }
 
 /// Deletes points by id.

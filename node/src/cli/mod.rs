@@ -14,6 +14,7 @@ mod migrate;
 mod output;
 mod p2p;
 mod search;
+mod token;
 
 use std::path::PathBuf;
 
@@ -114,6 +115,9 @@ pub enum Command {
     /// Show the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Make, list and revoke API tokens with roles (read or write) besides keys/api.token.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Work with IPLD DAGs: put, get, export and import CAR files.
     #[command(subcommand)]
     Dag(DagCommand),
@@ -604,6 +608,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup(command) if !command.needs_repository() => {
             return backup::run_offline(&out, command)
         }
+        Command::Token(command) => return token::run(&path, &out, command),
         Command::Completion { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "ipvec", &mut script);

@@ -4,6 +4,9 @@
 //! [`MAX_ID_BYTES`]); answer = varint length ‖ the head record as DAG-CBOR (at most
 //! [`MAX_HEAD_BYTES`]), or length 0 when the peer does not hold the collection. The asker
 //! checks the signature; the answer is only a hint of where to start fetching.
+//!
+//! Each peer may ask `limits.peer_head_rate` a second (bursts of twice as many); a request
+//! beyond that is closed unanswered, as one beyond [`MAX_SERVING`] is.
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
@@ -11,7 +14,7 @@ use futures::StreamExt;
 use libp2p::{PeerId, StreamProtocol};
 
 use super::frame;
-use crate::tasks::Tasks;
+use crate::{limits::peers::PeerRate, tasks::Tasks};
 
 /// The protocol.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new("/ipvec/head/1.0.0");
@@ -30,8 +33,14 @@ pub type HeadSource =
     Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>> + Send + Sync>;
 
 /// Answers head requests from `source` on the streams `control` hands us, at most
-/// [`MAX_SERVING`] at once and each within [`SERVE_TIMEOUT`], on tasks of `tasks`.
-pub fn serve(mut control: libp2p_stream::Control, source: HeadSource, tasks: &Arc<Tasks>) {
+/// [`MAX_SERVING`] at once, each within [`SERVE_TIMEOUT`] and within its peer's `rate`, on
+/// tasks of `tasks`.
+pub fn serve(
+    mut control: libp2p_stream::Control,
+    source: HeadSource,
+    rate: Arc<PeerRate>,
+    tasks: &Arc<Tasks>,
+) {
     let Ok(mut incoming) = control.accept(PROTOCOL) else {
         tracing::error!("cannot accept head requests");
         return;
@@ -40,6 +49,10 @@ pub fn serve(mut control: libp2p_stream::Control, source: HeadSource, tasks: &Ar
     tasks.spawn(async move {
         let serving = Arc::new(tokio::sync::Semaphore::new(MAX_SERVING));
         while let Some((peer, mut stream)) = incoming.next().await {
+            if rate.admit(peer, 1, std::time::Instant::now()) == 0 {
+                tracing::debug!(%peer, "a peer over its head request rate (limits.peer_head_rate); refused one");
+                continue;
+            }
             let Ok(permit) = serving.clone().try_acquire_owned() else {
                 tracing::debug!(%peer, "too many head requests at once; refused one");
                 continue;

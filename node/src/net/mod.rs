@@ -269,6 +269,10 @@ pub struct Network {
     gossip: std::sync::Arc<std::sync::Mutex<Option<mpsc::Receiver<Gossip>>>>,
     dht: std::sync::Arc<DhtStats>,
     connections: std::sync::Arc<ConnectionStats>,
+    /// Head requests each peer may make a second (`limits.peer_head_rate`).
+    head_rate: std::sync::Arc<crate::limits::peers::PeerRate>,
+    /// Federated searches refused over their peer's rate.
+    search_limited: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// The layer's tasks: the event loop, the accept loops and their stream tasks.
     tasks: std::sync::Arc<Tasks>,
     /// Cancels the layer's token when the last handle is dropped.
@@ -327,6 +331,8 @@ impl Network {
             gossip: std::sync::Arc::new(std::sync::Mutex::new(Some(gossip_rx))),
             dht,
             connections,
+            head_rate: std::sync::Arc::new(crate::limits::peers::PeerRate::new(0)),
+            search_limited: Default::default(),
             tasks,
             _stop: std::sync::Arc::new(token.drop_guard()),
         };
@@ -401,7 +407,29 @@ impl Network {
 
     /// Answers `/ipvec/head/1.0.0` requests from `source`.
     pub fn serve_heads(&self, source: heads::HeadSource) {
-        heads::serve(self.control.clone(), source, &self.tasks);
+        heads::serve(
+            self.control.clone(),
+            source,
+            self.head_rate.clone(),
+            &self.tasks,
+        );
+    }
+
+    /// Holds each peer to `head_rate` head requests and `want_rate` Bitswap wants a second
+    /// (bursts of twice as many; 0: unlimited).
+    pub fn limit_peers(&self, head_rate: u32, want_rate: u32) {
+        self.head_rate.set(head_rate);
+        self.bitswap.want_rate().set(want_rate);
+    }
+
+    /// Peer requests refused over their rate since start, by kind: search, head, want.
+    pub fn rate_limited(&self) -> [(&'static str, u64); 3] {
+        use std::sync::atomic::Ordering::Relaxed;
+        [
+            ("search", self.search_limited.load(Relaxed)),
+            ("head", self.head_rate.refused()),
+            ("want", self.bitswap.want_rate().refused()),
+        ]
     }
 
     /// Asks `peer` for its signed head of `collection` (DAG-CBOR), if it holds one.
@@ -435,6 +463,7 @@ impl Network {
             source,
             served,
             rate_per_peer,
+            self.search_limited.clone(),
             self.misbehaving.clone(),
             &self.tasks,
         );

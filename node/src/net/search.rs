@@ -17,8 +17,10 @@
 //! The node runs the searches themselves on its background pool, below its own searches.
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -28,7 +30,10 @@ use libp2p::{PeerId, StreamProtocol};
 use tokio::time::Instant;
 
 use super::{bitswap::Misbehaving, frame};
-use crate::tasks::Tasks;
+use crate::{
+    limits::bucket::{Buckets, Rate},
+    tasks::Tasks,
+};
 
 /// The protocol.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new(ipvec_protocol::search::PROTOCOL);
@@ -51,22 +56,10 @@ pub type SearchSource =
 /// the rate, malformed, busy, or by the source) or its peer banned.
 pub type Served = Arc<dyn Fn(bool) + Send + Sync>;
 
-/// One peer's request budget.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-    strikes: u32,
-}
-
-/// Per-peer token buckets and strikes.
+/// Per-peer token buckets ([`Buckets`]) with each peer's strikes kept beside its budget.
 #[derive(Debug)]
 struct Rates {
-    buckets: HashMap<PeerId, Bucket>,
-    /// Requests a second one peer may send.
-    rate: f64,
-    /// Requests one peer may send at once after a quiet spell.
-    burst: f64,
+    buckets: Buckets<PeerId, u32>,
 }
 
 /// What the rate limiter makes of a request.
@@ -80,71 +73,53 @@ enum Admit {
 impl Rates {
     /// `rate` requests a second per peer, in bursts of twice as many.
     fn new(rate: u32) -> Self {
-        let rate = f64::from(rate.max(1));
+        let rate = rate.max(1);
+        let rate = Rate::new(rate, rate.saturating_mul(2));
         Self {
-            buckets: HashMap::new(),
-            rate,
-            burst: 2.0 * rate,
+            buckets: Buckets::new(rate, MAX_PEERS),
         }
     }
 
     fn admit(&mut self, peer: PeerId, now: Instant) -> Admit {
-        if self.buckets.len() >= MAX_PEERS && !self.buckets.contains_key(&peer) {
-            // Forget the peer that has been quiet longest.
-            let oldest = self
-                .buckets
-                .iter()
-                .min_by_key(|(_, b)| b.at)
-                .map(|(p, _)| *p);
-            if let Some(oldest) = oldest {
-                self.buckets.remove(&oldest);
-            }
-        }
-        let (rate, burst) = (self.rate, self.burst);
-        let bucket = self.buckets.entry(peer).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-            strikes: 0,
-        });
-        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
-        bucket.at = now;
-        if bucket.tokens >= burst {
+        let taken = self.buckets.take(peer, 1.0, now.into_std());
+        if taken.rested {
             // Quiet long enough to refill the whole burst: its refusals are forgiven.
-            bucket.strikes = 0;
+            *taken.extra = 0;
         }
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Admit::Yes
-        } else {
-            self.strike(peer)
+        match taken.verdict.admitted() {
+            true => Admit::Yes,
+            false => strike(taken.extra),
         }
     }
 
-    /// Counts a refusal; [`Admit::Ban`] at the [`STRIKES`]th since the peer last paused.
+    /// Counts a refusal of `peer` (see [`strike`]).
     fn strike(&mut self, peer: PeerId) -> Admit {
-        match self.buckets.get_mut(&peer) {
-            Some(bucket) => {
-                bucket.strikes += 1;
-                if bucket.strikes >= STRIKES {
-                    bucket.strikes = 0;
-                    Admit::Ban
-                } else {
-                    Admit::OverRate
-                }
-            }
-            None => Admit::OverRate,
-        }
+        self.buckets
+            .extra_mut(&peer)
+            .map_or(Admit::OverRate, strike)
+    }
+}
+
+/// Counts a refusal in `strikes`; [`Admit::Ban`] at the [`STRIKES`]th since the peer last
+/// paused.
+fn strike(strikes: &mut u32) -> Admit {
+    *strikes += 1;
+    if *strikes >= STRIKES {
+        *strikes = 0;
+        Admit::Ban
+    } else {
+        Admit::OverRate
     }
 }
 
 /// Answers search requests from `source` on the streams `control` hands us, within the
-/// limits above, on tasks of `tasks`.
+/// limits above, on tasks of `tasks`; `limited` counts the requests refused over their rate.
 pub fn serve(
     mut control: libp2p_stream::Control,
     source: SearchSource,
     served: Served,
     rate_per_peer: u32,
+    limited: Arc<AtomicU64>,
     misbehaving: Misbehaving,
     tasks: &Arc<Tasks>,
 ) {
@@ -165,7 +140,7 @@ pub fn serve(
             };
             let (source, misbehaving, served) =
                 (source.clone(), misbehaving.clone(), served.clone());
-            let (running, rates) = (running.clone(), rates.clone());
+            let (running, rates, limited) = (running.clone(), rates.clone(), limited.clone());
             owner.spawn(async move {
                 let _taken = taken;
                 let rates = || rates.lock().unwrap_or_else(|p| p.into_inner());
@@ -185,6 +160,9 @@ pub fn serve(
                     Err(_) => return,
                 };
                 let admitted = rates().admit(peer, Instant::now());
+                if admitted != Admit::Yes {
+                    limited.fetch_add(1, Ordering::Relaxed);
+                }
                 let answer = match admitted {
                     Admit::Ban => {
                         served(false);
@@ -282,7 +260,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_peer_over_its_rate_is_refused_then_banned_and_others_are_not() {
         let mut rates = Rates::new(50);
-        let (rate, burst) = (rates.rate, rates.burst);
+        let Rate {
+            per_second: rate,
+            burst,
+        } = rates.buckets.rate();
         let (noisy, quiet) = (PeerId::random(), PeerId::random());
         let now = Instant::now();
         for _ in 0..burst as usize {

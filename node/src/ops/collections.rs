@@ -14,6 +14,29 @@ impl Node {
         &self,
         request: CreateCollection,
     ) -> Result<CollectionInfo, Error> {
+        self.create_collection_by(request, None).await
+    }
+
+    /// [`Node::create_collection`] by the API token named `token` (one of `ipvec token
+    /// create`): refused past its `limits.token_max_collections`, and recorded as its creator.
+    pub async fn create_collection_by(
+        &self,
+        request: CreateCollection,
+        token: Option<&str>,
+    ) -> Result<CollectionInfo, Error> {
+        if let Some(token) = token {
+            self.check_collection_quota(token).await?;
+        }
+        let name = request.name.clone();
+        let created = self.create_collection_as(request).await?;
+        self.record_owner(&name, token)?;
+        Ok(created)
+    }
+
+    async fn create_collection_as(
+        &self,
+        request: CreateCollection,
+    ) -> Result<CollectionInfo, Error> {
         let (embedding, dimension) = match request.embedding.as_deref() {
             None => (None, request.dim),
             Some(choice) => self.text_dimension(choice, request.dim).await?,
@@ -159,6 +182,7 @@ impl Node {
             // Offloaded: it runs to its end even if the caller goes away.
             let dropped =
                 offload_background(async move { node.drop_in_turn(&owned).await }).await?;
+            self.record_owner(name, None)?;
             for family in [
                 &self.inner.metrics.points,
                 &self.inner.metrics.index_memory,

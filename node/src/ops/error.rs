@@ -55,6 +55,10 @@ pub enum Error {
     /// The store is at its configured size limit (`insufficient_storage`).
     #[error("{0}")]
     InsufficientStorage(String),
+    /// A write would pass a quota (a collection's or a token's); nothing of it was stored
+    /// (`quota_exceeded`).
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// Something failed inside the node (`internal`).
     #[error("{0}")]
     Internal(String),
@@ -144,6 +148,7 @@ impl Error {
             Self::Unavailable(_) => "unavailable",
             Self::DeadlineExceeded(_) => "deadline_exceeded",
             Self::InsufficientStorage(_) => "insufficient_storage",
+            Self::QuotaExceeded(_) => "quota_exceeded",
             Self::Internal(_) => "internal",
             Self::Refused { code, .. } => code,
         }
@@ -163,6 +168,8 @@ impl Error {
             ("unavailable", _) => Self::Unavailable(message),
             ("deadline_exceeded", _) => Self::DeadlineExceeded(message),
             ("insufficient_storage", _) => Self::InsufficientStorage(message),
+            ("quota_exceeded", _) => Self::QuotaExceeded(message),
+            ("rate_limited", _) => Self::refused("rate_limited", message),
             ("unauthorized", _) => Self::refused("unauthorized", message),
             ("forbidden", _) => Self::refused("forbidden", message),
             ("method_not_allowed", _) => Self::refused("method_not_allowed", message),
@@ -290,6 +297,8 @@ mod tests {
             Error::unavailable("m"),
             Error::deadline_exceeded("m"),
             Error::insufficient_storage("m"),
+            Error::QuotaExceeded("m".into()),
+            Error::refused("rate_limited", "m".into()),
             Error::internal("m"),
             Error::refused("unauthorized", "m".into()),
         ];

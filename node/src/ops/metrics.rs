@@ -67,6 +67,15 @@ pub struct CollectionLabels {
     pub collection: String,
 }
 
+/// Labels of a request refused over its rate.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitedLabels {
+    /// `api` (HTTP callers) or `peer` (peer-to-peer requests).
+    pub scope: String,
+    /// `read` or `write` (api); `search`, `head` or `want` (peer).
+    pub kind: String,
+}
+
 type Latency = Family<RouteLabels, Histogram, fn() -> Histogram>;
 type OperationLatency = Family<OperationLabels, Histogram, fn() -> Histogram>;
 
@@ -120,6 +129,9 @@ pub struct Metrics {
     pub health: HealthGauges,
     /// The search cache's counts (brought up to the cache's own at scrape).
     pub search_cache: SearchCacheMetrics,
+    /// Requests refused over their rate, by scope and kind (the API counts as it refuses;
+    /// peer refusals are brought up to the network's counts at scrape).
+    rate_limited: Family<RateLimitedLabels, Counter>,
 }
 
 /// The gauges the alert rules (docs/alerts.yml) watch: room left, peers, replication.
@@ -397,8 +409,15 @@ impl Metrics {
         let health = HealthGauges::register(&mut registry);
         let search_cache = SearchCacheMetrics::default();
         search_cache.register(&mut registry);
+        let rate_limited = Family::<RateLimitedLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused over their rate limit, by scope (api, peer) and kind",
+            rate_limited.clone(),
+        );
         Self {
             search_cache,
+            rate_limited,
             bitswap,
             dht,
             connections,
@@ -502,6 +521,22 @@ impl Metrics {
     }
 
     /// The OpenMetrics text of every metric.
+    /// The family of `ipvec_rate_limited_total`, for the API's guard to count in.
+    pub fn rate_limited_family(&self) -> Family<RateLimitedLabels, Counter> {
+        self.rate_limited.clone()
+    }
+
+    /// Brings the peer refusals of `kind` up to `total` (the network's count since start).
+    pub fn peer_rate_limited(&self, kind: &str, total: u64) {
+        self.rate_limited
+            .get_or_create(&RateLimitedLabels {
+                scope: "peer".into(),
+                kind: kind.into(),
+            })
+            .inner()
+            .fetch_max(total, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn encode(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
@@ -561,6 +596,9 @@ impl super::Node {
         }
         if let Some(network) = self.inner.network.get() {
             use std::sync::atomic::Ordering::Relaxed;
+            for (kind, total) in network.rate_limited() {
+                metrics.peer_rate_limited(kind, total);
+            }
             let stats = network.bitswap().stats();
             set_totals(
                 &metrics.bitswap,

@@ -26,6 +26,7 @@
 //! - [`status`]: what this node knows of its collections' replication.
 //! - `lifecycle`: opening, creating and dropping a collection name, one at a time per name.
 //! - `ids`: the open collections by id, for judging gossip without their locks.
+//! - `quota`: per-collection and per-token quotas, checked before a write is logged.
 //! - [`jobs`]: long operations in flight and their progress.
 //! - [`metrics`]: the Prometheus registry.
 //! - [`operations`]: [`Operations`], the one list of operations, implemented here and by
@@ -44,6 +45,7 @@ pub mod metrics;
 pub mod operations;
 pub mod peers;
 pub mod points;
+mod quota;
 pub mod replicate;
 pub mod search;
 pub mod search_cache;

@@ -8,6 +8,8 @@ use ipvec_protocol::cid as pcid;
 impl Node {
     /// Gives the node its running swarm (the daemon does, once).
     pub fn attach_network(&self, network: crate::net::Network) {
+        let limits = &self.inner.config.limits;
+        network.limit_peers(limits.peer_head_rate, limits.peer_want_rate);
         self.serve_heads(&network);
         self.serve_searches(&network);
         let _ = self.inner.network.set(network);

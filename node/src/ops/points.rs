@@ -88,12 +88,24 @@ impl Node {
     /// Upserts a batch: stored whole once durable, or not at all.
     /// Points that give a `text` instead of a vector (text collections) are embedded first.
     pub async fn upsert(&self, name: &str, points: Vec<PointIn>) -> Result<WriteResult, Error> {
+        self.upsert_by(name, points, None).await
+    }
+
+    /// [`Node::upsert`] by the API token named `token` (one of `ipvec token create`), whose
+    /// quotas it must fit as well as the collection's.
+    pub async fn upsert_by(
+        &self,
+        name: &str,
+        points: Vec<PointIn>,
+        token: Option<&str>,
+    ) -> Result<WriteResult, Error> {
         let n = points.len() as u64;
         self.observed("upsert", name, async {
             self.check_batch("points", points.len())?;
             let mut points = points;
             self.embed_points(name, &mut points).await?;
             let points = to_points(points)?;
+            self.check_quotas(name, &points, token).await?;
             self.check_storage().await?;
             let shared = self.collection(name).await?;
             let node = self.clone();

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub use super::backup::BackupConfig;
 pub use super::embedding::EmbeddingConfig;
+pub use super::limits::LimitsConfig;
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,8 @@ pub struct Config {
     pub log: LogConfig,
     /// The daemon's backup schedule.
     pub backup: BackupConfig,
+    /// Request rates and quotas.
+    pub limits: LimitsConfig,
 }
 
 /// HTTP API options.
@@ -420,6 +423,7 @@ impl Config {
             ));
         }
         self.embedding.validate()?;
+        self.limits.validate()?;
         if self.p2p.provider_ttl_secs <= self.p2p.reprovide_interval_secs {
             return Err(invalid(
                 "p2p.provider_ttl_secs",
@@ -521,6 +525,7 @@ impl Config {
              index_build_threads = {}\n\
              \n\
              {}\
+             {}\
              [log]\n\
              # Least severe level logged: error, warn, info, debug or trace. RUST_LOG overrides it.\n\
              level = {:?}\n\
@@ -559,6 +564,7 @@ impl Config {
             self.storage.background_nice,
             self.storage.index_build_threads,
             self.embedding.to_documented_toml(),
+            self.limits.to_documented_toml(),
             self.log.level,
             self.log.format,
             self.backup.to_documented_toml()

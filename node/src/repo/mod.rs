@@ -17,6 +17,7 @@ mod backup;
 mod config;
 pub mod denied;
 mod embedding;
+mod limits;
 mod lock;
 
 use std::path::{Path, PathBuf};
@@ -24,8 +25,8 @@ use std::path::{Path, PathBuf};
 use libp2p_identity::{Keypair, PeerId};
 
 pub use config::{
-    ApiConfig, BackupConfig, Config, ConfigError, EmbeddingConfig, LogConfig, P2pConfig,
-    SearchConfig, StorageConfig,
+    ApiConfig, BackupConfig, Config, ConfigError, EmbeddingConfig, LimitsConfig, LogConfig,
+    P2pConfig, SearchConfig, StorageConfig,
 };
 pub use lock::{lock_path, RepoLock};
 

@@ -109,7 +109,11 @@ fn routes(
 ) -> Router {
     let api = &node.config().api;
     let max_body = api.max_body_bytes as usize;
-    let gate = Gate::new(api, token);
+    let gate = Gate::new(api, token).with_limits(
+        crate::limits::tokens::TokenTable::of_repo(node.repo().path()),
+        &node.config().limits,
+        node.metrics(),
+    );
     let limits = Limits::new(api);
     let mcp = crate::mcp::http_service(node.clone(), mcp_stop(&stopping));
     let state = AppState { node, stopping };
@@ -175,6 +179,8 @@ pub async fn serve(
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let app = routes(node, token, stopping);
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    // Callers without a token are told apart by address.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = stopping_tx.send(true);

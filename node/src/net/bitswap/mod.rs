@@ -174,6 +174,8 @@ struct Inner<S> {
     timer: tokio::sync::Notify,
     /// Messages of each peer being answered ([`SERVING_PER_PEER`]).
     serving: serve::PeerLimits,
+    /// Wants each peer may send a second (`limits.peer_want_rate`).
+    want_rate: Arc<crate::limits::peers::PeerRate>,
     misbehaving: Misbehaving,
     stats: Stats,
     /// The network's tasks; its token stops serving and fetching.
@@ -221,6 +223,7 @@ impl<S: crate::store::BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
                 wants: Mutex::new(fetch::Wants::new()),
                 timer: Default::default(),
                 serving: Default::default(),
+                want_rate: Arc::new(crate::limits::peers::PeerRate::new(0)),
                 misbehaving,
                 stats: Stats::default(),
                 tasks,
@@ -239,6 +242,11 @@ impl<S: crate::store::BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
     /// Counters.
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
+    }
+
+    /// The wants each peer may send a second (unlimited until set).
+    pub fn want_rate(&self) -> &crate::limits::peers::PeerRate {
+        &self.inner.want_rate
     }
 
     /// Disconnects `peer` and refuses it for a while.

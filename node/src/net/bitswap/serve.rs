@@ -128,7 +128,24 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
         // into memory.
         let mut answer = Message::default();
         let mut size = 0usize;
-        for want in message.wants.iter().filter(|w| !w.cancel) {
+        let wants: Vec<_> = message.wants.iter().filter(|w| !w.cancel).collect();
+        // Wants over the peer's rate (limits.peer_want_rate) are answered DONT_HAVE, when
+        // asked for, as if this node had not the block: the peer looks elsewhere or later.
+        let admitted = self.inner.want_rate.admit(
+            peer,
+            u32::try_from(wants.len()).unwrap_or(u32::MAX),
+            std::time::Instant::now(),
+        ) as usize;
+        for want in wants.iter().skip(admitted).filter(|w| w.send_dont_have) {
+            answer.presences.push(Presence {
+                cid: want.cid,
+                have: false,
+            });
+        }
+        if admitted < wants.len() {
+            tracing::debug!(%peer, refused = wants.len() - admitted, "wants over the peer's rate (limits.peer_want_rate)");
+        }
+        for want in wants.into_iter().take(admitted) {
             let store = &self.inner.store;
             let dont_have = Presence {
                 cid: want.cid,
