@@ -116,6 +116,20 @@ pub struct Metrics {
     pub dht: Family<KindLabels, Gauge>,
     /// Connection totals since start, by kind (set at scrape).
     pub connections: Family<KindLabels, Gauge>,
+    /// Circuit breakers of outbound calls: each target's state (0 closed, 1 open, 2
+    /// half-open; set at scrape, closed targets forgotten drop out).
+    pub breaker_state: Family<BreakerLabels, Gauge>,
+    /// Times a breaker opened, by kind of target (brought up to the count at scrape).
+    pub breaker_opened: Family<KindLabels, Counter>,
+}
+
+/// Labels of a circuit breaker.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerLabels {
+    /// peer, embedding or bridge.
+    pub kind: String,
+    /// The peer id or URL called.
+    pub target: String,
 }
 
 /// Labels of a Bitswap total.
@@ -279,7 +293,21 @@ impl Metrics {
             "Connection totals since the daemon started: denied (connections of denied peers refused or closed at once, inbound and outbound)",
             connections.clone(),
         );
+        let breaker_state = Family::<BreakerLabels, Gauge>::default();
+        registry.register(
+            "breaker_state",
+            "Circuit breaker of each outbound target with failures lately, by kind (peer, embedding, bridge): 0 closed, 1 open (calls fail fast, peers are skipped), 2 half-open (one trial call)",
+            breaker_state.clone(),
+        );
+        let breaker_opened = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "breaker_opened",
+            "Times an outbound target's circuit breaker opened, by kind (peer, embedding, bridge)",
+            breaker_opened.clone(),
+        );
         Self {
+            breaker_state,
+            breaker_opened,
             bitswap,
             dht,
             connections,
@@ -456,6 +484,7 @@ impl super::Node {
             metrics.store_blocks.set(stats.blocks as i64);
             metrics.store_bytes.set(stats.bytes as i64);
         }
+        self.set_breaker_metrics();
         metrics.encode()
     }
 }

@@ -48,6 +48,8 @@ pub struct Config {
     pub embedding: EmbeddingConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Retries and circuit breakers of calls to other machines.
+    pub outbound: super::OutboundConfig,
 }
 
 /// HTTP API options.
@@ -411,6 +413,7 @@ impl Config {
             ));
         }
         self.embedding.validate()?;
+        self.outbound.validate()?;
         if self.p2p.provider_ttl_secs <= self.p2p.reprovide_interval_secs {
             return Err(invalid(
                 "p2p.provider_ttl_secs",
@@ -506,6 +509,7 @@ impl Config {
              index_build_threads = {}\n\
              \n\
              {}\
+             {}\
              [log]\n\
              # Least severe level logged: error, warn, info, debug or trace. RUST_LOG overrides it.\n\
              level = {:?}\n\
@@ -540,6 +544,7 @@ impl Config {
             self.storage.background_nice,
             self.storage.index_build_threads,
             self.embedding.to_documented_toml(),
+            self.outbound.to_documented_toml(),
             self.log.level,
             self.log.format
         )

@@ -17,6 +17,7 @@ mod config;
 pub mod denied;
 mod embedding;
 mod lock;
+mod outbound;
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,7 @@ pub use config::{
     StorageConfig,
 };
 pub use lock::{lock_path, RepoLock};
+pub use outbound::OutboundConfig;
 
 use crate::store::{IrohBlockStore, StoreError};
 
