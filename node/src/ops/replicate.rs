@@ -365,6 +365,9 @@ impl Node {
     ) -> Result<(), Error> {
         let network = self.network()?;
         let bitswap = network.bitswap();
+        // Peers whose circuit breaker is open last: the others are asked first.
+        let ordered = self.open_peers_last(peers);
+        let peers = ordered.as_slice();
         let unavailable = |e: crate::net::bitswap::FetchError| Error::unavailable(e.to_string());
         // Back to not syncing when the fetch ends, fails or is dropped (a client gone).
         let sync = self.inner.replication.start_sync(id);
