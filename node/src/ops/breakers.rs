@@ -81,7 +81,7 @@ impl Node {
         let outbound = Outbound::shared();
         let (peers, peers_opened) = self.peer_breakers();
         metrics.breaker_state.clear();
-        let mut set = |kind: TargetKind, target: String, state: BreakerState| {
+        let set = |kind: TargetKind, target: String, state: BreakerState| {
             metrics
                 .breaker_state
                 .get_or_create(&BreakerLabels {
