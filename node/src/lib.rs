@@ -17,6 +17,9 @@
 //! - [`net`]: the peer-to-peer layer: the libp2p swarm and its event loop.
 //! - [`ops`]: the node's operations on an open repository, split by concept, their errors
 //!   ([`ops::Error`]) and their one list ([`ops::Operations`]), which every front end calls.
+//! - [`outbound`]: calls to other machines: the shared retry back-off and the sans-io
+//!   circuit breaker (per target, in bounded memory) that peers, embedding servers and
+//!   bridges go through.
 //! - [`api`]: the HTTP front end: the daemon that serves the operations, and its client.
 //! - [`bridge`]: moving collections between ipvec and FAISS files, Parquet tables, Qdrant,
 //!   Elasticsearch/OpenSearch and their bulk files, both ways, verified.
@@ -42,6 +45,7 @@ pub mod limits;
 pub mod mcp;
 pub mod net;
 pub mod ops;
+pub mod outbound;
 pub mod repo;
 pub mod store;
 pub mod tasks;

@@ -9,8 +9,8 @@ use ipvec_tui::{
     api::{
         metrics::MetricsSample,
         types::{
-            CollectionInfo, Coverage, Hit, IdInfo, LogLine, NodeInfo, Peer, PeerSearches,
-            ShardCoverage, ShardInfo, StoreInfo,
+            BreakerStateOut, CollectionInfo, Coverage, Hit, IdInfo, LogLine, NodeInfo, Peer,
+            PeerSearches, ShardCoverage, ShardInfo, StoreInfo,
         },
     },
     app::{Connection, PeerSort, PeersState, SearchResult, Snapshot, Tab},
@@ -305,23 +305,29 @@ fn peers_view_with_what_federated_searches_learnt() {
             "/ip4/10.0.0.7/tcp/4001",
             Some(record(Some(3.12), Some(9.8))),
         ),
-        peer(
-            HOLDER_B,
-            "/ip4/10.0.0.8/tcp/4001",
-            Some(PeerSearches {
-                failures: 5,
-                skipped: true,
-                ..record(Some(120.4), Some(450.0))
-            }),
-        ),
-        peer(
-            "12D3KooWMno3333333333333333333333333333333333333333xx",
-            "/ip4/10.0.0.9/tcp/4001",
-            Some(PeerSearches {
-                penalties: 2,
-                ..record(Some(12.4), None)
-            }),
-        ),
+        Peer {
+            breaker: BreakerStateOut::Open,
+            ..peer(
+                HOLDER_B,
+                "/ip4/10.0.0.8/tcp/4001",
+                Some(PeerSearches {
+                    failures: 5,
+                    skipped: true,
+                    ..record(Some(120.4), Some(450.0))
+                }),
+            )
+        },
+        Peer {
+            breaker: BreakerStateOut::HalfOpen,
+            ..peer(
+                "12D3KooWMno3333333333333333333333333333333333333333xx",
+                "/ip4/10.0.0.9/tcp/4001",
+                Some(PeerSearches {
+                    penalties: 2,
+                    ..record(Some(12.4), None)
+                }),
+            )
+        },
         peer(
             "12D3KooWPqr4444444444444444444444444444444444444444ww",
             "/ip4/10.0.0.10/tcp/4001",
@@ -344,6 +350,16 @@ fn peers_view_with_what_federated_searches_learnt() {
     assert!(search_cell(rows[0]).ends_with(" 3.1/9.8"), "{screen}");
     assert!(search_cell(rows[1]).ends_with(" 12 !"), "{screen}");
     assert!(search_cell(rows[2]).ends_with(" 120/450 ✖"), "{screen}");
+    // The Breaker column, before the search times.
+    assert!(
+        search_cell(rows[0]).ends_with("closed    3.1/9.8"),
+        "{screen}"
+    );
+    assert!(search_cell(rows[1]).ends_with("half-open 12 !"), "{screen}");
+    assert!(
+        search_cell(rows[2]).ends_with("open      120/450 ✖"),
+        "{screen}"
+    );
     assert!(
         search_cell(rows[3]).ends_with(" —"),
         "never asked: last, and a dash:\n{screen}"

@@ -21,11 +21,7 @@ use ipvec_protocol::{
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::{
-    point_label,
-    retry::{self, RetryPolicy},
-    BridgeError, BridgeOptions, Result, Shape, Sink, Source,
-};
+use super::{point_label, retry, BridgeError, BridgeOptions, Result, Shape, Sink, Source};
 
 /// Opens collection `collection` of the Qdrant server at `url` to be read.
 pub fn source(url: &str, collection: &str, options: &BridgeOptions) -> Result<Box<dyn Source>> {
@@ -119,7 +115,7 @@ struct QdrantServer {
     base: String,
     collection: String,
     api_key: Option<String>,
-    policy: RetryPolicy,
+    policy: crate::outbound::RetryPolicy,
 }
 
 impl QdrantServer {
@@ -129,7 +125,7 @@ impl QdrantServer {
             base: url.trim_end_matches('/').to_string(),
             collection: collection.to_string(),
             api_key: options.api_key.clone(),
-            policy: RetryPolicy::default(),
+            policy: retry::policy(),
         })
     }
 
@@ -154,7 +150,7 @@ impl QdrantServer {
             self.name(),
             self.collection
         );
-        retry::send(self.policy, &what, || {
+        retry::send(self.policy, &self.base, &what, || {
             let request = self.request(method.clone(), path);
             match body {
                 Some(body) => request.json(body),

@@ -62,6 +62,10 @@ pub enum EmbedError {
         /// The last failure.
         reason: String,
     },
+    /// The HTTP provider failed so often lately that its circuit breaker is open: the
+    /// request was not sent.
+    #[error("{0} (is the embedding server running? check embedding.http_url)")]
+    BreakerOpen(#[from] crate::outbound::OpenBreaker),
     /// The HTTP provider's answer is not what its API promises.
     #[error(
         "the embedding endpoint {endpoint} gave an answer that is not an embedding \

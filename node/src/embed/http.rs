@@ -2,9 +2,11 @@
 //! Ollama (`POST {url}/api/embed`).
 //!
 //! Each request has a deadline; one that times out, cannot connect, or is answered 5xx is
-//! tried again after a pause that doubles each time, and one answered 429 after the
-//! `Retry-After` seconds the server asks for. Pauses and deadlines use tokio's clock, so
-//! tests run them in virtual time.
+//! tried again after a pause that doubles each time (the shared [`Backoff`], jittered), and
+//! one answered 429 after the `Retry-After` seconds the server asks for. The endpoint has a
+//! circuit breaker (in the shared [`Outbound`] handle): after repeated failures, requests
+//! fail at once with [`EmbedError::BreakerOpen`] until its trial request succeeds. Pauses,
+//! deadlines and the breaker use tokio's clock, so tests run them in virtual time.
 
 use std::{sync::OnceLock, time::Duration};
 
@@ -12,12 +14,16 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{error::truncate, EmbedError, Embedder, ModelInfo};
-use crate::repo::EmbeddingConfig;
+use crate::{
+    outbound::{Backoff, Failure, Outbound, RetryPolicy, TargetKind},
+    repo::EmbeddingConfig,
+};
 
 /// Characters of an answer quoted in an error.
 const QUOTED_CHARS: usize = 300;
 
-/// The first pause before a retry; each later one doubles, up to [`MAX_BACKOFF`].
+/// The first pause before a retry (at most; half of it at least); each later one doubles,
+/// up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 /// The longest pause before a retry, also the most a `Retry-After` is honoured for.
@@ -115,15 +121,18 @@ pub struct HttpEmbedder {
     client: reqwest::Client,
     /// The length of the first vector received; later ones must match it.
     dimension: OnceLock<usize>,
+    /// The breakers the endpoint's is kept in.
+    outbound: Outbound,
 }
 
 /// How one request went.
 enum Attempt {
     Done(Vec<Vec<f32>>),
-    /// Worth trying again, after at least this long (429's `Retry-After`).
+    /// Worth trying again: throttled (429, waiting its `Retry-After` if given), or failed
+    /// (5xx, a timeout, no connection).
     Retry {
         reason: String,
-        after: Option<Duration>,
+        failure: Failure,
     },
     Fail(EmbedError),
 }
@@ -166,7 +175,26 @@ impl HttpEmbedder {
             endpoint,
             client,
             dimension: OnceLock::new(),
+            outbound: Outbound::shared().clone(),
         })
+    }
+
+    /// This client with its endpoint's breaker kept in `outbound` rather than the
+    /// process-wide handle.
+    pub fn with_outbound(mut self, outbound: Outbound) -> Self {
+        self.outbound = outbound;
+        self
+    }
+
+    /// How requests are retried: `embedding.max_retries` times, pauses from
+    /// [`FIRST_BACKOFF`] doubling up to [`MAX_BACKOFF`].
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.settings.max_retries.saturating_add(1),
+            base_delay: FIRST_BACKOFF,
+            max_delay: MAX_BACKOFF,
+            max_total_wait: Duration::MAX,
+        }
     }
 
     /// The URL requests go to.
@@ -197,21 +225,26 @@ impl HttpEmbedder {
                 Err(_) => {
                     return Attempt::Retry {
                         reason: format!("no answer within {:?}", self.settings.timeout),
-                        after: None,
+                        failure: Failure::Transient,
                     }
                 }
                 Ok(Err(e)) => {
                     return Attempt::Retry {
                         reason: e.to_string(),
-                        after: None,
+                        failure: Failure::Transient,
                     }
                 }
                 Ok(Ok(answer)) => answer,
             };
         if status.as_u16() == 429 || status.is_server_error() {
+            let failure = if status.as_u16() == 429 {
+                Failure::Throttled(retry_after.map(|after| after.min(MAX_BACKOFF)))
+            } else {
+                Failure::Transient
+            };
             return Attempt::Retry {
                 reason: format!("{status}: {}", truncate(&text, QUOTED_CHARS)),
-                after: retry_after.filter(|_| status.as_u16() == 429),
+                failure,
             };
         }
         if !status.is_success() {
@@ -292,26 +325,37 @@ impl Embedder for HttpEmbedder {
             if texts.is_empty() {
                 return Ok(Vec::new());
             }
-            let mut backoff = FIRST_BACKOFF;
-            let mut attempts = 0;
+            let target = self.endpoint.as_str();
+            self.outbound.begin(TargetKind::Embedding, target)?;
+            let mut backoff = Backoff::new(self.retry_policy(), rand::random());
             loop {
-                attempts += 1;
-                let (reason, after) = match self.attempt(texts).await {
-                    Attempt::Done(vectors) => return Ok(vectors),
-                    Attempt::Fail(e) => return Err(e),
-                    Attempt::Retry { reason, after } => (reason, after),
+                let (reason, failure) = match self.attempt(texts).await {
+                    Attempt::Done(vectors) => {
+                        self.outbound.succeeded(TargetKind::Embedding, target);
+                        return Ok(vectors);
+                    }
+                    Attempt::Fail(e) => {
+                        // It answered: up, if unhappy with this request.
+                        self.outbound.succeeded(TargetKind::Embedding, target);
+                        return Err(e);
+                    }
+                    Attempt::Retry { reason, failure } => (reason, failure),
                 };
-                if attempts > self.settings.max_retries {
+                if failure == Failure::Transient {
+                    self.outbound.failed(TargetKind::Embedding, target);
+                }
+                let Some(pause) = backoff.next_wait(failure) else {
                     return Err(EmbedError::Unreachable {
                         endpoint: self.endpoint.clone(),
-                        attempts,
+                        attempts: backoff.attempts(),
                         reason,
                     });
-                }
-                let pause = after.unwrap_or(backoff).min(MAX_BACKOFF);
-                tracing::debug!(endpoint = %self.endpoint, attempts, %reason, ?pause, "retrying an embedding request");
+                };
+                // When this request's failures opened the breaker, it waits for the trial.
+                let pause = pause.max(self.outbound.wait(TargetKind::Embedding, target));
+                tracing::debug!(endpoint = %self.endpoint, attempts = backoff.attempts(), %reason, ?pause, "retrying an embedding request");
                 tokio::time::sleep(pause).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                self.outbound.begin(TargetKind::Embedding, target)?;
             }
         })
     }

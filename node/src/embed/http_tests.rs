@@ -98,6 +98,12 @@ async fn answer(state: Shared, headers: HeaderMap, body: Value, openai: bool) ->
 
 /// Starts the server on 127.0.0.1:0 with these scripted replies (then vectors of 3).
 async fn server(replies: Vec<Reply>) -> (String, Shared) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve(listener, replies)
+}
+
+/// Serves on `listener` with these scripted replies (then vectors of 3).
+fn serve(listener: tokio::net::TcpListener, replies: Vec<Reply>) -> (String, Shared) {
     let state: Shared = Arc::new(Mutex::new(Script {
         replies: replies.into(),
         ..Script::default()
@@ -118,7 +124,6 @@ async fn server(replies: Vec<Reply>) -> (String, Shared) {
             ),
         )
         .with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, state)
@@ -205,10 +210,10 @@ async fn a_request_that_times_out_is_tried_again_after_a_pause() {
     let vectors = embedder.embed(&texts(&["a"])).await.unwrap();
     assert_eq!(vectors, [vector_of("a", 3)]);
     assert_eq!(requests(&state).len(), 2);
-    // The 2 s deadline, then the first 0.5 s pause.
+    // The 2 s deadline, then the first pause (0.25 to 0.5 s: half of it jittered).
     let waited = start.elapsed();
     assert!(
-        waited >= Duration::from_millis(2_500) && waited < Duration::from_secs(3),
+        waited >= Duration::from_millis(2_250) && waited <= Duration::from_millis(2_500),
         "{waited:?}"
     );
 }
@@ -246,8 +251,107 @@ async fn server_errors_back_off_doubling_then_give_up() {
     assert_eq!(requests(&state).len(), 3);
     let waited = start.elapsed();
     assert!(
-        waited >= Duration::from_millis(1_500) && waited < Duration::from_secs(2),
-        "pauses of 0.5 s and 1 s: {waited:?}"
+        waited >= Duration::from_millis(750) && waited <= Duration::from_millis(1_500),
+        "pauses of 0.25-0.5 s and 0.5-1 s: {waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_endpoint_opens_its_breaker_and_calls_resume_once_it_answers() {
+    use crate::{
+        outbound::{BreakerState, Outbound, TargetKind},
+        repo::OutboundConfig,
+    };
+    // A loopback port nothing listens on: connections are refused.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let outbound = Outbound::new(&OutboundConfig {
+        breaker_failures: 3,
+        breaker_open_ms: 30_000,
+        ..OutboundConfig::default()
+    });
+    let embedder = HttpEmbedder::new(HttpSettings {
+        max_retries: 0,
+        ..settings(&url, HttpApi::Ollama)
+    })
+    .unwrap()
+    .with_outbound(outbound.clone());
+    let endpoint = embedder.endpoint().to_string();
+    for i in 0..3 {
+        let err = embedder.embed(&texts(&["a"])).await.unwrap_err();
+        assert!(
+            matches!(err, EmbedError::Unreachable { .. }),
+            "{i}: {err:?}"
+        );
+    }
+    let state = |outbound: &Outbound| {
+        outbound
+            .report(TargetKind::Embedding)
+            .iter()
+            .map(|r| (r.target.clone(), r.state, r.failures))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        state(&outbound),
+        [(endpoint.clone(), BreakerState::Open, 3)]
+    );
+    assert_eq!(outbound.opened(TargetKind::Embedding), 1);
+
+    // The server comes up on that port, but the breaker is open: calls fail at once,
+    // naming the endpoint, without reaching it.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (_, script) = serve(listener, vec![]);
+    let err = embedder.embed(&texts(&["a"])).await.unwrap_err();
+    let EmbedError::BreakerOpen(open) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(open.failures, 3);
+    assert!(open.retry_in <= Duration::from_secs(30), "{open:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&endpoint) && message.contains("tried again in"),
+        "{message}"
+    );
+    assert!(requests(&script).is_empty(), "nothing was sent");
+
+    // Once the open time is over, the next call is the trial; it succeeds and closes it.
+    tokio::time::advance(open.retry_in).await;
+    let vectors = embedder.embed(&texts(&["a"])).await.unwrap();
+    assert_eq!(vectors, [vector_of("a", 3)]);
+    assert_eq!(requests(&script).len(), 1);
+    assert!(state(&outbound).is_empty(), "closed, and forgotten");
+    embedder.embed(&texts(&["b"])).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_whose_retries_open_the_breaker_waits_for_the_trial() {
+    use crate::{outbound::Outbound, repo::OutboundConfig};
+    let busy = Reply::Error(502, "bad gateway".into(), None);
+    let (url, state) = server(vec![busy.clone(), busy.clone(), busy]).await;
+    let outbound = Outbound::new(&OutboundConfig {
+        breaker_failures: 3,
+        breaker_open_ms: 20_000,
+        ..OutboundConfig::default()
+    });
+    let embedder = HttpEmbedder::new(HttpSettings {
+        max_retries: 5,
+        ..settings(&url, HttpApi::Ollama)
+    })
+    .unwrap()
+    .with_outbound(outbound.clone());
+    let start = Instant::now();
+    let vectors = embedder.embed(&texts(&["a"])).await.unwrap();
+    assert_eq!(vectors, [vector_of("a", 3)]);
+    assert_eq!(requests(&state).len(), 4, "three failures, then the trial");
+    assert!(
+        start.elapsed() >= Duration::from_secs(20),
+        "the fourth request waited for the breaker: {:?}",
+        start.elapsed()
     );
 }
 

@@ -66,6 +66,8 @@ pub struct ShardReport<P> {
     pub missing: Option<String>,
     /// The holders asked, in the order they were (one request each).
     pub tried: Vec<Holder<P>>,
+    /// Holders not asked because their circuit breaker was open and another was left.
+    pub skipped: Vec<Holder<P>>,
     /// How many of those were failovers.
     pub failovers: u32,
 }

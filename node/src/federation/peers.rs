@@ -9,12 +9,14 @@
 //!   to take [`DEFAULT_LATENCY`]. This node's own searches get an estimate of their own.
 //! - **Recent failures**: a count that halves every [`FAILURE_HALF_LIFE`], used to rank
 //!   peers.
-//! - **Circuit breaker**: after [`FAILURES_TO_OPEN`] failures in a row the breaker opens:
-//!   the peer is skipped for [`FIRST_BACKOFF`]. Then it is half-open: the first request sent
-//!   to it is a trial, and while the trial is out (at most [`TRIAL_TIMEOUT`]) it counts as
-//!   open for everyone else. An answer closes the breaker; a failure once the back-off is
-//!   over opens it again for twice as long, up to [`MAX_BACKOFF`]. Failures of requests sent
-//!   before it opened do not lengthen it. [`PeerBook::penalise`] (a hit that failed
+//! - **Circuit breaker**: each peer has the node's one breaker ([`Breaker`]; by default,
+//!   and when the `[outbound]` settings leave them, these constants): after
+//!   [`FAILURES_TO_OPEN`] failures in a row the breaker opens: the peer is skipped for
+//!   [`FIRST_BACKOFF`]. Then it is half-open: the first request sent to it is a trial, and
+//!   while the trial is out (at most [`TRIAL_TIMEOUT`]) it counts as open for everyone else.
+//!   An answer closes the breaker; a failure once the back-off is over opens it again for
+//!   twice as long, up to [`MAX_BACKOFF`], less a seeded jitter of up to
+//!   [`JITTER_PERCENT`]. Failures of requests sent before it opened do not lengthen it. [`PeerBook::penalise`] (a hit that failed
 //!   verification, say) counts as [`PENALTY`] failures, opens the breaker at once, and bans
 //!   the peer: it counts as open for [`LIAR_BAN`], twice that for each further lie (up to
 //!   [`MAX_LIAR_BAN`]), whatever it answers meanwhile. (A forger answers every request, so
@@ -30,9 +32,17 @@
 //!
 //! [`Planner`]: super::Planner
 
-use std::{collections::HashMap, fmt::Debug, hash::Hash, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt::Debug,
+    hash::{DefaultHasher, Hash, Hasher},
+    time::Duration,
+};
 
-use crate::cluster::Millis;
+use crate::{
+    cluster::Millis,
+    outbound::{Breaker, BreakerPolicy, BreakerState},
+};
 
 /// The latency assumed of a peer never heard from (its mean and its p95).
 pub const DEFAULT_LATENCY: Duration = Duration::from_millis(50);
@@ -46,6 +56,8 @@ pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How long a half-open peer's trial request holds others off before it is taken as lost.
 pub const TRIAL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Each reopening of a breaker is shortened by up to this share (percent), at random.
+pub const JITTER_PERCENT: u32 = 20;
 /// How long it takes a peer's count of recent failures to halve.
 pub const FAILURE_HALF_LIFE: Duration = Duration::from_secs(30);
 /// How long a peer caught lying is skipped the first time.
@@ -107,17 +119,10 @@ fn micros(us: f64) -> Duration {
 #[derive(Debug, Clone)]
 struct Peer {
     latency: Estimate,
-    /// Failures in a row.
-    consecutive: u32,
     /// The decaying count of failures, as of `recent_at`.
     recent: f64,
     recent_at: Millis,
-    /// Set while the breaker is tripped: open until then, half-open after.
-    open_until: Option<Millis>,
-    /// How long the breaker stays open the next time it opens again.
-    backoff: Duration,
-    /// A half-open peer's trial request is out until then.
-    trial_until: Option<Millis>,
+    breaker: Breaker,
     /// Caught lying: skipped until then, whatever it answers.
     banned_until: Option<Millis>,
     last_seen: Millis,
@@ -127,15 +132,12 @@ struct Peer {
 }
 
 impl Peer {
-    fn new(now: Millis) -> Self {
+    fn new(breaker: Breaker, now: Millis) -> Self {
         Self {
             latency: Estimate::default(),
-            consecutive: 0,
             recent: 0.0,
             recent_at: now,
-            open_until: None,
-            backoff: FIRST_BACKOFF,
-            trial_until: None,
+            breaker,
             banned_until: None,
             last_seen: now,
             answers: 0,
@@ -153,27 +155,12 @@ impl Peer {
     fn add_failures(&mut self, n: u32, now: Millis) {
         self.recent = self.recent(now) + f64::from(n);
         self.recent_at = now;
-        self.consecutive = self.consecutive.saturating_add(n);
         self.failures = self.failures.saturating_add(1);
         self.last_seen = now;
     }
 
-    /// Opens the breaker at `now`: for the first back-off, or, when it was already tripped
-    /// and its back-off is over, for twice the last one.
-    fn trip(&mut self, now: Millis) {
-        match self.open_until {
-            Some(until) if until > now => return,
-            Some(_) => self.backoff = (self.backoff * 2).min(MAX_BACKOFF),
-            None => self.backoff = FIRST_BACKOFF,
-        }
-        self.open_until = Some(now.after(self.backoff));
-        self.trial_until = None;
-    }
-
     fn is_open(&self, now: Millis) -> bool {
-        self.open_until.is_some_and(|t| t > now)
-            || self.trial_until.is_some_and(|t| t > now)
-            || self.banned_until.is_some_and(|t| t > now)
+        self.breaker.refuses(now) || self.banned_until.is_some_and(|t| t > now)
     }
 }
 
@@ -192,6 +179,8 @@ pub struct PeerReport<P> {
     pub recent_failures: f64,
     /// Until when its breaker is open (`None`: closed, or half-open).
     pub open_until: Option<Millis>,
+    /// Its breaker's state.
+    pub breaker: BreakerState,
     /// Answers recorded.
     pub answers: u64,
     /// Failures recorded (a penalty is one).
@@ -208,15 +197,47 @@ pub struct PeerBook<P> {
     peers: HashMap<P, Peer>,
     local: Estimate,
     credit: u32,
+    /// The policy of the peers' breakers, and the seed of their jitter (mixed with each
+    /// peer).
+    breaker: BreakerPolicy,
+    seed: u64,
+    /// Times a peer's breaker opened (a ban included).
+    opened: u64,
+}
+
+/// The peers' breaker policy when none is given: this module's constants.
+pub fn default_breaker() -> BreakerPolicy {
+    BreakerPolicy {
+        failures_to_open: FAILURES_TO_OPEN,
+        first_open: FIRST_BACKOFF,
+        max_open: MAX_BACKOFF,
+        jitter_percent: JITTER_PERCENT,
+        trial_timeout: TRIAL_TIMEOUT,
+    }
 }
 
 impl<P> Default for PeerBook<P> {
     fn default() -> Self {
+        Self::with_breaker(default_breaker(), 0)
+    }
+}
+
+impl<P> PeerBook<P> {
+    /// An empty book whose peers' breakers follow `policy`, jittered from `seed`.
+    pub fn with_breaker(policy: BreakerPolicy, seed: u64) -> Self {
         Self {
             peers: HashMap::new(),
             local: Estimate::default(),
             credit: HEDGE_CREDIT_START,
+            breaker: policy,
+            seed,
+            opened: 0,
         }
+    }
+
+    /// Times a peer's breaker opened.
+    pub fn breakers_opened(&self) -> u64 {
+        self.opened
     }
 }
 
@@ -230,11 +251,16 @@ impl<P: Clone + Eq + Hash + Ord + Debug> PeerBook<P> {
     pub fn answered(&mut self, peer: &P, latency: Duration, now: Millis) {
         let p = self.entry(peer, now);
         p.latency.add(latency);
-        p.consecutive = 0;
-        p.open_until = None;
-        p.trial_until = None;
-        p.backoff = FIRST_BACKOFF;
+        p.breaker.succeeded();
         p.answers = p.answers.saturating_add(1);
+        p.last_seen = now;
+    }
+
+    /// `peer` was reached outside a search (a dial, a head asked for replication): its
+    /// breaker closes; no latency is recorded.
+    pub fn reached(&mut self, peer: &P, now: Millis) {
+        let p = self.entry(peer, now);
+        p.breaker.succeeded();
         p.last_seen = now;
     }
 
@@ -243,8 +269,8 @@ impl<P: Clone + Eq + Hash + Ord + Debug> PeerBook<P> {
     pub fn failed(&mut self, peer: &P, now: Millis) {
         let p = self.entry(peer, now);
         p.add_failures(1, now);
-        if p.open_until.is_some() || p.consecutive >= FAILURES_TO_OPEN {
-            p.trip(now);
+        if p.breaker.failed(now) {
+            self.opened = self.opened.saturating_add(1);
         }
     }
 
@@ -255,13 +281,18 @@ impl<P: Clone + Eq + Hash + Ord + Debug> PeerBook<P> {
         let p = self.entry(peer, now);
         p.add_failures(PENALTY, now);
         p.penalties = p.penalties.saturating_add(1);
-        p.trip(now);
+        let mut opened = false;
+        for _ in 0..PENALTY {
+            opened |= p.breaker.failed(now);
+        }
         // A peer caught lying is not worth a trial soon: the longest back-off at once.
-        p.backoff = MAX_BACKOFF;
-        p.open_until = Some(now.after(MAX_BACKOFF));
+        opened |= p.breaker.open_longest(now);
         let lies = u32::try_from(p.penalties.min(16)).unwrap_or(16);
         let ban = LIAR_BAN.saturating_mul(1 << (lies - 1)).min(MAX_LIAR_BAN);
         p.banned_until = Some(now.after(ban));
+        if opened {
+            self.opened = self.opened.saturating_add(1);
+        }
     }
 
     /// Whether `peer` is to be skipped: its breaker is open, or it is half-open with a trial
@@ -294,9 +325,14 @@ impl<P: Clone + Eq + Hash + Ord + Debug> PeerBook<P> {
                 peer: peer.clone(),
                 latency: p.latency.mean(),
                 latency_p95: p.latency.p95(),
-                consecutive_failures: p.consecutive,
+                consecutive_failures: p.breaker.failures(),
                 recent_failures: p.recent(now),
-                open_until: p.open_until.filter(|t| *t > now),
+                open_until: p.breaker.open_until(now),
+                breaker: if p.banned_until.is_some_and(|t| t > now) {
+                    BreakerState::Open
+                } else {
+                    p.breaker.state(now)
+                },
                 answers: p.answers,
                 failures: p.failures,
                 penalties: p.penalties,
@@ -346,10 +382,9 @@ impl<P: Clone + Eq + Hash + Ord + Debug> PeerBook<P> {
     /// A request is being sent to `peer`: a half-open peer's first request is its trial.
     pub(super) fn sent(&mut self, peer: &P, now: Millis) {
         let p = self.entry(peer, now);
-        let half_open = p.open_until.is_some_and(|t| t <= now);
-        if half_open && p.trial_until.is_none_or(|t| t <= now) {
-            p.trial_until = Some(now.after(TRIAL_TIMEOUT));
-        }
+        // Refused when open (an open peer is still asked when no other holder is left);
+        // the trial when half-open.
+        let _ = p.breaker.begin(now);
     }
 
     /// A search's plan sent a request: the budget earns [`HEDGE_EARN`].
@@ -371,9 +406,12 @@ impl<P: Clone + Eq + Hash + Ord + Debug> PeerBook<P> {
         if !self.peers.contains_key(peer) && self.peers.len() >= MAX_PEERS {
             self.make_room(now);
         }
-        self.peers
-            .entry(peer.clone())
-            .or_insert_with(|| Peer::new(now))
+        let (policy, seed) = (self.breaker, self.seed);
+        self.peers.entry(peer.clone()).or_insert_with(|| {
+            let mut h = DefaultHasher::new();
+            peer.hash(&mut h);
+            Peer::new(Breaker::new(policy, seed ^ h.finish()), now)
+        })
     }
 
     /// Forgets the peers not heard from for [`FORGET_AFTER`]; if that frees nothing, the

@@ -132,6 +132,20 @@ pub struct Metrics {
     /// Requests refused over their rate, by scope and kind (the API counts as it refuses;
     /// peer refusals are brought up to the network's counts at scrape).
     rate_limited: Family<RateLimitedLabels, Counter>,
+    /// Circuit breakers of outbound calls: each target's state (0 closed, 1 open, 2
+    /// half-open; set at scrape, closed targets forgotten drop out).
+    pub breaker_state: Family<BreakerLabels, Gauge>,
+    /// Times a breaker opened, by kind of target (brought up to the count at scrape).
+    pub breaker_opened: Family<KindLabels, Counter>,
+}
+
+/// Labels of a circuit breaker.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerLabels {
+    /// peer, embedding or bridge.
+    pub kind: String,
+    /// The peer id or URL called.
+    pub target: String,
 }
 
 /// The gauges the alert rules (docs/alerts.yml) watch: room left, peers, replication.
@@ -415,9 +429,23 @@ impl Metrics {
             "Requests refused over their rate limit, by scope (api, peer) and kind",
             rate_limited.clone(),
         );
+        let breaker_state = Family::<BreakerLabels, Gauge>::default();
+        registry.register(
+            "breaker_state",
+            "Circuit breaker of each outbound target with failures lately, by kind (peer, embedding, bridge): 0 closed, 1 open (calls fail fast, peers are skipped), 2 half-open (one trial call)",
+            breaker_state.clone(),
+        );
+        let breaker_opened = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "breaker_opened",
+            "Times an outbound target's circuit breaker opened, by kind (peer, embedding, bridge)",
+            breaker_opened.clone(),
+        );
         Self {
             search_cache,
             rate_limited,
+            breaker_state,
+            breaker_opened,
             bitswap,
             dht,
             connections,
@@ -644,6 +672,7 @@ impl super::Node {
             metrics.health.disk_free_bytes.set(bytes(fs.f_bavail));
             metrics.health.disk_total_bytes.set(bytes(fs.f_blocks));
         }
+        self.set_breaker_metrics();
         metrics.encode()
     }
 }

@@ -34,6 +34,7 @@
 
 pub mod backup;
 pub mod blocks;
+mod breakers;
 pub mod collections;
 pub mod deny;
 pub mod error;
@@ -178,6 +179,8 @@ impl Node {
             tracing::warn!(error = %e, "cannot read the denied peers; none are refused until it is fixed");
             Default::default()
         });
+        crate::outbound::Outbound::shared().configure(&config.outbound);
+        let peer_breakers = federation::State::new(config.outbound.breaker());
         Self {
             inner: Arc::new(Inner {
                 denied: Mutex::new(denied),
@@ -200,7 +203,7 @@ impl Node {
                 replication: Default::default(),
                 ids: Default::default(),
                 tasks: crate::tasks::Tasks::new(Default::default()),
-                federation: federation::State::default(),
+                federation: peer_breakers,
             }),
         }
     }

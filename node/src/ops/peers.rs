@@ -58,6 +58,8 @@ impl Node {
         let network = self.network()?;
         let stats = network.bitswap().stats();
         let searches = self.federation_peers();
+        let breakers: std::collections::HashMap<_, _> =
+            self.peer_breakers().0.into_iter().collect();
         Ok(PeerList {
             peers: network
                 .peers()
@@ -74,6 +76,12 @@ impl Node {
                     agent: p.agent,
                     gossip_score: p.score,
                     searches: searches.get(&p.peer_id).cloned(),
+                    breaker: Node::breaker_out(
+                        breakers
+                            .get(&p.peer_id)
+                            .copied()
+                            .unwrap_or(crate::outbound::BreakerState::Closed),
+                    ),
                 })
                 .collect(),
         })

@@ -129,8 +129,14 @@ impl Node {
     ) -> Result<HeadRecord, Error> {
         let network = self.network()?;
         let mut best: Option<HeadRecord> = None;
-        for peer in peers {
-            let Ok(Some(bytes)) = network.ask_head(*peer, id).await else {
+        // Peers whose circuit breaker is open are asked last.
+        for peer in &self.open_peers_last(peers) {
+            let answer = network.ask_head(*peer, id).await;
+            match &answer {
+                Ok(_) => self.peer_reached(peer),
+                Err(_) => self.peer_failed(peer),
+            }
+            let Ok(Some(bytes)) = answer else {
                 continue;
             };
             let Ok(head) = dagcbor::decode::<HeadRecord>(&bytes) else {
@@ -359,6 +365,9 @@ impl Node {
     ) -> Result<(), Error> {
         let network = self.network()?;
         let bitswap = network.bitswap();
+        // Peers whose circuit breaker is open last: the others are asked first.
+        let ordered = self.open_peers_last(peers);
+        let peers = ordered.as_slice();
         let unavailable = |e: crate::net::bitswap::FetchError| Error::unavailable(e.to_string());
         // Back to not syncing when the fetch ends, fails or is dropped (a client gone).
         let sync = self.inner.replication.start_sync(id);
@@ -423,14 +432,31 @@ impl Node {
         let mut peers = self.dial_all(from).await?;
         if from.is_empty() {
             let me = network.peer_id();
-            for provider in network.providers(announce::collection_key(id)).await? {
-                if provider.peer_id == me {
-                    continue;
+            let providers: Vec<PeerId> = network
+                .providers(announce::collection_key(id))
+                .await?
+                .into_iter()
+                .map(|p| p.peer_id)
+                .filter(|p| *p != me)
+                .collect();
+            // Providers whose circuit breaker is open are dialed only when no other one
+            // could be.
+            let (closed, open): (Vec<PeerId>, Vec<PeerId>) =
+                providers.into_iter().partition(|p| !self.peer_refused(p));
+            for batch in [closed, open] {
+                if !peers.is_empty() {
+                    break;
                 }
-                match network.dial_peer(provider.peer_id).await {
-                    Ok(peer) => peers.push(peer),
-                    Err(e) => {
-                        tracing::debug!(peer = %provider.peer_id, error = %e, "provider unreachable")
+                for provider in batch {
+                    match network.dial_peer(provider).await {
+                        Ok(peer) => {
+                            self.peer_reached(&peer);
+                            peers.push(peer);
+                        }
+                        Err(e) => {
+                            self.peer_failed(&provider);
+                            tracing::debug!(peer = %provider, error = %e, "provider unreachable")
+                        }
                     }
                 }
             }

@@ -54,6 +54,8 @@ pub struct Config {
     pub backup: BackupConfig,
     /// Request rates and quotas.
     pub limits: LimitsConfig,
+    /// Retries and circuit breakers of calls to other machines.
+    pub outbound: super::OutboundConfig,
 }
 
 /// HTTP API options.
@@ -424,6 +426,7 @@ impl Config {
         }
         self.embedding.validate()?;
         self.limits.validate()?;
+        self.outbound.validate()?;
         if self.p2p.provider_ttl_secs <= self.p2p.reprovide_interval_secs {
             return Err(invalid(
                 "p2p.provider_ttl_secs",
@@ -565,6 +568,7 @@ impl Config {
             self.storage.index_build_threads,
             self.embedding.to_documented_toml(),
             self.limits.to_documented_toml(),
+            self.outbound.to_documented_toml(),
             self.log.level,
             self.log.format,
             self.backup.to_documented_toml()

@@ -19,6 +19,7 @@ pub mod denied;
 mod embedding;
 mod limits;
 mod lock;
+mod outbound;
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,7 @@ pub use config::{
     P2pConfig, SearchConfig, StorageConfig,
 };
 pub use lock::{lock_path, RepoLock};
+pub use outbound::OutboundConfig;
 
 use crate::store::{IrohBlockStore, StoreError};
 

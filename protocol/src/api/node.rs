@@ -119,6 +119,24 @@ pub struct PeerOut {
     /// How it answers federated searches, once it has been asked one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub searches: Option<PeerSearches>,
+    /// Its circuit breaker: whether calls to it (searches, fetches) go through. Daemons
+    /// before it was added do not send it (read as closed).
+    #[serde(default)]
+    pub breaker: BreakerStateOut,
+}
+
+/// Where a peer's circuit breaker stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "kebab-case")]
+pub enum BreakerStateOut {
+    /// Calls go through.
+    #[default]
+    Closed,
+    /// After repeated failures: calls are not made (the peer is skipped, or tried last).
+    Open,
+    /// Its open time is over: the next call is a trial that closes or reopens it.
+    HalfOpen,
 }
 
 /// A peer's record as a holder of shards for federated searches.

@@ -474,6 +474,10 @@ pub struct ShardCoverage {
     /// Every holder asked, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tried: Vec<String>,
+    /// Holders not asked because their circuit breaker was open (after repeated
+    /// failures) and another holder was left.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
     /// With `verify`: how many of this shard's hits proved true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<u32>,

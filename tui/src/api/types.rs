@@ -4,9 +4,9 @@
 //! alike.
 
 pub use ipvec_protocol::api::{
-    CollectionInfo, CollectionList, Coverage, ErrorBody, ErrorDetail, Hit, IdInfo, LogLine,
-    NodeInfo, PeerList, PeerOut as Peer, PeerSearches, PointOut, SearchRequest, SearchResponse,
-    ShardCoverage, ShardInfo, StoreInfo,
+    BreakerStateOut, CollectionInfo, CollectionList, Coverage, ErrorBody, ErrorDetail, Hit, IdInfo,
+    LogLine, NodeInfo, PeerList, PeerOut as Peer, PeerSearches, PointOut, SearchRequest,
+    SearchResponse, ShardCoverage, ShardInfo, StoreInfo,
 };
 
 #[cfg(test)]

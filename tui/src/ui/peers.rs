@@ -1,5 +1,6 @@
 //! The Peers view: the node's connections, sortable, with what federated searches learnt
-//! of each (answer time, whether searches skip it), or why there are none to show.
+//! of each (answer time, whether searches skip it) and the state of its circuit breaker,
+//! or why there are none to show.
 
 use ratatui::{
     layout::{Constraint, Layout, Rect},
@@ -11,7 +12,7 @@ use ratatui::{
 
 use super::{absent, format};
 use crate::{
-    api::types::Peer,
+    api::types::{BreakerStateOut, Peer},
     app::{App, PeersState},
 };
 
@@ -62,6 +63,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         "Dir",
         "Latency",
         "Blocks ↑/↓",
+        "Breaker",
         "Search ms",
     ];
     if protocols {
@@ -92,6 +94,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             Cell::from(direction.to_string()),
             latency,
             blocks,
+            breaker(p),
             searches(p),
         ];
         if protocols {
@@ -105,6 +108,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(3),
         Constraint::Length(7),
         Constraint::Length(10),
+        Constraint::Length(BREAKER_WIDTH),
         Constraint::Length(SEARCH_WIDTH),
     ];
     if protocols {
@@ -132,6 +136,22 @@ const PROTOCOLS_FROM: u16 = 100;
 
 /// The Search column: `12/48 ✖!` and a little more.
 const SEARCH_WIDTH: u16 = 11;
+
+/// The Breaker column: `half-open` and its padding.
+const BREAKER_WIDTH: u16 = 9;
+
+/// The state of the peer's circuit breaker: "closed" (calls go through), "open" in red
+/// (searches and fetches skip it after repeated failures), "half-open" in yellow (the next
+/// call is a trial).
+fn breaker(peer: &Peer) -> Cell<'static> {
+    match peer.breaker {
+        BreakerStateOut::Closed => Cell::from(Span::styled("closed", Style::new().fg(Color::Gray))),
+        BreakerStateOut::Open => Cell::from(Span::styled("open", Style::new().fg(Color::Red))),
+        BreakerStateOut::HalfOpen => {
+            Cell::from(Span::styled("half-open", Style::new().fg(Color::Yellow)))
+        }
+    }
+}
 
 /// What federated searches learnt of the peer: its answer time and the 95th percentile of
 /// it in milliseconds (`3.1/9.8`), then `✖` while searches skip it (its circuit breaker is

@@ -28,11 +28,7 @@ use ipvec_protocol::{api::PointIn, manifest::Metric};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{json, Value};
 
-use super::{
-    endpoint::Flavor,
-    retry::{self, RetryPolicy},
-    BridgeError, BridgeOptions, Result, Shape, Sink, Source,
-};
+use super::{endpoint::Flavor, retry, BridgeError, BridgeOptions, Result, Shape, Sink, Source};
 
 /// Opens index `index` of the server at `url` to be read.
 pub fn source(
@@ -105,7 +101,7 @@ pub struct ElasticServer {
     flavor: Flavor,
     vector_field: String,
     api_key: Option<String>,
-    policy: RetryPolicy,
+    policy: crate::outbound::RetryPolicy,
 }
 
 impl ElasticServer {
@@ -117,7 +113,7 @@ impl ElasticServer {
             flavor,
             vector_field: options.vector_field.clone(),
             api_key: options.api_key.clone(),
-            policy: RetryPolicy::default(),
+            policy: retry::policy(),
         })
     }
 
@@ -134,7 +130,7 @@ impl ElasticServer {
     /// retried as the policy says.
     async fn send(&self, method: Method, path: &str, body: Body<'_>) -> Result<Response> {
         let what = format!("{} {method} {path}", self.name());
-        retry::send(self.policy, &what, || {
+        retry::send(self.policy, &self.base, &what, || {
             let mut request = self
                 .client
                 .request(method.clone(), format!("{}{path}", self.base));
@@ -373,7 +369,7 @@ impl Sink for ElasticSink {
         Box::pin(async move {
             let whence = self.server.name();
             let mut pending: Vec<&PointIn> = batch.iter().collect();
-            let mut backoff = retry::Backoff::new(self.server.policy, rand::random());
+            let mut backoff = crate::outbound::Backoff::new(self.server.policy, rand::random());
             loop {
                 let mut text = String::new();
                 for point in &pending {
@@ -403,7 +399,8 @@ impl Sink for ElasticSink {
                 let Some(throttled) = throttled_items(&answer) else {
                     return check_bulk(&answer, &whence);
                 };
-                let Some(wait) = backoff.next_wait(retry::Failure::Throttled(None)) else {
+                let Some(wait) = backoff.next_wait(crate::outbound::Failure::Throttled(None))
+                else {
                     return check_bulk(&answer, &whence);
                 };
                 tracing::debug!(index = %whence, items = throttled.len(), ?wait, "bulk items throttled");

@@ -129,6 +129,9 @@ struct Shard<P> {
     holders: Vec<Holder<P>>,
     /// Asked, in order; one request each.
     tried: Vec<Holder<P>>,
+    /// Passed over for another because their circuit breaker was open (and not asked
+    /// since).
+    skipped: Vec<Holder<P>>,
     /// Its live requests.
     live: Vec<RequestId>,
     kept: Option<Kept<P>>,
@@ -183,6 +186,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Planner<P> {
                 let shard = Shard {
                     holders: candidates,
                     tried: Vec::new(),
+                    skipped: Vec::new(),
                     live: Vec::new(),
                     kept: None,
                     missing: None,
@@ -287,6 +291,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Planner<P> {
                 },
                 answered: st.kept.map(|kept| kept.answered),
                 tried: st.tried,
+                skipped: st.skipped,
                 failovers: st.failovers,
             })
             .collect();
@@ -401,6 +406,13 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Planner<P> {
         for s in &shards {
             if let Some(st) = self.shards.get_mut(s) {
                 st.tried.push(to.clone());
+                st.skipped.retain(|h| *h != to);
+                for h in &st.holders {
+                    let open = matches!(h, Holder::Peer(p) if book.is_open(p, now));
+                    if open && !st.tried.contains(h) && !st.skipped.contains(h) {
+                        st.skipped.push(h.clone());
+                    }
+                }
                 st.live.push(id);
                 match why {
                     Why::Plan => {}

@@ -48,15 +48,18 @@ fn the_breaker_opens_after_three_failures_and_half_opens_for_one_trial() {
     let mut second = Planner::new(query(&holders, 10, 5_000), t);
     assert_eq!(sends(&second.poll(&mut book, t))[0].1, peer(2));
 
-    // The trial fails: open again, twice as long.
+    // The trial fails: open again, twice as long, less up to a fifth of jitter.
     first.handle(failed(RequestId(0), "reset"), &mut book, at(1_010));
-    assert!(book.is_open(&1, at(3_009)));
-    assert!(!book.is_open(&1, at(3_010)));
+    let until = book.report(at(1_010))[0].open_until.unwrap();
+    let length = until.since(at(1_010));
+    assert!(length >= ms(1_600) && length <= ms(2_000), "{length:?}");
+    assert!(book.is_open(&1, Millis(until.0 - 1)));
+    assert!(!book.is_open(&1, until));
 
     // A trial nobody hears back from holds the others off only so long.
-    book.sent(&1, at(3_010));
-    assert!(book.is_open(&1, at(3_010)));
-    assert!(!book.is_open(&1, at(3_010).after(TRIAL_TIMEOUT)));
+    book.sent(&1, until);
+    assert!(book.is_open(&1, until));
+    assert!(!book.is_open(&1, until.after(TRIAL_TIMEOUT)));
 
     // An answer closes it, and the back-off starts over.
     book.answered(&1, ms(5), at(3_020));
@@ -91,11 +94,20 @@ fn the_back_off_doubles_up_to_a_minute() {
     let mut open = Vec::new();
     for _ in 0..8 {
         let until = book.report(now)[0].open_until.unwrap();
-        open.push(until.since(now).as_secs());
+        open.push(until.since(now));
         now = until;
         book.failed(&1, now);
     }
-    assert_eq!(open, [1, 2, 4, 8, 16, 32, 60, 60]);
+    // The first opening is exact; each later one is its doubled length less up to a fifth.
+    assert_eq!(open[0], ms(1_000));
+    for (length, nominal) in open[1..].iter().zip([2, 4, 8, 16, 32, 60, 60]) {
+        let nominal = ms(nominal * 1_000);
+        assert!(
+            *length <= nominal && *length >= nominal.mul_f64(0.8),
+            "{length:?} of {nominal:?}"
+        );
+    }
+    assert_eq!(book.breakers_opened(), 8);
 }
 
 #[test]
@@ -180,4 +192,48 @@ fn the_book_forgets_idle_peers_then_the_least_recent() {
     assert_eq!(book.len(), MAX_PEERS - MAX_PEERS / 8 + 1);
     assert!(book.latency(&0).is_none());
     assert!(book.latency(&(n - 2)).is_some());
+}
+
+#[test]
+fn an_unreachable_peer_opens_its_breaker_and_is_reported_skipped_without_being_waited_on() {
+    let mut book = PeerBook::<Peer>::new();
+    let only_1 = [(0, vec![peer(1)])];
+    // Three searches whose only holder cannot be reached.
+    for i in 0..3 {
+        let t = at(i * 10);
+        let mut p = Planner::new(query(&only_1, 10, 5_000), t);
+        let sent = sends(&p.poll(&mut book, t));
+        assert_eq!(sent[0].1, peer(1));
+        p.handle(failed(sent[0].0, "connection refused"), &mut book, t);
+        let outcome = p.finish(t);
+        assert!(outcome.coverage[0].skipped.is_empty());
+    }
+    assert!(book.is_open(&1, at(30)));
+    assert_eq!(book.breakers_opened(), 1);
+
+    // A search with another holder asks that one first, and says which peer it passed over.
+    let both = [(0, vec![peer(1), peer(2)])];
+    let t = at(40);
+    let mut p = Planner::new(query(&both, 10, 5_000), t);
+    let sent = sends(&p.poll(&mut book, t));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1, peer(2));
+    p.handle(
+        answer(sent[0].0, vec![found(0, 1, &[(7, 0.9)])]),
+        &mut book,
+        at(45),
+    );
+    let outcome = p.finish(at(45));
+    assert_eq!(outcome.coverage[0].tried, [peer(2)]);
+    assert_eq!(outcome.coverage[0].skipped, [peer(1)]);
+    assert!(outcome.is_complete());
+
+    // When it is the last holder left it is still asked, and not reported skipped.
+    let mut p = Planner::new(query(&only_1, 10, 5_000), t);
+    let sent = sends(&p.poll(&mut book, t));
+    assert_eq!(sent[0].1, peer(1));
+    p.handle(failed(sent[0].0, "connection refused"), &mut book, t);
+    let outcome = p.finish(t);
+    assert!(outcome.coverage[0].skipped.is_empty());
+    assert_eq!(outcome.coverage[0].tried, [peer(1)]);
 }

@@ -460,6 +460,7 @@ fn response(
                 hedged: s.answered.as_ref().is_some_and(|a| a.hedged),
                 missing: s.missing.clone(),
                 tried: s.tried.iter().map(name).collect(),
+                skipped: s.skipped.iter().map(name).collect(),
                 verified: checked.as_ref().map(|c| c.verified),
                 verify_failures: checked.map(|c| c.failures).unwrap_or_default(),
             }

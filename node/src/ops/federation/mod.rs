@@ -29,12 +29,22 @@ use crate::{
 };
 
 /// What a node keeps between federated searches.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct State {
     /// Latency, failures and circuit breakers of the peers asked.
     pub(super) book: Mutex<PeerBook<PeerId>>,
     /// The holders found of each collection (by id), and when.
     holders: Mutex<HashMap<String, (Instant, Holders)>>,
+}
+
+impl State {
+    /// Nothing known yet; the peers' breakers follow `policy`.
+    pub(super) fn new(policy: crate::outbound::BreakerPolicy) -> Self {
+        Self {
+            book: Mutex::new(PeerBook::with_breaker(policy, rand::random())),
+            holders: Mutex::default(),
+        }
+    }
 }
 
 /// A collection's shard count, who holds each shard, and the manifest of the signed head
@@ -78,7 +88,7 @@ impl Node {
 
     /// Now on the clock of federated searches (the peer book keeps times across searches):
     /// milliseconds since the node started.
-    fn federation_now(&self) -> Millis {
+    pub(in crate::ops) fn federation_now(&self) -> Millis {
         Millis::from_duration(self.inner.started.elapsed())
     }
 }
