@@ -529,6 +529,7 @@ impl Config {
              \n\
              {}\
              {}\
+             {}\
              [log]\n\
              # Least severe level logged: error, warn, info, debug or trace. RUST_LOG overrides it.\n\
              level = {:?}\n\
