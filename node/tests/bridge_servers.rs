@@ -116,6 +116,13 @@ async fn run(m: &Migration, node: &Node) -> MigrationReport {
     migrate(m, node, &mut |_| {}).await.unwrap()
 }
 
+/// Time passing before the user runs a failed move again: past the open spell of the
+/// server's circuit breaker (at most `outbound.breaker_max_open_ms`, a minute), which the
+/// failed move's retries opened; the clock is paused, so no test waits for it.
+async fn later() {
+    tokio::time::sleep(std::time::Duration::from_secs(61)).await;
+}
+
 /// The error a move that must fail stops with.
 async fn refused(m: &Migration, node: &Node) -> String {
     migrate(m, node, &mut |_| {}).await.unwrap_err().to_string()
@@ -379,6 +386,7 @@ async fn qdrant_moves_resume_after_the_server_failed_both_ways() {
     assert!(checkpoint.exists());
     assert_eq!(server.with(|s| s.collections["r"].points.len()), 40);
     server.with(|s| s.fail_upserts_after = None);
+    later().await;
     out.resume = true;
     let report = run(&out, &node).await;
     assert_eq!((report.points, report.resumed_after), (100, 40));
@@ -401,6 +409,7 @@ async fn qdrant_moves_resume_after_the_server_failed_both_ways() {
     assert!(e.contains("500"), "{e}");
     assert_eq!(node.collection_info("back").await.unwrap().points, 60);
     server.with(|s| s.fail_scrolls_after = None);
+    later().await;
     back.resume = true;
     let report = run(&back, &node).await;
     assert_eq!((report.points, report.resumed_after), (100, 60));
@@ -531,6 +540,7 @@ async fn elastic_throttling_waits_and_a_failed_bulk_resumes() {
         (1, 10, 3)
     );
     server.with(|s| s.fail_bulks_after = None);
+    later().await;
     out.resume = true;
     let report = run(&out, &node).await;
     assert_eq!((report.points, report.resumed_after), (100, 40));
