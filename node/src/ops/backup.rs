@@ -129,6 +129,16 @@ struct Version {
     points: u64,
 }
 
+/// Refuses a backup folder given as nothing.
+fn named(dir: &Path) -> Result<(), Error> {
+    if dir.as_os_str().is_empty() {
+        return Err(Error::invalid(
+            "no backup folder named: give the folder backups go into (e.g. /var/backups/ipvec)",
+        ));
+    }
+    Ok(())
+}
+
 impl Node {
     /// Backs up collection `collection`, or every collection, into `dir`: a full CAR the
     /// first time (or with `full`), else the blocks added since the last backup; then drops
@@ -140,6 +150,7 @@ impl Node {
         full: bool,
         mut progress: impl FnMut(&str, Totals, u64),
     ) -> Result<BackupCreated, Error> {
+        named(dir)?;
         let _alone = ONE_AT_A_TIME.lock().await;
         std::fs::create_dir_all(dir).map_err(|e| BackupError::io(dir, e))?;
         clean_leftovers(dir)?;
@@ -338,6 +349,7 @@ impl Node {
         at: Option<&str>,
         mut progress: impl FnMut(&str, Totals),
     ) -> Result<BackupRestored, Error> {
+        named(dir)?;
         let manifest = BackupManifest::load_existing(dir)?;
         let plans = restore_plans(&manifest, collection, at)?;
         let existing = self.list_collections().await?.collections;
