@@ -46,7 +46,7 @@ use ipvec_node::{
     ops::Node,
     repo::Repo,
 };
-use ipvec_protocol::manifest::{Metric, Quantization};
+use ipvec_protocol::manifest::Metric;
 use latency::Pass;
 
 const PASSES: usize = 3;
@@ -189,16 +189,9 @@ fn main() -> Result<()> {
         config.search.cache_entries = 0;
         let node = Node::new(repo, config);
         node.create_collection(CreateCollection {
-            name: "fmnist".into(),
-            dim: data.dim as u32,
-            embedding: None,
             metric: Metric::L2,
-            quantization: Quantization::F32,
-            m: 16,
-            ef_construction: 128,
             ef_search: opts.ef as u32,
-            shards: 1,
-            replication: 1,
+            ..CreateCollection::new("fmnist", data.dim as u32)
         })
         .await?;
         let started = Instant::now();

@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use ipvec_node::{backup::LinkKind, ops::Node, repo::Repo};
 use ipvec_protocol::{
     api::{CreateCollection, PointId, PointIn},
-    manifest::{Metric, Quantization},
+    manifest::Metric,
 };
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -69,7 +69,10 @@ fn mb(bytes: u64) -> f64 {
 fn main() -> Result<()> {
     let opts = options()?;
     let tmp = match &opts.dir {
-        Some(dir) => tempfile::tempdir_in(dir)?,
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            tempfile::tempdir_in(dir)?
+        }
         None => tempfile::tempdir()?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -83,16 +86,9 @@ async fn run(n: usize, dir: PathBuf) -> Result<()> {
     let config = repo.config().clone();
     let node = Node::new(repo, config);
     node.create_collection(CreateCollection {
-        name: "bench".into(),
-        dim: DIM as u32,
-        embedding: None,
         metric: Metric::L2,
-        quantization: Quantization::F32,
-        m: 16,
         ef_construction: 64,
-        ef_search: 64,
-        shards: 1,
-        replication: 1,
+        ..CreateCollection::new("bench", DIM as u32)
     })
     .await?;
     let mut rng = StdRng::seed_from_u64(0xbac0_2026);
@@ -135,10 +131,14 @@ async fn run(n: usize, dir: PathBuf) -> Result<()> {
             "incremental, 1% (id range)",
             (start..start + changed as u64).collect(),
         ),
-        (
-            "incremental, 1% (scattered)",
-            (0..changed).map(|_| rng.gen_range(0..n as u64)).collect(),
-        ),
+        ("incremental, 1% (scattered)", {
+            // Distinct: a batch may name each id once.
+            let mut ids = std::collections::BTreeSet::new();
+            while ids.len() < changed {
+                ids.insert(rng.gen_range(0..n as u64));
+            }
+            ids.into_iter().collect()
+        }),
     ];
     for (what, ids) in updates {
         let points = ids

@@ -27,7 +27,7 @@ use anyhow::{bail, Context, Result};
 use ipvec_node::{ops::Node, repo::Repo};
 use ipvec_protocol::{
     api::{CreateCollection, PointId, PointIn, SearchRequest, SearchResponse},
-    manifest::{Metric, Quantization},
+    manifest::Metric,
 };
 use latency::Pass;
 
@@ -105,16 +105,9 @@ fn main() -> Result<()> {
         );
         let node = Node::new(repo, config);
         node.create_collection(CreateCollection {
-            name: "fmnist".into(),
-            dim: data.dim as u32,
-            embedding: None,
             metric: Metric::L2,
-            quantization: Quantization::F32,
-            m: 16,
-            ef_construction: 128,
             ef_search: ef as u32,
-            shards: 1,
-            replication: 1,
+            ..CreateCollection::new("fmnist", data.dim as u32)
         })
         .await?;
         let started = Instant::now();

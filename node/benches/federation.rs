@@ -68,10 +68,7 @@ use ipvec_node::{
     ops::{Node, Operations},
     repo::Repo,
 };
-use ipvec_protocol::{
-    announce,
-    manifest::{Metric, Quantization},
-};
+use ipvec_protocol::{announce, manifest::Metric};
 use latency::Pass;
 
 const SHARDS: u32 = 8;
@@ -374,16 +371,10 @@ async fn write_collection(repo: &Path, data: &data::Dataset) -> Result<()> {
     let config = repo.config().clone();
     let node = Node::new(repo, config);
     node.create_collection(CreateCollection {
-        name: "fm".into(),
-        dim: data.dim as u32,
-        embedding: None,
         metric: Metric::L2,
-        quantization: Quantization::F32,
-        m: 16,
-        ef_construction: 128,
-        ef_search: 64,
         shards: SHARDS,
         replication: 2,
+        ..CreateCollection::new("fm", data.dim as u32)
     })
     .await?;
     for start in (0..data.len()).step_by(1_000) {

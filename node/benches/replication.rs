@@ -48,7 +48,7 @@ use ipvec_node::{
     ops::{Node, Operations},
     repo::Repo,
 };
-use ipvec_protocol::manifest::{Metric, Quantization};
+use ipvec_protocol::manifest::Metric;
 
 const DIM: usize = 128;
 const BATCH: usize = 10_000;
@@ -137,16 +137,9 @@ fn main() -> Result<()> {
         let config = repo.config().clone();
         let node = Node::new(repo, config);
         node.create_collection(CreateCollection {
-            name: "vectors".into(),
-            dim: DIM as u32,
-            embedding: None,
             metric: Metric::L2,
-            quantization: Quantization::F32,
-            m: 16,
             ef_construction: 64,
-            ef_search: 64,
-            shards: 1,
-            replication: 1,
+            ..CreateCollection::new("vectors", DIM as u32)
         })
         .await?;
         let started = Instant::now();

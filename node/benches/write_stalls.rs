@@ -49,7 +49,7 @@ use ipvec_node::{
     ops::Node,
     repo::Repo,
 };
-use ipvec_protocol::manifest::{Metric, Quantization};
+use ipvec_protocol::manifest::Metric;
 use latency::Pass;
 
 struct Options {
@@ -238,16 +238,11 @@ fn main() -> Result<()> {
         let node = Node::new(repo, config);
         for name in ["fmnist", "other"] {
             node.create_collection(CreateCollection {
-                name: name.into(),
-                dim: data.dim as u32 + u32::from(name == "other" && opts.refused),
-                embedding: None,
                 metric: Metric::L2,
-                quantization: Quantization::F32,
-                m: 16,
-                ef_construction: 128,
-                ef_search: 64,
-                shards: 1,
-                replication: 1,
+                ..CreateCollection::new(
+                    name,
+                    data.dim as u32 + u32::from(name == "other" && opts.refused),
+                )
             })
             .await?;
         }

@@ -326,3 +326,236 @@ async fn a_quota_stops_a_batch_that_would_cross_it_with_nothing_stored() {
     let (s, _, body) = put(4..6).await;
     assert_eq!(s, 200, "exactly at the quota: {body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_admin_token_names_backup_folders_outside_backup_dir() {
+    let repo = new_repo();
+    let work = repo.path.parent().unwrap().to_path_buf();
+    let backups = work.join("backups");
+    let elsewhere = work.join("elsewhere");
+    std::fs::create_dir_all(&backups).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    // A link under backup.dir to a folder outside it is seen for where it leads.
+    std::os::unix::fs::symlink(&elsewhere, backups.join("link")).unwrap();
+    let writer = new_token(&repo.path, "writer", "write");
+    let daemon = Daemon::start(
+        &repo.path,
+        &[
+            ("IPVEC_API_REQUIRE_TOKEN", "true"),
+            ("IPVEC_BACKUP_DIR", backups.to_str().unwrap()),
+        ],
+    );
+    let (s, body) = daemon
+        .call(
+            Method::POST,
+            "/v1/collections",
+            Some(json!({ "name": "b", "dim": 4, "metric": "l2" })),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = daemon
+        .call(Method::PUT, "/v1/collections/b/points", Some(points(0..20)))
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let backup = |dir: &str| Some(json!({ "dir": dir }));
+
+    for outside in [
+        elsewhere.join("x").to_str().unwrap().to_string(),
+        "link/x".to_string(),
+    ] {
+        let (status, _, body) = call_as(
+            &daemon,
+            &writer,
+            Method::POST,
+            "/v1/backup",
+            backup(&outside),
+        )
+        .await;
+        assert_eq!(status, 403, "{outside}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("outside backup.dir") && message.contains("admin token"),
+            "{message}"
+        );
+    }
+    let (status, _, body) = call_as(
+        &daemon,
+        &writer,
+        Method::POST,
+        "/v1/backup",
+        backup("../up"),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = call_as(
+        &daemon,
+        &writer,
+        Method::POST,
+        "/v1/backup/restore",
+        backup(elsewhere.to_str().unwrap()),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing was written outside backup.dir"
+    );
+
+    // Under backup.dir, by a relative name: the token backs up.
+    let (status, _, body) = call_as(
+        &daemon,
+        &writer,
+        Method::POST,
+        "/v1/backup",
+        backup("nightly"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["dir"], backups.join("nightly").to_str().unwrap());
+    assert!(backups.join("nightly/backup.json").is_file());
+
+    // The admin token names any folder.
+    let (s, body) = daemon
+        .call(
+            Method::POST,
+            "/v1/backup",
+            backup(elsewhere.to_str().unwrap()),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(elsewhere.join("backup.json").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_backs_up_anywhere_through_a_daemon_that_requires_no_token() {
+    let repo = new_repo();
+    let work = repo.path.parent().unwrap().to_path_buf();
+    let daemon = Daemon::start(&repo.path, &[]);
+    let (s, body) = daemon
+        .call(
+            Method::POST,
+            "/v1/collections",
+            Some(json!({ "name": "b", "dim": 4, "metric": "l2" })),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    // A caller without the admin token, with backup.dir unset, names no folder.
+    let answer = daemon
+        .http
+        .post(format!("{}/v1/backup", daemon.url))
+        .json(&json!({ "dir": work.join("mine").to_str().unwrap() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 403);
+    let body: Value = answer.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("while backup.dir is unset"),
+        "{body}"
+    );
+    assert!(!work.join("mine").exists());
+    // The CLI sends the repository's admin token: its folder is taken as given.
+    let out = work.join("cli-backups");
+    let created = json_of(&ok(
+        &repo.path,
+        &["--json", "backup", "create", out.to_str().unwrap()],
+    ));
+    assert_eq!(created["dir"], out.to_str().unwrap(), "{created}");
+    assert!(out.join("backup.json").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_collections_own_quota_set_at_create_and_changed_later_stops_writes() {
+    let repo = new_repo();
+    let envs = [
+        ("IPVEC_LIMITS_COLLECTION_MAX_POINTS", "20"),
+        ("IPVEC_STORAGE_COMMIT_INTERVAL_MS", "100"),
+    ];
+    let mut daemon = Daemon::start(&repo.path, &envs);
+    let (s, body) = daemon
+        .call(
+            Method::POST,
+            "/v1/collections",
+            Some(json!({ "name": "own", "dim": 4, "metric": "l2", "max_points": 5 })),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["quota"], json!({ "max_points": 5, "max_bytes": 0 }));
+    let (s, body) = daemon
+        .call(
+            Method::PUT,
+            "/v1/collections/own/points",
+            Some(points(0..5)),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let before = committed(&daemon, "own").await;
+    let (s, body) = daemon
+        .call(
+            Method::PUT,
+            "/v1/collections/own/points",
+            Some(points(5..7)),
+        )
+        .await;
+    assert_eq!(s, 507, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("its max_points") && message.contains("ipvec collection quota"),
+        "{message}"
+    );
+    assert_eq!(state_of(&daemon, "own").await, before, "nothing stored");
+
+    // Raised with the CLI (through the daemon): the write goes in.
+    let said = ok(
+        &repo.path,
+        &["collection", "quota", "own", "--max-points", "8"],
+    );
+    assert!(said.contains("at most 8 points"), "{said}");
+    let (s, body) = daemon
+        .call(
+            Method::PUT,
+            "/v1/collections/own/points",
+            Some(points(5..8)),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    // Raised past the node's limit: the node's limit holds.
+    let (s, body) = daemon
+        .call(
+            Method::PUT,
+            "/v1/collections/own/quota",
+            Some(json!({ "max_points": 1000 })),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = daemon
+        .call(
+            Method::PUT,
+            "/v1/collections/own/points",
+            Some(points(8..30)),
+        )
+        .await;
+    assert_eq!(s, 507, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("limits.collection_max_points"),
+        "{message}"
+    );
+    // Kept across a restart.
+    daemon.stop();
+    let daemon = Daemon::start(&repo.path, &envs);
+    let (s, info) = daemon.call(Method::GET, "/v1/collections/own", None).await;
+    assert_eq!(s, 200, "{info}");
+    assert_eq!(info["quota"]["max_points"], 1000, "{info}");
+    assert_eq!(info["points"], 8, "{info}");
+    let (s, body) = daemon
+        .call(Method::PUT, "/v1/collections/own/quota", Some(json!({})))
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let (_, info) = daemon.call(Method::GET, "/v1/collections/own", None).await;
+    assert!(info.get("quota").is_none(), "no quota of its own: {info}");
+}

@@ -29,6 +29,16 @@ const BATCH: u64 = 2_000;
 /// How long any wait in this test may last before it fails.
 const BOUND: Duration = Duration::from_secs(120);
 
+/// The part `name` of a `/ready` answer.
+fn part<'a>(readiness: &'a Value, name: &str) -> &'a Value {
+    readiness["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no part {name} in {readiness}"))
+}
+
 /// A number in [-1, 1) drawn from `seed` (splitmix64: the same on every machine).
 fn unit(seed: u64) -> f32 {
     let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -199,7 +209,6 @@ async fn a_collection_rebuilding_its_index_holds_up_no_other() {
         "the refusal counts the points: {refusal}"
     );
     assert!(!daemon.ready(), "not ready while a collection opens");
-
     // Meanwhile B searches, takes writes and reads them back.
     let (s, body) = daemon
         .call(
@@ -242,11 +251,43 @@ async fn a_collection_rebuilding_its_index_holds_up_no_other() {
         "collection a opened before b's answers were checked; make it bigger (POINTS): {body}"
     );
     assert!(!daemon.ready(), "not ready while a collection opens");
+    // /ready names the part holding it back, and how far it has come (B opened for its
+    // requests).
+    let (s, readiness) = daemon.call(Method::GET, "/ready", None).await;
+    assert_eq!(s, 503, "{readiness}");
+    assert_eq!(part(&readiness, "store")["state"], "ready", "{readiness}");
+    assert_eq!(part(&readiness, "p2p")["state"], "ready", "{readiness}");
+    let index = part(&readiness, "index");
+    assert_eq!(index["state"], "not ready", "{readiness}");
+    let detail = index["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("1 of 2 collections open (b); a opening, "),
+        "{readiness}"
+    );
+    assert!(
+        readiness["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("index: 1 of 2"),
+        "{readiness}"
+    );
+
     let refused_until = restarted.elapsed();
 
     // Then A opens (polled, bounded) and answers as before the restart.
     daemon.wait_ready(r, BOUND);
     let opened = restarted.elapsed();
+    let (s, readiness) = daemon.call(Method::GET, "/ready", None).await;
+    assert_eq!(s, 200, "{readiness}");
+    assert_eq!(readiness["status"], "ready", "{readiness}");
+    for name in ["store", "index", "p2p"] {
+        assert_eq!(part(&readiness, name)["state"], "ready", "{readiness}");
+    }
+    assert_eq!(
+        part(&readiness, "index")["detail"],
+        "2 of 2 collections open",
+        "{readiness}"
+    );
     for (query, before) in queries().into_iter().zip(&before) {
         let (s, answer) = daemon
             .call(Method::POST, "/v1/collections/a/search", Some(query))

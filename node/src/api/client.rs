@@ -273,6 +273,15 @@ impl Operations for Client {
         self.get(&format!("/v1/collections/{}/log", Self::name(name)))
     }
 
+    fn set_quota<'a>(
+        &'a self,
+        name: &'a str,
+        quota: CollectionQuota,
+    ) -> BoxFuture<'a, Result<CollectionQuota>> {
+        let path = format!("/v1/collections/{}/quota", Self::name(name));
+        Box::pin(self.json(self.http.put(self.url(&path)).json(&quota)))
+    }
+
     fn drop_collection<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Dropped>> {
         self.delete_at(&format!("/v1/collections/{}", Self::name(name)))
     }

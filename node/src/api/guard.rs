@@ -41,6 +41,9 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 pub struct Gate {
     /// The bearer token every request but /health and /ready must carry, when required.
     token: Option<Arc<str>>,
+    /// The admin token, known even where none is required (the CLI on the node's machine
+    /// sends it, and only its holder may name backup folders outside `backup.dir`).
+    admin: Option<Arc<str>>,
     allowed_hosts: Arc<[String]>,
     allowed_origins: Arc<[String]>,
     /// Tokens of `ipvec token create`, with their roles.
@@ -65,8 +68,10 @@ impl Gate {
                 .map(|s| s.trim().trim_end_matches('/').to_ascii_lowercase())
                 .collect()
         };
+        let token: Option<Arc<str>> = token.map(Arc::from);
         Self {
-            token: token.map(Arc::from),
+            admin: token.clone(),
+            token,
             allowed_hosts: lower(&config.allowed_hosts),
             allowed_origins: lower(&config.allowed_origins),
             tokens: TokenTable::none(),
@@ -86,6 +91,14 @@ impl Gate {
         self.tokens = tokens;
         self.rates = Some(Arc::new(CallerRates::new(limits)));
         self.limited = Some(metrics.rate_limited_family());
+        self
+    }
+
+    /// This gate also knowing `admin`, the admin token, where none is required.
+    pub fn knowing_admin(mut self, admin: Option<String>) -> Self {
+        if self.admin.is_none() {
+            self.admin = admin.map(Arc::from);
+        }
         self
     }
 
@@ -170,7 +183,7 @@ impl Gate {
         let open = matches!(request.uri().path(), "/health" | "/ready");
         let given = header_text(request.headers(), header::AUTHORIZATION).and_then(bearer_token);
         let admin = |g: &str| {
-            self.token
+            self.admin
                 .as_ref()
                 .is_some_and(|t| same_token(g.as_bytes(), t.as_bytes()))
         };

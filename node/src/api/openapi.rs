@@ -36,7 +36,7 @@ impl utoipa::Modify for ErrorResponses {
         const ANY_ROUTE: [(u16, &str); 13] = [
             (400, "malformed request: a path segment, query or body that does not parse, or a number outside its limit"),
             (401, "a token is required and was missing, wrong or revoked"),
-            (403, "a Host or Origin this API does not answer, or a read-only token on a route that writes"),
+            (403, "a Host or Origin this API does not answer, a read-only token on a route that writes, or a backup folder outside backup.dir without the admin token"),
             (404, "no such collection, point, block or route"),
             (409, "the collection is being dropped, already exists, or is a read-only replica"),
             (413, "the body or batch is over its limit"),

@@ -52,16 +52,17 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Readiness: the repository is open and every collection's log replayed.
-#[utoipa::path(get, path = "/ready", responses((status = 200, description = "ready"), (status = 503, body = ErrorBody)))]
-async fn ready(State(s): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    if s.node.is_ready() {
-        Ok(Json(serde_json::json!({ "status": "ready" })))
+/// Readiness, part by part: the block store answers, every collection is open (index loaded,
+/// log replayed), the peer-to-peer layer runs. 503 names the parts not ready.
+#[utoipa::path(get, path = "/ready", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+async fn ready(State(s): State<AppState>) -> Response {
+    let readiness = s.node.readiness().await;
+    let status = if readiness.is_ready() {
+        axum::http::StatusCode::OK
     } else {
-        Err(ApiError::unavailable(
-            "the node is opening its collections (replaying their logs) or shutting down",
-        ))
-    }
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness)).into_response()
 }
 
 /// Prometheus metrics (OpenMetrics text).
@@ -150,6 +151,18 @@ async fn collection_log(
     ApiPath(name): ApiPath<String>,
 ) -> ApiResult<VersionList> {
     Ok(Json(s.node.collection_log(&name).await?))
+}
+
+/// Sets a collection's own quota on this node (0: none); `limits.collection_max_*` hold too.
+#[utoipa::path(put, path = "/v1/collections/{name}/quota", params(("name" = String, Path, description = "collection name")),
+    request_body = CollectionQuota,
+    responses((status = 200, body = CollectionQuota), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn set_quota(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(quota): ApiJson<CollectionQuota>,
+) -> ApiResult<CollectionQuota> {
+    Ok(Json(s.node.set_quota(&name, quota).await?))
 }
 
 /// Upserts a batch of points; answered once the batch is durable (all or nothing).
@@ -386,11 +399,11 @@ async fn gc(State(s): State<AppState>) -> ApiResult<GcResult> {
     responses((status = 200, body = crate::ops::backup::BackupCreated), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn backup_create(
     State(s): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
     ApiJson(request): ApiJson<crate::ops::backup::BackupRequest>,
 ) -> ApiResult<crate::ops::backup::BackupCreated> {
-    Ok(Json(
-        ops::Operations::backup_create(&s.node, request).await?,
-    ))
+    let anywhere = is_admin(caller.as_ref());
+    Ok(Json(s.node.backup_requested(request, anywhere).await?))
 }
 
 /// Restores collections from a backup directory on the node's machine, every file checked first.
@@ -398,11 +411,16 @@ async fn backup_create(
     responses((status = 200, body = crate::ops::backup::BackupRestored), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn backup_restore(
     State(s): State<AppState>,
+    caller: Option<axum::Extension<Caller>>,
     ApiJson(request): ApiJson<crate::ops::backup::RestoreRequest>,
 ) -> ApiResult<crate::ops::backup::BackupRestored> {
-    Ok(Json(
-        ops::Operations::backup_restore(&s.node, request).await?,
-    ))
+    let anywhere = is_admin(caller.as_ref());
+    Ok(Json(s.node.restore_requested(request, anywhere).await?))
+}
+
+/// Whether the caller holds the admin token (which may name backup folders anywhere).
+fn is_admin(caller: Option<&axum::Extension<Caller>>) -> bool {
+    matches!(caller, Some(axum::Extension(Caller::Admin)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -617,6 +635,7 @@ async fn import_body(
         collection_info,
         drop_collection,
         collection_log,
+        set_quota,
         upsert,
         delete_points,
         get_point,

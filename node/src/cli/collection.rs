@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     api::{
-        types::{CollectionInfo, CreateCollection, PointId, PointIn},
+        types::{CollectionInfo, CollectionQuota, CreateCollection, PointId, PointIn},
         ExportTarget,
     },
     ops::{points::parse_point_id, Error},
@@ -59,6 +59,22 @@ fn fields_text(c: &CollectionInfo) -> String {
         + &c.embedding.as_ref().map_or(String::new(), |m| {
             format!("\nembedding:    {} (texts and questions are embedded with it)", m.id())
         })
+        + &quota_text(&c.quota)
+}
+
+/// A line naming the collection's own quota, when it has one.
+fn quota_text(q: &CollectionQuota) -> String {
+    let mut parts = Vec::new();
+    if q.max_points > 0 {
+        parts.push(format!("{} points", q.max_points));
+    }
+    if q.max_bytes > 0 {
+        parts.push(format!("{} vector bytes", q.max_bytes));
+    }
+    match parts.is_empty() {
+        true => String::new(),
+        false => format!("\nquota:        at most {}", parts.join(", ")),
+    }
 }
 
 /// A line naming the shards held, for a partial replica (nothing when all are held).
@@ -87,6 +103,8 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             ef_search,
             shards,
             replication,
+            max_points,
+            max_bytes,
         }) => {
             let request = CreateCollection {
                 name: name.clone(),
@@ -99,6 +117,8 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 ef_search,
                 shards,
                 replication,
+                max_points,
+                max_bytes,
             };
             let c = backend.ops().create_collection(request).await?;
             out.print(
@@ -125,6 +145,29 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
         Command::Collection(CollectionCommand::Info { name }) => {
             let c = backend.ops().collection_info(&name).await?;
             out.print(info_text(&c), to_json(&c))?;
+        }
+        Command::Collection(CollectionCommand::Quota {
+            name,
+            max_points,
+            max_bytes,
+        }) => {
+            let quota = CollectionQuota {
+                max_points,
+                max_bytes,
+            };
+            let set = backend.ops().set_quota(&name, quota).await?;
+            let says = |n: u64, what: &str| match n {
+                0 => format!("no {what} of its own"),
+                n => format!("at most {n} {what}"),
+            };
+            out.print(
+                format!(
+                    "collection {name}: {}, {}",
+                    says(set.max_points, "points"),
+                    says(set.max_bytes, "vector bytes")
+                ),
+                to_json(&set),
+            )?;
         }
         Command::Collection(CollectionCommand::Log { name }) => {
             let log = backend.ops().collection_log(&name).await?;

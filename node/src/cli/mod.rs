@@ -378,6 +378,25 @@ pub enum CollectionCommand {
         /// providers by `collection info`).
         #[arg(long, default_value_t = 1)]
         replication: u32,
+        /// Most live points this node keeps in it (0: none of its own; the node's
+        /// limits.collection_max_points holds too).
+        #[arg(long, default_value_t = 0)]
+        max_points: u64,
+        /// Most vector bytes (points × dim × bytes per component; 0: none of its own).
+        #[arg(long, default_value_t = 0)]
+        max_bytes: u64,
+    },
+    /// Set a collection's own quota on this node (0 or left out: none); the node's
+    /// limits.collection_max_* hold too, so it can only lower them.
+    Quota {
+        /// Collection name.
+        name: String,
+        /// Most live points.
+        #[arg(long, default_value_t = 0)]
+        max_points: u64,
+        /// Most vector bytes.
+        #[arg(long, default_value_t = 0)]
+        max_bytes: u64,
     },
     /// List collections.
     List,

@@ -341,10 +341,10 @@ fn a_bulk_load_groups_copies_and_matches_upserts() {
             // ef 128: the graph two threads build depends on how their inserts interleave,
             // and at ef 64 interleavings measured 489–500 of 500 (498–500 at ef 128).
             let got = bulk.search(q, 10, Some(128), None).unwrap();
-            found += got
-                .iter()
-                .filter(|h| want.iter().any(|w| w.key == h.key))
-                .count();
+            // Copies tie: a hit counts when it scores as well as the tenth exact neighbour,
+            // whichever of the tied keys it names.
+            let tenth = want.last().map_or(f32::NEG_INFINITY, |w| w.score);
+            found += got.iter().filter(|h| h.score >= tenth - 1e-5).count();
         }
         assert!(found >= 490, "{quantization:?}: recall@10 {found}/500");
         let twice = bulk.add_stored(vec![(7, stored(&data[7]))], 1, &|_| {});

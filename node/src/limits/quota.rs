@@ -32,6 +32,8 @@ pub struct Quota {
     pub points_key: &'static str,
     /// The key that raises `max_bytes`.
     pub bytes_key: &'static str,
+    /// Where the keys are set: `in the daemon's config`, or with a command.
+    pub set_where: &'static str,
 }
 
 impl Quota {
@@ -66,7 +68,8 @@ impl Quota {
                 return Err(format!(
                     "{holder} holds {have} {what} and this write adds {add}, over its quota of \
                      {max} ({key}); nothing of it was stored: write fewer, delete some, or raise \
-                     {key} in the daemon's config"
+                     {key} {}",
+                    self.set_where
                 ));
             }
         }
@@ -85,6 +88,7 @@ mod tests {
             max_bytes: 0,
             points_key: "limits.collection_max_points",
             bytes_key: "limits.collection_max_bytes",
+            set_where: "in the daemon's config",
         };
         let now = Usage {
             points: 8,

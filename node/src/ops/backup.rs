@@ -129,17 +129,110 @@ struct Version {
     points: u64,
 }
 
-/// Refuses a backup folder given as nothing.
-fn named(dir: &Path) -> Result<(), Error> {
-    if dir.as_os_str().is_empty() {
-        return Err(Error::invalid(
-            "no backup folder named: give the folder backups go into (e.g. /var/backups/ipvec)",
-        ));
+/// The folder a request names for backups, as a path on the node's machine. `backup_dir` is
+/// `backup.dir`: an empty name means it, and a relative name lies under it. An absolute
+/// name is taken as given when `anywhere` (the admin token, or the node's own process);
+/// other callers may only name folders under `backup.dir`, so a token cannot make the daemon
+/// write or read files elsewhere on its machine.
+pub fn backup_folder(backup_dir: &str, asked: &str, anywhere: bool) -> Result<PathBuf, Error> {
+    let root = (!backup_dir.is_empty()).then(|| PathBuf::from(backup_dir));
+    let path = Path::new(asked);
+    if path
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(Error::invalid(format!(
+            "backup folder {asked:?} climbs out with `..`: name the folder itself"
+        )));
     }
-    Ok(())
+    let path = match (&root, asked.is_empty(), path.is_absolute()) {
+        (Some(root), true, _) => return Ok(root.clone()),
+        (None, true, _) => {
+            return Err(Error::invalid(
+                "no backup folder named: give the folder backups go into (e.g. \
+                 /var/backups/ipvec), or set backup.dir",
+            ))
+        }
+        (Some(root), false, false) => root.join(path),
+        (None, false, false) => {
+            return Err(Error::invalid(format!(
+                "backup folder {asked:?} is relative: give an absolute path, or set backup.dir \
+                 for relative names to lie under"
+            )))
+        }
+        (_, false, true) => path.to_path_buf(),
+    };
+    if anywhere {
+        return Ok(path);
+    }
+    match &root {
+        Some(root) if resolved(&path).starts_with(resolved(root)) => Ok(path),
+        Some(root) => Err(Error::forbidden(format!(
+            "backup folder {asked:?} is outside backup.dir ({}): name a folder under it, or \
+             send the admin token (keys/api.token) to back up elsewhere",
+            root.display()
+        ))),
+        None => Err(Error::forbidden(format!(
+            "only the admin token (keys/api.token) may name a backup folder ({asked:?}) while \
+             backup.dir is unset: set backup.dir to let other tokens back up under it"
+        ))),
+    }
+}
+
+/// `path` with its longest existing beginning resolved (symbolic links followed), so a link
+/// under `backup.dir` to a folder elsewhere is seen for where it leads.
+fn resolved(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut at = path;
+    loop {
+        if let Ok(real) = at.canonicalize() {
+            return rest.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                at = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
 }
 
 impl Node {
+    /// `POST /v1/backup`: [`Node::backup_create`] into the folder `request` names (see
+    /// [`backup_folder`] for `anywhere`).
+    pub async fn backup_requested(
+        &self,
+        request: BackupRequest,
+        anywhere: bool,
+    ) -> Result<BackupCreated, Error> {
+        let dir = backup_folder(&self.config().backup.dir, &request.dir, anywhere)?;
+        self.backup_create(
+            &dir,
+            request.collection.as_deref(),
+            request.full,
+            |_, _, _| {},
+        )
+        .await
+    }
+
+    /// `POST /v1/backup/restore`: [`Node::backup_restore`] from the folder `request` names
+    /// (see [`backup_folder`] for `anywhere`).
+    pub async fn restore_requested(
+        &self,
+        request: RestoreRequest,
+        anywhere: bool,
+    ) -> Result<BackupRestored, Error> {
+        let dir = backup_folder(&self.config().backup.dir, &request.dir, anywhere)?;
+        self.backup_restore(
+            &dir,
+            request.collection.as_deref(),
+            request.at.as_deref(),
+            |_, _| {},
+        )
+        .await
+    }
+
     /// Backs up collection `collection`, or every collection, into `dir`: a full CAR the
     /// first time (or with `full`), else the blocks added since the last backup; then drops
     /// whole chains beyond `backup.keep`. `progress` sees the blocks written.
@@ -150,7 +243,6 @@ impl Node {
         full: bool,
         mut progress: impl FnMut(&str, Totals, u64),
     ) -> Result<BackupCreated, Error> {
-        named(dir)?;
         let _alone = ONE_AT_A_TIME.lock().await;
         std::fs::create_dir_all(dir).map_err(|e| BackupError::io(dir, e))?;
         clean_leftovers(dir)?;
@@ -349,7 +441,6 @@ impl Node {
         at: Option<&str>,
         mut progress: impl FnMut(&str, Totals),
     ) -> Result<BackupRestored, Error> {
-        named(dir)?;
         let manifest = BackupManifest::load_existing(dir)?;
         let plans = restore_plans(&manifest, collection, at)?;
         let existing = self.list_collections().await?.collections;
@@ -512,4 +603,64 @@ fn restore_plans(
         )));
     }
     Ok(plans)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn refused(result: Result<PathBuf, Error>) -> (&'static str, String) {
+        let e = result.unwrap_err();
+        (e.code(), e.to_string())
+    }
+
+    #[test]
+    fn a_request_names_folders_under_backup_dir_unless_it_holds_the_admin_token() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("backups");
+        std::fs::create_dir_all(&dir).unwrap();
+        let backup_dir = dir.to_str().unwrap();
+        assert_eq!(backup_folder(backup_dir, "", false).unwrap(), dir);
+        assert_eq!(
+            backup_folder(backup_dir, "daily/a", false).unwrap(),
+            dir.join("daily/a")
+        );
+        let inside = dir.join("x");
+        assert_eq!(
+            backup_folder(backup_dir, inside.to_str().unwrap(), false).unwrap(),
+            inside
+        );
+        // Outside, by an absolute path, by `..`, or through a link.
+        let outside = root.path().join("other");
+        std::fs::create_dir_all(&outside).unwrap();
+        let (code, message) = refused(backup_folder(backup_dir, outside.to_str().unwrap(), false));
+        assert_eq!(code, "forbidden");
+        assert!(message.contains("outside backup.dir"), "{message}");
+        assert_eq!(
+            backup_folder(backup_dir, outside.to_str().unwrap(), true).unwrap(),
+            outside
+        );
+        let (code, message) = refused(backup_folder(backup_dir, "a/../../other", true));
+        assert_eq!(code, "bad_request");
+        assert!(message.contains(".."), "{message}");
+        std::os::unix::fs::symlink(&outside, dir.join("link")).unwrap();
+        let (code, _) = refused(backup_folder(backup_dir, "link/deeper", false));
+        assert_eq!(code, "forbidden");
+        // Without backup.dir: absolute names for the admin only, nothing else.
+        let (code, message) = refused(backup_folder("", "", true));
+        assert_eq!(code, "bad_request");
+        assert!(message.contains("set backup.dir"), "{message}");
+        let (code, message) = refused(backup_folder("", "relative", true));
+        assert_eq!(code, "bad_request");
+        assert!(message.contains("relative"), "{message}");
+        let (code, message) = refused(backup_folder("", outside.to_str().unwrap(), false));
+        assert_eq!(code, "forbidden");
+        assert!(message.contains("backup.dir is unset"), "{message}");
+        assert_eq!(
+            backup_folder("", outside.to_str().unwrap(), true).unwrap(),
+            outside
+        );
+    }
 }

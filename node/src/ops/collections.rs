@@ -57,7 +57,11 @@ impl Node {
         };
         let node = self.clone();
         // Offloaded: it runs to its end even if the caller goes away.
-        let created = offload_background(async move { node.create_in_turn(spec).await });
+        let quota = CollectionQuota {
+            max_points: request.max_points,
+            max_bytes: request.max_bytes,
+        };
+        let created = offload_background(async move { node.create_in_turn(spec, quota).await });
         self.observed("create", &request.name, created).await
     }
 
@@ -151,6 +155,7 @@ impl Node {
             announced_secs_ago: replication.announced_secs_ago,
             shard_status,
             embedding: m.embedding.clone(),
+            quota: self.own_quota(name)?,
             id,
         })
     }

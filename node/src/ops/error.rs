@@ -130,6 +130,11 @@ impl Error {
         Self::InsufficientStorage(message.into())
     }
 
+    /// A refusal for who is asking (`forbidden`, HTTP 403).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::refused("forbidden", message.into())
+    }
+
     /// [`Error::Internal`].
     pub fn internal(message: impl Into<String>) -> Self {
         Self::Internal(message.into())

@@ -177,6 +177,23 @@ impl Node {
         slots.entry(name.to_string()).or_default().clone()
     }
 
+    /// The names whose collection is open, and those opening with the percent of their index
+    /// built.
+    pub(super) async fn open_and_opening(&self) -> (Vec<String>, Vec<(String, u64)>) {
+        let slots = self.inner.collections.lock().await;
+        let (mut open, mut opening) = (Vec::new(), Vec::new());
+        for (name, slot) in slots.iter() {
+            match slot.state() {
+                State::Open(_) => open.push(name.clone()),
+                State::Opening(progress) => opening.push((name.clone(), progress.percent())),
+                State::Closed | State::Dropping => {}
+            }
+        }
+        open.sort();
+        opening.sort();
+        (open, opening)
+    }
+
     /// Takes `name`'s slot out of the map when it holds no collection and nobody else uses
     /// it, so names dropped or never there do not pile up.
     pub(super) async fn release(&self, name: &str, slot: Arc<Slot>) {
@@ -317,6 +334,7 @@ impl Node {
     pub(super) async fn create_in_turn(
         &self,
         spec: CollectionSpec,
+        quota: CollectionQuota,
     ) -> Result<CollectionInfo, Error> {
         spec.validate()?;
         let name = spec.name.clone();
@@ -328,7 +346,7 @@ impl Node {
             if !matches!(slot.state(), State::Closed) || catalog::exists(&dir) {
                 return Err(CollectionError::Exists(name.clone()).into());
             }
-            let c = self.build(&spec, &root, &dir).await?;
+            let c = self.build(&spec, quota, &root, &dir).await?;
             let info = self.info_of(&name, &c)?;
             self.inner.ids.opened(&name, &c);
             slot.set(State::Open(Arc::new(RwLock::new(c))));
@@ -346,6 +364,7 @@ impl Node {
     async fn build(
         &self,
         spec: &CollectionSpec,
+        quota: CollectionQuota,
         root: &Path,
         dir: &Path,
     ) -> Result<Collection<IrohBlockStore>, Error> {
@@ -358,6 +377,7 @@ impl Node {
                 .await?
                 .close()
                 .await?;
+            super::quota::save_quota(&staged, quota).map_err(crate::collection::io_at(&staged))?;
             catalog::publish(&staged, dir)
         }
         .await;

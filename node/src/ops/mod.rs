@@ -47,6 +47,7 @@ pub mod operations;
 pub mod peers;
 pub mod points;
 mod quota;
+pub mod ready;
 pub mod replicate;
 pub mod search;
 pub mod search_cache;

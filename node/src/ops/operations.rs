@@ -77,6 +77,13 @@ pub trait Operations: Send + Sync {
     /// A collection's versions, newest first.
     fn collection_log<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<VersionList>>;
 
+    /// Sets a collection's own quota on this node (0: none).
+    fn set_quota<'a>(
+        &'a self,
+        name: &'a str,
+        quota: CollectionQuota,
+    ) -> BoxFuture<'a, Result<CollectionQuota>>;
+
     /// Drops a collection (its blocks go at the next gc).
     fn drop_collection<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Dropped>>;
 
@@ -224,6 +231,14 @@ impl Operations for Node {
         Box::pin(Node::collection_log(self, name))
     }
 
+    fn set_quota<'a>(
+        &'a self,
+        name: &'a str,
+        quota: CollectionQuota,
+    ) -> BoxFuture<'a, Result<CollectionQuota>> {
+        Box::pin(Node::set_quota(self, name, quota))
+    }
+
     fn drop_collection<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Dropped>> {
         Box::pin(Node::drop_collection(self, name))
     }
@@ -302,30 +317,11 @@ impl Operations for Node {
     }
 
     fn backup_create(&self, request: BackupRequest) -> BoxFuture<'_, Result<BackupCreated>> {
-        Box::pin(async move {
-            let dir = std::path::PathBuf::from(&request.dir);
-            Node::backup_create(
-                self,
-                &dir,
-                request.collection.as_deref(),
-                request.full,
-                |_, _, _| {},
-            )
-            .await
-        })
+        // In process: the node's own operator.
+        Box::pin(self.backup_requested(request, true))
     }
 
     fn backup_restore(&self, request: RestoreRequest) -> BoxFuture<'_, Result<BackupRestored>> {
-        Box::pin(async move {
-            let dir = std::path::PathBuf::from(&request.dir);
-            Node::backup_restore(
-                self,
-                &dir,
-                request.collection.as_deref(),
-                request.at.as_deref(),
-                |_, _| {},
-            )
-            .await
-        })
+        Box::pin(self.restore_requested(request, true))
     }
 }

@@ -15,6 +15,34 @@ use crate::{
 };
 
 use super::{Error, Node};
+use ipvec_protocol::api::CollectionQuota;
+use std::path::Path;
+
+/// Where the node's quotas are set.
+const IN_CONFIG: &str = "in the daemon's config";
+
+/// The file in a collection's folder that holds its own quota, when it has one.
+const QUOTA_FILE: &str = "quota.json";
+
+/// Writes `quota` into collection folder `dir` (whole, then renamed into place), or removes
+/// the file when `quota` sets nothing.
+pub(super) fn save_quota(dir: &Path, quota: CollectionQuota) -> std::io::Result<()> {
+    let path = dir.join(QUOTA_FILE);
+    if quota.is_none() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    let tmp = dir.join(format!("{QUOTA_FILE}.tmp"));
+    let text = serde_json::to_vec_pretty(&quota).map_err(std::io::Error::other)?;
+    {
+        let mut file = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut file, &text)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)
+}
 
 /// Guards the read-change-write of the owners file within this process.
 static OWNERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -27,6 +55,7 @@ impl Node {
             max_bytes: limits.collection_max_bytes,
             points_key: "limits.collection_max_points",
             bytes_key: "limits.collection_max_bytes",
+            set_where: IN_CONFIG,
         }
     }
 
@@ -37,7 +66,40 @@ impl Node {
             max_bytes: limits.token_max_bytes,
             points_key: "limits.token_max_points",
             bytes_key: "limits.token_max_bytes",
+            set_where: IN_CONFIG,
         }
+    }
+
+    /// Collection `name`'s own quota (none when it has no file).
+    pub(super) fn own_quota(&self, name: &str) -> Result<CollectionQuota, Error> {
+        let path =
+            crate::collection::catalog::dir_of(&self.collections_root(), name)?.join(QUOTA_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                Error::internal(format!(
+                    "{} does not parse ({e}); set the quota again with `ipvec collection quota {name}`",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(CollectionQuota::default()),
+            Err(e) => Err(Error::internal(format!("reading {}: {e}", path.display()))),
+        }
+    }
+
+    /// Sets collection `name`'s own quota (0: none); the node's `limits.collection_max_*`
+    /// hold as well. Points it holds beyond a lowered quota stay; new ones are refused.
+    pub async fn set_quota(
+        &self,
+        name: &str,
+        quota: CollectionQuota,
+    ) -> Result<CollectionQuota, Error> {
+        let shared = self.collection(name).await?;
+        // Held so a drop cannot move the folder while the file is written.
+        let _c = shared.write().await;
+        let dir = crate::collection::catalog::dir_of(&self.collections_root(), name)?;
+        save_quota(&dir, quota)
+            .map_err(|e| Error::internal(format!("saving the quota of {name}: {e}")))?;
+        Ok(quota)
     }
 
     /// Which token created each collection.
@@ -72,9 +134,17 @@ impl Node {
         token: Option<&str>,
     ) -> Result<(), Error> {
         let collection_quota = self.collection_quota();
+        let own = self.own_quota(name)?;
+        let own_quota = Quota {
+            max_points: own.max_points,
+            max_bytes: own.max_bytes,
+            points_key: "its max_points",
+            bytes_key: "its max_bytes",
+            set_where: "with `ipvec collection quota` (PUT /v1/collections/NAME/quota)",
+        };
         let token_quota = self.token_quota();
         let token = token.filter(|_| !token_quota.is_unlimited());
-        if collection_quota.is_unlimited() && token.is_none() {
+        if collection_quota.is_unlimited() && own_quota.is_unlimited() && token.is_none() {
             return Ok(());
         }
         let (now, per_point) = self.usage_of(name).await?;
@@ -99,6 +169,7 @@ impl Node {
         let token_holder = format!("token {:?}", token.unwrap_or_default());
         let check = |adding: Usage| -> Result<(), String> {
             collection_quota.check(&holder, now, adding)?;
+            own_quota.check(&holder, now, adding)?;
             match token {
                 Some(_) => token_quota.check(&token_holder, token_now, adding),
                 None => Ok(()),

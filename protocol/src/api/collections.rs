@@ -67,6 +67,61 @@ pub struct CreateCollection {
     /// factor; `collection info` compares it with the providers the DHT names).
     #[serde(default = "default_replication")]
     pub replication: u32,
+    /// Most live points this node keeps in the collection (0: no quota of its own). The
+    /// node's `limits.collection_max_points` holds too: the lower one applies.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_points: u64,
+    /// Most vector bytes (points × dimension × bytes per component), likewise with
+    /// `limits.collection_max_bytes`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_bytes: u64,
+}
+
+impl CreateCollection {
+    /// A collection `name` of `dim` dimensions with every other setting at its default
+    /// (cosine, f32, M = 16, ef 128/64, one shard, replication 1, no quota of its own).
+    pub fn new(name: impl Into<String>, dim: u32) -> Self {
+        Self {
+            name: name.into(),
+            dim,
+            embedding: None,
+            metric: default_metric(),
+            quantization: default_quantization(),
+            m: default_m(),
+            ef_construction: default_ef_construction(),
+            ef_search: default_ef_search(),
+            shards: default_shards(),
+            replication: default_replication(),
+            max_points: 0,
+            max_bytes: 0,
+        }
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// `PUT /v1/collections/{name}/quota`: a collection's own quota on this node (0: none). The
+/// node's `limits.collection_max_*` hold as well, so a collection's own quota can only lower
+/// them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CollectionQuota {
+    /// Most live points (0: none of its own).
+    #[serde(default)]
+    pub max_points: u64,
+    /// Most vector bytes (0: none of its own).
+    #[serde(default)]
+    pub max_bytes: u64,
+}
+
+impl CollectionQuota {
+    /// Whether it sets neither limit.
+    pub fn is_none(&self) -> bool {
+        self.max_points == 0 && self.max_bytes == 0
+    }
 }
 
 /// HNSW parameters of a collection.
@@ -153,6 +208,9 @@ pub struct CollectionInfo {
     /// For a text collection, the model its texts and text queries are embedded with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding: Option<EmbeddingModel>,
+    /// The collection's own quota on this node, when it has one (see [`CollectionQuota`]).
+    #[serde(default, skip_serializing_if = "CollectionQuota::is_none")]
+    pub quota: CollectionQuota,
 }
 
 /// One shard of a collection.

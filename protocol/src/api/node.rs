@@ -39,6 +39,41 @@ pub struct NodeInfo {
     pub api: Option<String>,
 }
 
+/// `GET /ready`: whether the node serves, part by part (200 when every part is ready, else
+/// 503 with the same body).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Readiness {
+    /// `ready`, or `not ready`.
+    pub status: String,
+    /// The parts not ready and what they are doing, or empty when ready.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Each part: `store`, `index`, `p2p`.
+    pub components: Vec<ComponentReadiness>,
+}
+
+/// One part of the node in [`Readiness`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ComponentReadiness {
+    /// `store` (the block store answers), `index` (every collection open, its index loaded
+    /// and its log replayed) or `p2p` (the peer-to-peer layer runs and listens).
+    pub name: String,
+    /// `ready`, `not ready`, or `off` (a part this process does not run; it does not hold
+    /// readiness back).
+    pub state: String,
+    /// What the part is doing, in words.
+    pub detail: String,
+}
+
+impl Readiness {
+    /// Whether every part is ready (or off).
+    pub fn is_ready(&self) -> bool {
+        self.components.iter().all(|c| c.state != "not ready")
+    }
+}
+
 /// A long operation and how far it got.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -73,6 +73,7 @@ fn route_table() -> Vec<Route> {
         route!(GET "/v1/collections/{name}", Light, Empty, collection_info),
         route!(DELETE "/v1/collections/{name}", Write, Empty, drop_collection),
         route!(GET "/v1/collections/{name}/log", Light, Empty, collection_log),
+        route!(PUT "/v1/collections/{name}/quota", Write, Json, set_quota),
         route!(PUT "/v1/collections/{name}/points", Write, Json, upsert),
         route!(POST "/v1/collections/{name}/points/delete", Write, Json, delete_points),
         route!(POST "/v1/collections/{name}/points/page", Heavy, Json, points_page),
@@ -109,11 +110,13 @@ fn routes(
 ) -> Router {
     let api = &node.config().api;
     let max_body = api.max_body_bytes as usize;
-    let gate = Gate::new(api, token).with_limits(
-        crate::limits::tokens::TokenTable::of_repo(node.repo().path()),
-        &node.config().limits,
-        node.metrics(),
-    );
+    let gate = Gate::new(api, token)
+        .knowing_admin(crate::repo::read_api_token(node.repo().path()))
+        .with_limits(
+            crate::limits::tokens::TokenTable::of_repo(node.repo().path()),
+            &node.config().limits,
+            node.metrics(),
+        );
     let limits = Limits::new(api);
     let mcp = crate::mcp::http_service(node.clone(), mcp_stop(&stopping));
     let state = AppState { node, stopping };
