@@ -54,10 +54,9 @@ fn points(range: std::ops::Range<u64>) -> Value {
 
 /// The collection's point count, root and unlogged bytes.
 async fn state_of(daemon: &Daemon, name: &str) -> (u64, String, u64) {
-    let (s, info) = daemon
-        .call(Method::GET, &format!("/v1/collections/{name}"), None)
+    let info = daemon
+        .call_ok(Method::GET, &format!("/v1/collections/{name}"), None)
         .await;
-    assert_eq!(s, 200, "{info}");
     (
         info["points"].as_u64().unwrap(),
         info["root"].as_str().unwrap().to_string(),
@@ -243,18 +242,16 @@ async fn a_quota_stops_a_batch_that_would_cross_it_with_nothing_stored() {
         ],
     );
     // The collection quota, written by the admin token.
-    let (s, body) = daemon
-        .call(
+    daemon
+        .call_ok(
             Method::POST,
             "/v1/collections",
             Some(json!({ "name": "q", "dim": 4, "metric": "l2" })),
         )
         .await;
-    assert_eq!(s, 200, "{body}");
-    let (s, body) = daemon
-        .call(Method::PUT, "/v1/collections/q/points", Some(points(0..8)))
+    daemon
+        .call_ok(Method::PUT, "/v1/collections/q/points", Some(points(0..8)))
         .await;
-    assert_eq!(s, 200, "{body}");
     let before = committed(&daemon, "q").await;
     assert_eq!(before.0, 8);
     let (s, body) = daemon
@@ -273,10 +270,9 @@ async fn a_quota_stops_a_batch_that_would_cross_it_with_nothing_stored() {
         "count, root and log are as they were"
     );
     // Points it holds already are not new: 8 overwritten and 2 added make 10.
-    let (s, body) = daemon
-        .call(Method::PUT, "/v1/collections/q/points", Some(points(0..10)))
+    daemon
+        .call_ok(Method::PUT, "/v1/collections/q/points", Some(points(0..10)))
         .await;
-    assert_eq!(s, 200, "{body}");
     assert_eq!(state_of(&daemon, "q").await.0, 10);
 
     // A token's quotas over the collections it created: one collection, 96 vector bytes
@@ -345,18 +341,16 @@ async fn only_the_admin_token_names_backup_folders_outside_backup_dir() {
             ("IPVEC_BACKUP_DIR", backups.to_str().unwrap()),
         ],
     );
-    let (s, body) = daemon
-        .call(
+    daemon
+        .call_ok(
             Method::POST,
             "/v1/collections",
             Some(json!({ "name": "b", "dim": 4, "metric": "l2" })),
         )
         .await;
-    assert_eq!(s, 200, "{body}");
-    let (s, body) = daemon
-        .call(Method::PUT, "/v1/collections/b/points", Some(points(0..20)))
+    daemon
+        .call_ok(Method::PUT, "/v1/collections/b/points", Some(points(0..20)))
         .await;
-    assert_eq!(s, 200, "{body}");
     let backup = |dir: &str| Some(json!({ "dir": dir }));
 
     for outside in [
@@ -416,14 +410,13 @@ async fn only_the_admin_token_names_backup_folders_outside_backup_dir() {
     assert!(backups.join("nightly/backup.json").is_file());
 
     // The admin token names any folder.
-    let (s, body) = daemon
-        .call(
+    daemon
+        .call_ok(
             Method::POST,
             "/v1/backup",
             backup(elsewhere.to_str().unwrap()),
         )
         .await;
-    assert_eq!(s, 200, "{body}");
     assert!(elsewhere.join("backup.json").is_file());
 }
 
@@ -432,14 +425,13 @@ async fn the_cli_backs_up_anywhere_through_a_daemon_that_requires_no_token() {
     let repo = new_repo();
     let work = repo.path.parent().unwrap().to_path_buf();
     let daemon = Daemon::start(&repo.path, &[]);
-    let (s, body) = daemon
-        .call(
+    daemon
+        .call_ok(
             Method::POST,
             "/v1/collections",
             Some(json!({ "name": "b", "dim": 4, "metric": "l2" })),
         )
         .await;
-    assert_eq!(s, 200, "{body}");
     // A caller without the admin token, with backup.dir unset, names no folder.
     let answer = daemon
         .http
@@ -476,23 +468,21 @@ async fn a_collections_own_quota_set_at_create_and_changed_later_stops_writes() 
         ("IPVEC_STORAGE_COMMIT_INTERVAL_MS", "100"),
     ];
     let mut daemon = Daemon::start(&repo.path, &envs);
-    let (s, body) = daemon
-        .call(
+    let body = daemon
+        .call_ok(
             Method::POST,
             "/v1/collections",
             Some(json!({ "name": "own", "dim": 4, "metric": "l2", "max_points": 5 })),
         )
         .await;
-    assert_eq!(s, 200, "{body}");
     assert_eq!(body["quota"], json!({ "max_points": 5, "max_bytes": 0 }));
-    let (s, body) = daemon
-        .call(
+    daemon
+        .call_ok(
             Method::PUT,
             "/v1/collections/own/points",
             Some(points(0..5)),
         )
         .await;
-    assert_eq!(s, 200, "{body}");
     let before = committed(&daemon, "own").await;
     let (s, body) = daemon
         .call(
@@ -515,23 +505,21 @@ async fn a_collections_own_quota_set_at_create_and_changed_later_stops_writes() 
         &["collection", "quota", "own", "--max-points", "8"],
     );
     assert!(said.contains("at most 8 points"), "{said}");
-    let (s, body) = daemon
-        .call(
+    daemon
+        .call_ok(
             Method::PUT,
             "/v1/collections/own/points",
             Some(points(5..8)),
         )
         .await;
-    assert_eq!(s, 200, "{body}");
     // Raised past the node's limit: the node's limit holds.
-    let (s, body) = daemon
-        .call(
+    daemon
+        .call_ok(
             Method::PUT,
             "/v1/collections/own/quota",
             Some(json!({ "max_points": 1000 })),
         )
         .await;
-    assert_eq!(s, 200, "{body}");
     let (s, body) = daemon
         .call(
             Method::PUT,
@@ -548,14 +536,14 @@ async fn a_collections_own_quota_set_at_create_and_changed_later_stops_writes() 
     // Kept across a restart.
     daemon.stop();
     let daemon = Daemon::start(&repo.path, &envs);
-    let (s, info) = daemon.call(Method::GET, "/v1/collections/own", None).await;
-    assert_eq!(s, 200, "{info}");
+    let info = daemon
+        .call_ok(Method::GET, "/v1/collections/own", None)
+        .await;
     assert_eq!(info["quota"]["max_points"], 1000, "{info}");
     assert_eq!(info["points"], 8, "{info}");
-    let (s, body) = daemon
-        .call(Method::PUT, "/v1/collections/own/quota", Some(json!({})))
+    daemon
+        .call_ok(Method::PUT, "/v1/collections/own/quota", Some(json!({})))
         .await;
-    assert_eq!(s, 200, "{body}");
     let (_, info) = daemon.call(Method::GET, "/v1/collections/own", None).await;
     assert!(info.get("quota").is_none(), "no quota of its own: {info}");
 }

@@ -196,6 +196,13 @@ impl Daemon {
         )
     }
 
+    /// [`Daemon::call`] that must answer 200: its JSON answer.
+    pub async fn call_ok(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let (status, answer) = self.call(method, path, body).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+        answer
+    }
+
     pub async fn metrics(&self) -> prometheus_parse::Scrape {
         let text = self
             .request(reqwest::Method::GET, "/metrics")
