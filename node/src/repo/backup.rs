@@ -10,7 +10,8 @@ use super::config::ConfigError;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackupConfig {
-    /// The backup directory (created if missing). Empty: no scheduled backups.
+    /// The backup directory (created if missing). Empty: no scheduled backups. Through the
+    /// API, callers without the admin token may only name backup folders under it.
     pub dir: String,
     /// How often: seconds (`3600`) or a number and s, m, h or d (`6h`). Empty or 0: never.
     #[serde(deserialize_with = "text_or_number")]
@@ -66,7 +67,8 @@ impl BackupConfig {
              # Scheduled backups by the daemon (ipvec backup create takes one by hand): the\n\
              # directory (empty: none), how often (seconds, or 30m, 6h, 1d; empty or 0: never),\n\
              # and how many restorable versions to keep per collection (0: all; chains of full\n\
-             # then incremental CARs are dropped whole, oldest first).\n\
+             # then incremental CARs are dropped whole, oldest first). Through the API, only\n\
+             # the admin token may name backup folders outside dir.\n\
              dir = {:?}\n\
              every = {:?}\n\
              keep = {}\n",
