@@ -125,6 +125,11 @@ fn full_and_incremental_backups_restore_every_version() {
         "l2",
         "--shards",
         "1",
+        // A sparse graph: the restores rebuild it three times in a debug build.
+        "--m",
+        "8",
+        "--ef-construction",
+        "16",
     ];
     ok(&repo, &make_collection);
     let file = work.path().join("points.jsonl");
@@ -360,6 +365,12 @@ fn a_daemon_killed_during_a_scheduled_backup_leaves_a_chain_that_goes_on() {
             &dim.to_string(),
             "--metric",
             "l2",
+            // A sparse graph: the test is about the backup, and a debug build adds 60,000
+            // points this way in about a tenth of the default graph's time.
+            "--m",
+            "8",
+            "--ef-construction",
+            "16",
         ],
     );
     let file = work.path().join("big.npy");
