@@ -228,6 +228,19 @@ impl BackupManifest {
     }
 }
 
+/// Whether `name` is spelled as [`BackupManifest::take_file_name`] spells backup files:
+/// `COLLECTION.NNNNNN.full.car` or `COLLECTION.NNNNNN.incr.car`.
+pub fn is_backup_file_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('.').collect();
+    matches!(
+        parts.as_slice(),
+        [collection, n, "full" | "incr", "car"]
+            if !collection.is_empty()
+                && n.len() == 6
+                && n.bytes().all(|b| b.is_ascii_digit())
+    )
+}
+
 /// Fsyncs a directory, so a rename inside it survives a power loss.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
@@ -370,5 +383,56 @@ mod tests {
         .unwrap();
         let err = BackupManifest::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("format 9"), "{err}");
+    }
+
+    #[test]
+    fn leftovers_are_temporaries_and_backup_files_the_manifest_does_not_name() {
+        assert!(is_backup_file_name("docs.000007.full.car"));
+        assert!(is_backup_file_name("my-docs_2.000123.incr.car"));
+        for other in [
+            "docs.7.full.car",
+            "docs.000007.full.car.bak",
+            "notes.car",
+            ".docs.000007.full.car.tmp",
+            "backup.json",
+        ] {
+            assert!(!is_backup_file_name(other), "{other}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut manifest = BackupManifest::default();
+        let named = manifest.take_file_name("c", LinkKind::Full);
+        let mut kept = link(LinkKind::Full, "r");
+        kept.file = named.clone();
+        manifest.collections.insert(
+            "c".into(),
+            CollectionBackups {
+                chains: vec![Chain { links: vec![kept] }],
+            },
+        );
+        // Pruned after the manifest was saved, written before a manifest that never came, a
+        // half-written one, and a file of the user's.
+        let stray_pruned = "c.000000.full.car";
+        let stray_unsaved = manifest.take_file_name("c", LinkKind::Incremental);
+        let temporary = format!(".{stray_unsaved}.tmp");
+        for file in [
+            &named,
+            stray_pruned,
+            &stray_unsaved,
+            &temporary,
+            "notes.txt",
+        ] {
+            std::fs::write(dir.path().join(file), b"x").unwrap();
+        }
+        assert_eq!(
+            crate::backup::clean_leftovers(dir.path(), &manifest).unwrap(),
+            3
+        );
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [named, "notes.txt".to_string()]);
     }
 }

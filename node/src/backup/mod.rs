@@ -64,14 +64,19 @@ impl BackupError {
     }
 }
 
-/// Removes the temporary files a backup killed mid-way left in `dir` (hidden `*.tmp`).
-pub fn clean_leftovers(dir: &Path) -> Result<usize, BackupError> {
+/// Removes what a backup killed mid-way left in `dir`: its temporary files (hidden `*.tmp`),
+/// and backup files `manifest` does not name — one written whose manifest was never saved,
+/// or one pruned after the manifest that drops it was saved. Other files are left alone.
+pub fn clean_leftovers(dir: &Path, manifest: &BackupManifest) -> Result<usize, BackupError> {
+    let named: std::collections::HashSet<PathBuf> = manifest.files(dir).into_iter().collect();
     let mut removed = 0;
     let entries = std::fs::read_dir(dir).map_err(|e| BackupError::io(dir, e))?;
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(".tmp") {
+        let temporary = name.starts_with('.') && name.ends_with(".tmp");
+        let stray = manifest::is_backup_file_name(&name) && !named.contains(&entry.path());
+        if temporary || stray {
             std::fs::remove_file(entry.path()).map_err(|e| BackupError::io(&entry.path(), e))?;
             removed += 1;
         }

@@ -245,8 +245,8 @@ impl Node {
     ) -> Result<BackupCreated, Error> {
         let _alone = ONE_AT_A_TIME.lock().await;
         std::fs::create_dir_all(dir).map_err(|e| BackupError::io(dir, e))?;
-        clean_leftovers(dir)?;
         let mut manifest = BackupManifest::load(dir)?;
+        clean_leftovers(dir, &manifest)?;
         let names = match collection {
             Some(name) => vec![name.to_string()],
             None => self
