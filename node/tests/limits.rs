@@ -505,6 +505,11 @@ async fn a_collections_own_quota_set_at_create_and_changed_later_stops_writes() 
         &["collection", "quota", "own", "--max-points", "8"],
     );
     assert!(said.contains("at most 8 points"), "{said}");
+    let shown = ok(&repo.path, &["collection", "quota", "own"]);
+    assert_eq!(
+        shown, said,
+        "without flags it shows the quota and leaves it"
+    );
     daemon
         .call_ok(
             Method::PUT,

@@ -151,11 +151,17 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             max_points,
             max_bytes,
         }) => {
-            let quota = CollectionQuota {
-                max_points,
-                max_bytes,
+            let now = backend.ops().collection_info(&name).await?.quota;
+            let set = match (max_points, max_bytes) {
+                (None, None) => now,
+                _ => {
+                    let quota = CollectionQuota {
+                        max_points: max_points.unwrap_or(now.max_points),
+                        max_bytes: max_bytes.unwrap_or(now.max_bytes),
+                    };
+                    backend.ops().set_quota(&name, quota).await?
+                }
             };
-            let set = backend.ops().set_quota(&name, quota).await?;
             let says = |n: u64, what: &str| match n {
                 0 => format!("no {what} of its own"),
                 n => format!("at most {n} {what}"),

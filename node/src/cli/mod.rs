@@ -386,17 +386,17 @@ pub enum CollectionCommand {
         #[arg(long, default_value_t = 0)]
         max_bytes: u64,
     },
-    /// Set a collection's own quota on this node (0 or left out: none); the node's
+    /// Show or set a collection's own quota on this node; the node's
     /// limits.collection_max_* hold too, so it can only lower them.
     Quota {
         /// Collection name.
         name: String,
-        /// Most live points.
-        #[arg(long, default_value_t = 0)]
-        max_points: u64,
-        /// Most vector bytes.
-        #[arg(long, default_value_t = 0)]
-        max_bytes: u64,
+        /// Most live points (0: none of its own; left out: as it is).
+        #[arg(long)]
+        max_points: Option<u64>,
+        /// Most vector bytes (0: none of its own; left out: as it is).
+        #[arg(long)]
+        max_bytes: Option<u64>,
     },
     /// List collections.
     List,
