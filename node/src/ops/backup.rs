@@ -36,7 +36,9 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupRequest {
-    /// The backup directory, an absolute path on the node's machine (created if missing).
+    /// The backup directory on the node's machine (created if missing): absolute, or relative
+    /// to `backup.dir`; empty for `backup.dir` itself. Only the admin token may name one
+    /// outside `backup.dir`.
     pub dir: String,
     /// Only this collection (default: every one).
     #[serde(default)]
@@ -50,7 +52,8 @@ pub struct BackupRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
-    /// The backup directory, an absolute path on the node's machine.
+    /// The backup directory on the node's machine: absolute, or relative to `backup.dir`;
+    /// empty for `backup.dir` itself. Only the admin token may name one outside `backup.dir`.
     pub dir: String,
     /// Only this collection (default: every one in the backup).
     #[serde(default)]
