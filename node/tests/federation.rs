@@ -554,7 +554,7 @@ fn forged_hits_are_caught_by_verify_and_their_peer_is_penalised() {
             swarm.select_next_some().await;
         }
     });
-    // What the writer answers for the test's query, every shard, kept to forge from: the
+    // What the writer answers for the test's query, shard by shard, kept to forge from: the
     // forger answers at once, faster than the writer.
     let query = |shards: Vec<u32>| {
         let mut request = WireRequest {
@@ -573,15 +573,22 @@ fn forged_hits_are_caught_by_verify_and_their_peer_is_penalised() {
         request.set_query(&[3.0, 1.0, -2.0, 5.0]);
         request
     };
-    let genuine = rt
-        .block_on(raw_search(
-            &mut control,
-            w_peer,
-            &query((0..8).collect()).encode().unwrap(),
-        ))
-        .unwrap();
-    let mut forged = genuine.clone();
-    for shard in &mut forged.shards {
+    // One shard a request: a request for several is one search split by shard, which leaves
+    // a shard only its hits among the best k of all, often none.
+    let mut forged: Vec<_> = (0..8)
+        .map(|n| {
+            let answer = rt
+                .block_on(raw_search(
+                    &mut control,
+                    w_peer,
+                    &query(vec![n]).encode().unwrap(),
+                ))
+                .unwrap();
+            answer.shards.into_iter().next().unwrap()
+        })
+        .collect();
+    for shard in &mut forged {
+        assert!(shard.hits.len() >= 2, "{shard:?}");
         if let Some(first) = shard.hits.first_mut() {
             first.score = FORGED_SCORE;
         }
@@ -618,7 +625,7 @@ fn forged_hits_are_caught_by_verify_and_their_peer_is_penalised() {
                 shards: request
                     .shards
                     .iter()
-                    .map(|n| forged.shards[*n as usize].clone())
+                    .map(|n| forged[*n as usize].clone())
                     .collect(),
                 refused: None,
             };
@@ -665,12 +672,18 @@ fn forged_hits_are_caught_by_verify_and_their_peer_is_penalised() {
         .flat_map(|s| s["verify_failures"].as_array().into_iter().flatten())
         .collect();
     assert!(!failures.is_empty(), "{verified}");
-    assert!(failures
-        .iter()
-        .any(|f| f.as_str().unwrap().contains("recomputed")));
-    assert!(failures
-        .iter()
-        .any(|f| f.as_str().unwrap().contains("99999")));
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.as_str().unwrap().contains("recomputed")),
+        "{verified}"
+    );
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.as_str().unwrap().contains("99999")),
+        "{unverified}\n{verified}"
+    );
     // …so the next search asks only the honest holder, and answers what it holds.
     let after = search(&["--verify"]);
     let by: Vec<&str> = after["coverage"]["report"]
