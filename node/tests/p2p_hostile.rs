@@ -154,7 +154,7 @@ fn hostile_messages_blocks_and_heads_are_refused() {
                 let lie = Message {
                     payload: vec![Payload {
                         prefix: prefix_of(&want.cid),
-                        data: b"not the real block".to_vec(),
+                        data: bytes::Bytes::from_static(b"not the real block"),
                     }],
                     presences: vec![Presence {
                         cid: want.cid,
@@ -312,7 +312,7 @@ fn no_peer_is_asked_for_more_than_its_share_of_blocks_at_once() {
                             if let Some(bytes) = roots.get(&want.cid) {
                                 answer.payload.push(Payload {
                                     prefix: prefix_of(&want.cid),
-                                    data: bytes.clone(),
+                                    data: bytes.clone().into(),
                                 });
                                 continue;
                             }

@@ -234,3 +234,47 @@ async fn iroh_fs_store_conforms() {
     })
     .await;
 }
+
+/// A stored block whose bytes changed on disk is refused by `get` as corrupt, whichever side
+/// checks it (the backend while reading, or the trait after).
+#[tokio::test]
+async fn iroh_fs_store_refuses_a_block_changed_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let block: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let cid = {
+        let store = IrohBlockStore::open(dir.path()).await.unwrap();
+        let cid = store.put(pcid::RAW, Bytes::from(block)).await.unwrap();
+        store.shutdown().await.unwrap();
+        cid
+    };
+    let hex: String = cid
+        .hash()
+        .digest()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let file = walkdir(dir.path())
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains(&hex) && p.to_string_lossy().ends_with(".data"))
+        .unwrap_or_else(|| panic!("no data file for {hex} in {}", dir.path().display()));
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[50_000] ^= 0x01;
+    std::fs::write(&file, bytes).unwrap();
+    let store = IrohBlockStore::open(dir.path()).await.unwrap();
+    let got = store.get(&cid).await;
+    assert!(matches!(got, Err(StoreError::Corrupt { .. })), "{got:?}");
+    store.shutdown().await.unwrap();
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

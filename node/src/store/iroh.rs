@@ -240,9 +240,20 @@ impl BlockStore for IrohBlockStore {
                     tokio::time::sleep(delay).await;
                     delay *= 2;
                 }
+                // iroh reads a blob checking each chunk against the hash tree under its
+                // BLAKE3 hash (our digest); bytes that fail are invalid data.
+                Err(iroh_blobs::api::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::InvalidData =>
+                {
+                    return Err(StoreError::Mismatch(e.to_string()))
+                }
                 other => return other.map_err(backend),
             }
         }
+    }
+
+    fn reads_verified(&self) -> bool {
+        true
     }
 
     async fn has_digest(&self, digest: Digest) -> Result<bool, StoreError> {

@@ -46,6 +46,10 @@ pub enum StoreError {
     /// A stored block no longer matches its CID: the disk or the store is damaged.
     #[error("stored block {cid} is corrupt ({detail}); remove the repository's damaged data and re-import it")]
     Corrupt { cid: Cid, detail: String },
+    /// A backend read bytes that do not hash to the digest asked for (what [`BlockStore::get`]
+    /// reports as [`StoreError::Corrupt`], naming the block).
+    #[error("stored bytes do not hash to their digest ({0}); remove the repository's damaged data and re-import it")]
+    Mismatch(String),
     /// The block or CID breaks the protocol's rules.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
@@ -98,11 +102,18 @@ pub trait BlockStore: Clone + Send + Sync + 'static {
         bytes: Bytes,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The bytes stored under `digest`, unverified, or `None`.
+    /// The bytes stored under `digest`, or `None`; checked against it only when
+    /// [`BlockStore::reads_verified`] says so ([`StoreError::Mismatch`] when they fail).
     fn get_raw(
         &self,
         digest: Digest,
     ) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
+
+    /// Whether [`BlockStore::get_raw`] checks what it reads against the digest, so that
+    /// [`BlockStore::get`] need not hash the bytes again.
+    fn reads_verified(&self) -> bool {
+        false
+    }
 
     /// Whether a block is stored under `digest`.
     fn has_digest(&self, digest: Digest) -> impl Future<Output = Result<bool, StoreError>> + Send;
@@ -171,14 +182,15 @@ pub trait BlockStore: Clone + Send + Sync + 'static {
     fn get(&self, cid: &Cid) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send {
         async move {
             let digest = pcid::digest(cid)?;
-            let Some(bytes) = self.get_raw(digest).await? else {
-                return Ok(None);
+            let corrupt = |detail: String| StoreError::Corrupt { cid: *cid, detail };
+            let bytes = match self.get_raw(digest).await {
+                Ok(Some(bytes)) => bytes,
+                Ok(None) => return Ok(None),
+                Err(StoreError::Mismatch(detail)) => return Err(corrupt(detail)),
+                Err(e) => return Err(e),
             };
-            if blake3::hash(&bytes).as_bytes() != &digest {
-                return Err(StoreError::Corrupt {
-                    cid: *cid,
-                    detail: "bytes do not hash to the CID".into(),
-                });
+            if !self.reads_verified() && blake3::hash(&bytes).as_bytes() != &digest {
+                return Err(corrupt("bytes do not hash to the CID".into()));
             }
             Ok(Some(bytes))
         }

@@ -176,13 +176,14 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
         else {
             return;
         };
-        let bytes = Bytes::from(payload.data.clone());
-        let stored = self
-            .inner
-            .store
-            .put_verified(&cid, bytes.clone())
-            .await
-            .map_err(|e| FetchError::Store(e.to_string()));
+        // `cid` was hashed from these bytes, and the ledger knows it as wanted: they are the
+        // block, and go to the store without a second hash.
+        let bytes = payload.data.clone();
+        let stored = match ipvec_protocol::cid::digest(&cid) {
+            Ok(digest) => self.inner.store.put_raw(digest, bytes.clone()).await,
+            Err(e) => Err(e.into()),
+        }
+        .map_err(|e| FetchError::Store(e.to_string()));
         if stored.is_ok() {
             let stats = &self.inner.stats;
             stats.blocks_received.fetch_add(1, Ordering::Relaxed);

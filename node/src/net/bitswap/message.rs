@@ -13,8 +13,10 @@
 //! BlockPresence  { bytes cid = 1; BlockPresenceType type = 2 (Have = 0, DontHave = 1); }
 //! ```
 
-use crate::store::car::write_varint;
+use bytes::Bytes;
 use cid::Cid;
+
+use crate::store::car::write_varint;
 
 /// Largest message accepted or sent.
 pub const MAX_MESSAGE_BYTES: usize = 4 << 20;
@@ -59,8 +61,8 @@ pub struct Want {
 pub struct Payload {
     /// CID version, codec, multihash code and digest length, as varints.
     pub prefix: Vec<u8>,
-    /// The block.
-    pub data: Vec<u8>,
+    /// The block (shared with the buffer it was read into or the store it was read from).
+    pub data: Bytes,
 }
 
 /// A presence answer.
@@ -95,6 +97,15 @@ fn put_bytes(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
     put_key(out, field, 2);
     write_varint(out, bytes.len() as u64);
     out.extend_from_slice(bytes);
+}
+
+/// Bytes a length-delimited field of `len` bytes takes, key and length included.
+fn field_len(field: u32, len: usize) -> usize {
+    varint_len(u64::from(field) << 3) + varint_len(len as u64) + len
+}
+
+fn varint_len(n: u64) -> usize {
+    (64 - n.max(1).leading_zeros() as usize).div_ceil(7)
 }
 
 fn put_uint(out: &mut Vec<u8>, field: u32, n: u64) {
@@ -137,10 +148,13 @@ impl Message {
             put_bytes(&mut out, 1, &list);
         }
         for block in &self.payload {
-            let mut b = Vec::new();
-            put_bytes(&mut b, 1, &block.prefix);
-            put_bytes(&mut b, 2, &block.data);
-            put_bytes(&mut out, 3, &b);
+            // Written in place, with the length its two fields will take: a block is copied
+            // once, into the message.
+            let inner = field_len(1, block.prefix.len()) + field_len(2, block.data.len());
+            put_key(&mut out, 3, 2);
+            write_varint(&mut out, inner as u64);
+            put_bytes(&mut out, 1, &block.prefix);
+            put_bytes(&mut out, 2, &block.data);
         }
         for presence in &self.presences {
             let mut p = Vec::new();
@@ -154,6 +168,12 @@ impl Message {
 
     /// Decodes a message, refusing anything malformed or over the limits.
     pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+        Self::decode_shared(&Bytes::copy_from_slice(bytes))
+    }
+
+    /// [`Message::decode`] of a buffer its blocks are then slices of, without copying them.
+    pub fn decode_shared(shared: &Bytes) -> Result<Message, DecodeError> {
+        let bytes: &[u8] = shared;
         if bytes.len() > MAX_MESSAGE_BYTES {
             return Err(bad(format!(
                 "{} bytes, over the {MAX_MESSAGE_BYTES}-byte limit",
@@ -180,7 +200,7 @@ impl Message {
                     let mut b = Reader::new(block);
                     let mut payload = Payload {
                         prefix: Vec::new(),
-                        data: Vec::new(),
+                        data: Bytes::new(),
                     };
                     while let Some((field, value)) = b.field()? {
                         match (field, value) {
@@ -192,7 +212,7 @@ impl Message {
                                         d.len()
                                     )));
                                 }
-                                payload.data = d.to_vec();
+                                payload.data = shared.slice_ref(d);
                             }
                             _ => {}
                         }
@@ -355,7 +375,7 @@ mod tests {
             full: true,
             payload: vec![Payload {
                 prefix: prefix_of(&cid(3)),
-                data: vec![3],
+                data: Bytes::from_static(&[3]),
             }],
             presences: vec![
                 Presence {
@@ -370,6 +390,32 @@ mod tests {
             pending_bytes: 1234,
         };
         assert_eq!(Message::decode(&message.encode()).unwrap(), message);
+        // Blocks whose lengths take one, two and three varint bytes, written in place; a
+        // shared decode hands back slices of the buffer it read.
+        let blocks: Vec<Payload> = [100usize, 300, 200_000]
+            .iter()
+            .map(|&n| Payload {
+                prefix: prefix_of(&cid(n as u8)),
+                data: (0..n).map(|i| i as u8).collect::<Vec<u8>>().into(),
+            })
+            .collect();
+        let message = Message {
+            payload: blocks,
+            ..Message::default()
+        };
+        let buffer = Bytes::from(message.encode());
+        let decoded = Message::decode_shared(&buffer).unwrap();
+        assert_eq!(decoded, message);
+        let within = buffer.as_ptr_range();
+        assert!(decoded
+            .payload
+            .iter()
+            .all(|p| within.contains(&p.data.as_ptr())));
+        for n in [0u64, 1, 127, 128, 16_383, 16_384, u64::MAX] {
+            let mut out = Vec::new();
+            write_varint(&mut out, n);
+            assert_eq!(varint_len(n), out.len(), "{n}");
+        }
         // A prefix is what a CID's bytes start with, minus the digest.
         let c = cid(9);
         assert_eq!(

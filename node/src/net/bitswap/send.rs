@@ -103,10 +103,11 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
     /// Sends one message to `peer` on one of its outbound streams, trying again on a fresh
     /// stream a few times when a stream cannot be opened or written.
     pub(super) async fn send(&self, peer: PeerId, message: &Message) -> Result<(), String> {
+        // The length prefix and the body go out as two writes, so the body is not copied
+        // behind the prefix.
         let body = message.encode();
-        let mut framed = Vec::with_capacity(body.len() + 5);
-        crate::store::car::write_varint(&mut framed, body.len() as u64);
-        framed.extend_from_slice(&body);
+        let mut prefix = Vec::with_capacity(10);
+        crate::store::car::write_varint(&mut prefix, body.len() as u64);
         let mut delay = Duration::from_millis(20);
         let mut attempt = 0;
         loop {
@@ -126,7 +127,8 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
                     );
                 }
                 let stream = slot.as_mut().ok_or("no stream")?;
-                stream.write_all(&framed).await.map_err(|e| e.to_string())?;
+                stream.write_all(&prefix).await.map_err(|e| e.to_string())?;
+                stream.write_all(&body).await.map_err(|e| e.to_string())?;
                 stream.flush().await.map_err(|e| e.to_string())
             };
             match sent.await {

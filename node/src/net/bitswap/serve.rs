@@ -65,7 +65,7 @@ async fn read_message(stream: &mut libp2p::Stream) -> Result<Option<Message>, Re
                 .read_exact(&mut buffer)
                 .await
                 .map_err(|e| ReadError::Io(e.to_string()))?;
-            return Message::decode(&buffer)
+            return Message::decode_shared(&buffer.into())
                 .map(Some)
                 .map_err(|e| ReadError::Violation(e.to_string()));
         }
@@ -164,7 +164,7 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
                     Ok(Some(bytes)) => {
                         let block = Payload {
                             prefix: prefix_of(&want.cid),
-                            data: bytes.to_vec(),
+                            data: bytes,
                         };
                         let len = block.data.len() + block.prefix.len() + 16;
                         if size + len > MAX_MESSAGE_BYTES - 1024 && !answer.payload.is_empty() {
