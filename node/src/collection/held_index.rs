@@ -190,6 +190,39 @@ impl HeldIndex {
         }
     }
 
+    /// [`HeldIndex::prepare`] of each of `entries`, from up to `threads` threads at once (each
+    /// inserting its own run of the entries): their insert keys, in the entries' order. An
+    /// entry whose insert fails here is `None`, applied later the plain way, which reports the
+    /// failure to its writer. With one thread the inserts go in the entries' order, and build
+    /// the graph a one-thread rebuild builds.
+    pub(super) fn prepare_all(&self, entries: &[Entry], threads: usize) -> Vec<Option<u64>> {
+        let one = |entry: &Entry| {
+            self.prepare(entry).unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "a graph insert beside searches failed");
+                None
+            })
+        };
+        let threads = threads.min(entries.len());
+        if threads <= 1 {
+            return entries.iter().map(one).collect();
+        }
+        let one = &one;
+        std::thread::scope(|scope| {
+            let runs: Vec<_> = entries
+                .chunks(entries.len().div_ceil(threads))
+                .map(|run| {
+                    (
+                        run.len(),
+                        scope.spawn(move || run.iter().map(one).collect()),
+                    )
+                })
+                .collect();
+            runs.into_iter()
+                .flat_map(|(len, run)| run.join().unwrap_or_else(|_| vec![None; len]))
+                .collect()
+        })
+    }
+
     /// Forgets the prepared insert `temp`; false when it was discarded already.
     fn take_prepared(&mut self, temp: u64) -> bool {
         let prepared = self.prepared.get_mut().unwrap_or_else(|p| p.into_inner());

@@ -96,6 +96,7 @@ impl<S: BlockStore> Collection<S> {
             #[cfg(test)]
             checkpoint_pause: Default::default(),
             wal: std::sync::Arc::new(wal),
+            index_threads: 1,
             retired: false,
             generation: next_generation(),
         };
@@ -210,6 +211,7 @@ impl<S: BlockStore> Collection<S> {
             #[cfg(test)]
             checkpoint_pause: Default::default(),
             wal: std::sync::Arc::new(wal),
+            index_threads: threads.max(1),
             retired: false,
             generation: next_generation(),
         };
@@ -279,7 +281,9 @@ impl<S: BlockStore> Collection<S> {
         catalog::write_head(&self.dir, &head, self.wal.last_seq())?;
         self.store.flush().await?;
         if !same_layout {
+            let threads = self.index_threads;
             *self = Self::open(self.store.clone(), &self.dir).await?;
+            self.index_threads = threads;
             return Ok(());
         }
         // Same shards and index settings: apply only what changed between the trees to the

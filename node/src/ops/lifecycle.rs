@@ -293,10 +293,7 @@ impl Node {
                 let progress = OpenProgress::default();
                 slot.set(State::Opening(progress.clone()));
                 let _mark = OpeningMark(slot);
-                let threads = match self.config().storage.index_build_threads {
-                    0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                    n => n,
-                };
+                let threads = self.index_threads();
                 let c = Collection::open_with(self.store().clone(), dir, &progress, threads)
                     .await
                     .map_err(|e| folder_error("open", name, e))?;
@@ -391,9 +388,19 @@ impl Node {
             let _ = self.store().unpin_name(&pin_name(&spec.name)).await;
             return Err(folder_error("create", &spec.name, e));
         }
-        Collection::open(self.store().clone(), dir)
+        let progress = OpenProgress::default();
+        Collection::open_with(self.store().clone(), dir, &progress, self.index_threads())
             .await
             .map_err(|e| folder_error("open", &spec.name, e))
+    }
+
+    /// Threads that insert into a collection's graph at once (`storage.index_build_threads`;
+    /// 0 is one per core): in a rebuild from its trees, and in each write.
+    fn index_threads(&self) -> usize {
+        match self.config().storage.index_build_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 
     /// Registers the collection of `head` (whose DAG is in the store) under `name`, in the
@@ -411,7 +418,8 @@ impl Node {
             if !matches!(slot.state(), State::Closed) || catalog::exists(&dir) {
                 return Err(CollectionError::Exists(name.to_string()).into());
             }
-            let c = match Collection::adopt_shards(self.store().clone(), &dir, head, held).await {
+            let mut c = match Collection::adopt_shards(self.store().clone(), &dir, head, held).await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     if dir.exists() {
@@ -421,6 +429,7 @@ impl Node {
                     return Err(folder_error("register", name, e));
                 }
             };
+            c.set_index_threads(self.index_threads());
             let imported = CollectionImported {
                 name: name.to_string(),
                 id: c.id()?,

@@ -234,9 +234,10 @@ pub struct StorageConfig {
     /// The nice value (0 to 19) of the threads that run writes, commits and index builds:
     /// above 0 they yield the CPU to searches when both want it (Linux).
     pub background_nice: i32,
-    /// Threads that insert at once when a collection's index is rebuilt from its trees (0:
-    /// one per core). One inserts in id order and builds the same graph on every node; more
-    /// build faster, each build a graph of its own.
+    /// Threads that insert into a collection's graph at once, when its index is rebuilt from
+    /// its trees and when a write's points go in (0: one per core). One inserts in id (or
+    /// log) order and builds the same graph on every node; more insert faster, each time a
+    /// graph of its own.
     pub index_build_threads: usize,
 }
 
@@ -523,8 +524,8 @@ impl Config {
              # Nice value (0 to 19) of the threads that run writes, commits and index builds:\n\
              # above 0 they yield the CPU to searches when both want it.\n\
              background_nice = {}\n\
-             # Threads that insert at once when an index is rebuilt from the trees (0: one per\n\
-             # core). 1 builds the same graph on every node; more build faster.\n\
+             # Threads that insert into a collection's graph at once: rebuilds from the trees\n\
+             # and writes (0: one per core). 1 builds the same graph on every node; more insert faster.\n\
              index_build_threads = {}\n\
              \n\
              {}\
