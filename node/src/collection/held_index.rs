@@ -15,8 +15,8 @@
 use std::{
     path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicU64, Ordering},
-        Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Mutex, OnceLock,
     },
 };
 
@@ -190,11 +190,11 @@ impl HeldIndex {
         }
     }
 
-    /// [`HeldIndex::prepare`] of each of `entries`, from up to `threads` threads at once (each
-    /// inserting its own run of the entries): their insert keys, in the entries' order. An
-    /// entry whose insert fails here is `None`, applied later the plain way, which reports the
-    /// failure to its writer. With one thread the inserts go in the entries' order, and build
-    /// the graph a one-thread rebuild builds.
+    /// [`HeldIndex::prepare`] of each of `entries`, from up to `threads` threads at once (this
+    /// one among them, each taking the next entry not yet taken): their insert keys, in the
+    /// entries' order. An entry whose insert fails here is `None`, applied later the plain
+    /// way, which reports the failure to its writer. With one thread the inserts go in the
+    /// entries' order, and build the graph a one-thread rebuild builds.
     pub(super) fn prepare_all(&self, entries: &[Entry], threads: usize) -> Vec<Option<u64>> {
         let one = |entry: &Entry| {
             self.prepare(entry).unwrap_or_else(|e| {
@@ -206,21 +206,23 @@ impl HeldIndex {
         if threads <= 1 {
             return entries.iter().map(one).collect();
         }
-        let one = &one;
+        let next = AtomicUsize::new(0);
+        let keys: Vec<OnceLock<Option<u64>>> = entries.iter().map(|_| OnceLock::new()).collect();
+        let work = || loop {
+            let at = next.fetch_add(1, Ordering::Relaxed);
+            let Some(entry) = entries.get(at) else {
+                break;
+            };
+            let _ = keys[at].set(one(entry));
+        };
         std::thread::scope(|scope| {
-            let runs: Vec<_> = entries
-                .chunks(entries.len().div_ceil(threads))
-                .map(|run| {
-                    (
-                        run.len(),
-                        scope.spawn(move || run.iter().map(one).collect()),
-                    )
-                })
-                .collect();
-            runs.into_iter()
-                .flat_map(|(len, run)| run.join().unwrap_or_else(|_| vec![None; len]))
-                .collect()
-        })
+            for _ in 1..threads {
+                scope.spawn(work);
+            }
+            work();
+        });
+        // An entry a panicking thread took has no key: it is applied the plain way.
+        keys.into_iter().map(|k| k.into_inner().flatten()).collect()
     }
 
     /// Forgets the prepared insert `temp`; false when it was discarded already.
