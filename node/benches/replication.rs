@@ -8,7 +8,11 @@
 //! apt-get install dataset-fashion-mnist
 //! cargo bench -p ipvec-node --bench replication
 //! cargo bench -p ipvec-node --bench replication -- --points 200000   # quicker
+//! cargo bench -p ipvec-node --bench replication -- --writer /tmp/w --fetch-only
 //! ```
+//!
+//! `--writer DIR` keeps the writer's repository in DIR and uses it again in later runs (built
+//! once); `--fetch-only` stops after step (1) and the loopback reference.
 //!
 //! Data: Fashion-MNIST's 60,000 training images projected to 128 dimensions by a fixed
 //! Gaussian matrix (so the vectors keep the images' structure), then repeated with a small
@@ -113,12 +117,26 @@ fn mb(bytes: f64) -> f64 {
 
 fn main() -> Result<()> {
     let mut count = 1_000_000usize;
+    let mut fetch_only = false;
+    let mut writer_dir: Option<std::path::PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        if arg == "--points" {
-            count = args.next().context("--points N")?.parse()?;
+        match arg.as_str() {
+            "--points" => count = args.next().context("--points N")?.parse()?,
+            "--fetch-only" => fetch_only = true,
+            "--writer" => writer_dir = Some(args.next().context("--writer DIR")?.into()),
+            // cargo bench passes `--bench`.
+            _ => {}
         }
     }
+    // A marker written once the build is committed holds its point count: a run cut short
+    // builds again.
+    const BUILT: &str = "replication-bench-built";
+    let kept: Option<usize> = writer_dir
+        .as_ref()
+        .and_then(|dir| std::fs::read_to_string(dir.join(BUILT)).ok())
+        .and_then(|n| n.trim().parse().ok());
+    let count = kept.unwrap_or(count);
     let tmp = tempfile::tempdir()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -130,9 +148,18 @@ fn main() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    // The writer's collection, built in process.
-    let writer_repo = tmp.path().join("writer");
+    // The writer's collection, built in process (or kept from an earlier run in --writer DIR).
+    let writer_repo = writer_dir.unwrap_or_else(|| tmp.path().join("writer"));
+    if let Some(points) = kept {
+        println!(
+            "writer: kept in {} ({points} points)",
+            writer_repo.display()
+        );
+    }
     runtime.block_on(async {
+        if kept.is_some() {
+            return anyhow::Ok(());
+        }
         let repo = Repo::init(&writer_repo).await?;
         let config = repo.config().clone();
         let node = Node::new(repo, config);
@@ -153,6 +180,7 @@ fn main() -> Result<()> {
             started.elapsed().as_secs_f64()
         );
         node.close().await?;
+        std::fs::write(writer_repo.join(BUILT), format!("{count}\n"))?;
         anyhow::Ok(())
     })?;
 
@@ -173,10 +201,31 @@ fn main() -> Result<()> {
             .context("the writer has no address")?
             .clone()];
 
+        // The writer opens its collection (loads its index) after it starts: that work is
+        // done before the clock starts, not beside the fetch.
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while !reqwest::get(format!("{writer_url}/ready")).await?.status().is_success() {
+            if Instant::now() > deadline {
+                bail!("the writer was not ready within 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         // (1) The DAG over Bitswap.
         let started = Instant::now();
         let fetched = replica.dag_fetch(&info.root, &from).await?;
         let transfer = started.elapsed().as_secs_f64();
+        if fetch_only {
+            let tcp = loopback_tcp(fetched.bytes)?;
+            let mb_fetched = mb(fetched.bytes as f64);
+            println!(
+                "Bitswap fetch of the whole DAG ({} blocks): {transfer:.2} s, {mb_fetched:.1} MB, {:.0} MB/s; \
+                 loopback TCP, same bytes: {tcp:.2} s, {:.0} MB/s",
+                fetched.blocks,
+                mb_fetched / transfer,
+                mb_fetched / tcp
+            );
+            return anyhow::Ok(());
+        }
         // (2) The collection by id: the head, then the replica's index.
         let started = Instant::now();
         let replicated = replica

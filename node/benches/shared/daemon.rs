@@ -73,7 +73,10 @@ pub fn start_daemon(repo: &Path) -> Result<(Daemon, String)> {
 #[allow(dead_code)]
 pub fn start_daemon_with(repo: &Path, envs: &[(&str, &str)]) -> Result<(Daemon, String)> {
     let _ = std::fs::remove_file(repo.join("api"));
-    let child = Command::new(env!("CARGO_BIN_EXE_ipvec"))
+    // IPVEC_BENCH_BIN runs another build (say, the commit before a change) in the same run.
+    let binary =
+        std::env::var_os("IPVEC_BENCH_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ipvec").into());
+    let child = Command::new(binary)
         .envs(envs.iter().copied())
         .arg("--repo")
         .arg(repo)
