@@ -188,6 +188,16 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
             timing,
             data.len(),
         ));
+        // How well the graph two threads built answers (the sweep below has the one-thread
+        // graph's recall at the same ef).
+        for ef in [16, 64] {
+            let pass = engines::search_ipvec(&threaded, &queries, ef, None).await?;
+            let quality = report::Quality::of(&exact, &truths[0], &pass.ids, pass.qps());
+            println!(
+                "  graph built on {THREADS} threads: recall@10 {:.4} at ef {ef}",
+                quality.recall
+            );
+        }
         threaded.close().await?;
         threaded_store.shutdown().await?;
     }
