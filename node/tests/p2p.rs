@@ -572,12 +572,8 @@ fn served_big_collection() -> Served {
     );
     let npy = a.path.parent().unwrap().join("big.npy");
     write_npy(&npy, 6_000, 1024, 0);
-    // A's graph inserts run on one thread, in log order: the graph a replica's one-thread
-    // rebuild builds, so that HNSW answers compare equal.
-    let one = [("IPVEC_STORAGE_INDEX_BUILD_THREADS", "1")];
-    let added = ipvec(&a.path, &["add", "big", npy.to_str().unwrap()], &one);
-    assert!(added.status.success(), "{added:?}");
-    let da = Daemon::start(&a.path, &one);
+    ok(&a.path, &["add", "big", npy.to_str().unwrap()]);
+    let da = Daemon::start(&a.path, &[]);
     let info_a = json_of(&ok(&a.path, &["--json", "collection", "info", "big"]));
     let id = info_a["id"].as_str().unwrap().to_string();
     let addr_a = address_of(&a.path);

@@ -92,9 +92,7 @@ async fn hits(daemon: &Daemon, name: &str, request: &Value) -> Vec<(Value, u32)>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vector_b64_stores_exactly_what_numbers_store() {
     let repo = new_repo();
-    // Writes insert on one thread, in log order, so that the three collections get the same
-    // graph and their HNSW answers (ties included) compare equal.
-    let daemon = Daemon::start(&repo.path, &[("IPVEC_STORAGE_INDEX_BUILD_THREADS", "1")]);
+    let daemon = Daemon::start(&repo.path, &[]);
     let points = vectors(1, 300);
     // "mixed" gets both forms in each batch, alternating.
     let forms = ["numbers", "compact", "mixed"];

@@ -211,7 +211,7 @@ impl<S: BlockStore> Collection<S> {
             #[cfg(test)]
             checkpoint_pause: Default::default(),
             wal: std::sync::Arc::new(wal),
-            index_threads: threads.max(1),
+            index_threads: 1,
             retired: false,
             generation: next_generation(),
         };

@@ -293,10 +293,11 @@ impl Node {
                 let progress = OpenProgress::default();
                 slot.set(State::Opening(progress.clone()));
                 let _mark = OpeningMark(slot);
-                let threads = self.index_threads();
-                let c = Collection::open_with(self.store().clone(), dir, &progress, threads)
+                let threads = self.build_threads();
+                let mut c = Collection::open_with(self.store().clone(), dir, &progress, threads)
                     .await
                     .map_err(|e| folder_error("open", name, e))?;
+                c.set_index_threads(self.write_threads());
                 self.inner.ids.opened(name, &c);
                 let c = Arc::new(RwLock::new(c));
                 slot.set(State::Open(c.clone()));
@@ -388,19 +389,21 @@ impl Node {
             let _ = self.store().unpin_name(&pin_name(&spec.name)).await;
             return Err(folder_error("create", &spec.name, e));
         }
-        let progress = OpenProgress::default();
-        Collection::open_with(self.store().clone(), dir, &progress, self.index_threads())
+        let mut c = Collection::open(self.store().clone(), dir)
             .await
-            .map_err(|e| folder_error("open", &spec.name, e))
+            .map_err(|e| folder_error("open", &spec.name, e))?;
+        c.set_index_threads(self.write_threads());
+        Ok(c)
     }
 
-    /// Threads that insert into a collection's graph at once (`storage.index_build_threads`;
-    /// 0 is one per core): in a rebuild from its trees, and in each write.
-    fn index_threads(&self) -> usize {
-        match self.config().storage.index_build_threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        }
+    /// Threads that insert at once when an index is rebuilt (`storage.index_build_threads`).
+    fn build_threads(&self) -> usize {
+        per_core(self.config().storage.index_build_threads)
+    }
+
+    /// Threads that insert a write's points at once (`storage.write_threads`).
+    fn write_threads(&self) -> usize {
+        per_core(self.config().storage.write_threads)
     }
 
     /// Registers the collection of `head` (whose DAG is in the store) under `name`, in the
@@ -429,7 +432,7 @@ impl Node {
                     return Err(folder_error("register", name, e));
                 }
             };
-            c.set_index_threads(self.index_threads());
+            c.set_index_threads(self.write_threads());
             let imported = CollectionImported {
                 name: name.to_string(),
                 id: c.id()?,
@@ -626,5 +629,13 @@ mod tests {
         // The next request opens it again.
         assert!(node.collection("c").await.is_ok());
         assert!(slot.open().is_some());
+    }
+}
+
+/// A thread-count setting: 0 is one per core.
+fn per_core(setting: usize) -> usize {
+    match setting {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     }
 }

@@ -234,11 +234,15 @@ pub struct StorageConfig {
     /// The nice value (0 to 19) of the threads that run writes, commits and index builds:
     /// above 0 they yield the CPU to searches when both want it (Linux).
     pub background_nice: i32,
-    /// Threads that insert into a collection's graph at once, when its index is rebuilt from
-    /// its trees and when a write's points go in (0: one per core). One inserts in id (or
-    /// log) order and builds the same graph on every node; more insert faster, each time a
-    /// graph of its own.
+    /// Threads that insert at once when a collection's index is rebuilt from its trees (0:
+    /// one per core). One inserts in id order and builds the same graph on every node; more
+    /// build faster, each build a graph of its own.
     pub index_build_threads: usize,
+    /// Threads that insert a write's points into the graph at once (0: one per core). One
+    /// inserts in log order, the graph a one-thread rebuild builds; more load faster, but
+    /// concurrent inserts can leave a point that no graph walk reaches (exact searches still
+    /// find it), so the default is one.
+    pub write_threads: usize,
 }
 
 impl Default for StorageConfig {
@@ -248,6 +252,7 @@ impl Default for StorageConfig {
             commit_interval_ms: 2_000,
             background_nice: 10,
             index_build_threads: 0,
+            write_threads: 1,
         }
     }
 }
@@ -524,9 +529,12 @@ impl Config {
              # Nice value (0 to 19) of the threads that run writes, commits and index builds:\n\
              # above 0 they yield the CPU to searches when both want it.\n\
              background_nice = {}\n\
-             # Threads that insert into a collection's graph at once: rebuilds from the trees\n\
-             # and writes (0: one per core). 1 builds the same graph on every node; more insert faster.\n\
+             # Threads that insert at once when an index is rebuilt from the trees (0: one per\n\
+             # core). 1 builds the same graph on every node; more build faster.\n\
              index_build_threads = {}\n\
+             # Threads that insert a write's points into the graph at once (0: one per core).\n\
+             # 1 inserts in log order; more load faster but may leave a point walks do not reach.\n\
+             write_threads = {}\n\
              \n\
              {}\
              {}\
@@ -568,6 +576,7 @@ impl Config {
             self.storage.commit_interval_ms,
             self.storage.background_nice,
             self.storage.index_build_threads,
+            self.storage.write_threads,
             self.embedding.to_documented_toml(),
             self.limits.to_documented_toml(),
             self.outbound.to_documented_toml(),
