@@ -539,6 +539,14 @@ impl Node {
     }
 }
 
+/// A thread-count setting: 0 is one per core.
+fn per_core(setting: usize) -> usize {
+    match setting {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
@@ -629,13 +637,5 @@ mod tests {
         // The next request opens it again.
         assert!(node.collection("c").await.is_ok());
         assert!(slot.open().is_some());
-    }
-}
-
-/// A thread-count setting: 0 is one per core.
-fn per_core(setting: usize) -> usize {
-    match setting {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
     }
 }
