@@ -169,39 +169,6 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
         }
     };
 
-    // The same upserts with each write's graph inserts on two threads (what
-    // storage.index_build_threads sets in the daemon), into a collection of their own.
-    {
-        const THREADS: usize = 2;
-        println!("ingest: ipvec collection, graph inserts on {THREADS} threads …");
-        let (threaded_store, mut threaded) = engines::create(
-            &work.path().join("ipvec-threads"),
-            Measure::L2,
-            Quantization::F32,
-            opts.shards,
-        )
-        .await?;
-        threaded.set_index_threads(THREADS);
-        let timing = engines::upsert_all(&mut threaded, &data).await?;
-        ingest.push(IngestRow::new(
-            "ipvec upserts, inserts on 2 threads",
-            timing,
-            data.len(),
-        ));
-        // How well the graph two threads built answers (the sweep below has the one-thread
-        // graph's recall at the same ef).
-        for ef in [16, 64] {
-            let pass = engines::search_ipvec(&threaded, &queries, ef, None).await?;
-            let quality = report::Quality::of(&exact, &truths[0], &pass.ids, pass.qps());
-            println!(
-                "  graph built on {THREADS} threads: recall@10 {:.4} at ef {ef}",
-                quality.recall
-            );
-        }
-        threaded.close().await?;
-        threaded_store.shutdown().await?;
-    }
-
     // Search.
     let mut search = sweep(
         &collection,

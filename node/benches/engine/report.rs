@@ -85,24 +85,6 @@ pub fn ingest(rows: &[IngestRow], n: usize) {
             upserts.rate / raw.rate
         );
     }
-    let baselines = rows
-        .iter()
-        .filter(|r| r.name.starts_with("faiss") || r.name.starts_with("hnswlib"));
-    let best = baselines.max_by(|a, b| a.rate.total_cmp(&b.rate));
-    if let (Some(one), Some(two)) = (find("ipvec upserts ("), find("ipvec upserts, inserts on 2")) {
-        println!(
-            "ipvec upserts on 2 threads / 1 thread (vectors/s): {:.2} (goal ≥ 1.7)",
-            two.rate / one.rate
-        );
-        if let Some(best) = best {
-            println!(
-                "ipvec upserts / {} (vectors/s): {:.2} on 1 thread, {:.2} on 2 (goal ≥ 1.0 on 1)",
-                best.name,
-                one.rate / best.rate,
-                two.rate / best.rate
-            );
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy)]

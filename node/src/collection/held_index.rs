@@ -15,8 +15,8 @@
 use std::{
     path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
-        Mutex, OnceLock,
+        atomic::{AtomicU64, Ordering},
+        Mutex,
     },
 };
 
@@ -188,41 +188,6 @@ impl HeldIndex {
                 Ok(None)
             }
         }
-    }
-
-    /// [`HeldIndex::prepare`] of each of `entries`, from up to `threads` threads at once (this
-    /// one among them, each taking the next entry not yet taken): their insert keys, in the
-    /// entries' order. An entry whose insert fails here is `None`, applied later the plain
-    /// way, which reports the failure to its writer. With one thread the inserts go in the
-    /// entries' order, and build the graph a one-thread rebuild builds.
-    pub(super) fn prepare_all(&self, entries: &[Entry], threads: usize) -> Vec<Option<u64>> {
-        let one = |entry: &Entry| {
-            self.prepare(entry).unwrap_or_else(|e| {
-                tracing::debug!(error = %e, "a graph insert beside searches failed");
-                None
-            })
-        };
-        let threads = threads.min(entries.len());
-        if threads <= 1 {
-            return entries.iter().map(one).collect();
-        }
-        let next = AtomicUsize::new(0);
-        let keys: Vec<OnceLock<Option<u64>>> = entries.iter().map(|_| OnceLock::new()).collect();
-        let work = || loop {
-            let at = next.fetch_add(1, Ordering::Relaxed);
-            let Some(entry) = entries.get(at) else {
-                break;
-            };
-            let _ = keys[at].set(one(entry));
-        };
-        std::thread::scope(|scope| {
-            for _ in 1..threads {
-                scope.spawn(work);
-            }
-            work();
-        });
-        // An entry a panicking thread took has no key: it is applied the plain way.
-        keys.into_iter().map(|k| k.into_inner().flatten()).collect()
     }
 
     /// Forgets the prepared insert `temp`; false when it was discarded already.

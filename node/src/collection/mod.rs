@@ -283,8 +283,6 @@ pub struct Collection<S> {
     checkpoint_pause: std::sync::Arc<std::sync::Mutex<Option<tests::pause::Pause>>>,
     /// The write-ahead log.
     wal: std::sync::Arc<wal::Wal>,
-    /// Threads a write's graph inserts run on at once ([`Collection::set_index_threads`]).
-    index_threads: usize,
     /// The collection was dropped: see [`Collection::retire`].
     retired: bool,
     /// What searches see, as a number no other state of any collection has had in this

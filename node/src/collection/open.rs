@@ -96,7 +96,6 @@ impl<S: BlockStore> Collection<S> {
             #[cfg(test)]
             checkpoint_pause: Default::default(),
             wal: std::sync::Arc::new(wal),
-            index_threads: 1,
             retired: false,
             generation: next_generation(),
         };
@@ -211,7 +210,6 @@ impl<S: BlockStore> Collection<S> {
             #[cfg(test)]
             checkpoint_pause: Default::default(),
             wal: std::sync::Arc::new(wal),
-            index_threads: 1,
             retired: false,
             generation: next_generation(),
         };
@@ -281,9 +279,7 @@ impl<S: BlockStore> Collection<S> {
         catalog::write_head(&self.dir, &head, self.wal.last_seq())?;
         self.store.flush().await?;
         if !same_layout {
-            let threads = self.index_threads;
             *self = Self::open(self.store.clone(), &self.dir).await?;
-            self.index_threads = threads;
             return Ok(());
         }
         // Same shards and index settings: apply only what changed between the trees to the

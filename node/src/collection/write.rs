@@ -189,19 +189,7 @@ impl<S: BlockStore> Collection<S> {
 
     /// Step 3 of a write, all at once: applies every durable staged record and reports.
     pub fn publish(&mut self, staged: &Staged) -> Result<WriteReport, CollectionError> {
-        while !self.is_applied(staged) {
-            // Inserts on several threads go through the two halves of the shared path.
-            let progressed = match self.index_threads {
-                1 => self.apply_some(usize::MAX),
-                _ => match self.prepare_slice(super::shared::APPLY_SLICE) {
-                    Some(prepared) => self.apply_prepared(prepared),
-                    None => false,
-                },
-            };
-            if !progressed {
-                break;
-            }
-        }
+        while !self.is_applied(staged) && self.apply_some(usize::MAX) {}
         self.report(staged)
     }
 
@@ -230,13 +218,6 @@ impl<S: BlockStore> Collection<S> {
         left < budget
     }
 
-    /// Sets how many threads insert a write's vectors into the graph at once (at least one).
-    /// One inserts them in log order and builds the graph a one-thread rebuild of the trees
-    /// builds; more insert faster, each time a graph of its own.
-    pub fn set_index_threads(&mut self, threads: usize) {
-        self.index_threads = threads.max(1);
-    }
-
     /// Step 3, first half (shared access; one writer at a time, and the second half before
     /// the next first half): the next slice of up to `budget` durable staged entries, with
     /// the graph inserts of their vectors already made beside searches. The inserts are
@@ -244,7 +225,18 @@ impl<S: BlockStore> Collection<S> {
     /// with exclusive access for a few microseconds per entry.
     pub fn prepare_slice(&self, budget: usize) -> Option<PreparedSlice> {
         let slice = self.slice(budget, false)?;
-        let prepared = self.index.prepare_all(&slice.entries, self.index_threads);
+        let prepared = slice
+            .entries
+            .iter()
+            .map(|entry| {
+                // An entry whose insert fails here is applied in the second half the plain
+                // way, which reports the failure to its writer.
+                self.index.prepare(entry).unwrap_or_else(|e| {
+                    tracing::debug!(error = %e, "a graph insert beside searches failed");
+                    None
+                })
+            })
+            .collect();
         Some(PreparedSlice { slice, prepared })
     }
 

@@ -293,11 +293,13 @@ impl Node {
                 let progress = OpenProgress::default();
                 slot.set(State::Opening(progress.clone()));
                 let _mark = OpeningMark(slot);
-                let threads = self.build_threads();
-                let mut c = Collection::open_with(self.store().clone(), dir, &progress, threads)
+                let threads = match self.config().storage.index_build_threads {
+                    0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    n => n,
+                };
+                let c = Collection::open_with(self.store().clone(), dir, &progress, threads)
                     .await
                     .map_err(|e| folder_error("open", name, e))?;
-                c.set_index_threads(self.write_threads());
                 self.inner.ids.opened(name, &c);
                 let c = Arc::new(RwLock::new(c));
                 slot.set(State::Open(c.clone()));
@@ -389,21 +391,9 @@ impl Node {
             let _ = self.store().unpin_name(&pin_name(&spec.name)).await;
             return Err(folder_error("create", &spec.name, e));
         }
-        let mut c = Collection::open(self.store().clone(), dir)
+        Collection::open(self.store().clone(), dir)
             .await
-            .map_err(|e| folder_error("open", &spec.name, e))?;
-        c.set_index_threads(self.write_threads());
-        Ok(c)
-    }
-
-    /// Threads that insert at once when an index is rebuilt (`storage.index_build_threads`).
-    fn build_threads(&self) -> usize {
-        per_core(self.config().storage.index_build_threads)
-    }
-
-    /// Threads that insert a write's points at once (`storage.write_threads`).
-    fn write_threads(&self) -> usize {
-        per_core(self.config().storage.write_threads)
+            .map_err(|e| folder_error("open", &spec.name, e))
     }
 
     /// Registers the collection of `head` (whose DAG is in the store) under `name`, in the
@@ -421,8 +411,7 @@ impl Node {
             if !matches!(slot.state(), State::Closed) || catalog::exists(&dir) {
                 return Err(CollectionError::Exists(name.to_string()).into());
             }
-            let mut c = match Collection::adopt_shards(self.store().clone(), &dir, head, held).await
-            {
+            let c = match Collection::adopt_shards(self.store().clone(), &dir, head, held).await {
                 Ok(c) => c,
                 Err(e) => {
                     if dir.exists() {
@@ -432,7 +421,6 @@ impl Node {
                     return Err(folder_error("register", name, e));
                 }
             };
-            c.set_index_threads(self.write_threads());
             let imported = CollectionImported {
                 name: name.to_string(),
                 id: c.id()?,
@@ -536,14 +524,6 @@ impl Node {
             );
         }
         Ok(())
-    }
-}
-
-/// A thread-count setting: 0 is one per core.
-fn per_core(setting: usize) -> usize {
-    match setting {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
     }
 }
 

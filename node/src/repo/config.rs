@@ -238,11 +238,6 @@ pub struct StorageConfig {
     /// one per core). One inserts in id order and builds the same graph on every node; more
     /// build faster, each build a graph of its own.
     pub index_build_threads: usize,
-    /// Threads that insert a write's points into the graph at once (0: one per core). One
-    /// inserts in log order, the graph a one-thread rebuild builds; more load faster, but
-    /// concurrent inserts can leave a point that no graph walk reaches (exact searches still
-    /// find it), so the default is one.
-    pub write_threads: usize,
 }
 
 impl Default for StorageConfig {
@@ -252,7 +247,6 @@ impl Default for StorageConfig {
             commit_interval_ms: 2_000,
             background_nice: 10,
             index_build_threads: 0,
-            write_threads: 1,
         }
     }
 }
@@ -532,9 +526,6 @@ impl Config {
              # Threads that insert at once when an index is rebuilt from the trees (0: one per\n\
              # core). 1 builds the same graph on every node; more build faster.\n\
              index_build_threads = {}\n\
-             # Threads that insert a write's points into the graph at once (0: one per core).\n\
-             # 1 inserts in log order; more load faster but may leave a point walks do not reach.\n\
-             write_threads = {}\n\
              \n\
              {}\
              {}\
@@ -576,7 +567,6 @@ impl Config {
             self.storage.commit_interval_ms,
             self.storage.background_nice,
             self.storage.index_build_threads,
-            self.storage.write_threads,
             self.embedding.to_documented_toml(),
             self.limits.to_documented_toml(),
             self.outbound.to_documented_toml(),

@@ -74,17 +74,7 @@ async fn a_search_between_a_slices_inserts_and_their_placing_answers_k_placed_po
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_replacements_and_duplicates_are_placed_as_a_plain_apply_would() {
-    replacements_and_duplicates(1).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replacements_and_duplicates_prepared_on_three_threads_are_placed_alike() {
-    replacements_and_duplicates(3).await;
-}
-
-async fn replacements_and_duplicates(threads: usize) {
     let (_dir, _store, _cdir, mut c) = fresh(2).await;
-    c.set_index_threads(threads);
     let data = clustered(300, 24, 15);
     c.upsert(points(&data[..200], 0)).await.unwrap();
     let point = |id: u64, from: usize| Point {
@@ -194,38 +184,4 @@ async fn searches_during_concurrent_writers_always_answer_k_distinct_points() {
     let c = shared.read().await;
     assert_eq!(c.points(), 1_200);
     assert_eq!(c.index.index.len(), 1_200, "no insert left over");
-}
-
-/// Writes whose inserts run on two threads give every point its place in the graph: each is
-/// its own nearest neighbour, nothing is left over, and HNSW answers agree with exact ones.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_inserted_from_two_threads_place_every_point() {
-    let (_dir, _store, _cdir, mut c) = fresh(3).await;
-    c.set_index_threads(2);
-    let data = clustered(2_000, 24, 17);
-    let shared = RwLock::new(c);
-    for start in (0..data.len()).step_by(500) {
-        shared::upsert(&shared, points(&data[start..start + 500], start as u64))
-            .await
-            .unwrap();
-    }
-    let c = shared.into_inner();
-    assert_eq!(c.points(), 2_000);
-    assert_eq!(c.index.index.len(), 2_000, "no insert left over");
-    assert_eq!(c.index.keys.len(), 2_000);
-    let (mut found, mut wanted) = (0usize, 0usize);
-    for i in (0..data.len()).step_by(40) {
-        let nearest = c.search(&data[i], hnsw(1), None).await.unwrap();
-        assert_eq!(ids(&nearest), [EntryId::Int(i as u64)]);
-        let exact = SearchOptions {
-            exact: true,
-            ..hnsw(10)
-        };
-        let truth = ids(&c.search(&data[i], exact, None).await.unwrap());
-        let walked = ids(&c.search(&data[i], hnsw(10), None).await.unwrap());
-        found += walked.iter().filter(|id| truth.contains(id)).count();
-        wanted += truth.len();
-    }
-    let recall = found as f64 / wanted as f64;
-    assert!(recall >= 0.95, "recall@10 {recall}");
 }

@@ -29,8 +29,7 @@ impl HnswIndex {
     /// Inserts the stored vector `stored` into the graph under `temp` (a key at or above
     /// [`PREPARED_KEYS`]) with shared access, for [`HnswIndex::place_prepared`] to give to its
     /// point later. Returns false, inserting nothing, when the index has no room left: room is
-    /// reserved with exclusive access ([`HnswIndex::room_for`]). Callers may insert together,
-    /// each in a thread context of its own.
+    /// reserved with exclusive access ([`HnswIndex::room_for`]). One caller at a time.
     pub fn prepare(&self, temp: u64, stored: &[u8]) -> Result<bool, IndexError> {
         debug_assert!(temp >= PREPARED_KEYS);
         let width = self.spec.dimension * self.spec.quantization.bytes_per_component();
