@@ -8,23 +8,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use common::{pair::*, *};
 use serde_json::Value;
-
-/// Creates collection `name` (4-d, L2) in `repo` and adds points `0..n` to it.
-fn filled_collection(repo: &std::path::Path, name: &str, n: u64) {
-    filled_collection_with(repo, name, n, &[]);
-}
-
-/// [`filled_collection`] with more `collection create` flags.
-fn filled_collection_with(repo: &std::path::Path, name: &str, n: u64, flags: &[&str]) {
-    let mut create = vec!["collection", "create", name, "--dim", "4", "--metric", "l2"];
-    create.extend_from_slice(flags);
-    ok(repo, &create);
-    let file = repo.parent().unwrap().join(format!("{name}.jsonl"));
-    std::fs::write(&file, points_jsonl(0..n)).unwrap();
-    ok(repo, &["add", name, file.to_str().unwrap()]);
-}
 
 #[test]
 fn daemons_connect_bootstrap_and_find_providers_in_the_dht() {
@@ -287,41 +272,6 @@ fn bitswap_fetches_a_whole_dag_checks_it_and_skips_what_it_has() {
     );
     assert!(err.contains("no peer in the session has block"), "{err}");
     assert!(!ok(&b.path, &["pin", "ls"]).contains(&missing.to_string()));
-}
-
-/// A writer A serving collection `films` (points `0..2000`, more `collection create` flags),
-/// and a node B that knows A only as its bootstrap peer, connected to it.
-struct WriterAndPeer {
-    a: TestRepo,
-    _da: Daemon,
-    /// A's `collection info films`.
-    info_a: Value,
-    /// The collection id.
-    id: String,
-    addr_a: String,
-    b: TestRepo,
-    db: Daemon,
-}
-
-fn writer_and_peer(flags: &[&str]) -> WriterAndPeer {
-    let a = new_repo();
-    filled_collection_with(&a.path, "films", 2_000, flags);
-    let da = Daemon::start(&a.path, &[]);
-    let info_a = json_of(&ok(&a.path, &["--json", "collection", "info", "films"]));
-    let id = info_a["id"].as_str().unwrap().to_string();
-    let addr_a = address_of(&a.path);
-    let b = new_repo();
-    let db = Daemon::start_with(&b.path, &[], &["--bootstrap", &addr_a]);
-    eventually("B connected", || !peers_of(&b.path).is_empty());
-    WriterAndPeer {
-        a,
-        _da: da,
-        info_a,
-        id,
-        addr_a,
-        b,
-        db,
-    }
 }
 
 #[test]

@@ -57,6 +57,32 @@ pub fn collection_id(owner: &[u8]) -> Result<String, ProtocolError> {
     Ok(PeerId::from_public_key(&PublicKey::from(key)).to_string())
 }
 
+/// The 32-byte ed25519 public key a key id names: the inverse of [`collection_id`], for the
+/// peer ids of ed25519 keys (`12D3KooW…`, what `ipvec id` prints), whose text carries the key.
+pub fn key_of_id(id: &str) -> Result<[u8; 32], ProtocolError> {
+    let not = |why: &str| {
+        ProtocolError::Signature(format!(
+            "{id:?} is not a key id ({why}): give the `12D3KooW…` peer id a node's `ipvec id` \
+             prints"
+        ))
+    };
+    let peer: PeerId = id
+        .parse()
+        .map_err(|_| not("it does not parse as a peer id"))?;
+    // Ed25519 peer ids inline their key: an identity multihash (code 0, then the length, one
+    // byte below 128) of the key's protobuf encoding. Other peer ids are hashes of their key.
+    let bytes = peer.to_bytes();
+    let inline = match bytes.as_slice() {
+        [0, len, key @ ..] if usize::from(*len) == key.len() => key,
+        _ => return Err(not("it is the hash of a key, not an ed25519 key")),
+    };
+    let key = PublicKey::try_decode_protobuf(inline)
+        .map_err(|_| not("its key does not decode"))?
+        .try_into_ed25519()
+        .map_err(|_| not("its key is not ed25519"))?;
+    Ok(key.to_bytes())
+}
+
 fn ed25519_key(bytes: &[u8]) -> Result<ed25519::PublicKey, ProtocolError> {
     ed25519::PublicKey::try_from_bytes(bytes)
         .map_err(|e| ProtocolError::Signature(format!("not an ed25519 public key: {e}")))
@@ -117,6 +143,24 @@ impl HeadRecord {
 mod tests {
     use super::*;
     use crate::cid::{block_cid, DAG_CBOR};
+
+    #[test]
+    fn key_ids_name_their_keys_both_ways() {
+        let key = Keypair::generate_ed25519();
+        let bytes = public_key_bytes(&key).unwrap();
+        let id = collection_id(&bytes).unwrap();
+        assert_eq!(id, key.public().to_peer_id().to_string());
+        assert_eq!(key_of_id(&id).unwrap(), bytes);
+        for bad in [
+            "",
+            "12D3KooW",
+            "not a key",
+            "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N",
+        ] {
+            let e = key_of_id(bad).unwrap_err().to_string();
+            assert!(e.contains("is not a key id"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn signed_heads_verify_and_forgeries_do_not() {

@@ -273,6 +273,27 @@ impl Operations for Client {
         self.get(&format!("/v1/collections/{}/log", Self::name(name)))
     }
 
+    fn writers<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<WriterList>> {
+        self.get(&format!("/v1/collections/{}/writers", Self::name(name)))
+    }
+
+    fn change_writer<'a>(
+        &'a self,
+        name: &'a str,
+        key: &'a str,
+        allow: bool,
+    ) -> BoxFuture<'a, Result<WriterList>> {
+        let path = format!(
+            "/v1/collections/{}/writers/{}",
+            Self::name(name),
+            Self::name(key)
+        );
+        match allow {
+            true => Box::pin(self.json(self.http.put(self.url(&path)))),
+            false => self.delete_at(&path),
+        }
+    }
+
     fn set_quota<'a>(
         &'a self,
         name: &'a str,

@@ -165,6 +165,38 @@ async fn set_quota(
     Ok(Json(s.node.set_quota(&name, quota).await?))
 }
 
+/// The keys a collection allows to publish versions, the owner's first.
+#[utoipa::path(get, path = "/v1/collections/{name}/writers", params(("name" = String, Path, description = "collection name")),
+    responses((status = 200, body = WriterList), (status = 404, body = ErrorBody)))]
+async fn writers(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<WriterList> {
+    Ok(Json(s.node.writers(&name).await?))
+}
+
+/// Allows a key (a peer id, `12D3KooW…`) to publish versions of a collection: a new version
+/// signed by the owner, so only the owner's node can (elsewhere a 409 `read_only`).
+#[utoipa::path(put, path = "/v1/collections/{name}/writers/{key}", params(("name" = String, Path, description = "collection name"), ("key" = String, Path, description = "the writer's key as a peer id")),
+    responses((status = 200, body = WriterList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn add_writer(
+    State(s): State<AppState>,
+    ApiPath((name, key)): ApiPath<(String, String)>,
+) -> ApiResult<WriterList> {
+    Ok(Json(s.node.change_writer(&name, &key, true).await?))
+}
+
+/// Stops allowing a key to publish versions of a collection (the owner's key always stays):
+/// peers refuse its later heads; what it wrote before stays.
+#[utoipa::path(delete, path = "/v1/collections/{name}/writers/{key}", params(("name" = String, Path, description = "collection name"), ("key" = String, Path, description = "the writer's key as a peer id")),
+    responses((status = 200, body = WriterList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn remove_writer(
+    State(s): State<AppState>,
+    ApiPath((name, key)): ApiPath<(String, String)>,
+) -> ApiResult<WriterList> {
+    Ok(Json(s.node.change_writer(&name, &key, false).await?))
+}
+
 /// Upserts a batch of points; answered once the batch is durable (all or nothing).
 #[utoipa::path(put, path = "/v1/collections/{name}/points", params(("name" = String, Path, description = "collection name")),
     request_body = UpsertPoints,
@@ -636,6 +668,9 @@ async fn import_body(
         drop_collection,
         collection_log,
         set_quota,
+        writers,
+        add_writer,
+        remove_writer,
         upsert,
         delete_points,
         get_point,

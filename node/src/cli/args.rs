@@ -380,6 +380,10 @@ pub enum CollectionCommand {
         #[arg(long)]
         max_bytes: Option<u64>,
     },
+    /// List, add or remove the keys allowed to publish versions of a collection (adding and
+    /// removing make a new version the owner signs: only on the owner's node).
+    #[command(subcommand)]
+    Writers(WritersCommand),
     /// List collections.
     List,
     /// Show a collection's settings, counts and root CID.
@@ -413,6 +417,30 @@ pub enum CollectionCommand {
         /// Name to register it under (default: its own name).
         #[arg(long)]
         name: Option<String>,
+    },
+}
+
+/// `ipvec collection writers …`
+#[derive(Debug, Subcommand)]
+pub enum WritersCommand {
+    /// The allowed keys, the owner's first.
+    Ls {
+        /// Collection name.
+        name: String,
+    },
+    /// Allow a key to publish versions.
+    Add {
+        /// Collection name.
+        name: String,
+        /// The writer's key as a peer id (`12D3KooW…`, what its `ipvec id` prints).
+        key: String,
+    },
+    /// Stop allowing a key (its later heads are refused; what it wrote before stays).
+    Rm {
+        /// Collection name.
+        name: String,
+        /// The writer's key as a peer id.
+        key: String,
     },
 }
 

@@ -10,7 +10,7 @@ use super::{
     carfile::{self, ImportAs, Imported},
     input,
     output::{progress_bar, utc_time, Output},
-    CollectionCommand, Command,
+    CollectionCommand, Command, WritersCommand,
 };
 use crate::{
     api::{
@@ -60,6 +60,18 @@ fn fields_text(c: &CollectionInfo) -> String {
             format!("\nembedding:    {} (texts and questions are embedded with it)", m.id())
         })
         + &quota_text(&c.quota)
+        + &writers_text(c)
+}
+
+/// A line counting the writers, when the collection has more than its owner.
+fn writers_text(c: &CollectionInfo) -> String {
+    match c.writers.len() {
+        0 | 1 => String::new(),
+        n => format!(
+            "\nwriters:      {n} (`ipvec collection writers ls {}`)",
+            c.name
+        ),
+    }
 }
 
 /// A line naming the collection's own quota, when it has one.
@@ -174,6 +186,35 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 ),
                 to_json(&set),
             )?;
+        }
+        Command::Collection(CollectionCommand::Writers(command)) => {
+            let list = match &command {
+                WritersCommand::Ls { name } => backend.ops().writers(name).await?,
+                WritersCommand::Add { name, key } => {
+                    backend.ops().change_writer(name, key, true).await?
+                }
+                WritersCommand::Rm { name, key } => {
+                    backend.ops().change_writer(name, key, false).await?
+                }
+            };
+            let mut text: Vec<String> = Vec::new();
+            if let WritersCommand::Add { key, .. } | WritersCommand::Rm { key, .. } = &command {
+                let did = match (&command, list.changed) {
+                    (WritersCommand::Add { .. }, true) => "now allowed",
+                    (WritersCommand::Add { .. }, false) => "already allowed",
+                    (_, true) => "no longer allowed",
+                    (_, false) => "was not allowed",
+                };
+                text.push(format!(
+                    "{key}: {did} to write collection {} (version {})",
+                    list.name, list.version
+                ));
+            }
+            text.extend(list.writers.iter().map(|w| match w.owner {
+                true => format!("{}\towner", w.id),
+                false => format!("{}\twriter", w.id),
+            }));
+            out.print(text.join("\n"), to_json(&list))?;
         }
         Command::Collection(CollectionCommand::Log { name }) => {
             let log = backend.ops().collection_log(&name).await?;

@@ -29,6 +29,7 @@
 //! - `write`: upserts and deletes; `checkpoint`: checkpoints; `search`: reads and searches.
 //! - [`shared`]: writes and checkpoints on a collection shared behind a read/write lock.
 //! - [`filter`]: the filter language; [`history`]: old versions.
+//! - [`writers`]: the keys allowed to publish versions, changed by the owner.
 
 pub mod allowed;
 pub mod cache;
@@ -46,6 +47,7 @@ pub mod shard;
 pub mod shared;
 pub mod wal;
 mod write;
+pub mod writers;
 
 use std::{
     collections::BTreeMap,

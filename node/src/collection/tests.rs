@@ -784,3 +784,5 @@ pub(crate) mod pause;
 mod prepared;
 /// Shards held, the index cache tagged with their roots; partial replicas.
 mod shards;
+/// The writer list and its changes.
+mod writers;

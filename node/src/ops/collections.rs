@@ -156,6 +156,11 @@ impl Node {
             shard_status,
             embedding: m.embedding.clone(),
             quota: self.own_quota(name)?,
+            writers: c
+                .writers()
+                .iter()
+                .map(|key| ipvec_protocol::head::collection_id(key))
+                .collect::<Result<_, _>>()?,
             id,
         })
     }

@@ -20,6 +20,7 @@
 //! - [`blocks`]: DAG blocks, pins, garbage collection and CAR files.
 //! - [`peers`]: this node on the network: peers, connections, DHT providers, announcements.
 //! - [`deny`]: denied peers: refusing a peer, lifting it, listing who is refused.
+//! - [`writers`]: the keys a collection allows to publish versions, changed by its owner.
 //! - [`replicate`]: fetching other nodes' collections, following their heads.
 //! - [`federation`]: federated search: asking the peers that hold a collection's shards, and
 //!   answering their searches of the shards held here.
@@ -53,6 +54,7 @@ pub mod search;
 pub mod search_cache;
 pub mod status;
 pub mod text;
+pub mod writers;
 
 use std::{
     collections::HashMap,

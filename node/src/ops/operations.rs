@@ -77,6 +77,18 @@ pub trait Operations: Send + Sync {
     /// A collection's versions, newest first.
     fn collection_log<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<VersionList>>;
 
+    /// The keys a collection allows to publish versions, the owner's first.
+    fn writers<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<WriterList>>;
+
+    /// Allows (`allow`) or stops allowing a key (a peer id) to publish versions of a
+    /// collection: a new version the owner signs, so only the owner's node can.
+    fn change_writer<'a>(
+        &'a self,
+        name: &'a str,
+        key: &'a str,
+        allow: bool,
+    ) -> BoxFuture<'a, Result<WriterList>>;
+
     /// Sets a collection's own quota on this node (0: none).
     fn set_quota<'a>(
         &'a self,
@@ -229,6 +241,19 @@ impl Operations for Node {
 
     fn collection_log<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<VersionList>> {
         Box::pin(Node::collection_log(self, name))
+    }
+
+    fn writers<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<WriterList>> {
+        Box::pin(Node::writers(self, name))
+    }
+
+    fn change_writer<'a>(
+        &'a self,
+        name: &'a str,
+        key: &'a str,
+        allow: bool,
+    ) -> BoxFuture<'a, Result<WriterList>> {
+        Box::pin(Node::change_writer(self, name, key, allow))
     }
 
     fn set_quota<'a>(

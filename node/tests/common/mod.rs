@@ -12,6 +12,7 @@ use std::{
 use serde_json::{json, Value};
 
 pub mod hostile;
+pub mod pair;
 
 /// Sends signal `sig` (`TERM`, `KILL`, `STOP`, `CONT`) to process `pid` with the shell's own
 /// `kill`: no procps needed on a fresh machine.

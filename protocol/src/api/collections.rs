@@ -211,6 +211,36 @@ pub struct CollectionInfo {
     /// The collection's own quota on this node, when it has one (see [`CollectionQuota`]).
     #[serde(default, skip_serializing_if = "CollectionQuota::is_none")]
     pub quota: CollectionQuota,
+    /// The keys allowed to publish versions, as peer ids, the owner's first (absent from
+    /// older nodes).
+    #[serde(default)]
+    pub writers: Vec<String>,
+}
+
+/// One key a collection allows to publish versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WriterInfo {
+    /// The key as a peer id (`12D3KooW…`, what the writer's `ipvec id` prints).
+    pub id: String,
+    /// Whether it is the owner's key (which signs changes of the list and always stays).
+    pub owner: bool,
+}
+
+/// `GET /v1/collections/{name}/writers`, and the answer of `PUT` or `DELETE
+/// /v1/collections/{name}/writers/{key}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WriterList {
+    /// The collection.
+    pub name: String,
+    /// The allowed keys, the owner's first.
+    pub writers: Vec<WriterInfo>,
+    /// The version (head sequence) the list is of.
+    pub version: u64,
+    /// Whether this request changed the list (a new version); false when it already was so,
+    /// and for a read.
+    pub changed: bool,
 }
 
 /// One shard of a collection.
