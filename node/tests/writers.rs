@@ -57,8 +57,10 @@ fn the_owner_adds_and_removes_writers_and_replicas_follow() {
     eventually("B follows the new writer list", || {
         writers_of(&b.path) == both
     });
-    let info = json_of(&ok(&b.path, &["--json", "collection", "info", "films"]));
-    assert_eq!(info["writers"], serde_json::json!([id, key_b]));
+    // B's key being listed, B writes the collection from now on.
+    eventually("B writes", || info(&b.path)["writable"] == true);
+    let info_b = info(&b.path);
+    assert_eq!(info_b["writers"], serde_json::json!([id, key_b]));
     let text = ok(&b.path, &["collection", "info", "films"]);
     assert!(text.contains("writers:      2"), "{text}");
     // Again: nothing changes.
@@ -66,9 +68,10 @@ fn the_owner_adds_and_removes_writers_and_replicas_follow() {
     assert!(said.contains("already allowed"), "{said}");
     assert_eq!(version_of(&a.path), before + 1);
 
-    // Only the owner's node changes the list; bad keys are refused with what to give.
+    // Only the owner's node changes the list (not another writer's, nor a replica's); bad
+    // keys are refused with what to give.
     let refused = fails(&b.path, &["collection", "writers", "rm", "films", &key_b]);
-    assert!(refused.contains("read-only"), "{refused}");
+    assert!(refused.contains("only the owner's node"), "{refused}");
     for bad in ["nobody", "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"] {
         let refused = fails(&a.path, &["collection", "writers", "add", "films", bad]);
         assert!(refused.contains("is not a key id"), "{refused}");
@@ -85,7 +88,147 @@ fn the_owner_adds_and_removes_writers_and_replicas_follow() {
     eventually("B follows the removal", || {
         writers_of(&b.path) == vec![(id.clone(), true)]
     });
+    // B is read-only again: its writes are refused with what it is.
+    assert_eq!(info(&b.path)["writable"], false);
+    let file = b.path.parent().unwrap().join("late.jsonl");
+    std::fs::write(&file, points_jsonl(5_000..5_001)).unwrap();
+    let refused = fails(&b.path, &["add", "films", file.to_str().unwrap()]);
+    assert!(refused.contains("read-only"), "{refused}");
     // The points are untouched by either change.
-    let info = json_of(&ok(&b.path, &["--json", "collection", "info", "films"]));
-    assert_eq!(info["points"], 2_000);
+    assert_eq!(info(&b.path)["points"], 2_000);
+}
+
+/// Points `ids` as one writer writes them: the vector names the writer (`who`), so the
+/// version of an id each node holds says whose write won.
+fn writes_of(who: u64, ids: impl Iterator<Item = u64>) -> String {
+    ids.map(|i| {
+        let v = [i as f32, who as f32, (i % 7) as f32, 1.0];
+        serde_json::json!({ "id": i, "vector": v, "metadata": { "by": who } }).to_string() + "\n"
+    })
+    .collect()
+}
+
+/// A point as a node holds it: its writer (as key bytes, which the rule compares), clock stamp
+/// and vector.
+fn version_on(repo: &std::path::Path, id: u64) -> (u64, Vec<u8>, Value) {
+    let p = json_of(&ok(repo, &["--json", "get", "films", &id.to_string()]));
+    let writer = ipvec_protocol::head::key_of_id(p["writer"].as_str().unwrap()).unwrap();
+    (
+        p["hlc"].as_u64().unwrap(),
+        writer.to_vec(),
+        p["vector"].clone(),
+    )
+}
+
+fn info(repo: &std::path::Path) -> Value {
+    json_of(&ok(repo, &["--json", "collection", "info", "films"]))
+}
+
+/// Three writers (the owner and two keys it adds) write different and overlapping ids at the
+/// same time; once they stop, every writer and a replica that only follows hold the same
+/// merged root and the same points, and each overlapping id holds the version the rule names:
+/// the highest (hlc, writer) of those written.
+#[test]
+fn three_writers_write_at_once_and_every_node_converges() {
+    // Commits only when asked (`collection log` commits first), so each writer's own
+    // versions can be read before any is gossiped.
+    let slow = [("IPVEC_STORAGE_COMMIT_INTERVAL_MS", "3600000")];
+    let a = new_repo();
+    filled_collection(&a.path, "films", 500);
+    let _da = Daemon::start(&a.path, &slow);
+    let id = info(&a.path)["id"].as_str().unwrap().to_string();
+    let addr_a = address_of(&a.path);
+    let others: Vec<TestRepo> = (0..3).map(|_| new_repo()).collect();
+    let _daemons: Vec<Daemon> = others
+        .iter()
+        .map(|r| Daemon::start_with(&r.path, &slow, &["--bootstrap", &addr_a]))
+        .collect();
+    for r in &others {
+        ok(&r.path, &["fetch", &id, "--from", &addr_a]);
+    }
+    let (b, c, d) = (&others[0].path, &others[1].path, &others[2].path);
+    for writer in [b, c] {
+        ok(
+            &a.path,
+            &["collection", "writers", "add", "films", &peer_of(writer)],
+        );
+    }
+    eventually("B and C write the collection", || {
+        info(b)["writable"] == true && info(c)["writable"] == true
+    });
+    assert_eq!(info(d)["writable"], false, "D is not listed: a replica");
+
+    // At once: A writes ids 0..50 and 10000..10100, B 25..75 and 20000..20100, C 40..60 and
+    // 30000..30100.
+    let plans: [(&std::path::Path, u64, Vec<u64>); 3] = [
+        (&a.path, 1, (0..50).chain(10_000..10_100).collect()),
+        (b, 2, (25..75).chain(20_000..20_100).collect()),
+        (c, 3, (40..60).chain(30_000..30_100).collect()),
+    ];
+    std::thread::scope(|s| {
+        for (repo, who, ids) in &plans {
+            s.spawn(move || {
+                let file = repo.parent().unwrap().join("writes.jsonl");
+                std::fs::write(&file, writes_of(*who, ids.iter().copied())).unwrap();
+                ok(repo, &["add", "films", file.to_str().unwrap()]);
+            });
+        }
+    });
+    // Each writer's own version of every overlapping id, before anything is committed.
+    let overlapping: Vec<u64> = (25..60).collect();
+    let mut expected = Vec::new();
+    for id in &overlapping {
+        let versions: Vec<_> = plans
+            .iter()
+            .filter(|(_, _, ids)| ids.contains(id))
+            .map(|(repo, _, _)| version_on(repo, *id))
+            .collect();
+        assert!(
+            versions.len() >= 2,
+            "id {id} is written by two writers or three"
+        );
+        // Last writer wins: the highest clock stamp, then the highest writer key.
+        let winner = versions
+            .into_iter()
+            .max_by(|x, y| (x.0, &x.1).cmp(&(y.0, &y.1)))
+            .unwrap();
+        expected.push(winner);
+    }
+
+    // The writers commit (each a signed version, gossiped), merge each other's and sign
+    // their merges; the replica merges them all.
+    std::thread::scope(|s| {
+        for (repo, _, _) in &plans {
+            s.spawn(move || ok(repo, &["collection", "log", "films"]));
+        }
+    });
+    let nodes = [&a.path, b, c, d];
+    eventually(
+        "every node holds the same merged root and every point",
+        || {
+            let infos: Vec<Value> = nodes.iter().map(|r| info(r)).collect();
+            infos.iter().all(|i| i["points"] == 500 + 300)
+                && infos
+                    .iter()
+                    .all(|i| i["merged_root"] == infos[0]["merged_root"])
+        },
+    );
+    for node in nodes {
+        for (id, winner) in overlapping.iter().zip(&expected) {
+            assert_eq!(
+                &version_on(node, *id),
+                winner,
+                "id {id} on {}",
+                node.display()
+            );
+        }
+        for id in [0, 10_050, 20_050, 30_099, 499] {
+            version_on(node, id);
+        }
+        // Info shows the newest head merged from each writer.
+        let heads = info(node)["writer_heads"].as_array().unwrap().len();
+        assert_eq!(heads, 3, "{}", node.display());
+        let text = ok(node, &["collection", "info", "films"]);
+        assert!(text.contains("merged root:"), "{text}");
+    }
 }

@@ -63,15 +63,24 @@ fn fields_text(c: &CollectionInfo) -> String {
         + &writers_text(c)
 }
 
-/// A line counting the writers, when the collection has more than its owner.
+/// With more writers than the owner: how many, the newest head merged from each, and the
+/// merged root (equal on every node that merged the same heads).
 fn writers_text(c: &CollectionInfo) -> String {
-    match c.writers.len() {
-        0 | 1 => String::new(),
-        n => format!(
-            "\nwriters:      {n} (`ipvec collection writers ls {}`)",
-            c.name
-        ),
+    if c.writers.len() <= 1 && c.writer_heads.len() <= 1 {
+        return String::new();
     }
+    let mut text = format!(
+        "\nwriters:      {} (`ipvec collection writers ls {}`)",
+        c.writers.len(),
+        c.name
+    );
+    for head in &c.writer_heads {
+        text += &format!("\n  {}  version {}  {}", head.writer, head.seq, head.root);
+    }
+    if let Some(root) = &c.merged_root {
+        text += &format!("\nmerged root:  {root}");
+    }
+    text
 }
 
 /// A line naming the collection's own quota, when it has one.

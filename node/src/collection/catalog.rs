@@ -4,6 +4,8 @@
 //! collections/<name>/owner.key     the collection's owner key (libp2p protobuf, mode 0600)
 //! collections/<name>/head          the signed head record (DAG-CBOR): the current manifest
 //! collections/<name>/shards        the shards held, when only some are (DAG-CBOR list)
+//! collections/<name>/merge         with several writers: each one's newest head merged here,
+//!                                   and the merge's own manifest when no head names it
 //! collections/<name>/index/held.{usearch,keys}
 //!                                   the saved index of the held shards and its key map,
 //!                                   tagged with their roots (derived, may be deleted)
@@ -22,6 +24,7 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
+use cid::Cid;
 use ipvec_protocol::{dagcbor, head::HeadRecord};
 use libp2p_identity::Keypair;
 use serde::{Deserialize, Serialize};
@@ -239,6 +242,32 @@ pub(crate) fn read_held(dir: &Path) -> Result<Option<Vec<u32>>, CollectionError>
 pub(crate) fn remove_legacy_index(dir: &Path) {
     for name in ["index.usearch", "index.keys"] {
         let _ = std::fs::remove_file(dir.join(name));
+    }
+}
+
+/// The merge file of a collection with several writers: the newest head of each writer whose
+/// version is merged here, and the manifest of the merge when no head names it (a replica's
+/// merge of several writers' versions). Absent while one writer's versions are all there is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MergeFile {
+    /// The manifest the collection is at, when it is a merge no head names.
+    pub(crate) manifest: Option<Cid>,
+    /// The newest head of each writer merged here.
+    pub(crate) heads: Vec<HeadRecord>,
+}
+
+/// Writes the merge file.
+pub(crate) fn write_merge(dir: &Path, merge: &MergeFile) -> Result<(), CollectionError> {
+    write_atomic(&dir.join("merge"), &dagcbor::encode(merge)?)
+}
+
+/// Reads the merge file, if the collection has one.
+pub(crate) fn read_merge(dir: &Path) -> Result<Option<MergeFile>, CollectionError> {
+    let path = dir.join("merge");
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(Some(dagcbor::decode(&bytes)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_at(&path)(e)),
     }
 }
 

@@ -71,6 +71,8 @@ pub struct CheckpointPlan<S> {
     name: String,
     owner: Keypair,
     head: HeadRecord,
+    /// The CID of `manifest`, the version the new one follows.
+    at: cid::Cid,
     manifest: Manifest,
     shards: Vec<ShardRoot>,
     /// The last log record the pending writes reach.
@@ -142,6 +144,7 @@ impl<S: BlockStore> Collection<S> {
             name: self.name(),
             owner: self.owner()?.clone(),
             head: self.head.clone(),
+            at: self.at,
             manifest: self.manifest.clone(),
             shards: self.roots.clone(),
             through: self.applied,
@@ -177,9 +180,13 @@ impl<S: BlockStore> Collection<S> {
             }
         }
         self.changed();
+        self.at = built.head.manifest;
+        self.heads
+            .insert(built.head.writer.clone(), built.head.clone());
         self.head = built.head;
         self.manifest = built.manifest;
         self.roots = built.shards;
+        self.save_merge()?;
         Ok(())
     }
 
@@ -242,7 +249,7 @@ impl<S: BlockStore> CheckpointPlan<S> {
                 .put(DAG_CBOR, Bytes::from(dagcbor::encode(root)?))
                 .await?;
         }
-        manifest.prev = Some(self.head.manifest);
+        manifest.prev = Some(self.at);
         manifest.updated = now_millis().max(manifest.updated);
         manifest.points = shards.iter().map(|s| s.points).sum();
         let manifest_cid = self
@@ -250,7 +257,7 @@ impl<S: BlockStore> CheckpointPlan<S> {
             .put(DAG_CBOR, Bytes::from(dagcbor::encode(&manifest)?))
             .await?;
         let head = HeadRecord::sign(
-            ipvec_protocol::head::public_key_bytes(&self.owner)?,
+            owner_key(&manifest)?,
             self.head.seq + 1,
             manifest_cid,
             &self.owner,
@@ -267,4 +274,10 @@ impl<S: BlockStore> CheckpointPlan<S> {
             committed,
         })
     }
+}
+
+/// The collection key a head of `manifest`'s collection names: its owner's.
+pub(super) fn owner_key(manifest: &Manifest) -> Result<[u8; 32], CollectionError> {
+    <[u8; 32]>::try_from(manifest.owner.as_slice())
+        .map_err(|_| CollectionError::Invalid("the manifest's owner is not a 32-byte key".into()))
 }

@@ -29,7 +29,8 @@
 //! - `write`: upserts and deletes; `checkpoint`: checkpoints; `search`: reads and searches.
 //! - [`shared`]: writes and checkpoints on a collection shared behind a read/write lock.
 //! - [`filter`]: the filter language; [`history`]: old versions.
-//! - [`writers`]: the keys allowed to publish versions, changed by the owner.
+//! - [`writers`]: the keys allowed to publish versions, changed by the owner; `merging`:
+//!   following and merging several writers' versions.
 
 pub mod allowed;
 pub mod cache;
@@ -39,6 +40,7 @@ pub mod filter;
 pub mod held_index;
 pub mod history;
 pub mod merge;
+mod merging;
 mod open;
 pub mod points;
 pub mod quantize;
@@ -261,9 +263,15 @@ fn now_millis() -> u64 {
 pub struct Collection<S> {
     store: S,
     dir: PathBuf,
-    /// The owner key; `None` for a collection imported from elsewhere (read-only).
+    /// The key this node signs versions with: the owner's, or a writer's the manifest lists;
+    /// `None` where this node does not write (a replica, an imported collection).
     owner: Option<Keypair>,
+    /// The head this node is at: its own newest, where it writes; else the newest it merged.
     head: HeadRecord,
+    /// The newest head of each writer whose version is merged here, by writer key.
+    heads: BTreeMap<Vec<u8>, HeadRecord>,
+    /// The CID of `manifest`: the head's, or a merge's that no head names.
+    at: Cid,
     manifest: Manifest,
     /// Every shard's committed root, held here or not.
     roots: Vec<ShardRoot>,
@@ -296,7 +304,7 @@ impl<S> std::fmt::Debug for Collection<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Collection")
             .field("name", &self.manifest.name)
-            .field("manifest", &self.head.manifest)
+            .field("manifest", &self.at)
             .finish()
     }
 }
@@ -372,7 +380,7 @@ impl<S: BlockStore> Collection<S> {
 
     /// The current manifest's CID (the collection's root at this version).
     pub fn root(&self) -> Cid {
-        self.head.manifest
+        self.at
     }
 
     /// What a search here answers from: the root and a generation that changes with every
@@ -388,7 +396,7 @@ impl<S: BlockStore> Collection<S> {
     /// exact-search fallback set. An instance opened anew (another set of held shards, a
     /// reopening) starts with a new one too.
     pub fn search_state(&self) -> (Cid, u64) {
-        (self.head.manifest, self.generation)
+        (self.at, self.generation)
     }
 
     /// Takes a new generation: what searches see has changed.

@@ -2,7 +2,7 @@
 //! (whole or some shards), opening it from its folder (each held shard's index loaded or
 //! rebuilt, the log replayed), and moving a replica to a newer signed head.
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use bytes::Bytes;
 use cid::Cid;
@@ -15,8 +15,8 @@ use ipvec_protocol::{
 use libp2p_identity::Keypair;
 
 use super::{
-    catalog, index_spec, list_shards, next_generation, now_millis, pin_name, shard, wal, write,
-    Collection, CollectionError, CollectionSpec, HeldIndex, LocalShard, OpenProgress,
+    catalog, index_spec, next_generation, now_millis, pin_name, shard, wal, write, Collection,
+    CollectionError, CollectionSpec, HeldIndex, LocalShard, OpenProgress,
 };
 use crate::{store::BlockStore, tree};
 
@@ -84,6 +84,8 @@ impl<S: BlockStore> Collection<S> {
             store,
             dir: dir.to_path_buf(),
             owner: Some(owner),
+            heads: [(head.writer.clone(), head.clone())].into(),
+            at: manifest_cid,
             head,
             manifest,
             roots,
@@ -157,8 +159,25 @@ impl<S: BlockStore> Collection<S> {
         threads: usize,
     ) -> Result<Self, CollectionError> {
         let (owner, head, committed) = catalog::read(dir)?;
-        let manifest: Manifest = dagcbor::decode_trusted(&store.require(&head.manifest).await?)?;
-        let writers: Vec<&[u8]> = manifest.writers.iter().map(|w| w.as_slice()).collect();
+        // With several writers, the manifest may be a merge no head names.
+        let merge = catalog::read_merge(dir)?;
+        let manifest_cid = merge
+            .as_ref()
+            .and_then(|m| m.manifest)
+            .unwrap_or(head.manifest);
+        let heads: BTreeMap<Vec<u8>, HeadRecord> = match merge {
+            Some(merge) => merge
+                .heads
+                .into_iter()
+                .map(|h| (h.writer.clone(), h))
+                .collect(),
+            None => [(head.writer.clone(), head.clone())].into(),
+        };
+        let manifest: Manifest = dagcbor::decode_trusted(&store.require(&manifest_cid).await?)?;
+        // The head's writer was allowed when its version was merged (and may have been removed
+        // since, its earlier entries kept).
+        let mut writers: Vec<&[u8]> = manifest.writers.iter().map(|w| w.as_slice()).collect();
+        writers.extend(heads.keys().map(|w| w.as_slice()));
         head.verify(&writers)?;
         let roots = read_roots(&store, &manifest).await?;
         let held = match catalog::read_held(dir)? {
@@ -199,6 +218,8 @@ impl<S: BlockStore> Collection<S> {
             dir: dir.to_path_buf(),
             owner,
             head,
+            heads,
+            at: manifest_cid,
             manifest,
             roots,
             held,
@@ -229,78 +250,10 @@ impl<S: BlockStore> Collection<S> {
         }
         Ok(this)
     }
-
-    /// Moves a replica (a collection this node does not write) to a newer signed head whose
-    /// whole DAG is in the store: the head must be of this collection, newer, and signed by a
-    /// writer the current manifest allows. Pins the new manifest, records the head and applies
-    /// what changed in the held shards' trees to the index (reopening, which rebuilds it, when
-    /// the shard layout or index settings change). An older or equal head changes nothing.
-    pub async fn advance(&mut self, head: HeadRecord) -> Result<(), CollectionError> {
-        self.check_live()?;
-        if self.writable() {
-            return Err(CollectionError::Invalid(
-                "this node writes the collection; it does not follow other heads".into(),
-            ));
-        }
-        if head.collection != self.manifest.owner {
-            return Err(CollectionError::Invalid(
-                "the head is of another collection".into(),
-            ));
-        }
-        if head.seq <= self.head.seq {
-            return Ok(());
-        }
-        let writers: Vec<&[u8]> = self.manifest.writers.iter().map(|w| w.as_slice()).collect();
-        head.verify(&writers)?;
-        let manifest: Manifest = dagcbor::decode(&self.store.require(&head.manifest).await?)?;
-        manifest.validate()?;
-        let same_layout = manifest.shards.len() == self.roots.len()
-            && index_spec(&manifest) == index_spec(&self.manifest);
-        if !same_layout && !self.holds_all() {
-            return Err(CollectionError::Invalid(format!(
-                "version {} of collection {:?} changes its shard layout or index settings, and \
-                 this node holds only shards {}; drop it and fetch it again",
-                head.seq,
-                self.name(),
-                list_shards(&self.held_shards())
-            )));
-        }
-        let roots = read_roots(&self.store, &manifest).await?;
-        if self.holds_all() {
-            crate::store::dag::check_complete(&self.store, &head.manifest).await?;
-        } else {
-            for number in self.held.keys() {
-                let tree = roots[*number as usize].tree;
-                crate::store::dag::check_complete(&self.store, &tree).await?;
-            }
-        }
-        let name = self.name();
-        self.store.pin_as(&pin_name(&name), &head.manifest).await?;
-        catalog::write_head(&self.dir, &head, self.wal.last_seq())?;
-        self.store.flush().await?;
-        if !same_layout {
-            *self = Self::open(self.store.clone(), &self.dir).await?;
-            return Ok(());
-        }
-        // Same shards and index settings: apply only what changed between the trees to the
-        // index and its key map.
-        let mut changed = 0u64;
-        for (number, shard) in &mut self.held {
-            changed += shard
-                .advance(roots[*number as usize].clone(), &mut self.index)
-                .await?;
-        }
-        tracing::debug!(collection = %name, changed, "applied a new version's changes");
-        self.changed();
-        self.head = head;
-        self.manifest = manifest;
-        self.roots = roots;
-        Ok(())
-    }
 }
 
 /// Every shard root of `manifest`, in order, each checked to be at its own place.
-async fn read_roots<S: BlockStore>(
+pub(super) async fn read_roots<S: BlockStore>(
     store: &S,
     manifest: &Manifest,
 ) -> Result<Vec<ShardRoot>, CollectionError> {

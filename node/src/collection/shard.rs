@@ -113,6 +113,17 @@ impl OpenProgress {
     }
 }
 
+/// What moving a shard to another tree did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Advanced {
+    /// Entries that differ between the trees.
+    pub(super) changed: u64,
+    /// How the live count changed.
+    pub(super) live_delta: i64,
+    /// The newest clock stamp among the entries taken.
+    pub(super) newest_hlc: u64,
+}
+
 /// A shard held here.
 pub struct LocalShard<S> {
     store: S,
@@ -198,20 +209,28 @@ impl<S: BlockStore> LocalShard<S> {
         &mut self,
         root: ShardRoot,
         index: &mut HeldIndex,
-    ) -> Result<u64, CollectionError> {
-        let mut changed = 0u64;
+    ) -> Result<Advanced, CollectionError> {
+        let mut advanced = Advanced::default();
         let mut changes = tree::diff(&self.store, self.root.tree, root.tree);
         while let Some(change) = changes.next().await? {
-            changed += 1;
+            advanced.changed += 1;
+            let was_live = change.old.as_ref().is_some_and(|e| !e.deleted);
+            if let Some(entry) = &change.new {
+                advanced.newest_hlc = advanced.newest_hlc.max(entry.hlc);
+            }
             match change.new.filter(|e| !e.deleted) {
-                Some(entry) => index.put(self.number, &entry, None)?,
+                Some(entry) => {
+                    index.put(self.number, &entry, None)?;
+                    advanced.live_delta += i64::from(!was_live);
+                }
                 None => {
                     index.remove(&change.key)?;
+                    advanced.live_delta -= i64::from(was_live);
                 }
             }
         }
         self.root = root;
-        Ok(changed)
+        Ok(advanced)
     }
 
     /// The entry of a pending write, its vector and metadata read back from `index` (which

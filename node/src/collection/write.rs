@@ -93,7 +93,7 @@ impl<S: BlockStore> Collection<S> {
 }
 
 impl<S: BlockStore> Collection<S> {
-    fn staging(&self) -> std::sync::MutexGuard<'_, Staging> {
+    pub(super) fn staging(&self) -> std::sync::MutexGuard<'_, Staging> {
         self.staging.lock().unwrap_or_else(|p| p.into_inner())
     }
 

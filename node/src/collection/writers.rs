@@ -41,6 +41,12 @@ impl<S: BlockStore> Collection<S> {
         self.check_live()?;
         let owner = self.owner()?.clone();
         let name = self.name();
+        if ipvec_protocol::head::public_key_bytes(&owner)?.as_slice() != self.manifest.owner {
+            return Err(CollectionError::Invalid(format!(
+                "this node writes collection {name:?} with a writer key, not the owner's: only \
+                 the owner's node changes the writer list"
+            )));
+        }
         let mut manifest = self.manifest.clone();
         let listed = |key: &[u8; 32]| manifest.writers.iter().position(|w| w.as_slice() == key);
         match change {
@@ -71,14 +77,14 @@ impl<S: BlockStore> Collection<S> {
                 manifest.writers.remove(at);
             }
         }
-        manifest.prev = Some(self.head.manifest);
+        manifest.prev = Some(self.at);
         manifest.updated = now_millis().max(manifest.updated);
         let manifest_cid = self
             .store
             .put(DAG_CBOR, Bytes::from(dagcbor::encode(&manifest)?))
             .await?;
         let head = HeadRecord::sign(
-            ipvec_protocol::head::public_key_bytes(&owner)?,
+            super::checkpoint::owner_key(&manifest)?,
             self.head.seq + 1,
             manifest_cid,
             &owner,
@@ -91,8 +97,11 @@ impl<S: BlockStore> Collection<S> {
         self.store.flush().await?;
         catalog::write_head(&self.dir, &head, through)?;
         self.changed();
+        self.at = manifest_cid;
+        self.heads.insert(head.writer.clone(), head.clone());
         self.head = head;
         self.manifest = manifest;
+        self.save_merge()?;
         tracing::info!(collection = %name, seq = self.head.seq, writers = self.manifest.writers.len(), "writer list changed");
         Ok(true)
     }

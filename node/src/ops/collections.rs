@@ -161,6 +161,18 @@ impl Node {
                 .iter()
                 .map(|key| ipvec_protocol::head::collection_id(key))
                 .collect::<Result<_, _>>()?,
+            writer_heads: c
+                .writer_heads()
+                .iter()
+                .map(|h| {
+                    Ok(WriterHead {
+                        writer: ipvec_protocol::head::collection_id(&h.writer)?,
+                        seq: h.seq,
+                        root: h.manifest.to_string(),
+                    })
+                })
+                .collect::<Result<_, ipvec_protocol::ProtocolError>>()?,
+            merged_root: Some(c.merged_root()?.to_string()),
             id,
         })
     }

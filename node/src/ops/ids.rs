@@ -1,4 +1,5 @@
-//! The open collections by id, with what judging a gossiped head needs of each, readable
+//! The open collections by id, with what judging a gossiped head needs of each (its writers,
+//! and the newest head merged from each), readable
 //! without taking any collection's lock: a long write on one collection never holds up
 //! gossip. Filled when a collection is opened, created or registered, refreshed when a
 //! replica advances, emptied of a collection when it is dropped; so it holds at most one
@@ -15,10 +16,10 @@ pub(super) struct Known {
     pub(super) name: String,
     /// The keys allowed to sign its heads.
     pub(super) writers: Vec<Vec<u8>>,
-    /// Whether this node writes it (a writer follows no one).
-    pub(super) writable: bool,
-    /// The sequence number of its head when last seen here.
-    pub(super) seq: u64,
+    /// The key this node writes it with, if it does (its own heads are not followed).
+    pub(super) signer: Option<Vec<u8>>,
+    /// The sequence of the newest head merged here from each writer, when last seen here.
+    pub(super) seqs: std::collections::BTreeMap<Vec<u8>, u64>,
 }
 
 /// The open collections by id.
@@ -37,8 +38,12 @@ impl CollectionIds {
                 let known = Known {
                     name: name.to_string(),
                     writers: c.manifest().writers.iter().map(|w| w.to_vec()).collect(),
-                    writable: c.writable(),
-                    seq: c.head().seq,
+                    signer: c.signer_key().map(|k| k.to_vec()),
+                    seqs: c
+                        .writer_heads()
+                        .into_iter()
+                        .map(|h| (h.writer, h.seq))
+                        .collect(),
                 };
                 self.map().insert(id, known);
             }

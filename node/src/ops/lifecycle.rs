@@ -297,8 +297,11 @@ impl Node {
                     0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
                     n => n,
                 };
-                let c = Collection::open_with(self.store().clone(), dir, &progress, threads)
+                let mut c = Collection::open_with(self.store().clone(), dir, &progress, threads)
                     .await
+                    .map_err(|e| folder_error("open", name, e))?;
+                // A collection whose manifest lists this node's key is written here with it.
+                c.take_writer_key(self.inner.repo.key())
                     .map_err(|e| folder_error("open", name, e))?;
                 self.inner.ids.opened(name, &c);
                 let c = Arc::new(RwLock::new(c));

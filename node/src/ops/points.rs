@@ -158,6 +158,8 @@ impl Node {
                 vector: c.vector_of(&entry),
                 metadata: entry.meta.as_ref().map(ipld_to_json),
                 cid: leaf.map(|c| c.to_string()),
+                writer: ipvec_protocol::head::collection_id(&entry.writer).ok(),
+                hlc: Some(entry.hlc),
             })
         })
         .await
@@ -200,6 +202,8 @@ impl Node {
                     vector: c.vector_of(&entry),
                     metadata: entry.meta.as_ref().map(ipld_to_json),
                     cid: Some(leaf.to_string()),
+                    writer: ipvec_protocol::head::collection_id(&entry.writer).ok(),
+                    hlc: Some(entry.hlc),
                 })
                 .collect();
             Ok(PointPage {

@@ -89,7 +89,7 @@ impl Node {
         self.observed("fetch", "", async {
             let peers = self.peers_for(id, from).await?;
             let head = self.newest_head(id, &peers).await?;
-            self.inner.replication.seen(id, head.seq);
+            self.inner.replication.seen(&stream_of(id, &head), head.seq);
             let job = self
                 .inner
                 .jobs
@@ -168,22 +168,31 @@ impl Node {
         head: HeadRecord,
     ) -> Result<CollectionImported, Error> {
         let shared = self.collection(name).await?;
-        let mut guard = shared.write().await;
-        // A collection this node writes has nothing to follow; an older head changes nothing.
-        if !guard.writable() {
-            guard.advance(head).await?;
+        let (moved, imported) = {
+            let _writing = self.inner.gc_lock.read().await;
+            let mut guard = shared.write().await;
+            // An older head, or this node's own, changes nothing; a writer signs the merge.
+            let moved = guard.advance(head).await?;
+            // The owner may just have listed this node's key as a writer.
+            guard.take_writer_key(self.inner.repo.key())?;
             self.inner.ids.opened(name, &guard);
-            if let (Ok(network), true) = (self.network(), guard.holds_all()) {
+            if let (Ok(network), true, true) = (self.network(), moved, guard.holds_all()) {
                 network.provide_on_ipfs(guard.root()).await?;
             }
+            let imported = CollectionImported {
+                name: name.to_string(),
+                id: guard.id()?,
+                root: guard.root().to_string(),
+                points: guard.points(),
+                writable: guard.writable(),
+            };
+            (moved, imported)
+        };
+        // A writer's merge is its next version: its followers hear of it.
+        if moved && imported.writable {
+            self.gossip_head(name).await?;
         }
-        Ok(CollectionImported {
-            name: name.to_string(),
-            id: guard.id()?,
-            root: guard.root().to_string(),
-            points: guard.points(),
-            writable: guard.writable(),
-        })
+        Ok(imported)
     }
 
     /// Joins collection `name`'s heads topic; its writer also publishes its current head.
@@ -249,7 +258,7 @@ impl Node {
         // Left to finish: a stopped network ends its fetch, and a replica is never left half
         // advanced.
         let spawned = self.inner.tasks.spawn_finishing(async move {
-            let moved = match follower.name_of_id(&id) {
+            let moved = match follower.name_of_id(collection_of_stream(&id)) {
                 Some(name) => match follower.catch_up(&name, head, from).await {
                     Ok(()) => true,
                     Err(e) => {
@@ -288,7 +297,9 @@ impl Node {
         }
         let (id, seq, from) = (id.to_string(), head.seq, message.from);
         // Read without the collection's lock: a long write must not hold up gossip.
-        let (signed, local) = match self.inner.ids.get(&id) {
+        let known = self.inner.ids.get(&id);
+        let stream = stream_of(&id, &head);
+        let (signed, local) = match known {
             // Not held here: the core ignores it.
             None => (false, None),
             Some(known) => {
@@ -306,19 +317,26 @@ impl Node {
                     .await
                     .get(&known.name)
                     .and_then(|slot| slot.open());
+                let merged_seq = |heads: Vec<HeadRecord>| {
+                    heads
+                        .into_iter()
+                        .find(|h| h.writer == head.writer)
+                        .map_or(0, |h| h.seq)
+                };
                 let held = open
                     .as_ref()
-                    .and_then(|c| c.try_read().ok().map(|c| c.head().seq))
-                    .unwrap_or(known.seq);
+                    .and_then(|c| c.try_read().ok().map(|c| merged_seq(c.writer_heads())))
+                    .unwrap_or_else(|| known.seqs.get(&head.writer).copied().unwrap_or(0));
+                // A writer follows the other writers' heads, not its own.
                 let local = Local {
                     seq: held,
-                    writable: known.writable,
+                    writable: known.signer.as_deref() == Some(head.writer.as_slice()),
                 };
                 (signed, Some(local))
             }
         };
         Input::Head {
-            id,
+            id: stream,
             seq,
             from,
             signed,
@@ -469,6 +487,23 @@ impl Node {
         }
         Ok(peers)
     }
+}
+
+/// The follow core tracks the heads of each collection and writer as a stream of their own:
+/// the owner's under the collection id (which collection info's replication state reads),
+/// another writer's under `id/writer id`, so that one writer's newer head never displaces
+/// another writer's waiting one. (`/` is not in the base58 alphabet of ids.)
+fn stream_of(id: &str, head: &HeadRecord) -> String {
+    if head.writer == head.collection {
+        return id.to_string();
+    }
+    let writer = ipvec_protocol::head::collection_id(&head.writer).unwrap_or_default();
+    format!("{id}/{writer}")
+}
+
+/// The collection id of a follow stream (see [`stream_of`]).
+fn collection_of_stream(stream: &str) -> &str {
+    stream.split('/').next().unwrap_or(stream)
 }
 
 #[cfg(test)]

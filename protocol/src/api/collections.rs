@@ -215,6 +215,27 @@ pub struct CollectionInfo {
     /// older nodes).
     #[serde(default)]
     pub writers: Vec<String>,
+    /// The newest head merged here from each writer (with several writers, the collection is
+    /// the merge of their versions).
+    #[serde(default)]
+    pub writer_heads: Vec<WriterHead>,
+    /// A CID of the shard trees alone: equal on every node holding the same points, whatever
+    /// versions got them there (`root` also covers settings, times and history). Nodes that
+    /// merged the same writers' heads show the same one.
+    #[serde(default)]
+    pub merged_root: Option<String>,
+}
+
+/// The newest head merged on a node from one writer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WriterHead {
+    /// The writer's key as a peer id.
+    pub writer: String,
+    /// The head's sequence number.
+    pub seq: u64,
+    /// The manifest the head names.
+    pub root: String,
 }
 
 /// One key a collection allows to publish versions.

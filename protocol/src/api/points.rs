@@ -264,6 +264,14 @@ pub struct PointOut {
     /// The tree leaf holding the point; null while the write is only in the log.
     #[serde(default)]
     pub cid: Option<String>,
+    /// The key that wrote this version of the point, as a peer id (absent from older nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writer: Option<String>,
+    /// When it was written: a hybrid logical clock stamp, milliseconds since the Unix epoch
+    /// times 65,536 plus a counter. Of two writers' versions of a point, the higher
+    /// `(hlc, writer)` wins (absent from older nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hlc: Option<u64>,
 }
 
 /// `POST /v1/collections/{name}/search`.
