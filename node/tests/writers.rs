@@ -232,3 +232,86 @@ fn three_writers_write_at_once_and_every_node_converges() {
         assert!(text.contains("merged root:"), "{text}");
     }
 }
+
+/// Writers on both sides of a partition (made with the deny list) write; once it heals, every
+/// node converges on one merged root holding every acknowledged write, with no new write to
+/// carry the news: nodes ask their peers for heads now and then (anti-entropy).
+#[test]
+fn a_healed_partition_converges_with_every_acknowledged_write() {
+    let a = new_repo();
+    filled_collection(&a.path, "films", 500);
+    let _da = Daemon::start(&a.path, &[]);
+    let id = info(&a.path)["id"].as_str().unwrap().to_string();
+    let addr_a = address_of(&a.path);
+    let others: Vec<TestRepo> = (0..3).map(|_| new_repo()).collect();
+    let _daemons: Vec<Daemon> = others
+        .iter()
+        .map(|r| Daemon::start_with(&r.path, &[], &["--bootstrap", &addr_a]))
+        .collect();
+    let (b, c, d) = (&others[0].path, &others[1].path, &others[2].path);
+    for r in [b, c, d] {
+        ok(r, &["fetch", &id, "--from", &addr_a]);
+    }
+    ok(c, &["connect", &address_of(d)]);
+    for writer in [b, c] {
+        ok(
+            &a.path,
+            &["collection", "writers", "add", "films", &peer_of(writer)],
+        );
+    }
+    eventually("B and C write", || {
+        info(b)["writable"] == true && info(c)["writable"] == true
+    });
+
+    // Two sides: {A, B} and {C, D}.
+    let peers: Vec<String> = [&a.path, b, c, d].iter().map(|r| peer_of(r)).collect();
+    let sides = [[0usize, 1], [2, 3]];
+    let nodes = [&a.path, b, c, d];
+    for (side, other) in [(sides[0], sides[1]), (sides[1], sides[0])] {
+        for me in side {
+            for them in other {
+                ok(nodes[me], &["peers", "deny", &peers[them]]);
+            }
+        }
+    }
+    let writes = [(&a.path, 1, 1_000u64), (b, 2, 2_000), (c, 3, 3_000)];
+    for (repo, who, first) in writes {
+        let file = repo.parent().unwrap().join("side.jsonl");
+        std::fs::write(&file, writes_of(who, first..first + 50)).unwrap();
+        ok(repo, &["add", "films", file.to_str().unwrap()]);
+        ok(repo, &["collection", "log", "films"]);
+    }
+    eventually("each side merges its own writers", || {
+        let i: Vec<Value> = nodes.iter().map(|r| info(r)).collect();
+        i[0]["points"] == 600
+            && i[1]["merged_root"] == i[0]["merged_root"]
+            && i[2]["points"] == 550
+            && i[3]["merged_root"] == i[2]["merged_root"]
+    });
+    assert_ne!(info(&a.path)["merged_root"], info(c)["merged_root"]);
+
+    // Heal: lift the denials and reconnect the sides.
+    for (me, node) in nodes.iter().enumerate() {
+        for (them, peer) in peers.iter().enumerate() {
+            if sides[0].contains(&me) != sides[0].contains(&them) {
+                ok(node, &["peers", "allow", peer]);
+            }
+        }
+    }
+    for r in [c, d] {
+        ok(r, &["connect", &addr_a]);
+    }
+    eventually("every node holds one merged root and every write", || {
+        let i: Vec<Value> = nodes.iter().map(|r| info(r)).collect();
+        i.iter()
+            .all(|x| x["points"] == 650 && x["merged_root"] == i[0]["merged_root"])
+    });
+    for node in nodes {
+        for (_, who, first) in writes {
+            for id in [first, first + 49] {
+                let p = json_of(&ok(node, &["--json", "get", "films", &id.to_string()]));
+                assert_eq!(p["metadata"]["by"], who, "id {id} on {}", node.display());
+            }
+        }
+    }
+}

@@ -376,7 +376,7 @@ impl Node {
     }
 
     /// The open collections, by name (a snapshot: the map is not held while they are used).
-    async fn open_collections(&self) -> Vec<(String, SharedCollection)> {
+    pub(super) async fn open_collections(&self) -> Vec<(String, SharedCollection)> {
         self.inner
             .collections
             .lock()

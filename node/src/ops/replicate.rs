@@ -28,6 +28,12 @@ use super::{
     Error, Inner, Node,
 };
 pub use crate::cluster::follow::MAX_CATCH_UPS;
+
+/// How often a node asks its connected peers for the heads of the collections it holds
+/// ([`Node::poll_heads`]).
+pub const HEAD_POLL: Duration = Duration::from_secs(5);
+/// Peers asked for each collection's head at each poll.
+pub const POLLED_PEERS: usize = 8;
 use crate::cluster::follow::{Action, Input, Local};
 use ipvec_protocol::api::CollectionImported;
 
@@ -228,6 +234,15 @@ impl Node {
         };
         let node = self.clone();
         self.inner.tasks.spawn(async move {
+            let poller = node.clone();
+            node.inner.tasks.spawn(async move {
+                let mut every = tokio::time::interval(HEAD_POLL);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    poller.poll_heads().await;
+                }
+            });
             while let Some(message) = gossip.recv().await {
                 let input = node.judge(&message).await;
                 for action in node.inner.replication.handle(input) {
@@ -246,6 +261,39 @@ impl Node {
                 }
             }
         });
+    }
+
+    /// Anti-entropy: asks up to [`POLLED_PEERS`] connected peers for their head of each
+    /// collection held here and follows the newer ones as if gossiped. Gossip reaches only
+    /// the peers connected when a head is published: a node cut off meanwhile (a partition,
+    /// a restart, a denial lifted) learns the heads it missed this way, and writers merge
+    /// each other's versions again after a partition heals.
+    async fn poll_heads(&self) {
+        let Ok(network) = self.network() else { return };
+        let Ok(peers) = network.peers().await else {
+            return;
+        };
+        for (name, shared) in self.open_collections().await {
+            let Ok(id) = shared.read().await.id() else {
+                continue;
+            };
+            for peer in peers.iter().take(POLLED_PEERS) {
+                let Ok(Some(bytes)) = network.ask_head(peer.peer_id, &id).await else {
+                    continue;
+                };
+                let input = self.judge_head(&id, &bytes, peer.peer_id).await;
+                for action in self.inner.replication.handle(input) {
+                    // Nothing to tell gossipsub of a head asked for.
+                    if let Action::Verdict { verdict, .. } = action {
+                        if verdict == crate::net::Verdict::Reject {
+                            tracing::debug!(collection = %name, peer = %peer.peer_id, "a peer answered a head not signed by an allowed writer");
+                        }
+                        continue;
+                    }
+                    self.carry_out(action);
+                }
+            }
+        }
     }
 
     /// Carries out an action of the follow core: a catch-up on a task of its own, which
@@ -281,11 +329,17 @@ impl Node {
     /// A gossiped head as the follow core takes it: its collection and sequence, whether an
     /// allowed writer signed it, and what this node holds of the collection.
     async fn judge(&self, message: &crate::net::Gossip) -> FollowInput {
-        let malformed = Input::Malformed { from: message.from };
-        let Some(id) = message.topic.strip_prefix(&crate::net::heads_topic("")) else {
-            return malformed;
-        };
-        let Ok(head) = dagcbor::decode::<HeadRecord>(&message.data) else {
+        match message.topic.strip_prefix(&crate::net::heads_topic("")) {
+            Some(id) => self.judge_head(id, &message.data, message.from).await,
+            None => Input::Malformed { from: message.from },
+        }
+    }
+
+    /// A head of collection `id` (DAG-CBOR bytes, gossiped or answered by `from`) as the
+    /// follow core takes it.
+    async fn judge_head(&self, id: &str, bytes: &[u8], from: PeerId) -> FollowInput {
+        let malformed = Input::Malformed { from };
+        let Ok(head) = dagcbor::decode::<HeadRecord>(bytes) else {
             return malformed;
         };
         if ipvec_protocol::head::collection_id(&head.collection)
@@ -295,7 +349,7 @@ impl Node {
         {
             return malformed;
         }
-        let (id, seq, from) = (id.to_string(), head.seq, message.from);
+        let (id, seq) = (id.to_string(), head.seq);
         // Read without the collection's lock: a long write must not hold up gossip.
         let known = self.inner.ids.get(&id);
         let stream = stream_of(&id, &head);
