@@ -277,6 +277,10 @@ impl Operations for Client {
         self.get(&format!("/v1/collections/{}/writers", Self::name(name)))
     }
 
+    fn shard_map<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ShardMap>> {
+        self.get(&format!("/v1/collections/{}/shards", Self::name(name)))
+    }
+
     fn change_writer<'a>(
         &'a self,
         name: &'a str,

@@ -165,6 +165,17 @@ async fn set_quota(
     Ok(Json(s.node.set_quota(&name, quota).await?))
 }
 
+/// Who holds each shard of a collection: the peers the DHT names as its providers (this node
+/// included when it holds it), which are alive, against the replication the manifest asks for.
+#[utoipa::path(get, path = "/v1/collections/{name}/shards", params(("name" = String, Path, description = "collection name")),
+    responses((status = 200, body = ShardMap), (status = 404, body = ErrorBody)))]
+async fn shard_map(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<ShardMap> {
+    Ok(Json(s.node.shard_map(&name).await?))
+}
+
 /// The keys a collection allows to publish versions, the owner's first.
 #[utoipa::path(get, path = "/v1/collections/{name}/writers", params(("name" = String, Path, description = "collection name")),
     responses((status = 200, body = WriterList), (status = 404, body = ErrorBody)))]
@@ -669,6 +680,7 @@ async fn import_body(
         collection_log,
         set_quota,
         writers,
+        shard_map,
         add_writer,
         remove_writer,
         upsert,

@@ -380,6 +380,12 @@ pub enum CollectionCommand {
         #[arg(long)]
         max_bytes: Option<u64>,
     },
+    /// Show who holds each shard of a collection: the peers the DHT names (alive or not), and
+    /// live holders against the replication the collection asks for.
+    Shards {
+        /// Collection name.
+        name: String,
+    },
     /// List, add or remove the keys allowed to publish versions of a collection (adding and
     /// removing make a new version the owner signs: only on the owner's node).
     #[command(subcommand)]

@@ -196,6 +196,36 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 to_json(&set),
             )?;
         }
+        Command::Collection(CollectionCommand::Shards { name }) => {
+            let map = backend.ops().shard_map(&name).await?;
+            let mut text = vec![format!(
+                "collection {} ({}): {} shards, {} holders wanted each",
+                map.name,
+                map.id,
+                map.shards.len(),
+                map.replication
+            )];
+            for s in &map.shards {
+                let short = if s.live < map.replication {
+                    "  UNDER-REPLICATED"
+                } else {
+                    ""
+                };
+                text.push(format!(
+                    "shard {}: {} points, root {}, {} of {} live{short}",
+                    s.shard, s.points, s.root, s.live, map.replication
+                ));
+                for h in &s.holders {
+                    let state = match (h.here, h.alive) {
+                        (true, _) => "this node",
+                        (false, true) => "alive",
+                        (false, false) => "not connected",
+                    };
+                    text.push(format!("  {}  {state}", h.peer_id));
+                }
+            }
+            out.print(text.join("\n"), to_json(&map))?;
+        }
         Command::Collection(CollectionCommand::Writers(command)) => {
             let list = match &command {
                 WritersCommand::Ls { name } => backend.ops().writers(name).await?,

@@ -227,8 +227,17 @@ impl<S: BlockStore> Collection<S> {
                 .put(DAG_CBOR, Bytes::from(dagcbor::encode(&manifest)?))
                 .await?;
             self.heads.insert(head.writer.clone(), head.clone());
-            if let Some(key) = self.owner.clone() {
-                // A writer signs the merge as its next version.
+            // A writer signs the merge as its next version, unless the owner's version it
+            // merges has just removed its key (it is then a replica like any other).
+            let listed = |key: &Keypair| {
+                public_key_bytes(key).is_ok_and(|k| {
+                    manifest
+                        .writers
+                        .iter()
+                        .any(|w| w.as_slice() == k.as_slice())
+                })
+            };
+            if let Some(key) = self.owner.clone().filter(listed) {
                 let seq = self.head.seq.max(head.seq) + 1;
                 let own = HeadRecord::sign(owner_key(&manifest)?, seq, cid, &key)?;
                 self.staging().clock.observe(Hlc(newest_hlc));
@@ -237,14 +246,16 @@ impl<S: BlockStore> Collection<S> {
             } else if head.seq > self.head.seq {
                 self.head = head;
             }
+            // Durable order: the blocks, the pin, the merge file, then the head file.
             self.store.flush().await?;
             self.store.pin_as(&pin_name(&name), &cid).await?;
             self.store.flush().await?;
-            let through = catalog::read(&self.dir)?.2;
-            catalog::write_head(&self.dir, &self.head, through)?;
             self.at = cid;
             self.manifest = manifest;
             self.roots = roots;
+            self.save_merge()?;
+            let through = catalog::read(&self.dir)?.2;
+            catalog::write_head(&self.dir, &self.head, through)?;
             true
         };
         self.save_merge()?;

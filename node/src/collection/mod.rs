@@ -404,6 +404,11 @@ impl<S: BlockStore> Collection<S> {
         self.generation = next_generation();
     }
 
+    /// Shard `number`'s root as of this node's version (held here or not).
+    pub fn shard_root(&self, number: u32) -> Option<&ShardRoot> {
+        self.roots.get(number as usize)
+    }
+
     /// The current signed head.
     pub fn head(&self) -> &HeadRecord {
         &self.head

@@ -80,6 +80,10 @@ pub trait Operations: Send + Sync {
     /// The keys a collection allows to publish versions, the owner's first.
     fn writers<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<WriterList>>;
 
+    /// Who holds each shard of a collection (DHT providers, alive or not) against the
+    /// replication it asks for.
+    fn shard_map<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ShardMap>>;
+
     /// Allows (`allow`) or stops allowing a key (a peer id) to publish versions of a
     /// collection: a new version the owner signs, so only the owner's node can.
     fn change_writer<'a>(
@@ -245,6 +249,10 @@ impl Operations for Node {
 
     fn writers<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<WriterList>> {
         Box::pin(Node::writers(self, name))
+    }
+
+    fn shard_map<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ShardMap>> {
+        Box::pin(Node::shard_map(self, name))
     }
 
     fn change_writer<'a>(

@@ -10,7 +10,7 @@ use std::{collections::HashSet, sync::Mutex, time::Instant};
 use ipvec_protocol::head::HeadRecord;
 use libp2p::PeerId;
 
-use super::Node;
+use super::{Error, Node};
 pub use crate::cluster::follow::COUNT_EVERY;
 use crate::{
     cluster::{
@@ -20,7 +20,7 @@ use crate::{
     collection::Collection,
     store::IrohBlockStore,
 };
-use ipvec_protocol::api::ShardInfo;
+use ipvec_protocol::api::{Holder, ShardHolders, ShardInfo, ShardMap};
 
 /// An input of the follow core as the node feeds it.
 pub(super) type FollowInput = Input<String, PeerId, HeadRecord>;
@@ -209,6 +209,83 @@ impl Node {
             }
             node.inner.replication.counted(&id, Some(counts));
         });
+    }
+}
+
+impl Node {
+    /// Who holds each shard of collection `name`: the peers the DHT names as its providers
+    /// (this node among them when it holds the shard), which of them are alive, against the
+    /// replication the manifest asks for. Without the network, this node alone.
+    pub async fn shard_map(&self, name: &str) -> Result<ShardMap, Error> {
+        let c = self.collection(name).await?;
+        let (id, replication, shards) = {
+            let c = c.read().await;
+            let points = c.shard_points();
+            let shards: Vec<(u32, String, u64, bool)> = (0..c.manifest().shards.len() as u32)
+                .map(|n| {
+                    let root = c
+                        .shard_root(n)
+                        .map(|r| r.tree.to_string())
+                        .unwrap_or_default();
+                    let points = points.get(n as usize).copied().unwrap_or(0);
+                    (n, root, points, c.shard(n).is_some())
+                })
+                .collect();
+            (c.id()?, c.manifest().replication, shards)
+        };
+        let network = self.inner.network.get().cloned();
+        let me = network.as_ref().map(|n| n.peer_id());
+        let connected: HashSet<PeerId> = match &network {
+            Some(n) => n.peers().await?.into_iter().map(|p| p.peer_id).collect(),
+            None => HashSet::new(),
+        };
+        let mut out = Vec::with_capacity(shards.len());
+        for (shard, root, points, held) in shards {
+            let mut peers: Vec<PeerId> = match &network {
+                Some(n) => n
+                    .providers(ipvec_protocol::announce::shard_key(&id, shard))
+                    .await?
+                    .into_iter()
+                    .map(|p| p.peer_id)
+                    .collect(),
+                None => Vec::new(),
+            };
+            if let (true, Some(me)) = (held, me) {
+                peers.push(me);
+            }
+            peers.sort_unstable();
+            peers.dedup();
+            let holders: Vec<Holder> = peers
+                .into_iter()
+                .map(|p| Holder {
+                    peer_id: p.to_string(),
+                    here: Some(p) == me,
+                    alive: Some(p) == me || connected.contains(&p),
+                })
+                .collect();
+            let holders = match (network.is_some(), held) {
+                // Without the network: this node, when it holds the shard.
+                (false, true) => vec![Holder {
+                    peer_id: "this node".into(),
+                    here: true,
+                    alive: true,
+                }],
+                _ => holders,
+            };
+            out.push(ShardHolders {
+                shard,
+                root,
+                points,
+                live: holders.iter().filter(|h| h.alive).count() as u32,
+                holders,
+            });
+        }
+        Ok(ShardMap {
+            name: name.to_string(),
+            id,
+            replication,
+            shards: out,
+        })
     }
 }
 

@@ -226,6 +226,49 @@ pub struct CollectionInfo {
     pub merged_root: Option<String>,
 }
 
+/// `GET /v1/collections/{name}/shards`: who holds each shard of a collection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ShardMap {
+    /// The collection's name here.
+    pub name: String,
+    /// The collection id.
+    pub id: String,
+    /// Holders each shard should have (the manifest's replication factor).
+    pub replication: u32,
+    /// Each shard, in order.
+    pub shards: Vec<ShardHolders>,
+}
+
+/// One shard in a [`ShardMap`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ShardHolders {
+    /// Shard number.
+    pub shard: u32,
+    /// The tree root of the shard as this node has it.
+    pub root: String,
+    /// Live points (as of this node's version).
+    pub points: u64,
+    /// The peers that announce it in the DHT, this node included when it holds it.
+    pub holders: Vec<Holder>,
+    /// How many of them are alive (this node, or connected now).
+    pub live: u32,
+}
+
+/// A peer holding a shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Holder {
+    /// Its peer id.
+    pub peer_id: String,
+    /// Whether it is this node.
+    pub here: bool,
+    /// Whether it is this node or connected to it now (a provider record outlives a peer
+    /// that went away until the record expires).
+    pub alive: bool,
+}
+
 /// The newest head merged on a node from one writer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -75,6 +75,7 @@ fn route_table() -> Vec<Route> {
         route!(GET "/v1/collections/{name}/log", Light, Empty, collection_log),
         route!(PUT "/v1/collections/{name}/quota", Write, Json, set_quota),
         route!(GET "/v1/collections/{name}/writers", Light, Empty, writers),
+        route!(GET "/v1/collections/{name}/shards", Heavy, Empty, shard_map),
         route!(PUT "/v1/collections/{name}/writers/{key}", Write, Empty, add_writer),
         route!(DELETE "/v1/collections/{name}/writers/{key}", Write, Empty, remove_writer),
         route!(PUT "/v1/collections/{name}/points", Write, Json, upsert),

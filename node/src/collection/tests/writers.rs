@@ -240,6 +240,15 @@ async fn writers_merge_to_the_same_trees_in_any_order() {
     assert_eq!(one.merged_root().unwrap(), root);
     assert!(one.get(&EntryId::Int(310)).await.unwrap().is_some());
     assert!(one.get(&EntryId::Int(500)).await.unwrap().is_none());
+    // The removed writer follows its removal: it signs no version of the merge, stops
+    // writing, and its writes are refused.
+    let seq = second.head().seq;
+    assert!(second.advance(owner.head().clone()).await.unwrap());
+    assert!(!(second.head().writer == key_bytes.to_vec() && second.head().seq > seq));
+    assert!(second.take_writer_key(&key).unwrap());
+    assert!(!second.writable());
+    let e = second.upsert(points(&a[..1], 600)).await.unwrap_err();
+    assert!(matches!(e, CollectionError::ReadOnly(_)), "{e}");
     // It reopens at the same merge, though a head it merged is now of a removed writer.
     drop(one);
     let one = Collection::open(store.clone(), &dir.path().join("r1"))
