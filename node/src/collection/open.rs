@@ -246,7 +246,11 @@ impl<S: BlockStore> Collection<S> {
             for record in replay {
                 this.apply_in_memory(record.entries.into_iter().map(|e| (e, None)))?;
             }
-            this.checkpoint().await?;
+            // A writer other than the owner gets its key after opening
+            // ([`Collection::take_writer_key`]): its replayed writes stay pending until then.
+            if this.owner.is_some() {
+                this.checkpoint().await?;
+            }
         }
         Ok(this)
     }

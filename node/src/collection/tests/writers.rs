@@ -127,6 +127,23 @@ async fn writers_merge_to_the_same_trees_in_any_order() {
     assert!(second.take_writer_key(&key).unwrap());
     assert!(second.writable());
 
+    // A writer's node stopped with writes in its log reopens (its key comes after opening):
+    // the writes are replayed, and commit once it writes again.
+    second.upsert(points(&base[..2], 900)).await.unwrap();
+    drop(second);
+    let mut second = Collection::open(store.clone(), &dir.path().join("w2"))
+        .await
+        .unwrap();
+    assert!(second.get(&EntryId::Int(901)).await.unwrap().is_some());
+    assert!(second.take_writer_key(&key).unwrap());
+    second.checkpoint().await.unwrap();
+    assert_eq!(second.pending_count(), 0);
+    second
+        .delete(&[EntryId::Int(900), EntryId::Int(901)])
+        .await
+        .unwrap();
+    second.checkpoint().await.unwrap();
+
     // Owner: ids 0..50 anew and 200..250; second: ids 25..75 anew and 300..350.
     let (a, b) = (clustered(100, 24, 22), clustered(100, 24, 23));
     owner.upsert(points(&a[..50], 0)).await.unwrap();
