@@ -34,6 +34,8 @@ pub use crate::cluster::follow::MAX_CATCH_UPS;
 pub const HEAD_POLL: Duration = Duration::from_secs(5);
 /// Peers asked for each collection's head at each poll.
 pub const POLLED_PEERS: usize = 8;
+/// How many times a fetch asks a peer for a head again when the request fails.
+const HEAD_RETRIES: usize = 2;
 use crate::cluster::follow::{Action, Input, Local};
 use ipvec_protocol::api::CollectionImported;
 
@@ -137,7 +139,16 @@ impl Node {
         let mut best: Option<HeadRecord> = None;
         // Peers whose circuit breaker is open are asked last.
         for peer in &self.open_peers_last(peers) {
-            let answer = network.ask_head(*peer, id).await;
+            // A peer busy accepting other streams (head polls among them) may drop ours:
+            // asked again twice, a moment later, before it counts as failed.
+            let mut answer = network.ask_head(*peer, id).await;
+            for _ in 0..HEAD_RETRIES {
+                if answer.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                answer = network.ask_head(*peer, id).await;
+            }
             match &answer {
                 Ok(_) => self.peer_reached(peer),
                 Err(_) => self.peer_failed(peer),
