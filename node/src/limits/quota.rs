@@ -43,7 +43,8 @@ impl Quota {
     }
 
     /// Refuses `adding` to `holder`'s `now` when the sum passes a limit: the message says
-    /// which, by how much, and how to raise it.
+    /// which, by how much, and how to raise it. A write that adds nothing to a measure (an
+    /// overwrite of the same size) is never refused on it, even over a lowered quota.
     pub fn check(&self, holder: &str, now: Usage, adding: Usage) -> Result<(), String> {
         let after = now.plus(adding);
         for (what, max, have, add, total, key) in [
@@ -64,7 +65,7 @@ impl Quota {
                 self.bytes_key,
             ),
         ] {
-            if max > 0 && total > max {
+            if max > 0 && add > 0 && total > max {
                 return Err(format!(
                     "{holder} holds {have} {what} and this write adds {add}, over its quota of \
                      {max} ({key}); nothing of it was stored: write fewer, delete some, or raise \
@@ -80,6 +81,31 @@ impl Quota {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Over a quota lowered below what is held, a write that adds nothing (an overwrite of
+    /// the same size) passes; one that adds a point does not.
+    #[test]
+    fn a_write_adding_nothing_passes_over_a_lowered_quota() {
+        let quota = Quota {
+            max_points: 0,
+            max_bytes: 14,
+            points_key: "limits.collection_max_points",
+            bytes_key: "limits.collection_max_bytes",
+            set_where: "in the daemon's config",
+        };
+        let now = Usage {
+            points: 48,
+            bytes: 576,
+        };
+        quota
+            .check("collection \"a\"", now, Usage::default())
+            .unwrap();
+        let grown = Usage {
+            points: 1,
+            bytes: 12,
+        };
+        assert!(quota.check("collection \"a\"", now, grown).is_err());
+    }
 
     #[test]
     fn a_write_up_to_the_quota_passes_and_one_past_it_names_the_key() {
