@@ -187,7 +187,7 @@ async fn writers(
 }
 
 /// Allows a key (a peer id, `12D3KooW…`) to publish versions of a collection: a new version
-/// signed by the owner, so only the owner's node can (elsewhere a 409 `read_only`).
+/// signed by the owner, so only the owner's node can (a replica answers 409 `read_only`, another writer 400).
 #[utoipa::path(put, path = "/v1/collections/{name}/writers/{key}", params(("name" = String, Path, description = "collection name"), ("key" = String, Path, description = "the writer's key as a peer id")),
     responses((status = 200, body = WriterList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn add_writer(
