@@ -3,8 +3,8 @@
 //! (`capture-pane`). It checks every view, the replica's blocks and provider count after the
 //! second node fetches the collection, a search typed into the Search view, the banner
 //! while the daemon is away and the reconnection to its successor on another port, a
-//! resize, and that quitting gives the terminal back. Needs tmux: `.ci/run` installs it, and
-//! without it the test fails saying so.
+//! resize, and that quitting gives the terminal back; and a sharded collection's shard map.
+//! Needs tmux: `.ci/run` installs it, and without it the tests fail saying so.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -147,15 +147,16 @@ fn tmux_ready() -> Result<(), String> {
     }
 }
 
-/// A tmux server of our own (its own socket), with one session running a command.
+/// A tmux server of our own (its own socket, one per test), with one session running a
+/// command.
 struct Tmux {
     socket: String,
 }
 
 impl Tmux {
-    fn start(command: &str, width: u16, height: u16) -> Tmux {
+    fn start(test: &str, command: &str, width: u16, height: u16) -> Tmux {
         let tmux = Tmux {
-            socket: format!("ipvec-tui-test-{}", std::process::id()),
+            socket: format!("ipvec-tui-test-{}-{test}", std::process::id()),
         };
         let (w, h) = (width.to_string(), height.to_string());
         tmux.run(&[
@@ -254,6 +255,32 @@ fn quoted(path: &Path) -> String {
     format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
 }
 
+/// The command tmux runs: `ipvec tui` on `repo`, then a line saying how it exited.
+fn tui_command(repo: &Path) -> String {
+    format!(
+        "env -u IPVEC_API -u IPVEC_PATH {} --repo {} tui; echo \"ipvec tui exited with $?\"; sleep 600",
+        quoted(Path::new(env!("CARGO_BIN_EXE_ipvec"))),
+        quoted(repo)
+    )
+}
+
+/// `ipvec collection shards NAME` as JSON.
+fn shard_map(repo: &Path, name: &str) -> serde_json::Value {
+    serde_json::from_str(&ok(repo, &["--json", "collection", "shards", name])).unwrap()
+}
+
+/// A root as the dashboard shortens it: its first and last six characters.
+fn short(root: &str) -> String {
+    format!("{}…{}", &root[..6], &root[root.len() - 6..])
+}
+
+/// The screen's row of `shard` in the shard map, if it shows one.
+fn shard_row(screen: &str, shard: u64) -> Option<&str> {
+    screen
+        .lines()
+        .find(|l| l.starts_with(&format!("│{shard:>5} ")))
+}
+
 #[test]
 fn the_dashboard_shows_a_live_node_and_searches_it() {
     if let Err(reason) = tmux_ready() {
@@ -301,12 +328,8 @@ fn the_dashboard_shows_a_live_node_and_searches_it() {
     .unwrap();
     assert_eq!(fetched["root"].as_str(), Some(root.as_str()));
 
-    let command = format!(
-        "env -u IPVEC_API -u IPVEC_PATH {} --repo {} tui; echo \"ipvec tui exited with $?\"; sleep 600",
-        quoted(Path::new(env!("CARGO_BIN_EXE_ipvec"))),
-        quoted(&repo)
-    );
-    let tmux = Tmux::start(&command, 80, 24);
+    let command = tui_command(&repo);
+    let tmux = Tmux::start("live", &command, 80, 24);
 
     // Node: who it is, where its API is.
     let screen = tmux.wait_for_text(&daemon.peer_id);
@@ -439,4 +462,101 @@ fn the_dashboard_shows_a_live_node_and_searches_it() {
     tmux.keys(&["q"]);
     let screen = tmux.wait_for_text("ipvec tui exited with 0");
     assert!(!screen.contains("Collections"), "{screen}");
+}
+
+#[test]
+fn the_shard_map_shows_each_shard_and_its_holders() {
+    if let Err(reason) = tmux_ready() {
+        panic!("the tmux test of ipvec tui needs tmux: {reason} (.ci/run installs it)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let repo: PathBuf = dir.path().join("repo");
+    ok(&repo, &["init"]);
+    let daemon = Daemon::start(&repo, 1);
+    ok(
+        &repo,
+        &[
+            "collection",
+            "create",
+            "sharded",
+            "--dim",
+            "2",
+            "--shards",
+            "4",
+        ],
+    );
+    let points = dir.path().join("points.jsonl");
+    let lines: String = (0..16)
+        .map(|i| format!("{{\"id\": {i}, \"vector\": [{i}, 1]}}\n"))
+        .collect();
+    std::fs::write(&points, lines).unwrap();
+    ok(&repo, &["add", "sharded", points.to_str().unwrap()]);
+    committed_root(&repo, "sharded");
+    let map = shard_map(&repo, "sharded");
+    let shards = map["shards"].as_array().unwrap().clone();
+    assert_eq!(shards.len(), 4, "{map}");
+    // This node alone, holding every shard, against a replication of one.
+    assert_eq!(map["replication"], 1, "{map}");
+
+    let tmux = Tmux::start("shards", &tui_command(&repo), 80, 24);
+    tmux.wait_for_text("● connected");
+    tmux.keys(&["3"]);
+    tmux.wait_for_text("Collections (1)");
+    tmux.keys(&["s"]);
+    let screen = tmux.wait_for("the shard map", |s| {
+        s.contains("Shards of sharded (4), 1 holder wanted each") && shard_row(s, 3).is_some()
+    });
+    assert!(!screen.contains("under-replicated"), "{screen}");
+    for s in &shards {
+        let n = s["shard"].as_u64().unwrap();
+        let row = shard_row(&screen, n).unwrap_or_else(|| panic!("no row {n}:\n{screen}"));
+        let root = s["root"].as_str().unwrap();
+        assert!(
+            row.contains(&short(root)),
+            "shard {n}'s root {root}:\n{screen}"
+        );
+        assert!(row.contains(" 1/1 "), "one live holder of one:\n{screen}");
+        assert!(row.contains("● here"), "this node holds it:\n{screen}");
+        assert_eq!(s["live"], 1, "{map}");
+    }
+    // The first shard in full: its root, and this node by its peer id.
+    let first = shards[0]["root"].as_str().unwrap();
+    assert!(screen.contains(&format!("Root     {first}")), "{screen}");
+    assert!(
+        screen.contains(&format!("Holders  {}  this node", daemon.peer_id)),
+        "{screen}"
+    );
+    assert!(screen.contains("Esc back to the collections"), "{screen}");
+
+    // New points: the refresh shows the shards' new roots.
+    let more = dir.path().join("more.jsonl");
+    let lines: String = (16..32)
+        .map(|i| format!("{{\"id\": {i}, \"vector\": [1, {i}]}}\n"))
+        .collect();
+    std::fs::write(&more, lines).unwrap();
+    ok(&repo, &["add", "sharded", more.to_str().unwrap()]);
+    committed_root(&repo, "sharded");
+    let roots = |map: &serde_json::Value| -> Vec<String> {
+        map["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| short(s["root"].as_str().unwrap()))
+            .collect()
+    };
+    let before = roots(&map);
+    let after = roots(&shard_map(&repo, "sharded"));
+    assert_ne!(before, after, "the new points changed some shard's root");
+    tmux.wait_for("the new roots", |screen| {
+        after
+            .iter()
+            .enumerate()
+            .all(|(n, root)| shard_row(screen, n as u64).is_some_and(|row| row.contains(root)))
+    });
+
+    // Esc: the collections again; q quits.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for_text("Collections (1)");
+    tmux.keys(&["q"]);
+    tmux.wait_for_text("ipvec tui exited with 0");
 }

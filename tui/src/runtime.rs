@@ -1,7 +1,8 @@
 //! The dashboard's moving parts: a poller that refreshes from the node every second (and
-//! notices when it goes away or comes back), a task that follows the node's log stream,
-//! one task per search, and the loop that feeds keys and their answers to the [`App`] and
-//! redraws. Tasks talk to the loop over one bounded channel.
+//! notices when it goes away or comes back), one that refreshes the shard map on screen, a
+//! task that follows the node's log stream, one task per search, and the loop that feeds
+//! keys and their answers to the [`App`] and redraws. Tasks talk to the loop over one
+//! bounded channel.
 
 use std::{path::PathBuf, time::Instant};
 
@@ -44,6 +45,7 @@ pub async fn run(
     let mut app = App::new(endpoint.resolve().unwrap_or_else(|_| endpoint.describe()));
     let (tx, rx) = mpsc::channel(INBOX);
     let (url_tx, url_rx) = watch::channel(None);
+    let (shown_tx, shown_rx) = watch::channel(None);
     let mut tasks = JoinSet::new();
     tasks.spawn(poll(
         endpoint,
@@ -51,6 +53,13 @@ pub async fn run(
         token.clone(),
         tx.clone(),
         url_tx,
+    ));
+    tasks.spawn(poll_shard_map(
+        http.clone(),
+        token.clone(),
+        url_rx.clone(),
+        shown_rx,
+        tx.clone(),
     ));
     tasks.spawn(follow_logs(
         http.clone(),
@@ -66,7 +75,7 @@ pub async fn run(
                 url: url_rx,
                 tx,
             };
-            event_loop(&mut term, &mut app, rx, &searches).await
+            event_loop(&mut term, &mut app, rx, &searches, &shown_tx).await
         }
         Err(e) => Err(TuiError::Terminal(e)),
     };
@@ -112,6 +121,7 @@ async fn event_loop(
     app: &mut App,
     mut rx: mpsc::Receiver<Update>,
     searches: &Searches,
+    shard_map_shown: &watch::Sender<Option<String>>,
 ) -> Result<(), TuiError> {
     let mut events = EventStream::new();
     let stop = stop_signal();
@@ -130,6 +140,13 @@ async fn event_loop(
                         );
                         searches.start(call);
                     }
+                    // Opening, closing or leaving a shard map starts or stops its refresh.
+                    shard_map_shown.send_if_modified(|shown| {
+                        let now = app.shard_map_shown();
+                        let changed = shown.as_deref() != now;
+                        *shown = now.map(str::to_string);
+                        changed
+                    });
                 }
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(TuiError::Terminal(e)),
@@ -265,6 +282,57 @@ async fn snapshot(client: &ApiClient, start: Instant) -> Result<Snapshot, Client
         metrics: metrics_text.ok().map(|text| metrics::parse(&text)),
         at_secs: start.elapsed().as_secs_f64(),
     })
+}
+
+/// Refreshes the shard map of the collection in `shown` every [`REFRESH`] while there is
+/// one, and at once when another one is opened, on the URL the poller last reached.
+async fn poll_shard_map(
+    http: reqwest::Client,
+    token: Option<String>,
+    url: watch::Receiver<Option<String>>,
+    mut shown: watch::Receiver<Option<String>>,
+    tx: mpsc::Sender<Update>,
+) {
+    let mut tick = tokio::time::interval(REFRESH);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            changed = shown.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        let Some(collection) = shown.borrow_and_update().clone() else {
+            continue;
+        };
+        let Some(base) = url.borrow().clone() else {
+            continue;
+        };
+        let client = ApiClient::new(http.clone(), base, token.clone());
+        let outcome = tokio::select! {
+            outcome = client.shard_map(&collection) => outcome.map_err(|e| e.to_string()),
+            // Closed, or another one opened: this answer is not wanted any more.
+            changed = shown.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                tick.reset_immediately();
+                continue;
+            }
+        };
+        if tx
+            .send(Update::ShardMap {
+                collection,
+                outcome,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
 }
 
 /// Follows `GET /v1/logs` on the URL the poller last reached, reconnecting after

@@ -9,8 +9,8 @@ use ipvec_tui::{
     api::{
         metrics::MetricsSample,
         types::{
-            BreakerStateOut, CollectionInfo, Coverage, Hit, IdInfo, LogLine, NodeInfo, Peer,
-            PeerSearches, ShardCoverage, ShardInfo, StoreInfo,
+            BreakerStateOut, CollectionInfo, Coverage, Hit, Holder, IdInfo, LogLine, NodeInfo,
+            Peer, PeerSearches, ShardCoverage, ShardHolders, ShardInfo, ShardMap, StoreInfo,
         },
     },
     app::{Connection, PeerSort, PeersState, SearchResult, Snapshot, Tab},
@@ -481,6 +481,167 @@ fn collections_view_of_a_partial_replica() {
             || screen.contains("1  bafyr4…5fbzdi  10 points, 1 replica│"),
         "{screen}"
     );
+}
+
+/// docs in four shards, two holders wanted each: shard 0 has both, shard 1 only this node,
+/// shard 2 a live peer and one whose record outlived it, shard 3 that peer alone.
+// `..default()` even with every field given, so fields the node adds later (moves in
+// progress) keep this compiling.
+#[allow(clippy::needless_update)]
+fn four_shards() -> ShardMap {
+    let holder = |peer_id: &str, here: bool, alive: bool| Holder {
+        peer_id: peer_id.into(),
+        here,
+        alive,
+    };
+    let holders = [
+        vec![holder(PEER, true, true), holder(HOLDER_A, false, true)],
+        vec![holder(PEER, true, true)],
+        vec![
+            holder(HOLDER_B, false, false),
+            holder(HOLDER_A, false, true),
+        ],
+        vec![holder(HOLDER_B, false, false)],
+    ];
+    ShardMap {
+        name: "docs".into(),
+        id: PEER.into(),
+        replication: 2,
+        shards: holders
+            .into_iter()
+            .enumerate()
+            .map(|(shard, holders)| ShardHolders {
+                shard: shard as u32,
+                root: if shard % 2 == 0 { ROOT } else { LEAF }.into(),
+                points: 1_000 * (shard as u64 + 1),
+                live: holders.iter().filter(|h| h.alive).count() as u32,
+                holders,
+                ..ShardHolders::default()
+            })
+            .collect(),
+        ..ShardMap::default()
+    }
+}
+
+#[test]
+fn shard_map_view() {
+    let mut app = connected();
+    press(&mut app, KeyCode::Char('3'));
+    press(&mut app, KeyCode::Char('s'));
+    assert_eq!(app.shard_map_shown(), Some("docs"));
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("Asking the node who holds the shards of docs"),
+        "{screen}"
+    );
+    app.apply(Update::ShardMap {
+        collection: "docs".into(),
+        outcome: Ok(four_shards()),
+    });
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("Shards of docs (4), 2 holders wanted each, 3 under-replicated"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("Shard Root          Points Live  Holders"),
+        "{screen}"
+    );
+    let row = |screen: &str, shard: u32| {
+        screen
+            .lines()
+            .find(|l| l.starts_with(&format!("│{shard:>5} ")))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no row for shard {shard}:
+{screen}"
+                )
+            })
+            .to_string()
+    };
+    assert!(
+        row(&screen, 0).contains("bafyr4…5fbzdi  1,000 2/2   ● here  ● …1111zz"),
+        "{screen}"
+    );
+    assert!(
+        row(&screen, 1).contains("bafyr4…y3t6ia  2,000 1/2   ● here "),
+        "{screen}"
+    );
+    assert!(
+        row(&screen, 2).contains("1/2   ● …1111zz  ✖ …2222yy"),
+        "the live holder first:
+{screen}"
+    );
+    assert!(row(&screen, 3).contains("0/2   ✖ …2222yy"), "{screen}");
+    // The first shard in full.
+    assert!(screen.contains(&format!("Root     {ROOT}")), "{screen}");
+    assert!(
+        screen.contains(&format!("Holders  {PEER}  this node")),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(&format!("         {HOLDER_A}  connected")),
+        "{screen}"
+    );
+    assert!(screen.contains("Esc back to the collections"), "{screen}");
+    snapshot("shards", &screen);
+
+    // Down to shard 3: nobody alive holds it.
+    for _ in 0..3 {
+        press(&mut app, KeyCode::Down);
+    }
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("┌ Shard 3 ─"), "{screen}");
+    assert!(
+        screen.contains("Live     0 of 2 wanted holders alive: under-replicated"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains(&format!("Holders  {HOLDER_B}  not connected")),
+        "{screen}"
+    );
+
+    // A failed refresh keeps the map and says so; an answer about another collection is
+    // not this one's.
+    app.apply(Update::ShardMap {
+        collection: "docs".into(),
+        outcome: Err("timed out".into()),
+    });
+    app.apply(Update::ShardMap {
+        collection: "fashion".into(),
+        outcome: Ok(ShardMap::default()),
+    });
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("refresh failed: timed out"), "{screen}");
+    assert!(row(&screen, 3).contains("0/2"), "{screen}");
+    for (w, h) in [(120, 40), (40, 12), (20, 6), (1, 1), (0, 0)] {
+        render(&app, w, h);
+    }
+
+    // Esc: the collections again.
+    press(&mut app, KeyCode::Esc);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("Collections (2)"), "{screen}");
+}
+
+#[test]
+fn shard_map_view_of_a_collection_the_node_cannot_map() {
+    let mut app = connected();
+    press(&mut app, KeyCode::Char('3'));
+    press(&mut app, KeyCode::Char('s'));
+    app.apply(Update::ShardMap {
+        collection: "docs".into(),
+        outcome: Err("404: no collection named docs".into()),
+    });
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("The node did not give the shard map of docs:"),
+        "{screen}"
+    );
+    assert!(screen.contains("404: no collection named docs"), "{screen}");
+    for (w, h) in [(40, 12), (20, 6), (1, 1), (0, 0)] {
+        render(&app, w, h);
+    }
 }
 
 #[test]

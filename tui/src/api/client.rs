@@ -12,7 +12,7 @@ use super::{
     sse::SseParser,
     types::{
         CollectionList, ErrorBody, IdInfo, LogLine, NodeInfo, PeerList, PointOut, SearchRequest,
-        SearchResponse,
+        SearchResponse, ShardMap,
     },
 };
 
@@ -20,6 +20,8 @@ use super::{
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a search (and the point lookup before it) may take.
 pub const SEARCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a shard map may take: the node asks the DHT for each shard's holders.
+pub const SHARD_MAP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -207,6 +209,18 @@ impl ApiClient {
     /// peer-to-peer layer is not running 503.
     pub async fn peers(&self) -> Result<PeerList, ClientError> {
         self.get(&["v1", "peers"]).await
+    }
+
+    /// `GET /v1/collections/{name}/shards`: who holds each shard of a collection.
+    pub async fn shard_map(&self, collection: &str) -> Result<ShardMap, ClientError> {
+        let builder = self
+            .request(Method::GET, &["v1", "collections", collection, "shards"])?
+            .timeout(SHARD_MAP_TIMEOUT);
+        Self::send(builder)
+            .await?
+            .json()
+            .await
+            .map_err(ClientError::from_reqwest)
     }
 
     /// `GET /metrics` as text.

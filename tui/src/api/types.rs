@@ -4,9 +4,9 @@
 //! alike.
 
 pub use ipvec_protocol::api::{
-    BreakerStateOut, CollectionInfo, CollectionList, Coverage, ErrorBody, ErrorDetail, Hit, IdInfo,
-    LogLine, NodeInfo, PeerList, PeerOut as Peer, PeerSearches, PointOut, SearchRequest,
-    SearchResponse, ShardCoverage, ShardInfo, StoreInfo,
+    BreakerStateOut, CollectionInfo, CollectionList, Coverage, ErrorBody, ErrorDetail, Hit, Holder,
+    IdInfo, LogLine, NodeInfo, PeerList, PeerOut as Peer, PeerSearches, PointOut, SearchRequest,
+    SearchResponse, ShardCoverage, ShardHolders, ShardInfo, ShardMap, StoreInfo,
 };
 
 #[cfg(test)]

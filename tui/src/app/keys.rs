@@ -2,7 +2,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use super::{search::MAX_K, App, SearchCall, Tab};
+use super::{search::MAX_K, App, SearchCall, ShardMapView, Tab};
 
 /// Lines a page key moves in the Log view.
 const PAGE: usize = 10;
@@ -56,6 +56,7 @@ impl App {
                 KeyCode::Char('r') => self.peer_sort_descending = !self.peer_sort_descending,
                 _ => {}
             },
+            Tab::Collections if self.shard_map.is_some() => self.shard_map_key(key),
             Tab::Collections => match key.code {
                 KeyCode::Up | KeyCode::Char('k') => {
                     self.collection_selected = self.collection_selected.saturating_sub(1);
@@ -69,6 +70,11 @@ impl App {
                         self.search.collection = Some(c.name.clone());
                         self.tab = Tab::Search;
                         self.search.editing = true;
+                    }
+                }
+                KeyCode::Char('s') => {
+                    if let Some(c) = self.collections.get(self.collection_selected) {
+                        self.shard_map = Some(ShardMapView::new(c.name.clone()));
                     }
                 }
                 _ => {}
@@ -97,6 +103,19 @@ impl App {
             },
         }
         None
+    }
+
+    /// Keys of the shard map, shown in the Collections view's place.
+    fn shard_map_key(&mut self, key: KeyEvent) {
+        let Some(view) = &mut self.shard_map else {
+            return;
+        };
+        match key.code {
+            KeyCode::Esc => self.shard_map = None,
+            KeyCode::Up | KeyCode::Char('k') => view.select_previous(),
+            KeyCode::Down | KeyCode::Char('j') => view.select_next(),
+            _ => {}
+        }
     }
 
     fn edit_query(&mut self, key: KeyEvent) -> Option<SearchCall> {
@@ -295,6 +314,30 @@ mod tests {
         press(&mut app, KeyCode::Char('5'));
         press(&mut app, KeyCode::Char('f'));
         assert!(!app.search.federated);
+    }
+
+    #[test]
+    fn s_opens_the_selected_collections_shard_map_and_esc_closes_it() {
+        let mut app = app_with(&["a", "b"]);
+        press(&mut app, KeyCode::Char('s'));
+        assert_eq!(app.shard_map, None, "only from the Collections view");
+        press(&mut app, KeyCode::Char('3'));
+        press(&mut app, KeyCode::Down);
+        press(&mut app, KeyCode::Char('s'));
+        assert_eq!(app.shard_map_shown(), Some("b"));
+        // Arrows move among the shards now, not the collections.
+        press(&mut app, KeyCode::Up);
+        assert_eq!(app.collection_selected, 1);
+        // Another view: the map stays open but is not refreshed.
+        press(&mut app, KeyCode::Char('1'));
+        assert_eq!(app.shard_map_shown(), None);
+        press(&mut app, KeyCode::Char('3'));
+        assert_eq!(app.shard_map_shown(), Some("b"));
+        press(&mut app, KeyCode::Esc);
+        assert_eq!(app.shard_map, None);
+        assert_eq!(app.tab, Tab::Collections);
+        press(&mut app, KeyCode::Up);
+        assert_eq!(app.collection_selected, 0);
     }
 
     #[test]

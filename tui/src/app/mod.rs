@@ -6,16 +6,18 @@ mod history;
 mod keys;
 mod log;
 mod search;
+mod shards;
 mod stats;
 
 pub use history::History;
 pub use log::{LogLevel, LogView, StreamState};
 pub use search::{Query, SearchCall, SearchResult, SearchState};
+pub use shards::ShardMapView;
 pub use stats::Stats;
 
 use crate::api::{
     metrics::MetricsSample,
-    types::{CollectionInfo, IdInfo, LogLine, NodeInfo, Peer},
+    types::{CollectionInfo, IdInfo, LogLine, NodeInfo, Peer, ShardMap},
 };
 
 /// The views, in tab order.
@@ -25,7 +27,7 @@ pub enum Tab {
     Node,
     /// Connected peers.
     Peers,
-    /// Collections and their replication.
+    /// Collections and their replication (and one's shard map).
     Collections,
     /// Try a search.
     Search,
@@ -177,6 +179,13 @@ pub enum Update {
     Log(LogLine),
     /// The log stream ended or failed.
     LogDown(String),
+    /// The node answered about a collection's shard map.
+    ShardMap {
+        /// The collection asked about.
+        collection: String,
+        /// The map, or what went wrong.
+        outcome: Result<ShardMap, String>,
+    },
 }
 
 /// The dashboard's whole state.
@@ -208,6 +217,8 @@ pub struct App {
     pub collections: Vec<CollectionInfo>,
     /// The collection row selected.
     pub collection_selected: usize,
+    /// The shard map shown in place of the collections, if one is open.
+    pub shard_map: Option<ShardMapView>,
     /// The Search view.
     pub search: SearchState,
     /// The Log view.
@@ -233,6 +244,7 @@ impl App {
             peer_selected: 0,
             collections: Vec::new(),
             collection_selected: 0,
+            shard_map: None,
             search: SearchState::default(),
             log: LogView::default(),
             stats: Stats::default(),
@@ -280,6 +292,14 @@ impl App {
             Update::LogConnected => self.log.reconnected(),
             Update::Log(line) => self.log.push(line),
             Update::LogDown(error) => self.log.stream = StreamState::Down(error),
+            Update::ShardMap {
+                collection,
+                outcome,
+            } => {
+                if let Some(view) = &mut self.shard_map {
+                    view.answered(&collection, outcome);
+                }
+            }
         }
     }
 
@@ -323,6 +343,15 @@ impl App {
             }
         });
         sorted
+    }
+
+    /// The collection whose shard map the runtime should refresh: the open one, while it
+    /// is on screen.
+    pub fn shard_map_shown(&self) -> Option<&str> {
+        match (&self.shard_map, self.tab) {
+            (Some(view), Tab::Collections) => Some(&view.collection),
+            _ => None,
+        }
     }
 
     /// The collection the Search view searches: the chosen one, else the first.

@@ -49,7 +49,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let rows = app.collections.iter().map(|c| {
         Row::new(vec![
             Cell::from(c.name.clone()),
-            Cell::from(Line::from(compact_count(c.points)).right_aligned()),
+            Cell::from(Line::from(format::compact_count(c.points)).right_aligned()),
             Cell::from(Line::from(c.dim.to_string()).right_aligned()),
             Cell::from(c.metric.clone()),
             Cell::from(format::short_id(&c.root)),
@@ -202,33 +202,5 @@ fn replicas(c: &CollectionInfo) -> Cell<'static> {
             r.map_or("?".into(), |r| r.to_string()),
             t.map_or("?".into(), |t| t.to_string())
         )),
-    }
-}
-
-/// A count in at most six characters: `99,999`, `123k`, `1.2M`.
-fn compact_count(n: u64) -> String {
-    match n {
-        0..=99_999 => format::count(n),
-        100_000..=999_999 => format!("{}k", n / 1000),
-        1_000_000..=9_999_999 => format!("{:.1}M", n as f64 / 1e6),
-        _ => format!("{}M", n / 1_000_000),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compact_counts_fit_six_characters() {
-        for (n, text) in [
-            (7, "7"),
-            (60_000, "60,000"),
-            (123_456, "123k"),
-            (1_234_567, "1.2M"),
-            (123_456_789, "123M"),
-        ] {
-            assert_eq!(compact_count(n), text);
-        }
     }
 }

@@ -45,6 +45,16 @@ pub fn count(n: u64) -> String {
     out
 }
 
+/// A count in at most six characters: `99,999`, `123k`, `1.2M`.
+pub fn compact_count(n: u64) -> String {
+    match n {
+        0..=99_999 => count(n),
+        100_000..=999_999 => format!("{}k", n / 1000),
+        1_000_000..=9_999_999 => format!("{:.1}M", n as f64 / 1e6),
+        _ => format!("{}M", n / 1_000_000),
+    }
+}
+
 /// Bytes in binary units: `512 B`, `1.5 KiB`, `3.0 MiB`.
 pub fn bytes(n: f64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
@@ -144,6 +154,15 @@ mod tests {
         assert_eq!(count(999), "999");
         assert_eq!(count(1_000), "1,000");
         assert_eq!(count(1_234_567), "1,234,567");
+        for (n, text) in [
+            (7, "7"),
+            (60_000, "60,000"),
+            (123_456, "123k"),
+            (1_234_567, "1.2M"),
+            (123_456_789, "123M"),
+        ] {
+            assert_eq!(compact_count(n), text, "at most six characters");
+        }
         assert_eq!(bytes(512.0), "512 B");
         assert_eq!(bytes(1536.0), "1.5 KiB");
         assert_eq!(bytes(3.0 * 1024.0 * 1024.0), "3.0 MiB");

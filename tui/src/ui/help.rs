@@ -16,6 +16,7 @@ const KEYS: &[(&str, &str)] = &[
     ("↑ ↓, j k", "select a row, scroll the log"),
     ("Peers: s, r", "sort by another column, reverse"),
     ("Collections: Enter", "search the selected collection"),
+    ("Collections: s", "the selected one's shard map (Esc: back)"),
     ("Search: / or Enter", "1, 0, 0.5, id:42 or a question"),
     ("Search: ← →, + -", "pick the collection, change k"),
     (

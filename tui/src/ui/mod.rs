@@ -10,6 +10,7 @@ mod log;
 mod node;
 mod peers;
 mod search;
+mod shards;
 
 use ratatui::{
     layout::{Constraint, Layout, Rect},
@@ -48,7 +49,10 @@ pub fn draw(frame: &mut Frame, app: &App) {
     match app.tab {
         Tab::Node => node::draw(frame, body, app),
         Tab::Peers => peers::draw(frame, body, app),
-        Tab::Collections => collections::draw(frame, body, app),
+        Tab::Collections => match &app.shard_map {
+            Some(view) => shards::draw(frame, body, view),
+            None => collections::draw(frame, body, app),
+        },
         Tab::Search => search::draw(frame, body, app),
         Tab::Log => log::draw(frame, body, app),
     }
@@ -122,11 +126,18 @@ fn hints(app: &App) -> Line<'static> {
             ("s", "sort"),
             ("r", "reverse"),
         ],
+        Tab::Collections if app.shard_map.is_some() => &[
+            ("q", "quit"),
+            ("?", "help"),
+            ("↑↓", "select"),
+            ("Esc", "back to the collections"),
+        ],
         Tab::Collections => &[
             ("q", "quit"),
             ("?", "help"),
             ("↑↓", "select"),
             ("Enter", "search it"),
+            ("s", "shards"),
         ],
         Tab::Search => &[
             ("q", "quit"),
