@@ -315,3 +315,74 @@ fn a_healed_partition_converges_with_every_acknowledged_write() {
         }
     }
 }
+
+#[test]
+fn a_removed_writers_new_heads_are_refused_and_change_nothing() {
+    let WriterAndPeer {
+        a,
+        _da: da,
+        id,
+        addr_a,
+        b,
+        db: _db,
+        ..
+    } = writer_and_peer(&[]);
+    // C: a replica that follows A.
+    let c = new_repo();
+    let dc = Daemon::start_with(&c.path, &[], &["--bootstrap", &addr_a]);
+    for r in [&b.path, &c.path] {
+        ok(r, &["fetch", &id, "--from", &addr_a]);
+    }
+    let key_b = peer_of(&b.path);
+    ok(&a.path, &["collection", "writers", "add", "films", &key_b]);
+    eventually("B writes", || info(&b.path)["writable"] == true);
+
+    // B is cut off, and removed while it is: it does not know and writes on.
+    let nodes = [&a.path, &c.path];
+    let peer_a_c = [peer_of(&a.path), peer_of(&c.path)];
+    for (node, peer) in nodes.iter().zip(&peer_a_c) {
+        ok(node, &["peers", "deny", &key_b]);
+        ok(&b.path, &["peers", "deny", peer]);
+    }
+    ok(&a.path, &["collection", "writers", "rm", "films", &key_b]);
+    eventually("C follows the removal", || {
+        writers_of(&c.path) == vec![(id.clone(), true)]
+    });
+    // Three versions: B's head then outnumbers A's removal, so B keeps answering its own.
+    let file = b.path.parent().unwrap().join("late.jsonl");
+    for first in [9_000, 9_100, 9_200] {
+        std::fs::write(&file, writes_of(2, first..first + 20)).unwrap();
+        ok(&b.path, &["add", "films", file.to_str().unwrap()]);
+        ok(&b.path, &["collection", "log", "films"]);
+    }
+    let roots: Vec<Value> = nodes
+        .iter()
+        .map(|r| info(r)["merged_root"].clone())
+        .collect();
+    assert_eq!(roots[0], roots[1]);
+    let rejected = |d: &Daemon| {
+        let metrics = tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(d.metrics());
+        sample(&metrics, "ipvec_gossip_heads", &[("verdict", "rejected")])
+    };
+    let before = [rejected(&da), rejected(&dc)];
+
+    // Healed: A and C hear B's new head, refuse it and count it; nothing of it enters.
+    for (node, peer) in nodes.iter().zip(&peer_a_c) {
+        ok(node, &["peers", "allow", &key_b]);
+        ok(&b.path, &["peers", "allow", peer]);
+    }
+    ok(&b.path, &["connect", &addr_a]);
+    ok(&b.path, &["connect", &address_of(&c.path)]);
+    eventually("A and C refuse B's head", || {
+        rejected(&da) > before[0] && rejected(&dc) > before[1]
+    });
+    for (node, root) in nodes.iter().zip(&roots) {
+        let now = info(node);
+        assert_eq!(&now["merged_root"], root, "the root did not change");
+        assert_eq!(now["points"], 2_000);
+        let refused = ipvec(node, &["get", "films", "9000"], &[]);
+        assert!(!refused.status.success(), "B's late write entered");
+    }
+}

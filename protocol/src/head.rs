@@ -83,7 +83,8 @@ pub fn key_of_id(id: &str) -> Result<[u8; 32], ProtocolError> {
     Ok(key.to_bytes())
 }
 
-fn ed25519_key(bytes: &[u8]) -> Result<ed25519::PublicKey, ProtocolError> {
+/// The ed25519 public key of 32 bytes.
+pub(crate) fn ed25519_key(bytes: &[u8]) -> Result<ed25519::PublicKey, ProtocolError> {
     ed25519::PublicKey::try_from_bytes(bytes)
         .map_err(|e| ProtocolError::Signature(format!("not an ed25519 public key: {e}")))
 }

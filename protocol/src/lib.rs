@@ -29,6 +29,7 @@ pub mod head;
 pub mod hlc;
 pub mod limits;
 pub mod manifest;
+pub mod member;
 pub mod node;
 pub mod search;
 

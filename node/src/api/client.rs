@@ -281,6 +281,21 @@ impl Operations for Client {
         self.get(&format!("/v1/collections/{}/shards", Self::name(name)))
     }
 
+    fn join(&self, request: JoinCollection) -> BoxFuture<'_, Result<MembershipInfo>> {
+        Box::pin(async move { self.post("/v1/collections/join", Some(&request)).await })
+    }
+
+    fn leave<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<MembershipInfo>> {
+        self.post(
+            &format!("/v1/collections/{}/leave", Self::name(name)),
+            None::<&()>,
+        )
+    }
+
+    fn membership<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<MembershipInfo>> {
+        self.get(&format!("/v1/collections/{}/membership", Self::name(name)))
+    }
+
     fn change_writer<'a>(
         &'a self,
         name: &'a str,

@@ -176,6 +176,40 @@ async fn shard_map(
     Ok(Json(s.node.shard_map(&name).await?))
 }
 
+/// Makes this node a member of a collection's serving set: it registers the collection
+/// (holding no shard yet) unless held here, announces itself with its capacity, and fetches
+/// the shards placement gives it.
+#[utoipa::path(post, path = "/v1/collections/join", request_body = JoinCollection,
+    responses((status = 200, body = MembershipInfo), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 503, body = ErrorBody)))]
+async fn join_collection(
+    State(s): State<AppState>,
+    ApiJson(request): ApiJson<JoinCollection>,
+) -> ApiResult<MembershipInfo> {
+    Ok(Json(s.node.join(request).await?))
+}
+
+/// Hands this node's shards of a collection over to their new holders, then drops it here
+/// (the answer comes at once; `membership` shows the handover).
+#[utoipa::path(post, path = "/v1/collections/{name}/leave", params(("name" = String, Path, description = "collection name or id")),
+    responses((status = 200, body = MembershipInfo), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn leave_collection(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<MembershipInfo> {
+    Ok(Json(s.node.leave(&name).await?))
+}
+
+/// The members of a collection this node hears, and where each shard stands on this node
+/// when it is one.
+#[utoipa::path(get, path = "/v1/collections/{name}/membership", params(("name" = String, Path, description = "collection name")),
+    responses((status = 200, body = MembershipInfo), (status = 404, body = ErrorBody)))]
+async fn membership(
+    State(s): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<MembershipInfo> {
+    Ok(Json(s.node.membership(&name).await?))
+}
+
 /// The keys a collection allows to publish versions, the owner's first.
 #[utoipa::path(get, path = "/v1/collections/{name}/writers", params(("name" = String, Path, description = "collection name")),
     responses((status = 200, body = WriterList), (status = 404, body = ErrorBody)))]
@@ -675,6 +709,9 @@ async fn import_body(
         list_collections,
         create_collection,
         fetch_collection,
+        join_collection,
+        leave_collection,
+        membership,
         collection_info,
         drop_collection,
         collection_log,

@@ -79,6 +79,28 @@ pub enum Command {
         #[arg(long, value_name = "N,N,…", value_delimiter = ',')]
         shards: Option<Vec<u32>>,
     },
+    /// Become a member of a community collection: announce this node with its capacity and
+    /// hold and serve the shards placement gives it, for as long as the daemon runs.
+    Join {
+        /// The collection id (`collection info` prints it).
+        id: String,
+        /// Space this node offers the collection (e.g. `10G`, `512M`, or bytes; default 1G):
+        /// placement gives members shards in proportion.
+        #[arg(long, value_parser = parse_size)]
+        capacity: Option<u64>,
+        /// Name to register it under (default: its own).
+        #[arg(long)]
+        name: Option<String>,
+        /// A peer to get the collection's head from (repeatable; default: its providers in
+        /// the DHT).
+        #[arg(long, value_name = "MULTIADDR")]
+        from: Vec<String>,
+    },
+    /// Leave a community collection: hand its shards over to their new holders, then drop it.
+    Leave {
+        /// The collection's name or id.
+        id: String,
+    },
     /// Print this node's peer id and addresses.
     Id,
     /// List connected peers, or refuse peers: `peers deny`, `peers allow`, `peers denied`.
@@ -390,6 +412,12 @@ pub enum CollectionCommand {
     /// removing make a new version the owner signs: only on the owner's node).
     #[command(subcommand)]
     Writers(WritersCommand),
+    /// Show a collection's members (capacity, shards held) and, on a member, where each shard
+    /// stands: placed here, held, fetching, holders against replication.
+    Members {
+        /// Collection name.
+        name: String,
+    },
     /// List collections.
     List,
     /// Show a collection's settings, counts and root CID.
@@ -551,4 +579,43 @@ pub enum PinCommand {
         /// The root CID.
         cid: String,
     },
+}
+
+/// A size in bytes: a number, optionally followed by `K`, `M`, `G` or `T` (powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, shift) = match text.char_indices().last() {
+        Some((at, unit)) if unit.is_ascii_alphabetic() => {
+            let shift = match unit.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("{text:?}: the unit is one of K, M, G, T")),
+            };
+            (&text[..at], shift)
+        }
+        _ => (text, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size: give bytes, or e.g. 512M, 10G"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("10g"), Ok(10 << 30));
+        assert_eq!(parse_size("2T"), Ok(2 << 40));
+        assert!(parse_size("10X").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
 }

@@ -196,6 +196,10 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 to_json(&set),
             )?;
         }
+        Command::Collection(CollectionCommand::Members { name }) => {
+            let m = backend.ops().membership(&name).await?;
+            out.print(members_text(&m), serde_json::to_value(&m)?)?;
+        }
         Command::Collection(CollectionCommand::Shards { name }) => {
             let map = backend.ops().shard_map(&name).await?;
             let mut text = vec![format!(
@@ -212,9 +216,20 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                     ""
                 };
                 text.push(format!(
-                    "shard {}: {} points, root {}, {} of {} live{short}",
-                    s.shard, s.points, s.root, s.live, map.replication
+                    "shard {}: {} points, root {}, {} of {} live{short}{}",
+                    s.shard,
+                    s.points,
+                    s.root,
+                    s.live,
+                    map.replication,
+                    s.moving
+                        .as_ref()
+                        .map(|m| format!(", {m} here"))
+                        .unwrap_or_default()
                 ));
+                if !s.placed.is_empty() {
+                    text.push(format!("  placed on members: {}", s.placed.join(" ")));
+                }
                 for h in &s.holders {
                     let state = match (h.here, h.alive) {
                         (true, _) => "this node",
@@ -540,4 +555,43 @@ fn millis_text(ms: u64) -> String {
         _ if ms.is_multiple_of(1000) => format!("{} s", ms / 1000),
         _ => format!("{:.1} s", ms as f64 / 1000.0),
     }
+}
+
+/// What `collection members` prints.
+fn members_text(m: &ipvec_protocol::api::MembershipInfo) -> String {
+    let mut text = vec![format!(
+        "collection {} ({}): this node is {}{}, {} members",
+        m.name,
+        m.id,
+        m.state,
+        if m.capacity > 0 {
+            format!(" with {} bytes", m.capacity)
+        } else {
+            String::new()
+        },
+        m.members.len()
+    )];
+    for member in &m.members {
+        text.push(format!(
+            "  {}  {} bytes, holds {:?}{}",
+            member.peer_id,
+            member.capacity,
+            member.holds,
+            if member.here { "  (this node)" } else { "" }
+        ));
+    }
+    for s in &m.shards {
+        let here = match (s.placed, s.current, s.fetching, s.held) {
+            (_, _, true, _) => "fetching",
+            (true, true, _, _) => "held",
+            (false, _, _, true) => "handing over",
+            (true, false, _, _) => "placed here, waiting",
+            (false, _, _, false) => "-",
+        };
+        text.push(format!(
+            "shard {}: {here}, {} of {} holders",
+            s.shard, s.holders, s.replication
+        ));
+    }
+    text.join("\n")
 }

@@ -89,6 +89,7 @@ pub async fn run(cli: &Cli, path: &Path) -> anyhow::Result<()> {
     let node = Node::new(repo, config);
     node.attach_network(network);
     node.follow();
+    node.run_members();
     let url = local_url(local);
     let api_file = repo::api_file(path);
     // Written whole, then renamed into place: a client that reads it while the daemon starts

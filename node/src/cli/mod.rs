@@ -151,7 +151,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         | Command::Peers { .. }
         | Command::Connect { .. }
         | Command::Dht(_)
-        | Command::Fetch { .. }) => p2p::run(&backend, &out, command).await,
+        | Command::Fetch { .. }
+        | Command::Join { .. }
+        | Command::Leave { .. }) => p2p::run(&backend, &out, command).await,
         command @ Command::Search { .. } => search::run(&backend, &out, command).await,
         Command::Backup(command) => backup::run(&backend, &out, command).await,
         Command::Migrate {

@@ -87,6 +87,44 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 serde_json::to_value(&c)?,
             )?;
         }
+        Command::Join {
+            id,
+            capacity,
+            name,
+            from,
+        } => {
+            let request = ipvec_protocol::api::JoinCollection {
+                id,
+                capacity,
+                name,
+                from,
+            };
+            let joined = backend.ops().join(request).await?;
+            out.print(
+                format!(
+                    "joined collection {} ({}) with {} bytes: {} members known; \
+                     `ipvec collection members {}` shows the shards placed here",
+                    joined.name,
+                    joined.id,
+                    joined.capacity,
+                    joined.members.len(),
+                    joined.name
+                ),
+                serde_json::to_value(&joined)?,
+            )?;
+        }
+        Command::Leave { id } => {
+            let left = backend.ops().leave(&id).await?;
+            let held = left.shards.iter().filter(|s| s.held).count();
+            out.print(
+                format!(
+                    "leaving collection {} ({}): {held} shards to hand over; the collection is \
+                     dropped here once their new holders have them",
+                    left.name, left.id
+                ),
+                serde_json::to_value(&left)?,
+            )?;
+        }
         _ => unreachable!("only peer-to-peer commands come here"),
     }
     Ok(())

@@ -223,9 +223,14 @@ pub(crate) fn write_new_partial(
 ) -> Result<(), CollectionError> {
     if let Some(held) = held {
         std::fs::create_dir_all(dir).map_err(io_at(dir))?;
-        write_atomic(&dir.join("shards"), &dagcbor::encode(&held)?)?;
+        write_held(dir, held)?;
     }
     write_new(dir, None, head)
+}
+
+/// Records that the collection holds the shards `held` only.
+pub(crate) fn write_held(dir: &Path, held: &[u32]) -> Result<(), CollectionError> {
+    write_atomic(&dir.join("shards"), &dagcbor::encode(&held)?)
 }
 
 /// The shards a collection's folder holds, when only some (`None`: all of them).

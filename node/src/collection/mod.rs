@@ -383,6 +383,11 @@ impl<S: BlockStore> Collection<S> {
         self.at
     }
 
+    /// The collection's folder.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     /// What a search here answers from: the root and a generation that changes with every
     /// change searches could see, acknowledged writes still in the log among them. Two
     /// searches that find the same state (and ask the same) get the same answer, which is

@@ -144,6 +144,41 @@ impl<S: BlockStore> Collection<S> {
         Self::open(store, dir).await
     }
 
+    /// Holds the shards `held` from now on, at this version, on a replica that is not a
+    /// writer: the trees of the shards newly held must be in the store (a missing block is an
+    /// error and changes nothing). The index is opened again over the held shards (its saved
+    /// copy is used when it covers exactly them).
+    pub async fn set_held(&mut self, held: &[u32]) -> Result<(), CollectionError> {
+        if self.writable() {
+            return Err(CollectionError::Invalid(
+                "a writer's node holds every shard of its collection".into(),
+            ));
+        }
+        let held = check_held(held, self.roots.len() as u32)?;
+        let with_cids: Vec<(Cid, ShardRoot)> = self
+            .manifest
+            .shards
+            .iter()
+            .copied()
+            .zip(self.roots.iter().cloned())
+            .collect();
+        let (shards, index) = shard::open_all(
+            &self.store,
+            index_spec(&self.manifest),
+            &self.dir,
+            &with_cids,
+            &held,
+            &OpenProgress::default(),
+            0,
+        )
+        .await?;
+        catalog::write_held(&self.dir, &held)?;
+        self.held = shards;
+        self.index = index;
+        self.generation = next_generation();
+        self.save_index()
+    }
+
     /// Opens the collection in `dir`, loading its saved index or rebuilding it.
     pub async fn open(store: S, dir: &Path) -> Result<Self, CollectionError> {
         Self::open_with(store, dir, &OpenProgress::default(), 0).await
@@ -278,15 +313,11 @@ pub(super) async fn read_roots<S: BlockStore>(
 }
 
 /// Checks a set of shard numbers against a collection of `count` shards; returns them sorted.
+/// It may be empty: a member of a collection that placement gives no shard yet holds none.
 pub fn check_held(held: &[u32], count: u32) -> Result<Vec<u32>, CollectionError> {
     let mut sorted = held.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    if sorted.is_empty() {
-        return Err(CollectionError::Invalid(
-            "name at least one shard to hold".into(),
-        ));
-    }
     if let Some(bad) = sorted.iter().find(|n| **n >= count) {
         return Err(CollectionError::Invalid(format!(
             "the collection has {count} shards, numbered 0 to {}; there is no shard {bad}",

@@ -173,6 +173,7 @@ impl Node {
                 })
                 .collect::<Result<_, ipvec_protocol::ProtocolError>>()?,
             merged_root: Some(c.merged_root()?.to_string()),
+            membership: self.membership_of(&id),
             id,
         })
     }

@@ -97,6 +97,7 @@ pub struct Metrics {
     points_written: Family<CollectionLabels, Counter>,
     texts_embedded: Counter,
     heads: Family<VerdictLabels, Counter>,
+    member_records: Family<VerdictLabels, Counter>,
     federation: Family<FederationLabels, Counter>,
     /// Live points per collection (set at scrape).
     pub points: Family<CollectionLabels, Gauge>,
@@ -338,8 +339,14 @@ impl Metrics {
         let heads = Family::<VerdictLabels, Counter>::default();
         registry.register(
             "gossip_heads",
-            "Signed heads received over gossipsub, by verdict (rejected: bad signature, writer or form)",
+            "Signed heads received over gossipsub or asked of peers, by verdict (rejected: bad signature, an unknown or removed writer, or a bad form)",
             heads.clone(),
+        );
+        let member_records = Family::<VerdictLabels, Counter>::default();
+        registry.register(
+            "gossip_member_records",
+            "Member records of community collections received over gossipsub, by verdict (rejected: bad signature or another collection's)",
+            member_records.clone(),
         );
         let federation = Family::<FederationLabels, Counter>::default();
         registry.register(
@@ -460,6 +467,7 @@ impl Metrics {
             points_written,
             texts_embedded,
             heads,
+            member_records,
             federation,
             points,
             index_memory,
@@ -531,6 +539,15 @@ impl Metrics {
     /// Counts a gossiped head by its verdict.
     pub fn head(&self, verdict: &str) {
         self.heads
+            .get_or_create(&VerdictLabels {
+                verdict: verdict.to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts a gossiped member record by its verdict.
+    pub fn member_record(&self, verdict: &str) {
+        self.member_records
             .get_or_create(&VerdictLabels {
                 verdict: verdict.to_string(),
             })

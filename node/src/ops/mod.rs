@@ -43,6 +43,7 @@ pub mod federation;
 mod ids;
 pub mod jobs;
 mod lifecycle;
+pub mod members;
 pub mod metrics;
 pub mod operations;
 pub mod peers;
@@ -127,6 +128,8 @@ struct Inner {
     models: crate::embed::Models,
     /// Answers of local searches, see [`search_cache`].
     search_cache: Mutex<search_cache::SearchCache>,
+    /// The members of the collections held here, see [`members`].
+    groups: members::Groups,
 }
 
 /// Runs `work` on the blocking pool (it may search an index for a while).
@@ -188,6 +191,7 @@ impl Node {
             inner: Arc::new(Inner {
                 denied: Mutex::new(denied),
                 models: crate::embed::Models::new(config.embedding.clone()),
+                groups: Default::default(),
                 search_cache: Mutex::new(search_cache::SearchCache::new(
                     config.search.cache_entries,
                     config.search.cache_bytes,

@@ -84,6 +84,15 @@ pub trait Operations: Send + Sync {
     /// replication it asks for.
     fn shard_map<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ShardMap>>;
 
+    /// Makes this node a member of a collection's serving set (`ipvec join`).
+    fn join(&self, request: JoinCollection) -> BoxFuture<'_, Result<MembershipInfo>>;
+
+    /// Hands this node's shards of a collection over, then leaves it (`ipvec leave`).
+    fn leave<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<MembershipInfo>>;
+
+    /// This node's view of a collection's members and its own shards.
+    fn membership<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<MembershipInfo>>;
+
     /// Allows (`allow`) or stops allowing a key (a peer id) to publish versions of a
     /// collection: a new version the owner signs, so only the owner's node can.
     fn change_writer<'a>(
@@ -253,6 +262,18 @@ impl Operations for Node {
 
     fn shard_map<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ShardMap>> {
         Box::pin(Node::shard_map(self, name))
+    }
+
+    fn join(&self, request: JoinCollection) -> BoxFuture<'_, Result<MembershipInfo>> {
+        Box::pin(Node::join(self, request))
+    }
+
+    fn leave<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<MembershipInfo>> {
+        Box::pin(Node::leave(self, name))
+    }
+
+    fn membership<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<MembershipInfo>> {
+        Box::pin(Node::membership(self, name))
     }
 
     fn change_writer<'a>(

@@ -94,6 +94,23 @@ impl Node {
         from: &[String],
         shards: Option<Vec<u32>>,
     ) -> Result<CollectionImported, Error> {
+        if shards.as_ref().is_some_and(|s| s.is_empty()) {
+            return Err(Error::invalid(
+                "name at least one shard to hold (`--shards 0,3`), or none to fetch them all",
+            ));
+        }
+        self.fetch_holding(id, name, from, shards).await
+    }
+
+    /// [`Node::fetch_collection`], holding the shards `shards` when new here (none: a
+    /// member that placement has given nothing yet).
+    pub(super) async fn fetch_holding(
+        &self,
+        id: &str,
+        name: Option<String>,
+        from: &[String],
+        shards: Option<Vec<u32>>,
+    ) -> Result<CollectionImported, Error> {
         self.observed("fetch", "", async {
             let peers = self.peers_for(id, from).await?;
             let head = self.newest_head(id, &peers).await?;
@@ -230,6 +247,7 @@ impl Node {
         }
         let topic = crate::net::heads_topic(&id);
         network.subscribe(topic.clone()).await?;
+        self.observe_members(name).await?;
         if writable {
             network.publish(topic, head).await?;
         }
@@ -255,6 +273,15 @@ impl Node {
                 }
             });
             while let Some(message) = gossip.recv().await {
+                if message
+                    .topic
+                    .starts_with(&super::members::members_topic(""))
+                {
+                    let verdict = node.judge_member(&message);
+                    let Ok(network) = node.network() else { return };
+                    let _ = network.judge(message, verdict).await;
+                    continue;
+                }
                 let input = node.judge(&message).await;
                 for action in node.inner.replication.handle(input) {
                     match action {
@@ -289,21 +316,30 @@ impl Node {
                 continue;
             };
             for peer in peers.iter().take(POLLED_PEERS) {
-                let Ok(Some(bytes)) = network.ask_head(peer.peer_id, &id).await else {
-                    continue;
-                };
-                let input = self.judge_head(&id, &bytes, peer.peer_id).await;
-                for action in self.inner.replication.handle(input) {
-                    // Nothing to tell gossipsub of a head asked for.
-                    if let Action::Verdict { verdict, .. } = action {
-                        if verdict == crate::net::Verdict::Reject {
-                            tracing::debug!(collection = %name, peer = %peer.peer_id, "a peer answered a head not signed by an allowed writer");
-                        }
-                        continue;
-                    }
-                    self.carry_out(action);
-                }
+                self.poll_head(&name, &id, peer.peer_id).await;
             }
+        }
+    }
+
+    /// Asks `peer` for its head of collection `id` (here `name`) and follows it if newer.
+    pub(super) async fn poll_head(&self, name: &str, id: &str, peer: PeerId) {
+        let Ok(network) = self.network() else { return };
+        let Ok(Some(bytes)) = network.ask_head(peer, id).await else {
+            return;
+        };
+        let input = self.judge_head(id, &bytes, peer).await;
+        for action in self.inner.replication.handle(input) {
+            // Nothing to tell gossipsub of a head asked for.
+            if let Action::Verdict { verdict, .. } = action {
+                // Counted with the gossiped ones when refused: a head signed by an unknown or
+                // removed writer is refused however it comes.
+                if verdict == crate::net::Verdict::Reject {
+                    self.inner.metrics.head("rejected");
+                    tracing::debug!(collection = %name, %peer, "a peer answered a head not signed by an allowed writer");
+                }
+                continue;
+            }
+            self.carry_out(action);
         }
     }
 
@@ -438,7 +474,7 @@ impl Node {
     /// Fetches version `root` (a manifest) of collection `id` over Bitswap, its progress shown
     /// as the collection's `syncing` state: the whole DAG, or with `held` the manifest, every
     /// shard root and the trees of the shards held.
-    async fn fetch_tracked(
+    pub(super) async fn fetch_tracked(
         &self,
         id: &str,
         root: cid::Cid,

@@ -239,6 +239,11 @@ impl Node {
             Some(n) => n.peers().await?.into_iter().map(|p| p.peer_id).collect(),
             None => HashSet::new(),
         };
+        let placed = self.placement_of(&id, shards.len() as u32, replication);
+        let moves = self
+            .membership_of(&id)
+            .map(|m| m.shards)
+            .unwrap_or_default();
         let mut out = Vec::with_capacity(shards.len());
         for (shard, root, points, held) in shards {
             let mut peers: Vec<PeerId> = match &network {
@@ -278,6 +283,20 @@ impl Node {
                 points,
                 live: holders.iter().filter(|h| h.alive).count() as u32,
                 holders,
+                placed: placed
+                    .as_ref()
+                    .and_then(|p| p.get(shard as usize))
+                    .map(|peers| peers.iter().map(|p| p.to_string()).collect())
+                    .unwrap_or_default(),
+                moving: moves.get(shard as usize).and_then(|s| {
+                    if s.fetching {
+                        Some("fetching".to_string())
+                    } else if s.held && !s.placed {
+                        Some("handing over".to_string())
+                    } else {
+                        None
+                    }
+                }),
             });
         }
         Ok(ShardMap {

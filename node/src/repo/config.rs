@@ -179,6 +179,10 @@ pub struct P2pConfig {
     /// denied at run time (`ipvec peers deny`) are kept in the repository's `denied_peers`
     /// file instead.
     pub deny_peers: Vec<String>,
+    /// How long a member record of a community collection holds, in seconds: a member not
+    /// heard from for this long drops out of the collection's membership and the next
+    /// holders fetch its shards. Members announce themselves every third of it.
+    pub member_ttl_secs: u64,
 }
 
 impl P2pConfig {
@@ -218,6 +222,7 @@ impl Default for P2pConfig {
             provider_ttl_secs: 48 * 60 * 60,
             search_rate_per_peer: 1_000,
             deny_peers: Vec::new(),
+            member_ttl_secs: 600,
         }
     }
 }
@@ -419,6 +424,12 @@ impl Config {
         }
         if self.p2p.reprovide_interval_secs == 0 {
             return Err(invalid("p2p.reprovide_interval_secs", "must be at least 1"));
+        }
+        if !(3..=3_600).contains(&self.p2p.member_ttl_secs) {
+            return Err(invalid(
+                "p2p.member_ttl_secs",
+                "must be from 3 to 3600 (members announce themselves every third of it)",
+            ));
         }
         if self.p2p.search_rate_per_peer == 0 {
             return Err(invalid(

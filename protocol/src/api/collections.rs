@@ -224,6 +224,10 @@ pub struct CollectionInfo {
     /// merged the same writers' heads show the same one.
     #[serde(default)]
     pub merged_root: Option<String>,
+    /// This node's membership of the collection's serving set, when it joined it or hears
+    /// its members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<MembershipInfo>,
 }
 
 /// `GET /v1/collections/{name}/shards`: who holds each shard of a collection.
@@ -254,6 +258,15 @@ pub struct ShardHolders {
     pub holders: Vec<Holder>,
     /// How many of them are alive (this node, or connected now).
     pub live: u32,
+    /// The members placement gives the shard, as this node knows the collection's members
+    /// (empty when it knows none).
+    #[serde(default)]
+    pub placed: Vec<String>,
+    /// A move of the shard this node takes part in as a member: `fetching` (placed here and
+    /// being fetched) or `handing over` (held here, placed elsewhere, kept until its new
+    /// holders have it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moving: Option<String>,
 }
 
 /// A peer holding a shard.
@@ -397,4 +410,78 @@ pub struct FetchCollection {
     /// searched. Default: every shard. A collection already held keeps the shards it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<Vec<u32>>,
+}
+
+/// `POST /v1/collections/join`: make this node a member of a collection's serving set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JoinCollection {
+    /// The collection id (its owner's peer id, as `collection info` prints it).
+    pub id: String,
+    /// Bytes this node offers the collection: placement gives it shards in proportion
+    /// (default: 1 GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<u64>,
+    /// Name to register it under, when it is not held here yet (default: its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Peers to fetch its head from (multiaddresses); empty: its providers in the DHT.
+    #[serde(default)]
+    pub from: Vec<String>,
+}
+
+/// This node's membership of a collection: `POST /v1/collections/join`, `POST
+/// /v1/collections/{name}/leave` and `GET /v1/collections/{name}/membership`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MembershipInfo {
+    /// The collection's name here.
+    pub name: String,
+    /// The collection id.
+    pub id: String,
+    /// `serving`, `leaving` (handing its shards over), or `observing` (this node holds the
+    /// collection and hears its members, but has not joined).
+    pub state: String,
+    /// Bytes this node offers (0 unless a member).
+    pub capacity: u64,
+    /// The members heard from, this node included when it is one.
+    pub members: Vec<MemberInfo>,
+    /// Where each shard stands on this member (empty unless a member).
+    pub shards: Vec<MemberShard>,
+}
+
+/// A member of a collection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemberInfo {
+    /// Its peer id.
+    pub peer_id: String,
+    /// The bytes it offers (0 while it leaves).
+    pub capacity: u64,
+    /// Whether it is this node.
+    pub here: bool,
+    /// The shards it says it holds.
+    pub holds: Vec<u32>,
+}
+
+/// One shard as a member sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemberShard {
+    /// Shard number.
+    pub shard: u32,
+    /// Whether placement gives it to this node.
+    pub placed: bool,
+    /// Whether this node holds it at the collection's current version.
+    pub current: bool,
+    /// Whether this node holds it at all (a shard placed elsewhere is kept until its new
+    /// holders have it).
+    pub held: bool,
+    /// Whether it is being fetched here now.
+    pub fetching: bool,
+    /// Members known to hold it at the current version, this node included.
+    pub holders: u32,
+    /// Holders placement wants (the replication factor, or fewer when fewer members can
+    /// hold it).
+    pub replication: u32,
 }

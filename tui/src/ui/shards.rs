@@ -43,7 +43,7 @@ struct Column {
 }
 
 /// The columns, left to right. Holders, last, takes the width the others leave.
-const COLUMNS: [Column; 5] = [
+const COLUMNS: [Column; 6] = [
     Column {
         header: "Shard",
         width: Constraint::Length(5),
@@ -63,6 +63,11 @@ const COLUMNS: [Column; 5] = [
         header: "Live",
         width: Constraint::Length(5),
         cell: live_cell,
+    },
+    Column {
+        header: "Move",
+        width: Constraint::Length(12),
+        cell: move_cell,
     },
     Column {
         header: "Holders",
@@ -182,6 +187,14 @@ fn live_cell(s: &ShardHolders, context: RowContext) -> Line<'static> {
     Line::from(live(s.live, context.wanted))
 }
 
+/// A move this node takes part in as a member: fetching, or handing over.
+fn move_cell(s: &ShardHolders, _: RowContext) -> Line<'static> {
+    match &s.moving {
+        Some(moving) => Line::from(Span::styled(moving.clone(), Style::new().fg(Color::Yellow))),
+        None => Line::from(""),
+    }
+}
+
 fn holders_cell(s: &ShardHolders, context: RowContext) -> Line<'static> {
     holders(&s.holders, context.holders_width)
 }
@@ -282,6 +295,21 @@ fn details(frame: &mut Frame, area: Rect, s: &ShardHolders, wanted: u32) {
         ),
         field("Live", liveness),
     ];
+    if !s.placed.is_empty() {
+        let placed = s
+            .placed
+            .iter()
+            .map(|p| format::id_tail(p))
+            .collect::<Vec<_>>();
+        let mut value = vec![Span::raw(placed.join(" "))];
+        if let Some(moving) = &s.moving {
+            value.push(Span::styled(
+                format!(" ({moving} here)"),
+                Style::new().fg(Color::Yellow),
+            ));
+        }
+        lines.push(field("Placed", value));
+    }
     if s.holders.is_empty() {
         lines.push(field(
             "Holders",

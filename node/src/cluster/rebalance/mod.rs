@@ -90,6 +90,12 @@ pub enum Input<P, R> {
         /// The shard.
         shard: u32,
     },
+    /// This member no longer holds `shard`, though no [`Action::Drop`] asked it to (its
+    /// adapter found it gone): fetched again if placed here.
+    Lost {
+        /// The shard.
+        shard: u32,
+    },
     /// `peer` holds `shard` at `root` (its announcement or provider record).
     Holds {
         /// The peer.
@@ -288,6 +294,12 @@ where
             }
             Input::Released { peer, shard } => {
                 self.reports.remove(&(shard, peer));
+            }
+            Input::Lost { shard } => {
+                if let Some(s) = self.shards.get_mut(shard as usize) {
+                    s.held = None;
+                    s.announced = None;
+                }
             }
             Input::Leave => {
                 self.leaving = true;

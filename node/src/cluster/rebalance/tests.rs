@@ -345,3 +345,21 @@ fn a_placement_computed_by_the_caller_is_taken_as_is() {
     assert!(lent.placement().shards_of(&1).is_empty());
     assert_eq!(lent.placement().holders(0).len(), 2);
 }
+
+#[test]
+fn a_shard_lost_behind_its_back_is_fetched_again_if_placed_here() {
+    let mut rb = settled(1, &[1, 2, 3], 2);
+    let placed: Vec<u32> = (0..SHARDS)
+        .filter(|&s| holders(COLLECTION, s, &members(&[1, 2, 3]), 2).contains(&1))
+        .collect();
+    let shard = placed[0];
+    let t = T0.after(Duration::from_millis(10));
+    let actions = rb.handle(Input::Lost { shard }, t);
+    assert_eq!(fetched(&actions), vec![shard]);
+    assert!(!rb.status(t)[shard as usize].is_current());
+    // A shard not placed here that is lost is simply not held any more.
+    let other = (0..SHARDS).find(|s| !placed.contains(s)).unwrap();
+    let actions = rb.handle(Input::Lost { shard: other }, t);
+    assert!(fetched(&actions).is_empty() && dropped(&actions).is_empty());
+    assert!(rb.status(t)[other as usize].held.is_none());
+}

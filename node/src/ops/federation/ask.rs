@@ -78,9 +78,39 @@ impl Node {
             }
             // What is left of it is the planner's.
             let deadline = deadline.saturating_sub(started.elapsed());
+            let planned = Instant::now();
             let mut outcome = self
-                .run_planner(id, &holders, &request, Instant::now(), deadline)
+                .run_planner(id, &holders, &request, planned, deadline)
                 .await?;
+            // Shards whose every holder failed (not the deadline) may have moved since the
+            // holders were looked up (a member left, one died and was repaired): look them up
+            // again and ask once more, within what is left of the deadline.
+            let failed = outcome.coverage.iter().any(|s| {
+                s.answered.is_none()
+                    && s.missing.as_deref() != Some(crate::federation::plan::DEADLINE)
+            });
+            let left = deadline.saturating_sub(planned.elapsed());
+            if failed && !left.is_zero() {
+                let again = Instant::now();
+                if let Ok(Ok(fresh)) =
+                    tokio::time::timeout(left, self.refresh_holders(id, local)).await
+                {
+                    let left = left.saturating_sub(again.elapsed());
+                    let mut retry = self
+                        .run_planner(id, &fresh, &request, Instant::now(), left)
+                        .await?;
+                    let answered = |o: &Outcome<PeerId>| {
+                        o.coverage.iter().filter(|s| s.answered.is_some()).count()
+                    };
+                    if answered(&retry) > answered(&outcome) {
+                        retry.requests += outcome.requests;
+                        retry.hedges += outcome.hedges;
+                        retry.failovers += outcome.failovers;
+                        outcome = retry;
+                        holders = fresh;
+                    }
+                }
+            }
             if request.verify && local.is_none() {
                 self.newer_trust(id, &mut holders, &outcome).await;
             }
