@@ -389,11 +389,21 @@ mod tests {
                 "bafyr4…5fbzdi",
                 "123k",
                 "2/3",
+                "",
                 "● here  ● …1111zz  ✖ …2222yy"
             ]
         );
         let headers: Vec<&str> = COLUMNS.iter().map(|c| c.header).collect();
-        assert_eq!(headers, ["Shard", "Root", "Points", "Live", "Holders"]);
+        assert_eq!(
+            headers,
+            ["Shard", "Root", "Points", "Live", "Move", "Holders"]
+        );
+        // A member fetching the shard says so.
+        let moving = ShardHolders {
+            moving: Some("fetching".into()),
+            ..s
+        };
+        assert_eq!(text(&cells(&moving, context)[4]), "fetching");
     }
 
     #[test]
@@ -430,8 +440,8 @@ mod tests {
 
     #[test]
     fn the_holders_column_takes_what_the_others_leave() {
-        // 5 + 13 + 6 + 5 fixed, four gaps.
-        assert_eq!(holders_width(78), 78 - 29 - 4);
+        // 5 + 13 + 6 + 5 + 12 fixed, five gaps.
+        assert_eq!(holders_width(78), 78 - 41 - 5);
         assert_eq!(holders_width(10), 0);
     }
 
