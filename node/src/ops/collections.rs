@@ -173,7 +173,10 @@ impl Node {
                 })
                 .collect::<Result<_, ipvec_protocol::ProtocolError>>()?,
             merged_root: Some(c.merged_root()?.to_string()),
-            membership: self.membership_of(&id),
+            // Shown once there is something to show: this node joined, or hears members.
+            membership: self
+                .membership_of(&id)
+                .filter(|m| m.state != "observing" || !m.members.is_empty()),
             id,
         })
     }
