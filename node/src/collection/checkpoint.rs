@@ -25,7 +25,7 @@ use ipvec_protocol::{
 use libp2p_identity::Keypair;
 
 pub use super::write::Pending;
-use super::{catalog, now_millis, pin_name, Collection, CollectionError};
+use super::{catalog, now_millis, Collection, CollectionError};
 use crate::{
     store::BlockStore,
     tree::{self, Edit},
@@ -168,9 +168,7 @@ impl<S: BlockStore> Collection<S> {
         // Durable order: blocks (flushed by step 2), then the pin moves to the new manifest
         // (which links the old one), then the head file names it and the log records it holds;
         // then the log drops those records.
-        self.store
-            .pin_as(&pin_name(&self.name()), &manifest_cid)
-            .await?;
+        self.pin_version(&manifest_cid, &built.manifest).await?;
         self.store.flush().await?;
         catalog::write_head(&self.dir, &built.head, built.through)?;
         self.wal.drop_through(built.through)?;

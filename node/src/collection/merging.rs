@@ -33,8 +33,8 @@ use ipvec_protocol::{
 use libp2p_identity::Keypair;
 
 use super::{
-    catalog, checkpoint::owner_key, index_spec, list_shards, open::read_roots, pin_name,
-    Collection, CollectionError,
+    catalog, checkpoint::owner_key, index_spec, list_shards, open::read_roots, Collection,
+    CollectionError,
 };
 use crate::{store::BlockStore, tree};
 
@@ -179,7 +179,7 @@ impl<S: BlockStore> Collection<S> {
         }
         let moved = if self.owner.is_none() && theirs_whole {
             // Their version is the merge: move to it.
-            self.store.pin_as(&pin_name(&name), &head.manifest).await?;
+            self.pin_version(&head.manifest, &theirs).await?;
             let through = catalog::read(&self.dir)?.2;
             catalog::write_head(&self.dir, &head, through)?;
             self.apply_roots(&their_roots).await?;
@@ -248,7 +248,7 @@ impl<S: BlockStore> Collection<S> {
             }
             // Durable order: the blocks, the pin, the merge file, then the head file.
             self.store.flush().await?;
-            self.store.pin_as(&pin_name(&name), &cid).await?;
+            self.pin_version(&cid, &manifest).await?;
             self.store.flush().await?;
             self.at = cid;
             self.manifest = manifest;
@@ -289,7 +289,7 @@ impl<S: BlockStore> Collection<S> {
     async fn move_to_new_layout(
         &mut self,
         head: HeadRecord,
-        _theirs: Manifest,
+        theirs: Manifest,
     ) -> Result<bool, CollectionError> {
         if !self.holds_all() || self.owner.is_some() || self.heads.len() > 1 {
             return Err(CollectionError::Invalid(format!(
@@ -302,8 +302,7 @@ impl<S: BlockStore> Collection<S> {
             )));
         }
         crate::store::dag::check_complete(&self.store, &head.manifest).await?;
-        let name = self.name();
-        self.store.pin_as(&pin_name(&name), &head.manifest).await?;
+        self.pin_version(&head.manifest, &theirs).await?;
         let through = catalog::read(&self.dir)?.2;
         catalog::write_head(&self.dir, &head, through)?;
         self.store.flush().await?;

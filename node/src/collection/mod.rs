@@ -59,6 +59,7 @@ use std::{
 
 use cid::Cid;
 use ipvec_protocol::{
+    cid as pcid, dagcbor,
     entry::{Entry, EntryId},
     head::{collection_id, public_key_bytes, HeadRecord},
     manifest::{HnswParams, Manifest, Metric, Quantization, ShardRoot},
@@ -351,6 +352,24 @@ impl<S: BlockStore> Collection<S> {
         self.held.len() == self.roots.len()
     }
 
+    /// Pins version `manifest_cid` (`manifest`) for what this node holds of it
+    /// ([`pin_version`]).
+    async fn pin_version(
+        &self,
+        manifest_cid: &Cid,
+        manifest: &Manifest,
+    ) -> Result<(), CollectionError> {
+        let held = (!self.holds_all()).then(|| self.held_shards());
+        pin_version(
+            &self.store,
+            &self.name(),
+            manifest_cid,
+            manifest,
+            held.as_deref(),
+        )
+        .await
+    }
+
     /// What a search here covers: the shards held, of how many.
     pub fn coverage(&self) -> Coverage {
         Coverage {
@@ -513,9 +532,50 @@ fn next_generation() -> u64 {
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// The name of the pin that keeps the collection registered as `name` (its folder name).
+/// The name of the pins that keep the collection registered as `name` (its folder name).
 pub fn pin_name(name: &str) -> String {
     format!("collection:{name}")
+}
+
+/// Pins version `manifest_cid` of collection `name` (whose shard roots are `manifest.shards`)
+/// so that garbage collection keeps what this node holds of it. A node holding every shard
+/// keeps all of it, history included: a recursive pin of the manifest. A partial replica
+/// (`held`: its shards) keeps the manifest and every shard root (a shallow pin) and the
+/// trees of the shards it holds (a recursive pin of a list of their roots, a block of this
+/// store's own), so the blocks of a shard it drops, or of an older version, can go.
+async fn pin_version<S: BlockStore>(
+    store: &S,
+    name: &str,
+    manifest_cid: &Cid,
+    manifest: &Manifest,
+    held: Option<&[u32]>,
+) -> Result<(), CollectionError> {
+    let pin = pin_name(name);
+    match held {
+        None => {
+            store.pin_as(&pin, manifest_cid).await?;
+            store.unpin_shallow_name(&pin).await?;
+        }
+        Some(held) => {
+            let roots: Vec<Cid> = held
+                .iter()
+                .filter_map(|s| manifest.shards.get(*s as usize).copied())
+                .collect();
+            let list = store
+                .put(pcid::DAG_CBOR, bytes::Bytes::from(dagcbor::encode(&roots)?))
+                .await?;
+            store.pin_shallow_as(&pin, manifest_cid).await?;
+            store.pin_as(&pin, &list).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the pins of collection `name`; whether there were any.
+pub async fn unpin<S: BlockStore>(store: &S, name: &str) -> Result<bool, StoreError> {
+    let pin = pin_name(name);
+    let recursive = store.unpin_name(&pin).await?;
+    Ok(store.unpin_shallow_name(&pin).await? || recursive)
 }
 
 fn index_spec(manifest: &Manifest) -> IndexSpec {

@@ -15,7 +15,7 @@ use ipvec_protocol::{
 use libp2p_identity::Keypair;
 
 use super::{
-    catalog, index_spec, next_generation, now_millis, pin_name, shard, wal, write, Collection,
+    catalog, index_spec, next_generation, now_millis, pin_version, shard, wal, write, Collection,
     CollectionError, CollectionSpec, HeldIndex, LocalShard, OpenProgress,
 };
 use crate::{store::BlockStore, tree};
@@ -73,7 +73,7 @@ impl<S: BlockStore> Collection<S> {
         let head = HeadRecord::sign(owner_pk, 1, manifest_cid, &owner)?;
         catalog::write_new(dir, Some(&owner), &head)?;
         let (wal, _) = wal::Wal::open(&dir.join("wal"), 0)?;
-        store.pin_as(&pin_name(&spec.name), &manifest_cid).await?;
+        pin_version(&store, &spec.name, &manifest_cid, &manifest, None).await?;
         store.flush().await?;
         let index = HeldIndex::empty(index_spec(&manifest))?;
         let held = roots
@@ -138,7 +138,8 @@ impl<S: BlockStore> Collection<S> {
             Some(held) => Some(check_held(&held, manifest.shards.len() as u32)?),
             None => None,
         };
-        store.pin_as(&pin_name(&name), &head.manifest).await?;
+        let partial = held.as_deref().filter(|h| h.len() < manifest.shards.len());
+        pin_version(&store, &name, &head.manifest, &manifest, partial).await?;
         catalog::write_new_partial(dir, &head, held.as_deref())?;
         store.flush().await?;
         Self::open(store, dir).await
@@ -172,11 +173,25 @@ impl<S: BlockStore> Collection<S> {
             0,
         )
         .await?;
+        // Pinned for the old and new shards both while the folder changes from the one to
+        // the other, then for the new ones: a crash in between loses neither.
+        let mut both = self.held_shards();
+        both.extend(&held);
+        self.pin_shards(&check_held(&both, self.roots.len() as u32)?)
+            .await?;
         catalog::write_held(&self.dir, &held)?;
+        self.pin_shards(&held).await?;
+        self.store.flush().await?;
         self.held = shards;
         self.index = index;
         self.generation = next_generation();
         self.save_index()
+    }
+
+    /// Pins this version for holding the shards `held` ([`super::pin_version`]).
+    async fn pin_shards(&self, held: &[u32]) -> Result<(), CollectionError> {
+        let partial = (held.len() < self.roots.len()).then_some(held);
+        pin_version(&self.store, &self.name(), &self.at, &self.manifest, partial).await
     }
 
     /// Opens the collection in `dir`, loading its saved index or rebuilding it.

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use ipvec_protocol::{cid::DAG_CBOR, dagcbor, head::HeadRecord};
 
-use super::{catalog, now_millis, pin_name, Collection, CollectionError};
+use super::{catalog, now_millis, Collection, CollectionError};
 use crate::store::BlockStore;
 
 /// Most writers a collection may list (every head check looks the signer up in the list).
@@ -93,7 +93,7 @@ impl<S: BlockStore> Collection<S> {
         let (_, _, through) = catalog::read(&self.dir)?;
         // Durable order as a checkpoint's: the block, the pin, then the head file.
         self.store.flush().await?;
-        self.store.pin_as(&pin_name(&name), &manifest_cid).await?;
+        self.pin_version(&manifest_cid, &manifest).await?;
         self.store.flush().await?;
         catalog::write_head(&self.dir, &head, through)?;
         self.changed();

@@ -32,7 +32,9 @@ use tokio::sync::{oneshot, Notify, RwLock};
 
 use super::{Error, Node, SharedCollection};
 use crate::{
-    collection::{catalog, pin_name, Collection, CollectionError, CollectionSpec, OpenProgress},
+    collection::{
+        self, catalog, pin_name, Collection, CollectionError, CollectionSpec, OpenProgress,
+    },
     store::{BlockStore, IrohBlockStore},
 };
 use ipvec_protocol::api::*;
@@ -391,7 +393,7 @@ impl Node {
                 }
             }
             // No collection of this name exists (its turn is held), so the pin is the failed one's.
-            let _ = self.store().unpin_name(&pin_name(&spec.name)).await;
+            let _ = collection::unpin(self.store(), &spec.name).await;
             return Err(folder_error("create", &spec.name, e));
         }
         Collection::open(self.store().clone(), dir)
@@ -420,7 +422,7 @@ impl Node {
                     if dir.exists() {
                         let _ = std::fs::remove_dir_all(&dir);
                     }
-                    let _ = self.store().unpin_name(&pin_name(name)).await;
+                    let _ = collection::unpin(self.store(), name).await;
                     return Err(folder_error("register", name, e));
                 }
             };
@@ -475,7 +477,7 @@ impl Node {
                 let _ = network.stop_providing_on_ipfs(collection_root).await;
             }
             let unpinned = async {
-                self.store().unpin_name(&pin_name(name)).await?;
+                collection::unpin(self.store(), name).await?;
                 self.store().flush().await
             };
             if let Err(e) = unpinned.await {
@@ -500,7 +502,23 @@ impl Node {
         let root = self.collections_root();
         let marker = pin_name("");
         let mut unpinned = 0;
-        for (pin, _) in self.store().pins().await? {
+        let mut names: Vec<String> = self
+            .store()
+            .pins()
+            .await?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        names.extend(
+            self.store()
+                .shallow_pins()
+                .await?
+                .into_iter()
+                .map(|(n, _)| n),
+        );
+        names.sort();
+        names.dedup();
+        for pin in names {
             let Some(name) = pin.strip_prefix(&marker) else {
                 continue;
             };
@@ -511,7 +529,7 @@ impl Node {
             let dropped = async {
                 let _turn = slot.turn.lock().await;
                 if matches!(slot.state(), State::Closed) && !catalog::exists(&dir) {
-                    return self.store().unpin_name(&pin).await;
+                    return collection::unpin(self.store(), name).await;
                 }
                 Ok(false)
             }

@@ -94,6 +94,32 @@ async fn pins_roundtrip<S: BlockStore>(store: S) {
     // What a named pin still reaches survives gc.
     gc::collect_garbage(&store).await.unwrap();
     assert!(store.has(&a).await.unwrap());
+    // Shallow pins are named apart from recursive ones, and move the same way.
+    store.pin_shallow_as("col:y", &a).await.unwrap();
+    store.pin_shallow_as("col:y", &b).await.unwrap();
+    assert_eq!(
+        store.shallow_pins().await.unwrap(),
+        vec![("col:y".to_string(), b)]
+    );
+    assert_eq!(store.pins().await.unwrap(), vec![("col:y".to_string(), b)]);
+    assert!(store.unpin_shallow_name("col:y").await.unwrap());
+    assert!(!store.unpin_shallow_name("col:y").await.unwrap());
+    assert_eq!(store.pins().await.unwrap(), vec![("col:y".to_string(), b)]);
+    // A shallow pin keeps its block and the blocks it links to, not theirs: c → b → a.
+    let c = store
+        .put(
+            pcid::DAG_CBOR,
+            Bytes::from(dagcbor::encode(&Ipld::Link(b)).unwrap()),
+        )
+        .await
+        .unwrap();
+    store.pin_shallow_as("c", &c).await.unwrap();
+    assert!(store.unpin_name("col:y").await.unwrap());
+    let report = gc::collect_garbage(&store).await.unwrap();
+    assert!(store.has(&c).await.unwrap());
+    assert!(store.has(&b).await.unwrap());
+    assert!(!store.has(&a).await.unwrap());
+    assert_eq!((report.live_blocks, report.missing_blocks), (2, 0));
 }
 
 /// A random DAG: node i links to random earlier nodes; some are raw leaves.
@@ -164,7 +190,14 @@ async fn gc_removes_exactly_the_unreachable<S: BlockStore>(store: S, seed: u64) 
     for p in &pinned {
         store.pin(p).await.unwrap();
     }
-    let keep = closure(&edges, &pinned);
+    // Shallow pins keep their block and the blocks it links to.
+    let shallow: Vec<Cid> = cids.iter().copied().filter(|_| rng.gen_bool(0.1)).collect();
+    let mut keep = closure(&edges, &pinned);
+    for (i, s) in shallow.iter().enumerate() {
+        store.pin_shallow_as(&format!("s{i}"), s).await.unwrap();
+        keep.insert(*s);
+        keep.extend(edges[s].iter().copied());
+    }
     let report = gc::collect_garbage(&store).await.unwrap();
     assert_eq!(report.live_blocks as usize, keep.len());
     for cid in &cids {

@@ -1,6 +1,6 @@
 //! Walking DAGs in a block store.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use cid::Cid;
 use ipvec_protocol::{cid as pcid, dagcbor};
@@ -27,22 +27,39 @@ pub struct Reachable {
 
 /// Every block reachable from `roots`, and the linked blocks that are missing.
 pub async fn reachable<S: BlockStore>(store: &S, roots: &[Cid]) -> Result<Reachable, StoreError> {
+    reachable_within(store, roots, usize::MAX).await
+}
+
+/// [`reachable`], following at most `depth` links from a root (0: the roots alone).
+pub async fn reachable_within<S: BlockStore>(
+    store: &S,
+    roots: &[Cid],
+    depth: usize,
+) -> Result<Reachable, StoreError> {
     let mut out = Reachable::default();
-    let mut seen: HashSet<Digest> = HashSet::new();
-    let mut stack: Vec<Cid> = roots.to_vec();
-    while let Some(cid) = stack.pop() {
+    // The fewest links each block was reached by: with a bound, one reached deeper first is
+    // walked again when a shorter path reaches it.
+    let mut seen: HashMap<Digest, usize> = HashMap::new();
+    let mut stack: Vec<(Cid, usize)> = roots.iter().map(|r| (*r, 0)).collect();
+    while let Some((cid, links)) = stack.pop() {
         let digest = pcid::digest(&cid)?;
-        if !seen.insert(digest) {
-            continue;
-        }
+        match seen.get(&digest) {
+            Some(&before) if before <= links || depth == usize::MAX => continue,
+            _ => seen.insert(digest, links),
+        };
         match store.get(&cid).await? {
             Some(bytes) => {
                 out.live.insert(digest);
-                stack.extend(block_links(&cid, &bytes)?);
+                if links < depth {
+                    let next = block_links(&cid, &bytes)?;
+                    stack.extend(next.into_iter().map(|l| (l, links + 1)));
+                }
             }
             None => out.missing.push(cid),
         }
     }
+    out.missing.sort();
+    out.missing.dedup();
     Ok(out)
 }
 

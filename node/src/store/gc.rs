@@ -13,15 +13,17 @@ pub struct GcReport {
     pub missing_blocks: u64,
 }
 
-/// Marks every block reachable from a pin, then sweeps every other block.
+/// Marks every block reachable from a recursive pin, and every block a shallow pin names or
+/// that block links to, then sweeps every other block.
 pub async fn collect_garbage<S: BlockStore>(store: &S) -> Result<GcReport, StoreError> {
-    let roots: Vec<_> = store
-        .pins()
-        .await?
-        .into_iter()
-        .map(|(_, root)| root)
-        .collect();
-    let walk = dag::reachable(store, &roots).await?;
+    let pinned = |pins: Vec<(String, cid::Cid)>| pins.into_iter().map(|(_, root)| root).collect();
+    let roots: Vec<_> = pinned(store.pins().await?);
+    let mut walk = dag::reachable(store, &roots).await?;
+    let shallow = dag::reachable_within(store, &pinned(store.shallow_pins().await?), 1).await?;
+    walk.live.extend(shallow.live);
+    walk.missing.extend(shallow.missing);
+    walk.missing.sort();
+    walk.missing.dedup();
     let removed = store.delete_unpinned(&walk.live).await?;
     tracing::info!(
         removed_blocks = removed.blocks,

@@ -28,7 +28,9 @@ use tokio::sync::oneshot;
 
 use super::{BlockInfo, BlockStore, Digest, StoreError, SweepStats};
 
+/// Tags of recursive pins, then of shallow ones: `<prefix><name>/<cid>`.
 const PIN_PREFIX: &str = "pin/";
+const SHALLOW_PREFIX: &str = "shallow/";
 
 /// How often the store's collector calls back to see whether a sweep was asked for.
 const GC_POLL: Duration = Duration::from_millis(25);
@@ -140,17 +142,71 @@ fn backend(e: impl std::error::Error) -> StoreError {
 }
 
 impl IrohBlockStore {
-    /// The tags that make up the pin called `name`.
-    async fn tags_of(&self, name: &str) -> Result<Vec<String>, StoreError> {
+    /// The tags that make up the pin called `name` among the pins under `prefix`.
+    async fn tags_of(&self, prefix: &str, name: &str) -> Result<Vec<String>, StoreError> {
         let mut tags = self
             .store
             .tags()
-            .list_prefix(format!("{PIN_PREFIX}{name}/"))
+            .list_prefix(format!("{prefix}{name}/"))
             .await
             .map_err(backend)?;
         let mut out = Vec::new();
         while let Some(tag) = tags.next().await {
             out.push(String::from_utf8_lossy(tag.map_err(backend)?.name.as_ref()).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// A pin is a tag `<prefix><name>/<cid>`: the new one is set before the old one goes.
+    async fn set_pin(&self, prefix: &str, name: &str, root: &Cid) -> Result<(), StoreError> {
+        if name.contains('/') {
+            return Err(StoreError::Backend(format!(
+                "pin name {name:?} must not contain '/'"
+            )));
+        }
+        let digest = ipvec_protocol::cid::digest(root)?;
+        let new_tag = format!("{prefix}{name}/{root}");
+        let old = self.tags_of(prefix, name).await?;
+        self.store
+            .tags()
+            .set(&new_tag, HashAndFormat::raw(Hash::from(digest)))
+            .await
+            .map_err(backend)?;
+        for tag in old.into_iter().filter(|t| *t != new_tag) {
+            self.store.tags().delete(tag).await.map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    async fn drop_pin(&self, prefix: &str, name: &str) -> Result<bool, StoreError> {
+        let removed = self
+            .store
+            .tags()
+            .delete_prefix(format!("{prefix}{name}/"))
+            .await
+            .map_err(backend)?;
+        Ok(removed > 0)
+    }
+
+    async fn list_pins(&self, prefix: &str) -> Result<Vec<(String, Cid)>, StoreError> {
+        let mut tags = self
+            .store
+            .tags()
+            .list_prefix(prefix)
+            .await
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        while let Some(tag) = tags.next().await {
+            let tag = tag.map_err(backend)?;
+            let text = String::from_utf8_lossy(tag.name.as_ref()).into_owned();
+            let parsed = text
+                .strip_prefix(prefix)
+                .and_then(|rest| rest.rsplit_once('/'))
+                .and_then(|(name, cid)| parse_cid(cid).ok().map(|cid| (name.to_string(), cid)));
+            match parsed {
+                Some(pin) => out.push(pin),
+                None => tracing::warn!(tag = %text, "ignoring a malformed pin tag"),
+            }
         }
         Ok(out)
     }
@@ -275,56 +331,27 @@ impl BlockStore for IrohBlockStore {
     }
 
     async fn pin_as(&self, name: &str, root: &Cid) -> Result<(), StoreError> {
-        if name.contains('/') {
-            return Err(StoreError::Backend(format!(
-                "pin name {name:?} must not contain '/'"
-            )));
-        }
-        let digest = ipvec_protocol::cid::digest(root)?;
-        let new_tag = format!("{PIN_PREFIX}{name}/{root}");
-        let old = self.tags_of(name).await?;
-        self.store
-            .tags()
-            .set(&new_tag, HashAndFormat::raw(Hash::from(digest)))
-            .await
-            .map_err(backend)?;
-        for tag in old.into_iter().filter(|t| *t != new_tag) {
-            self.store.tags().delete(tag).await.map_err(backend)?;
-        }
-        Ok(())
+        self.set_pin(PIN_PREFIX, name, root).await
     }
 
     async fn unpin_name(&self, name: &str) -> Result<bool, StoreError> {
-        let removed = self
-            .store
-            .tags()
-            .delete_prefix(format!("{PIN_PREFIX}{name}/"))
-            .await
-            .map_err(backend)?;
-        Ok(removed > 0)
+        self.drop_pin(PIN_PREFIX, name).await
     }
 
     async fn pins(&self) -> Result<Vec<(String, Cid)>, StoreError> {
-        let mut tags = self
-            .store
-            .tags()
-            .list_prefix(PIN_PREFIX)
-            .await
-            .map_err(backend)?;
-        let mut out = Vec::new();
-        while let Some(tag) = tags.next().await {
-            let tag = tag.map_err(backend)?;
-            let text = String::from_utf8_lossy(tag.name.as_ref()).into_owned();
-            let parsed = text
-                .strip_prefix(PIN_PREFIX)
-                .and_then(|rest| rest.rsplit_once('/'))
-                .and_then(|(name, cid)| parse_cid(cid).ok().map(|cid| (name.to_string(), cid)));
-            match parsed {
-                Some(pin) => out.push(pin),
-                None => tracing::warn!(tag = %text, "ignoring a malformed pin tag"),
-            }
-        }
-        Ok(out)
+        self.list_pins(PIN_PREFIX).await
+    }
+
+    async fn pin_shallow_as(&self, name: &str, block: &Cid) -> Result<(), StoreError> {
+        self.set_pin(SHALLOW_PREFIX, name, block).await
+    }
+
+    async fn unpin_shallow_name(&self, name: &str) -> Result<bool, StoreError> {
+        self.drop_pin(SHALLOW_PREFIX, name).await
+    }
+
+    async fn shallow_pins(&self) -> Result<Vec<(String, Cid)>, StoreError> {
+        self.list_pins(SHALLOW_PREFIX).await
     }
 
     async fn delete_unpinned(&self, live: &HashSet<Digest>) -> Result<SweepStats, StoreError> {

@@ -10,7 +10,7 @@ use cid::Cid;
 
 use super::{BlockInfo, BlockStore, Digest, StoreError, SweepStats};
 
-/// Blocks in a hash map, pins in a set.
+/// Blocks in a hash map, pins in maps by name.
 #[derive(Debug, Clone, Default)]
 pub struct MemBlockStore {
     inner: Arc<Mutex<Inner>>,
@@ -20,6 +20,7 @@ pub struct MemBlockStore {
 struct Inner {
     blocks: HashMap<Digest, Bytes>,
     pins: BTreeMap<String, Cid>,
+    shallow: BTreeMap<String, Cid>,
 }
 
 impl MemBlockStore {
@@ -74,6 +75,24 @@ impl BlockStore for MemBlockStore {
         Ok(self
             .lock()
             .pins
+            .iter()
+            .map(|(n, c)| (n.clone(), *c))
+            .collect())
+    }
+
+    async fn pin_shallow_as(&self, name: &str, block: &Cid) -> Result<(), StoreError> {
+        self.lock().shallow.insert(name.to_string(), *block);
+        Ok(())
+    }
+
+    async fn unpin_shallow_name(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().shallow.remove(name).is_some())
+    }
+
+    async fn shallow_pins(&self) -> Result<Vec<(String, Cid)>, StoreError> {
+        Ok(self
+            .lock()
+            .shallow
             .iter()
             .map(|(n, c)| (n.clone(), *c))
             .collect())

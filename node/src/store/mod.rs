@@ -2,8 +2,10 @@
 //!
 //! Blocks are stored by their BLAKE3 digest (the iroh-blobs hash); the codec travels in the
 //! CIDs that link to them, as in Kubo's multihash-keyed blockstore. Every block read back is
-//! verified against its CID. Pins are recursive: garbage collection keeps every block reachable
-//! from a pinned root and removes the rest.
+//! verified against its CID. Pins are recursive (garbage collection keeps every block reachable
+//! from a pinned root) or shallow (it keeps the pinned block and the blocks it links to, as a
+//! partial replica keeps its manifest and shard roots without the trees of shards it does not
+//! hold); it removes the rest.
 //!
 //! # Layout
 //! - [`BlockStore`]: the trait every backend implements.
@@ -130,8 +132,26 @@ pub trait BlockStore: Clone + Send + Sync + 'static {
     /// Removes the pin called `name`; returns whether there was one.
     fn unpin_name(&self, name: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Every pin: its name and root.
+    /// Every recursive pin: its name and root.
     fn pins(&self) -> impl Future<Output = Result<Vec<(String, Cid)>, StoreError>> + Send;
+
+    /// Points the shallow pin called `name` at `block`: garbage collection keeps that block and
+    /// the blocks it links to, not (for this pin's sake) what those link to. Shallow pins have
+    /// names of their own (a recursive and a shallow pin may share one). Names hold no `/`.
+    fn pin_shallow_as(
+        &self,
+        name: &str,
+        block: &Cid,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes the shallow pin called `name`; returns whether there was one.
+    fn unpin_shallow_name(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Every shallow pin: its name and block.
+    fn shallow_pins(&self) -> impl Future<Output = Result<Vec<(String, Cid)>, StoreError>> + Send;
 
     /// Pins `root` under its own CID as the name (what `ipvec pin add` does).
     fn pin(&self, root: &Cid) -> impl Future<Output = Result<(), StoreError>> + Send {

@@ -12,6 +12,7 @@ use std::{
 use serde_json::{json, Value};
 
 pub mod hostile;
+pub mod members;
 pub mod pair;
 
 /// Sends signal `sig` (`TERM`, `KILL`, `STOP`, `CONT`) to process `pid` with the shell's own

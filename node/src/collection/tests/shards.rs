@@ -124,6 +124,97 @@ async fn a_partial_replica_serves_the_shards_it_holds_and_names_them() {
     assert_eq!(part.held_shards(), [1, 3]);
 }
 
+/// Garbage collection on a partial replica keeps the manifest, every shard root and the held
+/// shards' trees, and frees the trees of shards it does not hold or no longer holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_on_a_partial_replica_keeps_its_shards_and_frees_the_others() {
+    let (dir, store, _cdir, mut writer) = fresh(4).await;
+    let data = clustered(800, 24, 44);
+    writer.upsert(points(&data, 0)).await.unwrap();
+    writer.checkpoint().await.unwrap();
+    let trees: Vec<Cid> = writer.roots.iter().map(|r| r.tree).collect();
+
+    // Another node's store holds the whole collection, and registers shards 1 and 3 only.
+    let other = IrohBlockStore::open(&dir.path().join("other"))
+        .await
+        .unwrap();
+    copy(&store, &other, writer.root(), true).await;
+    let rdir = dir.path().join("part");
+    let mut part = Collection::adopt_shards(
+        other.clone(),
+        &rdir,
+        writer.head().clone(),
+        Some(vec![1, 3]),
+    )
+    .await
+    .unwrap();
+    let held = |c: &Collection<IrohBlockStore>, shards: &[usize]| {
+        let trees = trees.clone();
+        let store = c.store.clone();
+        let shards = shards.to_vec();
+        async move {
+            let mut out = Vec::new();
+            for (n, tree) in trees.iter().enumerate() {
+                let kept = crate::store::dag::check_complete(&store, tree)
+                    .await
+                    .is_ok();
+                assert_eq!(kept, store.has(tree).await.unwrap(), "shard {n} half kept");
+                out.push(kept);
+            }
+            let want: Vec<bool> = (0..trees.len()).map(|n| shards.contains(&n)).collect();
+            assert_eq!(out, want, "which shards' trees the store keeps");
+        }
+    };
+    let report = crate::store::gc::collect_garbage(&other).await.unwrap();
+    assert!(report.removed.blocks > 0);
+    assert_eq!(report.missing_blocks, 0);
+    held(&part, &[1, 3]).await;
+
+    // Dropping shard 3 frees it at the next gc; the replica reopens and searches shard 1.
+    part.set_held(&[1]).await.unwrap();
+    let report = crate::store::gc::collect_garbage(&other).await.unwrap();
+    assert_eq!(report.missing_blocks, 0);
+    held(&part, &[1]).await;
+    drop(part);
+    let mut part = Collection::open(other.clone(), &rdir).await.unwrap();
+    assert_eq!(part.held_shards(), [1]);
+    let in_shard_1 = (0..data.len())
+        .find(|&i| shard_of(&EntryId::Int(i as u64).to_key().unwrap(), 4) == 1)
+        .unwrap();
+    let hits = part.search(&data[in_shard_1], EXACT, None).await.unwrap();
+    assert_eq!(hits[0].id, EntryId::Int(in_shard_1 as u64));
+
+    // Taking shard 0 again (its blocks fetched anew) keeps it from then on.
+    copy(&store, &other, trees[0], true).await;
+    part.set_held(&[0, 1]).await.unwrap();
+    crate::store::gc::collect_garbage(&other).await.unwrap();
+    held(&part, &[0, 1]).await;
+
+    // A new version keeps only its own trees of the held shards.
+    writer
+        .upsert(points(&clustered(40, 24, 45), 5_000))
+        .await
+        .unwrap();
+    writer.checkpoint().await.unwrap();
+    copy(&store, &other, writer.root(), true).await;
+    part.advance(writer.head().clone()).await.unwrap();
+    assert_eq!(part.root(), writer.root());
+    let report = crate::store::gc::collect_garbage(&other).await.unwrap();
+    assert_eq!(report.missing_blocks, 0);
+    for n in [0, 1] {
+        let tree = part.roots[n].tree;
+        crate::store::dag::check_complete(&other, &tree)
+            .await
+            .unwrap();
+    }
+    for n in [2, 3] {
+        assert!(!other.has(&part.roots[n].tree).await.unwrap(), "shard {n}");
+    }
+    drop(part);
+    let part = Collection::open(other, &rdir).await.unwrap();
+    assert_eq!(part.points(), writer.points());
+}
+
 /// A partial replica follows new versions of the shards it holds, and needs no others.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partial_replica_advances_its_shards_only() {
