@@ -13,6 +13,11 @@ use std::time::Duration;
 use common::members::*;
 use common::pair::filled_collection_with;
 use common::*;
+use ipvec_simulations::{
+    scenario::{Identities, Scenario},
+    World,
+};
+use libp2p::PeerId;
 use serde_json::Value;
 
 const LAYOUT: Layout = Layout {
@@ -28,6 +33,54 @@ fn placed(owner: &[u8], members: &[&Node]) -> Result<(), String> {
 /// The asker's federated search of collection `id` for point `query`'s own vector.
 fn search(asker: &std::path::Path, id: &str, query: u64) -> (Vec<u64>, Value) {
     federated_search(asker, id, &points_vector(query), 5)
+}
+
+/// The simulator's shared case (`simulations/scenarios/six.toml`), run with these daemons'
+/// identities: the same members leave, and it must end with the same holders of each shard
+/// as the daemons did, and cover every shard in every search, as the daemons' searches did.
+fn the_simulator_agrees(id: &str, members: &[Node], survivors: &[usize]) {
+    let path = workspace().join("simulations/scenarios/six.toml");
+    let mut sc = Scenario::load(&path).unwrap();
+    let killed: Vec<u32> = (0..6)
+        .filter(|i| !survivors.contains(&(*i as usize)))
+        .collect();
+    assert_eq!(
+        sc.kills.iter().map(|k| k.node).collect::<Vec<_>>(),
+        killed,
+        "six.toml kills the members this test kills"
+    );
+    sc.identities = Some(Identities {
+        collection: id.to_string(),
+        peers: members[..6].iter().map(|m| m.peer.to_string()).collect(),
+    });
+    let stats = World::new(sc.clone(), sc.seed).run();
+    assert!(stats.violations.is_empty(), "{:?}", stats.violations);
+    assert_eq!(stats.nodes_end, survivors.len() as u32);
+    let simulated: Vec<Vec<PeerId>> = stats
+        .holders
+        .iter()
+        .map(|h| {
+            let mut peers: Vec<PeerId> = h.iter().map(|n| members[*n as usize].peer).collect();
+            peers.sort();
+            peers
+        })
+        .collect();
+    let mut real: Vec<Vec<PeerId>> = vec![Vec::new(); LAYOUT.shards as usize];
+    for &i in survivors {
+        for s in held_shards(members[i].path(), "films") {
+            real[s as usize].push(members[i].peer);
+        }
+    }
+    real.iter_mut().for_each(|h| h.sort());
+    assert_eq!(
+        simulated, real,
+        "holders of each shard: simulated vs the daemons"
+    );
+    assert_eq!(
+        stats.full_coverage, stats.searches,
+        "every simulated search covers every shard, as the daemons' did"
+    );
+    assert!(stats.searches > 0 && stats.left == 2);
 }
 
 /// The vector `points_jsonl` gives point `i`, as `--vector` takes it.
@@ -122,6 +175,7 @@ fn members_serve_the_shards_placement_gives_them_and_repair_what_is_lost() {
         || placed(&owner, &pick(&members, &[0, 2, 3, 5])),
     );
     complete("two members killed and repaired");
+    the_simulator_agrees(&id, &members, &[0, 2, 3, 5]);
 
     // A new member takes its share; no shard has fewer than two copies on the way.
     members.push(start_member(&addr_0));

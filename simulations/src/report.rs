@@ -69,6 +69,8 @@ pub struct Stats {
     pub shards_lost: u64,
     /// Broken invariants.
     pub violations: Vec<Violation>,
+    /// The live nodes holding each shard when the run ended, by shard.
+    pub holders: Vec<Vec<u32>>,
     /// Events handled.
     pub events: u64,
     /// Virtual time simulated.

@@ -74,6 +74,13 @@ pub struct Scenario {
     pub writes: Writes,
     /// Network partitions, in time order.
     pub partitions: Vec<Partition>,
+    /// Nodes that leave for good at set times (their disk lost, nobody replacing them), on
+    /// top of any churn.
+    pub kills: Vec<Kill>,
+    /// The identities placement hashes: by default each node's number and a made-up
+    /// collection id; with these, a real collection's id and its members' peer ids, so that
+    /// a run places shards as real daemons with those identities do.
+    pub identities: Option<Identities>,
 }
 
 impl Default for Scenario {
@@ -95,6 +102,8 @@ impl Default for Scenario {
             faults: Faults::default(),
             writes: Writes::default(),
             partitions: Vec::new(),
+            kills: Vec::new(),
+            identities: None,
         }
     }
 }
@@ -325,6 +334,45 @@ pub struct Partition {
     pub fraction: f64,
 }
 
+/// A node that leaves for good at a set time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Kill {
+    /// When, seconds.
+    pub at_s: u64,
+    /// Which node, by number (the starting nodes are `0..nodes`).
+    pub node: u32,
+}
+
+/// Real identities for placement: a collection id (`ipvec collection info`'s `id`) and one
+/// peer id (`ipvec id`) per starting node, in node order. Nodes that join later are hashed
+/// by their number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identities {
+    pub collection: String,
+    pub peers: Vec<String>,
+}
+
+impl Identities {
+    /// The collection's id bytes and each peer's, as placement hashes them.
+    pub fn bytes(&self) -> Result<(Vec<u8>, Vec<Vec<u8>>), String> {
+        let collection = ipvec_protocol::head::key_of_id(&self.collection)
+            .map_err(|e| format!("collection {:?}: {e}", self.collection))?
+            .to_vec();
+        let peers = self
+            .peers
+            .iter()
+            .map(|p| {
+                p.parse::<libp2p_identity::PeerId>()
+                    .map(|id| id.to_bytes())
+                    .map_err(|e| format!("peer {p:?}: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok((collection, peers))
+    }
+}
+
 impl Scenario {
     /// The settings of every node's repair core (`cluster::rebalance`): `replication` holders,
     /// `repair.parallel_fetches` at once, shards announced every `dht.republish_s` and
@@ -435,6 +483,20 @@ impl Scenario {
         }
         if self.writes.per_hour < 0.0 {
             return invalid("writes.per_hour", "must not be negative");
+        }
+        if self.kills.iter().any(|k| k.node >= self.nodes) {
+            return invalid(
+                "kills",
+                "each node must be one of the starting nodes, 0 to nodes - 1",
+            );
+        }
+        if let Some(identities) = &self.identities {
+            if identities.peers.len() != self.nodes as usize {
+                return invalid("identities.peers", "needs one peer id per starting node");
+            }
+            if let Err(problem) = identities.bytes() {
+                return invalid("identities", &problem);
+            }
         }
         for p in &self.partitions {
             if p.heal_s <= p.at_s || !fraction(p.fraction) {

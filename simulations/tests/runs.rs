@@ -64,6 +64,7 @@ fn heavy_churn_keeps_the_invariants_and_repairs_every_shard() {
 fn a_quiet_network_covers_every_shard_with_exact_recall() {
     let mut sc = scenario("six");
     sc.links.loss = 0.0;
+    sc.kills.clear();
     let stats = run(&sc, sc.seed);
     assert_clean(&stats);
     let s = stats.summary();
@@ -73,6 +74,26 @@ fn a_quiet_network_covers_every_shard_with_exact_recall() {
         "the merge of every shard's exact top-k is exact"
     );
     assert_eq!(stats.fetches, 0, "nothing moves when nothing changes");
+}
+
+/// The case `node/tests/members.rs` also runs on real daemons: two of six members leave, one
+/// after the other; every shard is back on two of the four left, and no search misses one.
+#[test]
+fn two_members_leaving_one_after_the_other_are_repaired_onto_the_rest() {
+    let sc = scenario("six");
+    let stats = run(&sc, sc.seed);
+    assert_clean(&stats);
+    assert_eq!((stats.left, stats.nodes_end), (2, 4));
+    assert_eq!(stats.holders.len(), 12);
+    for (shard, holders) in stats.holders.iter().enumerate() {
+        assert_eq!(holders.len(), 2, "shard {shard}: {holders:?}");
+        assert!(
+            holders.iter().all(|n| ![1, 4].contains(n)),
+            "shard {shard} on a member that left: {holders:?}"
+        );
+    }
+    assert!(stats.fetches > 0, "the leavers' shards were fetched again");
+    assert_eq!(stats.full_coverage, stats.searches);
 }
 
 #[test]

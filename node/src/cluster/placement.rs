@@ -228,6 +228,18 @@ impl<P: PartialEq + Clone> Placement<P> {
         self.holders
     }
 
+    /// The same placement with each holder named by `f` (a caller that placed peers under
+    /// their identities and acts on them under its own names).
+    pub fn map<Q>(self, mut f: impl FnMut(P) -> Q) -> Placement<Q> {
+        Placement {
+            holders: self
+                .holders
+                .into_iter()
+                .map(|h| h.into_iter().map(&mut f).collect())
+                .collect(),
+        }
+    }
+
     /// What changes from this placement to `to`: each shard whose holders differ, with
     /// the holders it gains and loses. Shards beyond either's range count as held by none.
     pub fn moves(&self, to: &Placement<P>) -> Vec<Move<P>> {

@@ -61,6 +61,10 @@ impl World {
         self.schedule_searches();
         self.schedule_poisson(self.sc.churn.per_hour * f64::from(n), Event::Crash);
         self.schedule_poisson(self.sc.writes.per_hour, Event::Commit);
+        for kill in self.sc.kills.clone() {
+            let node = kill.node;
+            self.schedule(Millis(kill.at_s * 1_000), Event::Kill { node });
+        }
         for index in 0..self.sc.partitions.len() {
             let p = &self.sc.partitions[index];
             let (at, heal) = (Millis(p.at_s * 1_000), Millis(p.heal_s * 1_000));
@@ -110,16 +114,36 @@ impl World {
             return;
         }
         let node = live[self.rng.below(live.len() as u64) as usize];
-        self.stats.crashes += 1;
-        let n = &mut self.nodes[node as usize];
-        self.stats.bytes_on_crashed += n.holds.len() as u64 * self.sc.repair.shard_bytes;
-        n.alive = false;
-        if self.rng.chance(self.sc.churn.leave_fraction) {
+        let leaves = self.rng.chance(self.sc.churn.leave_fraction);
+        self.go_down(node, leaves, self.sc.churn.replace);
+    }
+
+    /// A scenario's kill: `node` leaves for good, nobody taking its place.
+    pub(super) fn kill(&mut self, node: NodeId) {
+        if self.nodes[node as usize].alive {
+            self.go_down(node, true, false);
+        } else if !self.nodes[node as usize].gone {
+            // Down already: it does not come back.
             let n = &mut self.nodes[node as usize];
             n.gone = true;
             n.holds.clear();
             self.stats.left += 1;
-            if self.sc.churn.replace {
+        }
+    }
+
+    /// `node` goes down: it `leaves` for good (a new empty node joining in its place when
+    /// `replace`), or restarts with its disk after a while.
+    fn go_down(&mut self, node: NodeId, leaves: bool, replace: bool) {
+        self.stats.crashes += 1;
+        let n = &mut self.nodes[node as usize];
+        self.stats.bytes_on_crashed += n.holds.len() as u64 * self.sc.repair.shard_bytes;
+        n.alive = false;
+        if leaves {
+            let n = &mut self.nodes[node as usize];
+            n.gone = true;
+            n.holds.clear();
+            self.stats.left += 1;
+            if replace {
                 let id = self.nodes.len() as NodeId;
                 self.nodes.push(self.new_node(1.0, Fault::Honest));
                 self.stats.joined += 1;
@@ -136,6 +160,9 @@ impl World {
     pub(super) fn restart(&mut self, node: NodeId) {
         let now = self.now;
         let n = &mut self.nodes[node as usize];
+        if n.gone {
+            return;
+        }
         n.alive = true;
         n.up_since = now;
         n.book = PeerBook::new();

@@ -48,6 +48,8 @@ enum Event {
     SearchPoll { search: u64 },
     /// A node crashes (and may never come back).
     Crash,
+    /// A given node leaves for good (a scenario's `kills`).
+    Kill { node: NodeId },
     /// A crashed node starts again with its disk.
     Restart { node: NodeId },
     /// A node announces its membership and reads the membership it sees (in its life
@@ -185,6 +187,10 @@ impl Event {
                 put(*index as u64);
             }
             Event::Sample => put(16),
+            Event::Kill { node } => {
+                put(17);
+                put(u64::from(*node));
+            }
         }
     }
 }
@@ -376,6 +382,7 @@ impl World {
             Event::SearchReply { search, input } => self.search_reply(search, input),
             Event::SearchPoll { search } => self.search_poll(search),
             Event::Crash => self.crash(),
+            Event::Kill { node } => self.kill(node),
             Event::Restart { node } => self.restart(node),
             Event::Announce { node, life } => self.announce(node, life),
             Event::FetchDone {
@@ -461,6 +468,14 @@ impl World {
         self.stats.simulated_ms = self.now.0.min(self.end.0);
         self.stats.trace = self.trace.finalize().to_hex().to_string();
         self.stats.nodes_end = self.live().len() as u32;
+        self.stats.holders = (0..self.sc.shards)
+            .map(|shard| {
+                self.live()
+                    .into_iter()
+                    .filter(|n| self.nodes[*n as usize].holds.contains_key(&shard))
+                    .collect()
+            })
+            .collect();
         self.stats
     }
 }

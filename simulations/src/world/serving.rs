@@ -16,11 +16,11 @@
 //! announcement puts its provider record in the DHT and reaches, after a link's latency,
 //! every node placement names for the shard and every node holding it; so does a drop.
 
-use std::{sync::Arc, time::Duration};
+use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use ipvec_node::cluster::{
     members::{Announcement, Membership},
-    placement::{place, Member, Placement},
+    placement::{place, Identity, Member, Placement},
     rebalance::{self, Config, Rebalancer},
     Millis,
 };
@@ -28,7 +28,7 @@ use ipvec_node::cluster::{
 use super::{Event, Held, NodeId, World};
 use crate::scenario::Scenario;
 
-/// The collection's id bytes, which placement hashes.
+/// The collection's id bytes placement hashes, unless the scenario gives a real one.
 const COLLECTION: &[u8] = b"ipvec-simulated-collection";
 
 /// A shard root, as the simulation names it: its version number.
@@ -38,7 +38,21 @@ type Action = rebalance::Action<NodeId, Root>;
 
 /// How placement is computed: `cluster::placement::place`, unless a test swaps in a broken
 /// one to prove the checks catch it.
-pub type PlaceFn = fn(&[u8], u32, &[Member<NodeId>], usize) -> Placement<NodeId>;
+pub type PlaceFn = fn(&[u8], u32, &[Member<Named>], usize) -> Placement<Named>;
+
+/// A node as placement sees it: its number, and the bytes placement hashes for it (the
+/// number's, or the peer id the scenario gives it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub node: NodeId,
+    identity: Arc<[u8]>,
+}
+
+impl Identity for Named {
+    fn identity(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.identity)
+    }
+}
 
 /// A membership generation and its placement.
 #[derive(Debug, Clone)]
@@ -53,6 +67,10 @@ struct Placed {
 pub(super) struct Serving {
     config: Config,
     place: PlaceFn,
+    /// The collection's id bytes, and the starting nodes' identities when the scenario gives
+    /// them.
+    collection: Vec<u8>,
+    peers: Vec<Arc<[u8]>>,
     /// The membership directory: one, or one per side during a partition (index 1 is the
     /// second side's).
     members: Vec<Membership<NodeId>>,
@@ -78,9 +96,18 @@ struct NodeServing {
 
 impl Serving {
     pub(super) fn new(sc: &Scenario) -> Self {
+        // `Scenario::check` validated the identities.
+        let (collection, peers) = match sc.identities.as_ref().map(|i| i.bytes()) {
+            Some(Ok((collection, peers))) => {
+                (collection, peers.into_iter().map(Into::into).collect())
+            }
+            _ => (COLLECTION.to_vec(), Vec::new()),
+        };
         Self {
             config: sc.rebalance_config(),
             place,
+            collection,
+            peers,
             members: vec![Membership::default()],
             placed: vec![None],
             due: vec![Millis(0)],
@@ -91,6 +118,30 @@ impl Serving {
     /// Members in the first (or only) directory now.
     pub(super) fn live_members(&self, now: Millis) -> u32 {
         self.members[0].len(now) as u32
+    }
+
+    /// Places the collection's shards over `members` with `f`, under the scenario's
+    /// identities.
+    fn place_with(
+        &self,
+        f: PlaceFn,
+        sc: &Scenario,
+        members: &[Member<NodeId>],
+    ) -> Placement<NodeId> {
+        let named: Vec<Member<Named>> = members
+            .iter()
+            .map(|m| Member {
+                peer: Named {
+                    node: m.peer,
+                    identity: match self.peers.get(m.peer as usize) {
+                        Some(id) => id.clone(),
+                        None => m.peer.to_be_bytes().to_vec().into(),
+                    },
+                },
+                capacity: m.capacity,
+            })
+            .collect();
+        f(&self.collection, sc.shards, &named, sc.replication as usize).map(|n| n.node)
     }
 
     /// The life of `node` (see [`NodeServing::life`]).
@@ -144,8 +195,12 @@ impl World {
     fn serving_start_node(&mut self, node: NodeId) {
         let config = self.serving.config.clone();
         // `Scenario::check` validated this config; `new` only validates it again.
-        let Ok(rebalancer) = Rebalancer::new(node, COLLECTION.to_vec(), self.sc.shards, config)
-        else {
+        let Ok(rebalancer) = Rebalancer::new(
+            node,
+            self.serving.collection.clone(),
+            self.sc.shards,
+            config,
+        ) else {
             unreachable!("Scenario::check validates the repair settings")
         };
         let life = self.serving.life(node) + 1;
@@ -192,12 +247,10 @@ impl World {
             }
         }
         let members: Arc<[Member<NodeId>]> = directory.members(self.now).into();
-        let placement = Arc::new((self.serving.place)(
-            COLLECTION,
-            self.sc.shards,
-            &members,
-            self.sc.replication as usize,
-        ));
+        let placement = Arc::new(
+            self.serving
+                .place_with(self.serving.place, &self.sc, &members),
+        );
         let placed = Placed {
             generation,
             members,
@@ -478,12 +531,8 @@ impl World {
         if self.serving.nodes[node as usize].generation != Some((side, generation)) {
             return;
         }
-        let own = place(
-            COLLECTION,
-            self.sc.shards,
-            &members,
-            self.sc.replication as usize,
-        );
+        // The node's own placement, even when a test swapped in a broken one.
+        let own = self.serving.place_with(place, &self.sc, &members);
         let acted = self.serving.nodes[node as usize].rebalancer.placement();
         if own != *placement || *acted != own {
             self.violate("placement differs between nodes that read the same membership");
