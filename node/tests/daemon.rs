@@ -721,6 +721,15 @@ fn config_layers_and_a_stale_api_file() {
         ),
         (Some("127.0.0.1:0"), Some(777))
     );
+    // A daemon that does not answer in time (stopped here) still holds the repository: the
+    // CLI says the daemon is busy or stuck, not that some process holds the repository.
+    signal("STOP", daemon.pid());
+    let refused = fails(r, &["collection", "list"]);
+    signal("CONT", daemon.pid());
+    assert!(
+        refused.contains("did not answer /health within 3 s") && refused.contains("busy or stuck"),
+        "{refused}"
+    );
     // A daemon killed outright leaves its api file; the CLI sees it answer no more and
     // opens the repository itself.
     let mut child = daemon.child.take().unwrap();

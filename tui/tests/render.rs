@@ -544,7 +544,7 @@ fn shard_map_view() {
         "{screen}"
     );
     assert!(
-        screen.contains("Shard Root          Points Live  Move         Holders"),
+        screen.contains("Shard Root          Points Live  Move               Holders"),
         "{screen}"
     );
     let row = |screen: &str, shard: u32| {
@@ -560,20 +560,20 @@ fn shard_map_view() {
             .to_string()
     };
     assert!(
-        row(&screen, 0).contains("bafyr4…5fbzdi  1,000 2/2                ● here  ● …1111zz"),
+        row(&screen, 0).contains("bafyr4…5fbzdi  1,000 2/2                      ● here  ● …1111zz"),
         "{screen}"
     );
     assert!(
-        row(&screen, 1).contains("bafyr4…y3t6ia  2,000 1/2                ● here "),
+        row(&screen, 1).contains("bafyr4…y3t6ia  2,000 1/2                      ● here "),
         "{screen}"
     );
     assert!(
-        row(&screen, 2).contains("1/2                ● …1111zz  ✖ …2222yy"),
+        row(&screen, 2).contains("1/2                      ● …1111zz  ✖ …2222yy"),
         "the live holder first:
 {screen}"
     );
     assert!(
-        row(&screen, 3).contains("0/2                ✖ …2222yy"),
+        row(&screen, 3).contains("0/2                      ✖ …2222yy"),
         "{screen}"
     );
     // The first shard in full.

@@ -8,7 +8,7 @@ use std::{path::Path, time::Duration};
 use crate::{
     api::{types::CollectionInfo, Client},
     ops::{Error, Node, Operations},
-    repo::{self, Config, Repo},
+    repo::{self, Config, Repo, RepoError},
 };
 
 /// A running daemon's API, or the repository itself.
@@ -19,6 +19,9 @@ pub enum Backend {
     /// A daemon's HTTP API.
     Remote(Client),
 }
+
+/// How long the CLI waits for the repository's daemon to answer `/health`.
+const HEALTH_BOUND: Duration = Duration::from_secs(3);
 
 impl Backend {
     /// Finds the daemon of the repository at `path` (its `api` file, answering `/health`),
@@ -34,15 +37,25 @@ impl Backend {
         if let Some(url) = api {
             return Ok(Backend::Remote(Client::new(url, token)?));
         }
+        let mut silent = None;
         if let Ok(url) = std::fs::read_to_string(repo::api_file(path)) {
             let client = Client::new(url.trim(), token)?;
-            if client.alive(Duration::from_secs(3)).await {
+            if client.alive(HEALTH_BOUND).await {
                 return Ok(Backend::Remote(client));
             }
-            // A stale file from a daemon that did not shut down cleanly: if it somehow still
-            // holds the repository, opening it below says which process does.
+            // A stale file from a daemon that did not shut down cleanly, or a daemon too busy
+            // to answer: opening the repository below tells them apart.
+            silent = Some(url.trim().to_string());
         }
-        let repo = Repo::open(path).await?;
+        let repo = match (Repo::open(path).await, silent) {
+            (Err(RepoError::Locked { holder, .. }), Some(url)) => anyhow::bail!(
+                "the daemon at {url} did not answer /health within {} s, and {holder} holds \
+                 the repository: the daemon is busy or stuck. Try again; if it keeps \
+                 happening, read its log, or stop it and start it again",
+                HEALTH_BOUND.as_secs()
+            ),
+            (opened, _) => opened?,
+        };
         let mut config = repo.config().clone();
         adjust(&mut config);
         config.validate()?;

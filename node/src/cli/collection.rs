@@ -224,7 +224,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                     map.replication,
                     s.moving
                         .as_ref()
-                        .map(|m| format!(", {m} here"))
+                        .map(|m| format!(", {m}"))
                         .unwrap_or_default()
                 ));
                 if !s.placed.is_empty() {

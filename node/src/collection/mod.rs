@@ -74,7 +74,7 @@ use crate::{
 };
 pub use filter::{CompiledFilter, Filter};
 pub use held_index::HeldIndex;
-pub use open::check_held;
+pub use open::{check_held, PreparedHeld};
 pub use points::Point;
 pub use shard::{HeldShard, LocalShard, OpenProgress, Shard, ShardInfo};
 pub use write::Staged;

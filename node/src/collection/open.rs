@@ -20,6 +20,26 @@ use super::{
 };
 use crate::{store::BlockStore, tree};
 
+/// A new held set of a partial replica, its index built ([`Collection::prepare_held`]).
+pub struct PreparedHeld<S: BlockStore> {
+    /// The version and held set it was built from.
+    at: Cid,
+    base: Vec<u32>,
+    held: Vec<u32>,
+    shards: BTreeMap<u32, LocalShard<S>>,
+    index: HeldIndex,
+}
+
+impl<S: BlockStore> std::fmt::Debug for PreparedHeld<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedHeld")
+            .field("at", &self.at)
+            .field("base", &self.base)
+            .field("held", &self.held)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<S: BlockStore> Collection<S> {
     /// Creates a collection in `dir` (which must not exist): a fresh owner key, empty shards.
     pub async fn create(
@@ -150,6 +170,13 @@ impl<S: BlockStore> Collection<S> {
     /// error and changes nothing). The index is opened again over the held shards (its saved
     /// copy is used when it covers exactly them).
     pub async fn set_held(&mut self, held: &[u32]) -> Result<(), CollectionError> {
+        let prepared = self.prepare_held(held).await?;
+        self.finish_held(prepared).await.map(|_| ())
+    }
+
+    /// The first half of [`Collection::set_held`], which needs only shared access, so that
+    /// searches go on while the index of the new held set is built.
+    pub async fn prepare_held(&self, held: &[u32]) -> Result<PreparedHeld<S>, CollectionError> {
         if self.writable() {
             return Err(CollectionError::Invalid(
                 "a writer's node holds every shard of its collection".into(),
@@ -173,6 +200,31 @@ impl<S: BlockStore> Collection<S> {
             0,
         )
         .await?;
+        Ok(PreparedHeld {
+            at: self.at,
+            base: self.held_shards(),
+            held,
+            shards,
+            index,
+        })
+    }
+
+    /// The second half of [`Collection::set_held`]: puts the prepared held set in effect,
+    /// unless the collection changed since it was prepared (another version, or another held
+    /// set); `false` then, and nothing changes: prepare again.
+    pub async fn finish_held(
+        &mut self,
+        prepared: PreparedHeld<S>,
+    ) -> Result<bool, CollectionError> {
+        if prepared.at != self.at || prepared.base != self.held_shards() {
+            return Ok(false);
+        }
+        let PreparedHeld {
+            held,
+            shards,
+            index,
+            ..
+        } = prepared;
         // Pinned for the old and new shards both while the folder changes from the one to
         // the other, then for the new ones: a crash in between loses neither.
         let mut both = self.held_shards();
@@ -185,7 +237,8 @@ impl<S: BlockStore> Collection<S> {
         self.held = shards;
         self.index = index;
         self.generation = next_generation();
-        self.save_index()
+        self.save_index()?;
+        Ok(true)
     }
 
     /// Pins this version for holding the shards `held` ([`super::pin_version`]).

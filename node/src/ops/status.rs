@@ -20,7 +20,7 @@ use crate::{
     collection::Collection,
     store::IrohBlockStore,
 };
-use ipvec_protocol::api::{Holder, ShardHolders, ShardInfo, ShardMap};
+use ipvec_protocol::api::{Holder, MemberShard, ShardHolders, ShardInfo, ShardMap};
 
 /// An input of the follow core as the node feeds it.
 pub(super) type FollowInput = Input<String, PeerId, HeadRecord>;
@@ -240,10 +240,19 @@ impl Node {
             None => HashSet::new(),
         };
         let placed = self.placement_of(&id, shards.len() as u32, replication);
-        let moves = self
-            .membership_of(&id)
-            .map(|m| m.shards)
-            .unwrap_or_default();
+        let membership = self.membership_of(&id);
+        // This node's moves as a member, and what the other members' records say they hold.
+        let (moves, reported) = match membership {
+            Some(m) => (
+                m.shards,
+                m.members
+                    .into_iter()
+                    .filter(|x| !x.here)
+                    .map(|x| (x.peer_id, x.holds))
+                    .collect(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
         let mut out = Vec::with_capacity(shards.len());
         for (shard, root, points, held) in shards {
             let mut peers: Vec<PeerId> = match &network {
@@ -277,26 +286,20 @@ impl Node {
                 }],
                 _ => holders,
             };
+            let placed: Vec<String> = placed
+                .as_ref()
+                .and_then(|p| p.get(shard as usize))
+                .map(|peers| peers.iter().map(|p| p.to_string()).collect())
+                .unwrap_or_default();
+            let moving = moving(shard, &placed, moves.get(shard as usize), &reported);
             out.push(ShardHolders {
                 shard,
                 root,
                 points,
                 live: holders.iter().filter(|h| h.alive).count() as u32,
                 holders,
-                placed: placed
-                    .as_ref()
-                    .and_then(|p| p.get(shard as usize))
-                    .map(|peers| peers.iter().map(|p| p.to_string()).collect())
-                    .unwrap_or_default(),
-                moving: moves.get(shard as usize).and_then(|s| {
-                    if s.fetching {
-                        Some("fetching".to_string())
-                    } else if s.held && !s.placed {
-                        Some("handing over".to_string())
-                    } else {
-                        None
-                    }
-                }),
+                placed,
+                moving,
             });
         }
         Ok(ShardMap {
@@ -306,6 +309,42 @@ impl Node {
             shards: out,
         })
     }
+}
+
+/// The moves of `shard` under way, as the shard map shows them: this node's (`here`, as a
+/// member) and those of the other members by what their records say they hold
+/// (`reported`: peer id and shards), against the members placement gives it (`placed`).
+fn moving(
+    shard: u32,
+    placed: &[String],
+    here: Option<&MemberShard>,
+    reported: &[(String, Vec<u32>)],
+) -> Option<String> {
+    let here = here.and_then(|s| {
+        if s.fetching {
+            Some("fetching here".to_string())
+        } else if s.held && !s.placed {
+            Some("handing over here".to_string())
+        } else {
+            None
+        }
+    });
+    let elsewhere = reported.iter().filter_map(|(peer, holds)| {
+        match (placed.contains(peer), holds.contains(&shard)) {
+            (true, false) => Some(format!("fetching on {}", short_peer(peer))),
+            (false, true) => Some(format!("handing over on {}", short_peer(peer))),
+            _ => None,
+        }
+    });
+    let all: Vec<String> = here.into_iter().chain(elsewhere).collect();
+    (!all.is_empty()).then(|| all.join(", "))
+}
+
+/// A peer id's last six characters (as the TUI shows peers), enough to tell a collection's
+/// members apart in a line.
+fn short_peer(peer: &str) -> String {
+    let skip = peer.chars().count().saturating_sub(6);
+    format!("…{}", peer.chars().skip(skip).collect::<String>())
 }
 
 #[cfg(test)]
@@ -343,5 +382,46 @@ mod tests {
         assert_eq!(t.of("c", 0, true).providers, Some(vec![2, 1]));
         t.forget("c");
         assert_eq!(t.of("c", 3, false).lag, 0);
+    }
+
+    #[test]
+    fn moves_are_this_nodes_and_what_other_members_records_say() {
+        let placed = vec![
+            "12D3KooWaaaaaaAAAAAA".to_string(),
+            "12D3KooWbbbbbbBBBBBB".to_string(),
+        ];
+        let reported = vec![
+            // Placed, holds it: no move.
+            ("12D3KooWaaaaaaAAAAAA".to_string(), vec![0, 3]),
+            // Placed, does not hold it yet.
+            ("12D3KooWbbbbbbBBBBBB".to_string(), vec![1]),
+            // Holds it, placed elsewhere.
+            ("12D3KooWccccccCCCCCC".to_string(), vec![3]),
+        ];
+        assert_eq!(
+            moving(3, &placed, None, &reported).as_deref(),
+            Some("fetching on …BBBBBB, handing over on …CCCCCC")
+        );
+        let fetching = MemberShard {
+            shard: 3,
+            placed: true,
+            fetching: true,
+            ..MemberShard::default()
+        };
+        assert_eq!(
+            moving(3, &placed, Some(&fetching), &reported[..1]).as_deref(),
+            Some("fetching here")
+        );
+        let handing = MemberShard {
+            shard: 3,
+            held: true,
+            ..MemberShard::default()
+        };
+        assert_eq!(
+            moving(3, &placed, Some(&handing), &[]).as_deref(),
+            Some("handing over here")
+        );
+        // Nothing under way: every placed member holds it, nobody else does.
+        assert_eq!(moving(0, &placed[..1], None, &reported), None);
     }
 }

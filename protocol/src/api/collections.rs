@@ -262,9 +262,11 @@ pub struct ShardHolders {
     /// (empty when it knows none).
     #[serde(default)]
     pub placed: Vec<String>,
-    /// A move of the shard this node takes part in as a member: `fetching` (placed here and
-    /// being fetched) or `handing over` (held here, placed elsewhere, kept until its new
-    /// holders have it).
+    /// Moves of the shard under way, comma-separated: on this node as a member, `fetching
+    /// here` (placed here and being fetched) or `handing over here` (held here, placed
+    /// elsewhere, kept until its new holders have it); on other members, as their records
+    /// say, `fetching on …PEER` (placed there, not held yet) or `handing over on …PEER` (held
+    /// there, placed elsewhere), PEER being the last six characters of its peer id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moving: Option<String>,
 }

@@ -66,7 +66,7 @@ const COLUMNS: [Column; 6] = [
     },
     Column {
         header: "Move",
-        width: Constraint::Length(12),
+        width: Constraint::Length(18),
         cell: move_cell,
     },
     Column {
@@ -187,7 +187,7 @@ fn live_cell(s: &ShardHolders, context: RowContext) -> Line<'static> {
     Line::from(live(s.live, context.wanted))
 }
 
-/// A move this node takes part in as a member: fetching, or handing over.
+/// Moves under way: on this node as a member, or on others as their records say.
 fn move_cell(s: &ShardHolders, _: RowContext) -> Line<'static> {
     match &s.moving {
         Some(moving) => Line::from(Span::styled(moving.clone(), Style::new().fg(Color::Yellow))),
@@ -304,7 +304,7 @@ fn details(frame: &mut Frame, area: Rect, s: &ShardHolders, wanted: u32) {
         let mut value = vec![Span::raw(placed.join(" "))];
         if let Some(moving) = &s.moving {
             value.push(Span::styled(
-                format!(" ({moving} here)"),
+                format!(" ({moving})"),
                 Style::new().fg(Color::Yellow),
             ));
         }
@@ -400,10 +400,10 @@ mod tests {
         );
         // A member fetching the shard says so.
         let moving = ShardHolders {
-            moving: Some("fetching".into()),
+            moving: Some("fetching here".into()),
             ..s
         };
-        assert_eq!(text(&cells(&moving, context)[4]), "fetching");
+        assert_eq!(text(&cells(&moving, context)[4]), "fetching here");
     }
 
     #[test]
@@ -440,8 +440,8 @@ mod tests {
 
     #[test]
     fn the_holders_column_takes_what_the_others_leave() {
-        // 5 + 13 + 6 + 5 + 12 fixed, five gaps.
-        assert_eq!(holders_width(78), 78 - 41 - 5);
+        // 5 + 13 + 6 + 5 + 18 fixed, five gaps.
+        assert_eq!(holders_width(78), 78 - 47 - 5);
         assert_eq!(holders_width(10), 0);
     }
 

@@ -189,16 +189,26 @@ impl Node {
         }
         self.fetch_tracked(id, version, Some(&[shard]), &peers, |_| {})
             .await?;
-        let mut c = c.write().await;
-        if c.root() != version {
-            return Err(Error::unavailable(
-                "the collection moved to a new version during the fetch; fetching again",
-            ));
-        }
-        // Read again under the write lock: another fetch may have added its shard meanwhile.
-        let mut held = c.held_shards();
-        held.push(shard);
-        c.set_held(&held).await?;
+        // The index over the new held set is built under the read lock, so searches go on
+        // meanwhile; it is put in effect under the write lock unless another fetch or drop
+        // changed the held set in between (then again, from what it is now).
+        let c = loop {
+            let prepared = {
+                let c = c.read().await;
+                if c.root() != version {
+                    return Err(Error::unavailable(
+                        "the collection moved to a new version during the fetch; fetching again",
+                    ));
+                }
+                let mut held = c.held_shards();
+                held.push(shard);
+                c.prepare_held(&held).await?
+            };
+            let mut guard = c.write().await;
+            if guard.finish_held(prepared).await? {
+                break guard;
+            }
+        };
         c.manifest()
             .shards
             .get(shard as usize)
@@ -206,8 +216,8 @@ impl Node {
             .ok_or_else(|| Error::internal("a held shard is not in the manifest"))
     }
 
-    /// Stops holding shard `shard` of replica `name`: no longer searched nor announced. Its
-    /// blocks stay in the store while the collection is held (its manifest pin reaches them).
+    /// Stops holding shard `shard` of replica `name`: no longer searched nor announced, and
+    /// its blocks unpinned (the next gc removes them).
     async fn release_shard(&self, name: &str, shard: u32) -> Result<(), Error> {
         let c = self.collection(name).await?;
         let mut c = c.write().await;
