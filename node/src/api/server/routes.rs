@@ -1,6 +1,6 @@
 //! The router: every route of the API in one table (which a test holds equal to the OpenAPI
 //! document), the layers around it (the guard, request metrics), and serving it until the
-//! daemon stops. The handlers are the parent module's.
+//! daemon stops. The handlers are in the sibling modules, by resource.
 
 use tokio_util::sync::CancellationToken;
 
