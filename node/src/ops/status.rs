@@ -21,6 +21,8 @@ use crate::{
     store::IrohBlockStore,
 };
 use ipvec_protocol::api::{Holder, MemberShard, ShardHolders, ShardInfo, ShardMap};
+// Peers are named in `moving` as the TUI shows them.
+use ipvec_tui::ui::format::id_tail;
 
 /// An input of the follow core as the node feeds it.
 pub(super) type FollowInput = Input<String, PeerId, HeadRecord>;
@@ -331,20 +333,13 @@ fn moving(
     });
     let elsewhere = reported.iter().filter_map(|(peer, holds)| {
         match (placed.contains(peer), holds.contains(&shard)) {
-            (true, false) => Some(format!("fetching on {}", short_peer(peer))),
-            (false, true) => Some(format!("handing over on {}", short_peer(peer))),
+            (true, false) => Some(format!("fetching on {}", id_tail(peer))),
+            (false, true) => Some(format!("handing over on {}", id_tail(peer))),
             _ => None,
         }
     });
     let all: Vec<String> = here.into_iter().chain(elsewhere).collect();
     (!all.is_empty()).then(|| all.join(", "))
-}
-
-/// A peer id's last six characters (as the TUI shows peers), enough to tell a collection's
-/// members apart in a line.
-fn short_peer(peer: &str) -> String {
-    let skip = peer.chars().count().saturating_sub(6);
-    format!("…{}", peer.chars().skip(skip).collect::<String>())
 }
 
 #[cfg(test)]
