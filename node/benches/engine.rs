@@ -45,6 +45,10 @@ use crate::{
     util::{Stopwatch, Timing},
 };
 
+/// Counts the Rust heap for the memory children's phase tables.
+#[global_allocator]
+static ALLOC: util::CountingAlloc = util::CountingAlloc::new();
+
 /// The ef sweep.
 pub const EFS: [usize; 6] = [16, 32, 64, 128, 256, 512];
 /// The ef values of the filtered searches.
@@ -358,7 +362,7 @@ fn filter_eval_costs(data: &Dataset) -> Result<Vec<(String, f64)>> {
     for i in 0..data.len() {
         let key = keys.assign(&EntryId::Int(i as u64).to_key()?, 0);
         let meta = json_to_ipld(serde_json::json!({"label": data.labels[i], "id_mod10": i % 10}));
-        keys.set_metadata(key, Some(ipvec_protocol::entry::normalize_metadata(meta)));
+        keys.set_metadata(key, Some(&ipvec_protocol::entry::normalize_metadata(meta)))?;
     }
     let mut out = Vec::new();
     for case in data::filter_cases() {

@@ -15,6 +15,41 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ProtocolError
     serde_ipld_dagcbor::to_vec(value).map_err(|e| ProtocolError::Encode(e.to_string()))
 }
 
+/// Appends the canonical DAG-CBOR of `value` to `out`.
+pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+    serde_ipld_dagcbor::to_writer(out, value).map_err(|e| ProtocolError::Encode(e.to_string()))
+}
+
+/// CBOR major types, for [`write_head`].
+pub mod major {
+    /// An array of items.
+    pub const ARRAY: u8 = 4;
+    /// A map of pairs.
+    pub const MAP: u8 = 5;
+}
+
+/// Appends the shortest CBOR head of major type `major` with argument `n` (an array's or a
+/// map's length), for a value whose items the caller then writes one by one.
+pub fn write_head(major: u8, n: u64, out: &mut Vec<u8>) {
+    let major = major << 5;
+    match n {
+        0..=23 => out.push(major | n as u8),
+        24..=0xff => out.extend_from_slice(&[major | 24, n as u8]),
+        0x100..=0xffff => {
+            out.push(major | 25);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            out.push(major | 26);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+        _ => {
+            out.push(major | 27);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+}
+
 /// Decodes `bytes` into `T` without the canonical check; for bytes already known to be canonical
 /// (for example blocks just verified against their CID and written by ipvec itself).
 pub fn decode_trusted<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtocolError> {
@@ -249,6 +284,31 @@ mod tests {
         );
         let deep = [vec![0x81u8; 200], vec![0x01]].concat();
         assert!(scan_links(&deep).is_err(), "nesting limit");
+    }
+
+    #[test]
+    fn heads_written_by_hand_match_the_encoder() {
+        for n in [0u64, 1, 23, 24, 255, 256, 65_535, 65_536, 1 << 32, u64::MAX] {
+            // A list of n nulls would be too long to build for the largest n: compare the
+            // head of a list with the head of an integer, which differ only in major type.
+            let mut head = Vec::new();
+            write_head(major::ARRAY, n, &mut head);
+            let int = encode(&n).unwrap();
+            assert_eq!(head.len(), int.len(), "{n}");
+            assert_eq!(head[0] >> 5, major::ARRAY);
+            assert_eq!(
+                (head[0] & 0x1f, &head[1..]),
+                (int[0] & 0x1f, &int[1..]),
+                "{n}"
+            );
+        }
+        let list: Vec<u8> = (0..300u16).map(|i| i as u8).collect::<Vec<_>>();
+        let mut by_hand = Vec::new();
+        write_head(major::ARRAY, list.len() as u64, &mut by_hand);
+        for item in &list {
+            encode_into(item, &mut by_hand).unwrap();
+        }
+        assert_eq!(by_hand, encode(&list).unwrap());
     }
 
     #[test]

@@ -335,6 +335,19 @@ pub fn filter_cases() -> Vec<FilterCase> {
             json: r#"{"must": [{"key": "label", "match": 3}, {"key": "id_mod10", "match": 0}]}"#,
             accepts: |id, label| label == 3 && id % 10 == 0,
         },
+        // The same selectivities by id, which says nothing of the image: the allowed points
+        // are spread over every class. The label filters above allow whole classes, so most
+        // queries (images of another class) have none of their neighbours allowed.
+        FilterCase {
+            name: "50% by id (id % 10 < 5)",
+            json: r#"{"must": [{"key": "id_mod10", "range": {"lt": 5}}]}"#,
+            accepts: |id, _| id % 10 < 5,
+        },
+        FilterCase {
+            name: "10% by id (id % 10 == 3)",
+            json: r#"{"must": [{"key": "id_mod10", "match": 3}]}"#,
+            accepts: |id, _| id % 10 == 3,
+        },
     ]
 }
 

@@ -51,6 +51,9 @@ pub struct Snapshot {
     pub rss_anon_kb: u64,
     pub rss_file_kb: u64,
     pub hwm_kb: u64,
+    /// The Rust heap: bytes live now, and the most live at once so far ([`crate::util::CountingAlloc`]).
+    pub heap_kb: u64,
+    pub heap_peak_kb: u64,
 }
 
 impl Snapshot {
@@ -60,6 +63,8 @@ impl Snapshot {
             rss_anon_kb: proc_status_kb("RssAnon:").unwrap_or(0),
             rss_file_kb: proc_status_kb("RssFile:").unwrap_or(0),
             hwm_kb: proc_status_kb("VmHWM:").unwrap_or(0),
+            heap_kb: (crate::ALLOC.live() / 1024) as u64,
+            heap_peak_kb: (crate::ALLOC.peak() / 1024) as u64,
         }
     }
 }

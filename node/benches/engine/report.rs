@@ -329,7 +329,9 @@ pub fn memory(rows: &[MemoryRow], python: &[LibResult]) {
     );
     for r in rows.iter().filter(|r| r.kind.starts_with("ipvec")) {
         println!(
-            "\n{} memory by phase (MB; RSS = anonymous + file-backed):\n",
+            "\n{} memory by phase (MB; RSS = anonymous + file-backed; the Rust heap is what ipvec's \
+             Rust code holds, counted by the bench's allocator: usearch's C++ allocations are not \
+             in it):\n",
             r.kind
         );
         let table: Vec<Vec<String>> = r
@@ -341,9 +343,21 @@ pub fn memory(rows: &[MemoryRow], python: &[LibResult]) {
                     mb(p.rss_anon_kb),
                     mb(p.rss_file_kb),
                     mb(p.hwm_kb),
+                    mb(p.heap_kb),
+                    mb(p.heap_peak_kb),
                 ]
             })
             .collect();
-        print_table(&["after", "RssAnon", "RssFile", "VmHWM so far"], &table);
+        print_table(
+            &[
+                "after",
+                "RssAnon",
+                "RssFile",
+                "VmHWM so far",
+                "Rust heap",
+                "Rust heap peak so far",
+            ],
+            &table,
+        );
     }
 }

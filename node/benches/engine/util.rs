@@ -123,3 +123,75 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
         line(row.clone());
     }
 }
+
+/// The system allocator, counting the bytes Rust code holds: the live heap now and its peak.
+/// usearch allocates from C++ and is not counted, so a memory child's RSS minus this heap is
+/// usearch's graph and vectors plus what the allocator keeps after frees.
+pub struct CountingAlloc {
+    live: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingAlloc {
+    pub const fn new() -> Self {
+        Self {
+            live: std::sync::atomic::AtomicUsize::new(0),
+            peak: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Bytes allocated and not freed.
+    pub fn live(&self) -> usize {
+        self.live.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The most bytes live at once so far.
+    pub fn peak(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn grew(&self, bytes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self.live.fetch_add(bytes, Relaxed) + bytes;
+        self.peak.fetch_max(now, Relaxed);
+    }
+
+    fn shrank(&self, bytes: usize) {
+        self.live
+            .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call goes to the system allocator unchanged; only the counters are added.
+#[allow(unsafe_code)]
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let p = unsafe { std::alloc::System.alloc(layout) };
+        if !p.is_null() {
+            self.grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let p = unsafe { std::alloc::System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            self.grew(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) };
+        self.shrank(layout.size());
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { std::alloc::System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            self.shrank(layout.size());
+            self.grew(new_size);
+        }
+        p
+    }
+}

@@ -105,7 +105,8 @@ pub fn evaluate(restriction: Restriction<'_>, keys: &KeyMap) -> KeySet {
         let in_shards = restriction
             .shards
             .is_none_or(|shards| shards.binary_search(&shard).is_ok());
-        if in_shards && restriction.filter.is_none_or(|f| f.test(id, metadata)) {
+        let passes = |f: &CompiledFilter| f.test(id, metadata.map(|m| m.unpack()).as_ref());
+        if in_shards && restriction.filter.is_none_or(passes) {
             set.insert(key);
         }
     }
@@ -197,8 +198,9 @@ mod tests {
             let key = keys.assign(&EntryId::Int(n).to_key().unwrap(), (n % 3) as u32);
             keys.set_metadata(
                 key,
-                Some(json_to_ipld(serde_json::json!({"even": n % 2 == 0}))),
-            );
+                Some(&json_to_ipld(serde_json::json!({"even": n % 2 == 0}))),
+            )
+            .unwrap();
         }
         let even = Filter::parse(r#"{"must": [{"key": "even", "match": true}]}"#)
             .unwrap()
@@ -234,7 +236,8 @@ mod tests {
             cache.get(shard_2, &keys).iter().collect::<Vec<_>>(),
             vec![2, 5, 8]
         );
-        keys.set_metadata(3, Some(json_to_ipld(serde_json::json!({"even": true}))));
+        keys.set_metadata(3, Some(&json_to_ipld(serde_json::json!({"even": true}))))
+            .unwrap();
         assert_eq!(
             cache.get(only(&even), &keys).iter().collect::<Vec<_>>(),
             vec![0, 2, 3, 4, 6, 8]

@@ -32,7 +32,7 @@ use crate::{
 };
 
 /// A checkpoint applies a shard's writes to its tree in runs of this many consecutive ids.
-pub(super) const CHECKPOINT_RUN: usize = 4_096;
+pub(super) const CHECKPOINT_RUN: usize = 1_024;
 
 /// Reads the current entries of pending writes (step 2 reads them a run at a time).
 pub trait PendingSource: Sync {

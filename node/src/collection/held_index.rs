@@ -155,7 +155,7 @@ impl HeldIndex {
         prepared: Option<u64>,
     ) -> Result<(), CollectionError> {
         let key = self.keys.assign(&entry.id, shard);
-        self.keys.set_metadata(key, entry.meta.clone());
+        self.keys.set_metadata(key, entry.meta.as_ref())?;
         self.dirty = true;
         // Index what readers of the tree will see: the stored (quantized) vector.
         match prepared.filter(|temp| self.take_prepared(*temp)) {
@@ -230,7 +230,7 @@ impl HeldIndex {
     pub(super) fn stored(&self, id: &EntryKey) -> Option<(Vec<u8>, Option<Ipld>)> {
         let key = self.keys.get(id)?;
         let vec = quantize::stored_from_index(&self.index, self.quantization, key)?;
-        Some((vec, self.keys.metadata(key).cloned()))
+        Some((vec, self.keys.metadata(key)))
     }
 
     /// The id and shard of a key.
@@ -239,7 +239,7 @@ impl HeldIndex {
     }
 
     /// The metadata of a key.
-    pub(super) fn metadata(&self, key: u64) -> Option<&Ipld> {
+    pub(super) fn metadata(&self, key: u64) -> Option<Ipld> {
         self.keys.metadata(key)
     }
 
@@ -396,7 +396,7 @@ async fn build<S: BlockStore>(
             continue;
         }
         let key = keys.assign(&entry.id, held[i].1.shard);
-        keys.set_metadata(key, entry.meta);
+        keys.set_metadata(key, entry.meta.as_ref())?;
         chunk.push((key, entry.vec));
         if chunk.len() == BUILD_CHUNK {
             index.add_stored(std::mem::take(&mut chunk), threads, &added)?;

@@ -372,7 +372,7 @@ pub(super) async fn resolve<S: BlockStore>(
         resolved.push(SearchHit {
             id: id.id(),
             score: hit.score,
-            metadata: index.metadata(hit.key).cloned(),
+            metadata: index.metadata(hit.key),
             leaf: shard.leaf_of(id).await?,
         });
     }

@@ -176,7 +176,7 @@ impl<S: BlockStore> Collection<S> {
         } else {
             let hlc = staging.clock.tick(now_millis());
             entries.iter_mut().for_each(|e| e.hlc = hlc.0);
-            let seq = self.wal.write(entries.clone())?;
+            let seq = self.wal.write(&entries)?;
             staging.records.insert(seq, entries);
             Some(seq)
         };
@@ -280,20 +280,30 @@ impl<S: BlockStore> Collection<S> {
         if seq > synced || budget == 0 {
             return None;
         }
-        let end = entries.len().min(done.saturating_add(budget));
-        let slice = Slice {
+        let len = entries.len();
+        let end = len.min(done.saturating_add(budget));
+        let last = end == len;
+        let entries = match (take, last) {
+            // A whole record taken moves out: no copy of its vectors at the peak of a write.
+            (true, true) => {
+                let (_, mut entries) = staging.records.pop_first()?;
+                staging.done = 0;
+                entries.drain(..done);
+                entries
+            }
+            (true, false) => {
+                let part = entries[done..end].to_vec();
+                staging.done = end;
+                part
+            }
+            (false, _) => entries[done..end].to_vec(),
+        };
+        Some(Slice {
             seq,
             from: done,
-            entries: entries[done..end].to_vec(),
-            last: end == entries.len(),
-        };
-        if take && slice.last {
-            staging.records.pop_first();
-            staging.done = 0;
-        } else if take {
-            staging.done = end;
-        }
-        Some(slice)
+            entries,
+            last,
+        })
     }
 
     /// Applies a slice's entries, each with its prepared insert if it has one.
