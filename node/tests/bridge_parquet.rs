@@ -228,7 +228,7 @@ fn varied_points(n: u64) -> Vec<PointIn> {
             let i = i as u64;
             let mut m = serde_json::Map::new();
             m.insert("group".into(), json!(i % 5));
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 m.insert("even".into(), json!(true));
             }
             // Mostly floats, sometimes an integer or a string.
@@ -240,27 +240,27 @@ fn varied_points(n: u64) -> Vec<PointIn> {
                     _ => json!(i as f64 / 4.0 + 0.125),
                 },
             );
-            if i % 7 == 0 {
+            if i.is_multiple_of(7) {
                 m.insert(
                     "nested".into(),
                     json!({"a": [1, 2.5, "x"], "b": {"c": null}}),
                 );
             }
-            if i % 11 == 0 {
+            if i.is_multiple_of(11) {
                 m.insert("big".into(), json!(u64::MAX - i));
             }
-            if i % 13 == 0 {
+            if i.is_multiple_of(13) {
                 m.insert("nothing".into(), Value::Null);
             }
             // Keys of the last points only, and keys named like the columns.
-            if i > 2_500 && i % 3 == 0 {
+            if i > 2_500 && i.is_multiple_of(3) {
                 m.insert("late".into(), json!(format!("late-{i}")));
             }
-            if i % 17 == 0 {
+            if i.is_multiple_of(17) {
                 m.insert("id".into(), json!("shadow"));
                 m.insert("metadata_json".into(), json!({"x": 1}));
             }
-            let metadata = (i % 19 != 0).then_some(Value::Object(m));
+            let metadata = (!i.is_multiple_of(19)).then_some(Value::Object(m));
             PointIn::vector(PointId::Int(i * 3), vector, metadata)
         })
         .collect()
