@@ -22,6 +22,8 @@ pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), Pro
 
 /// CBOR major types, for [`write_head`].
 pub mod major {
+    /// An unsigned integer.
+    pub const UNSIGNED: u8 = 0;
     /// An array of items.
     pub const ARRAY: u8 = 4;
     /// A map of pairs.
@@ -47,6 +49,17 @@ pub fn write_head(major: u8, n: u64, out: &mut Vec<u8>) {
             out.push(major | 27);
             out.extend_from_slice(&n.to_be_bytes());
         }
+    }
+}
+
+/// The length of the head [`write_head`] writes for `n`.
+pub fn head_len(n: u64) -> usize {
+    match n {
+        0..=23 => 1,
+        24..=0xff => 2,
+        0x100..=0xffff => 3,
+        0x1_0000..=0xffff_ffff => 5,
+        _ => 9,
     }
 }
 
@@ -295,6 +308,7 @@ mod tests {
             write_head(major::ARRAY, n, &mut head);
             let int = encode(&n).unwrap();
             assert_eq!(head.len(), int.len(), "{n}");
+            assert_eq!(head.len(), head_len(n), "{n}");
             assert_eq!(head[0] >> 5, major::ARRAY);
             assert_eq!(
                 (head[0] & 0x1f, &head[1..]),

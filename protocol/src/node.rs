@@ -10,7 +10,7 @@ use ::cid::Cid;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    dagcbor,
+    dagcbor::{self, head_len, major, write_head},
     entry::{Entry, EntryKey},
     limits, ProtocolError,
 };
@@ -141,7 +141,7 @@ pub fn frame_node(level: u32, items: &[&[u8]]) -> Vec<u8> {
     out.push(0xa2); // map of two pairs
     out.push(0x65); // text(5)
     out.extend_from_slice(b"level");
-    write_head(&mut out, 0, u64::from(level));
+    write_head(major::UNSIGNED, u64::from(level), &mut out);
     if level == 0 {
         out.push(0x67);
         out.extend_from_slice(b"entries");
@@ -149,7 +149,7 @@ pub fn frame_node(level: u32, items: &[&[u8]]) -> Vec<u8> {
         out.push(0x68);
         out.extend_from_slice(b"children");
     }
-    write_head(&mut out, 4, items.len() as u64);
+    write_head(major::ARRAY, items.len() as u64, &mut out);
     for item in items {
         out.extend_from_slice(item);
     }
@@ -159,36 +159,6 @@ pub fn frame_node(level: u32, items: &[&[u8]]) -> Vec<u8> {
 /// Exact size of the framing [`frame_node`] puts around `n` items at `level`.
 pub fn frame_len(level: u32, n: usize) -> usize {
     1 + 6 + head_len(u64::from(level)) + if level == 0 { 8 } else { 9 } + head_len(n as u64)
-}
-
-fn head_len(n: u64) -> usize {
-    match n {
-        0..=23 => 1,
-        24..=0xff => 2,
-        0x100..=0xffff => 3,
-        0x1_0000..=0xffff_ffff => 5,
-        _ => 9,
-    }
-}
-
-fn write_head(out: &mut Vec<u8>, major: u8, n: u64) {
-    let m = major << 5;
-    match n {
-        0..=23 => out.push(m | n as u8),
-        24..=0xff => out.extend_from_slice(&[m | 24, n as u8]),
-        0x100..=0xffff => {
-            out.push(m | 25);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        0x1_0000..=0xffff_ffff => {
-            out.push(m | 26);
-            out.extend_from_slice(&(n as u32).to_be_bytes());
-        }
-        _ => {
-            out.push(m | 27);
-            out.extend_from_slice(&n.to_be_bytes());
-        }
-    }
 }
 
 #[cfg(test)]
