@@ -106,11 +106,18 @@ impl KeyMap {
         key: u64,
         metadata: Option<&Ipld>,
     ) -> Result<(), CollectionError> {
+        let packed = metadata.map(PackedMetadata::pack).transpose()?;
+        self.set_packed_metadata(key, packed);
+        Ok(())
+    }
+
+    /// Records the metadata of a live key, packed already (so that a caller can pack before it
+    /// assigns the key, and fail with nothing changed).
+    pub fn set_packed_metadata(&mut self, key: u64, metadata: Option<PackedMetadata>) {
         if let Some(Some(slot)) = self.slots.get_mut(key as usize) {
-            slot.metadata = metadata.map(PackedMetadata::pack).transpose()?;
+            slot.metadata = metadata;
             self.version += 1;
         }
-        Ok(())
     }
 
     fn slot(&self, key: u64) -> Option<&Slot> {

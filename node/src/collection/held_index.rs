@@ -29,7 +29,7 @@ use ipvec_protocol::{
 
 use super::{
     allowed::{AllowedCache, Restriction},
-    cache::{self, CacheTag, KeyMap},
+    cache::{self, CacheTag, KeyMap, PackedMetadata},
     quantize, CollectionError, OpenProgress, SearchOptions, EXACT_FALLBACK_FRACTION,
     EXACT_FALLBACK_POINTS,
 };
@@ -154,8 +154,9 @@ impl HeldIndex {
         entry: &Entry,
         prepared: Option<u64>,
     ) -> Result<(), CollectionError> {
+        let metadata = entry.meta.as_ref().map(PackedMetadata::pack).transpose()?;
         let key = self.keys.assign(&entry.id, shard);
-        self.keys.set_metadata(key, entry.meta.as_ref())?;
+        self.keys.set_packed_metadata(key, metadata);
         self.dirty = true;
         // Index what readers of the tree will see: the stored (quantized) vector.
         match prepared.filter(|temp| self.take_prepared(*temp)) {
@@ -395,8 +396,9 @@ async fn build<S: BlockStore>(
         if entry.deleted {
             continue;
         }
+        let metadata = entry.meta.as_ref().map(PackedMetadata::pack).transpose()?;
         let key = keys.assign(&entry.id, held[i].1.shard);
-        keys.set_metadata(key, entry.meta.as_ref())?;
+        keys.set_packed_metadata(key, metadata);
         chunk.push((key, entry.vec));
         if chunk.len() == BUILD_CHUNK {
             index.add_stored(std::mem::take(&mut chunk), threads, &added)?;
