@@ -354,7 +354,7 @@ async fn filtered(
 fn filter_eval_costs(data: &Dataset) -> Result<Vec<(String, f64)>> {
     use ipvec_node::collection::{
         allowed::{self, Restriction},
-        cache::KeyMap,
+        cache::{self, KeyMap},
         points::json_to_ipld,
     };
     use ipvec_protocol::entry::EntryId;
@@ -362,7 +362,8 @@ fn filter_eval_costs(data: &Dataset) -> Result<Vec<(String, f64)>> {
     for i in 0..data.len() {
         let key = keys.assign(&EntryId::Int(i as u64).to_key()?, 0);
         let meta = json_to_ipld(serde_json::json!({"label": data.labels[i], "id_mod10": i % 10}));
-        keys.set_metadata(key, Some(&ipvec_protocol::entry::normalize_metadata(meta)))?;
+        let meta = ipvec_protocol::entry::normalize_metadata(meta);
+        keys.set_metadata(key, Some(cache::PackedMetadata::pack(&meta)?));
     }
     let mut out = Vec::new();
     for case in data::filter_cases() {

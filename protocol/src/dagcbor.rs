@@ -30,8 +30,9 @@ pub mod major {
     pub const MAP: u8 = 5;
 }
 
-/// Appends the shortest CBOR head of major type `major` with argument `n` (an array's or a
-/// map's length), for a value whose items the caller then writes one by one.
+/// Appends the shortest CBOR head of major type `major` with argument `n`: an unsigned
+/// integer's value, or the length of an array or map whose items the caller then writes one
+/// by one.
 pub fn write_head(major: u8, n: u64, out: &mut Vec<u8>) {
     let major = major << 5;
     match n {

@@ -173,7 +173,7 @@ mod tests {
     use ipvec_protocol::entry::EntryId;
 
     use super::*;
-    use crate::collection::{points::json_to_ipld, Filter};
+    use crate::collection::{cache::PackedMetadata, points::json_to_ipld, Filter};
 
     #[test]
     fn key_set_inserts_tests_counts_and_lists_in_order() {
@@ -196,11 +196,8 @@ mod tests {
         let mut keys = KeyMap::default();
         for n in 0..10u64 {
             let key = keys.assign(&EntryId::Int(n).to_key().unwrap(), (n % 3) as u32);
-            keys.set_metadata(
-                key,
-                Some(&json_to_ipld(serde_json::json!({"even": n % 2 == 0}))),
-            )
-            .unwrap();
+            let metadata = json_to_ipld(serde_json::json!({"even": n % 2 == 0}));
+            keys.set_metadata(key, Some(PackedMetadata::pack(&metadata).unwrap()));
         }
         let even = Filter::parse(r#"{"must": [{"key": "even", "match": true}]}"#)
             .unwrap()
@@ -236,8 +233,8 @@ mod tests {
             cache.get(shard_2, &keys).iter().collect::<Vec<_>>(),
             vec![2, 5, 8]
         );
-        keys.set_metadata(3, Some(&json_to_ipld(serde_json::json!({"even": true}))))
-            .unwrap();
+        let now_even = json_to_ipld(serde_json::json!({"even": true}));
+        keys.set_metadata(3, Some(PackedMetadata::pack(&now_even).unwrap()));
         assert_eq!(
             cache.get(only(&even), &keys).iter().collect::<Vec<_>>(),
             vec![0, 2, 3, 4, 6, 8]

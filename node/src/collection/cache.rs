@@ -9,7 +9,11 @@ use std::{
 };
 
 use cid::Cid;
-use ipvec_protocol::{dagcbor, entry::EntryKey, Ipld};
+use ipvec_protocol::{
+    dagcbor,
+    entry::{Entry, EntryKey},
+    Ipld,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{catalog::write_atomic, CollectionError};
@@ -45,6 +49,12 @@ impl PackedMetadata {
     /// Packs a value (one that came out of an entry, so it encodes).
     pub fn pack(value: &Ipld) -> Result<Self, CollectionError> {
         Ok(Self(dagcbor::encode(value)?.into_boxed_slice()))
+    }
+
+    /// The packed metadata of `entry`, if it has any (packed before its point gets a key, so
+    /// that a failure leaves the key map unchanged).
+    pub fn of(entry: &Entry) -> Result<Option<Self>, CollectionError> {
+        entry.meta.as_ref().map(Self::pack).transpose()
     }
 
     /// The value again.
@@ -101,19 +111,7 @@ impl KeyMap {
     }
 
     /// Records the metadata of a live key.
-    pub fn set_metadata(
-        &mut self,
-        key: u64,
-        metadata: Option<&Ipld>,
-    ) -> Result<(), CollectionError> {
-        let packed = metadata.map(PackedMetadata::pack).transpose()?;
-        self.set_packed_metadata(key, packed);
-        Ok(())
-    }
-
-    /// Records the metadata of a live key, packed already (so that a caller can pack before it
-    /// assigns the key, and fail with nothing changed).
-    pub fn set_packed_metadata(&mut self, key: u64, metadata: Option<PackedMetadata>) {
+    pub fn set_metadata(&mut self, key: u64, metadata: Option<PackedMetadata>) {
         if let Some(Some(slot)) = self.slots.get_mut(key as usize) {
             slot.metadata = metadata;
             self.version += 1;
@@ -302,8 +300,8 @@ mod tests {
         for (n, value) in values.iter().enumerate() {
             let id = EntryId::Int(n as u64).to_key().unwrap();
             let key = keys.assign(&id, 0);
-            keys.set_metadata(key, Some(&json_to_ipld(value.clone())))
-                .unwrap();
+            let packed = PackedMetadata::pack(&json_to_ipld(value.clone())).unwrap();
+            keys.set_metadata(key, Some(packed));
         }
         for (n, value) in values.iter().enumerate() {
             assert_eq!(keys.metadata(n as u64), Some(json_to_ipld(value.clone())));

@@ -32,6 +32,8 @@ use crate::{
 };
 
 /// A checkpoint applies a shard's writes to its tree in runs of this many consecutive ids.
+/// Each run's entries and leaves are held at once: 1,024 keeps a checkpoint of 784-float
+/// vectors under the peak of the writes before it (docs/benchmarks.md, "Memory").
 pub(super) const CHECKPOINT_RUN: usize = 1_024;
 
 /// Reads the current entries of pending writes (step 2 reads them a run at a time).

@@ -154,9 +154,9 @@ impl HeldIndex {
         entry: &Entry,
         prepared: Option<u64>,
     ) -> Result<(), CollectionError> {
-        let metadata = entry.meta.as_ref().map(PackedMetadata::pack).transpose()?;
+        let metadata = PackedMetadata::of(entry)?;
         let key = self.keys.assign(&entry.id, shard);
-        self.keys.set_packed_metadata(key, metadata);
+        self.keys.set_metadata(key, metadata);
         self.dirty = true;
         // Index what readers of the tree will see: the stored (quantized) vector.
         match prepared.filter(|temp| self.take_prepared(*temp)) {
@@ -396,9 +396,9 @@ async fn build<S: BlockStore>(
         if entry.deleted {
             continue;
         }
-        let metadata = entry.meta.as_ref().map(PackedMetadata::pack).transpose()?;
+        let metadata = PackedMetadata::of(&entry)?;
         let key = keys.assign(&entry.id, held[i].1.shard);
-        keys.set_packed_metadata(key, metadata);
+        keys.set_metadata(key, metadata);
         chunk.push((key, entry.vec));
         if chunk.len() == BUILD_CHUNK {
             index.add_stored(std::mem::take(&mut chunk), threads, &added)?;
