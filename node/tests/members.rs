@@ -53,8 +53,9 @@ fn the_simulator_agrees(id: &str, members: &[Node], survivors: &[usize]) {
         collection: id.to_string(),
         peers: members[..6].iter().map(|m| m.peer.to_string()).collect(),
     });
-    sc.check().unwrap();
-    let stats = World::new(sc.clone(), sc.seed).run();
+    let stats = World::new(sc.clone(), sc.seed)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .run();
     assert!(stats.violations.is_empty(), "{:?}", stats.violations);
     assert_eq!(stats.nodes_end, survivors.len() as u32);
     let simulated: Vec<Vec<PeerId>> = stats

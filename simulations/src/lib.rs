@@ -19,11 +19,16 @@ pub mod world;
 
 use std::time::Instant;
 
-pub use self::{report::Stats, scenario::Scenario, world::World};
+pub use self::{
+    report::Stats,
+    scenario::{Scenario, ScenarioError},
+    world::World,
+};
 
-/// Runs `scenario` with `seed` to its end, or to its first broken invariant.
-pub fn run(scenario: &Scenario, seed: u64) -> (Stats, f64) {
+/// Runs `scenario` with `seed` to its end, or to its first broken invariant; an error if
+/// the scenario does not pass [`Scenario::check`].
+pub fn run(scenario: &Scenario, seed: u64) -> Result<(Stats, f64), ScenarioError> {
     let started = Instant::now();
-    let stats = World::new(scenario.clone(), seed).run();
-    (stats, started.elapsed().as_secs_f64())
+    let stats = World::new(scenario.clone(), seed)?.run();
+    Ok((stats, started.elapsed().as_secs_f64()))
 }

@@ -71,7 +71,7 @@ fn main() -> anyhow::Result<()> {
             if replay.is_some() {
                 return replay_seed(&sc, seed);
             }
-            let (stats, wall) = run(&sc, seed);
+            let (stats, wall) = run(&sc, seed)?;
             print!("{}", stats.table(&sc.name, seed, wall));
             if let Some(v) = stats.violations.first() {
                 bail!(
@@ -114,7 +114,7 @@ fn main() -> anyhow::Result<()> {
 
 /// Reruns `seed`, printing the events before the first broken invariant.
 fn replay_seed(sc: &Scenario, seed: u64) -> anyhow::Result<()> {
-    let mut world = ipvec_simulations::World::new(sc.clone(), seed);
+    let mut world = ipvec_simulations::World::new(sc.clone(), seed)?;
     world.record_events(64);
     let started = std::time::Instant::now();
     let (stats, events) = world.run_recorded();

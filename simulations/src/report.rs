@@ -52,9 +52,19 @@ pub struct Stats {
     pub bytes_on_crashed: u64,
     /// Bytes moved by holders catching up with new versions (the versions' deltas).
     pub bytes_catch_up: u64,
+    /// Want messages sent by fetches.
+    pub wants: u64,
+    /// Bytes of every block that reached a fetcher (duplicates and refused ones included).
+    pub bytes_received: u64,
+    /// Of those, later copies of blocks already delivered.
+    pub bytes_duplicate: u64,
+    /// Blocks refused because nobody asked their sender for them (forged ones).
+    pub blocks_refused: u64,
+    /// Peers a fetcher's want ledger banned.
+    pub bans: u64,
     /// Fetches that completed.
     pub fetches: u64,
-    /// Fetches that failed (no reachable source).
+    /// Fetches that failed (a block no peer asked had, or would send in time).
     pub fetch_failures: u64,
     /// Shards dropped by members placement no longer gives them.
     pub drops: u64,
@@ -224,6 +234,17 @@ impl Stats {
                 self.fetch_failures,
                 self.drops,
                 self.reconciles
+            ),
+        );
+        row(
+            "fetch traffic",
+            format!(
+                "{} wants; {:.1} MB received, {:.1} MB of it duplicate copies; {} forged blocks refused, {} peers banned",
+                self.wants,
+                self.bytes_received as f64 / 1e6,
+                self.bytes_duplicate as f64 / 1e6,
+                self.blocks_refused,
+                self.bans
             ),
         );
         row(

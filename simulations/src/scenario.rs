@@ -169,7 +169,8 @@ pub struct Links {
     pub loss: f64,
     /// The first retransmission timeout, milliseconds.
     pub rto_ms: f64,
-    /// Bandwidth of one transfer, megabytes per second.
+    /// Bandwidth of a node's downlink, megabytes per second: the blocks it fetches cross it
+    /// one after another.
     pub bandwidth_mb_s: f64,
     /// How long a dial to a dead or unreachable node takes to fail, milliseconds.
     pub dial_timeout_ms: u64,
@@ -264,6 +265,9 @@ impl Default for Dht {
 pub struct Repair {
     /// Bytes of one shard's tree.
     pub shard_bytes: u64,
+    /// Bytes of one block of it (the tree's leaves; a shard is a root and
+    /// `shard_bytes / block_bytes` leaves).
+    pub block_bytes: u64,
     /// Fetches one node runs at once.
     pub parallel_fetches: u32,
 }
@@ -272,6 +276,7 @@ impl Default for Repair {
     fn default() -> Self {
         Self {
             shard_bytes: 8_000_000,
+            block_bytes: 250_000,
             parallel_fetches: 2,
         }
     }
@@ -477,6 +482,14 @@ impl Scenario {
                 field: "dht / repair",
                 problem,
             });
+        }
+        if self.repair.block_bytes == 0
+            || self.repair.shard_bytes / self.repair.block_bytes > 100_000
+        {
+            return invalid(
+                "repair.block_bytes",
+                "must be above 0, with at most 100,000 blocks a shard",
+            );
         }
         if self.faults.slow_factor < 1.0 {
             return invalid("faults.slow_factor", "must be at least 1");

@@ -47,10 +47,9 @@ pub fn run_grid(base: &Scenario, grid: &Grid, seed: u64, out: &Path) -> anyhow::
                 sc.churn.per_hour = churn;
                 sc.replication = replication;
                 sc.search.deadline_ms = deadline_ms;
-                sc.check()?;
                 // A sweep wants every run whole: violations are counted, not stopped at.
                 let started = std::time::Instant::now();
-                let mut world = World::new(sc, seed);
+                let mut world = World::new(sc, seed)?;
                 world.keep_going();
                 let stats = world.run();
                 let wall = started.elapsed().as_secs_f64();

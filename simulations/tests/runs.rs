@@ -14,7 +14,9 @@ fn scenario(name: &str) -> Scenario {
 }
 
 fn run(sc: &Scenario, seed: u64) -> Stats {
-    World::new(sc.clone(), seed).run()
+    World::new(sc.clone(), seed)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .run()
 }
 
 fn assert_clean(stats: &Stats) {
@@ -76,6 +78,58 @@ fn a_quiet_network_covers_every_shard_with_exact_recall() {
     assert_eq!(stats.fetches, 0, "nothing moves when nothing changes");
 }
 
+/// A catch-up walks the new version's DAG and fetches only the blocks that changed: the root
+/// and the leaves the commit rewrote, never the whole shard again.
+#[test]
+fn catch_ups_fetch_only_the_changed_blocks() {
+    let mut sc = scenario("six");
+    sc.kills.clear();
+    sc.writes.per_hour = 240.0;
+    let stats = run(&sc, sc.seed);
+    assert_clean(&stats);
+    assert!(stats.commits > 10, "{} commits", stats.commits);
+    assert_eq!(stats.bytes_moved, 0, "no member fetched a whole shard");
+    // Each commit rewrites the leaves of `delta_bytes` in one shard; each of its holders
+    // fetches those and the new root (or less, when two commits come in one catch-up).
+    let leaf = sc
+        .repair
+        .shard_bytes
+        .div_ceil(sc.repair.shard_bytes.div_ceil(sc.repair.block_bytes));
+    let leaves = sc.writes.delta_bytes.div_ceil(sc.repair.block_bytes);
+    let root = 64 + 40 * sc.repair.shard_bytes.div_ceil(sc.repair.block_bytes);
+    let most = stats.commits * u64::from(sc.replication) * (leaves * leaf + root);
+    assert!(
+        stats.bytes_catch_up > 0 && stats.bytes_catch_up <= most,
+        "{} bytes caught up, at most {most}",
+        stats.bytes_catch_up
+    );
+}
+
+/// Fetches among liars: a withholding holder answers DONT_HAVE and a forging one sends
+/// blocks that hash to something else; the want ledger refuses those, bans their senders,
+/// and the fetches complete from the honest holders.
+#[test]
+fn fetches_ban_peers_that_send_wrong_blocks_and_complete_from_the_others() {
+    let sc = scenario("hostile");
+    let stats = run(&sc, sc.seed);
+    assert_clean(&stats);
+    assert!(stats.fetches > 0, "the scenario churns and writes");
+    assert!(
+        stats.blocks_refused > 0 && stats.bans > 0,
+        "{} wrong blocks refused, {} bans",
+        stats.blocks_refused,
+        stats.bans
+    );
+    assert_eq!(
+        stats.fetch_failures, 0,
+        "an honest holder or the writer sent each block"
+    );
+    assert!(
+        !stats.repair_times.is_empty(),
+        "shards fell short and came back"
+    );
+}
+
 /// The case `node/tests/members.rs` also runs on real daemons: two of six members leave, one
 /// after the other; every shard is back on two of the four left, and no search misses one.
 #[test]
@@ -132,7 +186,7 @@ fn forged_hits_are_caught_and_the_forgers_avoided() {
 #[test]
 fn a_broken_placement_is_caught() {
     let sc = scenario("small");
-    let mut world = World::new(sc.clone(), sc.seed);
+    let mut world = World::new(sc.clone(), sc.seed).unwrap_or_else(|e| panic!("{e}"));
     // A placement over another collection's hashes: not what the node's own would place.
     world.replace_placement(|_, shards, members, r| {
         place(b"another collection", shards, members, r)
@@ -173,7 +227,7 @@ fn a_sweep_writes_its_csv_and_plots() {
 #[test]
 fn a_replay_keeps_the_last_events_before_the_first_broken_invariant() {
     let sc = scenario("small");
-    let mut world = World::new(sc.clone(), sc.seed);
+    let mut world = World::new(sc.clone(), sc.seed).unwrap_or_else(|e| panic!("{e}"));
     world.replace_placement(|_, shards, members, r| {
         place(b"another collection", shards, members, r)
     });
@@ -188,4 +242,21 @@ fn a_replay_keeps_the_last_events_before_the_first_broken_invariant() {
         "{last}"
     );
     assert!(last.contains("Sample"), "{last}");
+}
+
+/// A scenario built in code is checked as a file is: one whose identities do not parse is
+/// refused with the field to fix, not run with made-up identities.
+#[test]
+fn a_world_refuses_a_scenario_that_does_not_check() {
+    let mut sc = scenario("six");
+    sc.identities = Some(ipvec_simulations::scenario::Identities {
+        collection: "not a collection id".into(),
+        peers: vec!["not a peer id".into(); sc.nodes as usize],
+    });
+    let e = World::new(sc, 1).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("identities"), "{e}");
+    let mut sc = scenario("six");
+    sc.repair.block_bytes = 0;
+    let e = World::new(sc, 1).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("repair.block_bytes"), "{e}");
 }

@@ -33,7 +33,7 @@ use super::{Event, Fault, Node, NodeId, World};
 /// The collection's name in the follow core.
 const COLLECTION_ID: u32 = 0;
 /// The writer, as the peer heads come from.
-const WRITER: NodeId = NodeId::MAX;
+pub(super) const WRITER: NodeId = NodeId::MAX;
 
 impl World {
     /// Creates the nodes and schedules the run's first events.

@@ -10,10 +10,12 @@
 //! - `search`: federated searches, planned by `federation::Planner` over links.
 //! - `churn`: crashes, restarts, leaves and joins, partitions, new versions.
 //! - `serving`: membership, placement and repair, by the `cluster` cores.
+//! - `fetch`: shard fetches block by block, by the fetch scheduler's cores.
 //! - `check`: the invariants and the periodic sample of replication.
 
 mod check;
 mod churn;
+mod fetch;
 mod search;
 mod serving;
 
@@ -24,8 +26,19 @@ use ipvec_node::{
     federation::{Input, PeerBook, RequestId},
 };
 
-use self::{search::SearchRun, serving::Serving};
-use crate::{data::Dataset, report::Stats, rng::Rng, scenario::Scenario};
+use cid::Cid;
+
+use self::{
+    fetch::{Blocks, Reply},
+    search::SearchRun,
+    serving::Serving,
+};
+use crate::{
+    data::Dataset,
+    report::Stats,
+    rng::Rng,
+    scenario::{Scenario, ScenarioError},
+};
 
 /// A node's number; new nodes get new numbers, numbers are never reused.
 pub type NodeId = u32;
@@ -55,14 +68,30 @@ enum Event {
     /// A node announces its membership and reads the membership it sees (in its life
     /// `life`: the events of a life before a crash stop).
     Announce { node: NodeId, life: u32 },
-    /// A shard fetch ends.
-    FetchDone {
+    /// A shard fetch has dialled its providers and starts walking.
+    FetchStart {
         node: NodeId,
         life: u32,
         shard: u32,
         version: u64,
-        ok: bool,
     },
+    /// A want of `node` for a block reaches peer `to`.
+    WantArrive {
+        node: NodeId,
+        life: u32,
+        to: NodeId,
+        cid: Cid,
+    },
+    /// Peer `from`'s answer to a want reaches `node`.
+    WantReply {
+        node: NodeId,
+        life: u32,
+        from: NodeId,
+        cid: Cid,
+        reply: Reply,
+    },
+    /// A node's want ledger wants polling.
+    WantPoll { node: NodeId, life: u32 },
     /// A holder's report that it holds a shard at a root (`None`: it dropped it) reaches
     /// another node.
     Report {
@@ -92,6 +121,16 @@ impl Event {
     fn trace(&self, h: &mut blake3::Hasher) {
         let mut put = |n: u64| {
             h.update(&n.to_le_bytes());
+        };
+        // A block's CID by the first 8 bytes of its digest.
+        let short = |cid: &Cid| {
+            let digest = cid.hash().digest();
+            u64::from_le_bytes(
+                digest
+                    .get(..8)
+                    .and_then(|d| d.try_into().ok())
+                    .unwrap_or([0; 8]),
+            )
         };
         match self {
             Event::SearchStart => put(1),
@@ -135,19 +174,48 @@ impl Event {
                 put(u64::from(*node));
                 put(u64::from(*life));
             }
-            Event::FetchDone {
+            Event::FetchStart {
                 node,
                 life,
                 shard,
                 version,
-                ok,
             } => {
                 put(9);
                 put(u64::from(*node));
                 put(u64::from(*life));
                 put(u64::from(*shard));
                 put(*version);
-                put(u64::from(*ok));
+            }
+            Event::WantArrive {
+                node,
+                life,
+                to,
+                cid,
+            } => {
+                put(18);
+                put(u64::from(*node));
+                put(u64::from(*life));
+                put(u64::from(*to));
+                put(short(cid));
+            }
+            Event::WantReply {
+                node,
+                life,
+                from,
+                cid,
+                reply,
+            } => {
+                put(19);
+                put(u64::from(*node));
+                put(u64::from(*life));
+                put(u64::from(*from));
+                put(short(cid));
+                put(reply.code());
+            }
+            Event::WantPoll { node, life } => {
+                put(20);
+                put(u64::from(*node));
+                put(u64::from(*life));
             }
             Event::Report {
                 to,
@@ -188,7 +256,7 @@ impl Event {
             }
             Event::Sample => put(16),
             Event::Kill { node } => {
-                put(17);
+                put(21);
                 put(u64::from(*node));
             }
         }
@@ -264,6 +332,8 @@ pub struct World {
     versions: Vec<u64>,
     /// The shard versions of each head, by commit sequence.
     history: Vec<Vec<u64>>,
+    /// The shards' DAGs, block by block.
+    blocks: Blocks,
     /// Provider records: shard → node → expiry.
     providers: Vec<BTreeMap<NodeId, Millis>>,
     /// The side of each node during a partition (`None`: no partition).
@@ -282,8 +352,17 @@ pub struct World {
 }
 
 impl World {
-    /// A world for `sc` run with `seed`, every node up and holding what placement gives it.
-    pub fn new(sc: Scenario, seed: u64) -> Self {
+    /// A world for `sc` run with `seed`, every node up and holding what placement gives it;
+    /// an error if the scenario does not pass [`Scenario::check`].
+    pub fn new(sc: Scenario, seed: u64) -> Result<Self, ScenarioError> {
+        sc.check()?;
+        let identities = match &sc.identities {
+            Some(i) => Some(i.bytes().map_err(|problem| ScenarioError::Invalid {
+                field: "identities",
+                problem,
+            })?),
+            None => None,
+        };
         let mut rng = Rng::new(seed);
         let mut data_rng = rng.fork();
         let data = Dataset::new(
@@ -308,7 +387,8 @@ impl World {
             sides: None,
             searches: HashMap::new(),
             next_search: 0,
-            serving: Serving::new(&sc),
+            blocks: Blocks::new(&sc),
+            serving: Serving::new(&sc, identities),
             replication: Default::default(),
             stats: Stats::default(),
             trace: blake3::Hasher::new(),
@@ -319,7 +399,7 @@ impl World {
             sc,
         };
         world.populate();
-        world
+        Ok(world)
     }
 
     /// Keep going after a violation, counting them all.
@@ -385,13 +465,26 @@ impl World {
             Event::Kill { node } => self.kill(node),
             Event::Restart { node } => self.restart(node),
             Event::Announce { node, life } => self.announce(node, life),
-            Event::FetchDone {
+            Event::FetchStart {
                 node,
                 life,
                 shard,
                 version,
-                ok,
-            } => self.fetch_done(node, life, shard, version, ok),
+            } => self.fetch_start(node, life, shard, version),
+            Event::WantArrive {
+                node,
+                life,
+                to,
+                cid,
+            } => self.want_arrive(node, life, to, cid),
+            Event::WantReply {
+                node,
+                life,
+                from,
+                cid,
+                reply,
+            } => self.want_reply(node, life, from, cid, reply),
+            Event::WantPoll { node, life } => self.want_poll(node, life),
             Event::Report {
                 to,
                 from,

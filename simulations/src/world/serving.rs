@@ -9,10 +9,7 @@
 //! membership generation and shared by every node that read that generation (the answer
 //! each would compute; the periodic check recomputes it for a sampled node to hold that).
 //!
-//! Fetches: a node fetches a shard's root from a live, reachable node holding it at that
-//! version or newer (or from the writer, which holds every version), in a round trip plus
-//! the bytes at the link's bandwidth: the whole shard, or only the versions' deltas when it
-//! holds an older version. A fetch with no source fails after the dial timeout. A holder's
+//! The fetches the repair core asks for run block by block (see `fetch`). A holder's
 //! announcement puts its provider record in the DHT and reaches, after a link's latency,
 //! every node placement names for the shard and every node holding it; so does a drop.
 
@@ -25,7 +22,7 @@ use ipvec_node::cluster::{
     Millis,
 };
 
-use super::{Event, Held, NodeId, World};
+use super::{fetch::Fetching, Event, Held, NodeId, World};
 use crate::scenario::Scenario;
 
 /// The collection's id bytes placement hashes, unless the scenario gives a real one.
@@ -33,7 +30,7 @@ const COLLECTION: &[u8] = b"ipvec-simulated-collection";
 
 /// A shard root, as the simulation names it: its version number.
 type Root = u64;
-type Input = rebalance::Input<NodeId, Root>;
+pub(super) type Input = rebalance::Input<NodeId, Root>;
 type Action = rebalance::Action<NodeId, Root>;
 
 /// How placement is computed: `cluster::placement::place`, unless a test swaps in a broken
@@ -92,16 +89,17 @@ struct NodeServing {
     poll_at: Option<Millis>,
     /// Bumped at each start, so that the periodic events of an earlier life stop.
     life: u32,
+    /// Its fetches and want ledger.
+    fetching: Fetching,
 }
 
 impl Serving {
-    pub(super) fn new(sc: &Scenario) -> Self {
-        // `Scenario::check` validated the identities.
-        let (collection, peers) = match sc.identities.as_ref().map(|i| i.bytes()) {
-            Some(Ok((collection, peers))) => {
-                (collection, peers.into_iter().map(Into::into).collect())
-            }
-            _ => (COLLECTION.to_vec(), Vec::new()),
+    /// Serving for `sc`, placing by `identities` (the collection's id bytes and the
+    /// starting nodes') when the scenario gives them.
+    pub(super) fn new(sc: &Scenario, identities: Option<(Vec<u8>, Vec<Vec<u8>>)>) -> Self {
+        let (collection, peers) = match identities {
+            Some((collection, peers)) => (collection, peers.into_iter().map(Into::into).collect()),
+            None => (COLLECTION.to_vec(), Vec::new()),
         };
         Self {
             config: sc.rebalance_config(),
@@ -142,6 +140,11 @@ impl Serving {
             })
             .collect();
         f(&self.collection, sc.shards, &named, sc.replication as usize).map(|n| n.node)
+    }
+
+    /// `node`'s fetches and want ledger.
+    pub(super) fn fetching(&mut self, node: NodeId) -> &mut Fetching {
+        &mut self.nodes[node as usize].fetching
     }
 
     /// The life of `node` (see [`NodeServing::life`]).
@@ -209,6 +212,7 @@ impl World {
             rebalancer,
             poll_at: None,
             life,
+            fetching: Fetching::default(),
         };
         let i = node as usize;
         if i < self.serving.nodes.len() {
@@ -261,7 +265,7 @@ impl World {
     }
 
     /// Feeds `input` to `node`'s repair core and carries out its actions.
-    fn feed(&mut self, node: NodeId, input: Input) {
+    pub(super) fn feed(&mut self, node: NodeId, input: Input) {
         let actions = self.serving.nodes[node as usize]
             .rebalancer
             .handle(input, self.now);
@@ -310,84 +314,6 @@ impl World {
                 self.schedule(t, Event::RepairPoll { node, life });
             }
         }
-    }
-
-    /// Starts fetching version `version` of `shard` onto `node`.
-    fn fetch(&mut self, node: NodeId, shard: u32, version: u64) {
-        let has = self.nodes[node as usize]
-            .holds
-            .get(&shard)
-            .map(|h| h.version);
-        let source = (0..self.nodes.len() as NodeId).find(|p| {
-            *p != node
-                && self.reachable(node, *p)
-                && self.nodes[*p as usize]
-                    .holds
-                    .get(&shard)
-                    .is_some_and(|h| h.version >= version)
-        });
-        let life = self.serving.life(node);
-        if source.is_none() && !self.writer_reaches(node) {
-            let ms = self.sc.links.dial_timeout_ms as f64;
-            let done = Event::FetchDone {
-                node,
-                life,
-                shard,
-                version,
-                ok: false,
-            };
-            return self.after(ms, done);
-        }
-        let bytes = match has {
-            Some(v) => {
-                let delta = (version.saturating_sub(v) * self.sc.writes.delta_bytes)
-                    .min(self.sc.repair.shard_bytes);
-                self.stats.bytes_catch_up += delta;
-                delta
-            }
-            None => {
-                self.stats.bytes_moved += self.sc.repair.shard_bytes;
-                self.sc.repair.shard_bytes
-            }
-        };
-        let ms = 2.0 * self.latency() + bytes as f64 / (self.sc.links.bandwidth_mb_s * 1e3);
-        let done = Event::FetchDone {
-            node,
-            life,
-            shard,
-            version,
-            ok: true,
-        };
-        self.after(ms, done);
-    }
-
-    pub(super) fn fetch_done(
-        &mut self,
-        node: NodeId,
-        life: u32,
-        shard: u32,
-        version: u64,
-        ok: bool,
-    ) {
-        if !self.nodes[node as usize].alive || self.serving.life(node) != life {
-            return;
-        }
-        if !ok {
-            self.stats.fetch_failures += 1;
-            return self.feed(node, Input::FetchFailed { shard });
-        }
-        self.stats.fetches += 1;
-        let now = self.now;
-        let held = self.nodes[node as usize]
-            .holds
-            .entry(shard)
-            .or_insert(Held {
-                version,
-                since: now,
-            });
-        held.version = held.version.max(version);
-        let root = held.version;
-        self.feed(node, Input::Fetched { shard, root });
     }
 
     /// `node` tells the DHT and the shard's other holders that it holds `shard` at `root`, or
