@@ -125,22 +125,33 @@ impl Node {
                 Some(name) => self.partial_holding(name).await?,
                 None => shards,
             };
-            {
-                let _writing = self.inner.gc_lock.read().await;
-                self.fetch_tracked(id, head.manifest, held.as_deref(), &peers, |t| {
-                    job.set(t.blocks)
-                })
+            // gc's lock is held from the fetch until the new version is pinned.
+            let writing = self.inner.gc_lock.read().await;
+            self.fetch_tracked(id, head.manifest, held.as_deref(), &peers, |t| {
+                job.set(t.blocks)
+            })
+            .await?;
+            self.store()
+                .put(
+                    ipvec_protocol::cid::DAG_CBOR,
+                    bytes::Bytes::from(dagcbor::encode(&head)?),
+                )
                 .await?;
-                self.store()
-                    .put(
-                        ipvec_protocol::cid::DAG_CBOR,
-                        bytes::Bytes::from(dagcbor::encode(&head)?),
-                    )
-                    .await?;
-            }
             match existing {
-                Some(existing) => self.advance(&existing, head).await,
-                None => self.register(head, name, held).await,
+                Some(existing) => {
+                    let (moved, imported) = self.move_replica(&existing, head, &writing).await?;
+                    drop(writing);
+                    self.after_move(&existing, moved, &imported).await?;
+                    Ok(imported)
+                }
+                None => {
+                    // Registering takes the name's turn, which a create holds while it waits
+                    // for gc's lock: taken in the other order here, the two could deadlock
+                    // behind a waiting gc. A gc in between may collect blocks just fetched;
+                    // the replica's open then finds them missing and says so.
+                    drop(writing);
+                    self.register(head, name, held).await
+                }
             }
         })
         .await
@@ -195,38 +206,46 @@ impl Node {
         })
     }
 
-    /// Moves replica `name` to `head` (its DAG already stored).
-    pub(super) async fn advance(
+    /// Moves replica `name` to `head`, whose DAG was stored under the hold `_writing` of
+    /// gc's lock: held until the new version is pinned, so that gc cannot collect the blocks
+    /// in between. Whether the replica moved, and what it is now.
+    async fn move_replica(
         &self,
         name: &str,
         head: HeadRecord,
-    ) -> Result<CollectionImported, Error> {
+        _writing: &tokio::sync::RwLockReadGuard<'_, ()>,
+    ) -> Result<(bool, CollectionImported), Error> {
         let shared = self.collection(name).await?;
-        let (moved, imported) = {
-            let _writing = self.inner.gc_lock.read().await;
-            let mut guard = shared.write().await;
-            // An older head, or this node's own, changes nothing; a writer signs the merge.
-            let moved = guard.advance(head).await?;
-            // The owner may just have listed this node's key as a writer.
-            guard.take_writer_key(self.inner.repo.key())?;
-            self.inner.ids.opened(name, &guard);
-            if let (Ok(network), true, true) = (self.network(), moved, guard.holds_all()) {
-                network.provide_on_ipfs(guard.root()).await?;
-            }
-            let imported = CollectionImported {
-                name: name.to_string(),
-                id: guard.id()?,
-                root: guard.root().to_string(),
-                points: guard.points(),
-                writable: guard.writable(),
-            };
-            (moved, imported)
+        let mut guard = shared.write().await;
+        // An older head, or this node's own, changes nothing; a writer signs the merge.
+        let moved = guard.advance(head).await?;
+        // The owner may just have listed this node's key as a writer.
+        guard.take_writer_key(self.inner.repo.key())?;
+        self.inner.ids.opened(name, &guard);
+        if let (Ok(network), true, true) = (self.network(), moved, guard.holds_all()) {
+            network.provide_on_ipfs(guard.root()).await?;
+        }
+        let imported = CollectionImported {
+            name: name.to_string(),
+            id: guard.id()?,
+            root: guard.root().to_string(),
+            points: guard.points(),
+            writable: guard.writable(),
         };
-        // A writer's merge is its next version: its followers hear of it.
+        Ok((moved, imported))
+    }
+
+    /// A writer's merge is its next version: its followers hear of it.
+    async fn after_move(
+        &self,
+        name: &str,
+        moved: bool,
+        imported: &CollectionImported,
+    ) -> Result<(), Error> {
         if moved && imported.writable {
             self.gossip_head(name).await?;
         }
-        Ok(imported)
+        Ok(())
     }
 
     /// Joins collection `name`'s heads topic; its writer also publishes its current head.
@@ -460,14 +479,15 @@ impl Node {
                 .filter(|p| *p != from),
         );
         let held = self.partial_holding(name).await?;
-        {
-            let _writing = self.inner.gc_lock.read().await;
+        let (moved, imported) = {
+            let writing = self.inner.gc_lock.read().await;
             let id = ipvec_protocol::head::collection_id(&head.collection)?;
             self.fetch_tracked(&id, head.manifest, held.as_deref(), &peers, |_| {})
                 .await?;
-        }
-        let moved = self.advance(name, head).await?;
-        tracing::info!(collection = %name, root = %moved.root, points = moved.points, "followed a new head");
+            self.move_replica(name, head, &writing).await?
+        };
+        self.after_move(name, moved, &imported).await?;
+        tracing::info!(collection = %name, root = %imported.root, points = imported.points, "followed a new head");
         Ok(())
     }
 
