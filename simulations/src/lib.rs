@@ -2,8 +2,8 @@
 //!
 //! A run builds a [`world::World`] of nodes from a [`scenario::Scenario`] and a seed, and
 //! drives, on a virtual clock, the node's own sans-io cores — the federated search
-//! planner and peer book (`ipvec_node::federation`), placement, membership and repair
-//! (`ipvec_node::cluster`) — never copies of them. The world supplies only what the daemon's
+//! planner and peer book (`ipvec_node::federation`), placement, membership, repair, head
+//! following and the fetch scheduler (`ipvec_node::cluster`) — never copies of them. The world supplies only what the daemon's
 //! sockets, DHT and disks would: links with latency, loss and bandwidth, provider records
 //! with expiry, crashes, partitions, and shard data to search. One seed names one run: the
 //! same seed gives the same trace hash, on any machine.

@@ -5,13 +5,21 @@
 //! [`WantLedger::next_deadline`].
 //!
 //! A want lives from the first fetch that asks for its block until the block comes, every
-//! peer offered for it has failed, or nobody waits any more. It goes in rounds: a round asks
-//! every peer of its session that has a free slot (no peer is asked for more than
-//! [`WANTS_PER_PEER`] blocks at once, across wants), asks them again every [`REBROADCAST`]
-//! (a busy peer may have dropped the stream), and ends when all of them said DONT_HAVE (or
-//! could not be reached) or after [`WANT_TIMEOUT`]; the next round asks the session's peers
-//! not asked yet. A want whose untried peers are all busy waits for a slot. Peers still asked
-//! when a want or round ends are sent a cancel.
+//! peer offered for it has failed, or nobody waits any more. It goes in rounds. A round asks
+//! one peer of its session: the first, in the session's order, with a free slot (no peer is
+//! asked for more than [`WANTS_PER_PEER`] blocks at once, across wants). The order is the
+//! caller's preference: a fetch puts the peers that say they hold its blocks first, and
+//! peers that merely are connected after them. Each peer of the
+//! round that says it does not have the block, and each [`REBROADCAST`] without it, widens
+//! the round by one more peer; at each [`REBROADCAST`] the round's peers are asked again (a
+//! busy peer may have dropped the stream). A round ends when all of its peers said DONT_HAVE
+//! (or could not be reached) or after [`WANT_TIMEOUT`]; the next round asks the session's
+//! peers not asked yet. A want whose untried peers are all busy waits for a slot. Peers
+//! still asked when a want or round ends are sent a cancel.
+//!
+//! One peer at a time, not all at once: a block asked of every holder comes from every
+//! holder. The simulations showed it: with three holders, more than half the bytes a repair
+//! received were copies thrown away.
 //!
 //! Blocks: a block we want is delivered whoever sends it. A late copy from a peer it was
 //! asked of is a duplicate. Any other block was not asked of its sender; see
@@ -191,6 +199,8 @@ struct Want<P> {
     untried: Vec<P>,
     /// Peers asked in this round (empty: waiting for a slot).
     round: Vec<P>,
+    /// When each peer of the round was last asked.
+    round_asked: HashMap<P, Millis>,
     /// Of those, the ones that answered it does not have it, or could not be reached; they
     /// hold no slot any more.
     answered: HashSet<P>,
@@ -273,7 +283,17 @@ impl<P: Clone + Eq + Hash + Debug> WantLedger<P> {
                 self.end_round(cid, true, now, &mut out);
                 continue;
             }
+            // Asked again, unless they were asked within a REBROADCAST (added to the round
+            // since the last one).
             for peer in w.round.iter().filter(|p| !w.answered.contains(*p)) {
+                let due = w
+                    .round_asked
+                    .get(peer)
+                    .is_none_or(|at| now.since(*at) >= REBROADCAST);
+                if !due {
+                    continue;
+                }
+                w.round_asked.insert(peer.clone(), now);
                 out.push(Action::Want {
                     peer: peer.clone(),
                     cid,
@@ -282,6 +302,8 @@ impl<P: Clone + Eq + Hash + Debug> WantLedger<P> {
             while w.rebroadcast <= now {
                 w.rebroadcast = w.rebroadcast.after(REBROADCAST);
             }
+            // No block yet: one more peer.
+            self.widen(cid, now, &mut out);
         }
         for peer in self.suspects.poll(now) {
             out.push(Action::Ban {
@@ -351,6 +373,7 @@ impl<P: Clone + Eq + Hash + Debug> WantLedger<P> {
             Want {
                 untried,
                 round: Vec::new(),
+                round_asked: HashMap::new(),
                 answered: HashSet::new(),
                 asked: Vec::new(),
                 deadline: now,
@@ -362,24 +385,13 @@ impl<P: Clone + Eq + Hash + Debug> WantLedger<P> {
         self.start_round(cid, now, out);
     }
 
-    /// Asks the untried peers with a free slot; with none, waits for a slot, or fails when
-    /// no peer is left.
+    /// Starts a round: asks one untried peer with a free slot ([`WantLedger::widen`]); with
+    /// none, waits for a slot, or fails when no peer is left.
     fn start_round(&mut self, cid: Cid, now: Millis, out: &mut Vec<Action<P>>) {
-        let Some(w) = self.wants.get_mut(&cid) else {
-            return;
-        };
-        let load = &mut self.load;
-        let mut round = Vec::new();
-        w.untried.retain(|peer| {
-            let taken = load.entry(peer.clone()).or_default();
-            if *taken >= WANTS_PER_PEER {
-                return true;
-            }
-            *taken += 1;
-            round.push(peer.clone());
-            false
-        });
-        if round.is_empty() {
+        if !self.widen(cid, now, out) {
+            let Some(w) = self.wants.get_mut(&cid) else {
+                return;
+            };
             if w.untried.is_empty() {
                 self.finish(cid, End::Failed, now, out);
             } else if !w.queued {
@@ -388,17 +400,33 @@ impl<P: Clone + Eq + Hash + Debug> WantLedger<P> {
             }
             return;
         }
-        for peer in &round {
-            out.push(Action::Want {
-                peer: peer.clone(),
-                cid,
-            });
+        if let Some(w) = self.wants.get_mut(&cid) {
+            w.deadline = now.after(WANT_TIMEOUT);
+            w.rebroadcast = now.after(REBROADCAST);
         }
-        w.asked.extend(round.iter().cloned());
-        w.answered.clear();
-        w.round = round;
-        w.deadline = now.after(WANT_TIMEOUT);
-        w.rebroadcast = now.after(REBROADCAST);
+    }
+
+    /// Adds to the round of the want for `cid` the first untried peer with a free slot, and
+    /// asks it; whether there was one.
+    fn widen(&mut self, cid: Cid, now: Millis, out: &mut Vec<Action<P>>) -> bool {
+        let Some(w) = self.wants.get_mut(&cid) else {
+            return false;
+        };
+        let load = &mut self.load;
+        let free = |peer: &P| load.get(peer).copied().unwrap_or(0) < WANTS_PER_PEER;
+        let Some(i) = w.untried.iter().position(free) else {
+            return false;
+        };
+        let peer = w.untried.remove(i);
+        *load.entry(peer.clone()).or_default() += 1;
+        out.push(Action::Want {
+            peer: peer.clone(),
+            cid,
+        });
+        w.asked.push(peer.clone());
+        w.round_asked.insert(peer.clone(), now);
+        w.round.push(peer);
+        true
     }
 
     /// Ends the current round without the block (`timed_out`, or every peer said no): its
@@ -409,6 +437,7 @@ impl<P: Clone + Eq + Hash + Debug> WantLedger<P> {
         };
         w.timed_out = timed_out;
         let round = std::mem::take(&mut w.round);
+        w.round_asked.clear();
         let answered = std::mem::take(&mut w.answered);
         self.release(cid, &round, &answered, None, out);
         self.start_round(cid, now, out);
@@ -499,6 +528,8 @@ impl<P: Clone + Eq + Hash + Debug> WantLedger<P> {
         if all_said_no {
             self.end_round(cid, false, now, out);
         } else {
+            // Another peer in its place.
+            self.widen(cid, now, out);
             self.unqueue(now, out);
         }
     }

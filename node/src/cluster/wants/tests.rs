@@ -34,6 +34,16 @@ fn an_asked_block_is_delivered_once_and_a_late_copy_is_a_duplicate() {
     let asked = l.handle(want(cid(1), &[1, 2]), T0);
     assert_eq!(
         asked,
+        [Action::Want {
+            peer: 1,
+            cid: cid(1)
+        }]
+    );
+    // No block after a REBROADCAST: 1 is asked again, and 2 too.
+    let t1 = T0.after(REBROADCAST);
+    assert_eq!(l.next_deadline(), Some(t1));
+    assert_eq!(
+        l.poll(t1),
         [
             Action::Want {
                 peer: 1,
@@ -46,7 +56,7 @@ fn an_asked_block_is_delivered_once_and_a_late_copy_is_a_duplicate() {
         ]
     );
     assert_eq!(
-        l.handle(block(1, cid(1)), T0),
+        l.handle(block(1, cid(1)), t1),
         [
             Action::Cancel {
                 peer: 2,
@@ -57,19 +67,19 @@ fn an_asked_block_is_delivered_once_and_a_late_copy_is_a_duplicate() {
     );
     // 2 was asked too: its copy coming late is no fault of its own.
     assert_eq!(
-        l.handle(block(2, cid(1)), T0),
+        l.handle(block(2, cid(1)), t1),
         [Action::Duplicate { peer: 2 }]
     );
     // A peer never asked for it is suspected, whatever others were asked; after the grace
     // it is banned, once.
-    assert_eq!(l.handle(block(9, cid(1)), T0), [Action::Refuse { peer: 9 }]);
-    assert_eq!(l.handle(block(9, cid(1)), T0), [Action::Refuse { peer: 9 }]);
-    assert_eq!(l.next_deadline(), Some(T0.after(GRACE)));
+    assert_eq!(l.handle(block(9, cid(1)), t1), [Action::Refuse { peer: 9 }]);
+    assert_eq!(l.handle(block(9, cid(1)), t1), [Action::Refuse { peer: 9 }]);
+    assert_eq!(l.next_deadline(), Some(t1.after(GRACE)));
     assert!(l
-        .poll(T0.after(GRACE - Duration::from_millis(1)))
+        .poll(t1.after(GRACE - Duration::from_millis(1)))
         .is_empty());
     assert_eq!(
-        l.poll(T0.after(GRACE)),
+        l.poll(t1.after(GRACE)),
         [Action::Ban {
             peer: 9,
             why: Misconduct::WrongBlock
@@ -77,6 +87,38 @@ fn an_asked_block_is_delivered_once_and_a_late_copy_is_a_duplicate() {
     );
     assert!(l.suspects.is_clear());
     assert_eq!(l.next_deadline(), None);
+}
+
+#[test]
+fn a_round_asks_one_peer_and_widens_when_one_says_no() {
+    let mut l = WantLedger::default();
+    let asked = |actions: Vec<Action<Peer>>| -> Vec<Peer> {
+        actions
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Want { peer, .. } => Some(peer),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(asked(l.handle(want(cid(1), &[1, 2, 3]), T0)), [1]);
+    // A DONT_HAVE ends a round of one; the next asks the next peer.
+    let no = |from| Input::DontHave { from, cid: cid(1) };
+    assert_eq!(asked(l.handle(no(1), T0)), [2]);
+    // Silent for a REBROADCAST: 2 again, and 3 beside it.
+    let t1 = T0.after(REBROADCAST);
+    assert_eq!(asked(l.poll(t1)), [2, 3]);
+    assert_eq!(asked(l.handle(no(3), t1)), Vec::<Peer>::new());
+    assert_eq!(
+        l.handle(block(2, cid(1)), t1),
+        [Action::Deliver { cid: cid(1) }]
+    );
+    // Each want goes to the first peer of its session with a free slot.
+    let firsts: Vec<Peer> = (10..16)
+        .flat_map(|n| asked(l.handle(want(cid(n), &[3, 1, 2]), t1)))
+        .collect();
+    assert_eq!(firsts, [3; 6]);
+    assert_eq!((l.load(&1), l.load(&2), l.load(&3)), (0, 0, 6));
 }
 
 #[test]
@@ -120,22 +162,31 @@ fn peers_asked_are_remembered_for_a_while_only() {
 #[test]
 fn a_want_asks_the_sessions_other_peers_when_the_first_have_none() {
     let mut l = WantLedger::default();
-    // Peer 1 is busy with WANTS_PER_PEER other blocks: the want goes to 2 alone first.
+    // Peer 1 is busy with WANTS_PER_PEER other blocks: the want goes to 2 first, then 3.
     for n in 0..WANTS_PER_PEER as u32 {
         l.handle(want(cid(100 + n), &[1]), T0);
     }
     let asked = l.handle(want(cid(1), &[1, 2, 3]), T0);
-    assert_eq!(asked.len(), 2, "{asked:?}");
-    assert!(!asked.contains(&Action::Want {
-        peer: 1,
-        cid: cid(1)
-    }));
-    l.handle(
+    assert_eq!(
+        asked,
+        [Action::Want {
+            peer: 2,
+            cid: cid(1)
+        }]
+    );
+    let next = l.handle(
         Input::DontHave {
             from: 2,
             cid: cid(1),
         },
         T0,
+    );
+    assert_eq!(
+        next,
+        [Action::Want {
+            peer: 3,
+            cid: cid(1)
+        }]
     );
     let last = l.handle(Input::Unreachable { to: 3, cid: cid(1) }, T0);
     // Both said no: the want waits for peer 1, and gets it when one of its wants ends.
@@ -255,6 +306,8 @@ struct Model {
     asked: HashMap<Cid, Vec<Peer>>,
     /// When a round started (a peer was first asked), per block.
     first_asked_at: HashMap<Cid, HashSet<Millis>>,
+    /// When each open want was opened.
+    opened_at: HashMap<Cid, Millis>,
 }
 
 impl Model {
@@ -266,6 +319,7 @@ impl Model {
         if let Some(Input::Want { cid, peers }) = &input {
             if !peers.is_empty() || self.open.contains(cid) {
                 self.open.insert(*cid);
+                self.opened_at.entry(*cid).or_insert(self.now);
             }
         }
         if let Some(Input::DontHave { from, cid } | Input::Unreachable { to: from, cid }) = &input {
@@ -348,6 +402,20 @@ impl Model {
             );
         }
         assert_eq!(self.open.len(), l.len(), "wants open");
+        // One peer asked at a time, one more per REBROADCAST: never all at once.
+        for (cid, opened) in &self.opened_at {
+            let asking = self
+                .outstanding
+                .values()
+                .filter(|o| o.contains(cid))
+                .count();
+            let widened = self.now.since(*opened).as_millis() / REBROADCAST.as_millis();
+            assert!(
+                asking as u128 <= 1 + widened,
+                "{cid} asked of {asking} peers at once {:?} after it was opened",
+                self.now.since(*opened)
+            );
+        }
     }
 
     /// The want for `cid` ended: nothing of it may stay outstanding.
@@ -362,6 +430,7 @@ impl Model {
         self.last_asked.retain(|(_, c), _| *c != cid);
         self.asked.remove(&cid);
         self.first_asked_at.remove(&cid);
+        self.opened_at.remove(&cid);
     }
 
     /// Lets virtual time pass until `until`, polling at every deadline on time.
@@ -379,7 +448,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(100))]
 
     /// Whatever peers answer, and whenever: no peer is asked for a block more than once a
-    /// REBROADCAST, nor for more than WANTS_PER_PEER blocks at once; every want ends,
+    /// REBROADCAST, nor for more than WANTS_PER_PEER blocks at once; a block is asked of one
+    /// peer more per REBROADCAST at most, not of all at once; every want ends,
     /// delivered or failed with an error that names the peers asked (a timeout exactly
     /// WANT_TIMEOUT after its last round began), and nothing stays asked once it ended.
     #[test]

@@ -80,8 +80,8 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Drop for Abandon<'_, S> {
 
 impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
     /// One block from `peers`: from the store if it is there, else wanted through the
-    /// ledger (asked of every peer with a free slot, again of the others when those lack it
-    /// or do not send it in time); the first good copy wins.
+    /// ledger (asked of the first peer with a free slot, and of one more each time a peer
+    /// lacks it or it does not come in time); the first good copy wins.
     pub async fn fetch_block(&self, cid: Cid, peers: &[PeerId]) -> Result<Bytes, FetchError> {
         if let Ok(Some(bytes)) = self.inner.store.get(&cid).await {
             return Ok(bytes);
