@@ -937,6 +937,21 @@ fn a_partial_replica_holds_searches_and_follows_only_its_shards() {
     ok(&b.path, &["block", "stat", &tree_of(1)]);
     let missing = fails(&b.path, &["block", "stat", &tree_of(0)]);
     assert!(!missing.is_empty());
+    // Its version is pinned shallowly (the manifest, every shard root), and `pin ls` says so.
+    let pins = json_of(&ok(&b.path, &["--json", "pin", "ls"]));
+    let shallow: Vec<&serde_json::Value> = pins["pins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "shallow" && p["name"] == "collection:films")
+        .collect();
+    assert!(shallow.iter().any(|p| p["cid"] == info["root"]), "{pins}");
+    let text = ok(&b.path, &["pin", "ls"]);
+    let line = format!(
+        "{} shallow (collection:films)",
+        info["root"].as_str().unwrap()
+    );
+    assert!(text.contains(&line), "{text}");
 
     // Searches cover shards 1 and 3, and give exactly their best points.
     let exact = |repo: &std::path::Path, k: &str| {

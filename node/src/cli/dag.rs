@@ -108,8 +108,8 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 .pins
                 .iter()
                 .map(|p| match p.name == p.cid {
-                    true => format!("{} recursive", p.cid),
-                    false => format!("{} recursive ({})", p.cid, p.name),
+                    true => format!("{} {}", p.cid, p.kind),
+                    false => format!("{} {} ({})", p.cid, p.kind, p.name),
                 })
                 .collect::<Vec<_>>()
                 .join("\n");

@@ -120,16 +120,21 @@ impl Node {
         })
     }
 
-    /// Every pin.
+    /// Every pin: the recursive ones, then the shallow ones.
     pub async fn pins(&self) -> Result<PinList, Error> {
-        let pins = self
-            .store()
-            .pins()
-            .await?
+        let store = self.store();
+        let kinds = [
+            ("recursive", store.pins().await?),
+            ("shallow", store.shallow_pins().await?),
+        ];
+        let pins = kinds
             .into_iter()
-            .map(|(name, cid)| Pin {
-                cid: cid.to_string(),
-                name,
+            .flat_map(|(kind, pins)| {
+                pins.into_iter().map(move |(name, cid)| Pin {
+                    cid: cid.to_string(),
+                    name,
+                    kind: kind.to_string(),
+                })
             })
             .collect();
         Ok(PinList { pins })
@@ -147,6 +152,7 @@ impl Node {
         Ok(Pin {
             cid: cid.to_string(),
             name: cid.to_string(),
+            kind: "recursive".into(),
         })
     }
 
@@ -162,6 +168,7 @@ impl Node {
         Ok(Pin {
             cid: cid.to_string(),
             name: cid.to_string(),
+            kind: "recursive".into(),
         })
     }
 

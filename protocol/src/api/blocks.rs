@@ -32,6 +32,15 @@ pub struct Pin {
     pub cid: String,
     /// Its name: the CID itself for `pin add`, `collection:<name>` for collections.
     pub name: String,
+    /// What it keeps: `recursive`, the whole DAG under the root; `shallow`, the root block
+    /// and the blocks it links to (a collection whose node holds some of its shards pins its
+    /// version so: the manifest and shard roots, not the trees of the shards held elsewhere).
+    #[serde(default = "recursive")]
+    pub kind: String,
+}
+
+fn recursive() -> String {
+    "recursive".into()
 }
 
 /// `GET /v1/pins`.
