@@ -407,5 +407,7 @@ async fn build<S: BlockStore>(
     if !chunk.is_empty() {
         index.add_stored(chunk, threads, &added)?;
     }
+    // Points inserted from several threads at once are checked to be reachable.
+    index.mend()?;
     Ok((index, keys))
 }

@@ -77,6 +77,9 @@ pub struct HnswIndex {
     kernel: Option<Isa>,
     /// The points that share a slot, and the slot of each stored vector by hash.
     groups: Groups,
+    /// Slots inserted from several threads at once and not yet checked to be reachable
+    /// ([`HnswIndex::mend`]).
+    unmended: Vec<u64>,
 }
 
 impl std::fmt::Debug for HnswIndex {
@@ -137,6 +140,7 @@ impl HnswIndex {
             ef: RwLock::new(spec.hnsw.ef_search as usize),
             kernel: None,
             groups: Groups::default(),
+            unmended: Vec::new(),
         };
         this.grow_to(0)?;
         Ok(this)

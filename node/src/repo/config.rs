@@ -240,10 +240,10 @@ pub struct StorageConfig {
     /// above 0 they yield the CPU to searches when both want it (Linux).
     pub background_nice: i32,
     /// Threads that insert at once when a collection's index is rebuilt from its trees (0:
-    /// one per core). One, the default, inserts in id order, builds the same graph on every
-    /// node and reaches every point; more build faster (2.25× on two cores), but usearch's
-    /// concurrent inserts can leave a few points that no graph walk reaches (2 of 200 in a
-    /// test), which HNSW searches then never return.
+    /// one per core). One, the default, inserts in id order and builds the same graph on
+    /// every node; more build faster (2.25× on two cores), each node a graph of its own (the
+    /// points usearch's concurrent inserts leave that no graph walk reaches are inserted
+    /// again from one thread).
     pub index_build_threads: usize,
 }
 
@@ -537,8 +537,8 @@ impl Config {
              # above 0 they yield the CPU to searches when both want it.\n\
              background_nice = {}\n\
              # Threads that insert at once when an index is rebuilt from the trees (0: one per\n\
-             # core). 1 builds the same graph on every node and reaches every point; more build\n\
-             # faster, but concurrent inserts can leave a few points no HNSW search returns.\n\
+             # core). 1 builds the same graph on every node; more build faster, each node a\n\
+             # graph of its own.\n\
              index_build_threads = {}\n\
              \n\
              {}\

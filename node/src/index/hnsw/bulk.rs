@@ -88,7 +88,76 @@ impl HnswIndex {
                 result = result.and(joined);
             }
             result
-        })
+        })?;
+        if threads > 1 {
+            self.unmended.extend(fresh.iter().map(|(key, _)| *key));
+        }
+        Ok(())
+    }
+
+    /// Makes every point inserted from several threads since the last call reachable, and
+    /// answers how many were not. usearch's concurrent inserts can leave points that no other
+    /// point links to, or a few linked only to each other: a search never finds them, whatever
+    /// its `ef`. A walk of the base layer from the graph's main part, through every link,
+    /// finds the ones it does not reach, and they are inserted again from this thread
+    /// (an insert from one thread links a point from its new neighbours). One walk of the
+    /// whole graph: call it once after a bulk load's last chunk, not after each.
+    pub fn mend(&mut self) -> Result<usize, IndexError> {
+        let unmended = std::mem::take(&mut self.unmended);
+        let mut again = 0;
+        // One pass mends what the concurrent inserts left; a second finds nothing.
+        for _ in 0..3 {
+            let lost = self.unreached(&unmended);
+            if lost.is_empty() {
+                break;
+            }
+            // A removed point keeps its slot until the index is compacted.
+            self.reserve(self.index.capacity() + lost.len())?;
+            let _context = self.contexts.acquire();
+            for key in lost {
+                let stored = self
+                    .stored_at(key)
+                    .ok_or_else(|| backend(format!("slot {key} lost its vector")))?;
+                self.index.remove(key).map_err(backend)?;
+                self.add_one(key, &stored)?;
+                again += 1;
+            }
+        }
+        Ok(again)
+    }
+
+    /// The slots of `keys` that a walk of the base layer does not reach, in order. The walk
+    /// starts at the point most linked to from `keys`, which is in the graph's main part: a
+    /// group the inserts cut off has no links from outside it, so none of its points is
+    /// linked to more often than its size. (Starting at the highest points instead missed a
+    /// cut-off group that held one of them.)
+    fn unreached(&self, keys: &[u64]) -> Vec<u64> {
+        let mut linked: std::collections::HashMap<u64, u32> = Default::default();
+        for key in keys {
+            for next in self.index.neighbors(*key, 0) {
+                *linked.entry(next).or_default() += 1;
+            }
+        }
+        let Some(start) = linked
+            .iter()
+            .max_by_key(|(key, n)| (**n, std::cmp::Reverse(**key)))
+            .map(|(key, _)| *key)
+        else {
+            return Vec::new();
+        };
+        let mut queue = vec![start];
+        let mut seen: std::collections::HashSet<u64> = queue.iter().copied().collect();
+        while let Some(key) = queue.pop() {
+            for next in self.index.neighbors(key, 0) {
+                if seen.insert(next) {
+                    queue.push(next);
+                }
+            }
+        }
+        keys.iter()
+            .copied()
+            .filter(|key| !seen.contains(key))
+            .collect()
     }
 
     /// Adds one stored vector under `key` to usearch's graph (the caller holds a context).
