@@ -408,6 +408,12 @@ async fn build<S: BlockStore>(
         index.add_stored(chunk, threads, &added)?;
     }
     // Points inserted from several threads at once are checked to be reachable.
-    index.mend()?;
+    let mended = index.mend()?;
+    if mended > 0 {
+        tracing::info!(
+            mended,
+            "inserted again the points the index build's threads left out of reach"
+        );
+    }
     Ok((index, keys))
 }

@@ -9,12 +9,11 @@
 //! one peer of its session: the first, in the session's order, with a free slot (no peer is
 //! asked for more than [`WANTS_PER_PEER`] blocks at once, across wants). The order is the
 //! caller's preference: a fetch puts the peers that say they hold its blocks first, and
-//! peers that merely are connected after them. Each peer of the
-//! round that says it does not have the block, and each [`REBROADCAST`] without it, widens
-//! the round by one more peer; at each [`REBROADCAST`] the round's peers are asked again (a
-//! busy peer may have dropped the stream). A round ends when all of its peers said DONT_HAVE
-//! (or could not be reached) or after [`WANT_TIMEOUT`]; the next round asks the session's
-//! peers not asked yet. A want whose untried peers are all busy waits for a slot. Peers
+//! peers that merely are connected after them. Each peer of the round that says it does not
+//! have the block, and each [`REBROADCAST`] without it, widens the round by one more peer;
+//! at each [`REBROADCAST`] the round's peers are asked again (a busy peer may have dropped
+//! the stream). A round ends when all of its peers said DONT_HAVE (or could not be reached)
+//! or after [`WANT_TIMEOUT`]; the next round asks the session's peers not asked yet. A want whose untried peers are all busy waits for a slot. Peers
 //! still asked when a want or round ends are sent a cancel.
 //!
 //! One peer at a time, not all at once: a block asked of every holder comes from every

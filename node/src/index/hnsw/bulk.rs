@@ -105,37 +105,62 @@ impl HnswIndex {
     pub fn mend(&mut self) -> Result<usize, IndexError> {
         let unmended = std::mem::take(&mut self.unmended);
         let mut again = 0;
-        // One pass mends what the concurrent inserts left; a second finds nothing.
+        // One pass mends what the concurrent inserts left: a point inserted again is linked
+        // from its new neighbours, and when one of those was reached, so is the point. A
+        // point not so linked has the graph walked again.
         for _ in 0..3 {
-            let lost = self.unreached(&unmended);
+            let (lost, seen) = self.unreached(&unmended);
             if lost.is_empty() {
                 break;
             }
             // A removed point keeps its slot until the index is compacted.
             self.reserve(self.index.capacity() + lost.len())?;
             let _context = self.contexts.acquire();
-            for key in lost {
+            for key in &lost {
                 let stored = self
-                    .stored_at(key)
+                    .stored_at(*key)
                     .ok_or_else(|| backend(format!("slot {key} lost its vector")))?;
-                self.index.remove(key).map_err(backend)?;
-                self.add_one(key, &stored)?;
+                self.index.remove(*key).map_err(backend)?;
+                self.add_one(*key, &stored)?;
                 again += 1;
+            }
+            let (mut out, mut back) = (Vec::new(), Vec::new());
+            let reached = |key: u64, out: &mut Vec<u64>, back: &mut Vec<u64>| {
+                self.links(key, out);
+                out.iter().any(|next| {
+                    seen.contains(next) && {
+                        self.links(*next, back);
+                        back.contains(&key)
+                    }
+                })
+            };
+            if lost.iter().all(|key| reached(*key, &mut out, &mut back)) {
+                break;
             }
         }
         Ok(again)
     }
 
-    /// The slots of `keys` that a walk of the base layer does not reach, in order. The walk
-    /// starts at the point most linked to from `keys`, which is in the graph's main part: a
-    /// group the inserts cut off has no links from outside it, so none of its points is
-    /// linked to more often than its size. (Starting at the highest points instead missed a
-    /// cut-off group that held one of them.)
-    fn unreached(&self, keys: &[u64]) -> Vec<u64> {
+    /// `key`'s base-layer links, into `out`.
+    fn links(&self, key: u64, out: &mut Vec<u64>) {
+        let mut cursor = self.index.neighbors(key, 0);
+        out.resize(cursor.total(), 0);
+        let got = cursor.drain_into(out);
+        out.truncate(got);
+    }
+
+    /// The slots of `keys` that a walk of the base layer does not reach, in order, and the
+    /// slots it reached. The walk starts at the point most linked to from `keys`, which is
+    /// in the graph's main part: a group the inserts cut off has no links from outside it,
+    /// so none of its points is linked to more often than its size. (Starting at the highest
+    /// points instead missed a cut-off group that held one of them.)
+    fn unreached(&self, keys: &[u64]) -> (Vec<u64>, std::collections::HashSet<u64>) {
+        let mut out = Vec::new();
         let mut linked: std::collections::HashMap<u64, u32> = Default::default();
         for key in keys {
-            for next in self.index.neighbors(*key, 0) {
-                *linked.entry(next).or_default() += 1;
+            self.links(*key, &mut out);
+            for next in &out {
+                *linked.entry(*next).or_default() += 1;
             }
         }
         let Some(start) = linked
@@ -143,21 +168,25 @@ impl HnswIndex {
             .max_by_key(|(key, n)| (**n, std::cmp::Reverse(**key)))
             .map(|(key, _)| *key)
         else {
-            return Vec::new();
+            return (Vec::new(), Default::default());
         };
+        drop(linked);
         let mut queue = vec![start];
         let mut seen: std::collections::HashSet<u64> = queue.iter().copied().collect();
         while let Some(key) = queue.pop() {
-            for next in self.index.neighbors(key, 0) {
-                if seen.insert(next) {
-                    queue.push(next);
+            self.links(key, &mut out);
+            for next in &out {
+                if seen.insert(*next) {
+                    queue.push(*next);
                 }
             }
         }
-        keys.iter()
+        let lost = keys
+            .iter()
             .copied()
             .filter(|key| !seen.contains(key))
-            .collect()
+            .collect();
+        (lost, seen)
     }
 
     /// Adds one stored vector under `key` to usearch's graph (the caller holds a context).
