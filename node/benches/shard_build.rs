@@ -30,6 +30,12 @@ use ipvec_protocol::{
 };
 
 const DIM: usize = 128;
+/// The graph of both the collection and the index the mend is timed on.
+const HNSW: HnswParams = HnswParams {
+    m: 16,
+    ef_construction: 64,
+    ef_search: 64,
+};
 const BATCH: usize = 10_000;
 
 /// Opens the collection with its saved indexes removed, `threads` shard builds at a time;
@@ -70,11 +76,7 @@ fn mend_alone(data: &[f32], count: usize, threads: usize) -> Result<()> {
         dimension: DIM,
         metric: Metric::L2,
         quantization: Quantization::F32,
-        hnsw: HnswParams {
-            m: 16,
-            ef_construction: 64,
-            ef_search: 64,
-        },
+        hnsw: HNSW,
     };
     let mut index = HnswIndex::new(spec)?;
     index.reserve(count)?;
@@ -129,11 +131,7 @@ fn main() -> Result<()> {
             embedding: None,
             metric: Metric::L2,
             quantization: Quantization::F32,
-            hnsw: HnswParams {
-                m: 16,
-                ef_construction: 64,
-                ef_search: 64,
-            },
+            hnsw: HNSW,
             shards,
             replication: 1,
         };
