@@ -81,6 +81,13 @@ impl Blocks {
     }
 
     fn cid(&mut self, block: Block) -> Cid {
+        let cid = Self::name(block);
+        self.known.insert(cid, block);
+        cid
+    }
+
+    /// The CID of `block`, not remembered (a forged block is asked for by nobody).
+    fn name(block: Block) -> Cid {
         let (tag, shard, leaf, version) = match block {
             Block::Root { shard, version } => (0u8, shard, 0, version),
             Block::Leaf { shard, leaf, since } => (1u8, shard, leaf, since),
@@ -89,9 +96,7 @@ impl Blocks {
         bytes.extend_from_slice(&shard.to_le_bytes());
         bytes.extend_from_slice(&leaf.to_le_bytes());
         bytes.extend_from_slice(&version.to_le_bytes());
-        let cid = block_cid(RAW, &bytes);
-        self.known.insert(cid, block);
-        cid
+        block_cid(RAW, &bytes)
     }
 
     /// The root of `shard` at `version`.
@@ -407,7 +412,7 @@ impl World {
                 cid: Some(cid),
             },
             Reply::Wrong => {
-                let forged = self.blocks.cid(Block::Leaf {
+                let forged = Blocks::name(Block::Leaf {
                     shard: u32::MAX,
                     leaf: from,
                     since: self.current,

@@ -117,9 +117,12 @@ impl HnswIndex {
             self.reserve(self.index.capacity() + lost.len())?;
             let _context = self.contexts.acquire();
             for key in &lost {
-                let stored = self
-                    .stored_at(*key)
-                    .ok_or_else(|| backend(format!("slot {key} lost its vector")))?;
+                let stored = self.stored_at(*key).ok_or_else(|| {
+                    backend(format!(
+                        "slot {key} of the index lost its vector while the build mended \
+                             its graph; reopen the collection to build its index again"
+                    ))
+                })?;
                 self.index.remove(*key).map_err(backend)?;
                 self.add_one(*key, &stored)?;
                 again += 1;
