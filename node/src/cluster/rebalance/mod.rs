@@ -349,9 +349,12 @@ where
             return None;
         }
         let every = self.config.announce_every;
+        // A retry waits for a free fetch slot, and a fetch that ends is an input: polling
+        // before then would do nothing (and a deadline in the past would spin the caller).
+        let can_fetch = self.fetches < self.config.max_fetches;
         let shards = self.shards.iter().flat_map(|s| {
             let announce = s.held.as_ref().and(s.announced).map(|at| at.after(every));
-            [announce, s.retry_at]
+            [announce, s.retry_at.filter(|_| can_fetch)]
         });
         shards.chain([self.next_sweep]).flatten().min()
     }
@@ -453,6 +456,14 @@ where
                 s.held = None;
                 s.announced = None;
                 out.push(Action::Drop { shard });
+            }
+        }
+        // A shard no longer placed here, or held at its current root, has nothing to retry.
+        for shard in 0..self.shards.len() as u32 {
+            let wanted = self.wanted(shard);
+            let s = &mut self.shards[shard as usize];
+            if !wanted || s.held == s.current {
+                s.retry_at = None;
             }
         }
         if self.fetches < self.config.max_fetches {

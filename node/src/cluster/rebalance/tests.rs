@@ -225,8 +225,10 @@ fn fetches_are_bounded_and_a_failed_one_is_tried_again_later() {
         [2]
     );
     let retry = T0.after(Duration::from_secs(2));
-    assert_eq!(rb.next_deadline(), Some(retry));
+    // Both slots are taken: the retry waits for a fetch to end, not for the clock.
+    assert!(rb.next_deadline().is_none_or(|t| t > retry));
     assert_eq!(rb.poll(retry), []);
+    assert!(rb.next_deadline().is_none_or(|t| t > retry));
     let got = rb.handle(
         Input::Fetched {
             shard: 1,
@@ -251,6 +253,31 @@ fn fetches_are_bounded_and_a_failed_one_is_tried_again_later() {
             retry
         )),
         [3]
+    );
+}
+
+/// A retry that is no longer needed (the shard moved away) leaves no deadline behind: one in
+/// the past would have the caller poll again at once, forever.
+#[test]
+fn a_retry_that_is_no_longer_needed_leaves_no_deadline() {
+    let mut rb = Rb::new(0, COLLECTION.to_vec(), 1, config(1, 2)).unwrap();
+    rb.handle(Input::Members(members(&[0])), T0);
+    assert_eq!(fetched(&rb.handle(Input::Roots(vec![100]), T0)), [0]);
+    assert!(fetched(&rb.handle(Input::FetchFailed { shard: 0 }, T0)).is_empty());
+    let retry = T0.after(Duration::from_secs(2));
+    assert_eq!(rb.next_deadline(), Some(retry));
+    // Another member takes the shard (placement over members 0 and 1 with replication 1
+    // gives it to one of them; pick the member that is not 0).
+    let other = (1..100)
+        .find(|p| holders(COLLECTION, 0, &members(&[0, *p]), 1) == [*p])
+        .unwrap();
+    rb.handle(Input::Members(members(&[0, other])), T0);
+    let later = retry.after(Duration::from_secs(1));
+    assert!(fetched(&rb.poll(later)).is_empty());
+    assert!(
+        rb.next_deadline().is_none_or(|t| t > later),
+        "{:?} is not after {later:?}",
+        rb.next_deadline()
     );
 }
 
