@@ -36,8 +36,13 @@ pub struct Stats {
     pub left: u64,
     /// Nodes that joined (replacing those that left).
     pub joined: u64,
-    /// Versions the writer committed.
+    /// Versions the writers committed.
     pub commits: u64,
+    /// Writers.
+    pub writers: u32,
+    /// Shard trees nodes merged with a writer's as they took its heads (one shard of one
+    /// head each).
+    pub merges: u64,
     /// Partitions that started.
     pub partitions: u64,
     /// When each partition healed.
@@ -223,7 +228,10 @@ impl Stats {
             "crashes / left for good / joined",
             format!("{} / {} / {}", self.crashes, self.left, self.joined),
         );
-        row("versions committed", self.commits.to_string());
+        row(
+            "commits (writers) / shard merges",
+            format!("{} ({}) / {}", self.commits, self.writers, self.merges),
+        );
         row(
             "bytes moved: repair / catch-up",
             format!(

@@ -315,6 +315,9 @@ pub struct Writes {
     pub per_hour: f64,
     /// Bytes of a shard that one commit changes (what a holder fetches to catch up).
     pub delta_bytes: u64,
+    /// Writers, each signing heads of its own that every node merges (commits are spread
+    /// over them evenly).
+    pub writers: u32,
 }
 
 impl Default for Writes {
@@ -322,6 +325,7 @@ impl Default for Writes {
         Self {
             per_hour: 0.0,
             delta_bytes: 200_000,
+            writers: 1,
         }
     }
 }
@@ -493,6 +497,9 @@ impl Scenario {
         }
         if self.faults.slow_factor < 1.0 {
             return invalid("faults.slow_factor", "must be at least 1");
+        }
+        if !(1..=64).contains(&self.writes.writers) {
+            return invalid("writes.writers", "must be from 1 to 64");
         }
         if self.writes.per_hour < 0.0 {
             return invalid("writes.per_hour", "must not be negative");

@@ -50,14 +50,23 @@ pub struct DagWalk {
 impl DagWalk {
     /// A walk that starts at `root`.
     pub fn new(root: Cid) -> Self {
+        Self::of_roots([root])
+    }
+
+    /// A walk of the DAGs under `roots` together, each block once however many of them
+    /// link to it (the trees of one shard that several writers wrote share most of their
+    /// nodes).
+    pub fn of_roots(roots: impl IntoIterator<Item = Cid>) -> Self {
+        let mut seen = HashSet::new();
+        let queue: VecDeque<Cid> = roots.into_iter().filter(|r| seen.insert(*r)).collect();
         Self {
-            seen: HashSet::from([root]),
-            queue: VecDeque::from([root]),
-            in_flight: 0,
             totals: FetchTotals {
-                known: 1,
+                known: seen.len() as u64,
                 ..FetchTotals::default()
             },
+            seen,
+            queue,
+            in_flight: 0,
         }
     }
 
@@ -161,5 +170,30 @@ mod tests {
             let t = walk.totals();
             prop_assert_eq!((t.blocks, t.known, t.fetched), (t.known, reachable.len() as u64, t.known));
         }
+    }
+
+    #[test]
+    fn a_walk_of_several_roots_gets_their_shared_blocks_once() {
+        // Roots 0 and 1 both link to 2; 2 links to 3; root 0 is given twice.
+        let links = |c: &Cid| -> Vec<Cid> {
+            match (0..4).find(|i| cid(*i) == *c) {
+                Some(0) | Some(1) => vec![cid(2)],
+                Some(2) => vec![cid(3)],
+                _ => Vec::new(),
+            }
+        };
+        let mut walk = DagWalk::of_roots([cid(0), cid(1), cid(0)]);
+        assert_eq!(walk.totals().known, 2);
+        let mut order = Vec::new();
+        while !walk.is_done() {
+            let Some(c) = walk.next_block() else {
+                panic!("a walk with blocks queued hands one out");
+            };
+            order.push(c);
+            walk.got(links(&c), Some(10));
+        }
+        assert_eq!(order, vec![cid(0), cid(1), cid(2), cid(3)]);
+        let t = walk.totals();
+        assert_eq!((t.blocks, t.known, t.bytes), (4, 4, 40));
     }
 }

@@ -153,7 +153,9 @@ pub async fn build<S: BlockStore>(store: &S, entries: Vec<Entry>) -> Result<Cid,
     build_with_shape(store, Shape::STANDARD, entries).await
 }
 
-pub(crate) async fn build_with_shape<S: BlockStore>(
+/// [`build`] with nodes of another shape: not ipvec's format, for tests and simulations that
+/// want deep trees of few entries.
+pub async fn build_with_shape<S: BlockStore>(
     store: &S,
     shape: Shape,
     mut entries: Vec<Entry>,

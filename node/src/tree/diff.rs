@@ -253,7 +253,8 @@ pub async fn merge<S: BlockStore>(
     merge_with_shape(store, Shape::STANDARD, a, b).await
 }
 
-pub(crate) async fn merge_with_shape<S: BlockStore>(
+/// [`merge`] of trees of another shape (see [`super::build_with_shape`]).
+pub async fn merge_with_shape<S: BlockStore>(
     store: &S,
     shape: Shape,
     a: Cid,

@@ -68,7 +68,8 @@ pub async fn apply<S: BlockStore>(
     apply_with_shape(store, Shape::STANDARD, root, edits).await
 }
 
-pub(crate) async fn apply_with_shape<S: BlockStore>(
+/// [`apply`] to a tree of another shape (see [`super::build_with_shape`]).
+pub async fn apply_with_shape<S: BlockStore>(
     store: &S,
     shape: Shape,
     root: Cid,

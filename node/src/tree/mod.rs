@@ -39,10 +39,10 @@ use ipvec_protocol::{
 
 use crate::store::{BlockStore, StoreError};
 
-pub use build::{build, TreeBuilder};
+pub use build::{build, build_with_shape, TreeBuilder};
 pub use chunker::Shape;
-pub use diff::{diff, merge, Change, Diff};
-pub use edit::{apply, Edit};
+pub use diff::{diff, merge, merge_with_shape, Change, Diff};
+pub use edit::{apply, apply_with_shape, Edit, EditStats};
 pub use read::{get, locate, locate_many, range, LeafDirectory, RangeIter};
 
 /// Errors of tree operations.

@@ -28,12 +28,7 @@ use ipvec_node::{
     federation::PeerBook,
 };
 
-use super::{Event, Fault, Node, NodeId, World};
-
-/// The collection's name in the follow core.
-const COLLECTION_ID: u32 = 0;
-/// The writer, as the peer heads come from.
-pub(super) const WRITER: NodeId = NodeId::MAX;
+use super::{trees::writer_node, Event, Fault, Node, NodeId, World};
 
 impl World {
     /// Creates the nodes and schedules the run's first events.
@@ -90,7 +85,8 @@ impl World {
             fault,
             book: PeerBook::new(),
             holds: Default::default(),
-            seq: 0,
+            seen: vec![0; self.trees.writers() as usize],
+            roots: self.trees.genesis().to_vec(),
             follow: Follow::default(),
         }
     }
@@ -148,6 +144,7 @@ impl World {
                 self.nodes.push(self.new_node(1.0, Fault::Honest));
                 self.stats.joined += 1;
                 self.serving_join(id);
+                self.catch_up(id);
             }
         } else {
             let down = self
@@ -171,26 +168,43 @@ impl World {
         self.catch_up(node);
     }
 
-    /// Tells `node` the newest head if it is behind (a node asks its peers for the newest
-    /// heads when it starts or reconnects, as the daemon's head following does).
+    /// Tells `node` each writer's newest head it is behind on (a node asks its peers for
+    /// the newest heads when it starts or reconnects, as the daemon's head following does).
     fn catch_up(&mut self, node: NodeId) {
-        let seq = self.history.len() as u64 - 1;
-        if self.nodes[node as usize].seq < seq {
-            let ms = 2.0 * self.latency();
-            self.after(ms, Event::Head { node, seq });
+        for (writer, seq) in self.trees.heads().into_iter().enumerate() {
+            if self.nodes[node as usize].seen[writer] < seq {
+                let ms = 2.0 * self.latency();
+                let writer = writer as u32;
+                self.after(ms, Event::Head { node, writer, seq });
+            }
+        }
+    }
+
+    /// `node` reconciles with `peer` (a rebalancer's reconcile): after a round trip, each has
+    /// the other's heads, and takes those it lacks as it takes gossiped ones.
+    pub(super) fn reconcile(&mut self, node: NodeId, peer: NodeId) {
+        if !self.reachable(node, peer) {
+            return;
+        }
+        for (to, from) in [(node, peer), (peer, node)] {
+            let theirs = self.nodes[from as usize].seen.clone();
+            for (writer, seq) in theirs.into_iter().enumerate() {
+                if self.nodes[to as usize].seen[writer] < seq {
+                    self.head(to, writer as u32, seq);
+                }
+            }
         }
     }
 
     pub(super) fn commit(&mut self) {
+        let writer = self.rng.below(u64::from(self.trees.writers())) as u32;
         let shard = self.rng.below(u64::from(self.sc.shards)) as u32;
-        self.versions[shard as usize] += 1;
-        self.history.push(self.versions.clone());
+        let seq = self.trees.commit(writer, shard, self.now.0, &mut self.rng);
         self.stats.commits += 1;
-        let seq = self.history.len() as u64 - 1;
         for node in self.live() {
             if self.writer_reaches(node) {
                 let ms = self.latency();
-                self.after(ms, Event::Head { node, seq });
+                self.after(ms, Event::Head { node, writer, seq });
             }
         }
     }
@@ -204,19 +218,20 @@ impl World {
                 .is_none_or(|sides| sides.get(node as usize).copied().unwrap_or(false))
     }
 
-    /// A head reaches `node`: its follow core judges it and may start a catch-up.
-    pub(super) fn head(&mut self, node: NodeId, seq: u64) {
+    /// Writer `writer`'s head `seq` reaches `node`: its follow core judges it on the
+    /// writer's stream and may start a catch-up.
+    pub(super) fn head(&mut self, node: NodeId, writer: u32, seq: u64) {
         let n = &mut self.nodes[node as usize];
         if !n.alive {
             return;
         }
         let input = FollowInput::Head {
-            id: COLLECTION_ID,
+            id: writer,
             seq,
-            from: WRITER,
+            from: writer_node(writer),
             signed: true,
             local: Some(Local {
-                seq: n.seq,
+                seq: n.seen[writer as usize],
                 writable: false,
             }),
             head: seq,
@@ -227,27 +242,46 @@ impl World {
 
     fn follow_act(&mut self, node: NodeId, actions: Vec<FollowAction<u32, NodeId, u64>>) {
         for action in actions {
-            if let FollowAction::CatchUp { seq, .. } = action {
-                // Fetching the head's manifest and shard roots: a round trip.
+            if let FollowAction::CatchUp { id, seq, .. } = action {
+                // Fetching the head's manifest and the trees it merges: a round trip.
                 let ms = 2.0 * self.latency();
                 let life = self.serving.life(node);
-                self.after(ms, Event::CaughtUp { node, life, seq });
+                let writer = id;
+                self.after(
+                    ms,
+                    Event::CaughtUp {
+                        node,
+                        life,
+                        writer,
+                        seq,
+                    },
+                );
             }
         }
     }
 
-    /// `node` has head `seq`'s manifest: its repair core learns the new roots.
-    pub(super) fn caught_up(&mut self, node: NodeId, life: u32, seq: u64) {
+    /// `node` has writer `writer`'s head `seq`: it merges the trees the head changed into
+    /// its roots, and its repair core learns them.
+    pub(super) fn caught_up(&mut self, node: NodeId, life: u32, writer: u32, seq: u64) {
         let n = &mut self.nodes[node as usize];
         if !n.alive || self.serving.life(node) != life {
             return;
         }
-        let moved = seq > n.seq;
-        n.seq = n.seq.max(seq);
+        let from = n.seen[writer as usize];
+        let moved = seq > from;
+        if moved {
+            let mut roots = std::mem::take(&mut n.roots);
+            self.stats.merges += self.trees.take(&mut roots, writer, from, seq);
+            let n = &mut self.nodes[node as usize];
+            n.roots = roots;
+            n.seen[writer as usize] = seq;
+        }
+        // The node is at that head or past it either way.
         let input = FollowInput::CatchUpEnded {
-            id: COLLECTION_ID,
+            id: writer,
             moved: true,
         };
+        let n = &mut self.nodes[node as usize];
         let actions = n.follow.handle(input, self.now);
         if moved {
             self.serving_head(node);

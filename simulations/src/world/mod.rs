@@ -11,6 +11,7 @@
 //! - `churn`: crashes, restarts, leaves and joins, partitions, new versions.
 //! - `serving`: membership, placement and repair, by the `cluster` cores.
 //! - `fetch`: shard fetches block by block, by the fetch scheduler's cores.
+//! - `trees`: the shards' trees, the writers' commits and the nodes' merges.
 //! - `check`: the invariants and the periodic sample of replication.
 
 mod check;
@@ -18,6 +19,7 @@ mod churn;
 mod fetch;
 mod search;
 mod serving;
+mod trees;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -28,11 +30,9 @@ use ipvec_node::{
 
 use cid::Cid;
 
-use self::{
-    fetch::{Blocks, Reply},
-    search::SearchRun,
-    serving::Serving,
-};
+use self::{fetch::Reply, search::SearchRun, serving::Serving, trees::Trees};
+
+pub use self::trees::{merge, MergeFn};
 use crate::{
     data::Dataset,
     report::Stats,
@@ -73,7 +73,7 @@ enum Event {
         node: NodeId,
         life: u32,
         shard: u32,
-        version: u64,
+        root: Cid,
     },
     /// A want of `node` for a block reaches peer `to`.
     WantArrive {
@@ -98,16 +98,24 @@ enum Event {
         to: NodeId,
         from: NodeId,
         shard: u32,
-        root: Option<u64>,
+        root: Option<Cid>,
     },
     /// A node's repair core wants polling.
     RepairPoll { node: NodeId, life: u32 },
-    /// The writer commits a new version of a shard.
+    /// A writer commits a new version of a shard.
     Commit,
-    /// A head (the writer's commit `seq`) reaches a node by gossip.
-    Head { node: NodeId, seq: u64 },
-    /// A node's catch-up to head `seq` ends (it fetched the head's manifest and roots).
-    CaughtUp { node: NodeId, life: u32, seq: u64 },
+    /// Writer `writer`'s head `seq` reaches a node by gossip.
+    Head { node: NodeId, writer: u32, seq: u64 },
+    /// A node's catch-up to writer `writer`'s head `seq` ends (it fetched the head's
+    /// manifest and the trees it merges).
+    CaughtUp {
+        node: NodeId,
+        life: u32,
+        writer: u32,
+        seq: u64,
+    },
+    /// `node` asks `peer` for its heads, to reconcile a shard they hold at other roots.
+    Reconcile { node: NodeId, peer: NodeId },
     /// A partition starts.
     Split { index: usize },
     /// A partition heals.
@@ -178,13 +186,13 @@ impl Event {
                 node,
                 life,
                 shard,
-                version,
+                root,
             } => {
                 put(9);
                 put(u64::from(*node));
                 put(u64::from(*life));
                 put(u64::from(*shard));
-                put(*version);
+                put(short(root));
             }
             Event::WantArrive {
                 node,
@@ -227,7 +235,7 @@ impl Event {
                 put(u64::from(*to));
                 put(u64::from(*from));
                 put(u64::from(*shard));
-                put(root.map_or(u64::MAX, |r| r));
+                put(root.as_ref().map_or(u64::MAX, short));
             }
             Event::RepairPoll { node, life } => {
                 put(11);
@@ -235,16 +243,28 @@ impl Event {
                 put(u64::from(*life));
             }
             Event::Commit => put(12),
-            Event::Head { node, seq } => {
+            Event::Head { node, writer, seq } => {
                 put(13);
                 put(u64::from(*node));
+                put(u64::from(*writer));
                 put(*seq);
             }
-            Event::CaughtUp { node, life, seq } => {
+            Event::CaughtUp {
+                node,
+                life,
+                writer,
+                seq,
+            } => {
                 put(17);
                 put(u64::from(*node));
                 put(u64::from(*life));
+                put(u64::from(*writer));
                 put(*seq);
+            }
+            Event::Reconcile { node, peer } => {
+                put(22);
+                put(u64::from(*node));
+                put(u64::from(*peer));
             }
             Event::Split { index } => {
                 put(14);
@@ -289,18 +309,23 @@ struct Node {
     book: PeerBook<NodeId>,
     /// The shards on its disk.
     holds: BTreeMap<u32, Held>,
-    /// The head it is at: the writer's commit sequence (0: the first version).
-    seq: u64,
-    /// Its head following, by the node's own core (in memory: new at each start).
+    /// The heads it has taken: each writer's sequence (0: none of it yet).
+    seen: Vec<u64>,
+    /// Its root of each shard: the merge of the heads it took (what its manifest names).
+    roots: Vec<Cid>,
+    /// Its head following, by the node's own core, one stream per writer (in memory: new
+    /// at each start).
     follow: Follow<u32, NodeId, u64>,
 }
 
 /// A shard on a node's disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Held {
-    /// The version it has.
-    version: u64,
-    /// Since when it has held the shard (at any version).
+    /// The root it has.
+    root: Cid,
+    /// The heads that root merges (the node's `seen` when it fetched it).
+    seen: Vec<u64>,
+    /// Since when it has held the shard (at any root).
     since: Millis,
 }
 
@@ -328,12 +353,8 @@ pub struct World {
     rng: Rng,
     data: Dataset,
     nodes: Vec<Node>,
-    /// The newest version of each shard the writer committed.
-    versions: Vec<u64>,
-    /// The shard versions of each head, by commit sequence.
-    history: Vec<Vec<u64>>,
-    /// The shards' DAGs, block by block.
-    blocks: Blocks,
+    /// The shards' trees and their writers.
+    trees: Trees,
     /// Provider records: shard → node → expiry.
     providers: Vec<BTreeMap<NodeId, Millis>>,
     /// The side of each node during a partition (`None`: no partition).
@@ -381,13 +402,11 @@ impl World {
             current: 0,
             data,
             nodes: Vec::new(),
-            versions: vec![0; sc.shards as usize],
-            history: vec![vec![0; sc.shards as usize]],
             providers: vec![BTreeMap::new(); sc.shards as usize],
             sides: None,
             searches: HashMap::new(),
             next_search: 0,
-            blocks: Blocks::new(&sc),
+            trees: Trees::new(&sc),
             serving: Serving::new(&sc, identities),
             replication: Default::default(),
             stats: Stats::default(),
@@ -400,6 +419,12 @@ impl World {
         };
         world.populate();
         Ok(world)
+    }
+
+    /// Merges shard roots with `f` instead of the node's `tree::merge` (for tests that break
+    /// a component on purpose).
+    pub fn replace_merge(&mut self, f: MergeFn) {
+        self.trees.replace_merge(f);
     }
 
     /// Keep going after a violation, counting them all.
@@ -469,8 +494,8 @@ impl World {
                 node,
                 life,
                 shard,
-                version,
-            } => self.fetch_start(node, life, shard, version),
+                root,
+            } => self.fetch_start(node, life, shard, root),
             Event::WantArrive {
                 node,
                 life,
@@ -493,8 +518,14 @@ impl World {
             } => self.report(to, from, shard, root),
             Event::RepairPoll { node, life } => self.repair_poll(node, life),
             Event::Commit => self.commit(),
-            Event::Head { node, seq } => self.head(node, seq),
-            Event::CaughtUp { node, life, seq } => self.caught_up(node, life, seq),
+            Event::Head { node, writer, seq } => self.head(node, writer, seq),
+            Event::CaughtUp {
+                node,
+                life,
+                writer,
+                seq,
+            } => self.caught_up(node, life, writer, seq),
+            Event::Reconcile { node, peer } => self.reconcile(node, peer),
             Event::Split { index } => self.split(index),
             Event::Heal { .. } => self.heal(),
             Event::Sample => self.sample(),
@@ -558,6 +589,7 @@ impl World {
 
     fn finish(mut self) -> Stats {
         self.stats.events = self.events;
+        self.stats.writers = self.trees.writers();
         self.stats.simulated_ms = self.now.0.min(self.end.0);
         self.stats.trace = self.trace.finalize().to_hex().to_string();
         self.stats.nodes_end = self.live().len() as u32;

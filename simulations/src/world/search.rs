@@ -14,13 +14,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use cid::Cid;
 use ipvec_node::{
     cluster::Millis,
     federation::{Action, Holder, Input, Outcome, Planner, Query, RequestId},
 };
 use ipvec_protocol::{
-    cid::{block_cid, DAG_CBOR},
     entry::EntryId,
     search::{ErrorCode, Hit, SearchAnswer, ShardAnswer, ShardError},
 };
@@ -38,13 +36,6 @@ pub(super) struct SearchRun {
     holders: BTreeMap<u32, Vec<Holder<NodeId>>>,
     /// When a poll is scheduled.
     poll_at: Option<Millis>,
-}
-
-/// The root CID standing for version `version` of shard `shard`.
-pub(super) fn root(shard: u32, version: u64) -> Cid {
-    let mut bytes = shard.to_le_bytes().to_vec();
-    bytes.extend(version.to_le_bytes());
-    block_cid(DAG_CBOR, &bytes)
 }
 
 fn wire(hits: &[Scored]) -> Vec<Hit> {
@@ -267,7 +258,7 @@ impl World {
         let parts = shards
             .iter()
             .map(|s| match (n.holds.get(s), n.fault) {
-                (Some(&Held { version, .. }), Fault::Honest | Fault::Forging) => {
+                (Some(Held { root, seen, .. }), Fault::Honest | Fault::Forging) => {
                     let mut hits = self.data.top(*s, &run.query, k);
                     if n.fault == Fault::Forging && node != run.asker {
                         // Its worst points, claimed to be exact matches.
@@ -278,8 +269,9 @@ impl World {
                     }
                     ShardAnswer {
                         shard: *s,
-                        root: Some(root(*s, version)),
-                        seq: Some(version),
+                        root: Some(*root),
+                        // The heads its root merges, counted (newer roots merge more).
+                        seq: Some(seen.iter().sum()),
                         hits: wire(&hits),
                         error: None,
                     }

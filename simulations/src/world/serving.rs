@@ -22,14 +22,16 @@ use ipvec_node::cluster::{
     Millis,
 };
 
+use cid::Cid;
+
 use super::{fetch::Fetching, Event, Held, NodeId, World};
 use crate::scenario::Scenario;
 
 /// The collection's id bytes placement hashes, unless the scenario gives a real one.
 const COLLECTION: &[u8] = b"ipvec-simulated-collection";
 
-/// A shard root, as the simulation names it: its version number.
-type Root = u64;
+/// A shard root: its tree's CID.
+type Root = Cid;
 pub(super) type Input = rebalance::Input<NodeId, Root>;
 type Action = rebalance::Action<NodeId, Root>;
 
@@ -174,7 +176,7 @@ impl World {
         }
     }
 
-    /// The start: every node announced, and holding what placement gives it at version 0.
+    /// The start: every node announced, and holding what placement gives it at genesis.
     pub(super) fn serving_start(&mut self) {
         for node in 0..self.nodes.len() as NodeId {
             let a = self.announcement(node);
@@ -184,7 +186,8 @@ impl World {
         for node in 0..self.nodes.len() as NodeId {
             for shard in placement.shards_of(&node) {
                 let held = Held {
-                    version: 0,
+                    root: self.trees.genesis()[shard as usize],
+                    seen: vec![0; self.trees.writers() as usize],
                     since: self.now,
                 };
                 self.nodes[node as usize].holds.insert(shard, held);
@@ -220,12 +223,12 @@ impl World {
         } else {
             self.serving.nodes.push(state);
         }
-        let roots = self.history[self.nodes[i].seq as usize].clone();
+        let roots = self.nodes[i].roots.clone();
         self.feed(node, Input::Roots(roots));
-        let held: Vec<(u32, u64)> = self.nodes[i]
+        let held: Vec<(u32, Cid)> = self.nodes[i]
             .holds
             .iter()
-            .map(|(s, h)| (*s, h.version))
+            .map(|(s, h)| (*s, h.root))
             .collect();
         for (shard, root) in held {
             self.feed(node, Input::Fetched { shard, root });
@@ -299,9 +302,11 @@ impl World {
                     self.stats.drops += 1;
                     self.tell(node, shard, None);
                 }
-                Action::Reconcile { .. } => {
-                    // One writer: replicas differ only by lag, and the side behind fetches.
+                Action::Reconcile { peer, .. } => {
+                    // An exchange of heads: a round trip, then each merges what it lacks.
                     self.stats.reconciles += 1;
+                    let ms = 2.0 * self.latency();
+                    self.after(ms, Event::Reconcile { node, peer });
                 }
                 Action::Left => {}
             }
@@ -382,7 +387,7 @@ impl World {
 
     /// A new head reached `node`.
     pub(super) fn serving_head(&mut self, node: NodeId) {
-        let roots = self.history[self.nodes[node as usize].seq as usize].clone();
+        let roots = self.nodes[node as usize].roots.clone();
         self.feed(node, Input::Roots(roots));
     }
 
