@@ -228,6 +228,10 @@ fn nodes_that_took_the_same_writers_heads_hold_the_same_roots() {
             "the nodes took every head after the heal"
         );
         assert_eq!(stats.shards_lost, 0);
+        // A fetch copies a root a provider holds rather than insisting on the writers' own
+        // trees, which nobody but the writers has once holders merged: no fetch stalls on
+        // them and throws away the blocks it had in flight.
+        assert_eq!(stats.bytes_duplicate, 0, "blocks received twice");
     }
 }
 

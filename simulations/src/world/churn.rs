@@ -85,6 +85,7 @@ impl World {
             fault,
             book: PeerBook::new(),
             holds: Default::default(),
+            loose: Default::default(),
             seen: vec![0; self.trees.writers() as usize],
             roots: self.trees.genesis().to_vec(),
             follow: Follow::default(),
@@ -123,6 +124,7 @@ impl World {
             let n = &mut self.nodes[node as usize];
             n.gone = true;
             n.holds.clear();
+            n.loose.clear();
             self.stats.left += 1;
         }
     }
@@ -138,6 +140,7 @@ impl World {
             let n = &mut self.nodes[node as usize];
             n.gone = true;
             n.holds.clear();
+            n.loose.clear();
             self.stats.left += 1;
             if replace {
                 let id = self.nodes.len() as NodeId;
@@ -168,10 +171,27 @@ impl World {
         self.catch_up(node);
     }
 
-    /// Tells `node` each writer's newest head it is behind on (a node asks its peers for
-    /// the newest heads when it starts or reconnects, as the daemon's head following does).
+    /// Tells `node` each writer's newest head it is behind on, of those it can learn: a node
+    /// asks its peers for the newest heads when it starts or reconnects, as the daemon's head
+    /// following does, so it learns the writers' newest when they reach it, and otherwise the
+    /// newest its reachable peers took.
     fn catch_up(&mut self, node: NodeId) {
-        for (writer, seq) in self.trees.heads().into_iter().enumerate() {
+        let heads = if self.writer_reaches(node) {
+            self.trees.heads()
+        } else {
+            let mut heads = vec![0; self.trees.writers() as usize];
+            for peer in self.live() {
+                if peer != node && self.reachable(node, peer) {
+                    let seen = &self.nodes[peer as usize].seen;
+                    heads
+                        .iter_mut()
+                        .zip(seen)
+                        .for_each(|(h, s)| *h = (*h).max(*s));
+                }
+            }
+            heads
+        };
+        for (writer, seq) in heads.into_iter().enumerate() {
             if self.nodes[node as usize].seen[writer] < seq {
                 let ms = 2.0 * self.latency();
                 let writer = writer as u32;

@@ -4,26 +4,27 @@
 //! two cores `net::bitswap` drives in the daemon. The world carries their messages over links
 //! and answers for the peers.
 //!
-//! A shard is a real tree (see `trees`), and a fetch of a shard at the root the node's
-//! merges give walks the trees that root merges and the node lacks: each writer's tree of
-//! the shard as the heads the node took name it (one tree when there is one writer), but for
-//! the writers whose trees the root it holds already merges; blocks they share are walked
-//! once. The node then merges them into the root it holds itself, as the daemon merges the trees of the
-//! versions it takes, so the merge's own new nodes are never fetched. A walk reads each
-//! node's links from the block itself. A node that holds an older root already has the
-//! nodes that did not change, and its walk finds them locally (as the daemon's finds them in
-//! its store) and fetches only the others. A node has the blocks of the root of each shard
-//! it holds (older ones are collected); a writer has every block of every root it wrote.
+//! A shard is a real tree (see `trees`). A fetch of a shard at the root the node's merges
+//! give walks that root when a provider of the shard holds it (a holder that took the same
+//! heads holds the same root). Otherwise it walks the trees that root merges and the node
+//! lacks: each writer's tree of the shard as the node's heads name it (one tree when there is
+//! one writer), but for the writers whose trees the root held already merges. Blocks they
+//! share are walked once, and the node merges the trees into the root it holds itself, as
+//! the daemon merges the trees of the versions it takes: the merge's own new nodes are never
+//! fetched. A walk reads each node's links from the block itself. What the node has already
+//! (the tree of the root it holds, the blocks an unfinished fetch of the shard got) it reads
+//! locally, as the daemon reads its store; it fetches only the rest. Older roots' blocks are
+//! collected; a writer has every block of every root it wrote.
 //!
 //! A fetch's session is the shard's provider records (in node order; dialling one that
 //! cannot be reached takes the dial timeout, one after the other, as the daemon dials its
-//! holders), then the writers when they can be reached. The ledger asks every session peer with
-//! a free slot, so several may send the same block: the later copies are counted as
-//! duplicate bytes. A block crosses the fetcher's downlink at the link bandwidth, one block
-//! after another; a want, a DONT_HAVE and a cancel are one latency. A cancel does not stop a
-//! block already sent. A withholding node answers DONT_HAVE for shards it announced; a
-//! forging one sends a block that hashes to something else, which the ledger refuses and
-//! bans it for after its grace.
+//! holders), then the writers when they can be reached. The ledger asks one peer at a time
+//! and widens as peers say no or stay silent; a copy of a block that arrives after another
+//! (or after its fetch was given up) is counted as duplicate bytes. A block crosses the
+//! fetcher's downlink at the link bandwidth, one block after another; a want, a DONT_HAVE and
+//! a cancel are one latency. A cancel does not stop a block already sent. A withholding node
+//! answers DONT_HAVE for shards it announced; a forging one sends a block that hashes to
+//! something else, which the ledger refuses and bans it for after its grace.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -108,11 +109,24 @@ impl World {
         }
         let n = &self.nodes[node as usize];
         let seen = n.seen.clone();
-        let held = n.holds.get(&shard).map(|h| h.seen.as_slice());
-        let inputs = self.trees.inputs(shard, &seen, held);
+        // A holder that took the same heads holds the same root (the merge is a CRDT): the
+        // node copies it when a provider reports it. Otherwise it merges the writers' trees
+        // of the shard into what it holds itself.
+        let copy = peers.iter().any(|p| {
+            self.nodes
+                .get(*p as usize)
+                .and_then(|n| n.holds.get(&shard))
+                .is_some_and(|h| h.root == root)
+        });
+        let walk = if copy {
+            DagWalk::new(root)
+        } else {
+            let held = n.holds.get(&shard).map(|h| h.seen.as_slice());
+            DagWalk::of_roots(self.trees.inputs(shard, &seen, held))
+        };
         let fetch = Fetch {
             root,
-            walk: DagWalk::of_roots(inputs),
+            walk,
             seen,
             peers,
             catch_up: self.nodes[node as usize].holds.contains_key(&shard),
@@ -155,12 +169,10 @@ impl World {
             let Some(cid) = fetch.walk.next_block() else {
                 break;
             };
-            let held: Vec<Cid> = self.nodes[node as usize]
-                .holds
-                .values()
-                .map(|h| h.root)
-                .collect();
-            if self.trees.held(&cid, held) {
+            let n = &self.nodes[node as usize];
+            let held: Vec<Cid> = n.holds.values().map(|h| h.root).collect();
+            let loose = n.loose.get(&shard).is_some_and(|l| l.contains(&cid));
+            if loose || self.trees.held(&cid, held) {
                 let links = self.trees.links(&cid);
                 if let Some(fetch) = self.serving.fetching(node).fetches.get_mut(&shard) {
                     fetch.walk.got(links, None);
@@ -363,6 +375,11 @@ impl World {
             return;
         };
         fetch.walk.got(links, Some(bytes));
+        self.nodes[node as usize]
+            .loose
+            .entry(shard)
+            .or_default()
+            .insert(cid);
         if fetch.catch_up {
             self.stats.bytes_catch_up += bytes;
         } else {
@@ -406,6 +423,7 @@ impl World {
             return;
         };
         self.stats.fetches += 1;
+        self.nodes[node as usize].loose.remove(&shard);
         let now = self.now;
         let root = fetch.root;
         let held = self.nodes[node as usize]

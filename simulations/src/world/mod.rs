@@ -21,7 +21,7 @@ mod search;
 mod serving;
 mod trees;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use ipvec_node::{
     cluster::{follow::Follow, Millis},
@@ -309,6 +309,9 @@ struct Node {
     book: PeerBook<NodeId>,
     /// The shards on its disk.
     holds: BTreeMap<u32, Held>,
+    /// Per shard, the blocks of fetches that have not ended (on disk, not pinned: a fetch
+    /// tried again finds them; the next fetch of the shard to end lets gc have them).
+    loose: BTreeMap<u32, HashSet<Cid>>,
     /// The heads it has taken: each writer's sequence (0: none of it yet).
     seen: Vec<u64>,
     /// Its root of each shard: the merge of the heads it took (what its manifest names).
