@@ -7,9 +7,10 @@
 //!   heads count: catching up is a fetch of the heads' deltas, measured apart.)
 //! - **no acknowledged write lost**: the writes to a shard are acknowledged once a sample
 //!   finds `replication` live members holding a root that merges every commit to it (by the
-//!   heads it was fetched at); from then on some member that is up, or down with its disk, must hold a root
-//!   that merges every one of them. (The writers keep their own trees too, so this is about
-//!   the serving set; a shard with no copy at all on members is also counted as lost.)
+//!   heads it was fetched at); from then on some member that is up, or down with its disk,
+//!   must hold a root that merges every one of them. (The writers keep their own trees too,
+//!   so this is about the serving set; a shard with no copy at all on members is also counted
+//!   as lost.)
 //! - **same heads, same root**: nodes that took the same heads of every writer have the same
 //!   root of every shard, and holders of a shard that fetched it at the same heads hold the
 //!   same root, whatever order the heads came in (the merge is a CRDT); and a node drawn at

@@ -16,8 +16,9 @@
 //! entries), so a shard of `repair.shard_bytes` is about `shard_bytes / block_bytes` leaves
 //! under a branch or two, as a real one would be. Each stored byte of a leaf stands for
 //! `shard_bytes / (stored bytes of a genesis tree's leaves)` bytes on the wire, so fetches
-//! move the scenario's sizes; branches cost their real size. The trees stand for the data only in their shape: searches score the
-//! dataset's vectors (see `data`), not these entries.
+//! move the scenario's sizes; branches cost their real size. The trees stand for the data
+//! only in their shape: searches score the dataset's vectors (see `data`), not these
+//! entries.
 
 use std::{
     collections::{BTreeSet, HashMap, HashSet},
@@ -239,6 +240,11 @@ impl Trees {
                 roots.push(root);
             }
         }
+        // Every writer's tree grew from the genesis one: another tree merges it already.
+        let genesis = self.genesis[shard as usize];
+        if roots.len() > 1 {
+            roots.retain(|r| *r != genesis);
+        }
         roots
     }
 
@@ -422,4 +428,85 @@ fn value(i: u64, stamp: u64) -> Vec<u8> {
     let mut v = (i as f32).to_le_bytes().to_vec();
     v.extend_from_slice(&(stamp as f32).to_le_bytes());
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trees(writers: u32, shards: u32) -> Trees {
+        let sc = Scenario {
+            shards,
+            writes: crate::scenario::Writes {
+                writers,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Trees::new(&sc)
+    }
+
+    #[test]
+    fn heads_taken_in_any_order_merge_to_one_root() {
+        let mut t = trees(3, 2);
+        let mut rng = Rng::new(4);
+        for i in 0..30u64 {
+            // Every writer writes both shards, at times that interleave.
+            let w = (i % 3) as u32;
+            t.commit(w, (i / 3 % 2) as u32, 1_000 + i * 7, &mut rng);
+        }
+        let heads = t.heads();
+        let genesis = t.genesis().to_vec();
+        let mut forward = genesis.clone();
+        for w in 0..3 {
+            t.take(&mut forward, w, 0, heads[w as usize]);
+        }
+        let mut backward = genesis.clone();
+        for w in (0..3).rev() {
+            t.take(&mut backward, w, 0, heads[w as usize]);
+        }
+        // Writer 1's heads one at a time, between the others'.
+        let mut stepwise = genesis;
+        t.take(&mut stepwise, 2, 0, heads[2]);
+        for seq in 1..=heads[1] {
+            t.take(&mut stepwise, 1, seq - 1, seq);
+        }
+        t.take(&mut stepwise, 0, 0, heads[0]);
+        assert_eq!(forward, backward);
+        assert_eq!(forward, stepwise);
+        for shard in 0..2 {
+            assert_eq!(forward[shard as usize], t.merged_in_order(shard, &heads));
+            assert_ne!(forward[shard as usize], t.genesis()[shard as usize]);
+        }
+    }
+
+    #[test]
+    fn a_catch_up_reads_only_the_trees_and_blocks_that_changed() {
+        let mut t = trees(2, 1);
+        let mut rng = Rng::new(9);
+        let genesis = t.genesis()[0];
+        let seq = t.commit(0, 0, 5_000, &mut rng);
+        let mut roots = vec![genesis];
+        t.take(&mut roots, 0, 0, seq);
+        // Writer 1 changed nothing: only writer 0's tree is read, and not at all by a holder
+        // that already has it.
+        assert_eq!(t.inputs(0, &[seq, 0], Some(&[0, 0])), vec![roots[0]]);
+        assert_eq!(t.inputs(0, &[seq, 0], Some(&[seq, 0])), Vec::<Cid>::new());
+        assert_eq!(t.inputs(0, &[seq, 0], None), vec![roots[0]]);
+        // A commit of a few neighbouring ids rewrites a few leaves and the branches above.
+        let old = t.under(genesis);
+        let new = t.under(roots[0]);
+        let fresh: Vec<&Cid> = new.iter().filter(|c| !old.contains(*c)).collect();
+        assert!(
+            !fresh.is_empty() && fresh.len() * 4 < new.len(),
+            "{} of {}",
+            fresh.len(),
+            new.len()
+        );
+        let bytes: u64 = fresh.iter().map(|c| t.bytes(c)).sum();
+        let whole: u64 = new.iter().map(|c| t.bytes(c)).sum();
+        assert!(bytes * 4 < whole, "{bytes} of {whole} bytes");
+        assert!(t.held(fresh[0], [roots[0]]) && !t.held(fresh[0], [genesis]));
+        assert!(t.writer_has(0, fresh[0]) && !t.writer_has(1, fresh[0]));
+    }
 }
