@@ -48,7 +48,7 @@ pub struct Stats {
     /// When each partition healed.
     pub healed_at: Vec<Millis>,
     /// Time from each heal until every live node had every head and every shard its
-    /// replication at the newest version (virtual milliseconds).
+    /// replication at a root that merges every commit (virtual milliseconds).
     pub converged_after_heal: Vec<u64>,
     /// Bytes moved by repair and rebalancing: whole shards fetched by members that had none
     /// of them.

@@ -1,5 +1,5 @@
 //! The periodic sample: every [`SAMPLE_EVERY`] of virtual time the world counts, per shard,
-//! the live holders at the newest version, and checks the invariants that are about the
+//! the live holders current with every commit, and checks the invariants that are about the
 //! state rather than one event:
 //!
 //! - **replication**: a shard below `replication` live holders starts an episode that ends
@@ -16,7 +16,7 @@
 //!   same root, whatever order the heads came in (the merge is a CRDT); and a node drawn at
 //!   random holds the roots that taking its heads one writer after the other gives.
 //! - **convergence after a heal**: the time from a heal until every live node has every head
-//!   and every shard is back to its replication at the newest version.
+//!   and every shard is back to its replication at a root that merges every commit.
 
 use std::collections::HashMap;
 
