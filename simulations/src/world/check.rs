@@ -51,24 +51,22 @@ impl World {
         // holds.
         let mut kept = vec![vec![0usize; writers as usize]; shards];
         for n in &self.nodes {
+            if n.gone {
+                continue;
+            }
             for (shard, held) in &n.holds {
                 let s = *shard as usize;
+                any_copy[s] = true;
+                // Whether the root held merges every commit to the shard.
+                let mut every = true;
+                for (w, seq) in held.seen.iter().enumerate() {
+                    let included = self.trees.included(w as u32, *shard, *seq);
+                    every &= included == self.trees.commits_to(w as u32, *shard);
+                    kept[s][w] = kept[s][w].max(included);
+                }
                 if n.alive {
                     live_held[s] += 1;
-                    let every = held.seen.iter().enumerate().all(|(w, seq)| {
-                        let w = w as u32;
-                        self.trees.included(w, *shard, *seq) == self.trees.commits_to(w, *shard)
-                    });
-                    if every {
-                        live_current[s] += 1;
-                    }
-                }
-                if !n.gone {
-                    any_copy[s] = true;
-                    for (w, seq) in held.seen.iter().enumerate() {
-                        let included = self.trees.included(w as u32, *shard, *seq);
-                        kept[s][w] = kept[s][w].max(included);
-                    }
+                    live_current[s] += u32::from(every);
                 }
             }
         }

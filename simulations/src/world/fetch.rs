@@ -170,9 +170,8 @@ impl World {
                 break;
             };
             let n = &self.nodes[node as usize];
-            let held: Vec<Cid> = n.holds.values().map(|h| h.root).collect();
             let loose = n.loose.get(&shard).is_some_and(|l| l.contains(&cid));
-            if loose || self.trees.held(&cid, held) {
+            if loose || self.trees.held(&cid, n.holds.values().map(|h| h.root)) {
                 let links = self.trees.links(&cid);
                 if let Some(fetch) = self.serving.fetching(node).fetches.get_mut(&shard) {
                     fetch.walk.got(links, None);
@@ -281,11 +280,12 @@ impl World {
             Reply::Unreachable
         } else {
             let peer = &self.nodes[to as usize];
-            let held: Vec<Cid> = peer.holds.values().map(|h| h.root).collect();
             match peer.fault {
                 Fault::Withholding => Reply::DontHave,
                 Fault::Forging => Reply::Wrong,
-                Fault::Honest if self.trees.held(&cid, held) => Reply::Block,
+                Fault::Honest if self.trees.held(&cid, peer.holds.values().map(|h| h.root)) => {
+                    Reply::Block
+                }
                 Fault::Honest => Reply::DontHave,
             }
         };
