@@ -552,6 +552,70 @@ fn served_big_collection() -> Served {
     }
 }
 
+/// A writer publishes its index with its versions once the collection holds enough points;
+/// a new replica fetches that snapshot with the trees, loads it instead of building the graph
+/// and answers exactly as the writer does (the same graph). A replica of a collection below
+/// the threshold builds its index, as before.
+#[test]
+fn a_new_replica_loads_the_writers_index_snapshot() {
+    let publish = [("IPVEC_STORAGE_INDEX_SNAPSHOT_MIN_POINTS", "1000")];
+    let a = new_repo();
+    for (name, n) in [("films", 2_000), ("small", 500)] {
+        ok(
+            &a.path,
+            &["collection", "create", name, "--dim", "4", "--metric", "l2"],
+        );
+        let file = a.path.parent().unwrap().join(format!("{name}.jsonl"));
+        std::fs::write(&file, points_jsonl(0..n)).unwrap();
+        let out = ipvec(&a.path, &["add", name, file.to_str().unwrap()], &publish);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _da = Daemon::start(&a.path, &publish);
+    let info =
+        |r: &std::path::Path, name: &str| json_of(&ok(r, &["--json", "collection", "info", name]));
+    let info_a = info(&a.path, "films");
+    let snapshot = info_a["index_snapshot"]
+        .as_str()
+        .expect("a snapshot")
+        .to_string();
+    assert_eq!(info(&a.path, "small")["index_snapshot"], Value::Null);
+
+    let b = new_repo();
+    let _db = Daemon::start_with(&b.path, &[], &["--bootstrap", &address_of(&a.path)]);
+    eventually("B connected", || !peers_of(&b.path).is_empty());
+    for name in ["films", "small"] {
+        let id = info(&a.path, name)["id"].as_str().unwrap().to_string();
+        let fetched = json_of(&ok(&b.path, &["--json", "fetch", &id]));
+        assert_eq!(fetched["root"], info(&a.path, name)["root"]);
+    }
+    let info_b = info(&b.path, "films");
+    assert_eq!(info_b["index_source"], "snapshot", "{info_b}");
+    assert_eq!(info_b["index_snapshot"], snapshot.as_str());
+    assert_eq!(info(&b.path, "small")["index_source"], "built");
+    let text = ok(&b.path, &["collection", "info", "films"]);
+    assert!(
+        text.contains("index:        loaded from the writer's published snapshot"),
+        "{text}"
+    );
+    for vector in ["3,1,-2,5", "100,7,0.5,-3", "-40,2,9,11"] {
+        let search = |r: &std::path::Path| {
+            let mut answer = json_of(&ok(
+                r,
+                &[
+                    "--json", "search", "films", "--vector", vector, "-k", "10", "--ef", "16",
+                ],
+            ));
+            answer.as_object_mut().unwrap().remove("cached");
+            answer
+        };
+        assert_eq!(search(&b.path), search(&a.path));
+    }
+}
+
 #[test]
 fn a_replica_killed_mid_fetch_resumes_without_refetching_what_it_has() {
     // A collection of about 25 MB (about a hundred leaves), so that a fetch takes a while even

@@ -61,6 +61,27 @@ fn fields_text(c: &CollectionInfo) -> String {
         })
         + &quota_text(&c.quota)
         + &writers_text(c)
+        + &index_text(c)
+}
+
+/// Where the index came from, and the snapshot the version names.
+fn index_text(c: &CollectionInfo) -> String {
+    let source = match c.index_source.as_deref() {
+        Some("snapshot") => "loaded from the writer's published snapshot",
+        Some("cache") => "loaded from this node's saved copy",
+        Some("built") => "built from the trees",
+        _ => return String::new(),
+    };
+    let snapshot = c.index_snapshot.as_deref().map_or(String::new(), |cid| {
+        format!(
+            "
+snapshot:     {cid} (the index published with this version)"
+        )
+    });
+    format!(
+        "
+index:        {source}{snapshot}"
+    )
 }
 
 /// With more writers than the owner: how many, the newest head merged from each, and the

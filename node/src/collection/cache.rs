@@ -140,6 +140,23 @@ impl KeyMap {
         })
     }
 
+    /// [`KeyMap::iter`] from key `first` on.
+    pub fn iter_from(
+        &self,
+        first: u64,
+    ) -> impl Iterator<Item = (u64, &EntryKey, u32, Option<&PackedMetadata>)> + '_ {
+        let first = usize::try_from(first)
+            .unwrap_or(usize::MAX)
+            .min(self.slots.len());
+        self.slots[first..]
+            .iter()
+            .enumerate()
+            .filter_map(move |(at, slot)| {
+                slot.as_ref()
+                    .map(|s| ((first + at) as u64, &s.id, s.shard, s.metadata.as_ref()))
+            })
+    }
+
     /// The id of a key.
     pub fn id_of(&self, key: u64) -> Option<&EntryKey> {
         self.slot(key).map(|s| &s.id)
@@ -174,20 +191,22 @@ impl KeyMap {
 /// What a saved index reflects: each held shard's number and root block CID, in order.
 pub type CacheTag = Vec<(u32, Cid)>;
 
+/// A saved key map, tagged with the shard roots (a local cache) or trees (a published
+/// snapshot) it reflects.
 #[derive(Serialize, Deserialize)]
-struct KeyFile {
-    roots: CacheTag,
+pub(crate) struct KeyFile {
+    pub(crate) roots: CacheTag,
     next: u64,
     keys: Vec<(u64, EntryKey, u32, Option<PackedMetadata>)>,
 }
 
 /// The index file of the saved index at `stem`.
-fn index_path(stem: &Path) -> PathBuf {
+pub(crate) fn index_path(stem: &Path) -> PathBuf {
     stem.with_extension("usearch")
 }
 
 /// The key file of the saved index at `stem`.
-fn keys_path(stem: &Path) -> PathBuf {
+pub(crate) fn keys_path(stem: &Path) -> PathBuf {
     stem.with_extension("keys")
 }
 
@@ -223,9 +242,12 @@ pub(crate) fn save(
 /// Loads the index saved at `stem` if it reflects exactly `roots`.
 pub(crate) fn load(stem: &Path, spec: IndexSpec, roots: &CacheTag) -> Option<(HnswIndex, KeyMap)> {
     let bytes = std::fs::read(keys_path(stem)).ok()?;
-    let Ok(file) = dagcbor::decode_trusted::<KeyFile>(&bytes) else {
-        tracing::info!("index cache is damaged or from an older ipvec; rebuilding");
-        return None;
+    let file = match read_keys(&bytes) {
+        Ok(file) => file,
+        Err(reason) => {
+            tracing::info!(reason, "index cache not used; rebuilding");
+            return None;
+        }
     };
     if &file.roots != roots {
         tracing::info!(
@@ -235,51 +257,70 @@ pub(crate) fn load(stem: &Path, spec: IndexSpec, roots: &CacheTag) -> Option<(Hn
         );
         return None;
     }
-    // Keys index a Vec. Deleted keys leave holes; when they outnumber the live ones, rebuilding
-    // (which hands out keys afresh) is worth its cost. A damaged limit lands here too.
-    let limit = usize::try_from(file.next).ok()?;
-    let held = |shard: &u32| roots.iter().any(|(n, _)| n == shard);
-    if limit > 2 * file.keys.len() + 1024
-        || file
-            .keys
-            .iter()
-            .any(|(key, _, shard, _)| *key >= file.next || !held(shard))
-    {
-        tracing::info!(
-            keys = limit,
-            live = file.keys.len(),
-            "index cache has mostly deleted keys; rebuilding"
-        );
-        return None;
+    match assemble(spec, &index_path(stem), file) {
+        Ok(loaded) => Some(loaded),
+        Err(reason) => {
+            tracing::info!(reason, "index cache not used; rebuilding");
+            None
+        }
     }
-    let index = match HnswIndex::load(spec, &index_path(stem)) {
-        Ok(index) => index,
-        Err(e @ IndexError::Format { .. }) => {
-            tracing::info!(error = %e, "index cache is damaged or from an older ipvec; rebuilding");
-            return None;
+}
+
+/// A key file, checked to be usable: its keys index a `Vec`, so deleted keys leave holes, and
+/// when they outnumber the live ones rebuilding (which hands out keys afresh) is worth its
+/// cost; every key lies below the limit and belongs to a shard the file's tag names.
+pub(crate) fn read_keys(bytes: &[u8]) -> Result<KeyFile, &'static str> {
+    let file: KeyFile = dagcbor::decode_trusted(bytes)
+        .map_err(|_| "the key map is damaged or from an older ipvec")?;
+    let limit = usize::try_from(file.next).map_err(|_| "the key map is damaged")?;
+    let tagged = |shard: &u32| file.roots.iter().any(|(n, _)| n == shard);
+    if file
+        .keys
+        .iter()
+        .any(|(key, _, shard, _)| *key >= file.next || !tagged(shard))
+    {
+        return Err("the key map names keys or shards it does not hold");
+    }
+    if limit > 2 * file.keys.len() + 1024 {
+        return Err("the key map has mostly deleted keys");
+    }
+    Ok(file)
+}
+
+/// The index file at `index_path` and the key map of `file`, which must agree.
+pub(crate) fn assemble(
+    spec: IndexSpec,
+    index_path: &Path,
+    file: KeyFile,
+) -> Result<(HnswIndex, KeyMap), String> {
+    let index = HnswIndex::load(spec, index_path).map_err(|e| match e {
+        IndexError::Format { .. } => {
+            format!("the index file is damaged or from an older ipvec: {e}")
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "index cache is damaged; rebuilding");
-            return None;
-        }
-    };
+        e => format!("the index file is damaged: {e}"),
+    })?;
     if index.len() != file.keys.len() {
-        tracing::warn!("index cache and key map disagree; rebuilding");
-        return None;
+        return Err(format!(
+            "the index holds {} points, its key map {}",
+            index.len(),
+            file.keys.len()
+        ));
     }
     let mut keys = KeyMap {
-        slots: vec![None; limit],
+        slots: vec![None; file.next as usize],
         ..KeyMap::default()
     };
     for (key, id, shard, metadata) in file.keys {
-        keys.by_id.insert(id.clone(), key);
+        if keys.by_id.insert(id.clone(), key).is_some() || !index.contains(key) {
+            return Err("the key map and the index disagree".into());
+        }
         keys.slots[key as usize] = Some(Slot {
             id,
             shard,
             metadata,
         });
     }
-    Some((index, keys))
+    Ok((index, keys))
 }
 
 #[cfg(test)]

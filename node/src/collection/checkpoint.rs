@@ -12,7 +12,12 @@
 //!
 //! Shared checkpoints of a collection take turns ([`Collection::checkpoint_turn`]).
 
-use std::{collections::BTreeMap, future::Future, sync::Arc};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    future::Future,
+    path::PathBuf,
+    sync::Arc,
+};
 
 use bytes::Bytes;
 use ipvec_protocol::{
@@ -25,7 +30,7 @@ use ipvec_protocol::{
 use libp2p_identity::Keypair;
 
 pub use super::write::Pending;
-use super::{catalog, now_millis, Collection, CollectionError};
+use super::{cache::CacheTag, catalog, now_millis, snapshot, Collection, CollectionError};
 use crate::{
     store::BlockStore,
     tree::{self, Edit},
@@ -45,6 +50,15 @@ pub trait PendingSource: Sync {
         shard: u32,
         run: &'a [(EntryKey, Pending)],
     ) -> impl Future<Output = Result<Vec<Option<Entry>>, CollectionError>> + Send + 'a;
+
+    /// Writes the index as the files of a snapshot of the trees `trees` if it reflects
+    /// exactly them: no write was logged since step 1 reached log record `through`
+    /// ([`snapshot::write_files`]). The files' stem, or `None`.
+    fn snapshot_files<'a>(
+        &'a self,
+        through: u64,
+        trees: &'a CacheTag,
+    ) -> impl Future<Output = Result<Option<PathBuf>, CollectionError>> + Send + 'a;
 }
 
 impl<S: BlockStore> PendingSource for Collection<S> {
@@ -55,6 +69,14 @@ impl<S: BlockStore> PendingSource for Collection<S> {
     ) -> impl Future<Output = Result<Vec<Option<Entry>>, CollectionError>> + Send + 'a {
         std::future::ready(self.current_entries(shard, run))
     }
+
+    fn snapshot_files<'a>(
+        &'a self,
+        through: u64,
+        trees: &'a CacheTag,
+    ) -> impl Future<Output = Result<Option<PathBuf>, CollectionError>> + Send + 'a {
+        std::future::ready(self.snapshot_files_now(through, trees))
+    }
 }
 
 impl<S: BlockStore> PendingSource for tokio::sync::RwLock<Collection<S>> {
@@ -64,6 +86,18 @@ impl<S: BlockStore> PendingSource for tokio::sync::RwLock<Collection<S>> {
         run: &'a [(EntryKey, Pending)],
     ) -> Result<Vec<Option<Entry>>, CollectionError> {
         self.read().await.current_entries(shard, run)
+    }
+
+    async fn snapshot_files<'a>(
+        &'a self,
+        through: u64,
+        trees: &'a CacheTag,
+    ) -> Result<Option<PathBuf>, CollectionError> {
+        // Writers wait meanwhile (searches go on): none is between its graph inserts and
+        // placing them, and none starts.
+        let applier = self.read().await.applier();
+        let _turn = applier.lock().await;
+        self.read().await.snapshot_files_now(through, trees)
     }
 }
 
@@ -80,6 +114,8 @@ pub struct CheckpointPlan<S> {
     /// The last log record the pending writes reach.
     through: u64,
     by_shard: BTreeMap<u32, Vec<(EntryKey, Pending)>>,
+    /// What becomes of the index snapshot the versions name.
+    snapshot: SnapshotStep,
     #[cfg(test)]
     pause: Arc<std::sync::Mutex<Option<super::tests::pause::Pause>>>,
 }
@@ -98,6 +134,17 @@ impl<S> std::fmt::Debug for CheckpointPlan<S> {
     }
 }
 
+/// What a checkpoint does with the index snapshot the versions name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SnapshotStep {
+    /// The new version names the one the old one did.
+    Keep,
+    /// It names a new one, if the index still reflects the new trees when they are built.
+    Publish,
+    /// It names none.
+    Clear,
+}
+
 /// What step 2 built: the new version, not yet in effect.
 #[derive(Debug)]
 pub struct BuiltCheckpoint {
@@ -108,6 +155,8 @@ pub struct BuiltCheckpoint {
     through: u64,
     /// The writes the trees took, by shard.
     committed: BTreeMap<u32, Vec<(EntryKey, Pending)>>,
+    /// Whether the new version names a snapshot published by this checkpoint.
+    published: bool,
 }
 
 impl<S: BlockStore> Collection<S> {
@@ -141,6 +190,18 @@ impl<S: BlockStore> Collection<S> {
                 (*number, writes)
             })
             .collect();
+        let snapshot = match self.publishing {
+            None => SnapshotStep::Clear,
+            Some(publishing) => {
+                let changed = self
+                    .since_snapshot
+                    .map(|since| since + self.pending_count() as u64);
+                match snapshot::due(&publishing, self.points(), changed) {
+                    true => SnapshotStep::Publish,
+                    false => SnapshotStep::Keep,
+                }
+            }
+        };
         Ok(Some(CheckpointPlan {
             store: self.store.clone(),
             name: self.name(),
@@ -151,6 +212,7 @@ impl<S: BlockStore> Collection<S> {
             shards: self.roots.clone(),
             through: self.applied,
             by_shard,
+            snapshot,
             #[cfg(test)]
             pause: self.checkpoint_pause.clone(),
         }))
@@ -174,6 +236,12 @@ impl<S: BlockStore> Collection<S> {
         self.store.flush().await?;
         catalog::write_head(&self.dir, &built.head, built.through)?;
         self.wal.drop_through(built.through)?;
+        let committed: usize = built.committed.values().map(Vec::len).sum();
+        self.since_snapshot = match (built.published, snapshot::named(&built.shards)) {
+            (true, _) => Some(0),
+            (false, Some(_)) => Some(self.since_snapshot.unwrap_or(0) + committed as u64),
+            (false, None) => None,
+        };
         for (number, taken) in &built.committed {
             if let Some(shard) = self.held.get_mut(number) {
                 shard.committed(built.shards[*number as usize].clone(), taken);
@@ -197,6 +265,18 @@ impl<S: BlockStore> Collection<S> {
 }
 
 impl<S: BlockStore> Collection<S> {
+    /// See [`PendingSource::snapshot_files`].
+    fn snapshot_files_now(
+        &self,
+        through: u64,
+        trees: &CacheTag,
+    ) -> Result<Option<PathBuf>, CollectionError> {
+        if self.retired || self.applied != through || self.index.has_prepared() {
+            return Ok(None);
+        }
+        snapshot::write_files(&self.dir, &self.index.index, &self.index.keys, trees).map(Some)
+    }
+
     /// The entries of shard `shard`'s `run` whose pending write is still the one given.
     fn current_entries(
         &self,
@@ -222,6 +302,8 @@ impl<S: BlockStore> CheckpointPlan<S> {
         let mut manifest = self.manifest.clone();
         let mut shards = self.shards;
         let mut committed: BTreeMap<u32, Vec<(EntryKey, Pending)>> = BTreeMap::new();
+        // The shards whose root block changes.
+        let mut changed = BTreeSet::new();
         // A run of consecutive ids at a time: besides the index, only that run's vectors are
         // held (as entries, and as the items and leaves the tree encodes from them).
         for (shard, writes) in self.by_shard {
@@ -244,9 +326,39 @@ impl<S: BlockStore> CheckpointPlan<S> {
                     root.tree = tree::apply(&self.store, root.tree, edits).await?.0;
                 }
             }
+            changed.insert(shard);
+        }
+        let mut published = false;
+        let named = match self.snapshot {
+            SnapshotStep::Keep => snapshot::named(&shards),
+            SnapshotStep::Clear => None,
+            SnapshotStep::Publish => {
+                let trees: CacheTag = shards.iter().map(|r| (r.shard, r.tree)).collect();
+                match source.snapshot_files(self.through, &trees).await? {
+                    Some(stem) => {
+                        published = true;
+                        let listing = snapshot::publish_files(&self.store, &stem).await?;
+                        tracing::info!(collection = %self.name, %listing, "published an index snapshot");
+                        Some(listing)
+                    }
+                    // Written to since step 1: the next checkpoint tries again.
+                    None => snapshot::named(&shards),
+                }
+            }
+        };
+        for root in &mut shards {
+            if root.index != named {
+                root.index = named;
+                changed.insert(root.shard);
+            }
+        }
+        for shard in changed {
             manifest.shards[shard as usize] = self
                 .store
-                .put(DAG_CBOR, Bytes::from(dagcbor::encode(root)?))
+                .put(
+                    DAG_CBOR,
+                    Bytes::from(dagcbor::encode(&shards[shard as usize])?),
+                )
                 .await?;
         }
         manifest.prev = Some(self.at);
@@ -272,6 +384,7 @@ impl<S: BlockStore> CheckpointPlan<S> {
             shards,
             through: self.through,
             committed,
+            published,
         })
     }
 }

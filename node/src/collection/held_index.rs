@@ -30,7 +30,9 @@ use ipvec_protocol::{
 use super::{
     allowed::{AllowedCache, Restriction},
     cache::{self, CacheTag, KeyMap, PackedMetadata},
-    quantize, CollectionError, OpenProgress, SearchOptions, EXACT_FALLBACK_FRACTION,
+    quantize,
+    shard::Advanced,
+    snapshot, CollectionError, OpenProgress, SearchOptions, EXACT_FALLBACK_FRACTION,
     EXACT_FALLBACK_POINTS,
 };
 use crate::{
@@ -49,9 +51,32 @@ pub(super) fn cache_stem(dir: &Path) -> PathBuf {
 /// Entries a rebuild reads from the trees between two bulk inserts.
 const BUILD_CHUNK: usize = 4_096;
 
+/// Where an opened index came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexSource {
+    /// Built from the trees (or grown by writes from empty).
+    Built,
+    /// This node's saved cache.
+    Cache,
+    /// A snapshot the collection's writer published ([`snapshot`]).
+    Snapshot,
+}
+
+impl std::fmt::Display for IndexSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Built => "built",
+            Self::Cache => "cache",
+            Self::Snapshot => "snapshot",
+        })
+    }
+}
+
 /// One HNSW index over the points of the shards held here, and its key map.
 pub struct HeldIndex {
     pub(super) index: HnswIndex,
+    /// Where it came from when opened.
+    pub(super) source: IndexSource,
     /// Point ids ↔ index keys, with each point's shard and metadata.
     pub(super) keys: KeyMap,
     quantization: Quantization,
@@ -84,6 +109,7 @@ impl HeldIndex {
     fn with(spec: IndexSpec, index: HnswIndex, keys: KeyMap, dirty: bool) -> Self {
         Self {
             index,
+            source: IndexSource::Built,
             keys,
             quantization: spec.quantization,
             dirty,
@@ -121,10 +147,117 @@ impl HeldIndex {
         progress.add_total(points);
         if let Some((index, keys)) = cache::load(&cache_stem(dir), spec, &tag(held)) {
             progress.add_done(points);
-            return Ok(Self::with(spec, index, keys, false));
+            return Ok(Self {
+                source: IndexSource::Cache,
+                ..Self::with(spec, index, keys, false)
+            });
+        }
+        if let Some(listing) = snapshot::named(held.iter().map(|(_, root)| root)) {
+            match Self::from_snapshot(store, spec, dir, held, &listing).await {
+                Ok(this) => {
+                    progress.add_done(points);
+                    tracing::info!(%listing, points, "index loaded from the published snapshot");
+                    return Ok(this);
+                }
+                Err(reason) => tracing::info!(
+                    %listing,
+                    reason,
+                    "the published index snapshot is not used; building the index from the trees"
+                ),
+            }
         }
         let (index, keys) = build(store, spec, held, progress, threads.max(1)).await?;
         Ok(Self::with(spec, index, keys, true))
+    }
+
+    /// The index of the shards `held` from the published snapshot `listing` ([`snapshot`]),
+    /// moved on to the held trees if it reflects older ones; why not, when it cannot be used.
+    async fn from_snapshot<S: BlockStore>(
+        store: &S,
+        spec: IndexSpec,
+        dir: &Path,
+        held: &[(Cid, ShardRoot)],
+        listing: &Cid,
+    ) -> Result<Self, String> {
+        let loaded = snapshot::load(store, spec, dir, listing).await?;
+        let shards = |tag: &CacheTag| tag.iter().map(|(n, _)| *n).collect::<Vec<_>>();
+        let trees: CacheTag = held.iter().map(|(_, r)| (r.shard, r.tree)).collect();
+        if shards(&loaded.trees) != shards(&trees) {
+            return Err(format!(
+                "it is of shards {:?}, this node holds {:?}",
+                shards(&loaded.trees),
+                shards(&trees)
+            ));
+        }
+        let mut this = Self {
+            source: IndexSource::Snapshot,
+            ..Self::with(spec, loaded.index, loaded.keys, true)
+        };
+        let points: u64 = held.iter().map(|(_, r)| r.points).sum();
+        // Past half the points, a build from the trees costs less and gives the writer's graph.
+        let mut budget = points / 2 + 1;
+        let why = |e: CollectionError| format!("its trees could not be compared: {e}");
+        for ((_, old), (shard, new)) in loaded.trees.iter().zip(&trees) {
+            if old != new {
+                let advanced = this
+                    .apply_diff(store, *shard, *old, *new, budget)
+                    .await
+                    .map_err(why)?;
+                if advanced.changed > budget {
+                    return Err("it is older than half the points".into());
+                }
+                budget -= advanced.changed;
+            }
+        }
+        if !snapshot::agrees(
+            store,
+            spec.quantization,
+            &this.index,
+            &this.keys,
+            &trees,
+            points,
+        )
+        .await
+        .map_err(why)?
+        {
+            return Err("its points differ from the trees".into());
+        }
+        Ok(this)
+    }
+
+    /// Applies what changed between trees `from` and `to` of shard `shard` to the index; stops
+    /// once more than `limit` entries changed.
+    pub(super) async fn apply_diff<S: BlockStore>(
+        &mut self,
+        store: &S,
+        shard: u32,
+        from: Cid,
+        to: Cid,
+        limit: u64,
+    ) -> Result<Advanced, CollectionError> {
+        let mut advanced = Advanced::default();
+        let mut changes = tree::diff(store, from, to);
+        while let Some(change) = changes.next().await? {
+            advanced.changed += 1;
+            if advanced.changed > limit {
+                break;
+            }
+            let was_live = change.old.as_ref().is_some_and(|e| !e.deleted);
+            if let Some(entry) = &change.new {
+                advanced.newest_hlc = advanced.newest_hlc.max(entry.hlc);
+            }
+            match change.new.filter(|e| !e.deleted) {
+                Some(entry) => {
+                    self.put(shard, &entry, None)?;
+                    advanced.live_delta += i64::from(!was_live);
+                }
+                None => {
+                    self.remove(&change.key)?;
+                    advanced.live_delta -= i64::from(was_live);
+                }
+            }
+        }
+        Ok(advanced)
     }
 
     /// Saves the index tagged with the held shards' roots `held`, when it changed since saved.
@@ -211,6 +344,11 @@ impl HeldIndex {
         }
         self.index.room_for(MAX_PREPARED)?;
         Ok(())
+    }
+
+    /// Whether a writer's graph inserts are in the index, not yet placed.
+    pub(super) fn has_prepared(&self) -> bool {
+        !self.prepared_keys().is_empty()
     }
 
     fn prepared_keys(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {

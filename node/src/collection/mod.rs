@@ -47,6 +47,7 @@ pub mod quantize;
 mod search;
 pub mod shard;
 pub mod shared;
+pub mod snapshot;
 pub mod wal;
 mod write;
 pub mod writers;
@@ -73,8 +74,8 @@ use crate::{
     tree::TreeError,
 };
 pub use filter::{CompiledFilter, Filter};
-pub use held_index::HeldIndex;
-pub use open::{check_held, PreparedHeld};
+pub use held_index::{HeldIndex, IndexSource};
+pub use open::{check_held, read_roots, PreparedHeld};
 pub use points::Point;
 pub use shard::{HeldShard, LocalShard, OpenProgress, Shard, ShardInfo};
 pub use write::Staged;
@@ -296,6 +297,11 @@ pub struct Collection<S> {
     wal: std::sync::Arc<wal::Wal>,
     /// The collection was dropped: see [`Collection::retire`].
     retired: bool,
+    /// When checkpoints publish index snapshots (`None`: never; versions then name none).
+    publishing: Option<snapshot::Publishing>,
+    /// Entries committed since the snapshot the current version names (`None`: it names
+    /// none). Counted from this process's start: a node that restarts counts from 0.
+    since_snapshot: Option<u64>,
     /// What searches see, as a number no other state of any collection has had in this
     /// process ([`Collection::search_state`]).
     generation: u64,
@@ -345,6 +351,22 @@ impl<S: BlockStore> Collection<S> {
     /// The shards held here, in order.
     pub fn held_shards(&self) -> Vec<u32> {
         self.held.keys().copied().collect()
+    }
+
+    /// Where the index came from when the collection opened.
+    pub fn index_source(&self) -> IndexSource {
+        self.index.source
+    }
+
+    /// Publishes index snapshots at checkpoints as `publishing` says (`None`: none, and the
+    /// next version names none).
+    pub fn set_publishing(&mut self, publishing: Option<snapshot::Publishing>) {
+        self.publishing = publishing;
+    }
+
+    /// The index snapshot the current version names, if any.
+    pub fn published_snapshot(&self) -> Option<Cid> {
+        snapshot::named(&self.roots)
     }
 
     /// Whether every shard is held here.
@@ -555,6 +577,8 @@ async fn pin_version<S: BlockStore>(
         None => {
             store.pin_as(&pin, manifest_cid).await?;
             store.unpin_shallow_name(&pin).await?;
+            let roots = open::read_roots(store, manifest).await?;
+            snapshot::pin(store, &snapshot::pin_name(&pin), &roots).await?;
         }
         Some(held) => {
             let roots: Vec<Cid> = held
@@ -566,6 +590,8 @@ async fn pin_version<S: BlockStore>(
                 .await?;
             store.pin_shallow_as(&pin, manifest_cid).await?;
             store.pin_as(&pin, &list).await?;
+            // A partial replica does not use the snapshot of every shard.
+            store.unpin_name(&snapshot::pin_name(&pin)).await?;
         }
     }
     Ok(())
@@ -575,6 +601,7 @@ async fn pin_version<S: BlockStore>(
 pub async fn unpin<S: BlockStore>(store: &S, name: &str) -> Result<bool, StoreError> {
     let pin = pin_name(name);
     let recursive = store.unpin_name(&pin).await?;
+    store.unpin_name(&snapshot::pin_name(&pin)).await?;
     Ok(store.unpin_shallow_name(&pin).await? || recursive)
 }
 

@@ -15,8 +15,8 @@ use ipvec_protocol::{
 use libp2p_identity::Keypair;
 
 use super::{
-    catalog, index_spec, next_generation, now_millis, pin_version, shard, wal, write, Collection,
-    CollectionError, CollectionSpec, HeldIndex, LocalShard, OpenProgress,
+    catalog, index_spec, next_generation, now_millis, pin_version, shard, snapshot, wal, write,
+    Collection, CollectionError, CollectionSpec, HeldIndex, LocalShard, OpenProgress,
 };
 use crate::{store::BlockStore, tree};
 
@@ -119,6 +119,8 @@ impl<S: BlockStore> Collection<S> {
             checkpoint_pause: Default::default(),
             wal: std::sync::Arc::new(wal),
             retired: false,
+            publishing: None,
+            since_snapshot: None,
             generation: next_generation(),
         };
         this.save_index()?;
@@ -316,6 +318,7 @@ impl<S: BlockStore> Collection<S> {
             .clock
             .observe(ipvec_protocol::hlc::Hlc::new(manifest.updated, 0));
         let (wal, records) = wal::Wal::open(&dir.join("wal"), committed)?;
+        let since_snapshot = snapshot::named(&roots).map(|_| 0);
         let mut this = Self {
             store,
             dir: dir.to_path_buf(),
@@ -335,6 +338,8 @@ impl<S: BlockStore> Collection<S> {
             checkpoint_pause: Default::default(),
             wal: std::sync::Arc::new(wal),
             retired: false,
+            publishing: None,
+            since_snapshot,
             generation: next_generation(),
         };
         // Writes acknowledged after the last checkpoint: replay, then put them in the trees.
@@ -360,7 +365,7 @@ impl<S: BlockStore> Collection<S> {
 }
 
 /// Every shard root of `manifest`, in order, each checked to be at its own place.
-pub(super) async fn read_roots<S: BlockStore>(
+pub async fn read_roots<S: BlockStore>(
     store: &S,
     manifest: &Manifest,
 ) -> Result<Vec<ShardRoot>, CollectionError> {

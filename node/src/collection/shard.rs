@@ -210,25 +210,15 @@ impl<S: BlockStore> LocalShard<S> {
         root: ShardRoot,
         index: &mut HeldIndex,
     ) -> Result<Advanced, CollectionError> {
-        let mut advanced = Advanced::default();
-        let mut changes = tree::diff(&self.store, self.root.tree, root.tree);
-        while let Some(change) = changes.next().await? {
-            advanced.changed += 1;
-            let was_live = change.old.as_ref().is_some_and(|e| !e.deleted);
-            if let Some(entry) = &change.new {
-                advanced.newest_hlc = advanced.newest_hlc.max(entry.hlc);
-            }
-            match change.new.filter(|e| !e.deleted) {
-                Some(entry) => {
-                    index.put(self.number, &entry, None)?;
-                    advanced.live_delta += i64::from(!was_live);
-                }
-                None => {
-                    index.remove(&change.key)?;
-                    advanced.live_delta -= i64::from(was_live);
-                }
-            }
-        }
+        let advanced = index
+            .apply_diff(
+                &self.store,
+                self.number,
+                self.root.tree,
+                root.tree,
+                u64::MAX,
+            )
+            .await?;
         self.root = root;
         Ok(advanced)
     }

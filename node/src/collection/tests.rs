@@ -784,5 +784,7 @@ pub(crate) mod pause;
 mod prepared;
 /// Shards held, the index cache tagged with their roots; partial replicas.
 mod shards;
+/// Published index snapshots: loaded by new replicas, refused when wrong.
+mod snapshots;
 /// The writer list and its changes.
 mod writers;

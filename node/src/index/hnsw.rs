@@ -244,7 +244,7 @@ impl HnswIndex {
     }
 
     /// Whether `key` is a point of the index.
-    fn contains(&self, key: u64) -> bool {
+    pub fn contains(&self, key: u64) -> bool {
         self.groups.slot_of(key).is_some() || self.index.contains(key)
     }
 

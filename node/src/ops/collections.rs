@@ -146,6 +146,8 @@ impl Node {
             version: c.head().seq,
             index_memory_bytes: c.index_memory() as u64,
             wal_bytes: c.wal_bytes(),
+            index_source: Some(c.index_source().to_string()),
+            index_snapshot: c.published_snapshot().map(|cid| cid.to_string()),
             writable: c.writable(),
             state: Some(replication.state.to_string()),
             sync_percent: replication.sync_percent,

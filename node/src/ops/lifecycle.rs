@@ -302,6 +302,7 @@ impl Node {
                 let mut c = Collection::open_with(self.store().clone(), dir, &progress, threads)
                     .await
                     .map_err(|e| folder_error("open", name, e))?;
+                c.set_publishing(self.config().storage.publishing());
                 // A collection whose manifest lists this node's key is written here with it.
                 c.take_writer_key(self.inner.repo.key())
                     .map_err(|e| folder_error("open", name, e))?;
@@ -396,9 +397,11 @@ impl Node {
             let _ = collection::unpin(self.store(), &spec.name).await;
             return Err(folder_error("create", &spec.name, e));
         }
-        Collection::open(self.store().clone(), dir)
+        let mut c = Collection::open(self.store().clone(), dir)
             .await
-            .map_err(|e| folder_error("open", &spec.name, e))
+            .map_err(|e| folder_error("open", &spec.name, e))?;
+        c.set_publishing(self.config().storage.publishing());
+        Ok(c)
     }
 
     /// Registers the collection of `head` (whose DAG is in the store) under `name`, in the
@@ -416,7 +419,8 @@ impl Node {
             if !matches!(slot.state(), State::Closed) || catalog::exists(&dir) {
                 return Err(CollectionError::Exists(name.to_string()).into());
             }
-            let c = match Collection::adopt_shards(self.store().clone(), &dir, head, held).await {
+            let mut c = match Collection::adopt_shards(self.store().clone(), &dir, head, held).await
+            {
                 Ok(c) => c,
                 Err(e) => {
                     if dir.exists() {
@@ -426,6 +430,7 @@ impl Node {
                     return Err(folder_error("register", name, e));
                 }
             };
+            c.set_publishing(self.config().storage.publishing());
             let imported = CollectionImported {
                 name: name.to_string(),
                 id: c.id()?,

@@ -21,7 +21,11 @@ use ipvec_protocol::{
 };
 use libp2p::PeerId;
 
-use crate::{cluster::walk::FetchTotals, collection::check_held, store::BlockStore};
+use crate::{
+    cluster::walk::FetchTotals,
+    collection::{check_held, read_roots, snapshot},
+    store::BlockStore,
+};
 
 use super::{
     status::{FollowAction, FollowInput},
@@ -127,7 +131,9 @@ impl Node {
             };
             // gc's lock is held from the fetch until the new version is pinned.
             let writing = self.inner.gc_lock.read().await;
-            self.fetch_tracked(id, head.manifest, held.as_deref(), &peers, |t| {
+            // A new replica fetches the index snapshot too, to load instead of building.
+            let new = existing.is_none();
+            self.fetch_tracked(id, head.manifest, held.as_deref(), new, &peers, |t| {
                 job.set(t.blocks)
             })
             .await?;
@@ -482,7 +488,7 @@ impl Node {
         let (moved, imported) = {
             let writing = self.inner.gc_lock.read().await;
             let id = ipvec_protocol::head::collection_id(&head.collection)?;
-            self.fetch_tracked(&id, head.manifest, held.as_deref(), &peers, |_| {})
+            self.fetch_tracked(&id, head.manifest, held.as_deref(), false, &peers, |_| {})
                 .await?;
             self.move_replica(name, head, &writing).await?
         };
@@ -493,12 +499,15 @@ impl Node {
 
     /// Fetches version `root` (a manifest) of collection `id` over Bitswap, its progress shown
     /// as the collection's `syncing` state: the whole DAG, or with `held` the manifest, every
-    /// shard root and the trees of the shards held.
+    /// shard root and the trees of the shards held. With `snapshot`, a whole version's fetch
+    /// also gets the index snapshot the version names, if the peers have it (a node that has
+    /// no index of the collection yet then loads it instead of building one).
     pub(super) async fn fetch_tracked(
         &self,
         id: &str,
         root: cid::Cid,
         held: Option<&[u32]>,
+        snapshot: bool,
         peers: &[PeerId],
         mut progress: impl FnMut(FetchTotals),
     ) -> Result<(), Error> {
@@ -511,14 +520,40 @@ impl Node {
         // Back to not syncing when the fetch ends, fails or is dropped (a client gone).
         let sync = self.inner.replication.start_sync(id);
         let Some(held) = held else {
-            return bitswap
+            let totals = bitswap
                 .fetch_dag(root, peers, |t| {
                     sync.progress(t.blocks, t.known);
                     progress(t);
                 })
                 .await
-                .map(|_| ())
-                .map_err(unavailable);
+                .map_err(unavailable)?;
+            if snapshot {
+                // The trees are the truth and the index can always be built from them: a
+                // snapshot that does not come is noted, not an error.
+                let store = self.store();
+                let manifest: Manifest = dagcbor::decode(&store.require(&root).await?)?;
+                let roots = read_roots(store, &manifest).await?;
+                if let Some(listing) = snapshot::named(&roots) {
+                    match snapshot::chunks(store, &listing).await {
+                        Ok(chunks) => {
+                            let got = bitswap
+                                .fetch_dags(chunks, peers, |t| {
+                                    let sum = totals + t;
+                                    sync.progress(sum.blocks, sum.known);
+                                    progress(sum);
+                                })
+                                .await;
+                            if let Err(e) = got {
+                                tracing::info!(%listing, error = %e, "the index snapshot did not come; the index will be built from the trees");
+                            }
+                        }
+                        Err(reason) => {
+                            tracing::info!(%listing, reason, "the index snapshot is not usable; the index will be built from the trees")
+                        }
+                    }
+                }
+            }
+            return Ok(());
         };
         // Part of the collection: the manifest and every shard root (small, and they give
         // every shard's count), then the trees of the shards held only. No older versions.

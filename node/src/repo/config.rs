@@ -245,6 +245,20 @@ pub struct StorageConfig {
     /// points usearch's concurrent inserts leave that no graph walk reaches are inserted
     /// again from one thread).
     pub index_build_threads: usize,
+    /// A collection this node writes publishes its index as a snapshot with its versions
+    /// once it holds this many points (0: never), so that new replicas load it instead of
+    /// building the graph; a new one when a tenth of the points changed since the last.
+    pub index_snapshot_min_points: u64,
+}
+
+impl StorageConfig {
+    /// When collections written here publish index snapshots.
+    pub fn publishing(&self) -> Option<crate::collection::snapshot::Publishing> {
+        (self.index_snapshot_min_points > 0).then(|| crate::collection::snapshot::Publishing {
+            min_points: self.index_snapshot_min_points,
+            ..Default::default()
+        })
+    }
 }
 
 impl Default for StorageConfig {
@@ -254,6 +268,7 @@ impl Default for StorageConfig {
             commit_interval_ms: 2_000,
             background_nice: 10,
             index_build_threads: 1,
+            index_snapshot_min_points: 100_000,
         }
     }
 }
@@ -540,6 +555,10 @@ impl Config {
              # core). 1 builds the same graph on every node; more build faster, each node a\n\
              # graph of its own.\n\
              index_build_threads = {}\n\
+             # Collections written here publish their index as a snapshot with their versions\n\
+             # once they hold this many points (0: never); new replicas load it instead of\n\
+             # building the graph. A new one is published when a tenth of the points changed.\n\
+             index_snapshot_min_points = {}\n\
              \n\
              {}\
              {}\
@@ -581,6 +600,7 @@ impl Config {
             self.storage.commit_interval_ms,
             self.storage.background_nice,
             self.storage.index_build_threads,
+            self.storage.index_snapshot_min_points,
             self.embedding.to_documented_toml(),
             self.limits.to_documented_toml(),
             self.outbound.to_documented_toml(),

@@ -177,6 +177,14 @@ pub struct CollectionInfo {
     /// Bytes of acknowledged writes not yet committed into the tree.
     #[serde(default)]
     pub wal_bytes: u64,
+    /// Where this node's index came from when the collection opened: `built` (from the
+    /// trees, or grown by writes), `cache` (saved here) or `snapshot` (the writer's published
+    /// index snapshot). Absent from older nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_source: Option<String>,
+    /// The index snapshot the current version names (the CID of its listing), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_snapshot: Option<String>,
     /// Whether this node holds the owner key (imported collections are read-only).
     pub writable: bool,
     /// Replication state: `writer` (this node writes it); for a replica `syncing` (fetching

@@ -117,9 +117,19 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
         &self,
         root: Cid,
         peers: &[PeerId],
+        progress: impl FnMut(FetchTotals),
+    ) -> Result<FetchTotals, FetchError> {
+        self.fetch_dags([root], peers, progress).await
+    }
+
+    /// [`Bitswap::fetch_dag`] of the DAGs under `roots` together, each block once.
+    pub async fn fetch_dags(
+        &self,
+        roots: impl IntoIterator<Item = Cid>,
+        peers: &[PeerId],
         mut progress: impl FnMut(FetchTotals),
     ) -> Result<FetchTotals, FetchError> {
-        let mut walk = DagWalk::new(root);
+        let mut walk = DagWalk::of_roots(roots);
         let mut running = FuturesUnordered::new();
         loop {
             while let Some(cid) = walk.next_block() {

@@ -187,7 +187,7 @@ impl Node {
                     .ok_or_else(|| Error::internal("a held shard is not in the manifest"));
             }
         }
-        self.fetch_tracked(id, version, Some(&[shard]), &peers, |_| {})
+        self.fetch_tracked(id, version, Some(&[shard]), false, &peers, |_| {})
             .await?;
         // The index over the new held set is built under the read lock, so searches go on
         // meanwhile; it is put in effect under the write lock unless another fetch or drop

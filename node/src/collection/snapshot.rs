@@ -1,0 +1,326 @@
+//! Published index snapshots: the index of every shard as blobs that a new replica fetches
+//! with the trees, so that it answers searches after the transfer instead of after a graph
+//! build (issue #20, "Replica ready").
+//!
+//! # Format
+//! A snapshot is one byte stream cut into raw blocks of [`CHUNK`] bytes (the last one
+//! shorter). Every shard root of a version names the same snapshot in its `index` field:
+//! the CID of its *listing*, a raw block holding the chunks' BLAKE3 digests one after
+//! another, 32 bytes each, in order (the layout of an iroh-blobs hash sequence; each chunk's
+//! CID is CIDv1, raw, BLAKE3 of that digest). The stream is:
+//!
+//! | bytes | what |
+//! |---|---|
+//! | 8 | `ipvecix1` |
+//! | 8 | n, little-endian: the length of the index file |
+//! | n | the index file, as [`HnswIndex::save`] writes it (usearch's graph and vectors) |
+//! | rest | the key map, DAG-CBOR, as the local cache writes it ([`cache::KeyFile`]), tagged with the shard number and *tree* CID of every shard it reflects |
+//!
+//! The listing is a raw block on purpose: walks of a collection's DAG (the pin of a version
+//! and its history, the fetch of a whole version) stop at it, so the snapshots of old versions
+//! are neither kept nor fetched; the current version's chunks have a pin of their own
+//! ([`pin`]).
+//!
+//! # Older trees
+//! A writer publishes a new snapshot only when enough changed since the last one
+//! ([`due`]); until then its versions name the last one, which reflects older trees. A
+//! replica loads it and applies what changed between those trees and the held ones, as a
+//! following replica does with a new version. A snapshot is refused, and the index built
+//! from the trees (the truth), when it is not whole in the store, is for other shards than
+//! the held ones, is a file usearch or the key map's checks refuse, would need more changes
+//! than half its points, or disagrees with the trees on a sample of points.
+
+use std::{
+    io::{Read, Write},
+    path::{Path, PathBuf},
+};
+
+use bytes::Bytes;
+use cid::Cid;
+use ipvec_protocol::{
+    cid::{self as pcid, RAW},
+    dagcbor,
+    manifest::{Quantization, ShardRoot},
+};
+
+use super::{
+    cache::{self, CacheTag, KeyMap},
+    quantize, CollectionError,
+};
+use crate::{
+    index::{HnswIndex, IndexSpec},
+    store::BlockStore,
+    tree,
+};
+
+/// Bytes of a snapshot chunk: a raw block well under Bitswap's 2 MiB limit. (Unit tests cut
+/// their small indexes into many chunks.)
+pub const CHUNK: usize = if cfg!(test) { 16 << 10 } else { 1 << 20 };
+const MAGIC: &[u8; 8] = b"ipvecix1";
+/// Points of a loaded snapshot compared with the trees.
+const SAMPLE: usize = 64;
+
+/// When a writer publishes snapshots.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Publishing {
+    /// Collections with fewer live points publish none (their index builds in seconds).
+    pub min_points: u64,
+    /// A new snapshot is published when the entries changed since the last one exceed this
+    /// fraction of the points; until then versions name the last one.
+    pub refresh: f64,
+}
+
+impl Default for Publishing {
+    fn default() -> Self {
+        Self {
+            min_points: 100_000,
+            refresh: 0.1,
+        }
+    }
+}
+
+/// Whether a checkpoint that leaves `points` live points, `changed` entries after the last
+/// snapshot (`None`: there is none), should publish a new one.
+pub fn due(publishing: &Publishing, points: u64, changed: Option<u64>) -> bool {
+    points >= publishing.min_points.max(1)
+        && changed.is_none_or(|changed| changed as f64 >= publishing.refresh * points as f64)
+}
+
+/// The folder of a collection's snapshot files while they are written or read.
+fn work_stem(dir: &Path, what: &str) -> PathBuf {
+    dir.join("index").join(what)
+}
+
+/// Step one of publishing, while the index reflects exactly the trees `trees` (under the
+/// collection's lock): writes the index and key map as files in `dir`, returns their stem.
+pub(super) fn write_files(
+    dir: &Path,
+    index: &HnswIndex,
+    keys: &KeyMap,
+    trees: &CacheTag,
+) -> Result<PathBuf, CollectionError> {
+    let stem = work_stem(dir, "publish");
+    cache::save(&stem, index, keys, trees)?;
+    Ok(stem)
+}
+
+/// Step two, without the lock: cuts the files at `stem` into chunks, puts them and their
+/// listing in `store`, removes the files; the listing's CID.
+pub(super) async fn publish_files<S: BlockStore>(
+    store: &S,
+    stem: &Path,
+) -> Result<Cid, CollectionError> {
+    let index_path = cache::index_path(stem);
+    let keys_path = cache::keys_path(stem);
+    let open = |path: &Path| std::fs::File::open(path).map_err(super::io_at(path));
+    let index_len = std::fs::metadata(&index_path)
+        .map_err(super::io_at(&index_path))?
+        .len();
+    let mut head = Vec::with_capacity(16);
+    head.extend_from_slice(MAGIC);
+    head.extend_from_slice(&index_len.to_le_bytes());
+    let mut stream = std::io::Cursor::new(head)
+        .chain(std::io::BufReader::new(open(&index_path)?))
+        .chain(std::io::BufReader::new(open(&keys_path)?));
+    let mut listing = Vec::new();
+    loop {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        (&mut stream)
+            .take(CHUNK as u64)
+            .read_to_end(&mut chunk)
+            .map_err(super::io_at(stem))?;
+        if chunk.is_empty() {
+            break;
+        }
+        let cid = store.put(RAW, Bytes::from(chunk)).await?;
+        listing.extend_from_slice(&pcid::digest(&cid)?);
+    }
+    let listing = store.put(RAW, Bytes::from(listing)).await?;
+    let _ = std::fs::remove_file(&index_path);
+    let _ = std::fs::remove_file(&keys_path);
+    Ok(listing)
+}
+
+/// The chunks of the snapshot whose listing is `listing`, if the store has the listing and
+/// it is one.
+pub async fn chunks<S: BlockStore>(store: &S, listing: &Cid) -> Result<Vec<Cid>, String> {
+    if listing.codec() != RAW {
+        return Err("its listing is not a raw block".into());
+    }
+    let bytes = store
+        .get(listing)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("its listing is not in the store")?;
+    if bytes.is_empty() || bytes.len() % 32 != 0 {
+        return Err("its listing is not a list of BLAKE3 digests".into());
+    }
+    Ok(bytes
+        .chunks_exact(32)
+        .map(|d| {
+            let mut digest = [0u8; 32];
+            digest.copy_from_slice(d);
+            pcid::cid_from_digest(RAW, &digest)
+        })
+        .collect())
+}
+
+/// The snapshot every root of `roots` names, if they all name the same one.
+pub fn named<'a>(roots: impl IntoIterator<Item = &'a ShardRoot>) -> Option<Cid> {
+    let mut named = None;
+    for root in roots {
+        match (named, root.index) {
+            (_, None) => return None,
+            (None, Some(cid)) => named = Some(cid),
+            (Some(a), Some(b)) if a != b => return None,
+            _ => {}
+        }
+    }
+    named
+}
+
+/// A snapshot read from the store.
+pub(super) struct Loaded {
+    pub(super) index: HnswIndex,
+    pub(super) keys: KeyMap,
+    /// The shards and trees it reflects.
+    pub(super) trees: CacheTag,
+}
+
+/// Reads the snapshot `listing` from `store`, its index file through a file in `dir`.
+pub(super) async fn load<S: BlockStore>(
+    store: &S,
+    spec: IndexSpec,
+    dir: &Path,
+    listing: &Cid,
+) -> Result<Loaded, String> {
+    let chunks = chunks(store, listing).await?;
+    let stem = work_stem(dir, "fetched");
+    let index_path = cache::index_path(&stem);
+    if let Some(folder) = index_path.parent() {
+        std::fs::create_dir_all(folder).map_err(|e| e.to_string())?;
+    }
+    let loaded = async {
+        let mut file =
+            std::io::BufWriter::new(std::fs::File::create(&index_path).map_err(|e| e.to_string())?);
+        let mut head = Vec::with_capacity(16);
+        let mut index_left: Option<u64> = None;
+        let mut keys = Vec::new();
+        for cid in &chunks {
+            let mut bytes = store
+                .get(cid)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("its chunk {cid} is not in the store"))?;
+            if index_left.is_none() {
+                let take = (16 - head.len()).min(bytes.len());
+                head.extend_from_slice(&bytes.split_to(take));
+                if head.len() == 16 {
+                    if &head[..8] != MAGIC {
+                        return Err("it is not an ipvec index snapshot".to_string());
+                    }
+                    let mut n = [0u8; 8];
+                    n.copy_from_slice(&head[8..]);
+                    index_left = Some(u64::from_le_bytes(n));
+                }
+            }
+            if let Some(left) = index_left.as_mut() {
+                let take = (*left).min(bytes.len() as u64) as usize;
+                file.write_all(&bytes.split_to(take))
+                    .map_err(|e| e.to_string())?;
+                *left -= take as u64;
+                keys.extend_from_slice(&bytes);
+            }
+        }
+        if index_left != Some(0) {
+            return Err("it ends inside its index file".to_string());
+        }
+        file.flush().map_err(|e| e.to_string())?;
+        drop(file);
+        let file = cache::read_keys(&keys).map_err(str::to_string)?;
+        let trees = file.roots.clone();
+        let (index, keys) = cache::assemble(spec, &index_path, file)?;
+        Ok(Loaded { index, keys, trees })
+    }
+    .await;
+    let _ = std::fs::remove_file(&index_path);
+    loaded
+}
+
+/// Whether the index holds the points of `held` (shard, tree) exactly as the trees do, on a
+/// sample of its keys spread over the key range, and as many points as the trees (`points`).
+pub(super) async fn agrees<S: BlockStore>(
+    store: &S,
+    quantization: Quantization,
+    index: &HnswIndex,
+    keys: &KeyMap,
+    held: &[(u32, Cid)],
+    points: u64,
+) -> Result<bool, CollectionError> {
+    if points != keys.len() as u64 {
+        return Ok(false);
+    }
+    let limit = keys.key_limit();
+    let step = (limit / SAMPLE as u64).max(1);
+    let mut key = 0;
+    while key < limit {
+        // The first live key at or after this one.
+        let Some((key_found, id, shard, meta)) = keys.iter_from(key).next() else {
+            break;
+        };
+        let Some((_, tree)) = held.iter().find(|(n, _)| *n == shard) else {
+            return Ok(false);
+        };
+        let Some((entry, _)) = tree::get(store, tree, id).await? else {
+            return Ok(false);
+        };
+        let stored = quantize::stored_from_index(index, quantization, key_found);
+        let packed = meta.map(|m| m.unpack());
+        if entry.deleted || stored.as_deref() != Some(&entry.vec[..]) || packed != entry.meta {
+            return Ok(false);
+        }
+        key = key_found + step;
+    }
+    Ok(true)
+}
+
+/// The name of the pin that keeps collection pin `pin`'s current snapshot.
+pub(super) fn pin_name(pin: &str) -> String {
+    format!("{pin}:index")
+}
+
+/// Pins the chunks of the snapshot the version `roots` names under `pin` (its name from
+/// [`pin_name`]) when the store has them all; else removes that pin. Old snapshots then go
+/// with the next garbage collection.
+pub(super) async fn pin<S: BlockStore>(
+    store: &S,
+    pin: &str,
+    roots: &[ShardRoot],
+) -> Result<(), CollectionError> {
+    let whole = match named(roots) {
+        Some(listing) => match chunks(store, &listing).await {
+            Ok(chunks) => {
+                let mut whole = true;
+                for chunk in &chunks {
+                    whole &= store.has(chunk).await?;
+                }
+                whole.then_some((listing, chunks))
+            }
+            Err(_) => None,
+        },
+        None => None,
+    };
+    match whole {
+        Some((listing, mut chunks)) => {
+            chunks.push(listing);
+            let list = store
+                .put(pcid::DAG_CBOR, Bytes::from(dagcbor::encode(&chunks)?))
+                .await?;
+            store.pin_as(pin, &list).await?;
+        }
+        None => {
+            store.unpin_name(pin).await?;
+        }
+    }
+    Ok(())
+}
