@@ -614,6 +614,31 @@ fn a_new_replica_loads_the_writers_index_snapshot() {
         };
         assert_eq!(search(&b.path), search(&a.path));
     }
+
+    // 30 new points (1.5%): committed in a version that names the old snapshot, then, once
+    // the writes stop, a version of its own with a new one. B follows both; a new replica C
+    // loads the new snapshot.
+    let more = a.path.parent().unwrap().join("more.jsonl");
+    std::fs::write(&more, points_jsonl(2_000..2_030)).unwrap();
+    ok(&a.path, &["add", "films", more.to_str().unwrap()]);
+    eventually("A publishes a new snapshot", || {
+        info(&a.path, "films")["index_snapshot"].as_str() != Some(snapshot.as_str())
+    });
+    let info_a = info(&a.path, "films");
+    eventually("B follows", || {
+        info(&b.path, "films")["root"] == info_a["root"]
+    });
+    let c = new_repo();
+    let _dc = Daemon::start_with(&c.path, &[], &["--bootstrap", &address_of(&a.path)]);
+    eventually("C connected", || !peers_of(&c.path).is_empty());
+    let fetched = json_of(&ok(
+        &c.path,
+        &["--json", "fetch", info_a["id"].as_str().unwrap()],
+    ));
+    assert_eq!(fetched["points"], 2_030);
+    let info_c = info(&c.path, "films");
+    assert_eq!(info_c["index_source"], "snapshot", "{info_c}");
+    assert_eq!(info_c["index_snapshot"], info_a["index_snapshot"]);
 }
 
 #[test]

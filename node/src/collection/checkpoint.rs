@@ -156,10 +156,24 @@ pub struct BuiltCheckpoint {
     /// The writes the trees took, by shard.
     committed: BTreeMap<u32, Vec<(EntryKey, Pending)>>,
     /// Whether the new version names a snapshot published by this checkpoint.
-    published: bool,
+    pub(super) published: bool,
 }
 
 impl<S: BlockStore> Collection<S> {
+    /// Publishes a version that changes no point and names a new index snapshot, if one is
+    /// due ([`Collection::plan_snapshot`]); whether it did.
+    pub async fn publish_snapshot(&mut self) -> Result<bool, CollectionError> {
+        let Some(plan) = self.plan_snapshot()? else {
+            return Ok(false);
+        };
+        let built = plan.build(&*self).await?;
+        let published = built.published;
+        if published {
+            self.finish_checkpoint(built).await?;
+        }
+        Ok(published)
+    }
+
     /// Puts every pending write in the trees and publishes the new version. With exclusive
     /// access nothing else plans or finishes a checkpoint meanwhile, so this does not wait for
     /// the turn: a shared checkpoint that is building (and may be waiting for this very
@@ -177,6 +191,51 @@ impl<S: BlockStore> Collection<S> {
         if self.pending_count() == 0 || self.retired {
             return Ok(None);
         }
+        let snapshot = match self.publishing {
+            None => SnapshotStep::Clear,
+            Some(publishing) => {
+                let changed = self
+                    .since_snapshot
+                    .map(|since| since + self.pending_count() as u64);
+                match snapshot::due(&publishing, self.points(), changed, false) {
+                    true => SnapshotStep::Publish,
+                    false => SnapshotStep::Keep,
+                }
+            }
+        };
+        self.plan(snapshot).map(Some)
+    }
+
+    /// Step 1 of a version that changes no point and names a new index snapshot, for a
+    /// collection written here that was quiet since the last write (see
+    /// [`snapshot::due`]); `None` when none is due.
+    pub fn plan_snapshot(&self) -> Result<Option<CheckpointPlan<S>>, CollectionError> {
+        match self.snapshot_due() {
+            true => self.plan(SnapshotStep::Publish).map(Some),
+            false => Ok(None),
+        }
+    }
+
+    /// Whether a version of its own should publish a new index snapshot now: this node
+    /// writes the collection, nothing is pending, and enough changed since the last one.
+    pub fn snapshot_due(&self) -> bool {
+        let quiet = self.pending_count() == 0 && !self.retired && self.writable();
+        let due = self.publishing.is_some_and(|publishing| {
+            snapshot::due(&publishing, self.points(), self.since_snapshot, true)
+        });
+        quiet && due && self.since_snapshot != Some(0)
+    }
+
+    /// Whether no write was applied since the last call (the daemon's commit tick asks
+    /// before it publishes a snapshot of its own: writes stopped for a tick at least).
+    pub fn quiet_since_asked(&self) -> bool {
+        let before = self
+            .quiet_mark
+            .swap(self.applied, std::sync::atomic::Ordering::Relaxed);
+        before == self.applied
+    }
+
+    fn plan(&self, snapshot: SnapshotStep) -> Result<CheckpointPlan<S>, CollectionError> {
         let by_shard: BTreeMap<u32, Vec<(EntryKey, Pending)>> = self
             .held
             .iter()
@@ -190,19 +249,7 @@ impl<S: BlockStore> Collection<S> {
                 (*number, writes)
             })
             .collect();
-        let snapshot = match self.publishing {
-            None => SnapshotStep::Clear,
-            Some(publishing) => {
-                let changed = self
-                    .since_snapshot
-                    .map(|since| since + self.pending_count() as u64);
-                match snapshot::due(&publishing, self.points(), changed) {
-                    true => SnapshotStep::Publish,
-                    false => SnapshotStep::Keep,
-                }
-            }
-        };
-        Ok(Some(CheckpointPlan {
+        Ok(CheckpointPlan {
             store: self.store.clone(),
             name: self.name(),
             owner: self.owner()?.clone(),
@@ -215,7 +262,7 @@ impl<S: BlockStore> Collection<S> {
             snapshot,
             #[cfg(test)]
             pause: self.checkpoint_pause.clone(),
-        }))
+        })
     }
 
     /// Step 3: puts a built version in effect, unless the collection moved on meanwhile (it

@@ -302,6 +302,8 @@ pub struct Collection<S> {
     /// Entries committed since the snapshot the current version names (`None`: it names
     /// none). Counted from this process's start: a node that restarts counts from 0.
     since_snapshot: Option<u64>,
+    /// The last applied log record the daemon's commit tick saw ([`Collection::quiet_since_asked`]).
+    quiet_mark: std::sync::atomic::AtomicU64,
     /// What searches see, as a number no other state of any collection has had in this
     /// process ([`Collection::search_state`]).
     generation: u64,

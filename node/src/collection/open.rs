@@ -121,6 +121,7 @@ impl<S: BlockStore> Collection<S> {
             retired: false,
             publishing: None,
             since_snapshot: None,
+            quiet_mark: u64::MAX.into(),
             generation: next_generation(),
         };
         this.save_index()?;
@@ -340,6 +341,7 @@ impl<S: BlockStore> Collection<S> {
             retired: false,
             publishing: None,
             since_snapshot,
+            quiet_mark: u64::MAX.into(),
             generation: next_generation(),
         };
         // Writes acknowledged after the last checkpoint: replay, then put them in the trees.

@@ -101,3 +101,23 @@ pub async fn checkpoint<S: BlockStore>(
     }
     Ok(())
 }
+
+/// Publishes a version of the shared collection that changes no point and names a new index
+/// snapshot, if one is due ([`Collection::plan_snapshot`]); whether it did. A write that
+/// comes in meanwhile wins: nothing is published, and a later checkpoint or quiet spell does.
+pub async fn publish_snapshot<S: BlockStore>(
+    shared: &RwLock<Collection<S>>,
+) -> Result<bool, CollectionError> {
+    let turn = shared.read().await.checkpoint_turn();
+    let _turn = turn.lock().await;
+    let plan = shared.read().await.plan_snapshot()?;
+    let Some(plan) = plan else {
+        return Ok(false);
+    };
+    let built = plan.build(shared).await?;
+    if !built.published {
+        return Ok(false);
+    }
+    shared.write().await.finish_checkpoint(built).await?;
+    Ok(true)
+}

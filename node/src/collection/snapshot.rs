@@ -22,8 +22,9 @@
 //! ([`pin`]).
 //!
 //! # Older trees
-//! A writer publishes a new snapshot only when enough changed since the last one
-//! ([`due`]); until then its versions name the last one, which reflects older trees. A
+//! A writer publishes a new snapshot only when enough changed since the last one ([`due`]):
+//! at a checkpoint while writes go on, or in a version of its own once they stop. Until then
+//! its versions name the last one, which reflects older trees. A
 //! replica loads it and applies what changed between those trees and the held ones, as a
 //! following replica does with a new version. A snapshot is refused, and the index built
 //! from the trees (the truth), when it is not whole in the store, is for other shards than
@@ -60,30 +61,44 @@ const MAGIC: &[u8; 8] = b"ipvecix1";
 /// Points of a loaded snapshot compared with the trees.
 const SAMPLE: usize = 64;
 
-/// When a writer publishes snapshots.
+/// When a writer publishes snapshots. Publishing costs about the index's size in writes;
+/// a replica that loads an older snapshot inserts the points changed since, one by one.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Publishing {
     /// Collections with fewer live points publish none (their index builds in seconds).
     pub min_points: u64,
-    /// A new snapshot is published when the entries changed since the last one exceed this
-    /// fraction of the points; until then versions name the last one.
-    pub refresh: f64,
+    /// While writes go on, a checkpoint publishes a new snapshot when the entries changed
+    /// since the last one reach this fraction of the points (a bulk load of n points then
+    /// writes about 3n points' worth of snapshots at 0.5); until then versions name the last.
+    pub busy: f64,
+    /// Once writes stop for a while, a version of its own publishes a new snapshot when the
+    /// entries changed since the last reach this fraction ([`Collection::plan_snapshot`]).
+    ///
+    /// [`Collection::plan_snapshot`]: super::Collection::plan_snapshot
+    pub quiet: f64,
 }
 
 impl Default for Publishing {
     fn default() -> Self {
         Self {
             min_points: 100_000,
-            refresh: 0.1,
+            busy: 0.5,
+            quiet: 0.01,
         }
     }
 }
 
-/// Whether a checkpoint that leaves `points` live points, `changed` entries after the last
-/// snapshot (`None`: there is none), should publish a new one.
-pub fn due(publishing: &Publishing, points: u64, changed: Option<u64>) -> bool {
+/// Whether a collection of `points` live points, `changed` entries changed after the last
+/// snapshot (`None`: there is none), should publish a new one: at a checkpoint, or (`quiet`)
+/// after writes stopped.
+pub fn due(publishing: &Publishing, points: u64, changed: Option<u64>, quiet: bool) -> bool {
+    let fraction = if quiet {
+        publishing.quiet
+    } else {
+        publishing.busy
+    };
     points >= publishing.min_points.max(1)
-        && changed.is_none_or(|changed| changed as f64 >= publishing.refresh * points as f64)
+        && changed.is_none_or(|changed| changed as f64 >= fraction * points as f64)
 }
 
 /// The folder of a collection's snapshot files while they are written or read.

@@ -232,7 +232,7 @@ impl Node {
     pub async fn commit(&self, name: &str) -> Result<(), Error> {
         let shared = self.collection(name).await?;
         if shared.read().await.wal_bytes() == 0 {
-            return Ok(());
+            return self.publish_when_quiet(name, shared).await;
         }
         let node = self.clone();
         self.observed("commit", name, async move {
@@ -245,6 +245,37 @@ impl Node {
         })
         .await?;
         // A new version: tell the followers.
+        self.gossip_head(name).await
+    }
+
+    /// Publishes a new index snapshot of collection `name` in a version of its own when
+    /// writes stopped since the last call and enough changed since its last snapshot
+    /// (`storage.index_snapshot_min_points`).
+    async fn publish_when_quiet(
+        &self,
+        name: &str,
+        shared: crate::ops::SharedCollection,
+    ) -> Result<(), Error> {
+        let due = {
+            let c = shared.read().await;
+            c.quiet_since_asked() && c.snapshot_due()
+        };
+        if !due {
+            return Ok(());
+        }
+        let node = self.clone();
+        let published = self
+            .observed("publish-index", name, async move {
+                offload_background(async move {
+                    let _writing = node.inner.gc_lock.read().await;
+                    Ok(collection::shared::publish_snapshot(&shared).await?)
+                })
+                .await
+            })
+            .await?;
+        if !published {
+            return Ok(());
+        }
         self.gossip_head(name).await
     }
 

@@ -3,7 +3,8 @@ use crate::store::gc::collect_garbage;
 
 const PUBLISH: snapshot::Publishing = snapshot::Publishing {
     min_points: 100,
-    refresh: 0.1,
+    busy: 0.1,
+    quiet: 0.01,
 };
 
 fn options(exact: bool) -> SearchOptions {
@@ -154,6 +155,54 @@ async fn a_snapshot_of_older_trees_is_moved_on_by_the_tree_diff() {
         .await
         .unwrap();
     assert_eq!(replica.index_source(), IndexSource::Snapshot);
+}
+
+/// Once writes stop, a version of its own publishes a snapshot of the current trees when a
+/// small share changed since the last one (a checkpoint would have waited for a larger one).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quiet_writer_publishes_a_fresh_snapshot_in_a_version_of_its_own() {
+    let (dir, store, mut writer, _) = publishing_writer(2, 800).await;
+    let first = writer.published_snapshot().unwrap();
+    assert!(!writer.snapshot_due(), "just published");
+    assert!(!writer.publish_snapshot().await.unwrap());
+    let moved = clustered(20, 24, 76);
+    writer.upsert(points(&moved, 0)).await.unwrap();
+    assert!(!writer.snapshot_due(), "writes are pending");
+    writer.checkpoint().await.unwrap();
+    assert_eq!(
+        writer.published_snapshot(),
+        Some(first),
+        "20 of 800: kept at a checkpoint"
+    );
+    assert!(writer.snapshot_due(), "20 of 800 is more than 1%");
+    let (seq, trees) = (writer.head().seq, writer.roots.clone());
+    assert!(writer.publish_snapshot().await.unwrap());
+    let second = writer.published_snapshot().unwrap();
+    assert_ne!(second, first);
+    assert_eq!(writer.head().seq, seq + 1, "a version of its own");
+    for (now, before) in writer.roots.iter().zip(&trees) {
+        assert_eq!(
+            (now.tree, now.points),
+            (before.tree, before.points),
+            "no point changed"
+        );
+    }
+    assert!(!writer.snapshot_due());
+    // A new replica loads it as it is: nothing to move on.
+    let replica = Collection::adopt(store.clone(), &dir.path().join("r"), writer.head().clone())
+        .await
+        .unwrap();
+    assert_eq!(replica.index_source(), IndexSource::Snapshot);
+    assert_eq!(
+        replica
+            .search(&moved[4], options(false), None)
+            .await
+            .unwrap(),
+        writer
+            .search(&moved[4], options(false), None)
+            .await
+            .unwrap()
+    );
 }
 
 /// The index that shard roots naming `listing` open to, on a store whose trees are the
