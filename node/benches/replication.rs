@@ -1,8 +1,9 @@
-//! Replication between two daemons on loopback: a 1,000,000 × 128 f32 collection fetched by a
-//! second node over Bitswap, the seconds until that node is caught up (its index built and
-//! searchable), and the bytes a 1% update moves when the replica follows the writer's
-//! gossiped head. The physical reference, loopback TCP throughput for the same number of
-//! bytes, is measured in the same run.
+//! Replication between daemons on loopback: a 1,000,000 × 128 f32 collection fetched by a
+//! second node over Bitswap, the seconds until that node is caught up (its index loaded from
+//! the writer's published snapshot, and searchable), the same for a third node that builds its
+//! index from the trees instead, and the bytes a 1% update moves when the replica follows the
+//! writer's gossiped head. The physical reference, loopback TCP throughput for the same number
+//! of bytes, is measured in the same run.
 //!
 //! ```text
 //! apt-get install dataset-fashion-mnist
@@ -21,10 +22,16 @@
 //! moving it, and a 1M-point build at 128 takes most of the run) and committed; then two
 //! `ipvec daemon` processes serve the writer's repository and an empty one.
 //!
+//! The writer publishes index snapshots (`storage.index_snapshot_min_points = 1`); the bench
+//! waits until the one of the current trees is published before it starts the clock.
+//!
 //! Steps, timed separately: (1) `POST /v1/dag/fetch` of the collection's current manifest on
-//! the replica, from the writer's address (Bitswap only: every block hashed, stored, pinned);
-//! (2) `POST /v1/collections/fetch` by collection id (the head, nothing left to move, then the
-//! read-only replica opens and builds its HNSW index from the trees); (3) the writer rewrites
+//! the replica, from the writer's address (Bitswap only: every block hashed, stored, pinned;
+//! the index snapshot is not part of this walk); (2) `POST /v1/collections/fetch` by
+//! collection id (the head and the index snapshot's chunks move, then the read-only replica
+//! opens and loads the snapshot); (2b) another empty node fetches the collection with
+//! `shards: [0]` (the trees only, as a partial replica does) and builds its index from them;
+//! (3) the writer rewrites
 //! 1% of the points (contiguous ids, new vectors) through its API and commits; the replica
 //! follows the gossiped head by itself; the bench polls until the replica serves the new root
 //! and counts the bytes its Bitswap received meanwhile. It prints numbers and asserts nothing
@@ -43,10 +50,10 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
-use daemon::start_daemon;
+use daemon::{start_daemon, start_daemon_with};
 use ipvec_node::{
     api::{
-        types::{CreateCollection, PointId, PointIn},
+        types::{CreateCollection, PointId, PointIn, SearchRequest},
         Client,
     },
     ops::{Node, Operations},
@@ -161,7 +168,8 @@ fn main() -> Result<()> {
             return anyhow::Ok(());
         }
         let repo = Repo::init(&writer_repo).await?;
-        let config = repo.config().clone();
+        let mut config = repo.config().clone();
+        config.storage.index_snapshot_min_points = 1;
         let node = Node::new(repo, config);
         node.create_collection(CreateCollection {
             metric: Metric::L2,
@@ -186,13 +194,16 @@ fn main() -> Result<()> {
 
     // The daemon initialises the replica's repository on its first start.
     let replica_repo = tmp.path().join("replica");
-    let (_writer_daemon, writer_url) = start_daemon(&writer_repo)?;
+    let (_writer_daemon, writer_url) =
+        start_daemon_with(&writer_repo, &[("IPVEC_STORAGE_INDEX_SNAPSHOT_MIN_POINTS", "1")])?;
     let (_replica_daemon, replica_url) = start_daemon(&replica_repo)?;
+    let builder_repo = tmp.path().join("builder");
+    let (_builder_daemon, builder_url) = start_daemon(&builder_repo)?;
     let writer = Client::new(&writer_url, None)?;
     let replica = Client::new(&replica_url, None)?;
+    let builder = Client::new(&builder_url, None)?;
 
     runtime.block_on(async {
-        let info = writer.collection_info("vectors").await?;
         let from = vec![writer
             .id()
             .await?
@@ -210,6 +221,24 @@ fn main() -> Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // The writer publishes a snapshot of its current trees once it sees no writes for a
+        // commit tick (after a restart it does not know how old the named one is).
+        let started = Instant::now();
+        let info = loop {
+            let info = writer.collection_info("vectors").await?;
+            if info.index_snapshot_lag == Some(0) {
+                break info;
+            }
+            if Instant::now() > deadline {
+                bail!("the writer published no index snapshot within 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        println!(
+            "writer: index snapshot {} of the current trees after {:.1} s (a commit tick without writes, then the publish)",
+            info.index_snapshot.as_deref().unwrap_or("?"),
+            started.elapsed().as_secs_f64()
+        );
         // (1) The DAG over Bitswap.
         let started = Instant::now();
         let fetched = replica.dag_fetch(&info.root, &from).await?;
@@ -226,7 +255,8 @@ fn main() -> Result<()> {
             );
             return anyhow::Ok(());
         }
-        // (2) The collection by id: the head, then the replica's index.
+        // (2) The collection by id: the head and the index snapshot, then the replica's index.
+        let received = bitswap_total(&replica_url, "bytes_received").await?;
         let started = Instant::now();
         let replicated = replica
             .fetch_collection(&info.id, Some("vectors".into()), &from, None)
@@ -235,12 +265,38 @@ fn main() -> Result<()> {
         if replicated.root != info.root {
             bail!("the replica serves {} not {}", replicated.root, info.root);
         }
+        let snapshot_bytes = bitswap_total(&replica_url, "bytes_received").await? - received;
+        let source = replica.collection_info("vectors").await?.index_source;
+        if source.as_deref() != Some("snapshot") {
+            bail!("the replica's index came from {source:?}, not the snapshot");
+        }
         let tcp = loopback_tcp(fetched.bytes)?;
         let bytes = fetched.bytes as f64;
+        // The same version searched on both: the replica answers as the writer does.
+        let query: Vec<f32> = data[5 * DIM..6 * DIM].to_vec();
+        let ids = |found: ipvec_node::api::types::SearchResponse| {
+            found.hits.into_iter().map(|h| h.id).collect::<Vec<_>>()
+        };
+        let theirs = ids(replica.search("vectors", SearchRequest::new(query.clone())).await?);
+        if theirs != ids(writer.search("vectors", SearchRequest::new(query)).await?) {
+            bail!("the replica answers differently from the writer");
+        }
+
+        // (2b) A node that fetches the trees only and builds its index from them.
+        let started = Instant::now();
+        builder
+            .fetch_collection(&info.id, Some("vectors".into()), &from, Some(vec![0]))
+            .await?;
+        let built = started.elapsed().as_secs_f64();
+        let source = builder.collection_info("vectors").await?.index_source;
+        if source.as_deref() != Some("built") {
+            bail!("the building node's index came from {source:?}");
+        }
 
         // (3) A 1% update, followed over gossipsub.
         let changed = (count / 100).max(1);
         let before = bitswap_total(&replica_url, "bytes_received").await?;
+        let old_version = writer.collection_info("vectors").await?.version;
         let moved: Vec<f32> = data[..changed * DIM].iter().map(|x| x + 0.5).collect();
         let started = Instant::now();
         for start in (0..changed).step_by(BATCH) {
@@ -248,12 +304,21 @@ fn main() -> Result<()> {
                 .upsert("vectors", points(&moved, start..(start + BATCH).min(changed)))
                 .await?;
         }
-        let new_root = writer.collection_log("vectors").await?.versions[0]
-            .root
-            .clone();
-        let written = started.elapsed().as_secs_f64();
+        // The version of the writes, made by the writer's next commit tick (a snapshot of its
+        // own may follow once the writes stop).
         let deadline = Instant::now() + Duration::from_secs(600);
-        while replica.collection_info("vectors").await?.root != new_root {
+        let new_version = loop {
+            let version = writer.collection_info("vectors").await?.version;
+            if version > old_version {
+                break version;
+            }
+            if Instant::now() > deadline {
+                bail!("the writer did not commit the update within 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let written = started.elapsed().as_secs_f64();
+        while replica.collection_info("vectors").await?.version < new_version {
             if Instant::now() > deadline {
                 bail!("the replica did not follow the update within 10 minutes");
             }
@@ -275,11 +340,25 @@ fn main() -> Result<()> {
             mb(bytes),
             mb(bytes) / tcp
         );
-        println!("| replica opens it (head, index build) | {open:.2} | | |");
+        println!(
+            "| replica: head and index snapshot fetched, snapshot loaded | {open:.2} | {:.1} | |",
+            mb(snapshot_bytes)
+        );
         println!(
             "| caught up (fetch + open) | {:.2} | | {:.0} |",
             transfer + open,
             mb(bytes) / (transfer + open)
+        );
+        println!(
+            "| another node: the trees fetched (`shards: [0]`), index built from them | {built:.2} | | |"
+        );
+        println!(
+            "\nreplica ready: {:.2} s = {:.2}× the trees' transfer ({transfer:.2} s), {:.2}× the transfer of every block it fetched ({:.1} MB at the same rate: {:.2} s); building instead: {built:.2} s",
+            transfer + open,
+            (transfer + open) / transfer,
+            (transfer + open) / (transfer * (bytes + snapshot_bytes) / bytes),
+            mb(bytes + snapshot_bytes),
+            transfer * (bytes + snapshot_bytes) / bytes
         );
         println!(
             "\n1% update ({changed} points, contiguous ids): written and committed by the writer in {written:.2} s; \

@@ -157,6 +157,9 @@ pub struct BuiltCheckpoint {
     committed: BTreeMap<u32, Vec<(EntryKey, Pending)>>,
     /// Whether the new version names a snapshot published by this checkpoint.
     pub(super) published: bool,
+    /// Whether it is the version before with nothing changed: no write taken, and the
+    /// snapshot published the one named already (the same bytes).
+    pub(super) same: bool,
 }
 
 impl<S: BlockStore> Collection<S> {
@@ -167,11 +170,23 @@ impl<S: BlockStore> Collection<S> {
             return Ok(false);
         };
         let built = plan.build(&*self).await?;
-        let published = built.published;
-        if published {
-            self.finish_checkpoint(built).await?;
+        Ok(self.finish_snapshot(built).await?)
+    }
+
+    /// Puts a built version of [`Collection::plan_snapshot`] in effect if it published a
+    /// snapshot that differs from the one named; whether it did.
+    pub(super) async fn finish_snapshot(
+        &mut self,
+        built: BuiltCheckpoint,
+    ) -> Result<bool, CollectionError> {
+        if built.published && built.same && self.head.seq == built.base_seq {
+            self.since_snapshot = Some(0);
         }
-        Ok(published)
+        if !built.published || built.same {
+            return Ok(false);
+        }
+        self.finish_checkpoint(built).await?;
+        Ok(true)
     }
 
     /// Puts every pending write in the trees and publishes the new version. With exclusive
@@ -286,7 +301,8 @@ impl<S: BlockStore> Collection<S> {
         let committed: usize = built.committed.values().map(Vec::len).sum();
         self.since_snapshot = match (built.published, snapshot::named(&built.shards)) {
             (true, _) => Some(0),
-            (false, Some(_)) => Some(self.since_snapshot.unwrap_or(0) + committed as u64),
+            // Not known since this process started: stays so until one is published.
+            (false, Some(_)) => self.since_snapshot.map(|since| since + committed as u64),
             (false, None) => None,
         };
         for (number, taken) in &built.committed {
@@ -376,6 +392,7 @@ impl<S: BlockStore> CheckpointPlan<S> {
             changed.insert(shard);
         }
         let mut published = false;
+        let before = snapshot::named(&shards);
         let named = match self.snapshot {
             SnapshotStep::Keep => snapshot::named(&shards),
             SnapshotStep::Clear => None,
@@ -430,6 +447,7 @@ impl<S: BlockStore> CheckpointPlan<S> {
             manifest,
             shards,
             through: self.through,
+            same: committed.is_empty() && named == before,
             committed,
             published,
         })

@@ -179,7 +179,9 @@ impl HeldIndex {
         held: &[(Cid, ShardRoot)],
         listing: &Cid,
     ) -> Result<Self, String> {
+        let started = std::time::Instant::now();
         let loaded = snapshot::load(store, spec, dir, listing).await?;
+        let read = started.elapsed();
         let shards = |tag: &CacheTag| tag.iter().map(|(n, _)| *n).collect::<Vec<_>>();
         let trees: CacheTag = held.iter().map(|(_, r)| (r.shard, r.tree)).collect();
         if shards(&loaded.trees) != shards(&trees) {
@@ -209,6 +211,7 @@ impl HeldIndex {
                 budget -= advanced.changed;
             }
         }
+        let moved = started.elapsed();
         if !snapshot::agrees(
             store,
             spec.quantization,
@@ -222,6 +225,13 @@ impl HeldIndex {
         {
             return Err("its points differ from the trees".into());
         }
+        tracing::info!(
+            read_secs = read.as_secs_f64(),
+            moved_on_secs = (moved - read).as_secs_f64(),
+            changes = points / 2 + 1 - budget,
+            checked_secs = (started.elapsed() - moved).as_secs_f64(),
+            "index snapshot read, moved on to the held trees and checked"
+        );
         Ok(this)
     }
 

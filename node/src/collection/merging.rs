@@ -196,9 +196,10 @@ impl<S: BlockStore> Collection<S> {
                 self.manifest.clone()
             };
             let mut roots = self.roots.clone();
+            // The index snapshot ours named stays named: a replica that loads it applies the
+            // trees' differences since, the merge's among them.
             for (number, tree) in &merged {
                 roots[*number as usize].tree = *tree;
-                roots[*number as usize].index = None;
             }
             // Shards not held here: the newer version's roots.
             for number in 0..roots.len() as u32 {
@@ -206,7 +207,8 @@ impl<S: BlockStore> Collection<S> {
                     roots[number as usize] = their_roots[number as usize].clone();
                 }
             }
-            let newest_hlc = self.apply_roots(&roots).await?;
+            let (newest_hlc, changed) = self.apply_roots(&roots).await?;
+            self.since_snapshot = self.since_snapshot.map(|since| since + changed);
             for (number, shard) in &self.held {
                 roots[*number as usize].points = shard.root.points;
             }
@@ -265,8 +267,9 @@ impl<S: BlockStore> Collection<S> {
     }
 
     /// Moves every held shard to `roots` (applying what changed to the index, and counting
-    /// the live points from the changes); the newest clock stamp among the entries taken.
-    async fn apply_roots(&mut self, roots: &[ShardRoot]) -> Result<u64, CollectionError> {
+    /// the live points from the changes); the newest clock stamp among the entries taken,
+    /// and how many entries changed.
+    async fn apply_roots(&mut self, roots: &[ShardRoot]) -> Result<(u64, u64), CollectionError> {
         let mut newest = 0;
         let mut changed = 0u64;
         for (number, shard) in &mut self.held {
@@ -279,7 +282,7 @@ impl<S: BlockStore> Collection<S> {
             changed += advanced.changed;
         }
         tracing::debug!(collection = %self.name(), changed, "applied a version's changes");
-        Ok(newest)
+        Ok((newest, changed))
     }
 
     /// Moves a replica holding every shard to a version whose shard layout or index settings

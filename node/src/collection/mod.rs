@@ -366,6 +366,12 @@ impl<S: BlockStore> Collection<S> {
         self.publishing = publishing;
     }
 
+    /// Where this node writes the collection: entries committed since the snapshot the
+    /// current version names (`None`: no snapshot, or not known since this process started).
+    pub fn snapshot_lag(&self) -> Option<u64> {
+        self.since_snapshot.filter(|_| self.writable())
+    }
+
     /// The index snapshot the current version names, if any.
     pub fn published_snapshot(&self) -> Option<Cid> {
         snapshot::named(&self.roots)
@@ -579,8 +585,7 @@ async fn pin_version<S: BlockStore>(
         None => {
             store.pin_as(&pin, manifest_cid).await?;
             store.unpin_shallow_name(&pin).await?;
-            let roots = open::read_roots(store, manifest).await?;
-            snapshot::pin(store, &snapshot::pin_name(&pin), &roots).await?;
+            snapshot::pin(store, &snapshot::pin_name(&pin), manifest).await?;
         }
         Some(held) => {
             let roots: Vec<Cid> = held

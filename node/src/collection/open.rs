@@ -15,7 +15,7 @@ use ipvec_protocol::{
 use libp2p_identity::Keypair;
 
 use super::{
-    catalog, index_spec, next_generation, now_millis, pin_version, shard, snapshot, wal, write,
+    catalog, index_spec, next_generation, now_millis, pin_version, shard, wal, write,
     Collection, CollectionError, CollectionSpec, HeldIndex, LocalShard, OpenProgress,
 };
 use crate::{store::BlockStore, tree};
@@ -319,7 +319,6 @@ impl<S: BlockStore> Collection<S> {
             .clock
             .observe(ipvec_protocol::hlc::Hlc::new(manifest.updated, 0));
         let (wal, records) = wal::Wal::open(&dir.join("wal"), committed)?;
-        let since_snapshot = snapshot::named(&roots).map(|_| 0);
         let mut this = Self {
             store,
             dir: dir.to_path_buf(),
@@ -340,7 +339,9 @@ impl<S: BlockStore> Collection<S> {
             wal: std::sync::Arc::new(wal),
             retired: false,
             publishing: None,
-            since_snapshot,
+            // How much changed since the named snapshot is not known: a writer publishes a new
+            // one when it is next due (one of the same bytes makes no new version).
+            since_snapshot: None,
             quiet_mark: u64::MAX.into(),
             generation: next_generation(),
         };

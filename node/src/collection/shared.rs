@@ -115,9 +115,5 @@ pub async fn publish_snapshot<S: BlockStore>(
         return Ok(false);
     };
     let built = plan.build(shared).await?;
-    if !built.published {
-        return Ok(false);
-    }
-    shared.write().await.finish_checkpoint(built).await?;
-    Ok(true)
+    shared.write().await.finish_snapshot(built).await
 }

@@ -41,7 +41,7 @@ use cid::Cid;
 use ipvec_protocol::{
     cid::{self as pcid, RAW},
     dagcbor,
-    manifest::{Quantization, ShardRoot},
+    manifest::{Manifest, Quantization, ShardRoot},
 };
 
 use super::{
@@ -215,6 +215,7 @@ pub(super) async fn load<S: BlockStore>(
     if let Some(folder) = index_path.parent() {
         std::fs::create_dir_all(folder).map_err(|e| e.to_string())?;
     }
+    let started = std::time::Instant::now();
     let loaded = async {
         let mut file =
             std::io::BufWriter::new(std::fs::File::create(&index_path).map_err(|e| e.to_string())?);
@@ -252,9 +253,17 @@ pub(super) async fn load<S: BlockStore>(
         }
         file.flush().map_err(|e| e.to_string())?;
         drop(file);
+        let copied = started.elapsed();
         let file = cache::read_keys(&keys).map_err(str::to_string)?;
+        let decoded = started.elapsed();
         let trees = file.roots.clone();
         let (index, keys) = cache::assemble(spec, &index_path, file)?;
+        tracing::debug!(
+            copied_secs = copied.as_secs_f64(),
+            keys_secs = (decoded - copied).as_secs_f64(),
+            index_secs = (started.elapsed() - decoded).as_secs_f64(),
+            "index snapshot read"
+        );
         Ok(Loaded { index, keys, trees })
     }
     .await;
@@ -310,9 +319,18 @@ pub(super) fn pin_name(pin: &str) -> String {
 pub(super) async fn pin<S: BlockStore>(
     store: &S,
     pin: &str,
-    roots: &[ShardRoot],
+    manifest: &Manifest,
 ) -> Result<(), CollectionError> {
-    let whole = match named(roots) {
+    // Most versions name none: the first shard root tells, before every root is read.
+    let first = match manifest.shards.first() {
+        Some(cid) => dagcbor::decode_trusted::<ShardRoot>(&store.require(cid).await?)?.index,
+        None => None,
+    };
+    let roots = match first {
+        Some(_) => super::read_roots(store, manifest).await?,
+        None => Vec::new(),
+    };
+    let whole = match named(&roots) {
         Some(listing) => match chunks(store, &listing).await {
             Ok(chunks) => {
                 let mut whole = true;

@@ -148,6 +148,7 @@ impl Node {
             wal_bytes: c.wal_bytes(),
             index_source: Some(c.index_source().to_string()),
             index_snapshot: c.published_snapshot().map(|cid| cid.to_string()),
+            index_snapshot_lag: c.snapshot_lag(),
             writable: c.writable(),
             state: Some(replication.state.to_string()),
             sync_percent: replication.sync_percent,

@@ -536,6 +536,8 @@ impl Node {
                 if let Some(listing) = snapshot::named(&roots) {
                     match snapshot::chunks(store, &listing).await {
                         Ok(chunks) => {
+                            let started = std::time::Instant::now();
+                            let count = chunks.len();
                             let got = bitswap
                                 .fetch_dags(chunks, peers, |t| {
                                     let sum = totals + t;
@@ -543,8 +545,9 @@ impl Node {
                                     progress(sum);
                                 })
                                 .await;
-                            if let Err(e) = got {
-                                tracing::info!(%listing, error = %e, "the index snapshot did not come; the index will be built from the trees");
+                            match got {
+                                Ok(t) => tracing::info!(%listing, chunks = count, bytes = t.bytes, secs = started.elapsed().as_secs_f64(), "fetched the index snapshot"),
+                                Err(e) => tracing::info!(%listing, error = %e, "the index snapshot did not come; the index will be built from the trees"),
                             }
                         }
                         Err(reason) => {

@@ -185,6 +185,11 @@ pub struct CollectionInfo {
     /// The index snapshot the current version names (the CID of its listing), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index_snapshot: Option<String>,
+    /// On the node that writes the collection: entries committed since that snapshot was
+    /// published (0: it is of the current trees; absent: not known since the node started,
+    /// or no snapshot). A new one is published once writes stop (`storage.index_snapshot_min_points`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_snapshot_lag: Option<u64>,
     /// Whether this node holds the owner key (imported collections are read-only).
     pub writable: bool,
     /// Replication state: `writer` (this node writes it); for a replica `syncing` (fetching

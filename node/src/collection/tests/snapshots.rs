@@ -1,5 +1,7 @@
+use ipvec_protocol::head::public_key_bytes;
+
 use super::*;
-use crate::store::gc::collect_garbage;
+use crate::{collection::writers::WriterChange, store::gc::collect_garbage};
 
 const PUBLISH: snapshot::Publishing = snapshot::Publishing {
     min_points: 100,
@@ -188,6 +190,21 @@ async fn a_quiet_writer_publishes_a_fresh_snapshot_in_a_version_of_its_own() {
         );
     }
     assert!(!writer.snapshot_due());
+    assert_eq!(writer.snapshot_lag(), Some(0));
+
+    // Reopened, the writer does not know how old the snapshot is: it publishes again, and
+    // the same bytes make no new version.
+    let cdir = writer.dir.clone();
+    writer.close().await.unwrap();
+    let mut writer = Collection::open(store.clone(), &cdir).await.unwrap();
+    writer.set_publishing(Some(PUBLISH));
+    assert_eq!(writer.snapshot_lag(), None);
+    assert!(writer.snapshot_due());
+    assert!(!writer.publish_snapshot().await.unwrap());
+    assert_eq!(writer.head().seq, seq + 1);
+    assert_eq!(writer.published_snapshot(), Some(second));
+    assert_eq!(writer.snapshot_lag(), Some(0));
+    assert!(!writer.snapshot_due());
     // A new replica loads it as it is: nothing to move on.
     let replica = Collection::adopt(store.clone(), &dir.path().join("r"), writer.head().clone())
         .await
@@ -203,6 +220,45 @@ async fn a_quiet_writer_publishes_a_fresh_snapshot_in_a_version_of_its_own() {
             .await
             .unwrap()
     );
+}
+
+/// A writer's merge of another writer's version names the snapshot its own version named,
+/// and counts the merged changes as changed since; a new replica of the merge loads that
+/// snapshot and applies the trees' differences, the other writer's points among them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_merge_keeps_naming_the_last_snapshot() {
+    let (dir, store, mut owner, _) = publishing_writer(2, 800).await;
+    let first = owner.published_snapshot().unwrap();
+    let key = Keypair::generate_ed25519();
+    owner
+        .change_writers(WriterChange::Add(public_key_bytes(&key).unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(owner.published_snapshot(), Some(first));
+    let mut second = Collection::adopt(store.clone(), &dir.path().join("w2"), owner.head().clone())
+        .await
+        .unwrap();
+    assert!(second.take_writer_key(&key).unwrap());
+    let theirs = clustered(30, 24, 77);
+    second.upsert(points(&theirs, 5_000)).await.unwrap();
+    second.checkpoint().await.unwrap();
+
+    let lag = owner.snapshot_lag().unwrap();
+    assert!(owner.advance(second.head().clone()).await.unwrap());
+    assert_eq!(owner.points(), 830);
+    assert_eq!(owner.published_snapshot(), Some(first), "the merge names it still");
+    assert_eq!(owner.snapshot_lag(), Some(lag + 30));
+    let replica = Collection::adopt(store.clone(), &dir.path().join("r"), owner.head().clone())
+        .await
+        .unwrap();
+    assert_eq!(replica.index_source(), IndexSource::Snapshot);
+    assert_eq!(replica.points(), 830);
+    for probe in [&theirs[7], &theirs[29]] {
+        assert_eq!(
+            replica.search(probe, options(true), None).await.unwrap(),
+            owner.search(probe, options(true), None).await.unwrap()
+        );
+    }
 }
 
 /// The index that shard roots naming `listing` open to, on a store whose trees are the
