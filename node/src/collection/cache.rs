@@ -257,7 +257,8 @@ pub(crate) fn load(stem: &Path, spec: IndexSpec, roots: &CacheTag) -> Option<(Hn
         );
         return None;
     }
-    match assemble(spec, &index_path(stem), file) {
+    let index = HnswIndex::load(spec, &index_path(stem)).map_err(index_unusable);
+    match index.and_then(|index| assemble(index, file)) {
         Ok(loaded) => Some(loaded),
         Err(reason) => {
             tracing::info!(reason, "index cache not used; rebuilding");
@@ -287,18 +288,16 @@ pub(crate) fn read_keys(bytes: &[u8]) -> Result<KeyFile, &'static str> {
     Ok(file)
 }
 
-/// The index file at `index_path` and the key map of `file`, which must agree.
-pub(crate) fn assemble(
-    spec: IndexSpec,
-    index_path: &Path,
-    file: KeyFile,
-) -> Result<(HnswIndex, KeyMap), String> {
-    let index = HnswIndex::load(spec, index_path).map_err(|e| match e {
-        IndexError::Format { .. } => {
-            format!("the index file is damaged or from an older ipvec: {e}")
-        }
+/// Why a saved index file cannot be used.
+pub(crate) fn index_unusable(e: IndexError) -> String {
+    match e {
+        IndexError::Format { .. } => format!("the index file is damaged or from an older ipvec: {e}"),
         e => format!("the index file is damaged: {e}"),
-    })?;
+    }
+}
+
+/// A loaded index and the key map of `file`, which must agree.
+pub(crate) fn assemble(index: HnswIndex, file: KeyFile) -> Result<(HnswIndex, KeyMap), String> {
     if index.len() != file.keys.len() {
         return Err(format!(
             "the index holds {} points, its key map {}",

@@ -153,7 +153,7 @@ impl HeldIndex {
             });
         }
         if let Some(listing) = snapshot::named(held.iter().map(|(_, root)| root)) {
-            match Self::from_snapshot(store, spec, dir, held, &listing).await {
+            match Self::from_snapshot(store, spec, held, &listing).await {
                 Ok(this) => {
                     progress.add_done(points);
                     tracing::info!(%listing, points, "index loaded from the published snapshot");
@@ -175,12 +175,11 @@ impl HeldIndex {
     async fn from_snapshot<S: BlockStore>(
         store: &S,
         spec: IndexSpec,
-        dir: &Path,
         held: &[(Cid, ShardRoot)],
         listing: &Cid,
     ) -> Result<Self, String> {
         let started = std::time::Instant::now();
-        let loaded = snapshot::load(store, spec, dir, listing).await?;
+        let loaded = snapshot::load(store, spec, listing).await?;
         let read = started.elapsed();
         let shards = |tag: &CacheTag| tag.iter().map(|(n, _)| *n).collect::<Vec<_>>();
         let trees: CacheTag = held.iter().map(|(_, r)| (r.shard, r.tree)).collect();

@@ -32,7 +32,7 @@
 //! than half its points, or disagrees with the trees on a sample of points.
 
 use std::{
-    io::{Read, Write},
+    io::Read,
     path::{Path, PathBuf},
 };
 
@@ -202,73 +202,66 @@ pub(super) struct Loaded {
     pub(super) trees: CacheTag,
 }
 
-/// Reads the snapshot `listing` from `store`, its index file through a file in `dir`.
+/// Reads the snapshot `listing` from `store`.
 pub(super) async fn load<S: BlockStore>(
     store: &S,
     spec: IndexSpec,
-    dir: &Path,
     listing: &Cid,
 ) -> Result<Loaded, String> {
     let chunks = chunks(store, listing).await?;
-    let stem = work_stem(dir, "fetched");
-    let index_path = cache::index_path(&stem);
-    if let Some(folder) = index_path.parent() {
-        std::fs::create_dir_all(folder).map_err(|e| e.to_string())?;
-    }
     let started = std::time::Instant::now();
-    let loaded = async {
-        let mut file =
-            std::io::BufWriter::new(std::fs::File::create(&index_path).map_err(|e| e.to_string())?);
-        let mut head = Vec::with_capacity(16);
-        let mut index_left: Option<u64> = None;
-        let mut keys = Vec::new();
-        for cid in &chunks {
-            let mut bytes = store
-                .get(cid)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("its chunk {cid} is not in the store"))?;
-            if index_left.is_none() {
-                let take = (16 - head.len()).min(bytes.len());
-                head.extend_from_slice(&bytes.split_to(take));
-                if head.len() == 16 {
-                    if &head[..8] != MAGIC {
-                        return Err("it is not an ipvec index snapshot".to_string());
-                    }
-                    let mut n = [0u8; 8];
-                    n.copy_from_slice(&head[8..]);
-                    index_left = Some(u64::from_le_bytes(n));
+    // The index file, then the key file, each gathered in memory (usearch loads from a
+    // buffer: no file written and read again).
+    let mut head = Vec::with_capacity(16);
+    let mut index: Option<Vec<u8>> = None;
+    let mut keys = Vec::new();
+    for cid in &chunks {
+        let mut bytes = store
+            .get(cid)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("its chunk {cid} is not in the store"))?;
+        if index.is_none() {
+            let take = (16 - head.len()).min(bytes.len());
+            head.extend_from_slice(&bytes.split_to(take));
+            if head.len() == 16 {
+                if &head[..8] != MAGIC {
+                    return Err("it is not an ipvec index snapshot".to_string());
                 }
-            }
-            if let Some(left) = index_left.as_mut() {
-                let take = (*left).min(bytes.len() as u64) as usize;
-                file.write_all(&bytes.split_to(take))
-                    .map_err(|e| e.to_string())?;
-                *left -= take as u64;
-                keys.extend_from_slice(&bytes);
+                let mut n = [0u8; 8];
+                n.copy_from_slice(&head[8..]);
+                let n = u64::from_le_bytes(n);
+                // At most what the chunks hold: a length that says more is a damaged one.
+                if n > (chunks.len() * CHUNK) as u64 {
+                    return Err("its index file is longer than its chunks".to_string());
+                }
+                index = Some(Vec::with_capacity(n as usize));
             }
         }
-        if index_left != Some(0) {
-            return Err("it ends inside its index file".to_string());
+        if let Some(index) = index.as_mut() {
+            let take = (index.capacity() - index.len()).min(bytes.len());
+            index.extend_from_slice(&bytes.split_to(take));
+            keys.extend_from_slice(&bytes);
         }
-        file.flush().map_err(|e| e.to_string())?;
-        drop(file);
-        let copied = started.elapsed();
-        let file = cache::read_keys(&keys).map_err(str::to_string)?;
-        let decoded = started.elapsed();
-        let trees = file.roots.clone();
-        let (index, keys) = cache::assemble(spec, &index_path, file)?;
-        tracing::debug!(
-            copied_secs = copied.as_secs_f64(),
-            keys_secs = (decoded - copied).as_secs_f64(),
-            index_secs = (started.elapsed() - decoded).as_secs_f64(),
-            "index snapshot read"
-        );
-        Ok(Loaded { index, keys, trees })
     }
-    .await;
-    let _ = std::fs::remove_file(&index_path);
-    loaded
+    let index = match index {
+        Some(index) if index.len() == index.capacity() => index,
+        _ => return Err("it ends inside its index file".to_string()),
+    };
+    let copied = started.elapsed();
+    let file = cache::read_keys(&keys).map_err(str::to_string)?;
+    drop(keys);
+    let decoded = started.elapsed();
+    let trees = file.roots.clone();
+    let index = HnswIndex::load_bytes(spec, &index).map_err(cache::index_unusable)?;
+    let (index, keys) = cache::assemble(index, file)?;
+    tracing::debug!(
+        copied_secs = copied.as_secs_f64(),
+        keys_secs = (decoded - copied).as_secs_f64(),
+        index_secs = (started.elapsed() - decoded).as_secs_f64(),
+        "index snapshot read"
+    );
+    Ok(Loaded { index, keys, trees })
 }
 
 /// Whether the index holds the points of `held` (shard, tree) exactly as the trees do, on a

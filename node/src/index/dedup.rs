@@ -246,6 +246,28 @@ impl Groups {
         file.seek(SeekFrom::Start(size - 16))
             .and_then(|_| file.read_exact(&mut tail))
             .map_err(|e| e.to_string())?;
+        let length = Self::trailer(&tail, size)?;
+        let mut body = vec![0u8; length as usize];
+        file.seek(SeekFrom::Start(size - 16 - length))
+            .and_then(|_| file.read_exact(&mut body))
+            .map_err(|e| e.to_string())?;
+        Self::decode(&body).ok_or_else(|| "the duplicate map is damaged".to_string())
+    }
+
+    /// [`Groups::read_from`] of a file's bytes.
+    pub fn read_from_bytes(bytes: &[u8]) -> Result<(usize, Self), String> {
+        let size = bytes.len() as u64;
+        let tail = bytes
+            .get(bytes.len().saturating_sub(16)..)
+            .filter(|t| t.len() == 16)
+            .ok_or("the file is too short")?;
+        let length = Self::trailer(tail, size)?;
+        let body = &bytes[(size - 16 - length) as usize..bytes.len() - 16];
+        Self::decode(body).ok_or_else(|| "the duplicate map is damaged".to_string())
+    }
+
+    /// The length of the duplicate map that the 16-byte `tail` of a file of `size` bytes ends.
+    fn trailer(tail: &[u8], size: u64) -> Result<u64, String> {
         let (length, magic) = tail.split_at(8);
         let length = u64::from_le_bytes(length.try_into().map_err(|_| "short trailer")?);
         if magic != MAGIC || length > size - 16 || length < 8 {
@@ -253,11 +275,7 @@ impl Groups {
                 "no duplicate map after the graph (written by an older ipvec, or damaged)".into(),
             );
         }
-        let mut body = vec![0u8; length as usize];
-        file.seek(SeekFrom::Start(size - 16 - length))
-            .and_then(|_| file.read_exact(&mut body))
-            .map_err(|e| e.to_string())?;
-        Self::decode(&body).ok_or_else(|| "the duplicate map is damaged".to_string())
+        Ok(length)
     }
 
     fn decode(body: &[u8]) -> Option<(usize, Self)> {

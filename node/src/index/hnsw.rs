@@ -205,11 +205,33 @@ impl HnswIndex {
     ) -> Result<Self, IndexError> {
         let (slots, groups) = Groups::read_from(path).map_err(|e| format_error(path, e))?;
         // Loading puts back usearch's distance function: the kernel goes in afterwards.
-        let mut this = Self::without_kernel(spec, runtime)?;
+        let this = Self::without_kernel(spec, runtime)?;
         this.index.load(&path.to_string_lossy()).map_err(backend)?;
+        this.loaded(spec, runtime, (slots, groups), path)
+    }
+
+    /// [`HnswIndex::load`] of the bytes of such a file (no file written or read).
+    pub fn load_bytes(spec: IndexSpec, bytes: &[u8]) -> Result<Self, IndexError> {
+        let what = Path::new("(index bytes)");
+        let (slots, groups) = Groups::read_from_bytes(bytes).map_err(|e| format_error(what, e))?;
+        let this = Self::without_kernel(spec, HnswRuntime::default())?;
+        this.index.load_from_buffer(bytes).map_err(backend)?;
+        this.loaded(spec, HnswRuntime::default(), (slots, groups), what)
+    }
+
+    /// Completes a load of `what`: checks the graph against its duplicate map (`slots`,
+    /// `groups`) and the spec, and installs the kernel and the spec's settings.
+    fn loaded(
+        mut self,
+        spec: IndexSpec,
+        runtime: HnswRuntime,
+        (slots, groups): (usize, Groups),
+        what: &Path,
+    ) -> Result<Self, IndexError> {
+        let this = &mut self;
         if this.index.size() != slots {
             return Err(format_error(
-                path,
+                what,
                 format!(
                     "the graph holds {} vectors, its duplicate map {slots}",
                     this.index.size()
@@ -218,7 +240,7 @@ impl HnswIndex {
         }
         if !groups.fit(|key| this.index.contains(key)) {
             return Err(format_error(
-                path,
+                what,
                 "the duplicate map names slots the graph lacks".into(),
             ));
         }
@@ -235,7 +257,7 @@ impl HnswIndex {
         this.index
             .change_expansion_search(spec.hnsw.ef_search as usize);
         this.grow_to(this.index.size())?;
-        Ok(this)
+        Ok(self)
     }
 
     /// The usearch key that holds the vector of `key` (`key` itself unless it shares a slot).
