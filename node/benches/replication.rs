@@ -194,8 +194,10 @@ fn main() -> Result<()> {
 
     // The daemon initialises the replica's repository on its first start.
     let replica_repo = tmp.path().join("replica");
-    let (_writer_daemon, writer_url) =
-        start_daemon_with(&writer_repo, &[("IPVEC_STORAGE_INDEX_SNAPSHOT_MIN_POINTS", "1")])?;
+    let (_writer_daemon, writer_url) = start_daemon_with(
+        &writer_repo,
+        &[("IPVEC_STORAGE_INDEX_SNAPSHOT_MIN_POINTS", "1")],
+    )?;
     let (_replica_daemon, replica_url) = start_daemon(&replica_repo)?;
     let builder_repo = tmp.path().join("builder");
     let (_builder_daemon, builder_url) = start_daemon(&builder_repo)?;

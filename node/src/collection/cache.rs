@@ -291,7 +291,9 @@ pub(crate) fn read_keys(bytes: &[u8]) -> Result<KeyFile, &'static str> {
 /// Why a saved index file cannot be used.
 pub(crate) fn index_unusable(e: IndexError) -> String {
     match e {
-        IndexError::Format { .. } => format!("the index file is damaged or from an older ipvec: {e}"),
+        IndexError::Format { .. } => {
+            format!("the index file is damaged or from an older ipvec: {e}")
+        }
         e => format!("the index file is damaged: {e}"),
     }
 }

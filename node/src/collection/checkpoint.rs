@@ -170,7 +170,7 @@ impl<S: BlockStore> Collection<S> {
             return Ok(false);
         };
         let built = plan.build(&*self).await?;
-        Ok(self.finish_snapshot(built).await?)
+        self.finish_snapshot(built).await
     }
 
     /// Puts a built version of [`Collection::plan_snapshot`] in effect if it published a

@@ -15,8 +15,8 @@ use ipvec_protocol::{
 use libp2p_identity::Keypair;
 
 use super::{
-    catalog, index_spec, next_generation, now_millis, pin_version, shard, wal, write,
-    Collection, CollectionError, CollectionSpec, HeldIndex, LocalShard, OpenProgress,
+    catalog, index_spec, next_generation, now_millis, pin_version, shard, wal, write, Collection,
+    CollectionError, CollectionSpec, HeldIndex, LocalShard, OpenProgress,
 };
 use crate::{store::BlockStore, tree};
 

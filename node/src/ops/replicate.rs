@@ -546,8 +546,12 @@ impl Node {
                                 })
                                 .await;
                             match got {
-                                Ok(t) => tracing::info!(%listing, chunks = count, bytes = t.bytes, secs = started.elapsed().as_secs_f64(), "fetched the index snapshot"),
-                                Err(e) => tracing::info!(%listing, error = %e, "the index snapshot did not come; the index will be built from the trees"),
+                                Ok(t) => {
+                                    tracing::info!(%listing, chunks = count, bytes = t.bytes, secs = started.elapsed().as_secs_f64(), "fetched the index snapshot")
+                                }
+                                Err(e) => {
+                                    tracing::info!(%listing, error = %e, "the index snapshot did not come; the index will be built from the trees")
+                                }
                             }
                         }
                         Err(reason) => {

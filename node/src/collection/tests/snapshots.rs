@@ -246,7 +246,11 @@ async fn a_merge_keeps_naming_the_last_snapshot() {
     let lag = owner.snapshot_lag().unwrap();
     assert!(owner.advance(second.head().clone()).await.unwrap());
     assert_eq!(owner.points(), 830);
-    assert_eq!(owner.published_snapshot(), Some(first), "the merge names it still");
+    assert_eq!(
+        owner.published_snapshot(),
+        Some(first),
+        "the merge names it still"
+    );
     assert_eq!(owner.snapshot_lag(), Some(lag + 30));
     let replica = Collection::adopt(store.clone(), &dir.path().join("r"), owner.head().clone())
         .await
