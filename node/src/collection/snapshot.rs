@@ -101,11 +101,6 @@ pub fn due(publishing: &Publishing, points: u64, changed: Option<u64>, quiet: bo
         && changed.is_none_or(|changed| changed as f64 >= fraction * points as f64)
 }
 
-/// The folder of a collection's snapshot files while they are written or read.
-fn work_stem(dir: &Path, what: &str) -> PathBuf {
-    dir.join("index").join(what)
-}
-
 /// Step one of publishing, while the index reflects exactly the trees `trees` (under the
 /// collection's lock): writes the index and key map as files in `dir`, returns their stem.
 pub(super) fn write_files(
@@ -114,7 +109,7 @@ pub(super) fn write_files(
     keys: &KeyMap,
     trees: &CacheTag,
 ) -> Result<PathBuf, CollectionError> {
-    let stem = work_stem(dir, "publish");
+    let stem = dir.join("index").join("publish");
     cache::save(&stem, index, keys, trees)?;
     Ok(stem)
 }
