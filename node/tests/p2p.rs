@@ -574,7 +574,7 @@ fn a_new_replica_loads_the_writers_index_snapshot() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let _da = Daemon::start(&a.path, &publish);
+    let da = Daemon::start(&a.path, &publish);
     let info =
         |r: &std::path::Path, name: &str| json_of(&ok(r, &["--json", "collection", "info", name]));
     let info_a = info(&a.path, "films");
@@ -618,6 +618,12 @@ fn a_new_replica_loads_the_writers_index_snapshot() {
     // 30 new points (1.5%): committed in a version that names the old snapshot, then, once
     // the writes stop, a version of its own with a new one. B follows both; a new replica C
     // loads the new snapshot.
+    // The daemon first checks its snapshot (after a start it does not know how old it is):
+    // the same bytes, no new version.
+    eventually("A knows its snapshot is current", || {
+        info(&a.path, "films")["index_snapshot_lag"] == 0
+    });
+    assert_eq!(info(&a.path, "films")["index_snapshot"], snapshot.as_str());
     let more = a.path.parent().unwrap().join("more.jsonl");
     std::fs::write(&more, points_jsonl(2_000..2_030)).unwrap();
     ok(&a.path, &["add", "films", more.to_str().unwrap()]);
@@ -625,6 +631,14 @@ fn a_new_replica_loads_the_writers_index_snapshot() {
         info(&a.path, "films")["index_snapshot"].as_str() != Some(snapshot.as_str())
     });
     let info_a = info(&a.path, "films");
+    // Both counted as operations of their own in the metrics.
+    let scrape = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(da.metrics());
+    let publish = [("operation", "publish_index"), ("collection", "films")];
+    assert_eq!(sample(&scrape, "ipvec_operations", &publish), 2.0);
     eventually("B follows", || {
         info(&b.path, "films")["root"] == info_a["root"]
     });

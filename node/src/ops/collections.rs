@@ -266,7 +266,7 @@ impl Node {
         }
         let node = self.clone();
         let published = self
-            .observed("publish-index", name, async move {
+            .observed("publish_index", name, async move {
                 offload_background(async move {
                     let _writing = node.inner.gc_lock.read().await;
                     Ok(collection::shared::publish_snapshot(&shared).await?)
