@@ -204,11 +204,19 @@ pub(super) async fn load<S: BlockStore>(
     listing: &Cid,
 ) -> Result<Loaded, String> {
     let chunks = chunks(store, listing).await?;
+    // Every chunk is here before any is read: the lengths the first one gives are then at
+    // most what the store holds.
+    for cid in &chunks {
+        if !store.has(cid).await.map_err(|e| e.to_string())? {
+            return Err(format!("its chunk {cid} is not in the store"));
+        }
+    }
     let started = std::time::Instant::now();
     // The index file, then the key file, each gathered in memory (usearch loads from a
     // buffer: no file written and read again).
     let mut head = Vec::with_capacity(16);
-    let mut index: Option<Vec<u8>> = None;
+    // The index file's bytes so far, and its length.
+    let mut index: Option<(Vec<u8>, usize)> = None;
     let mut keys = Vec::new();
     for cid in &chunks {
         let mut bytes = store
@@ -230,17 +238,21 @@ pub(super) async fn load<S: BlockStore>(
                 if n > (chunks.len() * CHUNK) as u64 {
                     return Err("its index file is longer than its chunks".to_string());
                 }
-                index = Some(Vec::with_capacity(n as usize));
+                let mut buffer = Vec::new();
+                buffer
+                    .try_reserve_exact(n as usize)
+                    .map_err(|_| format!("its index file ({n} bytes) does not fit in memory"))?;
+                index = Some((buffer, n as usize));
             }
         }
-        if let Some(index) = index.as_mut() {
-            let take = (index.capacity() - index.len()).min(bytes.len());
+        if let Some((index, n)) = index.as_mut() {
+            let take = (*n - index.len()).min(bytes.len());
             index.extend_from_slice(&bytes.split_to(take));
             keys.extend_from_slice(&bytes);
         }
     }
     let index = match index {
-        Some(index) if index.len() == index.capacity() => index,
+        Some((index, n)) if index.len() == n => index,
         _ => return Err("it ends inside its index file".to_string()),
     };
     let copied = started.elapsed();
