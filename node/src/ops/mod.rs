@@ -40,6 +40,7 @@ pub mod collections;
 pub mod deny;
 pub mod error;
 pub mod federation;
+mod fetch;
 mod ids;
 pub mod jobs;
 mod lifecycle;

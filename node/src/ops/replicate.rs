@@ -1,6 +1,7 @@
-//! Replication: fetching another node's collection by its id, and answering peers that ask
-//! for the heads of ours. The tree, manifests and history move over Bitswap; only blocks the
-//! store lacks are fetched, so a second fetch moves just what changed.
+//! Replication: following the writers' heads of the collections held here, and answering
+//! peers that ask for the heads of ours. Fetching a collection by its id, and the blocks of a
+//! version, is [`super::fetch`]: only blocks the store lacks move, so a second fetch moves
+//! just what changed.
 //!
 //! Following: one task reads the gossiped heads (the open collections by id, never waiting
 //! on a collection's lock) and hands them to the follow core ([`crate::cluster::follow`]),
@@ -14,18 +15,8 @@ use std::{
     time::Duration,
 };
 
-use ipvec_protocol::{
-    announce, dagcbor,
-    head::HeadRecord,
-    manifest::{Manifest, ShardRoot},
-};
+use ipvec_protocol::{dagcbor, head::HeadRecord};
 use libp2p::PeerId;
-
-use crate::{
-    cluster::walk::FetchTotals,
-    collection::{check_held, read_roots, snapshot},
-    store::BlockStore,
-};
 
 use super::{
     status::{FollowAction, FollowInput},
@@ -38,10 +29,7 @@ pub use crate::cluster::follow::MAX_CATCH_UPS;
 pub const HEAD_POLL: Duration = Duration::from_secs(5);
 /// Peers asked for each collection's head at each poll.
 pub const POLLED_PEERS: usize = 8;
-/// How many times a fetch asks a peer for a head again when the request fails.
-const HEAD_RETRIES: usize = 2;
 use crate::cluster::follow::{Action, Input, Local};
-use ipvec_protocol::api::CollectionImported;
 
 impl Node {
     /// Answers `/ipvec/head/1.0.0` from this node's collections (a weak handle, so the
@@ -84,174 +72,6 @@ impl Node {
         let c = self.collection(&name).await.ok()?;
         let c = c.read().await;
         dagcbor::encode(c.head()).ok()
-    }
-
-    /// Fetches collection `id` from the peers at `from` (dialed first), or from the peers the
-    /// DHT names as its providers: the newest signed head any of them holds, then its whole
-    /// DAG over Bitswap (every block checked), registered as a read-only replica under `name`
-    /// (default: its own). Fetching a collection already replicated here moves it to the
-    /// newest head, fetching only the blocks it lacks.
-    pub async fn fetch_collection(
-        &self,
-        id: &str,
-        name: Option<String>,
-        from: &[String],
-        shards: Option<Vec<u32>>,
-    ) -> Result<CollectionImported, Error> {
-        if shards.as_ref().is_some_and(|s| s.is_empty()) {
-            return Err(Error::invalid(
-                "name at least one shard to hold (`--shards 0,3`), or none to fetch them all",
-            ));
-        }
-        self.fetch_holding(id, name, from, shards).await
-    }
-
-    /// [`Node::fetch_collection`], holding the shards `shards` when new here (none: a
-    /// member that placement has given nothing yet).
-    pub(super) async fn fetch_holding(
-        &self,
-        id: &str,
-        name: Option<String>,
-        from: &[String],
-        shards: Option<Vec<u32>>,
-    ) -> Result<CollectionImported, Error> {
-        self.observed("fetch", "", async {
-            let peers = self.peers_for(id, from).await?;
-            let head = self.newest_head(id, &peers).await?;
-            self.inner.replication.seen(&stream_of(id, &head), head.seq);
-            let job = self
-                .inner
-                .jobs
-                .start("fetch", id.to_string(), "blocks", None);
-            // A replica already here keeps the shards it holds.
-            let existing = self.name_of_id(id);
-            let held = match &existing {
-                Some(name) => self.partial_holding(name).await?,
-                None => shards,
-            };
-            // gc's lock is held from the fetch until the new version is pinned.
-            let writing = self.inner.gc_lock.read().await;
-            // A new replica fetches the index snapshot too, to load instead of building.
-            let new = existing.is_none();
-            self.fetch_tracked(id, head.manifest, held.as_deref(), new, &peers, |t| {
-                job.set(t.blocks)
-            })
-            .await?;
-            self.store()
-                .put(
-                    ipvec_protocol::cid::DAG_CBOR,
-                    bytes::Bytes::from(dagcbor::encode(&head)?),
-                )
-                .await?;
-            match existing {
-                Some(existing) => {
-                    let (moved, imported) = self.move_replica(&existing, head, &writing).await?;
-                    drop(writing);
-                    self.after_move(&existing, moved, &imported).await?;
-                    Ok(imported)
-                }
-                None => {
-                    // Registering takes the name's turn, which a create holds while it waits
-                    // for gc's lock: taken in the other order here, the two could deadlock
-                    // behind a waiting gc. A gc in between may collect blocks just fetched;
-                    // the replica's open then finds them missing and says so.
-                    drop(writing);
-                    self.register(head, name, held).await
-                }
-            }
-        })
-        .await
-    }
-
-    /// The newest head of collection `id` among `peers`' answers, its signature checked.
-    pub(super) async fn newest_head(
-        &self,
-        id: &str,
-        peers: &[PeerId],
-    ) -> Result<HeadRecord, Error> {
-        let network = self.network()?;
-        let mut best: Option<HeadRecord> = None;
-        // Peers whose circuit breaker is open are asked last.
-        for peer in &self.open_peers_last(peers) {
-            // A peer busy accepting other streams (head polls among them) may drop ours:
-            // asked again twice, a moment later, before it counts as failed.
-            let mut answer = network.ask_head(*peer, id).await;
-            for _ in 0..HEAD_RETRIES {
-                if answer.is_ok() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                answer = network.ask_head(*peer, id).await;
-            }
-            match &answer {
-                Ok(_) => self.peer_reached(peer),
-                Err(_) => self.peer_failed(peer),
-            }
-            let Ok(Some(bytes)) = answer else {
-                continue;
-            };
-            let Ok(head) = dagcbor::decode::<HeadRecord>(&bytes) else {
-                tracing::debug!(%peer, "a peer answered a malformed head");
-                continue;
-            };
-            let owner_ok =
-                ipvec_protocol::head::collection_id(&head.collection).is_ok_and(|c| c == id);
-            if !owner_ok || head.verify(&[head.writer.as_slice()]).is_err() {
-                tracing::warn!(%peer, "a peer answered a head that is not of this collection or badly signed");
-                continue;
-            }
-            if best.as_ref().is_none_or(|b| head.seq > b.seq) {
-                best = Some(head);
-            }
-        }
-        best.ok_or_else(|| {
-            Error::not_found(format!(
-                "none of the {} peers found holds collection {id}",
-                peers.len()
-            ))
-        })
-    }
-
-    /// Moves replica `name` to `head`, whose DAG was stored under the hold `_writing` of
-    /// gc's lock: held until the new version is pinned, so that gc cannot collect the blocks
-    /// in between. Whether the replica moved, and what it is now.
-    async fn move_replica(
-        &self,
-        name: &str,
-        head: HeadRecord,
-        _writing: &tokio::sync::RwLockReadGuard<'_, ()>,
-    ) -> Result<(bool, CollectionImported), Error> {
-        let shared = self.collection(name).await?;
-        let mut guard = shared.write().await;
-        // An older head, or this node's own, changes nothing; a writer signs the merge.
-        let moved = guard.advance(head).await?;
-        // The owner may just have listed this node's key as a writer.
-        guard.take_writer_key(self.inner.repo.key())?;
-        self.inner.ids.opened(name, &guard);
-        if let (Ok(network), true, true) = (self.network(), moved, guard.holds_all()) {
-            network.provide_on_ipfs(guard.root()).await?;
-        }
-        let imported = CollectionImported {
-            name: name.to_string(),
-            id: guard.id()?,
-            root: guard.root().to_string(),
-            points: guard.points(),
-            writable: guard.writable(),
-        };
-        Ok((moved, imported))
-    }
-
-    /// A writer's merge is its next version: its followers hear of it.
-    async fn after_move(
-        &self,
-        name: &str,
-        moved: bool,
-        imported: &CollectionImported,
-    ) -> Result<(), Error> {
-        if moved && imported.writable {
-            self.gossip_head(name).await?;
-        }
-        Ok(())
     }
 
     /// Joins collection `name`'s heads topic; its writer also publishes its current head.
@@ -496,167 +316,13 @@ impl Node {
         tracing::info!(collection = %name, root = %imported.root, points = imported.points, "followed a new head");
         Ok(())
     }
-
-    /// Fetches version `root` (a manifest) of collection `id` over Bitswap, its progress shown
-    /// as the collection's `syncing` state: the whole DAG, or with `held` the manifest, every
-    /// shard root and the trees of the shards held. With `snapshot`, a whole version's fetch
-    /// also gets the index snapshot the version names, if the peers have it (a node that has
-    /// no index of the collection yet then loads it instead of building one).
-    pub(super) async fn fetch_tracked(
-        &self,
-        id: &str,
-        root: cid::Cid,
-        held: Option<&[u32]>,
-        snapshot: bool,
-        peers: &[PeerId],
-        mut progress: impl FnMut(FetchTotals),
-    ) -> Result<(), Error> {
-        let network = self.network()?;
-        let bitswap = network.bitswap();
-        // Peers whose circuit breaker is open last: the others are asked first.
-        let ordered = self.open_peers_last(peers);
-        let peers = ordered.as_slice();
-        let unavailable = |e: crate::net::bitswap::FetchError| Error::unavailable(e.to_string());
-        // Back to not syncing when the fetch ends, fails or is dropped (a client gone).
-        let sync = self.inner.replication.start_sync(id);
-        let Some(held) = held else {
-            let totals = bitswap
-                .fetch_dag(root, peers, |t| {
-                    sync.progress(t.blocks, t.known);
-                    progress(t);
-                })
-                .await
-                .map_err(unavailable)?;
-            if snapshot {
-                // The trees are the truth and the index can always be built from them: a
-                // snapshot that does not come is noted, not an error.
-                let store = self.store();
-                let manifest: Manifest = dagcbor::decode(&store.require(&root).await?)?;
-                let roots = read_roots(store, &manifest).await?;
-                if let Some(listing) = snapshot::named(&roots) {
-                    match snapshot::chunks(store, &listing).await {
-                        Ok(chunks) => {
-                            let started = std::time::Instant::now();
-                            let count = chunks.len();
-                            let got = bitswap
-                                .fetch_dags(chunks, peers, |t| {
-                                    let sum = totals + t;
-                                    sync.progress(sum.blocks, sum.known);
-                                    progress(sum);
-                                })
-                                .await;
-                            match got {
-                                Ok(t) => {
-                                    tracing::info!(%listing, chunks = count, bytes = t.bytes, secs = started.elapsed().as_secs_f64(), "fetched the index snapshot")
-                                }
-                                Err(e) => {
-                                    tracing::info!(%listing, error = %e, "the index snapshot did not come; the index will be built from the trees")
-                                }
-                            }
-                        }
-                        Err(reason) => {
-                            tracing::info!(%listing, reason, "the index snapshot is not usable; the index will be built from the trees")
-                        }
-                    }
-                }
-            }
-            return Ok(());
-        };
-        // Part of the collection: the manifest and every shard root (small, and they give
-        // every shard's count), then the trees of the shards held only. No older versions.
-        let manifest: Manifest = dagcbor::decode(
-            &bitswap
-                .fetch_block(root, peers)
-                .await
-                .map_err(unavailable)?,
-        )?;
-        manifest.validate()?;
-        let held = check_held(held, manifest.shards.len() as u32)?;
-        let mut trees = Vec::with_capacity(held.len());
-        for (number, cid) in manifest.shards.iter().enumerate() {
-            let bytes = bitswap
-                .fetch_block(*cid, peers)
-                .await
-                .map_err(unavailable)?;
-            if held.contains(&(number as u32)) {
-                trees.push(dagcbor::decode::<ShardRoot>(&bytes)?.tree);
-            }
-        }
-        let mut before = FetchTotals {
-            blocks: 1 + manifest.shards.len() as u64,
-            known: 1 + manifest.shards.len() as u64,
-            ..FetchTotals::default()
-        };
-        for tree in trees {
-            let totals = bitswap
-                .fetch_dag(tree, peers, |t| {
-                    let sum = before + t;
-                    sync.progress(sum.blocks, sum.known);
-                    progress(sum);
-                })
-                .await
-                .map_err(unavailable)?;
-            before = before + totals;
-        }
-        Ok(())
-    }
-
-    /// The shards replica `name` holds when it holds only some (`None`: all of them).
-    async fn partial_holding(&self, name: &str) -> Result<Option<Vec<u32>>, Error> {
-        let c = self.collection(name).await?;
-        let c = c.read().await;
-        Ok((!c.holds_all()).then(|| c.held_shards()))
-    }
-
-    async fn peers_for(&self, id: &str, from: &[String]) -> Result<Vec<PeerId>, Error> {
-        let network = self.network()?;
-        let mut peers = self.dial_all(from).await?;
-        if from.is_empty() {
-            let me = network.peer_id();
-            let providers: Vec<PeerId> = network
-                .providers(announce::collection_key(id))
-                .await?
-                .into_iter()
-                .map(|p| p.peer_id)
-                .filter(|p| *p != me)
-                .collect();
-            // Providers whose circuit breaker is open are dialed only when no other one
-            // could be.
-            let (closed, open): (Vec<PeerId>, Vec<PeerId>) =
-                providers.into_iter().partition(|p| !self.peer_refused(p));
-            for batch in [closed, open] {
-                if !peers.is_empty() {
-                    break;
-                }
-                for provider in batch {
-                    match network.dial_peer(provider).await {
-                        Ok(peer) => {
-                            self.peer_reached(&peer);
-                            peers.push(peer);
-                        }
-                        Err(e) => {
-                            self.peer_failed(&provider);
-                            tracing::debug!(peer = %provider, error = %e, "provider unreachable")
-                        }
-                    }
-                }
-            }
-        }
-        if peers.is_empty() {
-            return Err(Error::not_found(format!(
-                "no reachable peer provides collection {id}; check that its node runs and \
-                 that this one is connected to the network (ipvec peers), or pass --from ADDR"
-            )));
-        }
-        Ok(peers)
-    }
 }
 
 /// The follow core tracks the heads of each collection and writer as a stream of their own:
 /// the owner's under the collection id (which collection info's replication state reads),
 /// another writer's under `id/writer id`, so that one writer's newer head never displaces
 /// another writer's waiting one. (`/` is not in the base58 alphabet of ids.)
-fn stream_of(id: &str, head: &HeadRecord) -> String {
+pub(super) fn stream_of(id: &str, head: &HeadRecord) -> String {
     if head.writer == head.collection {
         return id.to_string();
     }

@@ -35,6 +35,20 @@ async fn publishing_writer(
     (dir, store, writer, data)
 }
 
+/// A new replica in `path` of the writer's current version, whose index came from the
+/// snapshot the version names.
+async fn snapshot_replica(
+    store: &IrohBlockStore,
+    path: &std::path::Path,
+    writer: &Collection<IrohBlockStore>,
+) -> Collection<IrohBlockStore> {
+    let replica = Collection::adopt(store.clone(), path, writer.head().clone())
+        .await
+        .unwrap();
+    assert_eq!(replica.index_source(), IndexSource::Snapshot);
+    replica
+}
+
 /// A new replica of a version that names a snapshot loads it and searches the writer's very
 /// graph: the same answers, HNSW ones included, with no build.
 #[tokio::test(flavor = "multi_thread")]
@@ -49,10 +63,7 @@ async fn a_new_replica_loads_the_published_snapshot_and_answers_like_the_writer(
     );
 
     let progress = OpenProgress::default();
-    let replica = Collection::adopt(store.clone(), &dir.path().join("r"), writer.head().clone())
-        .await
-        .unwrap();
-    assert_eq!(replica.index_source(), IndexSource::Snapshot);
+    let replica = snapshot_replica(&store, &dir.path().join("r"), &writer).await;
     assert_eq!(replica.points(), 800);
     for probe in data.iter().step_by(37) {
         for exact in [false, true] {
@@ -94,10 +105,7 @@ async fn a_snapshot_of_older_trees_is_moved_on_by_the_tree_diff() {
         "70 changes of 800: kept"
     );
 
-    let replica = Collection::adopt(store.clone(), &dir.path().join("r"), writer.head().clone())
-        .await
-        .unwrap();
-    assert_eq!(replica.index_source(), IndexSource::Snapshot);
+    let replica = snapshot_replica(&store, &dir.path().join("r"), &writer).await;
     assert_eq!(replica.points(), 800);
     assert!(replica.get(&EntryId::Int(510)).await.unwrap().is_none());
     for probe in [&moved[3], &data[510], &data[9], &data[799]] {
@@ -153,10 +161,7 @@ async fn a_snapshot_of_older_trees_is_moved_on_by_the_tree_diff() {
             "an old snapshot's chunks go"
         );
     }
-    let replica = Collection::adopt(store.clone(), &dir.path().join("r2"), writer.head().clone())
-        .await
-        .unwrap();
-    assert_eq!(replica.index_source(), IndexSource::Snapshot);
+    snapshot_replica(&store, &dir.path().join("r2"), &writer).await;
 }
 
 /// Once writes stop, a version of its own publishes a snapshot of the current trees when a
@@ -206,10 +211,7 @@ async fn a_quiet_writer_publishes_a_fresh_snapshot_in_a_version_of_its_own() {
     assert_eq!(writer.snapshot_lag(), Some(0));
     assert!(!writer.snapshot_due());
     // A new replica loads it as it is: nothing to move on.
-    let replica = Collection::adopt(store.clone(), &dir.path().join("r"), writer.head().clone())
-        .await
-        .unwrap();
-    assert_eq!(replica.index_source(), IndexSource::Snapshot);
+    let replica = snapshot_replica(&store, &dir.path().join("r"), &writer).await;
     assert_eq!(
         replica
             .search(&moved[4], options(false), None)
@@ -252,10 +254,7 @@ async fn a_merge_keeps_naming_the_last_snapshot() {
         "the merge names it still"
     );
     assert_eq!(owner.snapshot_lag(), Some(lag + 30));
-    let replica = Collection::adopt(store.clone(), &dir.path().join("r"), owner.head().clone())
-        .await
-        .unwrap();
-    assert_eq!(replica.index_source(), IndexSource::Snapshot);
+    let replica = snapshot_replica(&store, &dir.path().join("r"), &owner).await;
     assert_eq!(replica.points(), 830);
     for probe in [&theirs[7], &theirs[29]] {
         assert_eq!(
