@@ -1,11 +1,13 @@
 //! The peer-to-peer layer between real daemons on loopback: identity, connections,
 //! bootstrap, provider records in the DHT, replication by collection id, following gossiped
-//! heads with small deltas, and a replica killed mid-fetch that resumes.
+//! heads with small deltas, and a replica killed or stopped mid-fetch (its link stalled by a
+//! relay in the test) that resumes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
 use common::{pair::*, *};
@@ -491,6 +493,92 @@ fn total_of(daemon: &Daemon, metric: &str, kind: &str) -> f64 {
         })
 }
 
+/// A TCP relay in front of a daemon's libp2p address that passes everything towards the
+/// daemon but at most `budget` bytes back, then holds the rest: the connection stays open and
+/// the dialer's transfer stalls part-way, however large the loopback socket buffers are (a
+/// stopped process's buffered bytes still arrive). Returns the relay's address for `--from`
+/// (the daemon's peer id, so the handshake is the daemon's) and the bytes still to pass.
+fn stalling_link(
+    address: &str,
+    budget: usize,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let parts: Vec<&str> = address.split('/').collect();
+    assert!(
+        parts.len() == 7 && parts[1] == "ip4" && parts[3] == "tcp" && parts[5] == "p2p",
+        "not a /ip4/…/tcp/…/p2p/… address: {address}"
+    );
+    let target = format!("{}:{}", parts[2], parts[4]);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay = format!(
+        "/ip4/127.0.0.1/tcp/{}/p2p/{}",
+        listener.local_addr().unwrap().port(),
+        parts[6]
+    );
+    let left = std::sync::Arc::new(AtomicUsize::new(budget));
+    let remaining = left.clone();
+    std::thread::spawn(move || {
+        for dialer in listener.incoming() {
+            let Ok(mut dialer) = dialer else { return };
+            let Ok(mut daemon) = TcpStream::connect(&target) else {
+                return;
+            };
+            let (mut to_daemon, mut from_dialer) =
+                (daemon.try_clone().unwrap(), dialer.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut from_dialer, &mut to_daemon);
+                // The dialer closed (or died): so does the link, as a killed process's
+                // connections close.
+                let _ = to_daemon.shutdown(std::net::Shutdown::Both);
+            });
+            let left = left.clone();
+            std::thread::spawn(move || {
+                let mut buffer = vec![0u8; 64 * 1024];
+                loop {
+                    // Take up to a buffer's worth of what is left; give back what is not read.
+                    let chunk = buffer.len();
+                    let room = left
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| {
+                            Some(l.saturating_sub(chunk))
+                        })
+                        .unwrap()
+                        .min(chunk);
+                    if room == 0 {
+                        // Spent: keep both sockets open and pass nothing more.
+                        loop {
+                            std::thread::park();
+                        }
+                    }
+                    let Ok(n) = daemon.read(&mut buffer[..room]) else {
+                        return;
+                    };
+                    left.fetch_add(room - n, Ordering::SeqCst);
+                    if n == 0 || dialer.write_all(&buffer[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (relay, remaining)
+}
+
+/// `ipvec fetch ID --from ADDRESS` on `repo`'s daemon, running in the background.
+fn fetch_in_background(repo: &std::path::Path, id: &str, address: &str) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ipvec"))
+        .arg("--repo")
+        .arg(repo)
+        .args(["fetch", id, "--from", address])
+        .env_remove("IPVEC_PATH")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// A daemon serving collection "big" of 6,000 × 1024 (about 25 MB, a hundred leaves): long
 /// enough to fetch that a fetch can be caught midway on loopback.
 struct Served {
@@ -671,27 +759,20 @@ fn a_replica_killed_mid_fetch_resumes_without_refetching_what_it_has() {
 
     let b = new_repo();
     let mut db = Daemon::start(&b.path, &[]);
-    let mut fetch = std::process::Command::new(env!("CARGO_BIN_EXE_ipvec"))
-        .arg("--repo")
-        .arg(&b.path)
-        .args(["fetch", &id, "--from", &addr_a])
-        .env_remove("IPVEC_PATH")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Once B has some blocks, A stops answering (SIGSTOP) so B is caught mid-fetch, and B is
-    // killed outright.
+    // B fetches through a link that stalls after 8 MB (about a third of the DAG), so B is
+    // caught mid-fetch, and B is killed outright.
+    let (link, left) = stalling_link(&addr_a, 8 << 20);
+    let mut fetch = fetch_in_background(&b.path, &id, &link);
+    eventually("the link passes its 8 MB", || left.load(SeqCst) == 0);
     eventually("B receives blocks", || {
         bitswap_total(&db, "blocks_received") > 0.0
     });
-    signal("STOP", da.pid());
+    // (B takes in what the link passed before it is counted.)
     std::thread::sleep(Duration::from_millis(300));
     let before_kill = bitswap_total(&db, "blocks_received");
     signal("KILL", db.pid());
     let _ = db.child.take().unwrap().wait();
     let _ = fetch.wait();
-    signal("CONT", da.pid());
     assert!(
         before_kill < total,
         "B had all {total} blocks before it was killed; the fetch was not interrupted"
@@ -790,28 +871,21 @@ fn a_daemon_stopped_mid_fetch_exits_cleanly_keeps_its_writes_and_resumes() {
     let b = new_repo();
     let mut db = Daemon::start(&b.path, &[]);
     filled_collection(&b.path, "mine", 300);
-    let mut fetch = std::process::Command::new(env!("CARGO_BIN_EXE_ipvec"))
-        .arg("--repo")
-        .arg(&b.path)
-        .args(["fetch", &id, "--from", &addr_a])
-        .env_remove("IPVEC_PATH")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Once B has some blocks, A stops answering (SIGSTOP): B's fetch hangs, waiting for
-    // blocks that do not come.
+    // B fetches through a link that stalls after 8 MB: once B has some blocks, its fetch
+    // hangs, waiting for blocks that do not come.
+    let (link, left) = stalling_link(&addr_a, 8 << 20);
+    let mut fetch = fetch_in_background(&b.path, &id, &link);
+    eventually("the link passes its 8 MB", || left.load(SeqCst) == 0);
     eventually("B receives blocks", || {
         bitswap_total(&db, "blocks_received") > 0.0
     });
-    signal("STOP", da.pid());
     // Writes B acknowledges while its fetch hangs.
     let more = b.path.parent().unwrap().join("more.jsonl");
     std::fs::write(&more, points_jsonl(300..400)).unwrap();
     ok(&b.path, &["add", "mine", more.to_str().unwrap()]);
     assert!(
         fetch.try_wait().unwrap().is_none(),
-        "the fetch ended before A stopped answering; nothing was in flight"
+        "the fetch ended before its link stalled; nothing was in flight"
     );
 
     // SIGTERM: B stops its fetch, commits and exits 0 without waiting for A.
@@ -826,7 +900,6 @@ fn a_daemon_stopped_mid_fetch_exits_cleanly_keeps_its_writes_and_resumes() {
     assert!(status.success(), "the daemon exited with {status}");
     let fetched = exit_of(&mut fetch, "the fetch command");
     assert!(!fetched.success(), "the fetch cannot have completed");
-    signal("CONT", da.pid());
 
     // Restarted, B has every acknowledged point, and fetching again completes, resuming:
     // the blocks fetched before the stop were kept.
