@@ -184,6 +184,13 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
     )
     .await?;
     drop(own_kernel);
+    // The same collection with its graph over one-byte codes (`hnsw.codes`).
+    let codes_dir = work.path().join("ipvec-codes");
+    let (codes_store, codes) = ingest_codes(&data, &codes_dir, &mut ingest).await?;
+    sweep_codes(&codes, &queries, &exact, &truths[0], &mut search).await?;
+    drop(codes);
+    codes_store.shutdown().await?;
+    std::fs::remove_dir_all(&codes_dir)?;
     let filtered = filtered(&mut collection, &data, &queries, &exact, &truths[1..]).await?;
     if opts.shards > 1 {
         subset::run(&collection, &data, &queries, opts.shards).await?;
@@ -218,6 +225,7 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
         close.secs()
     );
     report::search(&search, &kernel);
+    report::search_goal(&search);
     report::search_diagnostics(&search, &diagnostic);
     report::filtered(&filtered, &filter_costs);
     report::memory(&memory, &python);
@@ -242,8 +250,14 @@ async fn ingest_ipvec(
     println!(
         "ingest: ipvec collection (on-disk iroh store, f32, L2, {shards} shard(s)), batches of {BATCH} …"
     );
-    let (store, mut collection) =
-        engines::create(&dir.join("ipvec"), Measure::L2, Quantization::F32, shards).await?;
+    let (store, mut collection) = engines::create(
+        &dir.join("ipvec"),
+        Measure::L2,
+        Quantization::F32,
+        shards,
+        false,
+    )
+    .await?;
     let upserts = engines::upsert_all(&mut collection, data).await?;
     let diagnostic = report::Diagnostic {
         ipvec_in_log: engines::search_ipvec_best(&collection, queries, 64).await?,
@@ -259,6 +273,46 @@ async fn ingest_ipvec(
         IngestRow::new("ipvec total", total, n),
     ];
     Ok((store, collection, rows, diagnostic))
+}
+
+/// A collection like ipvec's whose graph walks on codes: upserts in the same batches, then a
+/// checkpoint.
+async fn ingest_codes(
+    data: &Dataset,
+    dir: &Path,
+    rows: &mut Vec<IngestRow>,
+) -> Result<(ipvec_node::store::IrohBlockStore, Coll)> {
+    println!("ingest: ipvec collection on codes (hnsw.codes), batches of {BATCH} …");
+    let (store, mut collection) =
+        engines::create(dir, Measure::L2, Quantization::F32, 1, true).await?;
+    let upserts = engines::upsert_all(&mut collection, data).await?;
+    let checkpoint = engines::checkpoint(&mut collection).await?;
+    let mut total = upserts;
+    total.add(checkpoint);
+    rows.push(IngestRow::new(
+        "ipvec on codes, upserts",
+        upserts,
+        data.len(),
+    ));
+    rows.push(IngestRow::new("ipvec on codes, total", total, data.len()));
+    Ok((store, collection))
+}
+
+/// The ef sweep of the collection on codes, into the rows of [`sweep`].
+async fn sweep_codes(
+    collection: &Coll,
+    queries: &[Vec<f32>],
+    exact: &Exact<'_>,
+    truth: &Truth,
+    rows: &mut [SearchRow],
+) -> Result<()> {
+    println!("search: ef sweep on codes …");
+    engines::search_ipvec(collection, &queries[..queries.len().min(50)], 64, None).await?;
+    for row in rows {
+        let pass = engines::search_ipvec_best(collection, queries, row.ef).await?;
+        row.codes = Some(Quality::of(exact, truth, &pass.ids, pass.qps()));
+    }
+    Ok(())
 }
 
 fn ingest_raw(
@@ -307,6 +361,7 @@ async fn sweep(
             ipvec: Quality::of(exact, truth, &ipvec.ids, ipvec.qps()),
             raw: Quality::of(exact, truth, &raw.ids, raw.qps()),
             raw_own_kernel,
+            codes: None,
             faiss: None,
             hnswlib: None,
         });

@@ -35,6 +35,7 @@ const HNSW: HnswParams = HnswParams {
     m: 16,
     ef_construction: 64,
     ef_search: 64,
+    codes: false,
 };
 const BATCH: usize = 10_000;
 

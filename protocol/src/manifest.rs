@@ -84,6 +84,12 @@ pub struct HnswParams {
     pub ef_construction: u32,
     /// Default candidate list size while searching.
     pub ef_search: u32,
+    /// Whether the graph holds one-byte codes of the vectors, and searches score the
+    /// candidates their walk found again on the f32 vectors (for f32 vectors under the l2 or
+    /// cosine metric; others ignore it). Absent when false, so manifests without it keep
+    /// their bytes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub codes: bool,
 }
 
 impl Default for HnswParams {
@@ -92,6 +98,7 @@ impl Default for HnswParams {
             m: 16,
             ef_construction: 128,
             ef_search: 64,
+            codes: false,
         }
     }
 }

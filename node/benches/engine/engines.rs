@@ -27,11 +27,13 @@ pub const EF_CONSTRUCTION: u32 = 128;
 /// Points per upsert call.
 pub const BATCH: usize = 10_000;
 
-pub fn hnsw_params() -> HnswParams {
+/// The bench's HNSW parameters; `codes`: the graph walks on one-byte codes.
+pub fn hnsw_params(codes: bool) -> HnswParams {
     HnswParams {
         m: M,
         ef_construction: EF_CONSTRUCTION,
         ef_search: 64,
+        codes,
     }
 }
 
@@ -75,12 +77,13 @@ pub fn points(data: &Dataset, range: std::ops::Range<usize>) -> Vec<Point> {
 }
 
 /// Opens an on-disk store in `dir/store` and creates an empty collection of `shards` shards
-/// in `dir/bench`.
+/// in `dir/bench`, whose graph walks on one-byte codes when `codes`.
 pub async fn create(
     dir: &Path,
     measure: Measure,
     quantization: Quantization,
     shards: u32,
+    codes: bool,
 ) -> Result<(IrohBlockStore, Coll)> {
     let store = IrohBlockStore::open(&dir.join("store")).await?;
     let spec = CollectionSpec {
@@ -89,7 +92,7 @@ pub async fn create(
         embedding: None,
         metric: metric_of(measure),
         quantization,
-        hnsw: hnsw_params(),
+        hnsw: hnsw_params(codes),
         shards,
         replication: 1,
     };
@@ -194,7 +197,7 @@ pub fn raw_index(
         dimension: 784,
         metric: metric_of(measure),
         quantization,
-        hnsw: hnsw_params(),
+        hnsw: hnsw_params(false),
     };
     Ok(HnswIndex::with_runtime(spec, runtime)?)
 }

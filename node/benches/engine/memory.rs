@@ -18,8 +18,9 @@ pub const EF: usize = 128;
 const MARKER: &str = "MEMORY-RESULT ";
 
 /// The configurations: engine, quantization, metric (i8 needs cosine in ipvec).
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     "ipvec-f32",
+    "ipvec-codes",
     "ipvec-f16",
     "ipvec-i8",
     "raw-f32",
@@ -27,7 +28,9 @@ pub const KINDS: [&str; 6] = [
     "raw-i8",
 ];
 
-fn parse_kind(kind: &str) -> Result<(bool, Quantization, Measure)> {
+/// The engine (ipvec or raw usearch), quantization and metric of a kind, and whether its graph
+/// walks on codes.
+fn parse_kind(kind: &str) -> Result<(bool, Quantization, Measure, bool)> {
     let (engine, quant) = kind.split_once('-').context("kind is ENGINE-QUANT")?;
     let ipvec = match engine {
         "ipvec" => true,
@@ -35,12 +38,12 @@ fn parse_kind(kind: &str) -> Result<(bool, Quantization, Measure)> {
         _ => bail!("unknown engine in {kind:?}"),
     };
     let (quantization, measure) = match quant {
-        "f32" => (Quantization::F32, Measure::L2),
+        "f32" | "codes" => (Quantization::F32, Measure::L2),
         "f16" => (Quantization::F16, Measure::L2),
         "i8" => (Quantization::I8, Measure::Cosine),
         _ => bail!("unknown quantization in {kind:?}"),
     };
-    Ok((ipvec, quantization, measure))
+    Ok((ipvec, quantization, measure, quant == "codes"))
 }
 
 /// Memory at one point of a child's run, from /proc/self/status.
@@ -88,8 +91,7 @@ pub struct MemoryRow {
 fn run_ipvec(
     data: &data::Dataset,
     queries: &[Vec<f32>],
-    quantization: Quantization,
-    measure: Measure,
+    (quantization, measure, codes): (Quantization, Measure, bool),
     dir: &Path,
     phases: &mut Vec<Snapshot>,
 ) -> Result<(f64, usize, engines::Pass)> {
@@ -98,7 +100,7 @@ fn run_ipvec(
         .build()?;
     runtime.block_on(async {
         let watch = Stopwatch::start();
-        let (store, mut collection) = engines::create(dir, measure, quantization, 1).await?;
+        let (store, mut collection) = engines::create(dir, measure, quantization, 1, codes).await?;
         engines::upsert_all(&mut collection, data).await?;
         phases.push(Snapshot::take("upserted (points in the log)"));
         engines::checkpoint(&mut collection).await?;
@@ -137,7 +139,7 @@ fn run_raw(
 
 /// The child: builds one configuration, searches at [`EF`], prints a [`MemoryRow`] line.
 pub fn child(kind: &str, queries: usize, dir: &Path) -> Result<()> {
-    let (ipvec, quantization, measure) = parse_kind(kind)?;
+    let (ipvec, quantization, measure, codes) = parse_kind(kind)?;
     let data = data::load(queries)?;
     let rss_after_load_kb = proc_status_kb("VmRSS:").unwrap_or(0);
     let queries = data.queries_f32();
@@ -147,8 +149,7 @@ pub fn child(kind: &str, queries: usize, dir: &Path) -> Result<()> {
         true => run_ipvec(
             &data,
             &queries,
-            quantization,
-            measure,
+            (quantization, measure, codes),
             work.path(),
             &mut phases,
         )?,

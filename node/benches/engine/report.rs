@@ -115,6 +115,8 @@ pub struct SearchRow {
     pub raw: Quality,
     /// Raw usearch with its own f32 kernel instead of ipvec's.
     pub raw_own_kernel: Option<Quality>,
+    /// ipvec's collection whose graph walks on one-byte codes.
+    pub codes: Option<Quality>,
     pub faiss: Option<Quality>,
     pub hnswlib: Option<Quality>,
 }
@@ -134,6 +136,7 @@ pub fn search(rows: &[SearchRow], kernel: &str) {
             let mut cells = vec![r.ef.to_string()];
             for q in [
                 Some(r.ipvec),
+                r.codes,
                 Some(r.raw),
                 r.raw_own_kernel,
                 r.faiss,
@@ -150,6 +153,8 @@ pub fn search(rows: &[SearchRow], kernel: &str) {
             "ef",
             "ipvec recall",
             "ipvec QPS",
+            "ipvec codes recall",
+            "ipvec codes QPS",
             "usearch recall",
             "usearch QPS",
             "usearch NK recall",
@@ -159,6 +164,64 @@ pub fn search(rows: &[SearchRow], kernel: &str) {
             "hnswlib recall",
             "hnswlib QPS",
             "ipvec/usearch QPS",
+        ],
+        &table,
+    );
+}
+
+/// One engine's numbers in a row of the sweep.
+type Column = fn(&SearchRow) -> Option<Quality>;
+
+/// Issue #20's goal 1: at recall@10 ≥ 0.95 and ≥ 0.99, each engine's best QPS over the sweep
+/// (at any ef that reaches the recall), and ipvec's against the better baseline.
+pub fn search_goal(rows: &[SearchRow]) {
+    println!("\n## Search at equal recall (best QPS at any ef reaching the recall)\n");
+    let engines: [(&str, Column); 5] = [
+        ("ipvec", |r| Some(r.ipvec)),
+        ("ipvec codes", |r| r.codes),
+        ("usearch raw", |r| Some(r.raw)),
+        ("faiss", |r| r.faiss),
+        ("hnswlib", |r| r.hnswlib),
+    ];
+    let best = |of: Column, at: f64| -> Option<(usize, Quality)> {
+        rows.iter()
+            .filter_map(|r| of(r).map(|q| (r.ef, q)))
+            .filter(|(_, q)| q.recall >= at)
+            .max_by(|a, b| a.1.qps.total_cmp(&b.1.qps))
+    };
+    let mut table = Vec::new();
+    for at in [0.95, 0.99] {
+        let baseline = ["faiss", "hnswlib"]
+            .iter()
+            .filter_map(|name| engines.iter().find(|e| e.0 == *name))
+            .filter_map(|(name, of)| best(*of, at).map(|b| (*name, b.1.qps)))
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        for (name, of) in &engines {
+            let Some((ef, q)) = best(*of, at) else {
+                continue;
+            };
+            let ratio = match baseline {
+                Some((base, qps)) => format!("{:.2}× {base}", q.qps / qps),
+                None => "–".into(),
+            };
+            table.push(vec![
+                format!("≥ {at}"),
+                name.to_string(),
+                ef.to_string(),
+                format!("{:.4}", q.recall),
+                thousands(q.qps),
+                ratio,
+            ]);
+        }
+    }
+    print_table(
+        &[
+            "recall",
+            "engine",
+            "ef",
+            "recall@10",
+            "QPS",
+            "QPS / best baseline",
         ],
         &table,
     );

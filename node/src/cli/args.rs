@@ -375,6 +375,11 @@ pub enum CollectionCommand {
         /// Default HNSW candidate list size while searching.
         #[arg(long, default_value_t = 64)]
         ef_search: u32,
+        /// Walk the graph on one-byte codes of the vectors and score the candidates again on
+        /// the f32 vectors: faster searches and inserts, about a quarter more index memory
+        /// (f32 collections under the l2 or cosine metric).
+        #[arg(long)]
+        codes: bool,
         /// Number of hash-range shards.
         #[arg(long, default_value_t = 1)]
         shards: u32,

@@ -51,9 +51,10 @@ fn info_text(c: &CollectionInfo) -> String {
 
 fn fields_text(c: &CollectionInfo) -> String {
     format!(
-        "name:         {}\nid:           {}\nroot:         {}\nversion:      {}\npoints:       {}\ndimension:    {}\nmetric:       {}\nquantization: {}\nhnsw:         m={} ef_construction={} ef_search={}\nshards:       {}\nindex memory: {} bytes\nlog:          {} bytes{}",
+        "name:         {}\nid:           {}\nroot:         {}\nversion:      {}\npoints:       {}\ndimension:    {}\nmetric:       {}\nquantization: {}\nhnsw:         m={} ef_construction={} ef_search={}{}\nshards:       {}\nindex memory: {} bytes\nlog:          {} bytes{}",
         c.name, c.id, c.root, c.version, c.points, c.dim, c.metric, c.quantization,
-        c.hnsw.m, c.hnsw.ef_construction, c.hnsw.ef_search, c.shards, c.index_memory_bytes,
+        c.hnsw.m, c.hnsw.ef_construction, c.hnsw.ef_search,
+        if c.hnsw.codes { " codes (walks on one-byte codes, scores on f32)" } else { "" }, c.shards, c.index_memory_bytes,
         c.wal_bytes, if c.writable { "" } else { "\nread-only:    imported without its owner key" }
     ) + &held_text(c)
         + &c.embedding.as_ref().map_or(String::new(), |m| {
@@ -143,6 +144,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
             m,
             ef_construction,
             ef_search,
+            codes,
             shards,
             replication,
             max_points,
@@ -157,6 +159,7 @@ pub async fn run(backend: &Backend, out: &Output, command: Command) -> anyhow::R
                 m,
                 ef_construction,
                 ef_search,
+                codes,
                 shards,
                 replication,
                 max_points,

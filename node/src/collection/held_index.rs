@@ -308,6 +308,19 @@ impl HeldIndex {
         Ok(())
     }
 
+    /// Fits the codes of an index that walks on them to the vectors of `entries`, unless they
+    /// are fitted already (see [`HnswIndex::fit_codes`]).
+    pub(super) fn fit_codes(&self, entries: &[Entry]) {
+        if self.quantization == Quantization::F32 {
+            self.index.fit_codes(
+                entries
+                    .iter()
+                    .filter(|entry| !entry.deleted)
+                    .map(|entry| entry.vec.as_slice()),
+            );
+        }
+    }
+
     /// Inserts the vector of `entry` into the graph beside searches (shared access; one
     /// caller at a time), for [`HeldIndex::put`] to give to its point with exclusive access
     /// in a moment. Returns the insert's key, or `None` when the point needs no graph insert

@@ -207,6 +207,15 @@ impl CollectionSpec {
                 "--ef-construction and --ef-search must be at most {MAX_EF}"
             )));
         }
+        if self.hnsw.codes && (self.quantization != Quantization::F32 || self.metric == Metric::Dot)
+        {
+            return Err(CollectionError::Invalid(
+                "--codes needs f32 vectors under the l2 or cosine metric (codes of unit \
+                 vectors do not keep inner products in order); leave it out, or choose \
+                 --quantization f32 and another --metric"
+                    .into(),
+            ));
+        }
         if !(1..=4096).contains(&self.shards) {
             return Err(CollectionError::Invalid(
                 "--shards must be between 1 and 4096".into(),

@@ -650,6 +650,101 @@ async fn i8_index_holds_the_stored_codes() {
     check(&c).await;
 }
 
+/// A collection whose graph walks on codes answers what exact search answers, with the f32
+/// vectors' scores: fed by writes (their vectors read back exactly before the checkpoint),
+/// loaded from its saved index, and rebuilt from its trees. `--codes` is refused where codes
+/// cannot keep the order.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collection_on_codes_answers_as_exact_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = IrohBlockStore::open(&dir.path().join("blocks"))
+        .await
+        .unwrap();
+    let cdir = dir.path().join("c");
+    let mut on_codes = CollectionSpec {
+        metric: Metric::L2,
+        ..spec("c", 2)
+    };
+    on_codes.hnsw.codes = true;
+    let mut c = Collection::create(store.clone(), &cdir, &on_codes)
+        .await
+        .unwrap();
+    assert!(c.index.index.walks_codes());
+    let data = clustered(600, 24, 21);
+    c.upsert(points(&data[..400], 0)).await.unwrap();
+    for n in [0u64, 123, 399] {
+        let (entry, _) = c.get(&EntryId::Int(n)).await.unwrap().unwrap();
+        let stored: Vec<u8> = data[n as usize]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        assert_eq!(entry.vec, stored, "point {n} before the checkpoint");
+    }
+    c.checkpoint().await.unwrap();
+    c.upsert(points(&data[400..], 400)).await.unwrap();
+    let queries: Vec<Vec<f32>> = [3usize, 250, 450, 599]
+        .iter()
+        .map(|i| data[*i].iter().map(|x| x + 0.05).collect())
+        .collect();
+    // Ids and scores: leaves change when the close commits the second batch.
+    async fn answers(
+        c: &Collection<IrohBlockStore>,
+        queries: &[Vec<f32>],
+        exact: bool,
+    ) -> Vec<Vec<(EntryId, f32)>> {
+        let options = SearchOptions {
+            k: 10,
+            ef: Some(100),
+            exact,
+        };
+        let mut all = Vec::new();
+        for q in queries {
+            let hits = c.search(q, options, None).await.unwrap();
+            all.push(hits.into_iter().map(|h| (h.id, h.score)).collect());
+        }
+        all
+    }
+    let want = answers(&c, &queries, true).await;
+    for (q, hits) in queries.iter().zip(&want) {
+        assert_eq!(hits.len(), 10);
+        for (id, score) in hits {
+            let EntryId::Int(n) = id else {
+                panic!("{id:?}")
+            };
+            assert_eq!(
+                *score,
+                crate::index::score(Metric::L2, q, &data[*n as usize])
+            );
+        }
+    }
+    assert_eq!(answers(&c, &queries, false).await, want, "fed by writes");
+    c.close().await.unwrap();
+    let c = Collection::open(store.clone(), &cdir).await.unwrap();
+    assert!(!c.index.dirty, "loaded from its saved index");
+    assert!(c.index.index.walks_codes());
+    assert_eq!(answers(&c, &queries, false).await, want, "loaded");
+    drop(c);
+    std::fs::remove_dir_all(cdir.join("index")).unwrap();
+    let c = Collection::open(store, &cdir).await.unwrap();
+    assert!(c.index.dirty, "rebuilt from the trees");
+    assert!(c.index.index.walks_codes());
+    assert_eq!(answers(&c, &queries, false).await, want, "rebuilt");
+
+    for (metric, quantization) in [
+        (Metric::Dot, Quantization::F32),
+        (Metric::L2, Quantization::F16),
+    ] {
+        let mut bad = CollectionSpec {
+            metric,
+            quantization,
+            ..spec("d", 1)
+        };
+        bad.hnsw.codes = true;
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("--codes needs f32 vectors"), "{err}");
+    }
+}
+
 /// Pending writes keep no copy of their vectors: what `get` returns before the checkpoint, and
 /// what the checkpoint writes into the trees, is read back from the index and the key map, and
 /// must be exactly what was stored, in every quantization.

@@ -280,6 +280,8 @@ impl<S: BlockStore> Collection<S> {
         if seq > synced || budget == 0 {
             return None;
         }
+        // A graph over codes fits them to the first record it takes, not to one vector.
+        self.index.fit_codes(entries);
         let len = entries.len();
         let end = len.min(done.saturating_add(budget));
         let last = end == len;

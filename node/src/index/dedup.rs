@@ -234,9 +234,10 @@ impl Groups {
         file.sync_all()
     }
 
-    /// Reads the trailer of a saved index: the number of slots it holds and the groups. A file
-    /// without one (written before ipvec stored duplicates once) is an error.
-    pub fn read_from(path: &Path) -> Result<(usize, Self), String> {
+    /// Reads the trailer of a saved index: the number of slots it holds, the groups, and the
+    /// offset where the trailer starts. A file without one (written before ipvec stored
+    /// duplicates once) is an error.
+    pub fn read_from(path: &Path) -> Result<(usize, Self, u64), String> {
         let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
         let size = file.metadata().map_err(|e| e.to_string())?.len();
         let mut tail = [0u8; 16];
@@ -251,11 +252,13 @@ impl Groups {
         file.seek(SeekFrom::Start(size - 16 - length))
             .and_then(|_| file.read_exact(&mut body))
             .map_err(|e| e.to_string())?;
-        Self::decode(&body).ok_or_else(|| "the duplicate map is damaged".to_string())
+        let (slots, this) =
+            Self::decode(&body).ok_or_else(|| "the duplicate map is damaged".to_string())?;
+        Ok((slots, this, size - 16 - length))
     }
 
     /// [`Groups::read_from`] of a file's bytes.
-    pub fn read_from_bytes(bytes: &[u8]) -> Result<(usize, Self), String> {
+    pub fn read_from_bytes(bytes: &[u8]) -> Result<(usize, Self, u64), String> {
         let size = bytes.len() as u64;
         let tail = bytes
             .get(bytes.len().saturating_sub(16)..)
@@ -263,7 +266,9 @@ impl Groups {
             .ok_or("the file is too short")?;
         let length = Self::trailer(tail, size)?;
         let body = &bytes[(size - 16 - length) as usize..bytes.len() - 16];
-        Self::decode(body).ok_or_else(|| "the duplicate map is damaged".to_string())
+        let (slots, this) =
+            Self::decode(body).ok_or_else(|| "the duplicate map is damaged".to_string())?;
+        Ok((slots, this, size - 16 - length))
     }
 
     /// The length of the duplicate map that the 16-byte `tail` of a file of `size` bytes ends.

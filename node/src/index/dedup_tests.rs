@@ -20,6 +20,7 @@ fn spec(metric: Metric, quantization: Quantization) -> IndexSpec {
             m: 16,
             ef_construction: 100,
             ef_search: 64,
+            codes: false,
         },
     }
 }

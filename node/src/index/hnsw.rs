@@ -11,6 +11,10 @@
 //!
 //! Identical vectors are stored once (see [`dedup`](super::dedup)): usearch's keys are the
 //! slots of distinct vectors, and searches expand each slot into the points that share it.
+//!
+//! A collection created with `hnsw.codes` has its graph over one-byte codes of the vectors and
+//! the f32 vectors beside it ([`codes`]): walks read a quarter of the bytes, and the answers'
+//! scores are exact.
 
 use std::{
     path::Path,
@@ -52,6 +56,7 @@ impl Default for HnswRuntime {
 }
 
 mod bulk;
+pub mod codes;
 mod prepared;
 
 pub use prepared::PREPARED_KEYS;
@@ -80,6 +85,8 @@ pub struct HnswIndex {
     /// Slots inserted from several threads at once and not yet checked to be reachable
     /// ([`HnswIndex::mend`]).
     unmended: Vec<u64>,
+    /// With traversal codes: the graph holds codes, and these the f32 vectors.
+    codes: Option<codes::Codes>,
 }
 
 impl std::fmt::Debug for HnswIndex {
@@ -90,6 +97,7 @@ impl std::fmt::Debug for HnswIndex {
             .field("slots", &self.index.size())
             .field("contexts", &self.contexts.total())
             .field("kernel", &self.kernel)
+            .field("codes", &self.codes.as_ref().map(|c| c.fitted()))
             .finish()
     }
 }
@@ -98,7 +106,15 @@ fn backend(e: impl std::fmt::Display) -> IndexError {
     IndexError::Backend(e.to_string())
 }
 
-fn options(spec: &IndexSpec) -> IndexOptions {
+/// Whether an index of `spec` walks on codes (see [`codes`]): when its parameters ask for it,
+/// for f32 vectors under the L2 or cosine metric (the codes of unit vectors do not keep inner
+/// products in order).
+fn takes_codes(spec: &IndexSpec) -> bool {
+    spec.hnsw.codes && spec.quantization == Quantization::F32 && spec.metric != Metric::Dot
+}
+
+/// usearch's options for an index of `spec`, over codes when `codes`.
+fn options(spec: &IndexSpec, codes: bool) -> IndexOptions {
     IndexOptions {
         dimensions: spec.dimension,
         metric: match spec.metric {
@@ -107,6 +123,8 @@ fn options(spec: &IndexSpec) -> IndexOptions {
             Metric::Dot => MetricKind::IP,
         },
         quantization: match spec.quantization {
+            Quantization::F32 if codes && spec.metric == Metric::L2 => ScalarKind::U8,
+            Quantization::F32 if codes => ScalarKind::I8,
             Quantization::F32 => ScalarKind::F32,
             Quantization::F16 => ScalarKind::F16,
             Quantization::I8 => ScalarKind::I8,
@@ -126,13 +144,17 @@ impl HnswIndex {
 
     /// An empty index.
     pub fn with_runtime(spec: IndexSpec, runtime: HnswRuntime) -> Result<Self, IndexError> {
-        let mut this = Self::without_kernel(spec, runtime)?;
+        let mut this = Self::without_kernel(spec, runtime, takes_codes(&spec))?;
         this.install_kernel(runtime)?;
         Ok(this)
     }
 
-    fn without_kernel(spec: IndexSpec, runtime: HnswRuntime) -> Result<Self, IndexError> {
-        let index = Index::new(&options(&spec)).map_err(backend)?;
+    fn without_kernel(
+        spec: IndexSpec,
+        runtime: HnswRuntime,
+        codes: bool,
+    ) -> Result<Self, IndexError> {
+        let index = Index::new(&options(&spec, codes)).map_err(backend)?;
         let this = Self {
             spec,
             index,
@@ -141,6 +163,7 @@ impl HnswIndex {
             kernel: None,
             groups: Groups::default(),
             unmended: Vec::new(),
+            codes: codes.then(|| codes::Codes::new(spec.dimension, spec.metric == Metric::Cosine)),
         };
         this.grow_to(0)?;
         Ok(this)
@@ -149,6 +172,14 @@ impl HnswIndex {
     /// Replaces usearch's distance function with ipvec's kernel when `runtime` asks for it and
     /// the index and CPU allow it. usearch's `Index` keeps one replacement: call this once.
     fn install_kernel(&mut self, runtime: HnswRuntime) -> Result<(), IndexError> {
+        if self.codes.is_some() {
+            // Cosine codes keep usearch's i8 kernel.
+            if self.spec.metric == Metric::L2 {
+                let metric = kernel::usearch_u8_l2(self.spec.dimension);
+                <u8 as VectorType>::change_metric(&mut self.index, metric).map_err(backend)?;
+            }
+            return Ok(());
+        }
         let kernels = Kernels::best();
         if !runtime.f32_kernel
             || self.spec.quantization != Quantization::F32
@@ -165,6 +196,11 @@ impl HnswIndex {
     /// The instruction set of ipvec's distance kernel, `None` when usearch's own is in use.
     pub fn kernel(&self) -> Option<Isa> {
         self.kernel
+    }
+
+    /// Whether the graph is walked on one-byte codes (see [`codes`]).
+    pub fn walks_codes(&self) -> bool {
+        self.codes.is_some()
     }
 
     /// Reserves room for `n` vectors in total (avoids growing step by step during a bulk load).
@@ -187,6 +223,15 @@ impl HnswIndex {
     /// Writes the index to a file: usearch's graph, then the points that share slots.
     pub fn save(&self, path: &Path) -> Result<(), IndexError> {
         self.index.save(&path.to_string_lossy()).map_err(backend)?;
+        if let Some(codes) = &self.codes {
+            let mut section = Vec::new();
+            codes.encode_into(&mut section);
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .and_then(|mut file| std::io::Write::write_all(&mut file, &section))
+                .map_err(|e| format_error(path, e.to_string()))?;
+        }
         self.groups
             .append_to(path, self.index.size())
             .map_err(|e| format_error(path, e.to_string()))
@@ -203,9 +248,24 @@ impl HnswIndex {
         runtime: HnswRuntime,
         path: &Path,
     ) -> Result<Self, IndexError> {
-        let (slots, groups) = Groups::read_from(path).map_err(|e| format_error(path, e))?;
+        let (slots, groups, end) = Groups::read_from(path).map_err(|e| format_error(path, e))?;
+        let codes = {
+            let mut tail = [0u8; 8];
+            let has = end >= 8
+                && std::fs::File::open(path)
+                    .and_then(|mut file| {
+                        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(end - 8))?;
+                        std::io::Read::read_exact(&mut file, &mut tail)
+                    })
+                    .is_ok()
+                && codes::Codes::present(&tail);
+            has.then(|| codes::Codes::read_from(path, end, spec.dimension))
+                .transpose()
+                .map_err(|e| format_error(path, e))?
+        };
         // Loading puts back usearch's distance function: the kernel goes in afterwards.
-        let this = Self::without_kernel(spec, runtime)?;
+        let mut this = Self::without_kernel(spec, runtime, codes.is_some())?;
+        this.codes = codes;
         this.index.load(&path.to_string_lossy()).map_err(backend)?;
         this.loaded(spec, runtime, (slots, groups), path)
     }
@@ -213,8 +273,15 @@ impl HnswIndex {
     /// [`HnswIndex::load`] of the bytes of such a file (no file written or read).
     pub fn load_bytes(spec: IndexSpec, bytes: &[u8]) -> Result<Self, IndexError> {
         let what = Path::new("(index bytes)");
-        let (slots, groups) = Groups::read_from_bytes(bytes).map_err(|e| format_error(what, e))?;
-        let this = Self::without_kernel(spec, HnswRuntime::default())?;
+        let (slots, groups, end) =
+            Groups::read_from_bytes(bytes).map_err(|e| format_error(what, e))?;
+        let before = &bytes[..end as usize];
+        let codes = codes::Codes::present(before)
+            .then(|| codes::Codes::read_from_bytes(bytes, end, spec.dimension))
+            .transpose()
+            .map_err(|e| format_error(what, e))?;
+        let mut this = Self::without_kernel(spec, HnswRuntime::default(), codes.is_some())?;
+        this.codes = codes;
         this.index.load_from_buffer(bytes).map_err(backend)?;
         this.loaded(spec, HnswRuntime::default(), (slots, groups), what)
     }
@@ -251,6 +318,47 @@ impl HnswIndex {
                 actual: this.index.dimensions(),
             });
         }
+        if this.codes.is_some() != takes_codes(&spec) {
+            return Err(format_error(
+                what,
+                format!(
+                    "the graph is {} one-byte codes, the collection's index {}",
+                    if this.codes.is_some() {
+                        "over"
+                    } else {
+                        "not over"
+                    },
+                    if takes_codes(&spec) {
+                        "walks on codes"
+                    } else {
+                        "does not"
+                    }
+                ),
+            ));
+        }
+        // The kernels read vectors of the kind the options name: a graph of another kind
+        // (a damaged or foreign file) must not meet them.
+        let expected = options(&spec, this.codes.is_some());
+        if this.index.scalar_kind() != expected.quantization
+            || this.index.metric_kind() != expected.metric
+        {
+            return Err(format_error(
+                what,
+                "the graph stores another kind of vector or metric than the collection's".into(),
+            ));
+        }
+        if let Some(codes) = &this.codes {
+            let rows = codes.rows();
+            let whole = rows.iter().count() == slots
+                && rows.iter().all(|(key, _)| this.index.contains(key))
+                && (slots == 0 || codes.fitted().is_some());
+            if !whole {
+                return Err(format_error(
+                    what,
+                    "the f32 vectors beside the codes do not match the graph's slots".into(),
+                ));
+            }
+        }
         this.install_kernel(runtime)?;
         // Loading restores the saved expansion values; put back the spec's. The thread
         // contexts survive a load, but set them again rather than rely on it.
@@ -283,15 +391,31 @@ impl HnswIndex {
     /// The stored vector of `key` (after quantization), as f32.
     pub fn vector(&self, key: u64) -> Option<Vec<f32>> {
         let mut buffer = vec![0f32; self.spec.dimension];
-        match self.index.get(self.slot(key), &mut buffer) {
-            Ok(n) if n > 0 => Some(buffer),
-            _ => None,
+        self.read_slot(self.slot(key), &mut buffer)
+            .then_some(buffer)
+    }
+
+    /// Reads the vector in usearch's `slot` as f32 into `buffer` (of the index's dimension):
+    /// from usearch, or the f32 vectors beside the codes. Whether the slot holds one.
+    fn read_slot(&self, slot: u64, buffer: &mut [f32]) -> bool {
+        match &self.codes {
+            Some(codes) => match codes.rows().get(slot) {
+                Some(row) => {
+                    buffer.copy_from_slice(row);
+                    true
+                }
+                None => false,
+            },
+            None => matches!(self.index.get(slot, buffer), Ok(n) if n > 0),
         }
     }
 
     /// The stored i8 codes of `key` in an i8 index (other indexes give their vector as i8
-    /// codes of its unit vector, truncated).
+    /// codes of its unit vector: truncated from usearch, rounded beside codes).
     pub fn vector_i8(&self, key: u64) -> Option<Vec<i8>> {
+        if self.codes.is_some() {
+            return self.vector(key).map(|v| i8_codes(&v));
+        }
         let mut buffer = vec![0i8; self.spec.dimension];
         match self.index.get(self.slot(key), &mut buffer) {
             Ok(n) if n > 0 => Some(buffer),
@@ -304,6 +428,17 @@ impl HnswIndex {
         self.check_query(query)?;
         if k == 0 || self.index.size() == 0 {
             return Ok(Vec::new());
+        }
+        if let Some(codes) = &self.codes {
+            let rows = codes.rows();
+            let slots = rows
+                .iter()
+                .map(|(slot, row)| Hit {
+                    key: slot,
+                    score: score(self.spec.metric, query, row),
+                })
+                .collect();
+            return Ok(self.expand(top_k(slots, k), k, None));
         }
         // usearch reads `expansion_search` on this path too.
         let _ef = self.ef_shared();
@@ -328,7 +463,7 @@ impl HnswIndex {
         let mut stored = vec![0f32; self.spec.dimension];
         let mut hits = Vec::new();
         for key in keys {
-            if matches!(self.index.get(self.slot(key), &mut stored), Ok(n) if n > 0) {
+            if self.read_slot(self.slot(key), &mut stored) {
                 hits.push(Hit {
                     key,
                     score: score(self.spec.metric, query, &stored),
@@ -400,14 +535,39 @@ impl HnswIndex {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// One usearch search at `ef`, holding a thread context.
+    /// One usearch search at `ef`, holding a thread context. A walk on codes keeps the `ef`
+    /// best candidates and scores them on the f32 vectors.
     fn search_at_ef(
         &self,
         query: &[f32],
         k: usize,
+        ef: usize,
         filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
     ) -> Result<Vec<Hit>, IndexError> {
         let _context = self.contexts.acquire();
+        if let Some(codes) = &self.codes {
+            let Some(coder) = codes.fitted() else {
+                return Ok(Vec::new());
+            };
+            let coded = coder.encode(query);
+            let matches = match coder {
+                codes::Coder::Unit => self.usearch_search(&as_i8(&coded), ef.max(k), filter),
+                codes::Coder::Affine { .. } => self.usearch_search(&coded, ef.max(k), filter),
+            }?;
+            let rows = codes.rows();
+            let slots = matches
+                .keys
+                .iter()
+                .filter_map(|slot| {
+                    rows.get(*slot).map(|row| Hit {
+                        key: *slot,
+                        score: score(self.spec.metric, query, row),
+                    })
+                })
+                .collect();
+            drop(rows);
+            return Ok(self.expand(slots, k, filter));
+        }
         let matches = match self.spec.quantization {
             Quantization::I8 => self.usearch_search(&i8_codes(query), k, filter),
             _ => self.usearch_search(query, k, filter),
@@ -446,10 +606,7 @@ impl HnswIndex {
             });
         }
         match self.spec.quantization {
-            Quantization::I8 => {
-                let stored = codes.iter().map(|c| *c as u8).collect();
-                self.place(key, codes, stored)
-            }
+            Quantization::I8 => self.place(key, codes.iter().map(|c| *c as u8).collect()),
             _ => {
                 let vector: Vec<f32> = codes.iter().map(|c| f32::from(*c) / 127.0).collect();
                 self.upsert(key, &vector)
@@ -479,7 +636,7 @@ impl HnswIndex {
             }
             _ => {
                 let mut vector = vec![0f32; self.spec.dimension];
-                matches!(self.index.get(slot, &mut vector), Ok(n) if n > 0)
+                self.read_slot(slot, &mut vector)
                     .then(|| self.stored_form(&vector))
             }
         }
@@ -487,19 +644,14 @@ impl HnswIndex {
 
     /// Gives `key` the vector whose stored form is `stored`: in the slot that already holds
     /// that vector, or in a new slot.
-    fn place<T: VectorType>(
-        &mut self,
-        key: u64,
-        vector: &[T],
-        stored: Vec<u8>,
-    ) -> Result<(), IndexError> {
+    fn place(&mut self, key: u64, stored: Vec<u8>) -> Result<(), IndexError> {
         let Settled::NeedsSlot { hash, remember } = self.settle(key, &stored)? else {
             return Ok(());
         };
         if self.index.size() + 1 > self.index.capacity() {
             self.grow_to((self.index.capacity() * 2).max(1024))?;
         }
-        self.index.add(key, vector).map_err(backend)?;
+        self.add_one(key, &stored)?;
         if remember {
             self.groups.remember(hash, key);
         }
@@ -546,6 +698,9 @@ impl HnswIndex {
             Left::Stays => Ok(true),
             Left::Moved(to) => {
                 self.index.rename(key, to).map_err(backend)?;
+                if let Some(codes) = &self.codes {
+                    codes.rows_mut().rename(key, to);
+                }
                 if let Some(hash) = hash {
                     self.groups.rekey(hash, key, to);
                 }
@@ -553,6 +708,9 @@ impl HnswIndex {
             }
             Left::Alone => {
                 let removed = self.index.remove(key).map_err(backend)? > 0;
+                if let Some(codes) = &self.codes {
+                    codes.rows_mut().remove(key);
+                }
                 if let Some(hash) = hash {
                     self.groups.forget(hash, key);
                 }
@@ -567,6 +725,11 @@ fn format_error(path: &Path, reason: String) -> IndexError {
         path: path.display().to_string(),
         reason,
     }
+}
+
+/// Code bytes as the i8 codes they hold.
+fn as_i8(codes: &[u8]) -> Vec<i8> {
+    codes.iter().map(|c| *c as i8).collect()
 }
 
 /// The i8 codes of a vector: its unit vector scaled by 127 and rounded (usearch's own cast
@@ -588,11 +751,7 @@ impl VectorIndex for HnswIndex {
 
     fn upsert(&mut self, key: u64, vector: &[f32]) -> Result<(), IndexError> {
         check_vector(vector, self.spec.dimension)?;
-        let stored = self.stored_form(vector);
-        match self.spec.quantization {
-            Quantization::I8 => self.place(key, &i8_codes(vector), stored),
-            _ => self.place(key, vector, stored),
-        }
+        self.place(key, self.stored_form(vector))
     }
 
     fn remove(&mut self, key: u64) -> Result<bool, IndexError> {
@@ -613,7 +772,7 @@ impl VectorIndex for HnswIndex {
         let wanted = ef.unwrap_or(self.spec.hnsw.ef_search as usize).max(k);
         let current = self.ef_shared();
         if *current == wanted {
-            return self.search_at_ef(query, k, filter);
+            return self.search_at_ef(query, k, wanted, filter);
         }
         drop(current);
         let mut current = self.ef_exclusive();
@@ -621,11 +780,13 @@ impl VectorIndex for HnswIndex {
             self.index.change_expansion_search(wanted);
             *current = wanted;
         }
-        self.search_at_ef(query, k, filter)
+        self.search_at_ef(query, k, wanted, filter)
     }
 
     fn memory_bytes(&self) -> usize {
-        self.index.memory_usage() + self.groups.memory_bytes()
+        self.index.memory_usage()
+            + self.groups.memory_bytes()
+            + self.codes.as_ref().map_or(0, |codes| codes.memory_bytes())
     }
 }
 

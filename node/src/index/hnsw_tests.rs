@@ -14,16 +14,23 @@ fn spec(metric: Metric, quantization: Quantization) -> IndexSpec {
             m: 16,
             ef_construction: 100,
             ef_search: 64,
+            codes: false,
         },
     }
 }
 
 fn recall(metric: Metric, quantization: Quantization) -> f32 {
+    recall_of(spec(metric, quantization))
+}
+
+fn recall_of(spec: IndexSpec) -> f32 {
+    let metric = spec.metric;
     // Queries come from the same distribution as the data, held out of the index.
     let mut data = clustered(3_100, 24, 1);
     let queries = data.split_off(3_000);
     let mut exact = FlatIndex::new(24, metric);
-    let mut hnsw = HnswIndex::new(spec(metric, quantization)).unwrap();
+    let mut hnsw = HnswIndex::new(spec).unwrap();
+    assert_eq!(hnsw.walks_codes(), spec.hnsw.codes);
     for (i, v) in data.iter().enumerate() {
         exact.upsert(i as u64, v).unwrap();
         hnsw.upsert(i as u64, v).unwrap();
@@ -321,4 +328,162 @@ fn bulk_loads_leave_no_point_unreachable() {
             }
         }
     }
+}
+
+fn with_codes(metric: Metric, quantization: Quantization) -> IndexSpec {
+    let mut spec = spec(metric, quantization);
+    spec.hnsw.codes = true;
+    spec
+}
+
+fn recall_on_codes(metric: Metric) -> f32 {
+    recall_of(with_codes(metric, Quantization::F32))
+}
+
+/// Walks on codes find the exact neighbours as well as walks on f32, and answer with the exact
+/// scores of the f32 vectors; inner products and quantized vectors do not take codes.
+#[test]
+fn walks_on_codes_find_the_exact_neighbours_with_exact_scores() {
+    for metric in [Metric::L2, Metric::Cosine] {
+        let r = recall_on_codes(metric);
+        assert!(r >= 0.95, "{metric:?} on codes: recall@10 {r}");
+        let data = clustered(300, 24, 12);
+        let mut hnsw = HnswIndex::new(with_codes(metric, Quantization::F32)).unwrap();
+        for (i, v) in data.iter().enumerate() {
+            hnsw.upsert(i as u64, v).unwrap();
+        }
+        assert!(hnsw.walks_codes());
+        let query: Vec<f32> = data[17].iter().map(|x| x * 0.9 + 0.1).collect();
+        for hit in hnsw.search(&query, 10, None, None).unwrap() {
+            let want = crate::index::score(metric, &query, &data[hit.key as usize]);
+            assert_eq!(hit.score, want, "{metric:?}: key {}", hit.key);
+        }
+        assert_eq!(hnsw.vector(17).as_deref(), Some(data[17].as_slice()));
+        let exact = hnsw.exact(&query, 5).unwrap();
+        let mut scored: Vec<Hit> = data
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Hit {
+                key: i as u64,
+                score: crate::index::score(metric, &query, v),
+            })
+            .collect();
+        keep_finite(&mut scored);
+        assert_eq!(
+            exact,
+            top_k(scored, 5),
+            "{metric:?}: exact search beside codes"
+        );
+    }
+    for (metric, quantization) in [
+        (Metric::Dot, Quantization::F32),
+        (Metric::L2, Quantization::F16),
+        (Metric::Cosine, Quantization::I8),
+    ] {
+        let hnsw = HnswIndex::new(with_codes(metric, quantization)).unwrap();
+        assert!(!hnsw.walks_codes(), "{metric:?} {quantization:?}");
+    }
+}
+
+/// Replacing, sharing, removing, preparing and filtering keep the f32 vectors beside the codes
+/// in step with the graph, and a saved index loads back (as a file or as bytes, whatever the
+/// runtime asks for) walking on codes and answering the same; a damaged section is refused.
+#[test]
+fn codes_follow_every_change_and_survive_save_and_load() {
+    let data = clustered(600, 24, 13);
+    let spec = with_codes(Metric::L2, Quantization::F32);
+    let mut hnsw = HnswIndex::new(spec).unwrap();
+    let stored = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+    let first: Vec<(u64, Vec<u8>)> = (0..400).map(|i| (i, stored(&data[i as usize]))).collect();
+    hnsw.add_stored(first, 2, &|_| {}).unwrap();
+    hnsw.mend().unwrap();
+    for i in 400..550 {
+        hnsw.upsert(i, &data[i as usize]).unwrap();
+    }
+    // Prepared beside searches, then placed; one prepared and dropped.
+    for i in 550..600u64 {
+        hnsw.room_for(1).unwrap();
+        let temp = PREPARED_KEYS + i;
+        assert!(hnsw.prepare(temp, &stored(&data[i as usize])).unwrap());
+        hnsw.place_prepared(i, temp, &stored(&data[i as usize]))
+            .unwrap();
+    }
+    hnsw.room_for(1).unwrap();
+    assert!(hnsw.prepare(PREPARED_KEYS, &stored(&data[0])).unwrap());
+    hnsw.discard_prepared(PREPARED_KEYS).unwrap();
+    // Key 7 moves to point 300's vector (and shares its slot); 301 is removed; 5 replaced.
+    hnsw.upsert(7, &data[300]).unwrap();
+    assert!(hnsw.remove(301).unwrap());
+    hnsw.upsert(5, &data[302]).unwrap();
+    assert_eq!(hnsw.len(), 599);
+    assert_eq!(hnsw.vector(7).as_deref(), Some(data[300].as_slice()));
+    assert_eq!(hnsw.vector(5).as_deref(), Some(data[302].as_slice()));
+    assert_eq!(hnsw.vector(301), None);
+    let keys = |hits: Vec<Hit>| hits.into_iter().map(|h| h.key).collect::<Vec<u64>>();
+    let near_300 = keys(hnsw.search(&data[300], 2, Some(100), None).unwrap());
+    assert!(
+        near_300.contains(&7) && near_300.contains(&300),
+        "{near_300:?}"
+    );
+    assert!(!keys(hnsw.search(&data[301], 10, Some(100), None).unwrap()).contains(&301));
+    for i in (550..600).step_by(7) {
+        assert_eq!(
+            keys(hnsw.search(&data[i], 1, None, None).unwrap()),
+            vec![i as u64]
+        );
+    }
+    let odd = |k: u64| k % 2 == 1;
+    let filtered = hnsw.search(&data[40], 10, None, Some(&odd)).unwrap();
+    assert_eq!(filtered.len(), 10);
+    assert!(filtered.iter().all(|h| h.key % 2 == 1));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.usearch");
+    hnsw.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    for loaded in [
+        HnswIndex::load(spec, &path).unwrap(),
+        HnswIndex::load_bytes(spec, &bytes).unwrap(),
+    ] {
+        assert!(loaded.walks_codes());
+        assert_eq!(loaded.len(), hnsw.len());
+        assert_eq!(loaded.vector(7), hnsw.vector(7));
+        for q in [3, 42, 333] {
+            assert_eq!(
+                loaded.search(&data[q], 10, None, None).unwrap(),
+                hnsw.search(&data[q], 10, None, None).unwrap()
+            );
+        }
+    }
+    // The section's row count is its third word after the magic (coder, lo, step, count).
+    let groups_start = Groups::read_from_bytes(&bytes).unwrap().2 as usize;
+    let section_length = u64::from_le_bytes(
+        bytes[groups_start - 16..groups_start - 8]
+            .try_into()
+            .unwrap(),
+    );
+    let section = groups_start - 16 - section_length as usize;
+    let mut damaged = bytes.clone();
+    damaged[section + 8 * 4] ^= 1;
+    let err = HnswIndex::load_bytes(spec, &damaged)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("damaged"), "{err}");
+    // A file whose graph holds another metric than the collection's is refused, and so is
+    // a graph over codes where the collection's index walks on f32 vectors, and back.
+    let cosine = IndexSpec {
+        metric: Metric::Cosine,
+        ..spec
+    };
+    let err = HnswIndex::load(cosine, &path).unwrap_err().to_string();
+    assert!(err.contains("another kind"), "{err}");
+    let plain = self::spec(Metric::L2, Quantization::F32);
+    let err = HnswIndex::load(plain, &path).unwrap_err().to_string();
+    assert!(err.contains("over one-byte codes"), "{err}");
+    let f32_path = dir.path().join("plain.usearch");
+    let mut f32_index = HnswIndex::new(plain).unwrap();
+    f32_index.upsert(1, &data[1]).unwrap();
+    f32_index.save(&f32_path).unwrap();
+    let err = HnswIndex::load(spec, &f32_path).unwrap_err().to_string();
+    assert!(err.contains("not over one-byte codes"), "{err}");
 }

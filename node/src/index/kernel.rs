@@ -199,6 +199,34 @@ pub(crate) fn usearch_metric(kernels: Kernels, metric: Metric, dimension: usize)
     }
 }
 
+/// The metric of a usearch index of one-byte codes under squared Euclidean distance: the sum
+/// of squared code differences, summed exactly in integers and rounded once to f32. Only for
+/// usearch: the closure trusts its pointers to address `dimension` bytes.
+pub(crate) fn usearch_u8_l2(
+    dimension: usize,
+) -> Box<dyn Fn(*const u8, *const u8) -> f32 + Send + Sync> {
+    // SAFETY (each closure): usearch calls the metric of a u8 index with two vectors of
+    // `dimension` codes, valid for the duration of the call.
+    let codes = move |a: *const u8, b: *const u8| unsafe {
+        (
+            std::slice::from_raw_parts(a, dimension),
+            std::slice::from_raw_parts(b, dimension),
+        )
+    };
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512bw") {
+        return Box::new(move |a, b| {
+            let (a, b) = codes(a, b);
+            // SAFETY: the CPU has AVX-512BW (checked above).
+            unsafe { x86::l2sq_u8_avx512(a, b) as f32 }
+        });
+    }
+    Box::new(move |a, b| {
+        let (a, b) = codes(a, b);
+        portable::l2sq_u8(a, b) as f32
+    })
+}
+
 mod portable {
     //! Eight independent accumulators, which compilers keep in vector registers.
 
@@ -223,6 +251,24 @@ mod portable {
             step(&mut acc, lane, *x, *y);
         }
         acc
+    }
+
+    /// Squared distance of two code vectors in 32 lanes of u32, which compilers vectorise.
+    pub fn l2sq_u8(a: &[u8], b: &[u8]) -> u32 {
+        let mut acc = [0u32; 32];
+        let (a_chunks, b_chunks) = (a.chunks_exact(32), b.chunks_exact(32));
+        let rest: u32 = a_chunks
+            .remainder()
+            .iter()
+            .zip(b_chunks.remainder())
+            .map(|(x, y)| u32::from(x.abs_diff(*y)).pow(2))
+            .sum();
+        for (x, y) in a_chunks.zip(b_chunks) {
+            for lane in 0..32 {
+                acc[lane] += u32::from(x[lane].abs_diff(y[lane])).pow(2);
+            }
+        }
+        acc.iter().sum::<u32>() + rest
     }
 
     pub unsafe fn l2sq(a: &[f32], b: &[f32]) -> f32 {
@@ -461,6 +507,34 @@ mod x86 {
         }
         out
     }
+
+    /// Squared distance of two code vectors: 64 codes a step widened to i16, their
+    /// differences squared and summed in pairs into i32 lanes (`vpmaddwd`), then the tail.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn l2sq_u8_avx512(a: &[u8], b: &[u8]) -> u32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let widen = |p: *const u8| _mm512_cvtepu8_epi16(_mm256_loadu_si256(p.cast()));
+        let (mut acc0, mut acc1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        let mut i = 0;
+        while i + 64 <= n {
+            let d0 = _mm512_sub_epi16(widen(pa.add(i)), widen(pb.add(i)));
+            let d1 = _mm512_sub_epi16(widen(pa.add(i + 32)), widen(pb.add(i + 32)));
+            acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(d0, d0));
+            acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(d1, d1));
+            i += 64;
+        }
+        if i + 32 <= n {
+            let d0 = _mm512_sub_epi16(widen(pa.add(i)), widen(pb.add(i)));
+            acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(d0, d0));
+            i += 32;
+        }
+        let mut sum = _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1)) as u32;
+        for (x, y) in a[i..n].iter().zip(&b[i..n]) {
+            sum += u32::from(x.abs_diff(*y)).pow(2);
+        }
+        sum
+    }
 }
 
 #[cfg(test)]
@@ -557,6 +631,46 @@ mod tests {
             assert_eq!(k.distance(Metric::Cosine, &zero, &zero), 0.0);
             assert_eq!(k.distance(Metric::Cosine, &zero, &one), 1.0);
             assert_eq!(k.l2sq(&one, &one[..4]), 0.0, "the common length");
+        }
+    }
+
+    /// The code kernels give the exact integer sum on every length, the tails included, and
+    /// at the extremes of the code range.
+    #[test]
+    fn the_code_kernel_sums_squared_code_differences_exactly() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for dim in [1, 31, 32, 63, 64, 65, 100, 784] {
+            for extreme in [false, true] {
+                let (a, b): (Vec<u8>, Vec<u8>) = (0..dim)
+                    .map(|i| match extreme {
+                        true if i % 2 == 0 => (0, 255),
+                        true => (255, 0),
+                        false => (rng.gen(), rng.gen()),
+                    })
+                    .unzip();
+                let want: u64 = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| (i64::from(*x) - i64::from(*y)).pow(2) as u64)
+                    .sum();
+                assert_eq!(
+                    u64::from(portable::l2sq_u8(&a, &b)),
+                    want,
+                    "portable, dim {dim}"
+                );
+                let metric = usearch_u8_l2(dim);
+                assert_eq!(
+                    metric(a.as_ptr(), b.as_ptr()),
+                    want as f32,
+                    "chosen, dim {dim}"
+                );
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx512bw") {
+                    // SAFETY: the CPU has AVX-512BW.
+                    let got = unsafe { x86::l2sq_u8_avx512(&a, &b) };
+                    assert_eq!(u64::from(got), want, "avx512bw, dim {dim}");
+                }
+            }
         }
     }
 }

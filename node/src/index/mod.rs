@@ -7,7 +7,8 @@
 //! # Layout
 //! - [`VectorIndex`]: the trait.
 //! - [`flat`]: exact search by scanning every vector, the reference the others are measured by.
-//! - [`hnsw`]: approximate search with usearch's HNSW graph.
+//! - [`hnsw`]: approximate search with usearch's HNSW graph, optionally walked on one-byte
+//!   codes with the candidates scored on the f32 vectors ([`hnsw::codes`]).
 //! - [`dedup`]: the bookkeeping that stores identical vectors once in the HNSW index.
 //! - [`kernel`]: f32 distance kernels chosen for the CPU at run time.
 //! - [`permits`]: the counting semaphore that keeps callers within usearch's thread contexts.

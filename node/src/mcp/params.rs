@@ -64,6 +64,11 @@ pub struct CreateParams {
     /// Default HNSW candidate list size while searching (default 64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ef_search: Option<u32>,
+    /// Walk the graph on one-byte codes and score the candidates on the f32 vectors: faster
+    /// searches and inserts, a quarter more index memory (f32 under l2 or cosine; default
+    /// false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codes: Option<bool>,
     /// Number of hash-range shards (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<u32>,

@@ -60,6 +60,11 @@ pub struct CreateCollection {
     /// Default HNSW candidate list size while searching.
     #[serde(default = "default_ef_search")]
     pub ef_search: u32,
+    /// Walk the graph on one-byte codes of the vectors and score the candidates again on the
+    /// f32 vectors: faster searches and inserts for about a quarter more index memory (f32
+    /// collections under the l2 or cosine metric).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub codes: bool,
     /// Number of hash-range shards.
     #[serde(default = "default_shards")]
     pub shards: u32,
@@ -90,6 +95,7 @@ impl CreateCollection {
             m: default_m(),
             ef_construction: default_ef_construction(),
             ef_search: default_ef_search(),
+            codes: false,
             shards: default_shards(),
             replication: default_replication(),
             max_points: 0,
@@ -134,6 +140,10 @@ pub struct HnswInfo {
     pub ef_construction: u32,
     /// Default candidate list size while searching.
     pub ef_search: u32,
+    /// Whether the graph is walked on one-byte codes, the candidates scored on the f32
+    /// vectors.
+    #[serde(default)]
+    pub codes: bool,
 }
 
 /// A collection's settings, counts and current version. Fields a node may not send (older

@@ -4,7 +4,7 @@
 
 use ipvec_protocol::manifest::Quantization;
 
-use super::{backend, dedup, HnswIndex, IndexError};
+use super::{backend, codes, dedup, HnswIndex, IndexError};
 
 impl HnswIndex {
     /// Adds points in their stored form (little-endian f32 or f16 bits, or i8 codes, as the
@@ -58,6 +58,7 @@ impl HnswIndex {
             fresh.push((key, stored));
         }
         added(grouped);
+        self.fit_codes(fresh.iter().map(|(_, stored)| stored.as_slice()));
         self.reserve(self.index.size() + fresh.len())?;
         let next = std::sync::atomic::AtomicUsize::new(0);
         const STEP: usize = 64;
@@ -192,8 +193,32 @@ impl HnswIndex {
         (lost, seen)
     }
 
+    /// Fits the codes of an index that walks on them to the stored forms (f32 bits) of
+    /// `sample`, unless they are fitted already: call it with the first vectors the index
+    /// takes, as many as there are (an insert fits them to its vector alone).
+    pub fn fit_codes<'a>(&self, sample: impl IntoIterator<Item = &'a [u8]>) {
+        if let Some(codes) = &self.codes {
+            codes.coder(|| codes::Coder::fit(sample.into_iter().flat_map(f32s)));
+        }
+    }
+
     /// Adds one stored vector under `key` to usearch's graph (the caller holds a context).
     pub(super) fn add_one(&self, key: u64, stored: &[u8]) -> Result<(), IndexError> {
+        if let Some(codes) = &self.codes {
+            let vector: Vec<f32> = f32s(stored).collect();
+            let coder = codes.coder(|| codes::Coder::fit(vector.iter().copied()));
+            let coded = coder.encode(&vector);
+            // The vector is there before the graph can lead a search to its slot.
+            codes.rows_mut().insert(key, &vector);
+            let added = match coder {
+                codes::Coder::Unit => self.index.add(key, &super::as_i8(&coded)),
+                codes::Coder::Affine { .. } => self.index.add(key, &coded),
+            };
+            if added.is_err() {
+                codes.rows_mut().remove(key);
+            }
+            return added.map_err(backend);
+        }
         match self.spec.quantization {
             Quantization::I8 => {
                 let codes: Vec<i8> = stored.iter().map(|b| *b as i8).collect();
@@ -206,14 +231,15 @@ impl HnswIndex {
                     .collect();
                 self.index.add(key, &vector)
             }
-            Quantization::F32 => {
-                let vector: Vec<f32> = stored
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                self.index.add(key, &vector)
-            }
+            Quantization::F32 => self.index.add(key, &f32s(stored).collect::<Vec<_>>()),
         }
         .map_err(backend)
     }
+}
+
+/// The f32 values of a stored form of f32 bits.
+fn f32s(stored: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    stored
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
 }

@@ -56,6 +56,9 @@ impl HnswIndex {
             Settled::Done => self.discard_prepared(temp),
             Settled::NeedsSlot { hash, remember } => {
                 self.index.rename(temp, key).map_err(backend)?;
+                if let Some(codes) = &self.codes {
+                    codes.rows_mut().rename(temp, key);
+                }
                 if remember {
                     self.groups.remember(hash, key);
                 }
@@ -67,6 +70,9 @@ impl HnswIndex {
     /// Takes the vector prepared under `temp` out of the graph.
     pub fn discard_prepared(&mut self, temp: u64) -> Result<(), IndexError> {
         self.index.remove(temp).map_err(backend)?;
+        if let Some(codes) = &self.codes {
+            codes.rows_mut().remove(temp);
+        }
         Ok(())
     }
 
