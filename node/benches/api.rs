@@ -200,7 +200,7 @@ fn main() -> Result<()> {
                 .map(|i| PointIn {
                     id: PointId::Int(i as u64),
                     text: None,
-                    vector: data::to_f32(data.row(i)),
+                    vector: data.vector(i),
                     metadata: None,
                 })
                 .collect();

@@ -5,8 +5,11 @@ The Rust bench writes base.npy (float32, n x d) and queries.npy (float32, q x d)
 directory and runs this script once per library:
 
     python3 baselines.py --check
-    python3 baselines.py --dir DIR --lib faiss|hnswlib --m 16 --ef-construction 128 \
-        --efs 16,32,64,128,256,512 --repeats 3 --out results.json
+    python3 baselines.py --dir DIR --lib faiss|hnswlib --metric l2|cosine --m 16 \
+        --ef-construction 128 --efs 16,32,64,128,256,512 --repeats 3 --out results.json
+
+Under cosine, faiss indexes the unit vectors by inner product (and each search normalises its
+queries first, inside the timed part); hnswlib uses its own cosine space.
 
 Everything runs on one thread. The script writes the build time, the search time and the
 returned ids for each ef; the Rust side computes recall with the same code for every engine.
@@ -60,34 +63,44 @@ def check():
     return 0
 
 
-def build_faiss(base, m, ef_construction):
+def build_faiss(base, m, ef_construction, metric):
     import faiss
 
     faiss.omp_set_num_threads(1)
-    index = faiss.IndexHNSWFlat(base.shape[1], m, faiss.METRIC_L2)
+    if metric == "cosine":
+        base = base.copy()
+        faiss.normalize_L2(base)
+        index = faiss.IndexHNSWFlat(base.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexHNSWFlat(base.shape[1], m, faiss.METRIC_L2)
     index.hnsw.efConstruction = ef_construction
     index.add(base)
     return index
 
 
-def search_faiss(index, queries, k, ef):
+def search_faiss(index, queries, k, ef, metric):
+    import faiss
+
     index.hnsw.efSearch = ef
+    if metric == "cosine":
+        queries = queries.copy()
+        faiss.normalize_L2(queries)
     _, ids = index.search(queries, k)
     return ids
 
 
-def build_hnswlib(base, m, ef_construction):
+def build_hnswlib(base, m, ef_construction, metric):
     import hnswlib
     import numpy as np
 
-    index = hnswlib.Index(space="l2", dim=base.shape[1])
+    index = hnswlib.Index(space=metric, dim=base.shape[1])
     index.init_index(max_elements=base.shape[0], ef_construction=ef_construction, M=m)
     index.set_num_threads(1)
     index.add_items(base, np.arange(base.shape[0]), num_threads=1)
     return index
 
 
-def search_hnswlib(index, queries, k, ef):
+def search_hnswlib(index, queries, k, ef, metric):
     index.set_ef(ef)
     ids, _ = index.knn_query(queries, k=k, num_threads=1)
     return ids
@@ -107,15 +120,15 @@ def run(args):
     rss_after_load = proc_kb("VmRSS:")
     build, search = LIBS[args.lib]
     start = time.perf_counter()
-    index = build(base, args.m, args.ef_construction)
+    index = build(base, args.m, args.ef_construction, args.metric)
     build_s = time.perf_counter() - start
     runs = []
     for ef in [int(e) for e in args.efs.split(",")]:
-        search(index, queries[:10], args.k, ef)  # warm up
+        search(index, queries[:10], args.k, ef, args.metric)  # warm up
         seconds = float("inf")
         for _ in range(args.repeats):  # keep the fastest pass, as the Rust side does
             start = time.perf_counter()
-            ids = search(index, queries, args.k, ef)
+            ids = search(index, queries, args.k, ef, args.metric)
             seconds = min(seconds, time.perf_counter() - start)
         runs.append({"ef": ef, "seconds": seconds, "ids": np.asarray(ids).astype(int).tolist()})
     result = {
@@ -136,6 +149,7 @@ def main():
     parser.add_argument("--check", action="store_true", help="only check the imports")
     parser.add_argument("--dir")
     parser.add_argument("--lib", choices=sorted(LIBS))
+    parser.add_argument("--metric", choices=["l2", "cosine"], default="l2")
     parser.add_argument("--m", type=int, default=16)
     parser.add_argument("--ef-construction", type=int, default=128)
     parser.add_argument("--efs", default="16,32,64,128,256,512")

@@ -113,7 +113,7 @@ fn main() -> Result<()> {
         let started = Instant::now();
         for start in (0..data.len()).step_by(1_000) {
             let points = (start..(start + 1_000).min(data.len()))
-                .map(|i| PointIn::vector(PointId::Int(i as u64), data::to_f32(data.row(i)), None))
+                .map(|i| PointIn::vector(PointId::Int(i as u64), data.vector(i), None))
                 .collect();
             node.upsert("fmnist", points).await?;
         }

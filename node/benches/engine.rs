@@ -1,6 +1,8 @@
 //! Engine benchmark on Fashion-MNIST (60,000 × 784, L2): ingest, recall/QPS sweep, filtered
-//! search and memory per quantization, for an ipvec collection, the raw usearch wrapper it is
-//! built on, and faiss / hnswlib baselines (through node/benches/baselines.py).
+//! search and memory per quantization, for an ipvec collection (with its graph over f32 and
+//! over one-byte codes), the raw usearch wrapper it is built on, and faiss / hnswlib baselines
+//! (through node/benches/baselines.py). `--dataset tokens` runs ingest and the sweep on
+//! all-MiniLM-L6-v2's token embeddings (28,523 + 1,000 × 384, cosine) instead.
 //!
 //! ```text
 //! apt-get install dataset-fashion-mnist          # the data
@@ -9,11 +11,12 @@
 //! cargo bench -p ipvec-node --bench engine -- --queries 200
 //! ```
 //!
-//! Options: `--queries N` (t10k queries, default 1,000), `--dir PATH` (where the temporary
-//! stores go; default the system temp dir), `--skip-baselines`, `--skip-memory`,
-//! `--skip-usearch-kernel` (no second raw index with usearch's own f32 kernel), `--shards N`
-//! (the ipvec collection's shard count, default 1: with more, queries search the one index of
-//! every shard, and a section measures searches of some of the shards).
+//! Options: `--dataset fashion-mnist|tokens`, `--queries N` (queries, default 1,000),
+//! `--dir PATH` (where the temporary stores go; default the system temp dir),
+//! `--skip-baselines`, `--skip-memory`, `--skip-usearch-kernel` (no second raw index with
+//! usearch's own f32 kernel), `--shards N` (the ipvec collection's shard count, default 1:
+//! with more, queries search the one index of every shard, and a section measures searches of
+//! some of the shards).
 //! Everything runs on one thread with M = 16 and ef_construction = 128. It prints numbers and
 //! asserts nothing about time. MB = 10^6 bytes. See docs/benchmarks.md.
 
@@ -34,12 +37,12 @@ mod util;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use ipvec_node::{collection::Filter, index::HnswRuntime};
 use ipvec_protocol::manifest::Quantization;
 
 use crate::{
-    data::{Dataset, Exact, Measure, Truth},
+    data::{Dataset, Exact, Truth},
     engines::{Coll, BATCH},
     report::{FilterRow, IngestRow, Quality, SearchRow},
     util::{Stopwatch, Timing},
@@ -66,6 +69,9 @@ struct Options {
     skip_memory: bool,
     skip_own_kernel: bool,
     shards: u32,
+    /// `--dataset tokens`: all-MiniLM-L6-v2's token embeddings (cosine) instead of
+    /// Fashion-MNIST (L2).
+    tokens: bool,
 }
 
 fn options() -> Result<Options> {
@@ -77,6 +83,7 @@ fn options() -> Result<Options> {
         skip_memory: false,
         skip_own_kernel: false,
         shards: 1,
+        tokens: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -90,6 +97,11 @@ fn options() -> Result<Options> {
             "--skip-baselines" => opts.skip_baselines = true,
             "--skip-memory" => opts.skip_memory = true,
             "--skip-usearch-kernel" => opts.skip_own_kernel = true,
+            "--dataset" => match args.next().as_deref() {
+                Some("fashion-mnist") => opts.tokens = false,
+                Some("tokens") => opts.tokens = true,
+                _ => bail!("--dataset is fashion-mnist (L2) or tokens (cosine)"),
+            },
             "--shards" => {
                 let v = args.next().context("--shards needs a value")?;
                 opts.shards = v.parse().context("--shards N")?;
@@ -114,9 +126,12 @@ fn main() -> Result<()> {
 }
 
 async fn run(opts: &Options, dir: &Path) -> Result<()> {
-    report::machine(opts.queries);
     let watch = Stopwatch::start();
-    let data = data::load(opts.queries)?;
+    let data = match opts.tokens {
+        true => data::load_tokens(opts.queries)?,
+        false => data::load(opts.queries)?,
+    };
+    report::machine(&data, opts.queries);
     println!(
         "data: {} base × {} dims, {} queries (loaded in {:.1} s)",
         data.len(),
@@ -124,9 +139,13 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
         data.queries_len(),
         watch.stop().secs()
     );
-    let filters = data::filter_cases();
+    // Filters and the memory children need Fashion-MNIST's labels and pixels.
+    let filters = match data.has_labels() {
+        true => data::filter_cases(),
+        false => Vec::new(),
+    };
     let watch = Stopwatch::start();
-    let truths = data::ground_truth(&data, Measure::L2, &filters);
+    let truths = data::ground_truth(&data, data.measure, &filters);
     println!(
         "ground truth: exact top-{} by brute force for {} queries, unfiltered and {} filters, in {:.1} s; {} queries have a tie at rank {}",
         data::K,
@@ -140,7 +159,7 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
         .prefix("ipvec-engine-bench")
         .tempdir_in(dir)?;
     println!("work dir: {}\n", work.path().display());
-    let exact = Exact::new(&data, Measure::L2);
+    let exact = Exact::new(&data, data.measure);
     let queries = data.queries_f32();
 
     // Ingest: raw first, so that the diagnostic passes between ipvec's upserts and its
@@ -187,15 +206,31 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
     // The same collection with its graph over one-byte codes (`hnsw.codes`).
     let codes_dir = work.path().join("ipvec-codes");
     let (codes_store, codes) = ingest_codes(&data, &codes_dir, &mut ingest).await?;
-    sweep_codes(&codes, &queries, &exact, &truths[0], &mut search).await?;
-    drop(codes);
+    println!("ingest: raw usearch HnswIndex on codes …");
+    let mut raw_codes = engines::raw_index_on_codes(data.dim, data.measure)?;
+    let timing = engines::upsert_raw(&mut raw_codes, &data, RAW_RESERVES)?;
+    ingest.push(IngestRow::new("usearch raw on codes", timing, data.len()));
+    sweep_codes(
+        (&codes, &raw_codes),
+        &queries,
+        &exact,
+        &truths[0],
+        &mut search,
+    )
+    .await?;
+    drop((codes, raw_codes));
     codes_store.shutdown().await?;
     std::fs::remove_dir_all(&codes_dir)?;
-    let filtered = filtered(&mut collection, &data, &queries, &exact, &truths[1..]).await?;
+    let (filtered, filter_costs) = match data.has_labels() {
+        true => (
+            filtered(&mut collection, &data, &queries, &exact, &truths[1..]).await?,
+            filter_eval_costs(&data)?,
+        ),
+        false => (Vec::new(), Vec::new()),
+    };
     if opts.shards > 1 {
         subset::run(&collection, &data, &queries, opts.shards).await?;
     }
-    let filter_costs = filter_eval_costs(&data)?;
     let watch = Stopwatch::start();
     collection.close().await?;
     let close = watch.stop();
@@ -214,7 +249,7 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
             &mut search,
         )?,
     };
-    let memory = match opts.skip_memory {
+    let memory = match opts.skip_memory || !data.has_labels() {
         true => Vec::new(),
         false => run_memory(opts.queries, work.path())?,
     };
@@ -227,8 +262,12 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
     report::search(&search, &kernel);
     report::search_goal(&search);
     report::search_diagnostics(&search, &diagnostic);
-    report::filtered(&filtered, &filter_costs);
-    report::memory(&memory, &python);
+    if !filtered.is_empty() {
+        report::filtered(&filtered, &filter_costs);
+    }
+    if !memory.is_empty() {
+        report::memory(&memory, &python);
+    }
     Ok(())
 }
 
@@ -248,11 +287,13 @@ async fn ingest_ipvec(
     report::Diagnostic,
 )> {
     println!(
-        "ingest: ipvec collection (on-disk iroh store, f32, L2, {shards} shard(s)), batches of {BATCH} …"
+        "ingest: ipvec collection (on-disk iroh store, f32, {:?}, {shards} shard(s)), batches of {BATCH} …",
+        data.measure
     );
     let (store, mut collection) = engines::create(
         &dir.join("ipvec"),
-        Measure::L2,
+        data.dim,
+        data.measure,
         Quantization::F32,
         shards,
         false,
@@ -284,7 +325,7 @@ async fn ingest_codes(
 ) -> Result<(ipvec_node::store::IrohBlockStore, Coll)> {
     println!("ingest: ipvec collection on codes (hnsw.codes), batches of {BATCH} …");
     let (store, mut collection) =
-        engines::create(dir, Measure::L2, Quantization::F32, 1, true).await?;
+        engines::create(dir, data.dim, data.measure, Quantization::F32, 1, true).await?;
     let upserts = engines::upsert_all(&mut collection, data).await?;
     let checkpoint = engines::checkpoint(&mut collection).await?;
     let mut total = upserts;
@@ -298,9 +339,10 @@ async fn ingest_codes(
     Ok((store, collection))
 }
 
-/// The ef sweep of the collection on codes, into the rows of [`sweep`].
+/// The ef sweep of the collection on codes and of the raw index on codes, into the rows of
+/// [`sweep`].
 async fn sweep_codes(
-    collection: &Coll,
+    (collection, raw): (&Coll, &ipvec_node::index::HnswIndex),
     queries: &[Vec<f32>],
     exact: &Exact<'_>,
     truth: &Truth,
@@ -308,9 +350,11 @@ async fn sweep_codes(
 ) -> Result<()> {
     println!("search: ef sweep on codes …");
     engines::search_ipvec(collection, &queries[..queries.len().min(50)], 64, None).await?;
+    engines::search_raw(raw, &queries[..queries.len().min(50)], 64)?;
     for row in rows {
-        let pass = engines::search_ipvec_best(collection, queries, row.ef).await?;
-        row.codes = Some(Quality::of(exact, truth, &pass.ids, pass.qps()));
+        let (ipvec, usearch) = engines::search_pair_best(collection, raw, queries, row.ef).await?;
+        row.codes = Some(Quality::of(exact, truth, &ipvec.ids, ipvec.qps()));
+        row.raw_codes = Some(Quality::of(exact, truth, &usearch.ids, usearch.qps()));
     }
     Ok(())
 }
@@ -319,7 +363,7 @@ fn ingest_raw(
     data: &Dataset,
     runtime: HnswRuntime,
 ) -> Result<(ipvec_node::index::HnswIndex, Timing)> {
-    let mut index = engines::raw_index(Measure::L2, Quantization::F32, runtime)?;
+    let mut index = engines::raw_index(data.dim, data.measure, Quantization::F32, runtime)?;
     println!(
         "ingest: raw usearch HnswIndex, same parameters, {} f32 kernel …",
         engines::kernel_name(&index)
@@ -347,8 +391,7 @@ async fn sweep(
     }
     let mut rows = Vec::new();
     for ef in EFS {
-        let ipvec = engines::search_ipvec_best(collection, queries, ef).await?;
-        let raw = engines::search_raw_best(raw, queries, ef)?;
+        let (ipvec, raw) = engines::search_pair_best(collection, raw, queries, ef).await?;
         let raw_own_kernel = match own_kernel {
             Some(index) => {
                 let pass = engines::search_raw_best(index, queries, ef)?;
@@ -362,6 +405,7 @@ async fn sweep(
             raw: Quality::of(exact, truth, &raw.ids, raw.qps()),
             raw_own_kernel,
             codes: None,
+            raw_codes: None,
             faiss: None,
             hnswlib: None,
         });
@@ -450,7 +494,7 @@ fn run_baselines(
     baselines::write_inputs(dir, data)?;
     for lib in baselines::LIBS {
         println!("baselines: {lib} (python3, one thread) …");
-        let result = baselines::run(dir, lib, &EFS)?;
+        let result = baselines::run(dir, lib, &EFS, data.measure)?;
         ingest.push(IngestRow::external(
             &format!("{} {} (Python)", result.lib, result.version),
             result.build_s,

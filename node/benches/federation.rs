@@ -382,7 +382,7 @@ async fn write_collection(repo: &Path, data: &data::Dataset) -> Result<()> {
             .map(|i| PointIn {
                 id: PointId::Int(i as u64),
                 text: None,
-                vector: data::to_f32(data.row(i)),
+                vector: data.vector(i),
                 metadata: None,
             })
             .collect();
@@ -517,8 +517,7 @@ fn main() -> Result<()> {
     let opts = options()?;
     let mut data = data::load(opts.queries)?;
     let points = opts.points.min(data.len());
-    data.base.truncate(points * data.dim);
-    data.labels.truncate(points);
+    data.truncate(points);
     let started = Instant::now();
     let truth = data::ground_truth(&data, data::Measure::L2, &[]).remove(0);
     let exact = data::Exact::new(&data, data::Measure::L2);

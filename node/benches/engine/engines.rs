@@ -17,7 +17,7 @@ use ipvec_protocol::{
 };
 
 use crate::{
-    data::{to_f32, Dataset, Measure, K},
+    data::{Dataset, Measure, K},
     util::{Stopwatch, Timing},
 };
 
@@ -62,16 +62,17 @@ impl Pass {
 
 pub type Coll = Collection<IrohBlockStore>;
 
-/// The points of base rows `range`, with their label metadata.
+/// The points of base rows `range`, with their label (when the set has labels) and `id % 10`
+/// as metadata.
 pub fn points(data: &Dataset, range: std::ops::Range<usize>) -> Vec<Point> {
     range
         .map(|i| Point {
             id: EntryId::Int(i as u64),
-            vector: to_f32(data.row(i)),
-            metadata: Some(json_to_ipld(serde_json::json!({
-                "label": data.labels[i],
-                "id_mod10": i % 10,
-            }))),
+            vector: data.vector(i),
+            metadata: Some(json_to_ipld(match data.labels.get(i) {
+                Some(label) => serde_json::json!({"label": label, "id_mod10": i % 10}),
+                None => serde_json::json!({"id_mod10": i % 10}),
+            })),
         })
         .collect()
 }
@@ -80,6 +81,7 @@ pub fn points(data: &Dataset, range: std::ops::Range<usize>) -> Vec<Point> {
 /// in `dir/bench`, whose graph walks on one-byte codes when `codes`.
 pub async fn create(
     dir: &Path,
+    dim: usize,
     measure: Measure,
     quantization: Quantization,
     shards: u32,
@@ -88,7 +90,7 @@ pub async fn create(
     let store = IrohBlockStore::open(&dir.join("store")).await?;
     let spec = CollectionSpec {
         name: "bench".into(),
-        dimension: 784,
+        dimension: dim as u32,
         embedding: None,
         metric: metric_of(measure),
         quantization,
@@ -174,6 +176,22 @@ pub async fn search_ipvec_best(collection: &Coll, queries: &[Vec<f32>], ef: usiz
     best.context("no pass")
 }
 
+/// The fastest of [`REPEATS`] passes over a collection and over a raw index, taken in turns
+/// so that a slow stretch of the machine falls on both alike.
+pub async fn search_pair_best(
+    collection: &Coll,
+    raw: &HnswIndex,
+    queries: &[Vec<f32>],
+    ef: usize,
+) -> Result<(Pass, Pass)> {
+    let (mut ipvec, mut usearch) = (None, None);
+    for _ in 0..REPEATS {
+        ipvec = faster(ipvec, search_ipvec(collection, queries, ef, None).await?);
+        usearch = faster(usearch, search_raw(raw, queries, ef)?);
+    }
+    Ok((ipvec.context("no pass")?, usearch.context("no pass")?))
+}
+
 /// The fastest of [`REPEATS`] passes.
 pub fn search_raw_best(index: &HnswIndex, queries: &[Vec<f32>], ef: usize) -> Result<Pass> {
     let mut best = None;
@@ -189,17 +207,29 @@ pub fn search_raw_best(index: &HnswIndex, queries: &[Vec<f32>], ef: usize) -> Re
 
 /// An empty raw index; `runtime` chooses (among others) whose f32 distance kernel it uses.
 pub fn raw_index(
+    dim: usize,
     measure: Measure,
     quantization: Quantization,
     runtime: HnswRuntime,
 ) -> Result<HnswIndex> {
     let spec = IndexSpec {
-        dimension: 784,
+        dimension: dim,
         metric: metric_of(measure),
         quantization,
         hnsw: hnsw_params(false),
     };
     Ok(HnswIndex::with_runtime(spec, runtime)?)
+}
+
+/// An empty raw f32 index whose graph walks on one-byte codes (`hnsw.codes`).
+pub fn raw_index_on_codes(dim: usize, measure: Measure) -> Result<HnswIndex> {
+    let spec = IndexSpec {
+        dimension: dim,
+        metric: metric_of(measure),
+        quantization: Quantization::F32,
+        hnsw: hnsw_params(true),
+    };
+    Ok(HnswIndex::new(spec)?)
 }
 
 /// Whose f32 distance kernel an index uses.
@@ -221,7 +251,7 @@ pub fn upsert_raw(index: &mut HnswIndex, data: &Dataset, reserve: bool) -> Resul
     }
     for start in (0..data.len()).step_by(BATCH) {
         let rows: Vec<Vec<f32>> = (start..(start + BATCH).min(data.len()))
-            .map(|i| to_f32(data.row(i)))
+            .map(|i| data.vector(i))
             .collect();
         let watch = Stopwatch::start();
         for (offset, row) in rows.iter().enumerate() {

@@ -100,7 +100,8 @@ fn run_ipvec(
         .build()?;
     runtime.block_on(async {
         let watch = Stopwatch::start();
-        let (store, mut collection) = engines::create(dir, measure, quantization, 1, codes).await?;
+        let (store, mut collection) =
+            engines::create(dir, data.dim, measure, quantization, 1, codes).await?;
         engines::upsert_all(&mut collection, data).await?;
         phases.push(Snapshot::take("upserted (points in the log)"));
         engines::checkpoint(&mut collection).await?;
@@ -126,7 +127,7 @@ fn run_raw(
     phases: &mut Vec<Snapshot>,
 ) -> Result<(f64, usize, engines::Pass)> {
     use ipvec_node::index::VectorIndex;
-    let mut index = engines::raw_index(measure, quantization, Default::default())?;
+    let mut index = engines::raw_index(data.dim, measure, quantization, Default::default())?;
     let build = engines::upsert_raw(&mut index, data, false)?.secs();
     phases.push(Snapshot::take("built"));
     let pass = engines::search_raw(&index, queries, EF)?;

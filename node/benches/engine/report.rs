@@ -9,7 +9,7 @@ use crate::{
 };
 
 /// Prints the machine and the settings.
-pub fn machine(queries: usize) {
+pub fn machine(data: &data::Dataset, queries: usize) {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -20,7 +20,10 @@ pub fn machine(queries: usize) {
         })
         .unwrap_or_else(|| "unknown".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("# ipvec engine benchmark (Fashion-MNIST, L2)");
+    println!(
+        "# ipvec engine benchmark ({}, {:?})",
+        data.name, data.measure
+    );
     println!("machine: {cpu}, {cores} cores; every engine single-threaded");
     println!(
         "HNSW: M = {M}, ef_construction = {EF_CONSTRUCTION}; k = {}; queries = {queries}",
@@ -117,6 +120,8 @@ pub struct SearchRow {
     pub raw_own_kernel: Option<Quality>,
     /// ipvec's collection whose graph walks on one-byte codes.
     pub codes: Option<Quality>,
+    /// Raw usearch (the HnswIndex wrapper) walking on codes.
+    pub raw_codes: Option<Quality>,
     pub faiss: Option<Quality>,
     pub hnswlib: Option<Quality>,
 }
@@ -138,6 +143,7 @@ pub fn search(rows: &[SearchRow], kernel: &str) {
                 Some(r.ipvec),
                 r.codes,
                 Some(r.raw),
+                r.raw_codes,
                 r.raw_own_kernel,
                 r.faiss,
                 r.hnswlib,
@@ -145,6 +151,10 @@ pub fn search(rows: &[SearchRow], kernel: &str) {
                 cells.extend(Quality::cells(q));
             }
             cells.push(format!("{:.2}", r.ipvec.qps / r.raw.qps));
+            cells.push(match (r.codes, r.raw_codes) {
+                (Some(c), Some(raw)) => format!("{:.2}", c.qps / raw.qps),
+                _ => "–".into(),
+            });
             cells
         })
         .collect();
@@ -157,6 +167,8 @@ pub fn search(rows: &[SearchRow], kernel: &str) {
             "ipvec codes QPS",
             "usearch recall",
             "usearch QPS",
+            "usearch codes recall",
+            "usearch codes QPS",
             "usearch NK recall",
             "usearch NK QPS",
             "faiss recall",
@@ -164,6 +176,7 @@ pub fn search(rows: &[SearchRow], kernel: &str) {
             "hnswlib recall",
             "hnswlib QPS",
             "ipvec/usearch QPS",
+            "codes: ipvec/usearch QPS",
         ],
         &table,
     );
@@ -176,10 +189,11 @@ type Column = fn(&SearchRow) -> Option<Quality>;
 /// (at any ef that reaches the recall), and ipvec's against the better baseline.
 pub fn search_goal(rows: &[SearchRow]) {
     println!("\n## Search at equal recall (best QPS at any ef reaching the recall)\n");
-    let engines: [(&str, Column); 5] = [
+    let engines: [(&str, Column); 6] = [
         ("ipvec", |r| Some(r.ipvec)),
         ("ipvec codes", |r| r.codes),
         ("usearch raw", |r| Some(r.raw)),
+        ("usearch raw codes", |r| r.raw_codes),
         ("faiss", |r| r.faiss),
         ("hnswlib", |r| r.hnswlib),
     ];

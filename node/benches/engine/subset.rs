@@ -11,7 +11,7 @@ use ipvec_node::{
 use ipvec_protocol::{entry::EntryId, manifest::shard_of};
 
 use crate::{
-    data::{to_f32, Dataset, Measure, K},
+    data::{Dataset, Measure, K},
     engines::{self, Coll, Pass},
     util::Stopwatch,
 };
@@ -99,6 +99,7 @@ pub async fn run(
         if subset.len() == 1 {
             // Shard 0's points in an index of their own, as each shard had before.
             let mut own = engines::raw_index(
+                data.dim,
                 Measure::L2,
                 ipvec_protocol::manifest::Quantization::F32,
                 HnswRuntime::default(),
@@ -112,7 +113,7 @@ pub async fn run(
             own.reserve(mine.len())?;
             let watch = Stopwatch::start();
             for &i in &mine {
-                own.upsert(i as u64, &to_f32(data.row(i)))?;
+                own.upsert(i as u64, &data.vector(i))?;
             }
             let built = watch.stop().secs();
             for ef in EFS {

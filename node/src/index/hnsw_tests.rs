@@ -487,3 +487,49 @@ fn codes_follow_every_change_and_survive_save_and_load() {
     let err = HnswIndex::load(spec, &f32_path).unwrap_err().to_string();
     assert!(err.contains("not over one-byte codes"), "{err}");
 }
+
+/// The affine codes span the first vectors' range, twice it when they are few, and a graph
+/// whose codes were fitted to one vector still finds the wider ones that follow, with exact
+/// scores (values beyond the range saturate; the f32 vectors score the candidates).
+#[test]
+fn codes_fitted_on_few_vectors_leave_room_for_wider_ones() {
+    let many: Vec<f32> = (0..codes::FEW).flat_map(|i| [i as f32, 2.0]).collect();
+    assert_eq!(
+        codes::Coder::fit(many.iter().copied(), codes::FEW),
+        Some(codes::Coder::Affine {
+            lo: 0.0,
+            step: (codes::FEW - 1) as f32 / 255.0
+        })
+    );
+    assert_eq!(
+        codes::Coder::fit([1.0, 3.0], 1),
+        Some(codes::Coder::Affine {
+            lo: 0.0,
+            step: 4.0 / 255.0
+        })
+    );
+    assert_eq!(codes::Coder::fit([], 0), None);
+
+    let data = clustered(2_000, 24, 14);
+    let spec = with_codes(Metric::L2, Quantization::F32);
+    let mut hnsw = HnswIndex::new(spec).unwrap();
+    let narrow: Vec<f32> = data[0].iter().map(|x| x * 0.5).collect();
+    hnsw.upsert(10_000, &narrow).unwrap();
+    for (i, v) in data.iter().enumerate() {
+        hnsw.upsert(i as u64, v).unwrap();
+    }
+    let mut found = 0;
+    for i in (0..2_000).step_by(20) {
+        let hits = hnsw.search(&data[i], 1, Some(64), None).unwrap();
+        let stored = match hits[0].key {
+            10_000 => &narrow,
+            key => &data[key as usize],
+        };
+        assert_eq!(
+            hits[0].score,
+            crate::index::score(Metric::L2, &data[i], stored)
+        );
+        found += usize::from(hits[0].key == i as u64);
+    }
+    assert!(found >= 95, "{found} of 100 points found themselves");
+}

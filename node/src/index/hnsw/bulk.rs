@@ -197,8 +197,13 @@ impl HnswIndex {
     /// `sample`, unless they are fitted already: call it with the first vectors the index
     /// takes, as many as there are (an insert fits them to its vector alone).
     pub fn fit_codes<'a>(&self, sample: impl IntoIterator<Item = &'a [u8]>) {
-        if let Some(codes) = &self.codes {
-            codes.coder(|| codes::Coder::fit(sample.into_iter().flat_map(f32s)));
+        if let Some(codes) = self.codes.as_ref().filter(|c| c.fitted().is_none()) {
+            // A sample of deletes alone fits nothing: the next vectors will.
+            let sample: Vec<&[u8]> = sample.into_iter().collect();
+            let values = sample.iter().flat_map(|stored| f32s(stored));
+            if let Some(fitted) = codes::Coder::fit(values, sample.len()) {
+                codes.coder(|| fitted);
+            }
         }
     }
 
@@ -206,7 +211,11 @@ impl HnswIndex {
     pub(super) fn add_one(&self, key: u64, stored: &[u8]) -> Result<(), IndexError> {
         if let Some(codes) = &self.codes {
             let vector: Vec<f32> = f32s(stored).collect();
-            let coder = codes.coder(|| codes::Coder::fit(vector.iter().copied()));
+            // Vectors have at least one component: the fit has values.
+            let coder = codes.coder(|| {
+                codes::Coder::fit(vector.iter().copied(), 1)
+                    .unwrap_or(codes::Coder::Affine { lo: 0.0, step: 1.0 })
+            });
             let coded = coder.encode(&vector);
             // The vector is there before the graph can lead a search to its slot.
             codes.rows_mut().insert(key, &vector);

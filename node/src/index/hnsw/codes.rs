@@ -16,6 +16,7 @@
 
 use std::{
     collections::HashMap,
+    hash::{BuildHasherDefault, Hasher},
     io::{Read, Seek, SeekFrom},
     path::Path,
     sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard},
@@ -24,6 +25,9 @@ use std::{
 use super::i8_codes;
 
 const MAGIC: &[u8; 8] = b"ipveccd1";
+
+/// Vectors a fit needs to take their range as the codes' range.
+pub(super) const FEW: usize = 100;
 
 /// How f32 vectors become codes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -35,21 +39,27 @@ pub(super) enum Coder {
 }
 
 impl Coder {
-    /// The affine map whose 256 codes span `values`.
-    pub(super) fn fit(values: impl IntoIterator<Item = f32>) -> Self {
+    /// The affine map whose 256 codes span `values`, the components of `vectors` vectors;
+    /// `None` without values. Fewer than [`FEW`] vectors say little of the range later ones
+    /// take: the map then spans twice their range, around it.
+    pub(super) fn fit(values: impl IntoIterator<Item = f32>, vectors: usize) -> Option<Self> {
         let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
         for v in values {
             lo = lo.min(v);
             hi = hi.max(v);
         }
         if !(lo.is_finite() && hi.is_finite()) {
-            return Coder::Affine { lo: 0.0, step: 1.0 };
+            return None;
+        }
+        if vectors < FEW {
+            let half = (hi - lo) / 2.0;
+            (lo, hi) = (lo - half, hi + half);
         }
         let step = (hi - lo) / 255.0;
-        Coder::Affine {
+        Some(Coder::Affine {
             lo,
             step: if step.is_normal() { step } else { 1.0 },
-        }
+        })
     }
 
     /// The codes of `vector`: bytes for the affine map, i8 codes as bytes for the unit one.
@@ -57,9 +67,11 @@ impl Coder {
         match *self {
             Coder::Affine { lo, step } => {
                 let scale = 1.0 / step;
+                // Clamped first, then rounded half up by truncation: no call to `round`,
+                // and the loop vectorises.
                 vector
                     .iter()
-                    .map(|x| ((x - lo) * scale).round().clamp(0.0, 255.0) as u8)
+                    .map(|x| (((x - lo) * scale).clamp(0.0, 255.0) + 0.5) as u8)
                     .collect()
             }
             Coder::Unit => i8_codes(vector).into_iter().map(|c| c as u8).collect(),
@@ -79,8 +91,29 @@ pub(super) struct Codes {
 pub(super) struct Rows {
     dimension: usize,
     data: Vec<f32>,
-    at: HashMap<u64, usize>,
+    at: HashMap<u64, usize, BuildHasherDefault<KeyHasher>>,
     free: Vec<usize>,
+}
+
+/// Keys are the index's own integers (no one chooses them to collide): one multiply spreads
+/// them over the table, where SipHash would cost more than the row lookup itself.
+#[derive(Default)]
+pub(super) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = (self.0 ^ key).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 impl Codes {
