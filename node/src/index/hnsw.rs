@@ -173,12 +173,18 @@ impl HnswIndex {
     /// the index and CPU allow it. usearch's `Index` keeps one replacement: call this once.
     fn install_kernel(&mut self, runtime: HnswRuntime) -> Result<(), IndexError> {
         if self.codes.is_some() {
-            // Cosine codes keep usearch's i8 kernel.
-            if self.spec.metric == Metric::L2 {
-                let metric = kernel::usearch_u8_l2(self.spec.dimension);
-                <u8 as VectorType>::change_metric(&mut self.index, metric).map_err(backend)?;
+            let dimension = self.spec.dimension;
+            return match self.spec.metric {
+                Metric::L2 => {
+                    let metric = kernel::usearch_u8_l2(dimension);
+                    <u8 as VectorType>::change_metric(&mut self.index, metric)
+                }
+                _ => {
+                    let metric = kernel::usearch_i8_unit_cosine(dimension);
+                    <i8 as VectorType>::change_metric(&mut self.index, metric)
+                }
             }
-            return Ok(());
+            .map_err(backend);
         }
         let kernels = Kernels::best();
         if !runtime.f32_kernel

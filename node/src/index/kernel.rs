@@ -227,6 +227,36 @@ pub(crate) fn usearch_u8_l2(
     })
 }
 
+/// The metric of a usearch index of the i8 codes of unit vectors ([`i8_codes`](super::i8_codes),
+/// whose length is 127 give or take rounding): `1 − a·b / 127²`, a cosine distance that skips
+/// the two norms usearch's angular kernel computes for every pair. Only for usearch: the
+/// closure trusts its pointers to address `dimension` codes.
+pub(crate) fn usearch_i8_unit_cosine(
+    dimension: usize,
+) -> Box<dyn Fn(*const i8, *const i8) -> f32 + Send + Sync> {
+    const UNIT: f32 = 127.0 * 127.0;
+    // SAFETY (each closure): usearch calls the metric of an i8 index with two vectors of
+    // `dimension` codes, valid for the duration of the call.
+    let codes = move |a: *const i8, b: *const i8| unsafe {
+        (
+            std::slice::from_raw_parts(a, dimension),
+            std::slice::from_raw_parts(b, dimension),
+        )
+    };
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512bw") {
+        return Box::new(move |a, b| {
+            let (a, b) = codes(a, b);
+            // SAFETY: the CPU has AVX-512BW (checked above).
+            1.0 - unsafe { x86::dot_i8_avx512(a, b) } as f32 / UNIT
+        });
+    }
+    Box::new(move |a, b| {
+        let (a, b) = codes(a, b);
+        1.0 - portable::dot_i8(a, b) as f32 / UNIT
+    })
+}
+
 mod portable {
     //! Eight independent accumulators, which compilers keep in vector registers.
 
@@ -251,6 +281,24 @@ mod portable {
             step(&mut acc, lane, *x, *y);
         }
         acc
+    }
+
+    /// Inner product of two i8 code vectors in 32 lanes of i32, which compilers vectorise.
+    pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+        let mut acc = [0i32; 32];
+        let (a_chunks, b_chunks) = (a.chunks_exact(32), b.chunks_exact(32));
+        let rest: i32 = a_chunks
+            .remainder()
+            .iter()
+            .zip(b_chunks.remainder())
+            .map(|(x, y)| i32::from(*x) * i32::from(*y))
+            .sum();
+        for (x, y) in a_chunks.zip(b_chunks) {
+            for lane in 0..32 {
+                acc[lane] += i32::from(x[lane]) * i32::from(y[lane]);
+            }
+        }
+        acc.iter().sum::<i32>() + rest
     }
 
     /// Squared distance of two code vectors in 32 lanes of u32, which compilers vectorise.
@@ -508,6 +556,33 @@ mod x86 {
         out
     }
 
+    /// Inner product of two i8 code vectors: 64 codes a step widened to i16, multiplied and
+    /// summed in pairs into i32 lanes (`vpmaddwd`), then the tail.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn dot_i8_avx512(a: &[i8], b: &[i8]) -> i32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let widen = |p: *const i8| _mm512_cvtepi8_epi16(_mm256_loadu_si256(p.cast()));
+        let (mut acc0, mut acc1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+        let mut i = 0;
+        while i + 64 <= n {
+            let p0 = _mm512_madd_epi16(widen(pa.add(i)), widen(pb.add(i)));
+            let p1 = _mm512_madd_epi16(widen(pa.add(i + 32)), widen(pb.add(i + 32)));
+            acc0 = _mm512_add_epi32(acc0, p0);
+            acc1 = _mm512_add_epi32(acc1, p1);
+            i += 64;
+        }
+        if i + 32 <= n {
+            acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(widen(pa.add(i)), widen(pb.add(i))));
+            i += 32;
+        }
+        let mut sum = _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
+        for (x, y) in a[i..n].iter().zip(&b[i..n]) {
+            sum += i32::from(*x) * i32::from(*y);
+        }
+        sum
+    }
+
     /// Squared distance of two code vectors: 64 codes a step widened to i16, their
     /// differences squared and summed in pairs into i32 lanes (`vpmaddwd`), then the tail.
     #[target_feature(enable = "avx512f,avx512bw")]
@@ -669,6 +744,47 @@ mod tests {
                     // SAFETY: the CPU has AVX-512BW.
                     let got = unsafe { x86::l2sq_u8_avx512(&a, &b) };
                     assert_eq!(u64::from(got), want, "avx512bw, dim {dim}");
+                }
+            }
+        }
+    }
+
+    /// The i8 dot kernels give the exact integer sum on every length, the tails included, and
+    /// at the extremes of i8.
+    #[test]
+    fn the_i8_code_kernel_sums_products_exactly() {
+        let mut rng = StdRng::seed_from_u64(12);
+        for dim in [1, 31, 32, 63, 64, 65, 100, 384] {
+            for extreme in [false, true] {
+                let (a, b): (Vec<i8>, Vec<i8>) = (0..dim)
+                    .map(|i| match extreme {
+                        true if i % 3 == 0 => (-128, -128),
+                        true => (127, -128),
+                        false => (rng.gen(), rng.gen()),
+                    })
+                    .unzip();
+                let want: i64 = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| i64::from(*x) * i64::from(*y))
+                    .sum();
+                assert_eq!(
+                    i64::from(portable::dot_i8(&a, &b)),
+                    want,
+                    "portable, dim {dim}"
+                );
+                let metric = usearch_i8_unit_cosine(dim);
+                let distance = metric(a.as_ptr(), b.as_ptr());
+                assert_eq!(
+                    distance,
+                    1.0 - want as f32 / (127.0 * 127.0),
+                    "chosen, dim {dim}"
+                );
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx512bw") {
+                    // SAFETY: the CPU has AVX-512BW.
+                    let got = unsafe { x86::dot_i8_avx512(&a, &b) };
+                    assert_eq!(i64::from(got), want, "avx512bw, dim {dim}");
                 }
             }
         }
