@@ -10,6 +10,8 @@
 
 use ipvec_protocol::manifest::Metric;
 
+pub mod codes;
+
 /// The instruction sets a kernel is written for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
@@ -153,9 +155,12 @@ impl Kernels {
     }
 }
 
-/// A distance function over two f32 vectors given by pointer, as usearch's
+/// A distance function over two vectors of `T` given by pointer, as usearch's
 /// `Index::change_metric` takes it.
-pub(crate) type UsearchMetric = Box<dyn Fn(*const f32, *const f32) -> f32 + Send + Sync>;
+pub(crate) type UsearchMetricOf<T> = Box<dyn Fn(*const T, *const T) -> f32 + Send + Sync>;
+
+/// The metric of f32 vectors.
+pub(crate) type UsearchMetric = UsearchMetricOf<f32>;
 
 /// `kernels` as the metric of an f32 usearch index of `dimension` components compared by
 /// `metric`. Only for usearch: the closure trusts its pointers to address `dimension` f32s.
@@ -199,64 +204,6 @@ pub(crate) fn usearch_metric(kernels: Kernels, metric: Metric, dimension: usize)
     }
 }
 
-/// The metric of a usearch index of one-byte codes under squared Euclidean distance: the sum
-/// of squared code differences, summed exactly in integers and rounded once to f32. Only for
-/// usearch: the closure trusts its pointers to address `dimension` bytes.
-pub(crate) fn usearch_u8_l2(
-    dimension: usize,
-) -> Box<dyn Fn(*const u8, *const u8) -> f32 + Send + Sync> {
-    // SAFETY (each closure): usearch calls the metric of a u8 index with two vectors of
-    // `dimension` codes, valid for the duration of the call.
-    let codes = move |a: *const u8, b: *const u8| unsafe {
-        (
-            std::slice::from_raw_parts(a, dimension),
-            std::slice::from_raw_parts(b, dimension),
-        )
-    };
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512bw") {
-        return Box::new(move |a, b| {
-            let (a, b) = codes(a, b);
-            // SAFETY: the CPU has AVX-512BW (checked above).
-            unsafe { x86::l2sq_u8_avx512(a, b) as f32 }
-        });
-    }
-    Box::new(move |a, b| {
-        let (a, b) = codes(a, b);
-        portable::l2sq_u8(a, b) as f32
-    })
-}
-
-/// The metric of a usearch index of the i8 codes of unit vectors ([`i8_codes`](super::i8_codes),
-/// whose length is 127 give or take rounding): `1 − a·b / 127²`, a cosine distance that skips
-/// the two norms usearch's angular kernel computes for every pair. Only for usearch: the
-/// closure trusts its pointers to address `dimension` codes.
-pub(crate) fn usearch_i8_unit_cosine(
-    dimension: usize,
-) -> Box<dyn Fn(*const i8, *const i8) -> f32 + Send + Sync> {
-    const UNIT: f32 = 127.0 * 127.0;
-    // SAFETY (each closure): usearch calls the metric of an i8 index with two vectors of
-    // `dimension` codes, valid for the duration of the call.
-    let codes = move |a: *const i8, b: *const i8| unsafe {
-        (
-            std::slice::from_raw_parts(a, dimension),
-            std::slice::from_raw_parts(b, dimension),
-        )
-    };
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512bw") {
-        return Box::new(move |a, b| {
-            let (a, b) = codes(a, b);
-            // SAFETY: the CPU has AVX-512BW (checked above).
-            1.0 - unsafe { x86::dot_i8_avx512(a, b) } as f32 / UNIT
-        });
-    }
-    Box::new(move |a, b| {
-        let (a, b) = codes(a, b);
-        1.0 - portable::dot_i8(a, b) as f32 / UNIT
-    })
-}
-
 mod portable {
     //! Eight independent accumulators, which compilers keep in vector registers.
 
@@ -281,42 +228,6 @@ mod portable {
             step(&mut acc, lane, *x, *y);
         }
         acc
-    }
-
-    /// Inner product of two i8 code vectors in 32 lanes of i32, which compilers vectorise.
-    pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-        let mut acc = [0i32; 32];
-        let (a_chunks, b_chunks) = (a.chunks_exact(32), b.chunks_exact(32));
-        let rest: i32 = a_chunks
-            .remainder()
-            .iter()
-            .zip(b_chunks.remainder())
-            .map(|(x, y)| i32::from(*x) * i32::from(*y))
-            .sum();
-        for (x, y) in a_chunks.zip(b_chunks) {
-            for lane in 0..32 {
-                acc[lane] += i32::from(x[lane]) * i32::from(y[lane]);
-            }
-        }
-        acc.iter().sum::<i32>() + rest
-    }
-
-    /// Squared distance of two code vectors in 32 lanes of u32, which compilers vectorise.
-    pub fn l2sq_u8(a: &[u8], b: &[u8]) -> u32 {
-        let mut acc = [0u32; 32];
-        let (a_chunks, b_chunks) = (a.chunks_exact(32), b.chunks_exact(32));
-        let rest: u32 = a_chunks
-            .remainder()
-            .iter()
-            .zip(b_chunks.remainder())
-            .map(|(x, y)| u32::from(x.abs_diff(*y)).pow(2))
-            .sum();
-        for (x, y) in a_chunks.zip(b_chunks) {
-            for lane in 0..32 {
-                acc[lane] += u32::from(x[lane].abs_diff(y[lane])).pow(2);
-            }
-        }
-        acc.iter().sum::<u32>() + rest
     }
 
     pub unsafe fn l2sq(a: &[f32], b: &[f32]) -> f32 {
@@ -555,61 +466,6 @@ mod x86 {
         }
         out
     }
-
-    /// Inner product of two i8 code vectors: 64 codes a step widened to i16, multiplied and
-    /// summed in pairs into i32 lanes (`vpmaddwd`), then the tail.
-    #[target_feature(enable = "avx512f,avx512bw")]
-    pub unsafe fn dot_i8_avx512(a: &[i8], b: &[i8]) -> i32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let widen = |p: *const i8| _mm512_cvtepi8_epi16(_mm256_loadu_si256(p.cast()));
-        let (mut acc0, mut acc1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-        let mut i = 0;
-        while i + 64 <= n {
-            let p0 = _mm512_madd_epi16(widen(pa.add(i)), widen(pb.add(i)));
-            let p1 = _mm512_madd_epi16(widen(pa.add(i + 32)), widen(pb.add(i + 32)));
-            acc0 = _mm512_add_epi32(acc0, p0);
-            acc1 = _mm512_add_epi32(acc1, p1);
-            i += 64;
-        }
-        if i + 32 <= n {
-            acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(widen(pa.add(i)), widen(pb.add(i))));
-            i += 32;
-        }
-        let mut sum = _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1));
-        for (x, y) in a[i..n].iter().zip(&b[i..n]) {
-            sum += i32::from(*x) * i32::from(*y);
-        }
-        sum
-    }
-
-    /// Squared distance of two code vectors: 64 codes a step widened to i16, their
-    /// differences squared and summed in pairs into i32 lanes (`vpmaddwd`), then the tail.
-    #[target_feature(enable = "avx512f,avx512bw")]
-    pub unsafe fn l2sq_u8_avx512(a: &[u8], b: &[u8]) -> u32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let widen = |p: *const u8| _mm512_cvtepu8_epi16(_mm256_loadu_si256(p.cast()));
-        let (mut acc0, mut acc1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-        let mut i = 0;
-        while i + 64 <= n {
-            let d0 = _mm512_sub_epi16(widen(pa.add(i)), widen(pb.add(i)));
-            let d1 = _mm512_sub_epi16(widen(pa.add(i + 32)), widen(pb.add(i + 32)));
-            acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(d0, d0));
-            acc1 = _mm512_add_epi32(acc1, _mm512_madd_epi16(d1, d1));
-            i += 64;
-        }
-        if i + 32 <= n {
-            let d0 = _mm512_sub_epi16(widen(pa.add(i)), widen(pb.add(i)));
-            acc0 = _mm512_add_epi32(acc0, _mm512_madd_epi16(d0, d0));
-            i += 32;
-        }
-        let mut sum = _mm512_reduce_add_epi32(_mm512_add_epi32(acc0, acc1)) as u32;
-        for (x, y) in a[i..n].iter().zip(&b[i..n]) {
-            sum += u32::from(x.abs_diff(*y)).pow(2);
-        }
-        sum
-    }
 }
 
 #[cfg(test)]
@@ -706,87 +562,6 @@ mod tests {
             assert_eq!(k.distance(Metric::Cosine, &zero, &zero), 0.0);
             assert_eq!(k.distance(Metric::Cosine, &zero, &one), 1.0);
             assert_eq!(k.l2sq(&one, &one[..4]), 0.0, "the common length");
-        }
-    }
-
-    /// The code kernels give the exact integer sum on every length, the tails included, and
-    /// at the extremes of the code range.
-    #[test]
-    fn the_code_kernel_sums_squared_code_differences_exactly() {
-        let mut rng = StdRng::seed_from_u64(11);
-        for dim in [1, 31, 32, 63, 64, 65, 100, 784] {
-            for extreme in [false, true] {
-                let (a, b): (Vec<u8>, Vec<u8>) = (0..dim)
-                    .map(|i| match extreme {
-                        true if i % 2 == 0 => (0, 255),
-                        true => (255, 0),
-                        false => (rng.gen(), rng.gen()),
-                    })
-                    .unzip();
-                let want: u64 = a
-                    .iter()
-                    .zip(&b)
-                    .map(|(x, y)| (i64::from(*x) - i64::from(*y)).pow(2) as u64)
-                    .sum();
-                assert_eq!(
-                    u64::from(portable::l2sq_u8(&a, &b)),
-                    want,
-                    "portable, dim {dim}"
-                );
-                let metric = usearch_u8_l2(dim);
-                assert_eq!(
-                    metric(a.as_ptr(), b.as_ptr()),
-                    want as f32,
-                    "chosen, dim {dim}"
-                );
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx512bw") {
-                    // SAFETY: the CPU has AVX-512BW.
-                    let got = unsafe { x86::l2sq_u8_avx512(&a, &b) };
-                    assert_eq!(u64::from(got), want, "avx512bw, dim {dim}");
-                }
-            }
-        }
-    }
-
-    /// The i8 dot kernels give the exact integer sum on every length, the tails included, and
-    /// at the extremes of i8.
-    #[test]
-    fn the_i8_code_kernel_sums_products_exactly() {
-        let mut rng = StdRng::seed_from_u64(12);
-        for dim in [1, 31, 32, 63, 64, 65, 100, 384] {
-            for extreme in [false, true] {
-                let (a, b): (Vec<i8>, Vec<i8>) = (0..dim)
-                    .map(|i| match extreme {
-                        true if i % 3 == 0 => (-128, -128),
-                        true => (127, -128),
-                        false => (rng.gen(), rng.gen()),
-                    })
-                    .unzip();
-                let want: i64 = a
-                    .iter()
-                    .zip(&b)
-                    .map(|(x, y)| i64::from(*x) * i64::from(*y))
-                    .sum();
-                assert_eq!(
-                    i64::from(portable::dot_i8(&a, &b)),
-                    want,
-                    "portable, dim {dim}"
-                );
-                let metric = usearch_i8_unit_cosine(dim);
-                let distance = metric(a.as_ptr(), b.as_ptr());
-                assert_eq!(
-                    distance,
-                    1.0 - want as f32 / (127.0 * 127.0),
-                    "chosen, dim {dim}"
-                );
-                #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx512bw") {
-                    // SAFETY: the CPU has AVX-512BW.
-                    let got = unsafe { x86::dot_i8_avx512(&a, &b) };
-                    assert_eq!(i64::from(got), want, "avx512bw, dim {dim}");
-                }
-            }
         }
     }
 }

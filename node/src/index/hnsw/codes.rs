@@ -181,24 +181,29 @@ impl Codes {
         out.extend_from_slice(MAGIC);
     }
 
-    /// Reads the section that ends at byte `end` of the file at `path`.
-    pub(super) fn read_from(path: &Path, end: u64, dimension: usize) -> Result<Self, String> {
+    /// Reads the section that ends at byte `end` of the file at `path`; `None` when there is
+    /// none (an index saved without codes).
+    pub(super) fn read_from(
+        path: &Path,
+        end: u64,
+        dimension: usize,
+    ) -> Result<Option<Self>, String> {
+        let Some(at) = end.checked_sub(16) else {
+            return Ok(None);
+        };
         let mut file = std::fs::File::open(path).map_err(|e| e.to_string())?;
         let mut tail = [0u8; 16];
-        let length = match end.checked_sub(16) {
-            Some(at) => {
-                file.seek(SeekFrom::Start(at))
-                    .and_then(|_| file.read_exact(&mut tail))
-                    .map_err(|e| e.to_string())?;
-                section_length(&tail, end)?
-            }
-            None => return Err(NO_SECTION.into()),
+        file.seek(SeekFrom::Start(at))
+            .and_then(|_| file.read_exact(&mut tail))
+            .map_err(|e| e.to_string())?;
+        let Some(length) = section_length(&tail, end)? else {
+            return Ok(None);
         };
         let mut body = vec![0u8; length as usize];
-        file.seek(SeekFrom::Start(end - 16 - length))
+        file.seek(SeekFrom::Start(at - length))
             .and_then(|_| file.read_exact(&mut body))
             .map_err(|e| e.to_string())?;
-        Self::decode(&body, dimension)
+        Self::decode(&body, dimension).map(Some)
     }
 
     /// [`Codes::read_from`] of a file's bytes.
@@ -206,19 +211,16 @@ impl Codes {
         bytes: &[u8],
         end: u64,
         dimension: usize,
-    ) -> Result<Self, String> {
+    ) -> Result<Option<Self>, String> {
         let end = usize::try_from(end).map_err(|e| e.to_string())?;
-        let tail = end
-            .checked_sub(16)
-            .and_then(|at| bytes.get(at..end))
-            .ok_or(NO_SECTION)?;
-        let length = section_length(tail, end as u64)? as usize;
-        Self::decode(&bytes[end - 16 - length..end - 16], dimension)
-    }
-
-    /// Whether a file's part before byte `end` ends with a section (a file saved with codes).
-    pub(super) fn present(tail: &[u8]) -> bool {
-        tail.len() >= 8 && &tail[tail.len() - 8..] == MAGIC
+        let Some(tail) = end.checked_sub(16).and_then(|at| bytes.get(at..end)) else {
+            return Ok(None);
+        };
+        let Some(length) = section_length(tail, end as u64)? else {
+            return Ok(None);
+        };
+        let length = length as usize;
+        Self::decode(&bytes[end - 16 - length..end - 16], dimension).map(Some)
     }
 
     fn decode(body: &[u8], dimension: usize) -> Result<Self, String> {
@@ -287,16 +289,18 @@ impl Codes {
     }
 }
 
-const NO_SECTION: &str = "no f32 vectors after the graph of codes (damaged)";
-
-/// The body length of the section that the 16-byte `tail` ends, at byte `end`.
-fn section_length(tail: &[u8], end: u64) -> Result<u64, String> {
+/// The body length of the section that the 16-byte `tail` ends, at byte `end`: `None` when
+/// the tail is not a section's (no magic), an error when its length cannot be.
+fn section_length(tail: &[u8], end: u64) -> Result<Option<u64>, String> {
     let (length, magic) = tail.split_at(8);
-    let length = u64::from_le_bytes(length.try_into().map_err(|_| NO_SECTION)?);
-    if magic != MAGIC || length > end - 16 || length < 8 {
-        return Err(NO_SECTION.into());
+    if magic != MAGIC {
+        return Ok(None);
     }
-    Ok(length)
+    let length = u64::from_le_bytes(length.try_into().map_err(|_| "short tail".to_string())?);
+    if length > end - 16 || length < 8 {
+        return Err("the f32 vectors beside the codes are damaged".into());
+    }
+    Ok(Some(length))
 }
 
 impl Rows {
