@@ -352,9 +352,11 @@ async fn sweep_codes(
     engines::search_ipvec(collection, &queries[..queries.len().min(50)], 64, None).await?;
     engines::search_raw(raw, &queries[..queries.len().min(50)], 64)?;
     for row in rows {
-        let (ipvec, usearch) = engines::search_pair_best(collection, raw, queries, row.ef).await?;
+        let [ipvec, usearch, own] =
+            engines::search_trio_best(collection, raw, queries, row.ef).await?;
         row.codes = Some(Quality::of(exact, truth, &ipvec.ids, ipvec.qps()));
         row.raw_codes = Some(Quality::of(exact, truth, &usearch.ids, usearch.qps()));
+        row.codes_own_graph = Some(own.qps());
     }
     Ok(())
 }
@@ -391,7 +393,7 @@ async fn sweep(
     }
     let mut rows = Vec::new();
     for ef in EFS {
-        let (ipvec, raw) = engines::search_pair_best(collection, raw, queries, ef).await?;
+        let [ipvec, raw, own] = engines::search_trio_best(collection, raw, queries, ef).await?;
         let raw_own_kernel = match own_kernel {
             Some(index) => {
                 let pass = engines::search_raw_best(index, queries, ef)?;
@@ -403,7 +405,9 @@ async fn sweep(
             ef,
             ipvec: Quality::of(exact, truth, &ipvec.ids, ipvec.qps()),
             raw: Quality::of(exact, truth, &raw.ids, raw.qps()),
+            own_graph: own.qps(),
             raw_own_kernel,
+            codes_own_graph: None,
             codes: None,
             raw_codes: None,
             faiss: None,

@@ -59,10 +59,79 @@ impl fmt::Display for EntryId {
     }
 }
 
-/// The key form of an [`EntryId`]: the bytes the shard tree is ordered by.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct EntryKey(#[serde(with = "serde_bytes")] Vec<u8>);
+/// The key form of an [`EntryId`]: the bytes the shard tree is ordered by (a DAG-CBOR byte
+/// string on the wire).
+///
+/// Keys of up to [`INLINE_KEY_BYTES`] bytes (every integer id, and string ids of up to 21
+/// bytes) are held inline: reading a key then costs no second memory access, which a search
+/// does for each of its hits.
+#[derive(Clone)]
+pub struct EntryKey(KeyBytes);
+
+/// The longest key held inline.
+const INLINE_KEY_BYTES: usize = 22;
+
+#[derive(Clone)]
+enum KeyBytes {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_KEY_BYTES],
+    },
+    Heap(Box<[u8]>),
+}
+
+impl KeyBytes {
+    fn new(bytes: Vec<u8>) -> Self {
+        if bytes.len() > INLINE_KEY_BYTES {
+            return KeyBytes::Heap(bytes.into_boxed_slice());
+        }
+        let mut inline = [0u8; INLINE_KEY_BYTES];
+        inline[..bytes.len()].copy_from_slice(&bytes);
+        KeyBytes::Inline {
+            len: bytes.len() as u8,
+            bytes: inline,
+        }
+    }
+}
+
+impl PartialEq for EntryKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for EntryKey {}
+
+impl PartialOrd for EntryKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for EntryKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl std::hash::Hash for EntryKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl Serialize for EntryKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.as_bytes())
+    }
+}
+
+impl<'de> Deserialize<'de> for EntryKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = serde_bytes::ByteBuf::deserialize(deserializer)?;
+        Ok(Self(KeyBytes::new(bytes.into_vec())))
+    }
+}
 
 impl EntryKey {
     /// Checks the key form: a known tag, valid UTF-8 for strings, and the length limit.
@@ -87,17 +156,20 @@ impl EntryKey {
                 ))
             }
         }
-        Ok(Self(bytes))
+        Ok(Self(KeyBytes::new(bytes)))
     }
 
     /// The key bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            KeyBytes::Inline { len, bytes } => &bytes[..*len as usize],
+            KeyBytes::Heap(bytes) => bytes,
+        }
     }
 
     /// The id this key stands for.
     pub fn id(&self) -> EntryId {
-        match self.0.split_first() {
+        match self.as_bytes().split_first() {
             Some((&KEY_TAG_INT, rest)) if rest.len() == 8 => {
                 let mut n = [0u8; 8];
                 n.copy_from_slice(rest);
@@ -281,6 +353,39 @@ mod tests {
             k(EntryId::Str("doc-7".into())).id(),
             EntryId::Str("doc-7".into())
         );
+    }
+
+    #[test]
+    fn keys_held_inline_or_not_order_hash_and_encode_as_their_bytes() {
+        use std::hash::BuildHasher;
+        // Ids on both sides of the inline limit: 21 and 22 bytes of string (22 and 23 of key).
+        let ids = [
+            EntryId::Int(0),
+            EntryId::Int(u64::MAX),
+            EntryId::Str("a".into()),
+            EntryId::Str("b".repeat(21)),
+            EntryId::Str("b".repeat(22)),
+            EntryId::Str(format!("{}c", "b".repeat(21))),
+            EntryId::Str("é".repeat(64)),
+        ];
+        let keys: Vec<EntryKey> = ids.iter().map(|id| id.to_key().unwrap()).collect();
+        let hasher = std::collections::hash_map::RandomState::new();
+        for (id, key) in ids.iter().zip(&keys) {
+            assert_eq!(&key.id(), id);
+            // On the wire a key is its bytes, as a byte string.
+            let wire = dagcbor::encode(key).unwrap();
+            let bytes = key.as_bytes().to_vec();
+            assert_eq!(
+                wire,
+                dagcbor::encode(&serde_bytes::ByteBuf::from(bytes.clone())).unwrap()
+            );
+            assert_eq!(&dagcbor::decode::<EntryKey>(&wire).unwrap(), key);
+            assert_eq!(hasher.hash_one(key), hasher.hash_one(&bytes[..]));
+            for other in &keys {
+                assert_eq!(key.cmp(other), key.as_bytes().cmp(other.as_bytes()));
+                assert_eq!(key == other, key.as_bytes() == other.as_bytes());
+            }
+        }
     }
 
     #[test]

@@ -38,6 +38,17 @@ struct Slot {
     metadata: Option<PackedMetadata>,
 }
 
+/// What the key map holds of one live point.
+#[derive(Debug, Clone, Copy)]
+pub struct PointRef<'a> {
+    /// The point's id.
+    pub id: &'a EntryKey,
+    /// Its shard.
+    pub shard: u32,
+    /// Its metadata, if it has any.
+    pub metadata: Option<&'a PackedMetadata>,
+}
+
 /// A point's metadata as its canonical DAG-CBOR. A map of two small fields packs into about
 /// 25 bytes, where the decoded `Ipld` map takes more than a kilobyte (a B-tree node of eleven
 /// slots, each as large as the largest `Ipld` variant, a CID): for 60,000 points, 84 MB of a
@@ -55,6 +66,12 @@ impl PackedMetadata {
     /// that a failure leaves the key map unchanged).
     pub fn of(entry: &Entry) -> Result<Option<Self>, CollectionError> {
         entry.meta.as_ref().map(Self::pack).transpose()
+    }
+
+    /// Reads the first byte, so that the memory holding it is on its way to the cache (see
+    /// [`shard::resolve`](super::shard::resolve)).
+    pub fn touch(&self) {
+        std::hint::black_box(self.0.first().copied());
     }
 
     /// The value again.
@@ -162,9 +179,13 @@ impl KeyMap {
         self.slot(key).map(|s| &s.id)
     }
 
-    /// The id and shard of a key.
-    pub fn point_of(&self, key: u64) -> Option<(&EntryKey, u32)> {
-        self.slot(key).map(|s| (&s.id, s.shard))
+    /// The id, shard and packed metadata of a live key.
+    pub fn point_of(&self, key: u64) -> Option<PointRef<'_>> {
+        self.slot(key).map(|s| PointRef {
+            id: &s.id,
+            shard: s.shard,
+            metadata: s.metadata.as_ref(),
+        })
     }
 
     /// Live ids.

@@ -395,13 +395,8 @@ impl HeldIndex {
     }
 
     /// The id and shard of a key.
-    pub(super) fn point_of(&self, key: u64) -> Option<(&EntryKey, u32)> {
+    pub(super) fn point_of(&self, key: u64) -> Option<super::cache::PointRef<'_>> {
         self.keys.point_of(key)
-    }
-
-    /// The metadata of a key.
-    pub(super) fn metadata(&self, key: u64) -> Option<Ipld> {
-        self.keys.metadata(key)
     }
 
     /// Bytes of memory the index holds.

@@ -487,6 +487,13 @@ impl<S: BlockStore> Collection<S> {
         self.index.memory_bytes()
     }
 
+    /// The HNSW index of the held shards' points, for benchmarks that tell the graph's cost
+    /// from the collection's around it.
+    #[doc(hidden)]
+    pub fn hnsw(&self) -> &crate::index::HnswIndex {
+        &self.index.index
+    }
+
     /// Points whose vector the index stores once for several points, and the bytes saved.
     pub fn duplicate_stats(&self) -> DuplicateStats {
         self.index.duplicate_stats()

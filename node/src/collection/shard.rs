@@ -349,21 +349,31 @@ pub(super) async fn resolve<S: BlockStore>(
     index: &HeldIndex,
     hits: Vec<Hit>,
 ) -> Result<Vec<SearchHit>, CollectionError> {
-    let mut resolved = Vec::with_capacity(hits.len());
-    for hit in hits {
-        let Some((id, number)) = index.point_of(hit.key) else {
-            continue;
-        };
+    // Every hit's point is read, then every point's metadata touched, before any is used:
+    // after a graph walk these reads miss the cache, and made one by one in a loop that also
+    // decodes, each would wait for the one before. Made together, they are waited for at once.
+    let points: Vec<_> = hits
+        .iter()
+        .filter_map(|hit| Some((hit.score, index.point_of(hit.key)?)))
+        .collect();
+    for (_, point) in &points {
+        if let Some(metadata) = point.metadata {
+            metadata.touch();
+        }
+    }
+    let mut resolved = Vec::with_capacity(points.len());
+    for (score, point) in points {
+        let number = point.shard;
         let shard = held.get(&number).ok_or_else(|| {
             CollectionError::Invalid(format!(
                 "the index holds a point of shard {number}, which is not held here"
             ))
         })?;
         resolved.push(SearchHit {
-            id: id.id(),
-            score: hit.score,
-            metadata: index.metadata(hit.key),
-            leaf: shard.leaf_of(id).await?,
+            id: point.id.id(),
+            score,
+            metadata: point.metadata.map(super::cache::PackedMetadata::unpack),
+            leaf: shard.leaf_of(point.id).await?,
         });
     }
     Ok(resolved)

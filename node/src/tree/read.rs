@@ -61,7 +61,20 @@ pub async fn locate_many<S: BlockStore>(
 pub struct LeafDirectory {
     /// First key under each leaf but the first (the first leaf holds everything below).
     bounds: Vec<EntryKey>,
+    /// Each bound's [`prefix`]: a lookup searches this one small array, and compares whole
+    /// keys only among bounds of its own prefix (none, for integer ids).
+    prefixes: Vec<u128>,
     leaves: Vec<Cid>,
+}
+
+/// The first 16 bytes of `key` as a big-endian number, zero-padded: keys in order have
+/// prefixes in order, and a whole integer id's key (9 bytes) is its prefix.
+fn prefix(key: &EntryKey) -> u128 {
+    let bytes = key.as_bytes();
+    let mut head = [0u8; 16];
+    let n = bytes.len().min(16);
+    head[..n].copy_from_slice(&bytes[..n]);
+    u128::from_be_bytes(head)
 }
 
 impl LeafDirectory {
@@ -87,14 +100,17 @@ impl LeafDirectory {
                 }
             }
         }
+        directory.prefixes = directory.bounds.iter().map(prefix).collect();
         Ok(directory)
     }
 
     /// The leaf whose key range holds `key` (the same answer as [`locate`]).
     pub fn leaf_of(&self, key: &EntryKey) -> Option<Cid> {
-        self.leaves
-            .get(self.bounds.partition_point(|b| b <= key))
-            .copied()
+        let head = prefix(key);
+        let below = self.prefixes.partition_point(|p| *p < head);
+        let tied = self.prefixes[below..].partition_point(|p| *p == head);
+        let among = self.bounds[below..below + tied].partition_point(|b| b <= key);
+        self.leaves.get(below + among).copied()
     }
 
     /// Leaves in the tree.

@@ -226,6 +226,26 @@ proptest! {
         })?;
     }
 
+    /// The leaf directory finds the leaf of string ids whose keys share their first 16 bytes
+    /// or more (searched by whole key), and of ids shorter than 16 bytes.
+    #[test]
+    fn the_leaf_directory_tells_apart_ids_with_long_shared_prefixes(stems in prop::collection::vec(0usize..24, 1..120), probe in 0usize..24) {
+        rt().block_on(async {
+            let store = MemBlockStore::new();
+            let id = |stem: usize, n: usize| EntryId::Str(format!("{}{n}", "p".repeat(stem))).to_key().unwrap();
+            let entries: Vec<Entry> = stems.iter().enumerate()
+                .map(|(n, stem)| Entry::put(id(*stem, n), vec![0; 16], None, Hlc(1), [1; 32]))
+                .collect();
+            let root = build_with_shape(&store, CRAMPED, entries).await.unwrap();
+            let directory = LeafDirectory::read(&store, &root).await.unwrap();
+            let probes = (0..stems.len() + 5).map(|n| id(probe, n)).chain(stems.iter().enumerate().map(|(n, s)| id(*s, n)));
+            for key in probes {
+                prop_assert_eq!(directory.leaf_of(&key), Some(locate(&store, &root, &key).await.unwrap()));
+            }
+            Ok(())
+        })?;
+    }
+
     /// Lookups and range scans agree with the model.
     #[test]
     fn lookups_and_ranges_match_the_model(entries in arb_entries(300), lo in 0u64..420, len in 0u64..200, probe in 0u64..420) {

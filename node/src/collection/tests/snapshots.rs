@@ -367,7 +367,7 @@ async fn a_damaged_or_foreign_snapshot_is_refused_and_the_index_rebuilt() {
                 .unwrap();
             let ids = |hits: &[crate::index::Hit], index: &HeldIndex| {
                 hits.iter()
-                    .map(|h| index.point_of(h.key).unwrap().0.clone())
+                    .map(|h| index.point_of(h.key).unwrap().id.clone())
                     .collect::<Vec<_>>()
             };
             assert_eq!(ids(&hits, &index), ids(&want, &writer.index), "{what}");
