@@ -68,6 +68,8 @@ struct Options {
     skip_baselines: bool,
     skip_memory: bool,
     skip_own_kernel: bool,
+    /// `--skip-cores`: no collections written with graph inserts on every core.
+    skip_cores: bool,
     shards: u32,
     /// `--dataset tokens`: all-MiniLM-L6-v2's token embeddings (cosine) instead of
     /// Fashion-MNIST (L2).
@@ -82,6 +84,7 @@ fn options() -> Result<Options> {
         skip_baselines: false,
         skip_memory: false,
         skip_own_kernel: false,
+        skip_cores: false,
         shards: 1,
         tokens: false,
     };
@@ -97,6 +100,7 @@ fn options() -> Result<Options> {
             "--skip-baselines" => opts.skip_baselines = true,
             "--skip-memory" => opts.skip_memory = true,
             "--skip-usearch-kernel" => opts.skip_own_kernel = true,
+            "--skip-cores" => opts.skip_cores = true,
             "--dataset" => match args.next().as_deref() {
                 Some("fashion-mnist") => opts.tokens = false,
                 Some("tokens") => opts.tokens = true,
@@ -221,6 +225,20 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
     drop((codes, raw_codes));
     codes_store.shutdown().await?;
     std::fs::remove_dir_all(&codes_dir)?;
+    let on_cores = match opts.skip_cores {
+        true => Vec::new(),
+        false => {
+            ingest_on_cores(
+                &data,
+                work.path(),
+                &queries,
+                &exact,
+                &truths[0],
+                &mut ingest,
+            )
+            .await?
+        }
+    };
     let (filtered, filter_costs) = match data.has_labels() {
         true => (
             filtered(&mut collection, &data, &queries, &exact, &truths[1..]).await?,
@@ -259,6 +277,7 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
         "- ipvec close() after the run (saves the HNSW index cache): {:.2} s",
         close.secs()
     );
+    report::on_cores(&ingest, &on_cores, &search);
     report::search(&search, &kernel);
     report::search_goal(&search);
     report::search_diagnostics(&search, &diagnostic);
@@ -337,6 +356,52 @@ async fn ingest_codes(
     ));
     rows.push(IngestRow::new("ipvec on codes, total", total, data.len()));
     Ok((store, collection))
+}
+
+/// The collection, in f32 and on codes, written again with its graph inserts on every core
+/// (`Collection::set_write_threads`): ingest rows beside the one-thread ones, and the recall
+/// of the graphs the concurrent inserts built.
+async fn ingest_on_cores(
+    data: &Dataset,
+    dir: &Path,
+    queries: &[Vec<f32>],
+    exact: &Exact<'_>,
+    truth: &Truth,
+    rows: &mut Vec<IngestRow>,
+) -> Result<Vec<report::CoresRecall>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut recalls = Vec::new();
+    for codes in [false, true] {
+        let name = match codes {
+            false => "ipvec",
+            true => "ipvec on codes",
+        };
+        println!("ingest: {name}, graph inserts on {threads} threads, batches of {BATCH} …");
+        let sub = dir.join(format!("cores-{codes}"));
+        let (store, mut collection) =
+            engines::create(&sub, data.dim, data.measure, Quantization::F32, 1, codes).await?;
+        collection.set_write_threads(threads);
+        let upserts = engines::upsert_all(&mut collection, data).await?;
+        let checkpoint = engines::checkpoint(&mut collection).await?;
+        let mut total = upserts;
+        total.add(checkpoint);
+        let n = data.len();
+        let label = |what: &str| format!("{name}, {what} on {threads} threads");
+        rows.push(IngestRow::new(&label("upserts"), upserts, n));
+        rows.push(IngestRow::new(&label("total"), total, n));
+        for ef in [16, 64] {
+            let pass = engines::search_ipvec_best(&collection, queries, ef).await?;
+            recalls.push(report::CoresRecall {
+                codes,
+                ef,
+                quality: Quality::of(exact, truth, &pass.ids, pass.qps()),
+            });
+        }
+        collection.close().await?;
+        store.shutdown().await?;
+        std::fs::remove_dir_all(&sub)?;
+    }
+    Ok(recalls)
 }
 
 /// The ef sweep of the collection on codes and of the raw index on codes, into the rows of

@@ -90,6 +90,104 @@ pub fn ingest(rows: &[IngestRow], n: usize) {
     }
 }
 
+/// Recall of a collection written with its graph inserts on every core.
+pub struct CoresRecall {
+    pub codes: bool,
+    pub ef: usize,
+    pub quality: Quality,
+}
+
+/// Writes with graph inserts on every core against one thread (issue #20's goal: ≥ 1.7× on
+/// two cores), and the recall of the graphs they built against the one-thread collections'.
+pub fn on_cores(rows: &[IngestRow], recalls: &[CoresRecall], search: &[SearchRow]) {
+    if recalls.is_empty() {
+        return;
+    }
+    println!("\n## Writes with graph inserts on every core (`storage.write_threads`)\n");
+    let rate = |name: &str| rows.iter().find(|r| r.name == name).map(|r| r.rate);
+    let find = |prefix: &str| rows.iter().find(|r| r.name.starts_with(prefix));
+    let baseline = rows
+        .iter()
+        .filter(|r| r.name.ends_with("(Python)"))
+        .map(|r| r.rate)
+        .fold(None, |best: Option<f64>, r| {
+            Some(best.map_or(r, |b| b.max(r)))
+        });
+    let mut table = Vec::new();
+    for (one_upserts, one_total, prefix) in [
+        (
+            "ipvec upserts (WAL fsync + index)",
+            "ipvec total",
+            "ipvec, ",
+        ),
+        (
+            "ipvec on codes, upserts",
+            "ipvec on codes, total",
+            "ipvec on codes, ",
+        ),
+    ] {
+        for (one, what) in [(one_upserts, "upserts"), (one_total, "total")] {
+            let Some(many) = find(&format!("{prefix}{what} on ")) else {
+                continue;
+            };
+            let Some(one) = rate(one) else { continue };
+            table.push(vec![
+                many.name.clone(),
+                thousands(one),
+                thousands(many.rate),
+                format!("{:.2}×", many.rate / one),
+                baseline.map_or("–".into(), |b| format!("{:.2}×", many.rate / b)),
+            ]);
+        }
+    }
+    print_table(
+        &[
+            "writes",
+            "one thread, vectors/s",
+            "every core, vectors/s",
+            "every core / one",
+            "every core / faster baseline",
+        ],
+        &table,
+    );
+    println!();
+    let table: Vec<Vec<String>> = recalls
+        .iter()
+        .map(|r| {
+            let one = search
+                .iter()
+                .find(|row| row.ef == r.ef)
+                .and_then(|row| match r.codes {
+                    false => Some(row.ipvec),
+                    true => row.codes,
+                });
+            let [one_recall, one_qps] = Quality::cells(one);
+            vec![
+                match r.codes {
+                    false => "ipvec".into(),
+                    true => "ipvec on codes".into(),
+                },
+                r.ef.to_string(),
+                one_recall,
+                format!("{:.4}", r.quality.recall),
+                one_qps,
+                thousands(r.quality.qps),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "collection",
+            "ef",
+            "recall, written on one thread",
+            "recall, written on every core",
+            "QPS, written on one thread",
+            "QPS, written on every core",
+        ],
+        &table,
+    );
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Quality {
     pub recall: f64,

@@ -15,7 +15,7 @@
 use std::{
     path::{Path, PathBuf},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Mutex,
     },
 };
@@ -346,6 +346,60 @@ impl HeldIndex {
         }
     }
 
+    /// [`HeldIndex::prepare`] for each of `entries`, from up to `threads` threads at once
+    /// (one caller at a time); each entry's insert key, `None` where it has none (an insert
+    /// that fails here is made again when the entry is applied, which reports the error).
+    /// usearch's concurrent inserts can leave a point that no walk reaches
+    /// ([`HnswIndex::cut_off`]): such an insert is made again from this thread under a new
+    /// key, and the first is discarded with the unplaced ones.
+    pub(super) fn prepare_all(&self, entries: &[Entry], threads: usize) -> Vec<Option<u64>> {
+        let prepare = |entry: &Entry| {
+            self.prepare(entry).unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "a graph insert beside searches failed");
+                None
+            })
+        };
+        // Fewer than a few inserts a thread are not worth one.
+        let threads = threads.min(entries.len() / 4).max(1);
+        if threads == 1 {
+            return entries.iter().map(prepare).collect();
+        }
+        let next = AtomicUsize::new(0);
+        let slots: Vec<std::sync::OnceLock<Option<u64>>> =
+            entries.iter().map(|_| Default::default()).collect();
+        let work = || loop {
+            let at = next.fetch_add(1, Ordering::Relaxed);
+            let Some(entry) = entries.get(at) else { return };
+            let _ = slots[at].set(prepare(entry));
+        };
+        std::thread::scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(work);
+            }
+            work();
+        });
+        let mut prepared: Vec<Option<u64>> = slots
+            .into_iter()
+            .map(|slot| slot.into_inner().flatten())
+            .collect();
+        // Inserts made again come from this thread alone, and nearly always link at once.
+        let mut check: Vec<u64> = prepared.iter().flatten().copied().collect();
+        for _ in 0..3 {
+            let lost = self.index.cut_off(&check);
+            if lost.is_empty() {
+                break;
+            }
+            check.clear();
+            for (entry, temp) in entries.iter().zip(prepared.iter_mut()) {
+                if temp.is_some_and(|t| lost.contains(&t)) {
+                    *temp = prepare(entry);
+                    check.extend(*temp);
+                }
+            }
+        }
+        prepared
+    }
+
     /// Forgets the prepared insert `temp`; false when it was discarded already.
     fn take_prepared(&mut self, temp: u64) -> bool {
         let prepared = self.prepared.get_mut().unwrap_or_else(|p| p.into_inner());
@@ -364,7 +418,8 @@ impl HeldIndex {
         for temp in left {
             self.index.discard_prepared(temp)?;
         }
-        self.index.room_for(MAX_PREPARED)?;
+        // A slice's inserts, and as many again for those made twice (`prepare_all`).
+        self.index.room_for(2 * MAX_PREPARED)?;
         Ok(())
     }
 

@@ -308,6 +308,8 @@ pub struct Collection<S> {
     retired: bool,
     /// When checkpoints publish index snapshots (`None`: never; versions then name none).
     publishing: Option<snapshot::Publishing>,
+    /// Threads a write inserts its vectors into the graph from ([`Collection::set_write_threads`]).
+    write_threads: usize,
     /// Entries committed since the snapshot the current version names (`None`: it names
     /// none). Counted from this process's start: a node that restarts counts from 0.
     since_snapshot: Option<u64>,
@@ -373,6 +375,15 @@ impl<S: BlockStore> Collection<S> {
     /// next version names none).
     pub fn set_publishing(&mut self, publishing: Option<snapshot::Publishing>) {
         self.publishing = publishing;
+    }
+
+    /// Writes insert their vectors into the graph from `threads` threads at once (at least
+    /// one; one by default). Each slice of a write's entries is inserted together, and the
+    /// inserts usearch's concurrent adds leave unreachable are made again from one thread
+    /// ([`HnswIndex::cut_off`](crate::index::HnswIndex::cut_off)), so every point stays
+    /// findable; the graph then depends on how the threads interleave.
+    pub fn set_write_threads(&mut self, threads: usize) {
+        self.write_threads = threads.max(1);
     }
 
     /// Where this node writes the collection: entries committed since the snapshot the

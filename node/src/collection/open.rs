@@ -120,6 +120,7 @@ impl<S: BlockStore> Collection<S> {
             wal: std::sync::Arc::new(wal),
             retired: false,
             publishing: None,
+            write_threads: 1,
             since_snapshot: None,
             quiet_mark: u64::MAX.into(),
             generation: next_generation(),
@@ -339,6 +340,7 @@ impl<S: BlockStore> Collection<S> {
             wal: std::sync::Arc::new(wal),
             retired: false,
             publishing: None,
+            write_threads: 1,
             // How much changed since the named snapshot is not known: a writer publishes a new
             // one when it is next due (one of the same bytes makes no new version).
             since_snapshot: None,

@@ -881,5 +881,7 @@ mod prepared;
 mod shards;
 /// Published index snapshots: loaded by new replicas, refused when wrong.
 mod snapshots;
+/// Writes that insert from several threads.
+mod write_threads;
 /// The writer list and its changes.
 mod writers;

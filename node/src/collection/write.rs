@@ -25,7 +25,8 @@ use ipvec_protocol::{
 };
 
 use super::{
-    now_millis, points, quantize, wal::Wal, Collection, CollectionError, Point, WriteReport,
+    held_index::MAX_PREPARED, now_millis, points, quantize, wal::Wal, Collection, CollectionError,
+    Point, WriteReport,
 };
 use crate::store::BlockStore;
 
@@ -206,14 +207,23 @@ impl<S: BlockStore> Collection<S> {
 
     /// Applies up to `budget` entries of the durable staged records (any writer's), in log
     /// order. Returns whether it applied any.
+    /// Both halves of step 3 at once, a slice of at most [`MAX_PREPARED`] entries at a time
+    /// (the graph inserts of a slice run from [`Collection::set_write_threads`] threads).
     pub fn apply_some(&mut self, budget: usize) -> bool {
         let mut left = budget;
         while left > 0 {
-            let Some(slice) = self.next_slice(left) else {
+            if let Err(e) = self.index.settle_prepared() {
+                tracing::warn!(error = %e, "making room for a write's graph inserts failed");
+            }
+            let Some(slice) = self.next_slice(left.min(MAX_PREPARED)) else {
                 break;
             };
             left -= slice.entries.len().max(1);
-            self.apply_slice(slice, &[]);
+            let prepared = self.index.prepare_all(&slice.entries, self.write_threads);
+            self.apply_slice(slice, &prepared);
+        }
+        if let Err(e) = self.index.settle_prepared() {
+            tracing::warn!(error = %e, "tidying the graph inserts of a write failed");
         }
         left < budget
     }
@@ -225,18 +235,7 @@ impl<S: BlockStore> Collection<S> {
     /// with exclusive access for a few microseconds per entry.
     pub fn prepare_slice(&self, budget: usize) -> Option<PreparedSlice> {
         let slice = self.slice(budget, false)?;
-        let prepared = slice
-            .entries
-            .iter()
-            .map(|entry| {
-                // An entry whose insert fails here is applied in the second half the plain
-                // way, which reports the failure to its writer.
-                self.index.prepare(entry).unwrap_or_else(|e| {
-                    tracing::debug!(error = %e, "a graph insert beside searches failed");
-                    None
-                })
-            })
-            .collect();
+        let prepared = self.index.prepare_all(&slice.entries, self.write_threads);
         Some(PreparedSlice { slice, prepared })
     }
 

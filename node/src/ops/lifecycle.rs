@@ -173,6 +173,13 @@ fn folder_error(action: &str, name: &str, e: CollectionError) -> Error {
 }
 
 impl Node {
+    /// Gives a collection opened here the storage settings it runs with.
+    fn configure(&self, c: &mut Collection<IrohBlockStore>) {
+        let storage = &self.config().storage;
+        c.set_publishing(storage.publishing());
+        c.set_write_threads(storage.write_threads());
+    }
+
     /// The slot of `name`, added to the map if it has none.
     pub(super) async fn slot(&self, name: &str) -> Arc<Slot> {
         let mut slots = self.inner.collections.lock().await;
@@ -302,7 +309,7 @@ impl Node {
                 let mut c = Collection::open_with(self.store().clone(), dir, &progress, threads)
                     .await
                     .map_err(|e| folder_error("open", name, e))?;
-                c.set_publishing(self.config().storage.publishing());
+                self.configure(&mut c);
                 // A collection whose manifest lists this node's key is written here with it.
                 c.take_writer_key(self.inner.repo.key())
                     .map_err(|e| folder_error("open", name, e))?;
@@ -400,7 +407,7 @@ impl Node {
         let mut c = Collection::open(self.store().clone(), dir)
             .await
             .map_err(|e| folder_error("open", &spec.name, e))?;
-        c.set_publishing(self.config().storage.publishing());
+        self.configure(&mut c);
         Ok(c)
     }
 
@@ -430,7 +437,7 @@ impl Node {
                     return Err(folder_error("register", name, e));
                 }
             };
-            c.set_publishing(self.config().storage.publishing());
+            self.configure(&mut c);
             let imported = CollectionImported {
                 name: name.to_string(),
                 id: c.id()?,

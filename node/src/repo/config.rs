@@ -245,6 +245,13 @@ pub struct StorageConfig {
     /// points usearch's concurrent inserts leave that no graph walk reaches are inserted
     /// again from one thread).
     pub index_build_threads: usize,
+    /// Threads a write inserts its vectors into a collection's graph from (0: one per core).
+    /// One, the default, inserts in log order: the writer builds the graph a replica that
+    /// follows its writes builds, and the same writes give the same answers. More make large
+    /// writes faster, each node a graph of its own (each slice of a write's entries is
+    /// inserted together, and the points the concurrent inserts leave that no walk reaches
+    /// are inserted again from one thread).
+    pub write_threads: usize,
     /// A collection this node writes publishes its index as a snapshot with its versions
     /// once it holds this many points (0: never), so that new replicas load it instead of
     /// building the graph; a new one when a tenth of the points changed since the last.
@@ -252,6 +259,14 @@ pub struct StorageConfig {
 }
 
 impl StorageConfig {
+    /// Threads a write inserts from (`write_threads`, 0 read as one per core).
+    pub fn write_threads(&self) -> usize {
+        match self.write_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// When collections written here publish index snapshots.
     pub fn publishing(&self) -> Option<crate::collection::snapshot::Publishing> {
         (self.index_snapshot_min_points > 0).then(|| crate::collection::snapshot::Publishing {
@@ -268,6 +283,7 @@ impl Default for StorageConfig {
             commit_interval_ms: 2_000,
             background_nice: 10,
             index_build_threads: 1,
+            write_threads: 1,
             index_snapshot_min_points: 100_000,
         }
     }

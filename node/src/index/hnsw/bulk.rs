@@ -145,6 +145,49 @@ impl HnswIndex {
         Ok(again)
     }
 
+    /// Of `keys`, points just inserted from several threads at once, the ones a walk from the
+    /// rest of the graph would not reach: a key is reached when a point that is not one of
+    /// `keys` links to it (looked for among the points it links to, as HNSW links are nearly
+    /// all both ways), or when a reached key does. The points outside `keys` are taken to be
+    /// reached, which the inserts of `keys` do not change for more than a few: so this looks
+    /// at `keys` and their neighbours only, not the whole graph as [`HnswIndex::mend`] does,
+    /// and a writer can check each small batch of inserts. When every point of the graph
+    /// is one of `keys`, the walk starts at the one most linked to (see `unreached`).
+    pub fn cut_off(&self, keys: &[u64]) -> Vec<u64> {
+        let batch: std::collections::HashSet<u64> = keys.iter().copied().collect();
+        let (mut out, mut back) = (Vec::new(), Vec::new());
+        let mut reached = std::collections::HashSet::new();
+        let mut queue = Vec::new();
+        for &key in keys {
+            self.links(key, &mut out);
+            let anchored = out.iter().any(|next| {
+                !batch.contains(next) && {
+                    self.links(*next, &mut back);
+                    back.contains(&key)
+                }
+            });
+            if anchored && reached.insert(key) {
+                queue.push(key);
+            }
+        }
+        if queue.is_empty() && self.index.size() <= batch.len() {
+            let (lost, _) = self.unreached(keys);
+            return lost;
+        }
+        while let Some(key) = queue.pop() {
+            self.links(key, &mut out);
+            for next in &out {
+                if batch.contains(next) && reached.insert(*next) {
+                    queue.push(*next);
+                }
+            }
+        }
+        keys.iter()
+            .copied()
+            .filter(|key| !reached.contains(key))
+            .collect()
+    }
+
     /// `key`'s base-layer links, into `out`.
     fn links(&self, key: u64, out: &mut Vec<u64>) {
         let mut cursor = self.index.neighbors(key, 0);

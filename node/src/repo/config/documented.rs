@@ -92,6 +92,10 @@ impl Config {
              # core). 1 builds the same graph on every node; more build faster, each node a\n\
              # graph of its own.\n\
              index_build_threads = {}\n\
+             # Threads a write inserts its vectors into the graph from (0: one per core). 1\n\
+             # inserts in log order, the graph a replica that follows the writes builds; more\n\
+             # write faster, each node a graph of its own.\n\
+             write_threads = {}\n\
              # Collections written here publish their index as a snapshot with their versions\n\
              # once they hold this many points (0: never); new replicas load it instead of\n\
              # building the graph. A new one is published when a tenth of the points changed.\n\
@@ -137,6 +141,7 @@ impl Config {
             self.storage.commit_interval_ms,
             self.storage.background_nice,
             self.storage.index_build_threads,
+            self.storage.write_threads,
             self.storage.index_snapshot_min_points,
             self.embedding.to_documented_toml(),
             self.limits.to_documented_toml(),
