@@ -52,9 +52,18 @@ pub struct PointRef<'a> {
 /// A point's metadata as its canonical DAG-CBOR. A map of two small fields packs into about
 /// 25 bytes, where the decoded `Ipld` map takes more than a kilobyte (a B-tree node of eleven
 /// slots, each as large as the largest `Ipld` variant, a CID): for 60,000 points, 84 MB of a
-/// collection's memory.
-#[derive(Debug, Clone, PartialEq)]
+/// collection's memory. Search hits carry it packed too: decoding it took about 5% of a
+/// search at ef 16, which callers that do not read it need not pay.
+#[derive(Clone, PartialEq)]
 pub struct PackedMetadata(Box<[u8]>);
+
+impl std::fmt::Debug for PackedMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("PackedMetadata")
+            .field(&self.unpack())
+            .finish()
+    }
+}
 
 impl PackedMetadata {
     /// Packs a value (one that came out of an entry, so it encodes).

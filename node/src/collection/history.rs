@@ -9,7 +9,7 @@ use ipvec_protocol::{
     manifest::{Manifest, ShardRoot},
 };
 
-use super::{quantize, CollectionError, CompiledFilter, SearchHit};
+use super::{quantize, CollectionError, CompiledFilter, PackedMetadata, SearchHit};
 use crate::{
     index::{check_scorable, check_vector, score, IndexError},
     store::BlockStore,
@@ -99,7 +99,7 @@ pub async fn search_at<S: BlockStore>(
                     SearchHit {
                         id: entry.id.id(),
                         score: s,
-                        metadata: entry.meta,
+                        metadata: entry.meta.as_ref().map(PackedMetadata::pack).transpose()?,
                         leaf: Some(leaf),
                     },
                 ));

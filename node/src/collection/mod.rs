@@ -64,7 +64,7 @@ use ipvec_protocol::{
     entry::{Entry, EntryId},
     head::{collection_id, public_key_bytes, HeadRecord},
     manifest::{HnswParams, Manifest, Metric, Quantization, ShardRoot},
-    Ipld, ProtocolError,
+    ProtocolError,
 };
 use libp2p_identity::Keypair;
 
@@ -73,6 +73,7 @@ use crate::{
     store::{BlockStore, StoreError},
     tree::TreeError,
 };
+pub use cache::PackedMetadata;
 pub use filter::{CompiledFilter, Filter};
 pub use held_index::{HeldIndex, IndexSource};
 pub use open::{check_held, read_roots, PreparedHeld};
@@ -237,8 +238,10 @@ pub struct SearchHit {
     pub id: EntryId,
     /// Score; higher is better.
     pub score: f32,
-    /// Metadata, if any.
-    pub metadata: Option<Ipld>,
+    /// Metadata, if any, as the point's canonical DAG-CBOR: decoded where it is read
+    /// ([`PackedMetadata::unpack`]), which costs more than the rest of a hit's resolution
+    /// and is left to the callers that use it.
+    pub metadata: Option<PackedMetadata>,
     /// The tree leaf that holds the point's vector; `None` while the write is only in the log.
     pub leaf: Option<Cid>,
 }

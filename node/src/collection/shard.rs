@@ -286,13 +286,24 @@ impl<S: BlockStore> LocalShard<S> {
         self.root = root;
     }
 
-    /// The leaf of `id`, a point of this shard: `None` while its write is pending.
-    async fn leaf_of(&self, id: &EntryKey) -> Result<Option<Cid>, CollectionError> {
+    /// The leaf of the point `id` of this shard; `None` while the point is only in the log.
+    /// `directories` keeps the leaf directories taken, by shard, for the caller's next points.
+    async fn leaf_of(
+        &self,
+        id: &EntryKey,
+        directories: &mut Vec<(u32, Arc<tree::LeafDirectory>)>,
+    ) -> Result<Option<Cid>, CollectionError> {
         if self.pending.contains_key(id) {
             return Ok(None);
         }
-        let directory = self.leaf_directory().await?;
-        let leaf = directory.leaf_of(id).ok_or_else(|| {
+        let at = match directories.iter().position(|(n, _)| *n == self.number) {
+            Some(at) => at,
+            None => {
+                directories.push((self.number, self.leaf_directory().await?));
+                directories.len() - 1
+            }
+        };
+        let leaf = directories[at].1.leaf_of(id).ok_or_else(|| {
             CollectionError::Invalid(format!("the tree {} has no leaves", self.root.tree))
         })?;
         Ok(Some(leaf))
@@ -362,6 +373,8 @@ pub(super) async fn resolve<S: BlockStore>(
         }
     }
     let mut resolved = Vec::with_capacity(points.len());
+    // Each shard's leaf directory, taken once for all its hits.
+    let mut directories = Vec::new();
     for (score, point) in points {
         let number = point.shard;
         let shard = held.get(&number).ok_or_else(|| {
@@ -372,8 +385,8 @@ pub(super) async fn resolve<S: BlockStore>(
         resolved.push(SearchHit {
             id: point.id.id(),
             score,
-            metadata: point.metadata.map(super::cache::PackedMetadata::unpack),
-            leaf: shard.leaf_of(point.id).await?,
+            metadata: point.metadata.cloned(),
+            leaf: shard.leaf_of(point.id, &mut directories).await?,
         });
     }
     Ok(resolved)

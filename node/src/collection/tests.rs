@@ -399,9 +399,9 @@ async fn filtered_search_matches_exact_filtered_truth() {
                 .unwrap();
             for h in &got {
                 let id = h.id.to_key().unwrap();
-                let meta = h.metadata.as_ref();
+                let meta = h.metadata.as_ref().map(|m| m.unpack());
                 assert!(
-                    compiled.test(&id, meta),
+                    compiled.test(&id, meta.as_ref()),
                     "{f}: hit {:?} does not pass the filter",
                     h.id
                 );

@@ -15,7 +15,7 @@ use cid::Cid;
 use ipvec_protocol::{entry::EntryId, search::Hit};
 
 use super::Holder;
-use crate::collection::{merge::merge, SearchHit};
+use crate::collection::{merge::merge, PackedMetadata, SearchHit};
 
 /// How a federated search ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,7 +122,8 @@ pub(super) fn merge_hits<'a, P: Clone + 'a>(
                 id,
                 // Scores are finite: the adapter decoded the answer with its checks.
                 score: hit.score as f32,
-                metadata: hit.meta.clone(),
+                // Decoded from DAG-CBOR with the answer's checks: it encodes again.
+                metadata: hit.meta.as_ref().and_then(|m| PackedMetadata::pack(m).ok()),
                 leaf: hit.leaf,
             });
         }

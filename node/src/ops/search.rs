@@ -338,7 +338,7 @@ impl Node {
                                         id: PointId::from(&h.id),
                                         score: h.score,
                                         cid: h.leaf.map(|c| c.to_string()),
-                                        metadata: h.metadata.as_ref().map(ipld_to_json),
+                                        metadata: h.metadata.map(|m| ipld_to_json(&m.unpack())),
                                     })
                                     .collect(),
                                 coverage: Some(coverage.clone()),

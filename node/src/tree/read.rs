@@ -108,7 +108,11 @@ impl LeafDirectory {
     pub fn leaf_of(&self, key: &EntryKey) -> Option<Cid> {
         let head = prefix(key);
         let below = self.prefixes.partition_point(|p| *p < head);
-        let tied = self.prefixes[below..].partition_point(|p| *p == head);
+        // Integer ids have no two bounds of one prefix: the tie is settled by one compare.
+        let tied = match self.prefixes.get(below) {
+            Some(p) if *p == head => self.prefixes[below..].partition_point(|p| *p == head),
+            _ => 0,
+        };
         let among = self.bounds[below..below + tied].partition_point(|b| b <= key);
         self.leaves.get(below + among).copied()
     }

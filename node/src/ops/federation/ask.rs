@@ -509,7 +509,7 @@ fn response(
                 id: PointId::from(&h.hit.id),
                 score: h.hit.score,
                 cid: h.hit.leaf.map(|c| c.to_string()),
-                metadata: h.hit.metadata.as_ref().map(ipld_to_json),
+                metadata: h.hit.metadata.map(|m| ipld_to_json(&m.unpack())),
             })
             .collect(),
         coverage: Some(Coverage {

@@ -196,7 +196,10 @@ impl Node {
                                         id: h.id.to_key().ok()?,
                                         score: f64::from(h.score),
                                         leaf: h.leaf,
-                                        meta: if request.metadata { h.metadata } else { None },
+                                        meta: match request.metadata {
+                                            true => h.metadata.map(|m| m.unpack()),
+                                            false => None,
+                                        },
                                     })
                                 })
                                 .collect(),
