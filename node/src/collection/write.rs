@@ -206,9 +206,9 @@ impl<S: BlockStore> Collection<S> {
     }
 
     /// Applies up to `budget` entries of the durable staged records (any writer's), in log
-    /// order. Returns whether it applied any.
-    /// Both halves of step 3 at once, a slice of at most [`MAX_PREPARED`] entries at a time
-    /// (the graph inserts of a slice run from [`Collection::set_write_threads`] threads).
+    /// order. Returns whether it applied any. Both halves of step 3 at once, a slice of at
+    /// most [`MAX_PREPARED`] entries at a time (the graph inserts of a slice run from
+    /// [`Collection::set_write_threads`] threads).
     pub fn apply_some(&mut self, budget: usize) -> bool {
         let mut left = budget;
         while left > 0 {
