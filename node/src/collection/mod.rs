@@ -389,6 +389,11 @@ impl<S: BlockStore> Collection<S> {
         self.write_threads = threads.max(1);
     }
 
+    /// The threads writes insert from ([`Collection::set_write_threads`]).
+    pub fn write_threads(&self) -> usize {
+        self.write_threads
+    }
+
     /// Where this node writes the collection: entries committed since the snapshot the
     /// current version names (`None`: no snapshot, or not known since this process started).
     pub fn snapshot_lag(&self) -> Option<u64> {

@@ -584,6 +584,35 @@ mod tests {
         (dir, node)
     }
 
+    /// A collection created here, and one opened again by a new node, writes from the
+    /// threads `storage.write_threads` names (0: one per core).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn collections_write_from_the_threads_the_config_names() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for (setting, threads) in [(3, 3), (0, cores), (1, 1)] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("repo");
+            let repo = Repo::init(&path).await.unwrap();
+            let mut config = repo.config().clone();
+            config.storage.write_threads = setting;
+            let node = Node::new(repo, config.clone());
+            let create = serde_json::json!({"name": "c", "dim": 2, "metric": "l2"});
+            node.create_collection(serde_json::from_value(create).unwrap())
+                .await
+                .unwrap();
+            let created = node.collection("c").await.unwrap();
+            assert_eq!(created.read().await.write_threads(), threads, "{setting}");
+            drop(created);
+            node.close().await.unwrap();
+            drop(node);
+            let node = Node::new(Repo::open(&path).await.unwrap(), config);
+            let opened = node.collection("c").await.unwrap();
+            assert_eq!(opened.read().await.write_threads(), threads, "{setting}");
+            drop(opened);
+            node.close().await.unwrap();
+        }
+    }
+
     #[test]
     fn counts_are_grouped_by_thousands() {
         let cases = [
