@@ -7,6 +7,7 @@ use ipvec_protocol::{
     dagcbor,
     entry::{Entry, EntryKey},
     manifest::{Manifest, ShardRoot},
+    Ipld,
 };
 
 use super::{quantize, CollectionError, CompiledFilter, PackedMetadata, SearchHit};
@@ -34,7 +35,9 @@ pub async fn versions<S: BlockStore>(
     Ok(out)
 }
 
-struct Ranked(f32, SearchHit);
+/// A hit kept while the scan runs, with its metadata as the entry held it: only the `k`
+/// kept to the end are packed into [`SearchHit`]s.
+struct Ranked(f32, SearchHit, Option<Ipld>);
 
 impl PartialEq for Ranked {
     fn eq(&self, other: &Self) -> bool {
@@ -99,9 +102,10 @@ pub async fn search_at<S: BlockStore>(
                     SearchHit {
                         id: entry.id.id(),
                         score: s,
-                        metadata: entry.meta.as_ref().map(PackedMetadata::pack).transpose()?,
+                        metadata: None,
                         leaf: Some(leaf),
                     },
+                    entry.meta,
                 ));
                 if heap.len() > k {
                     heap.pop();
@@ -109,7 +113,11 @@ pub async fn search_at<S: BlockStore>(
             }
         }
     }
-    let mut hits: Vec<SearchHit> = heap.into_iter().map(|r| r.1).collect();
+    let mut hits = Vec::with_capacity(heap.len());
+    for Ranked(_, mut hit, meta) in heap {
+        hit.metadata = meta.as_ref().map(PackedMetadata::pack).transpose()?;
+        hits.push(hit);
+    }
     hits.sort_by(|a, b| b.score.total_cmp(&a.score));
     Ok(hits)
 }

@@ -297,6 +297,11 @@ async fn old_versions_stay_searchable() {
     // At v1, point 10 is there and 11 still has its old vector.
     let old = c.search_at(&v1, &data[10], 1, None).await.unwrap();
     assert_eq!(old[0].id, EntryId::Int(10));
+    // With the metadata it had then.
+    assert_eq!(
+        old[0].metadata.as_ref().map(|m| m.unpack()),
+        Some(Ipld::Map([("n".to_string(), Ipld::Integer(10))].into()))
+    );
     let now = c
         .search(
             &data[10],

@@ -302,10 +302,7 @@ impl Node {
                 let progress = OpenProgress::default();
                 slot.set(State::Opening(progress.clone()));
                 let _mark = OpeningMark(slot);
-                let threads = match self.config().storage.index_build_threads {
-                    0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                    n => n,
-                };
+                let threads = self.config().storage.index_build_threads();
                 let mut c = Collection::open_with(self.store().clone(), dir, &progress, threads)
                     .await
                     .map_err(|e| folder_error("open", name, e))?;

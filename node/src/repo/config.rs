@@ -261,10 +261,12 @@ pub struct StorageConfig {
 impl StorageConfig {
     /// Threads a write inserts from (`write_threads`, 0 read as one per core).
     pub fn write_threads(&self) -> usize {
-        match self.write_threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        }
+        per_core(self.write_threads)
+    }
+
+    /// Threads an index rebuild inserts from (`index_build_threads`, 0 read as one per core).
+    pub fn index_build_threads(&self) -> usize {
+        per_core(self.index_build_threads)
     }
 
     /// When collections written here publish index snapshots.
@@ -273,6 +275,14 @@ impl StorageConfig {
             min_points: self.index_snapshot_min_points,
             ..Default::default()
         })
+    }
+}
+
+/// A thread count as configured: 0 is one per core.
+fn per_core(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     }
 }
 
