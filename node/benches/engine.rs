@@ -38,7 +38,10 @@ mod util;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use ipvec_node::{collection::Filter, index::HnswRuntime};
+use ipvec_node::{
+    collection::Filter,
+    index::{HnswIndex, HnswRuntime},
+};
 use ipvec_protocol::manifest::Quantization;
 
 use crate::{
@@ -55,7 +58,7 @@ static ALLOC: util::CountingAlloc = util::CountingAlloc::new();
 /// The ef sweep.
 pub const EFS: [usize; 6] = [16, 32, 64, 128, 256, 512];
 /// The ef values of the filtered searches.
-const FILTER_EFS: [usize; 2] = [64, 128];
+const FILTER_EFS: [usize; 4] = [16, 32, 64, 128];
 /// Whether the raw index reserves room for every point before the load. ipvec's collection
 /// grows the index by doubling as points arrive; the raw run does the same, so the two differ
 /// only by what ipvec adds.
@@ -241,7 +244,7 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
     };
     let (filtered, filter_costs) = match data.has_labels() {
         true => (
-            filtered(&mut collection, &data, &queries, &exact, &truths[1..]).await?,
+            filtered(&mut collection, &raw, &data, &queries, &exact, &truths[1..]).await?,
             filter_eval_costs(&data)?,
         ),
         false => (Vec::new(), Vec::new()),
@@ -282,7 +285,7 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
     report::search_goal(&search);
     report::search_diagnostics(&search, &diagnostic);
     if !filtered.is_empty() {
-        report::filtered(&filtered, &filter_costs);
+        report::filtered(&filtered, &filter_costs, &search);
     }
     if !memory.is_empty() {
         report::memory(&memory, &python);
@@ -297,7 +300,7 @@ async fn ingest_ipvec(
     data: &Dataset,
     dir: &Path,
     queries: &[Vec<f32>],
-    raw: &ipvec_node::index::HnswIndex,
+    raw: &HnswIndex,
     shards: u32,
 ) -> Result<(
     ipvec_node::store::IrohBlockStore,
@@ -443,7 +446,7 @@ fn ingest_raw(
 /// kernel, when given).
 async fn sweep(
     collection: &Coll,
-    raw: &ipvec_node::index::HnswIndex,
+    raw: &HnswIndex,
     own_kernel: Option<&ipvec_node::index::HnswIndex>,
     queries: &[Vec<f32>],
     exact: &Exact<'_>,
@@ -483,10 +486,14 @@ async fn sweep(
 }
 
 /// Filtered searches at the three selectivities, each through both paths: exact scoring of
-/// the matching points, and the HNSW walk with the filter inside it (at each of
-/// [`FILTER_EFS`]). `default` marks the path `Collection::search` takes by itself.
+/// the matching points, and the HNSW walk the collection chooses (its walk of the matching
+/// points, or usearch's filtered walk for a broad set spread over the graph) at each of
+/// [`FILTER_EFS`]. `default` marks the path `Collection::search` takes by itself. Beside
+/// them, usearch's own filtered walk of the raw index `raw` (the same vectors), which filters
+/// its results only and walks every point it meets.
 async fn filtered(
     collection: &mut Coll,
+    raw: &HnswIndex,
     data: &Dataset,
     queries: &[Vec<f32>],
     exact: &Exact<'_>,
@@ -510,7 +517,12 @@ async fn filtered(
         collection.set_exact_fallback(0, 0.0);
         for ef in FILTER_EFS {
             let pass = engines::search_ipvec(collection, queries, ef, Some(&compiled)).await?;
-            rows.push(row("HNSW + filter", Some(ef), !default_exact, &pass));
+            rows.push(row("HNSW, node's walk", Some(ef), !default_exact, &pass));
+        }
+        let accepts = |key: u64| (case.accepts)(key as usize, data.labels[key as usize]);
+        for ef in FILTER_EFS {
+            let pass = engines::search_raw_filtered(raw, queries, ef, Some(&accepts))?;
+            rows.push(row("usearch walk, raw index", Some(ef), false, &pass));
         }
     }
     collection.set_exact_fallback(EXACT_FALLBACK_POINTS, EXACT_FALLBACK_FRACTION);

@@ -271,10 +271,20 @@ pub fn upsert_raw(index: &mut HnswIndex, data: &Dataset, reserve: bool) -> Resul
 
 /// Runs every query through `HnswIndex::search`.
 pub fn search_raw(index: &HnswIndex, queries: &[Vec<f32>], ef: usize) -> Result<Pass> {
+    search_raw_filtered(index, queries, ef, None)
+}
+
+/// One pass of usearch's own search (filtered inside its walk when `filter` is given).
+pub fn search_raw_filtered(
+    index: &HnswIndex,
+    queries: &[Vec<f32>],
+    ef: usize,
+    filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
+) -> Result<Pass> {
     let mut ids = Vec::with_capacity(queries.len());
     let watch = Stopwatch::start();
     for q in queries {
-        let hits = index.search(q, K, Some(ef), None)?;
+        let hits = index.search(q, K, Some(ef), filter)?;
         ids.push(hits.iter().map(|h| h.key).collect());
     }
     Ok(Pass {

@@ -12,11 +12,18 @@ use super::{cache::KeyMap, CompiledFilter};
 /// How many restrictions' sets are kept (the most recently used). Each takes one bit per key.
 pub const CACHED_FILTERS: usize = 8;
 
+/// How many keys of a set a filtered graph walk starts from ([`KeySet::seeds`]).
+pub const SEEDS: usize = 64;
+
 /// A set of index keys: one bit per key below a limit.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct KeySet {
     words: Vec<u64>,
     len: usize,
+    /// [`KeySet::seeds`], once asked for.
+    seeds: std::sync::OnceLock<Vec<u64>>,
+    /// [`KeySet::linked_share`], once asked for.
+    linked: std::sync::OnceLock<f64>,
 }
 
 impl KeySet {
@@ -25,6 +32,8 @@ impl KeySet {
         Self {
             words: vec![0; limit.div_ceil(64) as usize],
             len: 0,
+            seeds: std::sync::OnceLock::new(),
+            linked: std::sync::OnceLock::new(),
         }
     }
 
@@ -35,6 +44,8 @@ impl KeySet {
             if *word & bit == 0 {
                 *word |= bit;
                 self.len += 1;
+                self.seeds.take();
+                self.linked.take();
             }
         }
     }
@@ -54,6 +65,22 @@ impl KeySet {
     /// True when empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Up to [`SEEDS`] keys of the set, evenly spaced in key order (every `len / SEEDS`-th),
+    /// where a filtered graph walk starts: computed once for the set.
+    pub fn seeds(&self) -> &[u64] {
+        self.seeds.get_or_init(|| {
+            let every = self.len.div_ceil(SEEDS).max(1);
+            self.iter().step_by(every).collect()
+        })
+    }
+
+    /// The share of its seeds' graph links that lead into the set, `measure`d once for the
+    /// set: about the set's share of all points when it does not follow the graph, near 1 when
+    /// it does (a filter on a field that follows the vectors).
+    pub fn linked_share(&self, measure: impl FnOnce(&[u64]) -> f64) -> f64 {
+        *self.linked.get_or_init(|| measure(self.seeds()))
     }
 
     /// The keys in ascending order.

@@ -51,6 +51,16 @@ pub(super) fn cache_stem(dir: &Path) -> PathBuf {
 /// Entries a rebuild reads from the trees between two bulk inserts.
 const BUILD_CHUNK: usize = 4_096;
 
+/// A filtered search's set is broad from this share of the points on: when it is also spread
+/// over the graph, usearch's filtered walk is the faster one (on Fashion-MNIST, 50% of the
+/// points by id: 4,666 against 3,403 QPS at ef 16; 10%: 1,847 against 4,030).
+const BROAD_SET: f64 = 0.3;
+
+/// A set follows the graph when its points' links lead into it at least this many times more
+/// often than its share of the points (Fashion-MNIST's class filters: 0.94 of the links at a
+/// 50% share, 0.82 at 10%; filters by id: 0.53 at 50%, 0.10 at 10%).
+const FOLLOWS_GRAPH: f64 = 1.5;
+
 /// Where an opened index came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexSource {
@@ -487,9 +497,8 @@ impl HeldIndex {
             return self.beside_writer(first, k, self.keys.len(), walk, exact);
         }
         // A restriction is evaluated over every point into a key set, kept for later searches
-        // with an equal one until the next write; the HNSW walk then consults it. When few
-        // points pass they are scored exactly instead, where a graph walk would have to visit
-        // most of the graph.
+        // with an equal one until the next write. When few points pass they are scored
+        // exactly; otherwise the graph is walked.
         let allowed = self.allowed.get(restriction, &self.keys);
         let (points, fraction) = self.exact_fallback;
         let small =
@@ -500,7 +509,24 @@ impl HeldIndex {
             return Ok(exact(k)?);
         }
         let test = |key: u64| allowed.contains(key);
-        let walk = |k: usize| self.index.search(query, k, options.ef, Some(&test));
+        // Which walk: usearch's own walks the graph as if unfiltered and keeps passing points
+        // out of its results only, which costs about what the set's share predicts when the
+        // set is spread over the graph, and is the faster one for a broad such set. A set
+        // that follows the graph (its points link to each other far more than its share), or
+        // a narrow one, is walked on its own points.
+        let share = allowed.len() as f64 / self.keys.len().max(1) as f64;
+        let linked =
+            allowed.linked_share(|seeds| self.index.passing_share(seeds.iter().copied(), &test));
+        let own_walk = share < BROAD_SET || linked >= FOLLOWS_GRAPH * share;
+        let seeds = allowed.seeds();
+        let walk = |k: usize| match own_walk {
+            true => {
+                let seeds = seeds.iter().copied();
+                self.index
+                    .search_passing(query, k, options.ef, &test, seeds)
+            }
+            false => self.index.search(query, k, options.ef, Some(&test)),
+        };
         let first = walk(k)?;
         self.beside_writer(first, k, allowed.len(), walk, exact)
     }

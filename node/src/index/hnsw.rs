@@ -59,6 +59,7 @@ mod bulk;
 pub mod codes;
 mod file;
 mod prepared;
+mod walk;
 
 pub use prepared::PREPARED_KEYS;
 
@@ -434,22 +435,24 @@ impl HnswIndex {
         Ok(self.expand(self.hits(&matches), k, filter))
     }
 
+    /// Whether `filter` lets a slot through: a shared slot passes when one of its points does.
+    fn slot_passes(&self, filter: &(dyn Fn(u64) -> bool + Sync), slot: u64) -> bool {
+        match self.groups.members(slot) {
+            Some(members) => members.iter().any(|key| filter(*key)),
+            None => filter(slot),
+        }
+    }
+
     fn usearch_search<T: VectorType>(
         &self,
         query: &[T],
         k: usize,
         filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
     ) -> Result<usearch::ffi::Matches, IndexError> {
-        // A shared slot passes when one of its points does.
-        let slot_passes =
-            |f: &(dyn Fn(u64) -> bool + Sync), slot: u64| match self.groups.members(slot) {
-                Some(members) => members.iter().any(|key| f(*key)),
-                None => f(slot),
-            };
         match filter {
             Some(f) => self
                 .index
-                .filtered_search(query, k, |slot| slot_passes(f, slot)),
+                .filtered_search(query, k, |slot| self.slot_passes(f, slot)),
             None => self.index.search(query, k),
         }
         .map_err(backend)

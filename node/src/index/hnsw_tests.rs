@@ -533,3 +533,116 @@ fn codes_fitted_on_few_vectors_leave_room_for_wider_ones() {
     }
     assert!(found >= 95, "{found} of 100 points found themselves");
 }
+
+/// Recall@10 of `search_passing` against the exact top 10 of the points `passes` accepts, and
+/// whether every hit passed: over clustered points (cluster `i % 16`), held-out queries.
+fn recall_passing(spec: IndexSpec, passes: &(dyn Fn(u64) -> bool + Sync), ef: usize) -> f32 {
+    let metric = spec.metric;
+    let mut data = clustered(3_100, 24, 7);
+    let queries = data.split_off(3_000);
+    let mut exact = FlatIndex::new(24, metric);
+    let mut hnsw = HnswIndex::new(spec).unwrap();
+    for (i, v) in data.iter().enumerate() {
+        exact.upsert(i as u64, v).unwrap();
+        hnsw.upsert(i as u64, v).unwrap();
+    }
+    let allowed: Vec<u64> = (0..data.len() as u64).filter(|k| passes(*k)).collect();
+    let every = allowed.len().div_ceil(64);
+    let seeds: Vec<u64> = allowed.iter().copied().step_by(every).collect();
+    let mut found = 0;
+    for q in &queries {
+        let truth = exact.search(q, 10, None, Some(passes)).unwrap();
+        let tenth = truth[9].score;
+        let got = hnsw
+            .search_passing(q, 10, Some(ef), passes, seeds.iter().copied())
+            .unwrap();
+        assert_eq!(got.len(), 10);
+        assert!(
+            got.iter().all(|h| passes(h.key)),
+            "a hit the filter rejects"
+        );
+        let tolerance = 1e-5 * tenth.abs().max(1.0);
+        for hit in &got {
+            let exact_score = crate::index::score(metric, q, exact.vector(hit.key).unwrap());
+            assert!(
+                (hit.score - exact_score).abs() <= 1e-3 * exact_score.abs().max(1.0),
+                "scores are exact"
+            );
+            found += usize::from(exact_score >= tenth - tolerance);
+        }
+    }
+    found as f32 / (10 * queries.len()) as f32
+}
+
+#[test]
+fn walks_of_passing_points_find_the_exact_filtered_neighbours() {
+    // Filters that follow the data (whole clusters) and one that does not.
+    let one_cluster = |key: u64| key % 16 == 3;
+    let half_the_clusters = |key: u64| key % 16 < 8;
+    let spread_tenth = |key: u64| (key / 16) % 10 == 3;
+    let spread_hundredth = |key: u64| (key / 16) % 100 == 3;
+    let tenth_of_a_cluster = |key: u64| key % 16 == 3 && (key / 16).is_multiple_of(10);
+    let filters: [(&str, &(dyn Fn(u64) -> bool + Sync)); 5] = [
+        ("a tenth of one cluster", &tenth_of_a_cluster),
+        ("one cluster", &one_cluster),
+        ("half the clusters", &half_the_clusters),
+        ("a tenth, spread", &spread_tenth),
+        ("a hundredth, spread", &spread_hundredth),
+    ];
+    for spec in [
+        spec(Metric::L2, Quantization::F32),
+        spec(Metric::Cosine, Quantization::F32),
+        with_codes(Metric::L2, Quantization::F32),
+    ] {
+        for (name, passes) in filters {
+            let r = recall_passing(spec, passes, 64);
+            assert!(r >= 0.95, "{name}, {spec:?}: recall@10 {r}");
+        }
+    }
+}
+
+#[test]
+fn walks_of_passing_points_equal_exact_search_on_small_sets() {
+    // 2,000 points, 200 of which pass, spread over every cluster: at an `ef` above 200 the
+    // walk goes on until it has met every passing point it can reach, and answers exactly
+    // what exact search answers when it reaches them all.
+    let data = clustered(2_000, 24, 11);
+    let mut exact = FlatIndex::new(24, Metric::L2);
+    let mut hnsw = HnswIndex::new(spec(Metric::L2, Quantization::F32)).unwrap();
+    for (i, v) in data.iter().enumerate() {
+        exact.upsert(i as u64, v).unwrap();
+        hnsw.upsert(i as u64, v).unwrap();
+    }
+    let passes = |key: u64| (key / 16) % 10 == 4;
+    let allowed: Vec<u64> = (0..2_000).filter(|k| passes(*k)).collect();
+    let seeds: Vec<u64> = allowed.iter().copied().step_by(4).collect();
+    let keys = |hits: &[Hit]| hits.iter().map(|h| h.key).collect::<Vec<_>>();
+    for q in data.iter().step_by(97) {
+        let truth = exact.search(q, 10, None, Some(&passes)).unwrap();
+        let got = hnsw
+            .search_passing(q, 10, Some(256), &passes, seeds.iter().copied())
+            .unwrap();
+        assert_eq!(keys(&got), keys(&truth));
+    }
+}
+
+#[test]
+fn passing_share_tells_sets_that_follow_the_graph() {
+    let data = clustered(3_000, 24, 5);
+    let mut hnsw = HnswIndex::new(spec(Metric::L2, Quantization::F32)).unwrap();
+    for (i, v) in data.iter().enumerate() {
+        hnsw.upsert(i as u64, v).unwrap();
+    }
+    let share = |passes: &(dyn Fn(u64) -> bool + Sync)| {
+        let keys: Vec<u64> = (0..3_000).filter(|k| passes(*k)).collect();
+        hnsw.passing_share(keys.iter().copied().step_by(keys.len() / 64), passes)
+    };
+    // A sixteenth of the points each: one cluster, and spread over all of them.
+    let cluster = share(&|key| key % 16 == 3);
+    let spread = share(&|key| (key / 16) % 16 == 3);
+    assert!(cluster > 0.9, "one cluster's links stay in it: {cluster}");
+    assert!(
+        spread < 0.2,
+        "a spread set's links follow its share: {spread}"
+    );
+}

@@ -189,7 +189,7 @@ impl HnswIndex {
     }
 
     /// `key`'s base-layer links, into `out`.
-    fn links(&self, key: u64, out: &mut Vec<u64>) {
+    pub(super) fn links(&self, key: u64, out: &mut Vec<u64>) {
         let mut cursor = self.index.neighbors(key, 0);
         out.resize(cursor.total(), 0);
         let got = cursor.drain_into(out);
