@@ -499,14 +499,24 @@ async fn filtered(
     exact: &Exact<'_>,
     truths: &[Truth],
 ) -> Result<Vec<FilterRow>> {
-    use ipvec_node::collection::{EXACT_FALLBACK_FRACTION, EXACT_FALLBACK_POINTS};
+    use ipvec_node::collection::{FilterPath, EXACT_FALLBACK_FRACTION, EXACT_FALLBACK_POINTS};
     println!("search: filtered …");
     let mut rows = Vec::new();
     for (case, truth) in data::filter_cases().iter().zip(truths) {
         let matching = data::matching(data, case);
-        let default_exact = matching <= EXACT_FALLBACK_POINTS
-            || matching as f64 <= EXACT_FALLBACK_FRACTION * data.len() as f64;
         let compiled = Filter::parse(case.json)?.compile()?;
+        let plan = collection.filter_plan(&compiled);
+        anyhow::ensure!(
+            plan.matching == matching,
+            "{}: the node counts {}",
+            case.name,
+            plan.matching
+        );
+        println!(
+            "  {}: {matching} matching, linked share {:.3}, default path {:?}",
+            case.name, plan.linked_share, plan.path
+        );
+        let default_exact = plan.path == FilterPath::Exact;
         let row = |path: &str, ef: Option<usize>, default: bool, pass: &engines::Pass| {
             FilterRow::new(case.name, matching, path, ef, default, exact, truth, pass)
         };
@@ -515,9 +525,13 @@ async fn filtered(
             engines::search_ipvec(collection, queries, FILTER_EFS[0], Some(&compiled)).await?;
         rows.push(row("exact among matches", None, default_exact, &pass));
         collection.set_exact_fallback(0, 0.0);
+        let walk = match collection.filter_plan(&compiled).path {
+            FilterPath::FilteredWalk => "usearch filtered walk",
+            _ => "walk of matching points",
+        };
         for ef in FILTER_EFS {
             let pass = engines::search_ipvec(collection, queries, ef, Some(&compiled)).await?;
-            rows.push(row("HNSW, node's walk", Some(ef), !default_exact, &pass));
+            rows.push(row(walk, Some(ef), !default_exact, &pass));
         }
         let accepts = |key: u64| (case.accepts)(key as usize, data.labels[key as usize]);
         for ef in FILTER_EFS {

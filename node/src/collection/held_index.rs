@@ -61,6 +61,35 @@ const BROAD_SET: f64 = 0.3;
 /// 50% share, 0.82 at 10%; filters by id: 0.53 at 50%, 0.10 at 10%).
 const FOLLOWS_GRAPH: f64 = 1.5;
 
+/// A set spread over the graph is scored exactly only up to the exact fallback's thresholds
+/// divided by this: the walk of its points keeps its recall (on Fashion-MNIST, 6,000 points by
+/// id: recall 0.975 at ef 16 and 4,076 QPS, against 621 QPS exact).
+const SPREAD_SET_EXACT: usize = 10;
+
+/// How a filtered search runs ([`Collection::filter_plan`](super::Collection::filter_plan)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterPath {
+    /// The matching points are scored exactly: few match, or the search asks for it.
+    Exact,
+    /// A walk of the graph that steps on matching points only.
+    MatchingPoints,
+    /// usearch's walk of the whole graph, which keeps failing points out of its results.
+    FilteredWalk,
+}
+
+/// How a filtered search runs, and what chose it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FilterPlan {
+    /// The path.
+    pub path: FilterPath,
+    /// Points the filter lets through.
+    pub matching: usize,
+    /// Of the graph links of points spread over the matching ones, the share that lead to
+    /// matching points: near the matching share of all points when the filter is spread over
+    /// the graph, higher when it follows the vectors.
+    pub linked_share: f64,
+}
+
 /// Where an opened index came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IndexSource {
@@ -496,39 +525,68 @@ impl HeldIndex {
             let first = walk(k)?;
             return self.beside_writer(first, k, self.keys.len(), walk, exact);
         }
-        // A restriction is evaluated over every point into a key set, kept for later searches
-        // with an equal one until the next write. When few points pass they are scored
-        // exactly; otherwise the graph is walked.
-        let allowed = self.allowed.get(restriction, &self.keys);
-        let (points, fraction) = self.exact_fallback;
-        let small =
-            allowed.len() <= points || (allowed.len() as f64) <= fraction * self.keys.len() as f64;
+        let (allowed, plan) = self.plan(restriction, options.exact);
         let exact = |k: usize| self.index.exact_among(query, k, allowed.iter());
-        if options.exact || small {
-            // Only points pass: prepared inserts are none of them.
-            return Ok(exact(k)?);
-        }
         let test = |key: u64| allowed.contains(key);
-        // Which walk: usearch's own walks the graph as if unfiltered and keeps passing points
-        // out of its results only, which costs about what the set's share predicts when the
-        // set is spread over the graph, and is the faster one for a broad such set. A set
-        // that follows the graph (its points link to each other far more than its share), or
-        // a narrow one, is walked on its own points.
-        let share = allowed.len() as f64 / self.keys.len().max(1) as f64;
-        let linked =
-            allowed.linked_share(|seeds| self.index.passing_share(seeds.iter().copied(), &test));
-        let own_walk = share < BROAD_SET || linked >= FOLLOWS_GRAPH * share;
         let seeds = allowed.seeds();
-        let walk = |k: usize| match own_walk {
-            true => {
+        let walk = |k: usize| match plan.path {
+            FilterPath::Exact => exact(k),
+            FilterPath::MatchingPoints => {
                 let seeds = seeds.iter().copied();
                 self.index
                     .search_passing(query, k, options.ef, &test, seeds)
             }
-            false => self.index.search(query, k, options.ef, Some(&test)),
+            FilterPath::FilteredWalk => self.index.search(query, k, options.ef, Some(&test)),
         };
         let first = walk(k)?;
+        if plan.path == FilterPath::Exact {
+            // Only points pass: prepared inserts are none of them.
+            return Ok(first);
+        }
         self.beside_writer(first, k, allowed.len(), walk, exact)
+    }
+
+    /// The points `restriction` lets through, and how a search among them runs (`exact`: the
+    /// search asks for exact scores).
+    ///
+    /// The set is evaluated over every point, and kept for later searches with an equal
+    /// restriction until the next write. Few points are scored exactly. Otherwise the graph is
+    /// walked, one of two ways. usearch's filtered walk goes as if unfiltered and keeps failing
+    /// points out of its results only: its cost follows the set's share when the set is spread
+    /// over the graph, and it is the faster one for a broad such set. A set that follows the
+    /// graph (its points link to each other far more often than its share), or a narrower
+    /// one, is walked on its own points. A set spread over the graph keeps its recall on that
+    /// walk, and is scored exactly only below a tenth of the fallback's thresholds.
+    pub(super) fn plan(
+        &self,
+        restriction: Restriction<'_>,
+        exact: bool,
+    ) -> (std::sync::Arc<super::allowed::KeySet>, FilterPlan) {
+        let allowed = self.allowed.get(restriction, &self.keys);
+        let test = |key: u64| allowed.contains(key);
+        let share = allowed.len() as f64 / self.keys.len().max(1) as f64;
+        let linked_share =
+            allowed.linked_share(|seeds| self.index.passing_share(seeds.iter().copied(), &test));
+        let follows_graph = linked_share >= FOLLOWS_GRAPH * share;
+        let (mut points, mut fraction) = self.exact_fallback;
+        if !follows_graph {
+            (points, fraction) = (
+                points / SPREAD_SET_EXACT,
+                fraction / SPREAD_SET_EXACT as f64,
+            );
+        }
+        let small = allowed.len() <= points || share <= fraction;
+        let path = match (exact || small, share < BROAD_SET || follows_graph) {
+            (true, _) => FilterPath::Exact,
+            (false, true) => FilterPath::MatchingPoints,
+            (false, false) => FilterPath::FilteredWalk,
+        };
+        let plan = FilterPlan {
+            path,
+            matching: allowed.len(),
+            linked_share,
+        };
+        (allowed, plan)
     }
 
     /// `hits`, or a sound answer in their place when a writer's graph inserts ran beside the

@@ -7,8 +7,8 @@ use ipvec_protocol::{
 };
 
 use super::{
-    allowed::Restriction, history, shard, Collection, CollectionError, CompiledFilter, LocalShard,
-    SearchHit, SearchOptions,
+    allowed::Restriction, history, shard, Collection, CollectionError, CompiledFilter, FilterPlan,
+    LocalShard, SearchHit, SearchOptions,
 };
 use crate::{index::check_vector, store::BlockStore};
 
@@ -124,8 +124,19 @@ impl<S: BlockStore> Collection<S> {
         Ok((wanted.len() < self.held.len()).then_some(wanted))
     }
 
+    /// How a search with `filter` runs here now (without `exact`): exact scoring of the
+    /// matching points, or which walk of the graph, and what chose it. Nothing is searched.
+    pub fn filter_plan(&self, filter: &CompiledFilter) -> FilterPlan {
+        let restriction = Restriction {
+            filter: Some(filter),
+            shards: None,
+        };
+        self.index.plan(restriction, false).1
+    }
+
     /// Sets when filtered searches score the matching points exactly instead of walking the
-    /// graph: when at most `points` match, or at most `fraction` of the collection.
+    /// graph: when at most `points` match, or at most `fraction` of the collection (a tenth of
+    /// each for a filter spread over the graph, see [`Collection::filter_plan`]).
     pub fn set_exact_fallback(&mut self, points: usize, fraction: f64) {
         self.changed();
         self.index.exact_fallback = (points, fraction);

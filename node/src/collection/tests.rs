@@ -345,6 +345,51 @@ async fn old_versions_stay_searchable() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn filter_plans_follow_the_set_share_and_how_it_lies_in_the_graph() {
+    // Point i lies in cluster i % 16; `spread` does not follow the clusters.
+    let (_dir, _store, _cdir, mut c) = fresh(1).await;
+    let data = clustered(3_200, 24, 9);
+    let pts: Vec<Point> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Point {
+            id: EntryId::Int(i as u64),
+            vector: v.clone(),
+            metadata: Some(super::points::json_to_ipld(serde_json::json!({
+                "cluster": (i % 16) as i64,
+                "spread": ((i / 16) % 10) as i64,
+            }))),
+        })
+        .collect();
+    c.upsert(pts).await.unwrap();
+    let plan = |c: &Collection<IrohBlockStore>, json: &str| {
+        c.filter_plan(&Filter::parse(json).unwrap().compile().unwrap())
+    };
+    let one_cluster = r#"{"must": [{"key": "cluster", "match": 3}]}"#;
+    let spread_half = r#"{"must": [{"key": "spread", "range": {"lt": 5}}]}"#;
+    let spread_tenth = r#"{"must": [{"key": "spread", "match": 3}]}"#;
+    // Exact up to 1,000 matches, and a tenth of that for a set spread over the graph.
+    c.set_exact_fallback(1_000, 0.0);
+    let cluster = plan(&c, one_cluster);
+    assert_eq!((cluster.matching, cluster.path), (200, FilterPath::Exact));
+    assert!(cluster.linked_share > 0.5, "{cluster:?}");
+    let tenth = plan(&c, spread_tenth);
+    assert_eq!(
+        (tenth.matching, tenth.path),
+        (320, FilterPath::MatchingPoints)
+    );
+    assert!(tenth.linked_share < 0.2, "{tenth:?}");
+    let half = plan(&c, spread_half);
+    assert_eq!(
+        (half.matching, half.path),
+        (1_600, FilterPath::FilteredWalk)
+    );
+    c.set_exact_fallback(0, 0.0);
+    assert_eq!(plan(&c, one_cluster).path, FilterPath::MatchingPoints);
+    assert_eq!(plan(&c, spread_tenth).path, FilterPath::MatchingPoints);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn filtered_search_matches_exact_filtered_truth() {
     let (_dir, _store, _cdir, mut c) = fresh(2).await;
     let data = clustered(3_000, 24, 21);
