@@ -505,6 +505,8 @@ async fn filtered(
     for (case, truth) in data::filter_cases().iter().zip(truths) {
         let matching = data::matching(data, case);
         let compiled = Filter::parse(case.json)?.compile()?;
+        // The plan with the node's own thresholds (the passes below change them).
+        collection.set_exact_fallback(EXACT_FALLBACK_POINTS, EXACT_FALLBACK_FRACTION);
         let plan = collection.filter_plan(&compiled);
         anyhow::ensure!(
             plan.matching == matching,
