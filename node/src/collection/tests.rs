@@ -344,23 +344,29 @@ async fn old_versions_stay_searchable() {
         .contains("collection log"));
 }
 
+/// Point `i` of `data` with id `i` and the metadata `metadata(i)`.
+fn points_with(data: &[Vec<f32>], metadata: impl Fn(usize) -> serde_json::Value) -> Vec<Point> {
+    data.iter()
+        .enumerate()
+        .map(|(i, v)| Point {
+            id: EntryId::Int(i as u64),
+            vector: v.clone(),
+            metadata: Some(super::points::json_to_ipld(metadata(i))),
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn filter_plans_follow_the_set_share_and_how_it_lies_in_the_graph() {
     // Point i lies in cluster i % 16; `spread` does not follow the clusters.
     let (_dir, _store, _cdir, mut c) = fresh(1).await;
     let data = clustered(3_200, 24, 9);
-    let pts: Vec<Point> = data
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Point {
-            id: EntryId::Int(i as u64),
-            vector: v.clone(),
-            metadata: Some(super::points::json_to_ipld(serde_json::json!({
-                "cluster": (i % 16) as i64,
-                "spread": ((i / 16) % 10) as i64,
-            }))),
+    let pts = points_with(&data, |i| {
+        serde_json::json!({
+            "cluster": (i % 16) as i64,
+            "spread": ((i / 16) % 10) as i64,
         })
-        .collect();
+    });
     c.upsert(pts).await.unwrap();
     let plan = |c: &Collection<IrohBlockStore>, json: &str| {
         c.filter_plan(&Filter::parse(json).unwrap().compile().unwrap())
@@ -393,19 +399,13 @@ async fn filter_plans_follow_the_set_share_and_how_it_lies_in_the_graph() {
 async fn filtered_search_matches_exact_filtered_truth() {
     let (_dir, _store, _cdir, mut c) = fresh(2).await;
     let data = clustered(3_000, 24, 21);
-    let pts: Vec<Point> = data
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Point {
-            id: EntryId::Int(i as u64),
-            vector: v.clone(),
-            metadata: Some(super::points::json_to_ipld(serde_json::json!({
-                "half": if i % 2 == 0 { "even" } else { "odd" },
-                "tenth": (i % 10) as i64,
-                "rare": i % 100 == 0,
-            }))),
+    let pts = points_with(&data, |i| {
+        serde_json::json!({
+            "half": if i % 2 == 0 { "even" } else { "odd" },
+            "tenth": (i % 10) as i64,
+            "rare": i % 100 == 0,
         })
-        .collect();
+    });
     c.upsert(pts).await.unwrap();
     let filters = [
         r#"{"must": [{"key": "half", "match": "even"}]}"#,
