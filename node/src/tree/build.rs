@@ -2,29 +2,27 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
 use cid::Cid;
 use ipvec_protocol::{
-    cid::DAG_CBOR,
     entry::{Entry, EntryKey},
     node::{frame_node, ChildRef},
 };
 
 use super::{
     chunker::{Chunk, LevelChunker, Shape},
+    writer::NodeWriter,
     Item, TreeError, WriteStats,
 };
 use crate::store::BlockStore;
 
 /// Builds a tree bottom-up from a stream of items, holding only the open node of each level.
 #[derive(Debug)]
-pub struct TreeBuilder<'a, S> {
-    store: &'a S,
+pub struct TreeBuilder<S> {
+    writer: NodeWriter<S>,
     shape: Shape,
     base: u32,
     levels: Vec<Level>,
     last_key: Option<EntryKey>,
-    stats: WriteStats,
 }
 
 #[derive(Debug)]
@@ -47,22 +45,21 @@ impl Level {
     }
 }
 
-impl<'a, S: BlockStore> TreeBuilder<'a, S> {
+impl<S: BlockStore> TreeBuilder<S> {
     /// A builder of a tree from entries.
-    pub fn new(store: &'a S) -> Self {
+    pub fn new(store: &S) -> Self {
         Self::with_shape(store, Shape::STANDARD, 0)
     }
 
     /// A builder of a tree of another shape whose pushed items sit at `base` (above 0 to grow
     /// a tree upward from nodes already written).
-    pub(crate) fn with_shape(store: &'a S, shape: Shape, base: u32) -> Self {
+    pub(crate) fn with_shape(store: &S, shape: Shape, base: u32) -> Self {
         Self {
-            store,
+            writer: NodeWriter::new(store),
             shape,
             base,
             levels: vec![Level::new(shape, base)],
             last_key: None,
-            stats: WriteStats::default(),
         }
     }
 
@@ -85,7 +82,7 @@ impl<'a, S: BlockStore> TreeBuilder<'a, S> {
     async fn emit(&mut self, index: usize, chunks: Vec<Chunk>) -> Result<(), TreeError> {
         let mut queue: VecDeque<(usize, Chunk)> = chunks.into_iter().map(|c| (index, c)).collect();
         while let Some((i, chunk)) = queue.pop_front() {
-            let cid = self.write(chunk.bytes).await?;
+            let cid = self.writer.write(chunk.bytes).await?;
             let item = Item::child(&ChildRef {
                 cid,
                 key: chunk.key,
@@ -114,14 +111,15 @@ impl<'a, S: BlockStore> TreeBuilder<'a, S> {
         Ok(())
     }
 
-    async fn write(&mut self, bytes: Vec<u8>) -> Result<Cid, TreeError> {
-        self.stats.blocks += 1;
-        self.stats.bytes += bytes.len() as u64;
-        Ok(self.store.put(DAG_CBOR, Bytes::from(bytes)).await?)
+    /// Closes every level and returns the root and what was written, once all of it is stored.
+    pub async fn finish(mut self) -> Result<(Cid, WriteStats), TreeError> {
+        let root = self.close().await?;
+        self.writer.finish().await?;
+        Ok((root, self.writer.stats))
     }
 
-    /// Closes every level and returns the root and what was written.
-    pub async fn finish(mut self) -> Result<(Cid, WriteStats), TreeError> {
+    /// Closes every level; the root.
+    async fn close(&mut self) -> Result<Cid, TreeError> {
         let mut i = 0;
         loop {
             let mut out = Vec::new();
@@ -131,13 +129,12 @@ impl<'a, S: BlockStore> TreeBuilder<'a, S> {
             match above {
                 0 => {
                     // No items at all: the empty tree is an empty leaf.
-                    let cid = self.write(frame_node(0, &[])).await?;
-                    return Ok((cid, self.stats));
+                    return self.writer.write(frame_node(0, &[])).await;
                 }
                 // One node at this level: it is the root (`first` always holds a lone item).
                 1 => {
                     if let Some((cid, _)) = self.levels[i + 1].first.take() {
-                        return Ok((cid, self.stats));
+                        return Ok(cid);
                     }
                     i += 1;
                 }

@@ -8,10 +8,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bytes::Bytes;
 use cid::Cid;
 use ipvec_protocol::{
-    cid::DAG_CBOR,
     entry::{Entry, EntryKey},
     node::{frame_node, ChildRef, Node},
 };
@@ -20,6 +18,7 @@ use super::{
     build::TreeBuilder,
     chunker::{LevelChunker, Shape},
     cursor::LevelCursor,
+    writer::NodeWriter,
     Item, NodeLoader, TreeError, WriteStats,
 };
 use crate::store::BlockStore;
@@ -100,33 +99,38 @@ pub async fn apply_with_shape<S: BlockStore>(
     }
 
     let mut editor = Editor {
-        store,
         shape,
         loader: NodeLoader::new(store),
-        written: WriteStats::default(),
+        writer: NodeWriter::new(store),
     };
     let height = editor.loader.load(&root).await?.level();
     let mut level = 0;
     loop {
         if edits.is_empty() {
+            editor.writer.finish().await?;
             return Ok((root, editor.stats()));
         }
         let (consumed, added) = editor.rechunk_level(root, height, level, &edits).await?;
         if level == height {
             let new_root = match added.len() {
-                0 => editor.write(frame_node(0, &[])).await?,
-                1 => editor.collapse(added[0].cid).await?,
+                0 => editor.writer.write(frame_node(0, &[])).await?,
+                1 => {
+                    // The new root may be a node just written: it is read back once stored.
+                    editor.writer.finish().await?;
+                    editor.collapse(added[0].cid).await?
+                }
                 _ => {
                     let mut builder = TreeBuilder::with_shape(store, shape, height + 1);
                     for child in &added {
                         builder.push_item(Item::child(child)?).await?;
                     }
                     let (cid, stats) = builder.finish().await?;
-                    editor.written.blocks += stats.blocks;
-                    editor.written.bytes += stats.bytes;
+                    editor.writer.stats.blocks += stats.blocks;
+                    editor.writer.stats.bytes += stats.bytes;
                     cid
                 }
             };
+            editor.writer.finish().await?;
             return Ok((new_root, editor.stats()));
         }
         edits = parent_edits(&consumed, &added)?;
@@ -153,24 +157,17 @@ fn parent_edits(consumed: &[ChildRef], added: &[ChildRef]) -> Result<Vec<LevelEd
 }
 
 struct Editor<'a, S> {
-    store: &'a S,
     shape: Shape,
     loader: NodeLoader<'a, S>,
-    written: WriteStats,
+    writer: NodeWriter<S>,
 }
 
 impl<S: BlockStore> Editor<'_, S> {
     fn stats(&self) -> EditStats {
         EditStats {
-            written: self.written,
+            written: self.writer.stats,
             reads: self.loader.reads,
         }
-    }
-
-    async fn write(&mut self, bytes: Vec<u8>) -> Result<Cid, TreeError> {
-        self.written.blocks += 1;
-        self.written.bytes += bytes.len() as u64;
-        Ok(self.store.put(DAG_CBOR, Bytes::from(bytes)).await?)
     }
 
     /// A root that is a branch with one child is not canonical: its child is the root.
@@ -215,7 +212,7 @@ impl<S: BlockStore> Editor<'_, S> {
                     chunker.finish(&mut chunks);
                 }
                 for chunk in chunks {
-                    let cid = self.write(chunk.bytes).await?;
+                    let cid = self.writer.write(chunk.bytes).await?;
                     added.push(ChildRef {
                         cid,
                         key: chunk.key,

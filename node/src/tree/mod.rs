@@ -14,6 +14,7 @@
 //! - [`edit`]: applying upserts and removals to a root, rewriting only what changes.
 //! - [`read`]: point lookups and ordered range scans.
 //! - [`diff`]: streaming diff of two roots, and the CRDT merge built on it.
+//! - `writer`: writing an operation's nodes while it encodes the next ones.
 
 pub mod build;
 pub mod chunker;
@@ -21,6 +22,7 @@ pub mod cursor;
 pub mod diff;
 pub mod edit;
 pub mod read;
+mod writer;
 
 #[cfg(test)]
 mod tests;

@@ -15,7 +15,7 @@ use ipvec_protocol::{
 use proptest::prelude::*;
 
 use super::{build::build_with_shape, diff::merge_with_shape, edit::apply_with_shape, *};
-use crate::store::{BlockStore, MemBlockStore};
+use crate::store::{BlockStore, MemBlockStore, StoreError};
 
 /// Small nodes, so a few hundred entries make trees four or five levels deep.
 const SMALL: Shape = Shape {
@@ -82,7 +82,7 @@ fn model(entries: &[Entry]) -> BTreeMap<EntryKey, Entry> {
     map
 }
 
-async fn all_entries(store: &MemBlockStore, root: Cid) -> Vec<Entry> {
+async fn all_entries<S: BlockStore>(store: &S, root: Cid) -> Vec<Entry> {
     range(store, root, Bound::Unbounded, Bound::Unbounded)
         .collect()
         .await
@@ -91,7 +91,7 @@ async fn all_entries(store: &MemBlockStore, root: Cid) -> Vec<Entry> {
 
 /// Checks the tree is well formed: levels step down by one, keys and counts agree with the
 /// children, and no block is over the cap. Returns the number of nodes.
-async fn check_shape(store: &MemBlockStore, root: Cid, shape: &Shape) -> usize {
+async fn check_shape<S: BlockStore>(store: &S, root: Cid, shape: &Shape) -> usize {
     let mut nodes = 0;
     let mut stack = vec![(root, None::<(u32, EntryKey, u64)>)];
     while let Some((cid, expect)) = stack.pop() {
@@ -355,5 +355,142 @@ fn deleting_everything_gives_the_empty_tree() {
         assert_eq!(after, empty);
         let distinct: HashSet<Cid> = [root, after].into();
         assert_eq!(distinct.len(), 2);
+    });
+}
+
+/// A store that takes its time over each write (the write finishes after the writer's task
+/// yields a few times), and fails every write once `writes_left` reaches zero.
+#[derive(Clone)]
+struct LaggingStore {
+    inner: MemBlockStore,
+    writes_left: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl LaggingStore {
+    fn new(writes_left: usize) -> Self {
+        Self {
+            inner: MemBlockStore::new(),
+            writes_left: std::sync::Arc::new(writes_left.into()),
+        }
+    }
+}
+
+impl BlockStore for LaggingStore {
+    async fn put_raw(&self, digest: [u8; 32], bytes: bytes::Bytes) -> Result<(), StoreError> {
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+        }
+        let take = |left: usize| left.checked_sub(1);
+        let ordering = std::sync::atomic::Ordering::SeqCst;
+        match self.writes_left.fetch_update(ordering, ordering, take) {
+            Ok(_) => self.inner.put_raw(digest, bytes).await,
+            Err(_) => Err(StoreError::Backend("the disk is full".into())),
+        }
+    }
+    async fn get_raw(&self, digest: [u8; 32]) -> Result<Option<bytes::Bytes>, StoreError> {
+        self.inner.get_raw(digest).await
+    }
+    async fn has_digest(&self, digest: [u8; 32]) -> Result<bool, StoreError> {
+        self.inner.has_digest(digest).await
+    }
+    async fn list(&self) -> Result<Vec<crate::store::BlockInfo>, StoreError> {
+        self.inner.list().await
+    }
+    async fn pin_as(&self, name: &str, root: &Cid) -> Result<(), StoreError> {
+        self.inner.pin_as(name, root).await
+    }
+    async fn unpin_name(&self, name: &str) -> Result<bool, StoreError> {
+        self.inner.unpin_name(name).await
+    }
+    async fn pins(&self) -> Result<Vec<(String, Cid)>, StoreError> {
+        self.inner.pins().await
+    }
+    async fn pin_shallow_as(&self, name: &str, block: &Cid) -> Result<(), StoreError> {
+        self.inner.pin_shallow_as(name, block).await
+    }
+    async fn unpin_shallow_name(&self, name: &str) -> Result<bool, StoreError> {
+        self.inner.unpin_shallow_name(name).await
+    }
+    async fn shallow_pins(&self) -> Result<Vec<(String, Cid)>, StoreError> {
+        self.inner.shallow_pins().await
+    }
+    async fn delete_unpinned(
+        &self,
+        live: &HashSet<[u8; 32]>,
+    ) -> Result<crate::store::SweepStats, StoreError> {
+        self.inner.delete_unpinned(live).await
+    }
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush().await
+    }
+}
+
+/// Builds and edits write their nodes behind them; a root is handed out only once every node
+/// under it is stored, on one thread and on several.
+#[test]
+fn a_root_comes_back_only_with_all_its_nodes_stored() {
+    let runtimes = [
+        rt(),
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap(),
+    ];
+    for runtime in runtimes {
+        runtime.block_on(async {
+            let store = LaggingStore::new(usize::MAX);
+            let entries: Vec<Entry> = (0..600).map(|i| entry(i, 1, 0, false)).collect();
+            let root = build_with_shape(&store, SMALL, entries.clone())
+                .await
+                .unwrap();
+            let nodes = check_shape(&store, root, &SMALL).await;
+            assert!(nodes > 20, "600 entries in small nodes make a deep tree");
+            assert_eq!(all_entries(&store, root).await, entries);
+            let edits = (0..600)
+                .step_by(7)
+                .map(|i| Edit::Put(entry(i, 2, 1, false)));
+            let (after, stats) = apply_with_shape(&store, SMALL, root, edits.collect())
+                .await
+                .unwrap();
+            assert!(stats.written.blocks > 8, "every leaf changes");
+            check_shape(&store, after, &SMALL).await;
+            let expected: Vec<Entry> = (0..600)
+                .map(|i| entry(i, 1 + u64::from(i % 7 == 0), u8::from(i % 7 == 0), false))
+                .collect();
+            assert_eq!(all_entries(&store, after).await, expected);
+        });
+    }
+}
+
+/// A write the store refuses fails the build or edit that made it, wherever it happened.
+#[test]
+fn a_refused_node_write_fails_the_operation() {
+    rt().block_on(async {
+        let entries: Vec<Entry> = (0..600).map(|i| entry(i, 1, 0, false)).collect();
+        let whole = build_with_shape(&MemBlockStore::new(), SMALL, entries.clone())
+            .await
+            .unwrap();
+        for writes in [0, 1, 5, 30] {
+            let store = LaggingStore::new(writes);
+            let built = build_with_shape(&store, SMALL, entries.clone()).await;
+            assert!(
+                matches!(&built, Err(TreeError::Store(StoreError::Backend(e))) if e.contains("full")),
+                "a build allowed {writes} writes gave {built:?}"
+            );
+        }
+        let store = LaggingStore::new(usize::MAX);
+        let root = build_with_shape(&store, SMALL, entries.clone())
+            .await
+            .unwrap();
+        assert_eq!(root, whole);
+        store
+            .writes_left
+            .store(3, std::sync::atomic::Ordering::SeqCst);
+        let edits = (0..600).step_by(5).map(|i| Edit::Put(entry(i, 2, 1, false)));
+        let edited = apply_with_shape(&store, SMALL, root, edits.collect()).await;
+        assert!(
+            matches!(&edited, Err(TreeError::Store(StoreError::Backend(_)))),
+            "{edited:?}"
+        );
     });
 }
