@@ -25,7 +25,9 @@ const IN_FLIGHT: usize = 8;
 pub(crate) struct NodeWriter<S> {
     store: S,
     /// Writes on tasks of their own, oldest first. Outside a tokio runtime (the simulations
-    /// drive trees from their own executor) each write is awaited in turn instead.
+    /// drive trees from their own executor) each write is awaited in turn instead. Inside one,
+    /// the operation must be driven by that runtime: another executor blocking the only thread
+    /// of a current-thread runtime would wait for writes that thread never runs.
     in_flight: VecDeque<JoinHandle<Result<(), StoreError>>>,
     /// What was written (including nodes the store already had).
     pub stats: WriteStats,
