@@ -77,7 +77,12 @@ impl<S: BlockStore> NodeWriter<S> {
         };
         match write.await {
             Ok(stored) => Ok(stored?),
-            Err(e) => Err(StoreError::Backend(format!("a tree node's write stopped: {e}")).into()),
+            // The runtime shut down or the store panicked: nothing points to the nodes yet.
+            Err(e) => Err(StoreError::Backend(format!(
+                "writing a tree node did not finish ({e}); nothing was committed: run the \
+                 operation again once the node is running"
+            ))
+            .into()),
         }
     }
 }
