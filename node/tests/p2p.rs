@@ -1113,7 +1113,8 @@ fn a_partial_replica_holds_searches_and_follows_only_its_shards() {
     ok(&b.path, &["block", "stat", &tree_of(1)]);
     let missing = fails(&b.path, &["block", "stat", &tree_of(0)]);
     assert!(!missing.is_empty());
-    // Its version is pinned shallowly (the manifest, every shard root), and `pin ls` says so.
+    // Its version is pinned shallowly (a list of the manifest and every shard root), and
+    // `pin ls` says so.
     let pins = json_of(&ok(&b.path, &["--json", "pin", "ls"]));
     let shallow: Vec<&serde_json::Value> = pins["pins"]
         .as_array()
@@ -1121,13 +1122,28 @@ fn a_partial_replica_holds_searches_and_follows_only_its_shards() {
         .iter()
         .filter(|p| p["kind"] == "shallow" && p["name"] == "collection:films")
         .collect();
-    assert!(shallow.iter().any(|p| p["cid"] == info["root"]), "{pins}");
-    let text = ok(&b.path, &["pin", "ls"]);
-    let line = format!(
-        "{} shallow (collection:films)",
-        info["root"].as_str().unwrap()
+    assert_eq!(shallow.len(), 1, "{pins}");
+    let list = shallow[0]["cid"].as_str().unwrap();
+    let named: Vec<Value> = json_of(&ok(&b.path, &["dag", "get", list]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["/"].clone())
+        .collect();
+    let mut want = vec![info["root"].clone()];
+    want.extend(
+        info["shard_status"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["root"].clone()),
     );
-    assert!(text.contains(&line), "{text}");
+    assert_eq!(named, want);
+    let text = ok(&b.path, &["pin", "ls"]);
+    assert!(
+        text.contains(&format!("{list} shallow (collection:films)")),
+        "{text}"
+    );
 
     // Searches cover shards 1 and 3, and give exactly their best points.
     let exact = |repo: &std::path::Path, k: &str| {

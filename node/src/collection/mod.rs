@@ -606,9 +606,11 @@ pub fn pin_name(name: &str) -> String {
 /// Pins version `manifest_cid` of collection `name` (whose shard roots are `manifest.shards`)
 /// so that garbage collection keeps what this node holds of it. A node holding every shard
 /// keeps all of it, history included: a recursive pin of the manifest. A partial replica
-/// (`held`: its shards) keeps the manifest and every shard root (a shallow pin) and the
-/// trees of the shards it holds (a recursive pin of a list of their roots, a block of this
-/// store's own), so the blocks of a shard it drops, or of an older version, can go.
+/// (`held`: its shards) keeps the manifest and every shard root (a shallow pin of a list of
+/// them: of the manifest itself, it would also want the previous version, which a partial
+/// replica does not fetch) and the trees of the shards it holds (a recursive pin of a list
+/// of their roots); both lists are blocks of this store's own. The blocks of a shard it
+/// drops, or of an older version, can go.
 async fn pin_version<S: BlockStore>(
     store: &S,
     name: &str,
@@ -628,11 +630,15 @@ async fn pin_version<S: BlockStore>(
                 .iter()
                 .filter_map(|s| manifest.shards.get(*s as usize).copied())
                 .collect();
-            let list = store
-                .put(pcid::DAG_CBOR, bytes::Bytes::from(dagcbor::encode(&roots)?))
-                .await?;
-            store.pin_shallow_as(&pin, manifest_cid).await?;
-            store.pin_as(&pin, &list).await?;
+            let list = |cids: &[Cid]| {
+                Ok::<_, CollectionError>(bytes::Bytes::from(dagcbor::encode(&cids)?))
+            };
+            let trees = store.put(pcid::DAG_CBOR, list(&roots)?).await?;
+            let mut named = vec![*manifest_cid];
+            named.extend(&manifest.shards);
+            let version = store.put(pcid::DAG_CBOR, list(&named)?).await?;
+            store.pin_shallow_as(&pin, &version).await?;
+            store.pin_as(&pin, &trees).await?;
             // A partial replica does not use the snapshot of every shard.
             store.unpin_name(&snapshot::pin_name(&pin)).await?;
         }

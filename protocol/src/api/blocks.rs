@@ -34,7 +34,8 @@ pub struct Pin {
     pub name: String,
     /// What it keeps: `recursive`, the whole DAG under the root; `shallow`, the root block
     /// and the blocks it links to (a collection whose node holds some of its shards pins its
-    /// version so: the manifest and shard roots, not the trees of the shards held elsewhere).
+    /// version so: a list of the manifest and the shard roots, not the trees of the shards
+    /// held elsewhere nor older versions).
     #[serde(default = "recursive")]
     pub kind: String,
 }
