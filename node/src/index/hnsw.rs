@@ -89,6 +89,9 @@ pub struct HnswIndex {
     unmended: Vec<u64>,
     /// With traversal codes: the graph holds codes, and these the f32 vectors.
     codes: Option<codes::Codes>,
+    /// The base layer's links as the filtered walk reads them, and the graph change it was
+    /// read at (see [`walk`]).
+    adjacency: walk::AdjacencyCache,
 }
 
 impl std::fmt::Debug for HnswIndex {
@@ -166,6 +169,7 @@ impl HnswIndex {
             groups: Groups::default(),
             unmended: Vec::new(),
             codes: codes.then(|| codes::Codes::new(spec.dimension, spec.metric == Metric::Cosine)),
+            adjacency: walk::AdjacencyCache::default(),
         };
         this.grow_to(0)?;
         Ok(this)
@@ -550,6 +554,7 @@ impl HnswIndex {
     /// Takes `key` out of the index: out of the slot it shares, which moves to another of its
     /// points if it had `key`'s key, or with its own slot. Returns whether it was there.
     fn detach(&mut self, key: u64) -> Result<bool, IndexError> {
+        self.adjacency.changed();
         let left = self.groups.leave(key);
         // The slot under `key`, if any, is still there to read.
         let hash = match left {

@@ -627,6 +627,54 @@ fn walks_of_passing_points_equal_exact_search_on_small_sets() {
 }
 
 #[test]
+fn walks_of_passing_points_follow_every_change_to_the_graph() {
+    // The walk reads the graph's links once and keeps them until the graph changes: points
+    // added, moved and removed after a walk are walked, or not, by the next one. The seeds
+    // are the first points' only, so the points added are found through the links alone.
+    let mut data = clustered(2_000, 24, 12);
+    let added = data.split_off(1_800);
+    let mut exact = FlatIndex::new(24, Metric::L2);
+    let mut hnsw = HnswIndex::new(spec(Metric::L2, Quantization::F32)).unwrap();
+    for (i, v) in data.iter().enumerate() {
+        exact.upsert(i as u64, v).unwrap();
+        hnsw.upsert(i as u64, v).unwrap();
+    }
+    let passes = |key: u64| (key / 16) % 10 == 4;
+    let seeds: Vec<u64> = (0..1_800).filter(|k| passes(*k)).step_by(4).collect();
+    let keys = |hits: &[Hit]| hits.iter().map(|h| h.key).collect::<Vec<_>>();
+    let queries: Vec<Vec<f32>> = added.iter().step_by(13).cloned().collect();
+    let check = |hnsw: &HnswIndex, exact: &FlatIndex, when: &str| {
+        for q in &queries {
+            let truth = exact.search(q, 10, None, Some(&passes)).unwrap();
+            let got = hnsw
+                .search_passing(q, 10, Some(256), &passes, seeds.iter().copied())
+                .unwrap();
+            assert_eq!(keys(&got), keys(&truth), "{when}");
+        }
+    };
+    check(&hnsw, &exact, "before any change");
+    for (i, v) in added.iter().enumerate() {
+        let key = 1_800 + i as u64;
+        exact.upsert(key, v).unwrap();
+        hnsw.upsert(key, v).unwrap();
+    }
+    check(&hnsw, &exact, "after points were added");
+    // Passing points moved onto the queries, and others taken out.
+    for (n, key) in (0..1_800).filter(|k| passes(*k)).step_by(7).enumerate() {
+        if n % 2 == 0 {
+            let mut v = queries[n % queries.len()].clone();
+            v[0] += 0.01 * (n + 1) as f32;
+            exact.upsert(key, &v).unwrap();
+            hnsw.upsert(key, &v).unwrap();
+        } else {
+            exact.remove(key).unwrap();
+            hnsw.remove(key).unwrap();
+        }
+    }
+    check(&hnsw, &exact, "after points were moved and removed");
+}
+
+#[test]
 fn passing_share_tells_sets_that_follow_the_graph() {
     let data = clustered(3_000, 24, 5);
     let mut hnsw = HnswIndex::new(spec(Metric::L2, Quantization::F32)).unwrap();

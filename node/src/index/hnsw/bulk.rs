@@ -252,6 +252,15 @@ impl HnswIndex {
 
     /// Adds one stored vector under `key` to usearch's graph (the caller holds a context).
     pub(super) fn add_one(&self, key: u64, stored: &[u8]) -> Result<(), IndexError> {
+        let added = self.add_to_graph(key, stored);
+        // A prepared insert changes the filtered walk's graph when it is placed.
+        if key < super::PREPARED_KEYS {
+            self.adjacency.changed();
+        }
+        added
+    }
+
+    fn add_to_graph(&self, key: u64, stored: &[u8]) -> Result<(), IndexError> {
         if let Some(codes) = &self.codes {
             let vector: Vec<f32> = f32s(stored).collect();
             // Vectors have at least one component: the fit has values.

@@ -52,6 +52,8 @@ impl HnswIndex {
     /// prepared insert becomes `key`'s slot, or is dropped when `key` holds that vector
     /// already or joins a slot that does.
     pub fn place_prepared(&mut self, key: u64, temp: u64, stored: &[u8]) -> Result<(), IndexError> {
+        // Exclusive access: no walk reads the graph until this returns.
+        self.adjacency.changed();
         match self.settle(key, stored)? {
             Settled::Done => self.discard_prepared(temp),
             Settled::NeedsSlot { hash, remember } => {

@@ -17,11 +17,136 @@
 //! What it gives up: a passing point that lies among failing ones, linked to them and not to
 //! the rest of its set, can stay out of reach. On a filter by class (Fashion-MNIST) its recall
 //! stops at 0.95–0.97 whatever the `ef` (docs/benchmarks.md).
+//!
+//! The walk reads the links from an [`Adjacency`] of its own, read from usearch's graph by
+//! the first walk after a change: usearch's neighbour cursor finds each point by a hash
+//! lookup and turns each neighbour's slot into its key by reading that neighbour's node, a
+//! quarter of the walk's time when it read the graph through it.
 
-use std::{cmp::Ordering, collections::BinaryHeap};
+use std::{
+    cmp::Ordering,
+    collections::BinaryHeap,
+    sync::{
+        atomic::{self, AtomicU64},
+        Arc, Mutex,
+    },
+};
 
-use super::{Hit, HnswIndex, IndexError};
+use super::{Hit, HnswIndex, IndexError, PREPARED_KEYS};
 use crate::index::score;
+
+/// The base layer's links of the points a walk can reach, laid out by key.
+pub(super) struct Adjacency {
+    /// `links[offsets[k]..offsets[k + 1]]` are the links of key `k`.
+    offsets: Vec<usize>,
+    links: Vec<u32>,
+    /// The keys whose links were read (a key with none has an empty range too).
+    read: Seen,
+}
+
+impl Adjacency {
+    /// Reads the links of every point reachable from `from` through the base layer. `None`
+    /// when the keys are too sparse to lay out by key (the keys of points are dense: the
+    /// collection numbers its points in order), or do not fit in 32 bits.
+    fn read(index: &HnswIndex, from: &[u64]) -> Option<Self> {
+        let mut read = Seen::default();
+        let mut stack: Vec<u64> = from.iter().map(|&key| index.slot(key)).collect();
+        let mut found: Vec<(u32, usize, usize)> = Vec::new();
+        let (mut links, mut out, mut top) = (Vec::new(), Vec::<u32>::new(), 0u64);
+        while let Some(key) = stack.pop() {
+            if key >= u64::from(u32::MAX) || !read.insert(key) {
+                continue;
+            }
+            top = top.max(key);
+            index.links(key, &mut links);
+            let start = out.len();
+            // Prepared inserts pass no filter and are dropped from hits: not walked.
+            for &next in links.iter().filter(|&&next| next < PREPARED_KEYS) {
+                out.push(u32::try_from(next).ok()?);
+                stack.push(next);
+            }
+            found.push((key as u32, start, out.len()));
+        }
+        if top > 8 * found.len() as u64 + 1024 {
+            return None;
+        }
+        // Each key's range, in key order (a key not read has an empty one).
+        found.sort_unstable_by_key(|(key, ..)| *key);
+        let (mut offsets, mut ordered) = (Vec::with_capacity(top as usize + 2), Vec::new());
+        ordered.reserve_exact(out.len());
+        let mut next = found.iter().peekable();
+        for key in 0..=top as u32 {
+            offsets.push(ordered.len());
+            if let Some((_, start, end)) = next.next_if(|(k, ..)| *k == key) {
+                ordered.extend_from_slice(&out[*start..*end]);
+            }
+        }
+        offsets.push(ordered.len());
+        Some(Self {
+            offsets,
+            links: ordered,
+            read,
+        })
+    }
+
+    /// The links of `key` into `out`; false (leaving `out` alone) when they were not read.
+    fn links(&self, key: u64, out: &mut Vec<u64>) -> bool {
+        if !self.read.contains(key) {
+            return false;
+        }
+        let key = key as usize;
+        out.clear();
+        out.extend(
+            self.links[self.offsets[key]..self.offsets[key + 1]]
+                .iter()
+                .map(|&k| u64::from(k)),
+        );
+        true
+    }
+
+    /// Heap bytes held.
+    fn bytes(&self) -> usize {
+        self.offsets.len() * size_of::<usize>() + self.links.len() * 4 + self.read.words.len() * 8
+    }
+}
+
+/// The walk's [`Adjacency`] (`None` where the keys could not be laid out) and the count of
+/// graph changes it was read at: a change (an insert, a removal, a prepared insert placed)
+/// counts after it is made, so an adjacency read meanwhile is read again by the next walk.
+#[derive(Default)]
+pub(super) struct AdjacencyCache {
+    changes: AtomicU64,
+    read: Mutex<Option<(u64, Option<Arc<Adjacency>>)>>,
+}
+
+impl AdjacencyCache {
+    /// Counts a change made to the graph.
+    pub(super) fn changed(&self) {
+        self.changes.fetch_add(1, atomic::Ordering::AcqRel);
+    }
+
+    /// The adjacency of the graph as it is, read from `from` if the graph changed since the
+    /// last read (walks meanwhile wait for it, and take it).
+    fn get(&self, index: &HnswIndex, from: &[u64]) -> Option<Arc<Adjacency>> {
+        // The cached value is whole or absent after any panic: poisoning is ignored.
+        let mut cached = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.changes.load(atomic::Ordering::Acquire);
+        if let Some((at, adjacency)) = cached.as_ref() {
+            if *at == now {
+                return adjacency.clone();
+            }
+        }
+        let started = std::time::Instant::now();
+        let adjacency = Adjacency::read(index, from).map(Arc::new);
+        tracing::debug!(
+            bytes = adjacency.as_ref().map(|a| a.bytes()),
+            secs = started.elapsed().as_secs_f64(),
+            "read the graph's links for filtered walks"
+        );
+        *cached = Some((now, adjacency.clone()));
+        adjacency
+    }
+}
 
 /// A scored slot, ordered by score (then by slot, for a deterministic walk).
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +202,16 @@ impl Seen {
         let fresh = self.words[word] & bit == 0;
         self.words[word] |= bit;
         fresh
+    }
+
+    /// Whether `slot` is marked.
+    fn contains(&self, slot: u64) -> bool {
+        if slot >= Self::DENSE {
+            return self.sparse.contains(&slot);
+        }
+        self.words
+            .get((slot / 64) as usize)
+            .is_some_and(|word| word & (1u64 << (slot % 64)) != 0)
     }
 }
 
@@ -174,6 +309,15 @@ impl HnswIndex {
             Some(score(self.spec.metric, query, stored)).filter(|s| s.is_finite())
         };
 
+        let seeds: Vec<u64> = seeds.into_iter().collect();
+        let adjacency = self.adjacency.get(self, &seeds);
+        // A point the adjacency did not reach (none, where the keys are sparse) is read from
+        // usearch's graph.
+        let read_links = |key: u64, out: &mut Vec<u64>| {
+            if !adjacency.as_ref().is_some_and(|a| a.links(key, out)) {
+                self.links(key, out);
+            }
+        };
         let mut seen = Seen::default();
         let mut beam = Beam::new(ef);
         for slot in seeds.into_iter().map(|key| self.slot(key)) {
@@ -185,7 +329,7 @@ impl HnswIndex {
         }
         let (mut links, mut further, mut found) = (Vec::new(), Vec::new(), Vec::new());
         while let Some(at) = beam.next() {
-            self.links(at.slot, &mut links);
+            read_links(at.slot, &mut links);
             found.clear();
             let mut passing = 0;
             for &slot in &links {
@@ -205,7 +349,7 @@ impl HnswIndex {
                 if passes(over) || !seen.insert(over) {
                     continue;
                 }
-                self.links(over, &mut further);
+                read_links(over, &mut further);
                 for &slot in &further {
                     if passes(slot) && seen.insert(slot) {
                         found.push(slot);
