@@ -554,6 +554,23 @@ async fn filtered(
             let pass = engines::search_raw_filtered(raw, queries, ef, Some(&accepts))?;
             rows.push(row("usearch walk, raw index", Some(ef), false, &pass));
         }
+        // Both walks on the same graph, whichever the planner picks: what the choice is
+        // between.
+        let allowed: Vec<u64> = (0..data.len() as u64).filter(|k| accepts(*k)).collect();
+        let seeds: Vec<u64> = allowed
+            .iter()
+            .copied()
+            .step_by(allowed.len().div_ceil(64).max(1))
+            .collect();
+        for ef in FILTER_EFS {
+            let pass = engines::search_raw_passing(raw, queries, ef, &accepts, &seeds)?;
+            rows.push(row(
+                "walk of matching points, raw index",
+                Some(ef),
+                false,
+                &pass,
+            ));
+        }
     }
     collection.set_exact_fallback(EXACT_FALLBACK_POINTS, EXACT_FALLBACK_FRACTION);
     Ok(rows)

@@ -519,9 +519,19 @@ pub fn filter_cases() -> Vec<FilterCase> {
         // are spread over every class. The label filters above allow whole classes, so most
         // queries (images of another class) have none of their neighbours allowed.
         FilterCase {
+            name: "90% by id (id % 10 < 9)",
+            json: r#"{"must": [{"key": "id_mod10", "range": {"lt": 9}}]}"#,
+            accepts: |id, _| id % 10 < 9,
+        },
+        FilterCase {
             name: "50% by id (id % 10 < 5)",
             json: r#"{"must": [{"key": "id_mod10", "range": {"lt": 5}}]}"#,
             accepts: |id, _| id % 10 < 5,
+        },
+        FilterCase {
+            name: "30% by id (id % 10 < 3)",
+            json: r#"{"must": [{"key": "id_mod10", "range": {"lt": 3}}]}"#,
+            accepts: |id, _| id % 10 < 3,
         },
         FilterCase {
             name: "10% by id (id % 10 == 3)",

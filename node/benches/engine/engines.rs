@@ -293,6 +293,28 @@ pub fn search_raw_filtered(
     })
 }
 
+/// Searches the raw index's points that `filter` accepts with the node's walk of the matching
+/// points, started from `seeds` (as the collection picks them: spread over the set in key
+/// order).
+pub fn search_raw_passing(
+    index: &HnswIndex,
+    queries: &[Vec<f32>],
+    ef: usize,
+    filter: &(dyn Fn(u64) -> bool + Sync),
+    seeds: &[u64],
+) -> Result<Pass> {
+    let mut ids = Vec::with_capacity(queries.len());
+    let watch = Stopwatch::start();
+    for q in queries {
+        let hits = index.search_passing(q, K, Some(ef), filter, seeds.iter().copied())?;
+        ids.push(hits.iter().map(|h| h.key).collect());
+    }
+    Ok(Pass {
+        timing: watch.stop(),
+        ids,
+    })
+}
+
 /// Time per call of `f`, averaged over `runs` calls.
 pub fn per_call(runs: usize, mut f: impl FnMut()) -> f64 {
     let start = Instant::now();
