@@ -601,18 +601,24 @@ fn walks_of_passing_points_find_the_exact_filtered_neighbours() {
     }
 }
 
+/// An exact L2 index and an f32 HNSW index of `data`, each point under its position.
+fn l2_indexes(data: &[Vec<f32>]) -> (FlatIndex, HnswIndex) {
+    let mut exact = FlatIndex::new(data[0].len(), Metric::L2);
+    let mut hnsw = HnswIndex::new(spec(Metric::L2, Quantization::F32)).unwrap();
+    for (i, v) in data.iter().enumerate() {
+        exact.upsert(i as u64, v).unwrap();
+        hnsw.upsert(i as u64, v).unwrap();
+    }
+    (exact, hnsw)
+}
+
 #[test]
 fn walks_of_passing_points_equal_exact_search_on_small_sets() {
     // 2,000 points, 200 of which pass, spread over every cluster: at an `ef` above 200 the
     // walk goes on until it has met every passing point it can reach, and answers exactly
     // what exact search answers when it reaches them all.
     let data = clustered(2_000, 24, 11);
-    let mut exact = FlatIndex::new(24, Metric::L2);
-    let mut hnsw = HnswIndex::new(spec(Metric::L2, Quantization::F32)).unwrap();
-    for (i, v) in data.iter().enumerate() {
-        exact.upsert(i as u64, v).unwrap();
-        hnsw.upsert(i as u64, v).unwrap();
-    }
+    let (exact, hnsw) = l2_indexes(&data);
     let passes = |key: u64| (key / 16) % 10 == 4;
     let allowed: Vec<u64> = (0..2_000).filter(|k| passes(*k)).collect();
     let seeds: Vec<u64> = allowed.iter().copied().step_by(4).collect();
@@ -633,12 +639,7 @@ fn walks_of_passing_points_follow_every_change_to_the_graph() {
     // are the first points' only, so the points added are found through the links alone.
     let mut data = clustered(2_000, 24, 12);
     let added = data.split_off(1_800);
-    let mut exact = FlatIndex::new(24, Metric::L2);
-    let mut hnsw = HnswIndex::new(spec(Metric::L2, Quantization::F32)).unwrap();
-    for (i, v) in data.iter().enumerate() {
-        exact.upsert(i as u64, v).unwrap();
-        hnsw.upsert(i as u64, v).unwrap();
-    }
+    let (mut exact, mut hnsw) = l2_indexes(&data);
     let passes = |key: u64| (key / 16) % 10 == 4;
     let seeds: Vec<u64> = (0..1_800).filter(|k| passes(*k)).step_by(4).collect();
     let keys = |hits: &[Hit]| hits.iter().map(|h| h.key).collect::<Vec<_>>();
