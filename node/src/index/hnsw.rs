@@ -654,6 +654,7 @@ impl VectorIndex for HnswIndex {
         self.index.memory_usage()
             + self.groups.memory_bytes()
             + self.codes.as_ref().map_or(0, |codes| codes.memory_bytes())
+            + self.adjacency.bytes()
     }
 }
 

@@ -653,7 +653,11 @@ fn walks_of_passing_points_follow_every_change_to_the_graph() {
             assert_eq!(keys(&got), keys(&truth), "{when}");
         }
     };
+    let before = hnsw.memory_bytes();
     check(&hnsw, &exact, "before any change");
+    // The links read are counted in the index's memory: 4 bytes a link, a point has several.
+    let after = hnsw.memory_bytes();
+    assert!(after >= before + 4 * 4 * 1_800, "{before} -> {after}");
     for (i, v) in added.iter().enumerate() {
         let key = 1_800 + i as u64;
         exact.upsert(key, v).unwrap();

@@ -125,6 +125,15 @@ impl AdjacencyCache {
         self.changes.fetch_add(1, atomic::Ordering::AcqRel);
     }
 
+    /// Heap bytes of the adjacency held (the last one read, until the next walk reads again).
+    pub(super) fn bytes(&self) -> usize {
+        let cached = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        cached
+            .as_ref()
+            .and_then(|(_, adjacency)| adjacency.as_ref())
+            .map_or(0, |adjacency| adjacency.bytes())
+    }
+
     /// The adjacency of the graph as it is, read from `from` if the graph changed since the
     /// last read (walks meanwhile wait for it, and take it).
     fn get(&self, index: &HnswIndex, from: &[u64]) -> Option<Arc<Adjacency>> {
