@@ -503,8 +503,13 @@ fn the_shard_map_shows_each_shard_and_its_holders() {
     tmux.keys(&["3"]);
     tmux.wait_for_text("Collections (1)");
     tmux.keys(&["s"]);
-    let screen = tmux.wait_for("the shard map", |s| {
-        s.contains("Shards of sharded (4), 1 holder wanted each") && shard_row(s, 3).is_some()
+    // The detail box of the first shard draws last: a screen caught before it is not done.
+    let first = shards[0]["root"].as_str().unwrap();
+    let screen = tmux.wait_for("the shard map and the first shard's detail", |s| {
+        s.contains("Shards of sharded (4), 1 holder wanted each")
+            && shard_row(s, 3).is_some()
+            && s.contains(&format!("Root     {first}"))
+            && s.contains(&format!("Holders  {}  this node", daemon.peer_id))
     });
     assert!(!screen.contains("under-replicated"), "{screen}");
     for s in &shards {
@@ -520,7 +525,6 @@ fn the_shard_map_shows_each_shard_and_its_holders() {
         assert_eq!(s["live"], 1, "{map}");
     }
     // The first shard in full: its root, and this node by its peer id.
-    let first = shards[0]["root"].as_str().unwrap();
     assert!(screen.contains(&format!("Root     {first}")), "{screen}");
     assert!(
         screen.contains(&format!("Holders  {}  this node", daemon.peer_id)),
