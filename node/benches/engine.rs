@@ -503,12 +503,16 @@ async fn filtered(
     println!("search: filtered …");
     // The first walk of matching points after a change to the graph reads its links; the
     // walks after it reuse them (node/src/index/hnsw/walk.rs).
-    let seeds: Vec<u64> = (0..data.len() as u64)
-        .step_by((data.len() / 64).max(1))
-        .collect();
+    let every = key_set(data.len(), |_| true);
     let timed = || -> Result<f64> {
         let started = std::time::Instant::now();
-        raw.search_passing(&queries[0], 10, Some(16), &|_| true, seeds.iter().copied())?;
+        raw.search_passing(
+            &queries[0],
+            10,
+            Some(16),
+            &|_| true,
+            every.seeds().iter().copied(),
+        )?;
         Ok(started.elapsed().as_secs_f64() * 1e3)
     };
     let (first, next) = (timed()?, timed()?);
@@ -556,14 +560,9 @@ async fn filtered(
         }
         // Both walks on the same graph, whichever the planner picks: what the choice is
         // between.
-        let allowed: Vec<u64> = (0..data.len() as u64).filter(|k| accepts(*k)).collect();
-        let seeds: Vec<u64> = allowed
-            .iter()
-            .copied()
-            .step_by(allowed.len().div_ceil(64).max(1))
-            .collect();
+        let allowed = key_set(data.len(), accepts);
         for ef in FILTER_EFS {
-            let pass = engines::search_raw_passing(raw, queries, ef, &accepts, &seeds)?;
+            let pass = engines::search_raw_passing(raw, queries, ef, &accepts, allowed.seeds())?;
             rows.push(row(
                 "walk of matching points, raw index",
                 Some(ef),
@@ -574,6 +573,16 @@ async fn filtered(
     }
     collection.set_exact_fallback(EXACT_FALLBACK_POINTS, EXACT_FALLBACK_FRACTION);
     Ok(rows)
+}
+
+/// The keys below `n` that `accepts` lets through, as the collection holds a filter's set:
+/// its seeds are where the collection's walk of the matching points starts.
+fn key_set(n: usize, accepts: impl Fn(u64) -> bool) -> ipvec_node::collection::allowed::KeySet {
+    let mut set = ipvec_node::collection::allowed::KeySet::with_limit(n as u64);
+    for key in (0..n as u64).filter(|key| accepts(*key)) {
+        set.insert(key);
+    }
+    set
 }
 
 /// What evaluating a filter over every point costs when its set is not cached (the first

@@ -294,8 +294,7 @@ pub fn search_raw_filtered(
 }
 
 /// Searches the raw index's points that `filter` accepts with the node's walk of the matching
-/// points, started from `seeds` (as the collection picks them: spread over the set in key
-/// order).
+/// points, started from `seeds` (the set's `KeySet::seeds`, as the collection starts it).
 pub fn search_raw_passing(
     index: &HnswIndex,
     queries: &[Vec<f32>],

@@ -54,7 +54,8 @@ impl Adjacency {
         let mut found: Vec<(u32, usize, usize)> = Vec::new();
         let (mut links, mut out, mut top) = (Vec::new(), Vec::<u32>::new(), 0u64);
         while let Some(key) = stack.pop() {
-            if key >= u64::from(u32::MAX) || !read.insert(key) {
+            let short = u32::try_from(key).ok()?;
+            if !read.insert(key) {
                 continue;
             }
             top = top.max(key);
@@ -65,7 +66,7 @@ impl Adjacency {
                 out.push(u32::try_from(next).ok()?);
                 stack.push(next);
             }
-            found.push((key as u32, start, out.len()));
+            found.push((short, start, out.len()));
         }
         if top > 8 * found.len() as u64 + 1024 {
             return None;
