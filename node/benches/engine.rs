@@ -218,7 +218,7 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
     let timing = engines::upsert_raw(&mut raw_codes, &data, RAW_RESERVES)?;
     ingest.push(IngestRow::new("usearch raw on codes", timing, data.len()));
     sweep_codes(
-        (&codes, &raw_codes),
+        (&codes, &mut raw_codes),
         &queries,
         &exact,
         &truths[0],
@@ -408,22 +408,28 @@ async fn ingest_on_cores(
 }
 
 /// The ef sweep of the collection on codes and of the raw index on codes, into the rows of
-/// [`sweep`].
+/// [`sweep`]: the raw index by usearch's walk and by ipvec's own (`HnswIndex::set_own_walk`).
 async fn sweep_codes(
-    (collection, raw): (&Coll, &ipvec_node::index::HnswIndex),
+    (collection, raw): (&Coll, &mut ipvec_node::index::HnswIndex),
     queries: &[Vec<f32>],
     exact: &Exact<'_>,
     truth: &Truth,
     rows: &mut [SearchRow],
 ) -> Result<()> {
     println!("search: ef sweep on codes …");
-    engines::search_ipvec(collection, &queries[..queries.len().min(50)], 64, None).await?;
-    engines::search_raw(raw, &queries[..queries.len().min(50)], 64)?;
+    // An unchanged graph is laid out for the own walk after a share of searches (one per 128
+    // points): a pass over every query takes both there.
+    engines::search_ipvec(collection, queries, 64, None).await?;
+    engines::search_raw(raw, queries, 64)?;
     for row in rows {
+        raw.set_own_walk(false);
         let [ipvec, usearch, own] =
             engines::search_trio_best(collection, raw, queries, row.ef).await?;
+        raw.set_own_walk(true);
+        let walk = engines::search_raw_best(raw, queries, row.ef)?;
         row.codes = Some(Quality::of(exact, truth, &ipvec.ids, ipvec.qps()));
         row.raw_codes = Some(Quality::of(exact, truth, &usearch.ids, usearch.qps()));
+        row.raw_codes_own_walk = Some(Quality::of(exact, truth, &walk.ids, walk.qps()));
         row.codes_own_graph = Some(own.qps());
     }
     Ok(())
@@ -476,6 +482,7 @@ async fn sweep(
             own_graph: own.qps(),
             raw_own_kernel,
             codes_own_graph: None,
+            raw_codes_own_walk: None,
             codes: None,
             raw_codes: None,
             faiss: None,

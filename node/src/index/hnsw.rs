@@ -57,6 +57,7 @@ impl Default for HnswRuntime {
 
 mod bulk;
 pub mod codes;
+mod codes_walk;
 mod file;
 mod prepared;
 mod walk;
@@ -92,6 +93,10 @@ pub struct HnswIndex {
     /// The base layer's links as the filtered walk reads them, and the graph change it was
     /// read at (see [`walk`]).
     adjacency: walk::AdjacencyCache,
+    /// The graph on codes laid out for unfiltered searches of ipvec's own walk (see
+    /// [`codes_walk`]), and whether searches take that walk.
+    code_graph: codes_walk::CodeGraphCache,
+    own_walk: bool,
 }
 
 impl std::fmt::Debug for HnswIndex {
@@ -170,6 +175,8 @@ impl HnswIndex {
             unmended: Vec::new(),
             codes: codes.then(|| codes::Codes::new(spec.dimension, spec.metric == Metric::Cosine)),
             adjacency: walk::AdjacencyCache::default(),
+            code_graph: codes_walk::CodeGraphCache::default(),
+            own_walk: true,
         };
         this.grow_to(0)?;
         Ok(this)
@@ -213,6 +220,13 @@ impl HnswIndex {
     /// Whether the graph is walked on one-byte codes (see [`codes`]).
     pub fn walks_codes(&self) -> bool {
         self.codes.is_some()
+    }
+
+    /// Whether unfiltered searches on codes may take ipvec's own walk of the graph once it
+    /// has served a while unchanged (see [`codes_walk`]; on by default). Off, every search
+    /// takes usearch's walk; the engine bench compares the two.
+    pub fn set_own_walk(&mut self, on: bool) {
+        self.own_walk = on;
     }
 
     /// Reserves room for `n` vectors in total (avoids growing step by step during a bulk load).
@@ -414,13 +428,30 @@ impl HnswIndex {
                 return Ok(Vec::new());
             };
             let coded = coder.encode(query);
-            let matches = match coder {
-                codes::Coder::Unit => self.usearch_search(&as_i8(&coded), ef.max(k), filter),
-                codes::Coder::Affine { .. } => self.usearch_search(&coded, ef.max(k), filter),
-            }?;
+            let graph = match filter.is_none() && self.own_walk {
+                true => self.code_graph.get(self, self.adjacency.changes()),
+                false => None,
+            };
+            let candidates = match graph {
+                Some(graph) => graph
+                    .search(&coded, ef.max(k))
+                    .into_iter()
+                    .map(|(slot, _)| slot)
+                    .collect(),
+                None => {
+                    match coder {
+                        codes::Coder::Unit => {
+                            self.usearch_search(&as_i8(&coded), ef.max(k), filter)
+                        }
+                        codes::Coder::Affine { .. } => {
+                            self.usearch_search(&coded, ef.max(k), filter)
+                        }
+                    }?
+                    .keys
+                }
+            };
             let rows = codes.rows();
-            let slots = matches
-                .keys
+            let slots = candidates
                 .iter()
                 .filter_map(|slot| {
                     rows.get(*slot).map(|row| Hit {
@@ -655,6 +686,7 @@ impl VectorIndex for HnswIndex {
             + self.groups.memory_bytes()
             + self.codes.as_ref().map_or(0, |codes| codes.memory_bytes())
             + self.adjacency.bytes()
+            + self.code_graph.bytes()
     }
 }
 

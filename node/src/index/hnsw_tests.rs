@@ -35,10 +35,16 @@ fn recall_of(spec: IndexSpec) -> f32 {
         exact.upsert(i as u64, v).unwrap();
         hnsw.upsert(i as u64, v).unwrap();
     }
+    recall_in(&hnsw, &exact, &queries)
+}
+
+/// Recall@10 of `hnsw` at ef 64 against `exact` (the same points), over `queries`.
+fn recall_in(hnsw: &HnswIndex, exact: &FlatIndex, queries: &[Vec<f32>]) -> f32 {
+    let metric = hnsw.spec.metric;
     // A hit counts when its exact score reaches the tenth true score (ties are common in
     // tight clusters, and any of the tied points is a correct answer).
     let mut found = 0;
-    for q in &queries {
+    for q in queries {
         let tenth = exact.search(q, 10, None, None).unwrap()[9].score;
         let got = hnsw.search(q, 10, Some(64), None).unwrap();
         let tolerance = 1e-5 * tenth.abs().max(1.0);
@@ -382,6 +388,78 @@ fn walks_on_codes_find_the_exact_neighbours_with_exact_scores() {
     ] {
         let hnsw = HnswIndex::new(with_codes(metric, quantization)).unwrap();
         assert!(!hnsw.walks_codes(), "{metric:?} {quantization:?}");
+    }
+}
+
+/// Once a graph on codes has served its share of searches unchanged, searches take the own
+/// walk of its layout (`codes_walk`) with usearch's recall; a change sends them back to
+/// usearch's walk until the layout is read again, with the points added, moved and removed.
+#[test]
+fn the_own_walk_on_codes_keeps_recall_and_follows_every_change() {
+    for metric in [Metric::L2, Metric::Cosine] {
+        let mut data = clustered(3_100, 24, 1);
+        let queries = data.split_off(3_000);
+        let mut exact = FlatIndex::new(24, metric);
+        let mut hnsw = HnswIndex::new(with_codes(metric, Quantization::F32)).unwrap();
+        for (i, v) in data.iter().enumerate() {
+            exact.upsert(i as u64, v).unwrap();
+            hnsw.upsert(i as u64, v).unwrap();
+        }
+        hnsw.set_own_walk(false);
+        let usearch = recall_in(&hnsw, &exact, &queries);
+        assert_eq!(
+            hnsw.code_graph.bytes(),
+            0,
+            "{metric:?}: laid out with the walk off"
+        );
+        hnsw.set_own_walk(true);
+        // 3,000 points: laid out at the 24th search, and the second pass is all own walks.
+        recall_in(&hnsw, &exact, &queries);
+        let laid_out = hnsw.code_graph.bytes();
+        assert!(
+            laid_out >= 3_000 * 24,
+            "{metric:?}: {laid_out} bytes laid out"
+        );
+        let own = recall_in(&hnsw, &exact, &queries);
+        assert!(
+            own >= 0.95 && own >= usearch - 0.01,
+            "{metric:?}: own walk {own}, usearch's {usearch}"
+        );
+
+        // Each change is searched for at once (usearch's walk) and again after enough
+        // searches for the layout to be read again (the own walk).
+        let top = |hnsw: &HnswIndex, q: &[f32]| hnsw.search(q, 1, None, None).unwrap()[0].key;
+        let settle = |hnsw: &HnswIndex| {
+            for q in queries.iter().cycle().take(30) {
+                hnsw.search(q, 10, None, None).unwrap();
+            }
+        };
+        for (i, q) in queries.iter().enumerate().step_by(10) {
+            hnsw.upsert(3_000 + i as u64, q).unwrap();
+        }
+        // A point moved onto a query.
+        hnsw.upsert(5, &queries[5]).unwrap();
+        for when in ["at once", "laid out again"] {
+            for (i, q) in queries.iter().enumerate().step_by(10) {
+                assert_eq!(top(&hnsw, q), 3_000 + i as u64, "{metric:?}: added, {when}");
+            }
+            assert_eq!(top(&hnsw, &queries[5]), 5, "{metric:?}: moved, {when}");
+            settle(&hnsw);
+        }
+        assert!(
+            hnsw.code_graph.bytes() > laid_out,
+            "{metric:?}: the added points laid out"
+        );
+        hnsw.remove(3_000).unwrap();
+        for when in ["at once", "laid out again"] {
+            let hits = hnsw.search(&queries[0], 10, None, None).unwrap();
+            assert!(
+                hits.iter().all(|h| h.key != 3_000),
+                "{metric:?}: removed, {when}"
+            );
+            assert_eq!(hits.len(), 10);
+            settle(&hnsw);
+        }
     }
 }
 

@@ -304,6 +304,11 @@ fn section_length(tail: &[u8], end: u64) -> Result<Option<u64>, String> {
 }
 
 impl Rows {
+    /// The keys that have a vector.
+    pub(super) fn keys(&self) -> impl Iterator<Item = u64> + '_ {
+        self.at.keys().copied()
+    }
+
     /// The vector of `key`.
     pub(super) fn get(&self, key: u64) -> Option<&[f32]> {
         let at = *self.at.get(&key)?;

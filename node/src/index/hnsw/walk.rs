@@ -126,6 +126,11 @@ impl AdjacencyCache {
         self.changes.fetch_add(1, atomic::Ordering::AcqRel);
     }
 
+    /// The count of changes made to the graph.
+    pub(super) fn changes(&self) -> u64 {
+        self.changes.load(atomic::Ordering::Acquire)
+    }
+
     /// Heap bytes of the adjacency held (the last one read, until the next walk reads again).
     pub(super) fn bytes(&self) -> usize {
         let cached = self.read.lock().unwrap_or_else(|p| p.into_inner());
@@ -160,9 +165,9 @@ impl AdjacencyCache {
 
 /// A scored slot, ordered by score (then by slot, for a deterministic walk).
 #[derive(Debug, Clone, Copy)]
-struct Scored {
-    score: f32,
-    slot: u64,
+pub(super) struct Scored {
+    pub(super) score: f32,
+    pub(super) slot: u64,
 }
 
 impl PartialEq for Scored {
@@ -227,14 +232,14 @@ impl Seen {
 
 /// The walk's two queues: the points still to step from, best first, and the `ef` best met,
 /// worst on top. A point enters both when it is among the `ef` best met so far.
-struct Beam {
+pub(super) struct Beam {
     next: BinaryHeap<Scored>,
-    best: BinaryHeap<std::cmp::Reverse<Scored>>,
+    pub(super) best: BinaryHeap<std::cmp::Reverse<Scored>>,
     ef: usize,
 }
 
 impl Beam {
-    fn new(ef: usize) -> Self {
+    pub(super) fn new(ef: usize) -> Self {
         Self {
             next: BinaryHeap::new(),
             best: BinaryHeap::with_capacity(ef + 1),
@@ -242,7 +247,7 @@ impl Beam {
         }
     }
 
-    fn offer(&mut self, point: Scored) {
+    pub(super) fn offer(&mut self, point: Scored) {
         let full = self.best.len() >= self.ef;
         if full && self.best.peek().is_some_and(|worst| point <= worst.0) {
             return;
@@ -255,7 +260,7 @@ impl Beam {
     }
 
     /// The best point to step from, until none can improve the `ef` best.
-    fn next(&mut self) -> Option<Scored> {
+    pub(super) fn next(&mut self) -> Option<Scored> {
         let point = self.next.pop()?;
         let full = self.best.len() >= self.ef;
         match full && self.best.peek().is_some_and(|worst| point < worst.0) {

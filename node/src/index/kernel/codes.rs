@@ -22,6 +22,43 @@ pub(crate) fn usearch_i8_unit_cosine(dimension: usize) -> UsearchMetricOf<i8> {
     metric(dimension, unit_cosine_i8_kernel())
 }
 
+/// The distance of two code vectors as bytes: squared L2 of u8 codes, or (`unit`) the
+/// cosine distance of the i8 codes of unit vectors, as the usearch metrics above compute it.
+pub(crate) fn distance(unit: bool) -> fn(&[u8], &[u8]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: handed out only once the CPU is known to have AVX-512BW (checked above).
+        return match unit {
+            true => |a, b| 1.0 - unsafe { x86::dot_i8_avx512(as_i8(a), as_i8(b)) } as f32 / UNIT,
+            false => |a, b| unsafe { x86::l2sq_u8_avx512(a, b) as f32 },
+        };
+    }
+    match unit {
+        true => |a, b| 1.0 - portable::dot_i8(as_i8(a), as_i8(b)) as f32 / UNIT,
+        false => |a, b| portable::l2sq_u8(a, b) as f32,
+    }
+}
+
+/// Asks the memory for the cache lines of `codes`, which a walk scores soon; reads nothing.
+#[inline]
+pub(crate) fn prefetch(codes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in codes.chunks(64) {
+        // SAFETY: a prefetch is a hint at an address inside a live slice; it reads nothing
+        // and cannot fault.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch(line.as_ptr().cast(), std::arch::x86_64::_MM_HINT_T0)
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = codes;
+}
+
+fn as_i8(codes: &[u8]) -> &[i8] {
+    // SAFETY: u8 and i8 have the same size and alignment, and every bit pattern is valid.
+    unsafe { std::slice::from_raw_parts(codes.as_ptr().cast(), codes.len()) }
+}
+
 /// `kernel` over two vectors of `dimension` codes given by pointer. Only for usearch: the
 /// closure trusts its pointers to address `dimension` codes.
 fn metric<T: 'static>(dimension: usize, kernel: fn(&[T], &[T]) -> f32) -> UsearchMetricOf<T> {
