@@ -5,10 +5,10 @@
 //! so every neighbour's first cache line is a miss the walk waits for. Once a graph on codes
 //! has served searches for a while without changing, this module lays it out for a walk of
 //! its own: every level's links as 32-bit keys, the codes of every point in one buffer by
-//! key, the points met in a bitmap reused between searches. The walk is HNSW's search (a
-//! greedy descent through the upper levels from the highest point, then a beam of `ef` on the
-//! base layer), and it asks the memory for the codes of a point's neighbours not met yet
-//! before it scores the first of them.
+//! key, the points met marked by a stamp per key in a buffer reused between searches. The
+//! walk is HNSW's search (a greedy descent through the upper levels from the highest point,
+//! then a beam of `ef` on the base layer), and it asks the memory for the codes of a point's
+//! neighbours not met yet before it scores the first of them.
 //!
 //! The layout is read again after the graph changes, once as many searches as one for every
 //! [`SEARCHES_PER_READ`] points have run on the old one; until then searches take usearch's
