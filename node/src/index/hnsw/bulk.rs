@@ -190,7 +190,12 @@ impl HnswIndex {
 
     /// `key`'s base-layer links, into `out`.
     pub(super) fn links(&self, key: u64, out: &mut Vec<u64>) {
-        let mut cursor = self.index.neighbors(key, 0);
+        self.links_at(key, 0, out);
+    }
+
+    /// `key`'s links at graph `level` (0 is the base layer), into `out`.
+    pub(super) fn links_at(&self, key: u64, level: usize, out: &mut Vec<u64>) {
+        let mut cursor = self.index.neighbors(key, level);
         out.resize(cursor.total(), 0);
         let got = cursor.drain_into(out);
         out.truncate(got);

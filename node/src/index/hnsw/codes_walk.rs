@@ -99,10 +99,7 @@ impl CodeGraph {
             if level > 0 {
                 let mut levels = Vec::with_capacity(level);
                 for l in 1..=level {
-                    let mut cursor = index.index.neighbors(u64::from(key), l);
-                    read.resize(cursor.total(), 0);
-                    let got = cursor.drain_into(&mut read);
-                    read.truncate(got);
+                    index.links_at(u64::from(key), l, &mut read);
                     let mut out = Vec::new();
                     laid(&read, &mut out);
                     levels.push(out);
