@@ -31,6 +31,11 @@
 //!   has no other request out is asked of its next untried holder, without spending the
 //!   budget. `bad_request` is not retried: the shard is missing with the peer's message.
 //!   When no holder is left, it is missing with every holder's error.
+//! - **Silence**: a request to a peer not answered within [`peers::SILENCE_FACTOR`] times
+//!   its hedge delay (at least [`peers::MIN_SILENCE`]) counts as a failure of its peer, and the shards it alone still
+//!   waits on are asked of their next untried holder where there is one, without spending the
+//!   budget. It stays out: its answer, if it comes, still counts. A shard with no other
+//!   holder waits for it.
 //! - **Deadline**: nothing is sent at or after the query's deadline, and
 //!   [`Planner::next_deadline`] never passes it. Polled at the deadline, the planner cancels
 //!   what is still out and gives up the shards still waiting, as missing with reason

@@ -48,6 +48,11 @@ use crate::{
 pub const DEFAULT_LATENCY: Duration = Duration::from_millis(50);
 /// The shortest wait before a request is hedged.
 pub const MIN_HEDGE_DELAY: Duration = Duration::from_millis(5);
+/// A request silent for this many times its holder's hedge delay counts as failed for the
+/// shards another holder can answer (see [`PeerBook::silence_limit`]).
+pub const SILENCE_FACTOR: u32 = 10;
+/// The shortest wait before a silent request counts as failed.
+pub const MIN_SILENCE: Duration = Duration::from_secs(1);
 /// Failures in a row that open a peer's circuit breaker.
 pub const FAILURES_TO_OPEN: u32 = 3;
 /// How long a breaker first stays open.
@@ -365,6 +370,13 @@ impl<P: Clone + Eq + Hash + Ord + Debug> PeerBook<P> {
             super::Holder::Peer(peer) => self.latency_p95(peer),
         };
         p95.unwrap_or(DEFAULT_LATENCY).max(MIN_HEDGE_DELAY)
+    }
+
+    /// How long a request to `holder` may stay silent before the shards it asked for that
+    /// another holder could answer are asked of that holder: [`SILENCE_FACTOR`] times its
+    /// hedge delay, at least [`MIN_SILENCE`].
+    pub(super) fn silence_limit(&self, holder: &super::Holder<P>) -> Duration {
+        (self.hedge_delay(holder) * SILENCE_FACTOR).max(MIN_SILENCE)
     }
 
     /// What asking `peer` costs before load: its mean latency in milliseconds (or

@@ -439,16 +439,29 @@ impl Network {
         collection: &str,
     ) -> Result<Option<Vec<u8>>, NetError> {
         // A stream asked for once the swarm is gone would wait forever.
-        let asked = self
-            .tasks
+        let asked = async {
+            self.reach(peer).await?;
+            heads::ask(self.control.clone(), peer, collection)
+                .await
+                .map_err(|reason| NetError::Dial {
+                    address: peer.to_string(),
+                    reason,
+                })
+        };
+        self.tasks
             .token()
-            .run_until_cancelled(heads::ask(self.control.clone(), peer, collection))
+            .run_until_cancelled(asked)
             .await
-            .ok_or(NetError::Stopped)?;
-        asked.map_err(|reason| NetError::Dial {
-            address: peer.to_string(),
-            reason,
-        })
+            .ok_or(NetError::Stopped)?
+    }
+
+    /// Connects to `peer` through the swarm, unless it is connected, before a stream is
+    /// opened to it. Opening a stream to a peer with no connection makes libp2p-stream dial
+    /// it, but libp2p-stream queues one such dial at a time and drops the others: a stream
+    /// whose dial was dropped waits until some other connection to the peer comes. The
+    /// swarm's dial answers, and a peer out of reach fails at once.
+    async fn reach(&self, peer: PeerId) -> Result<(), NetError> {
+        self.dial_peer(peer).await.map(|_| ())
     }
 
     /// Answers `/ipvec/search/1.0.0` requests from `source`, `rate_per_peer` a second per peer.
@@ -476,16 +489,27 @@ impl Network {
         request: &ipvec_protocol::search::SearchRequest,
         timeout: Duration,
     ) -> Result<ipvec_protocol::search::SearchAnswer, NetError> {
-        let asked = self
-            .tasks
+        let started = tokio::time::Instant::now();
+        let asked = async {
+            tokio::time::timeout(timeout, self.reach(peer))
+                .await
+                .map_err(|_| NetError::Dial {
+                    address: peer.to_string(),
+                    reason: format!("not connected within {} ms", timeout.as_millis()),
+                })??;
+            let left = timeout.saturating_sub(started.elapsed());
+            search::ask(self.control.clone(), peer, request, left)
+                .await
+                .map_err(|reason| NetError::Dial {
+                    address: peer.to_string(),
+                    reason,
+                })
+        };
+        self.tasks
             .token()
-            .run_until_cancelled(search::ask(self.control.clone(), peer, request, timeout))
+            .run_until_cancelled(asked)
             .await
-            .ok_or(NetError::Stopped)?;
-        asked.map_err(|reason| NetError::Dial {
-            address: peer.to_string(),
-            reason,
-        })
+            .ok_or(NetError::Stopped)?
     }
 
     /// DHT counters.

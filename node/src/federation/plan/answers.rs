@@ -109,6 +109,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Planner<P> {
         }
         r.state = State::Done;
         r.hedge_at = None;
+        r.silent_at = None;
         for s in &r.shards {
             if let Some(st) = self.shards.get_mut(s) {
                 st.live.retain(|l| *l != id);

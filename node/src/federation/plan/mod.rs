@@ -9,7 +9,8 @@
 //! [`Send`](Action::Send) until it answers, fails, or is cancelled: when every shard it
 //! asked for is settled, or at the deadline. Each request but a hedge has a hedge time, its
 //! holder's hedge delay after it was sent (see [`super::peers`]), dropped when it falls at
-//! or after the deadline. The module docs of [`super`] state the rules.
+//! or after the deadline; each request to a peer has a silence limit, likewise. The module
+//! docs of [`super`] state the rules.
 //!
 //! Inputs for requests that are not live are late: a clean answer still counts toward its
 //! peer's latency and may replace a shard's answer with one from a newer head; a failure of
@@ -119,6 +120,9 @@ struct Request<P> {
     sent: Millis,
     /// When its shards still open are hedged (`None`: not any more, or past the deadline).
     hedge_at: Option<Millis>,
+    /// When its silence counts as a failure of its peer (`None`: not any more, past the
+    /// deadline, or asked of this node).
+    silent_at: Option<Millis>,
     hedge: bool,
     state: State,
 }
@@ -220,6 +224,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Planner<P> {
             self.plan(book, now, &mut out);
         } else if now < self.deadline {
             self.hedge_due(book, now, &mut out);
+            self.silence_due(book, now, &mut out);
         }
         self.settle(book, now, &mut out);
         out
@@ -239,7 +244,8 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Planner<P> {
     }
 
     /// When [`Planner::poll`] must be called next: at once before the plan is sent, then
-    /// the next hedge or the deadline, whichever comes first; `None` once done.
+    /// the next hedge, the next silence limit or the deadline, whichever comes first; `None`
+    /// once done.
     pub fn next_deadline(&self) -> Option<Millis> {
         if !self.planned {
             return Some(self.created.min(self.deadline));
@@ -247,13 +253,14 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Planner<P> {
         if self.is_done() {
             return None;
         }
-        let hedge = self
+        let timer = self
             .requests
             .values()
             .filter(|r| r.state == State::Live)
-            .filter_map(|r| r.hedge_at)
+            .flat_map(|r| [r.hedge_at, r.silent_at])
+            .flatten()
             .min();
-        Some(hedge.map_or(self.deadline, |h| h.min(self.deadline)))
+        Some(timer.map_or(self.deadline, |t| t.min(self.deadline)))
     }
 
     /// Whether every shard is answered or given up.
@@ -357,6 +364,59 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Planner<P> {
         }
     }
 
+    /// Moves on from the requests silent past their holder's limit
+    /// (`PeerBook::silence_limit`): the shards such a request alone still waits on are
+    /// asked of their next holder where there is one (a failover: no hedging credit is
+    /// spent), and its peer counts a failure. The request stays out, and an answer from it
+    /// still counts. Without this, a request that never gets through (a peer gone without
+    /// its connection closing, a stream that never opens) holds its shards until the
+    /// deadline whenever the hedging budget is spent.
+    fn silence_due(&mut self, book: &mut PeerBook<P>, now: Millis, out: &mut Vec<Action<P>>) {
+        let due: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| r.state == State::Live && r.silent_at.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let Some(r) = self.requests.get_mut(&id) else {
+                continue;
+            };
+            r.silent_at = None;
+            let (to, sent) = (r.to.clone(), r.sent);
+            let shards: Vec<u32> = r
+                .shards
+                .iter()
+                .copied()
+                .filter(|s| {
+                    self.shards
+                        .get(s)
+                        .is_some_and(|st| st.is_open() && st.live == [id])
+                })
+                .collect();
+            let (groups, _) = self.assign(&shards, book, now, false);
+            if groups.is_empty() {
+                continue;
+            }
+            if let Holder::Peer(p) = &to {
+                book.failed(p, now);
+            }
+            let error = format!(
+                "{}: no answer within {} ms",
+                to.describe(),
+                now.since(sent).as_millis()
+            );
+            for s in groups.iter().flat_map(|(_, shards)| shards) {
+                if let Some(st) = self.shards.get_mut(s) {
+                    st.errors.push(error.clone());
+                }
+            }
+            for (next, shards) in groups {
+                self.send(next, shards, Why::Failover, book, now, out);
+            }
+        }
+    }
+
     /// Cancels the live requests nobody waits for; at or after the deadline, every live
     /// request, and gives up the shards still open.
     fn settle(&mut self, book: &mut PeerBook<P>, now: Millis, out: &mut Vec<Action<P>>) {
@@ -380,6 +440,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Planner<P> {
             }
             r.state = State::Cancelled;
             r.hedge_at = None;
+            r.silent_at = None;
             out.push(Action::Cancel { request: *id });
         }
         for st in self.shards.values_mut() {
@@ -431,6 +492,7 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Planner<P> {
             book.sent(p, now);
         }
         let hedge_at = now.after(book.hedge_delay(&to));
+        let silent_at = now.after(book.silence_limit(&to));
         self.requests.insert(
             id,
             Request {
@@ -439,6 +501,8 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Planner<P> {
                 sent: now,
                 // A hedge's shards are hedged already.
                 hedge_at: (why != Why::Hedge && hedge_at < self.deadline).then_some(hedge_at),
+                silent_at: (matches!(to, Holder::Peer(_)) && silent_at < self.deadline)
+                    .then_some(silent_at),
                 hedge: why == Why::Hedge,
                 state: State::Live,
             },

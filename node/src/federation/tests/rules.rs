@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::federation::{
-    peers::{DEFAULT_LATENCY, HEDGE_COST, HEDGE_CREDIT_START, HEDGE_EARN},
+    peers::{DEFAULT_LATENCY, HEDGE_COST, HEDGE_CREDIT_START, HEDGE_EARN, MIN_SILENCE},
     plan::{DEADLINE, NO_HOLDER},
 };
 
@@ -359,6 +359,92 @@ fn the_deadline_gives_up_the_shards_still_out() {
     assert!(p.poll(&mut book, T0).is_empty());
     assert!(p.is_done());
     assert_eq!(p.finish(T0).coverage[0].missing.as_deref(), Some(DEADLINE));
+}
+
+#[test]
+fn a_silent_request_fails_its_shards_over_once_the_budget_is_spent() {
+    let mut book = PeerBook::new();
+    // One hedge's credit in all, once the plan has earned its share.
+    while book.spend_hedge() {}
+    while book.hedge_credit() + HEDGE_EARN < HEDGE_COST {
+        book.earn_hedge();
+    }
+    steady(&mut book, 1, 20);
+    let mut p = Planner::new(
+        query(
+            &[
+                (0, vec![peer(1), peer(2)]),
+                (1, vec![peer(1), peer(3)]),
+                (2, vec![peer(1)]),
+            ],
+            10,
+            30_000,
+        ),
+        T0,
+    );
+    assert_eq!(
+        sends(&p.poll(&mut book, T0)),
+        [(RequestId(0), peer(1), vec![0, 1, 2], false)]
+    );
+    // Peer 1 never answers (gone, its stream never opened). Its p95 passes: one hedge is
+    // all the budget allows, so shard 1 stays with peer 1.
+    assert_eq!(
+        sends(&p.poll(&mut book, at(20))),
+        [(RequestId(1), peer(2), vec![0], true)]
+    );
+    assert_eq!(book.hedge_credit(), 0);
+    // At its silence limit (ten times 20 ms, at least a second) shard 1 is asked of its
+    // next holder without credit; shard 2 has none and waits for peer 1; shard 0's hedge
+    // is still out.
+    let limit = MIN_SILENCE.as_millis() as u64;
+    assert_eq!(p.next_deadline(), Some(at(limit)));
+    assert!(p.poll(&mut book, at(limit - 1)).is_empty());
+    let out = p.poll(&mut book, at(limit));
+    assert_eq!(sends(&out), [(RequestId(2), peer(3), vec![1], false)]);
+    assert!(cancels(&out).is_empty(), "the silent request stays out");
+    assert_eq!(book.hedge_credit(), 0, "a failover spends no budget");
+    assert_eq!(book.report(at(limit))[0].failures, 1);
+    // Its silence is not timed again: the next timer is the hedge's own limit.
+    assert_eq!(
+        p.next_deadline(),
+        Some(at(20).after(book.silence_limit(&peer(2))))
+    );
+    p.handle(
+        answer(RequestId(1), vec![found(0, 1, &[(1, 0.1)])]),
+        &mut book,
+        at(limit + 5),
+    );
+    p.handle(
+        answer(RequestId(2), vec![found(1, 1, &[(2, 0.2)])]),
+        &mut book,
+        at(limit + 10),
+    );
+    assert!(!p.is_done(), "shard 2 still waits for peer 1");
+    // Peer 1 answers after all: its answer counts for the shard only it holds.
+    let out = p.handle(
+        answer(
+            RequestId(0),
+            vec![found(0, 1, &[]), found(1, 1, &[]), found(2, 1, &[(3, 0.3)])],
+        ),
+        &mut book,
+        at(limit + 500),
+    );
+    assert!(sends(&out).is_empty());
+    assert!(p.is_done());
+    let outcome = p.finish(at(limit + 500));
+    let by: Vec<_> = outcome
+        .coverage
+        .iter()
+        .map(|c| c.answered.as_ref().map(|a| a.by.clone()))
+        .collect();
+    assert_eq!(by, [Some(peer(2)), Some(peer(3)), Some(peer(1))]);
+    assert_eq!(outcome.coverage[1].tried, [peer(1), peer(3)]);
+    assert_eq!(outcome.coverage[1].failovers, 1);
+    // Every shard's hit is merged, the highest score first.
+    assert_eq!(
+        outcome.hits.iter().map(|h| h.shard).collect::<Vec<_>>(),
+        [2, 1, 0]
+    );
 }
 
 #[test]

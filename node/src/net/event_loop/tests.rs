@@ -109,3 +109,55 @@ async fn a_fetch_in_flight_ends_when_the_network_stops() {
     .expect("asking a stopped network for a head waited");
     assert!(matches!(asked, Err(NetError::Stopped)), "{asked:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn streams_to_peers_out_of_reach_fail_at_once_however_many_are_asked_together() {
+    // libp2p-stream dials a peer it has no connection to when a stream to it is opened, but
+    // keeps one such dial waiting at a time and drops the others: their streams would wait
+    // until some connection to the peer came. Each ask fails at once here instead.
+    let (network, _stop) = started().await;
+    let mut request = ipvec_protocol::search::SearchRequest {
+        collection: "k51".to_string(),
+        shards: vec![0],
+        roots: None,
+        seq: None,
+        vector: Vec::new(),
+        k: 10,
+        ef: None,
+        exact: false,
+        filter: None,
+        metadata: false,
+        deadline_ms: 60_000,
+    };
+    request.set_query(&[0.5, 0.25]);
+    let searches = (0..4).map(|_| {
+        let (network, request) = (network.clone(), request.clone());
+        async move {
+            network
+                .search_peer(PeerId::random(), &request, Duration::from_secs(60))
+                .await
+        }
+    });
+    let heads = (0..4).map(|_| {
+        let network = network.clone();
+        async move { network.ask_head(PeerId::random(), "k51").await }
+    });
+    let asked = tokio::time::timeout(Duration::from_secs(30), async {
+        futures::join!(
+            futures::future::join_all(searches),
+            futures::future::join_all(heads)
+        )
+    })
+    .await
+    .expect("an ask of a peer out of reach waited for a connection");
+    for failed in asked.0 {
+        let e = failed.expect_err("a peer out of reach answered");
+        assert!(matches!(e, NetError::Dial { .. }), "{e:?}");
+        assert!(!e.to_string().contains("no answer within"), "{e}");
+    }
+    for failed in asked.1 {
+        let e = failed.expect_err("a peer out of reach answered");
+        assert!(matches!(e, NetError::Dial { .. }), "{e:?}");
+    }
+    network.shutdown(Duration::from_secs(60)).await;
+}
