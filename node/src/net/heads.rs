@@ -82,14 +82,11 @@ pub fn serve(
 
 /// Asks `peer` for its head of `collection`: the DAG-CBOR bytes, or `None` if it has none.
 pub async fn ask(
-    mut control: libp2p_stream::Control,
+    mut streams: super::streams::Streams,
     peer: PeerId,
     collection: &str,
 ) -> Result<Option<Vec<u8>>, String> {
-    let mut stream = control
-        .open_stream(peer, PROTOCOL)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut stream = streams.open(peer, PROTOCOL).await?;
     frame::write(&mut stream, collection.as_bytes()).await?;
     let head = frame::read(&mut stream, MAX_HEAD_BYTES)
         .await

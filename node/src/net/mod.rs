@@ -18,6 +18,7 @@
 //! - [`heads`]: `/ipvec/head/1.0.0`, asking a peer for a collection's signed head.
 //! - [`search`]: `/ipvec/search/1.0.0`, searching shards a peer holds.
 //! - [`frame`]: the length-prefixed frames of those two protocols.
+//! - [`streams`]: opening a stream to a peer, connected through the swarm first.
 
 pub mod behaviour;
 pub mod bitswap;
@@ -25,6 +26,7 @@ pub mod event_loop;
 pub mod frame;
 pub mod heads;
 pub mod search;
+pub mod streams;
 
 use std::time::Duration;
 
@@ -263,7 +265,7 @@ pub struct Network {
     peer_id: PeerId,
     commands: mpsc::Sender<Command>,
     bitswap: bitswap::Bitswap<crate::store::IrohBlockStore>,
-    control: libp2p_stream::Control,
+    streams: streams::Streams,
     /// Reports a peer that broke a protocol's rules (it is banned).
     misbehaving: bitswap::Misbehaving,
     gossip: std::sync::Arc<std::sync::Mutex<Option<mpsc::Receiver<Gossip>>>>,
@@ -320,13 +322,14 @@ impl Network {
                 let _ = commands.try_send(Command::Misbehaved(peer));
             }
         });
+        let streams = streams::Streams::new(control, &commands);
         let bitswap =
-            bitswap::Bitswap::start(store, control.clone(), misbehaving.clone(), tasks.clone());
+            bitswap::Bitswap::start(store, streams.clone(), misbehaving.clone(), tasks.clone());
         let network = Network {
             peer_id,
             commands,
             bitswap,
-            control,
+            streams,
             misbehaving,
             gossip: std::sync::Arc::new(std::sync::Mutex::new(Some(gossip_rx))),
             dht,
@@ -408,7 +411,7 @@ impl Network {
     /// Answers `/ipvec/head/1.0.0` requests from `source`.
     pub fn serve_heads(&self, source: heads::HeadSource) {
         heads::serve(
-            self.control.clone(),
+            self.streams.control(),
             source,
             self.head_rate.clone(),
             &self.tasks,
@@ -439,29 +442,16 @@ impl Network {
         collection: &str,
     ) -> Result<Option<Vec<u8>>, NetError> {
         // A stream asked for once the swarm is gone would wait forever.
-        let asked = async {
-            self.reach(peer).await?;
-            heads::ask(self.control.clone(), peer, collection)
-                .await
-                .map_err(|reason| NetError::Dial {
-                    address: peer.to_string(),
-                    reason,
-                })
-        };
-        self.tasks
+        let asked = self
+            .tasks
             .token()
-            .run_until_cancelled(asked)
+            .run_until_cancelled(heads::ask(self.streams.clone(), peer, collection))
             .await
-            .ok_or(NetError::Stopped)?
-    }
-
-    /// Connects to `peer` through the swarm, unless it is connected, before a stream is
-    /// opened to it. Opening a stream to a peer with no connection makes libp2p-stream dial
-    /// it, but libp2p-stream queues one such dial at a time and drops the others: a stream
-    /// whose dial was dropped waits until some other connection to the peer comes. The
-    /// swarm's dial answers, and a peer out of reach fails at once.
-    async fn reach(&self, peer: PeerId) -> Result<(), NetError> {
-        self.dial_peer(peer).await.map(|_| ())
+            .ok_or(NetError::Stopped)?;
+        asked.map_err(|reason| NetError::Dial {
+            address: peer.to_string(),
+            reason,
+        })
     }
 
     /// Answers `/ipvec/search/1.0.0` requests from `source`, `rate_per_peer` a second per peer.
@@ -472,7 +462,7 @@ impl Network {
         rate_per_peer: u32,
     ) {
         search::serve(
-            self.control.clone(),
+            self.streams.control(),
             source,
             served,
             rate_per_peer,
@@ -489,27 +479,16 @@ impl Network {
         request: &ipvec_protocol::search::SearchRequest,
         timeout: Duration,
     ) -> Result<ipvec_protocol::search::SearchAnswer, NetError> {
-        let started = tokio::time::Instant::now();
-        let asked = async {
-            tokio::time::timeout(timeout, self.reach(peer))
-                .await
-                .map_err(|_| NetError::Dial {
-                    address: peer.to_string(),
-                    reason: format!("not connected within {} ms", timeout.as_millis()),
-                })??;
-            let left = timeout.saturating_sub(started.elapsed());
-            search::ask(self.control.clone(), peer, request, left)
-                .await
-                .map_err(|reason| NetError::Dial {
-                    address: peer.to_string(),
-                    reason,
-                })
-        };
-        self.tasks
+        let asked = self
+            .tasks
             .token()
-            .run_until_cancelled(asked)
+            .run_until_cancelled(search::ask(self.streams.clone(), peer, request, timeout))
             .await
-            .ok_or(NetError::Stopped)?
+            .ok_or(NetError::Stopped)?;
+        asked.map_err(|reason| NetError::Dial {
+            address: peer.to_string(),
+            reason,
+        })
     }
 
     /// DHT counters.

@@ -231,17 +231,14 @@ async fn answer(
 
 /// Asks `peer` to run `request`, waiting at most `timeout`; its answer, decoded and checked.
 pub async fn ask(
-    mut control: libp2p_stream::Control,
+    mut streams: super::streams::Streams,
     peer: PeerId,
     request: &SearchRequest,
     timeout: Duration,
 ) -> Result<SearchAnswer, String> {
     let bytes = request.encode().map_err(|e| e.to_string())?;
     let exchange = async {
-        let mut stream = control
-            .open_stream(peer, PROTOCOL)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut stream = streams.open(peer, PROTOCOL).await?;
         frame::write(&mut stream, &bytes).await?;
         let answer = frame::read(&mut stream, ipvec_protocol::search::MAX_ANSWER_BYTES)
             .await

@@ -165,7 +165,7 @@ pub type Misbehaving = Arc<dyn Fn(PeerId) + Send + Sync>;
 
 struct Inner<S> {
     store: S,
-    control: Mutex<libp2p_stream::Control>,
+    streams: Mutex<crate::net::streams::Streams>,
     outbound: send::Outbound,
     /// Wants and cancels waiting for their peer's sender task.
     outbox: send::Outbox,
@@ -204,20 +204,20 @@ impl<S> std::fmt::Debug for Bitswap<S> {
 }
 
 impl<S: crate::store::BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
-    /// Starts serving `store` over the streams `control` hands us, on tasks of `tasks`
-    /// (which stop, and stop every fetch, when its token is cancelled). `misbehaving` hears of
-    /// peers that break the protocol.
+    /// Starts serving `store` over the streams `streams` accepts, and opening its own with
+    /// it, on tasks of `tasks` (which stop, and stop every fetch, when its token is
+    /// cancelled). `misbehaving` hears of peers that break the protocol.
     pub fn start(
         store: S,
-        mut control: libp2p_stream::Control,
+        streams: crate::net::streams::Streams,
         misbehaving: Misbehaving,
         tasks: Arc<Tasks>,
     ) -> Self {
-        let incoming = control.accept(PROTOCOL);
+        let incoming = streams.control().accept(PROTOCOL);
         let bitswap = Bitswap {
             inner: Arc::new(Inner {
                 store,
-                control: Mutex::new(control),
+                streams: Mutex::new(streams),
                 outbound: Default::default(),
                 outbox: Default::default(),
                 wants: Mutex::new(fetch::Wants::new()),

@@ -115,16 +115,11 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
             let mut slot = slot.lock().await;
             let sent = async {
                 if slot.is_none() {
-                    let mut control = match self.inner.control.lock() {
-                        Ok(c) => c.clone(),
+                    let mut streams = match self.inner.streams.lock() {
+                        Ok(s) => s.clone(),
                         Err(_) => return Err("bitswap is shutting down".to_string()),
                     };
-                    *slot = Some(
-                        control
-                            .open_stream(peer, PROTOCOL)
-                            .await
-                            .map_err(|e| e.to_string())?,
-                    );
+                    *slot = Some(streams.open(peer, PROTOCOL).await?);
                 }
                 let stream = slot.as_mut().ok_or("no stream")?;
                 stream.write_all(&prefix).await.map_err(|e| e.to_string())?;

@@ -114,7 +114,7 @@ async fn a_fetch_in_flight_ends_when_the_network_stops() {
 async fn streams_to_peers_out_of_reach_fail_at_once_however_many_are_asked_together() {
     // libp2p-stream dials a peer it has no connection to when a stream to it is opened, but
     // keeps one such dial waiting at a time and drops the others: their streams would wait
-    // until some connection to the peer came. Each ask fails at once here instead.
+    // until some connection to the peer came (`net::streams`). Each ask fails at once here.
     let (network, _stop) = started().await;
     let mut request = ipvec_protocol::search::SearchRequest {
         collection: "k51".to_string(),
@@ -158,6 +158,26 @@ async fn streams_to_peers_out_of_reach_fail_at_once_however_many_are_asked_toget
     for failed in asked.1 {
         let e = failed.expect_err("a peer out of reach answered");
         assert!(matches!(e, NetError::Dial { .. }), "{e:?}");
+    }
+    // Bitswap sends the wants of blocks fetched at once from different peers at once too:
+    // each peer is found out of reach, and each fetch fails as not found, well before its
+    // round's timeout.
+    let bitswap = network.bitswap();
+    let fetches = (0..4u8).map(|i| async move {
+        let cid = ipvec_protocol::cid::block_cid(ipvec_protocol::cid::RAW, &[i]);
+        bitswap.fetch_block(cid, &[PeerId::random()]).await
+    });
+    let fetched = tokio::time::timeout(
+        crate::cluster::wants::WANT_TIMEOUT / 3,
+        futures::future::join_all(fetches),
+    )
+    .await
+    .expect("a want sent to a peer out of reach waited for a connection");
+    for fetched in fetched {
+        assert!(
+            matches!(fetched, Err(crate::net::bitswap::FetchError::NotFound(..))),
+            "{fetched:?}"
+        );
     }
     network.shutdown(Duration::from_secs(60)).await;
 }

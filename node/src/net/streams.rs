@@ -1,0 +1,64 @@
+//! Opening a stream to a peer, connected through the swarm first.
+//!
+//! Opening a stream to a peer with no connection makes libp2p-stream dial it, but
+//! libp2p-stream queues one such dial at a time and drops the others: a stream whose dial was
+//! dropped waits until some other connection to that peer comes, and a protocol that asks
+//! several peers at once (a federated search, a fetch from several providers) waits on all but
+//! one of those it is not connected to. [`Streams::open`] asks the event loop to connect
+//! first (nothing is dialled when a connection exists), which answers whether it could, then
+//! opens the stream on the connection.
+
+use libp2p::{PeerId, Stream, StreamProtocol};
+use tokio::sync::{mpsc, oneshot};
+
+use super::Command;
+
+/// Opens streams to peers (see the [module](self)); cloneable.
+#[derive(Clone)]
+pub struct Streams {
+    control: libp2p_stream::Control,
+    /// Weak: the protocols' tasks must not keep the event loop's inbox open.
+    commands: mpsc::WeakSender<Command>,
+}
+
+impl std::fmt::Debug for Streams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Streams").finish_non_exhaustive()
+    }
+}
+
+impl Streams {
+    /// Streams of `control`, connecting through the event loop that `commands` reaches.
+    pub(super) fn new(control: libp2p_stream::Control, commands: &mpsc::Sender<Command>) -> Self {
+        Self {
+            control,
+            commands: commands.downgrade(),
+        }
+    }
+
+    /// The control, to accept the streams of a protocol.
+    pub fn control(&self) -> libp2p_stream::Control {
+        self.control.clone()
+    }
+
+    /// A new stream of `protocol` to `peer`, connected to first unless it is; why not, if the
+    /// peer cannot be reached, refuses the protocol or the network has stopped.
+    pub async fn open(&mut self, peer: PeerId, protocol: StreamProtocol) -> Result<Stream, String> {
+        let stopped = || "the network has stopped".to_string();
+        let (reply, answer) = oneshot::channel();
+        let commands = self.commands.upgrade().ok_or_else(stopped)?;
+        commands
+            .send(Command::DialPeer(peer, reply))
+            .await
+            .map_err(|_| stopped())?;
+        drop(commands);
+        answer
+            .await
+            .map_err(|_| stopped())?
+            .map_err(|e| e.to_string())?;
+        self.control
+            .open_stream(peer, protocol)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
