@@ -330,29 +330,41 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Planner<P> {
         }
     }
 
-    /// Hedges the requests whose hedge time has come.
-    fn hedge_due(&mut self, book: &mut PeerBook<P>, now: Millis, out: &mut Vec<Action<P>>) {
-        let due: Vec<RequestId> = self
-            .requests
-            .iter()
-            .filter(|(_, r)| r.state == State::Live && r.hedge_at.is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            let Some(r) = self.requests.get_mut(&id) else {
+    /// The live requests whose timer (`timer` of each: its hedge time or its silence limit)
+    /// has come at `now`, that timer cleared, each with the shards it alone still waits on.
+    fn take_due(
+        &mut self,
+        now: Millis,
+        timer: fn(&mut Request<P>) -> &mut Option<Millis>,
+    ) -> Vec<(RequestId, Vec<u32>)> {
+        let mut due = Vec::new();
+        for (id, r) in &mut self.requests {
+            if r.state != State::Live || !timer(r).is_some_and(|t| t <= now) {
                 continue;
-            };
-            r.hedge_at = None;
-            // The shards this request alone still waits on, never hedged before.
-            let shards: Vec<u32> = r
+            }
+            *timer(r) = None;
+            let shards = r
                 .shards
                 .iter()
                 .copied()
                 .filter(|s| {
                     self.shards
                         .get(s)
-                        .is_some_and(|st| st.is_open() && !st.hedged && st.live == [id])
+                        .is_some_and(|st| st.is_open() && st.live == [*id])
                 })
+                .collect();
+            due.push((*id, shards));
+        }
+        due
+    }
+
+    /// Hedges the requests whose hedge time has come.
+    fn hedge_due(&mut self, book: &mut PeerBook<P>, now: Millis, out: &mut Vec<Action<P>>) {
+        for (_, shards) in self.take_due(now, |r| &mut r.hedge_at) {
+            // Those never hedged before.
+            let shards: Vec<u32> = shards
+                .into_iter()
+                .filter(|s| self.shards.get(s).is_some_and(|st| !st.hedged))
                 .collect();
             let (groups, _) = self.assign(&shards, book, now, true);
             for (to, shards) in groups {
@@ -372,28 +384,10 @@ impl<P: Clone + Eq + Hash + Ord + Debug> Planner<P> {
     /// its connection closing, a stream that never opens) holds its shards until the
     /// deadline whenever the hedging budget is spent.
     fn silence_due(&mut self, book: &mut PeerBook<P>, now: Millis, out: &mut Vec<Action<P>>) {
-        let due: Vec<RequestId> = self
-            .requests
-            .iter()
-            .filter(|(_, r)| r.state == State::Live && r.silent_at.is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in due {
-            let Some(r) = self.requests.get_mut(&id) else {
+        for (id, shards) in self.take_due(now, |r| &mut r.silent_at) {
+            let Some((to, sent)) = self.requests.get(&id).map(|r| (r.to.clone(), r.sent)) else {
                 continue;
             };
-            r.silent_at = None;
-            let (to, sent) = (r.to.clone(), r.sent);
-            let shards: Vec<u32> = r
-                .shards
-                .iter()
-                .copied()
-                .filter(|s| {
-                    self.shards
-                        .get(s)
-                        .is_some_and(|st| st.is_open() && st.live == [id])
-                })
-                .collect();
             let (groups, _) = self.assign(&shards, book, now, false);
             if groups.is_empty() {
                 continue;

@@ -168,9 +168,9 @@ fn a_shard_fails_over_on_not_held_and_on_a_failed_request() {
     assert_eq!((r[1].peer, r[1].failures), (2, 1));
 }
 
-#[test]
-fn a_request_failing_fails_over_each_shard_to_its_own_next_holder() {
-    let mut book = PeerBook::new();
+/// A planner of shards 0, 1 and 2, held by peer 1 (the cheapest in `book`) and also by peer
+/// 2, peer 3 and nobody else, with its plan sent: all three to peer 1, request 0.
+fn three_shards_sent_to_peer_1(book: &mut PeerBook<Peer>, deadline: u64) -> Planner<Peer> {
     let mut p = Planner::new(
         query(
             &[
@@ -179,15 +179,22 @@ fn a_request_failing_fails_over_each_shard_to_its_own_next_holder() {
                 (2, vec![peer(1)]),
             ],
             10,
-            1_000,
+            deadline,
         ),
         T0,
     );
-    steady(&mut book, 1, 1);
     assert_eq!(
-        sends(&p.poll(&mut book, T0)),
+        sends(&p.poll(book, T0)),
         [(RequestId(0), peer(1), vec![0, 1, 2], false)]
     );
+    p
+}
+
+#[test]
+fn a_request_failing_fails_over_each_shard_to_its_own_next_holder() {
+    let mut book = PeerBook::new();
+    steady(&mut book, 1, 1);
+    let mut p = three_shards_sent_to_peer_1(&mut book, 1_000);
     let out = p.handle(failed(RequestId(0), "stream reset"), &mut book, at(3));
     assert_eq!(
         sends(&out),
@@ -370,22 +377,7 @@ fn a_silent_request_fails_its_shards_over_once_the_budget_is_spent() {
         book.earn_hedge();
     }
     steady(&mut book, 1, 20);
-    let mut p = Planner::new(
-        query(
-            &[
-                (0, vec![peer(1), peer(2)]),
-                (1, vec![peer(1), peer(3)]),
-                (2, vec![peer(1)]),
-            ],
-            10,
-            30_000,
-        ),
-        T0,
-    );
-    assert_eq!(
-        sends(&p.poll(&mut book, T0)),
-        [(RequestId(0), peer(1), vec![0, 1, 2], false)]
-    );
+    let mut p = three_shards_sent_to_peer_1(&mut book, 30_000);
     // Peer 1 never answers (gone, its stream never opened). Its p95 passes: one hedge is
     // all the budget allows, so shard 1 stays with peer 1.
     assert_eq!(
