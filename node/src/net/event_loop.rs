@@ -67,7 +67,7 @@ impl EventLoop {
         gossip: mpsc::Sender<Gossip>,
         dht: std::sync::Arc<super::DhtStats>,
         connections: std::sync::Arc<super::ConnectionStats>,
-    ) -> Result<(Self, libp2p_stream::Control), NetError> {
+    ) -> Result<(Self, libp2p_stream::Control, super::inbound::Accepting), NetError> {
         let start = |e: &dyn std::fmt::Display| NetError::Start(e.to_string());
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
             .with_tokio()
@@ -117,6 +117,7 @@ impl EventLoop {
             }
         }
         let control = swarm.behaviour().stream.new_control();
+        let accepting = swarm.behaviour().inbound.accepting();
         let this = Self {
             swarm,
             inbox,
@@ -130,7 +131,7 @@ impl EventLoop {
             dht,
             connections,
         };
-        Ok((this, control))
+        Ok((this, control, accepting))
     }
 
     /// Runs until `stop` is cancelled or every [`super::Network`] handle is dropped; the

@@ -19,12 +19,14 @@
 //! - [`search`]: `/ipvec/search/1.0.0`, searching shards a peer holds.
 //! - [`frame`]: the length-prefixed frames of those two protocols.
 //! - [`streams`]: opening a stream to a peer, connected through the swarm first.
+//! - [`inbound`]: the streams peers open to us, queued per protocol.
 
 pub mod behaviour;
 pub mod bitswap;
 pub mod event_loop;
 pub mod frame;
 pub mod heads;
+pub mod inbound;
 pub mod search;
 pub mod streams;
 
@@ -303,7 +305,7 @@ impl Network {
         let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
         let dht = std::sync::Arc::new(DhtStats::default());
         let connections = std::sync::Arc::new(ConnectionStats::default());
-        let (event_loop, control) = event_loop::EventLoop::new(
+        let (event_loop, control, accepting) = event_loop::EventLoop::new(
             key,
             &config,
             inbox,
@@ -322,7 +324,7 @@ impl Network {
                 let _ = commands.try_send(Command::Misbehaved(peer));
             }
         });
-        let streams = streams::Streams::new(control, &commands);
+        let streams = streams::Streams::new(control, accepting, &commands);
         let bitswap =
             bitswap::Bitswap::start(store, streams.clone(), misbehaving.clone(), tasks.clone());
         let network = Network {
@@ -410,12 +412,7 @@ impl Network {
 
     /// Answers `/ipvec/head/1.0.0` requests from `source`.
     pub fn serve_heads(&self, source: heads::HeadSource) {
-        heads::serve(
-            self.streams.control(),
-            source,
-            self.head_rate.clone(),
-            &self.tasks,
-        );
+        heads::serve(&self.streams, source, self.head_rate.clone(), &self.tasks);
     }
 
     /// Holds each peer to `head_rate` head requests and `want_rate` Bitswap wants a second
@@ -462,7 +459,7 @@ impl Network {
         rate_per_peer: u32,
     ) {
         search::serve(
-            self.streams.control(),
+            &self.streams,
             source,
             served,
             rate_per_peer,

@@ -112,10 +112,10 @@ fn strike(strikes: &mut u32) -> Admit {
     }
 }
 
-/// Answers search requests from `source` on the streams `control` hands us, within the
+/// Answers search requests from `source` on the streams peers open to us through `streams`, within the
 /// limits above, on tasks of `tasks`; `limited` counts the requests refused over their rate.
 pub fn serve(
-    mut control: libp2p_stream::Control,
+    streams: &super::streams::Streams,
     source: SearchSource,
     served: Served,
     rate_per_peer: u32,
@@ -123,7 +123,7 @@ pub fn serve(
     misbehaving: Misbehaving,
     tasks: &Arc<Tasks>,
 ) {
-    let Ok(mut incoming) = control.accept(PROTOCOL) else {
+    let Ok(mut incoming) = streams.accept(PROTOCOL) else {
         tracing::error!("cannot accept search requests");
         return;
     };

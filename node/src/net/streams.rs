@@ -6,17 +6,22 @@
 //! several peers at once (a federated search, a fetch from several providers) waits on all but
 //! one of those it is not connected to. [`Streams::open`] asks the event loop to connect
 //! first (nothing is dialled when a connection exists), which answers whether it could, then
-//! opens the stream on the connection.
+//! opens the stream on the connection. The streams peers open to us come through
+//! [`Streams::accept`] ([`super::inbound`]).
 
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::{mpsc, oneshot};
 
-use super::Command;
+use super::{
+    inbound::{Accepting, AlreadyAccepted, Incoming},
+    Command,
+};
 
 /// Opens streams to peers (see the [module](self)); cloneable.
 #[derive(Clone)]
 pub struct Streams {
     control: libp2p_stream::Control,
+    accepting: Accepting,
     /// Weak: the protocols' tasks must not keep the event loop's inbox open.
     commands: mpsc::WeakSender<Command>,
 }
@@ -28,17 +33,23 @@ impl std::fmt::Debug for Streams {
 }
 
 impl Streams {
-    /// Streams of `control`, connecting through the event loop that `commands` reaches.
-    pub(super) fn new(control: libp2p_stream::Control, commands: &mpsc::Sender<Command>) -> Self {
+    /// Streams opened with `control` and accepted through `accepting`, connecting through the
+    /// event loop that `commands` reaches.
+    pub(super) fn new(
+        control: libp2p_stream::Control,
+        accepting: Accepting,
+        commands: &mpsc::Sender<Command>,
+    ) -> Self {
         Self {
             control,
+            accepting,
             commands: commands.downgrade(),
         }
     }
 
-    /// The control, to accept the streams of a protocol.
-    pub fn control(&self) -> libp2p_stream::Control {
-        self.control.clone()
+    /// The streams peers open to us for `protocol` from now on.
+    pub fn accept(&self, protocol: StreamProtocol) -> Result<Incoming, AlreadyAccepted> {
+        self.accepting.accept(protocol)
     }
 
     /// A new stream of `protocol` to `peer`, connected to first unless it is; why not, if the

@@ -213,7 +213,7 @@ impl<S: crate::store::BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
         misbehaving: Misbehaving,
         tasks: Arc<Tasks>,
     ) -> Self {
-        let incoming = streams.control().accept(PROTOCOL);
+        let incoming = streams.accept(PROTOCOL);
         let bitswap = Bitswap {
             inner: Arc::new(Inner {
                 store,
