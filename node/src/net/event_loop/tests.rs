@@ -110,15 +110,11 @@ async fn a_fetch_in_flight_ends_when_the_network_stops() {
     assert!(matches!(asked, Err(NetError::Stopped)), "{asked:?}");
 }
 
-#[tokio::test(start_paused = true)]
-async fn streams_to_peers_out_of_reach_fail_at_once_however_many_are_asked_together() {
-    // libp2p-stream dials a peer it has no connection to when a stream to it is opened, but
-    // keeps one such dial waiting at a time and drops the others: their streams would wait
-    // until some connection to the peer came (`net::streams`). Each ask fails at once here.
-    let (network, _stop) = started().await;
+/// A search of `shard` of collection "k51" by a two-dimensional query.
+fn search_of(shard: u32) -> ipvec_protocol::search::SearchRequest {
     let mut request = ipvec_protocol::search::SearchRequest {
         collection: "k51".to_string(),
-        shards: vec![0],
+        shards: vec![shard],
         roots: None,
         seq: None,
         vector: Vec::new(),
@@ -130,6 +126,16 @@ async fn streams_to_peers_out_of_reach_fail_at_once_however_many_are_asked_toget
         deadline_ms: 60_000,
     };
     request.set_query(&[0.5, 0.25]);
+    request
+}
+
+#[tokio::test(start_paused = true)]
+async fn streams_to_peers_out_of_reach_fail_at_once_however_many_are_asked_together() {
+    // libp2p-stream dials a peer it has no connection to when a stream to it is opened, but
+    // keeps one such dial waiting at a time and drops the others: their streams would wait
+    // until some connection to the peer came (`net::streams`). Each ask fails at once here.
+    let (network, _stop) = started().await;
+    let request = search_of(0);
     let searches = (0..4).map(|_| {
         let (network, request) = (network.clone(), request.clone());
         async move {
@@ -212,7 +218,7 @@ async fn a_burst_of_searches_from_several_peers_is_answered_whole() {
     // Streams that come faster than the accept loop takes them wait in a queue: libp2p-stream
     // kept one and dropped the others (`net::inbound`), and a run of this test lost some
     // searches in most runs so.
-    use ipvec_protocol::search::{ErrorCode, SearchAnswer, SearchRequest, ShardAnswer, ShardError};
+    use ipvec_protocol::search::{ErrorCode, SearchAnswer, ShardAnswer, ShardError};
     const ASKERS: usize = 3;
     const AT_ONCE: usize = 20;
     let (server, address) = listening().await;
@@ -237,20 +243,7 @@ async fn a_burst_of_searches_from_several_peers_is_answered_whole() {
     for round in 0..10u32 {
         let asks = askers.iter().flat_map(|asker| {
             (0..AT_ONCE as u32).map(move |i| {
-                let mut request = SearchRequest {
-                    collection: "k51".to_string(),
-                    shards: vec![round * 100 + i],
-                    roots: None,
-                    seq: None,
-                    vector: Vec::new(),
-                    k: 10,
-                    ef: None,
-                    exact: false,
-                    filter: None,
-                    metadata: false,
-                    deadline_ms: 60_000,
-                };
-                request.set_query(&[0.5, 0.25]);
+                let request = search_of(round * 100 + i);
                 let asker = asker.clone();
                 async move {
                     let answer = asker
