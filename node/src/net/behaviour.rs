@@ -20,7 +20,7 @@ use super::{NetConfig, AGENT, IDENTIFY_PROTOCOL, KAD_PROTOCOL};
 pub const MAX_PROVIDED_KEYS: usize = 1 << 16;
 
 /// Denied peers, identify, ping, Kademlia on `/ipvec/kad/1.0.0` (and on the IPFS DHT if on),
-/// mDNS (if on), connection limits, raw streams out and in, and gossipsub.
+/// mDNS (if on), connection limits, raw streams and gossipsub.
 // libp2p's behaviours do not all implement Debug.
 #[allow(missing_debug_implementations)]
 #[derive(NetworkBehaviour)]
@@ -34,10 +34,8 @@ pub struct Behaviour {
     /// The public IPFS DHT (`/ipfs/kad/1.0.0`), when the node announces roots there.
     pub ipfs_kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    /// Raw streams we open for the protocols written here (Bitswap, heads, search).
-    pub stream: libp2p_stream::Behaviour,
-    /// The streams peers open to us for them.
-    pub inbound: super::inbound::Behaviour,
+    /// Raw streams of the protocols written here (Bitswap, heads, search), both ways.
+    pub raw: super::raw::Behaviour,
     /// Signed heads of new versions, one topic per collection.
     pub gossipsub: gossipsub::Behaviour,
 }
@@ -130,8 +128,7 @@ impl Behaviour {
             kad,
             ipfs_kad: ipfs_kad.into(),
             mdns: mdns.into(),
-            stream: libp2p_stream::Behaviour::new(),
-            inbound: Default::default(),
+            raw: Default::default(),
         })
     }
 }

@@ -67,7 +67,7 @@ impl EventLoop {
         gossip: mpsc::Sender<Gossip>,
         dht: std::sync::Arc<super::DhtStats>,
         connections: std::sync::Arc<super::ConnectionStats>,
-    ) -> Result<(Self, libp2p_stream::Control, super::inbound::Accepting), NetError> {
+    ) -> Result<(Self, super::raw::Opener, super::raw::Accepting), NetError> {
         let start = |e: &dyn std::fmt::Display| NetError::Start(e.to_string());
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
             .with_tokio()
@@ -116,8 +116,8 @@ impl EventLoop {
                 }
             }
         }
-        let control = swarm.behaviour().stream.new_control();
-        let accepting = swarm.behaviour().inbound.accepting();
+        let opener = swarm.behaviour().raw.opener();
+        let accepting = swarm.behaviour().raw.accepting();
         let this = Self {
             swarm,
             inbox,
@@ -131,7 +131,7 @@ impl EventLoop {
             dht,
             connections,
         };
-        Ok((this, control, accepting))
+        Ok((this, opener, accepting))
     }
 
     /// Runs until `stop` is cancelled or every [`super::Network`] handle is dropped; the

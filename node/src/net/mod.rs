@@ -18,15 +18,16 @@
 //! - [`heads`]: `/ipvec/head/1.0.0`, asking a peer for a collection's signed head.
 //! - [`search`]: `/ipvec/search/1.0.0`, searching shards a peer holds.
 //! - [`frame`]: the length-prefixed frames of those two protocols.
-//! - [`streams`]: opening a stream to a peer, connected through the swarm first.
-//! - [`inbound`]: the streams peers open to us, queued per protocol.
+//! - [`streams`]: opening a stream to a peer, connected through the swarm first, and
+//!   accepting the streams peers open to us.
+//! - [`raw`]: raw streams both ways, each protocol's inbound ones queued for its loop.
 
 pub mod behaviour;
 pub mod bitswap;
 pub mod event_loop;
 pub mod frame;
 pub mod heads;
-pub mod inbound;
+pub mod raw;
 pub mod search;
 pub mod streams;
 
@@ -305,7 +306,7 @@ impl Network {
         let (gossip_tx, gossip_rx) = mpsc::channel(GOSSIP_QUEUE);
         let dht = std::sync::Arc::new(DhtStats::default());
         let connections = std::sync::Arc::new(ConnectionStats::default());
-        let (event_loop, control, accepting) = event_loop::EventLoop::new(
+        let (event_loop, opener, accepting) = event_loop::EventLoop::new(
             key,
             &config,
             inbox,
@@ -324,7 +325,7 @@ impl Network {
                 let _ = commands.try_send(Command::Misbehaved(peer));
             }
         });
-        let streams = streams::Streams::new(control, accepting, &commands);
+        let streams = streams::Streams::new(opener, accepting, &commands);
         let bitswap =
             bitswap::Bitswap::start(store, streams.clone(), misbehaving.clone(), tasks.clone());
         let network = Network {

@@ -1,31 +1,40 @@
-//! Streams peers open to us, queued per protocol until its accept loop takes them.
+//! Raw streams of the protocols written here (Bitswap, heads, search), both ways.
 //!
-//! libp2p-stream hands an inbound stream to its protocol's accept loop through a channel with
-//! room for one: a second stream of that protocol that comes before the loop has taken the
-//! first is dropped, and its peer reads the end of the stream where an answer should be (a
-//! burst of 48 federated searches from one peer lost up to 6 of them so). This behaviour takes
-//! the inbound streams of the protocols served here (Bitswap, heads, search) instead, into a
-//! queue of [`QUEUE`] streams per protocol: a stream is dropped only when that many wait, and
-//! the accept loops' own limits refuse well before. Outbound streams stay libp2p-stream's
-//! ([`super::streams`]).
+//! Inbound, each protocol's streams wait in a queue of [`QUEUE`] for its accept loop
+//! ([`Accepting`]): one is dropped only when that many wait, and the accept loops' own limits
+//! refuse well before. (libp2p-stream, which took them before, kept one waiting and dropped a
+//! stream that came meanwhile: its peer read the end of the stream where an answer should be,
+//! and a burst of 60 searches from three peers lost some in every run.)
+//!
+//! Outbound, [`Opener::open`] opens a stream on a connection the peer already has; it does not
+//! dial ([`super::streams::Streams`] connects through the event loop first). A connection
+//! negotiates any number of new streams at once. (libp2p-stream negotiated one at a time per
+//! connection, a round trip each, so a peer could open at most one stream per round trip to
+//! another: at 50 ms, 20 searches a second.)
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     convert::Infallible,
     future::{ready, Ready},
     sync::{Arc, Mutex},
     task::{Context, Poll},
 };
 
-use futures::channel::mpsc;
+use futures::{
+    channel::{mpsc, oneshot},
+    StreamExt,
+};
 use libp2p::{
-    core::{transport::PortUse, upgrade::DeniedUpgrade, Endpoint, UpgradeInfo},
+    core::{transport::PortUse, Endpoint, UpgradeInfo},
     swarm::{
-        handler::{ConnectionEvent, FullyNegotiatedInbound},
-        ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm,
-        NetworkBehaviour, SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+        handler::{
+            ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound,
+        },
+        ConnectionClosed, ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent,
+        ConnectionId, FromSwarm, NetworkBehaviour, NotifyHandler, StreamUpgradeError,
+        SubstreamProtocol, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
     },
-    InboundUpgrade, Multiaddr, PeerId, Stream, StreamProtocol,
+    InboundUpgrade, Multiaddr, OutboundUpgrade, PeerId, Stream, StreamProtocol,
 };
 
 /// Inbound streams that may wait per protocol for its accept loop.
@@ -37,8 +46,8 @@ pub type Incoming = mpsc::Receiver<(PeerId, Stream)>;
 /// The protocols accepted, each with its queue's sending end.
 type Queues = HashMap<StreamProtocol, mpsc::Sender<(PeerId, Stream)>>;
 
-/// The protocols accepted and their queues; shared by the behaviour, its
-/// handlers and [`super::streams::Streams`].
+/// The protocols accepted and their queues; shared by the behaviour, its handlers and
+/// [`super::streams::Streams`].
 #[derive(Clone, Default)]
 pub struct Accepting {
     queues: Arc<Mutex<Queues>>,
@@ -94,11 +103,62 @@ impl Accepting {
     }
 }
 
-/// Takes the inbound streams of the protocols [`Accepting::accept`] was called for.
+/// The answer to an [`Open`]: the stream, or why not.
+type Opened = oneshot::Sender<Result<Stream, String>>;
+
+/// A stream of `protocol` to open to `peer`.
+#[derive(Debug)]
+pub struct Open {
+    peer: PeerId,
+    protocol: StreamProtocol,
+    reply: Opened,
+}
+
+/// Opens streams to connected peers (see the [module](self)); cloneable.
+#[derive(Clone, Debug)]
+pub struct Opener {
+    requests: mpsc::UnboundedSender<Open>,
+}
+
+impl Opener {
+    /// A new stream of `protocol` to `peer`, on a connection it already has.
+    pub async fn open(&self, peer: PeerId, protocol: StreamProtocol) -> Result<Stream, String> {
+        let (reply, opened) = oneshot::channel();
+        let open = Open {
+            peer,
+            protocol,
+            reply,
+        };
+        self.requests
+            .unbounded_send(open)
+            .map_err(|_| "the network has stopped".to_string())?;
+        opened
+            .await
+            .unwrap_or_else(|_| Err(format!("the connection to {peer} closed")))
+    }
+}
+
+/// Takes the inbound streams of the protocols [`Accepting::accept`] was called for, and
+/// opens the streams [`Opener::open`] asks for.
 #[allow(missing_debug_implementations)]
-#[derive(Default)]
 pub struct Behaviour {
     accepting: Accepting,
+    requests: mpsc::UnboundedReceiver<Open>,
+    opener: Opener,
+    /// Each connected peer's connections, the newest last.
+    connections: HashMap<PeerId, Vec<ConnectionId>>,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        let (sender, requests) = mpsc::unbounded();
+        Self {
+            accepting: Accepting::default(),
+            requests,
+            opener: Opener { requests: sender },
+            connections: HashMap::new(),
+        }
+    }
 }
 
 impl Behaviour {
@@ -107,10 +167,17 @@ impl Behaviour {
         self.accepting.clone()
     }
 
-    fn handler(&self, peer: PeerId) -> Handler {
+    /// The handle that opens streams.
+    pub fn opener(&self) -> Opener {
+        self.opener.clone()
+    }
+
+    fn handler(&mut self, peer: PeerId, connection: ConnectionId) -> Handler {
+        self.connections.entry(peer).or_default().push(connection);
         Handler {
             peer,
             accepting: self.accepting.clone(),
+            opening: VecDeque::new(),
         }
     }
 }
@@ -121,26 +188,40 @@ impl NetworkBehaviour for Behaviour {
 
     fn handle_established_inbound_connection(
         &mut self,
-        _: ConnectionId,
+        connection: ConnectionId,
         peer: PeerId,
         _: &Multiaddr,
         _: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.handler(peer))
+        Ok(self.handler(peer, connection))
     }
 
     fn handle_established_outbound_connection(
         &mut self,
-        _: ConnectionId,
+        connection: ConnectionId,
         peer: PeerId,
         _: &Multiaddr,
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.handler(peer))
+        Ok(self.handler(peer, connection))
     }
 
-    fn on_swarm_event(&mut self, _: FromSwarm) {}
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        if let FromSwarm::ConnectionClosed(ConnectionClosed {
+            peer_id,
+            connection_id,
+            ..
+        }) = event
+        {
+            if let Some(connections) = self.connections.get_mut(&peer_id) {
+                connections.retain(|c| *c != connection_id);
+                if connections.is_empty() {
+                    self.connections.remove(&peer_id);
+                }
+            }
+        }
+    }
 
     fn on_connection_handler_event(
         &mut self,
@@ -151,26 +232,44 @@ impl NetworkBehaviour for Behaviour {
         match event {}
     }
 
-    fn poll(&mut self, _: &mut Context<'_>) -> Poll<ToSwarm<Infallible, THandlerInEvent<Self>>> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<ToSwarm<Infallible, THandlerInEvent<Self>>> {
+        while let Poll::Ready(Some(open)) = self.requests.poll_next_unpin(cx) {
+            match self.connections.get(&open.peer).and_then(|c| c.last()) {
+                Some(&connection) => {
+                    return Poll::Ready(ToSwarm::NotifyHandler {
+                        peer_id: open.peer,
+                        handler: NotifyHandler::One(connection),
+                        event: open,
+                    })
+                }
+                None => {
+                    let _ = open
+                        .reply
+                        .send(Err(format!("{} is not connected", open.peer)));
+                }
+            }
+        }
         Poll::Pending
     }
 }
 
-/// One connection's side of [`Behaviour`]: it offers the accepted protocols and hands over
-/// the streams negotiated on them.
+/// One connection's side of [`Behaviour`]: it offers the accepted protocols, hands over the
+/// streams negotiated on them, and negotiates the streams asked of it, all at once.
 #[allow(missing_debug_implementations)]
 pub struct Handler {
     peer: PeerId,
     accepting: Accepting,
+    /// Streams asked for and not yet requested of the connection.
+    opening: VecDeque<Open>,
 }
 
 impl ConnectionHandler for Handler {
-    type FromBehaviour = Infallible;
+    type FromBehaviour = Open;
     type ToBehaviour = Infallible;
     type InboundProtocol = Protocols;
-    type OutboundProtocol = DeniedUpgrade;
+    type OutboundProtocol = Protocols;
     type InboundOpenInfo = ();
-    type OutboundOpenInfo = ();
+    type OutboundOpenInfo = Opened;
 
     fn listen_protocol(&self) -> SubstreamProtocol<Protocols> {
         SubstreamProtocol::new(Protocols(self.accepting.protocols()), ())
@@ -179,26 +278,51 @@ impl ConnectionHandler for Handler {
     fn poll(
         &mut self,
         _: &mut Context<'_>,
-    ) -> Poll<ConnectionHandlerEvent<DeniedUpgrade, (), Infallible>> {
-        Poll::Pending
+    ) -> Poll<ConnectionHandlerEvent<Protocols, Opened, Infallible>> {
+        match self.opening.pop_front() {
+            Some(open) => Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
+                protocol: SubstreamProtocol::new(Protocols(vec![open.protocol]), open.reply),
+            }),
+            None => Poll::Pending,
+        }
     }
 
-    fn on_behaviour_event(&mut self, event: Infallible) {
-        match event {}
+    fn on_behaviour_event(&mut self, open: Open) {
+        self.opening.push_back(open);
     }
 
-    fn on_connection_event(&mut self, event: ConnectionEvent<'_, Protocols, DeniedUpgrade>) {
-        if let ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
-            protocol: (stream, protocol),
-            ..
-        }) = event
-        {
-            self.accepting.hand(self.peer, stream, protocol);
+    fn on_connection_event(
+        &mut self,
+        event: ConnectionEvent<'_, Protocols, Protocols, (), Opened>,
+    ) {
+        match event {
+            ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
+                protocol: (stream, protocol),
+                ..
+            }) => self.accepting.hand(self.peer, stream, protocol),
+            ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
+                protocol: (stream, _),
+                info: reply,
+            }) => {
+                let _ = reply.send(Ok(stream));
+            }
+            ConnectionEvent::DialUpgradeError(DialUpgradeError { info: reply, error }) => {
+                let why = match error {
+                    StreamUpgradeError::NegotiationFailed => {
+                        format!("{} does not speak the protocol", self.peer)
+                    }
+                    StreamUpgradeError::Timeout => "opening the stream timed out".to_string(),
+                    StreamUpgradeError::Io(e) => e.to_string(),
+                    StreamUpgradeError::Apply(never) => match never {},
+                };
+                let _ = reply.send(Err(why));
+            }
+            _ => {}
         }
     }
 }
 
-/// The protocols offered to a peer opening a stream; the stream comes out as it is, with the
+/// The protocols offered, or the one asked for; the stream comes out as it is, with the
 /// protocol agreed on.
 #[derive(Debug)]
 pub struct Protocols(Vec<StreamProtocol>);
@@ -218,6 +342,16 @@ impl InboundUpgrade<Stream> for Protocols {
     type Future = Ready<Result<Self::Output, Infallible>>;
 
     fn upgrade_inbound(self, stream: Stream, protocol: StreamProtocol) -> Self::Future {
+        ready(Ok((stream, protocol)))
+    }
+}
+
+impl OutboundUpgrade<Stream> for Protocols {
+    type Output = (Stream, StreamProtocol);
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Output, Infallible>>;
+
+    fn upgrade_outbound(self, stream: Stream, protocol: StreamProtocol) -> Self::Future {
         ready(Ok((stream, protocol)))
     }
 }

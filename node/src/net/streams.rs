@@ -1,26 +1,24 @@
-//! Opening a stream to a peer, connected through the swarm first.
+//! Opening a stream to a peer, connected through the swarm first, and accepting the streams
+//! peers open to us.
 //!
-//! Opening a stream to a peer with no connection makes libp2p-stream dial it, but
-//! libp2p-stream queues one such dial at a time and drops the others: a stream whose dial was
-//! dropped waits until some other connection to that peer comes, and a protocol that asks
-//! several peers at once (a federated search, a fetch from several providers) waits on all but
-//! one of those it is not connected to. [`Streams::open`] asks the event loop to connect
-//! first (nothing is dialled when a connection exists), which answers whether it could, then
-//! opens the stream on the connection. The streams peers open to us come through
-//! [`Streams::accept`] ([`super::inbound`]).
+//! [`Streams::open`] asks the event loop to connect to the peer first (nothing is dialled when
+//! a connection exists), which answers whether it could, then opens the stream on the
+//! connection ([`super::raw`]); a protocol that asks several peers at once (a federated
+//! search, a fetch from several providers) has each of them dialled at once, and hears at
+//! once of those out of reach. [`Streams::accept`] takes a protocol's inbound streams.
 
 use libp2p::{PeerId, Stream, StreamProtocol};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    inbound::{Accepting, AlreadyAccepted, Incoming},
+    raw::{Accepting, AlreadyAccepted, Incoming, Opener},
     Command,
 };
 
-/// Opens streams to peers (see the [module](self)); cloneable.
+/// Opens and accepts streams (see the [module](self)); cloneable.
 #[derive(Clone)]
 pub struct Streams {
-    control: libp2p_stream::Control,
+    opener: Opener,
     accepting: Accepting,
     /// Weak: the protocols' tasks must not keep the event loop's inbox open.
     commands: mpsc::WeakSender<Command>,
@@ -33,15 +31,15 @@ impl std::fmt::Debug for Streams {
 }
 
 impl Streams {
-    /// Streams opened with `control` and accepted through `accepting`, connecting through the
+    /// Streams opened with `opener` and accepted through `accepting`, connecting through the
     /// event loop that `commands` reaches.
     pub(super) fn new(
-        control: libp2p_stream::Control,
+        opener: Opener,
         accepting: Accepting,
         commands: &mpsc::Sender<Command>,
     ) -> Self {
         Self {
-            control,
+            opener,
             accepting,
             commands: commands.downgrade(),
         }
@@ -67,9 +65,6 @@ impl Streams {
             .await
             .map_err(|_| stopped())?
             .map_err(|e| e.to_string())?;
-        self.control
-            .open_stream(peer, protocol)
-            .await
-            .map_err(|e| e.to_string())
+        self.opener.open(peer, protocol).await
     }
 }

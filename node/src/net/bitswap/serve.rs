@@ -77,7 +77,7 @@ async fn read_message(stream: &mut libp2p::Stream) -> Result<Option<Message>, Re
 
 impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
     /// Takes the streams peers open, each read on a task of its own.
-    pub(super) async fn accept(self, mut incoming: crate::net::inbound::Incoming) {
+    pub(super) async fn accept(self, mut incoming: crate::net::raw::Incoming) {
         while let Some((peer, stream)) = incoming.next().await {
             self.inner.tasks.spawn(self.clone().on_stream(peer, stream));
         }

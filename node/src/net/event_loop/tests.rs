@@ -27,7 +27,7 @@ async fn the_event_loop_ends_once_its_token_is_cancelled() {
     let key = Keypair::generate_ed25519();
     let (commands, inbox) = mpsc::channel(4);
     let (gossip, _gossip) = mpsc::channel(4);
-    let (event_loop, _control, _accepting) = EventLoop::new(
+    let (event_loop, _opener, _accepting) = EventLoop::new(
         &key,
         &quiet(),
         inbox,
