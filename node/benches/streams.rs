@@ -96,21 +96,7 @@ async fn network(listen: Option<&str>, stop: &CancellationToken) -> Result<Netwo
 }
 
 fn request(shard: u32) -> SearchRequest {
-    let mut request = SearchRequest {
-        collection: "bench".to_string(),
-        shards: vec![shard],
-        roots: None,
-        seq: None,
-        vector: Vec::new(),
-        k: 10,
-        ef: None,
-        exact: false,
-        filter: None,
-        metadata: false,
-        deadline_ms: 60_000,
-    };
-    request.set_query(&[0.5, 0.25]);
-    request
+    SearchRequest::new("bench", vec![shard], &[0.5, 0.25], 10, 60_000)
 }
 
 #[tokio::main]

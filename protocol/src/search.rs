@@ -208,6 +208,33 @@ impl SearchAnswer {
 }
 
 impl SearchRequest {
+    /// A search of `shards` of `collection` for the `k` nearest to `query`, answered within
+    /// `deadline_ms`: any root and head, the collection's `ef`, a graph walk, no filter and no
+    /// metadata (set those fields to ask otherwise).
+    pub fn new(
+        collection: impl Into<String>,
+        shards: Vec<u32>,
+        query: &[f32],
+        k: u32,
+        deadline_ms: u32,
+    ) -> Self {
+        let mut request = Self {
+            collection: collection.into(),
+            shards,
+            roots: None,
+            seq: None,
+            vector: Vec::new(),
+            k,
+            ef: None,
+            exact: false,
+            filter: None,
+            metadata: false,
+            deadline_ms,
+        };
+        request.set_query(query);
+        request
+    }
+
     /// The query vector as f32s.
     pub fn query(&self) -> Vec<f32> {
         self.vector
@@ -357,21 +384,18 @@ mod tests {
     use crate::{cid::block_cid, entry::EntryId};
 
     fn request() -> SearchRequest {
-        let mut r = SearchRequest {
-            collection: "12D3KooWAPmaSRLPd63XuTnFn88X4CESYWGEvoeQ9LN5SRoHw9VP".into(),
-            shards: vec![1, 3],
-            roots: None,
+        SearchRequest {
             seq: Some(7),
-            vector: Vec::new(),
-            k: 10,
             ef: Some(64),
-            exact: false,
-            filter: None,
             metadata: true,
-            deadline_ms: 2_000,
-        };
-        r.set_query(&[0.5, -1.25, 3.0]);
-        r
+            ..SearchRequest::new(
+                "12D3KooWAPmaSRLPd63XuTnFn88X4CESYWGEvoeQ9LN5SRoHw9VP",
+                vec![1, 3],
+                &[0.5, -1.25, 3.0],
+                10,
+                2_000,
+            )
+        }
     }
 
     #[test]

@@ -112,21 +112,7 @@ async fn a_fetch_in_flight_ends_when_the_network_stops() {
 
 /// A search of `shard` of collection "k51" by a two-dimensional query.
 fn search_of(shard: u32) -> ipvec_protocol::search::SearchRequest {
-    let mut request = ipvec_protocol::search::SearchRequest {
-        collection: "k51".to_string(),
-        shards: vec![shard],
-        roots: None,
-        seq: None,
-        vector: Vec::new(),
-        k: 10,
-        ef: None,
-        exact: false,
-        filter: None,
-        metadata: false,
-        deadline_ms: 60_000,
-    };
-    request.set_query(&[0.5, 0.25]);
-    request
+    ipvec_protocol::search::SearchRequest::new("k51", vec![shard], &[0.5, 0.25], 10, 60_000)
 }
 
 #[tokio::test(start_paused = true)]

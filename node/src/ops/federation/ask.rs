@@ -212,20 +212,19 @@ impl Node {
         // The node's clock: the peer book keeps times across searches.
         let now = || self.federation_now();
         let end = now().after(deadline);
-        let mut wire = WireRequest {
-            collection: id.to_string(),
-            shards: Vec::new(),
-            roots: None,
-            seq: None,
-            vector: Vec::new(),
-            k: u32::try_from(request.k).unwrap_or(u32::MAX),
+        let wire = WireRequest {
             ef: request.ef.map(|ef| u32::try_from(ef).unwrap_or(u32::MAX)),
             exact: request.exact,
             filter: request.filter.clone().map(json_to_ipld),
             metadata: true,
-            deadline_ms: u32::try_from(deadline.as_millis()).unwrap_or(u32::MAX),
+            ..WireRequest::new(
+                id.to_string(),
+                Vec::new(),
+                &request.vector,
+                u32::try_from(request.k).unwrap_or(u32::MAX),
+                u32::try_from(deadline.as_millis()).unwrap_or(u32::MAX),
+            )
         };
-        wire.set_query(&request.vector);
         let mut planner = Planner::new(
             Query {
                 shards: (0..holders.shards).collect(),
