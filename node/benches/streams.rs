@@ -70,24 +70,15 @@ fn args() -> Result<Args> {
 }
 
 fn config(listen: Option<&str>) -> Result<NetConfig> {
-    Ok(NetConfig {
-        listen: listen
-            .map(|ip| {
-                format!("/ip4/{ip}/tcp/0")
-                    .parse()
-                    .context("an IPv4 address")
-            })
-            .into_iter()
-            .collect::<Result<_>>()?,
-        bootstrap: Vec::new(),
-        mdns: false,
-        max_connections: 8,
-        bootstrap_interval: Duration::from_secs(60),
-        reprovide_interval: Duration::from_secs(3600),
-        provider_ttl: Duration::from_secs(7200),
-        ipfs_dht: None,
-        deny: Vec::new(),
-    })
+    let listen = listen
+        .map(|ip| {
+            format!("/ip4/{ip}/tcp/0")
+                .parse()
+                .context("an IPv4 address")
+        })
+        .into_iter()
+        .collect::<Result<_>>()?;
+    Ok(NetConfig::listening_on(listen))
 }
 
 async fn network(listen: Option<&str>, stop: &CancellationToken) -> Result<Network> {

@@ -101,6 +101,22 @@ pub struct NetConfig {
 }
 
 impl NetConfig {
+    /// Settings for a network that listens on `listen` only: no bootstrap peers, no mDNS, no
+    /// IPFS DHT (tests and benches that connect their peers themselves).
+    pub fn listening_on(listen: Vec<Multiaddr>) -> Self {
+        Self {
+            listen,
+            bootstrap: Vec::new(),
+            mdns: false,
+            max_connections: 8,
+            bootstrap_interval: Duration::from_secs(60),
+            reprovide_interval: Duration::from_secs(3600),
+            provider_ttl: Duration::from_secs(7200),
+            ipfs_dht: None,
+            deny: Vec::new(),
+        }
+    }
+
     /// The swarm settings of a repository configuration; addresses that do not parse are
     /// an error naming the key.
     pub fn from_config(config: &crate::repo::P2pConfig) -> Result<Self, NetError> {

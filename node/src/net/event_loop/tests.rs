@@ -9,17 +9,7 @@ use crate::net::Command;
 
 /// Settings that open no socket: nothing to listen on, no one to dial, no mDNS.
 fn quiet() -> NetConfig {
-    NetConfig {
-        listen: Vec::new(),
-        bootstrap: Vec::new(),
-        mdns: false,
-        max_connections: 8,
-        bootstrap_interval: Duration::from_secs(60),
-        reprovide_interval: Duration::from_secs(3600),
-        provider_ttl: Duration::from_secs(7200),
-        ipfs_dht: None,
-        deny: Vec::new(),
-    }
+    NetConfig::listening_on(Vec::new())
 }
 
 #[tokio::test(start_paused = true)]
@@ -177,10 +167,7 @@ async fn streams_to_peers_out_of_reach_fail_at_once_however_many_are_asked_toget
 /// A network listening on loopback TCP, once it knows its address.
 async fn listening() -> (crate::net::Network, Multiaddr) {
     let key = Keypair::generate_ed25519();
-    let config = NetConfig {
-        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-        ..quiet()
-    };
+    let config = NetConfig::listening_on(vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
     let stop = CancellationToken::new();
     let network =
         crate::net::Network::start(&key, config, crate::store::IrohBlockStore::memory(), &stop)
