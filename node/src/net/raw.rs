@@ -27,6 +27,7 @@ use futures::{
 use libp2p::{
     core::{transport::PortUse, Endpoint, UpgradeInfo},
     swarm::{
+        behaviour::ConnectionEstablished,
         handler::{
             ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound,
         },
@@ -172,8 +173,7 @@ impl Behaviour {
         self.opener.clone()
     }
 
-    fn handler(&mut self, peer: PeerId, connection: ConnectionId) -> Handler {
-        self.connections.entry(peer).or_default().push(connection);
+    fn handler(&self, peer: PeerId) -> Handler {
         Handler {
             peer,
             accepting: self.accepting.clone(),
@@ -188,38 +188,51 @@ impl NetworkBehaviour for Behaviour {
 
     fn handle_established_inbound_connection(
         &mut self,
-        connection: ConnectionId,
+        _: ConnectionId,
         peer: PeerId,
         _: &Multiaddr,
         _: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.handler(peer, connection))
+        Ok(self.handler(peer))
     }
 
     fn handle_established_outbound_connection(
         &mut self,
-        connection: ConnectionId,
+        _: ConnectionId,
         peer: PeerId,
         _: &Multiaddr,
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.handler(peer, connection))
+        Ok(self.handler(peer))
     }
 
+    /// Connections are counted once every behaviour has taken them (another may refuse one
+    /// after this one made its handler).
     fn on_swarm_event(&mut self, event: FromSwarm) {
-        if let FromSwarm::ConnectionClosed(ConnectionClosed {
-            peer_id,
-            connection_id,
-            ..
-        }) = event
-        {
-            if let Some(connections) = self.connections.get_mut(&peer_id) {
-                connections.retain(|c| *c != connection_id);
-                if connections.is_empty() {
-                    self.connections.remove(&peer_id);
+        match event {
+            FromSwarm::ConnectionEstablished(ConnectionEstablished {
+                peer_id,
+                connection_id,
+                ..
+            }) => self
+                .connections
+                .entry(peer_id)
+                .or_default()
+                .push(connection_id),
+            FromSwarm::ConnectionClosed(ConnectionClosed {
+                peer_id,
+                connection_id,
+                ..
+            }) => {
+                if let Some(connections) = self.connections.get_mut(&peer_id) {
+                    connections.retain(|c| *c != connection_id);
+                    if connections.is_empty() {
+                        self.connections.remove(&peer_id);
+                    }
                 }
             }
+            _ => {}
         }
     }
 
