@@ -32,9 +32,9 @@ pub const SERVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 pub type HeadSource =
     Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>> + Send + Sync>;
 
-/// Answers head requests from `source` on the streams peers open to us through `streams`, at most
-/// [`MAX_SERVING`] at once, each within [`SERVE_TIMEOUT`] and within its peer's `rate`, on
-/// tasks of `tasks`.
+/// Answers head requests from `source` on the streams peers open to us through `streams`, at
+/// most [`MAX_SERVING`] at once, each within [`SERVE_TIMEOUT`] and within its peer's `rate`,
+/// on tasks of `tasks`.
 pub fn serve(
     streams: &super::streams::Streams,
     source: HeadSource,

@@ -112,8 +112,9 @@ fn strike(strikes: &mut u32) -> Admit {
     }
 }
 
-/// Answers search requests from `source` on the streams peers open to us through `streams`, within the
-/// limits above, on tasks of `tasks`; `limited` counts the requests refused over their rate.
+/// Answers search requests from `source` on the streams peers open to us through `streams`,
+/// within the limits above, on tasks of `tasks`; `limited` counts the requests refused over
+/// their rate.
 pub fn serve(
     streams: &super::streams::Streams,
     source: SearchSource,
