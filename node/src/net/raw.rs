@@ -282,7 +282,7 @@ impl ConnectionHandler for Handler {
     type InboundProtocol = Protocols;
     type OutboundProtocol = Protocols;
     type InboundOpenInfo = ();
-    type OutboundOpenInfo = Opened;
+    type OutboundOpenInfo = Open;
 
     fn listen_protocol(&self) -> SubstreamProtocol<Protocols> {
         SubstreamProtocol::new(Protocols(self.accepting.protocols()), ())
@@ -291,10 +291,10 @@ impl ConnectionHandler for Handler {
     fn poll(
         &mut self,
         _: &mut Context<'_>,
-    ) -> Poll<ConnectionHandlerEvent<Protocols, Opened, Infallible>> {
+    ) -> Poll<ConnectionHandlerEvent<Protocols, Open, Infallible>> {
         match self.opening.pop_front() {
             Some(open) => Poll::Ready(ConnectionHandlerEvent::OutboundSubstreamRequest {
-                protocol: SubstreamProtocol::new(Protocols(vec![open.protocol]), open.reply),
+                protocol: SubstreamProtocol::new(Protocols(vec![open.protocol.clone()]), open),
             }),
             None => Poll::Pending,
         }
@@ -304,10 +304,7 @@ impl ConnectionHandler for Handler {
         self.opening.push_back(open);
     }
 
-    fn on_connection_event(
-        &mut self,
-        event: ConnectionEvent<'_, Protocols, Protocols, (), Opened>,
-    ) {
+    fn on_connection_event(&mut self, event: ConnectionEvent<'_, Protocols, Protocols, (), Open>) {
         match event {
             ConnectionEvent::FullyNegotiatedInbound(FullyNegotiatedInbound {
                 protocol: (stream, protocol),
@@ -315,20 +312,27 @@ impl ConnectionHandler for Handler {
             }) => self.accepting.hand(self.peer, stream, protocol),
             ConnectionEvent::FullyNegotiatedOutbound(FullyNegotiatedOutbound {
                 protocol: (stream, _),
-                info: reply,
+                info: open,
             }) => {
-                let _ = reply.send(Ok(stream));
+                let _ = open.reply.send(Ok(stream));
             }
-            ConnectionEvent::DialUpgradeError(DialUpgradeError { info: reply, error }) => {
+            ConnectionEvent::DialUpgradeError(DialUpgradeError { info: open, error }) => {
+                let (peer, protocol) = (open.peer, &open.protocol);
                 let why = match error {
-                    StreamUpgradeError::NegotiationFailed => {
-                        format!("{} does not speak the protocol", self.peer)
+                    StreamUpgradeError::NegotiationFailed => format!(
+                        "{peer} does not speak {protocol}: it runs another version of ipvec or \
+                         another program; ask another peer"
+                    ),
+                    StreamUpgradeError::Timeout => format!(
+                        "opening a {protocol} stream to {peer} timed out; the peer may be \
+                         overloaded, try again or ask another peer"
+                    ),
+                    StreamUpgradeError::Io(e) => {
+                        format!("opening a {protocol} stream to {peer} failed: {e}")
                     }
-                    StreamUpgradeError::Timeout => "opening the stream timed out".to_string(),
-                    StreamUpgradeError::Io(e) => e.to_string(),
                     StreamUpgradeError::Apply(never) => match never {},
                 };
-                let _ = reply.send(Err(why));
+                let _ = open.reply.send(Err(why));
             }
             _ => {}
         }

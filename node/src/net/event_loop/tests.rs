@@ -189,7 +189,7 @@ async fn listening() -> (crate::net::Network, Multiaddr) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_searches_from_several_peers_is_answered_whole() {
     // Streams that come faster than the accept loop takes them wait in a queue: libp2p-stream
-    // kept one and dropped the others (`net::inbound`), and a run of this test lost some
+    // kept one and dropped the others (`net::raw`), and a run of this test lost some
     // searches in most runs so.
     use ipvec_protocol::search::{ErrorCode, SearchAnswer, ShardAnswer, ShardError};
     const ASKERS: usize = 3;
