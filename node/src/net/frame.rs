@@ -15,6 +15,10 @@ pub enum FrameError {
         /// The limit.
         max: usize,
     },
+    /// The stream ended or broke before the first byte of the frame: the peer closed it
+    /// unanswered (or the connection went).
+    #[error("the stream closed before a frame began: {0}")]
+    Closed(String),
     /// The stream ended or failed, or the length prefix is malformed.
     #[error("{0}")]
     Stream(String),
@@ -26,7 +30,10 @@ pub async fn read(stream: &mut libp2p::Stream, max: usize) -> Result<Vec<u8>, Fr
     let mut len = 0u64;
     for i in 0..10 {
         let mut byte = [0u8; 1];
-        stream.read_exact(&mut byte).await.map_err(broken)?;
+        match stream.read_exact(&mut byte).await {
+            Err(e) if i == 0 => return Err(FrameError::Closed(e.to_string())),
+            read => read.map_err(broken)?,
+        }
         len |= u64::from(byte[0] & 0x7f) << (7 * i);
         if byte[0] & 0x80 == 0 {
             if len > max as u64 {
@@ -55,4 +62,18 @@ pub async fn write(stream: &mut libp2p::Stream, bytes: &[u8]) -> Result<(), Stri
 pub async fn write_last(stream: &mut libp2p::Stream, bytes: &[u8]) -> Result<(), String> {
     write(stream, bytes).await?;
     stream.close().await.map_err(|e| e.to_string())
+}
+
+/// Why `peer` gave no answer to a `what` request, from the error reading it, saying what to do.
+pub fn unanswered(peer: libp2p::PeerId, what: &str, e: FrameError) -> String {
+    match e {
+        FrameError::Closed(cause) => format!(
+            "{peer} closed the {what} request unanswered ({cause}): it is busy, or this node \
+             is over its rate there; try again shortly or ask another peer"
+        ),
+        FrameError::TooLarge { .. } => {
+            format!("{peer} answered the {what} request with {e}: it breaks the protocol")
+        }
+        FrameError::Stream(_) => format!("{peer} did not answer the {what} request: {e}"),
+    }
 }

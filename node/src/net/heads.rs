@@ -85,11 +85,24 @@ pub async fn ask(
     mut streams: super::streams::Streams,
     peer: PeerId,
     collection: &str,
-) -> Result<Option<Vec<u8>>, String> {
+) -> Result<Option<Vec<u8>>, super::NetError> {
     let mut stream = streams.open(peer, PROTOCOL).await?;
-    frame::write(&mut stream, collection.as_bytes()).await?;
+    let failed = |reason: String| super::NetError::Ask {
+        peer,
+        protocol: PROTOCOL,
+        reason,
+    };
+    frame::write(&mut stream, collection.as_bytes())
+        .await
+        .map_err(|e| {
+            failed(frame::unanswered(
+                peer,
+                "head",
+                frame::FrameError::Closed(e),
+            ))
+        })?;
     let head = frame::read(&mut stream, MAX_HEAD_BYTES)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(frame::unanswered(peer, "head", e)))?;
     Ok((!head.is_empty()).then_some(head))
 }

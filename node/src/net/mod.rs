@@ -34,7 +34,7 @@ pub mod streams;
 use std::time::Duration;
 
 use cid::Cid;
-use libp2p::{identity::Keypair, Multiaddr, PeerId};
+use libp2p::{identity::Keypair, Multiaddr, PeerId, StreamProtocol};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -189,6 +189,18 @@ pub enum NetError {
     /// Dialing a peer failed.
     #[error("cannot connect to {address}: {reason}")]
     Dial { address: String, reason: String },
+    /// A peer we could reach did not answer a request: it does not speak the protocol, closed
+    /// the stream unanswered (busy, or over its rate), broke the protocol, or took too long.
+    /// The reason names the peer and says what to do.
+    #[error("{reason}")]
+    Ask {
+        /// The peer asked.
+        peer: PeerId,
+        /// The protocol of the request.
+        protocol: StreamProtocol,
+        /// What went wrong.
+        reason: String,
+    },
     /// A DHT operation failed.
     #[error("DHT: {0}")]
     Dht(String),
@@ -456,16 +468,11 @@ impl Network {
         collection: &str,
     ) -> Result<Option<Vec<u8>>, NetError> {
         // A stream asked for once the swarm is gone would wait forever.
-        let asked = self
-            .tasks
+        self.tasks
             .token()
             .run_until_cancelled(heads::ask(self.streams.clone(), peer, collection))
             .await
-            .ok_or(NetError::Stopped)?;
-        asked.map_err(|reason| NetError::Dial {
-            address: peer.to_string(),
-            reason,
-        })
+            .ok_or(NetError::Stopped)?
     }
 
     /// Answers `/ipvec/search/1.0.0` requests from `source`, `rate_per_peer` a second per peer.
@@ -493,16 +500,11 @@ impl Network {
         request: &ipvec_protocol::search::SearchRequest,
         timeout: Duration,
     ) -> Result<ipvec_protocol::search::SearchAnswer, NetError> {
-        let asked = self
-            .tasks
+        self.tasks
             .token()
             .run_until_cancelled(search::ask(self.streams.clone(), peer, request, timeout))
             .await
-            .ok_or(NetError::Stopped)?;
-        asked.map_err(|reason| NetError::Dial {
-            address: peer.to_string(),
-            reason,
-        })
+            .ok_or(NetError::Stopped)?
     }
 
     /// DHT counters.

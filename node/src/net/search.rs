@@ -236,19 +236,41 @@ pub async fn ask(
     peer: PeerId,
     request: &SearchRequest,
     timeout: Duration,
-) -> Result<SearchAnswer, String> {
-    let bytes = request.encode().map_err(|e| e.to_string())?;
+) -> Result<SearchAnswer, super::NetError> {
+    let failed = |reason: String| super::NetError::Ask {
+        peer,
+        protocol: PROTOCOL,
+        reason,
+    };
+    let bytes = request
+        .encode()
+        .map_err(|e| super::NetError::Config(e.to_string()))?;
     let exchange = async {
         let mut stream = streams.open(peer, PROTOCOL).await?;
-        frame::write(&mut stream, &bytes).await?;
+        frame::write(&mut stream, &bytes).await.map_err(|e| {
+            failed(frame::unanswered(
+                peer,
+                "search",
+                frame::FrameError::Closed(e),
+            ))
+        })?;
         let answer = frame::read(&mut stream, ipvec_protocol::search::MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| e.to_string())?;
-        SearchAnswer::decode(&answer, request.k).map_err(|e| e.to_string())
+            .map_err(|e| failed(frame::unanswered(peer, "search", e)))?;
+        SearchAnswer::decode(&answer, request.k).map_err(|e| {
+            failed(format!(
+                "{peer} answered the search with a malformed answer: {e}"
+            ))
+        })
     };
     tokio::time::timeout(timeout, exchange)
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())))
+        .unwrap_or_else(|_| {
+            Err(failed(format!(
+                "{peer} did not answer the search within {} ms",
+                timeout.as_millis()
+            )))
+        })
 }
 
 #[cfg(test)]

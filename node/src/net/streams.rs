@@ -52,19 +52,26 @@ impl Streams {
 
     /// A new stream of `protocol` to `peer`, connected to first unless it is; why not, if the
     /// peer cannot be reached, refuses the protocol or the network has stopped.
-    pub async fn open(&mut self, peer: PeerId, protocol: StreamProtocol) -> Result<Stream, String> {
-        let stopped = || "the network has stopped".to_string();
+    pub async fn open(
+        &mut self,
+        peer: PeerId,
+        protocol: StreamProtocol,
+    ) -> Result<Stream, super::NetError> {
         let (reply, answer) = oneshot::channel();
-        let commands = self.commands.upgrade().ok_or_else(stopped)?;
+        let commands = self.commands.upgrade().ok_or(super::NetError::Stopped)?;
         commands
             .send(Command::DialPeer(peer, reply))
             .await
-            .map_err(|_| stopped())?;
+            .map_err(|_| super::NetError::Stopped)?;
         drop(commands);
-        answer
+        answer.await.map_err(|_| super::NetError::Stopped)??;
+        self.opener
+            .open(peer, protocol.clone())
             .await
-            .map_err(|_| stopped())?
-            .map_err(|e| e.to_string())?;
-        self.opener.open(peer, protocol).await
+            .map_err(|reason| super::NetError::Ask {
+                peer,
+                protocol,
+                reason,
+            })
     }
 }

@@ -265,7 +265,7 @@ impl From<NetError> for Error {
     fn from(e: NetError) -> Self {
         match e {
             NetError::Config(_) | NetError::Dial { .. } => Self::Invalid(e.to_string()),
-            NetError::Stopped => Self::Unavailable(e.to_string()),
+            NetError::Stopped | NetError::Ask { .. } => Self::Unavailable(e.to_string()),
             _ => Self::Internal(e.to_string()),
         }
     }

@@ -119,7 +119,12 @@ impl<S: BlockStore + Clone + Send + Sync + 'static> Bitswap<S> {
                         Ok(s) => s.clone(),
                         Err(_) => return Err("bitswap is shutting down".to_string()),
                     };
-                    *slot = Some(streams.open(peer, PROTOCOL).await?);
+                    *slot = Some(
+                        streams
+                            .open(peer, PROTOCOL)
+                            .await
+                            .map_err(|e| e.to_string())?,
+                    );
                 }
                 let stream = slot.as_mut().ok_or("no stream")?;
                 stream.write_all(&prefix).await.map_err(|e| e.to_string())?;
