@@ -1,8 +1,9 @@
 //! Distance kernels over one-byte codes, for graphs that walk on codes
 //! ([`hnsw::codes`](crate::index::hnsw::codes)): squared L2 of u8 codes, and the inner product
-//! of the i8 codes of unit vectors. Both widen 64 codes a step to i16 and sum their products in
-//! pairs into i32 lanes (`vpmaddwd`) with AVX-512BW, or run a portable loop of 32 lanes that
-//! compilers vectorise; the sums are exact integers, rounded once to f32.
+//! of the i8 codes of unit vectors. Both widen the codes to i16 and sum their products in pairs
+//! into i32 lanes (`vpmaddwd`), 64 codes a step with AVX-512BW or 32 with AVX2, or run a
+//! portable loop of 32 lanes that compilers vectorise; the sums are exact integers, rounded
+//! once to f32.
 
 use super::UsearchMetricOf;
 
@@ -25,18 +26,47 @@ pub(crate) fn usearch_i8_unit_cosine(dimension: usize) -> UsearchMetricOf<i8> {
 /// The distance of two code vectors as bytes: squared L2 of u8 codes, or (`unit`) the
 /// cosine distance of the i8 codes of unit vectors, as the usearch metrics above compute it.
 pub(crate) fn distance(unit: bool) -> fn(&[u8], &[u8]) -> f32 {
+    // Each arm is handed out only once the CPU is known to have its instructions (`isa`).
+    match (unit, isa()) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512BW.
+        (true, Isa::Avx512) => {
+            |a, b| unit_cosine(unsafe { x86::dot_i8_avx512(as_i8(a), as_i8(b)) })
+        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX2.
+        (true, Isa::Avx2) => |a, b| unit_cosine(unsafe { x86::dot_i8_avx2(as_i8(a), as_i8(b)) }),
+        (true, _) => |a, b| unit_cosine(portable::dot_i8(as_i8(a), as_i8(b))),
+        (false, _) => l2sq_u8_kernel(),
+    }
+}
+
+/// `1 − dot / 127²`.
+#[inline]
+fn unit_cosine(dot: i32) -> f32 {
+    1.0 - dot as f32 / UNIT
+}
+
+/// The instructions the code kernels use on the running CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isa {
+    Avx512,
+    Avx2,
+    Portable,
+}
+
+/// The widest instructions of the running CPU that a code kernel is written for.
+fn isa() -> Isa {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: handed out only once the CPU is known to have AVX-512BW (checked above).
-        return match unit {
-            true => |a, b| 1.0 - unsafe { x86::dot_i8_avx512(as_i8(a), as_i8(b)) } as f32 / UNIT,
-            false => |a, b| unsafe { x86::l2sq_u8_avx512(a, b) as f32 },
-        };
+    {
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            return Isa::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Isa::Avx2;
+        }
     }
-    match unit {
-        true => |a, b| 1.0 - portable::dot_i8(as_i8(a), as_i8(b)) as f32 / UNIT,
-        false => |a, b| portable::l2sq_u8(a, b) as f32,
-    }
+    Isa::Portable
 }
 
 /// Asks the memory for the cache lines of `codes`, which a walk scores soon; reads nothing.
@@ -77,22 +107,30 @@ fn metric<T: 'static>(dimension: usize, kernel: fn(&[T], &[T]) -> f32) -> Usearc
 
 /// The fastest squared-L2 kernel of u8 codes for the running CPU, chosen once.
 fn l2sq_u8_kernel() -> fn(&[u8], &[u8]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: handed out only once the CPU is known to have AVX-512BW (checked above).
-        return |a, b| unsafe { x86::l2sq_u8_avx512(a, b) as f32 };
+    // Each arm is handed out only once the CPU is known to have its instructions (`isa`).
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512BW.
+        Isa::Avx512 => |a, b| unsafe { x86::l2sq_u8_avx512(a, b) } as f32,
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX2.
+        Isa::Avx2 => |a, b| unsafe { x86::l2sq_u8_avx2(a, b) } as f32,
+        _ => |a, b| portable::l2sq_u8(a, b) as f32,
     }
-    |a, b| portable::l2sq_u8(a, b) as f32
 }
 
 /// The fastest unit-cosine kernel of i8 codes for the running CPU, chosen once.
 fn unit_cosine_i8_kernel() -> fn(&[i8], &[i8]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: handed out only once the CPU is known to have AVX-512BW (checked above).
-        return |a, b| 1.0 - unsafe { x86::dot_i8_avx512(a, b) } as f32 / UNIT;
+    // Each arm is handed out only once the CPU is known to have its instructions (`isa`).
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512BW.
+        Isa::Avx512 => |a, b| unit_cosine(unsafe { x86::dot_i8_avx512(a, b) }),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX2.
+        Isa::Avx2 => |a, b| unit_cosine(unsafe { x86::dot_i8_avx2(a, b) }),
+        _ => |a, b| unit_cosine(portable::dot_i8(a, b)),
     }
-    |a, b| 1.0 - portable::dot_i8(a, b) as f32 / UNIT
 }
 
 mod portable {
@@ -137,7 +175,8 @@ mod portable {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! Callers must have checked that the CPU has AVX-512BW.
+    //! Callers must have checked that the CPU has the instructions a kernel is compiled for:
+    //! AVX-512BW (`…_avx512`) or AVX2 (`…_avx2`).
 
     use std::arch::x86_64::*;
 
@@ -195,6 +234,68 @@ mod x86 {
         }
         sum
     }
+
+    /// [`dot_i8_avx512`] in 256-bit registers: 32 codes a step.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot_i8_avx2(a: &[i8], b: &[i8]) -> i32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let widen = |p: *const i8| _mm256_cvtepi8_epi16(_mm_loadu_si128(p.cast()));
+        let (mut acc0, mut acc1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        let mut i = 0;
+        while i + 32 <= n {
+            let p0 = _mm256_madd_epi16(widen(pa.add(i)), widen(pb.add(i)));
+            let p1 = _mm256_madd_epi16(widen(pa.add(i + 16)), widen(pb.add(i + 16)));
+            acc0 = _mm256_add_epi32(acc0, p0);
+            acc1 = _mm256_add_epi32(acc1, p1);
+            i += 32;
+        }
+        if i + 16 <= n {
+            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(widen(pa.add(i)), widen(pb.add(i))));
+            i += 16;
+        }
+        let mut sum = sum_i32_avx2(_mm256_add_epi32(acc0, acc1));
+        for (x, y) in a[i..n].iter().zip(&b[i..n]) {
+            sum += i32::from(*x) * i32::from(*y);
+        }
+        sum
+    }
+
+    /// [`l2sq_u8_avx512`] in 256-bit registers: 32 codes a step.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn l2sq_u8_avx2(a: &[u8], b: &[u8]) -> u32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let widen = |p: *const u8| _mm256_cvtepu8_epi16(_mm_loadu_si128(p.cast()));
+        let (mut acc0, mut acc1) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        let mut i = 0;
+        while i + 32 <= n {
+            let d0 = _mm256_sub_epi16(widen(pa.add(i)), widen(pb.add(i)));
+            let d1 = _mm256_sub_epi16(widen(pa.add(i + 16)), widen(pb.add(i + 16)));
+            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(d0, d0));
+            acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(d1, d1));
+            i += 32;
+        }
+        if i + 16 <= n {
+            let d0 = _mm256_sub_epi16(widen(pa.add(i)), widen(pb.add(i)));
+            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(d0, d0));
+            i += 16;
+        }
+        let mut sum = sum_i32_avx2(_mm256_add_epi32(acc0, acc1)) as u32;
+        for (x, y) in a[i..n].iter().zip(&b[i..n]) {
+            sum += u32::from(x.abs_diff(*y)).pow(2);
+        }
+        sum
+    }
+
+    /// The sum of the eight i32 lanes (wrapping, as the lanes' own additions do).
+    #[target_feature(enable = "avx2")]
+    unsafe fn sum_i32_avx2(v: __m256i) -> i32 {
+        let x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let x = _mm_add_epi32(x, _mm_shuffle_epi32::<0b01_00_11_10>(x));
+        let x = _mm_add_epi32(x, _mm_shuffle_epi32::<0b10_11_00_01>(x));
+        _mm_cvtsi128_si32(x)
+    }
 }
 
 #[cfg(test)]
@@ -202,6 +303,11 @@ mod tests {
     use rand::{rngs::StdRng, Rng, SeedableRng};
 
     use super::*;
+
+    fn as_u8(codes: &[i8]) -> &[u8] {
+        // SAFETY: u8 and i8 have the same size and alignment, and every bit pattern is valid.
+        unsafe { std::slice::from_raw_parts(codes.as_ptr().cast(), codes.len()) }
+    }
 
     /// The code kernels give the exact integer sum on every length, the tails included, and
     /// at the extremes of the code range.
@@ -239,6 +345,13 @@ mod tests {
                     let got = unsafe { x86::l2sq_u8_avx512(&a, &b) };
                     assert_eq!(u64::from(got), want, "avx512bw, dim {dim}");
                 }
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2.
+                    let got = unsafe { x86::l2sq_u8_avx2(&a, &b) };
+                    assert_eq!(u64::from(got), want, "avx2, dim {dim}");
+                }
+                assert_eq!(distance(false)(&a, &b), want as f32, "bytes, dim {dim}");
             }
         }
     }
@@ -280,6 +393,17 @@ mod tests {
                     let got = unsafe { x86::dot_i8_avx512(&a, &b) };
                     assert_eq!(i64::from(got), want, "avx512bw, dim {dim}");
                 }
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2.
+                    let got = unsafe { x86::dot_i8_avx2(&a, &b) };
+                    assert_eq!(i64::from(got), want, "avx2, dim {dim}");
+                }
+                assert_eq!(
+                    super::distance(true)(as_u8(&a), as_u8(&b)),
+                    distance,
+                    "bytes, dim {dim}"
+                );
             }
         }
     }
