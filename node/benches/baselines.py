@@ -6,7 +6,7 @@ directory and runs this script once per library:
 
     python3 baselines.py --check
     python3 baselines.py --dir DIR --lib faiss|hnswlib --metric l2|cosine --m 16 \
-        --ef-construction 128 --efs 16,32,64,128,256,512 --repeats 3 --out results.json
+        --ef-construction 128 --efs 16,32,64,128,256,512 --repeats 5 --out results.json
 
 Under cosine, faiss indexes the unit vectors by inner product (and each search normalises its
 queries first, inside the timed part); hnswlib uses its own cosine space.
@@ -154,7 +154,7 @@ def main():
     parser.add_argument("--ef-construction", type=int, default=128)
     parser.add_argument("--efs", default="16,32,64,128,256,512")
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out")
     args = parser.parse_args()
     if args.check:

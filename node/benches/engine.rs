@@ -14,7 +14,8 @@
 //! Options: `--dataset fashion-mnist|tokens`, `--queries N` (queries, default 1,000),
 //! `--dir PATH` (where the temporary stores go; default the system temp dir),
 //! `--skip-baselines`, `--skip-memory`, `--skip-usearch-kernel` (no second raw index with
-//! usearch's own f32 kernel), `--shards N` (the ipvec collection's shard count, default 1:
+//! usearch's own f32 kernel), `--overhead ROUNDS` (only a collection in f32 and one on codes
+//! against their own graphs, searched in turns `ROUNDS` times), `--shards N` (the ipvec collection's shard count, default 1:
 //! with more, queries search the one index of every shard, and a section measures searches of
 //! some of the shards).
 //! Everything runs on one thread with M = 16 and ef_construction = 128. It prints numbers and
@@ -28,6 +29,8 @@ mod data;
 mod engines;
 #[path = "engine/memory.rs"]
 mod memory;
+#[path = "engine/overhead.rs"]
+mod overhead;
 #[path = "engine/report.rs"]
 mod report;
 #[path = "engine/subset.rs"]
@@ -77,6 +80,8 @@ struct Options {
     /// `--dataset tokens`: all-MiniLM-L6-v2's token embeddings (cosine) instead of
     /// Fashion-MNIST (L2).
     tokens: bool,
+    /// `--overhead ROUNDS`: only the collections against their own graphs ([`overhead`]).
+    overhead: Option<usize>,
 }
 
 fn options() -> Result<Options> {
@@ -90,6 +95,7 @@ fn options() -> Result<Options> {
         skip_cores: false,
         shards: 1,
         tokens: false,
+        overhead: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -109,6 +115,14 @@ fn options() -> Result<Options> {
                 Some("tokens") => opts.tokens = true,
                 _ => bail!("--dataset is fashion-mnist (L2) or tokens (cosine)"),
             },
+            "--overhead" => {
+                let v = args.next().context("--overhead needs a number of rounds")?;
+                let rounds: usize = v.parse().context("--overhead ROUNDS")?;
+                if rounds == 0 {
+                    bail!("--overhead needs at least one round");
+                }
+                opts.overhead = Some(rounds);
+            }
             "--shards" => {
                 let v = args.next().context("--shards needs a value")?;
                 opts.shards = v.parse().context("--shards N")?;
@@ -146,6 +160,12 @@ async fn run(opts: &Options, dir: &Path) -> Result<()> {
         data.queries_len(),
         watch.stop().secs()
     );
+    if let Some(rounds) = opts.overhead {
+        let work = tempfile::Builder::new()
+            .prefix("ipvec-engine-overhead")
+            .tempdir_in(dir)?;
+        return overhead::run(&data, work.path(), rounds).await;
+    }
     // Filters and the memory children need Fashion-MNIST's labels and pixels.
     let filters = match data.has_labels() {
         true => data::filter_cases(),
