@@ -15,9 +15,9 @@
 //! `--dir PATH` (where the temporary stores go; default the system temp dir),
 //! `--skip-baselines`, `--skip-memory`, `--skip-usearch-kernel` (no second raw index with
 //! usearch's own f32 kernel), `--overhead ROUNDS` (only a collection in f32 and one on codes
-//! against their own graphs, searched in turns `ROUNDS` times), `--shards N` (the ipvec collection's shard count, default 1:
-//! with more, queries search the one index of every shard, and a section measures searches of
-//! some of the shards).
+//! against their own graphs, searched in turns `ROUNDS` times), `--shards N` (the ipvec
+//! collection's shard count, default 1: with more, queries search the one index of every
+//! shard, and a section measures searches of some of the shards).
 //! Everything runs on one thread with M = 16 and ef_construction = 128. It prints numbers and
 //! asserts nothing about time. MB = 10^6 bytes. See docs/benchmarks.md.
 
